@@ -1,0 +1,138 @@
+package sim
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Fault is one injected failure on the mTLS API: requests whose path starts with
+// Path (and, if set, whose method is Method) get Status, or the connection reset,
+// after Latency, for the next Count requests (0 = until cleared).
+type Fault struct {
+	Path    string        `json:"path"`
+	Method  string        `json:"method,omitempty"`
+	Status  int           `json:"status,omitempty"`
+	Reset   bool          `json:"reset,omitempty"`
+	Latency time.Duration `json:"latency,omitempty"`
+	Count   int           `json:"count,omitempty"`
+	Hits    int           `json:"hits"`
+}
+
+type faults struct {
+	mu    sync.Mutex
+	rules []*Fault
+}
+
+func newFaults() *faults { return &faults{} }
+
+// Add installs a fault.
+func (f *faults) add(r Fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules = append(f.rules, &r)
+}
+
+func (f *faults) match(r *http.Request) (Fault, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, rule := range f.rules {
+		if !strings.HasPrefix(r.URL.Path, rule.Path) || (rule.Method != "" && !strings.EqualFold(rule.Method, r.Method)) {
+			continue
+		}
+		rule.Hits++
+		hit := *rule
+		if rule.Count > 0 && rule.Hits >= rule.Count {
+			f.rules = append(f.rules[:i], f.rules[i+1:]...)
+		}
+		return hit, true
+	}
+	return Fault{}, false
+}
+
+// wrap applies the faults in front of the API handlers.
+func (f *faults) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rule, ok := f.match(r)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if rule.Latency > 0 {
+			t := time.NewTimer(rule.Latency)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
+		switch {
+		case rule.Reset:
+			if hj, ok := w.(http.Hijacker); ok {
+				if conn, _, err := hj.Hijack(); err == nil {
+					conn.Close()
+					return
+				}
+			}
+			panic(http.ErrAbortHandler) // HTTP/2: abort the stream
+		case rule.Status != 0:
+			writeJSON(w, rule.Status, map[string]string{"error": "injected_fault", "error_description": http.StatusText(rule.Status)})
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// faultJSON is the control API form: latency in milliseconds.
+type faultJSON struct {
+	Path      string `json:"path"`
+	Method    string `json:"method,omitempty"`
+	Status    int    `json:"status,omitempty"`
+	Reset     bool   `json:"reset,omitempty"`
+	LatencyMS int    `json:"latencyMs,omitempty"`
+	Count     int    `json:"count,omitempty"`
+}
+
+func (f *faults) handleSet(w http.ResponseWriter, r *http.Request) {
+	var in faultJSON
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&in); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "fault: " + err.Error()})
+		return
+	}
+	if !strings.HasPrefix(in.Path, "/") {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "fault: path must start with /"})
+		return
+	}
+	if in.Status != 0 && (in.Status < 100 || in.Status > 599) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "fault: status must be an HTTP status code"})
+		return
+	}
+	f.add(Fault{Path: in.Path, Method: in.Method, Status: in.Status, Reset: in.Reset, Latency: time.Duration(in.LatencyMS) * time.Millisecond, Count: in.Count})
+	writeJSON(w, http.StatusCreated, in)
+}
+
+func (f *faults) handleClear(w http.ResponseWriter, _ *http.Request) {
+	f.mu.Lock()
+	f.rules = nil
+	f.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *faults) handleList(w http.ResponseWriter, _ *http.Request) {
+	f.mu.Lock()
+	out := make([]Fault, 0, len(f.rules))
+	for _, r := range f.rules {
+		out = append(out, *r)
+	}
+	f.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+// AddFault installs a fault (for in-process tests).
+func (p *PPaaS) AddFault(f Fault) { p.faults.add(f) }
+
+// ExpireTokens makes every token issued so far invalid.
+func (p *PPaaS) ExpireTokens() { p.issuer.expireAll() }

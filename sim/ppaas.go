@@ -1,0 +1,327 @@
+// Package sim is the simulated PPaaS world the agent is tested against on loopback:
+// the device authorization server and APIs on mutual TLS (port 9021 by default), the
+// qrcode-payment API with modelled payment providers, an MQTT broker that pushes
+// provider events to devices, fault injection, and a plain-HTTP control API for tests,
+// the virtual terminal page and integrators' scripts.
+package sim
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/mtls"
+)
+
+// Config configures the simulated PPaaS.
+type Config struct {
+	// Addr is the mTLS listener for auth and APIs (default 127.0.0.1:9021).
+	Addr string
+	// ControlAddr is the plain-HTTP loopback listener of the control API
+	// (default 127.0.0.1:0).
+	ControlAddr string
+	// CertsDir holds ca.pem, server.pem and server.key (see package certs).
+	CertsDir string
+	// TokenTTL is the life of issued access tokens (default 300 s, as PPaaS).
+	TokenTTL time.Duration
+	// Users are the end users accepted by the password grant (username → password);
+	// default: the seed's generic merchant account.
+	Users  map[string]string
+	Logger *slog.Logger
+	// Now is the simulator's clock (default time.Now); tests skew it.
+	Now func() time.Time
+}
+
+// PPaaS is a running simulated platform.
+type PPaaS struct {
+	cfg     Config
+	log     *slog.Logger
+	tls     *tls.Config
+	mux     *http.ServeMux // mTLS API
+	control *http.ServeMux // plain-HTTP control API
+	issuer  *issuer
+	faults  *faults
+
+	mu       sync.Mutex
+	merchant map[string]merchant // serial → credentials handed out
+	clientID map[string]string   // clientId → serial
+
+	apiLn, ctlLn net.Listener
+	api, ctl     *http.Server
+	wg           sync.WaitGroup
+}
+
+type merchant struct {
+	MerchantName string `json:"merchantName"`
+	UserDomain   string `json:"userDomain"`
+	ClientID     string `json:"clientId"`
+	ClientSecret string `json:"clientSecret"`
+	Revoked      bool   `json:"-"`
+}
+
+// Device is the authenticated caller of an API request.
+type Device struct {
+	Serial   string
+	Model    string
+	ClientID string
+}
+
+type deviceKey struct{}
+
+// DeviceFrom returns the device that a request's bearer token belongs to.
+func DeviceFrom(ctx context.Context) (Device, bool) {
+	d, ok := ctx.Value(deviceKey{}).(Device)
+	return d, ok
+}
+
+// New loads the server certificate and CA and prepares the handlers. Nothing
+// listens until Start.
+func New(cfg Config) (*PPaaS, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:9021"
+	}
+	if cfg.ControlAddr == "" {
+		cfg.ControlAddr = "127.0.0.1:0"
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = 300 * time.Second
+	}
+	if cfg.Users == nil {
+		cfg.Users = map[string]string{"merchant": "@Welcome123"}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pool, err := mtls.LoadCAPool(filepath.Join(cfg.CertsDir, certs.CAFile))
+	if err != nil {
+		return nil, fmt.Errorf("simulated PPaaS: %w", err)
+	}
+	pair, err := mtls.LoadKeyPair(filepath.Join(cfg.CertsDir, certs.ServerCertFile), filepath.Join(cfg.CertsDir, certs.ServerKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("simulated PPaaS: %w", err)
+	}
+	iss, err := newIssuer(cfg.TokenTTL, cfg.Now)
+	if err != nil {
+		return nil, fmt.Errorf("simulated PPaaS: %w", err)
+	}
+	p := &PPaaS{
+		cfg: cfg,
+		log: log,
+		tls: &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{pair},
+			ClientCAs:    pool,
+			ClientAuth:   tls.VerifyClientCertIfGiven,
+		},
+		mux:      http.NewServeMux(),
+		control:  http.NewServeMux(),
+		issuer:   iss,
+		faults:   newFaults(),
+		merchant: map[string]merchant{},
+		clientID: map[string]string{},
+	}
+	p.routes()
+	return p, nil
+}
+
+// TLSConfig is the server side TLS configuration (also used by the broker).
+func (p *PPaaS) TLSConfig() *tls.Config { return p.tls.Clone() }
+
+// routes registers every handler of the simulated platform.
+func (p *PPaaS) routes() {
+	p.mux.HandleFunc("GET /oauth2-mtls/v1/merchants-credentials", p.withCert(p.handleCredentials))
+	p.mux.HandleFunc("POST /oauth2-mtls/v1/token", p.withCert(p.handleToken))
+	p.mux.HandleFunc("GET /oauth2-mtls/v1/certs", p.handleJWKS)
+	p.mux.HandleFunc("GET /resources/v1/countries", p.device(p.handleCountries))
+
+	p.control.HandleFunc("GET /control/healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	p.control.HandleFunc("POST /control/auth/expire-tokens", p.handleExpireTokens)
+	p.control.HandleFunc("POST /control/auth/revoke/{serial}", p.handleRevoke)
+	p.control.HandleFunc("POST /control/faults", p.faults.handleSet)
+	p.control.HandleFunc("DELETE /control/faults", p.faults.handleClear)
+	p.control.HandleFunc("GET /control/faults", p.faults.handleList)
+	p.control.HandleFunc("GET /control/stats", p.handleStats)
+}
+
+// Start listens on both addresses and serves until Close.
+func (p *PPaaS) Start(ctx context.Context) error {
+	var lc net.ListenConfig
+	apiLn, err := lc.Listen(ctx, "tcp", p.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("simulated PPaaS: listen %s: %w", p.cfg.Addr, err)
+	}
+	ctlLn, err := lc.Listen(ctx, "tcp", p.cfg.ControlAddr)
+	if err != nil {
+		apiLn.Close()
+		return fmt.Errorf("simulated PPaaS: listen control %s: %w", p.cfg.ControlAddr, err)
+	}
+	p.apiLn, p.ctlLn = apiLn, ctlLn
+	errLog := slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)
+	p.api = &http.Server{
+		Handler:           p.faults.wrap(p.mux),
+		TLSConfig:         p.tls,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          errLog,
+	}
+	p.ctl = &http.Server{Handler: p.control, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		if err := p.api.Serve(tls.NewListener(apiLn, p.tls)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("simulated PPaaS API stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer p.wg.Done()
+		if err := p.ctl.Serve(ctlLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("simulated PPaaS control API stopped", "err", err)
+		}
+	}()
+	p.log.Info("simulated PPaaS listening", "api", p.URL(), "control", p.ControlURL())
+	return nil
+}
+
+// URL is the base URL of the mTLS API, e.g. https://127.0.0.1:9021.
+func (p *PPaaS) URL() string { return "https://" + p.apiLn.Addr().String() }
+
+// ControlURL is the base URL of the control API.
+func (p *PPaaS) ControlURL() string { return "http://" + p.ctlLn.Addr().String() }
+
+// Close stops the listeners and waits for the servers to finish.
+func (p *PPaaS) Close(ctx context.Context) error {
+	var errs []error
+	if p.api != nil {
+		errs = append(errs, p.api.Shutdown(ctx))
+	}
+	if p.ctl != nil {
+		errs = append(errs, p.ctl.Shutdown(ctx))
+	}
+	p.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// peerDevice is the identity in the client certificate of the connection.
+func peerDevice(r *http.Request) (Device, error) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return Device{}, errors.New("no verified client certificate")
+	}
+	leaf := r.TLS.VerifiedChains[0][0]
+	if !hasClientAuth(leaf) {
+		return Device{}, errors.New("certificate is not for client authentication")
+	}
+	serial, model, err := mtls.Serial(leaf)
+	if err != nil {
+		return Device{}, err
+	}
+	return Device{Serial: serial, Model: model}, nil
+}
+
+func hasClientAuth(c *x509.Certificate) bool {
+	for _, u := range c.ExtKeyUsage {
+		if u == x509.ExtKeyUsageClientAuth || u == x509.ExtKeyUsageAny {
+			return true
+		}
+	}
+	return len(c.ExtKeyUsage) == 0
+}
+
+// withCert requires a device certificate signed by the device CA (port 9021 is
+// mTLS-only for devices).
+func (p *PPaaS) withCert(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		d, err := peerDevice(r)
+		if err != nil {
+			writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "mutual TLS required: "+err.Error())
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), deviceKey{}, d)))
+	}
+}
+
+// device requires a valid bearer token issued to the device whose certificate is on
+// the connection.
+func (p *PPaaS) device(h http.HandlerFunc) http.HandlerFunc {
+	return p.withCert(func(w http.ResponseWriter, r *http.Request) {
+		peer, _ := DeviceFrom(r.Context())
+		raw, ok := bearer(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ppaas"`)
+			writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "missing bearer token")
+			return
+		}
+		d, err := p.VerifyToken(raw)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ppaas", error="invalid_token"`)
+			writeOAuthError(w, http.StatusUnauthorized, "invalid_token", err.Error())
+			return
+		}
+		if d.Serial != peer.Serial {
+			writeOAuthError(w, http.StatusForbidden, "access_denied", "token was issued to another device")
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), deviceKey{}, d)))
+	})
+}
+
+// VerifyToken checks a device access token (signature, expiry, revocation) and
+// returns the device it was issued to.
+func (p *PPaaS) VerifyToken(raw string) (Device, error) {
+	c, err := p.issuer.verify(raw)
+	if err != nil {
+		return Device{}, err
+	}
+	p.mu.Lock()
+	m, known := p.merchant[c.Serial]
+	p.mu.Unlock()
+	if c.ClientID != "" && (!known || m.Revoked) {
+		return Device{}, errors.New("device credentials revoked")
+	}
+	return Device{Serial: c.Serial, Model: c.Model, ClientID: c.ClientID}, nil
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !equalFoldASCII(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	return h[len(prefix):], true
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i]|0x20, b[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
