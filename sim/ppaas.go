@@ -148,7 +148,9 @@ func (p *PPaaS) routes() {
 	p.mux.HandleFunc("GET /oauth2-mtls/v1/certs", p.handleJWKS)
 	p.mux.HandleFunc("GET /resources/v1/countries", p.device(p.handleCountries))
 
-	p.control.HandleFunc("GET /control/healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	p.control.HandleFunc("GET /control/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	p.control.HandleFunc("POST /control/auth/expire-tokens", p.handleExpireTokens)
 	p.control.HandleFunc("POST /control/auth/revoke/{serial}", p.handleRevoke)
 	p.control.HandleFunc("POST /control/faults", p.faults.handleSet)
