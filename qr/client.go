@@ -1,0 +1,209 @@
+package qr
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// ErrUnreachable marks a call whose outcome is unknown: every attempt failed in
+// transport or with a 5xx. Callers branch on it (errors.Is) to answer
+// UnreachableHost and queue an advice instead of reporting a decline.
+var ErrUnreachable = errors.New("ppaas unreachable")
+
+// APIError is a definite answer from PPaaS with a 4xx status.
+type APIError struct {
+	Op         string
+	StatusCode int
+	Code       string `json:"error"`
+	Message    string `json:"message"`
+	// Transaction is set when the error body carries the transaction (409 on a
+	// cancel of a decided transaction).
+	Transaction *Transaction `json:"transaction,omitempty"`
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s: ppaas answered %d %s: %s", e.Op, e.StatusCode, e.Code, e.Message)
+}
+
+// Retry is the retry policy for transient failures.
+type Retry struct {
+	Attempts   int           // total attempts, default 4
+	BaseDelay  time.Duration // first backoff, default 100 ms
+	MaxDelay   time.Duration // backoff cap, default 2 s
+	PerAttempt time.Duration // deadline of one attempt, default 10 s
+}
+
+func (r Retry) withDefaults() Retry {
+	if r.Attempts <= 0 {
+		r.Attempts = 4
+	}
+	if r.BaseDelay <= 0 {
+		r.BaseDelay = 100 * time.Millisecond
+	}
+	if r.MaxDelay <= 0 {
+		r.MaxDelay = 2 * time.Second
+	}
+	if r.PerAttempt <= 0 {
+		r.PerAttempt = 10 * time.Second
+	}
+	return r
+}
+
+// backoff returns the wait before attempt n (n ≥ 1): full jitter over a capped
+// exponential, so many terminals retrying after one outage do not synchronise.
+func backoff(base, maxDelay time.Duration, n int) time.Duration {
+	d := base << min(n-1, 20)
+	if d <= 0 || d > maxDelay {
+		d = maxDelay
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// Client calls PPaaS's qrcode-payment API. The http.Client must carry device
+// authentication (mTLS and bearer token); Client adds retries on top.
+type Client struct {
+	base  string
+	http  *http.Client
+	retry Retry
+}
+
+// NewClient returns a Client for baseURL (e.g. https://127.0.0.1:9021).
+func NewClient(hc *http.Client, baseURL string, r Retry) *Client {
+	return &Client{base: strings.TrimRight(baseURL, "/"), http: hc, retry: r.withDefaults()}
+}
+
+const txPath = "/qrcode-payment/v1/transactions"
+
+// Create starts a transaction. Retries reuse req.ClientTransactionID, which
+// PPaaS de-duplicates per device, so a retry never creates a second charge.
+func (c *Client) Create(ctx context.Context, req CreateRequest) (Transaction, error) {
+	if err := req.Validate(); err != nil {
+		return Transaction{}, fmt.Errorf("create transaction: %w", err)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return Transaction{}, fmt.Errorf("create transaction: %w", err)
+	}
+	return c.transaction(ctx, "create transaction", http.MethodPost, txPath, body)
+}
+
+// Get fetches the current state of a transaction.
+func (c *Client) Get(ctx context.Context, id string) (Transaction, error) {
+	return c.transaction(ctx, "get transaction", http.MethodGet, txPath+"/"+url.PathEscape(id), nil)
+}
+
+// Cancel cancels a transaction not yet decided. Cancelling an already decided
+// transaction yields an *APIError with StatusCode 409 and the Transaction set.
+func (c *Client) Cancel(ctx context.Context, id string) (Transaction, error) {
+	return c.transaction(ctx, "cancel transaction", http.MethodPost, txPath+"/"+url.PathEscape(id)+"/cancel", []byte("{}"))
+}
+
+// Refund refunds (part of) an approved transaction; req.ClientRefundID is the
+// idempotency key reused across retries.
+func (c *Client) Refund(ctx context.Context, id string, req RefundRequest) (Refund, error) {
+	if req.ClientRefundID == "" || req.Amount.Amount <= 0 {
+		return Refund{}, errors.New("refund transaction: clientRefundId and a positive amount are required")
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return Refund{}, fmt.Errorf("refund transaction: %w", err)
+	}
+	b, err := c.do(ctx, "refund transaction", http.MethodPost, txPath+"/"+url.PathEscape(id)+"/refund", body)
+	if err != nil {
+		return Refund{}, err
+	}
+	var r Refund
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Refund{}, fmt.Errorf("refund transaction: decode: %w", err)
+	}
+	return r, nil
+}
+
+func (c *Client) transaction(ctx context.Context, op, method, path string, body []byte) (Transaction, error) {
+	b, err := c.do(ctx, op, method, path, body)
+	if err != nil {
+		return Transaction{}, err
+	}
+	t, err := DecodeTransaction(b)
+	if err != nil {
+		return Transaction{}, fmt.Errorf("%s: %w", op, err)
+	}
+	return t, nil
+}
+
+// do sends one logical request with retries and returns the 2xx body.
+func (c *Client) do(ctx context.Context, op, method, path string, body []byte) ([]byte, error) {
+	var last error
+	for attempt := 1; attempt <= c.retry.Attempts; attempt++ {
+		if attempt > 1 {
+			t := time.NewTimer(backoff(c.retry.BaseDelay, c.retry.MaxDelay, attempt-1))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("%s: %w: %w (last: %w)", op, ErrUnreachable, context.Cause(ctx), last)
+			case <-t.C:
+			}
+		}
+		b, retry, err := c.once(ctx, op, method, path, body)
+		if err == nil {
+			return b, nil
+		}
+		if !retry {
+			return nil, err
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("%s: %w after %d attempts: %w", op, ErrUnreachable, c.retry.Attempts, last)
+}
+
+func (c *Client) once(ctx context.Context, op, method, path string, body []byte) (_ []byte, retry bool, _ error) {
+	ctx, cancel := context.WithTimeout(ctx, c.retry.PerAttempt)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		// bytes.Reader lets http.NewRequest set GetBody, so the transport can
+		// replay the body when it re-authenticates after a 401.
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", op, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, true, fmt.Errorf("%s: %w", op, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, true, fmt.Errorf("%s: read response: %w", op, err)
+	}
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return b, false, nil
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		return nil, true, fmt.Errorf("%s: ppaas answered %d", op, resp.StatusCode)
+	}
+	ae := &APIError{Op: op, StatusCode: resp.StatusCode}
+	_ = json.Unmarshal(b, ae) // a body that is not JSON still leaves a useful status
+	if ae.Transaction != nil && ae.Transaction.TransactionID == "" {
+		ae.Transaction = nil
+	}
+	return nil, false, ae
+}

@@ -1,0 +1,677 @@
+package qr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Recorder durably records every state transition (the agent's journal).
+type Recorder interface {
+	Record(ctx context.Context, t Transition) error
+}
+
+// Advisor queues work that must happen once PPaaS is reachable again (the
+// agent's outbox). The Engine hands it an Advice when an outcome is unknown.
+type Advisor interface {
+	Advise(ctx context.Context, a Advice) error
+}
+
+// Display shows the transaction to the consumer (the terminal screen).
+type Display interface {
+	Show(ctx context.Context, s Screen) error
+}
+
+// Screen is what the terminal should show now.
+type Screen struct {
+	ClientTransactionID string
+	State               State
+	Message             string
+	Amount              Amount
+	QR                  *QRImage // set while the consumer should scan
+}
+
+// QRImage is a rendered QR code.
+type QRImage struct {
+	Payload string
+	PNG     []byte
+	Text    string // half-block rendering for logs and text consoles
+}
+
+// AdviceKind says what an Advice asks for.
+type AdviceKind string
+
+// AdviceReverse asks to make sure no money moved for a transaction whose outcome
+// the POS was told is a failure: cancel it if undecided, refund it if approved.
+const AdviceReverse AdviceKind = "reverse"
+
+// Advice is deferred work for a transaction left in an unknown state.
+type Advice struct {
+	Kind                AdviceKind
+	ClientTransactionID string
+	TransactionID       string        // empty when create never answered
+	Create              CreateRequest // replayed (idempotently) to learn TransactionID
+	Reason              string
+	At                  time.Time
+}
+
+// Method is what an APM brand maps to at PPaaS.
+type Method struct {
+	PaymentType string
+	Scenario    Scenario
+}
+
+// Config configures an Engine. Zero values take the defaults noted.
+type Config struct {
+	// Brands maps a brand or payment-instrument name (case-insensitive) to the
+	// PPaaS method. Default: {"KB": KB consumerscan}.
+	Brands        map[string]Method
+	Timeout       time.Duration // consumer must pay within this, default 120 s
+	PollAfter     time.Duration // poll when no event arrived for this long, default 5 s
+	PollMax       time.Duration // cap of the polling backoff, default 30 s
+	CancelTimeout time.Duration // bound of the cancel sent on abort/timeout, default 10 s
+	CreateTimeout time.Duration // bound of create including retries, default 30 s
+	QRLevel       Level         // default M
+	QRSize        int           // PNG size in pixels, default 256
+	Logger        *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.Brands) == 0 {
+		c.Brands = map[string]Method{"KB": {PaymentType: "KB", Scenario: ConsumerScan}}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.Timeout, 120*time.Second)
+	def(&c.PollAfter, 5*time.Second)
+	def(&c.PollMax, 30*time.Second)
+	def(&c.CancelTimeout, 10*time.Second)
+	def(&c.CreateTimeout, 30*time.Second)
+	if c.QRLevel == "" {
+		c.QRLevel = LevelMedium
+	}
+	if c.QRSize <= 0 {
+		c.QRSize = 256
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// PaymentRequest asks for one APM payment.
+type PaymentRequest struct {
+	Brand            string // looked up in Config.Brands
+	Amount           Amount
+	OrderID          string
+	OrderDescription string
+	ScannedPaymentID string // the wallet QR read by the terminal (merchantscan)
+	// ClientTransactionID may be set by the caller (to journal it before Pay);
+	// a UUID is generated otherwise.
+	ClientTransactionID string
+}
+
+// Result is how a payment ended, from the POS's point of view.
+type Result string
+
+const (
+	ResultApproved  Result = "approved"
+	ResultDeclined  Result = "declined"
+	ResultCancelled Result = "cancelled" // cancelled at PPaaS by the provider or consumer
+	ResultExpired   Result = "expired"   // the consumer did not pay in time; cancelled by the agent
+	ResultAborted   Result = "aborted"   // the POS aborted; cancelled by the agent
+	ResultUnknown   Result = "unknown"   // PPaaS unreachable; an AdviceReverse was queued
+)
+
+// Outcome is the result of Pay or Reverse.
+type Outcome struct {
+	Result              Result
+	State               State
+	ClientTransactionID string
+	TransactionID       string
+	ProviderReference   string
+	Method              Method
+	Brand               string
+	Amount              Amount
+	Reason              string
+}
+
+// Engine runs APM payments. It owns no goroutines: each Pay runs in its
+// caller's goroutine and events are applied in the subscriber's.
+type Engine struct {
+	cfg     Config
+	client  *Client
+	rec     Recorder
+	adv     Advisor
+	display Display
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	byClient map[string]*txn
+	byID     map[string]*txn
+}
+
+// NewEngine returns an Engine. display may be nil.
+func NewEngine(cfg Config, c *Client, rec Recorder, adv Advisor, display Display) (*Engine, error) {
+	if c == nil || rec == nil || adv == nil {
+		return nil, errors.New("new qr engine: client, recorder and advisor are required")
+	}
+	cfg = cfg.withDefaults()
+	for name, m := range cfg.Brands {
+		if m.PaymentType == "" || !m.Scenario.Valid() {
+			return nil, fmt.Errorf("new qr engine: brand %q maps to invalid method %+v", name, m)
+		}
+	}
+	if _, err := cfg.QRLevel.recovery(); err != nil {
+		return nil, fmt.Errorf("new qr engine: %w", err)
+	}
+	return &Engine{
+		cfg: cfg, client: c, rec: rec, adv: adv, display: display, log: cfg.Logger,
+		byClient: map[string]*txn{}, byID: map[string]*txn{},
+	}, nil
+}
+
+// Method returns the method a brand maps to.
+func (e *Engine) Method(brand string) (Method, bool) {
+	for name, m := range e.cfg.Brands {
+		if strings.EqualFold(name, brand) {
+			return m, true
+		}
+	}
+	return Method{}, false
+}
+
+// txn is one transaction in flight.
+type txn struct {
+	ctid   string
+	brand  string
+	method Method
+	create CreateRequest
+	done   chan struct{} // closed when the state becomes final
+	moved  chan struct{} // signalled (non-blocking) on every applied transition
+
+	mu        sync.Mutex
+	m         machine
+	id        string
+	reference string
+	reason    string
+}
+
+type source struct {
+	kind    string
+	eventID string
+	seq     int64
+	reason  string
+	ref     string
+	id      string
+}
+
+// Pay runs one payment to an outcome. A non-nil error means no money could have
+// moved: the request was invalid or PPaaS rejected it outright. Every other end
+// — including abort through ctx (any cancellation is treated as the POS's
+// Abort) — is an Outcome.
+func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
+	method, ok := e.Method(req.Brand)
+	if !ok {
+		return Outcome{}, fmt.Errorf("qr pay: brand %q is not mapped to an APM", req.Brand)
+	}
+	if req.ClientTransactionID == "" {
+		req.ClientTransactionID = uuid.NewString()
+	}
+	if req.OrderID == "" {
+		req.OrderID = req.ClientTransactionID
+	}
+	cr := CreateRequest{
+		PaymentType:         method.PaymentType,
+		PaymentScenario:     method.Scenario,
+		ScannedPaymentID:    req.ScannedPaymentID,
+		ClientTransactionID: req.ClientTransactionID,
+		PaymentAmount:       req.Amount,
+		Order:               Order{OrderID: req.OrderID, OrderDescription: req.OrderDescription},
+	}
+	if err := cr.Validate(); err != nil {
+		return Outcome{}, fmt.Errorf("qr pay: %w", err)
+	}
+	t := &txn{
+		ctid: req.ClientTransactionID, brand: req.Brand, method: method, create: cr,
+		done: make(chan struct{}), moved: make(chan struct{}, 1),
+	}
+	if err := e.register(t); err != nil {
+		return Outcome{}, err
+	}
+	defer e.unregister(t)
+	log := e.log.With("client_transaction_id", t.ctid, "brand", req.Brand)
+	if err := e.apply(ctx, t, Created, source{kind: "agent"}); err != nil {
+		return Outcome{}, fmt.Errorf("qr pay: %w", err)
+	}
+	start := time.Now()
+
+	// Create is not cut short by an abort: without its answer the agent could
+	// not cancel what PPaaS may already have created.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.CreateTimeout)
+	created, err := e.client.Create(cctx, cr)
+	cancel()
+	if err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) {
+			_ = e.apply(ctx, t, Declined, source{kind: "agent", reason: ae.Error()})
+			return e.outcome(t, ""), fmt.Errorf("qr pay: %w", err)
+		}
+		log.Warn("qr create outcome unknown", "err", err)
+		return e.unknown(ctx, t, "create: "+err.Error()), nil
+	}
+	e.index(t, created.TransactionID)
+	log = log.With("transaction_id", created.TransactionID)
+	if err := e.apply(ctx, t, created.Status, source{kind: "agent", seq: created.Sequence, ref: created.ProviderReference, reason: created.StatusReason}); err != nil {
+		log.Error("qr record create", "err", err)
+	}
+	if created.QRCode != nil && !t.final() {
+		e.showQR(ctx, t, created.QRCode)
+	}
+
+	timeout := time.NewTimer(e.cfg.Timeout - time.Since(start))
+	defer timeout.Stop()
+	pollDelay := e.cfg.PollAfter
+	poll := time.NewTimer(pollDelay)
+	defer poll.Stop()
+	for {
+		select {
+		case <-t.done:
+			return e.outcome(t, ""), nil
+		case <-t.moved:
+			pollDelay = e.cfg.PollAfter
+			poll.Reset(pollDelay)
+		case <-poll.C:
+			e.poll(ctx, t, log)
+			pollDelay = min(2*pollDelay, e.cfg.PollMax)
+			poll.Reset(pollDelay/2 + rand.N(pollDelay/2+1))
+		case <-timeout.C:
+			return e.cancel(ctx, t, false, log), nil
+		case <-ctx.Done():
+			log.Info("qr payment aborted", "cause", context.Cause(ctx))
+			return e.cancel(ctx, t, true, log), nil
+		}
+	}
+}
+
+func (e *Engine) poll(ctx context.Context, t *txn, log *slog.Logger) {
+	pctx, cancel := context.WithTimeout(ctx, e.cfg.PollMax)
+	defer cancel()
+	got, err := e.client.Get(pctx, t.txID())
+	if err != nil {
+		log.Warn("qr status poll failed", "err", err)
+		return
+	}
+	if err := e.apply(ctx, t, got.Status, source{kind: "poll", seq: got.Sequence, ref: got.ProviderReference, reason: got.StatusReason}); err != nil {
+		log.Error("qr record poll", "err", err)
+	}
+}
+
+// cancel ends a transaction the agent gives up on (timeout) or the POS aborted.
+// It uses a fresh bounded context: the caller's may already be cancelled.
+func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Logger) Outcome {
+	cctx, stop := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.CancelTimeout)
+	defer stop()
+	got, err := e.client.Cancel(cctx, t.txID())
+	var ae *APIError
+	switch {
+	case err == nil:
+		to := got.Status
+		if to == Cancelled && !aborted {
+			to = Expired
+		}
+		if err := e.apply(cctx, t, to, source{kind: "cancel", seq: got.Sequence, reason: reasonFor(aborted)}); err != nil {
+			log.Error("qr record cancel", "err", err)
+		}
+	case errors.As(err, &ae) && ae.Transaction != nil:
+		// Decided before the cancel landed: the provider's answer wins.
+		if err := e.apply(cctx, t, ae.Transaction.Status, source{kind: "cancel", seq: ae.Transaction.Sequence, ref: ae.Transaction.ProviderReference}); err != nil {
+			log.Error("qr record cancel", "err", err)
+		}
+	default:
+		log.Warn("qr cancel failed, outcome unknown", "err", err)
+		if !t.final() {
+			return e.unknown(cctx, t, "cancel: "+err.Error())
+		}
+	}
+	if !t.final() {
+		// PPaaS accepted the cancel yet reports a live state; treat as unknown
+		// so the outbox makes sure it ends.
+		return e.unknown(cctx, t, "cancel left transaction in "+string(t.state()))
+	}
+	res := ""
+	if aborted && t.state() != Approved && t.state() != Declined {
+		res = string(ResultAborted)
+	}
+	return e.outcome(t, Result(res))
+}
+
+func reasonFor(aborted bool) string {
+	if aborted {
+		return "aborted by the POS"
+	}
+	return "consumer did not pay in time"
+}
+
+// unknown records the unknown state and queues a reverse advice.
+func (e *Engine) unknown(ctx context.Context, t *txn, reason string) Outcome {
+	ctx = context.WithoutCancel(ctx)
+	if err := e.apply(ctx, t, Unknown, source{kind: "agent", reason: reason}); err != nil {
+		e.log.Error("qr record unknown", "client_transaction_id", t.ctid, "err", err)
+	}
+	a := Advice{Kind: AdviceReverse, ClientTransactionID: t.ctid, TransactionID: t.txID(), Create: t.create, Reason: reason, At: time.Now()}
+	if err := e.adv.Advise(ctx, a); err != nil {
+		e.log.Error("qr queue reverse advice", "client_transaction_id", t.ctid, "err", err)
+	}
+	o := e.outcome(t, ResultUnknown)
+	o.Reason = reason
+	return o
+}
+
+// HandleEvent applies one provider event. It returns only after the resulting
+// transition is durably recorded, so the caller may then acknowledge it. Events
+// for transactions not in flight (late, or after a restart) are logged and
+// accepted: polling and TransactionStatus own those.
+func (e *Engine) HandleEvent(ctx context.Context, ev Event) error {
+	e.mu.Lock()
+	t := e.byClient[ev.ClientTransactionID]
+	if t == nil {
+		t = e.byID[ev.TransactionID]
+	}
+	e.mu.Unlock()
+	if t == nil {
+		e.log.Info("qr event for no transaction in flight ignored",
+			"event_id", ev.EventID, "transaction_id", ev.TransactionID, "status", ev.Status, "sequence", ev.Sequence)
+		return nil
+	}
+	if ev.Type != EventTypeStatus {
+		e.log.Info("qr event type ignored", "event_id", ev.EventID, "type", ev.Type)
+		return nil
+	}
+	return e.apply(ctx, t, ev.Status, source{kind: "event", eventID: ev.EventID, seq: ev.Sequence, reason: ev.StatusReason, ref: ev.ProviderReference, id: ev.TransactionID})
+}
+
+// apply moves t to state `to` if legal and in order, recording it first.
+func (e *Engine) apply(ctx context.Context, t *txn, to State, src source) error {
+	t.mu.Lock()
+	from := t.m.state
+	if src.id != "" && t.id == "" {
+		t.id = src.id
+	}
+	switch {
+	case from.Final():
+		t.mu.Unlock()
+		if to != from {
+			e.log.Info("qr late update after final state ignored", "client_transaction_id", t.ctid,
+				"state", from, "update", to, "source", src.kind, "event_id", src.eventID, "sequence", src.seq)
+		}
+		return nil
+	case src.seq > 0 && src.seq <= t.m.lastSeq:
+		t.mu.Unlock()
+		e.log.Info("qr out-of-order update ignored", "client_transaction_id", t.ctid,
+			"state", from, "update", to, "source", src.kind, "event_id", src.eventID, "sequence", src.seq, "last_sequence", t.m.lastSeq)
+		return nil
+	case to == from:
+		t.m.lastSeq = max(t.m.lastSeq, src.seq)
+		t.mu.Unlock()
+		return nil
+	}
+	if from != "" {
+		if err := t.m.move(to); err != nil {
+			t.mu.Unlock()
+			e.log.Warn("qr update ignored", "client_transaction_id", t.ctid, "source", src.kind, "event_id", src.eventID, "err", err)
+			return nil
+		}
+	}
+	tr := Transition{
+		ClientTransactionID: t.ctid, TransactionID: t.id, From: from, To: to, At: time.Now(),
+		Source: src.kind, EventID: src.eventID, Sequence: src.seq, Reason: src.reason,
+	}
+	if err := e.rec.Record(ctx, tr); err != nil {
+		t.mu.Unlock()
+		return fmt.Errorf("record transition %s → %s: %w", from, to, err)
+	}
+	t.m.apply(tr)
+	if src.ref != "" {
+		t.reference = src.ref
+	}
+	if src.reason != "" {
+		t.reason = src.reason
+	}
+	amount := t.create.PaymentAmount
+	t.mu.Unlock()
+
+	if to.Final() {
+		close(t.done)
+	} else {
+		select {
+		case t.moved <- struct{}{}:
+		default:
+		}
+	}
+	if e.display != nil && to != Created && to != AwaitingConsumer {
+		if err := e.display.Show(ctx, Screen{ClientTransactionID: t.ctid, State: to, Message: message(to), Amount: amount}); err != nil {
+			e.log.Warn("qr display status", "err", err)
+		}
+	}
+	return nil
+}
+
+func message(s State) string {
+	switch s {
+	case Pending:
+		return "Processing payment…"
+	case Approved:
+		return "Payment approved"
+	case Declined:
+		return "Payment declined"
+	case Cancelled, Expired:
+		return "Payment cancelled"
+	case Unknown:
+		return "Payment status unknown"
+	}
+	return ""
+}
+
+func (e *Engine) showQR(ctx context.Context, t *txn, q *QRCode) {
+	if e.display == nil {
+		return
+	}
+	img := &QRImage{Payload: q.Payload, PNG: q.ImagePNG}
+	if img.PNG == nil {
+		b, err := PNG(q.Payload, e.cfg.QRLevel, e.cfg.QRSize)
+		if err != nil {
+			e.log.Error("qr render png", "client_transaction_id", t.ctid, "err", err)
+			return
+		}
+		img.PNG = b
+	}
+	if s, err := Text(q.Payload, e.cfg.QRLevel); err == nil {
+		img.Text = s
+	}
+	if err := e.display.Show(ctx, Screen{ClientTransactionID: t.ctid, State: AwaitingConsumer, Message: "Scan to pay", Amount: t.create.PaymentAmount, QR: img}); err != nil {
+		e.log.Warn("qr display qr", "err", err)
+	}
+}
+
+func (e *Engine) register(t *txn) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, dup := e.byClient[t.ctid]; dup {
+		return fmt.Errorf("qr pay: clientTransactionId %s already in flight", t.ctid)
+	}
+	e.byClient[t.ctid] = t
+	return nil
+}
+
+func (e *Engine) index(t *txn, id string) {
+	t.mu.Lock()
+	t.id = id
+	t.mu.Unlock()
+	e.mu.Lock()
+	e.byID[id] = t
+	e.mu.Unlock()
+}
+
+func (e *Engine) unregister(t *txn) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.byClient, t.ctid)
+	if id := t.txID(); id != "" {
+		delete(e.byID, id)
+	}
+}
+
+func (t *txn) txID() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.id
+}
+
+func (t *txn) state() State {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m.state
+}
+
+func (t *txn) final() bool { return t.state().Final() }
+
+func (e *Engine) outcome(t *txn, override Result) Outcome {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	o := Outcome{
+		State: t.m.state, ClientTransactionID: t.ctid, TransactionID: t.id, ProviderReference: t.reference,
+		Method: t.method, Brand: t.brand, Amount: t.create.PaymentAmount, Reason: t.reason,
+	}
+	switch t.m.state {
+	case Approved:
+		o.Result = ResultApproved
+	case Declined:
+		o.Result = ResultDeclined
+	case Cancelled:
+		o.Result = ResultCancelled
+	case Expired:
+		o.Result = ResultExpired
+	default:
+		o.Result = ResultUnknown
+	}
+	if override != "" {
+		o.Result = override
+	}
+	return o
+}
+
+// ReverseRequest identifies a transaction to reverse.
+type ReverseRequest struct {
+	ClientTransactionID string
+	TransactionID       string        // may be empty if Create is set
+	Create              CreateRequest // replayed idempotently to find TransactionID
+	Reason              string
+}
+
+// Reverse makes sure a transaction does not stand: cancelled if undecided,
+// refunded in full if approved. It is idempotent and safe to retry; errors
+// wrapping ErrUnreachable mean "try again later".
+func (e *Engine) Reverse(ctx context.Context, r ReverseRequest) (Outcome, error) {
+	id := r.TransactionID
+	if id == "" {
+		if r.Create.ClientTransactionID == "" {
+			return Outcome{}, errors.New("qr reverse: neither transactionId nor create request given")
+		}
+		// Create is idempotent per clientTransactionId: this either returns the
+		// transaction the lost call created or creates one that is cancelled
+		// right away; in both cases nothing is charged.
+		got, err := e.client.Create(ctx, r.Create)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("qr reverse: %w", err)
+		}
+		id = got.TransactionID
+	}
+	cur, err := e.client.Get(ctx, id)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("qr reverse: %w", err)
+	}
+	ctid := cur.ClientTransactionID
+	if ctid == "" {
+		ctid = r.ClientTransactionID
+	}
+	o := Outcome{ClientTransactionID: ctid, TransactionID: id, ProviderReference: cur.ProviderReference,
+		Method: Method{PaymentType: cur.PaymentType, Scenario: cur.PaymentScenario}, Amount: cur.PaymentAmount, Reason: r.Reason}
+	final := cur.Status
+	switch {
+	case cur.Status == Approved:
+		ref, err := e.Refund(ctx, RefundOrder{TransactionID: id, ClientTransactionID: ctid, ClientRefundID: ctid + "-reversal",
+			Amount: Amount{Amount: cur.PaymentAmount.Amount - cur.RefundedAmount, Currency: cur.PaymentAmount.Currency}})
+		if err != nil {
+			return Outcome{}, fmt.Errorf("qr reverse: %w", err)
+		}
+		_ = ref
+		final = Refunded
+	case !cur.Status.Final():
+		got, err := e.client.Cancel(ctx, id)
+		var ae *APIError
+		switch {
+		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status == Approved:
+			// Approved between get and cancel: go again, which refunds.
+			return e.Reverse(ctx, ReverseRequest{ClientTransactionID: ctid, TransactionID: id, Reason: r.Reason})
+		case errors.As(err, &ae) && ae.Transaction != nil:
+			final = ae.Transaction.Status
+		case err != nil:
+			return Outcome{}, fmt.Errorf("qr reverse: %w", err)
+		default:
+			final = got.Status
+			if err := e.rec.Record(ctx, Transition{ClientTransactionID: ctid, TransactionID: id, From: cur.Status, To: final,
+				At: time.Now(), Source: "cancel", Reason: r.Reason}); err != nil {
+				return Outcome{}, fmt.Errorf("qr reverse: %w", err)
+			}
+		}
+	}
+	o.State = final
+	o.Result = ResultCancelled
+	if final == Declined {
+		o.Result = ResultDeclined
+	}
+	return o, nil
+}
+
+// ResolveAdvice carries out an Advice the Engine queued (called by the outbox).
+func (e *Engine) ResolveAdvice(ctx context.Context, a Advice) (Outcome, error) {
+	if a.Kind != AdviceReverse {
+		return Outcome{}, fmt.Errorf("qr resolve advice: unknown kind %q", a.Kind)
+	}
+	return e.Reverse(ctx, ReverseRequest{ClientTransactionID: a.ClientTransactionID, TransactionID: a.TransactionID, Create: a.Create, Reason: a.Reason})
+}
+
+// RefundOrder asks to refund (part of) an approved transaction.
+type RefundOrder struct {
+	TransactionID       string
+	ClientTransactionID string
+	Amount              Amount
+	ClientRefundID      string // idempotency key; generated when empty
+}
+
+// Refund refunds an approved transaction and records the transition.
+func (e *Engine) Refund(ctx context.Context, r RefundOrder) (Refund, error) {
+	if r.ClientRefundID == "" {
+		r.ClientRefundID = uuid.NewString()
+	}
+	ref, err := e.client.Refund(ctx, r.TransactionID, RefundRequest{ClientRefundID: r.ClientRefundID, Amount: r.Amount})
+	if err != nil {
+		return Refund{}, fmt.Errorf("qr refund: %w", err)
+	}
+	if err := e.rec.Record(ctx, Transition{ClientTransactionID: r.ClientTransactionID, TransactionID: r.TransactionID,
+		From: Approved, To: Refunded, At: time.Now(), Source: "refund", Reason: "refund " + ref.RefundID}); err != nil {
+		return ref, fmt.Errorf("qr refund: %w", err)
+	}
+	return ref, nil
+}

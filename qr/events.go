@@ -1,0 +1,284 @@
+package qr
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+)
+
+// Credentials yields the device JWT, used as the MQTT password. It is asked on
+// every (re)connect so an expired token is never replayed.
+type Credentials interface {
+	Token(ctx context.Context) (string, error)
+}
+
+// EventLog de-duplicates events: SeenEvent records id and reports whether it
+// had been recorded before. It must be durable for the de-dup to survive a
+// restart (the agent backs it with bbolt; MemoryEventLog is for tests).
+type EventLog interface {
+	SeenEvent(ctx context.Context, id string) (bool, error)
+}
+
+// EventHandler applies an event; a nil error means durably applied (the
+// Engine implements it).
+type EventHandler interface {
+	HandleEvent(ctx context.Context, ev Event) error
+}
+
+// ErrNotAuthorized is returned (wrapped) when the broker refuses the device.
+var ErrNotAuthorized = errors.New("mqtt: not authorized")
+
+// EventTopic is the topic a device's events arrive on.
+func EventTopic(serial string) string { return "ppaas/devices/" + serial + "/events" }
+
+// SubscriberConfig configures a Subscriber.
+type SubscriberConfig struct {
+	BrokerURL   string // e.g. ssl://127.0.0.1:8883 (tcp:// only for tests)
+	Serial      string // client id, username and topic
+	TLS         *tls.Config
+	Credentials Credentials
+	Events      EventLog
+	Handler     EventHandler
+	Logger      *slog.Logger
+
+	MinBackoff    time.Duration // first reconnect delay, default 500 ms
+	MaxBackoff    time.Duration // reconnect delay cap, default 30 s
+	DeniedBackoff time.Duration // delay after "not authorized", default 5 min
+	KeepAlive     time.Duration // default 30 s
+	Timeout       time.Duration // connect/subscribe timeout, default 10 s
+}
+
+// Subscriber keeps one MQTT session to the broker and feeds events to the
+// handler, acknowledging each only once it is applied.
+type Subscriber struct {
+	cfg SubscriberConfig
+	log *slog.Logger
+
+	mu      sync.Mutex
+	up      bool
+	changed chan struct{} // closed and replaced whenever up changes
+}
+
+// NewSubscriber validates cfg and returns a Subscriber; Run starts it.
+func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
+	if cfg.BrokerURL == "" || cfg.Serial == "" || cfg.Credentials == nil || cfg.Events == nil || cfg.Handler == nil {
+		return nil, errors.New("new mqtt subscriber: broker URL, serial, credentials, event log and handler are required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.MinBackoff, 500*time.Millisecond)
+	def(&cfg.MaxBackoff, 30*time.Second)
+	def(&cfg.DeniedBackoff, 5*time.Minute)
+	def(&cfg.KeepAlive, 30*time.Second)
+	def(&cfg.Timeout, 10*time.Second)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Subscriber{cfg: cfg, log: cfg.Logger.With("broker", cfg.BrokerURL, "serial", cfg.Serial), changed: make(chan struct{})}, nil
+}
+
+// Run keeps the subscription alive until ctx is done. The caller owns the
+// goroutine running it; Run returns nil once ctx is cancelled.
+func (s *Subscriber) Run(ctx context.Context) error {
+	attempt := 0
+	denied := false
+	for {
+		began := time.Now()
+		err := s.session(ctx)
+		s.setUp(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var wait time.Duration
+		switch {
+		case errors.Is(err, ErrNotAuthorized):
+			// Hammering a broker that refuses us only fills its logs and may get
+			// the device blocked: log once, then retry rarely with a fresh token.
+			if !denied {
+				s.log.Error("mqtt broker refused the device; backing off", "err", err, "retry_in", s.cfg.DeniedBackoff)
+			}
+			denied = true
+			wait = s.cfg.DeniedBackoff
+			wait = wait/2 + rand.N(wait/2+1)
+		default:
+			if denied {
+				denied = false
+			}
+			if time.Since(began) > s.cfg.MaxBackoff {
+				attempt = 0 // a session that lived a while is a fresh start
+			}
+			attempt++
+			wait = backoff(s.cfg.MinBackoff, s.cfg.MaxBackoff, attempt)
+			s.log.Warn("mqtt session ended; reconnecting", "err", err, "attempt", attempt, "retry_in", wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// WaitSubscribed blocks until the subscription is active or ctx is done.
+func (s *Subscriber) WaitSubscribed(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		up, ch := s.up, s.changed
+		s.mu.Unlock()
+		if up {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for mqtt subscription: %w", ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+func (s *Subscriber) setUp(up bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.up != up {
+		s.up = up
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
+}
+
+// session connects once with a fresh token, subscribes and blocks until the
+// connection is lost or ctx is done. A new paho client per session keeps
+// reconnect policy (backoff, jitter, denial) in our hands.
+func (s *Subscriber) session(ctx context.Context) error {
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	token, err := s.cfg.Credentials.Token(tctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("mqtt connect: get token: %w", err)
+	}
+	lost := make(chan error, 1)
+	handle := func(_ mqtt.Client, m mqtt.Message) { s.onMessage(ctx, m) }
+	opts := mqtt.NewClientOptions().
+		AddBroker(s.cfg.BrokerURL).
+		SetClientID(s.cfg.Serial).
+		SetUsername(s.cfg.Serial).
+		SetPassword(token).
+		SetCleanSession(false).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetTLSConfig(s.cfg.TLS).
+		SetAutoAckDisabled(true).
+		SetOrderMatters(true).
+		SetKeepAlive(s.cfg.KeepAlive).
+		SetConnectTimeout(s.cfg.Timeout).
+		SetWriteTimeout(s.cfg.Timeout).
+		// Messages of the persistent session can arrive before SUBSCRIBE is
+		// acknowledged; the default handler takes them.
+		SetDefaultPublishHandler(handle).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			select {
+			case lost <- err:
+			default:
+			}
+		})
+	c := mqtt.NewClient(opts)
+	if err := s.wait(ctx, c.Connect()); err != nil {
+		if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
+			return fmt.Errorf("mqtt connect: %w: %w", ErrNotAuthorized, err)
+		}
+		return fmt.Errorf("mqtt connect: %w", err)
+	}
+	defer c.Disconnect(100)
+	topic := EventTopic(s.cfg.Serial)
+	st := c.Subscribe(topic, 1, handle)
+	if err := s.wait(ctx, st); err != nil {
+		return fmt.Errorf("mqtt subscribe %s: %w", topic, err)
+	}
+	if q, ok := st.(*mqtt.SubscribeToken).Result()[topic]; ok && q == 0x80 {
+		return fmt.Errorf("mqtt subscribe %s: %w", topic, ErrNotAuthorized)
+	}
+	s.setUp(true)
+	s.log.Info("mqtt subscribed", "topic", topic)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-lost:
+		return fmt.Errorf("mqtt connection lost: %w", err)
+	}
+}
+
+func (s *Subscriber) wait(ctx context.Context, t mqtt.Token) error {
+	timer := time.NewTimer(s.cfg.Timeout)
+	defer timer.Stop()
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return errors.New("timed out")
+	}
+}
+
+// onMessage runs in paho's delivery goroutine, one message at a time in
+// arrival order. It acks only what is durably handled; anything else is left
+// unacked and the broker redelivers it on the next session.
+func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) {
+	ev, err := DecodeEvent(m.Payload())
+	if err != nil {
+		// Redelivering a malformed payload can never succeed: ack and drop.
+		s.log.Error("mqtt event dropped", "topic", m.Topic(), "err", err)
+		m.Ack()
+		return
+	}
+	log := s.log.With("event_id", ev.EventID, "transaction_id", ev.TransactionID, "status", ev.Status, "sequence", ev.Sequence)
+	seen, err := s.cfg.Events.SeenEvent(ctx, ev.EventID)
+	if err != nil {
+		log.Error("mqtt event de-dup failed; left unacked", "err", err)
+		return
+	}
+	if seen {
+		log.Info("mqtt duplicate event ignored")
+		m.Ack()
+		return
+	}
+	if err := s.cfg.Handler.HandleEvent(ctx, ev); err != nil {
+		// Marked seen already: polling (or TransactionStatus) recovers the state.
+		log.Error("mqtt event not applied; left unacked", "err", err)
+		return
+	}
+	m.Ack()
+}
+
+// MemoryEventLog is an in-memory EventLog for tests and for running without a store.
+type MemoryEventLog struct {
+	mu   sync.Mutex
+	seen map[string]struct{}
+}
+
+// SeenEvent implements EventLog.
+func (l *MemoryEventLog) SeenEvent(_ context.Context, id string) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen == nil {
+		l.seen = map[string]struct{}{}
+	}
+	if _, ok := l.seen[id]; ok {
+		return true, nil
+	}
+	l.seen[id] = struct{}{}
+	return false, nil
+}

@@ -1,0 +1,159 @@
+package qr
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Scenario is PPaaS's paymentScenario.
+type Scenario string
+
+const (
+	// ConsumerScan is merchant-presented mode: the terminal shows the QR.
+	ConsumerScan Scenario = "consumerscan"
+	// MerchantScan is consumer-presented mode: the terminal scans the wallet QR.
+	MerchantScan Scenario = "merchantscan"
+)
+
+// Valid reports whether s is a scenario PPaaS knows.
+func (s Scenario) Valid() bool { return s == ConsumerScan || s == MerchantScan }
+
+// Amount is an amount in minor units of an ISO 4217 currency.
+type Amount struct {
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+// Order identifies the merchant's order.
+type Order struct {
+	OrderID          string `json:"orderId"`
+	OrderDescription string `json:"orderDescription,omitempty"`
+}
+
+// CreateRequest is the body of POST /qrcode-payment/v1/transactions.
+type CreateRequest struct {
+	PaymentType         string   `json:"paymentType"`
+	PaymentScenario     Scenario `json:"paymentScenario"`
+	ScannedPaymentID    string   `json:"scannedPaymentId,omitempty"`
+	ClientTransactionID string   `json:"clientTransactionId"`
+	PaymentAmount       Amount   `json:"paymentAmount"`
+	Order               Order    `json:"order"`
+}
+
+// Validate checks what PPaaS would reject, so a bad request fails before any I/O.
+func (r CreateRequest) Validate() error {
+	switch {
+	case r.PaymentType == "":
+		return errors.New("paymentType is required")
+	case !r.PaymentScenario.Valid():
+		return fmt.Errorf("paymentScenario %q is not consumerscan or merchantscan", r.PaymentScenario)
+	case r.PaymentScenario == MerchantScan && r.ScannedPaymentID == "":
+		return errors.New("scannedPaymentId is required with merchantscan")
+	case r.ClientTransactionID == "":
+		return errors.New("clientTransactionId is required")
+	case r.PaymentAmount.Amount <= 0:
+		return fmt.Errorf("paymentAmount.amount %d must be positive", r.PaymentAmount.Amount)
+	case len(r.PaymentAmount.Currency) != 3:
+		return fmt.Errorf("paymentAmount.currency %q is not an ISO 4217 code", r.PaymentAmount.Currency)
+	case r.Order.OrderID == "":
+		return errors.New("order.orderId is required")
+	}
+	return nil
+}
+
+// QRCode is the code a consumerscan transaction asks the terminal to show.
+type QRCode struct {
+	Payload  string `json:"payload"`
+	ImagePNG []byte `json:"imagePng,omitempty"` // base64 in JSON
+}
+
+// Transaction is PPaaS's view of a QR transaction (see the package doc).
+type Transaction struct {
+	TransactionID       string    `json:"transactionId"`
+	ClientTransactionID string    `json:"clientTransactionId"`
+	PaymentType         string    `json:"paymentType"`
+	PaymentScenario     Scenario  `json:"paymentScenario"`
+	Status              State     `json:"status"`
+	StatusReason        string    `json:"statusReason,omitempty"`
+	Sequence            int64     `json:"sequence"`
+	QRCode              *QRCode   `json:"qrCode,omitempty"`
+	ProviderReference   string    `json:"providerReference,omitempty"`
+	PaymentAmount       Amount    `json:"paymentAmount"`
+	Order               Order     `json:"order"`
+	RefundedAmount      int64     `json:"refundedAmount"`
+	CreatedAt           time.Time `json:"createdAt"`
+	UpdatedAt           time.Time `json:"updatedAt"`
+}
+
+// DecodeTransaction parses and validates a Transaction body.
+func DecodeTransaction(b []byte) (Transaction, error) {
+	var t Transaction
+	if err := json.Unmarshal(b, &t); err != nil {
+		return Transaction{}, fmt.Errorf("decode transaction: %w", err)
+	}
+	if t.TransactionID == "" {
+		return Transaction{}, errors.New("decode transaction: transactionId missing")
+	}
+	if !t.Status.wire() {
+		return Transaction{}, fmt.Errorf("decode transaction: unknown status %q", t.Status)
+	}
+	return t, nil
+}
+
+// RefundRequest is the body of POST …/transactions/{id}/refund.
+type RefundRequest struct {
+	ClientRefundID string `json:"clientRefundId"`
+	Amount         Amount `json:"amount"`
+}
+
+// Refund is the refund response.
+type Refund struct {
+	RefundID       string    `json:"refundId"`
+	ClientRefundID string    `json:"clientRefundId"`
+	TransactionID  string    `json:"transactionId"`
+	Status         string    `json:"status"`
+	Amount         Amount    `json:"amount"`
+	CreatedAt      time.Time `json:"createdAt"`
+}
+
+// Event is a provider event forwarded by PPaaS over MQTT (see the package doc).
+type Event struct {
+	EventID             string            `json:"eventId"`
+	Type                string            `json:"type"`
+	TransactionID       string            `json:"transactionId"`
+	ClientTransactionID string            `json:"clientTransactionId,omitempty"`
+	Status              State             `json:"status"`
+	StatusReason        string            `json:"statusReason,omitempty"`
+	Sequence            int64             `json:"sequence"`
+	Time                time.Time         `json:"time"`
+	ProviderReference   string            `json:"providerReference,omitempty"`
+	Provider            map[string]string `json:"provider,omitempty"`
+}
+
+// EventTypeStatus is the only event type the agent acts on today.
+const EventTypeStatus = "transaction.status"
+
+// DecodeEvent parses and validates one MQTT event payload.
+func DecodeEvent(b []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	switch {
+	case e.EventID == "":
+		return Event{}, errors.New("decode event: eventId missing")
+	case e.TransactionID == "" && e.ClientTransactionID == "":
+		return Event{}, errors.New("decode event: transactionId and clientTransactionId missing")
+	case e.Sequence < 0:
+		return Event{}, fmt.Errorf("decode event: negative sequence %d", e.Sequence)
+	}
+	if e.Type == "" {
+		e.Type = EventTypeStatus
+	}
+	if !e.Status.wire() {
+		return Event{}, fmt.Errorf("decode event: unknown status %q", e.Status)
+	}
+	return e, nil
+}
