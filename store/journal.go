@@ -1,0 +1,418 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Journal errors.
+var (
+	// ErrDuplicateServiceID: the SaleID+ServiceID pair was used within
+	// Options.ServiceIDRetention (Nexo requires it unique for 48 h).
+	ErrDuplicateServiceID = errors.New("duplicate ServiceID for this SaleID")
+	// ErrTxnExists: a transaction with this id is already journaled.
+	ErrTxnExists = errors.New("transaction already journaled")
+)
+
+// TxnRef identifies a transaction: our id, and the POS's SaleID and
+// ServiceID of the request that started it.
+type TxnRef struct {
+	ID        string
+	SaleID    string
+	ServiceID string
+}
+
+// Transition is one step in a transaction's life. State and Data are the
+// caller's (the journal does not interpret them); Final marks the outcome as
+// settled, which takes the transaction off the unfinished list.
+type Transition struct {
+	At    time.Time       `json:"at"`
+	State string          `json:"state"`
+	Final bool            `json:"final,omitempty"`
+	Data  json.RawMessage `json:"data,omitempty"`
+}
+
+// Txn is a journaled transaction with its transitions, oldest first.
+type Txn struct {
+	TxnRef
+	Started     time.Time
+	Updated     time.Time
+	State       string // state of the last transition
+	Final       bool
+	Transitions []Transition
+}
+
+// txnHeader is the stored summary of a transaction.
+type txnHeader struct {
+	SaleID    string    `json:"sale"`
+	ServiceID string    `json:"svc"`
+	Started   time.Time `json:"started"`
+	Updated   time.Time `json:"updated"`
+	State     string    `json:"state"`
+	Final     bool      `json:"final,omitempty"`
+	N         uint64    `json:"n"`     // transitions so far
+	Order     uint64    `json:"order"` // key in the order bucket
+}
+
+// StartTxn journals a new transaction with its first transition. It fails
+// with ErrDuplicateServiceID if the SaleID+ServiceID pair is reserved, and
+// the check and the insert are one atomic step, so two concurrent requests
+// with the same ServiceID cannot both start.
+func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn, error) {
+	if err := checkRef(ref); err != nil {
+		return Txn{}, fmt.Errorf("start transaction: %w", err)
+	}
+	if first.At.IsZero() {
+		first.At = s.opts.Now()
+	}
+	first.At = first.At.UTC()
+	tv, err := json.Marshal(first)
+	if err != nil {
+		return Txn{}, fmt.Errorf("start transaction %s: encode transition: %w", ref.ID, err)
+	}
+	svcKey := serviceKey(ref.SaleID, ref.ServiceID)
+	h := txnHeader{SaleID: ref.SaleID, ServiceID: ref.ServiceID, Started: first.At, Updated: first.At,
+		State: first.State, Final: first.Final, N: 1}
+	err = s.do(ctx, func(w *wtx) error {
+		if w.tx.Bucket(bucketTxn).Get([]byte(ref.ID)) != nil {
+			return ErrTxnExists
+		}
+		if v := w.tx.Bucket(bucketSvc).Get(svcKey); len(v) >= 8 {
+			at := nanosTime(int64(binary.BigEndian.Uint64(v)))
+			if w.now.Sub(at) < s.opts.ServiceIDRetention {
+				return fmt.Errorf("%w (SaleID %q ServiceID %q used by transaction %s at %s)",
+					ErrDuplicateServiceID, ref.SaleID, ref.ServiceID, v[8:], at.Format(time.RFC3339))
+			}
+		}
+		order, err := w.tx.Bucket(bucketOrder).NextSequence()
+		if err != nil {
+			return err
+		}
+		hdr := h
+		hdr.Order = order
+		hv, err := json.Marshal(hdr)
+		if err != nil {
+			return err
+		}
+		id := []byte(ref.ID)
+		return putAll(
+			put{w.tx.Bucket(bucketTxn), id, hv},
+			put{w.tx.Bucket(bucketTrans), transKey(ref.ID, 1), tv},
+			put{w.tx.Bucket(bucketOrder), seqKey(order), id},
+			put{w.tx.Bucket(bucketSvc), svcKey, append(seqKey(uint64(timeNanos(w.now))), id...)},
+			put{w.tx.Bucket(bucketUnfin), id, unfinishedValue(hdr.Final)},
+		)
+	})
+	if err != nil {
+		return Txn{}, fmt.Errorf("start transaction %s: %w", ref.ID, err)
+	}
+	return Txn{TxnRef: ref, Started: h.Started, Updated: h.Updated, State: h.State, Final: h.Final,
+		Transitions: []Transition{first}}, nil
+}
+
+// unfinishedValue returns nil for final transactions: putAll skips nil
+// values, so a transaction that starts final is never listed as unfinished.
+func unfinishedValue(final bool) []byte {
+	if final {
+		return nil
+	}
+	return []byte{}
+}
+
+// AppendTxn adds a transition to a journaled transaction. Once a transition
+// is Final the transaction stays final (later transitions, such as "advice
+// sent", are still recorded).
+func (s *Store) AppendTxn(ctx context.Context, id string, t Transition) error {
+	if t.At.IsZero() {
+		t.At = s.opts.Now()
+	}
+	t.At = t.At.UTC()
+	tv, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("journal transaction %s: encode transition: %w", id, err)
+	}
+	err = s.do(ctx, func(w *wtx) error {
+		txb := w.tx.Bucket(bucketTxn)
+		hv := txb.Get([]byte(id))
+		if hv == nil {
+			return ErrNotFound
+		}
+		var h txnHeader
+		if err := json.Unmarshal(hv, &h); err != nil {
+			return &CorruptError{Path: s.path, Err: fmt.Errorf("journal header %s: %w", id, err)}
+		}
+		h.N++
+		h.Updated, h.State = t.At, t.State
+		h.Final = h.Final || t.Final
+		nhv, err := json.Marshal(h)
+		if err != nil {
+			return err
+		}
+		if err := putAll(put{txb, []byte(id), nhv}, put{w.tx.Bucket(bucketTrans), transKey(id, h.N), tv}); err != nil {
+			return err
+		}
+		if h.Final {
+			return w.tx.Bucket(bucketUnfin).Delete([]byte(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("journal transaction %s: %w", id, err)
+	}
+	return nil
+}
+
+// Txn returns a journaled transaction with all its transitions, or
+// ErrNotFound.
+func (s *Store) Txn(ctx context.Context, id string) (Txn, error) {
+	var t Txn
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		t, err = readTxn(tx, id)
+		return err
+	})
+	if err != nil {
+		return Txn{}, fmt.Errorf("read transaction %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// LastTxn returns the most recently started transaction (what a Nexo
+// TransactionStatus without a message reference asks about).
+func (s *Store) LastTxn(ctx context.Context) (Txn, bool, error) {
+	var (
+		t  Txn
+		ok bool
+	)
+	err := s.view(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketOrder).Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		var err error
+		t, err = readTxn(tx, string(v))
+		ok = err == nil
+		return err
+	})
+	if err != nil {
+		return Txn{}, false, fmt.Errorf("read last transaction: %w", err)
+	}
+	return t, ok, nil
+}
+
+// TxnByServiceID returns the transaction a SaleID+ServiceID pair started, as
+// long as the pair is still indexed (Options.ServiceIDRetention, and at
+// least until the next prune).
+func (s *Store) TxnByServiceID(ctx context.Context, saleID, serviceID string) (Txn, bool, error) {
+	var (
+		t  Txn
+		ok bool
+	)
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketSvc).Get(serviceKey(saleID, serviceID))
+		if len(v) < 8 {
+			return nil
+		}
+		var err error
+		t, err = readTxn(tx, string(v[8:]))
+		if errors.Is(err, ErrNotFound) {
+			return nil // journal entry pruned before the index: treat as unknown
+		}
+		ok = err == nil
+		return err
+	})
+	if err != nil {
+		return Txn{}, false, fmt.Errorf("look up SaleID %q ServiceID %q: %w", saleID, serviceID, err)
+	}
+	return t, ok, nil
+}
+
+// UnfinishedTxns returns the transactions with no final transition, oldest
+// first: what the agent must resume (status query or cancel advice) after a
+// restart.
+func (s *Store) UnfinishedTxns(ctx context.Context) ([]Txn, error) {
+	var out []Txn
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUnfin).ForEach(func(k, _ []byte) error {
+			t, err := readTxn(tx, string(k))
+			if err != nil {
+				return err
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list unfinished transactions: %w", err)
+	}
+	// The index is keyed by id; order by start for a predictable resume.
+	sortTxns(out)
+	return out, nil
+}
+
+func sortTxns(ts []Txn) {
+	for i := 1; i < len(ts); i++ {
+		for j := i; j > 0 && ts[j].Started.Before(ts[j-1].Started); j-- {
+			ts[j], ts[j-1] = ts[j-1], ts[j]
+		}
+	}
+}
+
+// PruneJournal deletes finished transactions last updated before
+// now-JournalRetention and releases SaleID+ServiceID pairs older than
+// now-ServiceIDRetention. Unfinished transactions are kept whatever their
+// age. It returns the number of transactions deleted.
+func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	txCut := now.Add(-s.opts.JournalRetention)
+	svcCut := timeNanos(now.Add(-s.opts.ServiceIDRetention))
+	for {
+		n, more := 0, false
+		err := s.do(ctx, func(w *wtx) error {
+			n, more = 0, false
+			ord := w.tx.Bucket(bucketOrder)
+			var dels [][]byte
+			c := ord.Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if len(dels) == moveChunk {
+					more = true
+					break
+				}
+				hv := w.tx.Bucket(bucketTxn).Get(v)
+				var h txnHeader
+				if hv != nil && json.Unmarshal(hv, &h) == nil {
+					if !h.Started.Before(txCut) {
+						break // order follows start time: the rest is younger
+					}
+					if !h.Final || !h.Updated.Before(txCut) {
+						continue
+					}
+				}
+				dels = append(dels, append([]byte(nil), k...))
+			}
+			for _, k := range dels {
+				id := append([]byte(nil), ord.Get(k)...)
+				if err := deleteTxn(w.tx, id); err != nil {
+					return err
+				}
+				if err := ord.Delete(k); err != nil {
+					return err
+				}
+				n++
+			}
+			// Release old ServiceIDs (the index is small: 48 h of requests).
+			svc := w.tx.Bucket(bucketSvc)
+			var svcDels [][]byte
+			sc := svc.Cursor()
+			for k, v := sc.First(); k != nil; k, v = sc.Next() {
+				if len(v) < 8 || int64(binary.BigEndian.Uint64(v)) < svcCut {
+					svcDels = append(svcDels, append([]byte(nil), k...))
+				}
+			}
+			for _, k := range svcDels {
+				if err := svc.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("prune journal: %w", err)
+		}
+		if !more {
+			return total, nil
+		}
+	}
+}
+
+func deleteTxn(tx *bolt.Tx, id []byte) error {
+	if err := tx.Bucket(bucketTxn).Delete(id); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketUnfin).Delete(id); err != nil {
+		return err
+	}
+	tr := tx.Bucket(bucketTrans)
+	prefix := append(append([]byte(nil), id...), 0)
+	var keys [][]byte
+	c := tr.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for _, k := range keys {
+		if err := tr.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readTxn(tx *bolt.Tx, id string) (Txn, error) {
+	hv := tx.Bucket(bucketTxn).Get([]byte(id))
+	if hv == nil {
+		return Txn{}, ErrNotFound
+	}
+	var h txnHeader
+	if err := json.Unmarshal(hv, &h); err != nil {
+		return Txn{}, fmt.Errorf("%w: journal header %s: %v", ErrCorrupt, id, err)
+	}
+	t := Txn{TxnRef: TxnRef{ID: id, SaleID: h.SaleID, ServiceID: h.ServiceID},
+		Started: h.Started, Updated: h.Updated, State: h.State, Final: h.Final,
+		Transitions: make([]Transition, 0, h.N)}
+	prefix := append([]byte(id), 0)
+	c := tx.Bucket(bucketTrans).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var tr Transition
+		if err := json.Unmarshal(v, &tr); err != nil {
+			return Txn{}, fmt.Errorf("%w: journal transition %x: %v", ErrCorrupt, k, err)
+		}
+		t.Transitions = append(t.Transitions, tr)
+	}
+	return t, nil
+}
+
+func checkRef(ref TxnRef) error {
+	if ref.ID == "" {
+		return errors.New("empty transaction id")
+	}
+	for _, f := range []string{ref.ID, ref.SaleID, ref.ServiceID} {
+		if strings.IndexByte(f, 0) >= 0 {
+			return errors.New("NUL byte in transaction reference")
+		}
+	}
+	return nil
+}
+
+func serviceKey(saleID, serviceID string) []byte {
+	return []byte(saleID + "\x00" + serviceID)
+}
+
+func transKey(id string, n uint64) []byte {
+	return append(append([]byte(id), 0), seqKey(n)...)
+}
+
+type put struct {
+	b    *bolt.Bucket
+	k, v []byte
+}
+
+func putAll(ps ...put) error {
+	for _, p := range ps {
+		if p.v == nil {
+			continue
+		}
+		if err := p.b.Put(p.k, p.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

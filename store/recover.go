@@ -1,0 +1,168 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// RecoverReport says what Recover did.
+type RecoverReport struct {
+	MovedTo string         // where the damaged file now is
+	Copied  map[string]int // entries copied per bucket
+	Skipped map[string]int // entries found but unreadable per bucket
+	Errors  []string       // what stopped reading a bucket early
+	Opened  bool           // false: the damaged file could not be opened at all, nothing was salvaged
+}
+
+// Recover moves the file at path aside to path.corrupt-<UTC time>, then
+// creates a fresh file at path and copies into it every entry that can still
+// be read from the damaged one. The damaged file is kept for analysis. The
+// file must not be in use (ErrLocked otherwise).
+func Recover(path string) (RecoverReport, error) {
+	rep := RecoverReport{Copied: map[string]int{}, Skipped: map[string]int{}}
+	// Take the lock first so we never move a file a running agent has open.
+	lock, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return rep, fmt.Errorf("recover store: %w", err)
+	}
+	if err := flockExclusive(lock); err != nil {
+		_ = lock.Close()
+		return rep, fmt.Errorf("recover store %s: %w", path, ErrLocked)
+	}
+	rep.MovedTo = fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
+	err = os.Rename(path, rep.MovedTo)
+	_ = lock.Close() // releases the lock; the file is no longer at path
+	if err != nil {
+		return rep, fmt.Errorf("recover store: move damaged file aside: %w", err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return rep, fmt.Errorf("recover store: %w", err)
+	}
+
+	dst, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return rep, fmt.Errorf("recover store: create fresh file: %w", err)
+	}
+	defer dst.Close()
+	src, err := openBolt(rep.MovedTo, time.Second, true, true)
+	if err == nil {
+		rep.Opened = true
+		defer src.Close()
+		for _, name := range allBuckets() {
+			if string(name) == string(bucketMeta) {
+				continue // rebuilt below
+			}
+			salvageBucket(src, dst, name, &rep)
+		}
+	} else {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("open damaged file: %v", err))
+	}
+	// Rebuild meta: schema, counters, and an outbox sequence past every seq
+	// still in use, so no sequence number is ever reused.
+	err = dst.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets() {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := putSchema(meta, schemaVersion); err != nil {
+			return err
+		}
+		var maxSeq uint64
+		for _, name := range [][]byte{bucketOutbox, bucketDead} {
+			if k, _ := tx.Bucket(name).Cursor().Last(); k != nil {
+				maxSeq = max(maxSeq, keySeq(k))
+			}
+		}
+		out := tx.Bucket(bucketOutbox)
+		if err := out.SetSequence(max(out.Sequence(), maxSeq)); err != nil {
+			return err
+		}
+		ord := tx.Bucket(bucketOrder)
+		if k, _ := ord.Cursor().Last(); k != nil {
+			if err := ord.SetSequence(max(ord.Sequence(), keySeq(k))); err != nil {
+				return err
+			}
+		}
+		return meta.Put(keyCounters, recount(tx).encode())
+	})
+	if err != nil {
+		return rep, fmt.Errorf("recover store: rebuild meta: %w", err)
+	}
+	return rep, nil
+}
+
+// salvageBucket copies the readable entries of one bucket. Reading stops at
+// the first damaged page (bbolt panics there); what was read so far is kept.
+func salvageBucket(src, dst *bolt.DB, name []byte, rep *RecoverReport) {
+	type kv struct{ k, v []byte }
+	var entries []kv
+	var seq uint64
+	err := guard(func() error {
+		return src.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(name)
+			if b == nil {
+				return errors.New("bucket missing")
+			}
+			seq = b.Sequence()
+			c := b.Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if v == nil {
+					continue // nested bucket: we do not use any
+				}
+				if string(name) == string(bucketOutbox) || string(name) == string(bucketDead) {
+					if _, err := decodeRecord(keySeq(k), v); err != nil || len(k) != 8 {
+						rep.Skipped[string(name)]++
+						continue
+					}
+				}
+				entries = append(entries, kv{append([]byte(nil), k...), append([]byte(nil), v...)})
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("bucket %s: %v (kept %d entries read before)", name, err, len(entries)))
+	}
+	for i := 0; i < len(entries) || i == 0; i += moveChunk {
+		chunk := entries[i:min(i+moveChunk, len(entries))]
+		uerr := dst.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists(name)
+			if err != nil {
+				return err
+			}
+			if err := b.SetSequence(max(b.Sequence(), seq)); err != nil {
+				return err
+			}
+			for _, e := range chunk {
+				if err := b.Put(e.k, e.v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if uerr != nil {
+			rep.Errors = append(rep.Errors, fmt.Sprintf("bucket %s: write: %v", name, uerr))
+			return
+		}
+		rep.Copied[string(name)] += len(chunk)
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,684 @@
+// Package store is the agent's durable state on the device: a bbolt file
+// holding the offline outbox (events waiting to reach PPaaS, delivered in
+// order, at least once), the dead-letter bucket, the transaction journal
+// (what Nexo TransactionStatus and restart recovery read) and the set of
+// inbound event ids already processed.
+//
+// Every write goes through one writer goroutine that commits all the writes
+// waiting at that moment in one bbolt transaction (group commit). A write
+// call returns only after its transaction is on disk, so whatever a caller
+// was told is stored survives kill -9 and power loss.
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Errors callers branch on.
+var (
+	// ErrLocked: another process holds the file (usually a running agent).
+	ErrLocked = errors.New("data dir in use by another agent process?")
+	// ErrCorrupt: the file cannot be read safely. Recover moves it aside and
+	// salvages what it can.
+	ErrCorrupt = errors.New("store file is corrupted")
+	// ErrSchemaTooNew: the file was written by a newer agent.
+	ErrSchemaTooNew = errors.New("store schema is newer than this agent")
+	// ErrClosed: the Store was closed.
+	ErrClosed = errors.New("store closed")
+	// ErrOutboxFull: a non-critical record was refused because the outbox
+	// reached its count or byte bound.
+	ErrOutboxFull = errors.New("outbox full")
+	// ErrNotFound: no such record, transaction or event.
+	ErrNotFound = errors.New("not found")
+	// ErrTooLarge: a payload exceeds Options.MaxRecordBytes.
+	ErrTooLarge = errors.New("record too large")
+)
+
+// CorruptError carries the detail behind ErrCorrupt.
+type CorruptError struct {
+	Path string
+	Err  error
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("%s: %v: %v (refusing to start; run `agent queue status --recover` to move it aside and keep what can be read)", e.Path, ErrCorrupt, e.Err)
+}
+
+// Is makes errors.Is(err, ErrCorrupt) true.
+func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
+
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// Options tune a Store. The zero value is usable: every zero field takes the
+// default named in its comment.
+type Options struct {
+	// LockTimeout bounds the wait for the file lock. Default 2 s.
+	LockTimeout time.Duration
+	// MaxCount and MaxBytes bound the outbox. Past either bound, non-critical
+	// kinds are refused with ErrOutboxFull; transaction results and advices
+	// are always accepted. Defaults 100,000 records and 64 MiB.
+	MaxCount int64
+	MaxBytes int64
+	// MaxRecordBytes bounds one payload. Default 1 MiB.
+	MaxRecordBytes int
+	// DefaultTTL is the expiry of records appended without a TTL. Default
+	// 7 days; negative means never expire.
+	DefaultTTL time.Duration
+	// ServiceIDRetention is how long a SaleID+ServiceID pair stays reserved
+	// (Nexo: unique for 48 h). Default 48 h.
+	ServiceIDRetention time.Duration
+	// JournalRetention is how long finished transactions stay in the journal.
+	// Default 30 days.
+	JournalRetention time.Duration
+	// EventRetention is how long inbound event ids are remembered. Default 48 h.
+	EventRetention time.Duration
+	// PruneInterval is how often the Store prunes journal and event ids in
+	// the background. Default 1 h; negative disables background pruning.
+	PruneInterval time.Duration
+	// Verify runs a full consistency check (bbolt Tx.Check) on open. It reads
+	// the whole file, so it costs time proportional to its size.
+	Verify bool
+	// NoSync skips fsync. Only for tests and benchmarks: it gives up power
+	// loss durability (kill -9 is still safe, the page cache survives).
+	NoSync bool
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.LockTimeout, 2*time.Second)
+	def(&o.DefaultTTL, 7*24*time.Hour)
+	def(&o.ServiceIDRetention, 48*time.Hour)
+	def(&o.JournalRetention, 30*24*time.Hour)
+	def(&o.EventRetention, 48*time.Hour)
+	def(&o.PruneInterval, time.Hour)
+	if o.MaxCount == 0 {
+		o.MaxCount = 100_000
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = 64 << 20
+	}
+	if o.MaxRecordBytes == 0 {
+		o.MaxRecordBytes = 1 << 20
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Bucket names. Stored on disk: never rename without a migration.
+var (
+	bucketMeta    = []byte("meta")
+	bucketOutbox  = []byte("outbox")
+	bucketDead    = []byte("dead")
+	bucketTxn     = []byte("journal.txn")   // id → txnHeader (JSON)
+	bucketTrans   = []byte("journal.trans") // id \x00 be(n) → Transition (JSON)
+	bucketOrder   = []byte("journal.order") // be(order) → id
+	bucketSvc     = []byte("journal.svc")   // saleID \x00 serviceID → be(started) id
+	bucketUnfin   = []byte("journal.unfinished")
+	bucketSeen    = []byte("seen")      // event id → be(seen at)
+	bucketSeenAge = []byte("seen.time") // be(seen at) event id → nil
+
+	keySchema   = []byte("schema")
+	keyCounters = []byte("counters")
+)
+
+func allBuckets() [][]byte {
+	return [][]byte{bucketMeta, bucketOutbox, bucketDead, bucketTxn, bucketTrans,
+		bucketOrder, bucketSvc, bucketUnfin, bucketSeen, bucketSeenAge}
+}
+
+// schemaVersion is the layout this code reads and writes.
+const schemaVersion = 1
+
+// migration upgrades a file from version from to from+1, inside the open
+// transaction, so a crash mid-migration leaves the old version intact.
+type migration struct {
+	from  int
+	name  string
+	apply func(tx *bolt.Tx) error
+}
+
+// migrations lists the upgrades, oldest first. Version 1 is the first
+// layout, so there are none yet; the next layout change appends here.
+func migrations() []migration { return nil }
+
+// maxBatch caps the operations in one group commit so that one transaction
+// stays bounded in memory.
+const maxBatch = 4096
+
+// Store is the open bbolt file. Safe for concurrent use.
+type Store struct {
+	path string
+	db   *bolt.DB
+	opts Options
+	log  *slog.Logger
+
+	reqs       chan *writeReq
+	writerDone chan struct{}
+	notify     chan struct{}
+
+	mu      sync.RWMutex // guards closed against in-flight submissions
+	closed  bool
+	pending sync.WaitGroup
+	once    sync.Once
+
+	janitorStop chan struct{}
+	janitorDone chan struct{}
+
+	// counters is owned by the writer goroutine; the atomics mirror it for
+	// readers.
+	counters counters
+	depth    atomic.Int64
+	bytes    atomic.Int64
+	dead     atomic.Int64
+	deadB    atomic.Int64
+	metrics  metrics
+}
+
+// counters are persisted in the meta bucket in the same transaction as the
+// change they describe, so Open does not scan the outbox to learn its size.
+type counters struct {
+	count, bytes, dead, deadBytes int64
+}
+
+func (c counters) encode() []byte {
+	b := make([]byte, 32)
+	binary.BigEndian.PutUint64(b[0:], uint64(c.count))
+	binary.BigEndian.PutUint64(b[8:], uint64(c.bytes))
+	binary.BigEndian.PutUint64(b[16:], uint64(c.dead))
+	binary.BigEndian.PutUint64(b[24:], uint64(c.deadBytes))
+	return b
+}
+
+func decodeCounters(b []byte) (counters, bool) {
+	if len(b) != 32 {
+		return counters{}, false
+	}
+	return counters{
+		count:     int64(binary.BigEndian.Uint64(b[0:])),
+		bytes:     int64(binary.BigEndian.Uint64(b[8:])),
+		dead:      int64(binary.BigEndian.Uint64(b[16:])),
+		deadBytes: int64(binary.BigEndian.Uint64(b[24:])),
+	}, true
+}
+
+// metrics are lifetime (since Open) counters for monitoring.
+type metrics struct {
+	appended, refused, acked, nacked, deadLettered, expired, retried, purged atomic.Int64
+	commits, ops                                                             atomic.Int64
+}
+
+type metricsDelta struct {
+	appended, refused, acked, nacked, deadLettered, expired, retried, purged int64
+}
+
+// Open opens (creating if needed) the store file at path. It fails with
+// ErrLocked if another process holds it, ErrCorrupt if it cannot be read
+// safely and ErrSchemaTooNew if a newer agent wrote it.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open store: create data dir: %w", err)
+	}
+	db, err := openBolt(path, opts.LockTimeout, opts.NoSync, false)
+	if err != nil {
+		return nil, err
+	}
+	// bbolt only applies the mode when it creates the file; an older file
+	// copied in by hand may be wider.
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store: chmod %s: %w", path, err)
+	}
+	s := &Store{
+		path:        path,
+		db:          db,
+		opts:        opts,
+		log:         opts.Logger.With("component", "store"),
+		reqs:        make(chan *writeReq, maxBatch),
+		writerDone:  make(chan struct{}),
+		notify:      make(chan struct{}, 1),
+		janitorStop: make(chan struct{}),
+		janitorDone: make(chan struct{}),
+	}
+	if err := s.init(migrations()); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	go s.writer()
+	if opts.PruneInterval > 0 {
+		go s.janitor()
+	} else {
+		close(s.janitorDone)
+	}
+	return s, nil
+}
+
+// openBolt opens the file and maps bbolt's errors to ours.
+func openBolt(path string, lockTimeout time.Duration, noSync, readOnly bool) (db *bolt.DB, err error) {
+	existed := false
+	if fi, statErr := os.Stat(path); statErr == nil && fi.Size() > 0 {
+		existed = true
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, &CorruptError{Path: path, Err: fmt.Errorf("panic while opening: %v", r)}
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	db, err = bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      lockTimeout,
+		NoSync:       noSync,
+		ReadOnly:     readOnly,
+		FreelistType: bolt.FreelistMapType,
+	})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("open store %s: %w (lock not acquired within %s)", path, ErrLocked, lockTimeout)
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("open store: %w", err)
+	case existed:
+		return nil, &CorruptError{Path: path, Err: err}
+	default:
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+}
+
+// init creates or checks the buckets, runs migrations and loads counters.
+func (s *Store) init(migs []migration) error {
+	err := guard(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			fresh := meta == nil
+			if fresh {
+				if err := tx.ForEach(func([]byte, *bolt.Bucket) error { return errors.New("has buckets but no meta") }); err != nil {
+					return &CorruptError{Path: s.path, Err: err}
+				}
+				for _, name := range allBuckets() {
+					if _, err := tx.CreateBucket(name); err != nil {
+						return fmt.Errorf("create bucket %s: %w", name, err)
+					}
+				}
+				meta = tx.Bucket(bucketMeta)
+				if err := putSchema(meta, schemaVersion); err != nil {
+					return err
+				}
+				return meta.Put(keyCounters, counters{}.encode())
+			}
+			have, ok := getSchema(meta)
+			if !ok {
+				return &CorruptError{Path: s.path, Err: errors.New("schema version missing")}
+			}
+			if have > schemaVersion {
+				return fmt.Errorf("open store %s: %w (file version %d, agent knows %d)", s.path, ErrSchemaTooNew, have, schemaVersion)
+			}
+			if err := applyMigrations(tx, have, schemaVersion, migs); err != nil {
+				return err
+			}
+			for _, name := range allBuckets() {
+				if tx.Bucket(name) == nil {
+					return &CorruptError{Path: s.path, Err: fmt.Errorf("bucket %s missing", name)}
+				}
+			}
+			if _, ok := decodeCounters(meta.Get(keyCounters)); !ok {
+				// Counters lost (should not happen): rebuild them by scanning.
+				return meta.Put(keyCounters, recount(tx).encode())
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrSchemaTooNew) {
+			return err
+		}
+		return fmt.Errorf("open store %s: %w", s.path, err)
+	}
+	return s.view(func(tx *bolt.Tx) error {
+		if s.opts.Verify {
+			for cerr := range tx.Check() {
+				return &CorruptError{Path: s.path, Err: cerr}
+			}
+			if err := verifyRecords(tx); err != nil {
+				return &CorruptError{Path: s.path, Err: err}
+			}
+		}
+		c, _ := decodeCounters(tx.Bucket(bucketMeta).Get(keyCounters))
+		s.counters = c
+		s.publish(c)
+		return nil
+	})
+}
+
+func putSchema(meta *bolt.Bucket, v int) error {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(v))
+	return meta.Put(keySchema, b[:])
+}
+
+func getSchema(meta *bolt.Bucket) (int, bool) {
+	b := meta.Get(keySchema)
+	if len(b) != 4 {
+		return 0, false
+	}
+	return int(binary.BigEndian.Uint32(b)), true
+}
+
+// applyMigrations upgrades the file from version have to want.
+func applyMigrations(tx *bolt.Tx, have, want int, migs []migration) error {
+	meta := tx.Bucket(bucketMeta)
+	for have < want {
+		var m *migration
+		for i := range migs {
+			if migs[i].from == have {
+				m = &migs[i]
+				break
+			}
+		}
+		if m == nil {
+			return fmt.Errorf("migrate store: no migration from schema %d", have)
+		}
+		if err := m.apply(tx); err != nil {
+			return fmt.Errorf("migrate store %d→%d (%s): %w", have, have+1, m.name, err)
+		}
+		have++
+		if err := putSchema(meta, have); err != nil {
+			return fmt.Errorf("migrate store: record schema %d: %w", have, err)
+		}
+	}
+	return nil
+}
+
+// recount rebuilds the counters by scanning (used only after damage).
+func recount(tx *bolt.Tx) counters {
+	var c counters
+	if b := tx.Bucket(bucketOutbox); b != nil {
+		_ = b.ForEach(func(k, v []byte) error { c.count++; c.bytes += int64(len(k) + len(v)); return nil })
+	}
+	if b := tx.Bucket(bucketDead); b != nil {
+		_ = b.ForEach(func(k, v []byte) error { c.dead++; c.deadBytes += int64(len(k) + len(v)); return nil })
+	}
+	return c
+}
+
+func verifyRecords(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bucketOutbox, bucketDead} {
+		if err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return fmt.Errorf("bucket %s: bad key %x", name, k)
+			}
+			if _, err := decodeRecord(keySeq(k), v); err != nil {
+				return fmt.Errorf("bucket %s: seq %d: %w", name, keySeq(k), err)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Path returns the file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close stops background work, commits every write already submitted and
+// closes the file. It is safe to call more than once.
+func (s *Store) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.janitorStop)
+		<-s.janitorDone
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.pending.Wait()
+		close(s.reqs)
+		<-s.writerDone
+		if cerr := s.db.Close(); cerr != nil {
+			err = fmt.Errorf("close store: %w", cerr)
+		}
+	})
+	return err
+}
+
+// Appended returns a channel that receives a value after a commit added
+// records to the outbox (Append, RetryDead). It has room for one value, so a
+// slow reader sees one wake-up for many appends. Meant for one consumer: the
+// forwarder.
+func (s *Store) Appended() <-chan struct{} { return s.notify }
+
+// wtx is what an operation sees inside a group commit: the transaction, the
+// working copy of the counters and the metric deltas. Both are applied only
+// if the transaction commits.
+type wtx struct {
+	tx       *bolt.Tx
+	c        counters
+	m        metricsDelta
+	appended bool
+	now      time.Time
+}
+
+// op is one queued write. An op must check everything that can fail before
+// it mutates the transaction: a returned error is reported to its caller
+// alone and the rest of the batch still commits.
+type op func(w *wtx) error
+
+type writeReq struct {
+	fn   op
+	done chan error
+}
+
+// do submits an op to the writer and waits until its transaction commits.
+func (s *Store) do(ctx context.Context, fn op) error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	s.pending.Add(1)
+	s.mu.RUnlock()
+	r := &writeReq{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		s.pending.Done()
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w (write submitted; it may still commit)", ctx.Err())
+	}
+}
+
+// writer is the only goroutine that writes to bbolt. It takes whatever is
+// queued when it becomes free, so commits group naturally under load and a
+// lone write pays no waiting.
+func (s *Store) writer() {
+	defer close(s.writerDone)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	batch := make([]*writeReq, 0, maxBatch)
+	for {
+		r, ok := <-s.reqs
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], r)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+func (s *Store) commit(batch []*writeReq) {
+	errs := make([]error, len(batch))
+	w := &wtx{c: s.counters, now: s.opts.Now()}
+	err := guard(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			w.tx = tx
+			for i, r := range batch {
+				errs[i] = r.fn(w)
+			}
+			return tx.Bucket(bucketMeta).Put(keyCounters, w.c.encode())
+		})
+	})
+	if err != nil {
+		err = fmt.Errorf("commit: %w", err)
+		s.log.Error("store commit failed", "ops", len(batch), "err", err)
+	} else {
+		s.counters = w.c
+		s.publish(w.c)
+		s.applyMetrics(w.m, len(batch))
+		if w.appended {
+			select {
+			case s.notify <- struct{}{}:
+			default:
+			}
+		}
+	}
+	for i, r := range batch {
+		if err != nil {
+			r.done <- err
+		} else {
+			r.done <- errs[i]
+		}
+		s.pending.Done()
+	}
+}
+
+func (s *Store) publish(c counters) {
+	s.depth.Store(c.count)
+	s.bytes.Store(c.bytes)
+	s.dead.Store(c.dead)
+	s.deadB.Store(c.deadBytes)
+}
+
+func (s *Store) applyMetrics(d metricsDelta, ops int) {
+	m := &s.metrics
+	m.appended.Add(d.appended)
+	m.refused.Add(d.refused)
+	m.acked.Add(d.acked)
+	m.nacked.Add(d.nacked)
+	m.deadLettered.Add(d.deadLettered)
+	m.expired.Add(d.expired)
+	m.retried.Add(d.retried)
+	m.purged.Add(d.purged)
+	m.commits.Add(1)
+	m.ops.Add(int64(ops))
+}
+
+// view runs a read-only transaction, turning a panic from a damaged page
+// into ErrCorrupt instead of crashing the agent.
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	err := guard(func() error { return s.db.View(fn) })
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	if err != nil && !errors.Is(err, ErrCorrupt) && isPanic(err) {
+		return &CorruptError{Path: s.path, Err: err}
+	}
+	return err
+}
+
+type panicError struct{ v any }
+
+func (p panicError) Error() string { return fmt.Sprintf("panic: %v", p.v) }
+
+func isPanic(err error) bool {
+	var p panicError
+	return errors.As(err, &p)
+}
+
+// guard runs fn, converting a panic (bbolt panics on damaged pages; faults
+// on the mapping become panics through SetPanicOnFault) into an error.
+func guard(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError{r}
+		}
+	}()
+	return fn()
+}
+
+// janitor prunes old journal entries and event ids in the background.
+func (s *Store) janitor() {
+	defer close(s.janitorDone)
+	t := time.NewTicker(s.opts.PruneInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.janitorStop:
+			return
+		case <-t.C:
+		}
+		// Close waits for the janitor, so a prune must not outlive a stop.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		go func() {
+			select {
+			case <-s.janitorStop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		now := s.opts.Now()
+		if n, err := s.PruneJournal(ctx, now); err != nil {
+			s.log.Warn("prune journal", "err", err)
+		} else if n > 0 {
+			s.log.Info("pruned journal", "transactions", n)
+		}
+		if n, err := s.PruneEvents(ctx, now); err != nil {
+			s.log.Warn("prune event ids", "err", err)
+		} else if n > 0 {
+			s.log.Debug("pruned event ids", "count", n)
+		}
+		cancel() // also ends the watcher goroutine above
+	}
+}
