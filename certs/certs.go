@@ -116,7 +116,7 @@ func Generate(opts Options) (Result, error) {
 		res.Written = append(res.Written, AgentCertFile, AgentKeyFile)
 	}
 	if regenerate || missing(opts.Dir, ClientCertFile, ClientKeyFile) || !clientMatches(opts) {
-		if err := IssueDevice(opts.Dir, opts.Dir, opts.Model, opts.Serial, opts); err != nil {
+		if err := issueDevice(opts.Dir, opts.Dir, opts.Model, opts.Serial, opts); err != nil {
 			return res, err
 		}
 		res.Written = append(res.Written, ClientCertFile, ClientKeyFile)
@@ -126,8 +126,11 @@ func Generate(opts Options) (Result, error) {
 
 // IssueDevice writes client.pem and client.key for one device into outDir, signed by
 // the CA in caDir. The simulator's fleet mode uses it for each simulated terminal.
-func IssueDevice(caDir, outDir, model, serial string, opts Options) error {
-	opts = withDefaults(opts)
+func IssueDevice(caDir, outDir, model, serial string) error {
+	return issueDevice(caDir, outDir, model, serial, withDefaults(Options{}))
+}
+
+func issueDevice(caDir, outDir, model, serial string, opts Options) error {
 	ca, err := loadCA(caDir)
 	if err != nil {
 		return err

@@ -413,6 +413,9 @@ func (a *Authenticator) lifetime(tr tokenResponse) time.Duration {
 	if _, _, err := jwt.NewParser().ParseUnverified(tr.AccessToken, &claims); err == nil && claims.ExpiresAt != nil {
 		serverNow := a.cfg.Clock.Now()
 		life := claims.ExpiresAt.Sub(serverNow)
+		if off, _ := a.cfg.Clock.Offset(); off != 0 {
+			life -= time.Second // the offset came from a Date header, which drops sub-seconds
+		}
 		if tr.ExpiresIn > 0 {
 			// The Date header has one-second resolution; never trust exp beyond expires_in.
 			life = min(life, time.Duration(tr.ExpiresIn)*time.Second)

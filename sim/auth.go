@@ -283,8 +283,9 @@ func (p *PPaaS) handleRevoke(w http.ResponseWriter, r *http.Request) {
 
 // Stats are counters tests assert on.
 type Stats struct {
-	TokensIssued int `json:"tokensIssued"`
-	Devices      int `json:"devices"`
+	TokensIssued   int `json:"tokensIssued"`
+	TokensRejected int `json:"tokensRejected"`
+	Devices        int `json:"devices"`
 }
 
 // Stats returns the simulator's counters.
@@ -294,7 +295,7 @@ func (p *PPaaS) Stats() Stats {
 	p.issuer.mu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{TokensIssued: issued, Devices: len(p.merchant)}
+	return Stats{TokensIssued: issued, TokensRejected: p.rejected, Devices: len(p.merchant)}
 }
 
 func (p *PPaaS) handleStats(w http.ResponseWriter, _ *http.Request) {

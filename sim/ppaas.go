@@ -53,6 +53,7 @@ type PPaaS struct {
 	faults  *faults
 
 	mu       sync.Mutex
+	rejected int                 // API requests refused for a bad or expired token
 	merchant map[string]merchant // serial → credentials handed out
 	clientID map[string]string   // clientId → serial
 
@@ -268,6 +269,9 @@ func (p *PPaaS) device(h http.HandlerFunc) http.HandlerFunc {
 		}
 		d, err := p.VerifyToken(raw)
 		if err != nil {
+			p.mu.Lock()
+			p.rejected++
+			p.mu.Unlock()
 			w.Header().Set("WWW-Authenticate", `Bearer realm="ppaas", error="invalid_token"`)
 			writeOAuthError(w, http.StatusUnauthorized, "invalid_token", err.Error())
 			return
