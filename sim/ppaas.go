@@ -40,6 +40,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the simulator's clock (default time.Now); tests skew it.
 	Now func() time.Time
+	// Payments configures the qrcode-payment API, its provider and the MQTT broker.
+	Payments PaymentsConfig
 }
 
 // PPaaS is a running simulated platform.
@@ -51,6 +53,8 @@ type PPaaS struct {
 	control *http.ServeMux // plain-HTTP control API
 	issuer  *issuer
 	faults  *faults
+	pay     *payments // qrcode-payment API and generic provider
+	broker  broker    // where device events are published
 
 	mu       sync.Mutex
 	rejected int                 // API requests refused for a bad or expired token
@@ -135,6 +139,7 @@ func New(cfg Config) (*PPaaS, error) {
 		merchant: map[string]merchant{},
 		clientID: map[string]string{},
 	}
+	p.initPayments()
 	p.routes()
 	return p, nil
 }
@@ -158,6 +163,7 @@ func (p *PPaaS) routes() {
 	p.control.HandleFunc("DELETE /control/faults", p.faults.handleClear)
 	p.control.HandleFunc("GET /control/faults", p.faults.handleList)
 	p.control.HandleFunc("GET /control/stats", p.handleStats)
+	p.paymentsRoutes()
 }
 
 // Start listens on both addresses and serves until Close.
@@ -171,6 +177,11 @@ func (p *PPaaS) Start(ctx context.Context) error {
 	if err != nil {
 		apiLn.Close()
 		return fmt.Errorf("simulated PPaaS: listen control %s: %w", p.cfg.ControlAddr, err)
+	}
+	if err := p.startPayments(); err != nil {
+		apiLn.Close()
+		ctlLn.Close()
+		return err
 	}
 	p.apiLn, p.ctlLn = apiLn, ctlLn
 	errLog := slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)
@@ -215,6 +226,7 @@ func (p *PPaaS) Close(ctx context.Context) error {
 		errs = append(errs, p.ctl.Shutdown(ctx))
 	}
 	p.wg.Wait()
+	errs = append(errs, p.closePayments())
 	return errors.Join(errs...)
 }
 

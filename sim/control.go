@@ -1,0 +1,173 @@
+package sim
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// paymentsRoutes registers the qrcode-payment API and its control endpoints:
+//
+//	POST /control/transactions/{id}/pay|decline|abandon   the consumer acts
+//	GET  /control/transactions                            {"transactions":[…],"charges":{serial:n}}
+//	GET|POST /control/payments/mode                       {"mode":"manual|approve|decline"}
+//	GET|POST /control/payments/faults                     PaymentFaults (POST replaces)
+//	POST /control/broker/stop|start                       embedded broker outage
+//	POST /control/broker/kick/{serial}                    drop a device's MQTT connection
+func (p *PPaaS) paymentsRoutes() {
+	p.pay.routes(p.mux, p.device)
+	p.control.HandleFunc("POST /control/transactions/{id}/{action}", p.handleAct)
+	p.control.HandleFunc("GET /control/transactions", func(w http.ResponseWriter, _ *http.Request) {
+		txs, charges := p.pay.list()
+		writeJSON(w, http.StatusOK, map[string]any{"transactions": txs, "charges": charges})
+	})
+	p.control.HandleFunc("GET /control/payments/mode", func(w http.ResponseWriter, _ *http.Request) {
+		p.pay.mu.Lock()
+		m := p.pay.mode
+		p.pay.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]ProviderMode{"mode": m})
+	})
+	p.control.HandleFunc("POST /control/payments/mode", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Mode ProviderMode `json:"mode"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&in); err != nil {
+			apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+			return
+		}
+		if err := p.SetProviderMode(in.Mode); err != nil {
+			apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, in)
+	})
+	p.control.HandleFunc("GET /control/payments/faults", func(w http.ResponseWriter, _ *http.Request) {
+		p.pay.mu.Lock()
+		f := p.pay.faults
+		p.pay.mu.Unlock()
+		writeJSON(w, http.StatusOK, f)
+	})
+	p.control.HandleFunc("POST /control/payments/faults", func(w http.ResponseWriter, r *http.Request) {
+		var f PaymentFaults
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&f); err != nil {
+			apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+			return
+		}
+		p.SetPaymentFaults(f)
+		writeJSON(w, http.StatusOK, f)
+	})
+	p.control.HandleFunc("POST /control/broker/{op}", func(w http.ResponseWriter, r *http.Request) {
+		var err error
+		switch r.PathValue("op") {
+		case "stop":
+			err = p.StopBroker()
+		case "start":
+			err = p.StartBroker()
+		default:
+			apiError(w, http.StatusNotFound, "not_found", "broker operation is stop or start")
+			return
+		}
+		if err != nil {
+			apiError(w, http.StatusConflict, "broker", err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"broker": r.PathValue("op")})
+	})
+	p.control.HandleFunc("POST /control/broker/kick/{serial}", func(w http.ResponseWriter, r *http.Request) {
+		if err := p.KickDevice(r.PathValue("serial")); err != nil {
+			apiError(w, http.StatusConflict, "broker", err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"kicked": r.PathValue("serial")})
+	})
+}
+
+func (p *PPaaS) handleAct(w http.ResponseWriter, r *http.Request) {
+	tx, err := p.Act(r.PathValue("id"), r.PathValue("action"))
+	switch {
+	case errors.Is(err, ErrNoTransaction):
+		apiError(w, http.StatusNotFound, "not_found", err.Error())
+	case err != nil:
+		apiError(w, http.StatusConflict, "invalid_state", err.Error())
+	default:
+		writeJSON(w, http.StatusOK, tx)
+	}
+}
+
+// initPayments builds the qrcode-payment side; New calls it before routes.
+func (p *PPaaS) initPayments() {
+	c := p.cfg.Payments
+	p.pay = newPayments(p.log, p.cfg.Now, c.Provider)
+	if c.ExternalMQTTURL != "" {
+		p.broker = newExternalBroker(p.log, c.ExternalMQTTURL, c.ExternalMQTTUsername, c.ExternalMQTTPassword, p.brokerClientTLS())
+		return
+	}
+	addr := c.MQTTAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	p.broker = &embeddedBroker{log: p.log, tls: p.TLSConfig(), verify: p.VerifyToken, addr: addr}
+}
+
+// brokerClientTLS trusts the development CA for the simulator's own
+// connection to an external broker.
+func (p *PPaaS) brokerClientTLS() *tls.Config {
+	return &tls.Config{RootCAs: p.tls.ClientCAs, MinVersion: tls.VersionTLS12}
+}
+
+// startPayments starts the broker (or its client) and the event publisher.
+func (p *PPaaS) startPayments() error {
+	if err := p.broker.start(); err != nil {
+		return fmt.Errorf("simulated PPaaS: %w", err)
+	}
+	p.pay.start(p.broker)
+	p.log.Info("simulated PPaaS events", "mqtt", p.broker.url(), "provider", p.pay.mode)
+	return nil
+}
+
+// closePayments stops the publisher, then the broker.
+func (p *PPaaS) closePayments() error {
+	p.pay.close()
+	return p.broker.stop()
+}
+
+// MQTTURL is the broker devices subscribe to, e.g. ssl://127.0.0.1:8883.
+func (p *PPaaS) MQTTURL() string { return p.broker.url() }
+
+// Act makes the consumer act on a transaction: "pay", "decline" or "abandon".
+func (p *PPaaS) Act(id, action string) (SimTransaction, error) { return p.pay.act(id, action) }
+
+// Transactions lists the QR transactions and the approved charges per serial.
+func (p *PPaaS) Transactions() ([]SimTransaction, map[string]int) { return p.pay.list() }
+
+// SetProviderMode switches the generic provider between manual, approve and decline.
+func (p *PPaaS) SetProviderMode(m ProviderMode) error {
+	switch m {
+	case ProviderManual, ProviderApprove, ProviderDecline:
+	default:
+		return fmt.Errorf("provider mode %q is not manual, approve or decline", m)
+	}
+	p.pay.mu.Lock()
+	p.pay.mode = m
+	p.pay.mu.Unlock()
+	return nil
+}
+
+// SetPaymentFaults replaces the qrcode-payment fault knobs.
+func (p *PPaaS) SetPaymentFaults(f PaymentFaults) {
+	p.pay.mu.Lock()
+	p.pay.faults = f
+	p.pay.mu.Unlock()
+}
+
+// StopBroker stops the embedded broker (an outage); events published meanwhile are lost.
+func (p *PPaaS) StopBroker() error { return p.broker.stop() }
+
+// StartBroker restarts the embedded broker on the same address.
+func (p *PPaaS) StartBroker() error { return p.broker.start() }
+
+// KickDevice drops a device's MQTT connection, so it must reconnect (with a
+// fresh token).
+func (p *PPaaS) KickDevice(serial string) error { return p.broker.kick(serial) }

@@ -1,0 +1,416 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/termagent/termagent/qr"
+)
+
+// ProviderMode is how the generic provider (paymentType KB) decides.
+type ProviderMode string
+
+const (
+	// ProviderManual waits for the control API: pay, decline or abandon.
+	ProviderManual ProviderMode = "manual"
+	// ProviderApprove approves every transaction right after create (benchmarks, demo).
+	ProviderApprove ProviderMode = "approve"
+	// ProviderDecline declines every transaction right after create.
+	ProviderDecline ProviderMode = "decline"
+)
+
+// PaymentFaults are the fault knobs of the qrcode-payment side. Counts apply to
+// the next N occurrences and decrease as they are used.
+type PaymentFaults struct {
+	// CreateErrors answers 503 to the next N creates *after* the transaction was
+	// created, as if the response were lost: only idempotency saves a double charge.
+	CreateErrors int `json:"createErrors"`
+	// DropEvents silently drops the next N events.
+	DropEvents int `json:"dropEvents"`
+	// DuplicateEvents publishes the next N events twice.
+	DuplicateEvents int `json:"duplicateEvents"`
+	// ReorderEvents holds back the next N events and publishes each one after the
+	// event that follows it.
+	ReorderEvents int `json:"reorderEvents"`
+}
+
+// SimTransaction is the simulator's record of a QR transaction.
+type SimTransaction struct {
+	qr.Transaction
+	Serial       string    `json:"serial"`
+	CreateCalls  int       `json:"createCalls"` // create requests seen with this clientTransactionId
+	Events       int       `json:"events"`      // events published (before faults)
+	Abandoned    bool      `json:"abandoned"`
+	FinalEventAt time.Time `json:"finalEventAt"` // when the event carrying the final status was handed to the broker
+	refunds      map[string]qr.Refund
+}
+
+// publisher delivers an event payload to a device's topic (the broker).
+type publisher interface {
+	Publish(ctx context.Context, topic string, payload []byte) error
+}
+
+type outgoing struct {
+	topic   string
+	payload []byte
+}
+
+// payments is the qrcode-payment API with the generic KB provider.
+type payments struct {
+	log *slog.Logger
+	now func() time.Time
+	pub publisher
+
+	mu       sync.Mutex
+	mode     ProviderMode
+	faults   PaymentFaults
+	held     *outgoing // an event held back by ReorderEvents
+	byID     map[string]*SimTransaction
+	byClient map[string]*SimTransaction // serial + "/" + clientTransactionId
+	charges  map[string]int             // serial → approved transactions
+
+	queue chan outgoing
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func newPayments(log *slog.Logger, now func() time.Time, mode ProviderMode) *payments {
+	if mode == "" {
+		mode = ProviderManual
+	}
+	return &payments{
+		log: log, now: now, mode: mode,
+		byID: map[string]*SimTransaction{}, byClient: map[string]*SimTransaction{}, charges: map[string]int{},
+		queue: make(chan outgoing, 1024), stop: make(chan struct{}),
+	}
+}
+
+// start runs the single publishing goroutine: one goroutine keeps the events of
+// a transaction in the order they were decided.
+func (pm *payments) start(pub publisher) {
+	pm.pub = pub
+	pm.wg.Add(1)
+	go func() {
+		defer pm.wg.Done()
+		for {
+			select {
+			case <-pm.stop:
+				return
+			case o := <-pm.queue:
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if err := pm.pub.Publish(ctx, o.topic, o.payload); err != nil {
+					// The broker is down or refused: the event is lost, as a real
+					// one would be; the device's polling recovers the state.
+					pm.log.Warn("simulated PPaaS event not published", "topic", o.topic, "err", err)
+				}
+				cancel()
+			}
+		}
+	}()
+}
+
+func (pm *payments) close() {
+	select {
+	case <-pm.stop:
+	default:
+		close(pm.stop)
+	}
+	pm.wg.Wait()
+}
+
+func (pm *payments) routes(mux *http.ServeMux, device func(http.HandlerFunc) http.HandlerFunc) {
+	mux.HandleFunc("POST /qrcode-payment/v1/transactions", device(pm.handleCreate))
+	mux.HandleFunc("GET /qrcode-payment/v1/transactions/{id}", device(pm.handleGet))
+	mux.HandleFunc("POST /qrcode-payment/v1/transactions/{id}/cancel", device(pm.handleCancel))
+	mux.HandleFunc("POST /qrcode-payment/v1/transactions/{id}/refund", device(pm.handleRefund))
+}
+
+func apiError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]string{"error": code, "message": msg})
+}
+
+func (pm *payments) handleCreate(w http.ResponseWriter, r *http.Request) {
+	dev, _ := DeviceFrom(r.Context())
+	var req qr.CreateRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
+		return
+	}
+	if err := req.Validate(); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	if _, err := uuid.Parse(req.ClientTransactionID); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request", "clientTransactionId is not a UUID")
+		return
+	}
+	if req.PaymentType != "KB" {
+		apiError(w, http.StatusUnprocessableEntity, "unsupported_payment_type", "paymentType "+req.PaymentType+" is not offered to this merchant")
+		return
+	}
+	key := dev.Serial + "/" + req.ClientTransactionID
+	var snap *qr.Transaction
+	pm.mu.Lock()
+	tx, existed := pm.byClient[key]
+	if existed {
+		if tx.PaymentAmount != req.PaymentAmount || tx.PaymentType != req.PaymentType {
+			pm.mu.Unlock()
+			apiError(w, http.StatusConflict, "duplicate_client_transaction_id", "clientTransactionId already used with different content")
+			return
+		}
+	} else {
+		now := pm.now()
+		tx = &SimTransaction{
+			Transaction: qr.Transaction{
+				TransactionID:       "qr-" + uuid.NewString(),
+				ClientTransactionID: req.ClientTransactionID,
+				PaymentType:         req.PaymentType,
+				PaymentScenario:     req.PaymentScenario,
+				Status:              qr.AwaitingConsumer,
+				ProviderReference:   "KB-" + uuid.NewString()[:8],
+				PaymentAmount:       req.PaymentAmount,
+				Order:               req.Order,
+				CreatedAt:           now,
+				UpdatedAt:           now,
+			},
+			Serial:  dev.Serial,
+			refunds: map[string]qr.Refund{},
+		}
+		if req.PaymentScenario == qr.ConsumerScan {
+			tx.QRCode = &qr.QRCode{Payload: "https://pay.kb.sim.ppaas.test/p/" + tx.TransactionID}
+		}
+		pm.byClient[key] = tx
+		pm.byID[tx.TransactionID] = tx
+		// The answer is the state before the provider decides: a decision,
+		// however quick, reaches the device as events.
+		created := tx.Transaction
+		snap = &created
+		switch pm.mode {
+		case ProviderApprove:
+			pm.decideLocked(tx, qr.Approved, "")
+		case ProviderDecline:
+			pm.decideLocked(tx, qr.Declined, "declined by provider")
+		}
+	}
+	tx.CreateCalls++
+	lost := pm.faults.CreateErrors > 0
+	if lost {
+		pm.faults.CreateErrors--
+	}
+	body := tx.Transaction
+	if snap != nil {
+		body = *snap
+	}
+	pm.mu.Unlock()
+
+	if lost {
+		apiError(w, http.StatusServiceUnavailable, "injected_fault", "response lost after create")
+		return
+	}
+	status := http.StatusCreated
+	if existed {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, body)
+}
+
+// owned returns the device's transaction or writes 404.
+func (pm *payments) owned(w http.ResponseWriter, r *http.Request) (*SimTransaction, bool) {
+	dev, _ := DeviceFrom(r.Context())
+	tx := pm.byID[r.PathValue("id")]
+	if tx == nil || tx.Serial != dev.Serial {
+		apiError(w, http.StatusNotFound, "not_found", "no such transaction")
+		return nil, false
+	}
+	return tx, true
+}
+
+func (pm *payments) handleGet(w http.ResponseWriter, r *http.Request) {
+	pm.mu.Lock()
+	tx, ok := pm.owned(w, r)
+	if !ok {
+		pm.mu.Unlock()
+		return
+	}
+	body := tx.Transaction
+	pm.mu.Unlock()
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (pm *payments) handleCancel(w http.ResponseWriter, r *http.Request) {
+	pm.mu.Lock()
+	tx, ok := pm.owned(w, r)
+	if !ok {
+		pm.mu.Unlock()
+		return
+	}
+	switch tx.Status {
+	case qr.Cancelled, qr.Expired:
+		// Idempotent: a retried cancel gets the same answer.
+	case qr.Created, qr.AwaitingConsumer, qr.Pending:
+		pm.setLocked(tx, qr.Cancelled, "cancelled by the terminal")
+	default:
+		body := tx.Transaction
+		pm.mu.Unlock()
+		writeJSON(w, http.StatusConflict, map[string]any{"error": "already_decided", "message": "transaction is " + string(body.Status), "transaction": body})
+		return
+	}
+	body := tx.Transaction
+	pm.mu.Unlock()
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (pm *payments) handleRefund(w http.ResponseWriter, r *http.Request) {
+	var req qr.RefundRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
+		return
+	}
+	if req.ClientRefundID == "" || req.Amount.Amount <= 0 {
+		apiError(w, http.StatusBadRequest, "invalid_request", "clientRefundId and a positive amount are required")
+		return
+	}
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	tx, ok := pm.owned(w, r)
+	if !ok {
+		return
+	}
+	if done, ok := tx.refunds[req.ClientRefundID]; ok {
+		writeJSON(w, http.StatusOK, done)
+		return
+	}
+	if tx.Status != qr.Approved {
+		writeJSON(w, http.StatusConflict, map[string]any{"error": "not_refundable", "message": "transaction is " + string(tx.Status), "transaction": tx.Transaction})
+		return
+	}
+	if req.Amount.Currency != tx.PaymentAmount.Currency || tx.RefundedAmount+req.Amount.Amount > tx.PaymentAmount.Amount {
+		apiError(w, http.StatusUnprocessableEntity, "invalid_amount", "refund exceeds the amount paid or currency differs")
+		return
+	}
+	ref := qr.Refund{RefundID: "rf-" + uuid.NewString(), ClientRefundID: req.ClientRefundID, TransactionID: tx.TransactionID,
+		Status: "refunded", Amount: req.Amount, CreatedAt: pm.now()}
+	tx.refunds[req.ClientRefundID] = ref
+	tx.RefundedAmount += req.Amount.Amount
+	if tx.RefundedAmount == tx.PaymentAmount.Amount {
+		pm.setLocked(tx, qr.Refunded, "refunded")
+	}
+	writeJSON(w, http.StatusOK, ref)
+}
+
+// decideLocked is the provider's decision: pending, then the final status.
+func (pm *payments) decideLocked(tx *SimTransaction, final qr.State, reason string) {
+	pm.setLocked(tx, qr.Pending, "consumer confirmed in wallet")
+	pm.setLocked(tx, final, reason)
+	if final == qr.Approved {
+		pm.charges[tx.Serial]++
+	}
+}
+
+// setLocked changes a transaction's status and queues its event.
+func (pm *payments) setLocked(tx *SimTransaction, s qr.State, reason string) {
+	now := pm.now()
+	tx.Status, tx.StatusReason, tx.UpdatedAt = s, reason, now
+	tx.Sequence++
+	tx.Events++
+	ev := qr.Event{
+		EventID: uuid.NewString(), Type: qr.EventTypeStatus,
+		TransactionID: tx.TransactionID, ClientTransactionID: tx.ClientTransactionID,
+		Status: s, StatusReason: reason, Sequence: tx.Sequence, Time: now,
+		ProviderReference: tx.ProviderReference,
+		Provider:          map[string]string{"paymentType": tx.PaymentType, "provider": "generic"},
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		pm.log.Error("simulated PPaaS encode event", "err", err)
+		return
+	}
+	if s.Final() {
+		tx.FinalEventAt = time.Now()
+	}
+	pm.enqueueLocked(outgoing{topic: qr.EventTopic(tx.Serial), payload: b})
+}
+
+func (pm *payments) enqueueLocked(o outgoing) {
+	f := &pm.faults
+	var out []outgoing
+	switch {
+	case f.DropEvents > 0:
+		f.DropEvents--
+		return
+	case pm.held != nil:
+		out = []outgoing{o, *pm.held}
+		pm.held = nil
+	case f.ReorderEvents > 0:
+		f.ReorderEvents--
+		pm.held = &o
+		return
+	default:
+		out = []outgoing{o}
+	}
+	if f.DuplicateEvents > 0 {
+		f.DuplicateEvents--
+		out = append(out, out[0])
+	}
+	for _, e := range out {
+		select {
+		case pm.queue <- e:
+		default:
+			pm.log.Error("simulated PPaaS event queue full; event dropped", "topic", e.topic)
+		}
+	}
+}
+
+// ErrNoTransaction is returned by control actions on an unknown transaction.
+var ErrNoTransaction = errors.New("no such transaction")
+
+// act is the consumer acting through the provider (control API).
+func (pm *payments) act(id, action string) (SimTransaction, error) {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	tx := pm.byID[id]
+	if tx == nil {
+		return SimTransaction{}, fmt.Errorf("%s %s: %w", action, id, ErrNoTransaction)
+	}
+	if tx.Status.Final() {
+		return *tx, fmt.Errorf("%s %s: transaction is already %s", action, id, tx.Status)
+	}
+	switch action {
+	case "pay":
+		pm.decideLocked(tx, qr.Approved, "")
+	case "decline":
+		pm.decideLocked(tx, qr.Declined, "insufficient funds in wallet")
+	case "abandon":
+		// The consumer walks away: nothing happens until the terminal gives up.
+		tx.Abandoned = true
+	default:
+		return *tx, fmt.Errorf("unknown action %q", action)
+	}
+	return *tx, nil
+}
+
+func (pm *payments) list() ([]SimTransaction, map[string]int) {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	out := make([]SimTransaction, 0, len(pm.byID))
+	for _, tx := range pm.byID {
+		out = append(out, *tx)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	charges := make(map[string]int, len(pm.charges))
+	for k, v := range pm.charges {
+		charges[k] = v
+	}
+	return out, charges
+}
