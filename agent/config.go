@@ -1,0 +1,342 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything the agent needs to run. It is read from, in increasing
+// priority: defaults, a JSON file (-config), TERMAGENT_* environment variables and
+// flags. Secrets (the end-user password, the Nexo key passphrase) come from the
+// environment or the file only, never from flags, which other users can see.
+type Config struct {
+	// Platform
+	AuthURL string `json:"auth_url" help:"PPaaS device authorization base URL (mTLS, port 9021)"`
+	APIURL  string `json:"api_url" help:"PPaaS device API base URL (mTLS, port 9021)"`
+	MQTTURL string `json:"mqtt_url" help:"MQTT broker URL for provider events (ssl://host:port); empty disables push events (polling only)"`
+	Cert    string `json:"cert" help:"device certificate (PEM); its Subject carries the serial number"`
+	Key     string `json:"key" help:"device private key (PEM, mode 0600)"`
+	CA      string `json:"ca" help:"CA bundle that verifies PPaaS (PEM)"`
+	Serial  string `json:"serial" help:"serial number; default: read from the device certificate"`
+	Model   string `json:"model" help:"terminal model; default: read from the device certificate CN"`
+
+	Grant    string `json:"grant" help:"client_credentials (machine-to-machine) or password (end-user mode)"`
+	Username string `json:"username" help:"end user for the password grant"`
+	Password string `json:"password" secret:"true" help:"end user's password for the password grant (env or file only)"`
+
+	// POS side (Nexo)
+	NexoListen        string `json:"nexo_listen" help:"address of the POS-facing Nexo HTTPS server"`
+	NexoCert          string `json:"nexo_cert" help:"TLS certificate of the Nexo server (PEM)"`
+	NexoKey           string `json:"nexo_key" help:"TLS key of the Nexo server (PEM)"`
+	NexoPlainHTTP     bool   `json:"nexo_plain_http" help:"serve Nexo over plain HTTP (loopback testing only)"`
+	POIID             string `json:"poiid" help:"POIID the POS addresses; default {MODEL}-{SERIAL}"`
+	Strict            bool   `json:"strict" help:"require a Nexo Login before any service"`
+	NexoKeyIdentifier string `json:"nexo_key_identifier" help:"Nexo message security key identifier"`
+	NexoKeyVersion    int    `json:"nexo_key_version" help:"Nexo message security key version"`
+	NexoPassphrase    string `json:"nexo_passphrase" secret:"true" help:"Nexo message security passphrase (env or file only)"`
+	POSEventURL       string `json:"pos_event_url" help:"URL where EventNotifications are POSTed to the POS"`
+
+	// Payments
+	PaymentTimeout time.Duration `json:"payment_timeout" help:"time the consumer has to pay before the agent cancels"`
+	EventWait      time.Duration `json:"event_wait" help:"time without an MQTT event before the agent polls the transaction status"`
+
+	// Local
+	DataDir     string `json:"data_dir" help:"directory of the agent's durable store"`
+	AdminListen string `json:"admin_listen" help:"loopback address for /healthz, /readyz and /metrics; empty disables"`
+	LogFormat   string `json:"log_format" help:"text or json"`
+	LogLevel    string `json:"log_level" help:"debug, info, warn or error"`
+}
+
+// DefaultConfig is the configuration of a terminal on the PPaaS demo environment
+// with the seed's file layout (conf/client.pem, conf/client.key, conf/bundle.pem).
+func DefaultConfig() Config {
+	return Config{
+		AuthURL:        "https://auth.device.demo.ppaas.tech:9021",
+		APIURL:         "https://api.device.demo.ppaas.tech:9021",
+		MQTTURL:        "ssl://api.device.demo.ppaas.tech:8883",
+		Cert:           "conf/client.pem",
+		Key:            "conf/client.key",
+		CA:             "conf/bundle.pem",
+		Grant:          "client_credentials",
+		NexoListen:     "127.0.0.1:8443",
+		NexoCert:       "conf/agent.pem",
+		NexoKey:        "conf/agent.key",
+		PaymentTimeout: 120 * time.Second,
+		EventWait:      5 * time.Second,
+		DataDir:        "data",
+		AdminListen:    "127.0.0.1:9464",
+		LogFormat:      "text",
+		LogLevel:       "info",
+	}
+}
+
+// FieldError is a configuration error that names the field.
+type FieldError struct {
+	Field string // the JSON name, e.g. nexo_listen
+	Msg   string
+}
+
+func (e *FieldError) Error() string {
+	if e.Field == "password" || e.Field == "nexo_passphrase" {
+		return fmt.Sprintf("config %s (env %s): %s", e.Field, envName(e.Field), e.Msg)
+	}
+	return fmt.Sprintf("config %s (flag -%s, env %s): %s", e.Field, flagName(e.Field), envName(e.Field), e.Msg)
+}
+
+func flagName(field string) string { return strings.ReplaceAll(field, "_", "-") }
+func envName(field string) string  { return "TERMAGENT_" + strings.ToUpper(field) }
+
+// Validate checks every field and returns all problems, each naming its field.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	for field, u := range map[string]string{"auth_url": c.AuthURL, "api_url": c.APIURL} {
+		pu, err := url.Parse(u)
+		switch {
+		case u == "":
+			bad(field, "is required")
+		case err != nil:
+			bad(field, "%v", err)
+		case pu.Scheme != "https" || pu.Host == "":
+			bad(field, "must be an https:// URL with a host, got %q", u)
+		}
+	}
+	if c.MQTTURL != "" {
+		pu, err := url.Parse(c.MQTTURL)
+		if err != nil || pu.Host == "" || (pu.Scheme != "ssl" && pu.Scheme != "tls" && pu.Scheme != "mqtts") {
+			bad("mqtt_url", "must be ssl://host:port (TLS is required), got %q", c.MQTTURL)
+		}
+	}
+	for field, v := range map[string]string{"cert": c.Cert, "key": c.Key, "ca": c.CA, "data_dir": c.DataDir} {
+		if v == "" {
+			bad(field, "is required")
+		}
+	}
+	switch c.Grant {
+	case "client_credentials":
+	case "password":
+		if c.Username == "" {
+			bad("username", "is required with grant=password")
+		}
+		if c.Password == "" {
+			bad("password", "is required with grant=password (set %s)", envName("password"))
+		}
+	default:
+		bad("grant", "must be client_credentials or password, got %q", c.Grant)
+	}
+	host, _, err := net.SplitHostPort(c.NexoListen)
+	if err != nil {
+		bad("nexo_listen", "must be host:port: %v", err)
+	} else if !loopback(host) {
+		if c.NexoPlainHTTP {
+			bad("nexo_plain_http", "plain HTTP is only allowed on a loopback address, not %q", c.NexoListen)
+		}
+		if c.NexoPassphrase == "" {
+			bad("nexo_passphrase", "a LAN-facing Nexo server (%s) requires message security", c.NexoListen)
+		}
+	}
+	if !c.NexoPlainHTTP && (c.NexoCert == "" || c.NexoKey == "") {
+		bad("nexo_cert", "HTTPS needs nexo_cert and nexo_key (or nexo_plain_http on loopback)")
+	}
+	if c.NexoPassphrase != "" && c.NexoKeyIdentifier == "" {
+		bad("nexo_key_identifier", "is required with a passphrase")
+	}
+	if c.POSEventURL != "" {
+		if pu, err := url.Parse(c.POSEventURL); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+			bad("pos_event_url", "must be an http(s) URL, got %q", c.POSEventURL)
+		}
+	}
+	if c.PaymentTimeout < time.Second || c.PaymentTimeout > time.Hour {
+		bad("payment_timeout", "must be between 1s and 1h, got %s", c.PaymentTimeout)
+	}
+	if c.EventWait < 10*time.Millisecond || c.EventWait > 10*time.Minute {
+		bad("event_wait", "must be between 10ms and 10m, got %s", c.EventWait)
+	}
+	if c.AdminListen != "" {
+		if host, _, err := net.SplitHostPort(c.AdminListen); err != nil || !loopback(host) {
+			bad("admin_listen", "must be a loopback host:port, got %q", c.AdminListen)
+		}
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("log_format", "must be text or json, got %q", c.LogFormat)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		bad("log_level", "%v", err)
+	}
+	return errors.Join(errs...)
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// DBPath is the bbolt file in the data directory.
+func (c Config) DBPath() string { return filepath.Join(c.DataDir, "termagent.db") }
+
+// Redacted is the configuration with secrets masked, for logs and `config check`.
+func (c Config) Redacted() Config {
+	if c.Password != "" {
+		c.Password = "[redacted]"
+	}
+	if c.NexoPassphrase != "" {
+		c.NexoPassphrase = "[redacted]"
+	}
+	return c
+}
+
+// LoadConfig builds the configuration from defaults, the -config file, TERMAGENT_*
+// environment variables and flags, in that order. getenv is os.Getenv in production.
+func LoadConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (Config, []string, error) {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", getenv("TERMAGENT_CONFIG"), "JSON configuration file (env TERMAGENT_CONFIG)")
+	type setter struct {
+		field string
+		value reflect.Value
+	}
+	var fields []setter
+	rv := reflect.ValueOf(&cfg).Elem()
+	rt := rv.Type()
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		jsonName := strings.Split(f.Tag.Get("json"), ",")[0]
+		fields = append(fields, setter{jsonName, rv.Field(i)})
+		if f.Tag.Get("secret") == "true" {
+			continue
+		}
+		usage := fmt.Sprintf("%s (env %s)", f.Tag.Get("help"), envName(jsonName))
+		fs.Var(&fieldValue{rv.Field(i)}, flagName(jsonName), usage)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s [flags] [run]\n       %s version | config check | queue ...\n\nFlags (each also settable by its environment variable and in the -config file under its name with underscores):\n", name, name)
+		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "\nSecrets are read from the environment or the file only: %s, %s.\n", envName("password"), envName("nexo_passphrase"))
+	}
+	// Flags are parsed first to find -config, then the layers are applied in order and
+	// the flags parsed again so they win.
+	if err := fs.Parse(args); err != nil {
+		return cfg, nil, err
+	}
+	cfg = DefaultConfig()
+	if *configFile != "" {
+		b, err := os.ReadFile(*configFile)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("read config file: %w", err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		var fileCfg configFileJSON
+		fileCfg.Config = &cfg
+		if err := dec.Decode(&fileCfg); err != nil {
+			return cfg, nil, fmt.Errorf("config file %s: %w", *configFile, err)
+		}
+	}
+	for _, s := range fields {
+		if v := getenv(envName(s.field)); v != "" {
+			if err := (&fieldValue{s.value}).Set(v); err != nil {
+				return cfg, nil, &FieldError{Field: s.field, Msg: fmt.Sprintf("environment %s: %v", envName(s.field), err)}
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, nil, err
+	}
+	return cfg, fs.Args(), nil
+}
+
+// configFileJSON lets the file carry comments as "//…" keys and durations as
+// strings ("120s"), which is how the documented example is written.
+type configFileJSON struct{ *Config }
+
+func (c *configFileJSON) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	rv := reflect.ValueOf(c.Config).Elem()
+	byName := map[string]reflect.Value{}
+	for i := range rv.NumField() {
+		byName[strings.Split(rv.Type().Field(i).Tag.Get("json"), ",")[0]] = rv.Field(i)
+	}
+	for k, v := range raw {
+		if strings.HasPrefix(k, "//") {
+			continue
+		}
+		f, ok := byName[k]
+		if !ok {
+			return &FieldError{Field: k, Msg: "unknown field"}
+		}
+		if f.Type() == reflect.TypeFor[time.Duration]() {
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return &FieldError{Field: k, Msg: `want a duration string such as "120s"`}
+			}
+			if err := (&fieldValue{f}).Set(s); err != nil {
+				return &FieldError{Field: k, Msg: err.Error()}
+			}
+			continue
+		}
+		if err := json.Unmarshal(v, f.Addr().Interface()); err != nil {
+			return &FieldError{Field: k, Msg: err.Error()}
+		}
+	}
+	return nil
+}
+
+// fieldValue adapts a Config field to flag.Value.
+type fieldValue struct{ v reflect.Value }
+
+func (f *fieldValue) String() string {
+	if !f.v.IsValid() {
+		return ""
+	}
+	return fmt.Sprint(f.v.Interface())
+}
+
+func (f *fieldValue) IsBoolFlag() bool { return f.v.IsValid() && f.v.Kind() == reflect.Bool }
+
+func (f *fieldValue) Set(s string) error {
+	switch {
+	case f.v.Type() == reflect.TypeFor[time.Duration]():
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.v.SetInt(int64(d))
+	case f.v.Kind() == reflect.String:
+		f.v.SetString(s)
+	case f.v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		f.v.SetBool(b)
+	case f.v.Kind() == reflect.Int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return err
+		}
+		f.v.SetInt(int64(n))
+	default:
+		return fmt.Errorf("unsupported type %s", f.v.Type())
+	}
+	return nil
+}

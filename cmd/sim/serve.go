@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/sim"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sim serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("certs", "conf", "directory of the development PKI (generated if missing)")
+	addr := fs.String("addr", "127.0.0.1:9021", "mTLS listen address of the simulated PPaaS")
+	control := fs.String("control", "127.0.0.1:9080", "plain-HTTP loopback address of the control API")
+	ttl := fs.Duration("token-ttl", 300*time.Second, "life of issued device tokens")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := certs.Generate(certs.Options{Dir: *dir}); err != nil {
+		return fmt.Errorf("sim serve: prepare certificates: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	p, err := sim.New(sim.Config{Addr: *addr, ControlAddr: *control, CertsDir: *dir, TokenTTL: *ttl, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "simulated PPaaS: %s (mTLS)\ncontrol API:     %s\n", p.URL(), p.ControlURL())
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return p.Close(sctx)
+}
