@@ -40,7 +40,6 @@ type Agent struct {
 	ready chan struct{}
 }
 
-
 // New validates the configuration, loads the device identity and prepares the
 // components. Nothing touches the network until Run.
 func New(cfg Config, build Build, log *slog.Logger) (*Agent, error) {
