@@ -1,0 +1,150 @@
+package nexo
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+)
+
+// PaymentEngine carries out payments and reversals. Failures are *Error:
+// PaymentRestriction when it cannot take the payment, Refusal when declined,
+// UnreachableHost when the outcome is unknown, Aborted when ctx was
+// cancelled with cause ErrAborted. Any other error is treated as an unknown
+// outcome (UnreachableHost).
+type PaymentEngine interface {
+	Pay(ctx context.Context, req PaymentRequest) (PaymentResult, error)
+	Reverse(ctx context.Context, req ReversalRequest) (ReversalResult, error)
+}
+
+// RoutedEngine is a PaymentEngine that says which payments it takes (by
+// brand, instrument type, currency…).
+type RoutedEngine interface {
+	PaymentEngine
+	Accepts(req PaymentRequest) bool
+}
+
+// Router is a PaymentEngine that hands each payment to the first engine that
+// accepts it.
+type Router struct {
+	engines []RoutedEngine
+}
+
+// NewRouter returns a Router over engines, tried in order.
+func NewRouter(engines ...RoutedEngine) *Router { return &Router{engines: engines} }
+
+// Pay implements PaymentEngine.
+func (r *Router) Pay(ctx context.Context, req PaymentRequest) (PaymentResult, error) {
+	for _, e := range r.engines {
+		if e.Accepts(req) {
+			return e.Pay(ctx, req)
+		}
+	}
+	what := "no brand or instrument type"
+	switch {
+	case len(req.AllowedBrands) > 0:
+		what = "brand " + strings.Join(req.AllowedBrands, ",")
+	case req.InstrumentType != "":
+		what = "instrument type " + req.InstrumentType
+	}
+	return PaymentResult{}, Errorf(PaymentRestriction, "no payment method accepts %s", what)
+}
+
+// Reverse implements PaymentEngine. A reversal names only the POI
+// transaction, so each engine is asked in turn; an engine that does not know
+// the transaction answers NotFound.
+func (r *Router) Reverse(ctx context.Context, req ReversalRequest) (ReversalResult, error) {
+	for _, e := range r.engines {
+		res, err := e.Reverse(ctx, req)
+		var ne *Error
+		if errors.As(err, &ne) && ne.Condition == NotFound {
+			continue
+		}
+		return res, err
+	}
+	return ReversalResult{}, Errorf(NotFound, "no transaction %s", req.OriginalPOITransactionID.ID)
+}
+
+// TxState is the state of a journaled transaction.
+type TxState string
+
+// Transaction states.
+const (
+	TxInProgress TxState = "InProgress"
+	TxDone       TxState = "Done"
+)
+
+// JournalEntry is one journaled transaction (Payment or Reversal), keyed by
+// SaleID and ServiceID.
+type JournalEntry struct {
+	SaleID    string
+	ServiceID string
+	Category  MessageCategory
+	// RequestHash identifies the request's content, to tell an identical
+	// retry from a reuse of the ServiceID.
+	RequestHash string
+	State       TxState
+	// Response is the final SaleToPOIResponse in Nexo 3.x JSON, unprotected;
+	// empty while InProgress.
+	Response []byte
+	Started  time.Time
+	Updated  time.Time
+}
+
+// Journal persists transactions so that TransactionStatus and duplicate
+// ServiceID replay survive a restart.
+type Journal interface {
+	// Begin records a new transaction, replacing any entry with the same
+	// SaleID and ServiceID (the server has checked it is expired).
+	Begin(ctx context.Context, e JournalEntry) error
+	// Finish records the final response of a transaction.
+	Finish(ctx context.Context, saleID, serviceID string, response []byte, at time.Time) error
+	// Lookup returns the entry for SaleID and ServiceID, ok false if none.
+	Lookup(ctx context.Context, saleID, serviceID string) (e JournalEntry, ok bool, err error)
+	// Last returns the most recently begun entry of SaleID, ok false if none.
+	Last(ctx context.Context, saleID string) (e JournalEntry, ok bool, err error)
+}
+
+// Display shows texts on the terminal's display.
+type Display interface {
+	Show(ctx context.Context, outputs []DisplayOutput) error
+}
+
+// Health is what Diagnosis reports.
+type Health struct {
+	// Hosts are the platform hosts (auth, API, MQTT…) and whether they are
+	// reachable; AcquirerID carries their name.
+	Hosts       []HostStatus
+	OutboxDepth int
+}
+
+// Diagnoser reports host reachability and outbox depth.
+type Diagnoser interface {
+	Diagnose(ctx context.Context) (Health, error)
+}
+
+// PendingEvent is an EventNotification that could not be delivered to the
+// POS, ready to be POSTed again as is (see DeliverEvent).
+type PendingEvent struct {
+	URL         string
+	ContentType string
+	Body        []byte
+}
+
+// Outbox queues an event for later delivery.
+type Outbox interface {
+	EnqueueEvent(ctx context.Context, ev PendingEvent) error
+}
+
+// Deps are the server's collaborators. Engine and Journal are required;
+// without Display, Diagnoser or Outbox the matching service answers
+// UnavailableDevice / reports no hosts / Notify fails.
+type Deps struct {
+	Engine    PaymentEngine
+	Journal   Journal
+	Display   Display
+	Diagnoser Diagnoser
+	Outbox    Outbox
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}

@@ -1,0 +1,89 @@
+package nexo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+)
+
+// Notify sends an EventNotification to the POS event URL (Nexo 3.x JSON,
+// protected when a Key is configured). When the POS cannot be reached the
+// event is queued in the Outbox for later delivery with DeliverEvent; Notify
+// then returns nil.
+func (s *Server) Notify(ctx context.Context, ev EventNotification) error {
+	if s.cfg.EventURL == "" {
+		return errors.New("nexo notify: no event URL configured")
+	}
+	if ev.TimeStamp.IsZero() {
+		ev.TimeStamp = s.now()
+	}
+	s.mu.Lock()
+	s.eventSeq++
+	seq := s.eventSeq
+	saleID := s.lastSale
+	s.mu.Unlock()
+	req := &Request{
+		Header: Header{
+			ProtocolVersion: "3.0", Class: ClassEvent, Category: CategoryEvent, Type: TypeNotification,
+			ServiceID: strconv.FormatUint(seq%1e10, 10), SaleID: saleID, POIID: s.cfg.POIID,
+		},
+		Event: &ev,
+	}
+	body, err := sealRequest(JSONCodec{}, s.cfg.Key, req)
+	if err != nil {
+		return fmt.Errorf("nexo notify: %w", err)
+	}
+	pe := PendingEvent{URL: s.cfg.EventURL, ContentType: JSONCodec{}.ContentType(), Body: body}
+	derr := DeliverEvent(ctx, s.cfg.EventClient, pe)
+	if derr == nil {
+		return nil
+	}
+	if s.deps.Outbox == nil {
+		return fmt.Errorf("nexo notify: %w (no outbox)", derr)
+	}
+	s.log.Warn("nexo event not delivered; queued", "event", ev.EventToNotify, "err", derr)
+	if err := s.deps.Outbox.EnqueueEvent(ctx, pe); err != nil {
+		return fmt.Errorf("nexo notify: queue after %v: %w", derr, err)
+	}
+	return nil
+}
+
+// DeliverEvent POSTs a pending event to the POS; any non-2xx status is an
+// error so that the outbox keeps the event.
+func DeliverEvent(ctx context.Context, client *http.Client, ev PendingEvent) error {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.URL, bytes.NewReader(ev.Body))
+	if err != nil {
+		return fmt.Errorf("deliver nexo event: %w", err)
+	}
+	req.Header.Set("Content-Type", ev.ContentType)
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("deliver nexo event: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("deliver nexo event: POS answered %s", resp.Status)
+	}
+	return nil
+}
+
+// sealRequest encodes a request, protected with key when key is not nil.
+func sealRequest(c wireCodec, key *Key, req *Request) ([]byte, error) {
+	wm, err := requestToWire(req)
+	if err != nil {
+		return nil, err
+	}
+	b, err := c.encodeWire(rootRequest, wm)
+	if err != nil || key == nil {
+		return b, err
+	}
+	return key.sealMessage(c, rootRequest, wm.MessageHeader, b, nil)
+}

@@ -1,0 +1,672 @@
+package nexo
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// DefaultListenAddr is where the POI server listens unless configured.
+const DefaultListenAddr = "127.0.0.1:8443"
+
+// ServerConfig configures a Server. Zero durations and sizes take the
+// documented defaults.
+type ServerConfig struct {
+	// POIID is this POI's identity, by default "{MODEL}-{SERIAL}" (the caller
+	// builds it). Requests addressed to another POIID get NotAllowed.
+	POIID string
+	// Strict requires a Login before any other service (else LoggedOut).
+	// By default a POS that never logs in is served, as existing Nexo JSON
+	// terminal APIs do.
+	Strict bool
+	// TLSConfig (with the agent's certificate) makes Serve speak HTTPS.
+	TLSConfig *tls.Config
+	// AllowPlainHTTP lets Serve run without TLSConfig (local testing only).
+	AllowPlainHTTP bool
+	// Key enables message security: every request must then be protected
+	// with it, and responses are protected back.
+	Key *Key
+	// EventURL is where Notify POSTs EventNotifications.
+	EventURL string
+	// EventClient posts events; a client with a 5 s timeout when nil.
+	EventClient *http.Client
+
+	MaxRequestBytes   int64         // default 64 KiB
+	ReadHeaderTimeout time.Duration // default 5 s (bounds slowloris)
+	ReadTimeout       time.Duration // default 15 s
+	// WriteTimeout must outlast the longest payment; default PaymentTimeout + 15 s.
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration // default 120 s
+	// PaymentTimeout bounds a payment or reversal; default 5 min (a consumer
+	// scanning a QR code takes a while).
+	PaymentTimeout time.Duration
+	// AbortGrace is how long the server waits for an engine to return after
+	// its context was cancelled before answering anyway; default 5 s.
+	AbortGrace time.Duration
+	// ServiceIDWindow is how long a ServiceID stays reserved per SaleID;
+	// default 48 h.
+	ServiceIDWindow time.Duration
+}
+
+func (c *ServerConfig) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = 64 << 10
+	}
+	def(&c.ReadHeaderTimeout, 5*time.Second)
+	def(&c.ReadTimeout, 15*time.Second)
+	def(&c.PaymentTimeout, 5*time.Minute)
+	def(&c.WriteTimeout, c.PaymentTimeout+15*time.Second)
+	def(&c.IdleTimeout, 120*time.Second)
+	def(&c.AbortGrace, 5*time.Second)
+	def(&c.ServiceIDWindow, 48*time.Hour)
+	if c.EventClient == nil {
+		c.EventClient = &http.Client{Timeout: 5 * time.Second}
+	}
+}
+
+// Server is the Nexo POI server: HTTPS POST /nexo and /nexo/.
+type Server struct {
+	cfg     ServerConfig
+	deps    Deps
+	log     *slog.Logger
+	now     func() time.Time
+	http    *http.Server
+	handler http.Handler
+
+	// base is cancelled when Shutdown gives up waiting, to stop engines.
+	base       context.Context
+	cancelBase context.CancelCauseFunc
+	engines    sync.WaitGroup
+
+	mu       sync.Mutex
+	loggedIn map[string]bool
+	current  *running // the transaction in progress, nil if none
+	lastSale string
+	eventSeq uint64
+}
+
+// running is the transaction in progress.
+type running struct {
+	saleID, serviceID string
+	category          MessageCategory
+	cancel            context.CancelCauseFunc
+}
+
+var errShutdown = errors.New("nexo: server shutting down")
+
+// NewServer returns a Server. It fails on a config that cannot work.
+func NewServer(cfg ServerConfig, deps Deps, log *slog.Logger) (*Server, error) {
+	if cfg.POIID == "" {
+		return nil, errors.New("nexo server: POIID is required")
+	}
+	if deps.Engine == nil || deps.Journal == nil {
+		return nil, errors.New("nexo server: Engine and Journal are required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, deps: deps, log: log.With("component", "nexo"), now: deps.Now, loggedIn: map[string]bool{}}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.base, s.cancelBase = context.WithCancelCause(context.Background())
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /nexo", s.serveNexo)
+	mux.HandleFunc("POST /nexo/{$}", s.serveNexo)
+	s.handler = mux
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    16 << 10,
+		TLSConfig:         cfg.TLSConfig,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+// Handler returns the HTTP handler (for tests or an outer server; the
+// timeouts of Serve do not apply to it).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve accepts connections on ln until Shutdown. It refuses plain HTTP
+// unless AllowPlainHTTP, and a non-loopback address without TLS and a Key.
+func (s *Server) Serve(ln net.Listener) error {
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && (s.cfg.TLSConfig == nil || s.cfg.Key == nil) {
+		return fmt.Errorf("nexo server: refusing to listen on %s without TLS and a message key", a)
+	}
+	var err error
+	switch {
+	case s.cfg.TLSConfig != nil:
+		s.log.Info("nexo server listening", "addr", ln.Addr().String(), "tls", true, "protected", s.cfg.Key != nil, "strict", s.cfg.Strict)
+		err = s.http.ServeTLS(ln, "", "")
+	case s.cfg.AllowPlainHTTP:
+		s.log.Warn("nexo server listening on plain HTTP", "addr", ln.Addr().String())
+		err = s.http.Serve(ln)
+	default:
+		return errors.New("nexo server: TLS config required (AllowPlainHTTP is off)")
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("nexo server: %w", err)
+}
+
+// Shutdown stops accepting requests and waits for the ones in flight. When
+// ctx ends first, transactions in progress are cancelled and Shutdown
+// returns ctx's error once their engines have returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	if err != nil {
+		s.cancelBase(errShutdown)
+	}
+	s.engines.Wait()
+	s.cancelBase(errShutdown)
+	return err
+}
+
+// reply is what goes back on the HTTP exchange.
+type reply struct {
+	status int
+	body   []byte
+	ctype  string
+}
+
+// exchange is what is known about the message being served, for building a
+// failure response at any point (including after a panic).
+type exchange struct {
+	codec     wireCodec
+	hdr       Header
+	protected bool
+}
+
+func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
+	body, rerr := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes))
+	ex := &exchange{codec: codecFor(r.Header.Get("Content-Type"), body)}
+	var out reply
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("nexo handler panic", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				out = s.failure(ex, http.StatusOK, &Error{Condition: UnavailableService, Text: "internal error"})
+			}
+		}()
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(rerr, &mbe):
+			out = s.reject(ex, http.StatusRequestEntityTooLarge, fmt.Sprintf("request larger than %d bytes", s.cfg.MaxRequestBytes))
+		case rerr != nil:
+			out = s.reject(ex, http.StatusBadRequest, "request body unreadable")
+		default:
+			out = s.process(r.Context(), ex, body)
+		}
+	}()
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	if len(out.body) > 0 {
+		h.Set("Content-Type", out.ctype)
+	}
+	h.Set("Content-Length", strconv.Itoa(len(out.body)))
+	w.WriteHeader(out.status)
+	_, _ = w.Write(out.body)
+}
+
+func (s *Server) process(ctx context.Context, ex *exchange, body []byte) reply {
+	root, m, err := ex.codec.decodeWire(body)
+	if err != nil {
+		return s.reject(ex, http.StatusOK, err.Error())
+	}
+	ex.hdr = headerFromWireLenient(m.MessageHeader)
+	if root != rootRequest {
+		return s.reject(ex, http.StatusOK, "SaleToPOIRequest expected")
+	}
+	switch {
+	case s.cfg.Key != nil:
+		_, inner, cerr := s.cfg.Key.openMessage(ex.codec, root, m)
+		if cerr != nil {
+			s.log.Warn("nexo message refused", "reason", cerr.Error(), "sale_id", ex.hdr.SaleID, "service_id", ex.hdr.ServiceID)
+			return s.failure(ex, http.StatusUnauthorized, &Error{Condition: NotAllowed, Text: cerr.Error()})
+		}
+		m, ex.protected = inner, true
+	case m.NexoBlob != "" || m.SecurityTrailer != nil:
+		cerr := &cryptoError{cryptoUnknownKey, "no shared key is configured on this POI"}
+		return s.failure(ex, http.StatusUnauthorized, &Error{Condition: NotAllowed, Text: cerr.Error()})
+	}
+	req, err := requestFromWire(m)
+	if err != nil {
+		return s.failure(ex, http.StatusOK, asError(err, MessageFormat))
+	}
+	ex.hdr = req.Header
+	resp := s.dispatch(ctx, req)
+	if resp == nil {
+		return reply{status: http.StatusOK}
+	}
+	return s.encode(ex, http.StatusOK, resp)
+}
+
+// encode renders a response in the request's encoding, protected if the
+// request was.
+func (s *Server) encode(ex *exchange, status int, resp *Response) reply {
+	wm, err := responseToWire(resp)
+	if err == nil {
+		var b []byte
+		hdr := wm.MessageHeader
+		b, err = ex.codec.encodeWire(rootResponse, wm)
+		if err == nil && ex.protected {
+			b, err = s.cfg.Key.sealMessage(ex.codec, rootResponse, hdr, b, nil)
+		}
+		if err == nil {
+			return reply{status: status, body: b, ctype: ex.codec.ContentType()}
+		}
+	}
+	s.log.Error("encode nexo response", "err", err, "category", resp.Header.Category)
+	return s.reject(ex, status, "response could not be encoded")
+}
+
+// failure answers with Result Failure when the category can carry it, and
+// with an EventNotification Reject otherwise.
+func (s *Server) failure(ex *exchange, status int, e *Error) reply {
+	switch ex.hdr.Category {
+	case CategoryLogin, CategoryLogout, CategoryPayment, CategoryReversal, CategoryTransactionStatus, CategoryDiagnosis, CategoryDisplay:
+		return s.encode(ex, status, failureResponse(ex.hdr, e))
+	}
+	return s.reject(ex, status, e.Error())
+}
+
+func failureResponse(h Header, e *Error) *Response {
+	h.Type = TypeResponse
+	return &Response{Header: h, Status: ResponseStatus{Result: Failure, ErrorCondition: e.Condition, AdditionalResponse: e.Text}}
+}
+
+// reject answers a message that has no usable category the way existing
+// Nexo JSON terminal APIs do: an EventNotification with EventToNotify Reject.
+func (s *Server) reject(ex *exchange, status int, why string) reply {
+	m := &wireMessage{
+		MessageHeader: &wireHeader{
+			ProtocolVersion: "3.0", MessageClass: string(ClassEvent), MessageCategory: string(CategoryEvent),
+			MessageType: string(TypeNotification), ServiceID: ex.hdr.ServiceID, SaleID: ex.hdr.SaleID, POIID: s.cfg.POIID,
+		},
+		EventNotification: &wireEventNotification{
+			TimeStamp: formatTime(s.now()), EventToNotify: "Reject", EventDetails: "message=" + url.QueryEscape(why),
+		},
+	}
+	b, err := ex.codec.encodeWire(rootRequest, m)
+	if err != nil {
+		return reply{status: status}
+	}
+	return reply{status: status, body: b, ctype: ex.codec.ContentType()}
+}
+
+func (s *Server) dispatch(ctx context.Context, req *Request) *Response {
+	h := req.Header
+	if h.POIID != s.cfg.POIID {
+		return failureResponse(h, Errorf(NotAllowed, "POIID %q is not this POI", h.POIID))
+	}
+	if h.Class == ClassEvent || h.Category == CategoryEvent {
+		s.log.Info("nexo event from POS", "event", req.Event.EventToNotify, "sale_id", h.SaleID)
+		return nil
+	}
+	s.mu.Lock()
+	s.lastSale = h.SaleID
+	logged := s.loggedIn[h.SaleID]
+	s.mu.Unlock()
+	if s.cfg.Strict && !logged && h.Category != CategoryLogin {
+		if h.Category == CategoryAbort {
+			return nil
+		}
+		return failureResponse(h, Errorf(LoggedOut, "Login required"))
+	}
+	switch h.Category {
+	case CategoryLogin:
+		s.mu.Lock()
+		s.loggedIn[h.SaleID] = true
+		s.mu.Unlock()
+		return s.ok(h, func(r *Response) {
+			r.Login = &LoginResponse{POIDateTime: s.now(), GlobalStatus: "OK"}
+		})
+	case CategoryLogout:
+		s.mu.Lock()
+		delete(s.loggedIn, h.SaleID)
+		s.mu.Unlock()
+		return s.ok(h, nil)
+	case CategoryPayment, CategoryReversal:
+		return s.transact(ctx, req)
+	case CategoryAbort:
+		s.abort(req)
+		return nil
+	case CategoryTransactionStatus:
+		return s.transactionStatus(ctx, req)
+	case CategoryDiagnosis:
+		return s.diagnose(ctx, req)
+	case CategoryDisplay:
+		return s.display(ctx, req)
+	}
+	return failureResponse(h, Errorf(UnavailableService, "category %s not served", h.Category))
+}
+
+func (s *Server) ok(h Header, fill func(*Response)) *Response {
+	h.Type = TypeResponse
+	r := &Response{Header: h, Status: ResponseStatus{Result: Success}}
+	if fill != nil {
+		fill(r)
+	}
+	return r
+}
+
+// requestHash identifies a request's content for duplicate detection.
+func requestHash(req *Request) string {
+	b, err := JSONCodec{}.EncodeRequest(req)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// transact runs a Payment or Reversal: ServiceID rules, one at a time,
+// journal, engine call with Abort and timeouts.
+func (s *Server) transact(ctx context.Context, req *Request) *Response {
+	h := req.Header
+	hash := requestHash(req)
+	now := s.now()
+	s.mu.Lock()
+	e, found, err := s.deps.Journal.Lookup(ctx, h.SaleID, h.ServiceID)
+	if err != nil {
+		s.mu.Unlock()
+		s.log.Error("journal lookup", "err", err)
+		return s.txFailure(req, Errorf(UnavailableService, "journal unavailable"), TransactionID{})
+	}
+	if found && now.Sub(e.Started) < s.cfg.ServiceIDWindow {
+		cur := s.current
+		s.mu.Unlock()
+		if e.RequestHash != hash {
+			return s.txFailure(req, formatError("MessageHeader.ServiceID", "%q already used by another request of SaleID %q", h.ServiceID, h.SaleID), TransactionID{})
+		}
+		if e.State != TxDone {
+			if cur == nil || cur.saleID != h.SaleID || cur.serviceID != h.ServiceID {
+				return s.txFailure(req, Errorf(InProgress, "outcome unknown: interrupted by a restart, recovery pending"), TransactionID{})
+			}
+			return s.txFailure(req, Errorf(InProgress, "transaction still in progress"), TransactionID{})
+		}
+		prev, err := JSONCodec{}.DecodeResponse(e.Response)
+		if err != nil {
+			s.log.Error("journal entry undecodable", "err", err, "sale_id", h.SaleID, "service_id", h.ServiceID)
+			return s.txFailure(req, Errorf(UnavailableService, "journal entry unreadable"), TransactionID{})
+		}
+		s.log.Info("nexo duplicate request replayed", "sale_id", h.SaleID, "service_id", h.ServiceID)
+		return prev
+	}
+	if cur := s.current; cur != nil {
+		s.mu.Unlock()
+		return s.txFailure(req, Errorf(Busy, "transaction %s/%s in progress", cur.saleID, cur.serviceID), TransactionID{})
+	}
+	tctx, cancel := context.WithCancelCause(s.base)
+	tctx, cancelTimeout := context.WithTimeout(tctx, s.cfg.PaymentTimeout)
+	run := &running{saleID: h.SaleID, serviceID: h.ServiceID, category: h.Category, cancel: cancel}
+	err = s.deps.Journal.Begin(ctx, JournalEntry{
+		SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category,
+		RequestHash: hash, State: TxInProgress, Started: now, Updated: now,
+	})
+	if err != nil {
+		s.mu.Unlock()
+		cancelTimeout()
+		cancel(nil)
+		s.log.Error("journal begin", "err", err)
+		return s.txFailure(req, Errorf(UnavailableService, "journal unavailable"), TransactionID{})
+	}
+	s.current = run
+	s.mu.Unlock()
+	defer cancelTimeout()
+	defer cancel(nil)
+
+	log := s.log.With("sale_id", h.SaleID, "service_id", h.ServiceID, "category", string(h.Category))
+	log.Info("nexo transaction started")
+	type outcome struct {
+		resp *Response
+		err  error
+	}
+	done := make(chan outcome, 1)
+	s.engines.Add(1)
+	go func() {
+		defer s.engines.Done()
+		var o outcome
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					log.Error("payment engine panic", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+					o.err = Errorf(UnreachableHost, "internal error in payment engine; outcome unknown")
+				}
+			}()
+			o.resp, o.err = s.callEngine(tctx, req)
+		}()
+		s.mu.Lock()
+		if s.current == run {
+			s.current = nil
+		}
+		s.mu.Unlock()
+		done <- o
+	}()
+	var o outcome
+	select {
+	case o = <-done:
+	case <-tctx.Done():
+		t := time.NewTimer(s.cfg.AbortGrace)
+		select {
+		case o = <-done:
+		case <-t.C:
+			log.Warn("payment engine ignores cancellation; answering without it")
+			o.err = tctx.Err()
+		}
+		t.Stop()
+	}
+	resp := o.resp
+	if o.err != nil {
+		var ne *Error
+		switch cause := context.Cause(tctx); {
+		case errors.Is(cause, ErrAborted):
+			ne = Errorf(Aborted, "aborted by the POS")
+		case errors.As(o.err, &ne):
+		case errors.Is(cause, context.DeadlineExceeded), errors.Is(cause, errShutdown):
+			ne = Errorf(UnreachableHost, "no outcome in time; ask TransactionStatus later")
+		default:
+			ne = asError(o.err, UnreachableHost)
+		}
+		var poiID TransactionID
+		if resp != nil && resp.Payment != nil {
+			poiID = resp.Payment.POITransactionID
+		}
+		resp = s.txFailure(req, ne, poiID)
+	}
+	stored, err := JSONCodec{}.EncodeResponse(resp)
+	if err == nil {
+		err = s.deps.Journal.Finish(context.WithoutCancel(ctx), h.SaleID, h.ServiceID, stored, s.now())
+	}
+	if err != nil {
+		log.Error("journal finish", "err", err)
+	}
+	log.Info("nexo transaction finished", "result", string(resp.Status.Result), "condition", string(resp.Status.ErrorCondition))
+	return resp
+}
+
+func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error) {
+	h := req.Header
+	switch {
+	case req.Payment != nil:
+		res, err := s.deps.Engine.Pay(ctx, *req.Payment)
+		if err != nil {
+			return nil, err
+		}
+		if res.POITransactionID.ID == "" {
+			res.POITransactionID = s.poiTransactionID(h)
+		}
+		if res.Type == "" {
+			res.Type = req.Payment.Type
+		}
+		if res.AuthorizedAmount.Currency == "" {
+			res.AuthorizedAmount = req.Payment.Amount
+		}
+		return s.ok(h, func(r *Response) {
+			r.Payment = &PaymentResponse{SaleTransactionID: req.Payment.SaleTransactionID, POITransactionID: res.POITransactionID, Result: &res}
+		}), nil
+	default:
+		res, err := s.deps.Engine.Reverse(ctx, *req.Reversal)
+		if err != nil {
+			return nil, err
+		}
+		if res.POITransactionID.ID == "" {
+			res.POITransactionID = s.poiTransactionID(h)
+		}
+		return s.ok(h, func(r *Response) {
+			r.Reversal = &ReversalResponse{OriginalPOITransactionID: req.Reversal.OriginalPOITransactionID, POITransactionID: res.POITransactionID}
+		}), nil
+	}
+}
+
+// poiTransactionID makes a POI transaction id when the engine gave none:
+// Nexo requires one in every PaymentResponse.
+func (s *Server) poiTransactionID(h Header) TransactionID {
+	now := s.now()
+	return TransactionID{ID: h.SaleID + "." + h.ServiceID + "." + strconv.FormatInt(now.UnixMilli(), 36), TimeStamp: now}
+}
+
+func (s *Server) txFailure(req *Request, e *Error, poiID TransactionID) *Response {
+	r := failureResponse(req.Header, e)
+	if poiID.ID == "" {
+		poiID = s.poiTransactionID(req.Header)
+	}
+	switch {
+	case req.Payment != nil:
+		r.Payment = &PaymentResponse{SaleTransactionID: req.Payment.SaleTransactionID, POITransactionID: poiID}
+	case req.Reversal != nil:
+		r.Reversal = &ReversalResponse{OriginalPOITransactionID: req.Reversal.OriginalPOITransactionID, POITransactionID: poiID}
+	}
+	return r
+}
+
+// abort cancels the transaction in progress if it is the one referenced.
+// Aborting anything else (finished, unknown) does nothing, as in Nexo.
+func (s *Server) abort(req *Request) {
+	ref := req.Abort.MessageReference
+	saleID := ref.SaleID
+	if saleID == "" {
+		saleID = req.Header.SaleID
+	}
+	s.mu.Lock()
+	cur := s.current
+	s.mu.Unlock()
+	if cur == nil || cur.saleID != saleID || cur.serviceID != ref.ServiceID || (ref.Category != "" && ref.Category != cur.category) {
+		s.log.Info("nexo abort ignored: no such transaction in progress", "sale_id", saleID, "service_id", ref.ServiceID)
+		return
+	}
+	s.log.Info("nexo abort", "sale_id", saleID, "service_id", ref.ServiceID, "reason", req.Abort.AbortReason)
+	cur.cancel(ErrAborted)
+}
+
+func (s *Server) transactionStatus(ctx context.Context, req *Request) *Response {
+	h := req.Header
+	ref := req.TransactionStatus.MessageReference
+	var (
+		e     JournalEntry
+		found bool
+		err   error
+	)
+	if ref != nil {
+		saleID := ref.SaleID
+		if saleID == "" {
+			saleID = h.SaleID
+		}
+		e, found, err = s.deps.Journal.Lookup(ctx, saleID, ref.ServiceID)
+	} else {
+		e, found, err = s.deps.Journal.Last(ctx, h.SaleID)
+	}
+	switch {
+	case err != nil:
+		s.log.Error("journal lookup", "err", err)
+		return failureResponse(h, Errorf(UnavailableService, "journal unavailable"))
+	case !found:
+		return failureResponse(h, Errorf(NotFound, "no such transaction"))
+	case e.State != TxDone:
+		return failureResponse(h, Errorf(InProgress, "transaction %s/%s in progress", e.SaleID, e.ServiceID))
+	}
+	rep, err := JSONCodec{}.DecodeResponse(e.Response)
+	if err != nil {
+		s.log.Error("journal entry undecodable", "err", err, "sale_id", e.SaleID, "service_id", e.ServiceID)
+		return failureResponse(h, Errorf(UnavailableService, "journal entry unreadable"))
+	}
+	return s.ok(h, func(r *Response) {
+		r.TransactionStatus = &TransactionStatusResponse{
+			MessageReference: &MessageReference{Category: e.Category, SaleID: e.SaleID, ServiceID: e.ServiceID},
+			Repeated:         rep,
+		}
+	})
+}
+
+func (s *Server) diagnose(ctx context.Context, req *Request) *Response {
+	s.mu.Lock()
+	busy := s.current != nil
+	var sales []string
+	for id := range s.loggedIn {
+		sales = append(sales, id)
+	}
+	s.mu.Unlock()
+	sort.Strings(sales)
+	d := &DiagnosisResponse{GlobalStatus: "OK", CommunicationOK: true, LoggedSaleIDs: sales}
+	if busy {
+		d.GlobalStatus = "Busy"
+	}
+	if s.deps.Diagnoser != nil {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		health, err := s.deps.Diagnoser.Diagnose(dctx)
+		cancel()
+		if err != nil {
+			s.log.Warn("diagnosis", "err", err)
+			return failureResponse(req.Header, asError(err, UnavailableService))
+		}
+		d.Hosts, d.OutboxDepth = health.Hosts, health.OutboxDepth
+		for _, h := range health.Hosts {
+			if !h.Reachable {
+				d.CommunicationOK = false
+			}
+		}
+	}
+	return s.ok(req.Header, func(r *Response) { r.Diagnosis = d })
+}
+
+func (s *Server) display(ctx context.Context, req *Request) *Response {
+	if s.deps.Display == nil {
+		return failureResponse(req.Header, Errorf(UnavailableDevice, "no display"))
+	}
+	st := ResponseStatus{Result: Success}
+	if err := s.deps.Display.Show(ctx, req.Display.Outputs); err != nil {
+		e := asError(err, UnavailableDevice)
+		st = ResponseStatus{Result: Failure, ErrorCondition: e.Condition, AdditionalResponse: e.Text}
+	}
+	return s.ok(req.Header, func(r *Response) {
+		r.Status = st
+		r.Display = &DisplayResponse{}
+		for _, o := range req.Display.Outputs {
+			r.Display.Outputs = append(r.Display.Outputs, OutputResult{Device: o.Device, InfoQualify: o.InfoQualify, Status: st})
+		}
+	})
+}
