@@ -1,0 +1,240 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+func TestJournalLifecycle(t *testing.T) {
+	ctx := t.Context()
+	clk := newFakeClock()
+	opts := Options{Now: clk.Now}
+	s, _ := openTest(t, opts)
+
+	ref := TxnRef{ID: "tx-1", SaleID: "POS-A", ServiceID: "42"}
+	_, err := s.StartTxn(ctx, ref, Transition{State: "received", Data: json.RawMessage(`{"amount":1250}`)})
+	require.NoError(t, err)
+	clk.Advance(time.Second)
+	require.NoError(t, s.AppendTxn(ctx, "tx-1", Transition{State: "qr-shown"}))
+
+	unf, err := s.UnfinishedTxns(ctx)
+	require.NoError(t, err)
+	require.Len(t, unf, 1)
+	require.Equal(t, "tx-1", unf[0].ID)
+
+	// kill -9 equivalent for the journal: a reopen must give the same answers.
+	s = reopen(t, s, opts)
+	clk.Advance(time.Second)
+	require.NoError(t, s.AppendTxn(ctx, "tx-1", Transition{State: "approved", Final: true, Data: json.RawMessage(`{"result":"Success"}`)}))
+	require.NoError(t, s.AppendTxn(ctx, "tx-1", Transition{State: "receipt-queued"}))
+
+	got, err := s.Txn(ctx, "tx-1")
+	require.NoError(t, err)
+	require.Equal(t, ref, got.TxnRef)
+	require.True(t, got.Final, "final sticks after later transitions")
+	require.Equal(t, "receipt-queued", got.State)
+	require.Len(t, got.Transitions, 4)
+	require.Equal(t, []string{"received", "qr-shown", "approved", "receipt-queued"},
+		[]string{got.Transitions[0].State, got.Transitions[1].State, got.Transitions[2].State, got.Transitions[3].State})
+	require.JSONEq(t, `{"amount":1250}`, string(got.Transitions[0].Data))
+	require.Equal(t, clk.Now(), got.Updated)
+
+	unf, err = s.UnfinishedTxns(ctx)
+	require.NoError(t, err)
+	require.Empty(t, unf)
+
+	byID, ok, err := s.TxnByServiceID(ctx, "POS-A", "42")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "tx-1", byID.ID)
+	_, ok, err = s.TxnByServiceID(ctx, "POS-A", "43")
+	require.NoError(t, err)
+	require.False(t, ok)
+
+	_, err = s.Txn(ctx, "nope")
+	require.ErrorIs(t, err, ErrNotFound)
+	require.ErrorIs(t, s.AppendTxn(ctx, "nope", Transition{State: "x"}), ErrNotFound)
+}
+
+func TestJournalLast(t *testing.T) {
+	ctx := t.Context()
+	clk := newFakeClock()
+	s, _ := openTest(t, Options{Now: clk.Now})
+	_, ok, err := s.LastTxn(ctx)
+	require.NoError(t, err)
+	require.False(t, ok)
+	for _, id := range []string{"a", "c", "b"} {
+		_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "S", ServiceID: id}, Transition{State: "received"})
+		require.NoError(t, err)
+		clk.Advance(time.Millisecond)
+	}
+	last, ok, err := s.LastTxn(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "b", last.ID, "last started, not last by id")
+}
+
+func TestJournalDuplicateServiceID(t *testing.T) {
+	ctx := t.Context()
+	clk := newFakeClock()
+	s, _ := openTest(t, Options{Now: clk.Now, ServiceIDRetention: 48 * time.Hour})
+	_, err := s.StartTxn(ctx, TxnRef{ID: "1", SaleID: "POS", ServiceID: "7"}, Transition{State: "received"})
+	require.NoError(t, err)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "2", SaleID: "POS", ServiceID: "7"}, Transition{State: "received"})
+	require.ErrorIs(t, err, ErrDuplicateServiceID)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "1", SaleID: "POS", ServiceID: "8"}, Transition{State: "received"})
+	require.ErrorIs(t, err, ErrTxnExists)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "3", SaleID: "OTHER-POS", ServiceID: "7"}, Transition{State: "received"})
+	require.NoError(t, err, "ServiceID is unique per SaleID only")
+
+	clk.Advance(48*time.Hour + time.Second)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "4", SaleID: "POS", ServiceID: "7"}, Transition{State: "received"})
+	require.NoError(t, err, "pair is free again after the retention")
+
+	_, err = s.StartTxn(ctx, TxnRef{ID: "x\x00y"}, Transition{})
+	require.Error(t, err)
+}
+
+func TestJournalDuplicateServiceIDConcurrent(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins, dups := 0, 0
+	for i := range 20 {
+		wg.Go(func() {
+			_, err := s.StartTxn(ctx, TxnRef{ID: string(rune('a' + i)), SaleID: "POS", ServiceID: "1"}, Transition{State: "received"})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				wins++
+			case errors.Is(err, ErrDuplicateServiceID):
+				dups++
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	require.Equal(t, 1, wins)
+	require.Equal(t, 19, dups)
+}
+
+func TestJournalPrune(t *testing.T) {
+	ctx := t.Context()
+	clk := newFakeClock()
+	opts := Options{Now: clk.Now, ServiceIDRetention: 48 * time.Hour, JournalRetention: 7 * 24 * time.Hour}
+	s, _ := openTest(t, opts)
+	start := func(id string, final bool) {
+		_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS", ServiceID: id}, Transition{State: "received", Final: final})
+		require.NoError(t, err)
+	}
+	start("old-final", true)
+	start("old-open", false)
+	clk.Advance(3 * 24 * time.Hour)
+	start("mid-final", true)
+	clk.Advance(5 * 24 * time.Hour) // old-* are 8 days old, mid 5 days
+
+	n, err := s.PruneJournal(ctx, clk.Now())
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	_, err = s.Txn(ctx, "old-final")
+	require.ErrorIs(t, err, ErrNotFound)
+	_, err = s.Txn(ctx, "old-open")
+	require.NoError(t, err, "unfinished transactions are never pruned")
+	_, err = s.Txn(ctx, "mid-final")
+	require.NoError(t, err)
+
+	// ServiceIDs older than 48 h are released even though the journal keeps the transaction.
+	_, ok, err := s.TxnByServiceID(ctx, "POS", "mid-final")
+	require.NoError(t, err)
+	require.False(t, ok)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "new", SaleID: "POS", ServiceID: "mid-final"}, Transition{State: "received"})
+	require.NoError(t, err)
+
+	unf, err := s.UnfinishedTxns(ctx)
+	require.NoError(t, err)
+	require.Len(t, unf, 2)
+	require.Equal(t, "old-open", unf[0].ID, "oldest first")
+}
+
+func TestSeenEvent(t *testing.T) {
+	ctx := t.Context()
+	clk := newFakeClock()
+	opts := Options{Now: clk.Now, EventRetention: time.Hour}
+	s, _ := openTest(t, opts)
+
+	seen, err := s.SeenEvent(ctx, "evt-1")
+	require.NoError(t, err)
+	require.False(t, seen)
+	seen, err = s.SeenEvent(ctx, "evt-1")
+	require.NoError(t, err)
+	require.True(t, seen)
+
+	s = reopen(t, s, opts)
+	seen, err = s.SeenEvent(ctx, "evt-1")
+	require.NoError(t, err)
+	require.True(t, seen, "durable across restart")
+
+	clk.Advance(30 * time.Minute)
+	_, err = s.SeenEvent(ctx, "evt-2")
+	require.NoError(t, err)
+	clk.Advance(31 * time.Minute)
+	n, err := s.PruneEvents(ctx, clk.Now())
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	seen, err = s.SeenEvent(ctx, "evt-1")
+	require.NoError(t, err)
+	require.False(t, seen, "forgotten after the retention")
+	seen, err = s.SeenEvent(ctx, "evt-2")
+	require.NoError(t, err)
+	require.True(t, seen)
+
+	_, err = s.SeenEvent(ctx, "")
+	require.Error(t, err)
+}
+
+func TestSeenEventConcurrent(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	fresh := 0
+	for range 16 {
+		wg.Go(func() {
+			seen, err := s.SeenEvent(ctx, "same")
+			require.NoError(t, err)
+			if !seen {
+				mu.Lock()
+				fresh++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	require.Equal(t, 1, fresh)
+}
+
+func TestJanitorPrunes(t *testing.T) {
+	ctx := t.Context()
+	clk := newFakeClock()
+	s, _ := openTest(t, Options{Now: clk.Now, EventRetention: time.Minute, PruneInterval: 5 * time.Millisecond})
+	_, err := s.SeenEvent(ctx, "e")
+	require.NoError(t, err)
+	clk.Advance(2 * time.Minute)
+	require.Eventually(t, func() bool {
+		var gone bool
+		require.NoError(t, s.view(func(tx *bolt.Tx) error {
+			gone = tx.Bucket(bucketSeen).Get([]byte("e")) == nil
+			return nil
+		}))
+		return gone
+	}, 10*time.Second, 5*time.Millisecond)
+}
