@@ -46,15 +46,18 @@ type Config struct {
 
 // PPaaS is a running simulated platform.
 type PPaaS struct {
-	cfg     Config
-	log     *slog.Logger
-	tls     *tls.Config
-	mux     *http.ServeMux // mTLS API
-	control *http.ServeMux // plain-HTTP control API
-	issuer  *issuer
-	faults  *faults
-	pay     *payments // qrcode-payment API and generic provider
-	broker  broker    // where device events are published
+	cfg       Config
+	log       *slog.Logger
+	tls       *tls.Config
+	mux       *http.ServeMux // mTLS API
+	control   *http.ServeMux // plain-HTTP control API
+	issuer    *issuer
+	faults    *faults
+	pay       *payments // qrcode-payment API and generic provider
+	broker    broker    // where device events are published
+	terminals *Terminals
+	closing   chan struct{} // closed at Close: ends streams that Shutdown would wait for
+	ingest    ingest        // device events received (outbox deliveries)
 
 	mu       sync.Mutex
 	rejected int                 // API requests refused for a bad or expired token
@@ -64,6 +67,7 @@ type PPaaS struct {
 	apiLn, ctlLn net.Listener
 	api, ctl     *http.Server
 	wg           sync.WaitGroup
+	closeOnce    sync.Once
 }
 
 type merchant struct {
@@ -132,12 +136,14 @@ func New(cfg Config) (*PPaaS, error) {
 			ClientCAs:    pool,
 			ClientAuth:   tls.VerifyClientCertIfGiven,
 		},
-		mux:      http.NewServeMux(),
-		control:  http.NewServeMux(),
-		issuer:   iss,
-		faults:   newFaults(),
-		merchant: map[string]merchant{},
-		clientID: map[string]string{},
+		mux:       http.NewServeMux(),
+		control:   http.NewServeMux(),
+		issuer:    iss,
+		faults:    newFaults(),
+		terminals: newTerminals(cfg.Now),
+		closing:   make(chan struct{}),
+		merchant:  map[string]merchant{},
+		clientID:  map[string]string{},
 	}
 	p.initPayments()
 	p.routes()
@@ -164,6 +170,8 @@ func (p *PPaaS) routes() {
 	p.control.HandleFunc("GET /control/faults", p.faults.handleList)
 	p.control.HandleFunc("GET /control/stats", p.handleStats)
 	p.paymentsRoutes()
+	p.terminalRoutes()
+	p.eventRoutes()
 }
 
 // Start listens on both addresses and serves until Close.
@@ -218,6 +226,7 @@ func (p *PPaaS) ControlURL() string { return "http://" + p.ctlLn.Addr().String()
 
 // Close stops the listeners and waits for the servers to finish.
 func (p *PPaaS) Close(ctx context.Context) error {
+	p.closeOnce.Do(func() { close(p.closing) })
 	var errs []error
 	if p.api != nil {
 		errs = append(errs, p.api.Shutdown(ctx))
