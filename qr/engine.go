@@ -349,11 +349,16 @@ func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Log
 		// so the outbox makes sure it ends.
 		return e.unknown(cctx, t, "cancel left transaction in "+string(t.state()))
 	}
-	res := ""
-	if aborted && t.state() != Approved && t.state() != Declined {
-		res = string(ResultAborted)
+	// The cancel's own event may have landed first (state cancelled): what the
+	// POS needs to know is why the agent cancelled.
+	var res Result
+	if s := t.state(); s == Cancelled || s == Expired {
+		res = ResultExpired
+		if aborted {
+			res = ResultAborted
+		}
 	}
-	return e.outcome(t, Result(res))
+	return e.outcome(t, res)
 }
 
 func reasonFor(aborted bool) string {

@@ -115,7 +115,9 @@ func (b *embeddedBroker) kick(serial string) error {
 	if !ok || cl.Closed() {
 		return fmt.Errorf("device %s is not connected", serial)
 	}
-	return b.srv.DisconnectClient(cl, packets.ErrAdministrativeAction)
+	// DisconnectClient reports the reason code it closed with as an error.
+	_ = b.srv.DisconnectClient(cl, packets.ErrAdministrativeAction)
+	return nil
 }
 
 // brokerAuth authenticates devices by JWT and confines them to their topic.
@@ -174,9 +176,13 @@ func newExternalBroker(log *slog.Logger, url, user, password string, tlsCfg *tls
 }
 
 func (b *externalBroker) start() error {
-	// ConnectRetry: the first connection is retried in the background, so an
-	// external broker started after the simulator is fine.
-	b.client.Connect()
+	// Wait a little for the first connection so early events are not lost;
+	// ConnectRetry keeps trying in the background, so an external broker
+	// started after the simulator is fine too.
+	t := b.client.Connect()
+	if !t.WaitTimeout(5*time.Second) || t.Error() != nil {
+		b.log.Warn("simulated PPaaS: external broker not reachable yet; retrying in the background", "broker", b.broker, "err", t.Error())
+	}
 	return nil
 }
 

@@ -1,0 +1,113 @@
+package qr
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var fastRetry = Retry{Attempts: 4, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, PerAttempt: 2 * time.Second}
+
+func testCreate() CreateRequest {
+	return CreateRequest{PaymentType: "KB", PaymentScenario: ConsumerScan, ClientTransactionID: "c1",
+		PaymentAmount: Amount{Amount: 2000, Currency: "EUR"}, Order: Order{OrderID: "o1"}}
+}
+
+func TestClientCreateRetriesWithSameClientTransactionID(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.Equal(t, "POST", r.Method)
+		require.Equal(t, "/qrcode-payment/v1/transactions", r.URL.Path)
+		var req CreateRequest
+		require.NoError(t, json.NewDecoder(r.Body).Decode(&req))
+		mu.Lock()
+		seen = append(seen, req.ClientTransactionID)
+		n := len(seen)
+		mu.Unlock()
+		if n < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(Transaction{TransactionID: "t1", ClientTransactionID: req.ClientTransactionID, Status: AwaitingConsumer})
+	}))
+	defer srv.Close()
+	c := NewClient(srv.Client(), srv.URL+"/", fastRetry)
+	tx, err := c.Create(t.Context(), testCreate())
+	require.NoError(t, err)
+	require.Equal(t, "t1", tx.TransactionID)
+	require.Equal(t, []string{"c1", "c1", "c1"}, seen)
+}
+
+func TestClientErrors(t *testing.T) {
+	var calls int
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/qrcode-payment/v1/transactions/bad":
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			_, _ = w.Write([]byte(`{"error":"unsupported_payment_type","message":"no"}`))
+		case "/qrcode-payment/v1/transactions/done/cancel":
+			w.WriteHeader(http.StatusConflict)
+			_, _ = w.Write([]byte(`{"error":"already_decided","message":"approved","transaction":{"transactionId":"done","status":"approved"}}`))
+		case "/qrcode-payment/v1/transactions/down":
+			w.WriteHeader(http.StatusBadGateway)
+		case "/qrcode-payment/v1/transactions/garbage":
+			_, _ = w.Write([]byte(`<html>`))
+		}
+	}))
+	defer srv.Close()
+	c := NewClient(srv.Client(), srv.URL, fastRetry)
+	ctx := t.Context()
+
+	_, err := c.Get(ctx, "bad")
+	var ae *APIError
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, 422, ae.StatusCode)
+	require.Equal(t, "unsupported_payment_type", ae.Code)
+	require.Equal(t, 1, calls, "4xx is not retried")
+
+	_, err = c.Cancel(ctx, "done")
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, Approved, ae.Transaction.Status)
+
+	calls = 0
+	_, err = c.Get(ctx, "down")
+	require.ErrorIs(t, err, ErrUnreachable)
+	require.Equal(t, 4, calls)
+
+	_, err = c.Get(ctx, "garbage")
+	require.ErrorContains(t, err, "decode transaction")
+
+	srv.Close()
+	_, err = c.Get(ctx, "x")
+	require.ErrorIs(t, err, ErrUnreachable, "connection refused is an unknown outcome")
+
+	_, err = c.Create(ctx, CreateRequest{})
+	require.Error(t, err)
+	require.NotErrorIs(t, err, ErrUnreachable)
+}
+
+func TestClientStopsRetryingWhenContextEnds(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	c := NewClient(srv.Client(), srv.URL, Retry{Attempts: 100, BaseDelay: 50 * time.Millisecond, MaxDelay: time.Second})
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Get(ctx, "x")
+	require.ErrorIs(t, err, ErrUnreachable)
+	require.Less(t, time.Since(start), 2*time.Second)
+}
