@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
-	"errors"
+	"reflect"
 )
 
 // The wire3 types are the Nexo Retailer 3.x envelope as existing Nexo JSON
@@ -310,7 +310,9 @@ func (d *wireDecimal) UnmarshalJSON(b []byte) error {
 	case b[0] == '-' || (b[0] >= '0' && b[0] <= '9'):
 		*d = wireDecimal(b)
 	default:
-		return errors.New("amount is not a number")
+		// An UnmarshalTypeError gets the field path filled in by
+		// encoding/json, so the MessageFormat text can name it.
+		return &json.UnmarshalTypeError{Value: "non-number", Type: reflect.TypeFor[wireDecimal]()}
 	}
 	return nil
 }
