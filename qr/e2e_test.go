@@ -117,6 +117,12 @@ type countingCreds struct {
 	bad   atomic.Bool
 }
 
+func (c *countingCreds) Invalidate(tok string) {
+	if inv, ok := c.src.(interface{ Invalidate(string) }); ok {
+		inv.Invalidate(tok)
+	}
+}
+
 func (c *countingCreds) Token(ctx context.Context) (string, error) {
 	c.calls.Add(1)
 	if c.bad.Load() {
@@ -326,13 +332,14 @@ func TestE2EEmbeddedBroker(t *testing.T) {
 			defer close(done)
 			_ = sub.Run(ctx)
 		}()
-		waitFor(t, func() bool { return creds.calls.Load() >= 1 })
+		waitFor(t, func() bool { return creds.calls.Load() >= 2 })
 		// With a 1 ms reconnect backoff a hammering client would make hundreds
 		// of attempts in this window.
 		wctx, wcancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 		require.Error(t, sub.WaitSubscribed(wctx))
 		wcancel()
-		require.Equal(t, int64(1), creds.calls.Load())
+		// One retry with a fresh token, then the long denial backoff.
+		require.Equal(t, int64(2), creds.calls.Load())
 		cancel()
 		<-done
 		w.waitSubscribed() // the real device is still fine

@@ -64,7 +64,34 @@ type Subscriber struct {
 
 	mu      sync.Mutex
 	up      bool
+	upOnce  bool          // up at some point during the last session
 	changed chan struct{} // closed and replaced whenever up changes
+
+	token string // the password of the last connect, to invalidate it when refused
+}
+
+// invalidator is implemented by credentials that cache tokens (mtls.Authenticator).
+type invalidator interface{ Invalidate(token string) }
+
+// invalidate drops the refused token from the credentials' cache, if it has one.
+func (s *Subscriber) invalidate() bool {
+	inv, ok := s.cfg.Credentials.(invalidator)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	tok := s.token
+	s.mu.Unlock()
+	inv.Invalidate(tok)
+	return true
+}
+
+func (s *Subscriber) wasUp() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.upOnce
+	s.upOnce = false
+	return w
 }
 
 // NewSubscriber validates cfg and returns a Subscriber; Run starts it.
@@ -92,29 +119,41 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 // goroutine running it; Run returns nil once ctx is cancelled.
 func (s *Subscriber) Run(ctx context.Context) error {
 	attempt := 0
-	denied := false
+	denied := false       // refused since the last successful session
+	loggedDenial := false // so a refusing broker is logged once, not on every retry
 	for {
 		began := time.Now()
 		err := s.session(ctx)
+		if s.wasUp() {
+			// The session got through: a later denial deserves a fresh-token
+			// retry and a log line again.
+			denied, loggedDenial = false, false
+		}
 		s.setUp(false)
 		if ctx.Err() != nil {
 			return nil
 		}
 		var wait time.Duration
 		switch {
+		case errors.Is(err, ErrNotAuthorized) && !denied && s.invalidate():
+			// The cached token may have been revoked or expired early at the
+			// platform: one quick retry with a freshly issued token first.
+			denied = true
+			wait = s.cfg.MinBackoff
+			s.log.Warn("mqtt broker refused the token; retrying with a fresh one", "err", err)
 		case errors.Is(err, ErrNotAuthorized):
 			// Hammering a broker that refuses us only fills its logs and may get
 			// the device blocked: log once, then retry rarely with a fresh token.
-			if !denied {
+			if !loggedDenial {
 				s.log.Error("mqtt broker refused the device; backing off", "err", err, "retry_in", s.cfg.DeniedBackoff)
 			}
+			loggedDenial = true
 			denied = true
+			s.invalidate()
 			wait = s.cfg.DeniedBackoff
 			wait = wait/2 + rand.N(wait/2+1)
 		default:
-			if denied {
-				denied = false
-			}
+			denied = false
 			if time.Since(began) > s.cfg.MaxBackoff {
 				attempt = 0 // a session that lived a while is a fresh start
 			}
@@ -152,6 +191,9 @@ func (s *Subscriber) WaitSubscribed(ctx context.Context) error {
 func (s *Subscriber) setUp(up bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if up {
+		s.upOnce = true
+	}
 	if s.up != up {
 		s.up = up
 		close(s.changed)
@@ -169,6 +211,9 @@ func (s *Subscriber) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mqtt connect: get token: %w", err)
 	}
+	s.mu.Lock()
+	s.token = token
+	s.mu.Unlock()
 	lost := make(chan error, 1)
 	handle := func(_ mqtt.Client, m mqtt.Message) { s.onMessage(ctx, m) }
 	opts := mqtt.NewClientOptions().
