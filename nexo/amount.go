@@ -27,6 +27,11 @@ func CurrencyExponent(code string) (int, bool) {
 	if len(code) != 3 {
 		return 0, false
 	}
+	for i := 0; i < 3; i++ {
+		if code[i] < 'A' || code[i] > 'Z' {
+			return 0, false
+		}
+	}
 	switch code {
 	// Zero-decimal currencies.
 	case "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",

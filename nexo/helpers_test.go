@@ -92,6 +92,9 @@ type fakeDisplay struct {
 }
 
 func (d *fakeDisplay) Show(_ context.Context, o []DisplayOutput) error {
+	if len(o) > 0 && len(o[0].Text) > 0 && o[0].Text[0] == "PANIC" {
+		panic("display exploded")
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.shown = append(d.shown, o...)
@@ -196,4 +199,10 @@ func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+func (f *fakeEngine) calls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
 }
