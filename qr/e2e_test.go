@@ -79,9 +79,12 @@ func (d *display) qrShown(ctid string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, s := range d.screens {
-		if s.ClientTransactionID == ctid && s.QR != nil && len(s.QR.PNG) > 0 && s.QR.Text != "" {
-			return true
+		if s.ClientTransactionID != ctid || s.QR == nil {
+			continue
 		}
+		png, err := s.QR.PNG()
+		text, _ := s.QR.Text()
+		return err == nil && len(png) > 0 && text != ""
 	}
 	return false
 }
@@ -606,7 +609,17 @@ func (s *syncBuffer) String() string {
 // event handed to the broker) to the outcome.
 func BenchmarkPay(b *testing.B) {
 	bw := newBenchWorld(b)
-	e, err := qr.NewEngine(qr.Config{Timeout: 10 * time.Second, PollAfter: 30 * time.Second}, bw.client, bw.rec, bw.adv, nil)
+	b.Run("display=none", func(b *testing.B) { benchPay(b, bw, nil) })
+	// With a display the engine renders the QR to PNG and text on every payment.
+	b.Run("display=qr", func(b *testing.B) { benchPay(b, bw, discard{}) })
+}
+
+type discard struct{}
+
+func (discard) Show(context.Context, qr.Screen) error { return nil }
+
+func benchPay(b *testing.B, bw *benchWorld, d qr.Display) {
+	e, err := qr.NewEngine(qr.Config{Timeout: 10 * time.Second, PollAfter: 30 * time.Second}, bw.client, bw.rec, bw.adv, d)
 	require.NoError(b, err)
 	bw.h.eng.Store(e)
 	totals := make([]time.Duration, 0, b.N)

@@ -38,11 +38,49 @@ type Screen struct {
 	QR                  *QRImage // set while the consumer should scan
 }
 
-// QRImage is a rendered QR code.
+// QRImage is a QR code to show. It renders on first use, in the display's
+// goroutine: encoding costs ~1.5 ms of CPU that the payment path need not wait
+// for (and an instantly approved payment never needs).
 type QRImage struct {
 	Payload string
-	PNG     []byte
-	Text    string // half-block rendering for logs and text consoles
+	level   Level
+	size    int
+	once    sync.Once
+	png     []byte
+	text    string
+	err     error
+}
+
+// NewQRImage returns a QRImage for payload; providerPNG, when the provider sent
+// its own image, is used as is.
+func NewQRImage(payload string, l Level, size int, providerPNG []byte) *QRImage {
+	return &QRImage{Payload: payload, level: l, size: size, png: providerPNG}
+}
+
+func (q *QRImage) render() {
+	q.once.Do(func() {
+		img, err := renderBoth(q.Payload, q.level, q.size)
+		if err != nil {
+			q.err = err
+			return
+		}
+		if q.png == nil {
+			q.png = img.png
+		}
+		q.text = img.text
+	})
+}
+
+// PNG returns the image for the display.
+func (q *QRImage) PNG() ([]byte, error) {
+	q.render()
+	return q.png, q.err
+}
+
+// Text returns the half-block rendering for logs and text consoles.
+func (q *QRImage) Text() (string, error) {
+	q.render()
+	return q.text, q.err
 }
 
 // AdviceKind says what an Advice asks for.
@@ -492,18 +530,11 @@ func (e *Engine) showQR(ctx context.Context, t *txn, q *QRCode) {
 	if e.display == nil {
 		return
 	}
-	img := &QRImage{Payload: q.Payload, PNG: q.ImagePNG}
-	if img.PNG == nil {
-		b, err := PNG(q.Payload, e.cfg.QRLevel, e.cfg.QRSize)
-		if err != nil {
-			e.log.Error("qr render png", "client_transaction_id", t.ctid, "err", err)
-			return
-		}
-		img.PNG = b
+	if err := checkPayload(q.Payload, e.cfg.QRLevel); err != nil {
+		e.log.Error("qr payload cannot be shown", "client_transaction_id", t.ctid, "err", err)
+		return
 	}
-	if s, err := Text(q.Payload, e.cfg.QRLevel); err == nil {
-		img.Text = s
-	}
+	img := NewQRImage(q.Payload, e.cfg.QRLevel, e.cfg.QRSize, q.ImagePNG)
 	if err := e.display.Show(ctx, Screen{ClientTransactionID: t.ctid, State: AwaitingConsumer, Message: "Scan to pay", Amount: t.create.PaymentAmount, QR: img}); err != nil {
 		e.log.Warn("qr display qr", "err", err)
 	}

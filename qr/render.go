@@ -1,8 +1,12 @@
 package qr
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"strings"
 
 	qrcode "github.com/skip2/go-qrcode"
@@ -38,20 +42,29 @@ func (l Level) recovery() (qrcode.RecoveryLevel, error) {
 	return 0, fmt.Errorf("qr error-correction level %q is not L, M, Q or H", string(l))
 }
 
-func encode(payload string, l Level) (*qrcode.QRCode, error) {
-	rl, err := l.recovery()
-	if err != nil {
-		return nil, err
+// checkPayload validates payload against the capacity of level l cheaply,
+// before any rendering.
+func checkPayload(payload string, l Level) error {
+	if _, err := l.recovery(); err != nil {
+		return err
 	}
 	if payload == "" {
-		return nil, errors.New("encode qr: empty payload")
+		return errors.New("encode qr: empty payload")
 	}
 	if l == "" {
 		l = LevelMedium
 	}
 	if n := len(payload); n > maxPayload[l] {
-		return nil, fmt.Errorf("encode qr: %w: %d bytes, level %s holds at most %d", ErrPayloadTooLarge, n, l, maxPayload[l])
+		return fmt.Errorf("encode qr: %w: %d bytes, level %s holds at most %d", ErrPayloadTooLarge, n, l, maxPayload[l])
 	}
+	return nil
+}
+
+func encode(payload string, l Level) (*qrcode.QRCode, error) {
+	if err := checkPayload(payload, l); err != nil {
+		return nil, err
+	}
+	rl, _ := l.recovery()
 	q, err := qrcode.New(payload, rl)
 	if err != nil {
 		return nil, fmt.Errorf("encode qr: %w", err)
@@ -59,21 +72,64 @@ func encode(payload string, l Level) (*qrcode.QRCode, error) {
 	return q, nil
 }
 
-// PNG renders payload as a PNG image of size×size pixels (size ≤ 0 lets the
-// library pick a few pixels per module).
+// PNG renders payload as a PNG image of size×size pixels (a size smaller than
+// the symbol gives four pixels per module).
 func PNG(payload string, l Level, size int) ([]byte, error) {
 	q, err := encode(payload, l)
 	if err != nil {
 		return nil, err
 	}
-	if size <= 0 {
-		size = -4 // go-qrcode: negative means pixels per module
+	return pngOf(q, size)
+}
+
+func pngOf(q *qrcode.QRCode, size int) ([]byte, error) {
+	return pngFrom(q.Bitmap(), size)
+}
+
+// pngFrom draws a bitmap (quiet zone included) as a size×size black-on-white
+// PNG. go-qrcode's own Image and PNG re-run the whole encoding (mask
+// selection included) on every call and compress at the best level, which
+// together cost milliseconds on the payment path.
+func pngFrom(bm [][]bool, size int) ([]byte, error) {
+	n := len(bm)
+	if size < n {
+		size = 4 * n
 	}
-	b, err := q.PNG(size)
-	if err != nil {
+	img := image.NewPaletted(image.Rect(0, 0, size, size), color.Palette{color.White, color.Black})
+	for y := range size {
+		row := bm[y*n/size]
+		line := img.Pix[y*img.Stride : y*img.Stride+size]
+		for x := range line {
+			if row[x*n/size] {
+				line[x] = 1
+			}
+		}
+	}
+	var b bytes.Buffer
+	enc := png.Encoder{CompressionLevel: png.BestSpeed}
+	if err := enc.Encode(&b, img); err != nil {
 		return nil, fmt.Errorf("render qr png: %w", err)
 	}
-	return b, nil
+	return b.Bytes(), nil
+}
+
+type rendered struct {
+	png  []byte
+	text string
+}
+
+// renderBoth encodes payload once and renders both forms the display uses.
+func renderBoth(payload string, l Level, size int) (rendered, error) {
+	q, err := encode(payload, l)
+	if err != nil {
+		return rendered{}, err
+	}
+	bm := q.Bitmap()
+	b, err := pngFrom(bm, size)
+	if err != nil {
+		return rendered{}, err
+	}
+	return rendered{png: b, text: textFrom(bm)}, nil
 }
 
 // Text renders payload for a terminal with half-block characters, two module
@@ -84,7 +140,13 @@ func Text(payload string, l Level) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	bm := q.Bitmap() // includes the quiet zone
+	return textOf(q), nil
+}
+
+func textOf(q *qrcode.QRCode) string { return textFrom(q.Bitmap()) }
+
+// textFrom draws a bitmap (quiet zone included) with half blocks.
+func textFrom(bm [][]bool) string {
 	var sb strings.Builder
 	for y := 0; y < len(bm); y += 2 {
 		for x := range bm[y] {
@@ -103,5 +165,5 @@ func Text(payload string, l Level) (string, error) {
 		}
 		sb.WriteByte('\n')
 	}
-	return sb.String(), nil
+	return sb.String()
 }
