@@ -10,6 +10,15 @@
 // envelope: the 3.x codecs map them to and from the wire, so that a Nexo v5
 // (ISO 20022 casp) codec can be added beside them later.
 //
+// Failures are Nexo responses with Result Failure, an ErrorCondition and an
+// AdditionalResponse text, always with HTTP 200, except: a message refused by
+// message security gets HTTP 401 (as the real API answers "crypto error") with
+// an unprotected Failure/NotAllowed response; a body over the size limit gets
+// HTTP 413; and a message without a usable MessageCategory is answered, as
+// existing Nexo JSON terminal APIs do, with an EventNotification whose
+// EventToNotify is Reject. Abort and EventNotification get HTTP 200 and an
+// empty body.
+//
 // Everything the server needs from the rest of the agent (payment engines,
 // journal, display, diagnostics, outbox) is a small interface declared here
 // and passed in Deps.

@@ -657,14 +657,14 @@ func responseToWire(r *Response) (*wireMessage, error) {
 			w.MessageReference = refToWire(t.MessageReference)
 			if rep := t.Repeated; rep != nil {
 				body := &wireRepeatedBody{}
-				switch rep.Header.Category {
-				case CategoryPayment:
+				switch {
+				case rep.Payment != nil || (rep.Reversal == nil && rep.Header.Category == CategoryPayment):
 					pw, err := paymentResponseToWire(rep.Status, rep.Payment)
 					if err != nil {
 						return nil, err
 					}
 					body.PaymentResponse = pw
-				case CategoryReversal:
+				case rep.Reversal != nil || rep.Header.Category == CategoryReversal:
 					body.ReversalResponse = reversalResponseToWire(rep.Status, rep.Reversal)
 				default:
 					return nil, fmt.Errorf("encode RepeatedMessageResponse: unsupported category %q", rep.Header.Category)

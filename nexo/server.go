@@ -181,7 +181,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err != nil {
 		s.cancelBase(errShutdown)
 	}
-	s.engines.Wait()
+	done := make(chan struct{})
+	go func() {
+		s.engines.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// An engine that ignores cancellation must not hold Shutdown
+		// forever; its goroutine ends when the engine returns.
+		s.cancelBase(errShutdown)
+		return ctx.Err()
+	}
 	s.cancelBase(errShutdown)
 	return err
 }
@@ -398,15 +410,13 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		return s.txFailure(req, Errorf(UnavailableService, "journal unavailable"), TransactionID{})
 	}
 	if found && now.Sub(e.Started) < s.cfg.ServiceIDWindow {
-		cur := s.current
 		s.mu.Unlock()
 		if e.RequestHash != hash {
 			return s.txFailure(req, formatError("MessageHeader.ServiceID", "%q already used by another request of SaleID %q", h.ServiceID, h.SaleID), TransactionID{})
 		}
 		if e.State != TxDone {
-			if cur == nil || cur.saleID != h.SaleID || cur.serviceID != h.ServiceID {
-				return s.txFailure(req, Errorf(InProgress, "outcome unknown: interrupted by a restart, recovery pending"), TransactionID{})
-			}
+			// Either running now, or interrupted by a restart and waiting
+			// for recovery to Finish it: in both cases the POS asks again.
 			return s.txFailure(req, Errorf(InProgress, "transaction still in progress"), TransactionID{})
 		}
 		prev, err := JSONCodec{}.DecodeResponse(e.Response)
