@@ -120,7 +120,7 @@ func BenchmarkDiagnosisE2E(b *testing.B) {
 	b.StopTimer()
 	pct := func(d []time.Duration, p float64) float64 {
 		slices.Sort(d)
-		return float64(d[int(float64(len(d)-1)*p)].Microseconds())
+		return float64(d[int(float64(len(d)-1)*p)].Nanoseconds()) / 1e3
 	}
 	n50, n99 := pct(nexoD, 0.50), pct(nexoD, 0.99)
 	e50, e99 := pct(echoD, 0.50), pct(echoD, 0.99)
