@@ -44,6 +44,9 @@ func (f *fakeEngine) Pay(ctx context.Context, req PaymentRequest) (PaymentResult
 	f.n++
 	n := f.n
 	f.mu.Unlock()
+	if h, ok := HeaderFrom(ctx); !ok || h.Category != CategoryPayment || h.ServiceID == "" {
+		return PaymentResult{}, Errorf(UnavailableService, "engine context lacks the request header")
+	}
 	if f.started != nil {
 		f.started <- req.SaleTransactionID.ID
 	}

@@ -431,7 +431,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		s.mu.Unlock()
 		return s.txFailure(req, Errorf(Busy, "transaction %s/%s in progress", cur.saleID, cur.serviceID), TransactionID{})
 	}
-	tctx, cancel := context.WithCancelCause(s.base)
+	tctx, cancel := context.WithCancelCause(withHeader(s.base, h))
 	tctx, cancelTimeout := context.WithTimeout(tctx, s.cfg.PaymentTimeout)
 	run := &running{saleID: h.SaleID, serviceID: h.ServiceID, category: h.Category, cancel: cancel}
 	err = s.deps.Journal.Begin(ctx, JournalEntry{
