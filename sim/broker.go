@@ -23,6 +23,8 @@ import (
 type PaymentsConfig struct {
 	// Provider is the generic provider's mode (default manual).
 	Provider ProviderMode
+	// Providers configures the modelled providers (PROVIDERS.md).
+	Providers ProvidersConfig
 	// MQTTAddr is the embedded broker's TLS listener (default 127.0.0.1:0, a free
 	// port; cmd/sim should set 127.0.0.1:8883).
 	MQTTAddr string

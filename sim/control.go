@@ -5,13 +5,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 )
 
 // paymentsRoutes registers the qrcode-payment API and its control endpoints:
 //
-//	POST /control/transactions/{id}/pay|decline|abandon   the consumer acts
+//	POST /control/transactions/{id}/{action}[?args]       the consumer or provider acts:
+//	                                                      pay|decline|abandon for every provider,
+//	                                                      plus each provider's own (PROVIDERS.md)
 //	GET  /control/transactions                            {"transactions":[…],"charges":{serial:n}}
+//	GET  /control/providers                               paymentTypes and their actions, settings
+//	                                                      (secret redacted), rejected notifications
+//	POST /control/providers/pledg/notifications           a raw Pledg notification, verified like
+//	                                                      the provider's own (forgery tests)
 //	GET|POST /control/payments/mode                       {"mode":"manual|approve|decline"}
 //	GET|POST /control/payments/faults                     PaymentFaults (POST replaces)
 //	POST /control/broker/stop|start                       embedded broker outage
@@ -19,6 +27,21 @@ import (
 func (p *PPaaS) paymentsRoutes() {
 	p.pay.routes(p.mux, p.device)
 	p.control.HandleFunc("POST /control/transactions/{id}/{action}", p.handleAct)
+	p.control.HandleFunc("GET /control/providers", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, p.pay.describe())
+	})
+	p.control.HandleFunc("POST /control/providers/pledg/notifications", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, pledgMaxNotification))
+		if err != nil {
+			apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+			return
+		}
+		if err := p.pay.pledgNotify(body); err != nil {
+			apiError(w, http.StatusBadRequest, "rejected", err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	p.control.HandleFunc("GET /control/transactions", func(w http.ResponseWriter, _ *http.Request) {
 		txs, charges := p.pay.list()
 		writeJSON(w, http.StatusOK, map[string]any{"transactions": txs, "charges": charges})
@@ -85,7 +108,7 @@ func (p *PPaaS) paymentsRoutes() {
 }
 
 func (p *PPaaS) handleAct(w http.ResponseWriter, r *http.Request) {
-	tx, err := p.Act(r.PathValue("id"), r.PathValue("action"))
+	tx, err := p.pay.act(r.PathValue("id"), r.PathValue("action"), r.URL.Query())
 	switch {
 	case errors.Is(err, ErrNoTransaction):
 		apiError(w, http.StatusNotFound, "not_found", err.Error())
@@ -97,18 +120,23 @@ func (p *PPaaS) handleAct(w http.ResponseWriter, r *http.Request) {
 }
 
 // initPayments builds the qrcode-payment side; New calls it before routes.
-func (p *PPaaS) initPayments() {
+func (p *PPaaS) initPayments() error {
 	c := p.cfg.Payments
-	p.pay = newPayments(p.log, p.cfg.Now, c.Provider)
+	pay, err := newPayments(p.log, p.cfg.Now, c.Provider, c.Providers)
+	if err != nil {
+		return fmt.Errorf("simulated PPaaS: %w", err)
+	}
+	p.pay = pay
 	if c.ExternalMQTTURL != "" {
 		p.broker = newExternalBroker(p.log, c.ExternalMQTTURL, c.ExternalMQTTUsername, c.ExternalMQTTPassword, p.brokerClientTLS())
-		return
+		return nil
 	}
 	addr := c.MQTTAddr
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
 	p.broker = &embeddedBroker{log: p.log, tls: p.TLSConfig(), verify: p.VerifyToken, addr: addr}
+	return nil
 }
 
 // brokerClientTLS trusts the development CA for the simulator's own
@@ -136,8 +164,22 @@ func (p *PPaaS) closePayments() error {
 // MQTTURL is the broker devices subscribe to, e.g. ssl://127.0.0.1:8883.
 func (p *PPaaS) MQTTURL() string { return p.broker.url() }
 
-// Act makes the consumer act on a transaction: "pay", "decline" or "abandon".
-func (p *PPaaS) Act(id, action string) (SimTransaction, error) { return p.pay.act(id, action) }
+// Act makes the consumer act on a transaction: "pay", "decline" or "abandon"
+// for every provider, or one of the provider's own actions (PROVIDERS.md).
+func (p *PPaaS) Act(id, action string) (SimTransaction, error) { return p.pay.act(id, action, nil) }
+
+// ActArgs is Act with arguments, e.g. Pledg's shares with n=3.
+func (p *PPaaS) ActArgs(id, action string, args url.Values) (SimTransaction, error) {
+	return p.pay.act(id, action, args)
+}
+
+// RejectedNotifications counts provider notifications dropped because their
+// signature did not verify.
+func (p *PPaaS) RejectedNotifications() int {
+	p.pay.mu.Lock()
+	defer p.pay.mu.Unlock()
+	return p.pay.rejected
+}
 
 // Transactions lists the QR transactions and the approved charges per serial.
 func (p *PPaaS) Transactions() ([]SimTransaction, map[string]int) { return p.pay.list() }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sort"
 	"sync"
 	"time"
@@ -51,7 +52,13 @@ type SimTransaction struct {
 	Events       int       `json:"events"`      // events published (before faults)
 	Abandoned    bool      `json:"abandoned"`
 	FinalEventAt time.Time `json:"finalEventAt"` // when the event carrying the final status was handed to the broker
-	refunds      map[string]qr.Refund
+	// Charges counts the moves to approved: more than one would be a double charge.
+	Charges int `json:"charges"`
+	// Provider is the provider's raw view carried by the last event (replaced,
+	// never mutated, so copies handed out stay valid).
+	Provider map[string]string `json:"provider,omitempty"`
+	refunds  map[string]qr.Refund
+	ps       any // the provider's own per-transaction state
 }
 
 // publisher delivers an event payload to a device's topic (the broker).
@@ -64,11 +71,13 @@ type outgoing struct {
 	payload []byte
 }
 
-// payments is the qrcode-payment API with the generic KB provider.
+// payments is the qrcode-payment API and its providers.
 type payments struct {
-	log *slog.Logger
-	now func() time.Time
-	pub publisher
+	log       *slog.Logger
+	now       func() time.Time
+	pub       publisher
+	cfg       ProvidersConfig
+	providers map[string]provider // by paymentType; read-only after newPayments
 
 	mu       sync.Mutex
 	mode     ProviderMode
@@ -76,22 +85,57 @@ type payments struct {
 	held     *outgoing // an event held back by ReorderEvents
 	byID     map[string]*SimTransaction
 	byClient map[string]*SimTransaction // serial + "/" + clientTransactionId
+	byRef    map[string]*SimTransaction // providerReference, for provider notifications
 	charges  map[string]int             // serial → approved transactions
+	rejected int                        // provider notifications dropped for a bad signature
+
+	// Provider timers (delayed confirmation, deadlines, callback retries): each
+	// one counted in timerWG until it ran or close stopped it.
+	timers    map[uint64]*time.Timer
+	nextTimer uint64
+	closed    bool
+	timerWG   sync.WaitGroup
 
 	queue chan outgoing
 	stop  chan struct{}
 	wg    sync.WaitGroup
 }
 
-func newPayments(log *slog.Logger, now func() time.Time, mode ProviderMode) *payments {
+func newPayments(log *slog.Logger, now func() time.Time, mode ProviderMode, pc ProvidersConfig) (*payments, error) {
 	if mode == "" {
 		mode = ProviderManual
 	}
-	return &payments{
-		log: log, now: now, mode: mode,
-		byID: map[string]*SimTransaction{}, byClient: map[string]*SimTransaction{}, charges: map[string]int{},
-		queue: make(chan outgoing, 1024), stop: make(chan struct{}),
+	pc = pc.withDefaults()
+	if err := pc.validate(); err != nil {
+		return nil, fmt.Errorf("providers: %w", err)
 	}
+	return &payments{
+		log: log, now: now, mode: mode, cfg: pc, providers: newProviders(pc),
+		byID: map[string]*SimTransaction{}, byClient: map[string]*SimTransaction{}, byRef: map[string]*SimTransaction{},
+		charges: map[string]int{}, timers: map[uint64]*time.Timer{},
+		queue: make(chan outgoing, 1024), stop: make(chan struct{}),
+	}, nil
+}
+
+// afterLocked runs f with pm.mu held after d, unless close comes first. Timer
+// callbacks are the providers' only goroutines; close stops and waits for them.
+func (pm *payments) afterLocked(d time.Duration, f func()) {
+	if pm.closed {
+		return
+	}
+	id := pm.nextTimer
+	pm.nextTimer++
+	pm.timerWG.Add(1)
+	pm.timers[id] = time.AfterFunc(d, func() {
+		defer pm.timerWG.Done()
+		pm.mu.Lock()
+		defer pm.mu.Unlock()
+		if _, ok := pm.timers[id]; !ok {
+			return // close got here first
+		}
+		delete(pm.timers, id)
+		f()
+	})
 }
 
 // start runs the single publishing goroutine: one goroutine keeps the events of
@@ -119,6 +163,18 @@ func (pm *payments) start(pub publisher) {
 }
 
 func (pm *payments) close() {
+	// Timers first: a timer firing now would otherwise queue an event to a
+	// publisher that is going away.
+	pm.mu.Lock()
+	pm.closed = true
+	for id, t := range pm.timers {
+		if t.Stop() {
+			pm.timerWG.Done()
+		}
+		delete(pm.timers, id)
+	}
+	pm.mu.Unlock()
+	pm.timerWG.Wait()
 	select {
 	case <-pm.stop:
 	default:
@@ -155,7 +211,8 @@ func (pm *payments) handleCreate(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "invalid_request", "clientTransactionId is not a UUID")
 		return
 	}
-	if req.PaymentType != "KB" {
+	prov := pm.providers[req.PaymentType]
+	if prov == nil {
 		apiError(w, http.StatusUnprocessableEntity, "unsupported_payment_type", "paymentType "+req.PaymentType+" is not offered to this merchant")
 		return
 	}
@@ -178,7 +235,6 @@ func (pm *payments) handleCreate(w http.ResponseWriter, r *http.Request) {
 				PaymentType:         req.PaymentType,
 				PaymentScenario:     req.PaymentScenario,
 				Status:              qr.AwaitingConsumer,
-				ProviderReference:   "KB-" + uuid.NewString()[:8],
 				PaymentAmount:       req.PaymentAmount,
 				Order:               req.Order,
 				CreatedAt:           now,
@@ -187,21 +243,19 @@ func (pm *payments) handleCreate(w http.ResponseWriter, r *http.Request) {
 			Serial:  dev.Serial,
 			refunds: map[string]qr.Refund{},
 		}
-		if req.PaymentScenario == qr.ConsumerScan {
-			tx.QRCode = &qr.QRCode{Payload: "https://pay.kb.sim.ppaas.test/p/" + tx.TransactionID}
+		if err := prov.create(pm, tx, req); err != nil {
+			pm.mu.Unlock()
+			apiError(w, http.StatusUnprocessableEntity, "provider_refused", err.Error())
+			return
 		}
 		pm.byClient[key] = tx
 		pm.byID[tx.TransactionID] = tx
+		pm.byRef[tx.ProviderReference] = tx
 		// The answer is the state before the provider decides: a decision,
 		// however quick, reaches the device as events.
 		created := tx.Transaction
 		snap = &created
-		switch pm.mode {
-		case ProviderApprove:
-			pm.decideLocked(tx, qr.Approved, "")
-		case ProviderDecline:
-			pm.decideLocked(tx, qr.Declined, "declined by provider")
-		}
+		pm.autoLocked(prov, tx)
 	}
 	tx.CreateCalls++
 	lost := pm.faults.CreateErrors > 0
@@ -259,7 +313,7 @@ func (pm *payments) handleCancel(w http.ResponseWriter, r *http.Request) {
 	case qr.Cancelled, qr.Expired:
 		// Idempotent: a retried cancel gets the same answer.
 	case qr.Created, qr.AwaitingConsumer, qr.Pending:
-		pm.setLocked(tx, qr.Cancelled, "cancelled by the terminal")
+		pm.setLocked(tx, qr.Cancelled, "cancelled by the terminal", pm.providers[tx.PaymentType].raw(tx, qr.Cancelled))
 	default:
 		body := tx.Transaction
 		pm.mu.Unlock()
@@ -304,42 +358,77 @@ func (pm *payments) handleRefund(w http.ResponseWriter, r *http.Request) {
 	tx.refunds[req.ClientRefundID] = ref
 	tx.RefundedAmount += req.Amount.Amount
 	if tx.RefundedAmount == tx.PaymentAmount.Amount {
-		pm.setLocked(tx, qr.Refunded, "refunded")
+		pm.setLocked(tx, qr.Refunded, "refunded", pm.providers[tx.PaymentType].raw(tx, qr.Refunded))
 	}
 	writeJSON(w, http.StatusOK, ref)
 }
 
-// decideLocked is the provider's decision: pending, then the final status.
-func (pm *payments) decideLocked(tx *SimTransaction, final qr.State, reason string) {
-	pm.setLocked(tx, qr.Pending, "consumer confirmed in wallet")
-	pm.setLocked(tx, final, reason)
-	if final == qr.Approved {
-		pm.charges[tx.Serial]++
+// autoLocked applies the provider mode to a new transaction: manual waits for
+// the control API, approve and decline act at once (benchmarks, demo).
+func (pm *payments) autoLocked(prov provider, tx *SimTransaction) {
+	if _, ok := prov.(generic); ok {
+		switch pm.mode {
+		case ProviderApprove:
+			pm.decideLocked(tx, qr.Approved, "")
+		case ProviderDecline:
+			pm.decideLocked(tx, qr.Declined, "declined by provider")
+		}
+		return
+	}
+	action := map[ProviderMode]string{ProviderApprove: "pay", ProviderDecline: "decline"}[pm.mode]
+	if action == "" {
+		return
+	}
+	if err := prov.act(pm, tx, action, nil); err != nil {
+		pm.log.Warn("simulated provider auto mode", "payment_type", tx.PaymentType, "action", action, "err", err)
 	}
 }
 
-// setLocked changes a transaction's status and queues its event.
-func (pm *payments) setLocked(tx *SimTransaction, s qr.State, reason string) {
+// decideLocked is the generic provider's decision: pending, then the final status.
+func (pm *payments) decideLocked(tx *SimTransaction, final qr.State, reason string) {
+	raw := generic{}.raw(tx, final)
+	pm.setLocked(tx, qr.Pending, "consumer confirmed in wallet", raw)
+	pm.setLocked(tx, final, reason, raw)
+}
+
+// setLocked changes a transaction's status and queues its event, carrying the
+// provider's raw view. It returns the event payload (nil if it could not be
+// encoded) so a provider can deliver it again.
+func (pm *payments) setLocked(tx *SimTransaction, s qr.State, reason string, raw map[string]string) []byte {
+	prev := tx.Status
 	now := pm.now()
 	tx.Status, tx.StatusReason, tx.UpdatedAt = s, reason, now
 	tx.Sequence++
 	tx.Events++
+	tx.Provider = raw
+	if s == qr.Approved && prev != qr.Approved {
+		tx.Charges++
+		pm.charges[tx.Serial]++
+	}
 	ev := qr.Event{
 		EventID: uuid.NewString(), Type: qr.EventTypeStatus,
 		TransactionID: tx.TransactionID, ClientTransactionID: tx.ClientTransactionID,
 		Status: s, StatusReason: reason, Sequence: tx.Sequence, Time: now,
 		ProviderReference: tx.ProviderReference,
-		Provider:          map[string]string{"paymentType": tx.PaymentType, "provider": "generic"},
+		Provider:          raw,
 	}
 	b, err := json.Marshal(ev)
 	if err != nil {
 		pm.log.Error("simulated PPaaS encode event", "err", err)
-		return
+		return nil
 	}
 	if s.Final() {
 		tx.FinalEventAt = time.Now()
 	}
 	pm.enqueueLocked(outgoing{topic: qr.EventTopic(tx.Serial), payload: b})
+	return b
+}
+
+// redeliverLocked publishes an event again as is (same eventId): a provider
+// retried a notification PPaaS had already forwarded.
+func (pm *payments) redeliverLocked(tx *SimTransaction, payload []byte) {
+	tx.Events++
+	pm.enqueueLocked(outgoing{topic: qr.EventTopic(tx.Serial), payload: payload})
 }
 
 func (pm *payments) enqueueLocked(o outgoing) {
@@ -375,27 +464,17 @@ func (pm *payments) enqueueLocked(o outgoing) {
 // ErrNoTransaction is returned by control actions on an unknown transaction.
 var ErrNoTransaction = errors.New("no such transaction")
 
-// act is the consumer acting through the provider (control API).
-func (pm *payments) act(id, action string) (SimTransaction, error) {
+// act is the consumer or the provider acting (control API); the transaction's
+// provider interprets the action.
+func (pm *payments) act(id, action string, args url.Values) (SimTransaction, error) {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	tx := pm.byID[id]
 	if tx == nil {
 		return SimTransaction{}, fmt.Errorf("%s %s: %w", action, id, ErrNoTransaction)
 	}
-	if tx.Status.Final() {
-		return *tx, fmt.Errorf("%s %s: transaction is already %s", action, id, tx.Status)
-	}
-	switch action {
-	case "pay":
-		pm.decideLocked(tx, qr.Approved, "")
-	case "decline":
-		pm.decideLocked(tx, qr.Declined, "insufficient funds in wallet")
-	case "abandon":
-		// The consumer walks away: nothing happens until the terminal gives up.
-		tx.Abandoned = true
-	default:
-		return *tx, fmt.Errorf("unknown action %q", action)
+	if err := pm.providers[tx.PaymentType].act(pm, tx, action, args); err != nil {
+		return *tx, fmt.Errorf("%s %s (%s): %w", action, id, tx.PaymentType, err)
 	}
 	return *tx, nil
 }

@@ -145,7 +145,9 @@ func New(cfg Config) (*PPaaS, error) {
 		merchant:  map[string]merchant{},
 		clientID:  map[string]string{},
 	}
-	p.initPayments()
+	if err := p.initPayments(); err != nil {
+		return nil, err
+	}
 	p.routes()
 	return p, nil
 }

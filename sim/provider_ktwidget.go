@@ -1,0 +1,175 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/termagent/termagent/qr"
+)
+
+// ktRetries is the number of callback retries in the seed's schedule.
+const ktRetries = 6
+
+// ktRetryDelay is the seed's callback retry schedule: when the merchant's
+// callback_post_url does not answer {"status":"ok"}, KTWidget tries again
+// after 15 s, 60 s, 3 m, 10 m, 30 m and 60 m.
+func ktRetryDelay(i int) time.Duration {
+	return [ktRetries]time.Duration{15 * time.Second, 60 * time.Second, 3 * time.Minute, 10 * time.Minute, 30 * time.Minute, 60 * time.Minute}[i]
+}
+
+// ktwidget models the KTWidget payment widget (seed ktwidget-ru.md): statuses
+// pending → authorized (funds blocked) → success (not yet cleared) →
+// completed (cleared), or error / denied. PPaaS follows the widget's status
+// and forwards each change once; the final status also comes as the widget's
+// callback, which is retried on the seed's schedule when PPaaS's
+// acknowledgement is lost, so the device receives the same event (same
+// eventId) more than once and must de-duplicate it.
+type ktwidget struct{ cfg KTWidgetConfig }
+
+type ktState struct {
+	appID      string
+	status     string // the widget's own status
+	errType    string
+	errMessage string
+	lostAcks   int // deliveries of the final callback whose acknowledgement is lost
+	deliveries int // deliveries of the final callback so far
+}
+
+func (ktwidget) actions() []string {
+	return []string{"pay", "decline", "abandon", "authorize", "complete", "error", "lose-acks"}
+}
+
+// ktStatuses maps the widget's statuses to PPaaS's.
+func ktStatus(s string) qr.State {
+	switch s {
+	case "pending":
+		return qr.AwaitingConsumer // the client has not entered card data yet
+	case "authorized", "success":
+		return qr.Pending // funds blocked, clearing not done
+	case "completed":
+		return qr.Approved
+	case "error", "denied":
+		return qr.Declined
+	case "cancelled":
+		return qr.Cancelled
+	case "refunded":
+		return qr.Refunded
+	}
+	return ""
+}
+
+func (k *ktwidget) create(_ *payments, tx *SimTransaction, req qr.CreateRequest) error {
+	st := &ktState{appID: randomHex(16), status: "pending", lostAcks: k.cfg.LostAcks}
+	tx.ps = st
+	tx.ProviderReference = randomHex(20) // transaction_hash
+	if req.PaymentScenario == qr.ConsumerScan {
+		a := req.PaymentAmount.Amount
+		tx.QRCode = &qr.QRCode{Payload: fmt.Sprintf("https://widget.ktwidget.sim.ppaas.test/pay?app_id=%s&order_id=%s&amount=%d.%02d&type=ecom",
+			st.appID, url.QueryEscape(req.Order.OrderID), a/100, a%100)}
+	}
+	return nil
+}
+
+func (k *ktwidget) raw(tx *SimTransaction, s qr.State) map[string]string {
+	st := tx.ps.(*ktState)
+	status := st.status
+	switch s {
+	case qr.Cancelled:
+		status = "cancelled"
+	case qr.Refunded:
+		status = "refunded"
+	}
+	m := map[string]string{"paymentType": tx.PaymentType, "status": status, "transaction_hash": tx.ProviderReference, "order_id": tx.Order.OrderID}
+	if st.errType != "" {
+		m["error_type"], m["error_message"] = st.errType, st.errMessage
+	}
+	return m
+}
+
+func (k *ktwidget) act(pm *payments, tx *SimTransaction, action string, args url.Values) error {
+	st := tx.ps.(*ktState)
+	if tx.Status.Final() {
+		return errDecided(tx)
+	}
+	switch action {
+	case "abandon":
+		tx.Abandoned = true
+	case "lose-acks":
+		n, err := strconv.Atoi(args.Get("n"))
+		if err != nil || n < 0 || n > ktRetries {
+			return fmt.Errorf("lose-acks needs n=0..%d", ktRetries)
+		}
+		st.lostAcks = n
+	case "authorize":
+		if st.status != "pending" {
+			return fmt.Errorf("widget transaction is %s, not pending", st.status)
+		}
+		k.setLocked(pm, tx, "authorized", "card authorized; funds blocked")
+	case "pay":
+		if st.status != "pending" {
+			return fmt.Errorf("widget transaction is %s; use complete", st.status)
+		}
+		k.setLocked(pm, tx, "authorized", "card authorized; funds blocked")
+		k.succeedLocked(pm, tx)
+	case "complete":
+		if st.status == "pending" {
+			return errors.New("widget transaction is not authorized yet")
+		}
+		if st.status == "authorized" {
+			k.setLocked(pm, tx, "success", "paid; clearing in progress")
+		}
+		k.setLocked(pm, tx, "completed", "cleared")
+	case "decline":
+		st.errType, st.errMessage = "ERROR_PAYMENT", "KKB rejected payment"
+		k.setLocked(pm, tx, "denied", "denied by the acquirer")
+	case "error":
+		st.errType, st.errMessage = "ERROR_SYSTEM", "processing error in ktpay"
+		k.setLocked(pm, tx, "error", "widget error")
+	default:
+		return errAction(k, action)
+	}
+	return nil
+}
+
+// succeedLocked moves an authorized transaction to success, and to completed
+// once clearing is done.
+func (k *ktwidget) succeedLocked(pm *payments, tx *SimTransaction) {
+	k.setLocked(pm, tx, "success", "paid; clearing in progress")
+	pm.afterLocked(k.cfg.ClearingDelay, func() {
+		if tx.ps.(*ktState).status == "success" && live(tx) {
+			k.setLocked(pm, tx, "completed", "cleared")
+		}
+	})
+}
+
+// setLocked records the widget status and forwards it; a final status is the
+// widget's callback, retried while its acknowledgement is lost.
+func (k *ktwidget) setLocked(pm *payments, tx *SimTransaction, status, reason string) {
+	st := tx.ps.(*ktState)
+	st.status = status
+	s := ktStatus(status)
+	payload := pm.setLocked(tx, s, reason, k.raw(tx, s))
+	if !s.Final() || payload == nil {
+		return
+	}
+	st.deliveries = 1
+	k.retryLocked(pm, tx, payload, 0)
+}
+
+// retryLocked schedules redelivery i of the final callback if delivery i's
+// acknowledgement was lost.
+func (k *ktwidget) retryLocked(pm *payments, tx *SimTransaction, payload []byte, i int) {
+	st := tx.ps.(*ktState)
+	if i >= st.lostAcks || i >= ktRetries {
+		return
+	}
+	d := time.Duration(float64(ktRetryDelay(i)) * k.cfg.RetryScale)
+	pm.afterLocked(d, func() {
+		st.deliveries++
+		pm.redeliverLocked(tx, payload)
+		k.retryLocked(pm, tx, payload, i+1)
+	})
+}
