@@ -184,7 +184,7 @@ func fillOutbox(b testing.TB, s *Store, n, payload int) {
 	for done := 0; done < n; {
 		chunk := min(n-done, 20_000)
 		err := s.do(ctx, func(w *wtx) error {
-			bk := w.tx.Bucket(bucketOutbox)
+			bk := outboxBucket(w.tx)
 			for range chunk {
 				seq, err := bk.NextSequence()
 				if err != nil {

@@ -18,6 +18,15 @@ const maxErrorText = 512
 // one giant transaction.
 const moveChunk = 5000
 
+// outboxBucket returns the outbox for appending. Keys only ever grow, so
+// pages can be filled almost full when they split (bbolt's default of half
+// full would double the file for a long queue).
+func outboxBucket(tx *bolt.Tx) *bolt.Bucket {
+	b := tx.Bucket(bucketOutbox)
+	b.FillPercent = 0.95
+	return b
+}
+
 // Append adds an event at the tail of the outbox and returns the stored
 // record once its transaction is durable. Non-critical kinds are refused
 // with ErrOutboxFull when the outbox is at its bounds.
@@ -41,7 +50,7 @@ func (s *Store) Append(ctx context.Context, ev Event) (Record, error) {
 		rec.Expires = now.Add(ttl)
 	}
 	err := s.do(ctx, func(w *wtx) error {
-		b := w.tx.Bucket(bucketOutbox)
+		b := outboxBucket(w.tx)
 		v := encodeRecord(&rec)
 		size := int64(8 + len(v))
 		if !rec.Kind.Critical() && (w.c.count >= s.opts.MaxCount || w.c.bytes+size > s.opts.MaxBytes) {
@@ -304,7 +313,7 @@ func (s *Store) retryChunk(ctx context.Context, seqs []uint64) (n int, more bool
 	err = s.do(ctx, func(w *wtx) error {
 		n, more = 0, false
 		dead := w.tx.Bucket(bucketDead)
-		out := w.tx.Bucket(bucketOutbox)
+		out := outboxBucket(w.tx)
 		move := func(k, v []byte) error {
 			r, err := decodeRecord(keySeq(k), v)
 			if err != nil {
