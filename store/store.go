@@ -500,6 +500,7 @@ type writeReq struct {
 }
 
 // do submits an op to the writer and waits until its transaction commits.
+// ctx bounds only the wait for room in the queue.
 func (s *Store) do(ctx context.Context, fn op) error {
 	s.mu.RLock()
 	if s.closed {
@@ -515,12 +516,11 @@ func (s *Store) do(ctx context.Context, fn op) error {
 		s.pending.Done()
 		return ctx.Err()
 	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("%w (write submitted; it may still commit)", ctx.Err())
-	}
+	// Once queued, the write will commit (or fail) whatever ctx does, and
+	// the op writes its results into its caller's variables: wait for it.
+	// The wait is bounded by one commit, as the writer takes every queued
+	// write into its next transaction.
+	return <-r.done
 }
 
 // writer is the only goroutine that writes to bbolt. It takes whatever is
