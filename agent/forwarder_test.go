@@ -366,3 +366,47 @@ func TestPermanentError(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	require.ErrorIs(t, err, base)
 }
+
+// BenchmarkForwarderDrain measures the drain rate from a durable outbox to
+// a local HTTP receiver: one record in flight, each ack committed to disk.
+func BenchmarkForwarderDrain(b *testing.B) {
+	rc := newReceiver(b.N)
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	st, err := store.Open(b.Context(), filepath.Join(b.TempDir(), "termagent.db"),
+		store.Options{PruneInterval: -1, MaxCount: 1 << 40, MaxBytes: 1 << 40})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range (b.N + 15) / 16 {
+				if _, err := st.Append(b.Context(), store.Event{Kind: store.KindTransactionResult, Payload: make([]byte, 200)}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	f := NewForwarder(st, httpSender{url: srv.URL, client: srv.Client()}, ForwarderConfig{BaseDelay: time.Millisecond}, quietLog())
+	ctx, cancel := context.WithCancel(b.Context())
+	done := make(chan error, 1)
+	b.ResetTimer()
+	t0 := time.Now()
+	go func() { done <- f.Run(ctx) }()
+	select {
+	case <-rc.allIn:
+	case <-time.After(10 * time.Minute):
+		b.Fatal("drain did not finish")
+	}
+	el := time.Since(t0)
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/el.Seconds(), "records/s")
+}
