@@ -62,10 +62,11 @@ type txnHeader struct {
 	Order     uint64    `json:"order"` // key in the order bucket
 }
 
-// StartTxn journals a new transaction with its first transition. It fails
-// with ErrDuplicateServiceID if the SaleID+ServiceID pair is reserved, and
-// the check and the insert are one atomic step, so two concurrent requests
-// with the same ServiceID cannot both start.
+// StartTxn journals a new transaction with its first transition. If
+// ref.ServiceID is set, it fails with ErrDuplicateServiceID when the
+// SaleID+ServiceID pair is reserved, else reserves it; the check and the
+// insert are one atomic step, so two concurrent requests with the same
+// ServiceID cannot both start.
 func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn, error) {
 	if err := checkRef(ref); err != nil {
 		return Txn{}, fmt.Errorf("start transaction: %w", err)
@@ -79,17 +80,22 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		return Txn{}, fmt.Errorf("start transaction %s: encode transition: %w", ref.ID, err)
 	}
 	svcKey := serviceKey(ref.SaleID, ref.ServiceID)
+	// Only a POS request's ServiceID is reserved; a transaction journaled
+	// without one (started by the agent itself) reserves nothing.
+	indexed := ref.ServiceID != ""
 	h := txnHeader{SaleID: ref.SaleID, ServiceID: ref.ServiceID, Started: first.At, Updated: first.At,
 		State: first.State, Final: first.Final, N: 1}
 	err = s.do(ctx, func(w *wtx) error {
 		if w.tx.Bucket(bucketTxn).Get([]byte(ref.ID)) != nil {
 			return ErrTxnExists
 		}
-		if v := w.tx.Bucket(bucketSvc).Get(svcKey); len(v) >= 8 {
-			at := nanosTime(int64(binary.BigEndian.Uint64(v)))
-			if w.now.Sub(at) < s.opts.ServiceIDRetention {
-				return fmt.Errorf("%w (SaleID %q ServiceID %q used by transaction %s at %s)",
-					ErrDuplicateServiceID, ref.SaleID, ref.ServiceID, v[8:], at.Format(time.RFC3339))
+		if indexed {
+			if v := w.tx.Bucket(bucketSvc).Get(svcKey); len(v) >= 8 {
+				at := nanosTime(int64(binary.BigEndian.Uint64(v)))
+				if w.now.Sub(at) < s.opts.ServiceIDRetention {
+					return fmt.Errorf("%w (SaleID %q ServiceID %q used by transaction %s at %s)",
+						ErrDuplicateServiceID, ref.SaleID, ref.ServiceID, v[8:], at.Format(time.RFC3339))
+				}
 			}
 		}
 		order, err := w.tx.Bucket(bucketOrder).NextSequence()
@@ -103,11 +109,15 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 			return err
 		}
 		id := []byte(ref.ID)
+		var svcVal []byte // nil: not indexed (putAll skips it)
+		if indexed {
+			svcVal = append(seqKey(uint64(timeNanos(w.now))), id...)
+		}
 		return putAll(
 			put{w.tx.Bucket(bucketTxn), id, hv},
 			put{w.tx.Bucket(bucketTrans), transKey(ref.ID, 1), tv},
 			put{w.tx.Bucket(bucketOrder), seqKey(order), id},
-			put{w.tx.Bucket(bucketSvc), svcKey, append(seqKey(uint64(timeNanos(w.now))), id...)},
+			put{w.tx.Bucket(bucketSvc), svcKey, svcVal},
 			put{w.tx.Bucket(bucketUnfin), id, unfinishedValue(hdr.Final)},
 		)
 	})
@@ -204,6 +214,37 @@ func (s *Store) LastTxn(ctx context.Context) (Txn, bool, error) {
 	})
 	if err != nil {
 		return Txn{}, false, fmt.Errorf("read last transaction: %w", err)
+	}
+	return t, ok, nil
+}
+
+// LastTxnForSale returns the most recently started transaction of one
+// SaleID (a POI can serve several POS systems; each asks about its own).
+func (s *Store) LastTxnForSale(ctx context.Context, saleID string) (Txn, bool, error) {
+	var (
+		t  Txn
+		ok bool
+	)
+	err := s.view(func(tx *bolt.Tx) error {
+		txb := tx.Bucket(bucketTxn)
+		c := tx.Bucket(bucketOrder).Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var h txnHeader
+			if hv := txb.Get(v); hv == nil || json.Unmarshal(hv, &h) != nil || h.SaleID != saleID {
+				continue
+			}
+			var err error
+			t, err = readTxn(tx, string(v))
+			ok = err == nil
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return Txn{}, false, fmt.Errorf("read last transaction of SaleID %q: %w", saleID, err)
 	}
 	return t, ok, nil
 }

@@ -101,6 +101,49 @@ func TestJournalDuplicateServiceID(t *testing.T) {
 	require.Error(t, err)
 }
 
+func TestJournalWithoutServiceID(t *testing.T) {
+	// Transactions the agent journals on its own (no POS request) reserve
+	// nothing: several may start back to back.
+	ctx := t.Context()
+	s, _ := openTest(t, Options{})
+	for _, id := range []string{"qr-1", "qr-2", "qr-3"} {
+		_, err := s.StartTxn(ctx, TxnRef{ID: id}, Transition{State: "qr:created"})
+		require.NoError(t, err)
+	}
+	_, ok, err := s.TxnByServiceID(ctx, "", "")
+	require.NoError(t, err)
+	require.False(t, ok)
+	n, err := s.PruneJournal(ctx, time.Now())
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
+
+func TestJournalLastForSale(t *testing.T) {
+	ctx := t.Context()
+	clk := newFakeClock()
+	s, _ := openTest(t, Options{Now: clk.Now})
+	for _, ref := range []TxnRef{
+		{ID: "a1", SaleID: "A", ServiceID: "1"},
+		{ID: "b1", SaleID: "B", ServiceID: "1"},
+		{ID: "a2", SaleID: "A", ServiceID: "2"},
+		{ID: "b2", SaleID: "B", ServiceID: "2"},
+		{ID: "qr"},
+	} {
+		_, err := s.StartTxn(ctx, ref, Transition{State: "received"})
+		require.NoError(t, err)
+		clk.Advance(time.Second)
+	}
+	for sale, want := range map[string]string{"A": "a2", "B": "b2", "": "qr"} {
+		got, ok, err := s.LastTxnForSale(ctx, sale)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, want, got.ID)
+	}
+	_, ok, err := s.LastTxnForSale(ctx, "C")
+	require.NoError(t, err)
+	require.False(t, ok)
+}
+
 func TestJournalDuplicateServiceIDConcurrent(t *testing.T) {
 	ctx := t.Context()
 	s, _ := openTest(t, Options{})
