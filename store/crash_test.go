@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 // crashEnv names the store file when the test binary runs as the crash
@@ -63,6 +64,29 @@ func TestCrashWriterProcess(t *testing.T) {
 			}
 		})
 	}
+	// Journal and event de-dup writes share the writer with the outbox.
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			id := fmt.Sprintf("%s-%d", run, n)
+			if _, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS", ServiceID: id}, Transition{State: "s0"}); err != nil {
+				say("E start txn: %v", err)
+				os.Exit(2)
+			}
+			say("J %s 1", id)
+			for k := 1; k < 3; k++ {
+				if err := s.AppendTxn(ctx, id, Transition{State: fmt.Sprintf("s%d", k), Final: k == 2}); err != nil {
+					say("E append txn: %v", err)
+					os.Exit(2)
+				}
+				say("J %s %d", id, k+1)
+			}
+			if seen, err := s.SeenEvent(ctx, "evt-"+id); err != nil || seen {
+				say("E seen event: %v %v", seen, err)
+				os.Exit(2)
+			}
+			say("S evt-%s", id)
+		}
+	})
 	wg.Go(func() {
 		for {
 			// Keep about 20 records queued so the outbox carries records
@@ -96,6 +120,8 @@ type crashLog struct {
 	appended  map[uuid.UUID]bool   // Append returned
 	ackIntent map[uuid.UUID]bool   // Ack called
 	acked     map[uuid.UUID]bool   // Ack returned
+	txns      map[string]int       // journaled transitions confirmed per transaction
+	events    []string             // event ids confirmed marked
 }
 
 func (l *crashLog) read(t *testing.T, r io.Reader) (ready bool) {
@@ -118,6 +144,11 @@ func (l *crashLog) read(t *testing.T, r io.Reader) (ready bool) {
 			l.ackIntent[uuid.MustParse(f[1])] = true
 		case "K":
 			l.acked[uuid.MustParse(f[1])] = true
+		case "J":
+			n, _ := strconv.Atoi(f[2])
+			l.txns[f[1]] = max(l.txns[f[1]], n)
+		case "S":
+			l.events = append(l.events, f[1])
 		}
 	}
 	return ready
@@ -138,7 +169,7 @@ func TestCrashKill9(t *testing.T) {
 		runsPerFile = 5 // 200 kills
 		parallel    = 4
 	)
-	deadline := time.Now().Add(45 * time.Second)
+	deadline := time.Now().Add(25 * time.Second)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, parallel)
 	var mu sync.Mutex
@@ -150,7 +181,7 @@ func TestCrashKill9(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, uint64(f)))
 			path := filepath.Join(t.TempDir(), "termagent.db")
 			log := &crashLog{intent: map[uuid.UUID]string{}, appended: map[uuid.UUID]bool{},
-				ackIntent: map[uuid.UUID]bool{}, acked: map[uuid.UUID]bool{}}
+				ackIntent: map[uuid.UUID]bool{}, acked: map[uuid.UUID]bool{}, txns: map[string]int{}}
 			prevAppended, prevAcked := 0, 0
 			for run := range runsPerFile {
 				if t.Failed() || time.Now().After(deadline) {
@@ -275,4 +306,19 @@ func verifyCrash(t *testing.T, path string, log *crashLog) {
 			require.True(t, present[key], "acknowledged append %s lost", key)
 		}
 	}
+	for id, n := range log.txns {
+		tx, err := s.Txn(ctx, id)
+		require.NoError(t, err, "journaled transaction %s lost", id)
+		require.GreaterOrEqual(t, len(tx.Transitions), n, "transaction %s lost transitions", id)
+		for k, tr := range tx.Transitions {
+			require.Equal(t, fmt.Sprintf("s%d", k), tr.State, "transaction %s transitions out of order", id)
+		}
+		require.Equal(t, len(tx.Transitions) == 3, tx.Final)
+	}
+	require.NoError(t, s.view(func(tx *bolt.Tx) error {
+		for _, id := range log.events {
+			require.NotNil(t, tx.Bucket(bucketSeen).Get([]byte(id)), "event mark %s lost", id)
+		}
+		return nil
+	}))
 }
