@@ -107,6 +107,8 @@ func (h *pvHandler) rawStatuses(ctid string) []string {
 type pvWorld struct {
 	t      *testing.T
 	sim    *sim.PPaaS
+	http   *http.Client // the device's API client
+	closed bool
 	serial string
 	rec    *pvRecorder
 	events *pvEvents
@@ -151,7 +153,8 @@ func newPVWorld(t *testing.T, pc sim.ProvidersConfig) *pvWorld {
 	require.NoError(t, err)
 	auth, err := mtls.NewAuthenticator(mtls.AuthConfig{BaseURL: s.URL(), Serial: w.serial, Client: mtls.NewHTTPClient(dev, nil, nil, 10*time.Second)})
 	require.NoError(t, err)
-	client := qr.NewClient(mtls.NewHTTPClient(dev, auth, nil, 10*time.Second), s.URL(),
+	w.http = mtls.NewHTTPClient(dev, auth, nil, 10*time.Second)
+	client := qr.NewClient(w.http, s.URL(),
 		qr.Retry{Attempts: 5, BaseDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond, PerAttempt: 5 * time.Second})
 	// PollAfter is long: outcomes must arrive as events, as the device
 	// normally gets them.
@@ -173,9 +176,7 @@ func newPVWorld(t *testing.T, pc sim.ProvidersConfig) *pvWorld {
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
-		sctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-		defer stop()
-		require.NoError(t, s.Close(sctx), "close stops the providers' timers too")
+		w.close()
 	})
 	sctx, stop := context.WithTimeout(t.Context(), 10*time.Second)
 	defer stop()
@@ -183,13 +184,39 @@ func newPVWorld(t *testing.T, pc sim.ProvidersConfig) *pvWorld {
 	return w
 }
 
+// close closes the simulated PPaaS (once), failing the test if that takes
+// long: Close must stop the providers' timers, not wait for them.
+func (w *pvWorld) close() {
+	w.t.Helper()
+	if w.closed {
+		return
+	}
+	w.closed = true
+	// A connection the client dialled but never used looks new, not idle, to
+	// the server, whose Shutdown would wait 5 s for it.
+	w.http.CloseIdleConnections()
+	done := make(chan error, 1)
+	go func() {
+		ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
+		done <- w.sim.Close(ctx)
+	}()
+	select {
+	case err := <-done:
+		require.NoError(w.t, err)
+	case <-time.After(5 * time.Second):
+		w.t.Fatal("simulated PPaaS Close did not return: provider timers not stopped")
+	}
+}
+
 type pvResult struct {
 	o   qr.Outcome
 	err error
 }
 
-// pay starts a payment and returns its result channel and, once the simulator
-// knows it, the transaction.
+// pay starts a payment and returns its result channel and, once the device
+// shows the QR, the transaction. One request at a time, so the device keeps a
+// single connection.
 func (w *pvWorld) pay(ctx context.Context, brand, description string) (<-chan pvResult, sim.SimTransaction) {
 	w.t.Helper()
 	ctid := uuid.NewString()
@@ -205,6 +232,9 @@ func (w *pvWorld) pay(ctx context.Context, brand, description string) (<-chan pv
 		tx, ok = w.tx(ctid)
 		return ok
 	})
+	// The consumer scans the QR once the terminal shows it: the device has
+	// applied the create's answer (or, in auto mode, the provider's decision).
+	pvWait(w.t, func() bool { return len(w.rec.states(ctid)) >= 2 })
 	return ch, tx
 }
 
@@ -611,4 +641,39 @@ func TestProviderSelection(t *testing.T) {
 		w.act(tx, "decline")
 		require.Equal(t, qr.ResultDeclined, pvAwait(t, ch).Result)
 	})
+}
+
+func TestProviderTimersStopAtClose(t *testing.T) {
+	// Real-life delays: an hour to confirm, the seed's 48 h deadline and 15 s
+	// before the first callback retry.
+	w := newPVWorld(t, sim.ProvidersConfig{
+		Pennymatic: sim.PennymaticConfig{ConfirmDelay: time.Hour},
+		KTWidget:   sim.KTWidgetConfig{LostAcks: 6, ClearingDelay: time.Millisecond},
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	var txs []sim.SimTransaction
+	var pays []<-chan pvResult
+	for _, brand := range []string{"PENNYMATIC", "PLEDG", "KTWIDGET"} {
+		ch, tx := w.pay(ctx, brand, "")
+		w.act(tx, "pay")
+		txs = append(txs, tx)
+		pays = append(pays, ch)
+	}
+	// Pledg and KTWidget approved (the first callback retry is 15 s away);
+	// Pennymatic waits an hour for its confirmation, until the POS aborts.
+	require.Equal(t, qr.ResultApproved, pvAwait(t, pays[1]).Result)
+	require.Equal(t, qr.ResultApproved, pvAwait(t, pays[2]).Result)
+	cancel()
+	require.Equal(t, qr.ResultAborted, pvAwait(t, pays[0]).Result)
+	events := map[string]int{}
+	for _, tx := range txs {
+		events[tx.TransactionID] = w.mustTx(tx.ClientTransactionID).Events
+	}
+	start := time.Now()
+	w.close()
+	require.Less(t, time.Since(start), 2*time.Second)
+	got, _ := w.sim.Transactions()
+	for _, tx := range got {
+		require.Equal(t, events[tx.TransactionID], tx.Events, "no provider event after Close (%s)", tx.PaymentType)
+	}
 }
