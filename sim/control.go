@@ -184,7 +184,8 @@ func (p *PPaaS) RejectedNotifications() int {
 // Transactions lists the QR transactions and the approved charges per serial.
 func (p *PPaaS) Transactions() ([]SimTransaction, map[string]int) { return p.pay.list() }
 
-// SetProviderMode switches the generic provider between manual, approve and decline.
+// SetProviderMode switches every provider between manual (control API),
+// approve and decline (each provider's own pay or decline right after create).
 func (p *PPaaS) SetProviderMode(m ProviderMode) error {
 	switch m {
 	case ProviderManual, ProviderApprove, ProviderDecline:

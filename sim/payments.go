@@ -17,7 +17,7 @@ import (
 	"github.com/termagent/termagent/qr"
 )
 
-// ProviderMode is how the generic provider (paymentType KB) decides.
+// ProviderMode is how the providers decide: by the control API, or at once.
 type ProviderMode string
 
 const (

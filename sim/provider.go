@@ -191,9 +191,6 @@ func (generic) raw(tx *SimTransaction, _ qr.State) map[string]string {
 // live reports whether a provider may still decide tx (not final, not cancelled).
 func live(tx *SimTransaction) bool { return !tx.Status.Final() }
 
-// offered reports whether action is in p's list.
-func offered(p provider, action string) bool { return slices.Contains(p.actions(), action) }
-
 // describe is the control API's view of the providers. The Pledg secret is
 // left out: it is a credential.
 func (pm *payments) describe() map[string]any {

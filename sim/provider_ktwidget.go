@@ -42,7 +42,7 @@ func (ktwidget) actions() []string {
 	return []string{"pay", "decline", "abandon", "authorize", "complete", "error", "lose-acks"}
 }
 
-// ktStatuses maps the widget's statuses to PPaaS's.
+// ktStatus maps the widget's statuses to PPaaS's.
 func ktStatus(s string) qr.State {
 	switch s {
 	case "pending":

@@ -325,7 +325,7 @@ func decodePledgNotification(body []byte, secret string) (pledgNotification, err
 	return n, nil
 }
 
-// pledgState maps a verified notification to the PPaaS status.
+// pledgStatus maps a verified notification to the PPaaS status.
 func pledgStatus(n pledgNotification) (qr.State, string, error) {
 	switch n.Status {
 	case "authorized":
