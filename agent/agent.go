@@ -6,15 +6,23 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/termagent/termagent/mtls"
+	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/store"
 )
 
 // Build identifies the binary (stamped at link time).
@@ -24,25 +32,46 @@ type Build struct {
 	Date    time.Time
 }
 
-// Agent is a configured, not yet running agent.
+// Options are the agent's optional collaborators.
+type Options struct {
+	// Display receives the terminal's screens besides the log (and the remote
+	// display when display_url is set): the simulator passes its virtual
+	// terminal here when it runs agents in-process.
+	Display Screens
+	// StoreOptions tune the durable store (tests shorten its clocks).
+	StoreOptions store.Options
+	// Forwarder tunes the outbox forwarder's backoff (tests use milliseconds).
+	Forwarder ForwarderConfig
+}
+
+// Agent is a configured agent. Run starts it.
 type Agent struct {
 	cfg   Config
 	build Build
+	opts  Options
 	log   *slog.Logger
 
 	clock  *mtls.Clock
 	dev    *mtls.DeviceTLS
 	serial string
 	model  string
+	poiid  string
 	auth   *mtls.Authenticator
 	api    *http.Client
 
-	ready chan struct{}
+	ready     chan struct{}
+	readyOnce sync.Once
+	mu        sync.Mutex
+	nexoAddr  net.Addr
+	adminAddr net.Addr
+	mqttUp    bool
+	st        *store.Store
+	fwd       *Forwarder
 }
 
-// New validates the configuration, loads the device identity and prepares the
-// components. Nothing touches the network until Run.
-func New(cfg Config, build Build, log *slog.Logger) (*Agent, error) {
+// New validates the configuration and loads the device identity. Nothing touches
+// the network or the data directory until Run.
+func New(cfg Config, build Build, log *slog.Logger, opts Options) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -64,7 +93,11 @@ func New(cfg Config, build Build, log *slog.Logger) (*Agent, error) {
 	if left := dev.ExpiresIn(); left < 30*24*time.Hour {
 		log.Warn("device certificate expires soon", "in", left.Round(time.Hour), "not_after", dev.Leaf().NotAfter)
 	}
-	a := &Agent{cfg: cfg, build: build, log: log, clock: clock, dev: dev, serial: serial, model: model, ready: make(chan struct{})}
+	poiid := cfg.POIID
+	if poiid == "" {
+		poiid = model + "-" + serial
+	}
+	a := &Agent{cfg: cfg, build: build, opts: opts, log: log, clock: clock, dev: dev, serial: serial, model: model, poiid: poiid, ready: make(chan struct{})}
 	a.auth, err = mtls.NewAuthenticator(mtls.AuthConfig{
 		BaseURL: cfg.AuthURL,
 		Serial:  serial,
@@ -83,41 +116,261 @@ func New(cfg Config, build Build, log *slog.Logger) (*Agent, error) {
 // Serial is the device serial number in use.
 func (a *Agent) Serial() string { return a.serial }
 
-// Ready is closed once the agent has authenticated and is serving.
+// POIID is the identity the POS addresses.
+func (a *Agent) POIID() string { return a.poiid }
+
+// Ready is closed once the agent is authenticated and its Nexo server listens.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
-// Run authenticates, serves and keeps everything running until ctx ends, then
-// shuts down cleanly.
+// NexoURL is the POS endpoint (valid once Ready).
+func (a *Agent) NexoURL() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.nexoAddr == nil {
+		return ""
+	}
+	scheme := "https"
+	if a.cfg.NexoPlainHTTP {
+		scheme = "http"
+	}
+	return scheme + "://" + a.nexoAddr.String() + "/nexo"
+}
+
+// AdminURL is the admin listener's base URL (valid once Ready; empty if disabled).
+func (a *Agent) AdminURL() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.adminAddr == nil {
+		return ""
+	}
+	return "http://" + a.adminAddr.String()
+}
+
+// Run opens the store, authenticates, serves the POS and runs payments until ctx
+// ends; then it stops accepting requests, lets the payment in flight finish (or
+// parks it in the journal), stops every component and closes the store.
 func (a *Agent) Run(ctx context.Context) error {
-	a.log.Info("termagent starting", "version", a.build.Version, "serial", a.serial, "model", a.model, "auth", a.cfg.AuthURL)
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.auth.Run(ctx) })
-	g.Go(func() error {
-		// The first token is the readiness condition; the refresher retries with
-		// backoff, so wait for it rather than failing the agent on a platform outage.
-		for {
-			tok, err := a.auth.Current(ctx)
-			if err == nil {
-				a.log.Info("authenticated to PPaaS", "expires", tok.Expiry.Format(time.RFC3339), "lifetime", tok.Lifetime)
-				close(a.ready)
-				return nil
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			if !errors.Is(err, mtls.ErrBackoff) {
-				a.log.Warn("not yet authenticated", "err", err)
-			}
-			t := time.NewTimer(250 * time.Millisecond)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case <-t.C:
-			}
+	a.log.Info("termagent starting", "version", a.build.Version, "serial", a.serial, "model", a.model, "poiid", a.poiid, "auth", a.cfg.AuthURL)
+	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	sopts := a.opts.StoreOptions
+	sopts.Logger = a.log.With("component", "store")
+	st, err := store.Open(ctx, a.cfg.DBPath(), sopts)
+	if err != nil {
+		if errors.Is(err, store.ErrCorrupt) {
+			return fmt.Errorf("%w; run 'agent queue --recover -data-dir %s' to move it aside and keep what can be read", err, a.cfg.DataDir)
 		}
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			a.log.Error("close store", "err", err)
+		}
+	}()
+	a.st = st
+	j := journal{st: st}
+
+	screens := []Screens{logDisplay{log: a.log.With("component", "display")}}
+	if a.cfg.DisplayURL != "" {
+		screens = append(screens, RemoteDisplay{URL: a.cfg.DisplayURL, Client: &http.Client{Timeout: 5 * time.Second}})
+	}
+	if a.opts.Display != nil {
+		screens = append(screens, a.opts.Display)
+	}
+	disp := displayAdapter{out: multiDisplay{outs: screens, log: a.log}, now: time.Now}
+
+	qc := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{})
+	engine, err := qr.NewEngine(qr.Config{
+		Timeout:   a.cfg.PaymentTimeout,
+		PollAfter: a.cfg.EventWait,
+		Logger:    a.log.With("component", "qr"),
+	}, qc, j, advisor{st: st}, disp)
+	if err != nil {
+		return err
+	}
+
+	nexoTLS, err := a.nexoTLS()
+	if err != nil {
+		return err
+	}
+	var key *nexo.Key
+	if a.cfg.NexoPassphrase != "" {
+		if key, err = nexo.NewKey(a.cfg.NexoKeyIdentifier, a.cfg.NexoKeyVersion, a.cfg.NexoPassphrase); err != nil {
+			return err
+		}
+	}
+	posClient := &http.Client{Timeout: 10 * time.Second}
+	srv, err := nexo.NewServer(nexo.ServerConfig{
+		POIID:          a.poiid,
+		Strict:         a.cfg.Strict,
+		TLSConfig:      nexoTLS,
+		AllowPlainHTTP: a.cfg.NexoPlainHTTP,
+		Key:            key,
+		EventURL:       a.cfg.POSEventURL,
+		EventClient:    posClient,
+		PaymentTimeout: a.cfg.PaymentTimeout + 30*time.Second,
+	}, nexo.Deps{
+		Engine:    nexo.NewRouter(apmEngine{qr: engine, st: st}),
+		Journal:   j,
+		Display:   nexoDisplay(disp),
+		Diagnoser: diagnoser{a: a},
+		Outbox:    posEvents{st: st},
+	}, a.log.With("component", "nexo"))
+	if err != nil {
+		return err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", a.cfg.NexoListen)
+	if err != nil {
+		return fmt.Errorf("listen for the POS on %s: %w", a.cfg.NexoListen, err)
+	}
+	a.mu.Lock()
+	a.nexoAddr = ln.Addr()
+	a.mu.Unlock()
+
+	a.fwd = NewForwarder(st, sender{api: a.api, apiURL: a.cfg.APIURL, pos: posClient, engine: engine, journal: j}, a.opts.Forwarder, a.log)
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return a.auth.Run(gctx) })
+	g.Go(func() error { return a.fwd.Run(gctx) })
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("nexo server: %w", err)
+		}
+		return nil
 	})
-	err := g.Wait()
+	g.Go(func() error {
+		<-gctx.Done()
+		// Stop taking requests; a payment in flight is answered (or, past the
+		// grace period, left InProgress in the journal for recovery at start).
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	if a.cfg.MQTTURL != "" {
+		sub, err := qr.NewSubscriber(qr.SubscriberConfig{
+			BrokerURL:   a.cfg.MQTTURL,
+			Serial:      a.serial,
+			TLS:         a.dev.Config(),
+			Credentials: a.auth,
+			Events:      st,
+			Handler:     engine,
+			Logger:      a.log.With("component", "mqtt"),
+		})
+		if err != nil {
+			stop()
+			_ = g.Wait()
+			return err
+		}
+		g.Go(func() error { return sub.Run(gctx) })
+		g.Go(func() error { a.watchMQTT(gctx, sub); return nil })
+	}
+	if a.cfg.AdminListen != "" {
+		if err := a.startAdmin(gctx, g, engine); err != nil {
+			stop()
+			_ = g.Wait()
+			return err
+		}
+	}
+	g.Go(func() error {
+		if !a.waitAuthenticated(gctx) {
+			return nil
+		}
+		a.readyOnce.Do(func() { close(a.ready) })
+		a.log.Info("termagent ready", "pos", a.NexoURL(), "poiid", a.poiid)
+		a.fwd.Wake()
+		a.recover(gctx, st, engine)
+		return nil
+	})
+	err = g.Wait()
 	a.log.Info("termagent stopped")
 	return err
 }
+
+func (a *Agent) nexoTLS() (*tls.Config, error) {
+	if a.cfg.NexoPlainHTTP {
+		return nil, nil
+	}
+	pair, err := mtls.LoadKeyPair(a.cfg.NexoCert, a.cfg.NexoKey)
+	if err != nil {
+		return nil, fmt.Errorf("nexo server certificate: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}, nil
+}
+
+// waitAuthenticated blocks until the first device token; the refresher retries with
+// backoff, so a platform outage delays readiness rather than failing the agent.
+func (a *Agent) waitAuthenticated(ctx context.Context) bool {
+	for {
+		tok, err := a.auth.Current(ctx)
+		if err == nil {
+			a.log.Info("authenticated to PPaaS", "expires", tok.Expiry.Format(time.RFC3339), "lifetime", tok.Lifetime)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if !errors.Is(err, mtls.ErrBackoff) {
+			a.log.Warn("not yet authenticated", "err", err)
+		}
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// watchMQTT tracks the broker connection for Diagnosis and wakes the forwarder
+// when connectivity comes back.
+func (a *Agent) watchMQTT(ctx context.Context, sub *qr.Subscriber) {
+	for {
+		if err := sub.WaitSubscribed(ctx); err != nil {
+			return
+		}
+		a.setMQTT(true)
+		a.fwd.Wake()
+		if err := sub.WaitDown(ctx); err != nil {
+			return
+		}
+		a.setMQTT(false)
+	}
+}
+
+func (a *Agent) setMQTT(up bool) {
+	a.mu.Lock()
+	a.mqttUp = up
+	a.mu.Unlock()
+}
+
+// diagnoser answers Nexo Diagnosis from state the agent already has: no network
+// call, so a Diagnosis is fast and works offline.
+type diagnoser struct{ a *Agent }
+
+// Diagnose implements nexo.Diagnoser.
+func (d diagnoser) Diagnose(ctx context.Context) (nexo.Health, error) {
+	a := d.a
+	_, failures := a.auth.Stats()
+	authOK := failures == 0
+	select {
+	case <-a.ready:
+	default:
+		authOK = false
+	}
+	a.mu.Lock()
+	mqttUp := a.mqttUp
+	a.mu.Unlock()
+	hosts := []nexo.HostStatus{{AcquirerID: "PPaaS-auth", Reachable: authOK}, {AcquirerID: "PPaaS-API", Reachable: authOK}}
+	if a.cfg.MQTTURL != "" {
+		hosts = append(hosts, nexo.HostStatus{AcquirerID: "PPaaS-MQTT", Reachable: mqttUp})
+	}
+	return nexo.Health{Hosts: hosts, OutboxDepth: int(a.st.Stats().Depth)}, nil
+}
+
+// dataPath is a file in the data dir.
+func (a *Agent) dataPath(name string) string { return filepath.Join(a.cfg.DataDir, name) }

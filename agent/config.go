@@ -46,6 +46,7 @@ type Config struct {
 	NexoKeyVersion    int    `json:"nexo_key_version" help:"Nexo message security key version"`
 	NexoPassphrase    string `json:"nexo_passphrase" secret:"true" help:"Nexo message security passphrase (env or file only)"`
 	POSEventURL       string `json:"pos_event_url" help:"URL where EventNotifications are POSTed to the POS"`
+	DisplayURL        string `json:"display_url" help:"URL where the terminal display's screens are POSTed (the simulator's virtual terminal); empty: log only"`
 
 	// Payments
 	PaymentTimeout time.Duration `json:"payment_timeout" help:"time the consumer has to pay before the agent cancels"`
@@ -157,6 +158,11 @@ func (c Config) Validate() error {
 	if c.POSEventURL != "" {
 		if pu, err := url.Parse(c.POSEventURL); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
 			bad("pos_event_url", "must be an http(s) URL, got %q", c.POSEventURL)
+		}
+	}
+	if c.DisplayURL != "" {
+		if pu, err := url.Parse(c.DisplayURL); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+			bad("display_url", "must be an http(s) URL, got %q", c.DisplayURL)
 		}
 	}
 	if c.PaymentTimeout < time.Second || c.PaymentTimeout > time.Hour {

@@ -32,6 +32,7 @@ type Display interface {
 // Screen is what the terminal should show now.
 type Screen struct {
 	ClientTransactionID string
+	TransactionID       string // PPaaS id; empty before create answered
 	State               State
 	Message             string
 	Amount              Amount
@@ -503,7 +504,7 @@ func (e *Engine) apply(ctx context.Context, t *txn, to State, src source) error 
 		}
 	}
 	if e.display != nil && to != Created && to != AwaitingConsumer {
-		if err := e.display.Show(ctx, Screen{ClientTransactionID: t.ctid, State: to, Message: message(to), Amount: amount}); err != nil {
+		if err := e.display.Show(ctx, Screen{ClientTransactionID: t.ctid, TransactionID: t.txID(), State: to, Message: message(to), Amount: amount}); err != nil {
 			e.log.Warn("qr display status", "err", err)
 		}
 	}
@@ -535,7 +536,7 @@ func (e *Engine) showQR(ctx context.Context, t *txn, q *QRCode) {
 		return
 	}
 	img := NewQRImage(q.Payload, e.cfg.QRLevel, e.cfg.QRSize, q.ImagePNG)
-	if err := e.display.Show(ctx, Screen{ClientTransactionID: t.ctid, State: AwaitingConsumer, Message: "Scan to pay", Amount: t.create.PaymentAmount, QR: img}); err != nil {
+	if err := e.display.Show(ctx, Screen{ClientTransactionID: t.ctid, TransactionID: t.txID(), State: AwaitingConsumer, Message: "Scan to pay", Amount: t.create.PaymentAmount, QR: img}); err != nil {
 		e.log.Warn("qr display qr", "err", err)
 	}
 }

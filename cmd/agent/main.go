@@ -61,6 +61,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			b := build()
 			fmt.Fprintf(stdout, "termagent %s (commit %s, built %s)\n", b.Version, b.Commit, buildDate)
 			return nil
+		case "queue":
+			return runQueue(ctx, args[1:], stdout, stderr)
 		case "config":
 			if len(args) < 2 || args[1] != "check" {
 				return errors.New("usage: agent config check [flags]")
@@ -86,7 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("unknown command %q (want run, version, config check, queue)", rest[0])
 	}
 	log := agent.NewLogger(cfg, stderr)
-	a, err := agent.New(cfg, build(), log)
+	a, err := agent.New(cfg, build(), log, agent.Options{})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,88 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/termagent/termagent/qr"
+)
+
+// startAdmin serves /healthz, /readyz and /metrics on the loopback admin
+// listener. Metrics live in the agent's own registry, not a global one.
+func (a *Agent) startAdmin(ctx context.Context, g *errgroup.Group, _ *qr.Engine) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "termagent", Name: name, Help: help}, f))
+	}
+	counter := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "termagent", Name: name, Help: help}, f))
+	}
+	counter("token_refreshes_total", "Device tokens obtained from PPaaS.", func() float64 { n, _ := a.auth.Stats(); return float64(n) })
+	gauge("token_consecutive_failures", "Device authentication failures since the last success.", func() float64 { _, n := a.auth.Stats(); return float64(n) })
+	gauge("outbox_depth", "Events waiting in the outbox.", func() float64 { return float64(a.st.Stats().Depth) })
+	gauge("outbox_bytes", "Bytes waiting in the outbox.", func() float64 { return float64(a.st.Stats().Bytes) })
+	gauge("outbox_oldest_age_seconds", "Age of the oldest event waiting in the outbox.", func() float64 { return a.st.Stats().OldestAge.Seconds() })
+	gauge("outbox_dead", "Events in the dead-letter bucket.", func() float64 { return float64(a.st.Stats().Dead) })
+	counter("outbox_sent_total", "Events delivered by the forwarder.", func() float64 { return float64(a.fwd.Stats().Sent) })
+	counter("outbox_retries_total", "Failed delivery attempts (retried later).", func() float64 { return float64(a.fwd.Stats().Failures) })
+	gauge("mqtt_connected", "1 while the provider event subscription is up.", func() float64 {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.mqttUp {
+			return 1
+		}
+		return 0
+	})
+	gauge("ready", "1 once authenticated and serving the POS.", func() float64 {
+		select {
+		case <-a.ready:
+			return 1
+		default:
+			return 0
+		}
+	})
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-a.ready:
+			fmt.Fprintln(w, "ready")
+		default:
+			http.Error(w, "not ready: not yet authenticated to PPaaS", http.StatusServiceUnavailable)
+		}
+	})
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", a.cfg.AdminListen)
+	if err != nil {
+		return fmt.Errorf("admin listener %s: %w", a.cfg.AdminListen, err)
+	}
+	a.mu.Lock()
+	a.adminAddr = ln.Addr()
+	a.mu.Unlock()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	return nil
+}

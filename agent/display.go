@@ -1,0 +1,139 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/qr"
+)
+
+// Screen is what the terminal display shows: the payment in progress (amount,
+// state, QR code) or a message from the POS. It is the JSON the agent posts to a
+// remote display (the simulator's virtual terminal page).
+type Screen struct {
+	State               string    `json:"state"`
+	Message             string    `json:"message,omitempty"`
+	Amount              int64     `json:"amount,omitempty"`
+	Currency            string    `json:"currency,omitempty"`
+	TransactionID       string    `json:"transactionId,omitempty"`
+	ClientTransactionID string    `json:"clientTransactionId,omitempty"`
+	QRPayload           string    `json:"qrPayload,omitempty"`
+	QRPNG               []byte    `json:"qrPng,omitempty"`
+	Time                time.Time `json:"time"`
+}
+
+// Screens receives what the terminal display should show. The agent's display
+// adapters feed the payment engine's and the POS's screens into one.
+type Screens interface {
+	ShowScreen(ctx context.Context, s Screen) error
+}
+
+// ScreenFunc adapts a function to Screens.
+type ScreenFunc func(ctx context.Context, s Screen) error
+
+// ShowScreen implements Screens.
+func (f ScreenFunc) ShowScreen(ctx context.Context, s Screen) error { return f(ctx, s) }
+
+// displayAdapter is the terminal display seen by the QR engine (qr.Display) and by
+// the Nexo server (nexo.Display).
+type displayAdapter struct {
+	out Screens
+	now func() time.Time
+}
+
+// Show implements qr.Display.
+func (d displayAdapter) Show(ctx context.Context, s qr.Screen) error {
+	sc := Screen{
+		State:               string(s.State),
+		Message:             s.Message,
+		Amount:              s.Amount.Amount,
+		Currency:            s.Amount.Currency,
+		ClientTransactionID: s.ClientTransactionID,
+		TransactionID:       s.TransactionID,
+		Time:                d.now(),
+	}
+	if s.QR != nil {
+		png, err := s.QR.PNG()
+		if err != nil {
+			return fmt.Errorf("render QR code: %w", err)
+		}
+		sc.QRPayload, sc.QRPNG = s.QR.Payload, png
+	}
+	return d.out.ShowScreen(ctx, sc)
+}
+
+// nexoDisplay shows the POS's Display requests.
+type nexoDisplay displayAdapter
+
+// Show implements nexo.Display.
+func (d nexoDisplay) Show(ctx context.Context, outputs []nexo.DisplayOutput) error {
+	var lines []string
+	for _, o := range outputs {
+		lines = append(lines, o.Text...)
+	}
+	return d.out.ShowScreen(ctx, Screen{State: "message", Message: strings.Join(lines, "\n"), Time: d.now()})
+}
+
+// RemoteDisplay posts screens to a display URL (the virtual terminal of the
+// simulator: http://127.0.0.1:9080/terminal/{serial}/display).
+type RemoteDisplay struct {
+	URL    string
+	Client *http.Client
+}
+
+// ShowScreen implements Screens.
+func (r RemoteDisplay) ShowScreen(ctx context.Context, s Screen) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode screen: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("post screen: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := r.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("post screen: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("post screen: display answered HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// logDisplay writes screens to the log: the display of a headless agent.
+type logDisplay struct{ log *slog.Logger }
+
+func (l logDisplay) ShowScreen(_ context.Context, s Screen) error {
+	l.log.Info("display", "state", s.State, "message", s.Message, "amount", s.Amount, "currency", s.Currency, "qr", s.QRPayload != "")
+	return nil
+}
+
+// multiDisplay shows every screen on each display; a failing display does not
+// stop the others (the payment goes on without it).
+type multiDisplay struct {
+	outs []Screens
+	log  *slog.Logger
+}
+
+func (m multiDisplay) ShowScreen(ctx context.Context, s Screen) error {
+	for _, o := range m.outs {
+		if err := o.ShowScreen(ctx, s); err != nil {
+			m.log.Warn("display failed", "err", err)
+		}
+	}
+	return nil
+}

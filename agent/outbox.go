@@ -1,0 +1,157 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/store"
+)
+
+// EventsPath is the PPaaS device events endpoint the forwarder delivers
+// transaction results, receipts and device status to.
+const EventsPath = "/device-events/v1/events"
+
+// keySpace makes idempotency keys stable per logical event: the same event
+// appended twice (say, once before and once after a crash) gets the same key, so
+// the receiver keeps one.
+var keySpace = uuid.MustParse("6b3c2f1e-7a53-4c8e-9d0b-2f4f1f6f9a10")
+
+func stableKey(parts ...string) uuid.UUID {
+	var b bytes.Buffer
+	for _, p := range parts {
+		b.WriteString(p)
+		b.WriteByte(0)
+	}
+	return uuid.NewSHA1(keySpace, b.Bytes())
+}
+
+// advisor queues the QR engine's advices in the durable outbox (qr.Advisor).
+type advisor struct{ st *store.Store }
+
+// Advise implements qr.Advisor.
+func (a advisor) Advise(ctx context.Context, adv qr.Advice) error {
+	b, err := json.Marshal(adv)
+	if err != nil {
+		return fmt.Errorf("queue advice: %w", err)
+	}
+	_, err = a.st.Append(ctx, store.Event{Kind: store.KindAdvice, Payload: b, Key: stableKey("advice", string(adv.Kind), adv.ClientTransactionID)})
+	if err != nil {
+		return fmt.Errorf("queue advice for %s: %w", adv.ClientTransactionID, err)
+	}
+	return nil
+}
+
+// posEvents queues EventNotifications the POS could not take (nexo.Outbox).
+type posEvents struct{ st *store.Store }
+
+// EnqueueEvent implements nexo.Outbox.
+func (p posEvents) EnqueueEvent(ctx context.Context, ev nexo.PendingEvent) error {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("queue POS event: %w", err)
+	}
+	if _, err := p.st.Append(ctx, store.Event{Kind: store.KindNexoEvent, Payload: b}); err != nil {
+		return fmt.Errorf("queue POS event: %w", err)
+	}
+	return nil
+}
+
+// sender delivers outbox records (the forwarder's Sender): advices are carried out
+// against PPaaS, POS events are posted to the POS, and the rest goes to the PPaaS
+// device events endpoint with the record's idempotency key.
+type sender struct {
+	api     *http.Client
+	apiURL  string
+	pos     *http.Client
+	engine  *qr.Engine
+	journal journal
+	now     func() time.Time
+}
+
+// Send implements Sender.
+func (s sender) Send(ctx context.Context, r store.Record) error {
+	switch r.Kind {
+	case store.KindAdvice:
+		var adv qr.Advice
+		if err := json.Unmarshal(r.Payload, &adv); err != nil {
+			return Permanent(fmt.Errorf("decode advice: %w", err))
+		}
+		out, err := s.engine.ResolveAdvice(ctx, adv)
+		if err != nil {
+			var ae *qr.APIError
+			if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
+				return nil // PPaaS never created it: nothing to reverse
+			}
+			return err
+		}
+		s.journal.settle(ctx, adv.ClientTransactionID, fmt.Sprintf("reversed after the outcome was unknown: %s at PPaaS, no money moved", out.State))
+		return nil
+	case store.KindNexoEvent:
+		var ev nexo.PendingEvent
+		if err := json.Unmarshal(r.Payload, &ev); err != nil {
+			return Permanent(fmt.Errorf("decode POS event: %w", err))
+		}
+		return nexo.DeliverEvent(ctx, s.pos, ev)
+	default:
+		return s.post(ctx, r)
+	}
+}
+
+func (s sender) post(ctx context.Context, r store.Record) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.apiURL+EventsPath, bytes.NewReader(r.Payload))
+	if err != nil {
+		return Permanent(fmt.Errorf("deliver event: %w", err))
+	}
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(r.Payload)), nil }
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", r.Key.String())
+	req.Header.Set("X-Event-Kind", r.Kind.String())
+	resp, err := s.api.Do(req)
+	if err != nil {
+		return fmt.Errorf("deliver event %d: %w", r.Seq, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.StatusCode/100 == 2:
+		return nil
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode/100 == 5:
+		return fmt.Errorf("deliver event %d: PPaaS answered HTTP %d", r.Seq, resp.StatusCode)
+	default:
+		return Permanent(fmt.Errorf("deliver event %d: PPaaS refused it with HTTP %d", r.Seq, resp.StatusCode))
+	}
+}
+
+// settle rewrites the final Nexo response of a transaction whose outcome was
+// reported unknown, once the truth is known, so TransactionStatus tells it. The
+// result stays a Failure: no money moved.
+func (j journal) settle(ctx context.Context, id, text string) {
+	t, err := j.st.Txn(ctx, id)
+	if err != nil {
+		return
+	}
+	e := toEntry(t)
+	if e.State != nexo.TxDone {
+		return
+	}
+	resp, err := nexo.JSONCodec{}.DecodeResponse(e.Response)
+	if err != nil || resp.Status.Result != nexo.Failure {
+		return
+	}
+	resp.Status.AdditionalResponse = text
+	b, err := nexo.JSONCodec{}.EncodeResponse(resp)
+	if err != nil {
+		return
+	}
+	_ = j.st.AppendTxn(ctx, id, store.Transition{At: time.Now(), State: stateNexoDone, Final: true, Data: b})
+}

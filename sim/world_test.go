@@ -1,0 +1,150 @@
+package sim_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/sim"
+)
+
+func startWorld(t *testing.T, mod func(*sim.WorldConfig)) (*sim.World, *sim.POS) {
+	t.Helper()
+	cfg := sim.WorldConfig{
+		Dir:   t.TempDir(),
+		PPaaS: sim.Config{Addr: "127.0.0.1:0"},
+		AgentConfig: func(c *agent.Config) {
+			c.PaymentTimeout = 20 * time.Second
+			c.EventWait = 2 * time.Second
+		},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	w, err := sim.StartWorld(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		require.NoError(t, w.Close(ctx))
+	})
+	c, err := w.POS()
+	require.NoError(t, err)
+	return w, &sim.POS{Client: c, POIID: w.Agent.POIID()}
+}
+
+// awaitScreen waits for the virtual terminal to show a state.
+func awaitScreen(t *testing.T, w *sim.World, state string) sim.Screen {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	for s := range w.PPaaS.Terminals().Watch(ctx, w.Agent.Serial()) {
+		if s.State == state {
+			return s
+		}
+	}
+	t.Fatalf("terminal never showed %q", state)
+	return sim.Screen{}
+}
+
+type payResult struct {
+	resp *nexo.Response
+	err  error
+}
+
+func payAsync(t *testing.T, pos *sim.POS, req *nexo.Request) <-chan payResult {
+	ch := make(chan payResult, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		r, err := pos.Client.Do(ctx, req)
+		ch <- payResult{r, err}
+	}()
+	return ch
+}
+
+func TestWorldQRPaymentApprovedEndToEnd(t *testing.T) {
+	w, pos := startWorld(t, nil)
+	req := pos.PaymentRequest("S1", 2000, "EUR", "KB")
+	done := payAsync(t, pos, req)
+
+	s := awaitScreen(t, w, "awaiting_consumer")
+	require.NotEmpty(t, s.QRPayload, "the terminal shows the provider's QR")
+	require.NotEmpty(t, s.QRPNG)
+	require.Equal(t, int64(2000), s.Amount)
+	require.NotEmpty(t, s.TransactionID)
+	_, err := w.PPaaS.Act(s.TransactionID, "pay")
+	require.NoError(t, err)
+
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, nexo.Success, r.resp.Status.Result, sim.Describe(r.resp))
+	require.NotNil(t, r.resp.Payment.Result)
+	require.Equal(t, int64(2000), r.resp.Payment.Result.AuthorizedAmount.Minor)
+	require.Equal(t, "KB", r.resp.Payment.Result.Brand)
+	require.NotEmpty(t, r.resp.Payment.Result.ProviderReference)
+	poiTx := r.resp.Payment.POITransactionID.ID
+	require.NotEmpty(t, poiTx)
+	awaitScreen(t, w, "approved")
+
+	// A POS that lost the response asks TransactionStatus instead of paying again.
+	st, err := pos.Status(t.Context(), "S1")
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, st.Status.Result, sim.Describe(st))
+	require.NotNil(t, st.TransactionStatus.Repeated)
+	require.Equal(t, poiTx, st.TransactionStatus.Repeated.Payment.POITransactionID.ID)
+
+	// An identical retry of the same ServiceID replays, it does not charge again.
+	again, err := pos.Client.Do(t.Context(), req)
+	require.NoError(t, err)
+	require.Equal(t, poiTx, again.Payment.POITransactionID.ID)
+	_, charges := w.PPaaS.Transactions()
+	require.Equal(t, 1, charges[w.Agent.Serial()], "exactly one charge")
+
+	// Reversal refunds it.
+	rev, err := pos.Reverse(t.Context(), poiTx, "MerchantCancel")
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, rev.Status.Result, sim.Describe(rev))
+}
+
+func TestWorldDeclineAbortAndDiagnosis(t *testing.T) {
+	w, pos := startWorld(t, nil)
+
+	done := payAsync(t, pos, pos.PaymentRequest("D1", 1500, "EUR", "KB"))
+	s := awaitScreen(t, w, "awaiting_consumer")
+	_, err := w.PPaaS.Act(s.TransactionID, "decline")
+	require.NoError(t, err)
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, nexo.Failure, r.resp.Status.Result)
+	require.Equal(t, nexo.Refusal, r.resp.Status.ErrorCondition, sim.Describe(r.resp))
+
+	done = payAsync(t, pos, pos.PaymentRequest("A1", 1500, "EUR", "KB"))
+	awaitScreen(t, w, "awaiting_consumer")
+	require.NoError(t, pos.Abort(t.Context(), "A1"))
+	r = <-done
+	require.NoError(t, r.err)
+	require.Equal(t, nexo.Aborted, r.resp.Status.ErrorCondition, sim.Describe(r.resp))
+	txs, _ := w.PPaaS.Transactions()
+	var cancelled int
+	for _, tx := range txs {
+		if tx.Status == "cancelled" {
+			cancelled++
+		}
+	}
+	require.Equal(t, 1, cancelled, "the aborted payment was cancelled at PPaaS")
+
+	d, err := pos.Diagnosis(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, d.Status.Result, sim.Describe(d))
+	require.NotEmpty(t, d.Diagnosis.Hosts)
+	for _, h := range d.Diagnosis.Hosts {
+		require.True(t, h.Reachable, "%s reachable", h.AcquirerID)
+	}
+}
