@@ -181,7 +181,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	disp := displayAdapter{out: multiDisplay{outs: screens, log: a.log}, now: time.Now}
 
 	qc := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{})
+	brands, _ := a.cfg.Brands() // validated in New
 	engine, err := qr.NewEngine(qr.Config{
+		Brands:    brands,
 		Timeout:   a.cfg.PaymentTimeout,
 		PollAfter: a.cfg.EventWait,
 		Logger:    a.log.With("component", "qr"),

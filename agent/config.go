@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/termagent/termagent/qr"
 )
 
 // Config is everything the agent needs to run. It is read from, in increasing
@@ -49,6 +51,7 @@ type Config struct {
 	DisplayURL        string `json:"display_url" help:"URL where the terminal display's screens are POSTed (the simulator's virtual terminal); empty: log only"`
 
 	// Payments
+	APMBrands      string        `json:"apm_brands" help:"brand=paymentType:scenario,... mapping Nexo AllowedPaymentBrand / PaymentInstrumentType to PPaaS QR methods (scenario consumerscan or merchantscan)"`
 	PaymentTimeout time.Duration `json:"payment_timeout" help:"time the consumer has to pay before the agent cancels"`
 	EventWait      time.Duration `json:"event_wait" help:"time without an MQTT event before the agent polls the transaction status"`
 
@@ -73,6 +76,7 @@ func DefaultConfig() Config {
 		NexoListen:     "127.0.0.1:8443",
 		NexoCert:       "conf/agent.pem",
 		NexoKey:        "conf/agent.key",
+		APMBrands:      "KB=KB:consumerscan,PENNYMATIC=PENNYMATIC:consumerscan,PLEDG=PLEDG:consumerscan,KTWIDGET=KTWIDGET:consumerscan,PTI=PTI:consumerscan",
 		PaymentTimeout: 120 * time.Second,
 		EventWait:      5 * time.Second,
 		DataDir:        "data",
@@ -164,6 +168,9 @@ func (c Config) Validate() error {
 		if pu, err := url.Parse(c.DisplayURL); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
 			bad("display_url", "must be an http(s) URL, got %q", c.DisplayURL)
 		}
+	}
+	if _, err := c.Brands(); err != nil {
+		bad("apm_brands", "%v", err)
 	}
 	if c.PaymentTimeout < time.Second || c.PaymentTimeout > time.Hour {
 		bad("payment_timeout", "must be between 1s and 1h, got %s", c.PaymentTimeout)
@@ -345,4 +352,29 @@ func (f *fieldValue) Set(s string) error {
 		return fmt.Errorf("unsupported type %s", f.v.Type())
 	}
 	return nil
+}
+
+// Brands parses apm_brands into the QR engine's brand mapping.
+func (c Config) Brands() (map[string]qr.Method, error) {
+	out := map[string]qr.Method{}
+	for _, item := range strings.Split(c.APMBrands, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		brand, method, ok := strings.Cut(item, "=")
+		pt, sc, ok2 := strings.Cut(method, ":")
+		if !ok || !ok2 || strings.TrimSpace(brand) == "" || strings.TrimSpace(pt) == "" {
+			return nil, fmt.Errorf("%q: want brand=paymentType:scenario", item)
+		}
+		m := qr.Method{PaymentType: strings.TrimSpace(pt), Scenario: qr.Scenario(strings.TrimSpace(sc))}
+		if !m.Scenario.Valid() {
+			return nil, fmt.Errorf("%q: scenario must be consumerscan or merchantscan", item)
+		}
+		out[strings.TrimSpace(brand)] = m
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no brand mapped: the agent could take no payment")
+	}
+	return out, nil
 }

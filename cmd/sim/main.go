@@ -37,7 +37,10 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"certs", "generate the development PKI (CA, PPaaS server, device certificates)", runCerts},
-		{"serve", "run the simulated PPaaS (device auth and APIs on mTLS, control API)", runServe},
+		{"serve", "run the simulated PPaaS alone (device auth and APIs on mTLS, broker, control API)", runServe},
+		{"up", "run a whole world on loopback: simulated PPaaS, broker, virtual terminal and an agent", runUp},
+		{"demo", "one complete QR payment against the simulator, printed step by step", runDemo},
+		{"pos", "the POS driver: send Nexo requests to an agent (pay, refund, abort, status, ...)", runPOS},
 	}
 }
 

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/termagent/termagent/sim"
+)
+
+// worldFlags are the flags `sim up` and `sim demo` share.
+type worldFlags struct {
+	dir, api, control, mqtt, nexo, mqttURL, provider, logLevel string
+	tokenTTL                                                    time.Duration
+}
+
+func (w *worldFlags) register(fs *flag.FlagSet, dir, api, control, mqtt, nexo string) {
+	fs.StringVar(&w.dir, "dir", dir, "directory for the certificates (DIR/certs) and the agent's data (DIR/data)")
+	fs.StringVar(&w.api, "addr", api, "mTLS address of the simulated PPaaS (auth and APIs)")
+	fs.StringVar(&w.control, "control", control, "plain-HTTP loopback address of the control API and virtual terminal")
+	fs.StringVar(&w.mqtt, "mqtt", mqtt, "TLS address of the embedded MQTT broker")
+	fs.StringVar(&w.nexo, "nexo", nexo, "address of the agent's POS-facing Nexo HTTPS server")
+	fs.StringVar(&w.mqttURL, "mqtt-url", "", "use an external MQTT broker (ssl://host:port) instead of the embedded one")
+	fs.StringVar(&w.provider, "provider", "manual", "consumer behaviour: manual (control API / virtual terminal), approve or decline")
+	fs.StringVar(&w.logLevel, "log-level", "error", "log level of the simulator and the agent")
+	fs.DurationVar(&w.tokenTTL, "token-ttl", 300*time.Second, "life of issued device tokens")
+}
+
+func (w *worldFlags) config(stderr io.Writer) (sim.WorldConfig, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(w.logLevel)); err != nil {
+		return sim.WorldConfig{}, fmt.Errorf("-log-level: %w", err)
+	}
+	mode := sim.ProviderMode(w.provider)
+	switch mode {
+	case sim.ProviderManual, sim.ProviderApprove, sim.ProviderDecline:
+	default:
+		return sim.WorldConfig{}, fmt.Errorf("-provider: want manual, approve or decline, got %q", w.provider)
+	}
+	return sim.WorldConfig{
+		Dir: w.dir,
+		PPaaS: sim.Config{
+			Addr: w.api, ControlAddr: w.control, TokenTTL: w.tokenTTL,
+			Payments: sim.PaymentsConfig{Provider: mode, MQTTAddr: w.mqtt, ExternalMQTTURL: w.mqttURL},
+		},
+		NexoAddr: w.nexo,
+		Logger:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+	}, nil
+}
+
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sim up", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var wf worldFlags
+	wf.register(fs, ".sim", "127.0.0.1:9021", "127.0.0.1:9080", "127.0.0.1:8883", "127.0.0.1:8443")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := wf.config(stderr)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	w, err := sim.StartWorld(sctx, cfg)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("sim up: %w", err)
+	}
+	fmt.Fprintf(stdout, `termagent world is up (loopback only); Ctrl-C stops it.
+
+  POS endpoint (Nexo, HTTPS):  %s   POIID %s
+  virtual terminal:            %s
+  control API:                 %s/control/...
+  simulated PPaaS (mTLS):      %s
+  MQTT broker:                 %s
+  certificates:                %s/certs   (CA bundle: %s/certs/bundle.pem)
+
+Try: sim pos -url %s -ca %s/certs/bundle.pem pay 12.50 EUR
+`, w.Agent.NexoURL(), w.Agent.POIID(), w.PPaaS.TerminalURL(w.Agent.Serial()), w.PPaaS.ControlURL(), w.PPaaS.URL(), w.PPaaS.MQTTURL(),
+		wf.dir, wf.dir, w.Agent.NexoURL(), wf.dir)
+	<-ctx.Done()
+	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer ccancel()
+	return w.Close(cctx)
+}
+
