@@ -14,7 +14,7 @@ import (
 // worldFlags are the flags `sim up` and `sim demo` share.
 type worldFlags struct {
 	dir, api, control, mqtt, nexo, mqttURL, provider, logLevel string
-	tokenTTL                                                    time.Duration
+	tokenTTL                                                   time.Duration
 }
 
 func (w *worldFlags) register(fs *flag.FlagSet, dir, api, control, mqtt, nexo string) {
@@ -86,4 +86,3 @@ Try: sim pos -url %s -ca %s/certs/bundle.pem pay 12.50 EUR
 	defer ccancel()
 	return w.Close(cctx)
 }
-
