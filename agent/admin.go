@@ -9,18 +9,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
-
-	"github.com/termagent/termagent/qr"
 )
 
 // startAdmin serves /healthz, /readyz and /metrics on the loopback admin
 // listener. Metrics live in the agent's own registry, not a global one.
-func (a *Agent) startAdmin(ctx context.Context, g *errgroup.Group, _ *qr.Engine) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+func (a *Agent) startAdmin(ctx context.Context, g *errgroup.Group, m *metrics) error {
+	reg := m.reg
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "termagent", Name: name, Help: help}, f))
 	}

@@ -202,6 +202,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	m := newMetrics()
 	posClient := &http.Client{Timeout: 10 * time.Second}
 	srv, err := nexo.NewServer(nexo.ServerConfig{
 		POIID:          a.poiid,
@@ -213,11 +214,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		EventClient:    posClient,
 		PaymentTimeout: a.cfg.PaymentTimeout + 30*time.Second,
 	}, nexo.Deps{
-		Engine:    nexo.NewRouter(apmEngine{qr: engine, st: st}),
+		Engine:    nexo.NewRouter(apmEngine{qr: engine, st: st, metrics: m}),
 		Journal:   j,
 		Display:   nexoDisplay(disp),
 		Diagnoser: diagnoser{a: a},
 		Outbox:    posEvents{st: st},
+		Observer:  m,
 	}, a.log.With("component", "nexo"))
 	if err != nil {
 		return err
@@ -271,7 +273,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		g.Go(func() error { a.watchMQTT(gctx, sub); return nil })
 	}
 	if a.cfg.AdminListen != "" {
-		if err := a.startAdmin(gctx, g, engine); err != nil {
+		if err := a.startAdmin(gctx, g, m); err != nil {
 			stop()
 			_ = g.Wait()
 			return err

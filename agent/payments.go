@@ -158,8 +158,9 @@ func viewQR(t store.Txn) qrView {
 
 // apmEngine is the Nexo payment engine for QR alternative payments.
 type apmEngine struct {
-	qr *qr.Engine
-	st *store.Store
+	qr      *qr.Engine
+	st      *store.Store
+	metrics *metrics // nil in tools that need none
 }
 
 func (e apmEngine) brand(req nexo.PaymentRequest) (string, bool) {
@@ -226,6 +227,7 @@ func (e apmEngine) Pay(ctx context.Context, req nexo.PaymentRequest) (nexo.Payme
 		}
 		return nexo.PaymentResult{}, nexo.Errorf(nexo.MessageFormat, "%v", err)
 	}
+	e.metrics.apmOutcome(string(out.Result), out.Method.PaymentType)
 	return outcomeToNexo(out, brand, req)
 }
 

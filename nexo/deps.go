@@ -136,6 +136,12 @@ type Outbox interface {
 	EnqueueEvent(ctx context.Context, ev PendingEvent) error
 }
 
+// Observer hears about every exchange the server answered, for metrics. It is
+// called after the response was written and must not block.
+type Observer interface {
+	ObserveRequest(category MessageCategory, result Result, condition ErrorCondition, d time.Duration)
+}
+
 // Deps are the server's collaborators. Engine and Journal are required;
 // without Display, Diagnoser or Outbox the matching service answers
 // UnavailableDevice / reports no hosts / Notify fails.
@@ -145,6 +151,7 @@ type Deps struct {
 	Display   Display
 	Diagnoser Diagnoser
 	Outbox    Outbox
+	Observer  Observer // optional
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }

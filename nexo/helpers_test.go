@@ -130,6 +130,7 @@ type testEnv struct {
 	clock   *testClock
 	display *fakeDisplay
 	outbox  *fakeOutbox
+	obs     Observer
 }
 
 // startServer runs a Server on 127.0.0.1:0 (plain HTTP unless cfg has TLS).
@@ -156,7 +157,7 @@ func startServer(t testing.TB, cfg ServerConfig, env *testEnv) *testEnv {
 	}
 	srv, err := NewServer(cfg, Deps{
 		Engine: env.engine, Journal: env.journal, Display: env.display,
-		Diagnoser: fakeDiagnoser{}, Outbox: env.outbox, Now: env.clock.Now,
+		Diagnoser: fakeDiagnoser{}, Outbox: env.outbox, Observer: env.obs, Now: env.clock.Now,
 	}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -211,9 +211,12 @@ type exchange struct {
 	codec     wireCodec
 	hdr       Header
 	protected bool
+	result    Result         // of the response sent; "Reject" for a rejected message
+	condition ErrorCondition // of a Failure
 }
 
 func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	body, rerr := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes))
 	ex := &exchange{codec: codecFor(r.Header.Get("Content-Type"), body)}
 	var out reply
@@ -242,6 +245,13 @@ func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(out.body)))
 	w.WriteHeader(out.status)
 	_, _ = w.Write(out.body)
+	if s.deps.Observer != nil {
+		result := ex.result
+		if result == "" {
+			result = Success // Abort: answered with an empty body
+		}
+		s.deps.Observer.ObserveRequest(ex.hdr.Category, result, ex.condition, time.Since(start))
+	}
 }
 
 func (s *Server) process(ctx context.Context, ex *exchange, body []byte) reply {
@@ -289,6 +299,7 @@ func (s *Server) encode(ex *exchange, status int, resp *Response) reply {
 			b, err = s.cfg.Key.sealMessage(ex.codec, rootResponse, hdr, b, nil)
 		}
 		if err == nil {
+			ex.result, ex.condition = resp.Status.Result, resp.Status.ErrorCondition
 			return reply{status: status, body: b, ctype: ex.codec.ContentType()}
 		}
 	}
@@ -314,6 +325,7 @@ func failureResponse(h Header, e *Error) *Response {
 // reject answers a message that has no usable category the way existing
 // Nexo JSON terminal APIs do: an EventNotification with EventToNotify Reject.
 func (s *Server) reject(ex *exchange, status int, why string) reply {
+	ex.result, ex.condition = "Reject", MessageFormat
 	m := &wireMessage{
 		MessageHeader: &wireHeader{
 			ProtocolVersion: "3.0", MessageClass: string(ClassEvent), MessageCategory: string(CategoryEvent),

@@ -2,6 +2,8 @@ package sim_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -114,7 +116,10 @@ func TestWorldQRPaymentApprovedEndToEnd(t *testing.T) {
 }
 
 func TestWorldDeclineAbortAndDiagnosis(t *testing.T) {
-	w, pos := startWorld(t, nil)
+	w, pos := startWorld(t, func(c *sim.WorldConfig) {
+		prev := c.AgentConfig
+		c.AgentConfig = func(ac *agent.Config) { prev(ac); ac.AdminListen = "127.0.0.1:0" }
+	})
 
 	done := payAsync(t, pos, pos.PaymentRequest("D1", 1500, "EUR", "KB"))
 	s := awaitScreen(t, w, "awaiting_consumer")
@@ -147,4 +152,32 @@ func TestWorldDeclineAbortAndDiagnosis(t *testing.T) {
 	for _, h := range d.Diagnosis.Hosts {
 		require.True(t, h.Reachable, "%s reachable", h.AcquirerID)
 	}
+
+	admin := w.Agent.AdminURL()
+	require.NotEmpty(t, admin)
+	code, _ := get(t, admin+"/readyz")
+	require.Equal(t, http.StatusOK, code)
+	code, body := get(t, admin+"/metrics")
+	require.Equal(t, http.StatusOK, code)
+	for _, want := range []string{
+		`termagent_nexo_requests_total{category="Payment",condition="Refusal",result="Failure"} 1`,
+		`termagent_nexo_requests_total{category="Payment",condition="Aborted",result="Failure"} 1`,
+		`termagent_apm_transactions_total{outcome="declined",payment_type="KB"} 1`,
+		`termagent_nexo_request_duration_seconds_bucket{category="Diagnosis"`,
+		"termagent_token_refreshes_total 1",
+		"termagent_mqtt_connected 1",
+		"termagent_outbox_depth 0",
+	} {
+		require.Contains(t, body, want)
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
 }
