@@ -179,6 +179,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		screens = append(screens, a.opts.Display)
 	}
 	disp := displayAdapter{out: multiDisplay{outs: screens, log: a.log}, now: time.Now}
+	screen := newAsyncDisplay(disp, a.log.With("component", "display"))
 
 	qc := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{})
 	brands, _ := a.cfg.Brands() // validated in New
@@ -187,7 +188,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Timeout:   a.cfg.PaymentTimeout,
 		PollAfter: a.cfg.EventWait,
 		Logger:    a.log.With("component", "qr"),
-	}, qc, j, advisor{st: st}, disp)
+	}, qc, j, advisor{st: st}, screen)
 	if err != nil {
 		return err
 	}
@@ -240,6 +241,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return a.auth.Run(gctx) })
 	g.Go(func() error { return a.fwd.Run(gctx) })
+	g.Go(func() error { return screen.Run(gctx) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("nexo server: %w", err)

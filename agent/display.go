@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/termagent/termagent/nexo"
@@ -136,4 +137,55 @@ func (m multiDisplay) ShowScreen(ctx context.Context, s Screen) error {
 		}
 	}
 	return nil
+}
+
+// asyncDisplay takes the display off the payment path: Show records the screen
+// and returns, and Run renders (the QR PNG costs ~1.5 ms of CPU) and shows it in its
+// own goroutine. A screen superseded before it was shown is skipped: a terminal
+// only ever needs to show the latest state, and an instantly approved payment
+// never pays for drawing its QR code.
+type asyncDisplay struct {
+	inner displayAdapter
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	latest *qr.Screen
+	wake   chan struct{}
+}
+
+func newAsyncDisplay(inner displayAdapter, log *slog.Logger) *asyncDisplay {
+	return &asyncDisplay{inner: inner, log: log, wake: make(chan struct{}, 1)}
+}
+
+// Show implements qr.Display.
+func (d *asyncDisplay) Show(_ context.Context, s qr.Screen) error {
+	d.mu.Lock()
+	d.latest = &s
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Run shows queued screens until ctx ends.
+func (d *asyncDisplay) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.wake:
+		}
+		d.mu.Lock()
+		s := d.latest
+		d.latest = nil
+		d.mu.Unlock()
+		if s == nil {
+			continue
+		}
+		if err := d.inner.Show(ctx, *s); err != nil {
+			d.log.Warn("display failed", "err", err)
+		}
+	}
 }

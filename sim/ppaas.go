@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/termagent/termagent/certs"
@@ -52,6 +53,7 @@ type PPaaS struct {
 	mux       *http.ServeMux // mTLS API
 	control   *http.ServeMux // plain-HTTP control API
 	issuer    *issuer
+	clock     *clock // cfg.Now plus the skew set at run time
 	faults    *faults
 	pay       *payments // qrcode-payment API and generic provider
 	broker    broker    // where device events are published
@@ -68,7 +70,21 @@ type PPaaS struct {
 	api, ctl     *http.Server
 	wg           sync.WaitGroup
 	closeOnce    sync.Once
+	apiNanos     atomic.Int64 // time spent in API handlers, for benchmarks
 }
+
+// timed accumulates the time the simulated platform spends answering, so a
+// benchmark can tell the agent's share of a payment from the platform's.
+func (p *PPaaS) timed(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		h.ServeHTTP(w, r)
+		p.apiNanos.Add(int64(time.Since(start)))
+	})
+}
+
+// APITime is the total time spent in the simulated API's handlers so far.
+func (p *PPaaS) APITime() time.Duration { return time.Duration(p.apiNanos.Load()) }
 
 type merchant struct {
 	MerchantName string `json:"merchantName"`
@@ -111,6 +127,8 @@ func New(cfg Config) (*PPaaS, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	clk := &clock{base: cfg.Now}
+	cfg.Now = clk.now
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -139,7 +157,8 @@ func New(cfg Config) (*PPaaS, error) {
 		mux:       http.NewServeMux(),
 		control:   http.NewServeMux(),
 		issuer:    iss,
-		faults:    newFaults(),
+		clock:     clk,
+		faults:    newFaults(clk),
 		terminals: newTerminals(cfg.Now),
 		closing:   make(chan struct{}),
 		merchant:  map[string]merchant{},
@@ -171,6 +190,8 @@ func (p *PPaaS) routes() {
 	p.control.HandleFunc("DELETE /control/faults", p.faults.handleClear)
 	p.control.HandleFunc("GET /control/faults", p.faults.handleList)
 	p.control.HandleFunc("GET /control/stats", p.handleStats)
+	p.control.HandleFunc("GET /control/clock", p.handleClock)
+	p.control.HandleFunc("POST /control/clock", p.handleClock)
 	p.paymentsRoutes()
 	p.terminalRoutes()
 	p.eventRoutes()
@@ -196,7 +217,7 @@ func (p *PPaaS) Start(ctx context.Context) error {
 	p.apiLn, p.ctlLn = apiLn, ctlLn
 	errLog := slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)
 	p.api = &http.Server{
-		Handler:           p.faults.wrap(p.mux),
+		Handler:           p.timed(p.faults.wrap(p.mux)),
 		TLSConfig:         p.tls,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

@@ -1,0 +1,97 @@
+package sim_test
+
+import (
+	"context"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/store"
+)
+
+// BenchmarkWorldPayment measures whole QR payments as a POS sees them: Nexo
+// PaymentRequest over HTTPS → agent → simulated PPaaS with an instant-approve
+// provider → approval event over MQTT → PaymentResponse. It reports the total
+// latency, the agent's own share (total minus the time the simulated platform spent
+// in its API handlers for that payment) and the time from the simulator handing the
+// approval event to its broker to the POS holding the response.
+func BenchmarkWorldPayment(b *testing.B) {
+	w, pos := startWorldB(b)
+	ctx := b.Context()
+	total := make([]time.Duration, 0, b.N)
+	share := make([]time.Duration, 0, b.N)
+	eventToResp := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		before := w.PPaaS.APITime()
+		start := time.Now()
+		resp, err := pos.Pay(ctx, "", 1250, "EUR", "KB")
+		end := time.Now()
+		if err != nil || resp.Status.Result != nexo.Success {
+			b.Fatalf("payment: %v %s", err, sim.Describe(resp))
+		}
+		simTime := w.PPaaS.APITime() - before
+		total = append(total, end.Sub(start))
+		share = append(share, end.Sub(start)-simTime)
+		b.StopTimer()
+		if at := finalEventAt(w, resp.Payment.Result.ApprovalCode); !at.IsZero() {
+			eventToResp = append(eventToResp, end.Sub(at))
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	report := func(name string, d []time.Duration) {
+		if len(d) == 0 {
+			return
+		}
+		slices.Sort(d)
+		b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, name+"-p50-ms")
+		b.ReportMetric(float64(d[len(d)*99/100].Microseconds())/1000, name+"-p99-ms")
+	}
+	report("total", total)
+	report("agent", share)
+	report("event-to-response", eventToResp)
+	_, charges := w.PPaaS.Transactions()
+	if charges[w.Agent.Serial()] != b.N {
+		b.Fatalf("charges %d, want %d", charges[w.Agent.Serial()], b.N)
+	}
+}
+
+func startWorldB(b *testing.B) (*sim.World, *sim.POS) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(b.Context(), 20*time.Second)
+	defer cancel()
+	w, err := sim.StartWorld(ctx, sim.WorldConfig{
+		Dir:   b.TempDir(),
+		PPaaS: sim.Config{Addr: "127.0.0.1:0", Payments: sim.PaymentsConfig{Provider: sim.ProviderApprove}},
+		AgentOptions: agent.Options{StoreOptions: store.Options{NoSync: os.Getenv("BENCH_NOSYNC") != ""}},
+		AgentConfig: func(c *agent.Config) {
+			c.LogLevel = "error"
+		},
+	})
+	require.NoError(b, err)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = w.Close(ctx)
+	})
+	c, err := w.POS()
+	require.NoError(b, err)
+	return w, &sim.POS{Client: c, POIID: w.Agent.POIID()}
+}
+
+func finalEventAt(w *sim.World, id string) time.Time {
+	txs, _ := w.PPaaS.Transactions()
+	for _, tx := range txs {
+		if tx.TransactionID == id {
+			return tx.FinalEventAt
+		}
+	}
+	return time.Time{}
+}
