@@ -6,6 +6,8 @@
 package mtls
 
 import (
+	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -25,33 +27,42 @@ type TLSFiles struct {
 	CA   string
 }
 
-// DeviceTLS holds the device's client certificate and the CA pool that verifies
-// PPaaS. It reloads the certificate when its files change on disk, so a rotated
-// certificate is used for the next handshake without restarting the agent.
+// DeviceTLS holds the device's client identity (from a KeyProvider) and the CA
+// pool that verifies PPaaS. It asks the provider at every handshake, so a rotated
+// certificate is used for the next connection without restarting the agent.
 type DeviceTLS struct {
-	files TLSFiles
-	pool  *x509.CertPool
-	now   func() time.Time
+	keys KeyProvider
+	pool *x509.CertPool
+	now  func() time.Time
 
-	mu      sync.Mutex
-	cert    *tls.Certificate
-	leaf    *x509.Certificate
-	modTime time.Time
+	mu   sync.Mutex
+	cert *tls.Certificate
+	leaf *x509.Certificate
 }
 
 // LoadDeviceTLS reads and checks the device certificate, key and CA bundle. Errors
 // name the file and what is wrong with it: missing, unreadable, not PEM, expired,
 // key not matching the certificate, or a key file readable by others.
 func LoadDeviceTLS(files TLSFiles, now func() time.Time) (*DeviceTLS, error) {
-	if now == nil {
-		now = time.Now
-	}
 	pool, err := LoadCAPool(files.CA)
 	if err != nil {
 		return nil, err
 	}
-	d := &DeviceTLS{files: files, pool: pool, now: now}
-	if err := d.reload(); err != nil {
+	keys, err := NewFileKeyProvider(files.Cert, files.Key)
+	if err != nil {
+		return nil, err
+	}
+	return NewDeviceTLS(context.Background(), keys, pool, now)
+}
+
+// NewDeviceTLS takes the device identity from keys and checks it: a certificate
+// valid now (by now, default time.Now) whose public key matches the signer's.
+func NewDeviceTLS(ctx context.Context, keys KeyProvider, pool *x509.CertPool, now func() time.Time) (*DeviceTLS, error) {
+	if now == nil {
+		now = time.Now
+	}
+	d := &DeviceTLS{keys: keys, pool: pool, now: now}
+	if err := d.refresh(ctx); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -104,32 +115,55 @@ func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	return pair, nil
 }
 
-func (d *DeviceTLS) reload() error {
-	st, err := os.Stat(d.files.Cert)
-	if err != nil {
-		return fmt.Errorf("certificate %s: %w", d.files.Cert, err)
-	}
-	pair, err := LoadKeyPair(d.files.Cert, d.files.Key)
+// refresh takes the provider's current identity if it differs from the one in
+// service and passes the checks; otherwise it leaves the old one in place.
+func (d *DeviceTLS) refresh(ctx context.Context) error {
+	chain, err := d.keys.Certificate(ctx)
 	if err != nil {
 		return err
 	}
-	leaf := pair.Leaf
-	if leaf == nil {
-		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
-			return fmt.Errorf("certificate %s: %w", d.files.Cert, err)
-		}
+	name := describe(d.keys)
+	if len(chain) == 0 || chain[0] == nil {
+		return fmt.Errorf("certificate %s: key provider returned no certificate", name)
+	}
+	leaf := chain[0]
+	d.mu.Lock()
+	same := d.leaf != nil && d.leaf.Equal(leaf)
+	d.mu.Unlock()
+	if same {
+		return nil
 	}
 	now := d.now()
 	if now.After(leaf.NotAfter) {
-		return fmt.Errorf("certificate %s: expired at %s", d.files.Cert, leaf.NotAfter.UTC().Format(time.RFC3339))
+		return fmt.Errorf("certificate %s: expired at %s", name, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if now.Before(leaf.NotBefore) {
-		return fmt.Errorf("certificate %s: not valid before %s (is the clock right?)", d.files.Cert, leaf.NotBefore.UTC().Format(time.RFC3339))
+		return fmt.Errorf("certificate %s: not valid before %s (is the clock right?)", name, leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	signer, err := d.keys.Signer(ctx)
+	if err != nil {
+		return fmt.Errorf("certificate %s: %w", name, err)
+	}
+	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(leaf.PublicKey) {
+		return fmt.Errorf("certificate %s: private key does not match the certificate's public key", name)
+	}
+	cert := &tls.Certificate{PrivateKey: signer, Leaf: leaf}
+	for _, c := range chain {
+		cert.Certificate = append(cert.Certificate, c.Raw)
 	}
 	d.mu.Lock()
-	d.cert, d.leaf, d.modTime = &pair, leaf, st.ModTime()
+	d.cert, d.leaf = cert, leaf
 	d.mu.Unlock()
 	return nil
+}
+
+// describe names a provider's identity in errors: its files, or its type.
+func describe(keys KeyProvider) string {
+	if s, ok := keys.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return fmt.Sprintf("from %T", keys)
 }
 
 // Leaf is the device certificate currently in use.
@@ -145,18 +179,12 @@ func (d *DeviceTLS) Pool() *x509.CertPool { return d.pool }
 // ExpiresIn is how long the device certificate stays valid.
 func (d *DeviceTLS) ExpiresIn() time.Duration { return d.Leaf().NotAfter.Sub(d.now()) }
 
-// clientCertificate serves the handshake, picking up a rotated certificate: when the
-// file's modification time changed and the new pair loads cleanly it is used; a
-// half-written or broken new pair keeps the old one in service.
-func (d *DeviceTLS) clientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-	if st, err := os.Stat(d.files.Cert); err == nil {
-		d.mu.Lock()
-		changed := !st.ModTime().Equal(d.modTime)
-		d.mu.Unlock()
-		if changed {
-			_ = d.reload() // keep the old pair on failure; the next handshake retries
-		}
-	}
+// clientCertificate serves the handshake, picking up a rotated identity: when the
+// provider hands out a new certificate that passes the checks it is used; a
+// half-written or broken new pair keeps the old one in service and the next
+// handshake tries again.
+func (d *DeviceTLS) clientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	_ = d.refresh(cri.Context())
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cert, nil
