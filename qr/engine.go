@@ -461,9 +461,10 @@ func (e *Engine) apply(ctx context.Context, t *txn, to State, src source) error 
 		}
 		return nil
 	case src.seq > 0 && src.seq <= t.m.lastSeq:
+		last := t.m.lastSeq
 		t.mu.Unlock()
 		e.log.Info("qr out-of-order update ignored", "client_transaction_id", t.ctid,
-			"state", from, "update", to, "source", src.kind, "event_id", src.eventID, "sequence", src.seq, "last_sequence", t.m.lastSeq)
+			"state", from, "update", to, "source", src.kind, "event_id", src.eventID, "sequence", src.seq, "last_sequence", last)
 		return nil
 	case to == from:
 		t.m.lastSeq = max(t.m.lastSeq, src.seq)
