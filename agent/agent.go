@@ -262,7 +262,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			Serial:      a.serial,
 			TLS:         a.dev.Config(),
 			Credentials: a.auth,
-			Events:      st,
+			Events:      events{st: st},
 			Handler:     engine,
 			Logger:      a.log.With("component", "mqtt"),
 		})

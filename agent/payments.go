@@ -18,26 +18,22 @@ import (
 // Journal states written by the agent. A Nexo transaction is one journal entry
 // whose id is also the QR transaction's clientTransactionId and the POI
 // transaction id given to the POS, so every view of the payment has one name.
+//
+// Two writes per payment are durable: the start, with the whole request, before
+// anything reaches PPaaS (so recovery can always find, replay idempotently and
+// settle the transaction), and the final response before it reaches the POS. The
+// QR states in between are deferred: they commit with the final response, and a
+// crash that loses them is settled by recovery from PPaaS's own state.
 const (
 	stateNexoStarted = "nexo.started" // data: nexoStarted
 	stateNexoDone    = "nexo.done"    // data: the final SaleToPOIResponse (Nexo JSON)
-	stateQRLink      = "qr.link"      // data: qrLink, written before anything is sent to PPaaS
 	stateQRPrefix    = "qr."          // + qr.State; data: qr.Transition
 )
 
 type nexoStarted struct {
 	Category    nexo.MessageCategory `json:"category"`
 	RequestHash string               `json:"requestHash"`
-}
-
-// qrLink is what the agent needs to rebuild the idempotent create request of a
-// transaction whose create call never answered.
-type qrLink struct {
-	Brand            string `json:"brand"`
-	Amount           int64  `json:"amount"`
-	Currency         string `json:"currency"`
-	OrderID          string `json:"orderId"`
-	OrderDescription string `json:"orderDescription,omitempty"`
+	Request     json.RawMessage      `json:"request,omitempty"` // SaleToPOIRequest, Nexo JSON
 }
 
 // journal adapts the store's transaction journal to the Nexo server (nexo.Journal)
@@ -46,7 +42,7 @@ type journal struct{ st *store.Store }
 
 // Begin implements nexo.Journal.
 func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) error {
-	data, err := json.Marshal(nexoStarted{Category: e.Category, RequestHash: e.RequestHash})
+	data, err := json.Marshal(nexoStarted{Category: e.Category, RequestHash: e.RequestHash, Request: e.Request})
 	if err != nil {
 		return fmt.Errorf("journal begin: %w", err)
 	}
@@ -99,7 +95,7 @@ func toEntry(t store.Txn) nexo.JournalEntry {
 		case stateNexoStarted:
 			var s nexoStarted
 			if json.Unmarshal(tr.Data, &s) == nil {
-				e.Category, e.RequestHash = s.Category, s.RequestHash
+				e.Category, e.RequestHash, e.Request = s.Category, s.RequestHash, s.Request
 			}
 		case stateNexoDone:
 			e.State, e.Response = nexo.TxDone, tr.Data
@@ -108,28 +104,33 @@ func toEntry(t store.Txn) nexo.JournalEntry {
 	return e
 }
 
-// Record implements qr.Recorder: every QR state transition lands in the journal
-// entry of its transaction before it takes effect.
-func (j journal) Record(ctx context.Context, t qr.Transition) error {
+// Record implements qr.Recorder. QR transitions are deferred writes (see the
+// journal states above): they commit with the next durable write.
+func (j journal) Record(_ context.Context, t qr.Transition) error {
 	data, err := json.Marshal(t)
 	if err != nil {
 		return fmt.Errorf("journal qr transition: %w", err)
 	}
-	err = j.st.AppendTxn(ctx, t.ClientTransactionID, store.Transition{At: t.At, State: stateQRPrefix + string(t.To), Data: data})
-	if errors.Is(err, store.ErrNotFound) {
-		// A transaction that did not start from a Nexo request (a test, a tool):
-		// journal it on its own.
-		_, err = j.st.StartTxn(ctx, store.TxnRef{ID: t.ClientTransactionID}, store.Transition{At: t.At, State: stateQRPrefix + string(t.To), Data: data})
-	}
-	if err != nil {
+	if err := j.st.AppendTxnDeferred(t.ClientTransactionID, store.Transition{At: t.At, State: stateQRPrefix + string(t.To), Data: data}); err != nil {
 		return fmt.Errorf("journal qr transition %s: %w", t.ClientTransactionID, err)
 	}
 	return nil
 }
 
-// qrView is what the journal knows of a transaction's QR side.
+// events is the MQTT event de-dup set (qr.EventLog) over the store. Marks are
+// deferred: applying a redelivered event twice is harmless (the state machine
+// ignores events that do not move a transaction forward), and the mark commits
+// with the payment's final response.
+type events struct{ st *store.Store }
+
+// SeenEvent implements qr.EventLog.
+func (e events) SeenEvent(ctx context.Context, id string) (bool, error) {
+	return e.st.SeenEventDeferred(ctx, id)
+}
+
+// qrView is what the journal knows of a payment's QR side.
 type qrView struct {
-	link          *qrLink
+	payment       *nexo.PaymentRequest // from the journaled request
 	transactionID string
 	state         qr.State
 }
@@ -138,10 +139,12 @@ func viewQR(t store.Txn) qrView {
 	var v qrView
 	for _, tr := range t.Transitions {
 		switch {
-		case tr.State == stateQRLink:
-			var l qrLink
-			if json.Unmarshal(tr.Data, &l) == nil {
-				v.link = &l
+		case tr.State == stateNexoStarted:
+			var s nexoStarted
+			if json.Unmarshal(tr.Data, &s) == nil && len(s.Request) > 0 {
+				if req, err := (nexo.JSONCodec{}).DecodeRequest(s.Request); err == nil && req.Payment != nil {
+					v.payment = req.Payment
+				}
 			}
 		case strings.HasPrefix(tr.State, stateQRPrefix):
 			var qt qr.Transition
@@ -202,17 +205,7 @@ func (e apmEngine) Pay(ctx context.Context, req nexo.PaymentRequest) (nexo.Payme
 			ctid = t.ID
 		}
 	}
-	orderID := req.SaleTransactionID.ID
-	if orderID == "" {
-		orderID = ctid
-	}
-	link := qrLink{Brand: brand, Amount: req.Amount.Minor, Currency: req.Amount.Currency, OrderID: orderID, OrderDescription: req.SaleReferenceID}
-	data, _ := json.Marshal(link)
-	// The link is durable before anything reaches PPaaS: after a crash the agent
-	// knows which clientTransactionId to look for.
-	if err := e.st.AppendTxn(ctx, ctid, store.Transition{At: time.Now(), State: stateQRLink, Data: data}); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nexo.PaymentResult{}, nexo.Errorf(nexo.UnavailableService, "journal unavailable")
-	}
+	orderID := orderIDFor(req, ctid)
 	out, err := e.qr.Pay(ctx, qr.PaymentRequest{
 		Brand:               brand,
 		Amount:              qr.Amount{Amount: req.Amount.Minor, Currency: req.Amount.Currency},
@@ -220,6 +213,7 @@ func (e apmEngine) Pay(ctx context.Context, req nexo.PaymentRequest) (nexo.Payme
 		OrderDescription:    req.SaleReferenceID,
 		ClientTransactionID: ctid,
 	})
+	// Pay's transitions are deferred; the nexo server's Finish makes them durable.
 	if err != nil {
 		var ae *qr.APIError
 		if errors.As(err, &ae) {
@@ -277,12 +271,13 @@ func (e apmEngine) Reverse(ctx context.Context, req nexo.ReversalRequest) (nexo.
 		return nexo.ReversalResult{}, nexo.Errorf(nexo.UnavailableService, "journal unavailable")
 	}
 	v := viewQR(t)
-	if v.link == nil && v.transactionID == "" {
-		return nexo.ReversalResult{}, nexo.Errorf(nexo.NotFound, "POI transaction %q is not an APM payment", id)
-	}
 	rr := qr.ReverseRequest{ClientTransactionID: id, TransactionID: v.transactionID, Reason: "reversal requested by the POS: " + req.Reason}
 	if rr.TransactionID == "" {
-		rr.Create = e.createRequest(id, *v.link)
+		c, ok := e.createRequest(id, v.payment)
+		if !ok {
+			return nexo.ReversalResult{}, nexo.Errorf(nexo.NotFound, "POI transaction %q is not an APM payment", id)
+		}
+		rr.Create = c
 	}
 	out, err := e.qr.Reverse(ctx, rr)
 	if err != nil {
@@ -294,12 +289,28 @@ func (e apmEngine) Reverse(ctx context.Context, req nexo.ReversalRequest) (nexo.
 	}, nil
 }
 
-// createRequest rebuilds the create call of a transaction, for idempotent replay.
-func (e apmEngine) createRequest(ctid string, l qrLink) qr.CreateRequest {
-	m, _ := e.qr.Method(l.Brand)
+// createRequest rebuilds the create call of a journaled payment, for idempotent
+// replay: the same brand choice, amount and order as Pay made.
+func (e apmEngine) createRequest(ctid string, p *nexo.PaymentRequest) (qr.CreateRequest, bool) {
+	if p == nil {
+		return qr.CreateRequest{}, false
+	}
+	brand, ok := e.brand(*p)
+	if !ok {
+		return qr.CreateRequest{}, false
+	}
+	m, _ := e.qr.Method(brand)
 	return qr.CreateRequest{
 		PaymentType: m.PaymentType, PaymentScenario: m.Scenario, ClientTransactionID: ctid,
-		PaymentAmount: qr.Amount{Amount: l.Amount, Currency: l.Currency},
-		Order:         qr.Order{OrderID: l.OrderID, OrderDescription: l.OrderDescription},
+		PaymentAmount: qr.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency},
+		Order:         qr.Order{OrderID: orderIDFor(*p, ctid), OrderDescription: p.SaleReferenceID},
+	}, true
+}
+
+// orderIDFor is the PPaaS order id of a payment: the POS's own transaction id.
+func orderIDFor(p nexo.PaymentRequest, ctid string) string {
+	if p.SaleTransactionID.ID != "" {
+		return p.SaleTransactionID.ID
 	}
+	return ctid
 }

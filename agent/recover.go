@@ -15,9 +15,11 @@ import (
 // money moves without the POS knowing:
 //   - a payment PPaaS approved is journaled as the Success it was;
 //   - one PPaaS declined or cancelled is journaled as that Failure;
-//   - one still undecided, or whose state cannot be read now, is cancelled (or,
-//     if it turns out approved meanwhile, refunded) through a durable advice, and
-//     journaled as a Failure that the advice's resolution confirms.
+//   - one still undecided, whose state cannot be read now, or whose PPaaS id the
+//     crash lost (its create may or may not have reached PPaaS) is cancelled (or,
+//     if it turns out approved meanwhile, refunded) through a durable advice that
+//     replays the create idempotently when needed, and journaled as a Failure
+//     that the advice's resolution confirms.
 func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine) {
 	txns, err := st.UnfinishedTxns(ctx)
 	if err != nil {
@@ -35,40 +37,52 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine)
 		}
 		v := viewQR(t)
 		log := a.log.With("sale_id", t.SaleID, "service_id", t.ServiceID, "poi_transaction_id", t.ID)
-		if v.link == nil {
-			a.finishRecovered(ctx, j, t, nil, nexo.Errorf(nexo.Aborted, "interrupted by an agent restart before the payment started; no money moved"))
-			log.Info("recovered transaction: never started")
+		eng := apmEngine{qr: engine, st: st}
+		create, ok := eng.createRequest(t.ID, v.payment)
+		if !ok && v.transactionID == "" {
+			a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Aborted, "interrupted by an agent restart before the payment started; no money moved"))
+			log.Info("recovered transaction: not an APM payment, never started")
 			continue
 		}
+		// Ask PPaaS where the payment stands. Without its id (the crash came before
+		// create answered, or lost the deferred record of it) the create is
+		// replayed: it is idempotent by clientTransactionId, so it returns the
+		// transaction the lost call made, or makes one that is cancelled below.
 		var cur *qr.Transaction
+		client := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{})
+		gctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		var got qr.Transaction
 		if v.transactionID != "" {
-			gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			got, err := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{}).Get(gctx, v.transactionID)
-			cancel()
-			if err == nil {
-				cur = &got
-			}
+			got, err = client.Get(gctx, v.transactionID)
+		} else {
+			got, err = client.Create(gctx, create)
+		}
+		cancel()
+		if err == nil {
+			cur = &got
+			v.transactionID = got.TransactionID
 		}
 		switch {
 		case cur != nil && cur.Status == qr.Approved:
+			brand, _ := eng.brand(*v.payment)
 			res, _ := outcomeToNexo(qr.Outcome{Result: qr.ResultApproved, ClientTransactionID: t.ID, TransactionID: cur.TransactionID,
 				ProviderReference: cur.ProviderReference, Amount: cur.PaymentAmount, Method: qr.Method{PaymentType: cur.PaymentType, Scenario: cur.PaymentScenario}},
-				v.link.Brand, nexo.PaymentRequest{})
-			a.finishRecovered(ctx, j, t, &res, nil)
+				brand, nexo.PaymentRequest{})
+			a.finishRecovered(ctx, j, t, v, &res, nil)
 			log.Info("recovered transaction: approved at PPaaS")
 		case cur != nil && cur.Status.Final():
-			a.finishRecovered(ctx, j, t, nil, nexo.Errorf(nexo.Refusal, "%s at PPaaS (outcome recovered after an agent restart)", cur.Status))
+			a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Refusal, "%s at PPaaS (outcome recovered after an agent restart)", cur.Status))
 			log.Info("recovered transaction: not approved", "status", cur.Status)
 		default:
 			adv := qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Reason: "interrupted by an agent restart", At: time.Now()}
 			if adv.TransactionID == "" {
-				adv.Create = apmEngine{qr: engine, st: st}.createRequest(t.ID, *v.link)
+				adv.Create = create
 			}
 			if err := (advisor{st: st}).Advise(ctx, adv); err != nil {
 				log.Error("queue recovery reversal", "err", err)
 				continue // stays unfinished; the next start tries again
 			}
-			a.finishRecovered(ctx, j, t, nil, nexo.Errorf(nexo.Cancel, "interrupted by an agent restart; the payment is being cancelled at PPaaS, no money will move"))
+			a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Cancel, "interrupted by an agent restart; the payment is being cancelled at PPaaS, no money will move"))
 			a.fwd.Wake()
 			log.Info("recovered transaction: reversal queued")
 		}
@@ -76,16 +90,16 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine)
 }
 
 // finishRecovered journals the final Nexo response of a recovered payment.
-func (a *Agent) finishRecovered(ctx context.Context, j journal, t store.Txn, res *nexo.PaymentResult, failure *nexo.Error) {
-	var link qrLink
-	if v := viewQR(t); v.link != nil {
-		link = *v.link
+func (a *Agent) finishRecovered(ctx context.Context, j journal, t store.Txn, v qrView, res *nexo.PaymentResult, failure *nexo.Error) {
+	var sale nexo.TransactionID
+	if v.payment != nil {
+		sale = v.payment.SaleTransactionID
 	}
 	resp := &nexo.Response{
 		Header: nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: nexo.CategoryPayment, Type: nexo.TypeResponse,
 			SaleID: t.SaleID, ServiceID: t.ServiceID, POIID: a.poiid},
 		Payment: &nexo.PaymentResponse{
-			SaleTransactionID: nexo.TransactionID{ID: link.OrderID, TimeStamp: t.Started},
+			SaleTransactionID: sale,
 			POITransactionID:  nexo.TransactionID{ID: t.ID, TimeStamp: t.Started},
 		},
 	}

@@ -83,6 +83,9 @@ type JournalEntry struct {
 	// RequestHash identifies the request's content, to tell an identical
 	// retry from a reuse of the ServiceID.
 	RequestHash string
+	// Request is the request in Nexo 3.x JSON, unprotected: what recovery after
+	// a crash needs to know about the transaction (amount, brand, references).
+	Request []byte
 	State       TxState
 	// Response is the final SaleToPOIResponse in Nexo 3.x JSON, unprotected;
 	// empty while InProgress.

@@ -446,10 +446,13 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	tctx, cancel := context.WithCancelCause(withHeader(s.base, h))
 	tctx, cancelTimeout := context.WithTimeout(tctx, s.cfg.PaymentTimeout)
 	run := &running{saleID: h.SaleID, serviceID: h.ServiceID, category: h.Category, cancel: cancel}
-	err = s.deps.Journal.Begin(ctx, JournalEntry{
-		SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category,
-		RequestHash: hash, State: TxInProgress, Started: now, Updated: now,
-	})
+	raw, err := JSONCodec{}.EncodeRequest(req)
+	if err == nil {
+		err = s.deps.Journal.Begin(ctx, JournalEntry{
+			SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category,
+			RequestHash: hash, Request: raw, State: TxInProgress, Started: now, Updated: now,
+		})
+	}
 	if err != nil {
 		s.mu.Unlock()
 		cancelTimeout()

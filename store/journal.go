@@ -141,15 +141,44 @@ func unfinishedValue(final bool) []byte {
 // is Final the transaction stays final (later transitions, such as "advice
 // sent", are still recorded).
 func (s *Store) AppendTxn(ctx context.Context, id string, t Transition) error {
+	fn, err := s.appendTxnOp(id, t)
+	if err != nil {
+		return err
+	}
+	if err := s.do(ctx, fn); err != nil {
+		return fmt.Errorf("journal transaction %s: %w", id, err)
+	}
+	return nil
+}
+
+// AppendTxnDeferred is AppendTxn without waiting for durability: the transition
+// is committed together with the next write that is waited for (or after
+// Options.DeferredFlush at the latest), in submission order. For transitions whose
+// loss in a crash is harmless because a later durable record, or recovery,
+// supersedes them. Errors of the deferred commit are logged, not returned.
+func (s *Store) AppendTxnDeferred(id string, t Transition) error {
+	fn, err := s.appendTxnOp(id, t)
+	if err != nil {
+		return err
+	}
+	return s.later(func(w *wtx) error {
+		if err := fn(w); err != nil {
+			return fmt.Errorf("journal transaction %s (deferred): %w", id, err)
+		}
+		return nil
+	})
+}
+
+func (s *Store) appendTxnOp(id string, t Transition) (op, error) {
 	if t.At.IsZero() {
 		t.At = s.opts.Now()
 	}
 	t.At = t.At.UTC()
 	tv, err := json.Marshal(t)
 	if err != nil {
-		return fmt.Errorf("journal transaction %s: encode transition: %w", id, err)
+		return nil, fmt.Errorf("journal transaction %s: encode transition: %w", id, err)
 	}
-	err = s.do(ctx, func(w *wtx) error {
+	return func(w *wtx) error {
 		txb := w.tx.Bucket(bucketTxn)
 		hv := txb.Get([]byte(id))
 		if hv == nil {
@@ -173,11 +202,7 @@ func (s *Store) AppendTxn(ctx context.Context, id string, t Transition) error {
 			return w.tx.Bucket(bucketUnfin).Delete([]byte(id))
 		}
 		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("journal transaction %s: %w", id, err)
-	}
-	return nil
+	}, nil
 }
 
 // Txn returns a journaled transaction with all its transitions, or

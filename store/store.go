@@ -87,6 +87,9 @@ type Options struct {
 	JournalRetention time.Duration
 	// EventRetention is how long inbound event ids are remembered. Default 48 h.
 	EventRetention time.Duration
+	// DeferredFlush bounds how long a deferred write (AppendTxnDeferred,
+	// SeenEventDeferred) waits for a durable write to ride with. Default 200 ms.
+	DeferredFlush time.Duration
 	// PruneInterval is how often the Store prunes journal and event ids in
 	// the background. Default 1 h; negative disables background pruning.
 	PruneInterval time.Duration
@@ -114,6 +117,7 @@ func (o Options) withDefaults() Options {
 	def(&o.JournalRetention, 30*24*time.Hour)
 	def(&o.EventRetention, 48*time.Hour)
 	def(&o.PruneInterval, time.Hour)
+	def(&o.DeferredFlush, 200*time.Millisecond)
 	if o.MaxCount == 0 {
 		o.MaxCount = 100_000
 	}
@@ -186,6 +190,11 @@ type Store struct {
 
 	mu      sync.RWMutex // guards closed against in-flight submissions
 	closed  bool
+
+	lazyMu     sync.Mutex // deferred writes (deferred.go), in submission order
+	lazy       []*writeReq
+	lazyTimer  *time.Timer
+	lazyClosed bool
 	pending sync.WaitGroup
 	once    sync.Once
 
@@ -462,6 +471,10 @@ func (s *Store) Close() error {
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
+		s.lazyMu.Lock()
+		s.takeDeferredLocked()
+		s.lazyClosed = true
+		s.lazyMu.Unlock()
 		s.pending.Wait()
 		close(s.reqs)
 		<-s.writerDone
@@ -510,12 +523,16 @@ func (s *Store) do(ctx context.Context, fn op) error {
 	s.pending.Add(1)
 	s.mu.RUnlock()
 	r := &writeReq{fn: fn, done: make(chan error, 1)}
+	s.lazyMu.Lock()
+	s.takeDeferredLocked() // deferred writes ride in this commit, ahead of r
 	select {
 	case s.reqs <- r:
 	case <-ctx.Done():
+		s.lazyMu.Unlock()
 		s.pending.Done()
 		return ctx.Err()
 	}
+	s.lazyMu.Unlock()
 	// Once queued, the write will commit (or fail) whatever ctx does, and
 	// the op writes its results into its caller's variables: wait for it.
 	// The wait is bounded by one commit, as the writer takes every queued
@@ -586,10 +603,14 @@ func (s *Store) commit(batch []*writeReq) {
 		}
 	}
 	for i, r := range batch {
+		e := errs[i]
 		if err != nil {
-			r.done <- err
-		} else {
-			r.done <- errs[i]
+			e = err
+		}
+		if r.done != nil {
+			r.done <- e
+		} else if e != nil {
+			s.log.Error("deferred store write failed", "err", e)
 		}
 		s.pending.Done()
 	}

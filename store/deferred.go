@@ -1,0 +1,90 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Deferred writes trade durability for latency where a crash cannot lose money:
+// intermediate transaction states and inbound event marks that a later durable
+// record or restart recovery supersedes. They are queued, not committed: the next
+// write that a caller waits for takes them into its transaction ahead of itself,
+// so a durable write always implies every deferred write submitted before it.
+// Without such a write they are committed after Options.DeferredFlush.
+
+// later queues fn as a deferred write.
+func (s *Store) later(fn op) error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	s.pending.Add(1)
+	s.mu.RUnlock()
+	s.lazyMu.Lock()
+	defer s.lazyMu.Unlock()
+	s.lazy = append(s.lazy, &writeReq{fn: fn})
+	if s.lazyTimer == nil {
+		s.lazyTimer = time.AfterFunc(s.opts.DeferredFlush, s.flushDeferred)
+	}
+	return nil
+}
+
+// takeDeferredLocked hands the queued deferred writes to the writer, in order.
+// The caller holds lazyMu, so no waited-for write can overtake them.
+func (s *Store) takeDeferredLocked() {
+	if s.lazyTimer != nil {
+		s.lazyTimer.Stop()
+		s.lazyTimer = nil
+	}
+	for _, r := range s.lazy {
+		s.reqs <- r
+	}
+	s.lazy = nil
+}
+
+// flushDeferred commits deferred writes nobody has taken along yet.
+func (s *Store) flushDeferred() {
+	s.lazyMu.Lock()
+	defer s.lazyMu.Unlock()
+	if s.lazyClosed {
+		return
+	}
+	s.takeDeferredLocked()
+}
+
+// Flush commits every deferred write now and waits until it is durable.
+func (s *Store) Flush(ctx context.Context) error {
+	return s.do(ctx, func(*wtx) error { return nil })
+}
+
+// SeenEventDeferred is SeenEvent with a deferred mark. Check and mark are not one
+// atomic step: two concurrent calls with the same id may both report false, so
+// use it only where applying an event twice is harmless (the QR state machine
+// ignores an event that does not move the transaction forward).
+func (s *Store) SeenEventDeferred(ctx context.Context, id string) (alreadySeen bool, err error) {
+	if id == "" {
+		return false, errors.New("mark event seen: empty id")
+	}
+	err = s.view(func(tx *bolt.Tx) error {
+		alreadySeen = tx.Bucket(bucketSeen).Get([]byte(id)) != nil
+		return nil
+	})
+	if err != nil || alreadySeen {
+		return alreadySeen, wrapSeen(id, err)
+	}
+	return false, wrapSeen(id, s.later(func(w *wtx) error {
+		seen := w.tx.Bucket(bucketSeen)
+		if seen.Get([]byte(id)) != nil {
+			return nil
+		}
+		at := seqKey(uint64(timeNanos(w.now)))
+		if err := seen.Put([]byte(id), at); err != nil {
+			return err
+		}
+		return w.tx.Bucket(bucketSeenAge).Put(append(at, id...), []byte{})
+	}))
+}
