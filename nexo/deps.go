@@ -86,7 +86,7 @@ type JournalEntry struct {
 	// Request is the request in Nexo 3.x JSON, unprotected: what recovery after
 	// a crash needs to know about the transaction (amount, brand, references).
 	Request []byte
-	State       TxState
+	State   TxState
 	// Response is the final SaleToPOIResponse in Nexo 3.x JSON, unprotected;
 	// empty while InProgress.
 	Response []byte

@@ -188,15 +188,15 @@ type Store struct {
 	writerDone chan struct{}
 	notify     chan struct{}
 
-	mu      sync.RWMutex // guards closed against in-flight submissions
-	closed  bool
+	mu     sync.RWMutex // guards closed against in-flight submissions
+	closed bool
 
 	lazyMu     sync.Mutex // deferred writes (deferred.go), in submission order
 	lazy       []*writeReq
 	lazyTimer  *time.Timer
 	lazyClosed bool
-	pending sync.WaitGroup
-	once    sync.Once
+	pending    sync.WaitGroup
+	once       sync.Once
 
 	janitorStop chan struct{}
 	janitorDone chan struct{}
