@@ -61,9 +61,12 @@
 //
 // The seed's flow has PPaaS acknowledge provider events and forward them to the
 // terminal; the terminal acknowledges in turn with the MQTT PUBACK, sent only
-// after the event was de-duplicated (by eventId, persisted by the consumer's
-// EventLog) and its transition durably recorded. An event that is not acked is
-// redelivered by the broker on the next connection of the persistent session.
+// after the event was de-duplicated (by eventId, in the consumer's EventLog) and
+// its transition handed to the Recorder. How durable that is, is the consumer's
+// choice: the agent defers intermediate records to the payment's final, durable
+// journal write, and settles a payment whose records a crash lost from PPaaS's own
+// state at restart. An event that is not acked is redelivered by the broker on
+// the next connection of the persistent session.
 // Events are applied in sequence order per transaction: one older than the last
 // applied is dropped, gaps are allowed (intermediate states may be skipped), and
 // events for a transaction already in a final state are ignored and logged.
