@@ -68,8 +68,8 @@ func startWorldB(b *testing.B) (*sim.World, *sim.POS) {
 	ctx, cancel := context.WithTimeout(b.Context(), 20*time.Second)
 	defer cancel()
 	w, err := sim.StartWorld(ctx, sim.WorldConfig{
-		Dir:   b.TempDir(),
-		PPaaS: sim.Config{Addr: "127.0.0.1:0", Payments: sim.PaymentsConfig{Provider: sim.ProviderApprove}},
+		Dir:          b.TempDir(),
+		PPaaS:        sim.Config{Addr: "127.0.0.1:0", Payments: sim.PaymentsConfig{Provider: sim.ProviderApprove}},
 		AgentOptions: agent.Options{StoreOptions: store.Options{NoSync: os.Getenv("BENCH_NOSYNC") != ""}},
 		AgentConfig: func(c *agent.Config) {
 			c.LogLevel = "error"
