@@ -54,6 +54,9 @@ func (in *ingest) handle(p *PPaaS) http.HandlerFunc {
 			writeJSON(w, http.StatusOK, map[string]any{"status": "duplicate", "idempotencyKey": key})
 			return
 		}
+		if in.seen == nil {
+			in.seen = map[string]bool{} // the zero ingest is ready to use
+		}
 		in.seen[d.Serial+"/"+key] = true
 		in.events = append(in.events, IngestedEvent{Serial: d.Serial, Key: key, Kind: r.Header.Get("X-Event-Kind"), Payload: body, Received: p.cfg.Now()})
 		writeJSON(w, http.StatusAccepted, map[string]any{"status": "accepted", "idempotencyKey": key})

@@ -1,0 +1,11 @@
+package agent
+
+import "github.com/termagent/termagent/store"
+
+// TestStore is the running agent's store (valid once Ready), so end-to-end
+// tests in package agent_test can fill the outbox as the agent's own
+// components do.
+func (a *Agent) TestStore() *store.Store { return a.st }
+
+// TestForwarderStats is the running agent's forwarder counters.
+func (a *Agent) TestForwarderStats() ForwarderStats { return a.fwd.Stats() }
