@@ -63,7 +63,52 @@ func (j journal) Finish(ctx context.Context, saleID, serviceID string, response 
 	if !ok {
 		return fmt.Errorf("journal finish %s/%s: no such transaction", saleID, serviceID)
 	}
+	// The platform hears about every outcome through the outbox; the event is
+	// queued so that it commits in the same transaction as the final response.
+	if ev, ok := resultEvent(t.ID, response); ok {
+		if err := j.st.AppendDeferred(ev); err != nil {
+			return fmt.Errorf("journal finish %s/%s: queue result event: %w", saleID, serviceID, err)
+		}
+	}
 	return j.st.AppendTxn(ctx, t.ID, store.Transition{At: at, State: stateNexoDone, Final: true, Data: response})
+}
+
+// TransactionResult is the event the agent sends PPaaS (through the outbox, to
+// the device events endpoint) when a payment or reversal ends.
+type TransactionResult struct {
+	POITransactionID   string    `json:"poiTransactionId"`
+	SaleID             string    `json:"saleId"`
+	ServiceID          string    `json:"serviceId"`
+	Category           string    `json:"category"`
+	Result             string    `json:"result"`
+	ErrorCondition     string    `json:"errorCondition,omitempty"`
+	AdditionalResponse string    `json:"additionalResponse,omitempty"`
+	Amount             int64     `json:"amount,omitempty"` // minor units
+	Currency           string    `json:"currency,omitempty"`
+	Brand              string    `json:"brand,omitempty"`
+	ProviderReference  string    `json:"providerReference,omitempty"`
+	Time               time.Time `json:"time"`
+}
+
+func resultEvent(id string, response []byte) (store.Event, bool) {
+	resp, err := nexo.JSONCodec{}.DecodeResponse(response)
+	if err != nil {
+		return store.Event{}, false
+	}
+	r := TransactionResult{
+		POITransactionID: id, SaleID: resp.Header.SaleID, ServiceID: resp.Header.ServiceID, Category: string(resp.Header.Category),
+		Result: string(resp.Status.Result), ErrorCondition: string(resp.Status.ErrorCondition), AdditionalResponse: resp.Status.AdditionalResponse,
+		Time: time.Now().UTC(),
+	}
+	if p := resp.Payment; p != nil && p.Result != nil {
+		r.Amount, r.Currency = p.Result.AuthorizedAmount.Minor, p.Result.AuthorizedAmount.Currency
+		r.Brand, r.ProviderReference = p.Result.Brand, p.Result.ProviderReference
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return store.Event{}, false
+	}
+	return store.Event{Kind: store.KindTransactionResult, Payload: b, Key: stableKey("result", id)}, true
 }
 
 // Lookup implements nexo.Journal.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,6 +109,17 @@ func TestWorldQRPaymentApprovedEndToEnd(t *testing.T) {
 	require.Equal(t, poiTx, again.Payment.POITransactionID.ID)
 	_, charges := w.PPaaS.Transactions()
 	require.Equal(t, 1, charges[w.Agent.Serial()], "exactly one charge")
+
+	// The platform hears of the outcome through the agent's outbox, once.
+	require.Eventually(t, func() bool {
+		evs, _ := w.PPaaS.Ingested()
+		for _, e := range evs {
+			if e.Kind == "transaction-result" && strings.Contains(string(e.Payload), poiTx) && strings.Contains(string(e.Payload), `"result":"Success"`) {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "transaction result delivered to PPaaS")
 
 	// Reversal refunds it.
 	rev, err := pos.Reverse(t.Context(), poiTx, "MerchantCancel")

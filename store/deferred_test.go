@@ -66,3 +66,17 @@ func TestDeferredWriteErrorsDoNotFailOthers(t *testing.T) {
 	require.NoError(t, s.AppendTxn(context.Background(), "T1", Transition{State: "b"}))
 	require.Equal(t, []string{"started", "b"}, states(t, s, "T1"))
 }
+
+func TestAppendDeferredCommitsWithTheNextDurableWrite(t *testing.T) {
+	s, _ := openTest(t, Options{DeferredFlush: time.Hour})
+	startTestTxn(t, s, "T1")
+	require.NoError(t, s.AppendDeferred(Event{Kind: KindTransactionResult, Payload: []byte(`{"r":1}`)}))
+	require.EqualValues(t, 0, s.Stats().Depth)
+	require.NoError(t, s.AppendTxn(t.Context(), "T1", Transition{State: "done", Final: true}))
+	require.EqualValues(t, 1, s.Stats().Depth)
+	recs, err := s.List(t.Context(), 10)
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	require.Equal(t, `{"r":1}`, string(recs[0].Payload))
+	require.Error(t, s.AppendDeferred(Event{Kind: Kind(200)}), "bad input is refused at once")
+}

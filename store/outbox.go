@@ -31,11 +31,33 @@ func outboxBucket(tx *bolt.Tx) *bolt.Bucket {
 // record once its transaction is durable. Non-critical kinds are refused
 // with ErrOutboxFull when the outbox is at its bounds.
 func (s *Store) Append(ctx context.Context, ev Event) (Record, error) {
+	rec, fn, err := s.appendOp(ev)
+	if err != nil {
+		return Record{}, err
+	}
+	if err := s.do(ctx, fn); err != nil {
+		return Record{}, err
+	}
+	return *rec, nil
+}
+
+// AppendDeferred adds an event like Append but without waiting: it is committed
+// with the next write anybody waits for (see deferred.go), so an event that must
+// become durable together with a journal write is queued just before that write.
+func (s *Store) AppendDeferred(ev Event) error {
+	_, fn, err := s.appendOp(ev)
+	if err != nil {
+		return err
+	}
+	return s.later(fn)
+}
+
+func (s *Store) appendOp(ev Event) (*Record, op, error) {
 	if !ev.Kind.valid() {
-		return Record{}, fmt.Errorf("append to outbox: invalid kind %d", ev.Kind)
+		return nil, nil, fmt.Errorf("append to outbox: invalid kind %d", ev.Kind)
 	}
 	if len(ev.Payload) > s.opts.MaxRecordBytes {
-		return Record{}, fmt.Errorf("append %s to outbox: %w (%d bytes, limit %d)", ev.Kind, ErrTooLarge, len(ev.Payload), s.opts.MaxRecordBytes)
+		return nil, nil, fmt.Errorf("append %s to outbox: %w (%d bytes, limit %d)", ev.Kind, ErrTooLarge, len(ev.Payload), s.opts.MaxRecordBytes)
 	}
 	if ev.Key == uuid.Nil {
 		ev.Key = uuid.New()
@@ -49,7 +71,7 @@ func (s *Store) Append(ctx context.Context, ev Event) (Record, error) {
 	if ttl > 0 {
 		rec.Expires = now.Add(ttl)
 	}
-	err := s.do(ctx, func(w *wtx) error {
+	fn := func(w *wtx) error {
 		b := outboxBucket(w.tx)
 		v := encodeRecord(&rec)
 		size := int64(8 + len(v))
@@ -71,11 +93,8 @@ func (s *Store) Append(ctx context.Context, ev Event) (Record, error) {
 		w.m.appended++
 		w.appended = true
 		return nil
-	})
-	if err != nil {
-		return Record{}, err
 	}
-	return rec, nil
+	return &rec, fn, nil
 }
 
 // Peek returns the head of the outbox whether or not it is due. Heads whose
