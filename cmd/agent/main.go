@@ -2,7 +2,8 @@
 // terminal, authenticates to PPaaS over mutual TLS, serves Nexo Retailer requests
 // from the POS and drives QR alternative-payment transactions.
 //
-// Usage: agent [flags] [run] | agent version | agent config check | agent queue ...
+// Usage: agent [flags] [run] | agent version | agent config check | agent queue ... |
+// agent service run|install|uninstall (Windows)
 package main
 
 import (
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return nil
 		case "queue":
 			return runQueue(ctx, args[1:], stdout, stderr)
+		case "service":
+			return runService(ctx, args[1:], getenv, stdout, stderr)
 		case "config":
 			if len(args) < 2 || args[1] != "check" {
 				return errors.New("usage: agent config check [flags]")
@@ -85,7 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	if len(rest) > 0 && !(len(rest) == 1 && rest[0] == "run") {
-		return fmt.Errorf("unknown command %q (want run, version, config check, queue)", rest[0])
+		return fmt.Errorf("unknown command %q (want run, version, config check, queue, service)", rest[0])
 	}
 	log := agent.NewLogger(cfg, stderr)
 	a, err := agent.New(cfg, build(), log, agent.Options{})
