@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Result is one benchmark line of `go test -bench` output.
+type Result struct {
+	Pkg     string   // import path suffix, e.g. store
+	Name    string   // without the Benchmark prefix and -GOMAXPROCS suffix: Pay/display=qr
+	N       int64    // iterations
+	Metrics []Metric // in output order: ns/op first, then B/op, allocs/op, custom metrics
+}
+
+// Metric is one value/unit pair of a benchmark line.
+type Metric struct {
+	Value float64
+	Unit  string
+}
+
+// Get returns the metric with unit, if the line has it.
+func (r Result) Get(unit string) (float64, bool) {
+	for _, m := range r.Metrics {
+		if m.Unit == unit {
+			return m.Value, true
+		}
+	}
+	return 0, false
+}
+
+var procSuffix = regexp.MustCompile(`-\d+$`)
+
+// parseBench reads `go test -bench` text output for package pkg.
+func parseBench(pkg string, r io.Reader) ([]Result, error) {
+	var out []Result
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") || len(f)%2 != 0 {
+			continue
+		}
+		n, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			continue // a log line that starts with a benchmark's name
+		}
+		res := Result{Pkg: pkg, Name: procSuffix.ReplaceAllString(strings.TrimPrefix(f[0], "Benchmark"), ""), N: n}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("benchmark line %q: value %q: %w", sc.Text(), f[i], err)
+			}
+			res.Metrics = append(res.Metrics, Metric{Value: v, Unit: f[i+1]})
+		}
+		out = append(out, res)
+	}
+	return out, sc.Err()
+}
+
+// benchRun is one `go test -bench` invocation of the plan.
+type benchRun struct {
+	pkg       string // ./store
+	bench     string // -bench regexp
+	benchtime string
+	env       []string
+}
+
+// plan gives each package's benchmarks iteration counts that make their
+// percentiles meaningful in minutes rather than hours on a 2-core machine. A
+// benchmark the plan does not name still runs, with -benchtime 1s.
+func plan(quick bool) []benchRun {
+	x := func(full, short string) string {
+		if quick {
+			return short
+		}
+		return full
+	}
+	p := []benchRun{
+		{pkg: "./nexo", bench: "DecodePaymentRequest|EncodePaymentResponse", benchtime: x("20000x", "200x")},
+		{pkg: "./nexo", bench: "DiagnosisE2E", benchtime: x("5000x", "200x")},
+		{pkg: "./store", bench: "AppendLatency|Drain", benchtime: x("2000x", "50x")},
+		{pkg: "./store", bench: "ConcurrentAppend", benchtime: x("10x", "1x")},
+		{pkg: "./qr", bench: "Encode|Render", benchtime: x("2000x", "20x")},
+		{pkg: "./qr", bench: "Pay", benchtime: x("300x", "10x")},
+		{pkg: "./agent", bench: "ForwarderDrain", benchtime: x("5000x", "100x")},
+	}
+	if !quick {
+		p = append(p, benchRun{pkg: "./store", bench: "LargeQueue", benchtime: "1x", env: []string{"TERMAGENT_BENCH_LONG=1"}})
+	}
+	return p
+}
+
+// goTest runs `go test` in dir with extra environment and returns its stdout;
+// the output also streams to progress.
+func goTest(ctx context.Context, dir string, env []string, progress io.Writer, args ...string) ([]byte, error) {
+	var buf bytes.Buffer
+	cmd := exec.CommandContext(ctx, "go", append([]string{"test"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout = io.MultiWriter(&buf, progress)
+	cmd.Stderr = progress
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Run(); err != nil {
+		return buf.Bytes(), fmt.Errorf("go test %s: %w", strings.Join(args, " "), err)
+	}
+	return buf.Bytes(), nil
+}
+
+// listBenchmarks finds every package's top-level benchmarks.
+func listBenchmarks(ctx context.Context, dir string, progress io.Writer) (map[string][]string, error) {
+	out, err := goTest(ctx, dir, nil, io.Discard, "-run", "^$", "-list", "^Benchmark", "./...")
+	if err != nil {
+		fmt.Fprintf(progress, "%s\n", out)
+		return nil, err
+	}
+	found := map[string][]string{}
+	var names []string
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 1 && strings.HasPrefix(f[0], "Benchmark"):
+			names = append(names, f[0])
+		case len(f) >= 2 && (f[0] == "ok" || f[0] == "?"):
+			if len(names) > 0 {
+				found[relPkg(f[1])] = names
+			}
+			names = nil
+		}
+	}
+	return found, nil
+}
+
+// relPkg turns github.com/termagent/termagent/store into ./store.
+func relPkg(importPath string) string {
+	const mod = "github.com/termagent/termagent"
+	rest, ok := strings.CutPrefix(importPath, mod)
+	if !ok {
+		return importPath
+	}
+	return "." + rest
+}
+
+// runBenchmarks runs the plan, then whatever benchmarks it did not cover.
+func runBenchmarks(ctx context.Context, dir string, quick bool, progress io.Writer) ([]Result, error) {
+	all, err := listBenchmarks(ctx, dir, progress)
+	if err != nil {
+		return nil, err
+	}
+	runs := plan(quick)
+	for _, pkg := range slices.Sorted(maps.Keys(all)) {
+		var rest []string
+		for _, name := range all[pkg] {
+			covered := false
+			for _, r := range runs {
+				if r.pkg == pkg && regexp.MustCompile(r.bench).MatchString(name) {
+					covered = true
+				}
+			}
+			if !covered {
+				rest = append(rest, regexp.QuoteMeta(name))
+			}
+		}
+		if len(rest) > 0 {
+			bt := "1s"
+			if quick {
+				bt = "10x"
+			}
+			runs = append(runs, benchRun{pkg: pkg, bench: "^(" + strings.Join(rest, "|") + ")$", benchtime: bt})
+		}
+	}
+	var results []Result
+	for _, r := range runs {
+		if _, ok := all[r.pkg]; !ok {
+			continue // a package without benchmarks any more
+		}
+		fmt.Fprintf(progress, "== go test -bench '%s' -benchtime %s %s\n", r.bench, r.benchtime, r.pkg)
+		out, err := goTest(ctx, dir, r.env, progress, "-run", "^$", "-bench", r.bench, "-benchtime", r.benchtime, "-benchmem", "-count", "1", "-timeout", "60m", r.pkg)
+		if err != nil {
+			return nil, err
+		}
+		res, err := parseBench(strings.TrimPrefix(r.pkg, "./"), bytes.NewReader(out))
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, res...)
+	}
+	return results, nil
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseBench(t *testing.T) {
+	f, err := os.Open("testdata/bench.txt")
+	require.NoError(t, err)
+	defer f.Close()
+	res, err := parseBench("store", f)
+	require.NoError(t, err)
+	require.Len(t, res, 5)
+	require.Equal(t, "AppendLatency", res[0].Name)
+	require.Equal(t, int64(2000), res[0].N)
+	v, ok := res[0].Get("p50-ratio")
+	require.True(t, ok)
+	require.InDelta(t, 1.06, v, 1e-9)
+	require.Equal(t, "LargeQueue/queued=1000000", res[4].Name, "sub-benchmark names keep their path, lose -GOMAXPROCS")
+	_, ok = res[1].Get("p50-ratio")
+	require.False(t, ok)
+}
+
+func TestRenderShowsRatiosTargetsAndMissingFigures(t *testing.T) {
+	f, err := os.Open("testdata/bench.txt")
+	require.NoError(t, err)
+	defer f.Close()
+	res, err := parseBench("store", f)
+	require.NoError(t, err)
+	rep := &Report{
+		Machine: Machine{CPU: "Test CPU", Cores: 2, Kernel: "Linux 6.1", OSArch: "linux/amd64", Go: "go1.26", Date: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)},
+		Results: res,
+		Sizes:   []BinarySize{{"linux/arm64", 10 << 20}, {"linux/arm", 16 << 20}},
+		Footprint: &Footprint{
+			Ready: []time.Duration{30 * time.Millisecond, 20 * time.Millisecond, 25 * time.Millisecond}, Stop: 2 * time.Millisecond,
+			IdleWindow: 10 * time.Second, RSSKB: 13 << 10, HWMKB: 14 << 10, CPU: 10 * time.Millisecond, Switches: 40, Threads: 8,
+		},
+	}
+	var buf bytes.Buffer
+	rep.Render(&buf)
+	md := buf.String()
+	for _, want := range []string{
+		"| CPU | Test CPU |",
+		"| **1.06** | store p50 324 µs, p99 553 µs; bbolt p50 306 µs, p99 546 µs | ≤ 1.2 ✅ |",
+		"| **11.74** |",
+		"÷ store Lease+Ack alone, records/s | **n/a** |", // the forwarder benchmark is not in this run
+		"reopen time | **1.50** |",
+		"median of 3 starts | 25 ms (min 20 ms, max 30 ms) | ≤ 1 s ✅ |",
+		"| idle RSS (VmRSS after 10s idle) | 13.0 MiB (peak 14.0 MiB) | ≤ 25 MiB ✅ |",
+		"| idle CPU (utime+stime over 10s) | 10ms = 0.10 % of one core | ≈ 0 ✅ |",
+		"| linux/arm64 | 10485760 | 10.0 | ≤ 15 MiB ✅ |",
+		"| store | ConcurrentAppend | 10 | 603 734 258 ns/op, 5 752 bolt-batch-appends/s, 44.4 ops/commit",
+	} {
+		require.Contains(t, md, want)
+	}
+	require.False(t, strings.Contains(md, "❌"), "every target met in this report:\n%s", md)
+}
+
+func TestProcReadersOnThisProcess(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	pid := os.Getpid()
+	_, err := procCPU(pid)
+	require.NoError(t, err)
+	sw, threads, err := procSwitches(pid)
+	require.NoError(t, err)
+	require.Positive(t, threads)
+	require.Positive(t, sw)
+	status, err := os.ReadFile("/proc/self/status")
+	require.NoError(t, err)
+	require.Positive(t, statusKB(status, "VmRSS"))
+}

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Machine describes where the figures were measured.
+type Machine struct {
+	CPU     string
+	Cores   int
+	Kernel  string
+	OSArch  string
+	Go      string
+	Date    time.Time
+	Commit  string
+	Elapsed time.Duration
+}
+
+// Report is everything BENCHMARKS.md shows.
+type Report struct {
+	Machine   Machine
+	Results   []Result
+	Sizes     []BinarySize
+	Footprint *Footprint
+	Quick     bool
+}
+
+func (r *Report) find(pkg, name string) (Result, bool) {
+	for _, res := range r.Results {
+		if res.Pkg == pkg && res.Name == name {
+			return res, true
+		}
+	}
+	return Result{}, false
+}
+
+// metric is one figure of one benchmark; NaN when the benchmark did not run.
+func (r *Report) metric(pkg, name, unit string) float64 {
+	res, ok := r.find(pkg, name)
+	if !ok {
+		return math.NaN()
+	}
+	v, ok := res.Get(unit)
+	if !ok {
+		return math.NaN()
+	}
+	return v
+}
+
+// figure is a row of the headline table.
+type figure struct {
+	what     string // what is measured, against which baseline
+	ratio    float64
+	absolute string
+	target   string // "" when the issues set none
+	ok       func(float64) bool
+}
+
+func (r *Report) figures() []figure {
+	m := r.metric
+	f := []figure{
+		{
+			what:     "Local Nexo Diagnosis over HTTPS (p50) ÷ bare Go HTTPS echo of the same bytes, alternating",
+			ratio:    m("nexo", "DiagnosisE2E", "p50-ratio"),
+			absolute: fmt.Sprintf("nexo p50 %s µs, p99 %s µs; echo p50 %s µs, p99 %s µs; p99 ratio %s", num(m("nexo", "DiagnosisE2E", "nexo-p50-µs")), num(m("nexo", "DiagnosisE2E", "nexo-p99-µs")), num(m("nexo", "DiagnosisE2E", "echo-p50-µs")), num(m("nexo", "DiagnosisE2E", "echo-p99-µs")), ratio(m("nexo", "DiagnosisE2E", "p99-ratio"))),
+			target:   "≤ 1.5",
+			ok:       func(v float64) bool { return v <= 1.5 },
+		},
+		{
+			what:     "Durable outbox Append, one producer (p50) ÷ one bare bbolt Update, interleaved",
+			ratio:    m("store", "AppendLatency", "p50-ratio"),
+			absolute: fmt.Sprintf("store p50 %s µs, p99 %s µs; bbolt p50 %s µs, p99 %s µs", num(m("store", "AppendLatency", "store-p50-µs")), num(m("store", "AppendLatency", "store-p99-µs")), num(m("store", "AppendLatency", "bare-p50-µs")), num(m("store", "AppendLatency", "bare-p99-µs"))),
+			target:   "≤ 1.2",
+			ok:       func(v float64) bool { return v <= 1.2 },
+		},
+		{
+			what:     "64 producers: durable appends/s through the group-commit writer ÷ bbolt Batch",
+			ratio:    m("store", "ConcurrentAppend", "ratio"),
+			absolute: fmt.Sprintf("store %s appends/s (%s appends per commit); bolt.Batch %s appends/s", num(m("store", "ConcurrentAppend", "store-appends/s")), num(m("store", "ConcurrentAppend", "ops/commit")), num(m("store", "ConcurrentAppend", "bolt-batch-appends/s"))),
+			target:   "≥ 10",
+			ok:       func(v float64) bool { return v >= 10 },
+		},
+		{
+			what:     "Outbox drain to a local HTTP receiver (forwarder) ÷ store Lease+Ack alone, records/s",
+			ratio:    m("agent", "ForwarderDrain", "records/s") / m("store", "Drain", "records/s"),
+			absolute: fmt.Sprintf("forwarder %s records/s; store %s records/s", num(m("agent", "ForwarderDrain", "records/s")), num(m("store", "Drain", "records/s"))),
+		},
+		{
+			what:     "QR payment Pay → outcome (instant-approve provider, simulated PPaaS on loopback), p50 with the QR rendered for the display ÷ without display",
+			ratio:    m("qr", "Pay/display=qr", "pay-p50-ms") / m("qr", "Pay/display=none", "pay-p50-ms"),
+			absolute: fmt.Sprintf("no display: p50 %s ms, p99 %s ms; QR display: p50 %s ms, p99 %s ms; final event → outcome p50 %s ms, p99 %s ms", num(m("qr", "Pay/display=none", "pay-p50-ms")), num(m("qr", "Pay/display=none", "pay-p99-ms")), num(m("qr", "Pay/display=qr", "pay-p50-ms")), num(m("qr", "Pay/display=qr", "pay-p99-ms")), num(m("qr", "Pay/display=none", "event-to-outcome-p50-ms")), num(m("qr", "Pay/display=none", "event-to-outcome-p99-ms"))),
+		},
+		{
+			what:     "QR rendering (PNG 256 px + terminal text) ÷ QR encoding alone",
+			ratio:    m("qr", "Render", "ns/op") / m("qr", "Encode", "ns/op"),
+			absolute: fmt.Sprintf("render %s µs, encode %s µs", us(m("qr", "Render", "ns/op")), us(m("qr", "Encode", "ns/op"))),
+		},
+	}
+	f = append(f,
+		figure{
+			what:     "Nexo PaymentRequest decode: XML ÷ JSON",
+			ratio:    m("nexo", "DecodePaymentRequest/xml", "ns/op") / m("nexo", "DecodePaymentRequest/json", "ns/op"),
+			absolute: fmt.Sprintf("JSON %s µs (%s B, %s allocs); XML %s µs (%s B, %s allocs)", us(m("nexo", "DecodePaymentRequest/json", "ns/op")), num(m("nexo", "DecodePaymentRequest/json", "B/op")), num(m("nexo", "DecodePaymentRequest/json", "allocs/op")), us(m("nexo", "DecodePaymentRequest/xml", "ns/op")), num(m("nexo", "DecodePaymentRequest/xml", "B/op")), num(m("nexo", "DecodePaymentRequest/xml", "allocs/op"))),
+		},
+		figure{
+			what:     "Nexo PaymentResponse encode: XML ÷ JSON",
+			ratio:    m("nexo", "EncodePaymentResponse/xml", "ns/op") / m("nexo", "EncodePaymentResponse/json", "ns/op"),
+			absolute: fmt.Sprintf("JSON %s µs (%s B, %s allocs); XML %s µs (%s B, %s allocs)", us(m("nexo", "EncodePaymentResponse/json", "ns/op")), num(m("nexo", "EncodePaymentResponse/json", "B/op")), num(m("nexo", "EncodePaymentResponse/json", "allocs/op")), us(m("nexo", "EncodePaymentResponse/xml", "ns/op")), num(m("nexo", "EncodePaymentResponse/xml", "B/op")), num(m("nexo", "EncodePaymentResponse/xml", "allocs/op"))),
+		},
+	)
+	const small, large = "LargeQueue/queued=10000", "LargeQueue/queued=1000000"
+	if _, ok := r.find("store", large); ok {
+		f = append(f,
+			figure{
+				what:     "Outbox with 1,000,000 queued records ÷ 10,000: anonymous RSS after reopen (the queue is not loaded into memory)",
+				ratio:    m("store", large, "rss-anon-MB") / m("store", small, "rss-anon-MB"),
+				absolute: fmt.Sprintf("10k: %s MB anon RSS, heap %s MB; 1M: %s MB anon RSS, heap %s MB, file %s MB", num(m("store", small, "rss-anon-MB")), num(m("store", small, "heap-MB")), num(m("store", large, "rss-anon-MB")), num(m("store", large, "heap-MB")), num(m("store", large, "file-MB"))),
+			},
+			figure{
+				what:     "Outbox with 1,000,000 queued records ÷ 10,000: reopen time",
+				ratio:    m("store", large, "reopen-ms") / m("store", small, "reopen-ms"),
+				absolute: fmt.Sprintf("10k: %s ms; 1M: %s ms (verified open %s ms); peek %s µs, list 100 %s ms, drain %s records/s", num(m("store", small, "reopen-ms")), num(m("store", large, "reopen-ms")), num(m("store", large, "verify-open-ms")), num(m("store", large, "peek-µs")), num(m("store", large, "list100-ms")), num(m("store", large, "drain-records/s"))),
+			},
+		)
+	}
+	return f
+}
+
+// Render writes BENCHMARKS.md.
+func (r *Report) Render(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	mc := r.Machine
+	p("# termagent benchmarks\n\n")
+	p("Generated by `make bench` (`go run ./cmd/benchreport`); do not edit by hand.\n")
+	if r.Quick {
+		p("**Quick run (-quick): few iterations, figures are indicative only.**\n")
+	}
+	p("\n| | |\n|---|---|\n")
+	p("| date | %s |\n| commit | %s |\n| CPU | %s |\n| cores | %d |\n| kernel | %s |\n| platform | %s |\n| Go | %s |\n| run time | %s |\n\n",
+		mc.Date.UTC().Format("2006-01-02 15:04 MST"), mc.Commit, mc.CPU, mc.Cores, mc.Kernel, mc.OSArch, mc.Go, mc.Elapsed.Round(time.Second))
+	p("Each figure is a ratio to a baseline measured in the same run on the same machine, so it\n")
+	p("carries across machines better than the absolute values, which are given for reference.\n\n")
+
+	p("## Headline figures\n\n| figure (÷ baseline) | ratio | absolute values | target |\n|---|---|---|---|\n")
+	for _, f := range r.figures() {
+		target := f.target
+		if target != "" && !math.IsNaN(f.ratio) && f.ok != nil {
+			target += " " + mark(f.ok(f.ratio))
+		}
+		p("| %s | **%s** | %s | %s |\n", f.what, ratio(f.ratio), f.absolute, dash(target))
+	}
+
+	if fp := r.Footprint; fp != nil {
+		p("\n## A running agent\n\n")
+		p("The linux/%s agent binary (stripped, as `make cross` builds it) against the simulated PPaaS\n", archOf(mc.OSArch))
+		p("on loopback (mutual TLS, MQTT broker), measured from outside the process.\n\n")
+		p("| figure | value | target |\n|---|---|---|\n")
+		med := median(fp.Ready)
+		p("| start to ready (exec → authenticated, listening, `/readyz` 200), median of %d starts | %s (min %s, max %s) | ≤ 1 s %s |\n",
+			len(fp.Ready), ms(med), ms(slices.Min(fp.Ready)), ms(slices.Max(fp.Ready)), mark(med <= time.Second))
+		rssMB := float64(fp.RSSKB) / 1024
+		p("| idle RSS (VmRSS after %s idle) | %.1f MiB (peak %.1f MiB) | ≤ 25 MiB %s |\n", fp.IdleWindow, rssMB, float64(fp.HWMKB)/1024, mark(rssMB <= 25))
+		cpuPct := 100 * fp.CPU.Seconds() / fp.IdleWindow.Seconds()
+		p("| idle CPU (utime+stime over %s) | %s = %.2f %% of one core | ≈ 0 %s |\n", fp.IdleWindow, fp.CPU, cpuPct, mark(cpuPct < 0.5))
+		p("| wake-ups while idle (context switches, all %d threads) | %d in %s (%.1f/s) | timers only |\n", fp.Threads, fp.Switches, fp.IdleWindow, float64(fp.Switches)/fp.IdleWindow.Seconds())
+		p("| stop (SIGTERM → exit, store flushed and closed) | %s | |\n", ms(fp.Stop))
+		p("\nCPU time is read in clock ticks of 10 ms, so \"0s\" means under one tick in the window.\n")
+	}
+
+	if len(r.Sizes) > 0 {
+		p("\n## Binary sizes\n\n`CGO_ENABLED=0 go build -trimpath -ldflags '-s -w …' ./cmd/agent` (what `make cross` builds).\n\n")
+		p("| target | bytes | MiB | target |\n|---|---|---|---|\n")
+		for _, s := range r.Sizes {
+			t := ""
+			if s.Target == "linux/arm64" {
+				t = "≤ 15 MiB " + mark(s.Bytes <= maxArm64Bytes)
+			}
+			p("| %s | %d | %.1f | %s |\n", s.Target, s.Bytes, float64(s.Bytes)/(1<<20), dash(t))
+		}
+	}
+
+	p("\n## Every benchmark\n\nAs `go test -bench` reported them (one run, `-benchmem`).\n\n| package | benchmark | iterations | figures |\n|---|---|---|---|\n")
+	for _, res := range r.Results {
+		var figs []string
+		for _, m := range res.Metrics {
+			figs = append(figs, num(m.Value)+" "+m.Unit)
+		}
+		p("| %s | %s | %d | %s |\n", res.Pkg, res.Name, res.N, strings.Join(figs, ", "))
+	}
+	p("\n## Reproduce\n\n    make bench            # this file, ~10 min on 2 cores\n    go run ./cmd/benchreport -quick -o /tmp/b.md   # a smoke run in ~2 min\n\n")
+	p("Iteration counts per benchmark are in `cmd/benchreport/bench.go` (`plan`); benchmarks it does not\nname run with `-benchtime 1s`.\n")
+}
+
+const maxArm64Bytes = 15 << 20
+
+func mark(ok bool) string {
+	if ok {
+		return "✅"
+	}
+	return "❌"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}
+
+func archOf(osArch string) string {
+	_, a, _ := strings.Cut(osArch, "/")
+	return a
+}
+
+// num prints a figure with 3 significant digits, thousands grouped.
+func num(v float64) string {
+	switch {
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return "n/a"
+	case v == math.Trunc(v) && math.Abs(v) < 1e15:
+		return group(fmt.Sprintf("%.0f", v))
+	}
+	mag := math.Floor(math.Log10(math.Abs(v)))
+	decimals := max(0, int(2-mag))
+	s := fmt.Sprintf("%.*f", decimals, v)
+	if decimals == 0 {
+		return group(s)
+	}
+	return s
+}
+
+func group(s string) string {
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteRune(' ')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func ratio(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func us(ns float64) string { return num(ns / 1e3) }
+
+func ms(d time.Duration) string { return num(float64(d.Microseconds())/1e3) + " ms" }
