@@ -11,6 +11,7 @@ import (
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/store"
 )
 
 // A create whose response is lost (the simulator creates, then answers 503) is
@@ -57,7 +58,7 @@ func TestE2ECreateUnreachableQueuesAdviceResolvedLater(t *testing.T) {
 
 	txs, _ := w.PPaaS.Transactions()
 	require.Empty(t, txs, "no create reached PPaaS")
-	require.Equal(t, 1, w.diagnosis().OutboxDepth, "the reversal advice is queued")
+	require.Equal(t, 1, w.queued(store.KindAdvice), "the reversal advice is queued")
 	rep := w.status("UNR1")
 	require.Equal(t, nexo.UnreachableHost, rep.Status.ErrorCondition, sim.Describe(rep))
 

@@ -210,3 +210,17 @@ func (w *world) waitFor(within time.Duration, what string, cond func() bool, det
 		}
 	}
 }
+
+// queued counts the records of a kind waiting in the agent's outbox.
+func (w *world) queued(kind store.Kind) int {
+	w.t.Helper()
+	recs, err := w.Agent.TestStore().List(w.t.Context(), 1000)
+	require.NoError(w.t, err)
+	n := 0
+	for _, r := range recs {
+		if r.Kind == kind {
+			n++
+		}
+	}
+	return n
+}

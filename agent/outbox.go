@@ -94,8 +94,11 @@ func (s sender) Send(ctx context.Context, r store.Record) error {
 			}
 			return err
 		}
-		s.journal.settle(ctx, adv.ClientTransactionID, fmt.Sprintf("reversed after the outcome was unknown: %s at PPaaS, no money moved", out.State))
-		return nil
+		// The advice can be carried out before the payment's final response is
+		// journaled (the forwarder wakes on the append, the POS answer follows):
+		// then it is tried again later, which is harmless (it is idempotent),
+		// so that TransactionStatus does tell how it ended.
+		return s.journal.settle(ctx, adv.ClientTransactionID, settledText(adv.Reason, out.State))
 	case store.KindNexoEvent:
 		var ev nexo.PendingEvent
 		if err := json.Unmarshal(r.Payload, &ev); err != nil {
@@ -132,26 +135,53 @@ func (s sender) post(ctx context.Context, r store.Record) error {
 	}
 }
 
+// settledText is what TransactionStatus tells once a reversal advice is
+// carried out: why the payment failed and what became of it at PPaaS.
+func settledText(reason string, st qr.State) string {
+	why := "reversed after the outcome was unknown"
+	if reason == reasonRestart {
+		why = reasonRestart
+	}
+	if st == qr.Refunded {
+		return fmt.Sprintf("%s: refunded at PPaaS, the consumer has the money back", why)
+	}
+	return fmt.Sprintf("%s: %s at PPaaS, no money moved", why, st)
+}
+
+// errNotFinished: an advice was carried out for a payment whose final response
+// is not journaled yet; the forwarder retries the advice.
+var errNotFinished = errors.New("payment not finished in the journal yet")
+
 // settle rewrites the final Nexo response of a transaction whose outcome was
 // reported unknown, once the truth is known, so TransactionStatus tells it. The
-// result stays a Failure: no money moved.
-func (j journal) settle(ctx context.Context, id, text string) {
+// result stays a Failure: no money moved. It fails with errNotFinished while
+// the POS payment it belongs to has no final response yet.
+func (j journal) settle(ctx context.Context, id, text string) error {
 	t, err := j.st.Txn(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // no journal entry: nothing to tell a POS
+	}
 	if err != nil {
-		return
+		return fmt.Errorf("settle %s: %w", id, err)
 	}
 	e := toEntry(t)
 	if e.State != nexo.TxDone {
-		return
+		if e.SaleID != "" && e.Category == nexo.CategoryPayment {
+			return fmt.Errorf("settle %s: %w", id, errNotFinished)
+		}
+		return nil
 	}
 	resp, err := nexo.JSONCodec{}.DecodeResponse(e.Response)
 	if err != nil || resp.Status.Result != nexo.Failure {
-		return
+		return nil
 	}
 	resp.Status.AdditionalResponse = text
 	b, err := nexo.JSONCodec{}.EncodeResponse(resp)
 	if err != nil {
-		return
+		return nil
 	}
-	_ = j.st.AppendTxn(ctx, id, store.Transition{At: time.Now(), State: stateNexoDone, Final: true, Data: b})
+	if err := j.st.AppendTxn(ctx, id, store.Transition{At: time.Now(), State: stateNexoDone, Final: true, Data: b}); err != nil {
+		return fmt.Errorf("settle %s: %w", id, err)
+	}
+	return nil
 }

@@ -10,6 +10,10 @@ import (
 	"github.com/termagent/termagent/store"
 )
 
+// reasonRestart is the reason of the reversal advices recovery queues; the
+// forwarder keeps it in the settled TransactionStatus text.
+const reasonRestart = "interrupted by an agent restart"
+
 // recover settles the transactions a previous run left unfinished (a crash or a
 // power cut mid-payment), so that TransactionStatus tells the POS the truth and no
 // money moves without the POS knowing:
@@ -74,7 +78,7 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine)
 			a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Refusal, "%s at PPaaS (outcome recovered after an agent restart)", cur.Status))
 			log.Info("recovered transaction: not approved", "status", cur.Status)
 		default:
-			adv := qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Reason: "interrupted by an agent restart", At: time.Now()}
+			adv := qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Reason: reasonRestart, At: time.Now()}
 			if adv.TransactionID == "" {
 				adv.Create = create
 			}
