@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,38 @@ func TestE2ECreateUnreachableQueuesAdviceResolvedLater(t *testing.T) {
 	require.Error(t, err, "the consumer can no longer pay it")
 	require.Zero(t, w.charges())
 	require.Eventually(t, func() bool { return w.diagnosis().OutboxDepth == 0 }, 5*time.Second, 10*time.Millisecond)
+}
+
+// Every answer to the create is lost although PPaaS created the transaction,
+// and the consumer pays it before the agent can reach PPaaS again: the POS was
+// told UnreachableHost, so the advice refunds the payment, and
+// TransactionStatus says the consumer has the money back.
+func TestE2ECreateAnswersLostConsumerPaidAdviceRefunds(t *testing.T) {
+	w := startWorld(t, nil)
+	w.PPaaS.SetPaymentFaults(sim.PaymentFaults{CreateErrors: 4}) // every attempt of the engine
+	// Hold the advice back: it replays the create, then reads the status.
+	w.PPaaS.AddFault(sim.Fault{Path: "/qrcode-payment/v1/transactions/", Method: "GET", Status: 503})
+
+	r := w.answer(w.payAsync("LOST1", 1990), 15*time.Second)
+	require.Equal(t, nexo.UnreachableHost, r.Status.ErrorCondition, sim.Describe(r))
+	txs, _ := w.PPaaS.Transactions()
+	require.Len(t, txs, 1)
+	require.GreaterOrEqual(t, txs[0].CreateCalls, 4, "one transaction for every attempt (and the advice's replay)")
+	_, err := w.PPaaS.Act(txs[0].TransactionID, "pay")
+	require.NoError(t, err)
+	require.Equal(t, 1, w.charges())
+
+	require.Eventually(t, func() bool { return w.Agent.TestForwarderStats().Failures >= 2 }, 10*time.Second, 5*time.Millisecond)
+	w.clearFaults()
+	require.Eventually(t, func() bool {
+		return strings.Contains(w.status("LOST1").Status.AdditionalResponse, "refunded at PPaaS")
+	}, 10*time.Second, 10*time.Millisecond, "TransactionStatus reports the refund")
+	rep := w.status("LOST1")
+	require.Equal(t, nexo.Failure, rep.Status.Result, sim.Describe(rep))
+	tx := w.simTx(txs[0].ClientTransactionID)
+	require.Equal(t, qr.Refunded, tx.Status)
+	require.Equal(t, tx.PaymentAmount.Amount, tx.RefundedAmount, "refunded in full")
+	require.Equal(t, 1, tx.Charges, "charged once, then refunded")
 }
 
 // With the broker down during the payment no event arrives: the agent polls
@@ -188,8 +221,10 @@ func TestE2ETokenExpiresMidTransaction(t *testing.T) {
 	_, sources := w.qrPath(r.Payment.POITransactionID.ID)
 	t.Logf("decided by %s; tokens rejected: %d", sources[len(sources)-1], w.PPaaS.Stats().TokensRejected)
 
-	// The MQTT session came back with a fresh token: the next payment is
-	// decided by its event.
+	// The MQTT session comes back with a fresh token (the subscriber retries
+	// once the stale one is refused): the next payment is decided by its event.
+	w.waitFor(20*time.Second, "MQTT subscribed again", func() bool { return hostReachable(w.diagnosis(), "PPaaS-MQTT") },
+		func() string { return fmt.Sprintf("%+v", w.diagnosis().Hosts) })
 	done = w.payAsync("TOK2", 4300)
 	s = w.awaitQR()
 	_, err = w.PPaaS.Act(s.TransactionID, "pay")

@@ -377,3 +377,50 @@ func TestCrashRightAfterConsumerPaidReportsSuccess(t *testing.T) {
 	_, stats := w.sim.Ingested()
 	t.Logf("results ingested: %d, resends dropped by key: %d", stats.Events, stats.Duplicates)
 }
+
+// kill -9 within milliseconds of the POS's request, around the create call:
+// whatever the journal and PPaaS got before the kill, after the restart the
+// POS learns a Failure (or that the payment never started), every transaction
+// PPaaS created for it ends cancelled, and nothing is charged.
+func TestCrashAroundCreateChargesNothing(t *testing.T) {
+	delays := []time.Duration{0, time.Millisecond, 3 * time.Millisecond, 10 * time.Millisecond, 30 * time.Millisecond}
+	w := newCrashWorld(t)
+	pos := w.pos(w.start())
+	for i, d := range delays {
+		sid := fmt.Sprintf("CRE%d", i)
+		answer := sendAsync(pos, pos.PaymentRequest(sid, int64(500+i), "EUR", "KB"))
+		if d > 0 {
+			timer := time.NewTimer(d) // the kill point is the experiment, not a wait
+			<-timer.C
+		}
+		w.kill()
+		<-answer
+
+		pos = w.pos(w.start())
+		st, err := pos.Status(t.Context(), sid)
+		require.NoError(t, err)
+		outcome := "never journaled"
+		if st.Status.ErrorCondition != nexo.NotFound {
+			rep := w.settledStatus(pos, sid)
+			require.Equal(t, nexo.Failure, rep.Status.Result, "kill %s after the request: %s", d, sim.Describe(rep))
+			outcome = string(rep.Status.ErrorCondition) + ": " + rep.Status.AdditionalResponse
+		}
+		t.Logf("kill %s after the request: %s", d, outcome)
+	}
+	w.waitFor(15*time.Second, "every transaction cancelled at PPaaS", func() bool {
+		txs, _ := w.sim.Transactions()
+		for _, tx := range txs {
+			if tx.Status != qr.Cancelled {
+				return false
+			}
+		}
+		return true
+	})
+	txs, charges := w.sim.Transactions()
+	for _, tx := range txs {
+		_, err := w.sim.Act(tx.TransactionID, "pay")
+		require.Error(t, err, "the consumer can no longer pay %s", tx.TransactionID)
+	}
+	require.Zero(t, charges[w.serial])
+	t.Logf("%d transactions reached PPaaS, all cancelled", len(txs))
+}
