@@ -257,3 +257,48 @@ func TestE2EConsumerAbandonsTimeoutCancels(t *testing.T) {
 	rep := w.status("ABN1")
 	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, sim.Describe(rep))
 }
+
+// The POS aborts while the create is still on its way (PPaaS slow): the agent
+// waits for the create's answer, cancels what it created, and the POS hears
+// Aborted; nothing is charged and the consumer cannot pay it.
+func TestE2EAbortDuringSlowCreate(t *testing.T) {
+	w := startWorld(t, nil)
+	w.PPaaS.AddFault(sim.Fault{Path: "/qrcode-payment/v1/transactions", Method: "POST", Latency: 500 * time.Millisecond, Count: 1})
+
+	done := w.payAsync("ABC1", 800)
+	w.waitFor(5*time.Second, "create under way", func() bool { return len(w.faultList()) == 0 }, func() string { return "" })
+	require.NoError(t, w.pos.Abort(t.Context(), "ABC1"))
+	r := w.answer(done, 15*time.Second)
+	require.Equal(t, nexo.Failure, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Aborted, r.Status.ErrorCondition, sim.Describe(r))
+
+	txs, charges := w.PPaaS.Transactions()
+	require.Len(t, txs, 1)
+	require.Equal(t, qr.Cancelled, txs[0].Status, "what the slow create made is cancelled")
+	_, err := w.PPaaS.Act(txs[0].TransactionID, "pay")
+	require.Error(t, err)
+	require.Zero(t, charges[w.Agent.Serial()])
+	require.Equal(t, nexo.Aborted, w.status("ABC1").Status.ErrorCondition)
+}
+
+// The consumer pays while the agent's timeout cancel is on its way: PPaaS
+// answers the cancel with "already approved", and the POS is told Success —
+// the truth — rather than a cancellation of a payment that was charged.
+func TestE2EConsumerPaysWhileTimeoutCancelInFlight(t *testing.T) {
+	w := startWorld(t, func(c *agent.Config) { c.PaymentTimeout = time.Second })
+	w.PPaaS.AddFault(sim.Fault{Path: "/qrcode-payment/v1/transactions/", Method: "POST", Latency: 700 * time.Millisecond})
+
+	done := w.payAsync("RACE1", 1500)
+	s := w.awaitQR()
+	w.waitFor(10*time.Second, "timeout cancel under way", func() bool {
+		f := w.faultList()
+		return len(f) == 1 && f[0].Hits > 0
+	}, func() string { return fmt.Sprintf("%+v", w.faultList()) })
+	_, err := w.PPaaS.Act(s.TransactionID, "pay")
+	require.NoError(t, err)
+	r := w.answer(done, 15*time.Second)
+	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, 1, w.charges())
+	require.Equal(t, qr.Approved, w.simTxByQR(s.TransactionID).Status, "not refunded: the POS was told Success")
+	require.Equal(t, nexo.Success, w.status("RACE1").Status.Result)
+}

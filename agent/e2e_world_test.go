@@ -224,3 +224,16 @@ func (w *world) queued(kind store.Kind) int {
 	}
 	return n
 }
+
+// faultList is the simulator's active API faults, with their hits (control API).
+func (w *world) faultList() []sim.Fault {
+	w.t.Helper()
+	req, err := http.NewRequestWithContext(w.t.Context(), http.MethodGet, w.PPaaS.ControlURL()+"/control/faults", nil)
+	require.NoError(w.t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(w.t, err)
+	defer resp.Body.Close()
+	var out []sim.Fault
+	require.NoError(w.t, json.NewDecoder(resp.Body).Decode(&out))
+	return out
+}
