@@ -61,6 +61,8 @@ type Agent struct {
 
 	ready     chan struct{}
 	readyOnce sync.Once
+	mqttReady chan struct{} // closed at the first event subscription
+	mqttOnce  sync.Once
 	mu        sync.Mutex
 	nexoAddr  net.Addr
 	adminAddr net.Addr
@@ -97,7 +99,7 @@ func New(cfg Config, build Build, log *slog.Logger, opts Options) (*Agent, error
 	if poiid == "" {
 		poiid = model + "-" + serial
 	}
-	a := &Agent{cfg: cfg, build: build, opts: opts, log: log, clock: clock, dev: dev, serial: serial, model: model, poiid: poiid, ready: make(chan struct{})}
+	a := &Agent{cfg: cfg, build: build, opts: opts, log: log, clock: clock, dev: dev, serial: serial, model: model, poiid: poiid, ready: make(chan struct{}), mqttReady: make(chan struct{})}
 	a.auth, err = mtls.NewAuthenticator(mtls.AuthConfig{
 		BaseURL: cfg.AuthURL,
 		Serial:  serial,
@@ -121,6 +123,10 @@ func (a *Agent) POIID() string { return a.poiid }
 
 // Ready is closed once the agent is authenticated and its Nexo server listens.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Subscribed is closed once the agent has subscribed to its provider events for
+// the first time (never, when no MQTT broker is configured).
+func (a *Agent) Subscribed() <-chan struct{} { return a.mqttReady }
 
 // NexoURL is the POS endpoint (valid once Ready).
 func (a *Agent) NexoURL() string {
@@ -254,6 +260,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		// grace period, left InProgress in the journal for recovery at start).
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 		defer cancel()
+		a.notifyPOS(sctx, srv, "Shutdown", "termagent stopping")
 		return srv.Shutdown(sctx)
 	})
 	if a.cfg.MQTTURL != "" {
@@ -287,6 +294,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		a.readyOnce.Do(func() { close(a.ready) })
 		a.log.Info("termagent ready", "pos", a.NexoURL(), "poiid", a.poiid)
+		a.notifyPOS(gctx, srv, "Initialised", "termagent "+a.build.Version+" ready")
 		a.fwd.Wake()
 		a.recover(gctx, st, engine)
 		return nil
@@ -340,6 +348,7 @@ func (a *Agent) watchMQTT(ctx context.Context, sub *qr.Subscriber) {
 			return
 		}
 		a.setMQTT(true)
+		a.mqttOnce.Do(func() { close(a.mqttReady) })
 		a.fwd.Wake()
 		if err := sub.WaitDown(ctx); err != nil {
 			return
@@ -380,3 +389,16 @@ func (d diagnoser) Diagnose(ctx context.Context) (nexo.Health, error) {
 
 // dataPath is a file in the data dir.
 func (a *Agent) dataPath(name string) string { return filepath.Join(a.cfg.DataDir, name) }
+
+// notifyPOS sends an EventNotification to the POS when it gave an event URL; an
+// unreachable POS gets it later from the outbox.
+func (a *Agent) notifyPOS(ctx context.Context, srv *nexo.Server, event, details string) {
+	if a.cfg.POSEventURL == "" {
+		return
+	}
+	nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := srv.Notify(nctx, nexo.EventNotification{EventToNotify: event, EventDetails: details}); err != nil {
+		a.log.Warn("POS event notification failed", "event", event, "err", err)
+	}
+}

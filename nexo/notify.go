@@ -21,15 +21,17 @@ func (s *Server) Notify(ctx context.Context, ev EventNotification) error {
 	if ev.TimeStamp.IsZero() {
 		ev.TimeStamp = s.now()
 	}
+	// ServiceIDs must stay unique across restarts too: derive them from the clock
+	// (microseconds in base 36: 10 characters), strictly increasing.
 	s.mu.Lock()
-	s.eventSeq++
+	s.eventSeq = max(s.eventSeq+1, uint64(s.now().UnixMicro()))
 	seq := s.eventSeq
 	saleID := s.lastSale
 	s.mu.Unlock()
 	req := &Request{
 		Header: Header{
 			ProtocolVersion: "3.0", Class: ClassEvent, Category: CategoryEvent, Type: TypeNotification,
-			ServiceID: strconv.FormatUint(seq%1e10, 10), SaleID: saleID, POIID: s.cfg.POIID,
+			ServiceID: strconv.FormatUint(seq, 36), SaleID: saleID, POIID: s.cfg.POIID,
 		},
 		Event: &ev,
 	}

@@ -241,6 +241,10 @@ func (s *Subscriber) session(ctx context.Context) error {
 		})
 	c := mqtt.NewClient(opts)
 	if err := s.wait(ctx, c.Connect()); err != nil {
+		// A connect abandoned here (cancelled, timed out) may still complete
+		// inside paho: abort it, or the connection outlives the session and the
+		// owner's shutdown.
+		c.Disconnect(0)
 		if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
 			return fmt.Errorf("mqtt connect: %w: %w", ErrNotAuthorized, err)
 		}

@@ -96,9 +96,25 @@ func StartWorld(ctx context.Context, cfg WorldConfig) (*World, error) {
 	actx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	w := &World{PPaaS: p, Agent: a, Config: ac, dir: cfg.Dir, stop: stop, done: make(chan error, 1)}
 	go func() { w.done <- a.Run(actx) }()
+	subscribed := a.Subscribed()
+	if ac.MQTTURL == "" {
+		subscribed = a.Ready()
+	}
 	select {
 	case <-a.Ready():
-		return w, nil
+		// Provider events flow once the agent is subscribed; a world is ready
+		// when both are up, so what follows never races the first connection.
+		select {
+		case <-subscribed:
+			return w, nil
+		case err := <-w.done:
+			stop()
+			_ = p.Close(context.Background())
+			return nil, fmt.Errorf("world: agent stopped before subscribing: %w", err)
+		case <-ctx.Done():
+			_ = w.Close(context.Background())
+			return nil, fmt.Errorf("world: agent not subscribed to events: %w", ctx.Err())
+		}
 	case err := <-w.done:
 		stop()
 		_ = p.Close(context.Background())

