@@ -2,11 +2,23 @@ package sim
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
+
+// clock is the simulator's clock: the configured one plus an offset that the
+// control API changes at run time (clock skew). Tokens, events and the API's
+// Date header all read it, so a device sees one consistent platform time.
+type clock struct {
+	base   func() time.Time
+	offset atomic.Int64 // nanoseconds
+}
+
+func (c *clock) now() time.Time { return c.base().Add(time.Duration(c.offset.Load())) }
 
 // Fault is one injected failure on the mTLS API: requests whose path starts with
 // Path (and, if set, whose method is Method) get Status, or the connection reset,
@@ -22,11 +34,12 @@ type Fault struct {
 }
 
 type faults struct {
+	clock *clock
 	mu    sync.Mutex
 	rules []*Fault
 }
 
-func newFaults() *faults { return &faults{} }
+func newFaults(c *clock) *faults { return &faults{clock: c} }
 
 // Add installs a fault.
 func (f *faults) add(r Fault) {
@@ -55,6 +68,8 @@ func (f *faults) match(r *http.Request) (Fault, bool) {
 // wrap applies the faults in front of the API handlers.
 func (f *faults) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The platform's time as devices see it (they correct their clocks by it).
+		w.Header().Set("Date", f.clock.now().UTC().Format(http.TimeFormat))
 		rule, ok := f.match(r)
 		if !ok {
 			next.ServeHTTP(w, r)
@@ -114,10 +129,14 @@ func (f *faults) handleSet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, in)
 }
 
-func (f *faults) handleClear(w http.ResponseWriter, _ *http.Request) {
+func (f *faults) clear() {
 	f.mu.Lock()
 	f.rules = nil
 	f.mu.Unlock()
+}
+
+func (f *faults) handleClear(w http.ResponseWriter, _ *http.Request) {
+	f.clear()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -136,3 +155,39 @@ func (p *PPaaS) AddFault(f Fault) { p.faults.add(f) }
 
 // ExpireTokens makes every token issued so far invalid.
 func (p *PPaaS) ExpireTokens() { p.issuer.expireAll() }
+
+// SetClockSkew sets the simulator's clock offset from its configured clock
+// (tokens, events, the Date header); 0 removes the skew.
+func (p *PPaaS) SetClockSkew(d time.Duration) { p.clock.offset.Store(int64(d)) }
+
+// ClockSkew is the simulator's current clock offset.
+func (p *PPaaS) ClockSkew() time.Duration { return time.Duration(p.clock.offset.Load()) }
+
+// RevokeCredentials revokes (revoked true) or restores a device's merchant
+// credentials: while revoked, its tokens and its client secret are refused.
+func (p *PPaaS) RevokeCredentials(serial string, revoked bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m, ok := p.merchant[serial]
+	if !ok {
+		return fmt.Errorf("revoke credentials: unknown serial %s", serial)
+	}
+	m.Revoked = revoked
+	p.merchant[serial] = m
+	return nil
+}
+
+// handleClock reads or sets the clock skew: {"skewMs": n}.
+func (p *PPaaS) handleClock(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		var in struct {
+			SkewMS *int64 `json:"skewMs"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&in); err != nil || in.SkewMS == nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "clock: body {\"skewMs\": n} expected"})
+			return
+		}
+		p.SetClockSkew(time.Duration(*in.SkewMS) * time.Millisecond)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"skewMs": p.ClockSkew().Milliseconds(), "now": p.cfg.Now().UTC()})
+}

@@ -42,6 +42,10 @@ type PaymentFaults struct {
 	// ReorderEvents holds back the next N events and publishes each one after the
 	// event that follows it.
 	ReorderEvents int `json:"reorderEvents"`
+	// DelayEvents holds each of the next N events back for EventDelayMS
+	// (default 1000) before publishing it: a slow provider or broker path.
+	DelayEvents  int `json:"delayEvents"`
+	EventDelayMS int `json:"eventDelayMs"`
 }
 
 // SimTransaction is the simulator's record of a QR transaction.
@@ -452,6 +456,20 @@ func (pm *payments) enqueueLocked(o outgoing) {
 		f.DuplicateEvents--
 		out = append(out, out[0])
 	}
+	if f.DelayEvents > 0 {
+		f.DelayEvents--
+		d := time.Duration(f.EventDelayMS) * time.Millisecond
+		if d <= 0 {
+			d = time.Second
+		}
+		pm.afterLocked(d, func() { pm.pushLocked(out) })
+		return
+	}
+	pm.pushLocked(out)
+}
+
+// pushLocked hands events to the publishing goroutine.
+func (pm *payments) pushLocked(out []outgoing) {
 	for _, e := range out {
 		select {
 		case pm.queue <- e:

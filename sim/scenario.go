@@ -1,0 +1,527 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/termagent/termagent/nexo"
+)
+
+// Scenario is a scripted story against a fresh simulated world (PPaaS, broker,
+// one agent): POS requests, consumer actions, injected faults, and the outcomes
+// they must lead to. The files in scenarios/ are its JSON form; `sim run` and
+// the tests run them.
+//
+//	{"name": "KB approved",
+//	 "steps": [
+//	   {"pos": "pay", "amount": "12.50", "currency": "EUR", "brand": "KB", "serviceId": "S1"},
+//	   {"await": "awaiting_consumer"},
+//	   {"consumer": "pay"},
+//	   {"expect": {"result": "Success", "amount": "12.50"}},
+//	   {"pos": "status", "serviceId": "S1", "expect": {"result": "Success"}},
+//	   {"expectCharges": 1}]}
+type Scenario struct {
+	Name        string           `json:"name"`
+	Description string           `json:"description,omitempty"`
+	Settings    ScenarioSettings `json:"settings"`
+	// Timeout bounds the whole scenario (default 60 s).
+	Timeout Duration `json:"timeout,omitempty"`
+	Steps   []Step   `json:"steps"`
+}
+
+// ScenarioSettings configure the world a scenario runs in. Zero values take
+// defaults chosen to keep scenarios fast (noted per field).
+type ScenarioSettings struct {
+	PaymentTimeout Duration     `json:"paymentTimeout,omitempty"` // the agent's; default 20 s
+	EventWait      Duration     `json:"eventWait,omitempty"`      // the agent's poll fallback; default 1 s
+	TokenTTL       Duration     `json:"tokenTtl,omitempty"`       // default 300 s
+	ProviderMode   ProviderMode `json:"providerMode,omitempty"`   // manual (default), approve, decline
+	// Provider settings (PROVIDERS.md); defaults in milliseconds rather than
+	// the seeds' minutes.
+	PennymaticConfirmDelay Duration `json:"pennymaticConfirmDelay,omitempty"` // default 200 ms
+	PledgShares            int      `json:"pledgShares,omitempty"`            // default 2
+	PledgDeadline          Duration `json:"pledgDeadline,omitempty"`          // default 48 h
+	PledgSigning           string   `json:"pledgSigning,omitempty"`           // sha256 (default) or jwt
+	KTWidgetRetryScale     float64  `json:"ktwidgetRetryScale,omitempty"`     // default 0.001 (15 s → 15 ms)
+	KTWidgetLostAcks       int      `json:"ktwidgetLostAcks,omitempty"`       // default 1; negative: none
+	KTWidgetClearingDelay  Duration `json:"ktwidgetClearingDelay,omitempty"`  // default 50 ms
+}
+
+// Step is one line of a scenario. Exactly one of POS, Await, Consumer, Fault,
+// Expect (alone) and ExpectCharges says what it does; the other fields are its
+// parameters.
+type Step struct {
+	// POS sends a Nexo request: pay, reverse, abort, status, diagnosis, login,
+	// logout. A pay without Expect runs in the background (the consumer acts
+	// meanwhile); a later Expect step waits for its response.
+	POS       string `json:"pos,omitempty"`
+	Amount    string `json:"amount,omitempty"`    // pay: major units, e.g. "12.50"
+	Currency  string `json:"currency,omitempty"`  // pay: ISO 4217
+	Brand     string `json:"brand,omitempty"`     // pay: AllowedPaymentBrand, e.g. KB, PLEDG
+	ServiceID string `json:"serviceId,omitempty"` // pay: the request's (default generated); others: the payment meant (default the last)
+
+	// Await waits until the terminal shows this state (awaiting_consumer,
+	// pending, approved, declined, …) after the screens already awaited;
+	// "cancelled|expired" accepts either.
+	Await string `json:"await,omitempty"`
+
+	// Consumer is an action on the transaction the terminal shows: pay,
+	// decline, abandon, or a provider's own (PROVIDERS.md), with Args.
+	Consumer string            `json:"consumer,omitempty"`
+	Args     map[string]string `json:"args,omitempty"`
+
+	Fault *StepFault `json:"fault,omitempty"`
+
+	// Expect checks a response: with POS, that request's; alone, the response
+	// of the payment ServiceID (default the last) started earlier.
+	Expect *Expect `json:"expect,omitempty"`
+
+	// ExpectCharges is the number of approved charges the simulated PPaaS must
+	// hold for the terminal (waited for up to the step's timeout).
+	ExpectCharges *int `json:"expectCharges,omitempty"`
+
+	// RetryFor repeats a POS request other than pay until its Expect holds,
+	// for up to this long (e.g. a diagnosis until the agent is back online).
+	RetryFor Duration `json:"retryFor,omitempty"`
+
+	// Timeout bounds this step (default: what is left of the scenario's).
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// StepFault injects faults; every knob set in one step is applied, in the
+// order of the fields.
+type StepFault struct {
+	// An HTTP fault on the mTLS API: requests whose path starts with Path
+	// (and method is Method) get Status or a reset connection after Latency,
+	// Count times (0: until cleared).
+	Path    string   `json:"path,omitempty"`
+	Method  string   `json:"method,omitempty"`
+	Status  int      `json:"status,omitempty"`
+	Reset   bool     `json:"reset,omitempty"`
+	Latency Duration `json:"latency,omitempty"`
+	Count   int      `json:"count,omitempty"`
+
+	// qrcode-payment knobs (PaymentFaults); setting any replaces them all.
+	CreateErrors    int      `json:"createErrors,omitempty"`
+	DropEvents      int      `json:"dropEvents,omitempty"`
+	DuplicateEvents int      `json:"duplicateEvents,omitempty"`
+	ReorderEvents   int      `json:"reorderEvents,omitempty"`
+	DelayEvents     int      `json:"delayEvents,omitempty"`
+	EventDelay      Duration `json:"eventDelay,omitempty"`
+
+	// Platform knobs.
+	ClockSkew     *Duration    `json:"clockSkew,omitempty"`     // the simulator's clock offset ("0s" removes it)
+	ExpireTokens  bool         `json:"expireTokens,omitempty"`  // every token issued so far is refused
+	RevokeDevice  bool         `json:"revokeDevice,omitempty"`  // the terminal's credentials are revoked
+	RestoreDevice bool         `json:"restoreDevice,omitempty"` // … and restored
+	Broker        string       `json:"broker,omitempty"`        // stop, start or kick (drop the terminal's connection)
+	ProviderMode  ProviderMode `json:"providerMode,omitempty"`  // manual, approve or decline from now on
+	ClearHTTP     bool         `json:"clearHttp,omitempty"`     // remove the HTTP faults
+	ClearPayments bool         `json:"clearPayments,omitempty"` // reset the qrcode-payment knobs
+}
+
+// Expect is what a Nexo response must show. Empty fields are not checked.
+type Expect struct {
+	Result         string `json:"result,omitempty"`         // Success, Failure or Partial
+	ErrorCondition string `json:"errorCondition,omitempty"` // e.g. Refusal, Aborted, Cancel, NotFound
+	Message        string `json:"message,omitempty"`        // a substring of AdditionalResponse
+	Amount         string `json:"amount,omitempty"`         // the authorized amount, major units
+	Brand          string `json:"brand,omitempty"`
+	// RepeatedResult is a TransactionStatus's original response result.
+	RepeatedResult string `json:"repeatedResult,omitempty"`
+	// Hosts is a Diagnosis's reachability of the named hosts: PPaaS-auth,
+	// PPaaS-API, PPaaS-MQTT.
+	Hosts map[string]bool `json:"hosts,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("250ms", "2s").
+type Duration time.Duration
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"250ms\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// D is the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ScenarioError is a scenario file problem or a failed step; it names the
+// step (1-based; 0 for the scenario itself) and the field.
+type ScenarioError struct {
+	Scenario string
+	Step     int
+	Kind     string // the step's action, e.g. "pos pay", "await"
+	Field    string
+	Msg      string
+}
+
+func (e *ScenarioError) Error() string {
+	var b strings.Builder
+	if e.Scenario != "" {
+		fmt.Fprintf(&b, "scenario %q: ", e.Scenario)
+	}
+	if e.Step > 0 {
+		fmt.Fprintf(&b, "step %d", e.Step)
+		if e.Kind != "" {
+			fmt.Fprintf(&b, " (%s)", e.Kind)
+		}
+		b.WriteString(": ")
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, "field %q: ", e.Field)
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// ParseScenario decodes and validates a scenario file. Every problem is a
+// *ScenarioError (joined) naming the step and the field.
+func ParseScenario(data []byte) (*Scenario, error) {
+	var raw struct {
+		Name        string            `json:"name"`
+		Description string            `json:"description"`
+		Settings    json.RawMessage   `json:"settings"`
+		Timeout     Duration          `json:"timeout"`
+		Steps       []json.RawMessage `json:"steps"`
+	}
+	if err := strictDecode(data, &raw); err != nil {
+		return nil, &ScenarioError{Msg: err.Error()}
+	}
+	sc := &Scenario{Name: raw.Name, Description: raw.Description, Timeout: raw.Timeout}
+	var errs []error
+	if len(raw.Settings) > 0 && string(raw.Settings) != "null" {
+		if err := strictDecode(raw.Settings, &sc.Settings); err != nil {
+			errs = append(errs, &ScenarioError{Scenario: sc.Name, Field: "settings", Msg: err.Error()})
+		}
+	}
+	sc.Steps = make([]Step, len(raw.Steps))
+	for i, r := range raw.Steps {
+		if err := strictDecode(r, &sc.Steps[i]); err != nil {
+			errs = append(errs, &ScenarioError{Scenario: sc.Name, Step: i + 1, Msg: err.Error()})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if err := sc.Validate(); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
+// strictDecode decodes one JSON value, refusing unknown fields and trailing data.
+func strictDecode(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+var (
+	posActions    = []string{"pay", "reverse", "abort", "status", "diagnosis", "login", "logout"}
+	screenStates  = []string{"idle", "created", "awaiting_consumer", "pending", "approved", "declined", "cancelled", "expired", "refunded", "unknown", "message"}
+	nexoResults   = []string{string(nexo.Success), string(nexo.Failure), string(nexo.Partial)}
+	brokerActions = []string{"stop", "start", "kick"}
+)
+
+func oneOf(v string, set []string) bool {
+	for _, s := range set {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks a scenario without running it.
+func (sc *Scenario) Validate() error {
+	var errs []error
+	bad := func(step int, kind, field, format string, args ...any) {
+		errs = append(errs, &ScenarioError{Scenario: sc.Name, Step: step, Kind: kind, Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if strings.TrimSpace(sc.Name) == "" {
+		bad(0, "", "name", "is required")
+	}
+	if len(sc.Steps) == 0 {
+		bad(0, "", "steps", "at least one step is required")
+	}
+	if sc.Timeout < 0 {
+		bad(0, "", "timeout", "must not be negative")
+	}
+	st := sc.Settings
+	for field, d := range map[string]Duration{"paymentTimeout": st.PaymentTimeout, "eventWait": st.EventWait, "tokenTtl": st.TokenTTL,
+		"pennymaticConfirmDelay": st.PennymaticConfirmDelay, "pledgDeadline": st.PledgDeadline, "ktwidgetClearingDelay": st.KTWidgetClearingDelay} {
+		if d < 0 {
+			bad(0, "", "settings."+field, "must not be negative")
+		}
+	}
+	if st.ProviderMode != "" && !oneOf(string(st.ProviderMode), []string{"manual", "approve", "decline"}) {
+		bad(0, "", "settings.providerMode", "want manual, approve or decline, got %q", st.ProviderMode)
+	}
+	if st.PledgSigning != "" && st.PledgSigning != pledgSHA256 && st.PledgSigning != pledgJWT {
+		bad(0, "", "settings.pledgSigning", "want %s or %s, got %q", pledgSHA256, pledgJWT, st.PledgSigning)
+	}
+	if st.PledgShares < 0 || st.PledgShares > 10 {
+		bad(0, "", "settings.pledgShares", "want 1 to 10, got %d", st.PledgShares)
+	}
+	if st.KTWidgetRetryScale < 0 {
+		bad(0, "", "settings.ktwidgetRetryScale", "must not be negative")
+	}
+	paid := map[string]bool{} // serviceIds of earlier pay steps
+	anyPay := false
+	for i := range sc.Steps {
+		s := &sc.Steps[i]
+		n := i + 1
+		kind := s.kind()
+		var actions []string
+		if s.POS != "" {
+			actions = append(actions, "pos")
+		}
+		if s.Await != "" {
+			actions = append(actions, "await")
+		}
+		if s.Consumer != "" {
+			actions = append(actions, "consumer")
+		}
+		if s.Fault != nil {
+			actions = append(actions, "fault")
+		}
+		if s.ExpectCharges != nil {
+			actions = append(actions, "expectCharges")
+		}
+		if s.Expect != nil && s.POS == "" {
+			actions = append(actions, "expect")
+		}
+		switch len(actions) {
+		case 0:
+			bad(n, "", "", "no action: want one of pos, await, consumer, fault, expect, expectCharges")
+			continue
+		case 1:
+		default:
+			bad(n, kind, actions[1], "a step does one thing, but this one has %s", strings.Join(actions, " and "))
+			continue
+		}
+		if s.Timeout < 0 {
+			bad(n, kind, "timeout", "must not be negative")
+		}
+		if s.RetryFor < 0 {
+			bad(n, kind, "retryFor", "must not be negative")
+		}
+		if s.RetryFor > 0 && (s.POS == "" || s.POS == "pay" || s.Expect == nil) {
+			bad(n, kind, "retryFor", "repeats a POS request other than pay until its expect holds")
+		}
+		if s.ServiceID != "" && len(s.ServiceID) > 10 {
+			bad(n, kind, "serviceId", "Nexo ServiceIDs are 1 to 10 characters, got %d", len(s.ServiceID))
+		}
+		payOnly := func() {
+			for field, v := range map[string]string{"amount": s.Amount, "currency": s.Currency, "brand": s.Brand} {
+				if v != "" && s.POS != "pay" {
+					bad(n, kind, field, "only a pos pay step takes it")
+				}
+			}
+		}
+		if s.Args != nil && s.Consumer == "" {
+			bad(n, kind, "args", "only a consumer step takes it")
+		}
+		switch actions[0] {
+		case "pos":
+			payOnly()
+			if !oneOf(s.POS, posActions) {
+				bad(n, kind, "pos", "want one of %s, got %q", strings.Join(posActions, ", "), s.POS)
+				continue
+			}
+			if s.POS == "pay" {
+				if s.Currency == "" {
+					bad(n, kind, "currency", "is required")
+				} else if _, err := parseMajor(s.Amount, s.Currency); err != nil {
+					bad(n, kind, "amount", "%v", err)
+				}
+				if s.Brand == "" {
+					bad(n, kind, "brand", "is required (KB, PENNYMATIC, PLEDG, KTWIDGET, PTI)")
+				}
+				anyPay = true
+				if s.ServiceID != "" {
+					paid[s.ServiceID] = true
+				}
+				break
+			}
+			if (s.POS == "reverse" || s.POS == "abort") && !anyPay {
+				bad(n, kind, "pos", "needs an earlier pay step")
+			}
+			if s.ServiceID != "" && (s.POS == "reverse" || s.POS == "abort") && !paid[s.ServiceID] {
+				bad(n, kind, "serviceId", "%q is not the serviceId of an earlier pay step", s.ServiceID)
+			}
+			if s.ServiceID != "" && !oneOf(s.POS, []string{"reverse", "abort", "status"}) {
+				bad(n, kind, "serviceId", "pos %s does not take a serviceId", s.POS)
+			}
+		case "await":
+			payOnly()
+			for _, st := range strings.Split(s.Await, "|") {
+				if !oneOf(st, screenStates) {
+					bad(n, kind, "await", "want a screen state (%s) or several joined by |, got %q", strings.Join(screenStates, ", "), st)
+				}
+			}
+			if s.ServiceID != "" {
+				bad(n, kind, "serviceId", "await watches the terminal's screen, not a payment")
+			}
+		case "consumer":
+			payOnly()
+			if strings.ContainsAny(s.Consumer, "/?# ") {
+				bad(n, kind, "consumer", "an action name, got %q", s.Consumer)
+			}
+			if !anyPay {
+				bad(n, kind, "consumer", "needs an earlier pay step (it acts on the transaction the terminal shows)")
+			}
+		case "fault":
+			payOnly()
+			validateFault(s.Fault, func(field, format string, args ...any) {
+				bad(n, kind, strings.TrimSuffix("fault."+field, "."), format, args...)
+			})
+		case "expect":
+			payOnly()
+			if !anyPay {
+				bad(n, kind, "expect", "needs an earlier pay step (alone, it waits for a payment's response)")
+			}
+			if s.ServiceID != "" && !paid[s.ServiceID] {
+				bad(n, kind, "serviceId", "%q is not the serviceId of an earlier pay step", s.ServiceID)
+			}
+		case "expectCharges":
+			payOnly()
+			if *s.ExpectCharges < 0 {
+				bad(n, kind, "expectCharges", "must not be negative")
+			}
+		}
+		if s.Expect != nil {
+			validateExpect(s.Expect, func(field, format string, args ...any) { bad(n, kind, "expect."+field, format, args...) })
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validateFault(f *StepFault, bad func(field, format string, args ...any)) {
+	httpSet := f.Method != "" || f.Status != 0 || f.Reset || f.Latency != 0 || f.Count != 0
+	if f.Path == "" && httpSet {
+		bad("path", "an HTTP fault (method, status, reset, latency, count) needs the path it applies to")
+	}
+	if f.Path != "" {
+		if !strings.HasPrefix(f.Path, "/") {
+			bad("path", "must start with /, got %q", f.Path)
+		}
+		if f.Status == 0 && !f.Reset && f.Latency == 0 {
+			bad("path", "an HTTP fault needs a status, reset or latency")
+		}
+	}
+	if f.Status != 0 && (f.Status < 100 || f.Status > 599) {
+		bad("status", "want an HTTP status code, got %d", f.Status)
+	}
+	if f.Latency < 0 || f.EventDelay < 0 {
+		bad("latency", "durations must not be negative")
+	}
+	for field, v := range map[string]int{"count": f.Count, "createErrors": f.CreateErrors, "dropEvents": f.DropEvents,
+		"duplicateEvents": f.DuplicateEvents, "reorderEvents": f.ReorderEvents, "delayEvents": f.DelayEvents} {
+		if v < 0 {
+			bad(field, "must not be negative")
+		}
+	}
+	if f.EventDelay != 0 && f.DelayEvents == 0 {
+		bad("eventDelay", "applies to delayEvents, which is not set")
+	}
+	if f.RevokeDevice && f.RestoreDevice {
+		bad("restoreDevice", "revokeDevice and restoreDevice together cancel out")
+	}
+	if f.Broker != "" && !oneOf(f.Broker, brokerActions) {
+		bad("broker", "want stop, start or kick, got %q", f.Broker)
+	}
+	if f.ProviderMode != "" && !oneOf(string(f.ProviderMode), []string{"manual", "approve", "decline"}) {
+		bad("providerMode", "want manual, approve or decline, got %q", f.ProviderMode)
+	}
+	if !httpSet && f.Path == "" && !f.paymentSet() && f.ClockSkew == nil && !f.ExpireTokens && !f.RevokeDevice && !f.RestoreDevice &&
+		f.Broker == "" && f.ProviderMode == "" && !f.ClearHTTP && !f.ClearPayments {
+		bad("", "no fault: set path (HTTP), createErrors, dropEvents, duplicateEvents, reorderEvents, delayEvents, clockSkew, expireTokens, revokeDevice, restoreDevice, broker, providerMode, clearHttp or clearPayments")
+	}
+}
+
+func (f *StepFault) paymentSet() bool {
+	return f.CreateErrors != 0 || f.DropEvents != 0 || f.DuplicateEvents != 0 || f.ReorderEvents != 0 || f.DelayEvents != 0
+}
+
+func validateExpect(e *Expect, bad func(field, format string, args ...any)) {
+	if e.Result != "" && !oneOf(e.Result, nexoResults) {
+		bad("result", "want Success, Failure or Partial, got %q", e.Result)
+	}
+	if e.RepeatedResult != "" && !oneOf(e.RepeatedResult, nexoResults) {
+		bad("repeatedResult", "want Success, Failure or Partial, got %q", e.RepeatedResult)
+	}
+	if e.Amount != "" {
+		r, ok := new(big.Rat).SetString(e.Amount)
+		if !ok || r.Sign() <= 0 {
+			bad("amount", "want a positive decimal number such as 12.50, got %q", e.Amount)
+		}
+	}
+	for h := range e.Hosts {
+		if !oneOf(h, []string{"PPaaS-auth", "PPaaS-API", "PPaaS-MQTT"}) {
+			bad("hosts", "want PPaaS-auth, PPaaS-API or PPaaS-MQTT, got %q", h)
+		}
+	}
+	if e.ErrorCondition != "" && e.Result == string(nexo.Success) {
+		bad("errorCondition", "a Success has no error condition")
+	}
+}
+
+// kind names a step for messages: "pos pay", "await", "consumer decline", …
+func (s *Step) kind() string {
+	switch {
+	case s.POS != "":
+		return "pos " + s.POS
+	case s.Await != "":
+		return "await " + s.Await
+	case s.Consumer != "":
+		return "consumer " + s.Consumer
+	case s.Fault != nil:
+		return "fault"
+	case s.ExpectCharges != nil:
+		return "expectCharges"
+	case s.Expect != nil:
+		return "expect"
+	}
+	return ""
+}
+
+// parseMajor converts an amount in major units to minor units of currency.
+func parseMajor(s, currency string) (int64, error) {
+	exp, ok := nexo.CurrencyExponent(strings.ToUpper(currency))
+	if !ok {
+		return 0, fmt.Errorf("currency %q is not an ISO 4217 code the agent knows", currency)
+	}
+	r, ok := new(big.Rat).SetString(s)
+	if !ok || r.Sign() <= 0 || strings.ContainsAny(s, "/eE") {
+		return 0, fmt.Errorf("want a positive decimal number such as 12.50, got %q", s)
+	}
+	r.Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(exp)), nil)))
+	if !r.IsInt() || !r.Num().IsInt64() {
+		return 0, fmt.Errorf("%s has %d decimals, got %q", strings.ToUpper(currency), exp, s)
+	}
+	return r.Num().Int64(), nil
+}

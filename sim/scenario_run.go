@@ -1,0 +1,591 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/nexo"
+)
+
+// ScenarioOptions tune a scenario run.
+type ScenarioOptions struct {
+	// Dir is a scratch directory for the world (certificates, the agent's data).
+	Dir string
+	// Progress receives one line per step (nil: none).
+	Progress io.Writer
+	// Logger is the world's log (default: discarded).
+	Logger *slog.Logger
+}
+
+// RunScenario starts a fresh world, runs the scenario's steps in order and
+// stops the world. The error, if any, is a *ScenarioError naming the step that
+// failed.
+func RunScenario(ctx context.Context, sc *Scenario, opts ScenarioOptions) (err error) {
+	if err := sc.Validate(); err != nil {
+		return err
+	}
+	timeout := sc.Timeout.D()
+	if timeout == 0 {
+		timeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	r := &scenarioRun{sc: sc, progress: opts.Progress, pending: map[string]*pendingPay{}, requests: map[string]*nexo.Request{}}
+	r.screens = newScreenLog()
+	wcfg := r.worldConfig(opts)
+	w, err := StartWorld(ctx, wcfg)
+	if err != nil {
+		return &ScenarioError{Scenario: sc.Name, Msg: fmt.Sprintf("start the world: %v", err)}
+	}
+	r.w = w
+	r.screens.forward(w.PPaaS.Terminals(), w.Agent.Serial())
+	defer func() {
+		cancel() // payments still running end now
+		r.wg.Wait()
+		cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer ccancel()
+		if cerr := w.Close(cctx); cerr != nil && err == nil {
+			err = &ScenarioError{Scenario: sc.Name, Msg: fmt.Sprintf("stop the world: %v", cerr)}
+		}
+	}()
+	client, err := w.POS()
+	if err != nil {
+		return &ScenarioError{Scenario: sc.Name, Msg: fmt.Sprintf("POS client: %v", err)}
+	}
+	r.pos = &POS{Client: client, POIID: w.Agent.POIID(), SaleID: "SCENARIO"}
+
+	for i := range sc.Steps {
+		s := &sc.Steps[i]
+		start := time.Now()
+		err := r.step(ctx, s)
+		mark, took := "✓", time.Since(start).Round(time.Millisecond)
+		if err != nil {
+			mark = "✗"
+		}
+		r.logf("  %s step %d %s (%s)\n", mark, i+1, s.kind(), took)
+		for _, d := range r.details {
+			r.logf("      %s\n", strings.ReplaceAll(d, "\n", "\n      "))
+		}
+		r.details = r.details[:0]
+		if err != nil {
+			r.logf("      %v\n", err)
+			return &ScenarioError{Scenario: sc.Name, Step: i + 1, Kind: s.kind(), Msg: err.Error()}
+		}
+	}
+	return nil
+}
+
+type pendingPay struct {
+	done chan struct{}
+	resp *nexo.Response
+	err  error
+}
+
+type scenarioRun struct {
+	sc       *Scenario
+	w        *World
+	pos      *POS
+	screens  *screenLog
+	progress io.Writer
+	details  []string // what the current step saw, printed after its verdict
+
+	wg       sync.WaitGroup // background payments
+	pending  map[string]*pendingPay
+	requests map[string]*nexo.Request // pay requests by serviceId, resent as is by a replay
+	last     string                   // serviceId of the last pay
+	paid     map[string]string        // serviceId → POI transaction id, once answered with Success
+}
+
+func (r *scenarioRun) logf(format string, args ...any) {
+	if r.progress != nil {
+		fmt.Fprintf(r.progress, format, args...)
+	}
+}
+
+func (r *scenarioRun) detail(format string, args ...any) {
+	r.details = append(r.details, fmt.Sprintf(format, args...))
+}
+
+func (r *scenarioRun) worldConfig(opts ScenarioOptions) WorldConfig {
+	st := r.sc.Settings
+	orD := func(d Duration, def time.Duration) time.Duration {
+		if d == 0 {
+			return def
+		}
+		return d.D()
+	}
+	lost := st.KTWidgetLostAcks
+	retry := st.KTWidgetRetryScale
+	if retry == 0 {
+		retry = 0.001
+	}
+	return WorldConfig{
+		Dir: opts.Dir,
+		PPaaS: Config{
+			Addr:     "127.0.0.1:0",
+			TokenTTL: st.TokenTTL.D(),
+			Payments: PaymentsConfig{
+				Provider: st.ProviderMode,
+				Providers: ProvidersConfig{
+					Pennymatic: PennymaticConfig{ConfirmDelay: orD(st.PennymaticConfirmDelay, 200*time.Millisecond)},
+					Pledg:      PledgConfig{Shares: st.PledgShares, Deadline: st.PledgDeadline.D(), Signing: st.PledgSigning},
+					KTWidget:   KTWidgetConfig{RetryScale: retry, LostAcks: lost, ClearingDelay: orD(st.KTWidgetClearingDelay, 50*time.Millisecond)},
+				},
+			},
+		},
+		AgentConfig: func(c *agent.Config) {
+			c.PaymentTimeout = orD(st.PaymentTimeout, 20*time.Second)
+			c.EventWait = orD(st.EventWait, time.Second)
+		},
+		AgentOptions: agent.Options{
+			Display:   r.screens,
+			Forwarder: agent.ForwarderConfig{BaseDelay: 20 * time.Millisecond, MaxDelay: 500 * time.Millisecond},
+		},
+		Logger: opts.Logger,
+	}
+}
+
+// stepContext bounds one step by its own timeout.
+func stepContext(ctx context.Context, s *Step) (context.Context, context.CancelFunc) {
+	if s.Timeout > 0 {
+		return context.WithTimeout(ctx, s.Timeout.D())
+	}
+	return context.WithCancel(ctx)
+}
+
+// step runs one step; ctx is the scenario's (background payments outlive the step).
+func (r *scenarioRun) step(scenario context.Context, s *Step) error {
+	ctx, cancel := stepContext(scenario, s)
+	defer cancel()
+	switch {
+	case s.POS != "":
+		return r.posStep(scenario, ctx, s)
+	case s.Await != "":
+		sc, err := r.screens.await(ctx, s.Await)
+		if err != nil {
+			return fmt.Errorf("the terminal did not show %q (last screens: %s): %w", s.Await, r.screens.recent(), err)
+		}
+		r.detail("terminal: %s %s", sc.State, sc.Message)
+		return nil
+	case s.Consumer != "":
+		id := r.screens.transaction()
+		if id == "" {
+			return errors.New("the terminal shows no transaction to act on (await awaiting_consumer first)")
+		}
+		args := url.Values{}
+		for k, v := range s.Args {
+			args.Set(k, v)
+		}
+		tx, err := r.w.PPaaS.ActArgs(id, s.Consumer, args)
+		if err != nil {
+			return err
+		}
+		r.detail("transaction %s is %s", tx.TransactionID, tx.Status)
+		return nil
+	case s.Fault != nil:
+		return r.fault(s.Fault)
+	case s.ExpectCharges != nil:
+		return r.expectCharges(ctx, *s.ExpectCharges)
+	case s.Expect != nil:
+		sid := s.ServiceID
+		if sid == "" {
+			sid = r.last
+		}
+		p := r.pending[sid]
+		if p == nil {
+			return fmt.Errorf("no payment %q was started", sid)
+		}
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return fmt.Errorf("no response to payment %q: %w", sid, ctx.Err())
+		}
+		if p.err != nil {
+			return fmt.Errorf("payment %q: %w", sid, p.err)
+		}
+		return r.check(s.Expect, p.resp)
+	}
+	return errors.New("nothing to do")
+}
+
+func (r *scenarioRun) posStep(scenario, ctx context.Context, s *Step) error {
+	var (
+		resp *nexo.Response
+		err  error
+	)
+	sid := s.ServiceID
+	if sid == "" && s.POS != "pay" && s.POS != "status" {
+		sid = r.last
+	}
+	switch s.POS {
+	case "pay":
+		minor, _ := parseMajor(s.Amount, s.Currency) // validated
+		if sid == "" {
+			sid = NewServiceID()
+		}
+		r.last = sid
+		req := r.pos.PaymentRequest(sid, minor, strings.ToUpper(s.Currency), s.Brand)
+		if prev := r.requests[sid]; prev != nil && prev.Payment.Amount == req.Payment.Amount && prev.Payment.AllowedBrands[0] == s.Brand {
+			req = prev // a POS retrying a payment sends the very same request
+		}
+		r.requests[sid] = req
+		if s.Expect != nil {
+			resp, err = r.pos.Client.Do(ctx, req)
+			r.settled(sid, resp)
+			break
+		}
+		p := &pendingPay{done: make(chan struct{})}
+		r.pending[sid] = p
+		r.wg.Add(1)
+		go func() { // owned by the run: RunScenario cancels and waits for it
+			defer r.wg.Done()
+			p.resp, p.err = r.pos.Client.Do(scenario, req)
+			close(p.done)
+		}()
+		return nil
+	case "reverse":
+		poi := r.paidTxn(sid)
+		if poi == "" {
+			return fmt.Errorf("payment %q has no successful response to reverse", sid)
+		}
+		resp, err = r.pos.Reverse(ctx, poi, "MerchantCancel")
+	case "abort":
+		if err := r.pos.Abort(ctx, sid); err != nil {
+			return err
+		}
+		return nil
+	default:
+		return r.query(ctx, s, sid)
+	}
+	if err != nil {
+		return err
+	}
+	r.detail("%s", Describe(resp))
+	if s.Expect != nil {
+		return r.check(s.Expect, resp)
+	}
+	return nil
+}
+
+// query sends a status, diagnosis, login or logout, again every 100 ms for up
+// to the step's RetryFor until its Expect holds.
+func (r *scenarioRun) query(ctx context.Context, s *Step, sid string) error {
+	var deadline time.Time
+	if s.RetryFor > 0 {
+		deadline = time.Now().Add(s.RetryFor.D())
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for attempt := 1; ; attempt++ {
+		var (
+			resp *nexo.Response
+			err  error
+		)
+		switch s.POS {
+		case "status":
+			resp, err = r.pos.Status(ctx, sid)
+		case "diagnosis":
+			resp, err = r.pos.Diagnosis(ctx)
+		case "login":
+			resp, err = r.pos.Login(ctx)
+		case "logout":
+			resp, err = r.pos.Logout(ctx)
+		}
+		if err == nil && s.Expect != nil {
+			err = r.check(s.Expect, resp)
+		}
+		if err == nil || deadline.IsZero() || time.Now().After(deadline) {
+			if resp != nil {
+				r.detail("%s", Describe(resp))
+			}
+			if err != nil && attempt > 1 {
+				return fmt.Errorf("after %d attempts in %s: %w", attempt, s.RetryFor.D(), err)
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("after %d attempts: %w", attempt, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// settled records a payment's POI transaction for a later reverse.
+func (r *scenarioRun) settled(sid string, resp *nexo.Response) {
+	if resp == nil || resp.Status.Result != nexo.Success || resp.Payment == nil {
+		return
+	}
+	if r.paid == nil {
+		r.paid = map[string]string{}
+	}
+	r.paid[sid] = resp.Payment.POITransactionID.ID
+}
+
+func (r *scenarioRun) paidTxn(sid string) string {
+	if p := r.pending[sid]; p != nil {
+		select {
+		case <-p.done:
+			r.settled(sid, p.resp)
+		default:
+		}
+	}
+	return r.paid[sid]
+}
+
+func (r *scenarioRun) fault(f *StepFault) error {
+	p := r.w.PPaaS
+	serial := r.w.Agent.Serial()
+	if f.ClearHTTP {
+		p.faults.clear()
+	}
+	if f.ClearPayments {
+		p.SetPaymentFaults(PaymentFaults{})
+	}
+	if f.Path != "" {
+		p.AddFault(Fault{Path: f.Path, Method: f.Method, Status: f.Status, Reset: f.Reset, Latency: f.Latency.D(), Count: f.Count})
+	}
+	if f.paymentSet() {
+		p.SetPaymentFaults(PaymentFaults{CreateErrors: f.CreateErrors, DropEvents: f.DropEvents, DuplicateEvents: f.DuplicateEvents,
+			ReorderEvents: f.ReorderEvents, DelayEvents: f.DelayEvents, EventDelayMS: int(f.EventDelay.D().Milliseconds())})
+	}
+	if f.ClockSkew != nil {
+		p.SetClockSkew(f.ClockSkew.D())
+	}
+	if f.ExpireTokens {
+		p.ExpireTokens()
+	}
+	if f.RevokeDevice || f.RestoreDevice {
+		if err := p.RevokeCredentials(serial, f.RevokeDevice); err != nil {
+			return err
+		}
+	}
+	switch f.Broker {
+	case "stop":
+		if err := p.StopBroker(); err != nil {
+			return fmt.Errorf("stop the broker: %w", err)
+		}
+	case "start":
+		if err := p.StartBroker(); err != nil {
+			return fmt.Errorf("start the broker: %w", err)
+		}
+	case "kick":
+		if err := p.KickDevice(serial); err != nil {
+			return fmt.Errorf("kick the terminal off the broker: %w", err)
+		}
+	}
+	if f.ProviderMode != "" {
+		if err := p.SetProviderMode(f.ProviderMode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// expectCharges waits until the terminal's charges at the simulated PPaaS are n
+// and stay n for a short settling time (a duplicate charge comes shortly after
+// the first, if at all).
+func (r *scenarioRun) expectCharges(ctx context.Context, n int) error {
+	serial := r.w.Agent.Serial()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	const settle = 200 * time.Millisecond
+	var since time.Time
+	for {
+		_, charges := r.w.PPaaS.Transactions()
+		got := charges[serial]
+		switch {
+		case got != n:
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= settle:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d approved charges at the simulated PPaaS, want %d", got, n)
+		case <-tick.C:
+		}
+	}
+}
+
+// check compares a response with what the step expects.
+func (r *scenarioRun) check(e *Expect, resp *nexo.Response) error {
+	if resp == nil {
+		if e.Result == "" && e.ErrorCondition == "" && e.Message == "" && e.Amount == "" && e.Brand == "" && e.RepeatedResult == "" && len(e.Hosts) == 0 {
+			return nil
+		}
+		return errors.New("no response body")
+	}
+	var problems []string
+	mismatch := func(field, got, want string) {
+		problems = append(problems, fmt.Sprintf("%s is %q, want %q", field, got, want))
+	}
+	if e.Result != "" && string(resp.Status.Result) != e.Result {
+		mismatch("result", string(resp.Status.Result), e.Result)
+	}
+	if e.ErrorCondition != "" && string(resp.Status.ErrorCondition) != e.ErrorCondition {
+		mismatch("errorCondition", string(resp.Status.ErrorCondition), e.ErrorCondition)
+	}
+	if e.Message != "" && !strings.Contains(resp.Status.AdditionalResponse, e.Message) {
+		mismatch("message", resp.Status.AdditionalResponse, "…"+e.Message+"…")
+	}
+	res := paymentResult(resp)
+	if e.RepeatedResult != "" {
+		got := ""
+		if ts := resp.TransactionStatus; ts != nil && ts.Repeated != nil {
+			got = string(ts.Repeated.Status.Result)
+		}
+		if got != e.RepeatedResult {
+			mismatch("repeatedResult", got, e.RepeatedResult)
+		}
+	}
+	if len(e.Hosts) > 0 {
+		reachable := map[string]bool{}
+		if d := resp.Diagnosis; d != nil {
+			for _, h := range d.Hosts {
+				reachable[h.AcquirerID] = h.Reachable
+			}
+		}
+		for name, want := range e.Hosts {
+			got, ok := reachable[name]
+			switch {
+			case !ok:
+				problems = append(problems, "no diagnosis of host "+name)
+			case got != want:
+				mismatch("host "+name+" reachable", fmt.Sprint(got), fmt.Sprint(want))
+			}
+		}
+	}
+	if e.Amount != "" || e.Brand != "" {
+		if res == nil {
+			problems = append(problems, "no payment result (amount and brand cannot be checked)")
+		} else {
+			if e.Brand != "" && res.Brand != e.Brand {
+				mismatch("brand", res.Brand, e.Brand)
+			}
+			if e.Amount != "" {
+				want, _ := new(big.Rat).SetString(e.Amount)
+				exp, _ := nexo.CurrencyExponent(res.AuthorizedAmount.Currency)
+				got := new(big.Rat).SetFrac(big.NewInt(res.AuthorizedAmount.Minor), new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(exp)), nil))
+				if got.Cmp(want) != 0 {
+					mismatch("amount", got.FloatString(exp), e.Amount)
+				}
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("response %s: %s", strings.ReplaceAll(Describe(resp), "\n", ";"), strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// paymentResult is a response's payment result, or its repeated response's.
+func paymentResult(resp *nexo.Response) *nexo.PaymentResult {
+	if resp.Payment != nil && resp.Payment.Result != nil {
+		return resp.Payment.Result
+	}
+	if ts := resp.TransactionStatus; ts != nil && ts.Repeated != nil && ts.Repeated.Payment != nil {
+		return ts.Repeated.Payment.Result
+	}
+	return nil
+}
+
+// screenLog records every screen the agent shows (a watcher of the virtual
+// terminal may miss quick intermediate ones) and forwards them to the virtual
+// terminal.
+type screenLog struct {
+	mu      sync.Mutex
+	hub     *Terminals
+	serial  string
+	screens []Screen
+	cursor  int           // screens before it were awaited already
+	changed chan struct{} // closed and replaced at each screen
+}
+
+func newScreenLog() *screenLog { return &screenLog{changed: make(chan struct{})} }
+
+func (l *screenLog) forward(hub *Terminals, serial string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hub, l.serial = hub, serial
+}
+
+// ShowScreen implements agent.Screens.
+func (l *screenLog) ShowScreen(_ context.Context, s agent.Screen) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sc := Screen{Serial: l.serial, State: s.State, Message: s.Message, Amount: s.Amount, Currency: s.Currency,
+		TransactionID: s.TransactionID, ClientTransactionID: s.ClientTransactionID, QRPayload: s.QRPayload, QRPNG: s.QRPNG, Time: s.Time}
+	l.screens = append(l.screens, sc)
+	close(l.changed)
+	l.changed = make(chan struct{})
+	if l.hub != nil {
+		l.hub.Show(sc)
+	}
+	return nil
+}
+
+// await returns the first screen after the cursor in one of the states
+// (separated by |), waiting for it.
+func (l *screenLog) await(ctx context.Context, states string) (Screen, error) {
+	want := strings.Split(states, "|")
+	for {
+		l.mu.Lock()
+		for i := l.cursor; i < len(l.screens); i++ {
+			if oneOf(l.screens[i].State, want) {
+				l.cursor = i + 1
+				s := l.screens[i]
+				l.mu.Unlock()
+				return s, nil
+			}
+		}
+		ch := l.changed
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return Screen{}, ctx.Err()
+		}
+	}
+}
+
+// transaction is the PPaaS transaction of the latest screen that shows one.
+func (l *screenLog) transaction() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.screens) - 1; i >= 0; i-- {
+		if id := l.screens[i].TransactionID; id != "" {
+			return id
+		}
+	}
+	return ""
+}
+
+// recent lists the last few states, for failure messages.
+func (l *screenLog) recent() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	from := max(0, len(l.screens)-6)
+	var states []string
+	for _, s := range l.screens[from:] {
+		states = append(states, s.State)
+	}
+	if len(states) == 0 {
+		return "none"
+	}
+	return strings.Join(states, " → ")
+}
