@@ -41,6 +41,8 @@ func commands() []command {
 		{"up", "run a whole world on loopback: simulated PPaaS, broker, virtual terminal and an agent", runUp},
 		{"demo", "one complete QR payment against the simulator, printed step by step", runDemo},
 		{"pos", "the POS driver: send Nexo requests to an agent (pay, refund, abort, status, ...)", runPOS},
+		{"run", "run scenario files (POS, consumer, faults, expected outcomes): sim run scenarios/*.json", runScenarios},
+		{"fleet", "N simulated terminals against one simulated PPaaS: throughput, latency, memory, lost/duplicated payments", runFleet},
 	}
 }
 

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/sim"
+)
+
+// runFleet runs N simulated terminals (in-process agents) against one
+// simulated PPaaS and broker, drives payments from POS clients and reports
+// throughput, latency, memory per terminal and lost or duplicated payments.
+func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sim fleet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	n := fs.Int("n", 100, "number of simulated terminals")
+	payments := fs.Int("payments", 1, "payments per terminal (one at a time per terminal)")
+	concurrency := fs.Int("concurrency", 0, "POS clients paying at once (default: every terminal at once)")
+	startConcurrency := fs.Int("start-concurrency", 32, "terminals starting (authenticating, subscribing) at once")
+	dir := fs.String("dir", "", "directory for certificates and the terminals' data (default: a temporary one, removed)")
+	brand := fs.String("brand", "KB", "APM brand paid with (KB, PENNYMATIC, PLEDG, KTWIDGET, PTI)")
+	amount := fs.String("amount", "1.00", "amount of each payment, major units")
+	currency := fs.String("currency", "EUR", "ISO 4217 currency")
+	mqttURL := fs.String("mqtt-url", "", "external MQTT broker (ssl://host:port) presenting a certificate from DIR/certs's CA; the simulator publishes to it with -mqtt-username and $SIM_MQTT_PASSWORD")
+	mqttUser := fs.String("mqtt-username", "", "username of the simulator's publisher on the external broker")
+	mosquitto := fs.Bool("mosquitto", false, "start a Mosquitto broker (TLS, the fleet's certificates) and use it instead of the embedded one")
+	fsync := fs.Bool("fsync", false, "make the terminals' stores fsync (off by default: one disk stands in for N terminals)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	logLevel := fs.String("log-level", "", "log the simulator and the agents at this level to stderr; default: no log")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("sim fleet: unexpected arguments %v", fs.Args())
+	}
+	if *n < 1 {
+		return errors.New("sim fleet: -n must be at least 1")
+	}
+	if *mosquitto && *mqttURL != "" {
+		return errors.New("sim fleet: -mosquitto and -mqtt-url are exclusive")
+	}
+	minor, err := parseAmount(*amount, *currency)
+	if err != nil {
+		return fmt.Errorf("sim fleet: %w", err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if *logLevel != "" {
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+			return fmt.Errorf("-log-level: %w", err)
+		}
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "termagent-fleet-")
+		if err != nil {
+			return fmt.Errorf("sim fleet: %w", err)
+		}
+		defer os.RemoveAll(d)
+		*dir = d
+	}
+	cfg := sim.FleetConfig{
+		Terminals: *n, Payments: *payments, Dir: *dir, Concurrency: *concurrency, StartConcurrency: *startConcurrency,
+		Brand: *brand, Amount: minor, Currency: *currency,
+		MQTTURL: *mqttURL, MQTTUsername: *mqttUser, MQTTPassword: os.Getenv("SIM_MQTT_PASSWORD"),
+		Sync: *fsync, Logger: log, Progress: stderr,
+	}
+	if *mosquitto {
+		certsDir := filepath.Join(*dir, "certs")
+		if _, err := certs.Generate(certs.Options{Dir: certsDir}); err != nil {
+			return fmt.Errorf("sim fleet: %w", err)
+		}
+		m, err := sim.StartMosquitto(ctx, *dir, certsDir)
+		if err != nil {
+			return fmt.Errorf("sim fleet: %w", err)
+		}
+		defer m.Close()
+		cfg.MQTTURL = m.URL()
+		fmt.Fprintf(stderr, "mosquitto listening on %s\n", m.URL())
+	}
+	rep, err := sim.RunFleet(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return fmt.Errorf("sim fleet: %w", err)
+		}
+	} else {
+		fmt.Fprint(stdout, rep.String())
+	}
+	if !rep.OK() {
+		return fmt.Errorf("sim fleet: %d failed, %d lost, %d duplicated, %d unreported of %d payments", rep.Failed, rep.Lost, rep.Duplicated, rep.Unreported, rep.Payments)
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/termagent/termagent/sim"
+)
+
+// runScenarios runs scenario files (sim run scenarios/*.json), each in a fresh
+// world on loopback, and fails if any of them does.
+func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sim run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: sim run [flags] scenario.json...\n\nRuns each scenario (POS requests, consumer actions, faults, expected outcomes) against a fresh simulated world.\nThe format is documented on sim.Scenario; examples are in scenarios/.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	quiet := fs.Bool("q", false, "print only the verdict of each scenario, not its steps")
+	check := fs.Bool("check", false, "only parse and validate the files")
+	logLevel := fs.String("log-level", "", "log the world (simulator and agent) at this level to stderr; default: no log")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return errors.New("sim run: no scenario file given")
+	}
+	log := slog.New(slog.DiscardHandler)
+	if *logLevel != "" {
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+			return fmt.Errorf("-log-level: %w", err)
+		}
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	}
+	var failed []string
+	for _, file := range fs.Args() {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("sim run: %w", err)
+		}
+		sc, err := sim.ParseScenario(data)
+		if err != nil {
+			fmt.Fprintf(stdout, "FAIL %s\n  %v\n", file, err)
+			failed = append(failed, file)
+			continue
+		}
+		if *check {
+			fmt.Fprintf(stdout, "ok   %s (%d steps)\n", file, len(sc.Steps))
+			continue
+		}
+		dir, err := os.MkdirTemp("", "termagent-scenario-")
+		if err != nil {
+			return fmt.Errorf("sim run: %w", err)
+		}
+		fmt.Fprintf(stdout, "RUN  %s: %s\n", filepath.Base(file), sc.Name)
+		var progress io.Writer = stdout
+		if *quiet {
+			progress = nil
+		}
+		start := time.Now()
+		err = sim.RunScenario(ctx, sc, sim.ScenarioOptions{Dir: dir, Progress: progress, Logger: log})
+		_ = os.RemoveAll(dir)
+		took := time.Since(start).Round(time.Millisecond)
+		if err != nil {
+			fmt.Fprintf(stdout, "FAIL %s (%s)\n  %v\n", file, took, err)
+			failed = append(failed, file)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		fmt.Fprintf(stdout, "ok   %s (%s)\n", file, took)
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("sim run: %d of %d scenarios failed: %v", len(failed), fs.NArg(), failed)
+	}
+	return nil
+}
