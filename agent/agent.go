@@ -51,13 +51,14 @@ type Agent struct {
 	opts  Options
 	log   *slog.Logger
 
-	clock  *mtls.Clock
-	dev    *mtls.DeviceTLS
-	serial string
-	model  string
-	poiid  string
-	auth   *mtls.Authenticator
-	api    *http.Client
+	clock    *mtls.Clock
+	dev      *mtls.DeviceTLS
+	serial   string
+	model    string
+	poiid    string
+	auth     *mtls.Authenticator
+	authHTTP *http.Client
+	api      *http.Client
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -100,10 +101,11 @@ func New(cfg Config, build Build, log *slog.Logger, opts Options) (*Agent, error
 		poiid = model + "-" + serial
 	}
 	a := &Agent{cfg: cfg, build: build, opts: opts, log: log, clock: clock, dev: dev, serial: serial, model: model, poiid: poiid, ready: make(chan struct{}), mqttReady: make(chan struct{})}
+	a.authHTTP = mtls.NewHTTPClient(dev, nil, clock, 30*time.Second)
 	a.auth, err = mtls.NewAuthenticator(mtls.AuthConfig{
 		BaseURL: cfg.AuthURL,
 		Serial:  serial,
-		Client:  mtls.NewHTTPClient(dev, nil, clock, 30*time.Second),
+		Client:  a.authHTTP,
 		Grant:   mtls.Grant{Password: cfg.Grant == "password", Username: cfg.Username, Secret: cfg.Password},
 		Clock:   clock,
 		Logger:  log.With("component", "auth"),
@@ -300,6 +302,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	})
 	err = g.Wait()
+	// Leave no connection behind: the platform's server would wait for it.
+	for _, c := range []*http.Client{a.api, a.authHTTP, posClient} {
+		c.CloseIdleConnections()
+	}
 	a.log.Info("termagent stopped")
 	return err
 }

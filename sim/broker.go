@@ -12,7 +12,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/termagent/termagent/qr"
@@ -68,7 +67,7 @@ func (b *embeddedBroker) start() error {
 	if err := srv.AddHook(&brokerAuth{verify: b.verify}, nil); err != nil {
 		return fmt.Errorf("embedded broker: add auth hook: %w", err)
 	}
-	l := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tls", Address: b.addr, TLSConfig: b.tls})
+	l := newBrokerListener("tls", b.addr, b.tls)
 	if err := srv.AddListener(l); err != nil {
 		return fmt.Errorf("embedded broker: listen %s: %w", b.addr, err)
 	}
