@@ -424,3 +424,47 @@ func TestCrashAroundCreateChargesNothing(t *testing.T) {
 	require.Zero(t, charges[w.serial])
 	t.Logf("%d transactions reached PPaaS, all cancelled", len(txs))
 }
+
+// kill -9 while the consumer looks at the QR, and PPaaS unreachable when the
+// agent restarts; the consumer pays meanwhile. Recovery cannot ask PPaaS, so
+// it tells the POS the payment was interrupted and queues a reversal; once
+// PPaaS is back the reversal finds the payment approved and refunds it, and
+// TransactionStatus says so.
+func TestCrashThenPPaaSDownConsumerPaysLateIsRefunded(t *testing.T) {
+	w := newCrashWorld(t)
+	pos := w.pos(w.start())
+	answer := sendAsync(pos, pos.PaymentRequest("LATE1", 3100, "EUR", "KB"))
+	s := w.awaitQR()
+	w.kill()
+	<-answer
+
+	w.sim.AddFault(sim.Fault{Path: "/qrcode-payment/", Reset: true})
+	pos = w.pos(w.start())
+	rep := w.settledStatus(pos, "LATE1")
+	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, sim.Describe(rep))
+	require.Contains(t, rep.Status.AdditionalResponse, "interrupted by an agent restart")
+	_, err := w.sim.Act(s.TransactionID, "pay")
+	require.NoError(t, err, "PPaaS never heard of the crash: the consumer can still pay")
+
+	// The reversal fails and backs off (15 s and more by default); PPaaS comes
+	// back, and with it the MQTT session, which wakes the forwarder at once.
+	w.waitFor(15*time.Second, "reversal attempted and failed", func() bool {
+		return strings.Contains(w.proc.logs.String(), `"msg":"delivery failed; will retry"`)
+	})
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodDelete, w.sim.ControlURL()+"/control/faults", nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	back := time.Now()
+	require.NoError(t, w.sim.KickDevice(w.serial))
+	w.waitFor(10*time.Second, "refunded at PPaaS", func() bool { return w.simTx(s.TransactionID).Status == qr.Refunded })
+	t.Logf("refunded %s after PPaaS came back", time.Since(back).Round(time.Millisecond))
+	tx := w.simTx(s.TransactionID)
+	require.Equal(t, tx.PaymentAmount.Amount, tx.RefundedAmount, "refunded in full")
+	require.Equal(t, 1, tx.Charges)
+	w.waitFor(10*time.Second, "TransactionStatus reports the refund", func() bool {
+		return strings.Contains(w.settledStatus(pos, "LATE1").Status.AdditionalResponse, "refunded at PPaaS")
+	})
+	require.Equal(t, nexo.Failure, w.settledStatus(pos, "LATE1").Status.Result)
+}
