@@ -192,7 +192,7 @@ func (r *Report) Render(w io.Writer) {
 		}
 		p("| %s | %s | %d | %s |\n", res.Pkg, res.Name, res.N, strings.Join(figs, ", "))
 	}
-	p("\n## Reproduce\n\n    make bench            # this file, ~10 min on 2 cores\n    go run ./cmd/benchreport -quick -o /tmp/b.md   # a smoke run in ~2 min\n\n")
+	p("\n## Reproduce\n\n    make bench                                      # this file, about a minute on 2 cores\n    go run ./cmd/benchreport -quick -o /tmp/b.md    # a smoke run\n\n")
 	p("Iteration counts per benchmark are in `cmd/benchreport/bench.go` (`plan`); benchmarks it does not\nname run with `-benchtime 1s`.\n")
 }
 
