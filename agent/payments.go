@@ -267,7 +267,13 @@ func (e apmEngine) Pay(ctx context.Context, req nexo.PaymentRequest) (nexo.Payme
 		return nexo.PaymentResult{}, nexo.Errorf(nexo.MessageFormat, "%v", err)
 	}
 	e.metrics.apmOutcome(string(out.Result), out.Method.PaymentType)
-	return outcomeToNexo(out, brand, req)
+	res, err := outcomeToNexo(out, brand, req)
+	var ne *nexo.Error
+	if errors.As(err, &ne) {
+		// The POS gets the id it can ask TransactionStatus or a Reversal about.
+		ne.POITransactionID = nexo.TransactionID{ID: ctid, TimeStamp: time.Now().UTC()}
+	}
+	return res, err
 }
 
 func outcomeToNexo(out qr.Outcome, brand string, req nexo.PaymentRequest) (nexo.PaymentResult, error) {

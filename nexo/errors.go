@@ -34,6 +34,9 @@ const (
 type Error struct {
 	Condition ErrorCondition
 	Text      string
+	// POITransactionID, when an engine sets it, names the POI transaction the
+	// failure is about, so the POS can ask its status or reverse it later.
+	POITransactionID TransactionID
 }
 
 func (e *Error) Error() string {

@@ -521,6 +521,9 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		if resp != nil && resp.Payment != nil {
 			poiID = resp.Payment.POITransactionID
 		}
+		if engErr := (*Error)(nil); poiID.ID == "" && errors.As(o.err, &engErr) {
+			poiID = engErr.POITransactionID
+		}
 		resp = s.txFailure(req, ne, poiID)
 	}
 	stored, err := JSONCodec{}.EncodeResponse(resp)

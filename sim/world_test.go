@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/agent"
@@ -142,6 +143,12 @@ func TestWorldDeclineAbortAndDiagnosis(t *testing.T) {
 	require.NoError(t, r.err)
 	require.Equal(t, nexo.Failure, r.resp.Status.Result)
 	require.Equal(t, nexo.Refusal, r.resp.Status.ErrorCondition, sim.Describe(r.resp))
+	declined := r.resp.Payment.POITransactionID.ID
+	st, err := pos.Status(t.Context(), "D1")
+	require.NoError(t, err)
+	require.Equal(t, declined, st.TransactionStatus.Repeated.Payment.POITransactionID.ID)
+	_, err = uuid.Parse(declined)
+	require.NoError(t, err, "a failed payment names the journaled POI transaction, %q", declined)
 
 	done = payAsync(t, pos, pos.PaymentRequest("A1", 1500, "EUR", "KB"))
 	awaitScreen(t, w, "awaiting_consumer")
