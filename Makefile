@@ -9,7 +9,7 @@ TESTFLAGS ?= -race -timeout 15m
 # The issue's budget for the stripped linux/arm64 agent (15 MiB).
 MAX_ARM64_BYTES := 15728640
 
-.PHONY: all build test cross demo bench lint clean
+.PHONY: fleet all build test cross demo bench lint clean
 
 all: build
 
@@ -54,3 +54,8 @@ lint:
 
 clean:
 	rm -rf bin dist
+
+# 1,000 simulated terminals against one simulated PPaaS: embedded broker, then Mosquitto.
+fleet: build
+	./bin/sim fleet -n 1000 -payments 3 -concurrency 50
+	./bin/sim fleet -n 1000 -payments 3 -concurrency 50 -mosquitto

@@ -95,6 +95,8 @@ func plan(quick bool) []benchRun {
 		{pkg: "./qr", bench: "Encode|Render", benchtime: x("2000x", "20x")},
 		{pkg: "./qr", bench: "Pay", benchtime: x("300x", "10x")},
 		{pkg: "./agent", bench: "ForwarderDrain", benchtime: x("5000x", "100x")},
+		// Issue 4's figure: 1,000 sequential payments through the whole world.
+		{pkg: "./sim", bench: "WorldPayment", benchtime: x("1000x", "20x")},
 	}
 	if !quick {
 		p = append(p, benchRun{pkg: "./store", bench: "LargeQueue", benchtime: "1x", env: []string{"TERMAGENT_BENCH_LONG=1"}})

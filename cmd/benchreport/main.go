@@ -2,7 +2,7 @@
 // target, runs it against the simulator to measure its start time and idle
 // footprint, and writes BENCHMARKS.md (`make bench`).
 //
-// Usage: benchreport [-o BENCHMARKS.md] [-quick] [-skip-bench] [-skip-agent]
+// Usage: benchreport [-o BENCHMARKS.md] [-quick] [-skip-bench] [-skip-agent] [-skip-fleet]
 package main
 
 import (
@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	quick := fs.Bool("quick", false, "few iterations, no long store benchmarks, 3 s idle window: a smoke run")
 	skipBench := fs.Bool("skip-bench", false, "skip the go test benchmarks")
 	skipAgent := fs.Bool("skip-agent", false, "skip binary sizes and the running agent")
+	skipFleet := fs.Bool("skip-fleet", false, "skip the sim fleet runs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,6 +78,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		rep.Footprint = &fp
+	}
+	if !*skipFleet {
+		f, err := fleets(ctx, *dir, *quick, stderr)
+		if err != nil {
+			return err
+		}
+		rep.Fleets = f
 	}
 	rep.Machine.Elapsed = time.Since(start)
 	var buf bytes.Buffer
