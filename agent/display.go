@@ -141,17 +141,23 @@ func (m multiDisplay) ShowScreen(ctx context.Context, s Screen) error {
 
 // asyncDisplay takes the display off the payment path: Show records the screen
 // and returns, and Run renders (the QR PNG costs ~1.5 ms of CPU) and shows it in its
-// own goroutine. A screen superseded before it was shown is skipped: a terminal
-// only ever needs to show the latest state, and an instantly approved payment
-// never pays for drawing its QR code.
+// own goroutine. A new payment screen is drawn one display frame after it was
+// set, as a screen refreshes; one superseded within the frame is never drawn (an
+// instantly approved payment does not pay for a QR code nobody would see). A final
+// screen (approved, declined, ...) is drawn at once.
 type asyncDisplay struct {
 	inner displayAdapter
 	log   *slog.Logger
 
 	mu     sync.Mutex
 	latest *qr.Screen
+	urgent bool // latest is final: no frame wait
 	wake   chan struct{}
 }
+
+// displayFrame is how long a change waits to be drawn: one refresh of a 60 Hz
+// display, far below what a person notices.
+const displayFrame = 16 * time.Millisecond
 
 func newAsyncDisplay(inner displayAdapter, log *slog.Logger) *asyncDisplay {
 	return &asyncDisplay{inner: inner, log: log, wake: make(chan struct{}, 1)}
@@ -160,7 +166,7 @@ func newAsyncDisplay(inner displayAdapter, log *slog.Logger) *asyncDisplay {
 // Show implements qr.Display.
 func (d *asyncDisplay) Show(_ context.Context, s qr.Screen) error {
 	d.mu.Lock()
-	d.latest = &s
+	d.latest, d.urgent = &s, s.State.Final()
 	d.mu.Unlock()
 	select {
 	case d.wake <- struct{}{}:
@@ -169,13 +175,39 @@ func (d *asyncDisplay) Show(_ context.Context, s qr.Screen) error {
 	return nil
 }
 
-// Run shows queued screens until ctx ends.
+// Run shows the latest screen after each change until ctx ends.
 func (d *asyncDisplay) Run(ctx context.Context) error {
+	frame := time.NewTimer(displayFrame)
+	frame.Stop()
+	defer frame.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-d.wake:
+		}
+		d.mu.Lock()
+		urgent := d.urgent
+		d.mu.Unlock()
+		if !urgent {
+			frame.Reset(displayFrame)
+		wait:
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-frame.C:
+					break wait
+				case <-d.wake: // a newer screen: a final one is drawn now
+					d.mu.Lock()
+					urgent = d.urgent
+					d.mu.Unlock()
+					if urgent {
+						frame.Stop()
+						break wait
+					}
+				}
+			}
 		}
 		d.mu.Lock()
 		s := d.latest
