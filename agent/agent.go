@@ -178,6 +178,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.st = st
 	j := journal{st: st}
+	// What a previous run left unfinished, listed before the POS can start a
+	// payment: recovery must not take this run's payments for interrupted ones.
+	unfinished, err := st.UnfinishedTxns(ctx)
+	if err != nil {
+		a.log.Error("list unfinished transactions", "err", err)
+	}
 
 	screens := []Screens{logDisplay{log: a.log.With("component", "display")}}
 	if a.cfg.DisplayURL != "" {
@@ -191,11 +197,19 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	qc := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{})
 	brands, _ := a.cfg.Brands() // validated in New
+	// The engine's steps after an abort or its timeout are bounded (the create
+	// under way, then the cancel); the Nexo server waits them out, so the POS
+	// is answered with the engine's outcome, never a guess (an "Aborted"
+	// for a payment the consumer paid while the cancel was on its way).
+	const createTimeout, cancelTimeout = 30 * time.Second, 10 * time.Second
+	engineGrace := createTimeout + cancelTimeout + 5*time.Second
 	engine, err := qr.NewEngine(qr.Config{
-		Brands:    brands,
-		Timeout:   a.cfg.PaymentTimeout,
-		PollAfter: a.cfg.EventWait,
-		Logger:    a.log.With("component", "qr"),
+		Brands:        brands,
+		Timeout:       a.cfg.PaymentTimeout,
+		PollAfter:     a.cfg.EventWait,
+		CreateTimeout: createTimeout,
+		CancelTimeout: cancelTimeout,
+		Logger:        a.log.With("component", "qr"),
 	}, qc, j, advisor{st: st}, screen)
 	if err != nil {
 		return err
@@ -221,7 +235,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		Key:            key,
 		EventURL:       a.cfg.POSEventURL,
 		EventClient:    posClient,
-		PaymentTimeout: a.cfg.PaymentTimeout + 30*time.Second,
+		PaymentTimeout: a.cfg.PaymentTimeout + engineGrace,
+		AbortGrace:     engineGrace,
 	}, nexo.Deps{
 		Engine:    nexo.NewRouter(apmEngine{qr: engine, st: st, metrics: m}),
 		Journal:   j,
@@ -298,7 +313,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Info("termagent ready", "pos", a.NexoURL(), "poiid", a.poiid)
 		a.notifyPOS(gctx, srv, "Initialised", "termagent "+a.build.Version+" ready")
 		a.fwd.Wake()
-		a.recover(gctx, st, engine)
+		a.recover(gctx, st, engine, unfinished)
 		return nil
 	})
 	err = g.Wait()

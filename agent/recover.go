@@ -24,13 +24,12 @@ const reasonRestart = "interrupted by an agent restart"
 //     if it turns out approved meanwhile, refunded) through a durable advice that
 //     replays the create idempotently when needed, and journaled as a Failure
 //     that the advice's resolution confirms.
-func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine) {
-	txns, err := st.UnfinishedTxns(ctx)
-	if err != nil {
-		a.log.Error("list unfinished transactions", "err", err)
-		return
-	}
+//
+// txns must be listed before the Nexo server takes requests (see Run): a payment
+// this run started is in flight, not interrupted, and must not be settled here.
+func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine, txns []store.Txn) {
 	j := journal{st: st}
+	var err error
 	for _, t := range txns {
 		if ctx.Err() != nil {
 			return
