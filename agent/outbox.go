@@ -90,7 +90,8 @@ func (s sender) Send(ctx context.Context, r store.Record) error {
 		if err != nil {
 			var ae *qr.APIError
 			if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
-				return nil // PPaaS never created it: nothing to reverse
+				// PPaaS never created it: nothing to reverse, and the POS is told so.
+				return s.journal.settle(ctx, adv.ClientTransactionID, "never created at PPaaS: no money moved")
 			}
 			return err
 		}

@@ -264,7 +264,12 @@ func (e apmEngine) Pay(ctx context.Context, req nexo.PaymentRequest) (nexo.Payme
 		if errors.As(err, &ae) {
 			return nexo.PaymentResult{}, nexo.Errorf(nexo.Refusal, "refused by PPaaS: %s", ae.Message)
 		}
-		return nexo.PaymentResult{}, nexo.Errorf(nexo.MessageFormat, "%v", err)
+		if errors.Is(err, qr.ErrInvalidRequest) {
+			return nexo.PaymentResult{}, nexo.Errorf(nexo.MessageFormat, "%v", err)
+		}
+		// Nothing reached PPaaS (Pay returns an error only then): the agent
+		// itself could not take the payment.
+		return nexo.PaymentResult{}, nexo.Errorf(nexo.UnavailableService, "%v", err)
 	}
 	e.metrics.apmOutcome(string(out.Result), out.Method.PaymentType)
 	res, err := outcomeToNexo(out, brand, req)
@@ -320,6 +325,13 @@ func (e apmEngine) Reverse(ctx context.Context, req nexo.ReversalRequest) (nexo.
 	}
 	if err != nil {
 		return nexo.ReversalResult{}, nexo.Errorf(nexo.UnavailableService, "journal unavailable")
+	}
+	// Only the POS that made a payment may reverse it, and only a payment.
+	if h, ok := nexo.HeaderFrom(ctx); ok && t.SaleID != "" && t.SaleID != h.SaleID {
+		return nexo.ReversalResult{}, nexo.Errorf(nexo.NotFound, "no POI transaction %q for SaleID %q", id, h.SaleID)
+	}
+	if e := toEntry(t); e.SaleID != "" && e.Category != nexo.CategoryPayment {
+		return nexo.ReversalResult{}, nexo.Errorf(nexo.NotFound, "POI transaction %q is not a payment", id)
 	}
 	v := viewQR(t)
 	rr := qr.ReverseRequest{ClientTransactionID: id, TransactionID: v.transactionID, Reason: "reversal requested by the POS: " + req.Reason}

@@ -67,7 +67,12 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 		}
 		switch {
 		case cur != nil && cur.Status == qr.Approved:
-			brand, _ := eng.brand(*v.payment)
+			brand := cur.PaymentType // when the journaled request is unreadable
+			if v.payment != nil {
+				if b, ok := eng.brand(*v.payment); ok {
+					brand = b
+				}
+			}
 			res, _ := outcomeToNexo(qr.Outcome{Result: qr.ResultApproved, ClientTransactionID: t.ID, TransactionID: cur.TransactionID,
 				ProviderReference: cur.ProviderReference, Amount: cur.PaymentAmount, Method: qr.Method{PaymentType: cur.PaymentType, Scenario: cur.PaymentScenario}},
 				brand, nexo.PaymentRequest{})

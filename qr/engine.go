@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -302,10 +303,12 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	cancel()
 	if err != nil {
 		var ae *APIError
-		if errors.As(err, &ae) {
+		if errors.As(err, &ae) && ae.Transaction == nil && ae.StatusCode != http.StatusConflict {
 			_ = e.apply(ctx, t, Declined, source{kind: "agent", reason: ae.Error()})
 			return e.outcome(t, ""), fmt.Errorf("qr pay: %w", err)
 		}
+		// A conflict, or a refusal that carries a transaction, says something
+		// exists at PPaaS for this clientTransactionId: not a clean refusal.
 		log.Warn("qr create outcome unknown", "err", err)
 		return e.unknown(ctx, t, "create: "+err.Error()), nil
 	}
@@ -666,6 +669,10 @@ func (e *Engine) Reverse(ctx context.Context, r ReverseRequest) (Outcome, error)
 			final = ae.Transaction.Status
 		case err != nil:
 			return Outcome{}, fmt.Errorf("qr reverse: %w", err)
+		case !got.Status.Final():
+			// PPaaS took the cancel but has not settled it: not yet a reversal.
+			// The caller retries (an advice stays queued) until it is final.
+			return Outcome{}, fmt.Errorf("qr reverse: cancel of %s answered %s, not final yet: %w", id, got.Status, ErrUnreachable)
 		default:
 			final = got.Status
 			if err := e.rec.Record(ctx, Transition{ClientTransactionID: ctid, TransactionID: id, From: cur.Status, To: final,

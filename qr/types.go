@@ -44,6 +44,16 @@ type CreateRequest struct {
 
 // Validate checks what PPaaS would reject, so a bad request fails before any I/O.
 func (r CreateRequest) Validate() error {
+	if err := r.validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	return nil
+}
+
+// ErrInvalidRequest marks a payment request PPaaS would reject as malformed.
+var ErrInvalidRequest = errors.New("invalid payment request")
+
+func (r CreateRequest) validate() error {
 	switch {
 	case r.PaymentType == "":
 		return errors.New("paymentType is required")

@@ -123,8 +123,14 @@ func TestWorldQRPaymentApprovedEndToEnd(t *testing.T) {
 		return false
 	}, 10*time.Second, 10*time.Millisecond, "transaction result delivered to PPaaS")
 
+	// Another POS on this POI cannot reverse it.
+	other := &sim.POS{Client: pos.Client, POIID: pos.POIID, SaleID: "POS2"}
+	rev, err := other.Reverse(t.Context(), poiTx, "MerchantCancel")
+	require.NoError(t, err)
+	require.Equal(t, nexo.NotFound, rev.Status.ErrorCondition, sim.Describe(rev))
+
 	// Reversal refunds it.
-	rev, err := pos.Reverse(t.Context(), poiTx, "MerchantCancel")
+	rev, err = pos.Reverse(t.Context(), poiTx, "MerchantCancel")
 	require.NoError(t, err)
 	require.Equal(t, nexo.Success, rev.Status.Result, sim.Describe(rev))
 }

@@ -26,6 +26,12 @@ func (s *Store) later(fn op) error {
 	s.mu.RUnlock()
 	s.lazyMu.Lock()
 	defer s.lazyMu.Unlock()
+	if s.lazyClosed {
+		// Close already flushed the queue and waits for pending writes: hand
+		// this one to the writer now (reqs closes only once pending is zero).
+		s.reqs <- &writeReq{fn: fn}
+		return nil
+	}
 	s.lazy = append(s.lazy, &writeReq{fn: fn})
 	if s.lazyTimer == nil {
 		s.lazyTimer = time.AfterFunc(s.opts.DeferredFlush, s.flushDeferred)
