@@ -472,6 +472,14 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		err  error
 	}
 	done := make(chan outcome, 1)
+	// handoff decides who journals the outcome: normally this handler; the
+	// engine goroutine itself when the handler stopped waiting for it (the
+	// engine ignored cancellation past AbortGrace), so that the journal gets
+	// the real outcome and not one the handler made up.
+	var (
+		handoff sync.Mutex
+		gaveUp  bool
+	)
 	s.engines.Add(1)
 	go func() {
 		defer s.engines.Done()
@@ -490,7 +498,15 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 			s.current = nil
 		}
 		s.mu.Unlock()
-		done <- o
+		handoff.Lock()
+		defer handoff.Unlock()
+		if !gaveUp {
+			done <- o // buffered: never blocks
+			return
+		}
+		resp := s.outcomeResponse(req, tctx, o.resp, o.err)
+		s.finishJournal(ctx, h, resp, log)
+		log.Info("nexo transaction finished after its answer", "result", string(resp.Status.Result), "condition", string(resp.Status.ErrorCondition))
 	}()
 	var o outcome
 	select {
@@ -500,32 +516,53 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		select {
 		case o = <-done:
 		case <-t.C:
-			log.Warn("payment engine ignores cancellation; answering without it")
-			o.err = tctx.Err()
+			handoff.Lock()
+			select {
+			case o = <-done:
+				handoff.Unlock()
+			default:
+				gaveUp = true
+				handoff.Unlock()
+				t.Stop()
+				log.Warn("payment engine still running past the grace period; answering now, the journal gets its outcome when it ends")
+				return s.txFailure(req, Errorf(UnreachableHost, "outcome not known yet; ask TransactionStatus later"), TransactionID{})
+			}
 		}
 		t.Stop()
 	}
-	resp := o.resp
-	if o.err != nil {
-		var ne *Error
-		switch cause := context.Cause(tctx); {
-		case errors.Is(cause, ErrAborted):
-			ne = Errorf(Aborted, "aborted by the POS")
-		case errors.As(o.err, &ne):
-		case errors.Is(cause, context.DeadlineExceeded), errors.Is(cause, errShutdown):
-			ne = Errorf(UnreachableHost, "no outcome in time; ask TransactionStatus later")
-		default:
-			ne = asError(o.err, UnreachableHost)
-		}
-		var poiID TransactionID
-		if resp != nil && resp.Payment != nil {
-			poiID = resp.Payment.POITransactionID
-		}
-		if engErr := (*Error)(nil); poiID.ID == "" && errors.As(o.err, &engErr) {
-			poiID = engErr.POITransactionID
-		}
-		resp = s.txFailure(req, ne, poiID)
+	resp := s.outcomeResponse(req, tctx, o.resp, o.err)
+	s.finishJournal(ctx, h, resp, log)
+	log.Info("nexo transaction finished", "result", string(resp.Status.Result), "condition", string(resp.Status.ErrorCondition))
+	return resp
+}
+
+// outcomeResponse is the POS's answer for what the engine returned.
+func (s *Server) outcomeResponse(req *Request, tctx context.Context, resp *Response, engErr error) *Response {
+	if engErr == nil {
+		return resp
 	}
+	var ne *Error
+	switch cause := context.Cause(tctx); {
+	case errors.Is(cause, ErrAborted):
+		ne = Errorf(Aborted, "aborted by the POS")
+	case errors.As(engErr, &ne):
+	case errors.Is(cause, context.DeadlineExceeded), errors.Is(cause, errShutdown):
+		ne = Errorf(UnreachableHost, "no outcome in time; ask TransactionStatus later")
+	default:
+		ne = asError(engErr, UnreachableHost)
+	}
+	var poiID TransactionID
+	if resp != nil && resp.Payment != nil {
+		poiID = resp.Payment.POITransactionID
+	}
+	if e := (*Error)(nil); poiID.ID == "" && errors.As(engErr, &e) {
+		poiID = e.POITransactionID
+	}
+	return s.txFailure(req, ne, poiID)
+}
+
+// finishJournal records a transaction's final response.
+func (s *Server) finishJournal(ctx context.Context, h Header, resp *Response, log *slog.Logger) {
 	stored, err := JSONCodec{}.EncodeResponse(resp)
 	if err == nil {
 		err = s.deps.Journal.Finish(context.WithoutCancel(ctx), h.SaleID, h.ServiceID, stored, s.now())
@@ -533,8 +570,6 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	if err != nil {
 		log.Error("journal finish", "err", err)
 	}
-	log.Info("nexo transaction finished", "result", string(resp.Status.Result), "condition", string(resp.Status.ErrorCondition))
-	return resp
 }
 
 func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error) {

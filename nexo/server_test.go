@@ -271,7 +271,18 @@ func TestEngineIgnoringCancellation(t *testing.T) {
 	// The engine still holds the slot until it returns.
 	resp, err = c.Do(ctx, paymentReq("H2", "KB", 100))
 	requireFailure(t, resp, err, Busy)
+	// Meanwhile TransactionStatus says it is still running: nothing made up.
+	status := &Request{Header: testHeader(CategoryTransactionStatus, "Q1"), TransactionStatus: &TransactionStatusRequest{
+		MessageReference: &MessageReference{Category: CategoryPayment, ServiceID: "H1", SaleID: "POS1"}}}
+	resp, err = c.Do(ctx, status)
+	requireFailure(t, resp, err, InProgress)
 	close(eng.release)
+	// When the engine ends, the journal gets its real outcome.
+	require.Eventually(t, func() bool {
+		resp, err := c.Do(ctx, status)
+		return err == nil && resp.Status.Result == Success && resp.TransactionStatus.Repeated != nil &&
+			resp.TransactionStatus.Repeated.Status.Result == Success
+	}, 5*time.Second, 10*time.Millisecond, "the late outcome is journaled")
 	require.Eventually(t, func() bool {
 		resp, err := c.Do(ctx, paymentReq("H3", "KB", 100))
 		return err == nil && resp.Status.Result == Success
