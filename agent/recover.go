@@ -35,8 +35,14 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 			return
 		}
 		e := toEntry(t)
+		if e.SaleID != "" && e.Category == nexo.CategoryReversal {
+			// Reversals are idempotent at PPaaS (a second one finds the payment
+			// already cancelled or refunded): tell the POS to send it again.
+			a.finishRecoveredReversal(ctx, j, t, e)
+			continue
+		}
 		if e.SaleID == "" || e.Category != nexo.CategoryPayment {
-			continue // not a POS payment (reversals are retried by the POS)
+			continue
 		}
 		v := viewQR(t)
 		log := a.log.With("sale_id", t.SaleID, "service_id", t.ServiceID, "poi_transaction_id", t.ID)
@@ -129,4 +135,30 @@ func (a *Agent) finishRecovered(ctx context.Context, j journal, t store.Txn, v q
 	if err := j.Finish(ctx, t.SaleID, t.ServiceID, b, time.Now()); err != nil {
 		a.log.Error("journal recovered response", "err", err)
 	}
+}
+
+// finishRecoveredReversal journals a Failure for a reversal a crash interrupted,
+// so its ServiceID stops answering InProgress.
+func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, t store.Txn, e nexo.JournalEntry) {
+	var orig nexo.TransactionID
+	if req, err := (nexo.JSONCodec{}).DecodeRequest(e.Request); err == nil && req.Reversal != nil {
+		orig = req.Reversal.OriginalPOITransactionID
+	}
+	resp := &nexo.Response{
+		Header: nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: nexo.CategoryReversal, Type: nexo.TypeResponse,
+			SaleID: t.SaleID, ServiceID: t.ServiceID, POIID: a.poiid},
+		Status: nexo.ResponseStatus{Result: nexo.Failure, ErrorCondition: nexo.UnreachableHost,
+			AdditionalResponse: "interrupted by an agent restart; send the reversal again with a new ServiceID (it is idempotent)"},
+		Reversal: &nexo.ReversalResponse{OriginalPOITransactionID: orig, POITransactionID: nexo.TransactionID{ID: t.ID, TimeStamp: t.Started}},
+	}
+	b, err := nexo.JSONCodec{}.EncodeResponse(resp)
+	if err != nil {
+		a.log.Error("encode recovered reversal response", "err", err)
+		return
+	}
+	if err := j.Finish(ctx, t.SaleID, t.ServiceID, b, time.Now()); err != nil {
+		a.log.Error("journal recovered reversal", "err", err)
+		return
+	}
+	a.log.Info("recovered reversal: interrupted, the POS is told to send it again", "sale_id", t.SaleID, "service_id", t.ServiceID)
 }
