@@ -183,9 +183,13 @@ func (f *Forwarder) Run(ctx context.Context) error {
 
 	force := false
 	storeErrors := uint32(0)
+	// acked is the last record acknowledged with a deferred ack (its removal
+	// commits with the store's next durable write, off the payment path's
+	// fsyncs); the next record to deliver comes after it.
+	var acked uint64
 	for ctx.Err() == nil {
 		now := f.cfg.Now()
-		rec, ok, err := f.st.Peek(ctx, now)
+		rec, ok, err := f.st.PeekAfter(ctx, now, acked)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -217,7 +221,9 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			continue
 		}
 		force = false
-		f.deliver(ctx, rec)
+		if f.deliver(ctx, rec) {
+			acked = rec.Seq
+		}
 	}
 	return nil
 }
@@ -226,14 +232,15 @@ func (f *Forwarder) backoff(attempt uint32) time.Duration {
 	return Backoff(attempt, f.cfg.BaseDelay, f.cfg.MaxDelay, f.cfg.Multiplier, f.cfg.Rand())
 }
 
-// deliver makes one attempt and records its outcome in the store.
-func (f *Forwarder) deliver(ctx context.Context, rec store.Record) {
+// deliver makes one attempt and records its outcome in the store. It reports
+// whether the record was delivered and acknowledged.
+func (f *Forwarder) deliver(ctx context.Context, rec store.Record) bool {
 	f.setWaiting(rec.Attempts, time.Time{})
 	sctx, cancel := context.WithTimeout(ctx, f.cfg.SendTimeout)
 	err := f.sender.Send(sctx, rec)
 	cancel()
 	if ctx.Err() != nil && err != nil {
-		return // shutting down mid-send: the attempt proves nothing
+		return false // shutting down mid-send: the attempt proves nothing
 	}
 	// Record the outcome even if shutdown starts now: an ack lost here
 	// means a duplicate send (harmless, the receiver de-duplicates) but a
@@ -244,20 +251,23 @@ func (f *Forwarder) deliver(ctx context.Context, rec store.Record) {
 	var perm *PermanentError
 	switch {
 	case err == nil:
-		if aerr := f.st.Ack(wctx, rec.Seq); aerr != nil {
+		// The receiver has it; losing the ack in a crash only means sending it
+		// again, so the removal need not cost a sync of its own.
+		if aerr := f.st.AckDeferred(rec.Seq); aerr != nil {
 			log.Warn("ack delivered record (it will be sent again)", "err", aerr)
-			return
+			return false
 		}
 		f.count(func(s *ForwarderStats) {
 			s.Sent++
 			s.LastSuccess = f.cfg.Now()
 			s.HeadAttempts = 0
 		})
+		return true
 	case errors.As(err, &perm):
 		log.Error("delivery rejected permanently; record moved to dead letters", "err", err)
 		if derr := f.st.DeadLetter(wctx, rec.Seq, err.Error()); derr != nil {
 			log.Error("dead-letter record", "err", derr)
-			return
+			return false
 		}
 		f.count(func(s *ForwarderStats) { s.DeadLettered++; s.LastError = err.Error() })
 	default:
@@ -274,6 +284,7 @@ func (f *Forwarder) deliver(ctx context.Context, rec store.Record) {
 			s.NextAttempt = next
 		})
 	}
+	return false
 }
 
 func (f *Forwarder) count(fn func(*ForwarderStats)) {

@@ -19,7 +19,7 @@ import (
 // PaymentRequest over HTTPS → agent → simulated PPaaS with an instant-approve
 // provider → approval event over MQTT → PaymentResponse. It reports the total
 // latency, the agent's own share (total minus the time the simulated platform spent
-// in its API handlers for that payment) and the time from the simulator handing the
+// in its API handlers and publishing the payment's events) and the time from the simulator handing the
 // approval event to its broker to the POS holding the response.
 func BenchmarkWorldPayment(b *testing.B) {
 	w, pos := startWorldB(b)

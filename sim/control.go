@@ -126,6 +126,7 @@ func (p *PPaaS) initPayments() error {
 	if err != nil {
 		return fmt.Errorf("simulated PPaaS: %w", err)
 	}
+	pay.busy = &p.apiNanos
 	p.pay = pay
 	if c.ExternalMQTTURL != "" {
 		p.broker = newExternalBroker(p.log, c.ExternalMQTTURL, c.ExternalMQTTUsername, c.ExternalMQTTPassword, p.brokerClientTLS())

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -80,6 +81,7 @@ type payments struct {
 	log       *slog.Logger
 	now       func() time.Time
 	pub       publisher
+	busy      *atomic.Int64 // nanoseconds spent publishing events (the simulator's time)
 	cfg       ProvidersConfig
 	providers map[string]provider // by paymentType; read-only after newPayments
 
@@ -155,7 +157,12 @@ func (pm *payments) start(pub publisher) {
 				return
 			case o := <-pm.queue:
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				if err := pm.pub.Publish(ctx, o.topic, o.payload); err != nil {
+				began := time.Now()
+				err := pm.pub.Publish(ctx, o.topic, o.payload)
+				if pm.busy != nil {
+					pm.busy.Add(int64(time.Since(began)))
+				}
+				if err != nil {
 					// The broker is down or refused: the event is lost, as a real
 					// one would be; the device's polling recovers the state.
 					pm.log.Warn("simulated PPaaS event not published", "topic", o.topic, "err", err)

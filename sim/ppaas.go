@@ -70,7 +70,7 @@ type PPaaS struct {
 	api, ctl     *http.Server
 	wg           sync.WaitGroup
 	closeOnce    sync.Once
-	apiNanos     atomic.Int64 // time spent in API handlers, for benchmarks
+	apiNanos     atomic.Int64 // time spent in API handlers and publishing events, for benchmarks
 }
 
 // timed accumulates the time the simulated platform spends answering, so a
@@ -83,7 +83,8 @@ func (p *PPaaS) timed(h http.Handler) http.Handler {
 	})
 }
 
-// APITime is the total time spent in the simulated API's handlers so far.
+// APITime is the total time the simulated platform has spent answering API calls
+// and publishing provider events so far.
 func (p *PPaaS) APITime() time.Duration { return time.Duration(p.apiNanos.Load()) }
 
 type merchant struct {

@@ -80,3 +80,24 @@ func TestAppendDeferredCommitsWithTheNextDurableWrite(t *testing.T) {
 	require.Equal(t, `{"r":1}`, string(recs[0].Payload))
 	require.Error(t, s.AppendDeferred(Event{Kind: Kind(200)}), "bad input is refused at once")
 }
+
+func TestAckDeferredAndPeekAfter(t *testing.T) {
+	s, _ := openTest(t, Options{DeferredFlush: time.Hour})
+	recs := appendN(t, s, KindReceipt, 3)
+	require.NoError(t, s.AckDeferred(recs[0].Seq))
+	head, ok, err := s.Peek(t.Context(), time.Now())
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, recs[0].Seq, head.Seq, "the removal is not committed yet")
+	next, ok, err := s.PeekAfter(t.Context(), time.Now(), recs[0].Seq)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, recs[1].Seq, next.Seq, "a consumer reads on past its deferred ack")
+
+	require.NoError(t, s.Ack(t.Context(), recs[1].Seq)) // durable: takes the deferred ack along
+	head, ok, err = s.Peek(t.Context(), time.Now())
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, recs[2].Seq, head.Seq)
+	require.EqualValues(t, 1, s.Stats().Depth)
+}

@@ -101,6 +101,13 @@ func (s *Store) appendOp(ev Event) (*Record, op, error) {
 // expiry has passed at now are first moved to the dead-letter bucket, so an
 // expired record is never returned and never silently lost.
 func (s *Store) Peek(ctx context.Context, now time.Time) (Record, bool, error) {
+	return s.PeekAfter(ctx, now, 0)
+}
+
+// PeekAfter is Peek for a consumer that acknowledged records up to seq after
+// with AckDeferred: records up to after are skipped, their removal being on its
+// way to the file.
+func (s *Store) PeekAfter(ctx context.Context, now time.Time, after uint64) (Record, bool, error) {
 	for {
 		var (
 			rec     Record
@@ -108,7 +115,11 @@ func (s *Store) Peek(ctx context.Context, now time.Time) (Record, bool, error) {
 			expired bool
 		)
 		err := s.view(func(tx *bolt.Tx) error {
-			k, v := tx.Bucket(bucketOutbox).Cursor().First()
+			c := tx.Bucket(bucketOutbox).Cursor()
+			k, v := c.First()
+			if after > 0 {
+				k, v = c.Seek(seqKey(after + 1))
+			}
 			if k == nil {
 				return nil
 			}
@@ -198,7 +209,21 @@ func moveToDead(w *wtx, r Record, oldSize int64, reason string, now time.Time) e
 
 // Ack removes a delivered record.
 func (s *Store) Ack(ctx context.Context, seq uint64) error {
-	err := s.do(ctx, func(w *wtx) error {
+	if err := s.do(ctx, ackOp(seq)); err != nil {
+		return fmt.Errorf("ack outbox seq %d: %w", seq, err)
+	}
+	return nil
+}
+
+// AckDeferred removes a delivered record like Ack, without waiting for the
+// removal to be durable: it commits with the next waited-for write. A crash
+// before that delivers the record again, which at-least-once delivery allows
+// (the receiver de-duplicates by key). Until then Peek still returns it: the
+// consumer reads on with PeekAfter.
+func (s *Store) AckDeferred(seq uint64) error { return s.later(ackOp(seq)) }
+
+func ackOp(seq uint64) op {
+	return func(w *wtx) error {
 		b := w.tx.Bucket(bucketOutbox)
 		k := seqKey(seq)
 		v := b.Get(k)
@@ -213,11 +238,7 @@ func (s *Store) Ack(ctx context.Context, seq uint64) error {
 		w.c.bytes -= size
 		w.m.acked++
 		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("ack outbox seq %d: %w", seq, err)
 	}
-	return nil
 }
 
 // Nack records a failed delivery attempt: it increments Attempts, stores the
