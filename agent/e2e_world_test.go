@@ -14,6 +14,7 @@ import (
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/simtest"
 	"github.com/termagent/termagent/store"
 )
 
@@ -32,33 +33,14 @@ type world struct {
 // tests are about; cmd/agent's crash test keeps fsync).
 func startWorld(t *testing.T, mod func(*agent.Config)) *world {
 	t.Helper()
-	cfg := sim.WorldConfig{
-		Dir:   t.TempDir(),
-		PPaaS: sim.Config{Addr: "127.0.0.1:0"},
-		AgentConfig: func(c *agent.Config) {
-			c.PaymentTimeout = 30 * time.Second
-			c.EventWait = 10 * time.Second
-			if mod != nil {
-				mod(c)
-			}
-		},
-		AgentOptions: agent.Options{
-			StoreOptions: store.Options{NoSync: true},
-			Forwarder:    agent.ForwarderConfig{BaseDelay: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond, SendTimeout: 5 * time.Second},
-		},
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	w, err := sim.StartWorld(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		require.NoError(t, w.Close(ctx))
-	})
-	c, err := w.POS()
-	require.NoError(t, err)
-	return &world{World: w, t: t, pos: &sim.POS{Client: c, POIID: w.Agent.POIID()}, seen: map[string]bool{}}
+	w, pos := simtest.Start(t, simtest.Agent(func(c *agent.Config) {
+		c.PaymentTimeout = 30 * time.Second
+		c.EventWait = 10 * time.Second
+		if mod != nil {
+			mod(c)
+		}
+	}))
+	return &world{World: w, t: t, pos: pos, seen: map[string]bool{}}
 }
 
 type payResult struct {

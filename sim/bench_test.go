@@ -1,17 +1,15 @@
 package sim_test
 
 import (
-	"context"
 	"os"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
-
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/simtest"
 	"github.com/termagent/termagent/store"
 )
 
@@ -65,25 +63,13 @@ func BenchmarkWorldPayment(b *testing.B) {
 
 func startWorldB(b *testing.B) (*sim.World, *sim.POS) {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(b.Context(), 20*time.Second)
-	defer cancel()
-	w, err := sim.StartWorld(ctx, sim.WorldConfig{
-		Dir:          b.TempDir(),
-		PPaaS:        sim.Config{Addr: "127.0.0.1:0", Payments: sim.PaymentsConfig{Provider: sim.ProviderApprove}},
-		AgentOptions: agent.Options{StoreOptions: store.Options{NoSync: os.Getenv("BENCH_NOSYNC") != ""}},
-		AgentConfig: func(c *agent.Config) {
-			c.LogLevel = "error"
-		},
+	return simtest.Start(b, func(cfg *sim.WorldConfig) {
+		cfg.PPaaS.Payments.Provider = sim.ProviderApprove
+		// The figure is for a durable agent: fsync on unless asked otherwise.
+		cfg.AgentOptions.StoreOptions = store.Options{NoSync: os.Getenv("BENCH_NOSYNC") != ""}
+		cfg.AgentOptions.Forwarder = agent.ForwarderConfig{}
+		simtest.Agent(func(c *agent.Config) { c.LogLevel = "error" })(cfg)
 	})
-	require.NoError(b, err)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = w.Close(ctx)
-	})
-	c, err := w.POS()
-	require.NoError(b, err)
-	return w, &sim.POS{Client: c, POIID: w.Agent.POIID()}
 }
 
 func finalEventAt(w *sim.World, id string) time.Time {

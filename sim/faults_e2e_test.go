@@ -13,7 +13,7 @@ import (
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
-	"github.com/termagent/termagent/store"
+	"github.com/termagent/termagent/sim/simtest"
 )
 
 // ctlClient drives a simulator's control API over HTTP, as integrators'
@@ -57,30 +57,10 @@ type ctlEvents struct {
 // poll, and an outage of the events ingest holds the agent's transaction
 // results in its outbox until the faults are cleared; then each arrives once.
 func TestControlAPIFaultsReachTheAgent(t *testing.T) {
-	cfg := sim.WorldConfig{
-		Dir:   t.TempDir(),
-		PPaaS: sim.Config{Addr: "127.0.0.1:0"},
-		AgentConfig: func(c *agent.Config) {
-			c.PaymentTimeout = 20 * time.Second
-			c.EventWait = 200 * time.Millisecond
-		},
-		AgentOptions: agent.Options{
-			StoreOptions: store.Options{NoSync: true},
-			Forwarder:    agent.ForwarderConfig{BaseDelay: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond},
-		},
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	w, err := sim.StartWorld(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		require.NoError(t, w.Close(ctx))
-	})
-	nc, err := w.POS()
-	require.NoError(t, err)
-	pos := &sim.POS{Client: nc, POIID: w.Agent.POIID()}
+	w, pos := simtest.Start(t, simtest.Agent(func(c *agent.Config) {
+		c.PaymentTimeout = 20 * time.Second
+		c.EventWait = 200 * time.Millisecond
+	}))
 	ctl := ctlClient{t: t, base: w.PPaaS.ControlURL()}
 	serial := w.Agent.Serial()
 

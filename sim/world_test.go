@@ -15,33 +15,12 @@ import (
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/simtest"
 )
 
 func startWorld(t *testing.T, mod func(*sim.WorldConfig)) (*sim.World, *sim.POS) {
 	t.Helper()
-	cfg := sim.WorldConfig{
-		Dir:   t.TempDir(),
-		PPaaS: sim.Config{Addr: "127.0.0.1:0"},
-		AgentConfig: func(c *agent.Config) {
-			c.PaymentTimeout = 20 * time.Second
-			c.EventWait = 2 * time.Second
-		},
-	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	w, err := sim.StartWorld(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		require.NoError(t, w.Close(ctx))
-	})
-	c, err := w.POS()
-	require.NoError(t, err)
-	return w, &sim.POS{Client: c, POIID: w.Agent.POIID()}
+	return simtest.Start(t, mod)
 }
 
 // awaitScreen waits for the virtual terminal to show a state.
