@@ -42,6 +42,10 @@ type Options struct {
 	StoreOptions store.Options
 	// Forwarder tunes the outbox forwarder's backoff (tests use milliseconds).
 	Forwarder ForwarderConfig
+
+	// Now is the agent's local wall clock (nil: time.Now); the simulator's
+	// clock-jump fault replaces it.
+	Now func() time.Time
 }
 
 // Agent is a configured agent. Run starts it.
@@ -78,7 +82,7 @@ func New(cfg Config, build Build, log *slog.Logger, opts Options) (*Agent, error
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	clock := mtls.NewClock(build.Date, nil)
+	clock := mtls.NewClock(build.Date, opts.Now)
 	dev, err := mtls.LoadDeviceTLS(mtls.TLSFiles{Cert: cfg.Cert, Key: cfg.Key, CA: cfg.CA}, clock.Now)
 	if err != nil {
 		return nil, fmt.Errorf("load device identity: %w", err)
