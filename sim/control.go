@@ -15,7 +15,8 @@ import (
 //	POST /control/transactions/{id}/{action}[?args]       the consumer or provider acts:
 //	                                                      pay|decline|abandon for every provider,
 //	                                                      plus each provider's own (PROVIDERS.md)
-//	GET  /control/transactions                            {"transactions":[…],"charges":{serial:n}}
+//	GET  /control/transactions                            {"transactions":[…],"charges":{serial:n},
+//	                                                      "netCharges":{serial:n}} (net: less full refunds)
 //	GET  /control/providers                               paymentTypes and their actions, settings
 //	                                                      (secret redacted), rejected notifications
 //	POST /control/providers/pledg/notifications           a raw Pledg notification, verified like
@@ -24,8 +25,11 @@ import (
 //	GET|POST /control/payments/faults                     PaymentFaults (POST replaces)
 //	POST /control/broker/stop|start                       embedded broker outage
 //	POST /control/broker/kick/{serial}                    drop a device's MQTT connection
+//
+// and the adversarial knobs (adversary.go).
 func (p *PPaaS) paymentsRoutes() {
 	p.pay.routes(p.mux, p.device)
+	p.adversaryRoutes()
 	p.control.HandleFunc("POST /control/transactions/{id}/{action}", p.handleAct)
 	p.control.HandleFunc("GET /control/providers", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, p.pay.describe())
@@ -44,7 +48,11 @@ func (p *PPaaS) paymentsRoutes() {
 	})
 	p.control.HandleFunc("GET /control/transactions", func(w http.ResponseWriter, _ *http.Request) {
 		txs, charges := p.pay.list()
-		writeJSON(w, http.StatusOK, map[string]any{"transactions": txs, "charges": charges})
+		net := map[string]int{}
+		for i := range txs {
+			net[txs[i].Serial] += netCharges(&txs[i])
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"transactions": txs, "charges": charges, "netCharges": net})
 	})
 	p.control.HandleFunc("GET /control/payments/mode", func(w http.ResponseWriter, _ *http.Request) {
 		p.pay.mu.Lock()
@@ -128,6 +136,7 @@ func (p *PPaaS) initPayments() error {
 	}
 	pay.busy = &p.apiNanos
 	p.pay = pay
+	p.faults.orderOf = pay.orderOf
 	if c.ExternalMQTTURL != "" {
 		p.broker = newExternalBroker(p.log, c.ExternalMQTTURL, c.ExternalMQTTUsername, c.ExternalMQTTPassword, p.brokerClientTLS())
 		return nil

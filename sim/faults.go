@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -20,12 +21,25 @@ type clock struct {
 
 func (c *clock) now() time.Time { return c.base().Add(time.Duration(c.offset.Load())) }
 
-// Fault is one injected failure on the mTLS API: requests whose path starts with
-// Path (and, if set, whose method is Method) get Status, or the connection reset,
-// after Latency, for the next Count requests (0 = until cleared).
+// Fault is one injected failure on the mTLS API: requests that match every
+// condition set — path starting with Path, ending with Suffix, method Method,
+// about the QR transaction Transaction or the one whose order id is OrderID —
+// get Status, or the connection reset, after Latency, for the next Count
+// requests (0 = until cleared). At least one of Path, Suffix, Transaction and
+// OrderID is set. Rules are tried in the order they were added; the first
+// match applies, so a rule with a Count can be followed by another that takes
+// over once it is used up.
 type Fault struct {
-	Path    string        `json:"path"`
-	Method  string        `json:"method,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Suffix string `json:"suffix,omitempty"` // e.g. "/refund" apart from "/cancel"
+	Method string `json:"method,omitempty"`
+	// Transaction aims the fault at one PPaaS transaction id: the requests on
+	// /qrcode-payment/v1/transactions/{id}[/…] (status reads, cancel, refund).
+	Transaction string `json:"transactionId,omitempty"`
+	// OrderID aims it at the transaction created with this order.orderId (the
+	// simulator's POS sends "ORDER-" + the payment's ServiceID), resolved at
+	// each request, so the fault can be set before the payment exists.
+	OrderID string        `json:"orderId,omitempty"`
 	Status  int           `json:"status,omitempty"`
 	Reset   bool          `json:"reset,omitempty"`
 	Latency time.Duration `json:"latency,omitempty"`
@@ -33,13 +47,69 @@ type Fault struct {
 	Hits    int           `json:"hits"`
 }
 
+// Validate reports what makes a fault apply to nothing or do nothing.
+func (f Fault) Validate() error {
+	switch {
+	case f.Path == "" && f.Suffix == "" && f.Transaction == "" && f.OrderID == "":
+		return errors.New("fault: set path, suffix, transactionId or orderId (what it applies to)")
+	case f.Path != "" && !strings.HasPrefix(f.Path, "/"):
+		return errors.New("fault: path must start with /")
+	case f.Suffix != "" && !strings.HasPrefix(f.Suffix, "/"):
+		return errors.New("fault: suffix must start with /")
+	case f.Status != 0 && (f.Status < 100 || f.Status > 599):
+		return errors.New("fault: status must be an HTTP status code")
+	case f.Status == 0 && !f.Reset && f.Latency <= 0:
+		return errors.New("fault: set status, reset or latency (what happens)")
+	case f.Count < 0 || f.Latency < 0:
+		return errors.New("fault: count and latency must not be negative")
+	}
+	return nil
+}
+
 type faults struct {
 	clock *clock
-	mu    sync.Mutex
-	rules []*Fault
+	// orderOf resolves a PPaaS transaction id to its order id (OrderID rules).
+	orderOf func(id string) (string, bool)
+	mu      sync.Mutex
+	rules   []*Fault
 }
 
 func newFaults(c *clock) *faults { return &faults{clock: c} }
+
+// transactionInPath is the {id} of /qrcode-payment/v1/transactions/{id}[/…].
+func transactionInPath(path string) string {
+	const prefix = "/qrcode-payment/v1/transactions/"
+	rest, ok := strings.CutPrefix(path, prefix)
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, "/")
+	return id
+}
+
+// matches reports whether rule applies to r. Called with f.mu held.
+func (f *faults) matches(rule *Fault, r *http.Request) bool {
+	path := r.URL.Path
+	if !strings.HasPrefix(path, rule.Path) || !strings.HasSuffix(path, rule.Suffix) ||
+		(rule.Method != "" && !strings.EqualFold(rule.Method, r.Method)) {
+		return false
+	}
+	if rule.Transaction == "" && rule.OrderID == "" {
+		return true
+	}
+	id := transactionInPath(path)
+	if id == "" || (rule.Transaction != "" && id != rule.Transaction) {
+		return false
+	}
+	if rule.OrderID != "" {
+		if f.orderOf == nil {
+			return false
+		}
+		order, ok := f.orderOf(id)
+		return ok && order == rule.OrderID
+	}
+	return true
+}
 
 // Add installs a fault.
 func (f *faults) add(r Fault) {
@@ -52,7 +122,7 @@ func (f *faults) match(r *http.Request) (Fault, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, rule := range f.rules {
-		if !strings.HasPrefix(r.URL.Path, rule.Path) || (rule.Method != "" && !strings.EqualFold(rule.Method, r.Method)) {
+		if !f.matches(rule, r) {
 			continue
 		}
 		rule.Hits++
@@ -103,29 +173,32 @@ func (f *faults) wrap(next http.Handler) http.Handler {
 
 // faultJSON is the control API form: latency in milliseconds.
 type faultJSON struct {
-	Path      string `json:"path"`
-	Method    string `json:"method,omitempty"`
-	Status    int    `json:"status,omitempty"`
-	Reset     bool   `json:"reset,omitempty"`
-	LatencyMS int    `json:"latencyMs,omitempty"`
-	Count     int    `json:"count,omitempty"`
+	Path        string `json:"path,omitempty"`
+	Suffix      string `json:"suffix,omitempty"`
+	Method      string `json:"method,omitempty"`
+	Transaction string `json:"transactionId,omitempty"`
+	OrderID     string `json:"orderId,omitempty"`
+	Status      int    `json:"status,omitempty"`
+	Reset       bool   `json:"reset,omitempty"`
+	LatencyMS   int    `json:"latencyMs,omitempty"`
+	Count       int    `json:"count,omitempty"`
 }
 
 func (f *faults) handleSet(w http.ResponseWriter, r *http.Request) {
 	var in faultJSON
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&in); err != nil {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "fault: " + err.Error()})
 		return
 	}
-	if !strings.HasPrefix(in.Path, "/") {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "fault: path must start with /"})
+	rule := Fault{Path: in.Path, Suffix: in.Suffix, Method: in.Method, Transaction: in.Transaction, OrderID: in.OrderID,
+		Status: in.Status, Reset: in.Reset, Latency: time.Duration(in.LatencyMS) * time.Millisecond, Count: in.Count}
+	if err := rule.Validate(); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	if in.Status != 0 && (in.Status < 100 || in.Status > 599) {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "fault: status must be an HTTP status code"})
-		return
-	}
-	f.add(Fault{Path: in.Path, Method: in.Method, Status: in.Status, Reset: in.Reset, Latency: time.Duration(in.LatencyMS) * time.Millisecond, Count: in.Count})
+	f.add(rule)
 	writeJSON(w, http.StatusCreated, in)
 }
 
@@ -150,8 +223,12 @@ func (f *faults) handleList(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// AddFault installs a fault (for in-process tests).
+// AddFault installs a fault (for in-process tests and scenarios); see
+// Fault.Validate.
 func (p *PPaaS) AddFault(f Fault) { p.faults.add(f) }
+
+// ClearFaults removes every HTTP fault.
+func (p *PPaaS) ClearFaults() { p.faults.clear() }
 
 // ExpireTokens makes every token issued so far invalid.
 func (p *PPaaS) ExpireTokens() { p.issuer.expireAll() }

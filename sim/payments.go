@@ -59,6 +59,9 @@ type SimTransaction struct {
 	FinalEventAt time.Time `json:"finalEventAt"` // when the event carrying the final status was handed to the broker
 	// Charges counts the moves to approved: more than one would be a double charge.
 	Charges int `json:"charges"`
+	// RefundPending is the amount of refunds accepted but not completed yet
+	// (asynchronous refunds); RefundedAmount grows when each completes.
+	RefundPending int64 `json:"refundPending"`
 	// Provider is the provider's raw view carried by the last event (replaced,
 	// never mutated, so copies handed out stay valid).
 	Provider map[string]string `json:"provider,omitempty"`
@@ -94,6 +97,10 @@ type payments struct {
 	byRef    map[string]*SimTransaction // providerReference, for provider notifications
 	charges  map[string]int             // serial → approved transactions
 	rejected int                        // provider notifications dropped for a bad signature
+	// spellings rewrite statuses in API answers and events (the adversarial
+	// PPaaS's "real platform spellings"); refunds says how refunds complete.
+	spellings map[qr.State]string
+	refunds   RefundMode
 
 	// Provider timers (delayed confirmation, deadlines, callback retries): each
 	// one counted in timerWG until it ran or close stopped it.
@@ -277,6 +284,7 @@ func (pm *payments) handleCreate(w http.ResponseWriter, r *http.Request) {
 	if snap != nil {
 		body = *snap
 	}
+	out := pm.spelledLocked(body)
 	pm.mu.Unlock()
 
 	if lost {
@@ -287,7 +295,7 @@ func (pm *payments) handleCreate(w http.ResponseWriter, r *http.Request) {
 	if existed {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, body)
+	writeJSON(w, status, out)
 }
 
 // owned returns the device's transaction or writes 404.
@@ -308,7 +316,7 @@ func (pm *payments) handleGet(w http.ResponseWriter, r *http.Request) {
 		pm.mu.Unlock()
 		return
 	}
-	body := tx.Transaction
+	body := pm.spelledLocked(tx.Transaction)
 	pm.mu.Unlock()
 	writeJSON(w, http.StatusOK, body)
 }
@@ -323,15 +331,18 @@ func (pm *payments) handleCancel(w http.ResponseWriter, r *http.Request) {
 	switch tx.Status {
 	case qr.Cancelled, qr.Expired:
 		// Idempotent: a retried cancel gets the same answer.
-	case qr.Created, qr.AwaitingConsumer, qr.Pending:
+	case qr.Created, qr.AwaitingConsumer, qr.Pending, pennymaticConfirming:
+		// PPaaS takes the cancel even once the consumer has paid (confirming):
+		// not cancelling then is the terminal's duty; Pennymatic's record says
+		// a refund is owed.
 		pm.setLocked(tx, qr.Cancelled, "cancelled by the terminal", pm.providers[tx.PaymentType].raw(tx, qr.Cancelled))
 	default:
-		body := tx.Transaction
+		body := pm.spelledLocked(tx.Transaction)
 		pm.mu.Unlock()
 		writeJSON(w, http.StatusConflict, map[string]any{"error": "already_decided", "message": "transaction is " + string(body.Status), "transaction": body})
 		return
 	}
-	body := tx.Transaction
+	body := pm.spelledLocked(tx.Transaction)
 	pm.mu.Unlock()
 	writeJSON(w, http.StatusOK, body)
 }
@@ -353,25 +364,38 @@ func (pm *payments) handleRefund(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if done, ok := tx.refunds[req.ClientRefundID]; ok {
-		writeJSON(w, http.StatusOK, done)
+		writeJSON(w, http.StatusOK, pm.spelledRefundLocked(done))
 		return
 	}
 	if tx.Status != qr.Approved {
-		writeJSON(w, http.StatusConflict, map[string]any{"error": "not_refundable", "message": "transaction is " + string(tx.Status), "transaction": tx.Transaction})
+		writeJSON(w, http.StatusConflict, map[string]any{"error": "not_refundable", "message": "transaction is " + string(tx.Status), "transaction": pm.spelledLocked(tx.Transaction)})
 		return
 	}
-	if req.Amount.Currency != tx.PaymentAmount.Currency || tx.RefundedAmount+req.Amount.Amount > tx.PaymentAmount.Amount {
+	if req.Amount.Currency != tx.PaymentAmount.Currency || tx.RefundedAmount+tx.RefundPending+req.Amount.Amount > tx.PaymentAmount.Amount {
 		apiError(w, http.StatusUnprocessableEntity, "invalid_amount", "refund exceeds the amount paid or currency differs")
 		return
 	}
 	ref := qr.Refund{RefundID: "rf-" + uuid.NewString(), ClientRefundID: req.ClientRefundID, TransactionID: tx.TransactionID,
-		Status: "refunded", Amount: req.Amount, CreatedAt: pm.now()}
+		Status: refundDone, Amount: req.Amount, CreatedAt: pm.now()}
+	if pm.refunds.Async {
+		// Shared contract 3: accepted, not done; the transaction stays
+		// approved until the refund completes.
+		ref.Status = refundPending
+		tx.refunds[req.ClientRefundID] = ref
+		tx.RefundPending += req.Amount.Amount
+		if d := pm.refunds.Delay; d > 0 {
+			id := req.ClientRefundID
+			pm.afterLocked(d, func() { pm.completeRefundLocked(tx, id) })
+		}
+		writeJSON(w, http.StatusOK, pm.spelledRefundLocked(ref))
+		return
+	}
 	tx.refunds[req.ClientRefundID] = ref
 	tx.RefundedAmount += req.Amount.Amount
 	if tx.RefundedAmount == tx.PaymentAmount.Amount {
 		pm.setLocked(tx, qr.Refunded, "refunded", pm.providers[tx.PaymentType].raw(tx, qr.Refunded))
 	}
-	writeJSON(w, http.StatusOK, ref)
+	writeJSON(w, http.StatusOK, pm.spelledRefundLocked(ref))
 }
 
 // autoLocked applies the provider mode to a new transaction: manual waits for
@@ -419,7 +443,7 @@ func (pm *payments) setLocked(tx *SimTransaction, s qr.State, reason string, raw
 	ev := qr.Event{
 		EventID: uuid.NewString(), Type: qr.EventTypeStatus,
 		TransactionID: tx.TransactionID, ClientTransactionID: tx.ClientTransactionID,
-		Status: s, StatusReason: reason, Sequence: tx.Sequence, Time: now,
+		Status: pm.spellLocked(s), StatusReason: reason, Sequence: tx.Sequence, Time: now,
 		ProviderReference: tx.ProviderReference,
 		Provider:          raw,
 	}

@@ -71,6 +71,7 @@ type PPaaS struct {
 	wg           sync.WaitGroup
 	closeOnce    sync.Once
 	apiNanos     atomic.Int64 // time spent in API handlers and publishing events, for benchmarks
+	agentClock   atomic.Pointer[AgentClock] // the in-process agent's clock (control API), if any
 }
 
 // timed accumulates the time the simulated platform spends answering, so a

@@ -49,6 +49,10 @@ type PennymaticConfig struct {
 	// blockchain (isconfirmed false) before it is confirmed and approved.
 	// Default 3 s; negative: only the control action confirm confirms.
 	ConfirmDelay time.Duration
+	// PaidStatus is the PPaaS status of a payment paid but not confirmed yet:
+	// pending (default) or confirming (the consumer has paid; such a
+	// transaction must not be cancelled by a timeout).
+	PaidStatus qr.State
 }
 
 // PledgConfig configures the Pledg-like split payment.
@@ -84,6 +88,9 @@ func (c ProvidersConfig) withDefaults() ProvidersConfig {
 	if c.Pennymatic.ConfirmDelay == 0 {
 		c.Pennymatic.ConfirmDelay = 3 * time.Second
 	}
+	if c.Pennymatic.PaidStatus == "" {
+		c.Pennymatic.PaidStatus = qr.Pending
+	}
 	if c.Pledg.Shares <= 0 {
 		c.Pledg.Shares = 2
 	}
@@ -113,6 +120,9 @@ func (c ProvidersConfig) withDefaults() ProvidersConfig {
 }
 
 func (c ProvidersConfig) validate() error {
+	if c.Pennymatic.PaidStatus != qr.Pending && c.Pennymatic.PaidStatus != pennymaticConfirming {
+		return fmt.Errorf("pennymatic paid status %q is not %s or %s", c.Pennymatic.PaidStatus, qr.Pending, pennymaticConfirming)
+	}
 	if c.Pledg.Signing != pledgSHA256 && c.Pledg.Signing != pledgJWT {
 		return fmt.Errorf("pledg signing %q is not %s or %s", c.Pledg.Signing, pledgSHA256, pledgJWT)
 	}
@@ -210,7 +220,7 @@ func (pm *payments) describe() map[string]any {
 	return map[string]any{
 		"providers": list,
 		"settings": map[string]map[string]string{
-			"PENNYMATIC": {"confirmDelay": c.Pennymatic.ConfirmDelay.String()},
+			"PENNYMATIC": {"confirmDelay": c.Pennymatic.ConfirmDelay.String(), "paidStatus": string(c.Pennymatic.PaidStatus)},
 			"PLEDG":      {"shares": fmt.Sprint(c.Pledg.Shares), "deadline": c.Pledg.Deadline.String(), "signing": c.Pledg.Signing},
 			"KTWIDGET": {"retryScale": fmt.Sprint(c.KTWidget.RetryScale), "lostAcks": fmt.Sprint(c.KTWidget.LostAcks),
 				"clearingDelay": c.KTWidget.ClearingDelay.String()},

@@ -17,6 +17,11 @@ import (
 // true. PPaaS reports pending with isconfirmed false, then approved.
 type pennymatic struct{ cfg PennymaticConfig }
 
+// pennymaticConfirming is the PPaaS status "the consumer has paid, the
+// provider has not confirmed yet" (shared contract 2; the agent's
+// qr.Confirming), used when PennymaticConfig.PaidStatus asks for it.
+const pennymaticConfirming qr.State = "confirming"
+
 type pennyState struct {
 	appID, sessionID string
 	connected        bool // the wallet granted consent (usertoken received)
@@ -95,7 +100,7 @@ func (p pennymatic) act(pm *payments, tx *SimTransaction, action string, _ url.V
 			p.connectLocked(pm, tx)
 		}
 		st.txHash = randomHex(32)
-		pm.setLocked(tx, qr.Pending, "paid in wallet; waiting for blockchain confirmation", p.raw(tx, qr.Pending))
+		pm.setLocked(tx, p.cfg.PaidStatus, "paid in wallet; waiting for blockchain confirmation", p.raw(tx, p.cfg.PaidStatus))
 		if d := p.cfg.ConfirmDelay; d >= 0 {
 			pm.afterLocked(d, func() { p.confirmLocked(pm, tx) })
 		}
@@ -132,7 +137,7 @@ func (p pennymatic) connectLocked(pm *payments, tx *SimTransaction) {
 // cancelled meanwhile, or it may already be confirmed: then nothing happens.
 func (p pennymatic) confirmLocked(pm *payments, tx *SimTransaction) {
 	st := tx.ps.(*pennyState)
-	if tx.Status != qr.Pending || st.confirmed {
+	if (tx.Status != qr.Pending && tx.Status != pennymaticConfirming) || st.confirmed {
 		return
 	}
 	st.confirmed = true

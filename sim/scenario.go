@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/qr"
 )
 
 // Scenario is a scripted story against a fresh simulated world (PPaaS, broker,
@@ -50,11 +53,18 @@ type ScenarioSettings struct {
 	KTWidgetRetryScale     float64  `json:"ktwidgetRetryScale,omitempty"`     // default 0.001 (15 s → 15 ms)
 	KTWidgetLostAcks       int      `json:"ktwidgetLostAcks,omitempty"`       // default 1; negative: none
 	KTWidgetClearingDelay  Duration `json:"ktwidgetClearingDelay,omitempty"`  // default 50 ms
+	// PennymaticPaidStatus is the PPaaS status of a Pennymatic payment paid
+	// but not yet confirmed on the blockchain: pending (default) or confirming.
+	PennymaticPaidStatus string `json:"pennymaticPaidStatus,omitempty"`
+	// AgentConfig overrides agent configuration keys (the JSON names of the
+	// configuration file, e.g. "payment_timeout" in nanoseconds), after the
+	// settings above.
+	AgentConfig map[string]json.RawMessage `json:"agentConfig,omitempty"`
 }
 
 // Step is one line of a scenario. Exactly one of POS, Await, Consumer, Fault,
-// Expect (alone) and ExpectCharges says what it does; the other fields are its
-// parameters.
+// Expect (alone), ExpectCharges, ExpectNetCharges, ExpectPPaaS and Wait says
+// what it does; the other fields are its parameters.
 type Step struct {
 	// POS sends a Nexo request: pay, reverse, abort, status, diagnosis, login,
 	// logout. A pay without Expect runs in the background (the consumer acts
@@ -84,6 +94,14 @@ type Step struct {
 	// ExpectCharges is the number of approved charges the simulated PPaaS must
 	// hold for the terminal (waited for up to the step's timeout).
 	ExpectCharges *int `json:"expectCharges,omitempty"`
+	// ExpectNetCharges is the number of charges that still stand: approved
+	// charges less the transactions refunded in full (waited for likewise).
+	ExpectNetCharges *int `json:"expectNetCharges,omitempty"`
+	// ExpectPPaaS checks PPaaS's own record of the payment ServiceID (default
+	// the last), waiting up to the step's timeout (default 10 s) for it to hold.
+	ExpectPPaaS *ExpectPPaaS `json:"expectPPaaS,omitempty"`
+	// Wait does nothing for this long (a clock, a timeout or a retry runs).
+	Wait Duration `json:"wait,omitempty"`
 
 	// RetryFor repeats a POS request other than pay until its Expect holds,
 	// for up to this long (e.g. a diagnosis until the agent is back online).
@@ -105,6 +123,13 @@ type StepFault struct {
 	Reset   bool     `json:"reset,omitempty"`
 	Latency Duration `json:"latency,omitempty"`
 	Count   int      `json:"count,omitempty"`
+	// Suffix narrows (or, without Path, sets) the requests an HTTP fault
+	// applies to: those whose path ends so, e.g. "/refund" apart from "/cancel".
+	Suffix string `json:"suffix,omitempty"`
+	// Payment aims an HTTP fault at one payment: the requests on the PPaaS
+	// transaction of the pay step with this serviceId (status reads, cancel,
+	// refund), even if that pay comes later in the scenario.
+	Payment string `json:"payment,omitempty"`
 
 	// qrcode-payment knobs (PaymentFaults); setting any replaces them all.
 	CreateErrors    int      `json:"createErrors,omitempty"`
@@ -123,6 +148,29 @@ type StepFault struct {
 	ProviderMode  ProviderMode `json:"providerMode,omitempty"`  // manual, approve or decline from now on
 	ClearHTTP     bool         `json:"clearHttp,omitempty"`     // remove the HTTP faults
 	ClearPayments bool         `json:"clearPayments,omitempty"` // reset the qrcode-payment knobs
+
+	// Adversarial PPaaS knobs.
+	// StatusSpellings rewrites statuses in PPaaS's answers and events, e.g.
+	// {"approved": "AUTHORIZED"}; {} restores them.
+	StatusSpellings map[string]string `json:"statusSpellings,omitempty"`
+	// Refunds is how refunds complete from now on: sync (default) or async
+	// (answered pending, completed after RefundDelay or by CompleteRefunds).
+	Refunds     string   `json:"refunds,omitempty"`
+	RefundDelay Duration `json:"refundDelay,omitempty"`
+	// CompleteRefunds completes every pending refund now.
+	CompleteRefunds bool `json:"completeRefunds,omitempty"`
+	// AgentClock sets the agent's local clock to real time plus this offset
+	// ("48h" forward, "-2h" back, "0s" right again).
+	AgentClock *Duration `json:"agentClock,omitempty"`
+}
+
+// ExpectPPaaS is what PPaaS's record of one payment must show. Empty fields
+// are not checked; amounts are in major units of the payment's currency.
+type ExpectPPaaS struct {
+	Status   string `json:"status,omitempty"`   // PPaaS's true status (not a rewritten spelling)
+	Charged  string `json:"charged,omitempty"`  // the amount taken from the consumer: the payment's, once approved; "0" if never
+	Refunded string `json:"refunded,omitempty"` // refundedAmount: completed refunds only
+	Charges  *int   `json:"charges,omitempty"`  // moves to approved (more than 1 is a double charge)
 }
 
 // Expect is what a Nexo response must show. Empty fields are not checked.
@@ -132,8 +180,13 @@ type Expect struct {
 	Message        string `json:"message,omitempty"`        // a substring of AdditionalResponse
 	Amount         string `json:"amount,omitempty"`         // the authorized amount, major units
 	Brand          string `json:"brand,omitempty"`
+	// NotMessage must not be a substring of AdditionalResponse.
+	NotMessage string `json:"notMessage,omitempty"`
 	// RepeatedResult is a TransactionStatus's original response result.
 	RepeatedResult string `json:"repeatedResult,omitempty"`
+	// Repeated checks the original response inside a TransactionStatus
+	// answer (RepeatedMessageResponse) field by field.
+	Repeated *Expect `json:"repeated,omitempty"`
 	// Hosts is a Diagnosis's reachability of the named hosts: PPaaS-auth,
 	// PPaaS-API, PPaaS-MQTT.
 	Hosts map[string]bool `json:"hosts,omitempty"`
@@ -241,7 +294,8 @@ func strictDecode(data []byte, v any) error {
 
 var (
 	posActions    = []string{"pay", "reverse", "abort", "status", "diagnosis", "login", "logout"}
-	screenStates  = []string{"idle", "created", "awaiting_consumer", "pending", "approved", "declined", "cancelled", "expired", "refunded", "unknown", "message"}
+	ppaasStates   = []string{"created", "awaiting_consumer", "pending", "confirming", "approved", "declined", "cancelled", "expired", "refunded"}
+	screenStates  = []string{"idle", "created", "awaiting_consumer", "pending", "approved", "declined", "cancelled", "expired", "refunded", "unknown", "message", "confirming"}
 	nexoResults   = []string{string(nexo.Success), string(nexo.Failure), string(nexo.Partial)}
 	brokerActions = []string{"stop", "start", "kick"}
 )
@@ -289,8 +343,23 @@ func (sc *Scenario) Validate() error {
 	if st.KTWidgetRetryScale < 0 {
 		bad(0, "", "settings.ktwidgetRetryScale", "must not be negative")
 	}
+	if v := st.PennymaticPaidStatus; v != "" && v != string(qr.Pending) && v != string(pennymaticConfirming) {
+		bad(0, "", "settings.pennymaticPaidStatus", "want pending or confirming, got %q", v)
+	}
+	for _, key := range sortedKeys(st.AgentConfig) {
+		c := agent.DefaultConfig()
+		if err := applyAgentConfig(&c, map[string]json.RawMessage{key: st.AgentConfig[key]}); err != nil {
+			bad(0, "", "settings.agentConfig."+key, "%v", err)
+		}
+	}
 	paid := map[string]bool{} // serviceIds of earlier pay steps
 	anyPay := false
+	payIDs := map[string]bool{} // serviceIds of every pay step, for faults aimed at a payment
+	for _, s := range sc.Steps {
+		if s.POS == "pay" && s.ServiceID != "" {
+			payIDs[s.ServiceID] = true
+		}
+	}
 	for i := range sc.Steps {
 		s := &sc.Steps[i]
 		n := i + 1
@@ -311,12 +380,21 @@ func (sc *Scenario) Validate() error {
 		if s.ExpectCharges != nil {
 			actions = append(actions, "expectCharges")
 		}
+		if s.ExpectNetCharges != nil {
+			actions = append(actions, "expectNetCharges")
+		}
+		if s.ExpectPPaaS != nil {
+			actions = append(actions, "expectPPaaS")
+		}
+		if s.Wait != 0 {
+			actions = append(actions, "wait")
+		}
 		if s.Expect != nil && s.POS == "" {
 			actions = append(actions, "expect")
 		}
 		switch len(actions) {
 		case 0:
-			bad(n, "", "", "no action: want one of pos, await, consumer, fault, expect, expectCharges")
+			bad(n, "", "", "no action: want one of pos, await, consumer, fault, expect, expectCharges, expectNetCharges, expectPPaaS, wait")
 			continue
 		case 1:
 		default:
@@ -396,7 +474,7 @@ func (sc *Scenario) Validate() error {
 			}
 		case "fault":
 			payOnly()
-			validateFault(s.Fault, func(field, format string, args ...any) {
+			validateFault(s.Fault, payIDs, func(field, format string, args ...any) {
 				bad(n, kind, strings.TrimSuffix("fault."+field, "."), format, args...)
 			})
 		case "expect":
@@ -412,6 +490,33 @@ func (sc *Scenario) Validate() error {
 			if *s.ExpectCharges < 0 {
 				bad(n, kind, "expectCharges", "must not be negative")
 			}
+		case "expectNetCharges":
+			payOnly()
+			if *s.ExpectNetCharges < 0 {
+				bad(n, kind, "expectNetCharges", "must not be negative")
+			}
+		case "expectPPaaS":
+			payOnly()
+			if !anyPay {
+				bad(n, kind, "expectPPaaS", "needs an earlier pay step (it checks a payment's record at PPaaS)")
+			}
+			if s.ServiceID != "" && !paid[s.ServiceID] {
+				bad(n, kind, "serviceId", "%q is not the serviceId of an earlier pay step", s.ServiceID)
+			}
+			validateExpectPPaaS(s.ExpectPPaaS, func(field, format string, args ...any) {
+				bad(n, kind, strings.TrimSuffix("expectPPaaS."+field, "."), format, args...)
+			})
+		case "wait":
+			payOnly()
+			if s.Wait < 0 {
+				bad(n, kind, "wait", "must not be negative")
+			}
+			if s.Timeout > 0 && s.Timeout < s.Wait {
+				bad(n, kind, "timeout", "is shorter than the wait")
+			}
+		}
+		if s.ServiceID != "" && !oneOf(actions[0], []string{"pos", "expect", "expectPPaaS", "await"}) {
+			bad(n, kind, "serviceId", "a %s step does not take a serviceId", actions[0])
 		}
 		if s.Expect != nil {
 			validateExpect(s.Expect, func(field, format string, args ...any) { bad(n, kind, "expect."+field, format, args...) })
@@ -420,18 +525,27 @@ func (sc *Scenario) Validate() error {
 	return errors.Join(errs...)
 }
 
-func validateFault(f *StepFault, bad func(field, format string, args ...any)) {
+func validateFault(f *StepFault, payIDs map[string]bool, bad func(field, format string, args ...any)) {
 	httpSet := f.Method != "" || f.Status != 0 || f.Reset || f.Latency != 0 || f.Count != 0
-	if f.Path == "" && httpSet {
-		bad("path", "an HTTP fault (method, status, reset, latency, count) needs the path it applies to")
+	target := f.Path != "" || f.Suffix != "" || f.Payment != ""
+	if !target && httpSet {
+		bad("path", "an HTTP fault (method, status, reset, latency, count) needs what it applies to: path, suffix or payment")
 	}
-	if f.Path != "" {
-		if !strings.HasPrefix(f.Path, "/") {
-			bad("path", "must start with /, got %q", f.Path)
+	if f.Path != "" && !strings.HasPrefix(f.Path, "/") {
+		bad("path", "must start with /, got %q", f.Path)
+	}
+	if f.Suffix != "" && !strings.HasPrefix(f.Suffix, "/") {
+		bad("suffix", "must start with /, got %q", f.Suffix)
+	}
+	if f.Payment != "" && !payIDs[f.Payment] {
+		bad("payment", "%q is not the serviceId of a pay step", f.Payment)
+	}
+	if target && f.Status == 0 && !f.Reset && f.Latency == 0 {
+		field := "path"
+		if f.Path == "" {
+			field = map[bool]string{true: "suffix", false: "payment"}[f.Suffix != ""]
 		}
-		if f.Status == 0 && !f.Reset && f.Latency == 0 {
-			bad("path", "an HTTP fault needs a status, reset or latency")
-		}
+		bad(field, "an HTTP fault needs a status, reset or latency")
 	}
 	if f.Status != 0 && (f.Status < 100 || f.Status > 599) {
 		bad("status", "want an HTTP status code, got %d", f.Status)
@@ -457,10 +571,91 @@ func validateFault(f *StepFault, bad func(field, format string, args ...any)) {
 	if f.ProviderMode != "" && !oneOf(string(f.ProviderMode), []string{"manual", "approve", "decline"}) {
 		bad("providerMode", "want manual, approve or decline, got %q", f.ProviderMode)
 	}
-	if !httpSet && f.Path == "" && !f.paymentSet() && f.ClockSkew == nil && !f.ExpireTokens && !f.RevokeDevice && !f.RestoreDevice &&
-		f.Broker == "" && f.ProviderMode == "" && !f.ClearHTTP && !f.ClearPayments {
-		bad("", "no fault: set path (HTTP), createErrors, dropEvents, duplicateEvents, reorderEvents, delayEvents, clockSkew, expireTokens, revokeDevice, restoreDevice, broker, providerMode, clearHttp or clearPayments")
+	for _, from := range sortedKeys(f.StatusSpellings) {
+		to := f.StatusSpellings[from]
+		if !oneOf(from, ppaasStates) {
+			bad("statusSpellings", "%q is not a PPaaS status (%s)", from, strings.Join(ppaasStates, ", "))
+		}
+		if strings.TrimSpace(to) == "" || len(to) > 64 {
+			bad("statusSpellings."+from, "want a spelling of 1 to 64 characters, got %q", to)
+		}
 	}
+	if f.Refunds != "" && f.Refunds != "sync" && f.Refunds != "async" {
+		bad("refunds", "want sync or async, got %q", f.Refunds)
+	}
+	if f.RefundDelay < 0 {
+		bad("refundDelay", "must not be negative")
+	}
+	if f.RefundDelay != 0 && f.Refunds != "async" {
+		bad("refundDelay", "applies to refunds \"async\", set in the same step")
+	}
+	if !httpSet && !target && !f.paymentSet() && f.ClockSkew == nil && !f.ExpireTokens && !f.RevokeDevice && !f.RestoreDevice &&
+		f.Broker == "" && f.ProviderMode == "" && !f.ClearHTTP && !f.ClearPayments &&
+		f.StatusSpellings == nil && f.Refunds == "" && !f.CompleteRefunds && f.AgentClock == nil {
+		bad("", "no fault: set path, suffix or payment (HTTP), createErrors, dropEvents, duplicateEvents, reorderEvents, delayEvents, clockSkew, expireTokens, revokeDevice, restoreDevice, broker, providerMode, clearHttp, clearPayments, statusSpellings, refunds, completeRefunds or agentClock")
+	}
+}
+
+func validateExpectPPaaS(e *ExpectPPaaS, bad func(field, format string, args ...any)) {
+	if e.Status == "" && e.Charged == "" && e.Refunded == "" && e.Charges == nil {
+		bad("", "nothing to check: set status, charged, refunded or charges")
+	}
+	if e.Status != "" && !oneOf(e.Status, ppaasStates) {
+		bad("status", "want a PPaaS status (%s), got %q", strings.Join(ppaasStates, ", "), e.Status)
+	}
+	for field, v := range map[string]string{"charged": e.Charged, "refunded": e.Refunded} {
+		if v == "" {
+			continue
+		}
+		if r, ok := new(big.Rat).SetString(v); !ok || r.Sign() < 0 || strings.ContainsAny(v, "/eE") {
+			bad(field, "want a decimal amount such as 12.50 (or 0), got %q", v)
+		}
+	}
+	if e.Charges != nil && *e.Charges < 0 {
+		bad("charges", "must not be negative")
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// applyAgentConfig overrides agent configuration keys by their JSON names,
+// through the configuration's own JSON form: an unknown key or a value of the
+// wrong type is an error naming the key.
+func applyAgentConfig(c *agent.Config, keys map[string]json.RawMessage) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("agent configuration: %w", err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("agent configuration: %w", err)
+	}
+	for k, v := range keys {
+		if _, ok := m[k]; !ok {
+			return fmt.Errorf("%q is not an agent configuration key", k)
+		}
+		m[k] = v
+	}
+	b, err = json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("agent configuration: %w", err)
+	}
+	var out agent.Config
+	if err := strictDecode(b, &out); err != nil {
+		return fmt.Errorf("agent configuration: %w", err)
+	}
+	*c = out
+	return nil
 }
 
 func (f *StepFault) paymentSet() bool {
@@ -468,6 +663,18 @@ func (f *StepFault) paymentSet() bool {
 }
 
 func validateExpect(e *Expect, bad func(field, format string, args ...any)) {
+	if e.Repeated != nil {
+		if e.Repeated.Repeated != nil || e.Repeated.RepeatedResult != "" {
+			bad("repeated", "the original response has no original response of its own")
+		}
+		if len(e.Repeated.Hosts) > 0 {
+			bad("repeated.hosts", "the original response of a payment has no diagnosis")
+		}
+		validateExpect(e.Repeated, func(field, format string, args ...any) { bad("repeated."+field, format, args...) })
+	}
+	if e.Message != "" && e.Message == e.NotMessage {
+		bad("notMessage", "the same text as message")
+	}
 	if e.Result != "" && !oneOf(e.Result, nexoResults) {
 		bad("result", "want Success, Failure or Partial, got %q", e.Result)
 	}
@@ -503,6 +710,12 @@ func (s *Step) kind() string {
 		return "fault"
 	case s.ExpectCharges != nil:
 		return "expectCharges"
+	case s.ExpectNetCharges != nil:
+		return "expectNetCharges"
+	case s.ExpectPPaaS != nil:
+		return "expectPPaaS"
+	case s.Wait != 0:
+		return "wait " + s.Wait.D().String()
 	case s.Expect != nil:
 		return "expect"
 	}

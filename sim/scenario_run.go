@@ -14,6 +14,7 @@ import (
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/qr"
 )
 
 // ScenarioOptions tune a scenario run.
@@ -137,7 +138,7 @@ func (r *scenarioRun) worldConfig(opts ScenarioOptions) WorldConfig {
 			Payments: PaymentsConfig{
 				Provider: st.ProviderMode,
 				Providers: ProvidersConfig{
-					Pennymatic: PennymaticConfig{ConfirmDelay: orD(st.PennymaticConfirmDelay, 200*time.Millisecond)},
+					Pennymatic: PennymaticConfig{ConfirmDelay: orD(st.PennymaticConfirmDelay, 200*time.Millisecond), PaidStatus: qr.State(st.PennymaticPaidStatus)},
 					Pledg:      PledgConfig{Shares: st.PledgShares, Deadline: st.PledgDeadline.D(), Signing: st.PledgSigning},
 					KTWidget:   KTWidgetConfig{RetryScale: retry, LostAcks: lost, ClearingDelay: orD(st.KTWidgetClearingDelay, 50*time.Millisecond)},
 				},
@@ -146,6 +147,7 @@ func (r *scenarioRun) worldConfig(opts ScenarioOptions) WorldConfig {
 		AgentConfig: func(c *agent.Config) {
 			c.PaymentTimeout = orD(st.PaymentTimeout, 20*time.Second)
 			c.EventWait = orD(st.EventWait, time.Second)
+			_ = applyAgentConfig(c, st.AgentConfig) // validated with the scenario
 		},
 		AgentOptions: agent.Options{
 			Display:   r.screens,
@@ -196,6 +198,23 @@ func (r *scenarioRun) step(scenario context.Context, s *Step) error {
 		return r.fault(s.Fault)
 	case s.ExpectCharges != nil:
 		return r.expectCharges(ctx, *s.ExpectCharges)
+	case s.ExpectNetCharges != nil:
+		return r.expectNetCharges(ctx, *s.ExpectNetCharges)
+	case s.ExpectPPaaS != nil:
+		sid := s.ServiceID
+		if sid == "" {
+			sid = r.last
+		}
+		return r.expectPPaaS(ctx, sid, s.ExpectPPaaS)
+	case s.Wait != 0:
+		t := time.NewTimer(s.Wait.D())
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("waiting %s: %w", s.Wait.D(), ctx.Err())
+		}
 	case s.Expect != nil:
 		sid := s.ServiceID
 		if sid == "" {
@@ -352,8 +371,43 @@ func (r *scenarioRun) fault(f *StepFault) error {
 	if f.ClearPayments {
 		p.SetPaymentFaults(PaymentFaults{})
 	}
-	if f.Path != "" {
-		p.AddFault(Fault{Path: f.Path, Method: f.Method, Status: f.Status, Reset: f.Reset, Latency: f.Latency.D(), Count: f.Count})
+	if f.Path != "" || f.Suffix != "" || f.Payment != "" {
+		rule := Fault{Path: f.Path, Suffix: f.Suffix, Method: f.Method, Status: f.Status, Reset: f.Reset, Latency: f.Latency.D(), Count: f.Count}
+		if f.Payment != "" {
+			rule.OrderID = orderIDOf(f.Payment)
+		}
+		if err := rule.Validate(); err != nil {
+			return err
+		}
+		p.AddFault(rule)
+	}
+	if f.StatusSpellings != nil {
+		m := make(map[qr.State]string, len(f.StatusSpellings))
+		for k, v := range f.StatusSpellings {
+			m[qr.State(k)] = v
+		}
+		if err := p.SetStatusSpellings(m); err != nil {
+			return err
+		}
+	}
+	if f.Refunds != "" {
+		if err := p.SetRefundMode(RefundMode{Async: f.Refunds == "async", Delay: f.RefundDelay.D()}); err != nil {
+			return err
+		}
+	}
+	if f.CompleteRefunds {
+		n, err := p.CompleteRefunds("")
+		if err != nil {
+			return err
+		}
+		r.detail("%d pending refunds completed", n)
+	}
+	if f.AgentClock != nil {
+		if r.w.AgentClock == nil {
+			return errors.New("the agent brought its own clock: agentClock cannot move it")
+		}
+		r.w.AgentClock.Set(f.AgentClock.D())
+		r.detail("agent clock reads %s", r.w.AgentClock.Now().UTC().Format(time.RFC3339))
 	}
 	if f.paymentSet() {
 		p.SetPaymentFaults(PaymentFaults{CreateErrors: f.CreateErrors, DropEvents: f.DropEvents, DuplicateEvents: f.DuplicateEvents,
@@ -422,10 +476,131 @@ func (r *scenarioRun) expectCharges(ctx context.Context, n int) error {
 	}
 }
 
+// orderIDOf is the order id PPaaS records for the payment with this serviceId:
+// the POS driver's SaleTransactionID, which the agent sends as orderId.
+func orderIDOf(serviceID string) string { return "ORDER-" + serviceID }
+
+// expectNetCharges waits until the charges that still stand (approved, not
+// refunded in full) are n and stay n for a short settling time.
+func (r *scenarioRun) expectNetCharges(ctx context.Context, n int) error {
+	serial := r.w.Agent.Serial()
+	return settle(ctx, func() (bool, error) {
+		got := r.w.PPaaS.NetCharges(serial)
+		return got == n, fmt.Errorf("%d charges stand at the simulated PPaaS (approved, not refunded in full), want %d", got, n)
+	})
+}
+
+// expectPPaaS waits until PPaaS's record of payment sid shows what e says.
+func (r *scenarioRun) expectPPaaS(ctx context.Context, sid string, e *ExpectPPaaS) error {
+	serial := r.w.Agent.Serial()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		tx, ok := r.w.PPaaS.PaymentByOrder(serial, orderIDOf(sid))
+		var err error
+		if !ok {
+			err = fmt.Errorf("PPaaS has no transaction for payment %q (order %s)", sid, orderIDOf(sid))
+		} else if err = checkPPaaS(e, tx); err == nil {
+			r.detail("PPaaS: %s", describeSimTx(tx))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-tick.C:
+		}
+	}
+}
+
+// checkPPaaS compares PPaaS's record of a payment with what a step expects.
+func checkPPaaS(e *ExpectPPaaS, tx SimTransaction) error {
+	var problems []string
+	if e.Status != "" && string(tx.Status) != e.Status {
+		problems = append(problems, fmt.Sprintf("status is %q, want %q", tx.Status, e.Status))
+	}
+	cur := tx.PaymentAmount.Currency
+	charged := int64(0)
+	if tx.Charges > 0 {
+		charged = tx.PaymentAmount.Amount
+	}
+	for _, c := range []struct {
+		field, want string
+		got         int64
+	}{{"charged", e.Charged, charged}, {"refunded", e.Refunded, tx.RefundedAmount}} {
+		if c.want == "" {
+			continue
+		}
+		want, _ := new(big.Rat).SetString(c.want)
+		got := majorUnits(c.got, cur)
+		if got.Cmp(want) != 0 {
+			exp, _ := nexo.CurrencyExponent(cur)
+			problems = append(problems, fmt.Sprintf("%s is %s %s, want %s", c.field, got.FloatString(exp), cur, c.want))
+		}
+	}
+	if e.Charges != nil && tx.Charges != *e.Charges {
+		problems = append(problems, fmt.Sprintf("charges is %d, want %d", tx.Charges, *e.Charges))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("PPaaS record %s: %s", describeSimTx(tx), strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func majorUnits(minor int64, currency string) *big.Rat {
+	exp, _ := nexo.CurrencyExponent(currency)
+	return new(big.Rat).SetFrac(big.NewInt(minor), new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(exp)), nil))
+}
+
+// describeSimTx is one line about PPaaS's record of a transaction.
+func describeSimTx(tx SimTransaction) string {
+	exp, _ := nexo.CurrencyExponent(tx.PaymentAmount.Currency)
+	d := fmt.Sprintf("%s %s: %s, amount %s %s, charges %d, refunded %s", tx.PaymentType, tx.TransactionID, tx.Status,
+		majorUnits(tx.PaymentAmount.Amount, tx.PaymentAmount.Currency).FloatString(exp), tx.PaymentAmount.Currency,
+		tx.Charges, majorUnits(tx.RefundedAmount, tx.PaymentAmount.Currency).FloatString(exp))
+	if tx.RefundPending > 0 {
+		d += ", refund pending " + majorUnits(tx.RefundPending, tx.PaymentAmount.Currency).FloatString(exp)
+	}
+	return d
+}
+
+// settle polls ok until it holds for a short settling time (a duplicate
+// charge comes shortly after the first, if at all), for up to 10 s; the error
+// is the last one ok gave.
+func settle(ctx context.Context, ok func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	const settling = 200 * time.Millisecond
+	var since time.Time
+	for {
+		held, err := ok()
+		switch {
+		case !held:
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= settling:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if held {
+				return nil
+			}
+			return err
+		case <-tick.C:
+		}
+	}
+}
+
 // check compares a response with what the step expects.
 func (r *scenarioRun) check(e *Expect, resp *nexo.Response) error {
 	if resp == nil {
-		if e.Result == "" && e.ErrorCondition == "" && e.Message == "" && e.Amount == "" && e.Brand == "" && e.RepeatedResult == "" && len(e.Hosts) == 0 {
+		if e.Result == "" && e.ErrorCondition == "" && e.Message == "" && e.NotMessage == "" && e.Amount == "" && e.Brand == "" &&
+			e.RepeatedResult == "" && e.Repeated == nil && len(e.Hosts) == 0 {
 			return nil
 		}
 		return errors.New("no response body")
@@ -442,6 +617,20 @@ func (r *scenarioRun) check(e *Expect, resp *nexo.Response) error {
 	}
 	if e.Message != "" && !strings.Contains(resp.Status.AdditionalResponse, e.Message) {
 		mismatch("message", resp.Status.AdditionalResponse, "…"+e.Message+"…")
+	}
+	if e.NotMessage != "" && strings.Contains(resp.Status.AdditionalResponse, e.NotMessage) {
+		problems = append(problems, fmt.Sprintf("message is %q, want no %q in it", resp.Status.AdditionalResponse, e.NotMessage))
+	}
+	if e.Repeated != nil {
+		var rep *nexo.Response
+		if ts := resp.TransactionStatus; ts != nil {
+			rep = ts.Repeated
+		}
+		if rep == nil {
+			problems = append(problems, "no original response (RepeatedMessageResponse) to check")
+		} else if err := r.check(e.Repeated, rep); err != nil {
+			problems = append(problems, "original response: "+err.Error())
+		}
 	}
 	res := paymentResult(resp)
 	if e.RepeatedResult != "" {

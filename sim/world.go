@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/termagent/termagent/agent"
@@ -37,6 +38,10 @@ type World struct {
 	PPaaS  *PPaaS
 	Agent  *agent.Agent
 	Config agent.Config
+	// AgentClock is the agent's local wall clock, unless WorldConfig's
+	// AgentOptions brought its own Now (then nil). Jumping it is the
+	// clock-jump fault; the control API reaches it at /control/agent/clock.
+	AgentClock *AgentClock
 	dir    string
 	stop   context.CancelFunc
 	done   chan error
@@ -88,13 +93,19 @@ func StartWorld(ctx context.Context, cfg WorldConfig) (*World, error) {
 	if opts.Display == nil {
 		opts.Display = terminalDisplay{t: p.terminals, serial: cfg.Serial}
 	}
+	var clk *AgentClock
+	if opts.Now == nil {
+		clk = &AgentClock{}
+		opts.Now = clk.Now
+		p.SetAgentClock(clk)
+	}
 	a, err := agent.New(ac, agent.Build{Version: "sim"}, log.With("component", "agent"), opts)
 	if err != nil {
 		_ = p.Close(context.Background())
 		return nil, err
 	}
 	actx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	w := &World{PPaaS: p, Agent: a, Config: ac, dir: cfg.Dir, stop: stop, done: make(chan error, 1)}
+	w := &World{PPaaS: p, Agent: a, Config: ac, AgentClock: clk, dir: cfg.Dir, stop: stop, done: make(chan error, 1)}
 	go func() { w.done <- a.Run(actx) }()
 	subscribed := a.Subscribed()
 	if ac.MQTTURL == "" {
@@ -177,3 +188,23 @@ func (d terminalDisplay) ShowScreen(_ context.Context, s agent.Screen) error {
 	})
 	return nil
 }
+
+// AgentClock is an in-process agent's local wall clock: the real clock plus an
+// offset that tests and scenarios change at run time, as an RTC reset or an
+// NTP step would. Readings keep the monotonic clock, shifted by the offset,
+// so a jump shows in both wall time and measured durations.
+type AgentClock struct {
+	offset atomic.Int64 // nanoseconds
+}
+
+// Now is the agent's local time.
+func (c *AgentClock) Now() time.Time { return time.Now().Add(c.Offset()) }
+
+// Set makes the clock read real time plus d (0: real time again).
+func (c *AgentClock) Set(d time.Duration) { c.offset.Store(int64(d)) }
+
+// Jump moves the clock by d (negative: back) from where it is.
+func (c *AgentClock) Jump(d time.Duration) { c.offset.Add(int64(d)) }
+
+// Offset is the clock's distance from real time.
+func (c *AgentClock) Offset() time.Duration { return time.Duration(c.offset.Load()) }
