@@ -171,6 +171,9 @@ type ExpectPPaaS struct {
 	Charged  string `json:"charged,omitempty"`  // the amount taken from the consumer: the payment's, once approved; "0" if never
 	Refunded string `json:"refunded,omitempty"` // refundedAmount: completed refunds only
 	Charges  *int   `json:"charges,omitempty"`  // moves to approved (more than 1 is a double charge)
+	// RefundPending is the amount of refunds accepted but not completed
+	// (asynchronous refunds).
+	RefundPending string `json:"refundPending,omitempty"`
 }
 
 // Expect is what a Nexo response must show. Empty fields are not checked.
@@ -597,13 +600,13 @@ func validateFault(f *StepFault, payIDs map[string]bool, bad func(field, format 
 }
 
 func validateExpectPPaaS(e *ExpectPPaaS, bad func(field, format string, args ...any)) {
-	if e.Status == "" && e.Charged == "" && e.Refunded == "" && e.Charges == nil {
-		bad("", "nothing to check: set status, charged, refunded or charges")
+	if e.Status == "" && e.Charged == "" && e.Refunded == "" && e.RefundPending == "" && e.Charges == nil {
+		bad("", "nothing to check: set status, charged, refunded, refundPending or charges")
 	}
 	if e.Status != "" && !oneOf(e.Status, ppaasStates) {
 		bad("status", "want a PPaaS status (%s), got %q", strings.Join(ppaasStates, ", "), e.Status)
 	}
-	for field, v := range map[string]string{"charged": e.Charged, "refunded": e.Refunded} {
+	for field, v := range map[string]string{"charged": e.Charged, "refunded": e.Refunded, "refundPending": e.RefundPending} {
 		if v == "" {
 			continue
 		}

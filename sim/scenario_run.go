@@ -205,6 +205,11 @@ func (r *scenarioRun) step(scenario context.Context, s *Step) error {
 		if sid == "" {
 			sid = r.last
 		}
+		if s.Timeout == 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+		}
 		return r.expectPPaaS(ctx, sid, s.ExpectPPaaS)
 	case s.Wait != 0:
 		t := time.NewTimer(s.Wait.D())
@@ -493,8 +498,6 @@ func (r *scenarioRun) expectNetCharges(ctx context.Context, n int) error {
 // expectPPaaS waits until PPaaS's record of payment sid shows what e says.
 func (r *scenarioRun) expectPPaaS(ctx context.Context, sid string, e *ExpectPPaaS) error {
 	serial := r.w.Agent.Serial()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -528,7 +531,7 @@ func checkPPaaS(e *ExpectPPaaS, tx SimTransaction) error {
 	for _, c := range []struct {
 		field, want string
 		got         int64
-	}{{"charged", e.Charged, charged}, {"refunded", e.Refunded, tx.RefundedAmount}} {
+	}{{"charged", e.Charged, charged}, {"refunded", e.Refunded, tx.RefundedAmount}, {"refundPending", e.RefundPending, tx.RefundPending}} {
 		if c.want == "" {
 			continue
 		}
@@ -598,12 +601,24 @@ func settle(ctx context.Context, ok func() (bool, error)) error {
 
 // check compares a response with what the step expects.
 func (r *scenarioRun) check(e *Expect, resp *nexo.Response) error {
+	problems, err := checkResponse(e, resp)
+	if err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("response %s: %s", strings.ReplaceAll(Describe(resp), "\n", ";"), strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// checkResponse lists how resp differs from e.
+func checkResponse(e *Expect, resp *nexo.Response) ([]string, error) {
 	if resp == nil {
 		if e.Result == "" && e.ErrorCondition == "" && e.Message == "" && e.NotMessage == "" && e.Amount == "" && e.Brand == "" &&
 			e.RepeatedResult == "" && e.Repeated == nil && len(e.Hosts) == 0 {
-			return nil
+			return nil, nil
 		}
-		return errors.New("no response body")
+		return nil, errors.New("no response body")
 	}
 	var problems []string
 	mismatch := func(field, got, want string) {
@@ -628,8 +643,14 @@ func (r *scenarioRun) check(e *Expect, resp *nexo.Response) error {
 		}
 		if rep == nil {
 			problems = append(problems, "no original response (RepeatedMessageResponse) to check")
-		} else if err := r.check(e.Repeated, rep); err != nil {
-			problems = append(problems, "original response: "+err.Error())
+		} else {
+			sub, err := checkResponse(e.Repeated, rep)
+			if err != nil {
+				return nil, err
+			}
+			for _, p := range sub {
+				problems = append(problems, "original response "+p)
+			}
 		}
 	}
 	res := paymentResult(resp)
@@ -676,10 +697,7 @@ func (r *scenarioRun) check(e *Expect, resp *nexo.Response) error {
 			}
 		}
 	}
-	if len(problems) > 0 {
-		return fmt.Errorf("response %s: %s", strings.ReplaceAll(Describe(resp), "\n", ";"), strings.Join(problems, "; "))
-	}
-	return nil
+	return problems, nil
 }
 
 // paymentResult is a response's payment result, or its repeated response's.
