@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -55,6 +56,8 @@ func TestScenarioFilesCoverEveryProviderAndFault(t *testing.T) {
 					"reorder": fl.ReorderEvents > 0, "delay": fl.DelayEvents > 0, "clock skew": fl.ClockSkew != nil,
 					"token expiry": fl.ExpireTokens, "revoke": fl.RevokeDevice, "restore": fl.RestoreDevice,
 					"broker stop": fl.Broker == "stop", "broker kick": fl.Broker == "kick",
+					"path suffix": fl.Suffix != "", "aimed at a payment": fl.Payment != "", "status spellings": len(fl.StatusSpellings) > 0,
+					"async refunds": fl.Refunds == "async", "agent clock": fl.AgentClock != nil,
 				} {
 					faults[name] = faults[name] || set
 				}
@@ -105,6 +108,43 @@ func TestParseScenarioErrorsNameStepAndField(t *testing.T) {
 		{"several problems at once", `{"name":"x","steps":[{"pos":"pay"},{"await":"nope"}]}`,
 			[]string{`step 1 (pos pay): field "currency"`, `step 1 (pos pay): field "brand"`, `step 2 (await nope)`}},
 		{"trailing data", `{"name":"x","steps":[{"await":"idle"}]} {}`, []string{"trailing data"}},
+
+		// The adversarial PPaaS's steps and fields.
+		{"suffix without /", `{"name":"x","steps":[{"fault":{"suffix":"refund","status":404}}]}`, []string{`step 1 (fault): field "fault.suffix"`, "start with /"}},
+		{"suffix without effect", `{"name":"x","steps":[{"fault":{"suffix":"/refund"}}]}`, []string{`field "fault.suffix"`, "status, reset or latency"}},
+		{"payment fault for no pay step", `{"name":"x","steps":[{"pos":"pay","amount":"1","currency":"EUR","brand":"KB","serviceId":"A"},{"fault":{"payment":"B","status":404}}]}`,
+			[]string{`step 2 (fault): field "fault.payment"`, `"B" is not the serviceId of a pay step`}},
+		{"payment fault without effect", `{"name":"x","steps":[{"fault":{"payment":"A"}},{"pos":"pay","amount":"1","currency":"EUR","brand":"KB","serviceId":"A"}]}`,
+			[]string{`step 1 (fault): field "fault.payment"`, "status, reset or latency"}},
+		{"spelling of no status", `{"name":"x","steps":[{"fault":{"statusSpellings":{"paid":"PAID"}}}]}`, []string{`field "fault.statusSpellings"`, `"paid" is not a PPaaS status`}},
+		{"empty spelling", `{"name":"x","steps":[{"fault":{"statusSpellings":{"approved":""}}}]}`, []string{`field "fault.statusSpellings.approved"`}},
+		{"bad refund mode", `{"name":"x","steps":[{"fault":{"refunds":"later"}}]}`, []string{`field "fault.refunds"`, "sync or async"}},
+		{"refund delay alone", `{"name":"x","steps":[{"fault":{"refundDelay":"1s"}}]}`, []string{`field "fault.refundDelay"`, "async"}},
+		{"bad agent clock", `{"name":"x","steps":[{"fault":{"agentClock":"tomorrow"}}]}`, []string{"step 1", `duration "tomorrow"`}},
+		{"negative wait", `{"name":"x","steps":[{"wait":"-1s"}]}`, []string{`step 1 (wait -1s): field "wait"`, "negative"}},
+		{"wait longer than its timeout", `{"name":"x","steps":[{"wait":"2s","timeout":"1s"}]}`, []string{`field "timeout"`, "shorter than the wait"}},
+		{"wait with a serviceId", `{"name":"x","steps":[{"wait":"1s","serviceId":"A"}]}`, []string{`field "serviceId"`, "does not take a serviceId"}},
+		{"wait and expect", `{"name":"x","steps":[{"pos":"pay","amount":"1","currency":"EUR","brand":"KB"},{"wait":"1s","expectNetCharges":0}]}`,
+			[]string{"step 2", "does one thing"}},
+		{"negative net charges", `{"name":"x","steps":[{"expectNetCharges":-1}]}`, []string{`step 1 (expectNetCharges): field "expectNetCharges"`}},
+		{"expectPPaaS before a pay", `{"name":"x","steps":[{"expectPPaaS":{"status":"approved"}}]}`, []string{`step 1 (expectPPaaS): field "expectPPaaS"`, "earlier pay step"}},
+		{"expectPPaaS of an unknown payment", `{"name":"x","steps":[{"pos":"pay","amount":"1","currency":"EUR","brand":"KB","serviceId":"A"},{"expectPPaaS":{"status":"approved"},"serviceId":"B"}]}`,
+			[]string{`step 2 (expectPPaaS): field "serviceId"`}},
+		{"expectPPaaS checks nothing", `{"name":"x","steps":[{"pos":"pay","amount":"1","currency":"EUR","brand":"KB"},{"expectPPaaS":{}}]}`,
+			[]string{`step 2 (expectPPaaS): field "expectPPaaS"`, "nothing to check"}},
+		{"expectPPaaS bad fields", `{"name":"x","steps":[{"pos":"pay","amount":"1","currency":"EUR","brand":"KB"},{"expectPPaaS":{"status":"paid","refunded":"-1","charged":"1e3","charges":-1}}]}`,
+			[]string{`field "expectPPaaS.status"`, `field "expectPPaaS.refunded"`, `field "expectPPaaS.charged"`, `field "expectPPaaS.charges"`}},
+		{"expectPPaaS unknown field", `{"name":"x","steps":[{"pos":"pay","amount":"1","currency":"EUR","brand":"KB"},{"expectPPaaS":{"refund":"1"}}]}`,
+			[]string{"step 2", `unknown field "refund"`}},
+		{"bad repeated expect", `{"name":"x","steps":[{"pos":"status","expect":{"repeated":{"result":"OK","errorCondition":"Refusal"}}}]}`,
+			[]string{`step 1 (pos status): field "expect.repeated.result"`}},
+		{"repeated inside repeated", `{"name":"x","steps":[{"pos":"status","expect":{"repeated":{"repeated":{}}}}]}`, []string{`field "expect.repeated"`, "no original response of its own"}},
+		{"message and notMessage the same", `{"name":"x","steps":[{"pos":"status","expect":{"message":"a","notMessage":"a"}}]}`, []string{`field "expect.notMessage"`}},
+		{"bad Pennymatic paid status", `{"name":"x","settings":{"pennymaticPaidStatus":"paid"},"steps":[{"await":"idle"}]}`, []string{`field "settings.pennymaticPaidStatus"`}},
+		{"unknown agent config key", `{"name":"x","settings":{"agentConfig":{"no_such_key":1}},"steps":[{"await":"idle"}]}`,
+			[]string{`field "settings.agentConfig.no_such_key"`, "not an agent configuration key"}},
+		{"agent config of the wrong type", `{"name":"x","settings":{"agentConfig":{"strict":"yes"}},"steps":[{"await":"idle"}]}`,
+			[]string{`field "settings.agentConfig.strict"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,6 +159,60 @@ func TestParseScenarioErrorsNameStepAndField(t *testing.T) {
 	}
 }
 
+func TestParseScenarioAdversarialSteps(t *testing.T) {
+	sc, err := sim.ParseScenario([]byte(`{"name":"adv","settings":{"pennymaticPaidStatus":"confirming","agentConfig":{"strict":false}},"steps":[
+		{"fault":{"payment":"S1","suffix":"/refund","status":404,"count":2}},
+		{"fault":{"statusSpellings":{"approved":"AUTHORIZED"},"refunds":"async","refundDelay":"1s","agentClock":"-2h"}},
+		{"pos":"pay","amount":"1","currency":"EUR","brand":"KB","serviceId":"S1"},
+		{"wait":"250ms"},
+		{"fault":{"completeRefunds":true,"statusSpellings":{}}},
+		{"expectPPaaS":{"status":"refunded","charged":"1.00","refunded":"1","refundPending":"0","charges":1},"serviceId":"S1"},
+		{"expectNetCharges":0},
+		{"pos":"status","serviceId":"S1","expect":{"result":"Success","repeated":{"result":"Failure","errorCondition":"Aborted","message":"refunded","notMessage":"never"}}}]}`))
+	require.NoError(t, err)
+	require.Equal(t, "/refund", sc.Steps[0].Fault.Suffix)
+	require.Equal(t, "S1", sc.Steps[0].Fault.Payment)
+	require.Equal(t, map[string]string{"approved": "AUTHORIZED"}, sc.Steps[1].Fault.StatusSpellings)
+	require.Equal(t, -2*time.Hour, sc.Steps[1].Fault.AgentClock.D())
+	require.Equal(t, 250*time.Millisecond, sc.Steps[3].Wait.D())
+	require.NotNil(t, sc.Steps[4].Fault.StatusSpellings, "{} restores the spellings: set, not absent")
+	require.Equal(t, "1", sc.Steps[5].ExpectPPaaS.Refunded)
+	require.Equal(t, "Aborted", sc.Steps[7].Expect.Repeated.ErrorCondition)
+	for i, want := range []string{"fault", "fault", "pos pay", "wait 250ms", "fault", "expectPPaaS", "expectNetCharges", "pos status"} {
+		require.Equal(t, want, sim.StepKind(&sc.Steps[i]), "step %d", i+1)
+	}
+}
+
+// moneyScenarioFiles are the issue-10 money-safety scenarios: they express
+// the agent's fixed behaviour, so CI runs them only once it is merged.
+func moneyScenarioFiles(t testing.TB) []string {
+	files, err := filepath.Glob(filepath.Join("..", "scenarios", "money", "*.json"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "no scenario files in ../scenarios/money")
+	return files
+}
+
+// The money-safety scenarios always parse; they run with
+// TERMAGENT_MONEY_SCENARIOS=1.
+func TestMoneyScenarioFiles(t *testing.T) {
+	run := os.Getenv("TERMAGENT_MONEY_SCENARIOS") == "1"
+	for _, f := range moneyScenarioFiles(t) {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			require.NoError(t, err)
+			sc, err := sim.ParseScenario(data)
+			require.NoError(t, err)
+			if !run {
+				t.Skip("set TERMAGENT_MONEY_SCENARIOS=1 to run it")
+			}
+			t.Parallel()
+			var progress bytes.Buffer
+			err = sim.RunScenario(t.Context(), sc, sim.ScenarioOptions{Dir: t.TempDir(), Progress: &progress})
+			require.NoError(t, err, "progress:\n%s", progress.String())
+		})
+	}
+}
+
 func TestParseScenarioAcceptsAMinimalFile(t *testing.T) {
 	sc, err := sim.ParseScenario([]byte(`{"name":"min","steps":[{"pos":"pay","amount":"1","currency":"eur","brand":"KB"},{"expect":{"result":"Success"}}]}`))
 	require.NoError(t, err)
@@ -128,7 +222,7 @@ func TestParseScenarioAcceptsAMinimalFile(t *testing.T) {
 // FuzzParseScenario: the parser never panics, and what it accepts validates
 // and survives a round trip through JSON.
 func FuzzParseScenario(f *testing.F) {
-	for _, file := range scenarioFiles(f) {
+	for _, file := range append(scenarioFiles(f), moneyScenarioFiles(f)...) {
 		data, err := os.ReadFile(file)
 		require.NoError(f, err)
 		f.Add(data)
