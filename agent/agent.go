@@ -42,7 +42,6 @@ type Options struct {
 	StoreOptions store.Options
 	// Forwarder tunes the outbox forwarder's backoff (tests use milliseconds).
 	Forwarder ForwarderConfig
-
 	// Now is the agent's local wall clock (nil: time.Now); the simulator's
 	// clock-jump fault replaces it.
 	Now func() time.Time
