@@ -71,7 +71,9 @@ type PPaaS struct {
 	wg           sync.WaitGroup
 	closeOnce    sync.Once
 	apiNanos     atomic.Int64 // time spent in API handlers and publishing events, for benchmarks
-	agentClock   atomic.Pointer[AgentClock] // the in-process agent's clock (control API), if any
+
+	// agentClock is the in-process agent's clock (control API), if any.
+	agentClock atomic.Pointer[AgentClock]
 }
 
 // timed accumulates the time the simulated platform spends answering, so a

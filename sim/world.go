@@ -38,13 +38,14 @@ type World struct {
 	PPaaS  *PPaaS
 	Agent  *agent.Agent
 	Config agent.Config
+	dir    string
+	stop   context.CancelFunc
+	done   chan error
+
 	// AgentClock is the agent's local wall clock, unless WorldConfig's
 	// AgentOptions brought its own Now (then nil). Jumping it is the
 	// clock-jump fault; the control API reaches it at /control/agent/clock.
 	AgentClock *AgentClock
-	dir    string
-	stop   context.CancelFunc
-	done   chan error
 }
 
 // StartWorld generates the PKI if missing, starts the simulated PPaaS and an agent
