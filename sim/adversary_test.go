@@ -184,7 +184,7 @@ func TestFaultAimedAtAPathSuffixAndAPayment(t *testing.T) {
 	for range 2 {
 		code, b := a.call(http.MethodPost, path(one, "/refund"), refund("r-one", 1000))
 		require.Equal(t, http.StatusNotFound, code)
-		require.Contains(t, string(b), "injected_fault")
+		require.JSONEq(t, `{"error":"not_found","message":"injected fault: Not Found"}`, string(b), "the payment API's own error body")
 	}
 	require.Equal(t, qr.Approved, a.record(one).Status, "a faulted refund never reached PPaaS")
 	code, _ = a.call(http.MethodPost, path(one, "/refund"), refund("r-one", 1000))

@@ -163,12 +163,34 @@ func (f *faults) wrap(next http.Handler) http.Handler {
 				}
 			}
 			panic(http.ErrAbortHandler) // HTTP/2: abort the stream
+		case rule.Status != 0 && strings.HasPrefix(r.URL.Path, "/qrcode-payment/"):
+			// The payment API's own error body, so the device cannot tell
+			// an injected answer from a real one.
+			apiError(w, rule.Status, apiErrorCode(rule.Status), "injected fault: "+http.StatusText(rule.Status))
 		case rule.Status != 0:
 			writeJSON(w, rule.Status, map[string]string{"error": "injected_fault", "error_description": http.StatusText(rule.Status)})
 		default:
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// apiErrorCode is the payment API's error code for an HTTP status.
+func apiErrorCode(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "invalid_request"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusConflict:
+		return "conflict"
+	case http.StatusUnprocessableEntity:
+		return "unprocessable"
+	}
+	if status >= 500 {
+		return "unavailable"
+	}
+	return strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_"))
 }
 
 // faultJSON is the control API form: latency in milliseconds.
