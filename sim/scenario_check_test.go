@@ -1,7 +1,10 @@
 package sim
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +90,27 @@ func TestApplyAgentConfig(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), "strict") || strings.Contains(err.Error(), "bool"), err.Error())
 	require.True(t, c.Strict, "a failed override changes nothing")
+}
+
+func TestSettle(t *testing.T) {
+	// Holds from the start: settles after the settling time.
+	start := time.Now()
+	require.NoError(t, settle(t.Context(), func() (bool, error) { return true, nil }))
+	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond)
+
+	// Never holds: the last error once the context ends.
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	n := 0
+	err := settle(ctx, func() (bool, error) { n++; return false, fmt.Errorf("attempt %d", n) })
+	require.ErrorContains(t, err, fmt.Sprintf("attempt %d", n))
+
+	// A change within the settling time starts it again (a late duplicate
+	// charge is caught).
+	calls := 0
+	ctx2, cancel2 := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel2()
+	start = time.Now()
+	require.NoError(t, settle(ctx2, func() (bool, error) { calls++; return calls != 5, errors.New("changed") }))
+	require.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond)
 }

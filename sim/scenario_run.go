@@ -456,29 +456,11 @@ func (r *scenarioRun) fault(f *StepFault) error {
 // the first, if at all).
 func (r *scenarioRun) expectCharges(ctx context.Context, n int) error {
 	serial := r.w.Agent.Serial()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	const settle = 200 * time.Millisecond
-	var since time.Time
-	for {
+	return settle(ctx, func() (bool, error) {
 		_, charges := r.w.PPaaS.Transactions()
 		got := charges[serial]
-		switch {
-		case got != n:
-			since = time.Time{}
-		case since.IsZero():
-			since = time.Now()
-		case time.Since(since) >= settle:
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%d approved charges at the simulated PPaaS, want %d", got, n)
-		case <-tick.C:
-		}
-	}
+		return got == n, fmt.Errorf("%d approved charges at the simulated PPaaS, want %d", got, n)
+	})
 }
 
 // orderIDOf is the order id PPaaS records for the payment with this serviceId:
