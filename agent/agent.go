@@ -257,6 +257,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		CreateTimeout: createTimeout,
 		CancelTimeout: cancelTimeout,
 		Logger:        a.log.With("component", "qr"),
+		// Polling is the event source whenever no broker pushes events: none
+		// configured, not yet subscribed, or down.
+		PushEvents: a.mqttSubscribed,
+		PollFirst:  a.cfg.PollFirst,
+		PollCap:    a.cfg.PollMax,
 	}, qc, j, advisor{st: st}, screen)
 	if err != nil {
 		return err
@@ -428,6 +433,13 @@ func (a *Agent) watchMQTT(ctx context.Context, sub *qr.Subscriber) {
 		}
 		a.setMQTT(false)
 	}
+}
+
+// mqttSubscribed reports whether provider events are being pushed now.
+func (a *Agent) mqttSubscribed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.mqttUp
 }
 
 func (a *Agent) setMQTT(up bool) {

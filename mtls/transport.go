@@ -82,7 +82,7 @@ func NewHTTPClient(dev *DeviceTLS, tokens TokenSource, clock *Clock, timeout tim
 func NewHTTPClientTLS(tlsConfig *tls.Config, tokens TokenSource, clock *Clock, timeout time.Duration) *http.Client {
 	base := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		TLSClientConfig:       tlsConfig,
+		TLSClientConfig:       tlsConfig.Clone(), // the transport adds its ALPN protocols
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 		IdleConnTimeout:       90 * time.Second,
