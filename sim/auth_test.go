@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -232,4 +233,46 @@ func TestTLSRequiresDeviceCertificate(t *testing.T) {
 		"https://"+u.Host+"/oauth2-mtls/v1/merchants-credentials?serial_number="+seedSerial).CombinedOutput()
 	require.Contains(t, string(out), "mutual TLS required")
 	require.True(t, strings.HasSuffix(string(out), "401"), string(out))
+}
+
+// The renew-secret knob (the portal's RENEW): the old secret is refused at once,
+// a token issued before keeps working until it expires, the new secret is
+// handed out by the credentials endpoint.
+func TestRenewSecretKnob(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	p, dir := startSim(t, sim.Config{})
+	credsURL := "https://auth.demo.ppaas.tech/oauth2-mtls/v1/merchants-credentials?serial_number=" + seedSerial
+	var creds []struct{ ClientID, ClientSecret string }
+	require.NoError(t, json.Unmarshal(curl(t, p, dir, credsURL), &creds))
+	grant := func(secret string) string {
+		return string(curl(t, p, dir, "-w", "%{http_code}", "--data-urlencode", "client_id="+creds[0].ClientID,
+			"--data-urlencode", "client_secret="+secret, "--data-urlencode", "grant_type=client_credentials",
+			"https://auth.device.demo.ppaas.tech:9021/oauth2-mtls/v1/token"))
+	}
+	var tok tokenResponse
+	out := grant(creds[0].ClientSecret)
+	require.NoError(t, json.Unmarshal([]byte(strings.TrimSuffix(out, "200")), &tok), out)
+
+	resp, err := http.Post(p.ControlURL()+"/control/auth/renew-secret/"+seedSerial, "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	require.Contains(t, grant(creds[0].ClientSecret), `"error":"invalid_client"`, "the old secret is obsolete")
+	_, err = p.VerifyToken(tok.AccessToken)
+	require.NoError(t, err, "tokens already issued remain valid until they expire")
+
+	var renewed []struct{ ClientID, ClientSecret string }
+	require.NoError(t, json.Unmarshal(curl(t, p, dir, credsURL), &renewed))
+	require.Equal(t, creds[0].ClientID, renewed[0].ClientID)
+	require.NotEqual(t, creds[0].ClientSecret, renewed[0].ClientSecret)
+	require.True(t, strings.HasSuffix(grant(renewed[0].ClientSecret), "200"))
+	require.Equal(t, 1, p.AuthStats().SecretRenewals)
+
+	resp, err = http.Post(p.ControlURL()+"/control/auth/renew-secret/1", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
