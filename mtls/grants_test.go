@@ -74,7 +74,8 @@ func TestCustomTokenWithoutDeviceCertificate(t *testing.T) {
 	w := newWorld(t, sim.Config{})
 	pool, err := mtls.LoadCAPool(filepath.Join(w.dir, certs.BundleFile))
 	require.NoError(t, err)
-	clock := mtls.NewClock(time.Time{}, nil)
+	var jump atomic.Int64 // the agent's local clock runs ahead by this
+	clock := mtls.NewClock(time.Time{}, func() time.Time { return time.Now().Add(time.Duration(jump.Load())) })
 	noCert := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 	a, err := mtls.NewAuthenticator(mtls.AuthConfig{
 		Client: mtls.NewHTTPClientTLS(noCert, nil, clock, 10*time.Second),
@@ -106,6 +107,18 @@ func TestCustomTokenWithoutDeviceCertificate(t *testing.T) {
 	_, err = a.Token(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, sim.AuthStats{MerchantLogins: 1, CustomTokens: 2}, w.ppas.AuthStats())
+
+	// Past the merchant token's life (300 s) but within its refresh token's
+	// (900 s), the merchant session is renewed with the refresh token.
+	jump.Store(int64(400 * time.Second))
+	tok2, err := a.Token(t.Context())
+	require.NoError(t, err)
+	a.Invalidate(tok2)
+	_, err = a.Token(t.Context())
+	require.NoError(t, err)
+	st := w.ppas.AuthStats()
+	require.Equal(t, 1, st.MerchantLogins)
+	require.Equal(t, 1, st.RefreshGrants)
 
 	// A wrong merchant password is the realm's invalid_grant.
 	bad, err := mtls.NewAuthenticator(mtls.AuthConfig{
