@@ -1,6 +1,8 @@
 package agent_test
 
 import (
+	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -99,4 +101,44 @@ func TestE2ERenewedSecretAgentRecovers(t *testing.T) {
 	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
 	require.Greater(t, w.PPaaS.Stats().TokensIssued, issued)
 	require.Equal(t, 3, w.charges())
+}
+
+// Several merchant credentials for the terminal: without user_domain the agent
+// refuses to start and names them; with it, it authenticates with that entry.
+func TestE2ESeveralMerchantCredentialsNeedUserDomain(t *testing.T) {
+	w := startWorld(t, nil)
+	require.NoError(t, w.PPaaS.AddMerchantCredentials(w.Agent.Serial(), "Second Shop", "shop2"))
+	run := func(domain string) (*agent.Agent, <-chan error, context.CancelFunc) {
+		c := w.Config
+		c.DataDir, c.NexoListen, c.UserDomain = t.TempDir(), "127.0.0.1:0", domain
+		a, err := agent.New(c, agent.Build{Version: "test"}, slog.New(slog.DiscardHandler), agent.Options{})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		return a, done, cancel
+	}
+
+	_, done, cancel := run("")
+	defer cancel()
+	select {
+	case err := <-done:
+		require.ErrorContains(t, err, `2 entries for serial `+w.Agent.Serial())
+		require.ErrorContains(t, err, `"ppaasfr" (firstname lastname), "shop2" (Second Shop)`)
+		require.ErrorContains(t, err, "set user_domain")
+	case <-time.After(15 * time.Second):
+		t.Fatal("the agent did not refuse to start")
+	}
+
+	a, done, cancel := run("shop2")
+	defer cancel()
+	select {
+	case <-a.Ready():
+	case err := <-done:
+		t.Fatalf("agent stopped: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the agent with user_domain did not become ready")
+	}
+	cancel()
+	require.NoError(t, <-done)
 }

@@ -156,7 +156,10 @@ func (p *PPaaS) handleCredentials(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusForbidden, "access_denied", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, []merchant{m})
+	p.mu.Lock()
+	list := append([]merchant{m}, p.moreCreds[peer.Serial]...)
+	p.mu.Unlock()
+	writeJSON(w, http.StatusOK, list)
 }
 
 func (p *PPaaS) merchantFor(d Device) (merchant, error) {
@@ -203,6 +206,11 @@ func (p *PPaaS) handleToken(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		serial, known := p.clientID[id]
 		m := p.merchant[serial]
+		for _, more := range p.moreCreds[serial] {
+			if more.ClientID == id {
+				m.ClientSecret = more.ClientSecret
+			}
+		}
 		p.mu.Unlock()
 		if !known || m.Revoked || !constantTimeEqual(secret, m.ClientSecret) {
 			writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "invalid client credentials")
@@ -622,4 +630,28 @@ func (p *PPaaS) handleRenewSecret(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"serial": serial, "renewed": true})
+}
+
+// AddMerchantCredentials makes the credentials endpoint list one more entry for
+// serial (another merchant the terminal is registered for), with its own client
+// id and secret, valid for the client_credentials grant of that device.
+func (p *PPaaS) AddMerchantCredentials(serial, merchantName, userDomain string) error {
+	if _, err := p.merchantFor(Device{Serial: serial}); err != nil {
+		return err
+	}
+	secret := make([]byte, 24)
+	_, _ = rand.Read(secret)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.moreCreds == nil {
+		p.moreCreds = map[string][]merchant{}
+	}
+	m := merchant{
+		MerchantName: merchantName, UserDomain: userDomain,
+		ClientID:     fmt.Sprintf("device-%s-%d", serial, len(p.moreCreds[serial])+2),
+		ClientSecret: base64.RawURLEncoding.EncodeToString(secret),
+	}
+	p.moreCreds[serial] = append(p.moreCreds[serial], m)
+	p.clientID[m.ClientID] = serial
+	return nil
 }

@@ -61,11 +61,14 @@ type PPaaS struct {
 	closing   chan struct{} // closed at Close: ends streams that Shutdown would wait for
 	ingest    ingest        // device events received (outbox deliveries)
 
-	mu        sync.Mutex
-	rejected  int                 // API requests refused for a bad or expired token
-	authCount authCounters        // issue 13: grants by kind
-	merchant  map[string]merchant // serial → credentials handed out
-	clientID  map[string]string   // clientId → serial
+	mu       sync.Mutex
+	rejected int                 // API requests refused for a bad or expired token
+	merchant map[string]merchant // serial → credentials handed out
+	clientID map[string]string   // clientId → serial
+
+	// issue 13 (under mu): grants by kind; further merchant credentials per serial.
+	authCount authCounters
+	moreCreds map[string][]merchant
 
 	apiLn, ctlLn net.Listener
 	api, ctl     *http.Server
