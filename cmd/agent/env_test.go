@@ -46,7 +46,13 @@ func TestConfigCheckPrintsEnvironmentHosts(t *testing.T) {
 	require.Equal(t, "https://api.example.test:9021", cfg["api_url"], "a flag wins over the preset")
 	require.Equal(t, "https://api.eur.ppaas.com:9021/oauth2-mtls/v1/token", cfg["token_url"])
 
+	// TERMAGENT_ENV works like the flag.
 	var out bytes.Buffer
+	env := func(k string) string { return map[string]string{"TERMAGENT_ENV": "ind"}[k] }
+	require.NoError(t, run(t.Context(), []string{"config", "check"}, env, &out, &out))
+	require.Contains(t, out.String(), `"api_url": "https://api.ind.ppaas.com:9021"`)
+
+	out.Reset()
 	err := run(t.Context(), []string{"config", "check", "-env", "mars"}, noEnv, &out, &out)
 	require.ErrorContains(t, err, "config env (flag -env, env TERMAGENT_ENV): must be one of demo, eur, ind, nar")
 }
