@@ -76,7 +76,8 @@ type Config struct {
 }
 
 // DefaultConfig is the configuration of a terminal on the PPaaS demo environment
-// with the seed's file layout (conf/client.pem, conf/client.key, conf/bundle.pem).
+// with the seed's file layout (conf/client.pem, conf/client.key, conf/bundle.pem);
+// its platform URLs are empty until Resolve fills them from Env.
 func DefaultConfig() Config {
 	return Config{
 		Env:            EnvDemo,
