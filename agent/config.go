@@ -66,7 +66,7 @@ type Config struct {
 	// Payments
 	APMBrands      string        `json:"apm_brands" help:"brand=paymentType:scenario,... mapping Nexo AllowedPaymentBrand / PaymentInstrumentType to PPaaS QR methods (scenario consumerscan or merchantscan)"`
 	PaymentTimeout time.Duration `json:"payment_timeout" help:"time the consumer has to pay before the agent cancels"`
-	EventWait      time.Duration `json:"event_wait" help:"time without an MQTT event before the agent polls the transaction status"`
+	EventWait      time.Duration `json:"event_wait" help:"while the MQTT broker is up: time without an event before the agent polls the transaction status (else poll_first)"`
 
 	// Local
 	DataDir     string `json:"data_dir" help:"directory of the agent's durable store"`
