@@ -142,3 +142,23 @@ func TestE2ESeveralMerchantCredentialsNeedUserDomain(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 }
+
+// The broker goes down while a payment waits: the agent switches to polling
+// within about poll_first instead of waiting out event_wait.
+func TestE2EBrokerDownMidPaymentSwitchesToPolling(t *testing.T) {
+	w := startWorld(t, func(c *agent.Config) { c.EventWait = 10 * time.Second })
+	done := w.payAsync("POLL3", 2000)
+	s := w.awaitQR()
+	require.NoError(t, w.PPaaS.StopBroker())
+	w.waitFor(10*time.Second, "the agent notices the broker is down", func() bool {
+		return !hostReachable(w.diagnosis(), "PPaaS-MQTT")
+	}, func() string { return "MQTT still reachable" })
+	approved := time.Now()
+	_, err := w.PPaaS.Act(s.TransactionID, "pay")
+	require.NoError(t, err)
+	r := w.answer(done, 15*time.Second)
+	took := time.Since(approved)
+	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	t.Logf("broker down mid-payment: approval answered %s after the consumer paid", took.Round(time.Millisecond))
+	require.Less(t, took, 2500*time.Millisecond, "well before event_wait (10 s)")
+}

@@ -75,5 +75,7 @@
 // pushing events, the Engine polls the status endpoint after Config.PollFirst
 // (1 s), then with a jittered backoff capped at Config.PollCap, never sooner
 // than a Retry-After asks. With events pushed it polls only when none arrived for
-// Config.PollAfter, so a broker outage delays but never loses an outcome.
+// Config.PollAfter, and a broker that goes down mid-payment switches it to
+// polling within about PollFirst, so an outage neither loses nor long delays an
+// outcome.
 package qr

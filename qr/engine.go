@@ -333,7 +333,7 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 
 	timeout := time.NewTimer(e.cfg.Timeout - time.Since(start))
 	defer timeout.Stop()
-	sched := pollSchedule{cfg: e.cfg}
+	sched := newPollSchedule(e.cfg)
 	poll := time.NewTimer(sched.first())
 	defer poll.Stop()
 	for {
@@ -343,7 +343,7 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 		case <-t.moved:
 			poll.Reset(sched.first())
 		case <-poll.C:
-			poll.Reset(sched.next(e.pollOnce(ctx, t, log)))
+			poll.Reset(sched.tick(func() time.Duration { return e.pollOnce(ctx, t, log) }))
 		case <-timeout.C:
 			return e.cancel(ctx, t, false, log), nil
 		case <-ctx.Done():

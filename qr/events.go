@@ -408,24 +408,51 @@ func (c *Client) Poll(ctx context.Context, id string) (Transaction, time.Duratio
 	return Transaction{}, wait, ae
 }
 
-// pollSchedule is the delay before each status poll of one payment.
+// pollSchedule decides when one payment's status is polled. While events are
+// pushed, polling is only the safety net (after PollAfter without news); while
+// they are not (no broker, or it is down), polling is the event source: first
+// after PollFirst, then a jittered backoff capped at PollCap. The timer never
+// sleeps longer than PollFirst in push mode, so a broker that goes down in the
+// middle of a payment switches it to polling within about PollFirst.
 type pollSchedule struct {
 	cfg   Config
-	delay time.Duration // the last base delay
+	now   func() time.Time
+	delay time.Duration // the last base delay of the backoff
+	due   time.Time     // when the next poll is due
 }
+
+func newPollSchedule(cfg Config) *pollSchedule { return &pollSchedule{cfg: cfg, now: time.Now} }
 
 // pushing reports whether provider events are being pushed now.
 func (s *pollSchedule) pushing() bool { return s.cfg.PushEvents == nil || s.cfg.PushEvents() }
 
-// first is the delay after the transaction is created or moves: event_wait
-// while events are pushed (polling is then only the safety net), PollFirst
-// when polling is the event source.
+// wake is the timer for a poll due after d: in push mode no later than
+// PollFirst, to notice the broker going down.
+func (s *pollSchedule) wake(d time.Duration) time.Duration {
+	s.due = s.now().Add(d)
+	if s.cfg.PushEvents != nil && s.pushing() {
+		return min(d, s.cfg.PollFirst)
+	}
+	return d
+}
+
+// first is the timer after the transaction is created or moves.
 func (s *pollSchedule) first() time.Duration {
 	s.delay = s.cfg.PollAfter
 	if !s.pushing() {
 		s.delay = s.cfg.PollFirst
 	}
-	return s.delay
+	return s.wake(s.delay)
+}
+
+// tick runs when the timer fires: it polls (poll returns the Retry-After the
+// platform asked for) if a poll is due, or events stopped being pushed, and
+// returns the next timer.
+func (s *pollSchedule) tick(poll func() time.Duration) time.Duration {
+	if left := s.due.Sub(s.now()); left > 0 && s.pushing() {
+		return min(left, s.cfg.PollFirst)
+	}
+	return s.wake(s.next(poll()))
 }
 
 // next is the delay after a poll: the backoff doubled (jittered) up to its cap,

@@ -132,16 +132,36 @@ func TestPollingHonoursRetryAfterAndCap(t *testing.T) {
 	}
 }
 
-// While events are pushed, polling stays the slow safety net (PollAfter).
-func TestPushModeKeepsEventWait(t *testing.T) {
-	s := pollSchedule{cfg: Config{PollAfter: 5 * time.Second, PollMax: 30 * time.Second, PollFirst: time.Second, PollCap: 5 * time.Second}.withDefaults()}
+// While events are pushed, polling stays the slow safety net (PollAfter), but the
+// timer wakes every PollFirst to notice the broker going down; then polling takes
+// over at once.
+func TestPollSchedule(t *testing.T) {
+	now := time.Unix(0, 0)
 	up := true
-	s.cfg.PushEvents = func() bool { return up }
-	require.Equal(t, 5*time.Second, s.first())
-	up = false
-	require.Equal(t, time.Second, s.first())
+	s := newPollSchedule(Config{PollAfter: 5 * time.Second, PollMax: 30 * time.Second, PushEvents: func() bool { return up }}.withDefaults())
+	s.now = func() time.Time { return now }
+	polls := 0
+	poll := func() time.Duration { polls++; return 0 }
+
+	require.Equal(t, time.Second, s.first(), "push mode wakes at PollFirst")
+	now = now.Add(time.Second)
+	require.Equal(t, time.Second, s.tick(poll))
+	require.Zero(t, polls, "not due yet while events are pushed")
+	now = now.Add(4 * time.Second)
+	require.Equal(t, time.Second, s.tick(poll))
+	require.Equal(t, 1, polls, "due after PollAfter")
+
+	up = false // the broker goes down
+	now = now.Add(time.Second)
+	d := s.tick(poll)
+	require.Equal(t, 2, polls, "polled at the first wake after the broker went down")
+	require.LessOrEqual(t, d, 5*time.Second, "PollCap")
 	for range 10 {
-		require.LessOrEqual(t, s.next(0), 5*time.Second)
+		require.LessOrEqual(t, s.tick(poll), 5*time.Second)
 	}
-	require.Equal(t, 7*time.Second, s.next(7*time.Second), "Retry-After wins over the cap")
+	require.Equal(t, 7*time.Second, s.wake(s.next(7*time.Second)), "Retry-After wins over the cap")
+
+	require.Equal(t, time.Second, s.first(), "polling mode: PollFirst")
+	nilPush := newPollSchedule(Config{PollAfter: 5 * time.Second}.withDefaults())
+	require.Equal(t, 5*time.Second, nilPush.first(), "without PushEvents: PollAfter, as before")
 }
