@@ -222,7 +222,7 @@ func (p *PPaaS) handleToken(w http.ResponseWriter, r *http.Request) {
 		}
 		d.ClientID = id
 	case "password":
-		if r.PostForm.Get("client_id") != PoweredAppClientID {
+		if r.PostForm.Get("client_id") != "ppaas-powered-app" {
 			writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "password grant is for client ppaas-powered-app")
 			return
 		}
