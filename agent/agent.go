@@ -55,7 +55,8 @@ type Agent struct {
 	log   *slog.Logger
 
 	clock    *mtls.Clock
-	dev      *mtls.DeviceTLS
+	dev      *mtls.DeviceTLS // nil in the demo custom-token mode
+	platform *tls.Config     // TLS towards PPaaS (with the device certificate, if any)
 	serial   string
 	model    string
 	poiid    string
@@ -78,11 +79,70 @@ type Agent struct {
 // New validates the configuration and loads the device identity. Nothing touches
 // the network or the data directory until Run.
 func New(cfg Config, build Build, log *slog.Logger, opts Options) (*Agent, error) {
+	cfg = cfg.Resolve()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	clock := mtls.NewClock(build.Date, opts.Now)
-	dev, err := mtls.LoadDeviceTLS(mtls.TLSFiles{Cert: cfg.Cert, Key: cfg.Key, CA: cfg.CA}, clock.Now)
+	a := &Agent{cfg: cfg, build: build, opts: opts, log: log, clock: clock, serial: cfg.Serial, model: cfg.Model, ready: make(chan struct{}), mqttReady: make(chan struct{})}
+	tlsConfig, err := a.platformTLS()
+	if err != nil {
+		return nil, err
+	}
+	a.platform = tlsConfig
+	a.poiid = cfg.POIID
+	if a.poiid == "" {
+		a.poiid = a.model + "-" + a.serial
+	}
+	if cfg.AuthURL != "" {
+		log.Warn("auth_url is deprecated: set credentials_url and token_url (or -env)", "credentials_url", cfg.CredentialsURL, "token_url", cfg.TokenURL)
+	}
+	a.authHTTP = mtls.NewHTTPClientTLS(tlsConfig, nil, clock, 30*time.Second)
+	grant := mtls.Grant{Password: cfg.Grant == GrantPassword, Username: cfg.Username, Secret: cfg.Password, UserDomain: cfg.UserDomain}
+	if cfg.Grant == GrantDemoCustomToken {
+		grant.CustomToken = &mtls.CustomToken{
+			MerchantTokenURL: cfg.MerchantTokenURL,
+			ClientID:         cfg.MerchantClientID,
+			URL:              cfg.CustomTokenURL,
+			DeviceModel:      a.model,
+			DeviceID:         mtls.DeviceID(a.model, a.serial),
+			Method:           cfg.DeviceMethod,
+		}
+	}
+	a.auth, err = mtls.NewAuthenticator(mtls.AuthConfig{
+		CredentialsURL: cfg.CredentialsURL,
+		TokenURL:       cfg.TokenURL,
+		Serial:         a.serial,
+		Client:         a.authHTTP,
+		Grant:          grant,
+		Clock:          clock,
+		Logger:         log.With("component", "auth"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.api = mtls.NewHTTPClientTLS(tlsConfig, a.auth, clock, 60*time.Second)
+	return a, nil
+}
+
+// platformTLS is the TLS configuration towards PPaaS. With a device certificate
+// it also sets the serial and model (config values win); the demo custom-token
+// mode has none (the document's custom-token and API calls present none), and
+// verifies PPaaS against the ca bundle, or the system roots when ca is empty.
+func (a *Agent) platformTLS() (*tls.Config, error) {
+	cfg := a.cfg
+	if !cfg.usesClientCertificate() {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13}
+		if cfg.CA != "" {
+			pool, err := mtls.LoadCAPool(cfg.CA)
+			if err != nil {
+				return nil, fmt.Errorf("load CA bundle (grant %s: set ca to empty to use the system roots): %w", cfg.Grant, err)
+			}
+			tc.RootCAs = pool
+		}
+		return tc, nil
+	}
+	dev, err := mtls.LoadDeviceTLS(mtls.TLSFiles{Cert: cfg.Cert, Key: cfg.Key, CA: cfg.CA}, a.clock.Now)
 	if err != nil {
 		return nil, fmt.Errorf("load device identity: %w", err)
 	}
@@ -90,34 +150,17 @@ func New(cfg Config, build Build, log *slog.Logger, opts Options) (*Agent, error
 	if err != nil && cfg.Serial == "" {
 		return nil, fmt.Errorf("load device identity: %w", err)
 	}
-	if cfg.Serial != "" {
-		serial = cfg.Serial
+	if cfg.Serial == "" {
+		a.serial = serial
 	}
-	if cfg.Model != "" {
-		model = cfg.Model
+	if cfg.Model == "" {
+		a.model = model
 	}
 	if left := dev.ExpiresIn(); left < 30*24*time.Hour {
-		log.Warn("device certificate expires soon", "in", left.Round(time.Hour), "not_after", dev.Leaf().NotAfter)
+		a.log.Warn("device certificate expires soon", "in", left.Round(time.Hour), "not_after", dev.Leaf().NotAfter)
 	}
-	poiid := cfg.POIID
-	if poiid == "" {
-		poiid = model + "-" + serial
-	}
-	a := &Agent{cfg: cfg, build: build, opts: opts, log: log, clock: clock, dev: dev, serial: serial, model: model, poiid: poiid, ready: make(chan struct{}), mqttReady: make(chan struct{})}
-	a.authHTTP = mtls.NewHTTPClient(dev, nil, clock, 30*time.Second)
-	a.auth, err = mtls.NewAuthenticator(mtls.AuthConfig{
-		BaseURL: cfg.AuthURL,
-		Serial:  serial,
-		Client:  a.authHTTP,
-		Grant:   mtls.Grant{Password: cfg.Grant == "password", Username: cfg.Username, Secret: cfg.Password},
-		Clock:   clock,
-		Logger:  log.With("component", "auth"),
-	})
-	if err != nil {
-		return nil, err
-	}
-	a.api = mtls.NewHTTPClient(dev, a.auth, clock, 60*time.Second)
-	return a, nil
+	a.dev = dev
+	return dev.Config(), nil
 }
 
 // Serial is the device serial number in use.
@@ -161,7 +204,8 @@ func (a *Agent) AdminURL() string {
 // ends; then it stops accepting requests, lets the payment in flight finish (or
 // parks it in the journal), stops every component and closes the store.
 func (a *Agent) Run(ctx context.Context) error {
-	a.log.Info("termagent starting", "version", a.build.Version, "serial", a.serial, "model", a.model, "poiid", a.poiid, "auth", a.cfg.AuthURL)
+	a.log.Info("termagent starting", "version", a.build.Version, "serial", a.serial, "model", a.model, "poiid", a.poiid,
+		"env", a.cfg.Env, "grant", a.cfg.Grant, "credentials_url", a.cfg.CredentialsURL, "token_url", a.cfg.TokenURL, "api_url", a.cfg.APIURL)
 	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -213,6 +257,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		CreateTimeout: createTimeout,
 		CancelTimeout: cancelTimeout,
 		Logger:        a.log.With("component", "qr"),
+		// Polling is the event source whenever no broker pushes events: none
+		// configured, not yet subscribed, or down.
+		PushEvents: a.mqttSubscribed,
+		PollFirst:  a.cfg.PollFirst,
+		PollCap:    a.cfg.PollMax,
 	}, qc, j, advisor{st: st}, screen)
 	if err != nil {
 		return err
@@ -287,7 +336,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		sub, err := qr.NewSubscriber(qr.SubscriberConfig{
 			BrokerURL:   a.cfg.MQTTURL,
 			Serial:      a.serial,
-			TLS:         a.dev.Config(),
+			TLS:         a.platform.Clone(),
 			Credentials: a.auth,
 			Events:      events{st: st},
 			Handler:     engine,
@@ -309,8 +358,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	g.Go(func() error {
-		if !a.waitAuthenticated(gctx) {
-			return nil
+		if ok, err := a.waitAuthenticated(gctx); !ok {
+			return err
 		}
 		a.readyOnce.Do(func() { close(a.ready) })
 		a.log.Info("termagent ready", "pos", a.NexoURL(), "poiid", a.poiid)
@@ -340,16 +389,21 @@ func (a *Agent) nexoTLS() (*tls.Config, error) {
 }
 
 // waitAuthenticated blocks until the first device token; the refresher retries with
-// backoff, so a platform outage delays readiness rather than failing the agent.
-func (a *Agent) waitAuthenticated(ctx context.Context) bool {
+// backoff, so a platform outage delays readiness rather than failing the agent. A
+// configuration the platform's answer proves wrong (several merchant credentials
+// and no user_domain choosing one) fails the start: retrying cannot fix it.
+func (a *Agent) waitAuthenticated(ctx context.Context) (bool, error) {
 	for {
 		tok, err := a.auth.Current(ctx)
 		if err == nil {
 			a.log.Info("authenticated to PPaaS", "expires", tok.Expiry.Format(time.RFC3339), "lifetime", tok.Lifetime)
-			return true
+			return true, nil
 		}
 		if ctx.Err() != nil {
-			return false
+			return false, nil
+		}
+		if ce := (*mtls.CredentialsChoiceError)(nil); errors.As(err, &ce) {
+			return false, fmt.Errorf("authenticate to PPaaS: %w", ce)
 		}
 		if !errors.Is(err, mtls.ErrBackoff) {
 			a.log.Warn("not yet authenticated", "err", err)
@@ -358,7 +412,7 @@ func (a *Agent) waitAuthenticated(ctx context.Context) bool {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return false
+			return false, nil
 		case <-t.C:
 		}
 	}
@@ -379,6 +433,13 @@ func (a *Agent) watchMQTT(ctx context.Context, sub *qr.Subscriber) {
 		}
 		a.setMQTT(false)
 	}
+}
+
+// mqttSubscribed reports whether provider events are being pushed now.
+func (a *Agent) mqttSubscribed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.mqttUp
 }
 
 func (a *Agent) setMQTT(up bool) {

@@ -24,18 +24,31 @@ import (
 // environment or the file only, never from flags, which other users can see.
 type Config struct {
 	// Platform
-	AuthURL string `json:"auth_url" help:"PPaaS device authorization base URL (mTLS, port 9021)"`
-	APIURL  string `json:"api_url" help:"PPaaS device API base URL (mTLS, port 9021)"`
-	MQTTURL string `json:"mqtt_url" help:"MQTT broker URL for provider events (ssl://host:port); empty disables push events (polling only)"`
+	AuthURL string `json:"auth_url" help:"deprecated shorthand: one base URL for credentials_url and token_url ({auth_url}/oauth2-mtls/v1/…)"`
+	APIURL  string `json:"api_url" help:"PPaaS device API base URL; default from -env"`
+	MQTTURL string `json:"mqtt_url" help:"MQTT broker URL for provider events (ssl://host:port; our assumption, not in the PPaaS document); empty: polling only"`
 	Cert    string `json:"cert" help:"device certificate (PEM); its Subject carries the serial number"`
 	Key     string `json:"key" help:"device private key (PEM, mode 0600)"`
 	CA      string `json:"ca" help:"CA bundle that verifies PPaaS (PEM)"`
 	Serial  string `json:"serial" help:"serial number; default: read from the device certificate"`
 	Model   string `json:"model" help:"terminal model; default: read from the device certificate CN"`
 
-	Grant    string `json:"grant" help:"client_credentials (machine-to-machine) or password (end-user mode)"`
-	Username string `json:"username" help:"end user for the password grant"`
-	Password string `json:"password" secret:"true" help:"end user's password for the password grant (env or file only)"`
+	Grant    string `json:"grant" help:"client_credentials (machine-to-machine), password (end-user mode) or demo-custom-token (demo only, no device certificate)"`
+	Username string `json:"username" help:"end user (grant password) or merchant (grant demo-custom-token)"`
+	Password string `json:"password" secret:"true" help:"password of username (env or file only)"`
+
+	// issue 13: the PPaaS document's endpoints, environment presets and grant
+	// modes. Empty URLs are filled from the env preset (see Resolve).
+	Env              string        `json:"env" help:"environment preset of the platform URLs: demo, nar, ind or eur (each URL stays overridable)"`
+	CredentialsURL   string        `json:"credentials_url" help:"merchant credentials endpoint (mTLS, GET ?serial_number=); default from -env"`
+	TokenURL         string        `json:"token_url" help:"device token endpoint (mTLS, port 9021); default from -env"`
+	UserDomain       string        `json:"user_domain" help:"userDomain of the merchant credentials entry to use when the platform returns several"`
+	MerchantTokenURL string        `json:"merchant_token_url" help:"demo-custom-token: token endpoint of the Keycloak realm sandbox-ma; default from -env demo"`
+	MerchantClientID string        `json:"merchant_client_id" help:"demo-custom-token: realm client of the merchant login"`
+	CustomTokenURL   string        `json:"custom_token_url" help:"demo-custom-token: the realm's custom-token endpoint; default from -env demo"`
+	DeviceMethod     string        `json:"device_method" help:"demo-custom-token: the method form field of the custom-token request"`
+	PollFirst        time.Duration `json:"poll_first" help:"with no MQTT broker (or it is down): first transaction status poll after this"`
+	PollMax          time.Duration `json:"poll_max" help:"with no MQTT broker (or it is down): cap of the status poll backoff"`
 
 	// POS side (Nexo)
 	NexoListen        string `json:"nexo_listen" help:"address of the POS-facing Nexo HTTPS server"`
@@ -53,7 +66,7 @@ type Config struct {
 	// Payments
 	APMBrands      string        `json:"apm_brands" help:"brand=paymentType:scenario,... mapping Nexo AllowedPaymentBrand / PaymentInstrumentType to PPaaS QR methods (scenario consumerscan or merchantscan)"`
 	PaymentTimeout time.Duration `json:"payment_timeout" help:"time the consumer has to pay before the agent cancels"`
-	EventWait      time.Duration `json:"event_wait" help:"time without an MQTT event before the agent polls the transaction status"`
+	EventWait      time.Duration `json:"event_wait" help:"while the MQTT broker is up: time without an event before the agent polls the transaction status (else poll_first)"`
 
 	// Local
 	DataDir     string `json:"data_dir" help:"directory of the agent's durable store"`
@@ -63,16 +76,15 @@ type Config struct {
 }
 
 // DefaultConfig is the configuration of a terminal on the PPaaS demo environment
-// with the seed's file layout (conf/client.pem, conf/client.key, conf/bundle.pem).
+// with the seed's file layout (conf/client.pem, conf/client.key, conf/bundle.pem);
+// its platform URLs are empty until Resolve fills them from Env.
 func DefaultConfig() Config {
 	return Config{
-		AuthURL:        "https://auth.device.demo.ppaas.tech:9021",
-		APIURL:         "https://api.device.demo.ppaas.tech:9021",
-		MQTTURL:        "ssl://api.device.demo.ppaas.tech:8883",
+		Env:            EnvDemo,
 		Cert:           "conf/client.pem",
 		Key:            "conf/client.key",
 		CA:             "conf/bundle.pem",
-		Grant:          "client_credentials",
+		Grant:          GrantClientCredentials,
 		NexoListen:     "127.0.0.1:8443",
 		NexoCert:       "conf/agent.pem",
 		NexoKey:        "conf/agent.key",
@@ -83,6 +95,11 @@ func DefaultConfig() Config {
 		AdminListen:    "127.0.0.1:9464",
 		LogFormat:      "text",
 		LogLevel:       "info",
+		// issue 13
+		MerchantClientID: "ppaas-portal",
+		DeviceMethod:     "[api, device_flow]",
+		PollFirst:        time.Second,
+		PollMax:          5 * time.Second,
 	}
 }
 
@@ -108,39 +125,22 @@ func (c Config) Validate() error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
 	}
-	for field, u := range map[string]string{"auth_url": c.AuthURL, "api_url": c.APIURL} {
-		pu, err := url.Parse(u)
-		switch {
-		case u == "":
-			bad(field, "is required")
-		case err != nil:
-			bad(field, "%v", err)
-		case pu.Scheme != "https" || pu.Host == "":
-			bad(field, "must be an https:// URL with a host, got %q", u)
-		}
-	}
+	c = c.Resolve()
+	errs = append(errs, c.validatePlatform()...)
 	if c.MQTTURL != "" {
 		pu, err := url.Parse(c.MQTTURL)
 		if err != nil || pu.Host == "" || (pu.Scheme != "ssl" && pu.Scheme != "tls" && pu.Scheme != "mqtts") {
 			bad("mqtt_url", "must be ssl://host:port (TLS is required), got %q", c.MQTTURL)
 		}
 	}
-	for field, v := range map[string]string{"cert": c.Cert, "key": c.Key, "ca": c.CA, "data_dir": c.DataDir} {
+	required := map[string]string{"data_dir": c.DataDir}
+	if c.usesClientCertificate() {
+		required["cert"], required["key"], required["ca"] = c.Cert, c.Key, c.CA
+	}
+	for field, v := range required {
 		if v == "" {
 			bad(field, "is required")
 		}
-	}
-	switch c.Grant {
-	case "client_credentials":
-	case "password":
-		if c.Username == "" {
-			bad("username", "is required with grant=password")
-		}
-		if c.Password == "" {
-			bad("password", "is required with grant=password (set %s)", envName("password"))
-		}
-	default:
-		bad("grant", "must be client_credentials or password, got %q", c.Grant)
 	}
 	host, _, err := net.SplitHostPort(c.NexoListen)
 	if err != nil {
@@ -272,7 +272,7 @@ func LoadConfig(name string, args []string, getenv func(string) string, stderr i
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
-	return cfg, fs.Args(), nil
+	return cfg.Resolve(), fs.Args(), nil
 }
 
 // configFileJSON lets the file carry comments as "//…" keys and durations as

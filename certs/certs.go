@@ -50,7 +50,9 @@ const (
 // ServerHosts are the names the simulated PPaaS answers to: loopback and the demo
 // environment's device hosts, so the seed's curl commands work with --resolve.
 func ServerHosts() []string {
-	return []string{"localhost", "127.0.0.1", "::1", "auth.device.demo.ppaas.tech", "api.device.demo.ppaas.tech"}
+	return []string{"localhost", "127.0.0.1", "::1", "auth.device.demo.ppaas.tech", "api.device.demo.ppaas.tech",
+		// The hosts of the document's other curl commands (credentials, realm, API).
+		"auth.demo.ppaas.tech", "api.demo.ppaas.tech"}
 }
 
 // KeyType selects the key algorithm of generated keys.

@@ -17,7 +17,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Paths of the PPaaS device authentication endpoints (port 9021, mTLS).
+// Paths of the PPaaS device authentication endpoints, as the PPaaS document
+// writes them (merchant credentials on the auth host, the token on the device
+// auth host, port 9021, both mutual TLS).
 const (
 	CredentialsPath = "/oauth2-mtls/v1/merchants-credentials"
 	TokenPath       = "/oauth2-mtls/v1/token"
@@ -29,19 +31,48 @@ const (
 type Grant struct {
 	// Password switches from machine-to-machine mode (merchant credentials by serial,
 	// then client_credentials) to end-user mode (password grant with
-	// client_id=ppaas-powered-app).
+	// client_id=ppaas-powered-app, then its refresh token while it lasts).
 	Password bool
-	Username string
-	Secret   string // the end user's password; kept in memory only
-	Scope    string // default "openid profile email"
+	// CustomToken switches to the document's demo-only custom token: a merchant
+	// token (Username, Secret) from the Keycloak realm, exchanged for a device
+	// token. Nil for the other modes.
+	CustomToken *CustomToken
+	Username    string
+	Secret      string // the end user's (or merchant's) password; kept in memory only
+	Scope       string // default "openid profile email"
+	// UserDomain chooses the merchant credentials entry when the platform returns
+	// several for the serial; with several and no UserDomain, authentication fails
+	// with a *CredentialsChoiceError naming them.
+	UserDomain string
 }
+
+// CustomToken configures the demo custom-token flow of the PPaaS document
+// ("Trigger a call as a terminal"): the merchant token from the realm's
+// openid-connect token endpoint, then POST custom-token with the device's model,
+// id and method, answered by a device token.
+type CustomToken struct {
+	MerchantTokenURL string // …/auth/realms/sandbox-ma/protocol/openid-connect/token
+	ClientID         string // the realm client of the merchant login, "ppaas-portal"
+	URL              string // …/auth/realms/sandbox-ma/custom-token
+	DeviceModel      string // e.g. DX8000
+	DeviceID         string // ingenico-{MODEL}-{SERIAL}
+	Method           string // the document's "[api, device_flow]"
+}
+
+// DeviceID is the device id of the custom-token request: ingenico-{MODEL}-{SERIAL}.
+func DeviceID(model, serial string) string { return "ingenico-" + model + "-" + serial }
 
 // AuthConfig configures an Authenticator.
 type AuthConfig struct {
-	BaseURL string       // https://auth-host:9021
-	Serial  string       // the device serial number, as in its certificate
-	Client  *http.Client // an mTLS client (DeviceTLS.Config); deadlines come from contexts
-	Grant   Grant
+	// CredentialsURL and TokenURL are the two endpoints of machine-to-machine mode
+	// (the password grant uses TokenURL only). When empty they are BaseURL plus
+	// CredentialsPath and TokenPath.
+	CredentialsURL string
+	TokenURL       string
+	BaseURL        string       // shorthand: one https://auth-host:9021 for both
+	Serial         string       // the device serial number, as in its certificate
+	Client         *http.Client // an mTLS client (DeviceTLS.Config); deadlines come from contexts
+	Grant          Grant
 	// RefreshAt is the fraction of a token's life after which it is refreshed (2/3).
 	RefreshAt float64
 	// MinBackoff and MaxBackoff bound the retry delay after failures (1 s, 5 min);
@@ -107,6 +138,21 @@ type Authenticator struct {
 	nextAttempt time.Time
 	kick        chan struct{}
 	refreshes   int
+	// session is the refresh token of the password grant; merchant is the
+	// merchant's token and refresh token in custom-token mode.
+	session  oauthSession
+	merchant oauthSession
+}
+
+// oauthSession is a token with its refresh token, each with its local expiry.
+type oauthSession struct {
+	access, refresh             string
+	accessExpiry, refreshExpiry time.Time
+	grants                      int // grants of this session answered with a refresh token
+}
+
+func (s oauthSession) refreshable(now time.Time) bool {
+	return s.refresh != "" && now.Before(s.refreshExpiry)
 }
 
 type merchantCredentials struct {
@@ -126,27 +172,70 @@ type tokenResponse struct {
 	TokenType        string `json:"token_type"`
 	ExpiresIn        int64  `json:"expires_in"`
 	RefreshExpiresIn int64  `json:"refresh_expires_in"`
+	RefreshToken     string `json:"refresh_token"`
 	IDToken          string `json:"id_token"`
 	Scope            string `json:"scope"`
+}
+
+// CredentialsChoiceError is returned when the platform lists several merchant
+// credentials for the serial and none (or more than one) matches the configured
+// user domain. Retrying cannot help: the configuration must say which.
+type CredentialsChoiceError struct {
+	Serial     string
+	UserDomain string   // the configured one, empty if none
+	Entries    []string // "userDomain (merchantName)" of each entry
+}
+
+func (e *CredentialsChoiceError) Error() string {
+	if e.UserDomain == "" {
+		return fmt.Sprintf("merchant credentials: %d entries for serial %s (%s); set user_domain to choose one",
+			len(e.Entries), e.Serial, strings.Join(e.Entries, ", "))
+	}
+	return fmt.Sprintf("merchant credentials: user_domain %q does not select exactly one of the %d entries for serial %s (%s)",
+		e.UserDomain, len(e.Entries), e.Serial, strings.Join(e.Entries, ", "))
 }
 
 // NewAuthenticator checks the configuration and returns an Authenticator with no
 // token yet.
 func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
-	if cfg.BaseURL == "" {
-		return nil, errors.New("auth: base URL is empty")
+	if base := strings.TrimRight(cfg.BaseURL, "/"); base != "" {
+		if cfg.CredentialsURL == "" {
+			cfg.CredentialsURL = base + CredentialsPath
+		}
+		if cfg.TokenURL == "" {
+			cfg.TokenURL = base + TokenPath
+		}
 	}
-	if _, err := url.Parse(cfg.BaseURL); err != nil {
-		return nil, fmt.Errorf("auth: base URL: %w", err)
+	g := cfg.Grant
+	urls := map[string]string{}
+	switch {
+	case g.CustomToken != nil:
+		ct := g.CustomToken
+		urls["merchant token URL"], urls["custom token URL"] = ct.MerchantTokenURL, ct.URL
+		if ct.ClientID == "" || ct.DeviceModel == "" || ct.DeviceID == "" || ct.Method == "" {
+			return nil, errors.New("auth: custom token needs a client id, device model, device id and method")
+		}
+	case g.Password:
+		urls["token URL"] = cfg.TokenURL
+	default:
+		urls["credentials URL"], urls["token URL"] = cfg.CredentialsURL, cfg.TokenURL
+	}
+	for name, u := range urls {
+		if u == "" {
+			return nil, fmt.Errorf("auth: %s is empty", name)
+		}
+		if pu, err := url.Parse(u); err != nil || pu.Scheme != "https" || pu.Host == "" {
+			return nil, fmt.Errorf("auth: %s %q is not an https URL", name, u)
+		}
 	}
 	if cfg.Client == nil {
-		return nil, errors.New("auth: no mTLS HTTP client")
+		return nil, errors.New("auth: no HTTP client")
 	}
-	if !cfg.Grant.Password && cfg.Serial == "" {
+	if !g.Password && g.CustomToken == nil && cfg.Serial == "" {
 		return nil, errors.New("auth: serial number is empty")
 	}
-	if cfg.Grant.Password && (cfg.Grant.Username == "" || cfg.Grant.Secret == "") {
-		return nil, errors.New("auth: password grant needs a username and a password")
+	if (g.Password || g.CustomToken != nil) && (g.Username == "" || g.Secret == "") {
+		return nil, errors.New("auth: password and custom-token grants need a username and a password")
 	}
 	if cfg.RefreshAt <= 0 || cfg.RefreshAt >= 1 {
 		cfg.RefreshAt = 2.0 / 3
@@ -307,15 +396,19 @@ func (a *Authenticator) Run(ctx context.Context) error {
 }
 
 func (a *Authenticator) refresh(ctx context.Context) (Token, error) {
-	if a.cfg.Grant.Password {
-		form := url.Values{
+	switch {
+	case a.cfg.Grant.CustomToken != nil:
+		return a.customToken(ctx)
+	case a.cfg.Grant.Password:
+		g := a.cfg.Grant
+		t, _, err := a.sessionToken(ctx, &a.session, a.cfg.TokenURL, PoweredAppClientID, url.Values{
 			"grant_type": {"password"},
 			"client_id":  {PoweredAppClientID},
-			"username":   {a.cfg.Grant.Username},
-			"password":   {a.cfg.Grant.Secret},
-			"scope":      {a.cfg.Grant.Scope},
-		}
-		return a.requestToken(ctx, form)
+			"username":   {g.Username},
+			"password":   {g.Secret},
+			"scope":      {g.Scope},
+		})
+		return t, err
 	}
 	for attempt := 0; ; attempt++ {
 		creds, err := a.credentials(ctx)
@@ -327,7 +420,7 @@ func (a *Authenticator) refresh(ctx context.Context) (Token, error) {
 			"client_id":     {creds.ClientID},
 			"client_secret": {creds.ClientSecret},
 		}
-		t, err := a.requestToken(ctx, form)
+		t, _, err := a.requestToken(ctx, a.cfg.TokenURL, form)
 		var ae *Error
 		if attempt == 0 && errors.As(err, &ae) && ae.Code == "invalid_client" {
 			// The secret may have been renewed on the portal: fetch it again, once.
@@ -347,7 +440,7 @@ func (a *Authenticator) credentials(ctx context.Context) (merchantCredentials, e
 	if c != nil {
 		return *c, nil
 	}
-	u := a.cfg.BaseURL + CredentialsPath + "?serial_number=" + url.QueryEscape(a.cfg.Serial)
+	u := a.cfg.CredentialsURL + "?serial_number=" + url.QueryEscape(a.cfg.Serial)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return merchantCredentials{}, fmt.Errorf("fetch merchant credentials: %w", err)
@@ -357,36 +450,166 @@ func (a *Authenticator) credentials(ctx context.Context) (merchantCredentials, e
 	if err := a.do(req, "fetch merchant credentials", &list); err != nil {
 		return merchantCredentials{}, err
 	}
-	if len(list) == 0 || list[0].ClientID == "" || list[0].ClientSecret == "" {
-		return merchantCredentials{}, fmt.Errorf("fetch merchant credentials: no credentials for serial %s", a.cfg.Serial)
+	chosen, err := chooseCredentials(list, a.cfg.Grant.UserDomain, a.cfg.Serial)
+	if err != nil {
+		return merchantCredentials{}, err
 	}
 	a.mu.Lock()
-	a.creds = &list[0]
+	a.creds = &chosen
 	a.mu.Unlock()
-	a.log.Info("merchant credentials obtained", "credentials", list[0])
-	return list[0], nil
+	a.log.Info("merchant credentials obtained", "credentials", chosen, "entries", len(list))
+	return chosen, nil
 }
 
-func (a *Authenticator) requestToken(ctx context.Context, form url.Values) (Token, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.BaseURL+TokenPath, strings.NewReader(form.Encode()))
+// chooseCredentials picks the entry of the merchant credentials list: the only
+// one, or the one whose userDomain is the configured one. Several entries and no
+// (or no matching) user domain is an error naming them, never a silent first pick.
+func chooseCredentials(list []merchantCredentials, userDomain, serial string) (merchantCredentials, error) {
+	var usable []merchantCredentials
+	for _, c := range list {
+		if c.ClientID != "" && c.ClientSecret != "" {
+			usable = append(usable, c)
+		}
+	}
+	if len(usable) == 0 {
+		return merchantCredentials{}, fmt.Errorf("fetch merchant credentials: no credentials for serial %s", serial)
+	}
+	if userDomain == "" && len(usable) == 1 {
+		return usable[0], nil
+	}
+	var match []merchantCredentials
+	for _, c := range usable {
+		if userDomain != "" && strings.EqualFold(c.UserDomain, userDomain) {
+			match = append(match, c)
+		}
+	}
+	if len(match) == 1 {
+		return match[0], nil
+	}
+	names := make([]string, len(usable))
+	for i, c := range usable {
+		names[i] = fmt.Sprintf("%q (%s)", c.UserDomain, c.MerchantName)
+	}
+	return merchantCredentials{}, &CredentialsChoiceError{Serial: serial, UserDomain: userDomain, Entries: names}
+}
+
+// sessionToken obtains a token from a password-grant session: with the session's
+// refresh token while it lasts, otherwise (or when the platform refuses the
+// refresh token) with the password grant in form.
+func (a *Authenticator) sessionToken(ctx context.Context, s *oauthSession, tokenURL, clientID string, form url.Values) (Token, oauthSession, error) {
+	a.mu.Lock()
+	cur := *s
+	a.mu.Unlock()
+	if cur.refreshable(a.cfg.Clock.Local()) {
+		t, next, err := a.requestToken(ctx, tokenURL, url.Values{
+			"grant_type":    {"refresh_token"},
+			"client_id":     {clientID},
+			"refresh_token": {cur.refresh},
+		})
+		var ae *Error
+		switch {
+		case err == nil:
+			next.grants = cur.grants + 1
+			a.mu.Lock()
+			*s = next
+			a.mu.Unlock()
+			return t, next, nil
+		case errors.As(err, &ae) && ae.Status < 500:
+			// The session ended at the platform (logout, restart): log in again.
+			a.log.Info("refresh token refused; using the password grant", "err", err)
+		default:
+			return Token{}, oauthSession{}, err
+		}
+	}
+	t, next, err := a.requestToken(ctx, tokenURL, form)
 	if err != nil {
-		return Token{}, fmt.Errorf("request device token: %w", err)
+		return Token{}, oauthSession{}, err
+	}
+	a.mu.Lock()
+	*s = next
+	a.mu.Unlock()
+	return t, next, nil
+}
+
+// customToken is the document's demo flow: a merchant token from the realm
+// (reused, refreshed, or obtained with the merchant's password), then the
+// custom-token call with the device's model, id and method.
+func (a *Authenticator) customToken(ctx context.Context) (Token, error) {
+	g := a.cfg.Grant
+	ct := g.CustomToken
+	a.mu.Lock()
+	m := a.merchant
+	a.mu.Unlock()
+	merchantToken := m.access
+	if merchantToken == "" || !a.cfg.Clock.Local().Before(m.accessExpiry) {
+		_, s, err := a.sessionToken(ctx, &a.merchant, ct.MerchantTokenURL, ct.ClientID, url.Values{
+			"grant_type": {"password"},
+			"client_id":  {ct.ClientID},
+			"username":   {g.Username},
+			"password":   {g.Secret},
+			"scope":      {g.Scope},
+		})
+		if err != nil {
+			return Token{}, fmt.Errorf("merchant token: %w", err)
+		}
+		merchantToken = s.access
+	}
+	form := url.Values{"device_model": {ct.DeviceModel}, "device_id": {ct.DeviceID}, "method": {ct.Method}}
+	t, _, err := a.post(ctx, ct.URL, "request custom device token", form, merchantToken)
+	var ae *Error
+	if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+		// The merchant token was refused before its time: forget it, so the next
+		// attempt logs in again.
+		a.mu.Lock()
+		a.merchant = oauthSession{}
+		a.mu.Unlock()
+	}
+	return t, err
+}
+
+func (a *Authenticator) requestToken(ctx context.Context, tokenURL string, form url.Values) (Token, oauthSession, error) {
+	return a.post(ctx, tokenURL, "request device token", form, "")
+}
+
+// post sends a token request (form, optionally with a bearer) and returns the
+// token and its session (refresh token and expiries).
+func (a *Authenticator) post(ctx context.Context, u, op string, form url.Values, bearer string) (Token, oauthSession, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		return Token{}, oauthSession{}, fmt.Errorf("%s: %w", op, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
 	var tr tokenResponse
 	sent := a.cfg.Clock.Local()
-	if err := a.do(req, "request device token", &tr); err != nil {
-		return Token{}, err
+	if err := a.do(req, op, &tr); err != nil {
+		return Token{}, oauthSession{}, err
 	}
+	t, err := a.token(tr, sent, op)
+	if err != nil {
+		return Token{}, oauthSession{}, err
+	}
+	s := oauthSession{access: t.Access, accessExpiry: t.Expiry}
+	if tr.RefreshToken != "" && tr.RefreshExpiresIn > 0 {
+		life := time.Duration(tr.RefreshExpiresIn) * time.Second
+		s.refresh, s.refreshExpiry = tr.RefreshToken, sent.Add(life-safetyMargin(life))
+	}
+	return t, s, nil
+}
+
+// token checks a token response and computes the token's local expiry.
+func (a *Authenticator) token(tr tokenResponse, sent time.Time, op string) (Token, error) {
 	if tr.AccessToken == "" {
-		return Token{}, errors.New("request device token: response has no access_token")
+		return Token{}, fmt.Errorf("%s: response has no access_token", op)
 	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "Bearer") {
-		return Token{}, fmt.Errorf("request device token: token_type %q, want Bearer", tr.TokenType)
+		return Token{}, fmt.Errorf("%s: token_type %q, want Bearer", op, tr.TokenType)
 	}
 	life := a.lifetime(tr)
 	if life <= 0 {
-		return Token{}, fmt.Errorf("request device token: token already expired (lifetime %s)", life)
+		return Token{}, fmt.Errorf("%s: token already expired (lifetime %s)", op, life)
 	}
 	// Count the lifetime from when the request was sent: the server issued the token
 	// at some point after that, so this errs on the early side.

@@ -1,8 +1,9 @@
 // Package mtls is the agent's link to the PPaaS platform: the device's mutual-TLS
 // configuration, the serial number read from its certificate, the device
 // authentication flow (merchant credentials by serial → client_credentials token,
-// or the password grant for end-user mode), a token cache refreshed in the
-// background, and an http.RoundTripper that puts the bearer token on every API call.
+// the password grant for end-user mode with its refresh token, or the demo-only
+// custom token without a certificate), a token cache refreshed in the background,
+// and an http.RoundTripper that puts the bearer token on every API call.
 package mtls
 
 import (

@@ -2,6 +2,7 @@ package mtls
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -73,9 +74,15 @@ func authorized(req *http.Request, tok string, body io.ReadCloser) *http.Request
 // certificate and, when tokens is not nil, the bearer token on every request.
 // Callers put deadlines on their contexts; timeout is a last resort.
 func NewHTTPClient(dev *DeviceTLS, tokens TokenSource, clock *Clock, timeout time.Duration) *http.Client {
+	return NewHTTPClientTLS(dev.Config(), tokens, clock, timeout)
+}
+
+// NewHTTPClientTLS is NewHTTPClient with any TLS configuration: the demo
+// custom-token mode talks to PPaaS without a client certificate.
+func NewHTTPClientTLS(tlsConfig *tls.Config, tokens TokenSource, clock *Clock, timeout time.Duration) *http.Client {
 	base := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		TLSClientConfig:       dev.Config(),
+		TLSClientConfig:       tlsConfig.Clone(), // the transport adds its ALPN protocols
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 		IdleConnTimeout:       90 * time.Second,

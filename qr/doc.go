@@ -70,7 +70,12 @@
 // Events are applied in sequence order per transaction: one older than the last
 // applied is dropped, gaps are allowed (intermediate states may be skipped), and
 // events for a transaction already in a final state are ignored and logged.
-// When no event arrives for Config.PollAfter the Engine polls the status
-// endpoint with capped backoff, so a broker outage delays but never loses an
+// Polling is a first-class event source (the PPaaS document does not say how
+// provider events reach a terminal): while Config.PushEvents reports no broker
+// pushing events, the Engine polls the status endpoint after Config.PollFirst
+// (1 s), then with a jittered backoff capped at Config.PollCap, never sooner
+// than a Retry-After asks. With events pushed it polls only when none arrived for
+// Config.PollAfter, and a broker that goes down mid-payment switches it to
+// polling within about PollFirst, so an outage neither loses nor long delays an
 // outcome.
 package qr

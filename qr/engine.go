@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -121,6 +120,15 @@ type Config struct {
 	QRLevel       Level         // default M
 	QRSize        int           // PNG size in pixels, default 256
 	Logger        *slog.Logger
+
+	// issue 13: polling as a first-class event source (see events.go).
+	// PushEvents reports whether provider events are being pushed now (the
+	// MQTT subscription is up); nil means they always are, and PollAfter
+	// governs every wait. While it reports false the first poll comes after
+	// PollFirst (default 1 s) and the backoff is capped at PollCap (default 5 s).
+	PushEvents func() bool
+	PollFirst  time.Duration
+	PollCap    time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -135,6 +143,8 @@ func (c Config) withDefaults() Config {
 	def(&c.Timeout, 120*time.Second)
 	def(&c.PollAfter, 5*time.Second)
 	def(&c.PollMax, 30*time.Second)
+	def(&c.PollFirst, time.Second)
+	def(&c.PollCap, 5*time.Second)
 	def(&c.CancelTimeout, 10*time.Second)
 	def(&c.CreateTimeout, 30*time.Second)
 	if c.QRLevel == "" {
@@ -323,39 +333,23 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 
 	timeout := time.NewTimer(e.cfg.Timeout - time.Since(start))
 	defer timeout.Stop()
-	pollDelay := e.cfg.PollAfter
-	poll := time.NewTimer(pollDelay)
+	sched := newPollSchedule(e.cfg)
+	poll := time.NewTimer(sched.first())
 	defer poll.Stop()
 	for {
 		select {
 		case <-t.done:
 			return e.outcome(t, ""), nil
 		case <-t.moved:
-			pollDelay = e.cfg.PollAfter
-			poll.Reset(pollDelay)
+			poll.Reset(sched.first())
 		case <-poll.C:
-			e.poll(ctx, t, log)
-			pollDelay = min(2*pollDelay, e.cfg.PollMax)
-			poll.Reset(pollDelay/2 + rand.N(pollDelay/2+1))
+			poll.Reset(sched.tick(func() time.Duration { return e.pollOnce(ctx, t, log) }))
 		case <-timeout.C:
 			return e.cancel(ctx, t, false, log), nil
 		case <-ctx.Done():
 			log.Info("qr payment aborted", "cause", context.Cause(ctx))
 			return e.cancel(ctx, t, true, log), nil
 		}
-	}
-}
-
-func (e *Engine) poll(ctx context.Context, t *txn, log *slog.Logger) {
-	pctx, cancel := context.WithTimeout(ctx, e.cfg.PollMax)
-	defer cancel()
-	got, err := e.client.Get(pctx, t.txID())
-	if err != nil {
-		log.Warn("qr status poll failed", "err", err)
-		return
-	}
-	if err := e.apply(ctx, t, got.Status, source{kind: "poll", seq: got.Sequence, ref: got.ProviderReference, reason: got.StatusReason}); err != nil {
-		log.Error("qr record poll", "err", err)
 	}
 }
 

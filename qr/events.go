@@ -3,10 +3,16 @@ package qr
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -330,4 +336,147 @@ func (l *MemoryEventLog) SeenEvent(_ context.Context, id string) (bool, error) {
 	}
 	l.seen[id] = struct{}{}
 	return false, nil
+}
+
+// Polling: the first-class event source. The PPaaS document does not say how
+// provider events reach a terminal, so with no broker (or the broker down) the
+// engine polls the transaction status: first after PollFirst, then with a
+// jittered backoff to PollCap, never sooner than a Retry-After asks.
+
+// maxRetryAfter bounds the wait a server's Retry-After can impose: a peer
+// controls it, and the payment's own timeout keeps running meanwhile.
+const maxRetryAfter = 2 * time.Minute
+
+// ParseRetryAfter reads a Retry-After header value, delay-seconds or an HTTP
+// date (relative to now), bounded to [0, 2 min]. An empty or malformed value is
+// no constraint (0).
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		d = maxRetryAfter
+		if n < int64(maxRetryAfter/time.Second) {
+			d = time.Duration(n) * time.Second
+		}
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), maxRetryAfter)
+}
+
+// Poll fetches a transaction's status once (the poll loop is the retry) and
+// returns the Retry-After the platform asked for, if any. A transport failure or
+// a 5xx/429 wraps ErrUnreachable.
+func (c *Client) Poll(ctx context.Context, id string) (Transaction, time.Duration, error) {
+	const op = "poll transaction"
+	ctx, cancel := context.WithTimeout(ctx, c.retry.PerAttempt)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+txPath+"/"+url.PathEscape(id), nil)
+	if err != nil {
+		return Transaction{}, 0, fmt.Errorf("%s: %w", op, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Transaction{}, 0, fmt.Errorf("%s: %w: %w", op, ErrUnreachable, err)
+	}
+	defer resp.Body.Close()
+	wait := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return Transaction{}, wait, fmt.Errorf("%s: %w: read response: %w", op, ErrUnreachable, err)
+	}
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		t, err := DecodeTransaction(b)
+		if err != nil {
+			return Transaction{}, wait, fmt.Errorf("%s: %w", op, err)
+		}
+		return t, wait, nil
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		return Transaction{}, wait, fmt.Errorf("%s: %w: ppaas answered %d", op, ErrUnreachable, resp.StatusCode)
+	}
+	ae := &APIError{Op: op, StatusCode: resp.StatusCode}
+	_ = json.Unmarshal(b, ae)
+	ae.Transaction = nil
+	return Transaction{}, wait, ae
+}
+
+// pollSchedule decides when one payment's status is polled. While events are
+// pushed, polling is only the safety net (after PollAfter without news); while
+// they are not (no broker, or it is down), polling is the event source: first
+// after PollFirst, then a jittered backoff capped at PollCap. The timer never
+// sleeps longer than PollFirst in push mode, so a broker that goes down in the
+// middle of a payment switches it to polling within about PollFirst.
+type pollSchedule struct {
+	cfg   Config
+	now   func() time.Time
+	delay time.Duration // the last base delay of the backoff
+	due   time.Time     // when the next poll is due
+}
+
+func newPollSchedule(cfg Config) *pollSchedule { return &pollSchedule{cfg: cfg, now: time.Now} }
+
+// pushing reports whether provider events are being pushed now.
+func (s *pollSchedule) pushing() bool { return s.cfg.PushEvents == nil || s.cfg.PushEvents() }
+
+// wake is the timer for a poll due after d: in push mode no later than
+// PollFirst, to notice the broker going down.
+func (s *pollSchedule) wake(d time.Duration) time.Duration {
+	s.due = s.now().Add(d)
+	if s.cfg.PushEvents != nil && s.pushing() {
+		return min(d, s.cfg.PollFirst)
+	}
+	return d
+}
+
+// first is the timer after the transaction is created or moves.
+func (s *pollSchedule) first() time.Duration {
+	s.delay = s.cfg.PollAfter
+	if !s.pushing() {
+		s.delay = s.cfg.PollFirst
+	}
+	return s.wake(s.delay)
+}
+
+// tick runs when the timer fires: it polls (poll returns the Retry-After the
+// platform asked for) if a poll is due, or events stopped being pushed, and
+// returns the next timer.
+func (s *pollSchedule) tick(poll func() time.Duration) time.Duration {
+	if left := s.due.Sub(s.now()); left > 0 && s.pushing() {
+		return min(left, s.cfg.PollFirst)
+	}
+	return s.wake(s.next(poll()))
+}
+
+// next is the delay after a poll: the backoff doubled (jittered) up to its cap,
+// and at least what the platform's Retry-After asked.
+func (s *pollSchedule) next(retryAfter time.Duration) time.Duration {
+	limit := s.cfg.PollMax
+	if !s.pushing() {
+		limit = s.cfg.PollCap
+		s.delay = min(s.delay, limit)
+	}
+	s.delay = min(2*s.delay, limit)
+	d := s.delay/2 + rand.N(s.delay/2+1)
+	return max(d, retryAfter)
+}
+
+// pollOnce polls t's status, applies it, and returns the Retry-After asked.
+func (e *Engine) pollOnce(ctx context.Context, t *txn, log *slog.Logger) time.Duration {
+	got, wait, err := e.client.Poll(ctx, t.txID())
+	if err != nil {
+		log.Warn("qr status poll failed", "err", err, "retry_after", wait)
+		return wait
+	}
+	if err := e.apply(ctx, t, got.Status, source{kind: "poll", seq: got.Sequence, ref: got.ProviderReference, reason: got.StatusReason}); err != nil {
+		log.Error("qr record poll", "err", err)
+	}
+	return wait
 }

@@ -61,6 +61,37 @@ func BenchmarkWorldPayment(b *testing.B) {
 	}
 }
 
+// BenchmarkPaymentPollingMode measures the same whole payment with no broker:
+// the agent learns the approval by polling (first poll after poll_first, 1 s),
+// the path that must work on a platform that pushes no events.
+func BenchmarkPaymentPollingMode(b *testing.B) {
+	w, pos := simtest.Start(b, func(cfg *sim.WorldConfig) {
+		cfg.PPaaS.Payments.Provider = sim.ProviderApprove
+		cfg.AgentOptions.StoreOptions = store.Options{NoSync: os.Getenv("BENCH_NOSYNC") != ""}
+		cfg.AgentOptions.Forwarder = agent.ForwarderConfig{}
+		simtest.Agent(func(c *agent.Config) { c.LogLevel, c.MQTTURL, c.EventWait = "error", "", 5*time.Second })(cfg)
+	})
+	ctx := b.Context()
+	total := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		resp, err := pos.Pay(ctx, "", 1250, "EUR", "KB")
+		if err != nil || resp.Status.Result != nexo.Success {
+			b.Fatalf("payment: %v %s", err, sim.Describe(resp))
+		}
+		total = append(total, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(total)
+	b.ReportMetric(float64(total[len(total)/2].Microseconds())/1000, "total-p50-ms")
+	b.ReportMetric(float64(total[len(total)*99/100].Microseconds())/1000, "total-p99-ms")
+	_, charges := w.PPaaS.Transactions()
+	if charges[w.Agent.Serial()] != b.N {
+		b.Fatalf("charges %d, want %d", charges[w.Agent.Serial()], b.N)
+	}
+}
+
 func startWorldB(b *testing.B) (*sim.World, *sim.POS) {
 	b.Helper()
 	return simtest.Start(b, func(cfg *sim.WorldConfig) {

@@ -280,7 +280,8 @@ func startTerminal(ctx, runCtx context.Context, cfg FleetConfig, p *PPaaS, certs
 		return fmt.Errorf("fleet: terminal %s: %w", t.serial, err)
 	}
 	ac := agent.DefaultConfig()
-	ac.AuthURL, ac.APIURL, ac.MQTTURL = p.URL(), p.URL(), p.MQTTURL()
+	ac.CredentialsURL, ac.TokenURL = p.URL()+mtls.CredentialsPath, p.URL()+mtls.TokenPath
+	ac.APIURL, ac.MQTTURL = p.URL(), p.MQTTURL()
 	ac.Cert, ac.Key, ac.CA = filepath.Join(devDir, certs.ClientCertFile), filepath.Join(devDir, certs.ClientKeyFile), filepath.Join(devDir, certs.BundleFile)
 	ac.NexoCert, ac.NexoKey = filepath.Join(certsDir, certs.AgentCertFile), filepath.Join(certsDir, certs.AgentKeyFile)
 	ac.NexoListen = "127.0.0.1:0"

@@ -412,7 +412,7 @@ func TestProviderPledg(t *testing.T) {
 			t.Run("every share paid", func(t *testing.T) {
 				before := w.charges()
 				ch, tx := w.pay(t.Context(), "PLEDG", "dinner shares=3")
-				require.True(t, strings.HasPrefix(tx.QRCode.Payload, "https://front.ecard.pledg.sim.ppaas.test/purchase?signature="))
+				require.True(t, strings.HasPrefix(tx.QRCode.Payload, "https://front.ecard.pledg.sim.ppaas.test/purchases?signature="))
 				require.True(t, strings.HasPrefix(tx.ProviderReference, "PLEDG_"))
 
 				got := w.act(tx, "pay-share")
@@ -472,7 +472,7 @@ func TestProviderPledg(t *testing.T) {
 		o := pvAwait(t, ch) // the 1.5 s deadline
 		require.Equal(t, qr.ResultExpired, o.Result)
 		require.Equal(t, qr.Expired, o.State)
-		require.Equal(t, "purchase_expired", w.mustTx(tx.ClientTransactionID).Provider["error"])
+		require.Equal(t, "direct_confirmation_timeout", w.mustTx(tx.ClientTransactionID).Provider["error"])
 		require.Equal(t, before, w.charges())
 	})
 
@@ -663,6 +663,8 @@ func TestProviderTimersStopAtClose(t *testing.T) {
 	// Pennymatic waits an hour for its confirmation, until the POS aborts.
 	require.Equal(t, qr.ResultApproved, pvAwait(t, pays[1]).Result)
 	require.Equal(t, qr.ResultApproved, pvAwait(t, pays[2]).Result)
+	// KTWidget's success approved it; clearing (completed) follows at once.
+	pvWait(t, func() bool { return w.mustTx(txs[2].ClientTransactionID).Provider["status"] == "completed" })
 	cancel()
 	require.Equal(t, qr.ResultAborted, pvAwait(t, pays[0]).Result)
 	events := map[string]int{}

@@ -21,12 +21,15 @@ func ktRetryDelay(i int) time.Duration {
 }
 
 // ktwidget models the KTWidget payment widget (seed ktwidget-ru.md): statuses
-// pending → authorized (funds blocked) → success (not yet cleared) →
-// completed (cleared), or error / denied. PPaaS follows the widget's status
-// and forwards each change once; the final status also comes as the widget's
-// callback, which is retried on the seed's schedule when PPaaS's
-// acknowledgement is lost, so the device receives the same event (same
-// eventId) more than once and must de-duplicate it.
+// pending (no card data yet) → authorized (funds blocked, further processing
+// awaited) → success (paid, clearing from the card not finished) → completed
+// (cleared), or error / denied. Those six are all the seed's statuses: a
+// cancel or refund made at PPaaS has no widget status, so the provider map
+// keeps the widget's last one. PPaaS forwards each change once; the widget's
+// callback, sent only at its final statuses (completed, error, denied), is
+// retried on the seed's schedule when PPaaS's acknowledgement is lost, so the
+// device receives the same event (same eventId) more than once and must
+// de-duplicate it.
 type ktwidget struct{ cfg KTWidgetConfig }
 
 type ktState struct {
@@ -39,26 +42,35 @@ type ktState struct {
 }
 
 func (ktwidget) actions() []string {
-	return []string{"pay", "decline", "abandon", "authorize", "complete", "error", "lose-acks"}
+	return []string{"pay", "decline", "abandon", "authorize", "complete", "error", "input-error", "lose-acks"}
 }
 
-// ktStatus maps the widget's statuses to PPaaS's.
+// ktStatus maps the widget's statuses to PPaaS's. success is a successful
+// payment (the seed: "успешен, но не завершен клиринг" — successful, clearing
+// not finished): the consumer has paid, so PPaaS approves; completed (cleared)
+// is then a later update of an approved transaction, never a second charge.
 func ktStatus(s string) qr.State {
 	switch s {
 	case "pending":
 		return qr.AwaitingConsumer // the client has not entered card data yet
-	case "authorized", "success":
-		return qr.Pending // funds blocked, clearing not done
-	case "completed":
+	case "authorized":
+		return qr.Pending // funds blocked, further processing awaited
+	case "success", "completed":
 		return qr.Approved
 	case "error", "denied":
 		return qr.Declined
-	case "cancelled":
-		return qr.Cancelled
-	case "refunded":
-		return qr.Refunded
 	}
 	return ""
+}
+
+// ktFinal reports the seed's final statuses, the ones its callback is sent for.
+func ktFinal(s string) bool { return s == "completed" || s == "error" || s == "denied" }
+
+// ktErrors are the seed's error_type values.
+var ktErrors = map[string]string{
+	"ERROR_PAYMENT": "error while the transaction was carried out",
+	"ERROR_INPUT":   "error while the card data were entered",
+	"ERROR_SYSTEM":  "error while the transaction was processed inside ktpay",
 }
 
 func (k *ktwidget) create(_ *payments, tx *SimTransaction, req qr.CreateRequest) error {
@@ -73,16 +85,9 @@ func (k *ktwidget) create(_ *payments, tx *SimTransaction, req qr.CreateRequest)
 	return nil
 }
 
-func (k *ktwidget) raw(tx *SimTransaction, s qr.State) map[string]string {
+func (k *ktwidget) raw(tx *SimTransaction, _ qr.State) map[string]string {
 	st := tx.ps.(*ktState)
-	status := st.status
-	switch s {
-	case qr.Cancelled:
-		status = "cancelled"
-	case qr.Refunded:
-		status = "refunded"
-	}
-	m := map[string]string{"paymentType": tx.PaymentType, "status": status, "transaction_hash": tx.ProviderReference, "order_id": tx.Order.OrderID}
+	m := map[string]string{"paymentType": tx.PaymentType, "status": st.status, "transaction_hash": tx.ProviderReference, "order_id": tx.Order.OrderID}
 	if st.errType != "" {
 		m["error_type"], m["error_message"] = st.errType, st.errMessage
 	}
@@ -91,7 +96,9 @@ func (k *ktwidget) raw(tx *SimTransaction, s qr.State) map[string]string {
 
 func (k *ktwidget) act(pm *payments, tx *SimTransaction, action string, args url.Values) error {
 	st := tx.ps.(*ktState)
-	if tx.Status.Final() {
+	// Clearing goes on after the payment succeeded (approved at PPaaS).
+	clearing := action == "complete" && tx.Status == qr.Approved && st.status == "success"
+	if tx.Status.Final() && !clearing {
 		return errDecided(tx)
 	}
 	switch action {
@@ -124,10 +131,13 @@ func (k *ktwidget) act(pm *payments, tx *SimTransaction, action string, args url
 		k.setLocked(pm, tx, "completed", "cleared")
 	case "decline":
 		st.errType, st.errMessage = "ERROR_PAYMENT", "KKB rejected payment"
-		k.setLocked(pm, tx, "denied", "denied by the acquirer")
+		k.setLocked(pm, tx, "denied", "denied by the acquirer: "+ktErrors[st.errType])
 	case "error":
 		st.errType, st.errMessage = "ERROR_SYSTEM", "processing error in ktpay"
-		k.setLocked(pm, tx, "error", "widget error")
+		k.setLocked(pm, tx, "error", "widget error: "+ktErrors[st.errType])
+	case "input-error":
+		st.errType, st.errMessage = "ERROR_INPUT", "invalid card data"
+		k.setLocked(pm, tx, "error", "widget error: "+ktErrors[st.errType])
 	default:
 		return errAction(k, action)
 	}
@@ -139,7 +149,8 @@ func (k *ktwidget) act(pm *payments, tx *SimTransaction, action string, args url
 func (k *ktwidget) succeedLocked(pm *payments, tx *SimTransaction) {
 	k.setLocked(pm, tx, "success", "paid; clearing in progress")
 	pm.afterLocked(k.cfg.ClearingDelay, func() {
-		if tx.ps.(*ktState).status == "success" && live(tx) {
+		// Cleared unless PPaaS cancelled or refunded it meanwhile.
+		if tx.ps.(*ktState).status == "success" && tx.Status == qr.Approved {
 			k.setLocked(pm, tx, "completed", "cleared")
 		}
 	})
@@ -152,7 +163,7 @@ func (k *ktwidget) setLocked(pm *payments, tx *SimTransaction, status, reason st
 	st.status = status
 	s := ktStatus(status)
 	payload := pm.setLocked(tx, s, reason, k.raw(tx, s))
-	if !s.Final() || payload == nil {
+	if !ktFinal(status) || payload == nil {
 		return
 	}
 	st.deliveries = 1

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,8 +62,27 @@ func (st *pledgState) paid() int {
 }
 
 func (pledg) actions() []string {
-	return []string{"pay", "decline", "abandon", "pay-share", "shares", "expire", "forge"}
+	return []string{"pay", "decline", "abandon", "pay-share", "shares", "expire", "fail", "transfer", "forge"}
 }
+
+// pledgErrors are the seed's error.type values ("Errors handling") with its
+// descriptions; a failed notification carries one of them.
+var pledgErrors = map[string]string{
+	"invalid_request_error":       "Your settings are malformed (ex.: invalid merchantId, invalid email, invalid amountCents, ...)",
+	"maintenance":                 "The Pledg backend is under maintenance",
+	"internal_error":              "The Pledg backend failed",
+	"payment_refused":             "The PSP of Pledg failed",
+	"bad_gateway":                 "The PSP of the merchant failed (back mode only)",
+	"3DS_confirmation_timeout":    "The 3DS payment process could not be completed on time",
+	"direct_confirmation_timeout": "The direct (i.e. without 3DS) payment process could not be completed on time",
+	"not_eligible":                "The customer is not eligible to this type of payment (an authorization may appear on the customer account but no money will be debited)",
+}
+
+// pledgDeadlineError is the error of a split purchase whose shares were not all
+// paid in time: the seed has no error of its own for the 48 h deadline, and
+// direct_confirmation_timeout ("could not be completed on time") is the one
+// that says it.
+const pledgDeadlineError = "direct_confirmation_timeout"
 
 // sharesInDescription finds "shares=3" (or "shares: 3") in an order description.
 func sharesInDescription(d string) (int, bool) {
@@ -112,11 +133,12 @@ func (p *pledg) create(pm *payments, tx *SimTransaction, req qr.CreateRequest) e
 		if err != nil {
 			return fmt.Errorf("pledg: sign front parameters: %w", err)
 		}
-		tx.QRCode = &qr.QRCode{Payload: "https://front.ecard.pledg.sim.ppaas.test/purchase?signature=" + tok}
+		// The seed: "The path of the URL is /purchases".
+		tx.QRCode = &qr.QRCode{Payload: "https://front.ecard.pledg.sim.ppaas.test/purchases?signature=" + tok}
 	}
 	pm.afterLocked(p.cfg.Deadline, func() {
 		if live(tx) {
-			p.notifyLocked(pm, tx, "failed", "purchase_expired", st.uid, false)
+			p.notifyLocked(pm, tx, "failed", pledgDeadlineError, st.uid, false)
 		}
 	})
 	return nil
@@ -173,10 +195,21 @@ func (p *pledg) act(pm *payments, tx *SimTransaction, action string, args url.Va
 			}
 		}
 	case "decline":
-		// A co-buyer's card is refused: the split purchase fails.
-		p.notifyLocked(pm, tx, "failed", "card_declined", st.uid, false)
+		// A co-buyer's card is refused by Pledg's PSP: the split purchase fails.
+		p.notifyLocked(pm, tx, "failed", "payment_refused", st.uid, false)
 	case "expire":
-		p.notifyLocked(pm, tx, "failed", "purchase_expired", st.uid, false)
+		p.notifyLocked(pm, tx, "failed", pledgDeadlineError, st.uid, false)
+	case "fail":
+		code := args.Get("error")
+		if _, ok := pledgErrors[code]; !ok {
+			return fmt.Errorf("fail needs error=<one of the seed's error types: %s>", strings.Join(slices.Sorted(maps.Keys(pledgErrors)), ", "))
+		}
+		p.notifyLocked(pm, tx, "failed", code, st.uid, false)
+	case "transfer":
+		// Transfer mode: Pledg validates the purchase and will transfer the
+		// amount at the end of the day; its notification is a JWT of the
+		// transfer (no status field).
+		return p.transferLocked(pm, tx)
 	case "forge":
 		// Someone who does not hold the secret claims the purchase completed.
 		p.notifyLocked(pm, tx, "completed", "", st.uid, true)
@@ -237,6 +270,35 @@ func (p *pledg) notifyLocked(pm *payments, tx *SimTransaction, status, errCode, 
 	}
 }
 
+// pledgTransfer is the transfer-mode notification (seed "Transfer mode",
+// "Notification"), always sent as {"signature": HS256 JWT of these fields}.
+type pledgTransfer struct {
+	Reference            string `json:"reference"`
+	Created              string `json:"created"`
+	TransferOrderItemUID string `json:"transfer_order_item_uid"`
+	MerchantUID          string `json:"merchant_uid"`
+	PurchaseUID          string `json:"purchase_uid"`
+	AmountCents          int64  `json:"amount_cents"`
+	jwt.RegisteredClaims
+}
+
+// transferLocked is Pledg validating a purchase in transfer mode: the
+// notification says the full amount will be transferred.
+func (p *pledg) transferLocked(pm *payments, tx *SimTransaction) error {
+	st := tx.ps.(*pledgState)
+	n := pledgTransfer{
+		Reference: tx.ProviderReference, Created: pm.now().UTC().Format("2006-01-02 15:04:05.000000"),
+		TransferOrderItemUID: "tri_" + randomHex(12), MerchantUID: "mer_" + uuid.NewString(),
+		PurchaseUID: st.uid, AmountCents: tx.PaymentAmount.Amount,
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, n).SignedString([]byte(p.cfg.Secret))
+	if err != nil {
+		return fmt.Errorf("sign pledg transfer notification: %w", err)
+	}
+	body, _ := json.Marshal(map[string]string{"signature": tok})
+	return pm.pledgIngestLocked(body)
+}
+
 // pledgNotification is Pledg's standard notification (seed "Standard
 // notification"). Metadata and additional_data are not signed, so PPaaS
 // takes no decision from them.
@@ -250,13 +312,24 @@ type pledgNotification struct {
 	Metadata       map[string]any `json:"metadata,omitempty"`
 	AdditionalData map[string]any `json:"additional_data,omitempty"`
 	Signature      string         `json:"signature,omitempty"`
+	// AmountCents is set from a transfer-mode notification only.
+	AmountCents int64 `json:"-"`
 }
 
-// pledgClaims is the notification as the claims of a JWT-signed body.
+// pledgClaims is the notification as the claims of a JWT-signed body: a
+// standard notification, or a transfer-mode one (transfer_order_item_uid,
+// amount_cents, created; no status).
 type pledgClaims struct {
 	pledgNotification
+	Created              string `json:"created,omitempty"`
+	TransferOrderItemUID string `json:"transfer_order_item_uid,omitempty"`
+	AmountCents          int64  `json:"amount_cents,omitempty"`
 	jwt.RegisteredClaims
 }
+
+// pledgTransferred is the status the simulated PPaaS gives a transfer-mode
+// notification (the seed's has none): the purchase is validated.
+const pledgTransferred = "transferred"
 
 // pledgSignature is the seed's SHA-256 signature: the signed keys in
 // alphabetical order as key=value, joined by the secret, hashed, upper-case hex.
@@ -313,6 +386,12 @@ func decodePledgNotification(body []byte, secret string) (pledgNotification, err
 		}
 		n = c.pledgNotification
 		n.Signature = "" // the whole body was signed; nothing left to compare
+		if n.Status == "" && c.TransferOrderItemUID != "" {
+			// Transfer mode: the purchase is validated; the amount will be
+			// transferred. Its amount must be checked against the purchase's.
+			n.Status, n.ID, n.CreatedAt = pledgTransferred, c.TransferOrderItemUID, c.Created
+			n.AmountCents = c.AmountCents
+		}
 	} else {
 		want := pledgSignature(n, secret)
 		if subtle.ConstantTimeCompare([]byte(strings.ToUpper(n.Signature)), []byte(want)) != 1 {
@@ -332,11 +411,17 @@ func pledgStatus(n pledgNotification) (qr.State, string, error) {
 		return qr.Pending, "share paid", nil
 	case "completed":
 		return qr.Approved, "every share paid", nil
+	case pledgTransferred:
+		return qr.Approved, "purchase validated; paid to the merchant by transfer", nil
 	case "failed":
-		if n.Error == "purchase_expired" {
-			return qr.Expired, "split purchase not completed before the deadline", nil
+		desc, ok := pledgErrors[n.Error]
+		if !ok {
+			desc = "unknown error"
 		}
-		return qr.Declined, "split purchase failed: " + n.Error, nil
+		if n.Error == "3DS_confirmation_timeout" || n.Error == "direct_confirmation_timeout" {
+			return qr.Expired, n.Error + ": " + desc, nil
+		}
+		return qr.Declined, n.Error + ": " + desc, nil
 	case "voided":
 		return qr.Cancelled, "purchase voided", nil
 	}
@@ -369,6 +454,9 @@ func (pm *payments) pledgIngestLocked(body []byte) error {
 	if err != nil {
 		return err
 	}
+	if n.Status == pledgTransferred && n.AmountCents != tx.PaymentAmount.Amount {
+		return fmt.Errorf("pledg transfer notification for %s: amount_cents %d, the purchase is %d", n.Reference, n.AmountCents, tx.PaymentAmount.Amount)
+	}
 	if tx.Status.Final() {
 		pm.log.Info("simulated PPaaS ignored a pledg notification after the final state",
 			"reference", n.Reference, "status", n.Status, "transaction_status", tx.Status)
@@ -377,6 +465,9 @@ func (pm *payments) pledgIngestLocked(body []byte) error {
 	p := pm.providers["PLEDG"].(*pledg)
 	raw := p.rawFields(tx, n)
 	raw["signing"] = p.cfg.Signing
+	if n.Status == pledgTransferred {
+		raw["mode"], raw["signing"], raw["amount_cents"] = "transfer", pledgJWT, strconv.FormatInt(n.AmountCents, 10)
+	}
 	pm.setLocked(tx, s, reason, raw)
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -25,7 +27,26 @@ type ptiState struct {
 }
 
 func (pti) actions() []string {
-	return []string{"pay", "decline", "abandon", "error", "review", "authorize", "capture", "settle", "refund", "chargeback"}
+	return []string{"pay", "decline", "soft-decline", "abandon", "error", "review", "authorize", "capture", "settle", "refund", "chargeback", "monitoring-deny"}
+}
+
+// ptiResponseCodes are the seed's transactionStatusDetail.providerResponseCode
+// values; ptiComplianceCodes its transactionMonitoringResultDetail ones.
+var (
+	ptiResponseCodes = []string{"PTI_TECHNICAL_ERROR", "PAYMENT_PROVIDER_TECHNICAL_ERROR", "FRAUD_SUSPICION", "BLOCKED_COUNTRY",
+		"AVS_CHECK_FAILED", "CVV_CHECK_FAILED", "PAYMENT_INSTRUMENT_PROBLEM", "PAYMENT_PROVIDER_DECLINED"}
+	ptiComplianceCodes = []string{"FRAUD_SUSPICION", "TRANSACTION_VELOCITY_VIOLATION", "BLOCKED_JURISDICTION", "GEO_FENCING_VIOLATION", "SANCTION_SCREENING"}
+)
+
+// ptiCode is the code named by arg among allowed, def when arg is empty.
+func ptiCode(arg, def string, allowed []string) (string, error) {
+	if arg == "" {
+		return def, nil
+	}
+	if !slices.Contains(allowed, arg) {
+		return "", fmt.Errorf("code %q is not one of the seed's: %s", arg, strings.Join(allowed, ", "))
+	}
+	return arg, nil
 }
 
 // ptiStatus maps PTI's statuses to PPaaS's.
@@ -64,7 +85,7 @@ func (pti) raw(tx *SimTransaction, s qr.State) map[string]string {
 	case qr.Cancelled:
 		status = "CANCELED"
 	case qr.Refunded:
-		if status != "CHARGED_BACK" {
+		if status != "CHARGED_BACK" && status != "CANCELED" {
 			status = "REFUNDED"
 		}
 	}
@@ -81,15 +102,17 @@ func (pti) raw(tx *SimTransaction, s qr.State) map[string]string {
 	return m
 }
 
-func (p pti) act(pm *payments, tx *SimTransaction, action string, _ url.Values) error {
+func (p pti) act(pm *payments, tx *SimTransaction, action string, args url.Values) error {
 	st := tx.ps.(*ptiState)
 	// The subsequent updates act on an authorized transaction; everything else
-	// on a live one.
+	// on a live one. Transaction monitoring may deny either.
 	late := action == "capture" || action == "settle" || action == "refund" || action == "chargeback"
 	switch {
 	case late && tx.Status != qr.Approved:
 		return fmt.Errorf("%s needs an authorized transaction; it is %s", action, tx.Status)
-	case !late && tx.Status.Final():
+	case action == "monitoring-deny" && tx.Status.Final() && tx.Status != qr.Approved:
+		return errDecided(tx)
+	case !late && action != "monitoring-deny" && tx.Status.Final():
 		return errDecided(tx)
 	}
 	switch action {
@@ -106,7 +129,25 @@ func (p pti) act(pm *payments, tx *SimTransaction, action string, _ url.Values) 
 		}
 		p.setLocked(pm, tx, "AUTHORIZED", "", "", "")
 	case "decline":
-		p.setLocked(pm, tx, "REFUSED", "PAYMENT_PROVIDER_DECLINED", "HARD_DECLINE", "refused by the payment provider")
+		code, err := ptiCode(args.Get("code"), "PAYMENT_PROVIDER_DECLINED", ptiResponseCodes)
+		if err != nil {
+			return err
+		}
+		p.setLocked(pm, tx, "REFUSED", code, "HARD_DECLINE", "refused by the payment provider ("+code+")")
+	case "soft-decline":
+		// A soft decline is still REFUSED: this payment failed; the consumer
+		// may try again (another instrument, or later) in a new payment.
+		code, err := ptiCode(args.Get("code"), "PAYMENT_INSTRUMENT_PROBLEM", ptiResponseCodes)
+		if err != nil {
+			return err
+		}
+		p.setLocked(pm, tx, "REFUSED", code, "SOFT_DECLINE", "refused by the payment provider ("+code+", soft decline: the consumer may retry)")
+	case "monitoring-deny":
+		code, err := ptiCode(args.Get("code"), "FRAUD_SUSPICION", ptiComplianceCodes)
+		if err != nil {
+			return err
+		}
+		p.monitoringDenyLocked(pm, tx, code)
 	case "error":
 		p.setLocked(pm, tx, "ERROR", "PAYMENT_PROVIDER_TECHNICAL_ERROR", "ERROR", "payment provider technical error")
 	case "capture":
@@ -124,6 +165,29 @@ func (p pti) act(pm *payments, tx *SimTransaction, action string, _ url.Values) 
 		return errAction(p, action)
 	}
 	return nil
+}
+
+// monitoringDenyLocked is a TRANSACTION_MONITORING webhook with status DENY. Before
+// the payment is decided it declines it; after AUTHORIZED the funds go back to
+// the consumer (a CANCELED subsequent update), which PPaaS reports as refunded:
+// a late event the terminal must not take for a new outcome.
+func (p pti) monitoringDenyLocked(pm *payments, tx *SimTransaction, code string) {
+	st := tx.ps.(*ptiState)
+	reason := "transaction monitoring: DENY (" + code + ")"
+	ev := func(s qr.State) map[string]string {
+		m := p.raw(tx, s)
+		m["resourceType"], m["status"], m["complianceProviderResponseCode"] = "TRANSACTION_MONITORING", "DENY", code
+		delete(m, "PaymentProviderTransactionId")
+		return m
+	}
+	if tx.Status != qr.Approved {
+		pm.setLocked(tx, qr.Declined, reason, ev(qr.Declined))
+		return
+	}
+	pm.setLocked(tx, qr.Approved, reason, ev(qr.Approved))
+	tx.RefundedAmount = tx.PaymentAmount.Amount
+	st.status, st.code, st.category = "CANCELED", "", ""
+	pm.setLocked(tx, qr.Refunded, "authorization reversed: "+reason, p.raw(tx, qr.Refunded))
 }
 
 // setLocked records a PTI webhook and forwards it.

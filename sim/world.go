@@ -81,7 +81,8 @@ func StartWorld(ctx context.Context, cfg WorldConfig) (*World, error) {
 		return nil, err
 	}
 	ac := agent.DefaultConfig()
-	ac.AuthURL, ac.APIURL, ac.MQTTURL = p.URL(), p.URL(), p.MQTTURL()
+	ac.CredentialsURL, ac.TokenURL = p.URL()+mtls.CredentialsPath, p.URL()+mtls.TokenPath
+	ac.APIURL, ac.MQTTURL = p.URL(), p.MQTTURL()
 	ac.Cert, ac.Key, ac.CA = filepath.Join(certsDir, certs.ClientCertFile), filepath.Join(certsDir, certs.ClientKeyFile), filepath.Join(certsDir, certs.BundleFile)
 	ac.NexoCert, ac.NexoKey = filepath.Join(certsDir, certs.AgentCertFile), filepath.Join(certsDir, certs.AgentKeyFile)
 	ac.NexoListen = cfg.NexoAddr

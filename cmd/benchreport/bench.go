@@ -97,6 +97,8 @@ func plan(quick bool) []benchRun {
 		{pkg: "./agent", bench: "ForwarderDrain", benchtime: x("5000x", "100x")},
 		// Issue 4's figure: 1,000 sequential payments through the whole world.
 		{pkg: "./sim", bench: "WorldPayment", benchtime: x("1000x", "20x")},
+		// Issue 13: the same payment in polling mode (about a second each).
+		{pkg: "./sim", bench: "PaymentPollingMode", benchtime: x("60x", "5x")},
 	}
 	if !quick {
 		p = append(p, benchRun{pkg: "./store", bench: "LargeQueue", benchtime: "1x", env: []string{"TERMAGENT_BENCH_LONG=1"}})

@@ -106,6 +106,13 @@ func (r *Report) figures() []figure {
 			},
 		},
 		{
+			what:     "Whole QR payment in polling mode (no broker: first status poll after 1 s) ÷ with the approval pushed over MQTT, total p50",
+			ratio:    m("sim", "PaymentPollingMode", "total-p50-ms") / m("sim", "WorldPayment", "total-p50-ms"),
+			absolute: fmt.Sprintf("polling p50 %s ms, p99 %s ms; MQTT p50 %s ms, p99 %s ms", num(m("sim", "PaymentPollingMode", "total-p50-ms")), num(m("sim", "PaymentPollingMode", "total-p99-ms")), num(m("sim", "WorldPayment", "total-p50-ms")), num(m("sim", "WorldPayment", "total-p99-ms"))),
+			target:   "polling p99 ≤ 2 s (one poll interval after the approval)",
+			ok:       func(float64) bool { return m("sim", "PaymentPollingMode", "total-p99-ms") <= 2000 },
+		},
+		{
 			what:     "QR rendering (PNG 256 px + terminal text) ÷ QR encoding alone",
 			ratio:    m("qr", "Render", "ns/op") / m("qr", "Encode", "ns/op"),
 			absolute: fmt.Sprintf("render %s µs, encode %s µs", us(m("qr", "Render", "ns/op")), us(m("qr", "Encode", "ns/op"))),
