@@ -167,6 +167,9 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stdout, indentJSON(raw))
 	}
 	if resp != nil && resp.Status.Result == nexo.Failure {
+		if m := inProgressRef.FindStringSubmatch(resp.Status.AdditionalResponse); m != nil && resp.Status.ErrorCondition == nexo.Busy {
+			fmt.Fprintf(stdout, "  to abort it: %s pos abort %s\n", progName(), m[1])
+		}
 		return fmt.Errorf("%s: %s", cmd, resp.Status.ErrorCondition)
 	}
 	if cmd == "pay" && ctx.Err() != nil {
@@ -315,6 +318,9 @@ func (h schemeHint) RoundTrip(r *http.Request) (*http.Response, error) {
 	}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
 	return resp, nil
 }
+
+// inProgressRef finds the payment a Busy answer names.
+var inProgressRef = regexp.MustCompile(`transaction (\S+/\S+) in progress`)
 
 var decimalAmount = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
 

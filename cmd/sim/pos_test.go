@@ -167,6 +167,7 @@ func TestPOSAbortTakesWhatBusyPrints(t *testing.T) {
 	require.Error(t, err)
 	ref := regexp.MustCompile(`transaction (\S+/\S+) in progress`).FindStringSubmatch(out)
 	require.NotNil(t, ref, out)
+	require.Contains(t, out, "to abort it: sim pos abort "+ref[1])
 
 	out, err = runOut(t, append([]string{"pos", "abort", ref[1]}, posFlags...)...)
 	require.NoError(t, err, out)
