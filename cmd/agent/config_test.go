@@ -130,3 +130,10 @@ func TestCorruptStoreHintIsARunnableCommand(t *testing.T) {
 	require.NoError(t, err, "the hint %q must work as printed", m[1])
 	require.Contains(t, out, "damaged store moved to")
 }
+
+func TestErrorLineNamesTheAgentOnce(t *testing.T) {
+	_, _, err := runAgent(t, nil, "queue")
+	require.Equal(t, "agent queue: missing command (status, list, retry, purge-dead)", errorLine(err))
+	_, _, err = runAgent(t, nil, "frobnicate")
+	require.True(t, strings.HasPrefix(errorLine(err), "agent: unknown command"), errorLine(err))
+}

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,10 +35,19 @@ func main() {
 	stop()
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "agent:", err)
+			fmt.Fprintln(os.Stderr, errorLine(err))
 		}
 		os.Exit(exitCode(err))
 	}
+}
+
+// errorLine is how an error is printed: named after the binary once, even
+// when a sub-command already names itself ("agent queue: …").
+func errorLine(err error) string {
+	if msg := err.Error(); strings.HasPrefix(msg, "agent ") {
+		return msg
+	}
+	return "agent: " + err.Error()
 }
 
 func exitCode(err error) int {
