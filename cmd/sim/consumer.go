@@ -22,7 +22,7 @@ The consumer in front of the virtual terminal, through the simulator's control
 API: scans the QR and pays, declines in the wallet, or walks away. ID is the
 POI transaction id (what sim pos prints and the POS gets back) or the PPaaS
 transaction id (qr-…); without it, the payment waiting on the terminal.
-Provider-specific actions (PROVIDERS.md) are accepted too.
+Provider-specific actions without arguments (sim/PROVIDERS.md) work too.
 
 Flags:
 `

@@ -48,6 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rep := newReport(stdout)
 	rerr := rep.read(pipe)
 	werr := cmd.Wait()
+	rep.flush("")
 	rep.summary()
 	var ee *exec.ExitError
 	switch {
@@ -112,6 +113,7 @@ func (r *report) event(e event) {
 		}
 	case e.Test == "" && e.Action == "fail":
 		r.failed = true
+		r.flush(e.Package)
 	case e.Action == "output":
 		r.out[key] = append(r.out[key], e.Output)
 	case e.Action == "fail":
@@ -122,6 +124,22 @@ func (r *report) event(e event) {
 		delete(r.out, key)
 	case e.Action == "pass":
 		delete(r.out, key)
+	}
+}
+
+// flush prints the output of pkg's tests that never finished (the test
+// binary crashed or timed out under them): it says where it stopped.
+func (r *report) flush(pkg string) {
+	var keys []string
+	for k := range r.out {
+		if strings.HasPrefix(k, pkg+" ") {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprint(r.w, strings.Join(r.out[k], ""))
+		delete(r.out, k)
 	}
 }
 

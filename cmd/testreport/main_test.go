@@ -46,3 +46,11 @@ func TestSkipReason(t *testing.T) {
 	require.Equal(t, "chromium not found", skipReason([]string{"=== RUN   TestX\n", "    x_test.go:36: chromium not found\n", "--- SKIP: TestX (0.00s)\n"}))
 	require.Equal(t, "(no reason given)", skipReason([]string{"=== RUN   TestX\n", "--- SKIP: TestX (0.00s)\n"}))
 }
+
+func TestReportShowsWhereATestBinaryDied(t *testing.T) {
+	t.Setenv("TESTREPORT_CRASH", "1")
+	var out, errb bytes.Buffer
+	code := run(t.Context(), []string{"-count=1", "./testdata/fake"}, &out, &errb)
+	require.NotEqual(t, 0, code)
+	require.Contains(t, out.String(), "last words before the crash")
+}

@@ -18,3 +18,10 @@ func TestFailsWhenAsked(t *testing.T) {
 		t.Fatal("failed as asked")
 	}
 }
+
+func TestCrashesWhenAsked(t *testing.T) {
+	t.Log("last words before the crash")
+	if os.Getenv("TESTREPORT_CRASH") != "" {
+		os.Exit(3)
+	}
+}
