@@ -84,9 +84,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
   certificates:                %s/certs   (CA bundle: %s/certs/bundle.pem)
 
 Try, from another shell: %s
-(-log-level info logs one line per payment step)
 `, w.Agent.NexoURL(), w.Agent.POIID(), w.PPaaS.TerminalURL(w.Agent.Serial()), w.PPaaS.ControlURL(), w.PPaaS.URL(), w.PPaaS.MQTTURL(),
 		wf.dir, wf.dir, tryPay(wf, w))
+	if wf.logLevel == "error" {
+		fmt.Fprintln(stdout, "(sim up -log-level info logs one line per payment step)")
+	}
 	fmt.Fprint(stderr, certs.GitWarning(ctx, filepath.Join(wf.dir, "certs")))
 	<-ctx.Done()
 	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
