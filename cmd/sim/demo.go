@@ -90,7 +90,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "▶ terminal shows the provider's QR (PPaaS transaction %s); also live at %s\n%s  payload: %s\n", txID, w.PPaaS.TerminalURL(w.Agent.Serial()), text, s.QRPayload)
+				fmt.Fprintf(stdout, "▶ terminal shows the provider's QR (POI transaction %s, PPaaS transaction %s); also live at %s\n%s  payload: %s\n", s.ClientTransactionID, txID, w.PPaaS.TerminalURL(w.Agent.Serial()), text, s.QRPayload)
 				payTimer = time.After(*payAfter)
 			} else if s.State != "idle" {
 				fmt.Fprintf(stdout, "▶ terminal: %s %s\n", s.State, s.Message)

@@ -111,6 +111,7 @@ func TestPOSPayPrintsIDsAndTheConsumerPays(t *testing.T) {
 	require.NoError(t, pay.wait(t), pay.out.String())
 	require.Contains(t, pay.out.String(), "Payment Response: Success")
 	require.Contains(t, pay.out.String(), "POI transaction: "+poiID)
+	require.Contains(t, pay.out.String(), "to refund it: sim pos refund "+poiID)
 
 	// Paying it again is refused with the simulator's reason.
 	_, err = runOut(t, append([]string{"consumer", "pay", ppaasID}, ctl...)...)
