@@ -172,9 +172,6 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return fmt.Errorf("%s: %s", cmd, resp.Status.ErrorCondition)
 	}
-	if cmd == "pay" && ctx.Err() != nil {
-		return errors.New("pay: interrupted")
-	}
 	if cmd == "pay" && resp.Payment != nil && resp.Payment.POITransactionID.ID != "" {
 		fmt.Fprintf(stdout, "  to refund it: %s pos refund %s\n", progName(), resp.Payment.POITransactionID.ID)
 	}
