@@ -83,6 +83,14 @@ func TestConfigCheckFindsFileProblems(t *testing.T) {
 	require.ErrorContains(t, err, "config key (flag -key, env TERMAGENT_KEY): "+key+": mode 0644 lets other users read the private key; want 0600")
 	require.NotContains(t, err.Error(), "sim certs", "the hint is for missing files")
 	require.NoError(t, os.Chmod(key, 0o600))
+	nexoKey := filepath.Join(dir, certs.AgentKeyFile)
+	require.NoError(t, os.Chmod(nexoKey, 0o640))
+	_, _, err = runAgent(t, nil, append([]string{"config", "check"}, files...)...)
+	require.ErrorContains(t, err, "config nexo_key (flag -nexo-key, env TERMAGENT_NEXO_KEY): "+nexoKey+": mode 0640")
+	require.NoError(t, os.Chmod(nexoKey, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, certs.AgentCertFile), []byte("not a certificate"), 0o644))
+	_, _, err = runAgent(t, nil, append([]string{"config", "check"}, files...)...)
+	require.ErrorContains(t, err, "config nexo_cert (flag -nexo-cert")
 
 	// A certificate that is not one.
 	require.NoError(t, os.WriteFile(filepath.Join(dir, certs.ClientCertFile), []byte("not a certificate"), 0o644))
