@@ -14,13 +14,16 @@ MAX_ARM64_BYTES := 15728640
 all: build
 
 build:
+	@echo "building bin/agent and bin/sim (the first build takes about a minute)..."
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/agent ./cmd/agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/sim ./cmd/sim
 
-# The README's test command: vet, then every test with the race detector.
+# The README's test command: vet, then every test with the race detector,
+# ending with the list of tests skipped for a missing tool and the command
+# that installs it (cmd/testreport runs go test -json).
 test:
 	$(GO) vet ./...
-	$(GO) test $(TESTFLAGS) ./...
+	GO=$(GO) $(GO) run ./cmd/testreport $(TESTFLAGS) ./...
 
 # Static (CGO_ENABLED=0), stripped (-s -w), reproducible-path (-trimpath) agents
 # for the terminals' and POS hosts' platforms, with their sizes; fails when the

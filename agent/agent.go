@@ -213,8 +213,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	sopts.Logger = a.log.With("component", "store")
 	st, err := store.Open(ctx, a.cfg.DBPath(), sopts)
 	if err != nil {
-		if errors.Is(err, store.ErrCorrupt) {
-			return fmt.Errorf("%w; run 'agent queue --recover -data-dir %s' to move it aside and keep what can be read", err, a.cfg.DataDir)
+		if ce := (*store.CorruptError)(nil); errors.As(err, &ce) {
+			return &corruptStoreError{ce: ce, dataDir: a.cfg.DataDir}
 		}
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -487,3 +487,16 @@ func (a *Agent) notifyPOS(ctx context.Context, srv *nexo.Server, event, details 
 		a.log.Warn("POS event notification failed", "event", event, "err", err)
 	}
 }
+
+// corruptStoreError is the store's CorruptError with the recovery command
+// for this agent's data directory, ready to paste.
+type corruptStoreError struct {
+	ce      *store.CorruptError
+	dataDir string
+}
+
+func (e *corruptStoreError) Error() string {
+	return fmt.Sprintf("%s: %v: %v (refusing to start; `agent queue status -recover -data-dir %s` moves it aside and keeps what can be read)", e.ce.Path, store.ErrCorrupt, e.ce.Err, e.dataDir)
+}
+
+func (e *corruptStoreError) Unwrap() error { return e.ce }

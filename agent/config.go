@@ -245,7 +245,7 @@ func LoadConfig(name string, args []string, getenv func(string) string, stderr i
 	}
 	// Flags are parsed first to find -config, then the layers are applied in order and
 	// the flags parsed again so they win.
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return cfg, nil, err
 	}
 	cfg = DefaultConfig()
@@ -269,10 +269,11 @@ func LoadConfig(name string, args []string, getenv func(string) string, stderr i
 			}
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseFlags(fs, args)
+	if err != nil {
 		return cfg, nil, err
 	}
-	return cfg.Resolve(), fs.Args(), nil
+	return cfg.Resolve(), rest, nil
 }
 
 // configFileJSON lets the file carry comments as "//…" keys and durations as
@@ -295,7 +296,7 @@ func (c *configFileJSON) UnmarshalJSON(b []byte) error {
 		}
 		f, ok := byName[k]
 		if !ok {
-			return &FieldError{Field: k, Msg: "unknown field"}
+			return unknownKey(k, false)
 		}
 		if f.Type() == reflect.TypeFor[time.Duration]() {
 			var s string

@@ -119,7 +119,8 @@ func (r RemoteDisplay) ShowScreen(ctx context.Context, s Screen) error {
 type logDisplay struct{ log *slog.Logger }
 
 func (l logDisplay) ShowScreen(_ context.Context, s Screen) error {
-	l.log.Info("display", "state", s.State, "message", s.Message, "amount", s.Amount, "currency", s.Currency, "qr", s.QRPayload != "")
+	l.log.Info("display", "state", s.State, "message", s.Message, "amount", s.Amount, "currency", s.Currency, "qr", s.QRPayload != "",
+		"poi_transaction", s.ClientTransactionID, "ppaas_transaction", s.TransactionID)
 	return nil
 }
 

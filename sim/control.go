@@ -123,6 +123,7 @@ func (p *PPaaS) handleAct(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		apiError(w, http.StatusConflict, "invalid_state", err.Error())
 	default:
+		p.log.Info("consumer acted", "action", r.PathValue("action"), "ppaas_transaction", tx.TransactionID, "poi_transaction", tx.ClientTransactionID, "status", tx.Status)
 		writeJSON(w, http.StatusOK, tx)
 	}
 }

@@ -73,25 +73,38 @@ func (p *POS) Reverse(ctx context.Context, poiTransactionID, reason string) (*ne
 	}})
 }
 
-// Abort aborts the payment started with serviceID.
+// Abort aborts the payment started with serviceID: a bare ServiceID (of this
+// POS's SaleID) or SALEID/SERVICEID, as a Busy answer names the payment in
+// progress.
 func (p *POS) Abort(ctx context.Context, serviceID string) error {
 	h := p.header(nexo.CategoryAbort, "")
+	saleID, serviceID := splitRef(serviceID, h.SaleID)
 	_, err := p.Client.Do(ctx, &nexo.Request{Header: h, Abort: &nexo.AbortRequest{
-		MessageReference: nexo.MessageReference{Category: nexo.CategoryPayment, ServiceID: serviceID, SaleID: h.SaleID, POIID: p.POIID},
+		MessageReference: nexo.MessageReference{Category: nexo.CategoryPayment, ServiceID: serviceID, SaleID: saleID, POIID: p.POIID},
 		AbortReason:      "MerchantAbort",
 	}})
 	return err
 }
 
 // Status asks the outcome of the payment started with serviceID (the last one when
-// serviceID is empty).
+// serviceID is empty); serviceID may be SALEID/SERVICEID as for Abort.
 func (p *POS) Status(ctx context.Context, serviceID string) (*nexo.Response, error) {
 	h := p.header(nexo.CategoryTransactionStatus, "")
 	req := &nexo.Request{Header: h, TransactionStatus: &nexo.TransactionStatusRequest{}}
 	if serviceID != "" {
-		req.TransactionStatus.MessageReference = &nexo.MessageReference{Category: nexo.CategoryPayment, ServiceID: serviceID, SaleID: h.SaleID, POIID: p.POIID}
+		saleID, serviceID := splitRef(serviceID, h.SaleID)
+		req.TransactionStatus.MessageReference = &nexo.MessageReference{Category: nexo.CategoryPayment, ServiceID: serviceID, SaleID: saleID, POIID: p.POIID}
 	}
 	return p.Client.Do(ctx, req)
+}
+
+// splitRef reads SALEID/SERVICEID (the form Busy and InProgress answers
+// print) or a bare SERVICEID of defaultSale.
+func splitRef(ref, defaultSale string) (saleID, serviceID string) {
+	if i := strings.LastIndexByte(ref, '/'); i > 0 && i < len(ref)-1 {
+		return ref[:i], ref[i+1:]
+	}
+	return defaultSale, ref
 }
 
 // Diagnosis asks the POI for its health and its hosts' reachability.

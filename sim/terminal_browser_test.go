@@ -59,6 +59,10 @@ func TestVirtualTerminalInChromium(t *testing.T) {
 	require.Equal(t, screen.QRPayload, shown.QRPayload, "the page shows the provider's QR")
 	require.GreaterOrEqual(t, shown.QRWidth, 21, "the QR image decoded in the browser")
 	require.False(t, shown.PayDisabled, "the consumer's buttons are enabled while the QR waits")
+	require.Equal(t, screen.ClientTransactionID, shown.POIID, "the page shows the POI transaction id")
+	require.Equal(t, screen.TransactionID, shown.PPaaSID, "the page shows the PPaaS transaction id")
+	require.NotEmpty(t, shown.POIID)
+	require.NotEmpty(t, shown.PPaaSID)
 	page.screenshot(t, ctx, "terminal-qr.png")
 
 	page.click(t, ctx, "#pay")
@@ -96,6 +100,8 @@ type pageState struct {
 	PayDisabled bool   `json:"payDisabled"`
 	Status      string `json:"status"`
 	StreamOpen  bool   `json:"streamOpen"`
+	POIID       string `json:"poiId"`
+	PPaaSID     string `json:"ppaasId"`
 }
 
 const pageStateJS = `(() => {
@@ -107,6 +113,7 @@ const pageStateJS = `(() => {
     qrPayload: qr.dataset.payload || "", qrWidth: qr.complete && qr.getAttribute("src") ? qr.naturalWidth : 0,
     qrVisible: getComputedStyle(qr).display !== "none", payDisabled: q("pay").disabled,
     status: q("status").textContent, streamOpen: typeof es !== "undefined" && es.readyState === 1,
+    poiId: q("poi-id").textContent, ppaasId: q("ppaas-id").textContent,
   });
 })()`
 

@@ -40,8 +40,11 @@ func TestExampleConfigDocumentsEveryFieldAndValidates(t *testing.T) {
 	require.Equal(t, "/var/lib/termagent", cfg.DataDir)
 	require.Equal(t, "json", cfg.LogFormat)
 
+	// config check also checks the files, which live on the device: here
+	// the development set stands in for them.
 	var out bytes.Buffer
-	require.NoError(t, run(t.Context(), []string{"config", "check", "-config", path}, noEnv, &out, &out))
+	_, files := devConf(t)
+	require.NoError(t, run(t.Context(), append([]string{"config", "check", "-config", path}, files...), noEnv, &out, &out))
 	require.Contains(t, out.String(), "configuration OK")
 }
 

@@ -8,13 +8,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,10 +35,19 @@ func main() {
 	stop()
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "agent:", err)
+			fmt.Fprintln(os.Stderr, errorLine(err))
 		}
 		os.Exit(exitCode(err))
 	}
+}
+
+// errorLine is how an error is printed: named after the binary once, even
+// when a sub-command already names itself ("agent queue: …").
+func errorLine(err error) string {
+	if msg := err.Error(); strings.HasPrefix(msg, "agent ") {
+		return msg
+	}
+	return "agent: " + err.Error()
 }
 
 func exitCode(err error) int {
@@ -66,29 +76,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runQueue(ctx, args[1:], stdout, stderr)
 		case "service":
 			return runService(ctx, args[1:], getenv, stdout, stderr)
-		case "config":
-			if len(args) < 2 || args[1] != "check" {
-				return errors.New("usage: agent config check [flags]")
-			}
-			cfg, _, err := agent.LoadConfig("agent config check", args[2:], getenv, stderr)
-			if err != nil {
-				return err
-			}
-			if err := cfg.Validate(); err != nil {
-				return err
-			}
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			fmt.Fprintln(stdout, "configuration OK:")
-			return enc.Encode(cfg.Redacted())
 		}
 	}
 	cfg, rest, err := agent.LoadConfig("agent", args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	if len(rest) > 0 && !(len(rest) == 1 && rest[0] == "run") {
+	switch {
+	case len(rest) == 0 || len(rest) == 1 && rest[0] == "run":
+	case rest[0] == "config":
+		if len(rest) != 2 || rest[1] != "check" {
+			return errors.New("usage: agent config check [flags]")
+		}
+		return configCheck(cfg, stdout, stderr)
+	default:
 		return fmt.Errorf("unknown command %q (want run, version, config check, queue, service)", rest[0])
+	}
+	if err := cfg.CheckFiles(); err != nil {
+		return withFilesHint(err)
 	}
 	log := agent.NewLogger(cfg, stderr)
 	a, err := agent.New(cfg, build(), log, agent.Options{})
@@ -96,4 +101,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	return a.Run(ctx)
+}
+
+// missingFilesHint follows an error about the files the agent needs.
+const missingFilesHint = `the agent needs the device certificate and key and the CA bundle that verifies PPaaS:
+set -cert, -key and -ca (or TERMAGENT_CERT, TERMAGENT_KEY, TERMAGENT_CA, or a -config file);
+to try the agent against the simulator, ` + "`sim certs --out conf`" + ` writes a development set in conf/`
+
+// withFilesHint adds missingFilesHint to an error about a missing file.
+func withFilesHint(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w\n"+missingFilesHint, err)
+	}
+	return err
+}
+
+// configCheck validates the configuration and the files it names, reports
+// what it found on stderr and prints the effective configuration on stdout
+// as a -config file.
+func configCheck(cfg agent.Config, stdout, stderr io.Writer) error {
+	rep, err := cfg.Check(time.Now())
+	for _, l := range rep.Lines {
+		fmt.Fprintln(stderr, l)
+	}
+	if err != nil {
+		return withFilesHint(err)
+	}
+	b, err := cfg.FileJSON()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, "configuration OK; the effective configuration follows (a valid -config file)")
+	_, err = stdout.Write(b)
+	return err
 }

@@ -78,7 +78,8 @@ func TestConfigCheckNamesTheField(t *testing.T) {
 	env := func(k string) string {
 		return map[string]string{"TERMAGENT_GRANT": "password", "TERMAGENT_USERNAME": "merchant", "TERMAGENT_PASSWORD": "s3cret-pw"}[k]
 	}
-	require.NoError(t, run(t.Context(), []string{"config", "check"}, env, &out, &out))
+	_, files := devConf(t)
+	require.NoError(t, run(t.Context(), append([]string{"config", "check"}, files...), env, &out, &out))
 	require.Contains(t, out.String(), "configuration OK")
 	require.NotContains(t, out.String(), "s3cret-pw", "secrets never printed")
 }

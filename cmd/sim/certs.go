@@ -10,7 +10,7 @@ import (
 	"github.com/termagent/termagent/certs"
 )
 
-func runCerts(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runCerts(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sim certs", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", "conf", "output directory")
@@ -18,16 +18,18 @@ func runCerts(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	model := fs.String("model", certs.DefaultModel, "device model (CN ingenico-{MODEL}-{SERIAL})")
 	key := fs.String("key-type", string(certs.ECDSAP256), "key algorithm: ecdsa (P-256) or rsa (2048)")
 	force := fs.Bool("force", false, "replace an existing CA (invalidates every certificate it signed)")
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("sim certs: unexpected argument %q", fs.Arg(0))
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q", rest[0])
 	}
 	res, err := certs.Generate(certs.Options{Dir: *out, Serial: *serial, Model: *model, Key: certs.KeyType(*key), Force: *force})
 	if err != nil {
-		return fmt.Errorf("sim certs: %w", err)
+		return err
 	}
+	defer fmt.Fprint(stderr, certs.GitWarning(ctx, res.Dir))
 	if res.CAReused {
 		fmt.Fprintf(stdout, "kept the existing CA in %s (use --force to replace it)\n", res.Dir)
 	}

@@ -25,8 +25,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	currency := fs.String("currency", "EUR", "ISO 4217 currency")
 	brand := fs.String("brand", "KB", "APM brand (KB, PENNYMATIC, PLEDG, KTWIDGET, PTI)")
 	payAfter := fs.Duration("pay-after", 1500*time.Millisecond, "how long the simulated consumer takes to scan and pay")
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q", rest[0])
 	}
 	minor, err := parseAmount(*amount, *currency)
 	if err != nil {
@@ -35,7 +39,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if wf.dir == "" {
 		dir, err := os.MkdirTemp("", "termagent-demo-")
 		if err != nil {
-			return fmt.Errorf("sim demo: %w", err)
+			return err
 		}
 		defer os.RemoveAll(dir)
 		wf.dir = dir
@@ -49,7 +53,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer cancel()
 	w, err := sim.StartWorld(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("sim demo: %w", err)
+		return err
 	}
 	defer func() {
 		cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -86,7 +90,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "▶ terminal shows the provider's QR (PPaaS transaction %s); also live at %s\n%s  payload: %s\n", txID, w.PPaaS.TerminalURL(w.Agent.Serial()), text, s.QRPayload)
+				fmt.Fprintf(stdout, "▶ terminal shows the provider's QR (POI transaction %s, PPaaS transaction %s); also live at %s\n%s  payload: %s\n", s.ClientTransactionID, txID, w.PPaaS.TerminalURL(w.Agent.Serial()), text, s.QRPayload)
 				payTimer = time.After(*payAfter)
 			} else if s.State != "idle" {
 				fmt.Fprintf(stdout, "▶ terminal: %s %s\n", s.State, s.Message)
@@ -95,22 +99,22 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			payTimer = nil
 			fmt.Fprintln(stdout, "▶ consumer scans the QR with the wallet and pays")
 			if _, err := w.PPaaS.Act(txID, "pay"); err != nil {
-				return fmt.Errorf("sim demo: consumer pays: %w", err)
+				return fmt.Errorf("consumer pays: %w", err)
 			}
 		case r := <-done:
 			if r.err != nil {
-				return fmt.Errorf("sim demo: payment: %w", r.err)
+				return fmt.Errorf("payment: %w", r.err)
 			}
 			raw, _ := nexo.JSONCodec{}.EncodeResponse(r.resp)
 			fmt.Fprintf(stdout, "▶ agent → POS: %s\n\nNexo PaymentResponse:\n%s\n\n", sim.Describe(r.resp), indentJSON(raw))
 			_, charges := w.PPaaS.Transactions()
 			fmt.Fprintf(stdout, "done in %s; charges at the simulated PPaaS for this terminal: %d\n\n", time.Since(start).Round(time.Millisecond), charges[w.Agent.Serial()])
 			if r.resp.Status.Result != nexo.Success {
-				return fmt.Errorf("sim demo: payment did not succeed: %s", r.resp.Status.ErrorCondition)
+				return fmt.Errorf("payment did not succeed: %s", r.resp.Status.ErrorCondition)
 			}
 			return nil
 		case <-ctx.Done():
-			return fmt.Errorf("sim demo: %w", ctx.Err())
+			return fmt.Errorf("%w", ctx.Err())
 		}
 	}
 }

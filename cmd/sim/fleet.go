@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -35,34 +34,31 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fsync := fs.Bool("fsync", false, "make the terminals' stores fsync (off by default: one disk stands in for N terminals)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	logLevel := fs.String("log-level", "", "log the simulator and the agents at this level to stderr; default: no log")
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("sim fleet: unexpected arguments %v", fs.Args())
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected arguments %v", rest)
 	}
 	if *n < 1 {
-		return errors.New("sim fleet: -n must be at least 1")
+		return errors.New("-n must be at least 1")
 	}
 	if *mosquitto && *mqttURL != "" {
-		return errors.New("sim fleet: -mosquitto and -mqtt-url are exclusive")
+		return errors.New("-mosquitto and -mqtt-url are exclusive")
 	}
 	minor, err := parseAmount(*amount, *currency)
 	if err != nil {
-		return fmt.Errorf("sim fleet: %w", err)
+		return err
 	}
-	log := slog.New(slog.DiscardHandler)
-	if *logLevel != "" {
-		var level slog.Level
-		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-			return fmt.Errorf("-log-level: %w", err)
-		}
-		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
 	}
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "termagent-fleet-")
 		if err != nil {
-			return fmt.Errorf("sim fleet: %w", err)
+			return err
 		}
 		defer os.RemoveAll(d)
 		*dir = d
@@ -76,11 +72,11 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *mosquitto {
 		certsDir := filepath.Join(*dir, "certs")
 		if _, err := certs.Generate(certs.Options{Dir: certsDir}); err != nil {
-			return fmt.Errorf("sim fleet: %w", err)
+			return err
 		}
 		m, err := sim.StartMosquitto(ctx, *dir, certsDir)
 		if err != nil {
-			return fmt.Errorf("sim fleet: %w", err)
+			return err
 		}
 		defer m.Close()
 		cfg.MQTTURL = m.URL()
@@ -94,13 +90,13 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
-			return fmt.Errorf("sim fleet: %w", err)
+			return err
 		}
 	} else {
 		fmt.Fprint(stdout, rep.String())
 	}
 	if !rep.OK() {
-		return fmt.Errorf("sim fleet: %d failed, %d lost, %d duplicated, %d unreported of %d payments", rep.Failed, rep.Lost, rep.Duplicated, rep.Unreported, rep.Payments)
+		return fmt.Errorf("%d failed, %d lost, %d duplicated, %d unreported of %d payments", rep.Failed, rep.Lost, rep.Duplicated, rep.Unreported, rep.Payments)
 	}
 	return nil
 }

@@ -18,13 +18,16 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first Ctrl-C asks the command to finish cleanly (sim pos pay aborts
+	// its payment and waits for the answer); a second one stops it at once.
+	context.AfterFunc(ctx, stop)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
-		fmt.Fprintln(os.Stderr, "sim:", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
@@ -41,6 +44,7 @@ func commands() []command {
 		{"up", "run a whole world on loopback: simulated PPaaS, broker, virtual terminal and an agent", runUp},
 		{"demo", "one complete QR payment against the simulator, printed step by step", runDemo},
 		{"pos", "the POS driver: send Nexo requests to an agent (pay, refund, abort, status, ...)", runPOS},
+		{"consumer", "the consumer in front of the virtual terminal: pay, decline or abandon a QR payment", runConsumer},
 		{"run", "run scenario files (POS, consumer, faults, expected outcomes): sim run scenarios/*.json", runScenarios},
 		{"fleet", "N simulated terminals against one simulated PPaaS: throughput, latency, memory, lost/duplicated payments", runFleet},
 	}
@@ -58,15 +62,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
-			return errors.New("no command given")
+			return errors.New("sim: no command given")
 		}
 		return flag.ErrHelp
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
+			err := c.run(ctx, args[1:], stdout, stderr)
+			if err != nil && !errors.Is(err, flag.ErrHelp) {
+				// The one place that names the command: the commands'
+				// own errors do not repeat it.
+				return fmt.Errorf("sim %s: %w", c.name, err)
+			}
+			return err
 		}
 	}
 	usage(stderr)
-	return fmt.Errorf("unknown command %q", args[0])
+	return fmt.Errorf("sim: unknown command %q", args[0])
 }

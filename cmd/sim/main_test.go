@@ -49,6 +49,13 @@ func TestParseAmount(t *testing.T) {
 		{"0", "EUR", 0, "positive decimal"},
 		{"ten", "EUR", 0, "positive decimal"},
 		{"1", "XXZ", 0, "currency"},
+		{"1e3", "EUR", 0, "positive decimal"},
+		{"1/2", "EUR", 0, "positive decimal"},
+		{"+1", "EUR", 0, "positive decimal"},
+		{"1.", "EUR", 0, "positive decimal"},
+		{".5", "EUR", 0, "positive decimal"},
+		{"0x10", "EUR", 0, "positive decimal"},
+		{" 1", "EUR", 0, "positive decimal"},
 	}
 	for _, tc := range tests {
 		got, err := parseAmount(tc.in, tc.cur)

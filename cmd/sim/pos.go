@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -20,23 +21,32 @@ import (
 	"github.com/termagent/termagent/sim"
 )
 
-const posUsage = `Usage: sim pos [flags] <command> [arguments]
+const posUsage = `Usage: sim pos [flags] <command> [arguments] [flags]
 
 Sends real Nexo Retailer requests to an agent (or any Nexo POI) and prints the
-response. Commands:
+response. Flags go before or after the command. Commands:
 
   login | logout
-  pay AMOUNT CURRENCY        e.g. pay 12.50 EUR  (-brand KB, -service-id ID)
-  refund POI-TRANSACTION-ID  reverse an APM payment (cancel, or refund if approved)
-  abort SERVICE-ID           abort the payment in progress
-  status [SERVICE-ID]        TransactionStatus of a payment (the last one if omitted)
-  diagnosis                  POI health, host reachability, outbox depth
+  pay AMOUNT CURRENCY          e.g. pay 12.50 EUR -brand KB; while the consumer
+                               pays, prints the POI and PPaaS transaction ids and
+                               what to do next; Ctrl-C aborts the payment
+  refund POI-TRANSACTION-ID    reverse an APM payment (cancel, or refund if approved)
+  abort [SALE-ID/]SERVICE-ID   abort a payment in progress, as a Busy answer names it
+                               (POS1/EGQNN0XB82), and print how it ended
+  status [[SALE-ID/]SERVICE-ID] TransactionStatus of a payment (the last one if omitted)
+  diagnosis                    POI health, host reachability, outbox depth
 
 Message security: -key-id and -key-version with the passphrase in
 TERMAGENT_NEXO_PASSPHRASE.
 
 Flags:
 `
+
+// posOptions are the flags of sim pos that shape a command beyond its client.
+type posOptions struct {
+	brand, serviceID, control string
+	timeout                   time.Duration
+}
 
 func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sim pos", flag.ContinueOnError)
@@ -45,36 +55,75 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	caFile := fs.String("ca", ".sim/certs/bundle.pem", "CA bundle that verifies the POI's certificate")
 	poiid := fs.String("poiid", "DX8000-220597303201181723869389", "POIID addressed")
 	saleID := fs.String("sale-id", "POS1", "SaleID of this POS")
-	brand := fs.String("brand", "KB", "payment brand for pay")
-	serviceID := fs.String("service-id", "", "ServiceID of the request (default: a fresh one)")
+	var o posOptions
+	fs.StringVar(&o.brand, "brand", "KB", "payment brand for pay")
+	fs.StringVar(&o.serviceID, "service-id", "", "ServiceID of the request (default: a fresh one)")
+	fs.StringVar(&o.control, "control", defaultControlURL, "the simulator's control API, for the ids and hints pay prints while it waits (empty: none)")
 	useXML := fs.Bool("xml", false, "send XML instead of JSON")
 	keyID := fs.String("key-id", "", "message security key identifier")
 	keyVersion := fs.Int("key-version", 1, "message security key version")
 	asJSON := fs.Bool("json", false, "print the raw response JSON too")
-	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the response")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the response")
 	fs.Usage = func() { fmt.Fprint(stderr, posUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
+	words, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	if len(words) == 0 {
 		fs.Usage()
-		return errors.New("sim pos: missing command")
+		return errors.New("missing command (pay, refund, abort, status, diagnosis, login, logout)")
 	}
-	client := &nexo.Client{URL: *url, HTTP: &http.Client{Timeout: *timeout}}
+	cmd, rest := words[0], words[1:]
+	var minor int64
+	switch cmd {
+	case "login", "logout", "diagnosis":
+		if len(rest) > 0 {
+			return fmt.Errorf("%s: unexpected arguments %q", cmd, rest)
+		}
+	case "pay":
+		if len(rest) != 2 {
+			return errors.New("pay: want AMOUNT CURRENCY, e.g. pay 12.50 EUR")
+		}
+		if minor, err = parseAmount(rest[0], rest[1]); err != nil {
+			return fmt.Errorf("pay: %w", err)
+		}
+	case "refund":
+		if len(rest) != 1 {
+			return errors.New("refund: want the POI transaction id of the payment")
+		}
+	case "abort":
+		if len(rest) != 1 {
+			return errors.New("abort: want the ServiceID of the payment to abort (SALE-ID/SERVICE-ID as a Busy answer prints it, or SERVICE-ID)")
+		}
+	case "status":
+		if len(rest) > 1 {
+			return fmt.Errorf("status: unexpected arguments %q", rest[1:])
+		}
+	default:
+		fs.Usage()
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+
+	client := &nexo.Client{URL: *url, HTTP: &http.Client{Timeout: o.timeout}}
+	tr := &http.Transport{}
 	if strings.HasPrefix(*url, "https://") {
 		pool, err := mtls.LoadCAPool(*caFile)
 		if err != nil {
-			return fmt.Errorf("sim pos: -ca: %w", err)
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("-ca %s: %w (sim up writes it in .sim/certs of the directory it runs in; elsewhere pass -ca)", *caFile, err)
+			}
+			return fmt.Errorf("-ca %s: %w", *caFile, err)
 		}
-		client.HTTP.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
+	client.HTTP.Transport = schemeHint{tr}
 	if *useXML {
 		client.Codec = nexo.XMLCodec{}
 	}
 	if *keyID != "" {
 		pass := os.Getenv("TERMAGENT_NEXO_PASSPHRASE")
 		if pass == "" {
-			return errors.New("sim pos: -key-id needs the passphrase in TERMAGENT_NEXO_PASSPHRASE")
+			return errors.New("-key-id needs the passphrase in TERMAGENT_NEXO_PASSPHRASE")
 		}
 		k, err := nexo.NewKey(*keyID, *keyVersion, pass)
 		if err != nil {
@@ -82,52 +131,35 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		client.Key = k
 	}
-	pos := &sim.POS{Client: client, SaleID: *saleID, POIID: *poiid}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	var (
-		resp *nexo.Response
-		err  error
-	)
+	p := &sim.POS{Client: client, SaleID: *saleID, POIID: *poiid}
+	var resp *nexo.Response
 	switch cmd {
-	case "login":
-		resp, err = pos.Login(ctx)
-	case "logout":
-		resp, err = pos.Logout(ctx)
 	case "pay":
-		if len(rest) != 2 {
-			return errors.New("sim pos pay: want AMOUNT CURRENCY, e.g. pay 12.50 EUR")
-		}
-		minor, perr := parseAmount(rest[0], rest[1])
-		if perr != nil {
-			return perr
-		}
-		resp, err = pos.Pay(ctx, *serviceID, minor, strings.ToUpper(rest[1]), *brand)
-	case "refund":
-		if len(rest) != 1 {
-			return errors.New("sim pos refund: want the POI transaction id of the payment")
-		}
-		resp, err = pos.Reverse(ctx, rest[0], "MerchantCancel")
-	case "abort":
-		if len(rest) != 1 {
-			return errors.New("sim pos abort: want the ServiceID of the payment to abort")
-		}
-		err = pos.Abort(ctx, rest[0])
-	case "status":
-		ref := ""
-		if len(rest) > 0 {
-			ref = rest[0]
-		}
-		resp, err = pos.Status(ctx, ref)
-	case "diagnosis":
-		resp, err = pos.Diagnosis(ctx)
+		resp, err = posPay(ctx, p, o, rest[0], minor, strings.ToUpper(rest[1]), stdout)
 	default:
-		fs.Usage()
-		return fmt.Errorf("sim pos: unknown command %q", cmd)
+		cctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+		switch cmd {
+		case "login":
+			resp, err = p.Login(cctx)
+		case "logout":
+			resp, err = p.Logout(cctx)
+		case "refund":
+			resp, err = p.Reverse(cctx, rest[0], "MerchantCancel")
+		case "abort":
+			resp, err = posAbort(cctx, p, rest[0], stdout)
+		case "status":
+			ref := ""
+			if len(rest) > 0 {
+				ref = rest[0]
+			}
+			resp, err = p.Status(cctx, ref)
+		case "diagnosis":
+			resp, err = p.Diagnosis(cctx)
+		}
 	}
 	if err != nil {
-		return fmt.Errorf("sim pos %s: %w", cmd, err)
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	fmt.Fprintln(stdout, sim.Describe(resp))
 	if *asJSON && resp != nil {
@@ -135,20 +167,173 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stdout, indentJSON(raw))
 	}
 	if resp != nil && resp.Status.Result == nexo.Failure {
-		return fmt.Errorf("sim pos %s: %s", cmd, resp.Status.ErrorCondition)
+		if m := inProgressRef.FindStringSubmatch(resp.Status.AdditionalResponse); m != nil && resp.Status.ErrorCondition == nexo.Busy {
+			fmt.Fprintf(stdout, "  to abort it: %s pos abort %s\n", progName(), m[1])
+		}
+		return fmt.Errorf("%s: %s", cmd, resp.Status.ErrorCondition)
+	}
+	if cmd == "pay" && resp.Payment != nil && resp.Payment.POITransactionID.ID != "" {
+		fmt.Fprintf(stdout, "  to refund it: %s pos refund %s\n", progName(), resp.Payment.POITransactionID.ID)
 	}
 	return nil
 }
 
+// posPay sends a payment and waits for its response. Meanwhile it tells the
+// user which transaction the POI opened and how the consumer pays it; on
+// Ctrl-C (ctx ends) it aborts its own payment and still waits for the
+// POI's answer, so no payment is left open behind the user's back.
+func posPay(ctx context.Context, p *sim.POS, o posOptions, amount string, minor int64, currency string, stdout io.Writer) (*nexo.Response, error) {
+	req := p.PaymentRequest(o.serviceID, minor, currency, o.brand)
+	ref := req.Header.SaleID + "/" + req.Header.ServiceID
+	fmt.Fprintf(stdout, "Payment %s %s (%s) sent as %s; waiting for the consumer (Ctrl-C aborts it)\n", amount, currency, o.brand, ref)
+
+	// The exchange outlives Ctrl-C: the POS must hear how its payment ended.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.timeout)
+	defer cancel()
+	type result struct {
+		resp *nexo.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := p.Client.Do(rctx, req)
+		done <- result{r, err}
+	}()
+
+	var found chan sim.SimTransaction
+	if o.control != "" {
+		cc := &controlClient{base: strings.TrimSuffix(o.control, "/"), http: &http.Client{Timeout: 5 * time.Second}}
+		found = make(chan sim.SimTransaction, 1)
+		lctx, lcancel := context.WithCancel(rctx)
+		lookupDone := make(chan struct{})
+		go func() {
+			defer close(lookupDone)
+			if tx, ok := lookupByOrder(lctx, cc, req.Payment.SaleTransactionID.ID); ok {
+				found <- tx
+			}
+		}()
+		defer func() { lcancel(); <-lookupDone }()
+	}
+	interrupted := ctx.Done()
+	for {
+		select {
+		case tx := <-found:
+			found = nil
+			printPayHints(stdout, o.control, tx)
+		case <-interrupted:
+			interrupted = nil
+			fmt.Fprintf(stdout, "Ctrl-C: aborting %s and waiting for the POI's answer (Ctrl-C again quits without it)\n", ref)
+			actx, acancel := context.WithTimeout(rctx, 10*time.Second)
+			if err := p.Abort(actx, ref); err != nil {
+				fmt.Fprintf(stdout, "abort %s: %v\n", ref, err)
+			}
+			acancel()
+		case r := <-done:
+			return r.resp, r.err
+		}
+	}
+}
+
+// lookupByOrder polls the simulator's transactions for the one the POI
+// created for this payment (the agent sends the SaleTransactionID as the
+// order id). It gives up quietly when no simulator answers: sim pos also
+// drives real POIs.
+func lookupByOrder(ctx context.Context, cc *controlClient, orderID string) (sim.SimTransaction, bool) {
+	tick := time.NewTicker(150 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		txs, err := cc.transactions(ctx)
+		if err != nil {
+			return sim.SimTransaction{}, false
+		}
+		for _, tx := range txs {
+			if tx.Order.OrderID == orderID {
+				return tx, true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return sim.SimTransaction{}, false
+		case <-tick.C:
+		}
+	}
+}
+
+func printPayHints(w io.Writer, control string, tx sim.SimTransaction) {
+	consumer := progName() + " consumer"
+	if control != defaultControlURL {
+		consumer += " -control " + control
+	}
+	fmt.Fprintf(w, `  POI transaction:   %s   (for refund, and for the consumer)
+  PPaaS transaction: %s
+  The consumer pays on the virtual terminal %s/terminal/%s
+  or from another shell: %s pay %s   (or decline, abandon)
+`, tx.ClientTransactionID, tx.TransactionID, strings.TrimSuffix(control, "/"), tx.Serial, consumer, tx.ClientTransactionID)
+}
+
+// posAbort sends an Abort (which Nexo answers with nothing) and then asks the
+// POI how the payment ended, so the user learns whether the abort did anything.
+func posAbort(ctx context.Context, p *sim.POS, ref string, stdout io.Writer) (*nexo.Response, error) {
+	if err := p.Abort(ctx, ref); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(stdout, "Abort sent for %s; the payment's outcome:\n", ref)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := p.Status(ctx, ref)
+		if err != nil || resp.Status.Result != nexo.Failure || resp.Status.ErrorCondition != nexo.InProgress {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return resp, nil
+		case <-tick.C:
+		}
+	}
+}
+
+// schemeHint turns the two scheme mix-ups into plain words: http:// to a TLS
+// port (Go's server answers 400 "Client sent an HTTP request to an HTTPS
+// server") and https:// to a plain-HTTP port (a TLS record header error).
+type schemeHint struct{ rt http.RoundTripper }
+
+func (h schemeHint) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := h.rt.RoundTrip(r)
+	var rhe tls.RecordHeaderError
+	if errors.As(err, &rhe) {
+		return nil, fmt.Errorf("%s: this server speaks plain HTTP, not HTTPS: use -url http://%s%s", r.URL.Host, r.URL.Host, r.URL.Path)
+	}
+	if err != nil || resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "" {
+		return resp, err
+	}
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if bytes.Contains(head, []byte("HTTP request to an HTTPS server")) {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: this server speaks HTTPS: use -url https://%s%s", r.URL.Host, r.URL.Host, r.URL.Path)
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
+	return resp, nil
+}
+
+// inProgressRef finds the payment a Busy answer names.
+var inProgressRef = regexp.MustCompile(`transaction (\S+/\S+) in progress`)
+
+var decimalAmount = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+
 // parseAmount reads a major-unit amount ("12.50") into minor units, respecting
-// the currency's exponent; it names the argument in its errors.
+// the currency's exponent; it names the argument in its errors. Only plain
+// decimals are amounts: no exponents, fractions or signs.
 func parseAmount(s, currency string) (int64, error) {
 	exp, ok := nexo.CurrencyExponent(strings.ToUpper(currency))
 	if !ok {
 		return 0, fmt.Errorf("currency %q: not an ISO 4217 code this agent knows", currency)
 	}
 	r, ok := new(big.Rat).SetString(s)
-	if !ok || r.Sign() <= 0 {
+	if !decimalAmount.MatchString(s) || !ok || r.Sign() <= 0 {
 		return 0, fmt.Errorf("amount %q: want a positive decimal number such as 12.50", s)
 	}
 	r.Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(exp)), nil)))

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -26,26 +25,27 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	quiet := fs.Bool("q", false, "print only the verdict of each scenario, not its steps")
 	check := fs.Bool("check", false, "only parse and validate the files")
 	logLevel := fs.String("log-level", "", "log the world (simulator and agent) at this level to stderr; default: no log")
-	if err := fs.Parse(args); err != nil {
+	files, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	if len(files) == 0 {
 		fs.Usage()
-		return errors.New("sim run: no scenario file given")
+		return errors.New("no scenario file given")
 	}
-	log := slog.New(slog.DiscardHandler)
-	if *logLevel != "" {
-		var level slog.Level
-		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-			return fmt.Errorf("-log-level: %w", err)
-		}
-		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
 	}
 	var failed []string
-	for _, file := range fs.Args() {
+	passed := 0
+	defer func() {
+		fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, len(failed))
+	}()
+	for _, file := range files {
 		data, err := os.ReadFile(file)
 		if err != nil {
-			return fmt.Errorf("sim run: %w", err)
+			return err
 		}
 		sc, err := sim.ParseScenario(data)
 		if err != nil {
@@ -55,11 +55,12 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		if *check {
 			fmt.Fprintf(stdout, "ok   %s (%d steps)\n", file, len(sc.Steps))
+			passed++
 			continue
 		}
 		dir, err := os.MkdirTemp("", "termagent-scenario-")
 		if err != nil {
-			return fmt.Errorf("sim run: %w", err)
+			return err
 		}
 		fmt.Fprintf(stdout, "RUN  %s: %s\n", filepath.Base(file), sc.Name)
 		var progress io.Writer = stdout
@@ -79,9 +80,10 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			continue
 		}
 		fmt.Fprintf(stdout, "ok   %s (%s)\n", file, took)
+		passed++
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("sim run: %d of %d scenarios failed: %v", len(failed), fs.NArg(), failed)
+		return fmt.Errorf("%d of %d scenarios failed: %v", len(failed), len(files), failed)
 	}
 	return nil
 }

@@ -26,10 +26,10 @@ func TestRunCommand(t *testing.T) {
 		err     string
 		outputs []string
 	}{
-		{"passes", []string{"run", good}, "", []string{"RUN  good.json: approve mode", "✓ step 1 pos pay", "Payment Response: Success", "ok   " + good}},
-		{"quiet", []string{"run", "-q", good}, "", []string{"ok   " + good}},
-		{"check only", []string{"run", "-check", good, bad}, "1 of 2 scenarios failed", []string{"ok   " + good + " (2 steps)", "FAIL " + bad, `step 1: json: unknown field "amout"`}},
-		{"fails", []string{"run", failing}, "1 of 1 scenarios failed", []string{"FAIL " + failing, `step 1 (pos pay)`, `result is "Failure", want "Success"`}},
+		{"passes", []string{"run", good}, "", []string{"RUN  good.json: approve mode", "✓ step 1 pos pay", "Payment Response: Success", "ok   " + good, "\n1 passed, 0 failed\n"}},
+		{"quiet, flags after the files", []string{"run", good, "-q"}, "", []string{"ok   " + good, "1 passed, 0 failed"}},
+		{"check only", []string{"run", "-check", good, bad}, "1 of 2 scenarios failed", []string{"ok   " + good + " (2 steps)", "FAIL " + bad, `step 1: json: unknown field "amout"`, "1 passed, 1 failed"}},
+		{"fails", []string{"run", failing}, "1 of 1 scenarios failed", []string{"FAIL " + failing, `step 1 (pos pay)`, `result is "Failure", want "Success"`, "0 passed, 1 failed"}},
 		{"no file", []string{"run"}, "no scenario file", nil},
 		{"missing file", []string{"run", filepath.Join(dir, "nope.json")}, "no such file", nil},
 	}

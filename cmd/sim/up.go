@@ -5,9 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
+	"path/filepath"
 	"time"
 
+	"github.com/termagent/termagent/certs"
 	"github.com/termagent/termagent/sim"
 )
 
@@ -25,14 +26,14 @@ func (w *worldFlags) register(fs *flag.FlagSet, dir, api, control, mqtt, nexo st
 	fs.StringVar(&w.nexo, "nexo", nexo, "address of the agent's POS-facing Nexo HTTPS server")
 	fs.StringVar(&w.mqttURL, "mqtt-url", "", "use an external MQTT broker (ssl://host:port) instead of the embedded one")
 	fs.StringVar(&w.provider, "provider", "manual", "consumer behaviour: manual (control API / virtual terminal), approve or decline")
-	fs.StringVar(&w.logLevel, "log-level", "error", "log level of the simulator and the agent")
+	fs.StringVar(&w.logLevel, "log-level", "error", "log level of the simulator and the agent (info: one line per payment step)")
 	fs.DurationVar(&w.tokenTTL, "token-ttl", 300*time.Second, "life of issued device tokens")
 }
 
 func (w *worldFlags) config(stderr io.Writer) (sim.WorldConfig, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(w.logLevel)); err != nil {
-		return sim.WorldConfig{}, fmt.Errorf("-log-level: %w", err)
+	log, err := newLogger(stderr, w.logLevel)
+	if err != nil {
+		return sim.WorldConfig{}, err
 	}
 	mode := sim.ProviderMode(w.provider)
 	switch mode {
@@ -47,7 +48,7 @@ func (w *worldFlags) config(stderr io.Writer) (sim.WorldConfig, error) {
 			Payments: sim.PaymentsConfig{Provider: mode, MQTTAddr: w.mqtt, ExternalMQTTURL: w.mqttURL},
 		},
 		NexoAddr: w.nexo,
-		Logger:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		Logger:   log,
 	}, nil
 }
 
@@ -56,8 +57,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var wf worldFlags
 	wf.register(fs, ".sim", "127.0.0.1:9021", "127.0.0.1:9080", "127.0.0.1:8883", "127.0.0.1:8443")
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q", rest[0])
 	}
 	cfg, err := wf.config(stderr)
 	if err != nil {
@@ -67,7 +72,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	w, err := sim.StartWorld(sctx, cfg)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("sim up: %w", err)
+		return err
 	}
 	fmt.Fprintf(stdout, `termagent world is up (loopback only); Ctrl-C stops it.
 
@@ -78,11 +83,31 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
   MQTT broker:                 %s
   certificates:                %s/certs   (CA bundle: %s/certs/bundle.pem)
 
-Try: sim pos -url %s -ca %s/certs/bundle.pem pay 12.50 EUR
+Try, from another shell: %s
 `, w.Agent.NexoURL(), w.Agent.POIID(), w.PPaaS.TerminalURL(w.Agent.Serial()), w.PPaaS.ControlURL(), w.PPaaS.URL(), w.PPaaS.MQTTURL(),
-		wf.dir, wf.dir, w.Agent.NexoURL(), wf.dir)
+		wf.dir, wf.dir, tryPay(wf, w))
+	if wf.logLevel == "error" {
+		fmt.Fprintln(stdout, "(sim up -log-level info logs one line per payment step)")
+	}
+	fmt.Fprint(stderr, certs.GitWarning(ctx, filepath.Join(wf.dir, "certs")))
 	<-ctx.Done()
 	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer ccancel()
 	return w.Close(cctx)
+}
+
+// tryPay is the sim pos command that pays this world's agent: the flags it
+// needs beyond sim pos's defaults (which match sim up's).
+func tryPay(wf worldFlags, w *sim.World) string {
+	cmd := progName() + " pos pay 12.50 EUR"
+	if u := w.Agent.NexoURL(); u != "https://127.0.0.1:8443/nexo" {
+		cmd += " -url " + u
+	}
+	if wf.dir != ".sim" {
+		cmd += " -ca " + filepath.Join(wf.dir, "certs", "bundle.pem")
+	}
+	if c := w.PPaaS.ControlURL(); c != defaultControlURL {
+		cmd += " -control " + c
+	}
+	return cmd
 }
