@@ -139,8 +139,11 @@ func (c Config) CheckFiles() error {
 // describeEndpoints adds the URLs the agent will call, resolved from the
 // base URLs and the serial.
 func (c Config) describeEndpoints(line func(string, string, ...any), serial string) {
-	auth := strings.TrimSuffix(c.AuthURL, "/")
-	line("auth", "%s?serial_number=%s (merchant credentials), then %s (%s grant)", auth+mtls.CredentialsPath, serial, auth+mtls.TokenPath, c.Grant)
+	if c.Grant == GrantDemoCustomToken {
+		line("auth", "%s (merchant login), then %s (device token, demo only)", c.MerchantTokenURL, c.CustomTokenURL)
+	} else {
+		line("auth", "%s?serial_number=%s (merchant credentials), then %s (%s grant)", c.CredentialsURL, serial, c.TokenURL, c.Grant)
+	}
 	line("api", "%s/qrcode-payment/v1/transactions", strings.TrimSuffix(c.APIURL, "/"))
 	if c.MQTTURL == "" {
 		line("mqtt", "none: the agent polls transaction statuses")

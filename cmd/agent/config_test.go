@@ -48,7 +48,7 @@ func TestConfigCheckOutputIsAConfigFile(t *testing.T) {
 		"private (mode 0600 or stricter), matches the certificate",
 		"/oauth2-mtls/v1/merchants-credentials?serial_number=" + certs.DefaultSerial,
 		"/oauth2-mtls/v1/token (password grant)",
-		"https://api.device.demo.ppaas.tech:9021/qrcode-payment/v1/transactions",
+		"https://api.demo.ppaas.tech:9021/qrcode-payment/v1/transactions",
 		"mqtt      none: the agent polls",
 		"configuration OK",
 	} {
