@@ -143,7 +143,8 @@ var requestRoots5 = map[string]string{
 	root5StatusRequest:  fnStatusRequest,
 }
 
-// header5FromWire validates a request's Header and classifies the message.
+// header5FromWire validates a request's Header and classifies the message
+// as far as its root tells (classify5 does the rest).
 // A failure here is answered with a rejection (casp.013); the returned
 // Header holds what could be read, for that answer.
 func header5FromWire(root string, m *wire5Message) (Header, *reject5) {
@@ -189,10 +190,24 @@ func header5FromWire(root string, m *wire5Message) (Header, *reject5) {
 		return h, &reject5{reason: rejectParsing, text: e.Text}
 	}
 	switch root {
+	case root5Abort:
+		h.Category = CategoryAbort
+	case root5Event:
+		h.Class, h.Category, h.Type = ClassEvent, CategoryEvent, TypeNotification
+	case root5StatusRequest:
+		h.Category = CategoryTransactionStatus
+	}
+	return h, nil
+}
+
+// classify5 sets the category of a casp.001 or casp.005 from its body (for
+// a protected message: once opened).
+func classify5(h *Header, root string, m *wire5Message) *reject5 {
+	switch root {
 	case root5ServiceRequest:
 		sr := m.ServiceRequest
 		if sr == nil {
-			return h, rejectf(rejectParsing, "ServiceRequest", "missing")
+			return rejectf(rejectParsing, "ServiceRequest", "missing")
 		}
 		switch {
 		case sr.ServiceContent == svcPaymentRequest, sr.ServiceContent == "" && sr.PaymentRequest != nil && sr.ReversalRequest == nil:
@@ -200,9 +215,9 @@ func header5FromWire(root string, m *wire5Message) (Header, *reject5) {
 		case sr.ServiceContent == svcReversalRequest, sr.ServiceContent == "" && sr.ReversalRequest != nil && sr.PaymentRequest == nil:
 			h.Category = CategoryReversal
 		case sr.ServiceContent == "":
-			return h, rejectf(rejectParsing, "ServiceRequest.ServiceContent", "missing")
+			return rejectf(rejectParsing, "ServiceRequest.ServiceContent", "missing")
 		default:
-			return h, rejectf(rejectMessageType, "ServiceRequest.ServiceContent", "unsupported service %q (%s or %s)", truncate(sr.ServiceContent, 8), svcPaymentRequest, svcReversalRequest)
+			return rejectf(rejectMessageType, "ServiceRequest.ServiceContent", "unsupported service %q (%s or %s)", truncate(sr.ServiceContent, 8), svcPaymentRequest, svcReversalRequest)
 		}
 	case root5SessionRequest:
 		sm := m.SessionManagementRequest
@@ -219,16 +234,10 @@ func header5FromWire(root string, m *wire5Message) (Header, *reject5) {
 		}
 		if n != 1 {
 			h.Category = ""
-			return h, rejectf(rejectParsing, "SessionManagementRequest", "exactly one of LoginRequest, LogoutRequest, DiagnosisRequest expected")
+			return rejectf(rejectParsing, "SessionManagementRequest", "exactly one of LoginRequest, LogoutRequest, DiagnosisRequest expected")
 		}
-	case root5Abort:
-		h.Category = CategoryAbort
-	case root5Event:
-		h.Class, h.Category, h.Type = ClassEvent, CategoryEvent, TypeNotification
-	case root5StatusRequest:
-		h.Category = CategoryTransactionStatus
 	}
-	return h, nil
+	return nil
 }
 
 func truncate(s string, n int) string {
@@ -1008,8 +1017,11 @@ func (JSON5Codec) DecodeRequest(b []byte) (*Request, error) {
 	if rej != nil {
 		return nil, rej.asError()
 	}
-	if len(m.SecurityTrailer) > 0 {
+	if m.NexoBlob != "" || m.SecurityTrailer != nil {
 		return nil, formatError("SecurityTrailer", "message is protected; no key to open it")
+	}
+	if rej := classify5(&h, root, m); rej != nil {
+		return nil, rej.asError()
 	}
 	r, e := request5BodyFromWire(h, m)
 	if e != nil {
@@ -1033,7 +1045,7 @@ func (JSON5Codec) DecodeResponse(b []byte) (*Response, error) {
 	if e != nil {
 		return nil, e
 	}
-	if len(m.SecurityTrailer) > 0 {
+	if m.NexoBlob != "" || m.SecurityTrailer != nil {
 		return nil, formatError("SecurityTrailer", "message is protected; no key to open it")
 	}
 	return response5FromWire(root, m)

@@ -7,7 +7,8 @@ import (
 
 // exchange5 is what the server knows about a v5 message being served.
 type exchange5 struct {
-	hdr *wire5Header // the request's Header as received; nil if unreadable
+	hdr       *wire5Header // the request's Header as received; nil if unreadable
+	protected bool         // the request was protected: so is the response
 }
 
 // process5 serves one Nexo v5 message with the same rules as 3.x: the
@@ -24,15 +25,30 @@ func (s *Server) process5(ctx context.Context, ex *exchange, body []byte) reply 
 	if rej != nil {
 		return s.reject5(ex, http.StatusOK, rej.reason, rej.text)
 	}
+	protected := m.NexoBlob != "" || m.SecurityTrailer != nil
+	if !protected {
+		// Classified before the security check, so that a refusal is a
+		// response of the right kind.
+		if rej := classify5(&h, root, m); rej != nil {
+			ex.hdr = h
+			return s.reject5(ex, http.StatusOK, rej.reason, rej.text)
+		}
+		ex.hdr = h
+	}
 	switch {
 	case s.cfg.Key != nil:
-		// The 3.x shared-key protection is not defined for v5 here: refuse
-		// rather than serve an unprotected message on a POI that requires
-		// protection.
-		s.log.Warn("nexo v5 message refused: message security is configured", "sale_id", h.SaleID, "service_id", h.ServiceID)
-		cerr := &cryptoError{cryptoUnprotected, "message protection is required and is not supported for Nexo v5 on this POI"}
-		return s.failure(ex, http.StatusUnauthorized, &Error{Condition: NotAllowed, Text: cerr.Error()})
-	case len(m.SecurityTrailer) > 0:
+		inner, cerr := s.cfg.Key.open5(root, m)
+		if cerr != nil {
+			s.log.Warn("nexo v5 message refused", "reason", cerr.Error(), "sale_id", h.SaleID, "service_id", h.ServiceID)
+			return s.failure(ex, http.StatusUnauthorized, &Error{Condition: NotAllowed, Text: cerr.Error()})
+		}
+		m, ex.v5.protected = inner, true
+		if rej := classify5(&h, root, m); rej != nil {
+			ex.hdr = h
+			return s.reject5(ex, http.StatusOK, rej.reason, rej.text)
+		}
+		ex.hdr = h
+	case protected:
 		cerr := &cryptoError{cryptoUnknownKey, "no shared key is configured on this POI"}
 		return s.failure(ex, http.StatusUnauthorized, &Error{Condition: NotAllowed, Text: cerr.Error()})
 	}
@@ -61,7 +77,12 @@ func (s *Server) encode5(ex *exchange, status int, resp *Response) reply {
 	root, m, err := response5ToWire(resp, ex.v5.protocolVersion(), s.now())
 	if err == nil {
 		var b []byte
-		if b, err = encode5(root, m); err == nil {
+		if ex.v5.protected {
+			b, err = s.cfg.Key.seal5(root, m, nil)
+		} else {
+			b, err = encode5(root, m)
+		}
+		if err == nil {
 			ex.result, ex.condition = resp.Status.Result, resp.Status.ErrorCondition
 			return reply{status: status, body: b, ctype: JSON5Codec{}.ContentType()}
 		}

@@ -3,6 +3,9 @@ package nexo
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -190,7 +193,7 @@ func TestV5Refusals(t *testing.T) {
 		{"other POI", ServerConfig{POIID: "OTHER-1"}, string(payment), 200, root5ServiceResponse, "", NotAllowed, "is not this POI"},
 		{"strict without login", ServerConfig{Strict: true}, string(payment), 200, root5ServiceResponse, "", LoggedOut, "Login required"},
 		{"key configured", ServerConfig{Key: key}, string(login), 401, root5SessionResponse, "", NotAllowed, "crypto error"},
-		{"protected without key", ServerConfig{}, strings.Replace(string(payment), `"Header"`, `"SecurityTrailer":{"ContentType":"AUTH"},"Header"`, 1), 401, root5ServiceResponse, "", NotAllowed, "crypto error (2)"},
+		{"protected without key", ServerConfig{}, strings.Replace(string(payment), `"Header"`, `"SecurityTrailer":{"ContentType":"AUTH"},"Header"`, 1), 401, root5Rejection, rejectSecurity, "", "crypto error (2)"},
 		{"too large", ServerConfig{MaxRequestBytes: 64}, string(payment), 413, root5Rejection, rejectInvalid, "", "request larger than 64 bytes"},
 	}
 	for _, tc := range tests {
@@ -257,4 +260,108 @@ func TestV5EventNotification(t *testing.T) {
 	status, got, _ := post(t, env.url, "application/json", b)
 	require.Equal(t, http.StatusOK, status)
 	require.Empty(t, got)
+}
+
+// TestV5MessageSecurity: with a shared key, v5 messages are protected both
+// ways with the 3.x scheme; anything else is refused with HTTP 401.
+func TestV5MessageSecurity(t *testing.T) {
+	key, err := NewKey("mykey", 1, "mysupersecretpassphrase")
+	require.NoError(t, err)
+	other, err := NewKey("mykey", 1, "another passphrase")
+	require.NoError(t, err)
+	env := startServer(t, ServerConfig{Key: key}, nil)
+	ctx := testCtx(t)
+
+	c := env.client5()
+	c.Key = key
+	resp, err := c.Do(ctx, paymentReq("1", "KB", 1234))
+	require.NoError(t, err)
+	require.Equal(t, Success, resp.Status.Result)
+	require.Equal(t, int64(1234), resp.Payment.Result.AuthorizedAmount.Minor)
+
+	// On the wire: Header in clear, body only in NexoBlob.
+	root, wm, err := request5ToWire(paymentReq("2", "KB", 10), protocolVersion5, env.clock.Now())
+	require.NoError(t, err)
+	sealed, err := key.seal5(root, wm, nil)
+	require.NoError(t, err)
+	status, got, _ := post(t, env.url, "application/json", sealed)
+	require.Equal(t, http.StatusOK, status)
+	_, m := decodeReply5(t, got)
+	require.NotEmpty(t, m.NexoBlob)
+	require.NotNil(t, m.SecurityTrailer)
+	require.Equal(t, fnServiceResponse, m.Header.MessageFunction)
+	require.Nil(t, m.ServiceResponse, "the body travels only encrypted")
+	inner, cerr := key.open5(root5ServiceResponse, m)
+	require.Nil(t, cerr)
+	require.Equal(t, resp5Success, inner.ServiceResponse.Response.Response)
+
+	// A Header changed in clear no longer matches the protected one.
+	var tree map[string]map[string]any
+	require.NoError(t, json.Unmarshal(sealed, &tree))
+	tree[root]["Header"].(map[string]any)["RecipientParty"] = map[string]any{"Identification": "OTHER-1"}
+	tampered, err := json.Marshal(tree)
+	require.NoError(t, err)
+
+	// Its body cannot be trusted, so it is refused as a whole (casp.013).
+	status, got, _ = post(t, env.url, "application/json", tampered)
+	require.Equal(t, http.StatusUnauthorized, status)
+	_, m = decodeReply5(t, got)
+	require.Equal(t, rejectSecurity, m.Reject.RejectReason)
+	require.Contains(t, m.Reject.AdditionalInformation, "crypto error (3)")
+
+	// In clear: refused with a FAIL NotAllowed response, in clear.
+	c = env.client5()
+	r, err := c.Do(ctx, paymentReq("9", "KB", 10))
+	require.Error(t, err)
+	require.NotNil(t, r)
+	require.Equal(t, NotAllowed, r.Status.ErrorCondition)
+	require.Contains(t, r.Status.AdditionalResponse, "crypto error (5)")
+	// Under another key: rejected as a whole.
+	c.Key = other
+	r, err = c.Do(ctx, paymentReq("9", "KB", 10))
+	require.Nil(t, r)
+	var ne *Error
+	require.ErrorAs(t, err, &ne)
+	require.Equal(t, NotAllowed, ne.Condition)
+	require.Contains(t, ne.Text, "crypto error (4)")
+	require.Equal(t, 2, env.engine.calls())
+}
+
+// FuzzSecurityTrailerV5 feeds protected v5 envelopes to the opening code.
+func FuzzSecurityTrailerV5(f *testing.F) {
+	key, err := NewKey("mykey", 1, "mysupersecretpassphrase")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, name := range []string{"02_payment.request.json", "06_diagnosis.request.json"} {
+		plain, err := os.ReadFile(filepath.Join("testdata", "golden5", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		root, m, e := decode5(plain)
+		if e != nil {
+			f.Fatal(e)
+		}
+		sealed, err := key.seal5(root, m, make([]byte, 16))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(sealed)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		root, outer, e := decode5(b)
+		if e != nil {
+			return
+		}
+		inner, cerr := key.open5(root, outer)
+		if cerr != nil {
+			if cerr.Code < cryptoParse || cerr.Code > cryptoUnprotected {
+				t.Fatalf("unknown crypto error code %d", cerr.Code)
+			}
+			return
+		}
+		if !reflect.DeepEqual(inner.Header, outer.Header) {
+			t.Fatal("opened a message whose header does not match")
+		}
+	})
 }

@@ -1,9 +1,6 @@
 package nexo
 
-import (
-	"bytes"
-	"encoding/json"
-)
+import "bytes"
 
 // The wire5 types are the Nexo Retailer v5 envelope (ISO 20022 casp message
 // family) in JSON, with the full ISO element names (Header, MessageFunction,
@@ -85,7 +82,10 @@ type wire5Message struct {
 	StatusResponse            *wire5StatusResponse    `json:",omitempty"`
 	Reject                    *wire5Reject            `json:",omitempty"`
 
-	SecurityTrailer json.RawMessage `json:",omitempty"`
+	// NexoBlob and SecurityTrailer carry the shared-key protection, as in
+	// 3.x (see security5.go).
+	NexoBlob        string               `json:",omitempty"`
+	SecurityTrailer *wireSecurityTrailer `json:",omitempty"`
 }
 
 type wire5Header struct {
