@@ -167,6 +167,8 @@ func TestDecodeV5Validation(t *testing.T) {
 		{"wrong message function", func(root, hdr, pr map[string]any) { hdr["MessageFunction"] = "SASQ" }, rejectInvalid, "Header.MessageFunction"},
 		{"3.x version", func(root, hdr, pr map[string]any) { hdr["ProtocolVersion"] = "3.1" }, rejectVersion, "Header.ProtocolVersion"},
 		{"no version", func(root, hdr, pr map[string]any) { delete(hdr, "ProtocolVersion") }, rejectVersion, "Header.ProtocolVersion"},
+		{"version 50", func(root, hdr, pr map[string]any) { hdr["ProtocolVersion"] = "50.1" }, rejectVersion, "Header.ProtocolVersion"},
+		{"version 5.1-WL", func(root, hdr, pr map[string]any) { hdr["ProtocolVersion"] = "5.1-WL1.0.0" }, "", ""},
 		{"no exchange id", func(root, hdr, pr map[string]any) { delete(hdr, "ExchangeIdentification") }, rejectParsing, "Header.ExchangeIdentification"},
 		{"exchange id too long", func(root, hdr, pr map[string]any) { hdr["ExchangeIdentification"] = "12345678901" }, rejectParsing, "Header.ExchangeIdentification"},
 		{"no creation time", func(root, hdr, pr map[string]any) { delete(hdr, "CreationDateTime") }, rejectParsing, "Header.CreationDateTime"},

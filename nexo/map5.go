@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -171,7 +172,7 @@ func header5FromWire(root string, m *wire5Message) (Header, *reject5) {
 		return h, rejectf(rejectInvalid, "Header.MessageFunction", "%q does not match %s (%s expected)", w.MessageFunction, root, fn)
 	case w.ProtocolVersion == "":
 		return h, rejectf(rejectVersion, "Header.ProtocolVersion", "missing")
-	case len(w.ProtocolVersion) > maxProtocolVersionLen || w.ProtocolVersion[0] != '5':
+	case !isProtocolVersion5(w.ProtocolVersion):
 		return h, rejectf(rejectVersion, "Header.ProtocolVersion", "unsupported version %q (5.x expected)", truncate(w.ProtocolVersion, maxProtocolVersionLen))
 	case w.ExchangeIdentification == "":
 		return h, rejectf(rejectParsing, "Header.ExchangeIdentification", "missing")
@@ -238,6 +239,11 @@ func classify5(h *Header, root string, m *wire5Message) *reject5 {
 		}
 	}
 	return nil
+}
+
+// isProtocolVersion5 accepts "5", "5.0", "5.1-WL1.0.0" and the like.
+func isProtocolVersion5(v string) bool {
+	return len(v) <= maxProtocolVersionLen && (v == "5" || strings.HasPrefix(v, "5."))
 }
 
 func truncate(s string, n int) string {

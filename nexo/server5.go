@@ -64,10 +64,10 @@ func (s *Server) process5(ctx context.Context, ex *exchange, body []byte) reply 
 	return s.encode5(ex, http.StatusOK, resp)
 }
 
-// protocolVersion5Of is the version to answer with: the request's when it
+// protocolVersion is the version to answer with: the request's when it
 // was acceptable, else ours.
 func (ex *exchange5) protocolVersion() string {
-	if ex.hdr != nil && ex.hdr.ProtocolVersion != "" && len(ex.hdr.ProtocolVersion) <= maxProtocolVersionLen && ex.hdr.ProtocolVersion[0] == '5' {
+	if ex.hdr != nil && isProtocolVersion5(ex.hdr.ProtocolVersion) {
 		return ex.hdr.ProtocolVersion
 	}
 	return protocolVersion5
