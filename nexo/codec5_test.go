@@ -272,3 +272,22 @@ func FuzzDecodeV5(f *testing.F) {
 		_ = isNexoV5(b)
 	})
 }
+
+// TestJournalable: a v5 request the 3.x journal encoding could not read back
+// is refused before it runs; the golden v5 requests all pass.
+func TestJournalable(t *testing.T) {
+	for _, f := range golden5Requests(t) {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		if req, err := (JSON5Codec{}).DecodeRequest(b); err == nil {
+			require.Nil(t, journalable(req), f)
+		}
+	}
+	req := paymentReq("1", "KB", 100)
+	req.Header.SaleID = "" // a 3.x Service request needs a SaleID
+	e := journalable(req)
+	require.NotNil(t, e)
+	require.Equal(t, MessageFormat, e.Condition)
+	require.Contains(t, e.Text, "not representable in the journal: MessageHeader.SaleID")
+	require.Nil(t, journalable(&Request{Header: req.Header, Diagnosis: &DiagnosisRequest{}}))
+}

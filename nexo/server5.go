@@ -57,6 +57,9 @@ func (s *Server) process5(ctx context.Context, ex *exchange, body []byte) reply 
 		return s.failure(ex, http.StatusOK, e)
 	}
 	ex.hdr = req.Header
+	if e := journalable(req); e != nil {
+		return s.failure(ex, http.StatusOK, e)
+	}
 	resp := s.dispatch(ctx, req)
 	if resp == nil {
 		return reply{status: http.StatusOK}
@@ -133,4 +136,23 @@ func (s *Server) reject5(ex *exchange, status int, reason, why string) reply {
 		return reply{status: status}
 	}
 	return reply{status: status, body: b, ctype: JSON5Codec{}.ContentType()}
+}
+
+// journalable checks that a v5 payment or reversal reads back from the 3.x
+// encoding the journal keeps requests in (recovery after a restart decodes
+// them with the 3.x rules), so that whatever those rules refuse is refused
+// up front rather than lost later.
+func journalable(req *Request) *Error {
+	if req.Payment == nil && req.Reversal == nil {
+		return nil
+	}
+	raw, err := JSONCodec{}.EncodeRequest(req)
+	if err == nil {
+		_, err = JSONCodec{}.DecodeRequest(raw)
+	}
+	if err != nil {
+		e := asError(err, MessageFormat)
+		return &Error{Condition: MessageFormat, Text: "not representable in the journal: " + e.Text}
+	}
+	return nil
 }
