@@ -31,6 +31,9 @@ const maxResponseBytes = 1 << 20
 // (see Response.Err); a refused message (HTTP 401, or an EventNotification
 // Reject) comes back as an error that wraps *Error.
 func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
+	if c5, ok := c.Codec.(JSON5Codec); ok {
+		return c.do5(ctx, c5, req)
+	}
 	wc, ok := c.Codec.(wireCodec)
 	if c.Codec == nil {
 		wc, ok = JSONCodec{}, true

@@ -189,3 +189,9 @@ func codecFor(contentType string, body []byte) wireCodec {
 	}
 	return JSONCodec{}
 }
+
+// isNexoV5 tells, from the first member name of a JSON body (a bounded,
+// cheap look), whether the message is in the Nexo v5 envelope
+// (SaleToPOIServiceRequest and the other casp roots) rather than 3.x. The
+// server then serves it with the v5 codec (server5.go).
+func isNexoV5(body []byte) bool { return isV5Root(sniffRoot5(body)) }

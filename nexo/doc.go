@@ -7,8 +7,10 @@
 // and a small POS-side client.
 //
 // The model types (Request, Response and their bodies) do not depend on the
-// envelope: the 3.x codecs map them to and from the wire, so that a Nexo v5
-// (ISO 20022 casp) codec can be added beside them later.
+// envelope: the 3.x codecs (wire3.go, map3.go) and the Nexo v5 (ISO 20022
+// casp) JSON codec (wire5.go, map5.go) map them to and from the wire, and the
+// server picks the codec per message from its envelope. A v5 message refused
+// as a whole is answered with a casp.013 rejection rather than a Reject.
 //
 // Failures are Nexo responses with Result Failure, an ErrorCondition and an
 // AdditionalResponse text, always with HTTP 200, except: a message refused by

@@ -213,12 +213,16 @@ type exchange struct {
 	protected bool
 	result    Result         // of the response sent; "Reject" for a rejected message
 	condition ErrorCondition // of a Failure
+	v5        *exchange5     // set when the message is in the Nexo v5 envelope
 }
 
 func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	body, rerr := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes))
 	ex := &exchange{codec: codecFor(r.Header.Get("Content-Type"), body)}
+	if isNexoV5(body) {
+		ex.v5 = &exchange5{}
+	}
 	var out reply
 	func() {
 		defer func() {
@@ -255,6 +259,9 @@ func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) process(ctx context.Context, ex *exchange, body []byte) reply {
+	if ex.v5 != nil {
+		return s.process5(ctx, ex, body)
+	}
 	root, m, err := ex.codec.decodeWire(body)
 	if err != nil {
 		return s.reject(ex, http.StatusOK, err.Error())
@@ -310,6 +317,9 @@ func (s *Server) encode(ex *exchange, status int, resp *Response) reply {
 // failure answers with Result Failure when the category can carry it, and
 // with an EventNotification Reject otherwise.
 func (s *Server) failure(ex *exchange, status int, e *Error) reply {
+	if ex.v5 != nil {
+		return s.failure5(ex, status, e)
+	}
 	switch ex.hdr.Category {
 	case CategoryLogin, CategoryLogout, CategoryPayment, CategoryReversal, CategoryTransactionStatus, CategoryDiagnosis, CategoryDisplay:
 		return s.encode(ex, status, failureResponse(ex.hdr, e))
@@ -325,6 +335,9 @@ func failureResponse(h Header, e *Error) *Response {
 // reject answers a message that has no usable category the way existing
 // Nexo JSON terminal APIs do: an EventNotification with EventToNotify Reject.
 func (s *Server) reject(ex *exchange, status int, why string) reply {
+	if ex.v5 != nil {
+		return s.reject5(ex, status, rejectInvalid, why)
+	}
 	ex.result, ex.condition = "Reject", MessageFormat
 	m := &wireMessage{
 		MessageHeader: &wireHeader{
