@@ -226,6 +226,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	m := newMetrics()
+	m.knowMethods(brands)
 	posClient := &http.Client{Timeout: 10 * time.Second}
 	srv, err := nexo.NewServer(nexo.ServerConfig{
 		POIID:          a.poiid,
@@ -248,6 +249,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.watchNexo(srv)
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", a.cfg.NexoListen)
 	if err != nil {
