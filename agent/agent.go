@@ -164,6 +164,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	sopts := a.opts.StoreOptions
 	sopts.Logger = a.log.With("component", "store")
+	if sopts.JournalMaxBytes == 0 {
+		sopts.JournalMaxBytes = int64(a.cfg.JournalMaxBytes)
+	}
+	sopts.AdviceTxnID = adviceTxnID
 	st, err := store.Open(ctx, a.cfg.DBPath(), sopts)
 	if err != nil {
 		if errors.Is(err, store.ErrCorrupt) {

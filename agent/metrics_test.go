@@ -12,6 +12,7 @@ import (
 
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/store"
 )
 
 func scrapeSize(t *testing.T, m *metrics) int {
@@ -64,4 +65,10 @@ func TestMetricLabelsFromClosedSets(t *testing.T) {
 		"termagent_apm_transactions_total{other,other}":    2000,
 		"termagent_apm_transactions_total{approved,KB}":    1,
 	}, series)
+}
+
+func TestReadyzJournalWarning(t *testing.T) {
+	require.Empty(t, journalWarning(store.JournalStats{Bytes: 89, MaxBytes: 100}))
+	require.Empty(t, journalWarning(store.JournalStats{Bytes: 1 << 40}))
+	require.Contains(t, journalWarning(store.JournalStats{Bytes: 93, MaxBytes: 100}), "journal at 93% of journal_max_bytes")
 }

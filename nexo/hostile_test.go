@@ -464,3 +464,53 @@ func TestCBCSuitesRefused(t *testing.T) {
 	// The caller's config is left as it was.
 	require.Nil(t, srvTLS.CipherSuites)
 }
+
+// countingBrand is a routed engine that counts its payments.
+type countingBrand struct {
+	brandEngine
+	n *atomic.Int64
+}
+
+func (c countingBrand) Pay(ctx context.Context, req PaymentRequest) (PaymentResult, error) {
+	c.n.Add(1)
+	return c.brandEngine.Pay(ctx, req)
+}
+
+// A payment no engine takes is refused before anything runs and journaled
+// compactly: its header and the refusal, not the request.
+func TestRefusedPaymentJournaledCompactly(t *testing.T) {
+	var calls atomic.Int64
+	j := NewMemJournal()
+	clk := newTestClock()
+	srv, err := NewServer(ServerConfig{POIID: testPOIID, AllowPlainHTTP: true},
+		Deps{Engine: NewRouter(countingBrand{brandEngine{"KB"}, &calls}), Journal: j, Now: clk.Now}, nil)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	c := &Client{URL: "http://" + ln.Addr().String() + "/nexo", HTTP: &http.Client{Timeout: 5 * time.Second}}
+	ctx := testCtx(t)
+
+	req := paymentReq("R1", "VISA", 100)
+	req.Payment.SaleReferenceID = strings.Repeat("r", 35)
+	first, err := c.Do(ctx, req)
+	requireFailure(t, first, err, PaymentRestriction)
+	require.NotEmpty(t, first.Payment.POITransactionID.ID)
+	e, ok, err := j.Lookup(ctx, "POS1", "R1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, TxDone, e.State)
+	require.Empty(t, e.Request, "the request is not kept")
+	require.NotEmpty(t, e.RequestHash)
+
+	again, err := c.Do(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, first, again, "a retry gets the same refusal")
+	st, err := c.Do(ctx, statusReq("S1", "R1"))
+	requireSuccess(t, st, err)
+	require.Equal(t, PaymentRestriction, st.TransactionStatus.Repeated.Status.ErrorCondition)
+	resp, err := c.Do(ctx, paymentReq("R2", "KB", 100))
+	requireSuccess(t, resp, err)
+	require.EqualValues(t, 1, calls.Load(), "the engine ran for the accepted payment only")
+}

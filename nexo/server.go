@@ -483,6 +483,10 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		s.log.Info("nexo duplicate request replayed", "sale_id", h.SaleID, "service_id", h.ServiceID)
 		return prev
 	}
+	if resp := s.refuseUpFront(ctx, req, hash, now); resp != nil {
+		s.mu.Unlock()
+		return resp
+	}
 	if cur := s.current; cur != nil {
 		s.mu.Unlock()
 		// Never name the transaction: it may be another POS's.
@@ -507,7 +511,9 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		cancelTimeout()
 		cancel(nil)
 		s.log.Error("journal begin", "err", err)
-		return s.txFailure(req, Errorf(UnavailableService, "journal unavailable"), TransactionID{})
+		ne := Errorf(UnavailableService, "journal unavailable")
+		errors.As(err, &ne) // the journal's own Nexo answer, e.g. a ServiceID still reserved
+		return s.txFailure(req, ne, TransactionID{})
 	}
 	s.current = run
 	s.mu.Unlock()
@@ -582,6 +588,39 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	resp := s.outcomeResponse(req, tctx, o.resp, o.err)
 	s.finishJournal(ctx, h, resp, log)
 	log.Info("nexo transaction finished", "result", string(resp.Status.Result), "condition", string(resp.Status.ErrorCondition))
+	return resp
+}
+
+// refuseUpFront answers a payment the engine refuses without running
+// (Prechecker), journaled compactly: header, hash and the refusal, not the
+// request. It returns nil when the payment may go ahead. The caller holds mu.
+func (s *Server) refuseUpFront(ctx context.Context, req *Request, hash string, now time.Time) *Response {
+	pc, ok := s.deps.Engine.(Prechecker)
+	if !ok || req.Payment == nil {
+		return nil
+	}
+	err := pc.Precheck(*req.Payment)
+	if err == nil {
+		return nil
+	}
+	h := req.Header
+	resp := s.txFailure(req, asError(err, PaymentRestriction), TransactionID{})
+	stored, err := JSONCodec{}.EncodeResponse(resp)
+	if err == nil {
+		err = s.deps.Journal.Begin(ctx, JournalEntry{
+			SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category, RequestHash: hash,
+			State: TxDone, Response: stored, Started: now, Updated: now,
+		})
+	}
+	if err != nil {
+		s.log.Error("journal refused payment", "err", err)
+		var ne *Error
+		if !errors.As(err, &ne) {
+			ne = Errorf(UnavailableService, "journal unavailable")
+		}
+		return s.txFailure(req, ne, TransactionID{})
+	}
+	s.log.Info("nexo payment refused before it started", "sale_id", h.SaleID, "service_id", h.ServiceID, "reason", resp.Status.AdditionalResponse)
 	return resp
 }
 
