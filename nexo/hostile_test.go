@@ -46,7 +46,11 @@ func TestFieldLengthsAtDecode(t *testing.T) {
 		{"SaleID of 60 KB", func() *Request { r := diagnosisReq("1"); r.Header.SaleID = long(60 << 10); return r }, "MessageHeader.SaleID"},
 		{"POIID", func() *Request { r := diagnosisReq("1"); r.Header.POIID = long(36); return r }, "MessageHeader.POIID"},
 		{"DeviceID", func() *Request { r := diagnosisReq("1"); r.Header.DeviceID = long(11); return r }, "MessageHeader.DeviceID"},
-		{"SaleTransactionID", func() *Request { r := paymentReq("1", "KB", 1); r.Payment.SaleTransactionID.ID = long(36); return r }, "SaleTransactionID.TransactionID"},
+		{"SaleTransactionID", func() *Request { r := paymentReq("1", "KB", 1); r.Payment.SaleTransactionID.ID = long(65); return r }, "SaleTransactionID.TransactionID"},
+		{"POI transaction id (a UUID)", func() *Request {
+			return &Request{Header: testHeader(CategoryReversal, "1"), Reversal: &ReversalRequest{
+				OriginalPOITransactionID: TransactionID{ID: "6b3c2f1e-7a53-4c8e-9d0b-2f4f1f6f9a10"}, Reason: "MerchantCancel"}}
+		}, ""},
 		{"SaleReferenceID", func() *Request { r := paymentReq("1", "KB", 1); r.Payment.SaleReferenceID = long(36); return r }, "SaleReferenceID"},
 		{"brand", func() *Request { return paymentReq("1", long(36), 1) }, "AllowedPaymentBrand"},
 		{"too many brands", func() *Request {

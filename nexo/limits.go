@@ -9,8 +9,11 @@ import (
 // decode time with MessageFormat naming the field, so nothing a POS sends
 // reaches the journal, the logs or the metrics unbounded.
 const (
-	maxIDLen       = 10   // Max10Text: ServiceID, DeviceID
-	maxRefLen      = 35   // Max35Text: SaleID, POIID, TransactionID, SaleReferenceID, OperatorID, brands, software ids
+	maxIDLen  = 10 // Max10Text: ServiceID, DeviceID
+	maxRefLen = 35 // Max35Text: SaleID, POIID, SaleReferenceID, OperatorID, brands, software ids
+	// TransactionID is Max35Text in Nexo, but POI transaction ids are UUIDs
+	// (36) and a reversal's id adds a suffix: they are bounded, not to 35.
+	maxTxnIDLen    = 64
 	maxTextLen     = 256  // free text: AbortReason, EventDetails, ReversalReason…
 	maxDisplayText = 2048 // one OutputText line (a QR payload fits)
 	maxListLen     = 16   // AllowedPaymentBrand, AcquirerID, DisplayOutput, OutputText entries

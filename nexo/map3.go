@@ -210,7 +210,7 @@ func transactionIDFromWire(field string, w *wireTransactionID, needTime bool) (T
 	if w.TransactionID == "" {
 		return TransactionID{}, formatError(field+".TransactionID", "missing")
 	}
-	if e := checkLen(field+".TransactionID", w.TransactionID, maxRefLen); e != nil {
+	if e := checkLen(field+".TransactionID", w.TransactionID, maxTxnIDLen); e != nil {
 		return TransactionID{}, e
 	}
 	id := TransactionID{ID: w.TransactionID}

@@ -18,6 +18,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dir := fs.String("certs", "conf", "directory of the development PKI (generated if missing)")
 	addr := fs.String("addr", "127.0.0.1:9021", "mTLS listen address of the simulated PPaaS")
 	control := fs.String("control", "127.0.0.1:9080", "plain-HTTP loopback address of the control API")
+	insecure := fs.Bool("control-insecure", false, "allow -control on a non-loopback address (anyone who reaches it can inject faults)")
 	ttl := fs.Duration("token-ttl", 300*time.Second, "life of issued device tokens")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -26,7 +27,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("sim serve: prepare certificates: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	p, err := sim.New(sim.Config{Addr: *addr, ControlAddr: *control, CertsDir: *dir, TokenTTL: *ttl, Logger: log})
+	p, err := sim.New(sim.Config{Addr: *addr, ControlAddr: *control, ControlInsecure: *insecure, CertsDir: *dir, TokenTTL: *ttl, Logger: log})
 	if err != nil {
 		return err
 	}
