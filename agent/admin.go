@@ -76,6 +76,7 @@ func (a *Agent) startAdmin(ctx context.Context, g *errgroup.Group, m *metrics) e
 	a.mu.Lock()
 	a.adminAddr = ln.Addr()
 	a.mu.Unlock()
+	a.log.Info("admin listening", "admin", "http://"+ln.Addr().String())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
