@@ -60,6 +60,17 @@ func TestRenderShowsRatiosTargetsAndMissingFigures(t *testing.T) {
 		require.Contains(t, md, want)
 	}
 	require.False(t, strings.Contains(md, "❌"), "every target met in this report:\n%s", md)
+	require.NotContains(t, md, "## Hostile input", "no section without its benchmark")
+
+	hostile, err := parseBench("cmd/agent", strings.NewReader("BenchmarkHostileInput-2   1   9e10 ns/op   10000 requests-per-kind   24.0 rss-before-MB   25.5 rss-after-MB   0.0625 db-before-MB   2.0 db-after-MB   20.3 metrics-before-KB   20.5 metrics-after-KB\n"))
+	require.NoError(t, err)
+	rep.Results = append(rep.Results, hostile...)
+	buf.Reset()
+	rep.Render(&buf)
+	md = buf.String()
+	require.Contains(t, md, "## Hostile input")
+	require.Contains(t, md, "| RSS (MiB) | 24 | 25.5 | 1.06 | within 10% ✅ |")
+	require.Contains(t, md, "| data file (MiB) | 0.0625 | 2 | 32.00 | ≤ 4 × journal_max_bytes ✅ |")
 }
 
 func TestProcReadersOnThisProcess(t *testing.T) {

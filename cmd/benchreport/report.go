@@ -113,6 +113,13 @@ func (r *Report) figures() []figure {
 	}
 	f = append(f,
 		figure{
+			what:     "Nexo message security: open with good padding and a bad MAC ÷ open with bad padding (medians, interleaved): no padding oracle",
+			ratio:    m("nexo", "OpenPaddingTiming", "badmac-ns") / m("nexo", "OpenPaddingTiming", "badpad-ns"),
+			absolute: fmt.Sprintf("bad padding %s µs, bad MAC %s µs, difference %s ns", us(m("nexo", "OpenPaddingTiming", "badpad-ns")), us(m("nexo", "OpenPaddingTiming", "badmac-ns")), num(m("nexo", "OpenPaddingTiming", "diff-ns"))),
+			target:   "0.95–1.05",
+			ok:       func(v float64) bool { return v >= 0.95 && v <= 1.05 },
+		},
+		figure{
 			what:     "Nexo PaymentRequest decode: XML ÷ JSON",
 			ratio:    m("nexo", "DecodePaymentRequest/xml", "ns/op") / m("nexo", "DecodePaymentRequest/json", "ns/op"),
 			absolute: fmt.Sprintf("JSON %s µs (%s B, %s allocs); XML %s µs (%s B, %s allocs)", us(m("nexo", "DecodePaymentRequest/json", "ns/op")), num(m("nexo", "DecodePaymentRequest/json", "B/op")), num(m("nexo", "DecodePaymentRequest/json", "allocs/op")), us(m("nexo", "DecodePaymentRequest/xml", "ns/op")), num(m("nexo", "DecodePaymentRequest/xml", "B/op")), num(m("nexo", "DecodePaymentRequest/xml", "allocs/op"))),
@@ -182,6 +189,8 @@ func (r *Report) Render(w io.Writer) {
 		p("| stop (SIGTERM → exit, store flushed and closed) | %s | |\n", ms(fp.Stop))
 		p("\nCPU time is read in clock ticks of 10 ms, so \"0s\" means under one tick in the window.\n")
 	}
+
+	r.renderHostile(p)
 
 	if len(r.Sizes) > 0 {
 		p("\n## Binary sizes\n\n`CGO_ENABLED=0 go build -trimpath -ldflags '-s -w …' ./cmd/agent` (what `make cross` builds).\n\n")
@@ -271,3 +280,37 @@ func ratio(v float64) string {
 func us(ns float64) string { return num(ns / 1e3) }
 
 func ms(d time.Duration) string { return num(float64(d.Microseconds())/1e3) + " ms" }
+
+// renderHostile is issue 11's section: a running agent before and after
+// thousands of hostile requests of each kind.
+func (r *Report) renderHostile(p func(string, ...any)) {
+	res, ok := r.find("cmd/agent", "HostileInput")
+	if !ok {
+		return
+	}
+	get := func(unit string) float64 { v, _ := res.Get(unit); return v }
+	p("\n## Hostile input\n\n")
+	p("An agent process (message security on, `journal_max_bytes` at its 1 MiB minimum) after warm-up, then\n")
+	p("%s requests of each attack of issue 11: distinct 20 KB categories (refused unprotected), logins with\n", num(get("requests-per-kind")))
+	p("distinct and 20 KB SaleIDs, payments no method takes with every field at its limit, Event/Diagnosis,\n")
+	p("replayed and tampered protected messages, TransactionStatus for unknown SaleIDs, XML with trailing\n")
+	p("content, 100 KB bodies, then idle connections (`cmd/agent` BenchmarkHostileInput).\n\n")
+	p("| figure | before | after | after ÷ before | target |\n|---|---|---|---|---|\n")
+	row := func(what, unit, target string, ok func(b, a float64) bool) {
+		b, a := get(unit+"-before-"+unitSuffix(unit)), get(unit+"-after-"+unitSuffix(unit))
+		p("| %s | %s | %s | %s | %s %s |\n", what, num(b), num(a), ratio(a/b), target, mark(ok(b, a)))
+	}
+	row("RSS (MiB)", "rss", "within 10%", func(b, a float64) bool { return a <= b*1.1 })
+	row("data file (MiB)", "db", "≤ 4 × journal_max_bytes", func(_, a float64) bool { return a <= 4 })
+	row("`/metrics` scrape (KiB)", "metrics", "within 10%", func(b, a float64) bool { return a <= b*1.1 })
+	p("\nThe data file grows until the journal reaches its budget (refused payments are journaled\n")
+	p("compactly, for TransactionStatus), then stays there: the oldest finished entries are evicted.\n")
+}
+
+func unitSuffix(unit string) string {
+	switch unit {
+	case "rss", "db":
+		return "MB"
+	}
+	return "KB"
+}
