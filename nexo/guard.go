@@ -53,19 +53,25 @@ func (s *sessions) login(saleID string) (evicted string, ok bool) {
 func (s *sessions) logout(saleID string) { delete(s.at, saleID) }
 
 // nonceCache remembers the nonces of protected messages already served, at
-// most max of them for at most window each, oldest forgotten first. Only
+// most max of them for at most window each, oldest forgotten first: a map
+// and a circular queue of max entries (about 80 bytes per nonce). Only
 // messages whose MAC verified get in, so a forger cannot flush it.
 type nonceCache struct {
-	mu     sync.Mutex
-	max    int
-	window time.Duration
-	seen   map[[ivLen]byte]time.Time
-	order  [][ivLen]byte // insertion order (times are non-decreasing)
-	head   int
+	mu      sync.Mutex
+	max     int
+	window  time.Duration
+	seen    map[[ivLen]byte]int64 // nonce → when (Unix nanoseconds)
+	queue   []nonceAt             // allocated at the first nonce
+	head, n int                   // oldest entry, entries queued
+}
+
+type nonceAt struct {
+	nonce [ivLen]byte
+	at    int64
 }
 
 func newNonceCache(max int, window time.Duration) *nonceCache {
-	return &nonceCache{max: max, window: window, seen: map[[ivLen]byte]time.Time{}}
+	return &nonceCache{max: max, window: window, seen: map[[ivLen]byte]int64{}}
 }
 
 // add records nonce at now; it reports false if the nonce was already seen
@@ -73,23 +79,24 @@ func newNonceCache(max int, window time.Duration) *nonceCache {
 func (c *nonceCache) add(nonce [ivLen]byte, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.head < len(c.order) {
-		oldest := c.order[c.head]
-		if at, ok := c.seen[oldest]; ok && now.Sub(at) < c.window && len(c.seen) < c.max {
-			break
-		}
-		delete(c.seen, oldest)
-		c.head++
-	}
-	if c.head > len(c.order)/2 && c.head > 1024 { // compact the ring
-		c.order = append([][ivLen]byte(nil), c.order[c.head:]...)
-		c.head = 0
-	}
-	if at, ok := c.seen[nonce]; ok && now.Sub(at) < c.window {
+	t := now.UnixNano()
+	if at, ok := c.seen[nonce]; ok && t-at < int64(c.window) {
 		return false
 	}
-	c.seen[nonce] = now
-	c.order = append(c.order, nonce)
+	if c.queue == nil {
+		c.queue = make([]nonceAt, c.max)
+	}
+	// Forget what left the window, and the oldest when full.
+	for c.n > 0 && (c.n == c.max || t-c.queue[c.head].at >= int64(c.window)) {
+		old := c.queue[c.head]
+		if c.seen[old.nonce] == old.at { // not re-added since
+			delete(c.seen, old.nonce)
+		}
+		c.head, c.n = (c.head+1)%c.max, c.n-1
+	}
+	c.seen[nonce] = t
+	c.queue[(c.head+c.n)%c.max] = nonceAt{nonce, t}
+	c.n++
 	return true
 }
 
@@ -114,22 +121,28 @@ func (s *Server) checkReplay(t *wireSecurityTrailer) *cryptoError {
 	return nil
 }
 
-// checkFresh refuses a protected Payment or Login older than the replay
-// window: past it, the nonce is forgotten, and a replay of a payment would
-// otherwise start a new one once its ServiceID is released.
+// checkFresh refuses a protected Payment or Login too far from the POI's
+// clock, so that a replay is refused once its nonce is forgotten: a Payment
+// whose SaleTransactionID.TimeStamp is more than ServiceIDWindow away (within
+// it, the ServiceID is still reserved and a replay gets the stored response,
+// never a second payment), a Login whose DateTime is more than ReplayWindow
+// away.
 func (s *Server) checkFresh(req *Request) *cryptoError {
-	var at time.Time
-	var field string
+	var (
+		at     time.Time
+		field  string
+		window time.Duration
+	)
 	switch {
 	case req.Payment != nil:
-		at, field = req.Payment.SaleTransactionID.TimeStamp, "SaleTransactionID.TimeStamp"
+		at, field, window = req.Payment.SaleTransactionID.TimeStamp, "SaleTransactionID.TimeStamp", s.cfg.ServiceIDWindow
 	case req.Login != nil:
-		at, field = req.Login.DateTime, "LoginRequest.DateTime"
+		at, field, window = req.Login.DateTime, "LoginRequest.DateTime", s.cfg.ReplayWindow
 	default:
 		return nil
 	}
-	if d := s.now().Sub(at); d > s.cfg.ReplayWindow || d < -s.cfg.ReplayWindow {
-		return &cryptoError{cryptoReplay, fmt.Sprintf("%s is more than %s away from the POI's clock (replayed message?)", field, s.cfg.ReplayWindow)}
+	if d := s.now().Sub(at); d > window || d < -window {
+		return &cryptoError{cryptoReplay, fmt.Sprintf("%s is more than %s away from the POI's clock (replayed message?)", field, window)}
 	}
 	return nil
 }

@@ -278,7 +278,7 @@ func protectedPost(t *testing.T, url string, hc *http.Client, body []byte) (int,
 func TestProtectedReplaysRefused(t *testing.T) {
 	key, err := NewKey("mykey", 1, "mysupersecretpassphrase")
 	require.NoError(t, err)
-	env := startServer(t, ServerConfig{Key: key, ReplayWindow: time.Hour}, nil)
+	env := startServer(t, ServerConfig{Key: key, ReplayWindow: time.Hour, ServiceIDWindow: 3 * time.Hour}, nil)
 	hc := &http.Client{Timeout: 10 * time.Second}
 	for _, req := range []*Request{loginReq("POS1", "L1"), diagnosisReq("D1"), abortReq("A1", "P1")} {
 		t.Run(string(req.Header.Category), func(t *testing.T) {
@@ -291,10 +291,23 @@ func TestProtectedReplaysRefused(t *testing.T) {
 			require.Contains(t, string(b), "replayed")
 		})
 	}
-	// Past the window, a replayed payment is refused by its age.
+	// A payment replayed once its nonce is forgotten gets the stored
+	// response (its ServiceID is still reserved), not a second payment; past
+	// the ServiceID window it is refused by its age.
 	pay := paymentReq("P2", "KB", 100)
 	sealed, err := sealRequest(JSONCodec{}, key, pay)
 	require.NoError(t, err)
+	status, first := protectedPost(t, env.url, hc, sealed)
+	require.Equal(t, http.StatusOK, status)
+	env.clock.Advance(2 * time.Hour)
+	status, again := protectedPost(t, env.url, hc, sealed)
+	require.Equal(t, http.StatusOK, status)
+	r1, err := (&Client{Key: key}).decode(JSONCodec{}, first)
+	require.NoError(t, err)
+	r2, err := (&Client{Key: key}).decode(JSONCodec{}, again)
+	require.NoError(t, err)
+	require.Equal(t, r1, r2)
+	require.Equal(t, 1, env.engine.calls())
 	env.clock.Advance(2 * time.Hour)
 	status, b := protectedPost(t, env.url, hc, sealed)
 	require.Equal(t, http.StatusUnauthorized, status)
@@ -302,24 +315,26 @@ func TestProtectedReplaysRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, NotAllowed, resp.Status.ErrorCondition)
 	require.Contains(t, resp.Status.AdditionalResponse, "SaleTransactionID.TimeStamp")
-	require.Equal(t, 0, env.engine.calls())
+	require.Equal(t, 1, env.engine.calls())
 }
 
 func TestNonceCacheBounded(t *testing.T) {
 	c := newNonceCache(100, time.Minute)
 	now := testEpoch
+	nonce := func(i int) (n [ivLen]byte) { copy(n[:], fmt.Sprintf("%016d", i)); return n }
 	for i := range 10_000 {
-		var n [ivLen]byte
-		copy(n[:], fmt.Sprintf("%016d", i))
-		require.True(t, c.add(n, now))
+		require.True(t, c.add(nonce(i), now))
 		require.LessOrEqual(t, c.len(), 100)
-		require.LessOrEqual(t, len(c.order)-c.head, 100)
+		require.Len(t, c.queue, 100)
 	}
-	var last [ivLen]byte
-	copy(last[:], fmt.Sprintf("%016d", 9999))
-	require.False(t, c.add(last, now), "a recent nonce is remembered")
-	require.True(t, c.add(last, now.Add(2*time.Minute)), "past the window it is forgotten")
+	require.False(t, c.add(nonce(9999), now), "a recent nonce is remembered")
+	require.False(t, c.add(nonce(9900), now), "the 100 newest are")
+	require.True(t, c.add(nonce(9899), now), "the oldest was forgotten for the newer")
+	require.True(t, c.add(nonce(9999), now.Add(2*time.Minute)), "past the window it is forgotten")
 	require.Equal(t, 1, c.len())
+	// A clock going back does not make the cache forget a nonce early.
+	require.True(t, c.add(nonce(1), now))
+	require.False(t, c.add(nonce(1), now))
 }
 
 // sealRaw encrypts buf (already padded, or deliberately not) with the key's

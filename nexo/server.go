@@ -66,12 +66,12 @@ type ServerConfig struct {
 	// the oldest out. Default 32.
 	MaxLoggedIn int
 	// ReplayWindow is how long the nonce of a protected message is
-	// remembered (a replay within it is refused), and how old a protected
-	// Payment's SaleTransactionID.TimeStamp or Login's DateTime may be (a
-	// replay after it is refused). Default: ServiceIDWindow.
+	// remembered (a replay within it is refused), and how far a protected
+	// Login's DateTime may be from the POI's clock. A protected Payment's
+	// SaleTransactionID.TimeStamp may be ServiceIDWindow away. Default 1 h.
 	ReplayWindow time.Duration
 	// MaxNonces bounds the remembered nonces; past it the oldest is
-	// forgotten. Default 65,536 (about 2.5 MiB).
+	// forgotten. Default 16,384 (about 1.3 MiB).
 	MaxNonces int
 }
 
@@ -91,7 +91,7 @@ func (c *ServerConfig) setDefaults() {
 	def(&c.IdleTimeout, 120*time.Second)
 	def(&c.AbortGrace, 5*time.Second)
 	def(&c.ServiceIDWindow, 48*time.Hour)
-	def(&c.ReplayWindow, c.ServiceIDWindow)
+	def(&c.ReplayWindow, time.Hour)
 	if c.MaxConns <= 0 {
 		c.MaxConns = 64
 	}
@@ -99,7 +99,7 @@ func (c *ServerConfig) setDefaults() {
 		c.MaxLoggedIn = 32
 	}
 	if c.MaxNonces <= 0 {
-		c.MaxNonces = 65536
+		c.MaxNonces = 16384
 	}
 	if c.EventClient == nil {
 		c.EventClient = &http.Client{Timeout: 5 * time.Second}

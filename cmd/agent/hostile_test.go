@@ -36,7 +36,7 @@ const hostileKeyID, hostilePassphrase = "hostile", "a passphrase for the hostile
 
 // figures are what the suite measures.
 type figures struct {
-	RSSKB, DBBytes, MetricsBytes int64
+	RSSKB, AnonKB, DBBytes, MetricsBytes int64 // AnonKB: RSS less the mapped data file and binary
 }
 
 type hostileRig struct {
@@ -109,6 +109,9 @@ func (h *hostileRig) measure() figures {
 	for line := range strings.Lines(string(status)) {
 		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			f.RSSKB, _ = strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			f.AnonKB, _ = strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		}
 	}
 	fi, err := os.Stat(filepath.Join(h.w.dir, "data", "termagent.db"))
@@ -295,7 +298,8 @@ func runHostile(t testing.TB, n int, journalMax int) (before, after figures) {
 		for i := range n {
 			a.send(h, i)
 		}
-		t.Logf("%-66s %6d in %s", a.name, n, time.Since(start).Round(time.Millisecond))
+		f := h.measure()
+		t.Logf("%-66s %6d in %-8s RSS %6d KB (anon %6d KB), db %8d B, /metrics %6d B", a.name, n, time.Since(start).Round(time.Millisecond), f.RSSKB, f.AnonKB, f.DBBytes, f.MetricsBytes)
 	}
 	h.hold(min(n, 3000))
 	// Still serving, with bounded answers.
@@ -305,7 +309,7 @@ func runHostile(t testing.TB, n int, journalMax int) (before, after figures) {
 	require.LessOrEqual(t, len(resp.Diagnosis.LoggedSaleIDs), 1, "Diagnosis names the caller only")
 	after = h.measure()
 	require.NotContains(t, h.w.proc.logs.String(), `"level":"ERROR"`, "no request made the agent log an error")
-	t.Logf("RSS %d → %d KB; db %d → %d bytes; /metrics %d → %d bytes", before.RSSKB, after.RSSKB, before.DBBytes, after.DBBytes, before.MetricsBytes, after.MetricsBytes)
+	t.Logf("RSS %d → %d KB (anon %d → %d KB); db %d → %d bytes; /metrics %d → %d bytes", before.RSSKB, after.RSSKB, before.AnonKB, after.AnonKB, before.DBBytes, after.DBBytes, before.MetricsBytes, after.MetricsBytes)
 	return before, after
 }
 
@@ -337,6 +341,8 @@ func BenchmarkHostileInput(b *testing.B) {
 	b.ReportMetric(float64(n), "requests-per-kind")
 	b.ReportMetric(float64(before.RSSKB)/1024, "rss-before-MB")
 	b.ReportMetric(float64(after.RSSKB)/1024, "rss-after-MB")
+	b.ReportMetric(float64(before.AnonKB)/1024, "anon-before-MB")
+	b.ReportMetric(float64(after.AnonKB)/1024, "anon-after-MB")
 	b.ReportMetric(float64(before.DBBytes)/(1<<20), "db-before-MB")
 	b.ReportMetric(float64(after.DBBytes)/(1<<20), "db-after-MB")
 	b.ReportMetric(float64(before.MetricsBytes)/1024, "metrics-before-KB")
