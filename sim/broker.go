@@ -60,7 +60,7 @@ type embeddedBroker struct {
 	srv  *mqtt.Server
 
 	// tokens are the connected devices' tokens (client id → token), checked
-	// every sweepEvery (default 1 s) and at once when tokens are expired or
+	// every sweepEvery (default 5 s) and at once when tokens are expired or
 	// revoked: a session lives no longer than its token.
 	tokens     sessionTokens
 	sweepEvery time.Duration
@@ -124,7 +124,7 @@ func (b *embeddedBroker) start() error {
 	b.srv = srv
 	every := b.sweepEvery
 	if every <= 0 {
-		every = time.Second
+		every = 5 * time.Second
 	}
 	b.sweepStop, b.sweepDone = make(chan struct{}), make(chan struct{})
 	go b.sweeper(srv, every, b.sweepStop, b.sweepDone)
