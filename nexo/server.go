@@ -510,9 +510,12 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		s.mu.Unlock()
 		cancelTimeout()
 		cancel(nil)
-		s.log.Error("journal begin", "err", err)
 		ne := Errorf(UnavailableService, "journal unavailable")
-		errors.As(err, &ne) // the journal's own Nexo answer, e.g. a ServiceID still reserved
+		if errors.As(err, &ne) { // the journal's own Nexo answer, e.g. a ServiceID still reserved
+			s.log.Warn("journal begin refused", "err", err)
+		} else {
+			s.log.Error("journal begin", "err", err)
+		}
 		return s.txFailure(req, ne, TransactionID{})
 	}
 	s.current = run
@@ -613,10 +616,11 @@ func (s *Server) refuseUpFront(ctx context.Context, req *Request, hash string, n
 		})
 	}
 	if err != nil {
-		s.log.Error("journal refused payment", "err", err)
-		var ne *Error
-		if !errors.As(err, &ne) {
-			ne = Errorf(UnavailableService, "journal unavailable")
+		ne := Errorf(UnavailableService, "journal unavailable")
+		if errors.As(err, &ne) {
+			s.log.Warn("journal refused payment", "err", err)
+		} else {
+			s.log.Error("journal refused payment", "err", err)
 		}
 		return s.txFailure(req, ne, TransactionID{})
 	}
