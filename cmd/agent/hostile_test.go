@@ -281,7 +281,10 @@ func (h *hostileRig) hold(n int) {
 	}
 }
 
-func runHostile(t testing.TB, n int, journalMax int) (before, after figures) {
+// runHostile sends n of each attack in two rounds (a third, then the rest)
+// and measures the agent after warm-up, after the first round and at the
+// end: bounded state shows as no growth between the last two.
+func runHostile(t testing.TB, n int, journalMax int) (before, mid, after figures) {
 	h := startHostile(t, journalMax)
 	kinds := attacks()
 	// Warm up: every code path once, so "before" is the idle agent that has
@@ -293,24 +296,33 @@ func runHostile(t testing.TB, n int, journalMax int) (before, after figures) {
 	}
 	h.hold(50)
 	before = h.measure()
-	for _, a := range kinds {
-		start := time.Now()
-		for i := range n {
-			a.send(h, i)
+	round := func(from, to int) figures {
+		for _, a := range kinds {
+			start := time.Now()
+			for i := from; i < to; i++ {
+				a.send(h, i)
+			}
+			f := h.measure()
+			t.Logf("%-66s %6d in %-8s RSS %6d KB (anon %6d KB), db %8d B, /metrics %6d B", a.name, to-from, time.Since(start).Round(time.Millisecond), f.RSSKB, f.AnonKB, f.DBBytes, f.MetricsBytes)
 		}
-		f := h.measure()
-		t.Logf("%-66s %6d in %-8s RSS %6d KB (anon %6d KB), db %8d B, /metrics %6d B", a.name, n, time.Since(start).Round(time.Millisecond), f.RSSKB, f.AnonKB, f.DBBytes, f.MetricsBytes)
+		h.hold(min(to-from, 3000))
+		// Still serving, with bounded answers.
+		resp, err := h.do(&nexo.Request{Header: h.header(nexo.CategoryDiagnosis, "POS-0-"+strings.Repeat("x", 20), "d"+strconv.Itoa(to)), Diagnosis: &nexo.DiagnosisRequest{}})
+		require.NoError(t, err)
+		require.Equal(t, nexo.Success, resp.Status.Result)
+		require.LessOrEqual(t, len(resp.Diagnosis.LoggedSaleIDs), 1, "Diagnosis names the caller only")
+		return h.measure()
 	}
-	h.hold(min(n, 3000))
-	// Still serving, with bounded answers.
-	resp, err := h.do(&nexo.Request{Header: h.header(nexo.CategoryDiagnosis, "POS-0-"+strings.Repeat("x", 20), "d"), Diagnosis: &nexo.DiagnosisRequest{}})
-	require.NoError(t, err)
-	require.Equal(t, nexo.Success, resp.Status.Result)
-	require.LessOrEqual(t, len(resp.Diagnosis.LoggedSaleIDs), 1, "Diagnosis names the caller only")
-	after = h.measure()
+	mid = round(0, n/3)
+	after = round(n/3, n)
 	require.NotContains(t, h.w.proc.logs.String(), `"level":"ERROR"`, "no request made the agent log an error")
-	t.Logf("RSS %d → %d KB (anon %d → %d KB); db %d → %d bytes; /metrics %d → %d bytes", before.RSSKB, after.RSSKB, before.AnonKB, after.AnonKB, before.DBBytes, after.DBBytes, before.MetricsBytes, after.MetricsBytes)
-	return before, after
+	for _, f := range []struct {
+		what string
+		f    figures
+	}{{"idle", before}, {fmt.Sprintf("after %d of each", n/3), mid}, {fmt.Sprintf("after %d of each", n), after}} {
+		t.Logf("%-22s RSS %6d KB (anon %6d KB); db %8d bytes; /metrics %6d bytes", f.what, f.f.RSSKB, f.f.AnonKB, f.f.DBBytes, f.f.MetricsBytes)
+	}
+	return before, mid, after
 }
 
 func hostileN(def int) int {
@@ -321,30 +333,34 @@ func hostileN(def int) int {
 }
 
 func TestHostileInput(t *testing.T) {
-	before, after := runHostile(t, hostileN(300), 1<<20)
+	before, _, after := runHostile(t, hostileN(300), 1<<20)
 	require.Less(t, after.RSSKB-before.RSSKB, int64(24<<10), "RSS grew by more than 24 MiB")
 	require.LessOrEqual(t, after.DBBytes, int64(4<<20), "the data file outgrew 4× journal_max_bytes")
 	require.Less(t, after.MetricsBytes-before.MetricsBytes, int64(2<<10), "the /metrics scrape grew")
 }
 
 // BenchmarkHostileInput is the long run: 10,000 of each attack, with the
-// journal budget at its 1 MiB minimum, reporting the figures before and
-// after. It runs once whatever -benchtime says.
+// journal budget at its 1 MiB minimum, reporting the figures when idle,
+// after a third and at the end. It runs once whatever -benchtime says.
 func BenchmarkHostileInput(b *testing.B) {
 	n := hostileN(10_000)
-	var before, after figures
+	var before, mid, after figures
 	for b.Loop() {
 		if before.RSSKB == 0 {
-			before, after = runHostile(b, n, 1<<20)
+			before, mid, after = runHostile(b, n, 1<<20)
 		}
 	}
 	b.ReportMetric(float64(n), "requests-per-kind")
 	b.ReportMetric(float64(before.RSSKB)/1024, "rss-before-MB")
+	b.ReportMetric(float64(mid.RSSKB)/1024, "rss-mid-MB")
 	b.ReportMetric(float64(after.RSSKB)/1024, "rss-after-MB")
 	b.ReportMetric(float64(before.AnonKB)/1024, "anon-before-MB")
+	b.ReportMetric(float64(mid.AnonKB)/1024, "anon-mid-MB")
 	b.ReportMetric(float64(after.AnonKB)/1024, "anon-after-MB")
 	b.ReportMetric(float64(before.DBBytes)/(1<<20), "db-before-MB")
+	b.ReportMetric(float64(mid.DBBytes)/(1<<20), "db-mid-MB")
 	b.ReportMetric(float64(after.DBBytes)/(1<<20), "db-after-MB")
 	b.ReportMetric(float64(before.MetricsBytes)/1024, "metrics-before-KB")
+	b.ReportMetric(float64(mid.MetricsBytes)/1024, "metrics-mid-KB")
 	b.ReportMetric(float64(after.MetricsBytes)/1024, "metrics-after-KB")
 }
