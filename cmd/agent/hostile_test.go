@@ -192,16 +192,18 @@ func attacks() []attack {
 			requireCondition(h.t, resp, err, nexo.MessageFormat, "20 KB SaleID")
 			require.Contains(h.t, resp.Status.AdditionalResponse, "MessageHeader.SaleID")
 		}},
-		{"payments no method takes, largest fields (refused before PPaaS)", func(h *hostileRig, i int) {
+		{"2 payments no method takes, largest fields (refused before PPaaS)", func(h *hostileRig, i int) {
 			brands := make([]string, 16)
 			for j := range brands {
 				brands[j] = "NOPE" + long[:31]
 			}
-			req := &nexo.Request{Header: h.header(nexo.CategoryPayment, "POSPAY", id(i)), Payment: &nexo.PaymentRequest{
-				SaleTransactionID: nexo.TransactionID{ID: strings.Repeat("t", 64), TimeStamp: time.Now()}, SaleReferenceID: long, OperatorID: long,
-				Type: nexo.PaymentNormal, Amount: nexo.Amount{Minor: 100, Currency: "EUR"}, AllowedBrands: brands, InstrumentType: long}}
-			resp, err := h.do(req)
-			requireCondition(h.t, resp, err, nexo.PaymentRestriction, "refused payment")
+			for _, sale := range []string{"POSPAY1", "POSPAY2"} { // two a round: enough to fill the journal
+				req := &nexo.Request{Header: h.header(nexo.CategoryPayment, sale, id(i)), Payment: &nexo.PaymentRequest{
+					SaleTransactionID: nexo.TransactionID{ID: strings.Repeat("t", 64), TimeStamp: time.Now()}, SaleReferenceID: long, OperatorID: long,
+					Type: nexo.PaymentNormal, Amount: nexo.Amount{Minor: 100, Currency: "EUR"}, AllowedBrands: brands, InstrumentType: long}}
+				resp, err := h.do(req)
+				requireCondition(h.t, resp, err, nexo.PaymentRestriction, "refused payment")
+			}
 		}},
 		{"Event class with Diagnosis category", func(h *hostileRig, i int) {
 			hd := h.header(nexo.CategoryDiagnosis, "POSEV", id(i))
@@ -326,6 +328,7 @@ func runHostile(t testing.TB, n int, journalMax int) (before, mid, after figures
 	}
 	mid = round(0, n/3)
 	after = round(n/3, n)
+	h.checkCapsReported()
 	require.NotContains(t, h.w.proc.logs.String(), `"level":"ERROR"`, "no request made the agent log an error")
 	for _, f := range []struct {
 		what string
@@ -334,6 +337,43 @@ func runHostile(t testing.TB, n int, journalMax int) (before, mid, after figures
 		t.Logf("%-22s RSS %6d KB (anon %6d KB); db %8d bytes; /metrics %6d bytes", f.what, f.f.RSSKB, f.f.AnonKB, f.f.DBBytes, f.f.MetricsBytes)
 	}
 	return before, mid, after
+}
+
+// checkCapsReported reads /metrics and /readyz: the caps the attacks ran
+// into are counted, and a journal near its budget is a /readyz warning.
+func (h *hostileRig) checkCapsReported() {
+	h.t.Helper()
+	get := func(path string) string {
+		resp, err := http.Get(h.admin + path)
+		require.NoError(h.t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(h.t, err)
+		require.Equal(h.t, http.StatusOK, resp.StatusCode, "%s: %s", path, b)
+		return string(b)
+	}
+	value := func(metrics, name string) float64 {
+		for line := range strings.Lines(metrics) {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				require.NoError(h.t, err)
+				return f
+			}
+		}
+		h.t.Fatalf("no metric %s", name)
+		return 0
+	}
+	m := get("/metrics")
+	require.Positive(h.t, value(m, "termagent_nexo_logins_evicted_total"), "logins past the cap")
+	require.LessOrEqual(h.t, value(m, "termagent_nexo_logged_in"), 32.0)
+	require.Positive(h.t, value(m, "termagent_nexo_replay_nonces"))
+	bytes, max := value(m, "termagent_journal_bytes"), value(m, "termagent_journal_max_bytes")
+	require.Equal(h.t, float64(1<<20), max)
+	require.Positive(h.t, value(m, "termagent_journal_evicted_total"), "the refused payments filled the journal")
+	require.LessOrEqual(h.t, bytes, max*1.1)
+	ready := get("/readyz")
+	h.t.Logf("journal %.0f of %.0f bytes; evicted %.0f; /readyz: %q", bytes, max, value(m, "termagent_journal_evicted_total"), ready)
+	require.Equal(h.t, bytes >= max*0.9, strings.Contains(ready, "warning: journal at"), "journal %v of %v bytes; /readyz: %s", bytes, max, ready)
 }
 
 func hostileN(def int) int {

@@ -299,7 +299,7 @@ func (r *Report) renderHostile(p func(string, ...any)) {
 	p("\n## Hostile input\n\n")
 	p("An agent process (message security on, `journal_max_bytes` at its 1 MiB minimum) after warm-up, then\n")
 	p("%s requests of each attack of issue 11 in two rounds: distinct 20 KB categories (refused unprotected),\n", num(n))
-	p("logins with distinct and 20 KB SaleIDs, payments no method takes with every field at its limit,\n")
+	p("logins with distinct and 20 KB SaleIDs, payments no method takes (two per round) with every field at its limit,\n")
 	p("Event/Diagnosis, replayed and tampered protected messages, TransactionStatus for unknown SaleIDs,\n")
 	p("XML with trailing content, 100 KB bodies, then up to 3,000 idle connections (`cmd/agent`\n")
 	p("BenchmarkHostileInput).\n\n")
