@@ -254,6 +254,15 @@ func (e apmEngine) Accepts(req nexo.PaymentRequest) bool {
 	return ok
 }
 
+// Precheck implements nexo.Prechecker: what Pay refuses before calling PPaaS
+// is refused before the request is journaled in full.
+func (e apmEngine) Precheck(req nexo.PaymentRequest) error {
+	if req.Type == nexo.PaymentRefund {
+		return nexo.Errorf(nexo.PaymentRestriction, "APM refunds are made with a Reversal of the original POI transaction")
+	}
+	return nil
+}
+
 // Pay implements nexo.PaymentEngine.
 func (e apmEngine) Pay(ctx context.Context, req nexo.PaymentRequest) (nexo.PaymentResult, error) {
 	brand, ok := e.brand(req)

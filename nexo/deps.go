@@ -51,10 +51,14 @@ func (r *Router) Pay(ctx context.Context, req PaymentRequest) (PaymentResult, er
 }
 
 // Precheck refuses, before anything is journaled in full or sent anywhere, a
-// payment that no engine accepts.
+// payment that no engine accepts, or that the engine accepting it refuses up
+// front (when it is a Prechecker too).
 func (r *Router) Precheck(req PaymentRequest) error {
 	for _, e := range r.engines {
 		if e.Accepts(req) {
+			if pc, ok := e.(Prechecker); ok {
+				return pc.Precheck(req)
+			}
 			return nil
 		}
 	}

@@ -533,3 +533,25 @@ func TestRefusedPaymentJournaledCompactly(t *testing.T) {
 	requireSuccess(t, resp, err)
 	require.EqualValues(t, 1, calls.Load(), "the engine ran for the accepted payment only")
 }
+
+// refusingBrand is a routed engine that refuses refunds up front.
+type refusingBrand struct{ countingBrand }
+
+func (refusingBrand) Precheck(req PaymentRequest) error {
+	if req.Type == PaymentRefund {
+		return Errorf(PaymentRestriction, "no refunds")
+	}
+	return nil
+}
+
+func TestRouterPrecheckDelegates(t *testing.T) {
+	var calls atomic.Int64
+	r := NewRouter(refusingBrand{countingBrand{brandEngine{"KB"}, &calls}})
+	require.NoError(t, r.Precheck(PaymentRequest{AllowedBrands: []string{"KB"}, Type: PaymentNormal}))
+	var ne *Error
+	require.ErrorAs(t, r.Precheck(PaymentRequest{AllowedBrands: []string{"KB"}, Type: PaymentRefund}), &ne)
+	require.Equal(t, "no refunds", ne.Text)
+	require.ErrorAs(t, r.Precheck(PaymentRequest{AllowedBrands: []string{"VISA"}}), &ne)
+	require.Equal(t, PaymentRestriction, ne.Condition)
+	require.Zero(t, calls.Load())
+}
