@@ -47,7 +47,7 @@ func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) error {
 		return fmt.Errorf("journal begin: %w", err)
 	}
 	id := uuid.NewString()
-	_, err = j.st.StartTxn(ctx, store.TxnRef{ID: id, SaleID: e.SaleID, ServiceID: e.ServiceID},
+	_, err = j.st.StartTxn(ctx, store.TxnRef{ID: id, SaleID: e.SaleID, ServiceID: e.ServiceID, Compact: e.State == nexo.TxDone},
 		store.Transition{At: e.Started, State: stateNexoStarted, Data: data})
 	if errors.Is(err, store.ErrDuplicateServiceID) {
 		// The pair is still reserved but its entry was evicted (journal budget):

@@ -28,6 +28,10 @@ type TxnRef struct {
 	ID        string
 	SaleID    string
 	ServiceID string
+	// Compact marks a transaction refused before anything ran (issue 11):
+	// evicting it for the journal budget also releases its ServiceID, since
+	// a retry would be refused the same way.
+	Compact bool
 }
 
 // Transition is one step in a transaction's life. State and Data are the
@@ -60,6 +64,7 @@ type txnHeader struct {
 	Final     bool      `json:"final,omitempty"`
 	N         uint64    `json:"n"`     // transitions so far
 	Order     uint64    `json:"order"` // key in the order bucket
+	Compact   bool      `json:"compact,omitempty"`
 }
 
 // StartTxn journals a new transaction with its first transition. If
@@ -84,7 +89,7 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 	// without one (started by the agent itself) reserves nothing.
 	indexed := ref.ServiceID != ""
 	h := txnHeader{SaleID: ref.SaleID, ServiceID: ref.ServiceID, Started: first.At, Updated: first.At,
-		State: first.State, Final: first.Final, N: 1}
+		State: first.State, Final: first.Final, N: 1, Compact: ref.Compact}
 	var grew int // bytes written, for the journal budget
 	err = s.do(ctx, func(w *wtx) error {
 		if w.tx.Bucket(bucketTxn).Get([]byte(ref.ID)) != nil {

@@ -218,7 +218,10 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 			return err
 		}
 		ord, txb := w.tx.Bucket(bucketOrder), w.tx.Bucket(bucketTxn)
-		type victim struct{ k, id []byte }
+		type victim struct {
+		k, id  []byte
+		svcKey []byte // released with the transaction (compact ones only)
+	}
 		var victims []victim
 		var freed int64
 		c := ord.Cursor()
@@ -239,12 +242,24 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 			if hv == nil || json.Unmarshal(hv, &h) != nil || !h.Final || pinned == nil || pinned[string(v)] {
 				continue
 			}
-			victims = append(victims, victim{append([]byte(nil), k...), append([]byte(nil), v...)})
+			vi := victim{k: append([]byte(nil), k...), id: append([]byte(nil), v...)}
+			if h.Compact {
+				sk := serviceKey(h.SaleID, h.ServiceID)
+				if sv := w.tx.Bucket(bucketSvc).Get(sk); len(sv) >= 8 && bytes.Equal(sv[8:], v) {
+					vi.svcKey = sk
+				}
+			}
+			victims = append(victims, vi)
 			freed += int64(len(hv)+len(v)) + transBytes(w.tx, v)
 		}
 		for _, vi := range victims {
 			if err := deleteTxn(w.tx, vi.id); err != nil {
 				return err
+			}
+			if vi.svcKey != nil {
+				if err := w.tx.Bucket(bucketSvc).Delete(vi.svcKey); err != nil {
+					return err
+				}
 			}
 			if err := ord.Delete(vi.k); err != nil {
 				return err

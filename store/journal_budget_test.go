@@ -122,3 +122,24 @@ func TestLastTxnForSaleIndex(t *testing.T) {
 		return nil
 	}))
 }
+
+// Evicting a compact transaction (refused before anything ran) releases its
+// ServiceID too, so the reservations of a flood of refusals cannot outgrow
+// the budget; others keep theirs.
+func TestJournalBudgetReleasesCompactServiceIDs(t *testing.T) {
+	s, _ := openTest(t, Options{NoSync: true, JournalMaxBytes: 64 << 10, PruneInterval: -1})
+	ctx := context.Background()
+	data := json.RawMessage(`"` + string(bytes.Repeat([]byte("d"), 300)) + `"`)
+	for i := range 2000 {
+		id := fmt.Sprint(i)
+		_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "P", ServiceID: id, Compact: i%2 == 1}, Transition{State: "done", Final: true, Data: data})
+		require.NoError(t, err)
+	}
+	st := s.JournalStats()
+	require.Positive(t, st.Evicted)
+	require.LessOrEqual(t, st.Bytes, int64(64<<10))
+	_, err := s.StartTxn(ctx, TxnRef{ID: "a", SaleID: "P", ServiceID: "0"}, Transition{State: "s"})
+	require.ErrorIs(t, err, ErrDuplicateServiceID, "an evicted payment's ServiceID stays reserved")
+	_, err = s.StartTxn(ctx, TxnRef{ID: "b", SaleID: "P", ServiceID: "1"}, Transition{State: "s"})
+	require.NoError(t, err, "an evicted refusal's ServiceID is released")
+}
