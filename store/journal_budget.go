@@ -219,9 +219,9 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 		}
 		ord, txb := w.tx.Bucket(bucketOrder), w.tx.Bucket(bucketTxn)
 		type victim struct {
-		k, id  []byte
-		svcKey []byte // released with the transaction (compact ones only)
-	}
+			k, id  []byte
+			svcKey []byte // released with the transaction (compact ones only)
+		}
 		var victims []victim
 		var freed int64
 		c := ord.Cursor()
