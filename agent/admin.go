@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/termagent/termagent/store"
 )
 
 // startAdmin serves /healthz, /readyz and /metrics on the loopback admin
@@ -39,6 +41,10 @@ func (a *Agent) startAdmin(ctx context.Context, g *errgroup.Group, m *metrics) e
 		}
 		return 0
 	})
+	// issue 11: the journal's disk budget
+	gauge("journal_bytes", "Size of the transaction journal.", func() float64 { return float64(a.st.JournalStats().Bytes) })
+	gauge("journal_max_bytes", "Disk budget of the transaction journal (journal_max_bytes).", func() float64 { return float64(a.st.JournalStats().MaxBytes) })
+	counter("journal_evicted_total", "Finished transactions evicted to keep the journal within its budget.", func() float64 { return float64(a.st.JournalStats().Evicted) })
 	gauge("ready", "1 once authenticated and serving the POS.", func() float64 {
 		select {
 		case <-a.ready:
@@ -55,6 +61,9 @@ func (a *Agent) startAdmin(ctx context.Context, g *errgroup.Group, m *metrics) e
 		select {
 		case <-a.ready:
 			fmt.Fprintln(w, "ready")
+			if warn := journalWarning(a.st.JournalStats()); warn != "" {
+				fmt.Fprintln(w, warn)
+			}
 		default:
 			http.Error(w, "not ready: not yet authenticated to PPaaS", http.StatusServiceUnavailable)
 		}
@@ -67,6 +76,7 @@ func (a *Agent) startAdmin(ctx context.Context, g *errgroup.Group, m *metrics) e
 	a.mu.Lock()
 	a.adminAddr = ln.Addr()
 	a.mu.Unlock()
+	a.log.Info("admin listening", "admin", "http://"+ln.Addr().String())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -81,4 +91,15 @@ func (a *Agent) startAdmin(ctx context.Context, g *errgroup.Group, m *metrics) e
 		return srv.Shutdown(sctx)
 	})
 	return nil
+}
+
+// journalWarning is /readyz's warning when the journal is at 90% of its
+// budget or more: still ready, but the oldest finished transactions are (or
+// soon will be) evicted, so TransactionStatus forgets them sooner than the
+// retention says.
+func journalWarning(st store.JournalStats) string {
+	if st.MaxBytes <= 0 || st.Bytes < st.MaxBytes*9/10 {
+		return ""
+	}
+	return fmt.Sprintf("warning: journal at %d%% of journal_max_bytes (%d of %d bytes); the oldest finished transactions are evicted", st.Bytes*100/st.MaxBytes, st.Bytes, st.MaxBytes)
 }

@@ -211,6 +211,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	sopts := a.opts.StoreOptions
 	sopts.Logger = a.log.With("component", "store")
+	if sopts.JournalMaxBytes == 0 {
+		sopts.JournalMaxBytes = int64(a.cfg.JournalMaxBytes)
+	}
+	sopts.AdviceTxnID = adviceTxnID
 	st, err := store.Open(ctx, a.cfg.DBPath(), sopts)
 	if err != nil {
 		if ce := (*store.CorruptError)(nil); errors.As(err, &ce) {
@@ -278,6 +282,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	m := newMetrics()
+	m.knowMethods(brands)
 	posClient := &http.Client{Timeout: 10 * time.Second}
 	srv, err := nexo.NewServer(nexo.ServerConfig{
 		POIID:          a.poiid,
@@ -300,6 +305,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.watchNexo(srv)
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", a.cfg.NexoListen)
 	if err != nil {

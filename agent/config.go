@@ -73,6 +73,9 @@ type Config struct {
 	AdminListen string `json:"admin_listen" help:"loopback address for /healthz, /readyz and /metrics; empty disables"`
 	LogFormat   string `json:"log_format" help:"text or json"`
 	LogLevel    string `json:"log_level" help:"debug, info, warn or error"`
+
+	// issue 11: hostile input
+	JournalMaxBytes int `json:"journal_max_bytes" help:"disk budget of the transaction journal in bytes; past it the oldest finished transactions are evicted (never an unfinished one)"`
 }
 
 // DefaultConfig is the configuration of a terminal on the PPaaS demo environment
@@ -100,6 +103,9 @@ func DefaultConfig() Config {
 		DeviceMethod:     "[api, device_flow]",
 		PollFirst:        time.Second,
 		PollMax:          5 * time.Second,
+
+		// issue 11: hostile input
+		JournalMaxBytes: 64 << 20,
 	}
 }
 
@@ -188,6 +194,10 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		bad("log_level", "%v", err)
+	}
+	// issue 11: hostile input
+	if c.JournalMaxBytes < 1<<20 {
+		bad("journal_max_bytes", "must be at least 1 MiB (1048576), got %d", c.JournalMaxBytes)
 	}
 	return errors.Join(errs...)
 }

@@ -7,22 +7,76 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/qr"
 )
 
 // metrics are the agent's own Prometheus metrics, in its own registry (never the
 // global one: several agents share a process in the simulator's fleet mode).
+//
+// Every label value comes from a closed set: what a POS (or a provider) sends
+// is never a label as is, or one peer could grow the registry, and every
+// scrape, without bound. A value outside its set is counted as "other".
 type metrics struct {
 	reg          *prometheus.Registry
 	nexoRequests *prometheus.CounterVec
 	nexoLatency  *prometheus.HistogramVec
 	apmOutcomes  *prometheus.CounterVec
+	// paymentTypes are the configured APM methods' payment types, the
+	// payment_type label's set.
+	paymentTypes map[string]bool
+}
+
+// labelOther is the label value of anything outside a label's closed set.
+const labelOther = "other"
+
+var (
+	nexoCategories = closedSet(nexo.CategoryLogin, nexo.CategoryLogout, nexo.CategoryPayment, nexo.CategoryReversal,
+		nexo.CategoryAbort, nexo.CategoryTransactionStatus, nexo.CategoryDiagnosis, nexo.CategoryDisplay, nexo.CategoryEvent)
+	nexoResults    = closedSet(nexo.Success, nexo.Failure, nexo.Partial, "Reject")
+	nexoConditions = closedSet("", nexo.Aborted, nexo.Busy, nexo.Cancel, nexo.DeviceOut, nexo.InsertedCard, nexo.InProgress,
+		nexo.LoggedOut, nexo.MessageFormat, nexo.NotAllowed, nexo.NotFound, nexo.PaymentRestriction, nexo.Refusal,
+		nexo.UnavailableDevice, nexo.UnavailableService, nexo.UnreachableHost, nexo.WrongPIN)
+	apmResults = closedSet(qr.ResultApproved, qr.ResultDeclined, qr.ResultCancelled, qr.ResultExpired, qr.ResultAborted, qr.ResultUnknown)
+)
+
+func closedSet[T ~string](vs ...T) map[string]bool {
+	m := make(map[string]bool, len(vs))
+	for _, v := range vs {
+		m[string(v)] = true
+	}
+	return m
+}
+
+// label returns v if it is in set, else "other".
+func label[T ~string](set map[string]bool, v T) string {
+	if set[string(v)] {
+		return string(v)
+	}
+	return labelOther
+}
+
+// knowMethods sets the payment_type label's set from the configured brands.
+func (m *metrics) knowMethods(brands map[string]qr.Method) {
+	m.paymentTypes = map[string]bool{}
+	for _, b := range brands {
+		m.paymentTypes[b.PaymentType] = true
+	}
+}
+
+// paymentTypeLabel bounds the APM payment type label: the configured
+// methods' types (a small operator-controlled set), else "other".
+func paymentTypeLabel(known map[string]bool, pt string) string {
+	if known[pt] {
+		return pt
+	}
+	return labelOther
 }
 
 func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		nexoRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "termagent", Name: "nexo_requests_total", Help: "Nexo requests answered, by category, result and error condition.",
+			Namespace: "termagent", Name: "nexo_requests_total", Help: "Nexo requests answered, by category, result and error condition (values outside the Nexo code lists count as other).",
 		}, []string{"category", "result", "condition"}),
 		nexoLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "termagent", Name: "nexo_request_duration_seconds", Help: "Time to answer a Nexo request, by category (payments include the consumer's time).",
@@ -39,12 +93,32 @@ func newMetrics() *metrics {
 
 // ObserveRequest implements nexo.Observer.
 func (m *metrics) ObserveRequest(c nexo.MessageCategory, r nexo.Result, cond nexo.ErrorCondition, d time.Duration) {
-	m.nexoRequests.WithLabelValues(string(c), string(r), string(cond)).Inc()
-	m.nexoLatency.WithLabelValues(string(c)).Observe(d.Seconds())
+	cat := label(nexoCategories, c)
+	m.nexoRequests.WithLabelValues(cat, label(nexoResults, r), label(nexoConditions, cond)).Inc()
+	m.nexoLatency.WithLabelValues(cat).Observe(d.Seconds())
 }
 
 func (m *metrics) apmOutcome(outcome, paymentType string) {
 	if m != nil {
-		m.apmOutcomes.WithLabelValues(outcome, paymentType).Inc()
+		m.apmOutcomes.WithLabelValues(label(apmResults, outcome), paymentTypeLabel(m.paymentTypes, paymentType)).Inc()
 	}
+}
+
+// nexoStats is what the Nexo server reports about its bounded state.
+type nexoStats interface{ Stats() nexo.Stats }
+
+// watchNexo exports the Nexo server's caps: how full they are and how often
+// a peer ran into them.
+func (m *metrics) watchNexo(srv nexoStats) {
+	gauge := func(name, help string, f func(nexo.Stats) float64) {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "termagent", Name: name, Help: help}, func() float64 { return f(srv.Stats()) }))
+	}
+	counter := func(name, help string, f func(nexo.Stats) float64) {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "termagent", Name: name, Help: help}, func() float64 { return f(srv.Stats()) }))
+	}
+	gauge("nexo_logged_in", "SaleIDs logged in to the Nexo server.", func(s nexo.Stats) float64 { return float64(s.LoggedIn) })
+	counter("nexo_logins_evicted_total", "SaleIDs logged out because too many were logged in.", func(s nexo.Stats) float64 { return float64(s.LoginsEvicted) })
+	gauge("nexo_connections", "Connections open to the Nexo server.", func(s nexo.Stats) float64 { return float64(s.Conns) })
+	counter("nexo_connections_refused_total", "Connections closed at once because too many were open.", func(s nexo.Stats) float64 { return float64(s.ConnsRefused) })
+	gauge("nexo_replay_nonces", "Nonces of protected messages remembered to refuse replays.", func(s nexo.Stats) float64 { return float64(s.Nonces) })
 }

@@ -46,12 +46,35 @@ func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) error {
 	if err != nil {
 		return fmt.Errorf("journal begin: %w", err)
 	}
-	_, err = j.st.StartTxn(ctx, store.TxnRef{ID: uuid.NewString(), SaleID: e.SaleID, ServiceID: e.ServiceID},
+	id := uuid.NewString()
+	_, err = j.st.StartTxn(ctx, store.TxnRef{ID: id, SaleID: e.SaleID, ServiceID: e.ServiceID, Compact: e.State == nexo.TxDone},
 		store.Transition{At: e.Started, State: stateNexoStarted, Data: data})
+	if errors.Is(err, store.ErrDuplicateServiceID) {
+		// The pair is still reserved but its entry was evicted (journal budget):
+		// a retry must not start a second payment.
+		return nexo.Errorf(nexo.MessageFormat, "MessageHeader.ServiceID: %q already used by SaleID %q (its outcome is no longer kept)", e.ServiceID, e.SaleID)
+	}
 	if err != nil {
 		return fmt.Errorf("journal begin %s/%s: %w", e.SaleID, e.ServiceID, err)
 	}
+	if e.State == nexo.TxDone {
+		// Refused before anything ran (issue 11): header and refusal only, and
+		// no result event, as nothing reached PPaaS.
+		if err := j.st.AppendTxn(ctx, id, store.Transition{At: e.Updated, State: stateNexoDone, Final: true, Data: e.Response}); err != nil {
+			return fmt.Errorf("journal refusal %s/%s: %w", e.SaleID, e.ServiceID, err)
+		}
+	}
 	return nil
+}
+
+// adviceTxnID names the transaction an outbox advice is about, so that the
+// journal budget never evicts it (store.Options.AdviceTxnID).
+func adviceTxnID(payload []byte) string {
+	var a qr.Advice
+	if json.Unmarshal(payload, &a) != nil {
+		return ""
+	}
+	return a.ClientTransactionID
 }
 
 // Finish implements nexo.Journal.
@@ -229,6 +252,15 @@ func (e apmEngine) brand(req nexo.PaymentRequest) (string, bool) {
 func (e apmEngine) Accepts(req nexo.PaymentRequest) bool {
 	_, ok := e.brand(req)
 	return ok
+}
+
+// Precheck implements nexo.Prechecker: what Pay refuses before calling PPaaS
+// is refused before the request is journaled in full.
+func (e apmEngine) Precheck(req nexo.PaymentRequest) error {
+	if req.Type == nexo.PaymentRefund {
+		return nexo.Errorf(nexo.PaymentRestriction, "APM refunds are made with a Reversal of the original POI transaction")
+	}
+	return nil
 }
 
 // Pay implements nexo.PaymentEngine.

@@ -198,7 +198,7 @@ func TestRevokedCredentialsFail(t *testing.T) {
 	a, _ := w.auth(t, nil)
 	_, err := a.Token(t.Context())
 	require.NoError(t, err)
-	resp, err := http.Post(w.ppas.ControlURL()+"/control/auth/revoke/"+serial, "", nil)
+	resp, err := http.Post(w.ppas.ControlURL()+"/control/auth/revoke/"+serial, "application/json", nil)
 	require.NoError(t, err)
 	resp.Body.Close()
 	w.ppas.ExpireTokens()

@@ -91,19 +91,44 @@ func (XMLCodec) decodeWire(b []byte) (string, *wireMessage, error) {
 			}
 			return "", nil, formatError("message", "invalid XML: %v", err)
 		}
+		if _, ok := tok.(xml.Directive); ok {
+			// No DTD: nothing to expand, nothing to fetch.
+			return "", nil, formatError("message", "invalid XML: DTD or other directive not allowed")
+		}
 		se, ok := tok.(xml.StartElement)
 		if !ok {
 			continue
 		}
 		root := se.Name.Local
 		if root != rootRequest && root != rootResponse {
-			return "", nil, formatError("SaleToPOIRequest", "missing (root element is %q)", root)
+			return "", nil, formatError("SaleToPOIRequest", "missing (root element is %q)", clip(root, 32))
 		}
 		var m wireMessage
 		if err := d.DecodeElement(&m, &se); err != nil {
 			return "", nil, formatError(root, "invalid XML: %v", err)
 		}
+		if err := xmlEnd(d); err != nil {
+			return "", nil, err
+		}
 		return root, &m, nil
+	}
+}
+
+// xmlEnd refuses anything but white space after the root element, as the
+// JSON decoder refuses trailing data.
+func xmlEnd(d *xml.Decoder) error {
+	for {
+		tok, err := d.Token()
+		switch {
+		case err == io.EOF:
+			return nil
+		case err != nil:
+			return formatError("message", "invalid XML after the root element: %v", err)
+		}
+		if cd, ok := tok.(xml.CharData); ok && len(bytes.TrimSpace(cd)) == 0 {
+			continue
+		}
+		return formatError("message", "invalid XML: content after the root element")
 	}
 }
 

@@ -50,6 +50,30 @@ func (r *Router) Pay(ctx context.Context, req PaymentRequest) (PaymentResult, er
 	return PaymentResult{}, Errorf(PaymentRestriction, "no payment method accepts %s", what)
 }
 
+// Precheck refuses, before anything is journaled in full or sent anywhere, a
+// payment that no engine accepts, or that the engine accepting it refuses up
+// front (when it is a Prechecker too).
+func (r *Router) Precheck(req PaymentRequest) error {
+	for _, e := range r.engines {
+		if e.Accepts(req) {
+			if pc, ok := e.(Prechecker); ok {
+				return pc.Precheck(req)
+			}
+			return nil
+		}
+	}
+	_, err := r.Pay(context.Background(), req) // no engine: only builds the refusal
+	return err
+}
+
+// Prechecker is a PaymentEngine that can refuse a payment up front, without
+// calling anything. The server journals such a refusal compactly (the
+// request's header and the refusal, not the request), so a POS sending
+// payments nothing will take cannot fill the journal.
+type Prechecker interface {
+	Precheck(req PaymentRequest) error
+}
+
 // Reverse implements PaymentEngine. A reversal names only the POI
 // transaction, so each engine is asked in turn; an engine that does not know
 // the transaction answers NotFound.
@@ -85,6 +109,8 @@ type JournalEntry struct {
 	RequestHash string
 	// Request is the request in Nexo 3.x JSON, unprotected: what recovery after
 	// a crash needs to know about the transaction (amount, brand, references).
+	// Empty for a payment refused before the engine ran (see Prechecker): Begin
+	// then gets an entry already Done, with its Response.
 	Request []byte
 	State   TxState
 	// Response is the final SaleToPOIResponse in Nexo 3.x JSON, unprotected;

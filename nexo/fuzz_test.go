@@ -2,10 +2,18 @@ package nexo
 
 import (
 	"bytes"
+	"context"
+	"encoding/base64"
 	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // addGoldenSeeds adds every golden file with the extension as a seed, on top
@@ -84,6 +92,29 @@ func FuzzSecurityTrailer(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(sealed)
+		// Attack inputs: padding-oracle probes (the last byte of the blob
+		// flipped) and a truncated blob.
+		_, outer, err := JSONCodec{}.decodeWire(sealed)
+		if err != nil {
+			f.Fatal(err)
+		}
+		blob, _ := base64.StdEncoding.DecodeString(outer.NexoBlob)
+		for _, flip := range []byte{0x01, 0x0f, 0x80} {
+			tampered := append([]byte(nil), blob...)
+			tampered[len(tampered)-1] ^= flip
+			outer.NexoBlob = base64.StdEncoding.EncodeToString(tampered)
+			b, err := JSONCodec{}.encodeWire(rootRequest, outer)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
+		}
+		outer.NexoBlob = base64.StdEncoding.EncodeToString(blob[:len(blob)-16])
+		b, err := JSONCodec{}.encodeWire(rootRequest, outer)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		root, outer, err := JSONCodec{}.decodeWire(b)
@@ -99,6 +130,72 @@ func FuzzSecurityTrailer(f *testing.F) {
 		}
 		if len(plain) == 0 || *inner.MessageHeader != *outer.MessageHeader {
 			t.Fatal("opened a message whose header does not match")
+		}
+	})
+}
+
+// approver approves every payment at once (FuzzServe must not block).
+type approver struct{}
+
+func (approver) Pay(context.Context, PaymentRequest) (PaymentResult, error) {
+	return PaymentResult{Brand: "KB"}, nil
+}
+func (approver) Reverse(context.Context, ReversalRequest) (ReversalResult, error) {
+	return ReversalResult{}, Errorf(NotFound, "no such transaction")
+}
+
+// FuzzServe feeds request bodies to the whole server (decode, validation,
+// session rules, dispatch, journal): it must never panic or log an error,
+// always answer 200 or 413, and answer in bounded size.
+func FuzzServe(f *testing.F) {
+	addGoldenSeeds(f, "*.request.*")
+	for _, dir := range []string{"FuzzDecodeJSON", "FuzzDecodeXML"} {
+		files, err := filepath.Glob(filepath.Join("testdata", "fuzz", dir, "attack_*"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, file := range files {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				f.Fatal(err)
+			}
+			// The corpus file format: the value is the Go literal on line 2.
+			lines := strings.SplitN(string(b), "\n", 3)
+			if len(lines) < 2 {
+				continue
+			}
+			lit := strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")")
+			if v, err := strconv.Unquote(lit); err == nil {
+				f.Add([]byte(v))
+			}
+		}
+	}
+	rec := &levelRecorder{}
+	clk := newTestClock()
+	srv, err := NewServer(ServerConfig{POIID: testPOIID, AllowPlainHTTP: true, PaymentTimeout: 100 * time.Millisecond, AbortGrace: 10 * time.Millisecond},
+		Deps{Engine: approver{}, Journal: NewMemJournal(), Now: clk.Now}, slog.New(rec))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ctype := "application/json"
+		if bytes.HasPrefix(bytes.TrimSpace(b), []byte("<")) {
+			ctype = "application/xml"
+		}
+		req := httptest.NewRequest(http.MethodPost, "/nexo", bytes.NewReader(b))
+		req.Header.Set("Content-Type", ctype)
+		w := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(w, req)
+		if w.Code != http.StatusOK && w.Code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("status %d for %q", w.Code, b)
+		}
+		if w.Body.Len() > len(b)+8<<10 {
+			t.Fatalf("answer of %d bytes to a request of %d", w.Body.Len(), len(b))
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if len(rec.errors) > 0 {
+			t.Fatalf("logged an error (%v) for %q", rec.errors, b)
 		}
 	})
 }

@@ -131,6 +131,7 @@ type testEnv struct {
 	display *fakeDisplay
 	outbox  *fakeOutbox
 	obs     Observer
+	log     *slog.Logger // discarded when nil
 }
 
 // startServer runs a Server on 127.0.0.1:0 (plain HTTP unless cfg has TLS).
@@ -155,10 +156,13 @@ func startServer(t testing.TB, cfg ServerConfig, env *testEnv) *testEnv {
 	if cfg.TLSConfig == nil {
 		cfg.AllowPlainHTTP = true
 	}
+	if env.log == nil {
+		env.log = slog.New(slog.DiscardHandler)
+	}
 	srv, err := NewServer(cfg, Deps{
 		Engine: env.engine, Journal: env.journal, Display: env.display,
 		Diagnoser: fakeDiagnoser{}, Outbox: env.outbox, Observer: env.obs, Now: env.clock.Now,
-	}, slog.New(slog.DiscardHandler))
+	}, env.log)
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

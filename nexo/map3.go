@@ -33,7 +33,7 @@ func parseTime(field, s string) (time.Time, *Error) {
 	if t, err := time.Parse("2006-01-02T15:04:05.999999999", s); err == nil {
 		return t, nil
 	}
-	return time.Time{}, formatError(field, "not an ISO 8601 timestamp: %q", s)
+	return time.Time{}, formatError(field, "not an ISO 8601 timestamp: %q", clip(s, 40))
 }
 
 func headerFromWireLenient(w *wireHeader) Header {
@@ -73,36 +73,42 @@ func validateRequestHeader(w *wireHeader) (Header, *Error) {
 	}
 	h := headerFromWireLenient(w)
 	if h.ProtocolVersion != "" && !strings.HasPrefix(h.ProtocolVersion, "3.") {
-		return h, formatError("MessageHeader.ProtocolVersion", "unsupported version %q (3.x expected)", h.ProtocolVersion)
+		return h, formatError("MessageHeader.ProtocolVersion", "unsupported version %q (3.x expected)", clip(h.ProtocolVersion, 16))
 	}
 	switch h.Class {
 	case ClassService, ClassDevice, ClassEvent:
 	case "":
 		return h, formatError("MessageHeader.MessageClass", "missing")
 	default:
-		return h, formatError("MessageHeader.MessageClass", "invalid value %q", h.Class)
+		return h, formatError("MessageHeader.MessageClass", "invalid value %q", clip(string(h.Class), 32))
 	}
 	if h.Category == "" {
 		return h, formatError("MessageHeader.MessageCategory", "missing")
+	}
+	if (h.Class == ClassEvent) != (h.Category == CategoryEvent) {
+		return h, formatError("MessageHeader.MessageClass", "%s goes with MessageCategory Event only", ClassEvent)
 	}
 	switch h.Type {
 	case TypeRequest, TypeNotification:
 	case "":
 		return h, formatError("MessageHeader.MessageType", "missing")
 	default:
-		return h, formatError("MessageHeader.MessageType", "invalid value %q", h.Type)
+		return h, formatError("MessageHeader.MessageType", "invalid value %q", clip(string(h.Type), 32))
+	}
+	if e := checkLens(maxRefLen, "MessageHeader.SaleID", h.SaleID, "MessageHeader.POIID", h.POIID); e != nil {
+		return h, e
+	}
+	if e := checkLens(maxIDLen, "MessageHeader.ServiceID", h.ServiceID, "MessageHeader.DeviceID", h.DeviceID); e != nil {
+		return h, e
+	}
+	if e := checkLen("MessageHeader.ProtocolVersion", h.ProtocolVersion, 16); e != nil {
+		return h, e
 	}
 	if h.SaleID == "" && h.Class != ClassEvent {
 		return h, formatError("MessageHeader.SaleID", "missing")
 	}
 	if h.POIID == "" {
 		return h, formatError("MessageHeader.POIID", "missing")
-	}
-	if len(h.ServiceID) > 10 {
-		return h, formatError("MessageHeader.ServiceID", "longer than 10 characters")
-	}
-	if len(h.DeviceID) > 10 {
-		return h, formatError("MessageHeader.DeviceID", "longer than 10 characters")
 	}
 	switch {
 	case h.Class == ClassService && h.ServiceID == "":
@@ -140,13 +146,16 @@ func requestFromWire(m *wireMessage) (*Request, error) {
 		if m.DiagnosisRequest == nil {
 			return nil, formatError("DiagnosisRequest", "missing")
 		}
+		if e := checkList("DiagnosisRequest.AcquirerID", m.DiagnosisRequest.AcquirerID, maxRefLen); e != nil {
+			return nil, e
+		}
 		r.Diagnosis = &DiagnosisRequest{HostDiagnosis: m.DiagnosisRequest.HostDiagnosisFlag, AcquirerIDs: m.DiagnosisRequest.AcquirerID}
 	case CategoryDisplay:
 		r.Display, e = displayFromWire(m.DisplayRequest)
 	case CategoryEvent:
 		r.Event, e = eventFromWire(m.EventNotification)
 	default:
-		return nil, formatError("MessageHeader.MessageCategory", "unsupported category %q", h.Category)
+		return nil, formatError("MessageHeader.MessageCategory", "unsupported category %q", clip(string(h.Category), 32))
 	}
 	if e != nil {
 		return nil, e
@@ -175,6 +184,13 @@ func loginFromWire(w *wireLoginRequest) (*LoginRequest, *Error) {
 	if w.OperatorLanguage == "" {
 		return nil, formatError(f+".OperatorLanguage", "missing")
 	}
+	if e := checkLens(maxRefLen, f+".SaleSoftware.ManufacturerID", ss.ManufacturerID, f+".SaleSoftware.ApplicationName", ss.ApplicationName,
+		f+".SaleSoftware.SoftwareVersion", ss.SoftwareVersion, f+".SaleSoftware.CertificationCode", ss.CertificationCode, f+".OperatorID", w.OperatorID); e != nil {
+		return nil, e
+	}
+	if e := checkLens(maxLangLen, f+".OperatorLanguage", w.OperatorLanguage, f+".ShiftNumber", w.ShiftNumber); e != nil {
+		return nil, e
+	}
 	return &LoginRequest{
 		DateTime: dt,
 		SaleSoftware: SaleSoftware{
@@ -193,6 +209,9 @@ func transactionIDFromWire(field string, w *wireTransactionID, needTime bool) (T
 	}
 	if w.TransactionID == "" {
 		return TransactionID{}, formatError(field+".TransactionID", "missing")
+	}
+	if e := checkLen(field+".TransactionID", w.TransactionID, maxTxnIDLen); e != nil {
+		return TransactionID{}, e
 	}
 	id := TransactionID{ID: w.TransactionID}
 	if w.TimeStamp != "" || needTime {
@@ -235,7 +254,13 @@ func paymentFromWire(w *wirePaymentRequest) (*PaymentRequest, *Error) {
 		return nil, formatError(f+".PaymentTransaction.AmountsReq.Currency", "missing")
 	}
 	if _, ok := CurrencyExponent(ar.Currency); !ok {
-		return nil, formatError(f+".PaymentTransaction.AmountsReq.Currency", "unknown currency %q", ar.Currency)
+		return nil, formatError(f+".PaymentTransaction.AmountsReq.Currency", "unknown currency %q", clip(ar.Currency, 8))
+	}
+	if e := checkLen(f+".PaymentTransaction.AmountsReq.RequestedAmount", string(ar.RequestedAmount), 32); e != nil {
+		return nil, e
+	}
+	if e := checkLens(maxRefLen, f+".SaleData.SaleReferenceID", w.SaleData.SaleReferenceID, f+".SaleData.OperatorID", w.SaleData.OperatorID); e != nil {
+		return nil, e
 	}
 	minor, e := parseAmount(f+".PaymentTransaction.AmountsReq.RequestedAmount", string(ar.RequestedAmount), ar.Currency)
 	if e != nil {
@@ -257,6 +282,9 @@ func paymentFromWire(w *wirePaymentRequest) (*PaymentRequest, *Error) {
 				return nil, formatError(f+".PaymentTransaction.TransactionConditions.AllowedPaymentBrand", "empty brand")
 			}
 		}
+		if e := checkList(f+".PaymentTransaction.TransactionConditions.AllowedPaymentBrand", tc.AllowedPaymentBrand, maxRefLen); e != nil {
+			return nil, e
+		}
 		p.AllowedBrands = tc.AllowedPaymentBrand
 	}
 	if pd := w.PaymentData; pd != nil {
@@ -265,9 +293,12 @@ func paymentFromWire(w *wirePaymentRequest) (*PaymentRequest, *Error) {
 		case PaymentNormal, PaymentRefund:
 			p.Type = PaymentType(pd.PaymentType)
 		default:
-			return nil, formatError(f+".PaymentData.PaymentType", "unsupported value %q (Normal or Refund)", pd.PaymentType)
+			return nil, formatError(f+".PaymentData.PaymentType", "unsupported value %q (Normal or Refund)", clip(pd.PaymentType, 32))
 		}
 		if pid := pd.PaymentInstrumentData; pid != nil {
+			if e := checkLen(f+".PaymentData.PaymentInstrumentData.PaymentInstrumentType", pid.PaymentInstrumentType, maxRefLen); e != nil {
+				return nil, e
+			}
 			p.InstrumentType = pid.PaymentInstrumentType
 		}
 	}
@@ -318,7 +349,10 @@ func reversalFromWire(w *wireReversalRequest) (*ReversalRequest, *Error) {
 	case "":
 		return nil, formatError(f+".ReversalReason", "missing")
 	default:
-		return nil, formatError(f+".ReversalReason", "invalid value %q", w.ReversalReason)
+		return nil, formatError(f+".ReversalReason", "invalid value %q", clip(w.ReversalReason, 32))
+	}
+	if e := checkLens(maxRefLen, f+".OriginalPOITransaction.SaleID", w.OriginalPOITransaction.SaleID, f+".OriginalPOITransaction.POIID", w.OriginalPOITransaction.POIID); e != nil {
+		return nil, e
 	}
 	return &ReversalRequest{OriginalPOITransactionID: id, OriginalSaleID: w.OriginalPOITransaction.SaleID, Reason: w.ReversalReason}, nil
 }
@@ -329,6 +363,12 @@ func refFromWire(field string, w *wireMessageReference) (*MessageReference, *Err
 	}
 	if w.ServiceID == "" && w.DeviceID == "" {
 		return nil, formatError(field+".ServiceID", "missing")
+	}
+	if e := checkLens(maxIDLen, field+".ServiceID", w.ServiceID, field+".DeviceID", w.DeviceID); e != nil {
+		return nil, e
+	}
+	if e := checkLens(maxRefLen, field+".SaleID", w.SaleID, field+".POIID", w.POIID, field+".MessageCategory", w.MessageCategory); e != nil {
+		return nil, e
 	}
 	return &MessageReference{
 		Category: MessageCategory(w.MessageCategory), ServiceID: w.ServiceID,
@@ -361,6 +401,9 @@ func abortFromWire(w *wireAbortRequest) (*AbortRequest, *Error) {
 	if w.AbortReason == "" {
 		return nil, formatError(f+".AbortReason", "missing")
 	}
+	if e := checkLen(f+".AbortReason", w.AbortReason, maxTextLen); e != nil {
+		return nil, e
+	}
 	return &AbortRequest{MessageReference: *ref, AbortReason: w.AbortReason}, nil
 }
 
@@ -388,6 +431,9 @@ func displayFromWire(w *wireDisplayRequest) (*DisplayRequest, *Error) {
 	if len(w.DisplayOutput) == 0 {
 		return nil, formatError(f+".DisplayOutput", "missing")
 	}
+	if len(w.DisplayOutput) > maxListLen {
+		return nil, formatError(f+".DisplayOutput", "more than %d entries (%d)", maxListLen, len(w.DisplayOutput))
+	}
 	d := &DisplayRequest{}
 	for i, o := range w.DisplayOutput {
 		of := fmt.Sprintf("%s.DisplayOutput[%d]", f, i)
@@ -401,7 +447,18 @@ func displayFromWire(w *wireDisplayRequest) (*DisplayRequest, *Error) {
 			return nil, formatError(of+".OutputContent", "missing")
 		}
 		if o.OutputContent.OutputFormat != "Text" {
-			return nil, formatError(of+".OutputContent.OutputFormat", "unsupported value %q (Text)", o.OutputContent.OutputFormat)
+			return nil, formatError(of+".OutputContent.OutputFormat", "unsupported value %q (Text)", clip(o.OutputContent.OutputFormat, 32))
+		}
+		if e := checkLens(maxRefLen, of+".Device", o.Device, of+".InfoQualify", o.InfoQualify); e != nil {
+			return nil, e
+		}
+		if len(o.OutputContent.OutputText) > maxListLen {
+			return nil, formatError(of+".OutputContent.OutputText", "more than %d entries (%d)", maxListLen, len(o.OutputContent.OutputText))
+		}
+		for j, t := range o.OutputContent.OutputText {
+			if e := checkLen(fmt.Sprintf("%s.OutputContent.OutputText[%d]", of, j), t.Text, maxDisplayText); e != nil {
+				return nil, e
+			}
 		}
 		if o.MinimumDisplayTime < 0 {
 			return nil, formatError(of+".MinimumDisplayTime", "negative")
@@ -432,6 +489,12 @@ func eventFromWire(w *wireEventNotification) (*EventNotification, *Error) {
 	}
 	if w.EventToNotify == "" {
 		return nil, formatError(f+".EventToNotify", "missing")
+	}
+	if e := checkLen(f+".EventToNotify", w.EventToNotify, maxRefLen); e != nil {
+		return nil, e
+	}
+	if e := checkLen(f+".EventDetails", w.EventDetails, maxDetailsLen); e != nil {
+		return nil, e
 	}
 	return &EventNotification{TimeStamp: ts, EventToNotify: w.EventToNotify, EventDetails: w.EventDetails, MaintenanceRequired: w.MaintenanceRequiredFlag}, nil
 }

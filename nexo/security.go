@@ -1,7 +1,6 @@
 package nexo
 
 import (
-	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -9,9 +8,12 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
+	"hash"
 	"log/slog"
+	"sync/atomic"
 )
 
 // Message security as existing Nexo JSON terminal APIs do it ("shared key"
@@ -43,6 +45,8 @@ type Key struct {
 	hmacKey    []byte
 	cipherKey  []byte
 	iv         []byte
+	// macRuns, when set (tests), counts the HMACs open computes.
+	macRuns *atomic.Int64
 }
 
 // NewKey derives the key material of a shared key from its passphrase.
@@ -100,15 +104,19 @@ func (k *Key) seal(plain, nonce []byte) (blob, mac []byte, err error) {
 	return buf, h.Sum(nil), nil
 }
 
-// open decrypts blob and checks mac over the plaintext. Bad padding and a bad
-// MAC give the same error so that the answer is no padding oracle.
+// open decrypts blob and checks mac over the plaintext. It takes the same
+// time whatever the padding: the padding is checked in constant time, and
+// the HMAC is computed for every possible padding length (1–16 bytes, from
+// one shared prefix state) before either result is looked at, so neither the
+// answer nor its timing is a padding oracle. Bad padding and a bad MAC give
+// the same error.
 func (k *Key) open(blob, nonce, mac []byte) ([]byte, error) {
 	errAuth := fmt.Errorf("message authentication failed")
 	if len(nonce) != ivLen {
 		return nil, fmt.Errorf("nonce is %d bytes, want %d", len(nonce), ivLen)
 	}
 	if len(blob) == 0 || len(blob)%aes.BlockSize != 0 {
-		return nil, errAuth
+		return nil, errAuth // public: the length is on the wire
 	}
 	b, iv, err := k.block(nonce)
 	if err != nil {
@@ -116,17 +124,49 @@ func (k *Key) open(blob, nonce, mac []byte) ([]byte, error) {
 	}
 	buf := make([]byte, len(blob))
 	cipher.NewCBCDecrypter(b, iv).CryptBlocks(buf, blob)
-	pad := int(buf[len(buf)-1])
-	if pad == 0 || pad > aes.BlockSize || !bytes.Equal(buf[len(buf)-pad:], bytes.Repeat([]byte{byte(pad)}, pad)) {
+	n := len(buf)
+	pad := int(buf[n-1])
+	good := subtle.ConstantTimeLessOrEq(1, pad) & subtle.ConstantTimeLessOrEq(pad, aes.BlockSize)
+	for i := 1; i <= aes.BlockSize; i++ {
+		inPad := subtle.ConstantTimeLessOrEq(i, pad)
+		same := subtle.ConstantTimeByteEq(buf[n-i], byte(pad))
+		good &= subtle.ConstantTimeSelect(inPad, same, 1)
+	}
+	macOK := 0
+	for p, sum := range k.tailMACs(buf) {
+		macOK |= subtle.ConstantTimeEq(int32(p+1), int32(pad)) & subtle.ConstantTimeCompare(sum, mac)
+	}
+	if good&macOK != 1 {
 		return nil, errAuth
 	}
-	plain := buf[:len(buf)-pad]
-	h := hmac.New(sha256.New, k.hmacKey)
-	h.Write(plain)
-	if !hmac.Equal(h.Sum(nil), mac) {
-		return nil, errAuth
+	return buf[:n-pad], nil
+}
+
+// tailMACs returns HMAC(buf[:len(buf)-p]) for p = 1…16 (index p-1): the
+// shared prefix is hashed once and its state cloned for each tail.
+func (k *Key) tailMACs(buf []byte) [aes.BlockSize][]byte {
+	var out [aes.BlockSize][]byte
+	n := len(buf)
+	prefix := hmac.New(sha256.New, k.hmacKey)
+	prefix.Write(buf[:n-aes.BlockSize])
+	for p := 1; p <= aes.BlockSize; p++ {
+		var h hash.Hash
+		if c, ok := prefix.(hash.Cloner); ok {
+			if cl, err := c.Clone(); err == nil {
+				h = cl
+			}
+		}
+		if h == nil { // no cloning (FIPS 140 v1.0.0 mode): start over
+			h = hmac.New(sha256.New, k.hmacKey)
+			h.Write(buf[:n-aes.BlockSize])
+		}
+		h.Write(buf[n-aes.BlockSize : n-p])
+		out[p-1] = h.Sum(nil)
+		if k.macRuns != nil {
+			k.macRuns.Add(1)
+		}
 	}
-	return plain, nil
+	return out
 }
 
 // cryptoError is a refused protected (or unprotected) message. Existing Nexo

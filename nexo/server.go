@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -59,6 +58,21 @@ type ServerConfig struct {
 	// ServiceIDWindow is how long a ServiceID stays reserved per SaleID;
 	// default 48 h.
 	ServiceIDWindow time.Duration
+
+	// MaxConns bounds the connections open at once; one more is closed as
+	// soon as it is accepted. Default 64 (a POI serves a few POS).
+	MaxConns int
+	// MaxLoggedIn bounds the SaleIDs logged in at once; a Login past it logs
+	// the oldest out. Default 32.
+	MaxLoggedIn int
+	// ReplayWindow is how long the nonce of a protected message is
+	// remembered (a replay within it is refused), and how far a protected
+	// Login's DateTime may be from the POI's clock. A protected Payment's
+	// SaleTransactionID.TimeStamp may be ServiceIDWindow away. Default 1 h.
+	ReplayWindow time.Duration
+	// MaxNonces bounds the remembered nonces; past it the oldest is
+	// forgotten. Default 16,384 (about 1.3 MiB).
+	MaxNonces int
 }
 
 func (c *ServerConfig) setDefaults() {
@@ -77,6 +91,16 @@ func (c *ServerConfig) setDefaults() {
 	def(&c.IdleTimeout, 120*time.Second)
 	def(&c.AbortGrace, 5*time.Second)
 	def(&c.ServiceIDWindow, 48*time.Hour)
+	def(&c.ReplayWindow, time.Hour)
+	if c.MaxConns <= 0 {
+		c.MaxConns = 64
+	}
+	if c.MaxLoggedIn <= 0 {
+		c.MaxLoggedIn = 32
+	}
+	if c.MaxNonces <= 0 {
+		c.MaxNonces = 16384
+	}
 	if c.EventClient == nil {
 		c.EventClient = &http.Client{Timeout: 5 * time.Second}
 	}
@@ -97,10 +121,12 @@ type Server struct {
 	engines    sync.WaitGroup
 
 	mu       sync.Mutex
-	loggedIn map[string]bool
+	sessions sessions
 	current  *running // the transaction in progress, nil if none
 	lastSale string
 	eventSeq uint64
+	nonces   *nonceCache
+	conns    connLimit
 }
 
 // running is the transaction in progress.
@@ -124,10 +150,12 @@ func NewServer(cfg ServerConfig, deps Deps, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, deps: deps, log: log.With("component", "nexo"), now: deps.Now, loggedIn: map[string]bool{}}
+	s := &Server{cfg: cfg, deps: deps, log: log.With("component", "nexo"), now: deps.Now, sessions: newSessions(cfg.MaxLoggedIn)}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.nonces = newNonceCache(cfg.MaxNonces, cfg.ReplayWindow)
+	s.conns.max = int64(cfg.MaxConns)
 	s.base, s.cancelBase = context.WithCancelCause(context.Background())
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /nexo", s.serveNexo)
@@ -140,7 +168,7 @@ func NewServer(cfg ServerConfig, deps Deps, log *slog.Logger) (*Server, error) {
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
-		TLSConfig:         cfg.TLSConfig,
+		TLSConfig:         hardenTLS(cfg.TLSConfig),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return s, nil
@@ -156,6 +184,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && (s.cfg.TLSConfig == nil || s.cfg.Key == nil) {
 		return fmt.Errorf("nexo server: refusing to listen on %s without TLS and a message key", a)
 	}
+	ln = s.conns.wrap(ln, s.log)
 	var err error
 	switch {
 	case s.cfg.TLSConfig != nil:
@@ -266,13 +295,16 @@ func (s *Server) process(ctx context.Context, ex *exchange, body []byte) reply {
 	if err != nil {
 		return s.reject(ex, http.StatusOK, err.Error())
 	}
-	ex.hdr = headerFromWireLenient(m.MessageHeader)
+	ex.hdr = clipHeader(headerFromWireLenient(m.MessageHeader))
 	if root != rootRequest {
 		return s.reject(ex, http.StatusOK, "SaleToPOIRequest expected")
 	}
 	switch {
 	case s.cfg.Key != nil:
 		_, inner, cerr := s.cfg.Key.openMessage(ex.codec, root, m)
+		if cerr == nil {
+			cerr = s.checkReplay(m.SecurityTrailer)
+		}
 		if cerr != nil {
 			s.log.Warn("nexo message refused", "reason", cerr.Error(), "sale_id", ex.hdr.SaleID, "service_id", ex.hdr.ServiceID)
 			return s.failure(ex, http.StatusUnauthorized, &Error{Condition: NotAllowed, Text: cerr.Error()})
@@ -287,6 +319,12 @@ func (s *Server) process(ctx context.Context, ex *exchange, body []byte) reply {
 		return s.failure(ex, http.StatusOK, asError(err, MessageFormat))
 	}
 	ex.hdr = req.Header
+	if ex.protected {
+		if cerr := s.checkFresh(req); cerr != nil {
+			s.log.Warn("nexo message refused", "reason", cerr.Error(), "sale_id", ex.hdr.SaleID, "service_id", ex.hdr.ServiceID)
+			return s.failure(ex, http.StatusUnauthorized, &Error{Condition: NotAllowed, Text: cerr.Error()})
+		}
+	}
 	resp := s.dispatch(ctx, req)
 	if resp == nil {
 		return reply{status: http.StatusOK}
@@ -361,12 +399,15 @@ func (s *Server) dispatch(ctx context.Context, req *Request) *Response {
 		return failureResponse(h, Errorf(NotAllowed, "POIID %q is not this POI", h.POIID))
 	}
 	if h.Class == ClassEvent || h.Category == CategoryEvent {
+		if req.Event == nil { // requestFromWire refuses this; never trust it blindly
+			return failureResponse(h, formatError("EventNotification", "missing"))
+		}
 		s.log.Info("nexo event from POS", "event", req.Event.EventToNotify, "sale_id", h.SaleID)
 		return nil
 	}
 	s.mu.Lock()
 	s.lastSale = h.SaleID
-	logged := s.loggedIn[h.SaleID]
+	logged := s.sessions.has(h.SaleID)
 	s.mu.Unlock()
 	if s.cfg.Strict && !logged && h.Category != CategoryLogin {
 		if h.Category == CategoryAbort {
@@ -377,14 +418,17 @@ func (s *Server) dispatch(ctx context.Context, req *Request) *Response {
 	switch h.Category {
 	case CategoryLogin:
 		s.mu.Lock()
-		s.loggedIn[h.SaleID] = true
+		evicted, ok := s.sessions.login(h.SaleID)
 		s.mu.Unlock()
+		if ok {
+			s.log.Warn("nexo login: too many SaleIDs logged in; the oldest is logged out", "max", s.cfg.MaxLoggedIn, "logged_out", evicted)
+		}
 		return s.ok(h, func(r *Response) {
 			r.Login = &LoginResponse{POIDateTime: s.now(), GlobalStatus: "OK"}
 		})
 	case CategoryLogout:
 		s.mu.Lock()
-		delete(s.loggedIn, h.SaleID)
+		s.sessions.logout(h.SaleID)
 		s.mu.Unlock()
 		return s.ok(h, nil)
 	case CategoryPayment, CategoryReversal:
@@ -452,9 +496,18 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		s.log.Info("nexo duplicate request replayed", "sale_id", h.SaleID, "service_id", h.ServiceID)
 		return prev
 	}
+	if resp := s.refuseUpFront(ctx, req, hash, now); resp != nil {
+		s.mu.Unlock()
+		return resp
+	}
 	if cur := s.current; cur != nil {
 		s.mu.Unlock()
-		return s.txFailure(req, Errorf(Busy, "transaction %s/%s in progress", cur.saleID, cur.serviceID), TransactionID{})
+		// Never name the transaction: it may be another POS's.
+		what := "another transaction is in progress on this POI"
+		if cur.saleID == h.SaleID {
+			what = fmt.Sprintf("transaction %s of this SaleID is in progress", cur.serviceID)
+		}
+		return s.txFailure(req, Errorf(Busy, "%s", what), TransactionID{})
 	}
 	tctx, cancel := context.WithCancelCause(withHeader(s.base, h))
 	tctx, cancelTimeout := context.WithTimeout(tctx, s.cfg.PaymentTimeout)
@@ -470,8 +523,13 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		s.mu.Unlock()
 		cancelTimeout()
 		cancel(nil)
-		s.log.Error("journal begin", "err", err)
-		return s.txFailure(req, Errorf(UnavailableService, "journal unavailable"), TransactionID{})
+		ne := Errorf(UnavailableService, "journal unavailable")
+		if errors.As(err, &ne) { // the journal's own Nexo answer, e.g. a ServiceID still reserved
+			s.log.Warn("journal begin refused", "err", err)
+		} else {
+			s.log.Error("journal begin", "err", err)
+		}
+		return s.txFailure(req, ne, TransactionID{})
 	}
 	s.current = run
 	s.mu.Unlock()
@@ -546,6 +604,40 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	resp := s.outcomeResponse(req, tctx, o.resp, o.err)
 	s.finishJournal(ctx, h, resp, log)
 	log.Info("nexo transaction finished", "result", string(resp.Status.Result), "condition", string(resp.Status.ErrorCondition))
+	return resp
+}
+
+// refuseUpFront answers a payment the engine refuses without running
+// (Prechecker), journaled compactly: header, hash and the refusal, not the
+// request. It returns nil when the payment may go ahead. The caller holds mu.
+func (s *Server) refuseUpFront(ctx context.Context, req *Request, hash string, now time.Time) *Response {
+	pc, ok := s.deps.Engine.(Prechecker)
+	if !ok || req.Payment == nil {
+		return nil
+	}
+	err := pc.Precheck(*req.Payment)
+	if err == nil {
+		return nil
+	}
+	h := req.Header
+	resp := s.txFailure(req, asError(err, PaymentRestriction), TransactionID{})
+	stored, err := JSONCodec{}.EncodeResponse(resp)
+	if err == nil {
+		err = s.deps.Journal.Begin(ctx, JournalEntry{
+			SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category, RequestHash: hash,
+			State: TxDone, Response: stored, Started: now, Updated: now,
+		})
+	}
+	if err != nil {
+		ne := Errorf(UnavailableService, "journal unavailable")
+		if errors.As(err, &ne) {
+			s.log.Warn("journal refused payment", "err", err)
+		} else {
+			s.log.Error("journal refused payment", "err", err)
+		}
+		return s.txFailure(req, ne, TransactionID{})
+	}
+	s.log.Info("nexo payment refused before it started", "sale_id", h.SaleID, "service_id", h.ServiceID, "reason", resp.Status.AdditionalResponse)
 	return resp
 }
 
@@ -644,9 +736,11 @@ func (s *Server) txFailure(req *Request, e *Error, poiID TransactionID) *Respons
 // Aborting anything else (finished, unknown) does nothing, as in Nexo.
 func (s *Server) abort(req *Request) {
 	ref := req.Abort.MessageReference
-	saleID := ref.SaleID
-	if saleID == "" {
-		saleID = req.Header.SaleID
+	saleID := req.Header.SaleID
+	if ref.SaleID != "" && ref.SaleID != saleID {
+		// Bound to the caller, as Reversal is: a POS aborts only its own.
+		s.log.Warn("nexo abort ignored: it names another SaleID", "sale_id", saleID, "ref_sale_id", ref.SaleID, "service_id", ref.ServiceID)
+		return
 	}
 	s.mu.Lock()
 	cur := s.current
@@ -668,11 +762,12 @@ func (s *Server) transactionStatus(ctx context.Context, req *Request) *Response 
 		err   error
 	)
 	if ref != nil {
-		saleID := ref.SaleID
-		if saleID == "" {
-			saleID = h.SaleID
+		if ref.SaleID != "" && ref.SaleID != h.SaleID {
+			// Bound to the caller, as Reversal is: another POS's outcome is
+			// not this POS's to read, nor to know exists.
+			return failureResponse(h, Errorf(NotFound, "no such transaction for SaleID %s", h.SaleID))
 		}
-		e, found, err = s.deps.Journal.Lookup(ctx, saleID, ref.ServiceID)
+		e, found, err = s.deps.Journal.Lookup(ctx, h.SaleID, ref.ServiceID)
 	} else {
 		e, found, err = s.deps.Journal.Last(ctx, h.SaleID)
 	}
@@ -680,10 +775,10 @@ func (s *Server) transactionStatus(ctx context.Context, req *Request) *Response 
 	case err != nil:
 		s.log.Error("journal lookup", "err", err)
 		return failureResponse(h, Errorf(UnavailableService, "journal unavailable"))
-	case !found:
+	case !found || e.SaleID != h.SaleID:
 		return failureResponse(h, Errorf(NotFound, "no such transaction"))
 	case e.State != TxDone:
-		return failureResponse(h, Errorf(InProgress, "transaction %s/%s in progress", e.SaleID, e.ServiceID))
+		return failureResponse(h, Errorf(InProgress, "transaction %s in progress", e.ServiceID))
 	}
 	rep, err := JSONCodec{}.DecodeResponse(e.Response)
 	if err != nil {
@@ -702,11 +797,12 @@ func (s *Server) diagnose(ctx context.Context, req *Request) *Response {
 	s.mu.Lock()
 	busy := s.current != nil
 	var sales []string
-	for id := range s.loggedIn {
-		sales = append(sales, id)
+	// LoggedSaleID names the caller only: other POS's identifiers are
+	// theirs.
+	if s.sessions.has(req.Header.SaleID) {
+		sales = []string{req.Header.SaleID}
 	}
 	s.mu.Unlock()
-	sort.Strings(sales)
 	d := &DiagnosisResponse{GlobalStatus: "OK", CommunicationOK: true, LoggedSaleIDs: sales}
 	if busy {
 		d.GlobalStatus = "Busy"

@@ -217,7 +217,9 @@ func (p *PPaaS) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if serial != peer.Serial {
-			writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client is registered for another device")
+			// The same answer as a wrong secret: telling them apart would
+			// confirm a valid client id and secret to another device.
+			writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "invalid client credentials")
 			return
 		}
 		d.ClientID = id
@@ -294,6 +296,7 @@ func (p *PPaaS) handleCountries(w http.ResponseWriter, _ *http.Request) {
 
 func (p *PPaaS) handleExpireTokens(w http.ResponseWriter, _ *http.Request) {
 	p.issuer.expireAll()
+	p.broker.sweep() // sessions live no longer than their tokens
 	writeJSON(w, http.StatusOK, map[string]string{"status": "all tokens expired"})
 }
 
@@ -312,6 +315,7 @@ func (p *PPaaS) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown serial " + serial})
 		return
 	}
+	p.broker.sweep()
 	writeJSON(w, http.StatusOK, map[string]any{"serial": serial, "revoked": !restore})
 }
 

@@ -41,6 +41,9 @@ type broker interface {
 	stop() error
 	url() string
 	kick(serial string) error
+	// sweep drops the sessions whose token is no longer valid (expired,
+	// expired by the platform, or the device's credentials revoked).
+	sweep()
 }
 
 // embeddedBroker is a mochi-mqtt broker on loopback with TLS and JWT auth:
@@ -55,6 +58,48 @@ type embeddedBroker struct {
 	mu   sync.Mutex
 	addr string // requested, then the bound address so a restart reuses the port
 	srv  *mqtt.Server
+
+	// tokens are the connected devices' tokens (client id → token), checked
+	// every sweepEvery (default 5 s) and at once when tokens are expired or
+	// revoked: a session lives no longer than its token.
+	tokens     sessionTokens
+	sweepEvery time.Duration
+	sweepStop  chan struct{}
+	sweepDone  chan struct{}
+}
+
+// sessionTokens maps the connected MQTT clients to the token they presented.
+type sessionTokens struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (t *sessionTokens) set(id, token string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[string]string{}
+	}
+	t.m[id] = token
+}
+
+func (t *sessionTokens) snapshot() map[string]string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]string, len(t.m))
+	for k, v := range t.m {
+		out[k] = v
+	}
+	return out
+}
+
+// drop forgets id if it still holds token (a reconnection may have replaced it).
+func (t *sessionTokens) drop(id, token string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m[id] == token {
+		delete(t.m, id)
+	}
 }
 
 func (b *embeddedBroker) start() error {
@@ -64,7 +109,7 @@ func (b *embeddedBroker) start() error {
 		return nil
 	}
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: b.log.With("component", "mqtt-broker")})
-	if err := srv.AddHook(&brokerAuth{verify: b.verify}, nil); err != nil {
+	if err := srv.AddHook(&brokerAuth{verify: b.verify, tokens: &b.tokens}, nil); err != nil {
 		return fmt.Errorf("embedded broker: add auth hook: %w", err)
 	}
 	l := newBrokerListener("tls", b.addr, b.tls)
@@ -77,7 +122,53 @@ func (b *embeddedBroker) start() error {
 	}
 	b.addr = l.Address()
 	b.srv = srv
+	every := b.sweepEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	b.sweepStop, b.sweepDone = make(chan struct{}), make(chan struct{})
+	go b.sweeper(srv, every, b.sweepStop, b.sweepDone)
 	return nil
+}
+
+// sweeper sweeps srv every interval until stop is closed. It never takes
+// b.mu, which stop holds while it waits for it.
+func (b *embeddedBroker) sweeper(srv *mqtt.Server, every time.Duration, stop, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			b.sweepServer(srv)
+		}
+	}
+}
+
+func (b *embeddedBroker) sweep() {
+	b.mu.Lock()
+	srv := b.srv
+	b.mu.Unlock()
+	if srv != nil {
+		b.sweepServer(srv)
+	}
+}
+
+func (b *embeddedBroker) sweepServer(srv *mqtt.Server) {
+	for id, tok := range b.tokens.snapshot() {
+		cl, ok := srv.Clients.Get(id)
+		if !ok || cl.Closed() {
+			b.tokens.drop(id, tok)
+			continue
+		}
+		if _, err := b.verify(tok); err != nil {
+			b.log.Info("mqtt session dropped: its token is no longer valid", "client_id", id, "reason", err.Error())
+			_ = srv.DisconnectClient(cl, packets.ErrNotAuthorized) // reports the code it closed with
+			b.tokens.drop(id, tok)
+		}
+	}
 }
 
 func (b *embeddedBroker) stop() error {
@@ -86,6 +177,8 @@ func (b *embeddedBroker) stop() error {
 	if b.srv == nil {
 		return nil
 	}
+	close(b.sweepStop)
+	<-b.sweepDone
 	err := b.srv.Close()
 	b.srv = nil
 	return err
@@ -125,6 +218,7 @@ func (b *embeddedBroker) kick(serial string) error {
 type brokerAuth struct {
 	mqtt.HookBase
 	verify func(string) (Device, error)
+	tokens *sessionTokens
 }
 
 func (h *brokerAuth) ID() string { return "ppaas-device-jwt" }
@@ -140,6 +234,7 @@ func (h *brokerAuth) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 		h.Log.Info("mqtt device refused", "client_id", cl.ID, "username", user, "reason", reason(err))
 		return false
 	}
+	h.tokens.set(cl.ID, string(pk.Connect.Password))
 	return true
 }
 
@@ -193,6 +288,9 @@ func (b *externalBroker) stop() error {
 }
 
 func (b *externalBroker) url() string { return b.broker }
+
+// sweep is the external broker's business: it checks tokens itself.
+func (b *externalBroker) sweep() {}
 
 func (b *externalBroker) kick(string) error {
 	return errors.New("kick is not supported with an external broker")

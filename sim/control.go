@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"net"
 	"net/http"
 	"net/url"
 )
@@ -225,3 +227,39 @@ func (p *PPaaS) StartBroker() error { return p.broker.start() }
 // KickDevice drops a device's MQTT connection, so it must reconnect (with a
 // fresh token).
 func (p *PPaaS) KickDevice(serial string) error { return p.broker.kick(serial) }
+
+// checkControlAddr refuses a control API address that is not loopback unless
+// insecure: the control API has no authentication.
+func checkControlAddr(addr string, insecure bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("simulated PPaaS: control address %q: %w", addr, err)
+	}
+	ip := net.ParseIP(host)
+	if host == "localhost" || (ip != nil && ip.IsLoopback()) || insecure {
+		return nil
+	}
+	return fmt.Errorf("simulated PPaaS: refusing to serve the control API on %s: it is not a loopback address and the control API has no authentication (-control-insecure to do it anyway)", addr)
+}
+
+// guardControl protects the control API from the web pages a developer has
+// open: a cross-origin request that changes something (judged by
+// Sec-Fetch-Site, else Origin against Host) is refused, and so is one whose
+// body is not declared JSON, which a page cannot send cross-origin without a
+// preflight the control API never grants. The virtual terminal's page is
+// served from the control API itself, so its buttons are same-origin.
+func guardControl(h http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		apiError(w, http.StatusForbidden, "cross_origin", "cross-origin requests to the control API are refused")
+	}))
+	return cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions && r.Method != http.MethodDelete {
+			if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+				apiError(w, http.StatusUnsupportedMediaType, "invalid_request", "Content-Type: application/json is required")
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	}))
+}

@@ -31,6 +31,9 @@ type Config struct {
 	// ControlAddr is the plain-HTTP loopback listener of the control API
 	// (default 127.0.0.1:0).
 	ControlAddr string
+	// ControlInsecure lets the control API listen on a non-loopback address
+	// (anyone who reaches it can inject faults and pay transactions).
+	ControlInsecure bool
 	// CertsDir holds ca.pem, server.pem and server.key (see package certs).
 	CertsDir string
 	// TokenTTL is the life of issued access tokens (default 300 s, as PPaaS).
@@ -156,12 +159,12 @@ func New(cfg Config) (*PPaaS, error) {
 	p := &PPaaS{
 		cfg: cfg,
 		log: log,
-		tls: &tls.Config{
+		tls: mtls.HardenServerTLS(&tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{pair},
 			ClientCAs:    pool,
 			ClientAuth:   tls.VerifyClientCertIfGiven,
-		},
+		}),
 		mux:       http.NewServeMux(),
 		control:   http.NewServeMux(),
 		issuer:    iss,
@@ -208,6 +211,9 @@ func (p *PPaaS) routes() {
 
 // Start listens on both addresses and serves until Close.
 func (p *PPaaS) Start(ctx context.Context) error {
+	if err := checkControlAddr(p.cfg.ControlAddr, p.cfg.ControlInsecure); err != nil {
+		return err
+	}
 	var lc net.ListenConfig
 	apiLn, err := lc.Listen(ctx, "tcp", p.cfg.Addr)
 	if err != nil {
@@ -232,7 +238,7 @@ func (p *PPaaS) Start(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          errLog,
 	}
-	p.ctl = &http.Server{Handler: p.control, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	p.ctl = &http.Server{Handler: guardControl(p.control), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()

@@ -28,6 +28,10 @@ type TxnRef struct {
 	ID        string
 	SaleID    string
 	ServiceID string
+	// Compact marks a transaction refused before anything ran (issue 11):
+	// evicting it for the journal budget also releases its ServiceID, since
+	// a retry would be refused the same way.
+	Compact bool
 }
 
 // Transition is one step in a transaction's life. State and Data are the
@@ -60,6 +64,7 @@ type txnHeader struct {
 	Final     bool      `json:"final,omitempty"`
 	N         uint64    `json:"n"`     // transitions so far
 	Order     uint64    `json:"order"` // key in the order bucket
+	Compact   bool      `json:"compact,omitempty"`
 }
 
 // StartTxn journals a new transaction with its first transition. If
@@ -84,7 +89,8 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 	// without one (started by the agent itself) reserves nothing.
 	indexed := ref.ServiceID != ""
 	h := txnHeader{SaleID: ref.SaleID, ServiceID: ref.ServiceID, Started: first.At, Updated: first.At,
-		State: first.State, Final: first.Final, N: 1}
+		State: first.State, Final: first.Final, N: 1, Compact: ref.Compact}
+	var grew int // bytes written, for the journal budget
 	err = s.do(ctx, func(w *wtx) error {
 		if w.tx.Bucket(bucketTxn).Get([]byte(ref.ID)) != nil {
 			return ErrTxnExists
@@ -113,17 +119,21 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		if indexed {
 			svcVal = append(seqKey(uint64(timeNanos(w.now))), id...)
 		}
+		sk := saleKey(ref.SaleID, order)
+		grew = 4*len(id) + len(hv) + len(tv) + len(svcKey) + len(svcVal) + len(sk) + len(id) + 6*16 // 16: bbolt's element header
 		return putAll(
 			put{w.tx.Bucket(bucketTxn), id, hv},
 			put{w.tx.Bucket(bucketTrans), transKey(ref.ID, 1), tv},
 			put{w.tx.Bucket(bucketOrder), seqKey(order), id},
 			put{w.tx.Bucket(bucketSvc), svcKey, svcVal},
 			put{w.tx.Bucket(bucketUnfin), id, unfinishedValue(hdr.Final)},
+			put{w.tx.Bucket(bucketSale), sk, id},
 		)
 	})
 	if err != nil {
 		return Txn{}, fmt.Errorf("start transaction %s: %w", ref.ID, err)
 	}
+	s.journalGrew(ctx, grew)
 	return Txn{TxnRef: ref, Started: h.Started, Updated: h.Updated, State: h.State, Final: h.Final,
 		Transitions: []Transition{first}}, nil
 }
@@ -251,22 +261,14 @@ func (s *Store) LastTxnForSale(ctx context.Context, saleID string) (Txn, bool, e
 		ok bool
 	)
 	err := s.view(func(tx *bolt.Tx) error {
-		txb := tx.Bucket(bucketTxn)
-		c := tx.Bucket(bucketOrder).Cursor()
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			var h txnHeader
-			if hv := txb.Get(v); hv == nil || json.Unmarshal(hv, &h) != nil || h.SaleID != saleID {
-				continue
-			}
-			var err error
-			t, err = readTxn(tx, string(v))
-			ok = err == nil
-			return err
+		id := lastForSale(tx, saleID) // indexed: no scan of the journal
+		if id == nil {
+			return nil
 		}
-		return nil
+		var err error
+		t, err = readTxn(tx, string(id))
+		ok = err == nil
+		return err
 	})
 	if err != nil {
 		return Txn{}, false, fmt.Errorf("read last transaction of SaleID %q: %w", saleID, err)
@@ -401,6 +403,9 @@ func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 }
 
 func deleteTxn(tx *bolt.Tx, id []byte) error {
+	if err := deleteSaleIndex(tx, id); err != nil {
+		return err
+	}
 	if err := tx.Bucket(bucketTxn).Delete(id); err != nil {
 		return err
 	}

@@ -103,6 +103,15 @@ type Options struct {
 	Now func() time.Time
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+
+	// JournalMaxBytes bounds the journal on disk (issue 11): past it the
+	// oldest finished transactions are evicted, never an unfinished one nor
+	// one an advice names. Default 64 MiB; negative means unbounded.
+	JournalMaxBytes int64
+	// AdviceTxnID names the transaction an advice record's payload is about,
+	// so the journal budget keeps it. Without it, no transaction is evicted
+	// while any advice is queued.
+	AdviceTxnID func(payload []byte) string
 }
 
 func (o Options) withDefaults() Options {
@@ -129,6 +138,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.JournalMaxBytes == 0 {
+		o.JournalMaxBytes = 64 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -209,6 +221,7 @@ type Store struct {
 	dead     atomic.Int64
 	deadB    atomic.Int64
 	metrics  metrics
+	jbudget  budget // journal_budget.go
 }
 
 // counters are persisted in the meta bucket in the same transaction as the
@@ -281,6 +294,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		janitorDone: make(chan struct{}),
 	}
 	if err := s.init(migrations()); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if err := s.ensureSaleIndex(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if _, err := s.measure(); err != nil {
 		_ = db.Close()
 		return nil, err
 	}

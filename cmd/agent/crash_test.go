@@ -54,7 +54,7 @@ func TestCrashChildAgent(t *testing.T) {
 // crashWorld is an in-process simulated PPaaS and an agent running as a
 // separate process on a data dir that outlives it.
 type crashWorld struct {
-	t      *testing.T
+	t      testing.TB
 	sim    *sim.PPaaS
 	dir    string
 	serial string
@@ -63,7 +63,7 @@ type crashWorld struct {
 	seen   map[string]bool // QR transactions already awaited
 }
 
-func newCrashWorld(t *testing.T) *crashWorld {
+func newCrashWorld(t testing.TB) *crashWorld {
 	t.Helper()
 	dir := t.TempDir()
 	_, err := certs.Generate(certs.Options{Dir: dir})
@@ -91,8 +91,8 @@ type agentProc struct {
 }
 
 // start runs the agent on the world's data dir, waits until it is ready and
-// returns its POS URL.
-func (w *crashWorld) start() string {
+// returns its POS URL. extra arguments override the defaults.
+func (w *crashWorld) start(extra ...string) string {
 	w.t.Helper()
 	d := w.dir
 	args := []string{
@@ -103,6 +103,7 @@ func (w *crashWorld) start() string {
 		"-display-url", w.sim.TerminalURL(w.serial) + "/display",
 		"-payment-timeout", "30s", "-event-wait", "500ms", "-log-format", "json",
 	}
+	args = append(args, extra...)
 	raw, err := json.Marshal(args)
 	require.NoError(w.t, err)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChildAgent$", "-test.count=1")

@@ -99,6 +99,10 @@ func plan(quick bool) []benchRun {
 		{pkg: "./sim", bench: "WorldPayment", benchtime: x("1000x", "20x")},
 		// Issue 13: the same payment in polling mode (about a second each).
 		{pkg: "./sim", bench: "PaymentPollingMode", benchtime: x("60x", "5x")},
+		// Issue 11: the padding check's timing, and 10,000 of each attack
+		// against a running agent.
+		{pkg: "./nexo", bench: "OpenPaddingTiming", benchtime: x("20000x", "500x")},
+		{pkg: "./cmd/agent", bench: "HostileInput", benchtime: "1x", env: []string{"TERMAGENT_HOSTILE_N=" + x("10000", "300")}},
 	}
 	if !quick {
 		p = append(p, benchRun{pkg: "./store", bench: "LargeQueue", benchtime: "1x", env: []string{"TERMAGENT_BENCH_LONG=1"}})

@@ -60,6 +60,18 @@ func TestRenderShowsRatiosTargetsAndMissingFigures(t *testing.T) {
 		require.Contains(t, md, want)
 	}
 	require.False(t, strings.Contains(md, "❌"), "every target met in this report:\n%s", md)
+	require.NotContains(t, md, "## Hostile input", "no section without its benchmark")
+
+	hostile, err := parseBench("cmd/agent", strings.NewReader("BenchmarkHostileInput-2   1   9e10 ns/op   10000 requests-per-kind   22.0 rss-before-MB   35.0 rss-mid-MB   36.0 rss-after-MB   6.5 anon-before-MB   16.5 anon-mid-MB   17.0 anon-after-MB   0.0625 db-before-MB   4 db-mid-MB   4.0 db-after-MB   20.3 metrics-before-KB   20.6 metrics-mid-KB   20.7 metrics-after-KB\n"))
+	require.NoError(t, err)
+	rep.Results = append(rep.Results, hostile...)
+	buf.Reset()
+	rep.Render(&buf)
+	md = buf.String()
+	require.Contains(t, md, "## Hostile input")
+	require.Contains(t, md, "| RSS (MiB) | 22 | 35 | 36 | 1.64 | 1.03 | no growth after the first round (≤ 1.10) ✅ |")
+	require.Contains(t, md, "| data file (MiB) | 0.0625 | 4 | 4 | 64.00 | 1.00 | ≤ 4 × journal_max_bytes ✅ |")
+	require.Contains(t, md, "| `/metrics` scrape (KiB) | 20.3 | 20.6 | 20.7 | 1.02 | 1.00 | within 10% of idle ✅ |")
 }
 
 func TestProcReadersOnThisProcess(t *testing.T) {

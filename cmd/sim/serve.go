@@ -18,6 +18,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	addr := fs.String("addr", "127.0.0.1:9021", "mTLS listen address of the simulated PPaaS")
 	control := fs.String("control", "127.0.0.1:9080", "plain-HTTP loopback address of the control API")
 	mqtt := fs.String("mqtt", "127.0.0.1:8883", "TLS address of the embedded MQTT broker (127.0.0.1:0: a free port)")
+	insecure := fs.Bool("control-insecure", false, "allow -control on a non-loopback address (anyone who reaches it can inject faults)")
 	ttl := fs.Duration("token-ttl", 300*time.Second, "life of issued device tokens")
 	logLevel := fs.String("log-level", "info", "log level (debug, info, warn, error)")
 	rest, err := parseInterspersed(fs, args)
@@ -35,7 +36,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("prepare certificates: %w", err)
 	}
 	fmt.Fprint(stderr, certs.GitWarning(ctx, *dir))
-	p, err := sim.New(sim.Config{Addr: *addr, ControlAddr: *control, CertsDir: *dir, TokenTTL: *ttl, Logger: log,
+	p, err := sim.New(sim.Config{Addr: *addr, ControlAddr: *control, ControlInsecure: *insecure, CertsDir: *dir, TokenTTL: *ttl, Logger: log,
 		Payments: sim.PaymentsConfig{MQTTAddr: *mqtt}})
 	if err != nil {
 		return err

@@ -16,12 +16,14 @@ import (
 type worldFlags struct {
 	dir, api, control, mqtt, nexo, mqttURL, provider, logLevel string
 	tokenTTL                                                   time.Duration
+	controlInsecure                                            bool
 }
 
 func (w *worldFlags) register(fs *flag.FlagSet, dir, api, control, mqtt, nexo string) {
 	fs.StringVar(&w.dir, "dir", dir, "directory for the certificates (DIR/certs) and the agent's data (DIR/data)")
 	fs.StringVar(&w.api, "addr", api, "mTLS address of the simulated PPaaS (auth and APIs)")
 	fs.StringVar(&w.control, "control", control, "plain-HTTP loopback address of the control API and virtual terminal")
+	fs.BoolVar(&w.controlInsecure, "control-insecure", false, "allow -control on a non-loopback address (anyone who reaches it can inject faults and pay)")
 	fs.StringVar(&w.mqtt, "mqtt", mqtt, "TLS address of the embedded MQTT broker")
 	fs.StringVar(&w.nexo, "nexo", nexo, "address of the agent's POS-facing Nexo HTTPS server")
 	fs.StringVar(&w.mqttURL, "mqtt-url", "", "use an external MQTT broker (ssl://host:port) instead of the embedded one")
@@ -44,7 +46,7 @@ func (w *worldFlags) config(stderr io.Writer) (sim.WorldConfig, error) {
 	return sim.WorldConfig{
 		Dir: w.dir,
 		PPaaS: sim.Config{
-			Addr: w.api, ControlAddr: w.control, TokenTTL: w.tokenTTL,
+			Addr: w.api, ControlAddr: w.control, ControlInsecure: w.controlInsecure, TokenTTL: w.tokenTTL,
 			Payments: sim.PaymentsConfig{Provider: mode, MQTTAddr: w.mqtt, ExternalMQTTURL: w.mqttURL},
 		},
 		NexoAddr: w.nexo,

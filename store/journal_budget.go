@@ -1,0 +1,328 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// This file bounds the journal on disk (Options.JournalMaxBytes) and indexes
+// it by SaleID, so that what a POS sends can neither fill the terminal's
+// flash nor make a TransactionStatus cost a scan of 30 days of journal.
+
+// bucketSale indexes the journal by SaleID: saleID \x00 be(order) → id. It is
+// created (and filled from the journal) at Open when missing, so a file
+// written before it existed needs no migration.
+var bucketSale = []byte("journal.sale")
+
+func saleKey(saleID string, order uint64) []byte {
+	return append(append([]byte(saleID), 0), seqKey(order)...)
+}
+
+// journalBuckets are the buckets the journal budget counts.
+func journalBuckets() [][]byte {
+	return [][]byte{bucketTxn, bucketTrans, bucketOrder, bucketSvc, bucketUnfin, bucketSale}
+}
+
+// ensureSaleIndex creates and fills the SaleID index of a file that has none.
+func (s *Store) ensureSaleIndex() error {
+	err := guard(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			if tx.Bucket(bucketSale) != nil {
+				return nil
+			}
+			idx, err := tx.CreateBucket(bucketSale)
+			if err != nil {
+				return err
+			}
+			txb := tx.Bucket(bucketTxn)
+			return tx.Bucket(bucketOrder).ForEach(func(k, v []byte) error {
+				var h txnHeader
+				if hv := txb.Get(v); hv == nil || json.Unmarshal(hv, &h) != nil {
+					return nil
+				}
+				return idx.Put(saleKey(h.SaleID, keySeq(k)), v)
+			})
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("open store %s: index journal by SaleID: %w", s.path, err)
+	}
+	return nil
+}
+
+// deleteSaleIndex removes a transaction's SaleID index entry (before its
+// header is deleted).
+func deleteSaleIndex(tx *bolt.Tx, id []byte) error {
+	idx := tx.Bucket(bucketSale)
+	hv := tx.Bucket(bucketTxn).Get(id)
+	if idx == nil || hv == nil {
+		return nil
+	}
+	var h txnHeader
+	if json.Unmarshal(hv, &h) != nil {
+		return nil
+	}
+	return idx.Delete(saleKey(h.SaleID, h.Order))
+}
+
+// lastForSale is the id of the most recently started transaction of saleID,
+// from the index: one seek, whatever the size of the journal.
+func lastForSale(tx *bolt.Tx, saleID string) []byte {
+	prefix := append([]byte(saleID), 0)
+	c := tx.Bucket(bucketSale).Cursor()
+	k, v := c.Seek(append([]byte(saleID), 1)) // just past the prefix
+	if k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
+		return nil
+	}
+	return v
+}
+
+// budget tracks the journal's size against Options.JournalMaxBytes.
+type budget struct {
+	est     atomic.Int64 // bytes: measured, plus what was written since
+	next    atomic.Int64 // est at which to measure again; 0: 90% of the budget
+	starts  atomic.Int64
+	evicted atomic.Int64
+	mu      sync.Mutex // one enforcement at a time
+}
+
+// JournalStats describe the journal's disk budget.
+type JournalStats struct {
+	Bytes    int64 // journal size (measured in pages in use, plus writes since)
+	MaxBytes int64 // Options.JournalMaxBytes; 0 when unbounded
+	Evicted  int64 // finished transactions evicted to stay within it, since Open
+}
+
+// JournalStats returns the journal's size against its budget.
+func (s *Store) JournalStats() JournalStats {
+	st := JournalStats{Bytes: s.jbudget.est.Load(), Evicted: s.jbudget.evicted.Load()}
+	if s.opts.JournalMaxBytes > 0 {
+		st.MaxBytes = s.opts.JournalMaxBytes
+	}
+	return st
+}
+
+// measureJournal returns the bytes the journal's buckets use in their pages.
+func measureJournal(tx *bolt.Tx) int64 {
+	var n int64
+	for _, name := range journalBuckets() {
+		if b := tx.Bucket(name); b != nil {
+			st := b.Stats()
+			n += int64(st.LeafInuse + st.BranchInuse + st.InlineBucketInuse)
+		}
+	}
+	return n
+}
+
+func (s *Store) measure() (int64, error) {
+	var n int64
+	err := s.view(func(tx *bolt.Tx) error { n = measureJournal(tx); return nil })
+	if err == nil {
+		s.jbudget.est.Store(n)
+	}
+	return n, err
+}
+
+// journalGrew accounts for a journal write and keeps the budget: near it (or
+// every 256 transactions, to correct the estimate) the journal is measured,
+// and over it the oldest finished transactions are evicted.
+func (s *Store) journalGrew(ctx context.Context, n int) {
+	max := s.opts.JournalMaxBytes
+	est := s.jbudget.est.Add(int64(n))
+	if max <= 0 {
+		return
+	}
+	starts := s.jbudget.starts.Add(1)
+	next := s.jbudget.next.Load()
+	if next == 0 {
+		next = max * 9 / 10
+	}
+	if est < next && starts%256 != 0 {
+		return
+	}
+	if _, err := s.EnforceJournalBudget(ctx); err != nil {
+		s.log.Warn("journal budget", "err", err)
+	}
+}
+
+// EnforceJournalBudget evicts the oldest finished transactions while the
+// journal is over Options.JournalMaxBytes, down to 80% of it. It never
+// evicts an unfinished transaction nor one that a pending (or dead-lettered)
+// advice names (see Options.AdviceTxnID). A transaction's SaleID+ServiceID
+// reservation outlives its eviction, so a retried request is refused as a
+// duplicate rather than charged again. It returns the number evicted.
+func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
+	max := s.opts.JournalMaxBytes
+	if max <= 0 {
+		return 0, nil
+	}
+	s.jbudget.mu.Lock()
+	defer s.jbudget.mu.Unlock()
+	size, err := s.measure()
+	// Measure again at 90% of the budget, or once 5% more was written when
+	// what is left cannot go.
+	defer func() { s.jbudget.next.Store(maxInt64(max*9/10, size+max/20)) }()
+	if err != nil || size <= max {
+		return 0, err
+	}
+	target := max * 8 / 10
+	total := 0
+	var after []byte // order key to resume from
+	for size > target {
+		n, next, err := s.evictChunk(ctx, after, size-target)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("evict journal: %w", err)
+		}
+		if size, err = s.measure(); err != nil {
+			return total, err
+		}
+		if next == nil {
+			break // nothing more may go
+		}
+		after = next
+	}
+	s.jbudget.evicted.Add(int64(total))
+	if size > max {
+		s.log.Warn("journal over its budget: everything left is unfinished or awaits an advice", "bytes", size, "max", max)
+	} else if total > 0 {
+		s.log.Warn("journal at its budget: oldest finished transactions evicted", "evicted", total, "bytes", size, "max", max)
+	}
+	return total, nil
+}
+
+// evictChunk deletes up to moveChunk evictable transactions, oldest first,
+// starting after order key after, until about want bytes are freed. It
+// returns where to resume (nil: the end of the journal).
+func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, []byte, error) {
+	var (
+		n    int
+		next []byte
+	)
+	err := s.do(ctx, func(w *wtx) error {
+		n, next = 0, nil
+		pinned, err := s.advisedTxns(w.tx)
+		if err != nil {
+			return err
+		}
+		ord, txb := w.tx.Bucket(bucketOrder), w.tx.Bucket(bucketTxn)
+		type victim struct {
+			k, id  []byte
+			svcKey []byte // released with the transaction (compact ones only)
+		}
+		var victims []victim
+		var freed int64
+		c := ord.Cursor()
+		k, v := c.First()
+		if after != nil {
+			k, v = c.Seek(after)
+			if k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
+			if len(victims) == moveChunk || freed >= want {
+				next = append([]byte(nil), k...)
+				break
+			}
+			hv := txb.Get(v)
+			var h txnHeader
+			if hv == nil || json.Unmarshal(hv, &h) != nil || !h.Final || pinned == nil || pinned[string(v)] {
+				continue
+			}
+			vi := victim{k: append([]byte(nil), k...), id: append([]byte(nil), v...)}
+			if h.Compact {
+				sk := serviceKey(h.SaleID, h.ServiceID)
+				if sv := w.tx.Bucket(bucketSvc).Get(sk); len(sv) >= 8 && bytes.Equal(sv[8:], v) {
+					vi.svcKey = sk
+				}
+			}
+			victims = append(victims, vi)
+			freed += int64(len(hv)+len(v)) + transBytes(w.tx, v)
+		}
+		for _, vi := range victims {
+			if err := deleteTxn(w.tx, vi.id); err != nil {
+				return err
+			}
+			if vi.svcKey != nil {
+				if err := w.tx.Bucket(bucketSvc).Delete(vi.svcKey); err != nil {
+					return err
+				}
+			}
+			if err := ord.Delete(vi.k); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, next, err
+}
+
+func transBytes(tx *bolt.Tx, id []byte) int64 {
+	var n int64
+	prefix := append(append([]byte(nil), id...), 0)
+	c := tx.Bucket(bucketTrans).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		n += int64(len(k) + len(v))
+	}
+	return n
+}
+
+// advisedTxns are the transactions named by an advice in the outbox or the
+// dead letters: they must stay. Without Options.AdviceTxnID the store cannot
+// tell which transaction an advice is about, so while any advice exists it
+// returns nil: nothing may be evicted.
+func (s *Store) advisedTxns(tx *bolt.Tx) (map[string]bool, error) {
+	pinned := map[string]bool{}
+	for _, name := range [][]byte{bucketOutbox, bucketDead} {
+		err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+			if len(v) < 2 || Kind(v[1]) != KindAdvice {
+				return nil
+			}
+			r, err := decodeRecord(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return nil
+			}
+			if s.opts.AdviceTxnID == nil {
+				pinned = nil
+				return errStopScan
+			}
+			if id := s.opts.AdviceTxnID(r.Payload); id != "" {
+				pinned[id] = true
+			} else {
+				pinned = nil
+				return errStopScan
+			}
+			return nil
+		})
+		if err == errStopScan {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return pinned, nil
+}
+
+var errStopScan = fmt.Errorf("stop scan")
+
+func maxInt64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,145 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+func adviceTxnID(payload []byte) string {
+	var a struct{ ID string }
+	_ = json.Unmarshal(payload, &a)
+	return a.ID
+}
+
+// The journal stays within JournalMaxBytes however many requests arrive; the
+// oldest finished transactions go, never an unfinished one nor one an advice
+// names, and a ServiceID stays reserved after its transaction was evicted.
+func TestJournalBudgetEvictsOldestFinished(t *testing.T) {
+	const max = 256 << 10
+	clk := newFakeClock()
+	s, path := openTest(t, Options{NoSync: true, Now: clk.Now, JournalMaxBytes: max, AdviceTxnID: adviceTxnID})
+	ctx := context.Background()
+	data := json.RawMessage(`"` + string(bytes.Repeat([]byte("r"), 1024)) + `"`)
+	for i := range 3000 {
+		id := fmt.Sprintf("t%04d", i)
+		_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS1", ServiceID: fmt.Sprint(i)}, Transition{State: "started", Data: data})
+		require.NoError(t, err)
+		switch {
+		case i < 3: // unfinished: kept whatever happens
+		case i == 3: // finished, but an advice names it
+			require.NoError(t, s.AppendTxn(ctx, id, Transition{State: "done", Final: true}))
+			_, err := s.Append(ctx, Event{Kind: KindAdvice, Payload: []byte(`{"id":"t0003"}`)})
+			require.NoError(t, err)
+		default:
+			require.NoError(t, s.AppendTxn(ctx, id, Transition{State: "done", Final: true, Data: data}))
+		}
+		clk.Advance(1)
+	}
+	_, err := s.EnforceJournalBudget(ctx)
+	require.NoError(t, err)
+	st := s.JournalStats()
+	require.LessOrEqual(t, st.Bytes, int64(max))
+	require.Positive(t, st.Evicted)
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.LessOrEqual(t, fi.Size(), int64(4*max), "the file stops growing (bbolt grows it in power-of-two steps)")
+
+	for _, id := range []string{"t0000", "t0001", "t0002", "t0003", "t2999"} {
+		_, err := s.Txn(ctx, id)
+		require.NoError(t, err, id)
+	}
+	_, err = s.Txn(ctx, "t0004")
+	require.ErrorIs(t, err, ErrNotFound, "the oldest finished transaction is evicted")
+	_, ok, err := s.TxnByServiceID(ctx, "POS1", "4")
+	require.NoError(t, err)
+	require.False(t, ok)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "again", SaleID: "POS1", ServiceID: "4"}, Transition{State: "started"})
+	require.ErrorIs(t, err, ErrDuplicateServiceID, "an evicted transaction's ServiceID stays reserved")
+	last, ok, err := s.LastTxnForSale(ctx, "POS1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "t2999", last.ID)
+}
+
+// Without AdviceTxnID the store cannot tell which transaction an advice is
+// about: nothing is evicted while one is queued.
+func TestJournalBudgetWithoutAdviceMapping(t *testing.T) {
+	s, _ := openTest(t, Options{NoSync: true, JournalMaxBytes: 32 << 10, PruneInterval: -1})
+	ctx := context.Background()
+	_, err := s.Append(ctx, Event{Kind: KindAdvice, Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	for i := range 200 {
+		id := fmt.Sprint(i)
+		_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "P", ServiceID: id}, Transition{State: "s", Final: true, Data: json.RawMessage(`"` + string(bytes.Repeat([]byte("x"), 512)) + `"`)})
+		require.NoError(t, err)
+	}
+	n, err := s.EnforceJournalBudget(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	_, err = s.Txn(ctx, "0")
+	require.NoError(t, err)
+}
+
+func TestLastTxnForSaleIndex(t *testing.T) {
+	s, _ := openTest(t, Options{NoSync: true})
+	ctx := context.Background()
+	for i, sale := range []string{"POS1", "POS10", "POS1", "POS", "POS10", "P"} {
+		_, err := s.StartTxn(ctx, TxnRef{ID: fmt.Sprintf("t%d", i), SaleID: sale, ServiceID: fmt.Sprint(i)}, Transition{State: "s", Final: true})
+		require.NoError(t, err)
+	}
+	check := func(s *Store) {
+		for sale, want := range map[string]string{"POS1": "t2", "POS10": "t4", "POS": "t3", "P": "t5", "POS2": "", "": ""} {
+			got, ok, err := s.LastTxnForSale(ctx, sale)
+			require.NoError(t, err)
+			require.Equal(t, want != "", ok, sale)
+			require.Equal(t, want, got.ID, sale)
+		}
+	}
+	check(s)
+	// A file written before the index existed gets it at Open.
+	require.NoError(t, s.Close())
+	db, err := bolt.Open(s.Path(), 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketSale) }))
+	require.NoError(t, db.Close())
+	s2, err := Open(ctx, s.Path(), Options{NoSync: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s2.Close() })
+	check(s2)
+	// Pruning removes index entries with their transactions.
+	n, err := s2.PruneJournal(ctx, newFakeClock().Now().AddDate(1, 0, 0))
+	require.NoError(t, err)
+	require.Equal(t, 6, n)
+	require.NoError(t, s2.view(func(tx *bolt.Tx) error {
+		require.Zero(t, tx.Bucket(bucketSale).Stats().KeyN)
+		return nil
+	}))
+}
+
+// Evicting a compact transaction (refused before anything ran) releases its
+// ServiceID too, so the reservations of a flood of refusals cannot outgrow
+// the budget; others keep theirs.
+func TestJournalBudgetReleasesCompactServiceIDs(t *testing.T) {
+	s, _ := openTest(t, Options{NoSync: true, JournalMaxBytes: 64 << 10, PruneInterval: -1})
+	ctx := context.Background()
+	data := json.RawMessage(`"` + string(bytes.Repeat([]byte("d"), 300)) + `"`)
+	for i := range 2000 {
+		id := fmt.Sprint(i)
+		_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "P", ServiceID: id, Compact: i%2 == 1}, Transition{State: "done", Final: true, Data: data})
+		require.NoError(t, err)
+	}
+	st := s.JournalStats()
+	require.Positive(t, st.Evicted)
+	require.LessOrEqual(t, st.Bytes, int64(64<<10))
+	_, err := s.StartTxn(ctx, TxnRef{ID: "a", SaleID: "P", ServiceID: "0"}, Transition{State: "s"})
+	require.ErrorIs(t, err, ErrDuplicateServiceID, "an evicted payment's ServiceID stays reserved")
+	_, err = s.StartTxn(ctx, TxnRef{ID: "b", SaleID: "P", ServiceID: "1"}, Transition{State: "s"})
+	require.NoError(t, err, "an evicted refusal's ServiceID is released")
+}
