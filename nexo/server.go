@@ -505,7 +505,8 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		// Never name the transaction: it may be another POS's.
 		what := "another transaction is in progress on this POI"
 		if cur.saleID == h.SaleID {
-			what = fmt.Sprintf("transaction %s of this SaleID is in progress", cur.serviceID)
+			// The caller's own: named as `sim pos abort` and the POS take it.
+			what = fmt.Sprintf("transaction %s/%s in progress", cur.saleID, cur.serviceID)
 		}
 		return s.txFailure(req, Errorf(Busy, "%s", what), TransactionID{})
 	}

@@ -255,7 +255,7 @@ func TestRenewSecretKnob(t *testing.T) {
 	out := grant(creds[0].ClientSecret)
 	require.NoError(t, json.Unmarshal([]byte(strings.TrimSuffix(out, "200")), &tok), out)
 
-	resp, err := http.Post(p.ControlURL()+"/control/auth/renew-secret/"+seedSerial, "", nil)
+	resp, err := http.Post(p.ControlURL()+"/control/auth/renew-secret/"+seedSerial, "application/json", strings.NewReader("{}"))
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
@@ -271,7 +271,7 @@ func TestRenewSecretKnob(t *testing.T) {
 	require.True(t, strings.HasSuffix(grant(renewed[0].ClientSecret), "200"))
 	require.Equal(t, 1, p.AuthStats().SecretRenewals)
 
-	resp, err = http.Post(p.ControlURL()+"/control/auth/renew-secret/1", "", nil)
+	resp, err = http.Post(p.ControlURL()+"/control/auth/renew-secret/1", "application/json", strings.NewReader("{}"))
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
