@@ -42,6 +42,9 @@ type Options struct {
 	StoreOptions store.Options
 	// Forwarder tunes the outbox forwarder's backoff (tests use milliseconds).
 	Forwarder ForwarderConfig
+	// Now is the agent's local wall clock (nil: time.Now); the simulator's
+	// clock-jump fault replaces it.
+	Now func() time.Time
 }
 
 // Agent is a configured agent. Run starts it.
@@ -78,7 +81,7 @@ func New(cfg Config, build Build, log *slog.Logger, opts Options) (*Agent, error
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	clock := mtls.NewClock(build.Date, nil)
+	clock := mtls.NewClock(build.Date, opts.Now)
 	dev, err := mtls.LoadDeviceTLS(mtls.TLSFiles{Cert: cfg.Cert, Key: cfg.Key, CA: cfg.CA}, clock.Now)
 	if err != nil {
 		return nil, fmt.Errorf("load device identity: %w", err)
@@ -177,7 +180,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	a.st = st
-	j := journal{st: st}
+	held := newHeldAdvices()
+	j := journal{st: st, held: held}
 	// What a previous run left unfinished, listed before the POS can start a
 	// payment: recovery must not take this run's payments for interrupted ones.
 	unfinished, err := st.UnfinishedTxns(ctx)
@@ -210,10 +214,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		CreateTimeout: createTimeout,
 		CancelTimeout: cancelTimeout,
 		Logger:        a.log.With("component", "qr"),
-	}, qc, j, advisor{st: st}, screen)
+	}, qc, j, advisor{st: st, held: held}, screen)
 	if err != nil {
 		return err
 	}
+	j.methods = apmEngine{qr: engine}.method
 
 	nexoTLS, err := a.nexoTLS()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,20 +36,72 @@ func stableKey(parts ...string) uuid.UUID {
 	return uuid.NewSHA1(keySpace, b.Bytes())
 }
 
-// advisor queues the QR engine's advices in the durable outbox (qr.Advisor).
-type advisor struct{ st *store.Store }
+// advisor queues the QR engine's reversal advices (qr.Advisor). The advice of
+// a POS payment whose final response is not journaled yet is held until that
+// response is: journal.finish commits both in one bbolt transaction, so a crash
+// never leaves an advice without the Failure it explains, nor a Failure that
+// says "a reversal is queued" without the advice. Any other advice (no journal
+// entry, or one already final) is appended at once.
+type advisor struct {
+	st   *store.Store
+	held *heldAdvices
+}
 
 // Advise implements qr.Advisor.
 func (a advisor) Advise(ctx context.Context, adv qr.Advice) error {
-	b, err := json.Marshal(adv)
-	if err != nil {
-		return fmt.Errorf("queue advice: %w", err)
+	if a.held != nil {
+		t, err := a.st.Txn(ctx, adv.ClientTransactionID)
+		if err == nil && !t.Final && t.SaleID != "" {
+			a.held.put(adv)
+			return nil
+		}
 	}
-	_, err = a.st.Append(ctx, store.Event{Kind: store.KindAdvice, Payload: b, Key: stableKey("advice", string(adv.Kind), adv.ClientTransactionID)})
+	ev, err := adviceEvent(adv)
 	if err != nil {
+		return err
+	}
+	if _, err := a.st.Append(ctx, ev); err != nil {
 		return fmt.Errorf("queue advice for %s: %w", adv.ClientTransactionID, err)
 	}
 	return nil
+}
+
+// adviceKey is the outbox idempotency key of a transaction's reversal advice.
+func adviceKey(ctid string) uuid.UUID {
+	return stableKey("advice", string(qr.AdviceReverse), ctid)
+}
+
+func adviceEvent(adv qr.Advice) (store.Event, error) {
+	b, err := json.Marshal(adv)
+	if err != nil {
+		return store.Event{}, fmt.Errorf("queue advice: %w", err)
+	}
+	return store.Event{Kind: store.KindAdvice, Payload: b, Key: stableKey("advice", string(adv.Kind), adv.ClientTransactionID)}, nil
+}
+
+// heldAdvices are advices waiting for their payment's final response.
+type heldAdvices struct {
+	mu sync.Mutex
+	m  map[string]qr.Advice
+}
+
+func newHeldAdvices() *heldAdvices { return &heldAdvices{m: map[string]qr.Advice{}} }
+
+func (h *heldAdvices) put(a qr.Advice) {
+	h.mu.Lock()
+	h.m[a.ClientTransactionID] = a
+	h.mu.Unlock()
+}
+
+func (h *heldAdvices) take(id string) (qr.Advice, bool) {
+	if h == nil {
+		return qr.Advice{}, false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a, ok := h.m[id]
+	delete(h.m, id)
+	return a, ok
 }
 
 // posEvents queues EventNotifications the POS could not take (nexo.Outbox).

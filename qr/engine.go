@@ -221,6 +221,9 @@ func NewEngine(cfg Config, c *Client, rec Recorder, adv Advisor, display Display
 	}, nil
 }
 
+// Client is the PPaaS client the engine calls.
+func (e *Engine) Client() *Client { return e.client }
+
 // Method returns the method a brand maps to.
 func (e *Engine) Method(brand string) (Method, bool) {
 	for name, m := range e.cfg.Brands {
@@ -620,10 +623,25 @@ type ReverseRequest struct {
 	Reason              string
 }
 
+// ErrNotSettled marks a reversal PPaaS has taken but not completed (a cancel
+// answered with a live state, an asynchronous refund still pending, a payment
+// waiting for its provider's confirmation): not a definitive answer. The caller
+// keeps the advice and asks again (a status read tells when it is done).
+var ErrNotSettled = errors.New("reversal not settled at PPaaS yet")
+
 // Reverse makes sure a transaction does not stand: cancelled if undecided,
-// refunded in full if approved. It is idempotent and safe to retry; errors
-// wrapping ErrUnreachable mean "try again later".
+// refunded in full if approved. It is idempotent and safe to retry. Only a
+// definitive PPaaS answer is an Outcome: a final status read, a cancel answered
+// with a final state, a refund answered "refunded" (or a status read showing the
+// amount refunded). Every other answer is an error — ErrUnreachable or
+// ErrNotSettled to try again later, an *APIError for a refusal — and never
+// means "no money moved": a 404 from PPaaS about a transaction it gave the
+// agent an id for is an inconsistency to retry, not proof it never existed.
 func (e *Engine) Reverse(ctx context.Context, r ReverseRequest) (Outcome, error) {
+	return e.reverse(ctx, r, 0)
+}
+
+func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outcome, error) {
 	id := r.TransactionID
 	if id == "" {
 		if r.Create.ClientTransactionID == "" {
@@ -650,29 +668,39 @@ func (e *Engine) Reverse(ctx context.Context, r ReverseRequest) (Outcome, error)
 		Method: Method{PaymentType: cur.PaymentType, Scenario: cur.PaymentScenario}, Amount: cur.PaymentAmount, Reason: r.Reason}
 	final := cur.Status
 	switch {
+	case cur.Status == Approved && cur.RefundedAmount >= cur.PaymentAmount.Amount:
+		final = Refunded // an asynchronous refund completed
 	case cur.Status == Approved:
 		ref, err := e.Refund(ctx, RefundOrder{TransactionID: id, ClientTransactionID: ctid, ClientRefundID: ctid + "-reversal",
 			Amount: Amount{Amount: cur.PaymentAmount.Amount - cur.RefundedAmount, Currency: cur.PaymentAmount.Currency}})
 		if err != nil {
 			return Outcome{}, fmt.Errorf("qr reverse: %w", err)
 		}
-		_ = ref
+		if !ref.Done() {
+			return Outcome{}, fmt.Errorf("qr reverse: refund %s of %s is %q: %w", ref.RefundID, id, ref.Status, ErrNotSettled)
+		}
 		final = Refunded
+	case cur.Status == Confirming:
+		// Paid, waiting for the provider: neither cancellable nor refundable
+		// yet. Once confirmed (approved) it is refunded.
+		return Outcome{}, fmt.Errorf("qr reverse: %s awaits its provider's confirmation: %w", id, ErrNotSettled)
 	case !cur.Status.Final():
 		got, err := e.client.Cancel(ctx, id)
 		var ae *APIError
 		switch {
-		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status == Approved:
+		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status == Approved && depth < 2:
 			// Approved between get and cancel: go again, which refunds.
-			return e.Reverse(ctx, ReverseRequest{ClientTransactionID: ctid, TransactionID: id, Reason: r.Reason})
-		case errors.As(err, &ae) && ae.Transaction != nil:
+			return e.reverse(ctx, ReverseRequest{ClientTransactionID: ctid, TransactionID: id, Reason: r.Reason}, depth+1)
+		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status.Final() && ae.Transaction.Status != Approved:
 			final = ae.Transaction.Status
+		case errors.As(err, &ae) && ae.Transaction != nil:
+			return Outcome{}, fmt.Errorf("qr reverse: cancel of %s refused, transaction %s: %w", id, ae.Transaction.Status, ErrNotSettled)
 		case err != nil:
 			return Outcome{}, fmt.Errorf("qr reverse: %w", err)
-		case !got.Status.Final():
+		case !got.Status.Final() || got.Status == Approved:
 			// PPaaS took the cancel but has not settled it: not yet a reversal.
 			// The caller retries (an advice stays queued) until it is final.
-			return Outcome{}, fmt.Errorf("qr reverse: cancel of %s answered %s, not final yet: %w", id, got.Status, ErrUnreachable)
+			return Outcome{}, fmt.Errorf("qr reverse: cancel of %s answered %s: %w", id, got.Status, ErrNotSettled)
 		default:
 			final = got.Status
 			if err := e.rec.Record(ctx, Transition{ClientTransactionID: ctid, TransactionID: id, From: cur.Status, To: final,
@@ -705,7 +733,8 @@ type RefundOrder struct {
 	ClientRefundID      string // idempotency key; generated when empty
 }
 
-// Refund refunds an approved transaction and records the transition.
+// Refund refunds an approved transaction and records the transition once the
+// refund is done (an asynchronous one answers "pending": check ref.Done).
 func (e *Engine) Refund(ctx context.Context, r RefundOrder) (Refund, error) {
 	if r.ClientRefundID == "" {
 		r.ClientRefundID = uuid.NewString()
@@ -713,6 +742,9 @@ func (e *Engine) Refund(ctx context.Context, r RefundOrder) (Refund, error) {
 	ref, err := e.client.Refund(ctx, r.TransactionID, RefundRequest{ClientRefundID: r.ClientRefundID, Amount: r.Amount})
 	if err != nil {
 		return Refund{}, fmt.Errorf("qr refund: %w", err)
+	}
+	if !ref.Done() {
+		return ref, nil // asynchronous: refunded once a status read says so
 	}
 	if err := e.rec.Record(ctx, Transition{ClientTransactionID: r.ClientTransactionID, TransactionID: r.TransactionID,
 		From: Approved, To: Refunded, At: time.Now(), Source: "refund", Reason: "refund " + ref.RefundID}); err != nil {

@@ -128,6 +128,14 @@ type Refund struct {
 	CreatedAt      time.Time `json:"createdAt"`
 }
 
+// RefundDone is the refund status of a completed refund. Any other status
+// ("pending", say) is an asynchronous refund still running: the transaction
+// stays approved until a status read shows it refunded.
+const RefundDone = "refunded"
+
+// Done reports whether the refund is complete (a definitive answer). A refund
+func (r Refund) Done() bool { return r.Status == RefundDone }
+
 // Event is a provider event forwarded by PPaaS over MQTT (see the package doc).
 type Event struct {
 	EventID             string            `json:"eventId"`

@@ -482,3 +482,51 @@ func putAll(ps ...put) error {
 	}
 	return nil
 }
+
+// AppendTxnEvents appends transitions to a journaled transaction and events to
+// the outbox in one bbolt transaction: after a crash either all of them are in
+// the file or none is. It is how an outcome and the work it owes PPaaS (the
+// transaction result, a reversal advice) become durable together. Only
+// critical kinds are accepted (they are never refused for room), so nothing
+// can fail once the transaction is known to exist.
+func (s *Store) AppendTxnEvents(ctx context.Context, id string, trs []Transition, evs ...Event) error {
+	if len(trs) == 0 {
+		return fmt.Errorf("journal transaction %s: no transition", id)
+	}
+	ops := make([]op, 0, len(trs)+len(evs))
+	for _, t := range trs {
+		fn, err := s.appendTxnOp(id, t)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, fn)
+	}
+	for _, ev := range evs {
+		if !ev.Kind.Critical() {
+			return fmt.Errorf("journal transaction %s: %s is not a critical kind", id, ev.Kind)
+		}
+		_, fn, err := s.appendOp(ev)
+		if err != nil {
+			return fmt.Errorf("journal transaction %s: %w", id, err)
+		}
+		ops = append(ops, fn)
+	}
+	err := s.do(ctx, func(w *wtx) error {
+		// The first op checks that the transaction exists before anything is
+		// written; the rest cannot fail short of a bbolt error, which fails
+		// the whole commit.
+		for i, fn := range ops {
+			if err := fn(w); err != nil {
+				if i == 0 {
+					return err // nothing written yet
+				}
+				return rollback{err} // half written: the whole commit must go
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("journal transaction %s with %d events: %w", id, len(evs), err)
+	}
+	return nil
+}

@@ -68,7 +68,9 @@ func (s *Store) appendOp(ev Event) (*Record, op, error) {
 	}
 	now := s.opts.Now()
 	rec := Record{Kind: ev.Kind, Key: ev.Key, Payload: ev.Payload, Created: now}
-	if ttl > 0 {
+	if ttl > 0 && !ev.Kind.Critical() {
+		// Critical kinds never expire by time alone: money moved (or may
+		// have), so only a delivery or a person ends them.
 		rec.Expires = now.Add(ttl)
 	}
 	fn := func(w *wtx) error {
@@ -505,4 +507,35 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// FindKey returns the first record with idempotency key in the outbox, or
+// failing that in the dead letters (dead reports which). It reads every
+// record: for restart recovery and the ops CLI, not for the payment path.
+func (s *Store) FindKey(ctx context.Context, key uuid.UUID) (rec Record, dead, found bool, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketOutbox, bucketDead} {
+			c := tx.Bucket(name).Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				// The key sits at a fixed offset (after version and kind).
+				if len(v) < 18 || uuid.UUID(v[2:18]) != key {
+					continue
+				}
+				r, err := decodeRecord(keySeq(k), v)
+				if err != nil {
+					return &CorruptError{Path: s.path, Err: fmt.Errorf("%s seq %d: %w", name, keySeq(k), err)}
+				}
+				rec, dead, found = r, string(name) == string(bucketDead), true
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Record{}, false, false, fmt.Errorf("find outbox key %s: %w", key, err)
+	}
+	return rec, dead, found, nil
 }

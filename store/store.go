@@ -502,6 +502,13 @@ type wtx struct {
 	now      time.Time
 }
 
+// rollback is an op's error after it wrote part of its changes: the whole
+// group commit is rolled back (and every op in it fails) so that the op's
+// writes stay all-or-nothing.
+type rollback struct{ err error }
+
+func (r rollback) Error() string { return r.err.Error() }
+
 // op is one queued write. An op must check everything that can fail before
 // it mutates the transaction: a returned error is reported to its caller
 // alone and the rest of the batch still commits.
@@ -584,6 +591,10 @@ func (s *Store) commit(batch []*writeReq) {
 			w.tx = tx
 			for i, r := range batch {
 				errs[i] = r.fn(w)
+				var rb rollback
+				if errors.As(errs[i], &rb) {
+					return rb.err
+				}
 			}
 			return tx.Bucket(bucketMeta).Put(keyCounters, w.c.encode())
 		})
