@@ -167,10 +167,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	sopts := a.opts.StoreOptions
 	sopts.Logger = a.log.With("component", "store")
+	if sopts.Now == nil {
+		sopts.Now = a.clock.Now // expiries and retention on the corrected clock
+	}
 	st, err := store.Open(ctx, a.cfg.DBPath(), sopts)
 	if err != nil {
 		if errors.Is(err, store.ErrCorrupt) {
-			return fmt.Errorf("%w; run 'agent queue --recover -data-dir %s' to move it aside and keep what can be read", err, a.cfg.DataDir)
+			return fmt.Errorf("%w; run 'agent queue status -recover -data-dir %s' to move it aside and keep what can be read", err, a.cfg.DataDir)
 		}
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -262,7 +265,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.nexoAddr = ln.Addr()
 	a.mu.Unlock()
 
-	a.fwd = NewForwarder(st, sender{api: a.api, apiURL: a.cfg.APIURL, pos: posClient, engine: engine, journal: j}, a.opts.Forwarder, a.log)
+	fcfg := a.opts.Forwarder
+	if fcfg.Now == nil {
+		fcfg.Now = a.clock.Now
+	}
+	a.fwd = NewForwarder(st, sender{api: a.api, apiURL: a.cfg.APIURL, pos: posClient, engine: engine, journal: j, logger: a.log.With("component", "forwarder")}, fcfg, a.log)
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -410,7 +417,7 @@ func (d diagnoser) Diagnose(ctx context.Context) (nexo.Health, error) {
 	if a.cfg.MQTTURL != "" {
 		hosts = append(hosts, nexo.HostStatus{AcquirerID: "PPaaS-MQTT", Reachable: mqttUp})
 	}
-	return nexo.Health{Hosts: hosts, OutboxDepth: int(a.st.Stats().Depth)}, nil
+	return nexo.Health{Hosts: hosts, OutboxDepth: int(a.st.Stats().Depth), Attention: a.degraded()}, nil
 }
 
 // dataPath is a file in the data dir.

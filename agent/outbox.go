@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/termagent/termagent/failpoint"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
@@ -129,6 +131,7 @@ type sender struct {
 	engine  *qr.Engine
 	journal journal
 	now     func() time.Time
+	logger  *slog.Logger
 }
 
 // Send implements Sender.
@@ -141,17 +144,14 @@ func (s sender) Send(ctx context.Context, r store.Record) error {
 		}
 		out, err := s.engine.ResolveAdvice(ctx, adv)
 		if err != nil {
-			var ae *qr.APIError
-			if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
-				// PPaaS never created it: nothing to reverse, and the POS is told so.
-				return s.journal.settle(ctx, adv.ClientTransactionID, "never created at PPaaS: no money moved")
-			}
-			return err
+			// Only a definitive PPaaS answer settles a reversal: anything else
+			// (a 404 included) keeps the advice, retried until PPaaS says.
+			return classify(err)
 		}
+		failpoint.Hit("advice.resolved")
 		// The advice can be carried out before the payment's final response is
-		// journaled (the forwarder wakes on the append, the POS answer follows):
-		// then it is tried again later, which is harmless (it is idempotent),
-		// so that TransactionStatus does tell how it ended.
+		// journaled only for an advice appended on its own (no journal entry
+		// then); settle then has nothing to rewrite.
 		return s.journal.settle(ctx, adv.ClientTransactionID, settledText(adv.Reason, out.State))
 	case store.KindNexoEvent:
 		var ev nexo.PendingEvent
@@ -185,8 +185,72 @@ func (s sender) post(ctx context.Context, r store.Record) error {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode/100 == 5:
 		return fmt.Errorf("deliver event %d: PPaaS answered HTTP %d", r.Seq, resp.StatusCode)
 	default:
-		return Permanent(fmt.Errorf("deliver event %d: PPaaS refused it with HTTP %d", r.Seq, resp.StatusCode))
+		// A 400/403/404 may be a receiver deployed without the endpoint yet,
+		// or a permission not granted yet: retried a bounded number of
+		// times, never dead-lettered at once.
+		return Rejected(fmt.Errorf("deliver event %d: PPaaS refused it with HTTP %d", r.Seq, resp.StatusCode))
 	}
+}
+
+// classify sorts a reversal's failure: a PPaaS refusal (4xx other than 401,
+// 408 and 429, which the client retries) is retried a bounded number of times
+// then dead-lettered; anything else (unreachable, not settled yet) is retried
+// with backoff for as long as it takes — an advice never expires by time alone.
+func classify(err error) error {
+	var ae *qr.APIError
+	if errors.As(err, &ae) && ae.StatusCode/100 == 4 {
+		return Rejected(err)
+	}
+	return err
+}
+
+// DeadLettered implements DeadLetterer: a reversal given up is written into the
+// payment's journal entry, so TransactionStatus tells the POS that the money
+// may still be charged and a person has to act, with the PPaaS id.
+func (s sender) DeadLettered(ctx context.Context, r store.Record, reason string) {
+	if r.Kind != store.KindAdvice {
+		return
+	}
+	var adv qr.Advice
+	if err := json.Unmarshal(r.Payload, &adv); err != nil {
+		return
+	}
+	if err := s.journal.settle(ctx, adv.ClientTransactionID, deadText(adv, reason)); err != nil {
+		s.log().Error("journal the failed reversal", "client_transaction_id", adv.ClientTransactionID, "err", err)
+	}
+}
+
+func (s sender) log() *slog.Logger {
+	if s.logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.logger
+}
+
+// deadText is what TransactionStatus says of a reversal that gave up.
+func deadText(adv qr.Advice, reason string) string {
+	what := "reversal"
+	if adv.Amount.Amount > 0 {
+		what += " of " + formatMinor(adv.Amount)
+	}
+	if adv.TransactionID != "" {
+		what += " (PPaaS transaction " + adv.TransactionID + ")"
+	}
+	// reason names the PPaaS transaction when the reversal learnt its id.
+	return fmt.Sprintf("%s failed at PPaaS: %s; the consumer may still be charged, manual action needed", what, reason)
+}
+
+// formatMinor writes an amount in minor units with its currency's decimals.
+func formatMinor(a qr.Amount) string {
+	exp, ok := nexo.CurrencyExponent(a.Currency)
+	if !ok || exp == 0 {
+		return fmt.Sprintf("%d %s", a.Amount, a.Currency)
+	}
+	p := int64(1)
+	for range exp {
+		p *= 10
+	}
+	return fmt.Sprintf("%d.%0*d %s", a.Amount/p, exp, a.Amount%p, a.Currency)
 }
 
 // settledText is what TransactionStatus tells once a reversal advice is

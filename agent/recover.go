@@ -116,6 +116,9 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 			}
 		default:
 			adv := qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Reason: reasonRestart, At: time.Now()}
+			if v.payment != nil {
+				adv.Amount = qr.Amount{Amount: v.payment.Amount.Minor, Currency: v.payment.Amount.Currency}
+			}
 			if adv.TransactionID == "" {
 				adv.Create = create
 			}

@@ -421,7 +421,8 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		s.log.Error("journal lookup", "err", err)
 		return s.txFailure(req, Errorf(UnavailableService, "journal unavailable"), TransactionID{})
 	}
-	if found && now.Sub(e.Started) < s.cfg.ServiceIDWindow {
+	// An unfinished transaction keeps its ServiceID whatever its age (issue 10).
+	if found && (now.Sub(e.Started) < s.cfg.ServiceIDWindow || e.State != TxDone) {
 		s.mu.Unlock()
 		if e.RequestHash != hash {
 			return s.txFailure(req, formatError("MessageHeader.ServiceID", "%q already used by another request of SaleID %q", h.ServiceID, h.SaleID), TransactionID{})
@@ -725,6 +726,9 @@ func (s *Server) diagnose(ctx context.Context, req *Request) *Response {
 			return failureResponse(req.Header, asError(err, UnavailableService))
 		}
 		d.Hosts, d.OutboxDepth = health.Hosts, health.OutboxDepth
+		if health.Attention != "" && !busy {
+			d.GlobalStatus = "Maintenance"
+		}
 		for _, h := range health.Hosts {
 			if !h.Reachable {
 				d.CommunicationOK = false

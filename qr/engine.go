@@ -98,6 +98,7 @@ type Advice struct {
 	ClientTransactionID string
 	TransactionID       string        // empty when create never answered
 	Create              CreateRequest // replayed (idempotently) to learn TransactionID
+	Amount              Amount        // the payment's amount (for the people reading a failed reversal)
 	Reason              string
 	At                  time.Time
 }
@@ -419,7 +420,7 @@ func (e *Engine) unknown(ctx context.Context, t *txn, reason string) Outcome {
 	if err := e.apply(ctx, t, Unknown, source{kind: "agent", reason: reason}); err != nil {
 		e.log.Error("qr record unknown", "client_transaction_id", t.ctid, "err", err)
 	}
-	a := Advice{Kind: AdviceReverse, ClientTransactionID: t.ctid, TransactionID: t.txID(), Create: t.create, Reason: reason, At: time.Now()}
+	a := Advice{Kind: AdviceReverse, ClientTransactionID: t.ctid, TransactionID: t.txID(), Create: t.create, Amount: t.create.PaymentAmount, Reason: reason, At: time.Now()}
 	if err := e.adv.Advise(ctx, a); err != nil {
 		e.log.Error("qr queue reverse advice", "client_transaction_id", t.ctid, "err", err)
 	}
@@ -641,6 +642,11 @@ func (e *Engine) Reverse(ctx context.Context, r ReverseRequest) (Outcome, error)
 	return e.reverse(ctx, r, 0)
 }
 
+// reverseError names the PPaaS transaction a failed reversal is about.
+func reverseError(id string, err error) error {
+	return fmt.Errorf("qr reverse of PPaaS transaction %s: %w", id, err)
+}
+
 func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outcome, error) {
 	id := r.TransactionID
 	if id == "" {
@@ -658,7 +664,7 @@ func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outc
 	}
 	cur, err := e.client.Get(ctx, id)
 	if err != nil {
-		return Outcome{}, fmt.Errorf("qr reverse: %w", err)
+		return Outcome{}, reverseError(id, err)
 	}
 	ctid := cur.ClientTransactionID
 	if ctid == "" {
@@ -674,16 +680,16 @@ func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outc
 		ref, err := e.Refund(ctx, RefundOrder{TransactionID: id, ClientTransactionID: ctid, ClientRefundID: ctid + "-reversal",
 			Amount: Amount{Amount: cur.PaymentAmount.Amount - cur.RefundedAmount, Currency: cur.PaymentAmount.Currency}})
 		if err != nil {
-			return Outcome{}, fmt.Errorf("qr reverse: %w", err)
+			return Outcome{}, reverseError(id, err)
 		}
 		if !ref.Done() {
-			return Outcome{}, fmt.Errorf("qr reverse: refund %s of %s is %q: %w", ref.RefundID, id, ref.Status, ErrNotSettled)
+			return Outcome{}, reverseError(id, fmt.Errorf("refund %s is %q: %w", ref.RefundID, ref.Status, ErrNotSettled))
 		}
 		final = Refunded
 	case cur.Status == Confirming:
 		// Paid, waiting for the provider: neither cancellable nor refundable
 		// yet. Once confirmed (approved) it is refunded.
-		return Outcome{}, fmt.Errorf("qr reverse: %s awaits its provider's confirmation: %w", id, ErrNotSettled)
+		return Outcome{}, reverseError(id, fmt.Errorf("awaits its provider's confirmation: %w", ErrNotSettled))
 	case !cur.Status.Final():
 		got, err := e.client.Cancel(ctx, id)
 		var ae *APIError
@@ -694,18 +700,18 @@ func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outc
 		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status.Final() && ae.Transaction.Status != Approved:
 			final = ae.Transaction.Status
 		case errors.As(err, &ae) && ae.Transaction != nil:
-			return Outcome{}, fmt.Errorf("qr reverse: cancel of %s refused, transaction %s: %w", id, ae.Transaction.Status, ErrNotSettled)
+			return Outcome{}, reverseError(id, fmt.Errorf("cancel refused, transaction %s: %w", ae.Transaction.Status, ErrNotSettled))
 		case err != nil:
-			return Outcome{}, fmt.Errorf("qr reverse: %w", err)
+			return Outcome{}, reverseError(id, err)
 		case !got.Status.Final() || got.Status == Approved:
 			// PPaaS took the cancel but has not settled it: not yet a reversal.
 			// The caller retries (an advice stays queued) until it is final.
-			return Outcome{}, fmt.Errorf("qr reverse: cancel of %s answered %s: %w", id, got.Status, ErrNotSettled)
+			return Outcome{}, reverseError(id, fmt.Errorf("cancel answered %s: %w", got.Status, ErrNotSettled))
 		default:
 			final = got.Status
 			if err := e.rec.Record(ctx, Transition{ClientTransactionID: ctid, TransactionID: id, From: cur.Status, To: final,
 				At: time.Now(), Source: "cancel", Reason: r.Reason}); err != nil {
-				return Outcome{}, fmt.Errorf("qr reverse: %w", err)
+				return Outcome{}, reverseError(id, err)
 			}
 		}
 	}

@@ -19,12 +19,12 @@ const (
 	// (a blockchain payment waiting for its confirmations). Never cancelled
 	// by a timeout: it waits for the confirmation.
 	Confirming State = "confirming"
-	Approved         State = "approved"
-	Declined         State = "declined"
-	Cancelled        State = "cancelled"
-	Expired          State = "expired"
-	Refunded         State = "refunded"
-	Unknown          State = "unknown"
+	Approved   State = "approved"
+	Declined   State = "declined"
+	Cancelled  State = "cancelled"
+	Expired    State = "expired"
+	Refunded   State = "refunded"
+	Unknown    State = "unknown"
 )
 
 // transitions lists the legal moves. Intermediate states may be skipped because

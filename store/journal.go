@@ -92,7 +92,8 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		if indexed {
 			if v := w.tx.Bucket(bucketSvc).Get(svcKey); len(v) >= 8 {
 				at := nanosTime(int64(binary.BigEndian.Uint64(v)))
-				if w.now.Sub(at) < s.opts.ServiceIDRetention {
+				// An unfinished transaction keeps its ServiceID whatever its age.
+				if w.now.Sub(at) < s.opts.ServiceIDRetention || w.tx.Bucket(bucketUnfin).Get(v[8:]) != nil {
 					return fmt.Errorf("%w (SaleID %q ServiceID %q used by transaction %s at %s)",
 						ErrDuplicateServiceID, ref.SaleID, ref.ServiceID, v[8:], at.Format(time.RFC3339))
 				}
@@ -334,8 +335,8 @@ func sortTxns(ts []Txn) {
 
 // PruneJournal deletes finished transactions last updated before
 // now-JournalRetention and releases SaleID+ServiceID pairs older than
-// now-ServiceIDRetention. Unfinished transactions are kept whatever their
-// age. It returns the number of transactions deleted.
+// now-ServiceIDRetention. Unfinished transactions, and their SaleID+ServiceID
+// pairs, are kept whatever their age. It returns the number of transactions deleted.
 func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	txCut := now.Add(-s.opts.JournalRetention)
@@ -374,11 +375,18 @@ func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 				}
 				n++
 			}
-			// Release old ServiceIDs (the index is small: 48 h of requests).
+			// Release old ServiceIDs (the index is small: 48 h of requests),
+			// except those of unfinished transactions: a POS asking about one
+			// must get InProgress or its outcome, never NotFound ("it never
+			// happened"), and recovery must still be able to finish it.
 			svc := w.tx.Bucket(bucketSvc)
+			unfin := w.tx.Bucket(bucketUnfin)
 			var svcDels [][]byte
 			sc := svc.Cursor()
 			for k, v := sc.First(); k != nil; k, v = sc.Next() {
+				if len(v) >= 8 && unfin.Get(v[8:]) != nil {
+					continue
+				}
 				if len(v) < 8 || int64(binary.BigEndian.Uint64(v)) < svcCut {
 					svcDels = append(svcDels, append([]byte(nil), k...))
 				}

@@ -130,7 +130,7 @@ func (s *Store) PeekAfter(ctx context.Context, now time.Time, after uint64) (Rec
 				return &CorruptError{Path: s.path, Err: fmt.Errorf("outbox head: %w", err)}
 			}
 			rec, found = r, true
-			expired = !r.Expires.IsZero() && !now.Before(r.Expires)
+			expired = expiredAt(r, now)
 			return nil
 		})
 		if err != nil {
@@ -172,7 +172,7 @@ func (s *Store) expireHead(ctx context.Context, now time.Time) (int, error) {
 			if err != nil {
 				return &CorruptError{Path: s.path, Err: fmt.Errorf("outbox seq %d: %w", keySeq(k), err)}
 			}
-			if r.Expires.IsZero() || now.Before(r.Expires) {
+			if !expiredAt(r, now) {
 				break
 			}
 			if err := moveToDead(w, r, int64(len(k)+len(v)), "expired", now); err != nil {
@@ -187,6 +187,13 @@ func (s *Store) expireHead(ctx context.Context, now time.Time) (int, error) {
 		return 0, fmt.Errorf("expire outbox head: %w", err)
 	}
 	return n, nil
+}
+
+// expiredAt reports whether r's time to live is over at now. Critical kinds
+// never expire by time alone (even records an older agent wrote with an
+// expiry): money moved, or may have.
+func expiredAt(r Record, now time.Time) bool {
+	return !r.Kind.Critical() && !r.Expires.IsZero() && !now.Before(r.Expires)
 }
 
 // moveToDead deletes r from the outbox and stores it in the dead-letter
@@ -222,7 +229,22 @@ func (s *Store) Ack(ctx context.Context, seq uint64) error {
 // before that delivers the record again, which at-least-once delivery allows
 // (the receiver de-duplicates by key). Until then Peek still returns it: the
 // consumer reads on with PeekAfter.
-func (s *Store) AckDeferred(seq uint64) error { return s.later(ackOp(seq)) }
+func (s *Store) AckDeferred(seq uint64) error {
+	s.ackMu.Lock()
+	s.acking[seq] = struct{}{}
+	s.ackMu.Unlock()
+	err := s.laterThen(ackOp(seq), func(error) {
+		s.ackMu.Lock()
+		delete(s.acking, seq)
+		s.ackMu.Unlock()
+	})
+	if err != nil {
+		s.ackMu.Lock()
+		delete(s.acking, seq)
+		s.ackMu.Unlock()
+	}
+	return err
+}
 
 func ackOp(seq uint64) op {
 	return func(w *wtx) error {

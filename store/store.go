@@ -198,6 +198,11 @@ type Store struct {
 	pending    sync.WaitGroup
 	once       sync.Once
 
+	// acking holds the records acknowledged with AckDeferred whose removal
+	// has not committed yet: Due skips them.
+	ackMu  sync.Mutex
+	acking map[uint64]struct{}
+
 	janitorStop chan struct{}
 	janitorDone chan struct{}
 
@@ -279,6 +284,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		notify:      make(chan struct{}, 1),
 		janitorStop: make(chan struct{}),
 		janitorDone: make(chan struct{}),
+		acking:      map[uint64]struct{}{},
 	}
 	if err := s.init(migrations()); err != nil {
 		_ = db.Close()
@@ -515,8 +521,9 @@ func (r rollback) Error() string { return r.err.Error() }
 type op func(w *wtx) error
 
 type writeReq struct {
-	fn   op
-	done chan error
+	fn    op
+	done  chan error
+	after func(error) // called once the commit is over (deferred writes)
 }
 
 // do submits an op to the writer and waits until its transaction commits.
@@ -622,6 +629,9 @@ func (s *Store) commit(batch []*writeReq) {
 			r.done <- e
 		} else if e != nil {
 			s.log.Error("deferred store write failed", "err", e)
+		}
+		if r.after != nil {
+			r.after(e)
 		}
 		s.pending.Done()
 	}

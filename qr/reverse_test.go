@@ -1,0 +1,129 @@
+package qr
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// scripted is a PPaaS whose answers a test sets per operation.
+type scripted struct {
+	mu      sync.Mutex
+	tx      Transaction
+	answers map[string]func(w http.ResponseWriter) // "get", "cancel", "refund", "create"
+	calls   map[string]int
+}
+
+func newScripted(t *testing.T, tx Transaction) (*scripted, *Engine) {
+	s := &scripted{tx: tx, answers: map[string]func(http.ResponseWriter){}, calls: map[string]int{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		op := "get"
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == txPath:
+			op = "create"
+		case strings.HasSuffix(r.URL.Path, "/cancel"):
+			op = "cancel"
+		case strings.HasSuffix(r.URL.Path, "/refund"):
+			op = "refund"
+		}
+		s.mu.Lock()
+		s.calls[op]++
+		answer := s.answers[op]
+		tx := s.tx
+		s.mu.Unlock()
+		if answer != nil {
+			answer(w)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(tx)
+	}))
+	t.Cleanup(srv.Close)
+	e, err := NewEngine(Config{}, NewClient(srv.Client(), srv.URL, Retry{Attempts: 1, BaseDelay: time.Millisecond}), &memRecorder{}, nopAdvisor{}, nil)
+	require.NoError(t, err)
+	return s, e
+}
+
+func (s *scripted) set(op string, f func(w http.ResponseWriter)) {
+	s.mu.Lock()
+	s.answers[op] = f
+	s.mu.Unlock()
+}
+
+func status(code int, body string) func(http.ResponseWriter) {
+	return func(w http.ResponseWriter) {
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(body))
+	}
+}
+
+func jsonBody(v any) func(http.ResponseWriter) {
+	return func(w http.ResponseWriter) { _ = json.NewEncoder(w).Encode(v) }
+}
+
+// Issue 10 item 2: a 404 from the refund or the cancel of a transaction PPaaS
+// has just shown (it gave the agent its id) is no proof that no money moved:
+// the reversal is not settled and no Outcome says otherwise.
+func TestReverse404OnRefundOrCancelIsNotNeverCreated(t *testing.T) {
+	approved := Transaction{TransactionID: "qr-1", ClientTransactionID: "c1", Status: Approved, PaymentAmount: Amount{Amount: 2000, Currency: "EUR"}}
+	s, e := newScripted(t, approved)
+	s.set("refund", status(http.StatusNotFound, `{"error":"not_found","message":"no such transaction"}`))
+	_, err := e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c1", TransactionID: "qr-1"})
+	var ae *APIError
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, http.StatusNotFound, ae.StatusCode, "the caller sees a refusal to retry, not a settlement")
+
+	pending := approved
+	pending.Status = AwaitingConsumer
+	s, e = newScripted(t, pending)
+	s.set("cancel", status(http.StatusNotFound, `{"error":"not_found"}`))
+	_, err = e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c1", TransactionID: "qr-1"})
+	require.ErrorAs(t, err, &ae)
+
+	// A status read 404 of a transaction PPaaS gave the agent an id for is
+	// not "never created" either.
+	s, e = newScripted(t, approved)
+	s.set("get", status(http.StatusNotFound, `{"error":"not_found"}`))
+	_, err = e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c1", TransactionID: "qr-1"})
+	require.ErrorAs(t, err, &ae)
+}
+
+// Shared contract 3: an asynchronous refund ("pending") is not a definitive
+// answer; the reversal settles once a status read shows the amount refunded.
+func TestReverseAsyncRefundSettlesOnlyWhenRefunded(t *testing.T) {
+	approved := Transaction{TransactionID: "qr-2", ClientTransactionID: "c2", Status: Approved, PaymentAmount: Amount{Amount: 4999, Currency: "EUR"}}
+	s, e := newScripted(t, approved)
+	s.set("refund", jsonBody(Refund{RefundID: "r-1", TransactionID: "qr-2", Status: "pending", Amount: approved.PaymentAmount}))
+	_, err := e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c2", TransactionID: "qr-2"})
+	require.ErrorIs(t, err, ErrNotSettled)
+
+	// Still approved, refund still pending: asked again with the same key.
+	_, err = e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c2", TransactionID: "qr-2"})
+	require.ErrorIs(t, err, ErrNotSettled)
+	require.Equal(t, 2, s.calls["refund"])
+
+	// The refund completed: the status read says so (refundedAmount covers it).
+	done := approved
+	done.RefundedAmount = 4999
+	s.mu.Lock()
+	s.tx = done
+	s.mu.Unlock()
+	out, err := e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c2", TransactionID: "qr-2"})
+	require.NoError(t, err)
+	require.Equal(t, Refunded, out.State)
+	require.Equal(t, 2, s.calls["refund"], "no third refund once it shows refunded")
+
+	// A cancel answered with a live state, or a payment waiting for its
+	// provider's confirmation, is not settled either.
+	live := approved
+	live.Status = Confirming
+	_, e = newScripted(t, live)
+	_, err = e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c2", TransactionID: "qr-2"})
+	require.True(t, errors.Is(err, ErrNotSettled), "%v", err)
+}
