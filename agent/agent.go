@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/termagent/termagent/mtls"
@@ -73,6 +74,7 @@ type Agent struct {
 	mqttUp    bool
 	st        *store.Store
 	fwd       *Forwarder
+	statuses  *qr.Statuses
 }
 
 // New validates the configuration and loads the device identity. Nothing touches
@@ -202,7 +204,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	disp := displayAdapter{out: multiDisplay{outs: screens, log: a.log}, now: time.Now}
 	screen := newAsyncDisplay(disp, a.log.With("component", "display"))
 
-	qc := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{})
+	statuses, _ := qr.ParseStatuses(a.cfg.PPaaSStatuses) // validated in New
+	qlog := a.log.With("component", "qr")
+	statuses.OnUnknown = func(raw string) {
+		qlog.Warn("PPaaS sent a status this agent does not know; taken as pending (map it with ppaas_statuses)", "status", raw)
+	}
+	a.statuses = statuses
+	qc := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{}).WithStatuses(statuses)
 	brands, _ := a.cfg.Brands() // validated in New
 	// The engine's steps after an abort or its timeout are bounded (the create
 	// under way, then the cancel); the Nexo server waits them out, so the POS
@@ -234,6 +242,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	m := newMetrics()
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "termagent", Name: "ppaas_unknown_status_total",
+		Help: "PPaaS answers and events with a status spelling the agent does not know (taken as pending; the spelling is logged once).",
+	}, func() float64 { return float64(statuses.UnknownCount()) }))
 	posClient := &http.Client{Timeout: 10 * time.Second}
 	srv, err := nexo.NewServer(nexo.ServerConfig{
 		POIID:          a.poiid,
@@ -301,6 +313,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			Events:      events{st: st},
 			Handler:     engine,
 			Logger:      a.log.With("component", "mqtt"),
+			Statuses:    statuses,
 		})
 		if err != nil {
 			stop()

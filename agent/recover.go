@@ -33,7 +33,7 @@ const reasonRestart = "interrupted by an agent restart"
 // this run started is in flight, not interrupted, and must not be settled here.
 func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine, txns []store.Txn) {
 	j := journal{st: st}
-	client := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{})
+	client := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{}).WithStatuses(a.statuses)
 	if engine != nil {
 		client = engine.Client()
 	}

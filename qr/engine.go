@@ -307,12 +307,14 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	cancel()
 	if err != nil {
 		var ae *APIError
-		if errors.As(err, &ae) && ae.Transaction == nil && ae.StatusCode != http.StatusConflict {
+		if errors.As(err, &ae) && ae.Transaction == nil && ae.StatusCode != http.StatusConflict && !ae.AfterUncertain {
 			_ = e.apply(ctx, t, Declined, source{kind: "agent", reason: ae.Error()})
 			return e.outcome(t, ""), fmt.Errorf("qr pay: %w", err)
 		}
 		// A conflict, or a refusal that carries a transaction, says something
-		// exists at PPaaS for this clientTransactionId: not a clean refusal.
+		// exists at PPaaS for this clientTransactionId; a refusal of a retry
+		// after an attempt that may have created it proves nothing: not a
+		// clean refusal.
 		log.Warn("qr create outcome unknown", "err", err)
 		return e.unknown(ctx, t, "create: "+err.Error()), nil
 	}

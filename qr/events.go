@@ -48,6 +48,9 @@ type SubscriberConfig struct {
 	Events      EventLog
 	Handler     EventHandler
 	Logger      *slog.Logger
+	// Statuses decodes status spellings (nil: ours only; unknown ones are
+	// pending).
+	Statuses *Statuses
 
 	MinBackoff    time.Duration // first reconnect delay, default 500 ms
 	MaxBackoff    time.Duration // reconnect delay cap, default 30 s
@@ -286,7 +289,7 @@ func (s *Subscriber) wait(ctx context.Context, t mqtt.Token) error {
 // arrival order. It acks only what is durably handled; anything else is left
 // unacked and the broker redelivers it on the next session.
 func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) {
-	ev, err := DecodeEvent(m.Payload())
+	ev, err := s.cfg.Statuses.DecodeEvent(m.Payload())
 	if err != nil {
 		// Redelivering a malformed payload can never succeed: ack and drop.
 		s.log.Error("mqtt event dropped", "topic", m.Topic(), "err", err)

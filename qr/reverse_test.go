@@ -1,12 +1,14 @@
 package qr
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,4 +128,34 @@ func TestReverseAsyncRefundSettlesOnlyWhenRefunded(t *testing.T) {
 	_, e = newScripted(t, live)
 	_, err = e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c2", TransactionID: "qr-2"})
 	require.True(t, errors.Is(err, ErrNotSettled), "%v", err)
+}
+
+// Issue 10 (reading): a create retried after an attempt that may have reached
+// PPaaS (a 503) and then refused (400) is not a clean decline — the first
+// attempt may have created the transaction — so the outcome is unknown and a
+// reversal is queued. Before, the 400 was taken as a decline, never cancelled.
+func TestCreateRefusedAfterUncertainAttemptIsUnknown(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		http.Error(w, `{"error":"invalid_request","message":"duplicate order"}`, http.StatusBadRequest)
+	}))
+	defer srv.Close()
+	var advised atomic.Int32
+	e, err := NewEngine(Config{}, NewClient(srv.Client(), srv.URL, Retry{Attempts: 2, BaseDelay: time.Millisecond}), &memRecorder{},
+		advisorFunc(func(context.Context, Advice) error { advised.Add(1); return nil }), nil)
+	require.NoError(t, err)
+	out, err := e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: Amount{Amount: 100, Currency: "EUR"}})
+	require.NoError(t, err)
+	require.Equal(t, ResultUnknown, out.Result)
+	require.Equal(t, int32(1), advised.Load(), "a reversal makes sure nothing stands")
+
+	// A refusal at the first attempt is a clean decline.
+	calls.Store(1)
+	out, err = e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: Amount{Amount: 100, Currency: "EUR"}})
+	require.Error(t, err)
+	require.Equal(t, ResultDeclined, out.Result)
 }
