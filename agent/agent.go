@@ -212,6 +212,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.statuses = statuses
 	qc := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{}).WithStatuses(statuses)
 	brands, _ := a.cfg.Brands() // validated in New
+	confirmDefault, confirmPer, _ := a.cfg.ConfirmTimeouts()
 	// The engine's steps after an abort or its timeout are bounded (the create
 	// under way, then the cancel); the Nexo server waits them out, so the POS
 	// is answered with the engine's outcome, never a guess (an "Aborted"
@@ -224,7 +225,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		PollAfter:     a.cfg.EventWait,
 		CreateTimeout: createTimeout,
 		CancelTimeout: cancelTimeout,
-		Logger:        a.log.With("component", "qr"),
+		// issue 10: a paid payment waits for its provider's confirmation.
+		ConfirmTimeout:  confirmDefault,
+		ConfirmTimeouts: confirmPer,
+		Logger:          a.log.With("component", "qr"),
 	}, qc, j, advisor{st: st, held: held}, screen)
 	if err != nil {
 		return err

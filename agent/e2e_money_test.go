@@ -1,12 +1,14 @@
 package agent_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
@@ -69,4 +71,57 @@ func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 	require.Equal(t, qr.Refunded, tx.Status)
 	require.Equal(t, int64(4999), tx.RefundedAmount)
 	require.Empty(t, w.Agent.TestDegraded())
+}
+
+// Issue 10 item 7: a PENNYMATIC payment the consumer paid (txhash present, not
+// confirmed) is not cancelled at payment_timeout — before, it was, the POS was
+// told "the consumer did not pay in time" and PPaaS recorded a refund owed. It
+// waits for the confirmation; TransactionStatus says InProgress meanwhile, and
+// the POS gets Success when the confirmation comes.
+func TestE2EPaidUnconfirmedWaitsForConfirmation(t *testing.T) {
+	w, pos := simtest.Start(t, func(c *sim.WorldConfig) {
+		c.PPaaS.Payments.Providers.Pennymatic.ConfirmDelay = -1 // confirmed by the test
+		prev := c.AgentConfig
+		c.AgentConfig = func(ac *agent.Config) {
+			prev(ac)
+			ac.PaymentTimeout = time.Second
+			ac.EventWait = 100 * time.Millisecond
+		}
+	})
+	ww := &world{World: w, t: t, pos: pos, seen: map[string]bool{}}
+	ch := make(chan payResult, 1)
+	go func() {
+		r, err := pos.Pay(context.Background(), "PM1", 320, "EUR", "PENNYMATIC")
+		ch <- payResult{r, err}
+	}()
+	s := ww.awaitQR()
+	_, err := w.PPaaS.Act(s.TransactionID, "connect")
+	require.NoError(t, err)
+	_, err = w.PPaaS.Act(s.TransactionID, "pay")
+	require.NoError(t, err)
+
+	// Well past the payment timeout, still waiting, not cancelled.
+	paidAt := time.Now()
+	ww.waitFor(10*time.Second, "payment timeout passed", func() bool { return time.Since(paidAt) > 1500*time.Millisecond }, func() string { return "" })
+	st, err := pos.Status(t.Context(), "PM1")
+	require.NoError(t, err)
+	require.Equal(t, nexo.InProgress, st.Status.ErrorCondition, sim.Describe(st))
+	select {
+	case r := <-ch:
+		t.Fatalf("answered before the confirmation: %s", sim.Describe(r.resp))
+	default:
+	}
+	txs, _ := w.PPaaS.Transactions()
+	require.Len(t, txs, 1)
+	require.Equal(t, qr.Confirming, txs[0].Status, "not cancelled at PPaaS")
+
+	_, err = w.PPaaS.Act(s.TransactionID, "confirm")
+	require.NoError(t, err)
+	r := ww.answer(ch, 10*time.Second)
+	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, ww.status("PM1").Status.Result)
+	tx := ww.simTx(txs[0].ClientTransactionID)
+	require.Equal(t, qr.Approved, tx.Status)
+	require.Empty(t, tx.Provider["refund"])
+	require.Equal(t, 1, ww.charges())
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/termagent/termagent/failpoint"
 )
 
 // Recorder durably records every state transition (the agent's journal).
@@ -119,9 +121,14 @@ type Config struct {
 	PollMax       time.Duration // cap of the polling backoff, default 30 s
 	CancelTimeout time.Duration // bound of the cancel sent on abort/timeout, default 10 s
 	CreateTimeout time.Duration // bound of create including retries, default 30 s
-	QRLevel       Level         // default M
-	QRSize        int           // PNG size in pixels, default 256
-	Logger        *slog.Logger
+	// ConfirmTimeout bounds the wait for the provider's confirmation of a
+	// payment the consumer has paid (Confirming), which no timeout or abort
+	// cancels; default 10 min. ConfirmTimeouts overrides it per paymentType.
+	ConfirmTimeout  time.Duration
+	ConfirmTimeouts map[string]time.Duration
+	QRLevel         Level // default M
+	QRSize          int   // PNG size in pixels, default 256
+	Logger          *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -138,6 +145,7 @@ func (c Config) withDefaults() Config {
 	def(&c.PollMax, 30*time.Second)
 	def(&c.CancelTimeout, 10*time.Second)
 	def(&c.CreateTimeout, 30*time.Second)
+	def(&c.ConfirmTimeout, 10*time.Minute)
 	if c.QRLevel == "" {
 		c.QRLevel = LevelMedium
 	}
@@ -332,6 +340,20 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	pollDelay := e.cfg.PollAfter
 	poll := time.NewTimer(pollDelay)
 	defer poll.Stop()
+	aborted := ctx.Done()
+	// confirm is armed when the timeout or an abort finds the consumer has
+	// paid (Confirming): such a payment is not cancelled, it waits for its
+	// provider's confirmation, up to the provider's bound.
+	var confirm <-chan time.Time
+	waitConfirm := func(why string) {
+		if confirm != nil {
+			return
+		}
+		d := e.confirmBound(t.method.PaymentType)
+		log.Info("qr payment paid, waiting for the provider's confirmation instead of cancelling", "after", why, "bound", d)
+		ct := time.NewTimer(d)
+		confirm = ct.C
+	}
 	for {
 		select {
 		case <-t.done:
@@ -344,12 +366,39 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 			pollDelay = min(2*pollDelay, e.cfg.PollMax)
 			poll.Reset(pollDelay/2 + rand.N(pollDelay/2+1))
 		case <-timeout.C:
-			return e.cancel(ctx, t, false, log), nil
-		case <-ctx.Done():
+			if t.state() == Confirming {
+				waitConfirm("timeout")
+				continue
+			}
+			if o, paid := e.cancel(ctx, t, false, log); !paid {
+				return o, nil
+			}
+			waitConfirm("timeout")
+		case <-aborted:
+			aborted = nil // the wait below must not spin on a closed channel
 			log.Info("qr payment aborted", "cause", context.Cause(ctx))
-			return e.cancel(ctx, t, true, log), nil
+			if t.state() == Confirming {
+				waitConfirm("abort")
+				continue
+			}
+			if o, paid := e.cancel(ctx, t, true, log); !paid {
+				return o, nil
+			}
+			waitConfirm("abort")
+		case <-confirm:
+			log.Warn("qr payment paid but not confirmed by its provider in time; outcome unknown, a reversal will refund it once confirmed")
+			return e.unknown(ctx, t, "paid but not confirmed by the provider within "+e.confirmBound(t.method.PaymentType).String()), nil
 		}
 	}
+}
+
+// confirmBound is how long a paid payment of paymentType waits for its
+// provider's confirmation.
+func (e *Engine) confirmBound(paymentType string) time.Duration {
+	if d, ok := e.cfg.ConfirmTimeouts[paymentType]; ok && d > 0 {
+		return d
+	}
+	return e.cfg.ConfirmTimeout
 }
 
 func (e *Engine) poll(ctx context.Context, t *txn, log *slog.Logger) {
@@ -366,10 +415,13 @@ func (e *Engine) poll(ctx context.Context, t *txn, log *slog.Logger) {
 }
 
 // cancel ends a transaction the agent gives up on (timeout) or the POS aborted.
-// It uses a fresh bounded context: the caller's may already be cancelled.
-func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Logger) Outcome {
+// It uses a fresh bounded context: the caller's may already be cancelled. paid
+// reports that PPaaS refused the cancel because the consumer has paid and the
+// provider's confirmation is awaited (Confirming): the caller waits for it.
+func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Logger) (_ Outcome, paid bool) {
 	cctx, stop := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.CancelTimeout)
 	defer stop()
+	failpoint.Hit("qr.cancel.before")
 	got, err := e.client.Cancel(cctx, t.txID())
 	var ae *APIError
 	switch {
@@ -388,14 +440,17 @@ func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Log
 		}
 	default:
 		log.Warn("qr cancel failed, outcome unknown", "err", err)
-		if !t.final() {
-			return e.unknown(cctx, t, "cancel: "+err.Error())
+		if !t.final() && t.state() != Confirming {
+			return e.unknown(cctx, t, "cancel: "+err.Error()), false
 		}
+	}
+	if t.state() == Confirming {
+		return Outcome{}, true
 	}
 	if !t.final() {
 		// PPaaS accepted the cancel yet reports a live state; treat as unknown
 		// so the outbox makes sure it ends.
-		return e.unknown(cctx, t, "cancel left transaction in "+string(t.state()))
+		return e.unknown(cctx, t, "cancel left transaction in "+string(t.state())), false
 	}
 	// The cancel's own event may have landed first (state cancelled): what the
 	// POS needs to know is why the agent cancelled.
@@ -406,7 +461,7 @@ func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Log
 			res = ResultAborted
 		}
 	}
-	return e.outcome(t, res)
+	return e.outcome(t, res), false
 }
 
 func reasonFor(aborted bool) string {
@@ -525,6 +580,8 @@ func message(s State) string {
 	switch s {
 	case Pending:
 		return "Processing payment…"
+	case Confirming:
+		return "Paid, waiting for confirmation…"
 	case Approved:
 		return "Payment approved"
 	case Declined:

@@ -159,3 +159,56 @@ func TestCreateRefusedAfterUncertainAttemptIsUnknown(t *testing.T) {
 	require.Error(t, err)
 	require.Equal(t, ResultDeclined, out.Result)
 }
+
+// Issue 10 item 7: a payment the consumer has paid (confirming) is not
+// cancelled at the payment timeout: it waits for the provider's confirmation
+// and ends approved when it comes; past the provider's bound the outcome is
+// unknown (a reversal refunds it once confirmed), never "did not pay in time".
+func TestConfirmingIsNotCancelledByTheTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		confirmedAt int32 // status read that says approved; 0: never
+		want        Result
+	}{
+		{"confirmed after the timeout", 8, ResultApproved},
+		{"never confirmed within the bound", 0, ResultUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var gets, cancels atomic.Int32
+			confirming := map[string]any{"transactionId": "qr-8", "clientTransactionId": "c8", "status": "confirming",
+				"paymentAmount": map[string]any{"amount": 100, "currency": "EUR"}}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch {
+				case r.Method == http.MethodPost && r.URL.Path == txPath:
+					_ = json.NewEncoder(w).Encode(map[string]any{"transactionId": "qr-8", "clientTransactionId": "c8", "status": "awaiting_consumer"})
+				case strings.HasSuffix(r.URL.Path, "/cancel"):
+					cancels.Add(1)
+					w.WriteHeader(http.StatusConflict)
+					_ = json.NewEncoder(w).Encode(map[string]any{"error": "already_decided", "transaction": confirming})
+				default:
+					if n := gets.Add(1); tc.confirmedAt > 0 && n >= tc.confirmedAt {
+						approved := map[string]any{"transactionId": "qr-8", "status": "approved", "paymentAmount": map[string]any{"amount": 100, "currency": "EUR"}}
+						_ = json.NewEncoder(w).Encode(approved)
+						return
+					}
+					_ = json.NewEncoder(w).Encode(confirming)
+				}
+			}))
+			defer srv.Close()
+			var advised atomic.Int32
+			e, err := NewEngine(Config{Timeout: 30 * time.Millisecond, PollAfter: 10 * time.Millisecond, PollMax: 10 * time.Millisecond,
+				ConfirmTimeouts: map[string]time.Duration{"KB": 300 * time.Millisecond}},
+				NewClient(srv.Client(), srv.URL, Retry{Attempts: 1}), &memRecorder{},
+				advisorFunc(func(context.Context, Advice) error { advised.Add(1); return nil }), nil)
+			require.NoError(t, err)
+			out, err := e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: Amount{Amount: 100, Currency: "EUR"}, ClientTransactionID: "c8"})
+			require.NoError(t, err)
+			require.Equal(t, tc.want, out.Result, "%+v", out)
+			require.Zero(t, cancels.Load(), "a paid payment is never cancelled")
+			if tc.want == ResultUnknown {
+				require.Contains(t, out.Reason, "not confirmed")
+				require.Equal(t, int32(1), advised.Load())
+			}
+		})
+	}
+}

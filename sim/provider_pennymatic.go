@@ -14,7 +14,9 @@ import (
 // pennymatic-api-es.md): the QR is the wallet's connect URL; once the consumer
 // connects the wallet (usertoken by webhook) the charge is made (/bsv/pay,
 // giving a blockchain txhash), but it is only firm when /bsv/isconfirmed turns
-// true. PPaaS reports pending with isconfirmed false, then approved.
+// true. PPaaS reports confirming (paid, txhash present, isconfirmed false), then
+// approved. A confirming transaction cannot be cancelled: the blockchain
+// payment is made.
 type pennymatic struct{ cfg PennymaticConfig }
 
 type pennyState struct {
@@ -95,7 +97,7 @@ func (p pennymatic) act(pm *payments, tx *SimTransaction, action string, _ url.V
 			p.connectLocked(pm, tx)
 		}
 		st.txHash = randomHex(32)
-		pm.setLocked(tx, qr.Pending, "paid in wallet; waiting for blockchain confirmation", p.raw(tx, qr.Pending))
+		pm.setLocked(tx, qr.Confirming, "paid in wallet; waiting for blockchain confirmation", p.raw(tx, qr.Confirming))
 		if d := p.cfg.ConfirmDelay; d >= 0 {
 			pm.afterLocked(d, func() { p.confirmLocked(pm, tx) })
 		}
@@ -132,7 +134,7 @@ func (p pennymatic) connectLocked(pm *payments, tx *SimTransaction) {
 // cancelled meanwhile, or it may already be confirmed: then nothing happens.
 func (p pennymatic) confirmLocked(pm *payments, tx *SimTransaction) {
 	st := tx.ps.(*pennyState)
-	if tx.Status != qr.Pending || st.confirmed {
+	if tx.Status != qr.Confirming || st.confirmed {
 		return
 	}
 	st.confirmed = true

@@ -241,7 +241,7 @@ func strictDecode(data []byte, v any) error {
 
 var (
 	posActions    = []string{"pay", "reverse", "abort", "status", "diagnosis", "login", "logout"}
-	screenStates  = []string{"idle", "created", "awaiting_consumer", "pending", "approved", "declined", "cancelled", "expired", "refunded", "unknown", "message"}
+	screenStates  = []string{"idle", "created", "awaiting_consumer", "pending", "confirming", "approved", "declined", "cancelled", "expired", "refunded", "unknown", "message"}
 	nexoResults   = []string{string(nexo.Success), string(nexo.Failure), string(nexo.Partial)}
 	brokerActions = []string{"stop", "start", "kick"}
 )
