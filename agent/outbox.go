@@ -301,5 +301,6 @@ func (j journal) settle(ctx context.Context, id, text string) error {
 	if err := j.st.AppendTxn(ctx, id, store.Transition{At: time.Now(), State: stateNexoDone, Final: true, Data: b}); err != nil {
 		return fmt.Errorf("settle %s: %w", id, err)
 	}
+	failpoint.Hit("journal.settle.after")
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/termagent/termagent/failpoint"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
@@ -71,6 +72,7 @@ func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) error {
 	if err != nil {
 		return fmt.Errorf("journal begin %s/%s: %w", e.SaleID, e.ServiceID, err)
 	}
+	failpoint.Hit("journal.begin.after")
 	return nil
 }
 
@@ -130,10 +132,15 @@ func (j journal) finish(ctx context.Context, t store.Txn, response []byte, at ti
 		trs = append(trs, store.Transition{At: at, State: stateReversal, Data: ev.Payload})
 	}
 	trs = append(trs, store.Transition{At: at, State: stateNexoDone, Final: true, Data: response})
+	failpoint.Hit("journal.finish.before")
+	if adv != nil {
+		failpoint.Hit("journal.finish.advice.before")
+	}
 	if err := j.st.AppendTxnEvents(ctx, t.ID, trs, evs...); err != nil {
 		giveBack()
 		return fmt.Errorf("journal finish %s/%s: %w", t.SaleID, t.ServiceID, err)
 	}
+	failpoint.Hit("journal.finish.after")
 	return nil
 }
 

@@ -326,6 +326,7 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 		log.Warn("qr create outcome unknown", "err", err)
 		return e.unknown(ctx, t, "create: "+err.Error()), nil
 	}
+	failpoint.Hit("qr.created")
 	e.index(t, created.TransactionID)
 	log = log.With("transaction_id", created.TransactionID)
 	if err := e.apply(ctx, t, created.Status, source{kind: "agent", seq: created.Sequence, ref: created.ProviderReference, reason: created.StatusReason}); err != nil {
@@ -486,10 +487,13 @@ func (e *Engine) unknown(ctx context.Context, t *txn, reason string) Outcome {
 	return o
 }
 
-// HandleEvent applies one provider event. It returns only after the resulting
-// transition is durably recorded, so the caller may then acknowledge it. Events
-// for transactions not in flight (late, or after a restart) are logged and
-// accepted: polling and TransactionStatus own those.
+// HandleEvent applies one provider event. It returns once the resulting
+// transition is handed to the Recorder; the caller may then acknowledge it. The
+// agent's Recorder defers the write to the payment's next durable one: an event
+// acknowledged and then lost in a crash is harmless, because restart recovery
+// reads the transaction's state back from PPaaS. Events for transactions not in
+// flight (late, or after a restart) are logged and accepted: polling and
+// TransactionStatus own those.
 func (e *Engine) HandleEvent(ctx context.Context, ev Event) error {
 	e.mu.Lock()
 	t := e.byClient[ev.ClientTransactionID]

@@ -27,8 +27,8 @@ type EventLog interface {
 	SeenEvent(ctx context.Context, id string) (bool, error)
 }
 
-// EventHandler applies an event; a nil error means durably applied (the
-// Engine implements it).
+// EventHandler applies an event; a nil error means applied and recorded (the
+// Engine implements it; see HandleEvent for when the record is durable).
 type EventHandler interface {
 	HandleEvent(ctx context.Context, ev Event) error
 }
@@ -286,8 +286,8 @@ func (s *Subscriber) wait(ctx context.Context, t mqtt.Token) error {
 }
 
 // onMessage runs in paho's delivery goroutine, one message at a time in
-// arrival order. It acks only what is durably handled; anything else is left
-// unacked and the broker redelivers it on the next session.
+// arrival order. It acks only what is handled; anything else is left unacked
+// and the broker redelivers it on the next session.
 func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) {
 	ev, err := s.cfg.Statuses.DecodeEvent(m.Payload())
 	if err != nil {
