@@ -32,11 +32,13 @@ func beginPayment(t *testing.T, j journal, serviceID string, minor int64) string
 	req := &nexo.Request{
 		Header: nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: nexo.CategoryPayment, Type: nexo.TypeRequest,
 			ServiceID: serviceID, SaleID: "POS1", POIID: "DX8000-1"},
-		Payment: &nexo.PaymentRequest{SaleTransactionID: nexo.TransactionID{ID: "ORDER-" + serviceID}, Type: nexo.PaymentNormal,
+		Payment: &nexo.PaymentRequest{SaleTransactionID: nexo.TransactionID{ID: "ORDER-" + serviceID, TimeStamp: time.Now().UTC()}, Type: nexo.PaymentNormal,
 			Amount: nexo.Amount{Minor: minor, Currency: "EUR"}, AllowedBrands: []string{"KB"}},
 	}
 	raw, err := nexo.JSONCodec{}.EncodeRequest(req)
 	require.NoError(t, err)
+	_, err = nexo.JSONCodec{}.DecodeRequest(raw)
+	require.NoError(t, err, "a request recovery can read back")
 	now := time.Now()
 	require.NoError(t, j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: serviceID, Category: nexo.CategoryPayment,
 		RequestHash: "h-" + serviceID, Request: raw, State: nexo.TxInProgress, Started: now, Updated: now}))
