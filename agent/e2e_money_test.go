@@ -2,6 +2,8 @@ package agent_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +29,11 @@ import (
 func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 	w, pos := simtest.Start(t, func(c *sim.WorldConfig) {
 		c.AgentOptions.Forwarder.MaxRejections = 3
+		prev := c.AgentConfig
+		c.AgentConfig = func(ac *agent.Config) {
+			prev(ac)
+			ac.AdminListen = "127.0.0.1:0"
+		}
 	})
 	ww := &world{World: w, t: t, pos: pos, seen: map[string]bool{}}
 	w.PPaaS.SetPaymentFaults(sim.PaymentFaults{CreateErrors: 4})
@@ -58,6 +65,11 @@ func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 	require.Equal(t, "Maintenance", ww.diagnosis().GlobalStatus)
 	require.Contains(t, w.Agent.TestDegraded(), "dead letters")
 	require.Equal(t, int64(1), w.Agent.TestForwarderStats().DeadByKind[store.KindAdvice])
+	code, body := httpGet(t, w.Agent.AdminURL()+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "degraded")
+	_, body = httpGet(t, w.Agent.AdminURL()+"/metrics")
+	require.Contains(t, body, `termagent_outbox_dead_total{kind="advice"} 1`)
 
 	// A person fixes PPaaS and retries the dead letter.
 	ww.clearFaults()
@@ -71,6 +83,20 @@ func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 	require.Equal(t, qr.Refunded, tx.Status)
 	require.Equal(t, int64(4999), tx.RefundedAmount)
 	require.Empty(t, w.Agent.TestDegraded())
+	code, _ = httpGet(t, w.Agent.AdminURL()+"/readyz")
+	require.Equal(t, http.StatusOK, code)
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
 }
 
 // Issue 10 item 7: a PENNYMATIC payment the consumer paid (txhash present, not
