@@ -459,6 +459,12 @@ func TestCrashMatrix(t *testing.T) {
 		}
 		if m.start(fp) {
 			m.drive(c.scenario, c.fp)
+			// The forwarder's failpoints come after the POS's answer: give the
+			// agent a moment to reach them.
+			grace := time.Now().Add(2 * time.Second)
+			for !m.dead() && time.Now().Before(grace) {
+				m.pause()
+			}
 		}
 		m.stop()
 		// Restart clean and let it settle.
