@@ -46,22 +46,23 @@ var matrixFailpoints = []string{
 }
 
 // matrixScenarios are the payment flows the agent is killed in.
-var matrixScenarios = []string{"approve", "decline", "abort-before-pay", "abort-after-pay", "timeout", "unknown", "reversal", "recovery"}
+var matrixScenarios = []string{"approve", "decline", "abort-before-pay", "abort-after-pay", "timeout", "unknown", "reversal", "recovery", "recovery-unpaid"}
 
 // ciCells is the subset run without crashFullEnv: the boundaries where money
 // safety was broken before issue 10, and one per scenario.
 var ciCells = map[[2]string]bool{
-	{"unknown", "journal.finish.advice.before"}: true,
-	{"unknown", "advice.resolved"}:              true,
-	{"approve", "journal.finish.before"}:        true,
-	{"approve", "qr.created"}:                   true,
-	{"decline", "journal.finish.after"}:         true,
-	{"abort-before-pay", "qr.cancel.before"}:    true,
-	{"abort-after-pay", "journal.finish.before"}: true,
-	{"timeout", "qr.cancel.before"}:             true,
-	{"reversal", "journal.finish.before"}:       true,
-	{"recovery", "recover.asked"}:               true,
-	{"recovery", "recover.journaled"}:           true,
+	{"unknown", "journal.finish.advice.before"}:         true,
+	{"unknown", "advice.resolved"}:                      true,
+	{"approve", "journal.finish.before"}:                true,
+	{"approve", "qr.created"}:                           true,
+	{"decline", "journal.finish.after"}:                 true,
+	{"abort-before-pay", "qr.cancel.before"}:            true,
+	{"abort-after-pay", "journal.finish.before"}:        true,
+	{"timeout", "qr.cancel.before"}:                     true,
+	{"reversal", "journal.finish.before"}:               true,
+	{"recovery", "recover.asked"}:                       true,
+	{"recovery", "recover.journaled"}:                   true,
+	{"recovery-unpaid", "journal.finish.advice.before"}: true,
 }
 
 var (
@@ -306,10 +307,11 @@ func (m *matrixRun) drive(scenario, fp string) {
 		for !m.dead() && time.Now().Before(deadline) && m.status() != qr.Refunded {
 			m.pause()
 		}
-	case "recovery":
+	case "recovery", "recovery-unpaid":
 		// Killed (plain kill -9) while the consumer looks at the QR; the
-		// consumer pays while the agent is down; the failpoint is armed in
-		// the restarted agent, whose recovery runs into it.
+		// consumer pays while the agent is down (or not: recovery then
+		// cancels through an advice); the failpoint is armed in the
+		// restarted agent, whose recovery runs into it.
 		ans := pay()
 		tx, ok := m.newTx(10 * time.Second)
 		if !ok {
@@ -317,7 +319,9 @@ func (m *matrixRun) drive(scenario, fp string) {
 		}
 		m.stop()
 		<-ans
-		act(tx.TransactionID, "pay")
+		if scenario == "recovery" {
+			act(tx.TransactionID, "pay")
+		}
 		if !m.start(fp) {
 			return
 		}
@@ -454,7 +458,7 @@ func TestCrashMatrix(t *testing.T) {
 			m.known[tx.TransactionID] = true
 		}
 		fp := c.fp
-		if c.scenario == "recovery" {
+		if strings.HasPrefix(c.scenario, "recovery") {
 			fp = "" // armed at the restart, inside drive
 		}
 		if m.start(fp) {
