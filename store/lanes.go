@@ -22,13 +22,11 @@ const DueScan = 1024
 // records whose expiry has passed at now are first moved to the dead-letter
 // bucket and returned in expired (so the caller can say so loudly).
 func (s *Store) Due(ctx context.Context, now time.Time, due func(Record) bool) (rec Record, ok bool, next time.Time, expired []Record, err error) {
-	s.ackMu.Lock()
-	acking := make(map[uint64]struct{}, len(s.acking))
-	for k := range s.acking {
-		acking[k] = struct{}{}
-	}
-	s.ackMu.Unlock()
 	var stale []Record
+	// Read-locked for the scan (no copy per call): a commit finishing an
+	// acknowledgement waits for it, which is as short as the scan.
+	s.ackMu.RLock()
+	acking := s.acking
 	err = s.view(func(tx *bolt.Tx) error {
 		seen := map[uuid.UUID]struct{}{}
 		c := tx.Bucket(bucketOutbox).Cursor()
@@ -66,6 +64,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, due func(Record) bool) (
 		}
 		return nil
 	})
+	s.ackMu.RUnlock()
 	if err != nil {
 		return Record{}, false, time.Time{}, nil, fmt.Errorf("outbox due: %w", err)
 	}

@@ -200,7 +200,7 @@ type Store struct {
 
 	// acking holds the records acknowledged with AckDeferred whose removal
 	// has not committed yet: Due skips them.
-	ackMu  sync.Mutex
+	ackMu  sync.RWMutex
 	acking map[uint64]struct{}
 
 	janitorStop chan struct{}
