@@ -660,11 +660,13 @@ func TestProviderTimersStopAtClose(t *testing.T) {
 		pays = append(pays, ch)
 	}
 	// Pledg and KTWidget approved (the first callback retry is 15 s away);
-	// Pennymatic waits an hour for its confirmation, until the POS aborts.
+	// Pennymatic waits an hour for its confirmation: paid, it is not
+	// cancelled by the POS's abort (issue 10), so the blockchain rejects it.
 	require.Equal(t, qr.ResultApproved, pvAwait(t, pays[1]).Result)
 	require.Equal(t, qr.ResultApproved, pvAwait(t, pays[2]).Result)
 	cancel()
-	require.Equal(t, qr.ResultAborted, pvAwait(t, pays[0]).Result)
+	w.act(txs[0], "reject")
+	require.Equal(t, qr.ResultDeclined, pvAwait(t, pays[0]).Result)
 	events := map[string]int{}
 	for _, tx := range txs {
 		events[tx.TransactionID] = w.mustTx(tx.ClientTransactionID).Events
