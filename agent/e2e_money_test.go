@@ -151,19 +151,3 @@ func TestE2EPaidUnconfirmedWaitsForConfirmation(t *testing.T) {
 	require.Empty(t, tx.Provider["refund"])
 	require.Equal(t, 1, ww.charges())
 }
-
-// Issue 10 item 3: the outbox's clock is the platform-corrected one. With the
-// device's wall clock 30 days ahead (an RTC gone wrong), records are stamped —
-// and non-critical ones expire — by PPaaS's time, learnt from its answers, not
-// by the local clock (before: a local clock later corrected by NTP expired
-// every record at once).
-func TestE2EOutboxRunsOnTheCorrectedClock(t *testing.T) {
-	skew := 30 * 24 * time.Hour
-	w, _ := simtest.Start(t, func(c *sim.WorldConfig) {
-		c.AgentOptions.Now = func() time.Time { return time.Now().Add(skew) }
-	})
-	rec, err := w.Agent.TestStore().Append(t.Context(), store.Event{Kind: store.KindReceipt, Payload: []byte("r")})
-	require.NoError(t, err)
-	require.WithinDuration(t, time.Now(), rec.Created, time.Minute, "stamped with the platform's time")
-	require.WithinDuration(t, time.Now().Add(7*24*time.Hour), rec.Expires, time.Minute)
-}
