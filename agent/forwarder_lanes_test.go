@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,7 +46,9 @@ func TestForwarderPoisonRecordDelaysOnlyItsOwnLane(t *testing.T) {
 		delivered.Store(string(r.Payload), true)
 		return nil
 	}}
-	f := NewForwarder(st, sink, ForwarderConfig{BaseDelay: 20 * time.Millisecond, MaxDelay: 50 * time.Millisecond, MaxRejections: 4}, quietLog())
+	var logs syncLog
+	f := NewForwarder(st, sink, ForwarderConfig{BaseDelay: 20 * time.Millisecond, MaxDelay: 50 * time.Millisecond, MaxRejections: 4},
+		slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError})))
 	_, err := st.Append(t.Context(), store.Event{Kind: store.KindAdvice, Payload: []byte("poison")})
 	require.NoError(t, err)
 	for _, p := range []string{"advice-2", "result-3", "result-4"} {
@@ -70,6 +74,26 @@ func TestForwarderPoisonRecordDelaysOnlyItsOwnLane(t *testing.T) {
 	require.Len(t, sink.dead, 1)
 	require.Contains(t, sink.dead[0], "poison: refused 4 times")
 	sink.mu.Unlock()
+	require.Contains(t, logs.String(), `"level":"ERROR","msg":"outbox record given up and moved to dead letters`, "loud")
+	require.Contains(t, logs.String(), `"kind":"advice"`)
+}
+
+// syncLog is a log sink safe for concurrent writes.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 type errString string
