@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -28,14 +29,21 @@ func (s *Store) Due(ctx context.Context, now time.Time, due func(Record) bool) (
 	s.ackMu.RLock()
 	acking := s.acking
 	err = s.view(func(tx *bolt.Tx) error {
-		seen := map[uuid.UUID]struct{}{}
+		var seen map[uuid.UUID]struct{}
 		c := tx.Bucket(bucketOutbox).Cursor()
 		n := 0
-		for k, v := c.First(); k != nil && n < DueScan; k, v = c.Next() {
+		for k, v := c.First(); k != nil && n < DueScan; {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if _, gone := acking[keySeq(k)]; gone {
+			if i, gone := slices.BinarySearch(acking, keySeq(k)); gone {
+				// Skip the whole run of consecutive acknowledged sequence
+				// numbers with one seek (a drained prefix, typically).
+				j := i
+				for j+1 < len(acking) && acking[j+1] == acking[j]+1 {
+					j++
+				}
+				k, v = c.Seek(seqKey(acking[j] + 1))
 				continue
 			}
 			n++
@@ -45,16 +53,21 @@ func (s *Store) Due(ctx context.Context, now time.Time, due func(Record) bool) (
 			}
 			if expiredAt(r, now) {
 				stale = append(stale, r)
+				k, v = c.Next()
 				continue
 			}
+			k, v = c.Next()
 			if _, blocked := seen[r.Key]; blocked {
 				continue
 			}
-			seen[r.Key] = struct{}{}
 			if due(r) {
 				rec, ok = r, true
 				return nil
 			}
+			if seen == nil {
+				seen = map[uuid.UUID]struct{}{}
+			}
+			seen[r.Key] = struct{}{}
 			if next.IsZero() || r.NextAttempt.Before(next) {
 				next = r.NextAttempt
 			}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -231,19 +232,35 @@ func (s *Store) Ack(ctx context.Context, seq uint64) error {
 // consumer reads on with PeekAfter.
 func (s *Store) AckDeferred(seq uint64) error {
 	s.ackMu.Lock()
-	s.acking[seq] = struct{}{}
+	s.acking = insertSorted(s.acking, seq)
 	s.ackMu.Unlock()
-	err := s.laterThen(ackOp(seq), func(error) {
+	done := func(error) {
 		s.ackMu.Lock()
-		delete(s.acking, seq)
-		s.ackMu.Unlock()
-	})
-	if err != nil {
-		s.ackMu.Lock()
-		delete(s.acking, seq)
+		s.acking = removeSorted(s.acking, seq)
 		s.ackMu.Unlock()
 	}
+	err := s.laterThen(ackOp(seq), done)
+	if err != nil {
+		done(err)
+	}
 	return err
+}
+
+// insertSorted adds v to the sorted set a (acknowledgements come mostly in
+// increasing order: usually an append).
+func insertSorted(a []uint64, v uint64) []uint64 {
+	i, found := slices.BinarySearch(a, v)
+	if found {
+		return a
+	}
+	return slices.Insert(a, i, v)
+}
+
+func removeSorted(a []uint64, v uint64) []uint64 {
+	if i, found := slices.BinarySearch(a, v); found {
+		return slices.Delete(a, i, i+1)
+	}
+	return a
 }
 
 func ackOp(seq uint64) op {

@@ -199,9 +199,9 @@ type Store struct {
 	once       sync.Once
 
 	// acking holds the records acknowledged with AckDeferred whose removal
-	// has not committed yet: Due skips them.
+	// has not committed yet, sorted: Due skips them (seeking over runs).
 	ackMu  sync.RWMutex
-	acking map[uint64]struct{}
+	acking []uint64
 
 	janitorStop chan struct{}
 	janitorDone chan struct{}
@@ -284,7 +284,6 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		notify:      make(chan struct{}, 1),
 		janitorStop: make(chan struct{}),
 		janitorDone: make(chan struct{}),
-		acking:      map[uint64]struct{}{},
 	}
 	if err := s.init(migrations()); err != nil {
 		_ = db.Close()
