@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,10 +23,6 @@ const DueScan = 1024
 // bucket and returned in expired (so the caller can say so loudly).
 func (s *Store) Due(ctx context.Context, now time.Time, due func(Record) bool) (rec Record, ok bool, next time.Time, expired []Record, err error) {
 	var stale []Record
-	// Read-locked for the scan (no copy per call): a commit finishing an
-	// acknowledgement waits for it, which is as short as the scan.
-	s.ackMu.RLock()
-	acking := s.acking
 	err = s.view(func(tx *bolt.Tx) error {
 		var seen map[uuid.UUID]struct{}
 		c := tx.Bucket(bucketOutbox).Cursor()
@@ -36,14 +31,8 @@ func (s *Store) Due(ctx context.Context, now time.Time, due func(Record) bool) (
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if i, gone := slices.BinarySearch(acking, keySeq(k)); gone {
-				// Skip the whole run of consecutive acknowledged sequence
-				// numbers with one seek (a drained prefix, typically).
-				j := i
-				for j+1 < len(acking) && acking[j+1] == acking[j]+1 {
-					j++
-				}
-				k, v = c.Seek(seqKey(acking[j] + 1))
+			if last, acked := s.ackedRun(keySeq(k)); acked {
+				k, v = c.Seek(seqKey(last + 1))
 				continue
 			}
 			n++
@@ -77,7 +66,6 @@ func (s *Store) Due(ctx context.Context, now time.Time, due func(Record) bool) (
 		}
 		return nil
 	})
-	s.ackMu.RUnlock()
 	if err != nil {
 		return Record{}, false, time.Time{}, nil, fmt.Errorf("outbox due: %w", err)
 	}

@@ -263,6 +263,24 @@ func removeSorted(a []uint64, v uint64) []uint64 {
 	return a
 }
 
+// ackedRun reports whether seq was acknowledged with AckDeferred and not yet
+// removed, and then the last of the run of consecutive such sequence numbers
+// it starts (a drained prefix is skipped with one seek). The lock is held
+// for one look-up only: the writer updates the set after every commit.
+func (s *Store) ackedRun(seq uint64) (last uint64, acked bool) {
+	s.ackMu.RLock()
+	defer s.ackMu.RUnlock()
+	i, found := slices.BinarySearch(s.acking, seq)
+	if !found {
+		return 0, false
+	}
+	j := i
+	for j+1 < len(s.acking) && s.acking[j+1] == s.acking[j]+1 {
+		j++
+	}
+	return s.acking[j], true
+}
+
 func ackOp(seq uint64) op {
 	return func(w *wtx) error {
 		b := w.tx.Bucket(bucketOutbox)
