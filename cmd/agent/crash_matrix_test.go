@@ -65,29 +65,14 @@ var ciCells = map[[2]string]bool{
 	{"recovery-unpaid", "journal.finish.advice.before"}: true,
 }
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
-// failpointAgent builds the agent with -tags failpoints once per test binary.
+// failpointAgent builds the agent with -tags failpoints into the test's
+// temporary directory (the go build cache makes a second build a link).
 func failpointAgent(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "termagent-fp-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "agent-failpoints")
-		out, err := exec.Command("go", "build", "-tags", "failpoints", "-o", builtBin, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build -tags failpoints: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, buildErr)
-	return builtBin
+	bin := filepath.Join(t.TempDir(), "agent-failpoints")
+	out, err := exec.Command("go", "build", "-tags", "failpoints", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "go build -tags failpoints:\n%s", out)
+	return bin
 }
 
 // A release build has no failpoint in it: not the code, not the variable name.
