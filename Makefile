@@ -9,7 +9,7 @@ TESTFLAGS ?= -race -timeout 15m
 # The issue's budget for the stripped linux/arm64 agent (15 MiB).
 MAX_ARM64_BYTES := 15728640
 
-.PHONY: fleet all build test cross demo bench lint clean
+.PHONY: fleet all build test cross demo bench lint clean crash
 
 all: build
 
@@ -62,3 +62,9 @@ clean:
 fleet: build
 	./bin/sim fleet -n 1000 -payments 3 -concurrency 50
 	./bin/sim fleet -n 1000 -payments 3 -concurrency 50 -mosquitto
+
+# The whole crash matrix: the agent binary built with -tags failpoints is killed
+# (SIGKILL) at each named durable-write boundary of each payment scenario,
+# restarted, and checked for money safety (make test runs a subset).
+crash:
+	TERMAGENT_CRASH_FULL=1 $(GO) test -count=1 -timeout 30m -run 'TestCrashMatrix|TestReleaseBuildHasNoFailpoints' -v ./cmd/agent | grep -E 'crash matrix|^ +[a-z0-9 ]|FAIL|violation|^ok|^---'

@@ -15,6 +15,15 @@ import (
 	"github.com/termagent/termagent/store"
 )
 
+// degraded says what needs a person's attention, "" when nothing does: records
+// the outbox gave up on (a reversal that failed, a result PPaaS never took).
+func (a *Agent) degraded() string {
+	if n := a.st.Stats().Dead; n > 0 {
+		return fmt.Sprintf("%d outbox record(s) given up (dead letters): see `agent queue dead`, then `agent queue retry`", n)
+	}
+	return ""
+}
+
 // startAdmin serves /healthz, /readyz and /metrics on the loopback admin
 // listener. Metrics live in the agent's own registry, not a global one.
 func (a *Agent) startAdmin(ctx context.Context, g *errgroup.Group, m *metrics) error {
@@ -32,6 +41,12 @@ func (a *Agent) startAdmin(ctx context.Context, g *errgroup.Group, m *metrics) e
 	gauge("outbox_oldest_age_seconds", "Age of the oldest event waiting in the outbox.", func() float64 { return a.st.Stats().OldestAge.Seconds() })
 	gauge("outbox_dead", "Events in the dead-letter bucket.", func() float64 { return float64(a.st.Stats().Dead) })
 	counter("outbox_sent_total", "Events delivered by the forwarder.", func() float64 { return float64(a.fwd.Stats().Sent) })
+	for k := store.KindTransactionResult; k <= store.KindNexoEvent; k++ {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "termagent", Name: "outbox_dead_total", Help: "Outbox records given up and moved to dead letters since start, by kind.",
+			ConstLabels: prometheus.Labels{"kind": k.String()},
+		}, func() float64 { return float64(a.fwd.Stats().DeadByKind[k]) }))
+	}
 	counter("outbox_retries_total", "Failed delivery attempts (retried later).", func() float64 { return float64(a.fwd.Stats().Failures) })
 	gauge("mqtt_connected", "1 while the provider event subscription is up.", func() float64 {
 		a.mu.Lock()
@@ -60,12 +75,17 @@ func (a *Agent) startAdmin(ctx context.Context, g *errgroup.Group, m *metrics) e
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		select {
 		case <-a.ready:
-			fmt.Fprintln(w, "ready")
-			if warn := journalWarning(a.st.JournalStats()); warn != "" {
-				fmt.Fprintln(w, warn)
-			}
 		default:
 			http.Error(w, "not ready: not yet authenticated to PPaaS", http.StatusServiceUnavailable)
+			return
+		}
+		if why := a.degraded(); why != "" {
+			http.Error(w, "degraded: "+why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+		if warn := journalWarning(a.st.JournalStats()); warn != "" {
+			fmt.Fprintln(w, warn)
 		}
 	})
 	var lc net.ListenConfig

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/termagent/termagent/mtls"
@@ -74,6 +75,7 @@ type Agent struct {
 	mqttUp    bool
 	st        *store.Store
 	fwd       *Forwarder
+	statuses  *qr.Statuses
 }
 
 // New validates the configuration and loads the device identity. Nothing touches
@@ -215,6 +217,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		sopts.JournalMaxBytes = int64(a.cfg.JournalMaxBytes)
 	}
 	sopts.AdviceTxnID = adviceTxnID
+	if sopts.Now == nil {
+		sopts.Now = a.clock.Now // expiries and retention on the corrected clock
+	}
 	st, err := store.Open(ctx, a.cfg.DBPath(), sopts)
 	if err != nil {
 		if ce := (*store.CorruptError)(nil); errors.As(err, &ce) {
@@ -228,7 +233,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	a.st = st
-	j := journal{st: st}
+	held := newHeldAdvices()
+	j := journal{st: st, held: held}
 	// What a previous run left unfinished, listed before the POS can start a
 	// payment: recovery must not take this run's payments for interrupted ones.
 	unfinished, err := st.UnfinishedTxns(ctx)
@@ -246,8 +252,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	disp := displayAdapter{out: multiDisplay{outs: screens, log: a.log}, now: time.Now}
 	screen := newAsyncDisplay(disp, a.log.With("component", "display"))
 
-	qc := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{})
+	statuses, _ := qr.ParseStatuses(a.cfg.PPaaSStatuses) // validated in New
+	qlog := a.log.With("component", "qr")
+	statuses.OnUnknown = func(raw string) {
+		qlog.Warn("PPaaS sent a status this agent does not know; taken as pending (map it with ppaas_statuses)", "status", raw)
+	}
+	a.statuses = statuses
+	qc := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{}).WithStatuses(statuses)
 	brands, _ := a.cfg.Brands() // validated in New
+	confirmDefault, confirmPer, _ := a.cfg.ConfirmTimeouts()
 	// The engine's steps after an abort or its timeout are bounded (the create
 	// under way, then the cancel); the Nexo server waits them out, so the POS
 	// is answered with the engine's outcome, never a guess (an "Aborted"
@@ -260,16 +273,20 @@ func (a *Agent) Run(ctx context.Context) error {
 		PollAfter:     a.cfg.EventWait,
 		CreateTimeout: createTimeout,
 		CancelTimeout: cancelTimeout,
-		Logger:        a.log.With("component", "qr"),
+		Logger:          a.log.With("component", "qr"),
 		// Polling is the event source whenever no broker pushes events: none
 		// configured, not yet subscribed, or down.
 		PushEvents: a.mqttSubscribed,
 		PollFirst:  a.cfg.PollFirst,
 		PollCap:    a.cfg.PollMax,
-	}, qc, j, advisor{st: st}, screen)
+		// issue 10: a paid payment waits for its provider's confirmation.
+		ConfirmTimeout:  confirmDefault,
+		ConfirmTimeouts: confirmPer,
+	}, qc, j, advisor{st: st, held: held}, screen)
 	if err != nil {
 		return err
 	}
+	j.methods = apmEngine{qr: engine}.method
 
 	nexoTLS, err := a.nexoTLS()
 	if err != nil {
@@ -283,6 +300,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	m := newMetrics()
 	m.knowMethods(brands)
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "termagent", Name: "ppaas_unknown_status_total",
+		Help: "PPaaS answers and events with a status spelling the agent does not know (taken as pending; the spelling is logged once).",
+	}, func() float64 { return float64(statuses.UnknownCount()) }))
 	posClient := &http.Client{Timeout: 10 * time.Second}
 	srv, err := nexo.NewServer(nexo.ServerConfig{
 		POIID:          a.poiid,
@@ -315,7 +336,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.nexoAddr = ln.Addr()
 	a.mu.Unlock()
 
-	a.fwd = NewForwarder(st, sender{api: a.api, apiURL: a.cfg.APIURL, pos: posClient, engine: engine, journal: j}, a.opts.Forwarder, a.log)
+	fcfg := a.opts.Forwarder
+	if fcfg.Now == nil {
+		fcfg.Now = a.clock.Now
+	}
+	a.fwd = NewForwarder(st, sender{api: a.api, apiURL: a.cfg.APIURL, pos: posClient, engine: engine, journal: j, logger: a.log.With("component", "forwarder")}, fcfg, a.log)
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -347,6 +372,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			Events:      events{st: st},
 			Handler:     engine,
 			Logger:      a.log.With("component", "mqtt"),
+			Statuses:    statuses,
 		})
 		if err != nil {
 			stop()
@@ -475,7 +501,7 @@ func (d diagnoser) Diagnose(ctx context.Context) (nexo.Health, error) {
 	if a.cfg.MQTTURL != "" {
 		hosts = append(hosts, nexo.HostStatus{AcquirerID: "PPaaS-MQTT", Reachable: mqttUp})
 	}
-	return nexo.Health{Hosts: hosts, OutboxDepth: int(a.st.Stats().Depth)}, nil
+	return nexo.Health{Hosts: hosts, OutboxDepth: int(a.st.Stats().Depth), Attention: a.degraded()}, nil
 }
 
 // dataPath is a file in the data dir.

@@ -68,6 +68,10 @@ type Config struct {
 	PaymentTimeout time.Duration `json:"payment_timeout" help:"time the consumer has to pay before the agent cancels"`
 	EventWait      time.Duration `json:"event_wait" help:"while the MQTT broker is up: time without an event before the agent polls the transaction status (else poll_first)"`
 
+	// issue 10: PPaaS status spellings and confirmation bound
+	PPaaSStatuses  string `json:"ppaas_statuses" help:"SPELLING=state,... mapping the platform's status spellings to ours (e.g. AUTHORIZED=approved,PENDING=pending); unknown spellings count as pending"`
+	ConfirmTimeout string `json:"confirm_timeout" help:"how long a paid payment waits for its provider's confirmation: a duration, or PAYMENTTYPE=duration,... with an optional default duration (e.g. PENNYMATIC=30m,10m)"`
+
 	// Local
 	DataDir     string `json:"data_dir" help:"directory of the agent's durable store"`
 	AdminListen string `json:"admin_listen" help:"loopback address for /healthz, /readyz and /metrics; empty disables"`
@@ -93,6 +97,7 @@ func DefaultConfig() Config {
 		NexoKey:        "conf/agent.key",
 		APMBrands:      "KB=KB:consumerscan,PENNYMATIC=PENNYMATIC:consumerscan,PLEDG=PLEDG:consumerscan,KTWIDGET=KTWIDGET:consumerscan,PTI=PTI:consumerscan",
 		PaymentTimeout: 120 * time.Second,
+		ConfirmTimeout: "10m",
 		EventWait:      5 * time.Second,
 		DataDir:        "data",
 		AdminListen:    "127.0.0.1:9464",
@@ -177,6 +182,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.Brands(); err != nil {
 		bad("apm_brands", "%v", err)
+	}
+	if _, err := qr.ParseStatuses(c.PPaaSStatuses); err != nil {
+		bad("ppaas_statuses", "%v", err)
+	}
+	if _, _, err := c.ConfirmTimeouts(); err != nil {
+		bad("confirm_timeout", "%v", err)
 	}
 	if c.PaymentTimeout < time.Second || c.PaymentTimeout > time.Hour {
 		bad("payment_timeout", "must be between 1s and 1h, got %s", c.PaymentTimeout)
@@ -388,4 +399,30 @@ func (c Config) Brands() (map[string]qr.Method, error) {
 		return nil, fmt.Errorf("no brand mapped: the agent could take no payment")
 	}
 	return out, nil
+}
+
+// ConfirmTimeouts parses confirm_timeout (issue 10): the default bound and the
+// bounds per PPaaS paymentType.
+func (c Config) ConfirmTimeouts() (time.Duration, map[string]time.Duration, error) {
+	def, per := time.Duration(0), map[string]time.Duration{}
+	for _, item := range strings.Split(c.ConfirmTimeout, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		pt, ds, ok := strings.Cut(item, "=")
+		if !ok {
+			ds, pt = pt, ""
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(ds))
+		if err != nil || d < time.Second || d > 24*time.Hour {
+			return 0, nil, fmt.Errorf("%q: want a duration between 1s and 24h, or PAYMENTTYPE=duration", item)
+		}
+		if pt == "" {
+			def = d
+			continue
+		}
+		per[strings.TrimSpace(pt)] = d
+	}
+	return def, per, nil
 }

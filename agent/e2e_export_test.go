@@ -9,3 +9,6 @@ func (a *Agent) TestStore() *store.Store { return a.st }
 
 // TestForwarderStats is the running agent's forwarder counters.
 func (a *Agent) TestForwarderStats() ForwarderStats { return a.fwd.Stats() }
+
+// TestDegraded is what /readyz and Diagnosis say needs attention.
+func (a *Agent) TestDegraded() string { return a.degraded() }

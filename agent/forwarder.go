@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/termagent/termagent/failpoint"
+	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
 
@@ -22,8 +24,9 @@ type Sender interface {
 	Send(ctx context.Context, r store.Record) error
 }
 
-// PermanentError marks a delivery failure that retrying cannot fix; the
-// record goes to the dead-letter bucket at once.
+// PermanentError marks a delivery failure that retrying cannot fix (a record
+// that cannot even be decoded); the record goes to the dead-letter bucket at
+// once.
 type PermanentError struct{ Err error }
 
 func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
@@ -38,6 +41,30 @@ func Permanent(err error) error {
 	return &PermanentError{Err: err}
 }
 
+// RejectedError marks a delivery the receiver refused (an HTTP 4xx): it may be
+// a transient state of the receiver or a lasting refusal, so it is retried with
+// the usual backoff up to ForwarderConfig.MaxRejections attempts, then
+// dead-lettered.
+type RejectedError struct{ Err error }
+
+func (e *RejectedError) Error() string { return "rejected: " + e.Err.Error() }
+
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// Rejected wraps err as a RejectedError (nil stays nil).
+func Rejected(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &RejectedError{Err: err}
+}
+
+// DeadLetterer is implemented by a Sender that must act when a record is given
+// up (the agent journals that a reversal failed, so TransactionStatus says so).
+type DeadLetterer interface {
+	DeadLettered(ctx context.Context, r store.Record, reason string)
+}
+
 // ForwarderConfig tunes the forwarder. Zero fields take the defaults named.
 type ForwarderConfig struct {
 	// BaseDelay is the backoff ceiling after the first failure; each further
@@ -49,6 +76,10 @@ type ForwarderConfig struct {
 	Multiplier float64
 	// SendTimeout bounds one delivery attempt. Default 30 s.
 	SendTimeout time.Duration
+	// MaxRejections is how many attempts a record the receiver keeps
+	// refusing (RejectedError) gets before it is dead-lettered. Default 8
+	// (about 2½ hours with the default backoff).
+	MaxRejections uint32
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Rand returns a number in [0, 1) for the jitter; default math/rand/v2.
@@ -67,6 +98,9 @@ func (c ForwarderConfig) withDefaults() ForwarderConfig {
 	}
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 30 * time.Second
+	}
+	if c.MaxRejections == 0 {
+		c.MaxRejections = 8
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -96,7 +130,8 @@ func Backoff(attempt uint32, base, maxDelay time.Duration, mult, r float64) time
 type ForwarderStats struct {
 	Sent         int64     // records delivered and acknowledged
 	Failures     int64     // failed attempts (retried later)
-	DeadLettered int64     // records given up on a permanent error
+	DeadLettered int64     // records given up (permanent error, rejections, expiry)
+	DeadByKind   [8]int64  // DeadLettered by store.Kind
 	Wakes        int64     // Wake calls that cut a wait short
 	HeadAttempts uint32    // failed attempts of the record at the head
 	NextAttempt  time.Time // when the head is retried; zero if not waiting
@@ -104,11 +139,13 @@ type ForwarderStats struct {
 	LastSuccess  time.Time
 }
 
-// Forwarder drains the store's outbox in order through a Sender: one record
-// in flight at a time (the outbox is one ordered stream), at least once,
-// with exponential backoff and full jitter between failed attempts. Records
-// whose expiry passes are moved to the dead-letter bucket by the store;
-// records the Sender rejects permanently are dead-lettered at once.
+// Forwarder drains the store's outbox through a Sender, at least once, with
+// exponential backoff and full jitter between failed attempts. Records that
+// share a key are delivered in order; records of different keys (different
+// transactions) are independent, so a record that keeps failing delays only
+// its own. Records given up — a permanent error, too many rejections, the
+// expiry of a non-critical kind — go to the dead-letter bucket loudly: an ERROR
+// log, a counter by kind, and the Sender's DeadLettered.
 type Forwarder struct {
 	st     *store.Store
 	sender Sender
@@ -134,8 +171,8 @@ func NewForwarder(st *store.Store, sender Sender, cfg ForwarderConfig, log *slog
 	}
 }
 
-// Wake makes the forwarder retry the head record now instead of waiting out
-// its backoff. Call it when connectivity returns (MQTT reconnected, a PPaaS
+// Wake makes the forwarder retry every waiting record now instead of waiting
+// out its backoff. Call it when connectivity returns (MQTT reconnected, a PPaaS
 // call succeeded). It never blocks.
 func (f *Forwarder) Wake() {
 	select {
@@ -181,15 +218,52 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		return false
 	}
 
-	force := false
+	// forced: after a Wake (or the end of a pause), every record is due
+	// once, whatever its backoff, in outbox order.
+	var forced map[uint64]bool
+	// A failure that is not the record's own (PPaaS unreachable) says
+	// nothing will get through: after a few in a row the forwarder pauses
+	// as a whole, probing with the oldest record, instead of costing one
+	// attempt (and one write) per record of a long outbox.
+	var (
+		streak, pauses uint32
+		pausedUntil    time.Time
+	)
 	storeErrors := uint32(0)
-	// acked is the last record acknowledged with a deferred ack (its removal
-	// commits with the store's next durable write, off the payment path's
-	// fsyncs); the next record to deliver comes after it.
-	var acked uint64
 	for ctx.Err() == nil {
 		now := f.cfg.Now()
-		rec, ok, err := f.st.PeekAfter(ctx, now, acked)
+		if !pausedUntil.IsZero() {
+			d := pausedUntil.Sub(now)
+			if d > f.cfg.MaxDelay {
+				d = 0 // the clock went back: no pause is that long
+			}
+			if d > 0 {
+				f.setWaiting(streak, pausedUntil)
+				if wait(d, false) {
+					f.count(func(s *ForwarderStats) { s.Wakes++ })
+				}
+				if ctx.Err() != nil {
+					break
+				}
+			}
+			pausedUntil = time.Time{}
+			forced = map[uint64]bool{}
+			continue
+		}
+		due := func(r store.Record) bool {
+			switch {
+			case !r.NextAttempt.After(now):
+				return true
+			case r.NextAttempt.Sub(now) > f.cfg.MaxDelay:
+				// No backoff is that long: the clock went back. Waiting for it
+				// would stall the record for as long as the jump.
+				return true
+			case forced != nil && !forced[r.Seq]:
+				return true
+			}
+			return false
+		}
+		rec, ok, next, expired, err := f.st.Due(ctx, now, due)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -203,44 +277,63 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			continue
 		}
 		storeErrors = 0
+		for _, r := range expired {
+			f.deadLettered(ctx, r, "expired: not delivered within its time to live")
+		}
 		if !ok {
-			f.setWaiting(0, time.Time{})
-			force = wait(-1, true) || force
-			continue
-		}
-		if !force && rec.NextAttempt.After(now) {
-			until := rec.NextAttempt
-			if !rec.Expires.IsZero() && rec.Expires.Before(until) {
-				until = rec.Expires // wake up to dead-letter it on time
+			forced = nil
+			d := time.Duration(-1)
+			if !next.IsZero() {
+				d = max(0, next.Sub(now))
 			}
-			f.setWaiting(rec.Attempts, rec.NextAttempt)
-			if wait(until.Sub(now), false) {
+			f.setWaiting(0, next)
+			if wait(d, true) {
 				f.count(func(s *ForwarderStats) { s.Wakes++ })
-				force = true
+				forced = map[uint64]bool{}
 			}
 			continue
 		}
-		force = false
-		if f.deliver(ctx, rec) {
-			acked = rec.Seq
+		if forced != nil {
+			forced[rec.Seq] = true
+		}
+		switch f.deliver(ctx, rec) {
+		case outcomeUnreachable:
+			streak++
+			if streak >= pauseAfter {
+				pauses++
+				pausedUntil = f.cfg.Now().Add(f.backoff(pauses))
+			}
+		default:
+			streak, pauses = 0, 0
 		}
 	}
 	return nil
 }
 
+// pauseAfter is how many records in a row must fail for a reason that is not
+// their own before the forwarder pauses as a whole.
+const pauseAfter = 3
+
+type deliveryOutcome int
+
+const (
+	outcomeDone        deliveryOutcome = iota // delivered, or given up
+	outcomeOwn                                // failed for a reason of its own (a refusal, not settled yet)
+	outcomeUnreachable                        // failed because the receiver is unreachable
+)
+
 func (f *Forwarder) backoff(attempt uint32) time.Duration {
 	return Backoff(attempt, f.cfg.BaseDelay, f.cfg.MaxDelay, f.cfg.Multiplier, f.cfg.Rand())
 }
 
-// deliver makes one attempt and records its outcome in the store. It reports
-// whether the record was delivered and acknowledged.
-func (f *Forwarder) deliver(ctx context.Context, rec store.Record) bool {
+// deliver makes one attempt and records its outcome in the store.
+func (f *Forwarder) deliver(ctx context.Context, rec store.Record) deliveryOutcome {
 	f.setWaiting(rec.Attempts, time.Time{})
 	sctx, cancel := context.WithTimeout(ctx, f.cfg.SendTimeout)
 	err := f.sender.Send(sctx, rec)
 	cancel()
 	if ctx.Err() != nil && err != nil {
-		return false // shutting down mid-send: the attempt proves nothing
+		return outcomeDone // shutting down mid-send: the attempt proves nothing
 	}
 	// Record the outcome even if shutdown starts now: an ack lost here
 	// means a duplicate send (harmless, the receiver de-duplicates) but a
@@ -248,30 +341,38 @@ func (f *Forwarder) deliver(ctx context.Context, rec store.Record) bool {
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer wcancel()
 	log := f.log.With("seq", rec.Seq, "kind", rec.Kind.String(), "key", rec.Key.String())
-	var perm *PermanentError
+	var (
+		perm *PermanentError
+		rej  *RejectedError
+	)
+	attempts := rec.Attempts + 1
 	switch {
 	case err == nil:
+		failpoint.Hit("outbox.delivered")
 		// The receiver has it; losing the ack in a crash only means sending it
 		// again, so the removal need not cost a sync of its own.
 		if aerr := f.st.AckDeferred(rec.Seq); aerr != nil {
 			log.Warn("ack delivered record (it will be sent again)", "err", aerr)
-			return false
+			return outcomeDone
 		}
 		f.count(func(s *ForwarderStats) {
 			s.Sent++
 			s.LastSuccess = f.cfg.Now()
 			s.HeadAttempts = 0
 		})
-		return true
-	case errors.As(err, &perm):
-		log.Error("delivery rejected permanently; record moved to dead letters", "err", err)
-		if derr := f.st.DeadLetter(wctx, rec.Seq, err.Error()); derr != nil {
-			log.Error("dead-letter record", "err", derr)
-			return false
+		return outcomeDone
+	case errors.As(err, &perm), errors.As(err, &rej) && attempts >= f.cfg.MaxRejections:
+		reason := err.Error()
+		if rej != nil {
+			reason = fmt.Sprintf("refused %d times: %v", attempts, err)
 		}
-		f.count(func(s *ForwarderStats) { s.DeadLettered++; s.LastError = err.Error() })
+		if derr := f.st.DeadLetter(wctx, rec.Seq, reason); derr != nil {
+			log.Error("dead-letter record", "err", derr)
+			return outcomeOwn
+		}
+		f.deadLettered(wctx, rec, reason)
+		return outcomeDone
 	default:
-		attempts := rec.Attempts + 1
 		next := f.cfg.Now().Add(f.backoff(attempts))
 		log.Warn("delivery failed; will retry", "attempt", attempts, "next", next, "err", err)
 		if nerr := f.st.Nack(wctx, rec.Seq, next, err.Error()); nerr != nil {
@@ -283,8 +384,26 @@ func (f *Forwarder) deliver(ctx context.Context, rec store.Record) bool {
 			s.HeadAttempts = attempts
 			s.NextAttempt = next
 		})
+		if rej != nil || errors.Is(err, qr.ErrNotSettled) {
+			return outcomeOwn
+		}
+		return outcomeUnreachable
 	}
-	return false
+}
+
+// deadLettered makes a record given up loud: an ERROR log, the counter of its
+// kind and the Sender's own handling (the journal entry it concerns).
+func (f *Forwarder) deadLettered(ctx context.Context, rec store.Record, reason string) {
+	f.log.Error("outbox record given up and moved to dead letters; manual action needed (agent queue dead, agent queue retry)",
+		"seq", rec.Seq, "kind", rec.Kind.String(), "key", rec.Key.String(), "attempts", rec.Attempts, "reason", reason)
+	f.count(func(s *ForwarderStats) {
+		s.DeadLettered++
+		s.DeadByKind[int(rec.Kind)%len(s.DeadByKind)]++
+		s.LastError = reason
+	})
+	if d, ok := f.sender.(DeadLetterer); ok {
+		d.DeadLettered(ctx, rec, reason)
+	}
 }
 
 func (f *Forwarder) count(fn func(*ForwarderStats)) {

@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/termagent/termagent/failpoint"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
@@ -35,20 +38,72 @@ func stableKey(parts ...string) uuid.UUID {
 	return uuid.NewSHA1(keySpace, b.Bytes())
 }
 
-// advisor queues the QR engine's advices in the durable outbox (qr.Advisor).
-type advisor struct{ st *store.Store }
+// advisor queues the QR engine's reversal advices (qr.Advisor). The advice of
+// a POS payment whose final response is not journaled yet is held until that
+// response is: journal.finish commits both in one bbolt transaction, so a crash
+// never leaves an advice without the Failure it explains, nor a Failure that
+// says "a reversal is queued" without the advice. Any other advice (no journal
+// entry, or one already final) is appended at once.
+type advisor struct {
+	st   *store.Store
+	held *heldAdvices
+}
 
 // Advise implements qr.Advisor.
 func (a advisor) Advise(ctx context.Context, adv qr.Advice) error {
-	b, err := json.Marshal(adv)
-	if err != nil {
-		return fmt.Errorf("queue advice: %w", err)
+	if a.held != nil {
+		t, err := a.st.Txn(ctx, adv.ClientTransactionID)
+		if err == nil && !t.Final && t.SaleID != "" {
+			a.held.put(adv)
+			return nil
+		}
 	}
-	_, err = a.st.Append(ctx, store.Event{Kind: store.KindAdvice, Payload: b, Key: stableKey("advice", string(adv.Kind), adv.ClientTransactionID)})
+	ev, err := adviceEvent(adv)
 	if err != nil {
+		return err
+	}
+	if _, err := a.st.Append(ctx, ev); err != nil {
 		return fmt.Errorf("queue advice for %s: %w", adv.ClientTransactionID, err)
 	}
 	return nil
+}
+
+// adviceKey is the outbox idempotency key of a transaction's reversal advice.
+func adviceKey(ctid string) uuid.UUID {
+	return stableKey("advice", string(qr.AdviceReverse), ctid)
+}
+
+func adviceEvent(adv qr.Advice) (store.Event, error) {
+	b, err := json.Marshal(adv)
+	if err != nil {
+		return store.Event{}, fmt.Errorf("queue advice: %w", err)
+	}
+	return store.Event{Kind: store.KindAdvice, Payload: b, Key: stableKey("advice", string(adv.Kind), adv.ClientTransactionID)}, nil
+}
+
+// heldAdvices are advices waiting for their payment's final response.
+type heldAdvices struct {
+	mu sync.Mutex
+	m  map[string]qr.Advice
+}
+
+func newHeldAdvices() *heldAdvices { return &heldAdvices{m: map[string]qr.Advice{}} }
+
+func (h *heldAdvices) put(a qr.Advice) {
+	h.mu.Lock()
+	h.m[a.ClientTransactionID] = a
+	h.mu.Unlock()
+}
+
+func (h *heldAdvices) take(id string) (qr.Advice, bool) {
+	if h == nil {
+		return qr.Advice{}, false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a, ok := h.m[id]
+	delete(h.m, id)
+	return a, ok
 }
 
 // posEvents queues EventNotifications the POS could not take (nexo.Outbox).
@@ -76,6 +131,7 @@ type sender struct {
 	engine  *qr.Engine
 	journal journal
 	now     func() time.Time
+	logger  *slog.Logger
 }
 
 // Send implements Sender.
@@ -88,17 +144,14 @@ func (s sender) Send(ctx context.Context, r store.Record) error {
 		}
 		out, err := s.engine.ResolveAdvice(ctx, adv)
 		if err != nil {
-			var ae *qr.APIError
-			if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
-				// PPaaS never created it: nothing to reverse, and the POS is told so.
-				return s.journal.settle(ctx, adv.ClientTransactionID, "never created at PPaaS: no money moved")
-			}
-			return err
+			// Only a definitive PPaaS answer settles a reversal: anything else
+			// (a 404 included) keeps the advice, retried until PPaaS says.
+			return classify(err)
 		}
+		failpoint.Hit("advice.resolved")
 		// The advice can be carried out before the payment's final response is
-		// journaled (the forwarder wakes on the append, the POS answer follows):
-		// then it is tried again later, which is harmless (it is idempotent),
-		// so that TransactionStatus does tell how it ended.
+		// journaled only for an advice appended on its own (no journal entry
+		// then); settle then has nothing to rewrite.
 		return s.journal.settle(ctx, adv.ClientTransactionID, settledText(adv.Reason, out.State))
 	case store.KindNexoEvent:
 		var ev nexo.PendingEvent
@@ -132,8 +185,72 @@ func (s sender) post(ctx context.Context, r store.Record) error {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode/100 == 5:
 		return fmt.Errorf("deliver event %d: PPaaS answered HTTP %d", r.Seq, resp.StatusCode)
 	default:
-		return Permanent(fmt.Errorf("deliver event %d: PPaaS refused it with HTTP %d", r.Seq, resp.StatusCode))
+		// A 400/403/404 may be a receiver deployed without the endpoint yet,
+		// or a permission not granted yet: retried a bounded number of
+		// times, never dead-lettered at once.
+		return Rejected(fmt.Errorf("deliver event %d: PPaaS refused it with HTTP %d", r.Seq, resp.StatusCode))
 	}
+}
+
+// classify sorts a reversal's failure: a PPaaS refusal (4xx other than 401,
+// 408 and 429, which the client retries) is retried a bounded number of times
+// then dead-lettered; anything else (unreachable, not settled yet) is retried
+// with backoff for as long as it takes — an advice never expires by time alone.
+func classify(err error) error {
+	var ae *qr.APIError
+	if errors.As(err, &ae) && ae.StatusCode/100 == 4 {
+		return Rejected(err)
+	}
+	return err
+}
+
+// DeadLettered implements DeadLetterer: a reversal given up is written into the
+// payment's journal entry, so TransactionStatus tells the POS that the money
+// may still be charged and a person has to act, with the PPaaS id.
+func (s sender) DeadLettered(ctx context.Context, r store.Record, reason string) {
+	if r.Kind != store.KindAdvice {
+		return
+	}
+	var adv qr.Advice
+	if err := json.Unmarshal(r.Payload, &adv); err != nil {
+		return
+	}
+	if err := s.journal.settle(ctx, adv.ClientTransactionID, deadText(adv, reason)); err != nil {
+		s.log().Error("journal the failed reversal", "client_transaction_id", adv.ClientTransactionID, "err", err)
+	}
+}
+
+func (s sender) log() *slog.Logger {
+	if s.logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.logger
+}
+
+// deadText is what TransactionStatus says of a reversal that gave up.
+func deadText(adv qr.Advice, reason string) string {
+	what := "reversal"
+	if adv.Amount.Amount > 0 {
+		what += " of " + formatMinor(adv.Amount)
+	}
+	if adv.TransactionID != "" {
+		what += " (PPaaS transaction " + adv.TransactionID + ")"
+	}
+	// reason names the PPaaS transaction when the reversal learnt its id.
+	return fmt.Sprintf("%s failed at PPaaS: %s; the consumer may still be charged, manual action needed", what, reason)
+}
+
+// formatMinor writes an amount in minor units with its currency's decimals.
+func formatMinor(a qr.Amount) string {
+	exp, ok := nexo.CurrencyExponent(a.Currency)
+	if !ok || exp == 0 {
+		return fmt.Sprintf("%d %s", a.Amount, a.Currency)
+	}
+	p := int64(1)
+	for range exp {
+		p *= 10
+	}
+	return fmt.Sprintf("%d.%0*d %s", a.Amount/p, exp, a.Amount%p, a.Currency)
 }
 
 // settledText is what TransactionStatus tells once a reversal advice is
@@ -184,5 +301,6 @@ func (j journal) settle(ctx context.Context, id, text string) error {
 	if err := j.st.AppendTxn(ctx, id, store.Transition{At: time.Now(), State: stateNexoDone, Final: true, Data: b}); err != nil {
 		return fmt.Errorf("settle %s: %w", id, err)
 	}
+	failpoint.Hit("journal.settle.after")
 	return nil
 }

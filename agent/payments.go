@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/termagent/termagent/failpoint"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
@@ -28,21 +29,41 @@ const (
 	stateNexoStarted = "nexo.started" // data: nexoStarted
 	stateNexoDone    = "nexo.done"    // data: the final SaleToPOIResponse (Nexo JSON)
 	stateQRPrefix    = "qr."          // + qr.State; data: qr.Transition
+	// stateReversal: a reversal advice was queued (data: the advice); it
+	// commits with the final response it explains.
+	stateReversal = "agent.reversal"
 )
 
 type nexoStarted struct {
 	Category    nexo.MessageCategory `json:"category"`
 	RequestHash string               `json:"requestHash"`
 	Request     json.RawMessage      `json:"request,omitempty"` // SaleToPOIRequest, Nexo JSON
+	// Method is the PPaaS method the payment's brand mapped to when it began:
+	// recovery replays the create with it, whatever the mapping is today.
+	Method *qr.Method `json:"method,omitempty"`
 }
 
 // journal adapts the store's transaction journal to the Nexo server (nexo.Journal)
-// and to the QR engine (qr.Recorder).
-type journal struct{ st *store.Store }
+// and to the QR engine (qr.Recorder). held, when set, are the reversal advices
+// the engine queued for payments still waiting for their final response.
+type journal struct {
+	st   *store.Store
+	held *heldAdvices
+	// methods maps a payment request to its PPaaS method (journaled at Begin).
+	methods func(nexo.PaymentRequest) (qr.Method, bool)
+}
 
 // Begin implements nexo.Journal.
 func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) error {
-	data, err := json.Marshal(nexoStarted{Category: e.Category, RequestHash: e.RequestHash, Request: e.Request})
+	started := nexoStarted{Category: e.Category, RequestHash: e.RequestHash, Request: e.Request}
+	if e.Category == nexo.CategoryPayment && j.methods != nil {
+		if req, err := (nexo.JSONCodec{}).DecodeRequest(e.Request); err == nil && req.Payment != nil {
+			if m, ok := j.methods(*req.Payment); ok {
+				started.Method = &m
+			}
+		}
+	}
+	data, err := json.Marshal(started)
 	if err != nil {
 		return fmt.Errorf("journal begin: %w", err)
 	}
@@ -64,6 +85,7 @@ func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) error {
 			return fmt.Errorf("journal refusal %s/%s: %w", e.SaleID, e.ServiceID, err)
 		}
 	}
+	failpoint.Hit("journal.begin.after")
 	return nil
 }
 
@@ -86,14 +108,73 @@ func (j journal) Finish(ctx context.Context, saleID, serviceID string, response 
 	if !ok {
 		return fmt.Errorf("journal finish %s/%s: no such transaction", saleID, serviceID)
 	}
-	// The platform hears about every outcome through the outbox; the event is
-	// queued so that it commits in the same transaction as the final response.
-	if ev, ok := resultEvent(t.ID, response); ok {
-		if err := j.st.AppendDeferred(ev); err != nil {
-			return fmt.Errorf("journal finish %s/%s: queue result event: %w", saleID, serviceID, err)
+	return j.finish(ctx, t, response, at, nil)
+}
+
+// errReversalOwns: a Success was about to be journaled for a transaction that
+// has a reversal advice. It never is: the queued reversal owns the outcome.
+var errReversalOwns = errors.New("a queued reversal owns this transaction's outcome; it is never journaled approved")
+
+// finish is the one place a transaction's final response is journaled. The
+// response, the transaction result the platform is owed and the reversal
+// advice (adv, or the one the engine queued and held for t) commit in one
+// bbolt transaction: after a crash all of them are in the file or none is.
+// It keeps the invariant: once a reversal advice exists for a transaction, the
+// journal never reports that transaction approved.
+func (j journal) finish(ctx context.Context, t store.Txn, response []byte, at time.Time, adv *qr.Advice) error {
+	held, isHeld := j.held.take(t.ID)
+	if adv == nil && isHeld {
+		adv = &held
+	}
+	giveBack := func() {
+		if isHeld {
+			j.held.put(held)
 		}
 	}
-	return j.st.AppendTxn(ctx, t.ID, store.Transition{At: at, State: stateNexoDone, Final: true, Data: response})
+	resp, derr := nexo.JSONCodec{}.DecodeResponse(response)
+	if (adv != nil || reversalQueued(t)) && (derr != nil || resp.Status.Result == nexo.Success) {
+		giveBack()
+		return fmt.Errorf("journal finish %s: %w", t.ID, errReversalOwns)
+	}
+	var (
+		trs []store.Transition
+		evs []store.Event
+	)
+	if derr == nil {
+		if ev, ok := resultEvent(t.ID, resp); ok {
+			evs = append(evs, ev)
+		}
+	}
+	if adv != nil {
+		ev, err := adviceEvent(*adv)
+		if err != nil {
+			giveBack()
+			return fmt.Errorf("journal finish %s: %w", t.ID, err)
+		}
+		evs = append(evs, ev)
+		trs = append(trs, store.Transition{At: at, State: stateReversal, Data: ev.Payload})
+	}
+	trs = append(trs, store.Transition{At: at, State: stateNexoDone, Final: true, Data: response})
+	failpoint.Hit("journal.finish.before")
+	if adv != nil {
+		failpoint.Hit("journal.finish.advice.before")
+	}
+	if err := j.st.AppendTxnEvents(ctx, t.ID, trs, evs...); err != nil {
+		giveBack()
+		return fmt.Errorf("journal finish %s/%s: %w", t.SaleID, t.ServiceID, err)
+	}
+	failpoint.Hit("journal.finish.after")
+	return nil
+}
+
+// reversalQueued reports whether a reversal advice was journaled for t.
+func reversalQueued(t store.Txn) bool {
+	for _, tr := range t.Transitions {
+		if tr.State == stateReversal {
+			return true
+		}
+	}
+	return false
 }
 
 // TransactionResult is the event the agent sends PPaaS (through the outbox, to
@@ -113,11 +194,7 @@ type TransactionResult struct {
 	Time               time.Time `json:"time"`
 }
 
-func resultEvent(id string, response []byte) (store.Event, bool) {
-	resp, err := nexo.JSONCodec{}.DecodeResponse(response)
-	if err != nil {
-		return store.Event{}, false
-	}
+func resultEvent(id string, resp *nexo.Response) (store.Event, bool) {
 	r := TransactionResult{
 		POITransactionID: id, SaleID: resp.Header.SaleID, ServiceID: resp.Header.ServiceID, Category: string(resp.Header.Category),
 		Result: string(resp.Status.Result), ErrorCondition: string(resp.Status.ErrorCondition), AdditionalResponse: resp.Status.AdditionalResponse,
@@ -199,6 +276,7 @@ func (e events) SeenEvent(ctx context.Context, id string) (bool, error) {
 // qrView is what the journal knows of a payment's QR side.
 type qrView struct {
 	payment       *nexo.PaymentRequest // from the journaled request
+	method        *qr.Method           // journaled at Begin (nil in older files)
 	transactionID string
 	state         qr.State
 }
@@ -209,6 +287,9 @@ func viewQR(t store.Txn) qrView {
 		switch {
 		case tr.State == stateNexoStarted:
 			var s nexoStarted
+			if json.Unmarshal(tr.Data, &s) == nil {
+				v.method = s.Method
+			}
 			if json.Unmarshal(tr.Data, &s) == nil && len(s.Request) > 0 {
 				if req, err := (nexo.JSONCodec{}).DecodeRequest(s.Request); err == nil && req.Payment != nil {
 					v.payment = req.Payment
@@ -232,6 +313,15 @@ type apmEngine struct {
 	qr      *qr.Engine
 	st      *store.Store
 	metrics *metrics // nil in tools that need none
+}
+
+// method is the PPaaS method a payment request maps to.
+func (e apmEngine) method(req nexo.PaymentRequest) (qr.Method, bool) {
+	b, ok := e.brand(req)
+	if !ok {
+		return qr.Method{}, false
+	}
+	return e.qr.Method(b)
 }
 
 func (e apmEngine) brand(req nexo.PaymentRequest) (string, bool) {
@@ -368,7 +458,7 @@ func (e apmEngine) Reverse(ctx context.Context, req nexo.ReversalRequest) (nexo.
 	v := viewQR(t)
 	rr := qr.ReverseRequest{ClientTransactionID: id, TransactionID: v.transactionID, Reason: "reversal requested by the POS: " + req.Reason}
 	if rr.TransactionID == "" {
-		c, ok := e.createRequest(id, v.payment)
+		c, ok := e.createRequest(id, v)
 		if !ok {
 			return nexo.ReversalResult{}, nexo.Errorf(nexo.NotFound, "POI transaction %q is not an APM payment", id)
 		}
@@ -385,16 +475,25 @@ func (e apmEngine) Reverse(ctx context.Context, req nexo.ReversalRequest) (nexo.
 }
 
 // createRequest rebuilds the create call of a journaled payment, for idempotent
-// replay: the same brand choice, amount and order as Pay made.
-func (e apmEngine) createRequest(ctid string, p *nexo.PaymentRequest) (qr.CreateRequest, bool) {
+// replay: the same method (the one journaled when the payment began, not
+// today's brand mapping), amount and order as Pay made.
+func (e apmEngine) createRequest(ctid string, v qrView) (qr.CreateRequest, bool) {
+	p := v.payment
 	if p == nil {
 		return qr.CreateRequest{}, false
 	}
-	brand, ok := e.brand(*p)
-	if !ok {
-		return qr.CreateRequest{}, false
+	m := v.method
+	if m == nil {
+		if e.qr == nil {
+			return qr.CreateRequest{}, false
+		}
+		brand, ok := e.brand(*p)
+		if !ok {
+			return qr.CreateRequest{}, false
+		}
+		mm, _ := e.qr.Method(brand)
+		m = &mm
 	}
-	m, _ := e.qr.Method(brand)
 	return qr.CreateRequest{
 		PaymentType: m.PaymentType, PaymentScenario: m.Scenario, ClientTransactionID: ctid,
 		PaymentAmount: qr.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency},

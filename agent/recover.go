@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
+	"github.com/termagent/termagent/failpoint"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
@@ -17,28 +19,34 @@ const reasonRestart = "interrupted by an agent restart"
 // recover settles the transactions a previous run left unfinished (a crash or a
 // power cut mid-payment), so that TransactionStatus tells the POS the truth and no
 // money moves without the POS knowing:
+//   - a payment with a reversal advice already queued is journaled as the
+//     Failure that advice owns (never as approved);
 //   - a payment PPaaS approved is journaled as the Success it was;
 //   - one PPaaS declined or cancelled is journaled as that Failure;
 //   - one still undecided, whose state cannot be read now, or whose PPaaS id the
 //     crash lost (its create may or may not have reached PPaaS) is cancelled (or,
 //     if it turns out approved meanwhile, refunded) through a durable advice that
 //     replays the create idempotently when needed, and journaled as a Failure
-//     that the advice's resolution confirms.
+//     that the advice's resolution confirms; advice and Failure commit together.
 //
 // txns must be listed before the Nexo server takes requests (see Run): a payment
 // this run started is in flight, not interrupted, and must not be settled here.
 func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine, txns []store.Txn) {
 	j := journal{st: st}
-	var err error
+	client := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{}).WithStatuses(a.statuses)
+	if engine != nil {
+		client = engine.Client()
+	}
 	for _, t := range txns {
 		if ctx.Err() != nil {
 			return
 		}
+		failpoint.Hit("recover.before")
 		e := toEntry(t)
 		if e.SaleID != "" && e.Category == nexo.CategoryReversal {
-			// Reversals are idempotent at PPaaS (a second one finds the payment
-			// already cancelled or refunded): tell the POS to send it again.
-			a.finishRecoveredReversal(ctx, j, t, e)
+			// Reversals are idempotent at PPaaS: what the interrupted one did
+			// is read back from PPaaS before the POS is told anything.
+			a.finishRecoveredReversal(ctx, j, client, t, e)
 			continue
 		}
 		if e.SaleID == "" || e.Category != nexo.CategoryPayment {
@@ -47,9 +55,23 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 		v := viewQR(t)
 		log := a.log.With("sale_id", t.SaleID, "service_id", t.ServiceID, "poi_transaction_id", t.ID)
 		eng := apmEngine{qr: engine, st: st}
-		create, ok := eng.createRequest(t.ID, v.payment)
+		create, ok := eng.createRequest(t.ID, v)
+		if rec, _, found, err := st.FindKey(ctx, adviceKey(t.ID)); err != nil {
+			log.Error("recover: look for a queued reversal", "err", err)
+			continue // stays unfinished; the next start tries again
+		} else if found {
+			// Queued by a run that journaled the advice apart from the final
+			// response (an older file): the reversal owns the outcome.
+			var adv qr.Advice
+			if err := json.Unmarshal(rec.Payload, &adv); err != nil {
+				adv = qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Create: create, Reason: reasonRestart}
+			}
+			a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Cancel, "interrupted by an agent restart; a reversal is queued, no money will stay charged"), &adv)
+			log.Info("recovered transaction: a reversal was already queued")
+			continue
+		}
 		if !ok && v.transactionID == "" {
-			a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Aborted, "interrupted by an agent restart before the payment started; no money moved"))
+			a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Aborted, "interrupted by an agent restart before the payment started; no money moved"), nil)
 			log.Info("recovered transaction: not an APM payment, never started")
 			continue
 		}
@@ -57,10 +79,12 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 		// create answered, or lost the deferred record of it) the create is
 		// replayed: it is idempotent by clientTransactionId, so it returns the
 		// transaction the lost call made, or makes one that is cancelled below.
-		var cur *qr.Transaction
-		client := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{})
+		var (
+			cur *qr.Transaction
+			got qr.Transaction
+			err error
+		)
 		gctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		var got qr.Transaction
 		if v.transactionID != "" {
 			got, err = client.Get(gctx, v.transactionID)
 		} else {
@@ -71,8 +95,9 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 			cur = &got
 			v.transactionID = got.TransactionID
 		}
+		failpoint.Hit("recover.asked")
 		switch {
-		case cur != nil && cur.Status == qr.Approved:
+		case cur != nil && cur.Status == qr.Approved && cur.RefundedAmount == 0:
 			brand := cur.PaymentType // when the journaled request is unreadable
 			if v.payment != nil {
 				if b, ok := eng.brand(*v.payment); ok {
@@ -82,29 +107,35 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 			res, _ := outcomeToNexo(qr.Outcome{Result: qr.ResultApproved, ClientTransactionID: t.ID, TransactionID: cur.TransactionID,
 				ProviderReference: cur.ProviderReference, Amount: cur.PaymentAmount, Method: qr.Method{PaymentType: cur.PaymentType, Scenario: cur.PaymentScenario}},
 				brand, nexo.PaymentRequest{})
-			a.finishRecovered(ctx, j, t, v, &res, nil)
-			log.Info("recovered transaction: approved at PPaaS")
-		case cur != nil && cur.Status.Final():
-			a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Refusal, "%s at PPaaS (outcome recovered after an agent restart)", cur.Status))
-			log.Info("recovered transaction: not approved", "status", cur.Status)
+			if a.finishRecovered(ctx, j, t, v, &res, nil, nil) {
+				log.Info("recovered transaction: approved at PPaaS")
+			}
+		case cur != nil && cur.Status.Final() && cur.Status != qr.Approved:
+			if a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Refusal, "%s at PPaaS (outcome recovered after an agent restart)", cur.Status), nil) {
+				log.Info("recovered transaction: not approved", "status", cur.Status)
+			}
 		default:
 			adv := qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Reason: reasonRestart, At: time.Now()}
+			if v.payment != nil {
+				adv.Amount = qr.Amount{Amount: v.payment.Amount.Minor, Currency: v.payment.Amount.Currency}
+			}
 			if adv.TransactionID == "" {
 				adv.Create = create
 			}
-			if err := (advisor{st: st}).Advise(ctx, adv); err != nil {
-				log.Error("queue recovery reversal", "err", err)
+			if !a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Cancel, "interrupted by an agent restart; the payment is being cancelled at PPaaS, no money will move"), &adv) {
 				continue // stays unfinished; the next start tries again
 			}
-			a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Cancel, "interrupted by an agent restart; the payment is being cancelled at PPaaS, no money will move"))
-			a.fwd.Wake()
+			if a.fwd != nil {
+				a.fwd.Wake()
+			}
 			log.Info("recovered transaction: reversal queued")
 		}
 	}
 }
 
-// finishRecovered journals the final Nexo response of a recovered payment.
-func (a *Agent) finishRecovered(ctx context.Context, j journal, t store.Txn, v qrView, res *nexo.PaymentResult, failure *nexo.Error) {
+// finishRecovered journals the final Nexo response of a recovered payment, with
+// its reversal advice when adv is set (both or neither). It reports success.
+func (a *Agent) finishRecovered(ctx context.Context, j journal, t store.Txn, v qrView, res *nexo.PaymentResult, failure *nexo.Error, adv *qr.Advice) bool {
 	var sale nexo.TransactionID
 	if v.payment != nil {
 		sale = v.payment.SaleTransactionID
@@ -125,21 +156,24 @@ func (a *Agent) finishRecovered(ctx context.Context, j journal, t store.Txn, v q
 		resp.Status = nexo.ResponseStatus{Result: nexo.Failure, ErrorCondition: failure.Condition, AdditionalResponse: failure.Text}
 	}
 	b, err := nexo.JSONCodec{}.EncodeResponse(resp)
-	if err != nil {
+	if err != nil || !json.Valid(b) {
 		a.log.Error("encode recovered response", "err", err)
-		return
+		return false
 	}
-	if !json.Valid(b) {
-		return
-	}
-	if err := j.Finish(ctx, t.SaleID, t.ServiceID, b, time.Now()); err != nil {
+	if err := j.finish(ctx, t, b, time.Now(), adv); err != nil {
 		a.log.Error("journal recovered response", "err", err)
+		return false
 	}
+	failpoint.Hit("recover.journaled")
+	return true
 }
 
-// finishRecoveredReversal journals a Failure for a reversal a crash interrupted,
-// so its ServiceID stops answering InProgress.
-func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, t store.Txn, e nexo.JournalEntry) {
+// finishRecoveredReversal journals the outcome of a reversal a crash
+// interrupted, so its ServiceID stops answering InProgress. PPaaS is asked
+// first: a payment it shows cancelled, declined or refunded in full was
+// reversed (Success); otherwise the POS is told to send the reversal again
+// (it is idempotent).
+func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, client *qr.Client, t store.Txn, e nexo.JournalEntry) {
 	var orig nexo.TransactionID
 	if req, err := (nexo.JSONCodec{}).DecodeRequest(e.Request); err == nil && req.Reversal != nil {
 		orig = req.Reversal.OriginalPOITransactionID
@@ -151,6 +185,10 @@ func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, t store.
 			AdditionalResponse: "interrupted by an agent restart; send the reversal again with a new ServiceID (it is idempotent)"},
 		Reversal: &nexo.ReversalResponse{OriginalPOITransactionID: orig, POITransactionID: nexo.TransactionID{ID: t.ID, TimeStamp: t.Started}},
 	}
+	if st, ok := a.reversedAtPPaaS(ctx, j, client, orig.ID); ok {
+		resp.Status = nexo.ResponseStatus{Result: nexo.Success, AdditionalResponse: fmt.Sprintf("%s at PPaaS (outcome recovered after an agent restart)", st)}
+		resp.Reversal.POITransactionID = nexo.TransactionID{ID: orig.ID + "-rev", TimeStamp: t.Started}
+	}
 	b, err := nexo.JSONCodec{}.EncodeResponse(resp)
 	if err != nil {
 		a.log.Error("encode recovered reversal response", "err", err)
@@ -160,5 +198,35 @@ func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, t store.
 		a.log.Error("journal recovered reversal", "err", err)
 		return
 	}
-	a.log.Info("recovered reversal: interrupted, the POS is told to send it again", "sale_id", t.SaleID, "service_id", t.ServiceID)
+	a.log.Info("recovered reversal", "sale_id", t.SaleID, "service_id", t.ServiceID, "result", resp.Status.Result)
+}
+
+// reversedAtPPaaS reads the original payment of a reversal at PPaaS and
+// reports whether nothing of it stands any more (and its status).
+func (a *Agent) reversedAtPPaaS(ctx context.Context, j journal, client *qr.Client, origID string) (qr.State, bool) {
+	if origID == "" || client == nil {
+		return "", false
+	}
+	ot, err := j.st.Txn(ctx, origID)
+	if err != nil {
+		return "", false
+	}
+	id := viewQR(ot).transactionID
+	if id == "" {
+		return "", false
+	}
+	gctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	cur, err := client.Get(gctx, id)
+	if err != nil {
+		a.log.Warn("recover reversal: PPaaS status unknown", "transaction_id", id, "err", err)
+		return "", false
+	}
+	switch {
+	case cur.Status == qr.Refunded, cur.Status == qr.Approved && cur.RefundedAmount >= cur.PaymentAmount.Amount:
+		return qr.Refunded, true
+	case cur.Status == qr.Cancelled, cur.Status == qr.Expired, cur.Status == qr.Declined:
+		return cur.Status, true
+	}
+	return "", false
 }

@@ -145,6 +145,9 @@ type Health struct {
 	// reachable; AcquirerID carries their name.
 	Hosts       []HostStatus
 	OutboxDepth int
+	// Attention, when set, says what needs a person (issue 10: records the
+	// outbox gave up on); Diagnosis then reports GlobalStatus Maintenance.
+	Attention string
 }
 
 // Diagnoser reports host reachability and outbox depth.

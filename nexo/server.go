@@ -478,7 +478,8 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		s.log.Error("journal lookup", "err", err)
 		return s.txFailure(req, Errorf(UnavailableService, "journal unavailable"), TransactionID{})
 	}
-	if found && now.Sub(e.Started) < s.cfg.ServiceIDWindow {
+	// An unfinished transaction keeps its ServiceID whatever its age (issue 10).
+	if found && (now.Sub(e.Started) < s.cfg.ServiceIDWindow || e.State != TxDone) {
 		s.mu.Unlock()
 		if e.RequestHash != hash {
 			return s.txFailure(req, formatError("MessageHeader.ServiceID", "%q already used by another request of SaleID %q", h.ServiceID, h.SaleID), TransactionID{})
@@ -577,7 +578,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 			return
 		}
 		resp := s.outcomeResponse(req, tctx, o.resp, o.err)
-		s.finishJournal(ctx, h, resp, log)
+		_ = s.finishJournal(ctx, h, resp, log) // logged; recovery settles it at the next start
 		log.Info("nexo transaction finished after its answer", "result", string(resp.Status.Result), "condition", string(resp.Status.ErrorCondition))
 	}()
 	var o outcome
@@ -603,7 +604,11 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		t.Stop()
 	}
 	resp := s.outcomeResponse(req, tctx, o.resp, o.err)
-	s.finishJournal(ctx, h, resp, log)
+	if err := s.finishJournal(ctx, h, resp, log); err != nil && resp.Status.Result != Success {
+		// A Failure may say a reversal is queued: without the journal it is
+		// not (they commit together). Tell the POS only what is true.
+		resp = s.txFailure(req, Errorf(InProgress, "the outcome could not be recorded on the terminal; ask TransactionStatus later"), poiTransactionIDOf(resp))
+	}
 	log.Info("nexo transaction finished", "result", string(resp.Status.Result), "condition", string(resp.Status.ErrorCondition))
 	return resp
 }
@@ -667,8 +672,10 @@ func (s *Server) outcomeResponse(req *Request, tctx context.Context, resp *Respo
 	return s.txFailure(req, ne, poiID)
 }
 
-// finishJournal records a transaction's final response.
-func (s *Server) finishJournal(ctx context.Context, h Header, resp *Response, log *slog.Logger) {
+// finishJournal records a transaction's final response. An error means it is
+// not recorded (nor anything that was to commit with it, such as a reversal
+// advice): the transaction stays in progress until restart recovery.
+func (s *Server) finishJournal(ctx context.Context, h Header, resp *Response, log *slog.Logger) error {
 	stored, err := JSONCodec{}.EncodeResponse(resp)
 	if err == nil {
 		err = s.deps.Journal.Finish(context.WithoutCancel(ctx), h.SaleID, h.ServiceID, stored, s.now())
@@ -676,6 +683,18 @@ func (s *Server) finishJournal(ctx context.Context, h Header, resp *Response, lo
 	if err != nil {
 		log.Error("journal finish", "err", err)
 	}
+	return err
+}
+
+// poiTransactionIDOf is the POI transaction id a response names.
+func poiTransactionIDOf(r *Response) TransactionID {
+	switch {
+	case r.Payment != nil:
+		return r.Payment.POITransactionID
+	case r.Reversal != nil:
+		return r.Reversal.POITransactionID
+	}
+	return TransactionID{}
 }
 
 func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error) {
@@ -817,6 +836,9 @@ func (s *Server) diagnose(ctx context.Context, req *Request) *Response {
 			return failureResponse(req.Header, asError(err, UnavailableService))
 		}
 		d.Hosts, d.OutboxDepth = health.Hosts, health.OutboxDepth
+		if health.Attention != "" && !busy {
+			d.GlobalStatus = "Maintenance"
+		}
 		for _, h := range health.Hosts {
 			if !h.Reachable {
 				d.CommunicationOK = false

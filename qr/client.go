@@ -28,6 +28,10 @@ type APIError struct {
 	// Transaction is set when the error body carries the transaction (409 on a
 	// cancel of a decided transaction).
 	Transaction *Transaction `json:"transaction,omitempty"`
+	// AfterUncertain: an earlier attempt of the same call failed in a way that
+	// may have reached PPaaS (a transport error, a 5xx). For a create this
+	// refusal then does not prove that no transaction exists.
+	AfterUncertain bool `json:"-"`
 }
 
 func (e *APIError) Error() string {
@@ -71,9 +75,17 @@ func backoff(base, maxDelay time.Duration, n int) time.Duration {
 // Client calls PPaaS's qrcode-payment API. The http.Client must carry device
 // authentication (mTLS and bearer token); Client adds retries on top.
 type Client struct {
-	base  string
-	http  *http.Client
-	retry Retry
+	base     string
+	http     *http.Client
+	retry    Retry
+	statuses *Statuses
+}
+
+// WithStatuses makes c decode status spellings with s (see Statuses). Call it
+// before using c.
+func (c *Client) WithStatuses(s *Statuses) *Client {
+	c.statuses = s
+	return c
 }
 
 // NewClient returns a Client for baseURL (e.g. https://127.0.0.1:9021).
@@ -133,7 +145,7 @@ func (c *Client) transaction(ctx context.Context, op, method, path string, body 
 	if err != nil {
 		return Transaction{}, err
 	}
-	t, err := DecodeTransaction(b)
+	t, err := c.statuses.DecodeTransaction(b)
 	if err != nil {
 		return Transaction{}, fmt.Errorf("%s: %w", op, err)
 	}
@@ -158,6 +170,10 @@ func (c *Client) do(ctx context.Context, op, method, path string, body []byte) (
 			return b, nil
 		}
 		if !retry {
+			var ae *APIError
+			if last != nil && errors.As(err, &ae) {
+				ae.AfterUncertain = true
+			}
 			return nil, err
 		}
 		last = err
@@ -204,6 +220,10 @@ func (c *Client) once(ctx context.Context, op, method, path string, body []byte)
 	_ = json.Unmarshal(b, ae) // a body that is not JSON still leaves a useful status
 	if ae.Transaction != nil && ae.Transaction.TransactionID == "" {
 		ae.Transaction = nil
+	}
+	if ae.Transaction != nil {
+		ae.Transaction.RawStatus = string(ae.Transaction.Status)
+		ae.Transaction.Status = c.statuses.State(ae.Transaction.RawStatus)
 	}
 	return nil, false, ae
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/termagent/termagent/failpoint"
 )
 
 // Recorder durably records every state transition (the agent's journal).
@@ -97,6 +99,7 @@ type Advice struct {
 	ClientTransactionID string
 	TransactionID       string        // empty when create never answered
 	Create              CreateRequest // replayed (idempotently) to learn TransactionID
+	Amount              Amount        // the payment's amount (for the people reading a failed reversal)
 	Reason              string
 	At                  time.Time
 }
@@ -117,9 +120,14 @@ type Config struct {
 	PollMax       time.Duration // cap of the polling backoff, default 30 s
 	CancelTimeout time.Duration // bound of the cancel sent on abort/timeout, default 10 s
 	CreateTimeout time.Duration // bound of create including retries, default 30 s
-	QRLevel       Level         // default M
-	QRSize        int           // PNG size in pixels, default 256
-	Logger        *slog.Logger
+	// ConfirmTimeout bounds the wait for the provider's confirmation of a
+	// payment the consumer has paid (Confirming), which no timeout or abort
+	// cancels; default 10 min. ConfirmTimeouts overrides it per paymentType.
+	ConfirmTimeout  time.Duration
+	ConfirmTimeouts map[string]time.Duration
+	QRLevel         Level // default M
+	QRSize          int   // PNG size in pixels, default 256
+	Logger          *slog.Logger
 
 	// issue 13: polling as a first-class event source (see events.go).
 	// PushEvents reports whether provider events are being pushed now (the
@@ -147,6 +155,7 @@ func (c Config) withDefaults() Config {
 	def(&c.PollCap, 5*time.Second)
 	def(&c.CancelTimeout, 10*time.Second)
 	def(&c.CreateTimeout, 30*time.Second)
+	def(&c.ConfirmTimeout, 10*time.Minute)
 	if c.QRLevel == "" {
 		c.QRLevel = LevelMedium
 	}
@@ -231,6 +240,9 @@ func NewEngine(cfg Config, c *Client, rec Recorder, adv Advisor, display Display
 	}, nil
 }
 
+// Client is the PPaaS client the engine calls.
+func (e *Engine) Client() *Client { return e.client }
+
 // Method returns the method a brand maps to.
 func (e *Engine) Method(brand string) (Method, bool) {
 	for name, m := range e.cfg.Brands {
@@ -313,15 +325,18 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	cancel()
 	if err != nil {
 		var ae *APIError
-		if errors.As(err, &ae) && ae.Transaction == nil && ae.StatusCode != http.StatusConflict {
+		if errors.As(err, &ae) && ae.Transaction == nil && ae.StatusCode != http.StatusConflict && !ae.AfterUncertain {
 			_ = e.apply(ctx, t, Declined, source{kind: "agent", reason: ae.Error()})
 			return e.outcome(t, ""), fmt.Errorf("qr pay: %w", err)
 		}
 		// A conflict, or a refusal that carries a transaction, says something
-		// exists at PPaaS for this clientTransactionId: not a clean refusal.
+		// exists at PPaaS for this clientTransactionId; a refusal of a retry
+		// after an attempt that may have created it proves nothing: not a
+		// clean refusal.
 		log.Warn("qr create outcome unknown", "err", err)
 		return e.unknown(ctx, t, "create: "+err.Error()), nil
 	}
+	failpoint.Hit("qr.created")
 	e.index(t, created.TransactionID)
 	log = log.With("transaction_id", created.TransactionID)
 	if err := e.apply(ctx, t, created.Status, source{kind: "agent", seq: created.Sequence, ref: created.ProviderReference, reason: created.StatusReason}); err != nil {
@@ -336,6 +351,20 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	sched := newPollSchedule(e.cfg)
 	poll := time.NewTimer(sched.first())
 	defer poll.Stop()
+	aborted := ctx.Done()
+	// confirm is armed when the timeout or an abort finds the consumer has
+	// paid (Confirming): such a payment is not cancelled, it waits for its
+	// provider's confirmation, up to the provider's bound.
+	var confirm <-chan time.Time
+	waitConfirm := func(why string) {
+		if confirm != nil {
+			return
+		}
+		d := e.confirmBound(t.method.PaymentType)
+		log.Info("qr payment paid, waiting for the provider's confirmation instead of cancelling", "after", why, "bound", d)
+		ct := time.NewTimer(d)
+		confirm = ct.C
+	}
 	for {
 		select {
 		case <-t.done:
@@ -345,19 +374,49 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 		case <-poll.C:
 			poll.Reset(sched.tick(func() time.Duration { return e.pollOnce(ctx, t, log) }))
 		case <-timeout.C:
-			return e.cancel(ctx, t, false, log), nil
-		case <-ctx.Done():
+			if t.state() == Confirming {
+				waitConfirm("timeout")
+				continue
+			}
+			if o, paid := e.cancel(ctx, t, false, log); !paid {
+				return o, nil
+			}
+			waitConfirm("timeout")
+		case <-aborted:
+			aborted = nil // the wait below must not spin on a closed channel
 			log.Info("qr payment aborted", "cause", context.Cause(ctx))
-			return e.cancel(ctx, t, true, log), nil
+			if t.state() == Confirming {
+				waitConfirm("abort")
+				continue
+			}
+			if o, paid := e.cancel(ctx, t, true, log); !paid {
+				return o, nil
+			}
+			waitConfirm("abort")
+		case <-confirm:
+			log.Warn("qr payment paid but not confirmed by its provider in time; outcome unknown, a reversal will refund it once confirmed")
+			return e.unknown(ctx, t, "paid but not confirmed by the provider within "+e.confirmBound(t.method.PaymentType).String()), nil
 		}
 	}
 }
 
+// confirmBound is how long a paid payment of paymentType waits for its
+// provider's confirmation.
+func (e *Engine) confirmBound(paymentType string) time.Duration {
+	if d, ok := e.cfg.ConfirmTimeouts[paymentType]; ok && d > 0 {
+		return d
+	}
+	return e.cfg.ConfirmTimeout
+}
+
 // cancel ends a transaction the agent gives up on (timeout) or the POS aborted.
-// It uses a fresh bounded context: the caller's may already be cancelled.
-func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Logger) Outcome {
+// It uses a fresh bounded context: the caller's may already be cancelled. paid
+// reports that PPaaS refused the cancel because the consumer has paid and the
+// provider's confirmation is awaited (Confirming): the caller waits for it.
+func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Logger) (_ Outcome, paid bool) {
 	cctx, stop := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.CancelTimeout)
 	defer stop()
+	failpoint.Hit("qr.cancel.before")
 	got, err := e.client.Cancel(cctx, t.txID())
 	var ae *APIError
 	switch {
@@ -376,14 +435,17 @@ func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Log
 		}
 	default:
 		log.Warn("qr cancel failed, outcome unknown", "err", err)
-		if !t.final() {
-			return e.unknown(cctx, t, "cancel: "+err.Error())
+		if !t.final() && t.state() != Confirming {
+			return e.unknown(cctx, t, "cancel: "+err.Error()), false
 		}
+	}
+	if t.state() == Confirming {
+		return Outcome{}, true
 	}
 	if !t.final() {
 		// PPaaS accepted the cancel yet reports a live state; treat as unknown
 		// so the outbox makes sure it ends.
-		return e.unknown(cctx, t, "cancel left transaction in "+string(t.state()))
+		return e.unknown(cctx, t, "cancel left transaction in "+string(t.state())), false
 	}
 	// The cancel's own event may have landed first (state cancelled): what the
 	// POS needs to know is why the agent cancelled.
@@ -394,7 +456,7 @@ func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Log
 			res = ResultAborted
 		}
 	}
-	return e.outcome(t, res)
+	return e.outcome(t, res), false
 }
 
 func reasonFor(aborted bool) string {
@@ -410,7 +472,7 @@ func (e *Engine) unknown(ctx context.Context, t *txn, reason string) Outcome {
 	if err := e.apply(ctx, t, Unknown, source{kind: "agent", reason: reason}); err != nil {
 		e.log.Error("qr record unknown", "client_transaction_id", t.ctid, "err", err)
 	}
-	a := Advice{Kind: AdviceReverse, ClientTransactionID: t.ctid, TransactionID: t.txID(), Create: t.create, Reason: reason, At: time.Now()}
+	a := Advice{Kind: AdviceReverse, ClientTransactionID: t.ctid, TransactionID: t.txID(), Create: t.create, Amount: t.create.PaymentAmount, Reason: reason, At: time.Now()}
 	if err := e.adv.Advise(ctx, a); err != nil {
 		e.log.Error("qr queue reverse advice", "client_transaction_id", t.ctid, "err", err)
 	}
@@ -419,10 +481,13 @@ func (e *Engine) unknown(ctx context.Context, t *txn, reason string) Outcome {
 	return o
 }
 
-// HandleEvent applies one provider event. It returns only after the resulting
-// transition is durably recorded, so the caller may then acknowledge it. Events
-// for transactions not in flight (late, or after a restart) are logged and
-// accepted: polling and TransactionStatus own those.
+// HandleEvent applies one provider event. It returns once the resulting
+// transition is handed to the Recorder; the caller may then acknowledge it. The
+// agent's Recorder defers the write to the payment's next durable one: an event
+// acknowledged and then lost in a crash is harmless, because restart recovery
+// reads the transaction's state back from PPaaS. Events for transactions not in
+// flight (late, or after a restart) are logged and accepted: polling and
+// TransactionStatus own those.
 func (e *Engine) HandleEvent(ctx context.Context, ev Event) error {
 	e.mu.Lock()
 	t := e.byClient[ev.ClientTransactionID]
@@ -513,6 +578,8 @@ func message(s State) string {
 	switch s {
 	case Pending:
 		return "Processing payment…"
+	case Confirming:
+		return "Paid, waiting for confirmation…"
 	case Approved:
 		return "Payment approved"
 	case Declined:
@@ -614,10 +681,30 @@ type ReverseRequest struct {
 	Reason              string
 }
 
+// ErrNotSettled marks a reversal PPaaS has taken but not completed (a cancel
+// answered with a live state, an asynchronous refund still pending, a payment
+// waiting for its provider's confirmation): not a definitive answer. The caller
+// keeps the advice and asks again (a status read tells when it is done).
+var ErrNotSettled = errors.New("reversal not settled at PPaaS yet")
+
 // Reverse makes sure a transaction does not stand: cancelled if undecided,
-// refunded in full if approved. It is idempotent and safe to retry; errors
-// wrapping ErrUnreachable mean "try again later".
+// refunded in full if approved. It is idempotent and safe to retry. Only a
+// definitive PPaaS answer is an Outcome: a final status read, a cancel answered
+// with a final state, a refund answered "refunded" (or a status read showing the
+// amount refunded). Every other answer is an error — ErrUnreachable or
+// ErrNotSettled to try again later, an *APIError for a refusal — and never
+// means "no money moved": a 404 from PPaaS about a transaction it gave the
+// agent an id for is an inconsistency to retry, not proof it never existed.
 func (e *Engine) Reverse(ctx context.Context, r ReverseRequest) (Outcome, error) {
+	return e.reverse(ctx, r, 0)
+}
+
+// reverseError names the PPaaS transaction a failed reversal is about.
+func reverseError(id string, err error) error {
+	return fmt.Errorf("qr reverse of PPaaS transaction %s: %w", id, err)
+}
+
+func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outcome, error) {
 	id := r.TransactionID
 	if id == "" {
 		if r.Create.ClientTransactionID == "" {
@@ -634,7 +721,7 @@ func (e *Engine) Reverse(ctx context.Context, r ReverseRequest) (Outcome, error)
 	}
 	cur, err := e.client.Get(ctx, id)
 	if err != nil {
-		return Outcome{}, fmt.Errorf("qr reverse: %w", err)
+		return Outcome{}, reverseError(id, err)
 	}
 	ctid := cur.ClientTransactionID
 	if ctid == "" {
@@ -644,34 +731,44 @@ func (e *Engine) Reverse(ctx context.Context, r ReverseRequest) (Outcome, error)
 		Method: Method{PaymentType: cur.PaymentType, Scenario: cur.PaymentScenario}, Amount: cur.PaymentAmount, Reason: r.Reason}
 	final := cur.Status
 	switch {
+	case cur.Status == Approved && cur.RefundedAmount >= cur.PaymentAmount.Amount:
+		final = Refunded // an asynchronous refund completed
 	case cur.Status == Approved:
 		ref, err := e.Refund(ctx, RefundOrder{TransactionID: id, ClientTransactionID: ctid, ClientRefundID: ctid + "-reversal",
 			Amount: Amount{Amount: cur.PaymentAmount.Amount - cur.RefundedAmount, Currency: cur.PaymentAmount.Currency}})
 		if err != nil {
-			return Outcome{}, fmt.Errorf("qr reverse: %w", err)
+			return Outcome{}, reverseError(id, err)
 		}
-		_ = ref
+		if !ref.Done() {
+			return Outcome{}, reverseError(id, fmt.Errorf("refund %s is %q: %w", ref.RefundID, ref.Status, ErrNotSettled))
+		}
 		final = Refunded
+	case cur.Status == Confirming:
+		// Paid, waiting for the provider: neither cancellable nor refundable
+		// yet. Once confirmed (approved) it is refunded.
+		return Outcome{}, reverseError(id, fmt.Errorf("awaits its provider's confirmation: %w", ErrNotSettled))
 	case !cur.Status.Final():
 		got, err := e.client.Cancel(ctx, id)
 		var ae *APIError
 		switch {
-		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status == Approved:
+		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status == Approved && depth < 2:
 			// Approved between get and cancel: go again, which refunds.
-			return e.Reverse(ctx, ReverseRequest{ClientTransactionID: ctid, TransactionID: id, Reason: r.Reason})
-		case errors.As(err, &ae) && ae.Transaction != nil:
+			return e.reverse(ctx, ReverseRequest{ClientTransactionID: ctid, TransactionID: id, Reason: r.Reason}, depth+1)
+		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status.Final() && ae.Transaction.Status != Approved:
 			final = ae.Transaction.Status
+		case errors.As(err, &ae) && ae.Transaction != nil:
+			return Outcome{}, reverseError(id, fmt.Errorf("cancel refused, transaction %s: %w", ae.Transaction.Status, ErrNotSettled))
 		case err != nil:
-			return Outcome{}, fmt.Errorf("qr reverse: %w", err)
-		case !got.Status.Final():
+			return Outcome{}, reverseError(id, err)
+		case !got.Status.Final() || got.Status == Approved:
 			// PPaaS took the cancel but has not settled it: not yet a reversal.
 			// The caller retries (an advice stays queued) until it is final.
-			return Outcome{}, fmt.Errorf("qr reverse: cancel of %s answered %s, not final yet: %w", id, got.Status, ErrUnreachable)
+			return Outcome{}, reverseError(id, fmt.Errorf("cancel answered %s: %w", got.Status, ErrNotSettled))
 		default:
 			final = got.Status
 			if err := e.rec.Record(ctx, Transition{ClientTransactionID: ctid, TransactionID: id, From: cur.Status, To: final,
 				At: time.Now(), Source: "cancel", Reason: r.Reason}); err != nil {
-				return Outcome{}, fmt.Errorf("qr reverse: %w", err)
+				return Outcome{}, reverseError(id, err)
 			}
 		}
 	}
@@ -699,7 +796,8 @@ type RefundOrder struct {
 	ClientRefundID      string // idempotency key; generated when empty
 }
 
-// Refund refunds an approved transaction and records the transition.
+// Refund refunds an approved transaction and records the transition once the
+// refund is done (an asynchronous one answers "pending": check ref.Done).
 func (e *Engine) Refund(ctx context.Context, r RefundOrder) (Refund, error) {
 	if r.ClientRefundID == "" {
 		r.ClientRefundID = uuid.NewString()
@@ -707,6 +805,9 @@ func (e *Engine) Refund(ctx context.Context, r RefundOrder) (Refund, error) {
 	ref, err := e.client.Refund(ctx, r.TransactionID, RefundRequest{ClientRefundID: r.ClientRefundID, Amount: r.Amount})
 	if err != nil {
 		return Refund{}, fmt.Errorf("qr refund: %w", err)
+	}
+	if !ref.Done() {
+		return ref, nil // asynchronous: refunded once a status read says so
 	}
 	if err := e.rec.Record(ctx, Transition{ClientTransactionID: r.ClientTransactionID, TransactionID: r.TransactionID,
 		From: Approved, To: Refunded, At: time.Now(), Source: "refund", Reason: "refund " + ref.RefundID}); err != nil {

@@ -33,8 +33,8 @@ type EventLog interface {
 	SeenEvent(ctx context.Context, id string) (bool, error)
 }
 
-// EventHandler applies an event; a nil error means durably applied (the
-// Engine implements it).
+// EventHandler applies an event; a nil error means applied and recorded (the
+// Engine implements it; see HandleEvent for when the record is durable).
 type EventHandler interface {
 	HandleEvent(ctx context.Context, ev Event) error
 }
@@ -54,6 +54,9 @@ type SubscriberConfig struct {
 	Events      EventLog
 	Handler     EventHandler
 	Logger      *slog.Logger
+	// Statuses decodes status spellings (nil: ours only; unknown ones are
+	// pending).
+	Statuses *Statuses
 
 	MinBackoff    time.Duration // first reconnect delay, default 500 ms
 	MaxBackoff    time.Duration // reconnect delay cap, default 30 s
@@ -289,10 +292,10 @@ func (s *Subscriber) wait(ctx context.Context, t mqtt.Token) error {
 }
 
 // onMessage runs in paho's delivery goroutine, one message at a time in
-// arrival order. It acks only what is durably handled; anything else is left
-// unacked and the broker redelivers it on the next session.
+// arrival order. It acks only what is handled; anything else is left unacked
+// and the broker redelivers it on the next session.
 func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) {
-	ev, err := DecodeEvent(m.Payload())
+	ev, err := s.cfg.Statuses.DecodeEvent(m.Payload())
 	if err != nil {
 		// Redelivering a malformed payload can never succeed: ack and drop.
 		s.log.Error("mqtt event dropped", "topic", m.Topic(), "err", err)

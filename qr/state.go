@@ -15,22 +15,27 @@ const (
 	Created          State = "created"
 	AwaitingConsumer State = "awaiting_consumer" // QR shown, or wallet QR scanned and sent
 	Pending          State = "pending"           // the consumer acted; the provider is deciding
-	Approved         State = "approved"
-	Declined         State = "declined"
-	Cancelled        State = "cancelled"
-	Expired          State = "expired"
-	Refunded         State = "refunded"
-	Unknown          State = "unknown"
+	// Confirming: the consumer has paid, the provider has not confirmed yet
+	// (a blockchain payment waiting for its confirmations). Never cancelled
+	// by a timeout: it waits for the confirmation.
+	Confirming State = "confirming"
+	Approved   State = "approved"
+	Declined   State = "declined"
+	Cancelled  State = "cancelled"
+	Expired    State = "expired"
+	Refunded   State = "refunded"
+	Unknown    State = "unknown"
 )
 
 // transitions lists the legal moves. Intermediate states may be skipped because
 // events can be lost or arrive out of order; final states never move except
 // approved → refunded, and unknown resolves to whatever PPaaS later says.
 var transitions = map[State][]State{
-	Created:          {AwaitingConsumer, Pending, Approved, Declined, Cancelled, Expired, Unknown},
-	AwaitingConsumer: {Pending, Approved, Declined, Cancelled, Expired, Unknown},
-	Pending:          {Approved, Declined, Cancelled, Expired, Unknown},
-	Unknown:          {AwaitingConsumer, Pending, Approved, Declined, Cancelled, Expired, Refunded},
+	Created:          {AwaitingConsumer, Pending, Confirming, Approved, Declined, Cancelled, Expired, Unknown},
+	AwaitingConsumer: {Pending, Confirming, Approved, Declined, Cancelled, Expired, Unknown},
+	Pending:          {Confirming, Approved, Declined, Cancelled, Expired, Unknown},
+	Confirming:       {Approved, Declined, Cancelled, Expired, Unknown},
+	Unknown:          {AwaitingConsumer, Pending, Confirming, Approved, Declined, Cancelled, Expired, Refunded},
 	Approved:         {Refunded},
 }
 
@@ -50,7 +55,7 @@ func (s State) Final() bool {
 // wire reports whether s may appear in a PPaaS response or event.
 func (s State) wire() bool {
 	switch s {
-	case Created, AwaitingConsumer, Pending, Approved, Declined, Cancelled, Expired, Refunded:
+	case Created, AwaitingConsumer, Pending, Confirming, Approved, Declined, Cancelled, Expired, Refunded:
 		return true
 	}
 	return false

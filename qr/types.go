@@ -1,7 +1,6 @@
 package qr
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -20,7 +19,10 @@ const (
 // Valid reports whether s is a scenario PPaaS knows.
 func (s Scenario) Valid() bool { return s == ConsumerScan || s == MerchantScan }
 
-// Amount is an amount in minor units of an ISO 4217 currency.
+// Amount is an amount in minor units of an ISO 4217 currency: 49.99 EUR is
+// {4999, "EUR"}, 500 JPY is {500, "JPY"}. Every amount on the PPaaS wire
+// (paymentAmount, refund amounts, refundedAmount) is in minor units; this is
+// the one place that says so.
 type Amount struct {
 	Amount   int64  `json:"amount"`
 	Currency string `json:"currency"`
@@ -86,6 +88,7 @@ type Transaction struct {
 	PaymentType         string    `json:"paymentType"`
 	PaymentScenario     Scenario  `json:"paymentScenario"`
 	Status              State     `json:"status"`
+	RawStatus           string    `json:"-"` // the spelling PPaaS sent
 	StatusReason        string    `json:"statusReason,omitempty"`
 	Sequence            int64     `json:"sequence"`
 	QRCode              *QRCode   `json:"qrCode,omitempty"`
@@ -97,20 +100,9 @@ type Transaction struct {
 	UpdatedAt           time.Time `json:"updatedAt"`
 }
 
-// DecodeTransaction parses and validates a Transaction body.
-func DecodeTransaction(b []byte) (Transaction, error) {
-	var t Transaction
-	if err := json.Unmarshal(b, &t); err != nil {
-		return Transaction{}, fmt.Errorf("decode transaction: %w", err)
-	}
-	if t.TransactionID == "" {
-		return Transaction{}, errors.New("decode transaction: transactionId missing")
-	}
-	if !t.Status.wire() {
-		return Transaction{}, fmt.Errorf("decode transaction: unknown status %q", t.Status)
-	}
-	return t, nil
-}
+// DecodeTransaction parses and validates a Transaction body with no
+// configured spellings (see Statuses).
+func DecodeTransaction(b []byte) (Transaction, error) { return (*Statuses)(nil).DecodeTransaction(b) }
 
 // RefundRequest is the body of POST …/transactions/{id}/refund.
 type RefundRequest struct {
@@ -128,6 +120,14 @@ type Refund struct {
 	CreatedAt      time.Time `json:"createdAt"`
 }
 
+// RefundDone is the refund status of a completed refund. Any other status
+// ("pending", say) is an asynchronous refund still running: the transaction
+// stays approved until a status read shows it refunded.
+const RefundDone = "refunded"
+
+// Done reports whether the refund is complete (a definitive answer). A refund
+func (r Refund) Done() bool { return r.Status == RefundDone }
+
 // Event is a provider event forwarded by PPaaS over MQTT (see the package doc).
 type Event struct {
 	EventID             string            `json:"eventId"`
@@ -135,6 +135,7 @@ type Event struct {
 	TransactionID       string            `json:"transactionId"`
 	ClientTransactionID string            `json:"clientTransactionId,omitempty"`
 	Status              State             `json:"status"`
+	RawStatus           string            `json:"-"` // the spelling PPaaS sent
 	StatusReason        string            `json:"statusReason,omitempty"`
 	Sequence            int64             `json:"sequence"`
 	Time                time.Time         `json:"time"`
@@ -145,25 +146,6 @@ type Event struct {
 // EventTypeStatus is the only event type the agent acts on today.
 const EventTypeStatus = "transaction.status"
 
-// DecodeEvent parses and validates one MQTT event payload.
-func DecodeEvent(b []byte) (Event, error) {
-	var e Event
-	if err := json.Unmarshal(b, &e); err != nil {
-		return Event{}, fmt.Errorf("decode event: %w", err)
-	}
-	switch {
-	case e.EventID == "":
-		return Event{}, errors.New("decode event: eventId missing")
-	case e.TransactionID == "" && e.ClientTransactionID == "":
-		return Event{}, errors.New("decode event: transactionId and clientTransactionId missing")
-	case e.Sequence < 0:
-		return Event{}, fmt.Errorf("decode event: negative sequence %d", e.Sequence)
-	}
-	if e.Type == "" {
-		e.Type = EventTypeStatus
-	}
-	if !e.Status.wire() {
-		return Event{}, fmt.Errorf("decode event: unknown status %q", e.Status)
-	}
-	return e, nil
-}
+// DecodeEvent parses and validates one MQTT event payload with no configured
+// spellings (see Statuses).
+func DecodeEvent(b []byte) (Event, error) { return (*Statuses)(nil).DecodeEvent(b) }

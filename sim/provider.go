@@ -50,8 +50,8 @@ type PennymaticConfig struct {
 	// Default 3 s; negative: only the control action confirm confirms.
 	ConfirmDelay time.Duration
 	// PaidStatus is the PPaaS status of a payment paid but not confirmed yet:
-	// pending (default) or confirming (the consumer has paid; such a
-	// transaction must not be cancelled by a timeout).
+	// confirming (default: the consumer has paid; such a transaction must not
+	// be cancelled by a timeout) or pending (an older platform's spelling).
 	PaidStatus qr.State
 }
 
@@ -89,7 +89,7 @@ func (c ProvidersConfig) withDefaults() ProvidersConfig {
 		c.Pennymatic.ConfirmDelay = 3 * time.Second
 	}
 	if c.Pennymatic.PaidStatus == "" {
-		c.Pennymatic.PaidStatus = qr.Pending
+		c.Pennymatic.PaidStatus = qr.Confirming
 	}
 	if c.Pledg.Shares <= 0 {
 		c.Pledg.Shares = 2

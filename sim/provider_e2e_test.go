@@ -320,18 +320,18 @@ func TestProviderPennymatic(t *testing.T) {
 		require.Contains(t, tx.QRCode.Payload, "sessionid="+tx.ProviderReference)
 		w.act(tx, "connect")
 		got := w.act(tx, "pay")
-		require.Equal(t, qr.Pending, got.Status)
+		require.Equal(t, qr.Confirming, got.Status)
 		require.Equal(t, "false", got.Provider["isconfirmed"])
 		o := pvAwait(t, ch)
 		require.Equal(t, qr.ResultApproved, o.Result)
-		require.Equal(t, []qr.State{qr.Created, qr.AwaitingConsumer, qr.Pending, qr.Approved}, w.rec.states(tx.ClientTransactionID))
+		require.Equal(t, []qr.State{qr.Created, qr.AwaitingConsumer, qr.Confirming, qr.Approved}, w.rec.states(tx.ClientTransactionID))
 
 		var confirmed []string
 		for _, e := range w.h.events(tx.ClientTransactionID) {
 			confirmed = append(confirmed, string(e.Status)+"/"+e.Provider["isconfirmed"])
 			require.Equal(t, "PENNYMATIC", e.Provider["paymentType"])
 		}
-		require.Equal(t, []string{"awaiting_consumer/", "pending/false", "approved/true"}, confirmed)
+		require.Equal(t, []string{"awaiting_consumer/", "confirming/false", "approved/true"}, confirmed)
 		require.NotEmpty(t, w.mustTx(tx.ClientTransactionID).Provider["txhash"])
 		w.requireChargedOnce(tx.ClientTransactionID, before)
 
@@ -339,31 +339,31 @@ func TestProviderPennymatic(t *testing.T) {
 		require.Error(t, err, "a confirmed payment cannot be paid again")
 	})
 
-	t.Run("aborted while unconfirmed is never approved", func(t *testing.T) {
+	t.Run("aborted while unconfirmed waits for the confirmation", func(t *testing.T) {
+		// Issue 10 item 7: a blockchain payment cannot be undone, so an abort
+		// (or the timeout) does not cancel a paid, unconfirmed payment: it
+		// waits for the confirmation and the outcome is the real one.
 		pc := pvProviders()
 		pc.Pennymatic.ConfirmDelay = -1 // confirmed only by the control API
 		w := newPVWorld(t, pc)
 		before := w.charges()
 		ctx, cancel := context.WithCancel(t.Context())
 		ch, tx := w.pay(ctx, "PENNYMATIC", "")
-		require.Equal(t, qr.Pending, w.act(tx, "pay").Status)
+		require.Equal(t, qr.Confirming, w.act(tx, "pay").Status)
 		pvWait(t, func() bool { return len(w.rec.states(tx.ClientTransactionID)) == 3 })
 		cancel()
-		o := pvAwait(t, ch)
-		require.Equal(t, qr.ResultAborted, o.Result)
+		select {
+		case o := <-ch:
+			t.Fatalf("a paid payment ended on the abort: %+v", o)
+		case <-time.After(100 * time.Millisecond): // the abort had its chance to cancel
+		}
 		got := w.mustTx(tx.ClientTransactionID)
-		require.Equal(t, qr.Cancelled, got.Status)
-		require.Equal(t, "owed", got.Provider["refund"], "the blockchain payment must be returned")
+		require.Equal(t, qr.Confirming, got.Status, "not cancelled at PPaaS")
+		require.Empty(t, got.Provider["refund"], "no refund owed")
 		_, err := w.sim.Act(tx.TransactionID, "confirm")
-		require.Error(t, err, "a cancelled payment is not confirmed later")
-		require.Equal(t, before, w.charges())
-
-		// Confirmed by hand.
-		ch, tx = w.pay(t.Context(), "PENNYMATIC", "")
-		w.act(tx, "pay")
-		pvWait(t, func() bool { return len(w.rec.states(tx.ClientTransactionID)) == 3 })
-		require.Equal(t, qr.Approved, w.act(tx, "confirm").Status)
-		require.Equal(t, qr.ResultApproved, pvAwait(t, ch).Result)
+		require.NoError(t, err)
+		o := pvAwait(t, ch)
+		require.Equal(t, qr.ResultApproved, o.Result)
 		w.requireChargedOnce(tx.ClientTransactionID, before)
 	})
 
@@ -660,13 +660,15 @@ func TestProviderTimersStopAtClose(t *testing.T) {
 		pays = append(pays, ch)
 	}
 	// Pledg and KTWidget approved (the first callback retry is 15 s away);
-	// Pennymatic waits an hour for its confirmation, until the POS aborts.
+	// Pennymatic waits an hour for its confirmation: paid, it is not
+	// cancelled by the POS's abort (issue 10), so the blockchain rejects it.
 	require.Equal(t, qr.ResultApproved, pvAwait(t, pays[1]).Result)
 	require.Equal(t, qr.ResultApproved, pvAwait(t, pays[2]).Result)
 	// KTWidget's success approved it; clearing (completed) follows at once.
 	pvWait(t, func() bool { return w.mustTx(txs[2].ClientTransactionID).Provider["status"] == "completed" })
 	cancel()
-	require.Equal(t, qr.ResultAborted, pvAwait(t, pays[0]).Result)
+	w.act(txs[0], "reject")
+	require.Equal(t, qr.ResultDeclined, pvAwait(t, pays[0]).Result)
 	events := map[string]int{}
 	for _, tx := range txs {
 		events[tx.TransactionID] = w.mustTx(tx.ClientTransactionID).Events

@@ -14,13 +14,14 @@ import (
 // pennymatic-api-es.md): the QR is the wallet's connect URL; once the consumer
 // connects the wallet (usertoken by webhook) the charge is made (/bsv/pay,
 // giving a blockchain txhash), but it is only firm when /bsv/isconfirmed turns
-// true. PPaaS reports pending with isconfirmed false, then approved.
+// true. PPaaS reports confirming (paid, txhash present, isconfirmed false), then
+// approved. A confirming transaction cannot be cancelled: the blockchain
+// payment is made.
 type pennymatic struct{ cfg PennymaticConfig }
 
 // pennymaticConfirming is the PPaaS status "the consumer has paid, the
-// provider has not confirmed yet" (shared contract 2; the agent's
-// qr.Confirming), used when PennymaticConfig.PaidStatus asks for it.
-const pennymaticConfirming qr.State = "confirming"
+// provider has not confirmed yet" (the default PennymaticConfig.PaidStatus).
+const pennymaticConfirming = qr.Confirming
 
 type pennyState struct {
 	appID, sessionID string
@@ -137,7 +138,7 @@ func (p pennymatic) connectLocked(pm *payments, tx *SimTransaction) {
 // cancelled meanwhile, or it may already be confirmed: then nothing happens.
 func (p pennymatic) confirmLocked(pm *payments, tx *SimTransaction) {
 	st := tx.ps.(*pennyState)
-	if (tx.Status != qr.Pending && tx.Status != pennymaticConfirming) || st.confirmed {
+	if (tx.Status != qr.Pending && tx.Status != qr.Confirming) || st.confirmed {
 		return
 	}
 	st.confirmed = true

@@ -16,7 +16,10 @@ import (
 // Without such a write they are committed after Options.DeferredFlush.
 
 // later queues fn as a deferred write.
-func (s *Store) later(fn op) error {
+func (s *Store) later(fn op) error { return s.laterThen(fn, nil) }
+
+// laterThen is later with a function called once the write's commit is over.
+func (s *Store) laterThen(fn op, after func(error)) error {
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -29,10 +32,10 @@ func (s *Store) later(fn op) error {
 	if s.lazyClosed {
 		// Close already flushed the queue and waits for pending writes: hand
 		// this one to the writer now (reqs closes only once pending is zero).
-		s.reqs <- &writeReq{fn: fn}
+		s.reqs <- &writeReq{fn: fn, after: after}
 		return nil
 	}
-	s.lazy = append(s.lazy, &writeReq{fn: fn})
+	s.lazy = append(s.lazy, &writeReq{fn: fn, after: after})
 	if s.lazyTimer == nil {
 		s.lazyTimer = time.AfterFunc(s.opts.DeferredFlush, s.flushDeferred)
 	}

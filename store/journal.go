@@ -98,7 +98,8 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		if indexed {
 			if v := w.tx.Bucket(bucketSvc).Get(svcKey); len(v) >= 8 {
 				at := nanosTime(int64(binary.BigEndian.Uint64(v)))
-				if w.now.Sub(at) < s.opts.ServiceIDRetention {
+				// An unfinished transaction keeps its ServiceID whatever its age.
+				if w.now.Sub(at) < s.opts.ServiceIDRetention || w.tx.Bucket(bucketUnfin).Get(v[8:]) != nil {
 					return fmt.Errorf("%w (SaleID %q ServiceID %q used by transaction %s at %s)",
 						ErrDuplicateServiceID, ref.SaleID, ref.ServiceID, v[8:], at.Format(time.RFC3339))
 				}
@@ -336,8 +337,8 @@ func sortTxns(ts []Txn) {
 
 // PruneJournal deletes finished transactions last updated before
 // now-JournalRetention and releases SaleID+ServiceID pairs older than
-// now-ServiceIDRetention. Unfinished transactions are kept whatever their
-// age. It returns the number of transactions deleted.
+// now-ServiceIDRetention. Unfinished transactions, and their SaleID+ServiceID
+// pairs, are kept whatever their age. It returns the number of transactions deleted.
 func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	txCut := now.Add(-s.opts.JournalRetention)
@@ -376,11 +377,18 @@ func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 				}
 				n++
 			}
-			// Release old ServiceIDs (the index is small: 48 h of requests).
+			// Release old ServiceIDs (the index is small: 48 h of requests),
+			// except those of unfinished transactions: a POS asking about one
+			// must get InProgress or its outcome, never NotFound ("it never
+			// happened"), and recovery must still be able to finish it.
 			svc := w.tx.Bucket(bucketSvc)
+			unfin := w.tx.Bucket(bucketUnfin)
 			var svcDels [][]byte
 			sc := svc.Cursor()
 			for k, v := sc.First(); k != nil; k, v = sc.Next() {
+				if len(v) >= 8 && unfin.Get(v[8:]) != nil {
+					continue
+				}
 				if len(v) < 8 || int64(binary.BigEndian.Uint64(v)) < svcCut {
 					svcDels = append(svcDels, append([]byte(nil), k...))
 				}
@@ -484,6 +492,54 @@ func putAll(ps ...put) error {
 		if err := p.b.Put(p.k, p.v); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// AppendTxnEvents appends transitions to a journaled transaction and events to
+// the outbox in one bbolt transaction: after a crash either all of them are in
+// the file or none is. It is how an outcome and the work it owes PPaaS (the
+// transaction result, a reversal advice) become durable together. Only
+// critical kinds are accepted (they are never refused for room), so nothing
+// can fail once the transaction is known to exist.
+func (s *Store) AppendTxnEvents(ctx context.Context, id string, trs []Transition, evs ...Event) error {
+	if len(trs) == 0 {
+		return fmt.Errorf("journal transaction %s: no transition", id)
+	}
+	ops := make([]op, 0, len(trs)+len(evs))
+	for _, t := range trs {
+		fn, err := s.appendTxnOp(id, t)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, fn)
+	}
+	for _, ev := range evs {
+		if !ev.Kind.Critical() {
+			return fmt.Errorf("journal transaction %s: %s is not a critical kind", id, ev.Kind)
+		}
+		_, fn, err := s.appendOp(ev)
+		if err != nil {
+			return fmt.Errorf("journal transaction %s: %w", id, err)
+		}
+		ops = append(ops, fn)
+	}
+	err := s.do(ctx, func(w *wtx) error {
+		// The first op checks that the transaction exists before anything is
+		// written; the rest cannot fail short of a bbolt error, which fails
+		// the whole commit.
+		for i, fn := range ops {
+			if err := fn(w); err != nil {
+				if i == 0 {
+					return err // nothing written yet
+				}
+				return rollback{err} // half written: the whole commit must go
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("journal transaction %s with %d events: %w", id, len(evs), err)
 	}
 	return nil
 }

@@ -95,6 +95,9 @@ func TestJournalDuplicateServiceID(t *testing.T) {
 
 	clk.Advance(48*time.Hour + time.Second)
 	_, err = s.StartTxn(ctx, TxnRef{ID: "4", SaleID: "POS", ServiceID: "7"}, Transition{State: "received"})
+	require.ErrorIs(t, err, ErrDuplicateServiceID, "an unfinished transaction keeps its pair")
+	require.NoError(t, s.AppendTxn(ctx, "1", Transition{State: "done", Final: true}))
+	_, err = s.StartTxn(ctx, TxnRef{ID: "4", SaleID: "POS", ServiceID: "7"}, Transition{State: "received"})
 	require.NoError(t, err, "pair is free again after the retention")
 
 	_, err = s.StartTxn(ctx, TxnRef{ID: "x\x00y"}, Transition{})
@@ -206,6 +209,23 @@ func TestJournalPrune(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, unf, 2)
 	require.Equal(t, "old-open", unf[0].ID, "oldest first")
+
+	// Issue 10 item 6: the ServiceID of an unfinished transaction is never
+	// released (before: pruned after 48 h, and TransactionStatus said
+	// NotFound of a payment that may have charged the consumer).
+	tx, ok, err := s.TxnByServiceID(ctx, "POS", "old-open")
+	require.NoError(t, err)
+	require.True(t, ok, "an unfinished payment keeps its ServiceID")
+	require.Equal(t, "old-open", tx.ID)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "reuse", SaleID: "POS", ServiceID: "old-open"}, Transition{State: "received"})
+	require.ErrorIs(t, err, ErrDuplicateServiceID, "nor taken over by a new request")
+	// Once finished, it is released by the next prune like any other.
+	require.NoError(t, s.AppendTxn(ctx, "old-open", Transition{State: "done", Final: true}))
+	_, err = s.PruneJournal(ctx, clk.Now())
+	require.NoError(t, err)
+	_, ok, err = s.TxnByServiceID(ctx, "POS", "old-open")
+	require.NoError(t, err)
+	require.False(t, ok)
 }
 
 func TestSeenEvent(t *testing.T) {

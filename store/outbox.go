@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -68,7 +69,9 @@ func (s *Store) appendOp(ev Event) (*Record, op, error) {
 	}
 	now := s.opts.Now()
 	rec := Record{Kind: ev.Kind, Key: ev.Key, Payload: ev.Payload, Created: now}
-	if ttl > 0 {
+	if ttl > 0 && !ev.Kind.Critical() {
+		// Critical kinds never expire by time alone: money moved (or may
+		// have), so only a delivery or a person ends them.
 		rec.Expires = now.Add(ttl)
 	}
 	fn := func(w *wtx) error {
@@ -128,7 +131,7 @@ func (s *Store) PeekAfter(ctx context.Context, now time.Time, after uint64) (Rec
 				return &CorruptError{Path: s.path, Err: fmt.Errorf("outbox head: %w", err)}
 			}
 			rec, found = r, true
-			expired = !r.Expires.IsZero() && !now.Before(r.Expires)
+			expired = expiredAt(r, now)
 			return nil
 		})
 		if err != nil {
@@ -170,7 +173,7 @@ func (s *Store) expireHead(ctx context.Context, now time.Time) (int, error) {
 			if err != nil {
 				return &CorruptError{Path: s.path, Err: fmt.Errorf("outbox seq %d: %w", keySeq(k), err)}
 			}
-			if r.Expires.IsZero() || now.Before(r.Expires) {
+			if !expiredAt(r, now) {
 				break
 			}
 			if err := moveToDead(w, r, int64(len(k)+len(v)), "expired", now); err != nil {
@@ -185,6 +188,13 @@ func (s *Store) expireHead(ctx context.Context, now time.Time) (int, error) {
 		return 0, fmt.Errorf("expire outbox head: %w", err)
 	}
 	return n, nil
+}
+
+// expiredAt reports whether r's time to live is over at now. Critical kinds
+// never expire by time alone (even records an older agent wrote with an
+// expiry): money moved, or may have.
+func expiredAt(r Record, now time.Time) bool {
+	return !r.Kind.Critical() && !r.Expires.IsZero() && !now.Before(r.Expires)
 }
 
 // moveToDead deletes r from the outbox and stores it in the dead-letter
@@ -220,7 +230,56 @@ func (s *Store) Ack(ctx context.Context, seq uint64) error {
 // before that delivers the record again, which at-least-once delivery allows
 // (the receiver de-duplicates by key). Until then Peek still returns it: the
 // consumer reads on with PeekAfter.
-func (s *Store) AckDeferred(seq uint64) error { return s.later(ackOp(seq)) }
+func (s *Store) AckDeferred(seq uint64) error {
+	s.ackMu.Lock()
+	s.acking = insertSorted(s.acking, seq)
+	s.ackMu.Unlock()
+	done := func(error) {
+		s.ackMu.Lock()
+		s.acking = removeSorted(s.acking, seq)
+		s.ackMu.Unlock()
+	}
+	err := s.laterThen(ackOp(seq), done)
+	if err != nil {
+		done(err)
+	}
+	return err
+}
+
+// insertSorted adds v to the sorted set a (acknowledgements come mostly in
+// increasing order: usually an append).
+func insertSorted(a []uint64, v uint64) []uint64 {
+	i, found := slices.BinarySearch(a, v)
+	if found {
+		return a
+	}
+	return slices.Insert(a, i, v)
+}
+
+func removeSorted(a []uint64, v uint64) []uint64 {
+	if i, found := slices.BinarySearch(a, v); found {
+		return slices.Delete(a, i, i+1)
+	}
+	return a
+}
+
+// ackedRun reports whether seq was acknowledged with AckDeferred and not yet
+// removed, and then the last of the run of consecutive such sequence numbers
+// it starts (a drained prefix is skipped with one seek). The lock is held
+// for one look-up only: the writer updates the set after every commit.
+func (s *Store) ackedRun(seq uint64) (last uint64, acked bool) {
+	s.ackMu.RLock()
+	defer s.ackMu.RUnlock()
+	i, found := slices.BinarySearch(s.acking, seq)
+	if !found {
+		return 0, false
+	}
+	j := i
+	for j+1 < len(s.acking) && s.acking[j+1] == s.acking[j]+1 {
+		j++
+	}
+	return s.acking[j], true
+}
 
 func ackOp(seq uint64) op {
 	return func(w *wtx) error {
@@ -505,4 +564,35 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// FindKey returns the first record with idempotency key in the outbox, or
+// failing that in the dead letters (dead reports which). It reads every
+// record: for restart recovery and the ops CLI, not for the payment path.
+func (s *Store) FindKey(ctx context.Context, key uuid.UUID) (rec Record, dead, found bool, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketOutbox, bucketDead} {
+			c := tx.Bucket(name).Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				// The key sits at a fixed offset (after version and kind).
+				if len(v) < 18 || uuid.UUID(v[2:18]) != key {
+					continue
+				}
+				r, err := decodeRecord(keySeq(k), v)
+				if err != nil {
+					return &CorruptError{Path: s.path, Err: fmt.Errorf("%s seq %d: %w", name, keySeq(k), err)}
+				}
+				rec, dead, found = r, string(name) == string(bucketDead), true
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Record{}, false, false, fmt.Errorf("find outbox key %s: %w", key, err)
+	}
+	return rec, dead, found, nil
 }

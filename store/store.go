@@ -210,6 +210,11 @@ type Store struct {
 	pending    sync.WaitGroup
 	once       sync.Once
 
+	// acking holds the records acknowledged with AckDeferred whose removal
+	// has not committed yet, sorted: Due skips them (seeking over runs).
+	ackMu  sync.RWMutex
+	acking []uint64
+
 	janitorStop chan struct{}
 	janitorDone chan struct{}
 
@@ -523,14 +528,22 @@ type wtx struct {
 	now      time.Time
 }
 
+// rollback is an op's error after it wrote part of its changes: the whole
+// group commit is rolled back (and every op in it fails) so that the op's
+// writes stay all-or-nothing.
+type rollback struct{ err error }
+
+func (r rollback) Error() string { return r.err.Error() }
+
 // op is one queued write. An op must check everything that can fail before
 // it mutates the transaction: a returned error is reported to its caller
 // alone and the rest of the batch still commits.
 type op func(w *wtx) error
 
 type writeReq struct {
-	fn   op
-	done chan error
+	fn    op
+	done  chan error
+	after func(error) // called once the commit is over (deferred writes)
 }
 
 // do submits an op to the writer and waits until its transaction commits.
@@ -605,6 +618,10 @@ func (s *Store) commit(batch []*writeReq) {
 			w.tx = tx
 			for i, r := range batch {
 				errs[i] = r.fn(w)
+				var rb rollback
+				if errors.As(errs[i], &rb) {
+					return rb.err
+				}
 			}
 			return tx.Bucket(bucketMeta).Put(keyCounters, w.c.encode())
 		})
@@ -632,6 +649,9 @@ func (s *Store) commit(batch []*writeReq) {
 			r.done <- e
 		} else if e != nil {
 			s.log.Error("deferred store write failed", "err", e)
+		}
+		if r.after != nil {
+			r.after(e)
 		}
 		s.pending.Done()
 	}

@@ -27,7 +27,8 @@ while the agent runs).
 
   status      outbox depth, size, oldest record, dead letters, unfinished transactions
   list        records at the head of the outbox (or dead letters with -dead)
-  retry       move dead letters back to the tail of the outbox (all, or -seq)
+  retry       move dead letters back to the tail of the outbox (all, or the
+              sequence numbers given: retry 12 13, or -seq 12,13)
   purge-dead  delete every dead letter (needs -yes)
 
 A corrupted store file makes every command fail; add -recover to move the
@@ -63,8 +64,24 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fset.Parse(fset.Args()[1:]); err != nil {
 		return err
 	}
+	var positional []string
+	if cmd == "retry" {
+		// `agent queue retry 12 13` is `agent queue retry -seq 12,13`.
+		for fset.NArg() > 0 {
+			positional = append(positional, fset.Arg(0))
+			if err := fset.Parse(fset.Args()[1:]); err != nil {
+				return err
+			}
+		}
+	}
 	if fset.NArg() > 0 {
 		return fmt.Errorf("agent queue %s: unexpected arguments %q", cmd, fset.Args())
+	}
+	if len(positional) > 0 {
+		if *seqs != "" {
+			*seqs += ","
+		}
+		*seqs += strings.Join(positional, ",")
 	}
 	switch cmd {
 	case "status", "list", "retry", "purge-dead":

@@ -91,8 +91,8 @@ func TestQueueList(t *testing.T) {
 
 func TestQueueRetryAndPurge(t *testing.T) {
 	dir := queueDataDir(t)
-	out, err := runQ(t, "retry", "--data-dir", dir, "--seq", "6")
-	require.NoError(t, err)
+	out, err := runQ(t, "retry", "6", "--data-dir", dir)
+	require.NoError(t, err, "a dead letter retried by its sequence number")
 	require.Contains(t, out, "moved 1 dead letter(s)")
 	_, err = runQ(t, "retry", "--data-dir", dir, "--seq", "999")
 	require.ErrorIs(t, err, store.ErrNotFound)

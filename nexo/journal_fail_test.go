@@ -1,0 +1,57 @@
+package nexo
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// finishFails is a journal whose final writes fail (a full or broken disk).
+type finishFails struct{ *MemJournal }
+
+func (finishFails) Finish(context.Context, string, string, []byte, time.Time) error {
+	return errors.New("disk full")
+}
+
+// A failure whose final response (and whatever commits with it, such as a
+// reversal advice) could not be journaled is not passed on to the POS as if it
+// were recorded: the POS is told the outcome is not recorded yet, and
+// TransactionStatus keeps saying InProgress. A Success stays a Success (the
+// consumer paid; recovery journals it from PPaaS).
+func TestFinishFailureIsNotReportedAsRecordedOutcome(t *testing.T) {
+	j := finishFails{NewMemJournal()}
+	srv, err := NewServer(ServerConfig{POIID: testPOIID, AllowPlainHTTP: true},
+		Deps{Engine: &fakeEngine{}, Journal: j, Now: newTestClock().Now}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, srv.Shutdown(ctx))
+		require.NoError(t, <-served)
+	})
+	env := &testEnv{url: "http://" + ln.Addr().String() + "/nexo"}
+	c := env.client(nil, nil)
+	ctx := testCtx(t)
+
+	resp, err := c.Do(ctx, paymentReq("F1", "DECLINE", 100))
+	requireFailure(t, resp, err, InProgress)
+	require.Contains(t, resp.Status.AdditionalResponse, "could not be recorded")
+	require.NotNil(t, resp.Payment, "the POS still gets the payment's references")
+
+	st, err := c.Do(ctx, &Request{Header: testHeader(CategoryTransactionStatus, "S1"),
+		TransactionStatus: &TransactionStatusRequest{MessageReference: &MessageReference{SaleID: testHeader(CategoryPayment, "F1").SaleID, ServiceID: "F1"}}})
+	requireFailure(t, st, err, InProgress)
+
+	ok, err := c.Do(ctx, paymentReq("F2", "KB", 100))
+	require.NoError(t, err)
+	require.Equal(t, Success, ok.Status.Result)
+}
