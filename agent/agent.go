@@ -273,7 +273,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		PollAfter:     a.cfg.EventWait,
 		CreateTimeout: createTimeout,
 		CancelTimeout: cancelTimeout,
-		Logger:          a.log.With("component", "qr"),
+		Logger:        a.log.With("component", "qr"),
 		// Polling is the event source whenever no broker pushes events: none
 		// configured, not yet subscribed, or down.
 		PushEvents: a.mqttSubscribed,
