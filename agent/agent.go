@@ -296,6 +296,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Diagnoser: diagnoser{a: a},
 		Outbox:    posEvents{st: st},
 		Observer:  m,
+		Ledger:    ledger{st: st},
 	}, a.log.With("component", "nexo"))
 	if err != nil {
 		return err

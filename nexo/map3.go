@@ -145,6 +145,10 @@ func requestFromWire(m *wireMessage) (*Request, error) {
 		r.Display, e = displayFromWire(m.DisplayRequest)
 	case CategoryEvent:
 		r.Event, e = eventFromWire(m.EventNotification)
+	case CategoryGetTotals:
+		r.GetTotals, e = getTotalsFromWire(m.GetTotalsRequest)
+	case CategoryReconciliation:
+		r.Reconciliation, e = reconciliationFromWire(m.ReconciliationRequest)
 	default:
 		return nil, formatError("MessageHeader.MessageCategory", "unsupported category %q", h.Category)
 	}
@@ -184,6 +188,7 @@ func loginFromWire(w *wireLoginRequest) (*LoginRequest, *Error) {
 		OperatorLanguage: w.OperatorLanguage,
 		OperatorID:       w.OperatorID,
 		ShiftNumber:      w.ShiftNumber,
+		TotalsGroupID:    saleTerminalTotalsGroup(w.SaleTerminalData),
 	}, nil
 }
 
@@ -248,6 +253,8 @@ func paymentFromWire(w *wirePaymentRequest) (*PaymentRequest, *Error) {
 		SaleTransactionID: stid,
 		SaleReferenceID:   w.SaleData.SaleReferenceID,
 		OperatorID:        w.SaleData.OperatorID,
+		ShiftNumber:       w.SaleData.ShiftNumber,
+		TotalsGroupID:     saleTerminalTotalsGroup(w.SaleData.SaleTerminalData),
 		Type:              PaymentNormal,
 		Amount:            Amount{Minor: minor, Currency: ar.Currency},
 	}
@@ -282,8 +289,10 @@ func paymentRequestToWire(p *PaymentRequest) (*wirePaymentRequest, error) {
 	w := &wirePaymentRequest{
 		SaleData: &wireSaleData{
 			OperatorID:        p.OperatorID,
+			ShiftNumber:       p.ShiftNumber,
 			SaleReferenceID:   p.SaleReferenceID,
 			SaleTransactionID: transactionIDToWire(p.SaleTransactionID),
+			SaleTerminalData:  saleTerminalDataToWire(p.TotalsGroupID),
 		},
 		PaymentTransaction: &wirePaymentTransaction{
 			AmountsReq: &wireAmountsReq{Currency: p.Amount.Currency, RequestedAmount: wireDecimal(amt)},
@@ -444,6 +453,7 @@ func requestToWire(r *Request) (*wireMessage, error) {
 		m.LoginRequest = &wireLoginRequest{
 			DateTime: formatTime(l.DateTime), OperatorLanguage: l.OperatorLanguage,
 			OperatorID: l.OperatorID, ShiftNumber: l.ShiftNumber,
+			SaleTerminalData: saleTerminalDataToWire(l.TotalsGroupID),
 			SaleSoftware: &wireSaleSoftware{
 				ManufacturerID: l.SaleSoftware.ManufacturerID, ApplicationName: l.SaleSoftware.ApplicationName,
 				SoftwareVersion: l.SaleSoftware.SoftwareVersion, CertificationCode: l.SaleSoftware.CertificationCode,
@@ -484,6 +494,10 @@ func requestToWire(r *Request) (*wireMessage, error) {
 			w.DisplayOutput = append(w.DisplayOutput, wo)
 		}
 		m.DisplayRequest = w
+	case r.GetTotals != nil:
+		m.GetTotalsRequest = getTotalsToWire(r.GetTotals)
+	case r.Reconciliation != nil:
+		m.ReconciliationRequest = reconciliationToWire(r.Reconciliation)
 	case r.Event != nil:
 		m.EventNotification = &wireEventNotification{
 			TimeStamp: formatTime(r.Event.TimeStamp), EventToNotify: r.Event.EventToNotify,
@@ -703,6 +717,10 @@ func responseToWire(r *Response) (*wireMessage, error) {
 			w.OutputResult = []wireOutputResult{{Response: statusToWire(s)}}
 		}
 		m.DisplayResponse = w
+	case CategoryGetTotals, CategoryReconciliation:
+		if err := totalsResponseToWire(m, r); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, fmt.Errorf("encode response: unsupported category %q", r.Header.Category)
 	}
@@ -858,6 +876,10 @@ func responseFromWire(m *wireMessage) (*Response, error) {
 		}
 		if len(d.Outputs) > 0 {
 			r.Display = d
+		}
+	case CategoryGetTotals, CategoryReconciliation:
+		if e := totalsResponseFromWire(m, r); e != nil {
+			return nil, e
 		}
 	default:
 		return nil, formatError("MessageHeader.MessageCategory", "unsupported category %q", r.Header.Category)

@@ -70,6 +70,8 @@ type Request struct {
 	Diagnosis         *DiagnosisRequest
 	Display           *DisplayRequest
 	Event             *EventNotification
+	GetTotals         *GetTotalsRequest
+	Reconciliation    *ReconciliationRequest
 }
 
 // LoginRequest opens a session of the Sale system with the POI.
@@ -79,6 +81,8 @@ type LoginRequest struct {
 	OperatorLanguage string
 	OperatorID       string
 	ShiftNumber      string
+	// TotalsGroupID (SaleTerminalData) groups the session's payments in totals.
+	TotalsGroupID string
 }
 
 // SaleSoftware identifies the POS software.
@@ -116,6 +120,10 @@ type PaymentRequest struct {
 	// select the payment method, e.g. an APM brand.
 	AllowedBrands  []string
 	InstrumentType string
+	// ShiftNumber and TotalsGroupID (SaleData, SaleData.SaleTerminalData)
+	// group the payment in totals; the Login's values when absent.
+	ShiftNumber   string
+	TotalsGroupID string
 }
 
 // ReversalRequest reverses a completed payment.
@@ -203,6 +211,8 @@ type Response struct {
 	TransactionStatus *TransactionStatusResponse
 	Diagnosis         *DiagnosisResponse
 	Display           *DisplayResponse
+	GetTotals         *GetTotalsResponse
+	Reconciliation    *ReconciliationResponse
 }
 
 // Err returns the response's failure as an *Error, or nil on success.

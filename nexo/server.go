@@ -98,7 +98,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	loggedIn map[string]bool
-	current  *running // the transaction in progress, nil if none
+	sessions map[string]TotalsGroup // Login's OperatorID, ShiftNumber, TotalsGroupID per SaleID
+	current  *running               // the transaction in progress, nil if none
 	lastSale string
 	eventSeq uint64
 }
@@ -124,7 +125,7 @@ func NewServer(cfg ServerConfig, deps Deps, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, deps: deps, log: log.With("component", "nexo"), now: deps.Now, loggedIn: map[string]bool{}}
+	s := &Server{cfg: cfg, deps: deps, log: log.With("component", "nexo"), now: deps.Now, loggedIn: map[string]bool{}, sessions: map[string]TotalsGroup{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -321,7 +322,8 @@ func (s *Server) failure(ex *exchange, status int, e *Error) reply {
 		return s.failure5(ex, status, e)
 	}
 	switch ex.hdr.Category {
-	case CategoryLogin, CategoryLogout, CategoryPayment, CategoryReversal, CategoryTransactionStatus, CategoryDiagnosis, CategoryDisplay:
+	case CategoryLogin, CategoryLogout, CategoryPayment, CategoryReversal, CategoryTransactionStatus, CategoryDiagnosis, CategoryDisplay,
+		CategoryGetTotals, CategoryReconciliation:
 		return s.encode(ex, status, failureResponse(ex.hdr, e))
 	}
 	return s.reject(ex, status, e.Error())
@@ -378,6 +380,7 @@ func (s *Server) dispatch(ctx context.Context, req *Request) *Response {
 	case CategoryLogin:
 		s.mu.Lock()
 		s.loggedIn[h.SaleID] = true
+		s.sessions[h.SaleID] = TotalsGroup{OperatorID: req.Login.OperatorID, ShiftNumber: req.Login.ShiftNumber, TotalsGroupID: req.Login.TotalsGroupID}
 		s.mu.Unlock()
 		return s.ok(h, func(r *Response) {
 			r.Login = &LoginResponse{POIDateTime: s.now(), GlobalStatus: "OK"}
@@ -385,6 +388,7 @@ func (s *Server) dispatch(ctx context.Context, req *Request) *Response {
 	case CategoryLogout:
 		s.mu.Lock()
 		delete(s.loggedIn, h.SaleID)
+		delete(s.sessions, h.SaleID)
 		s.mu.Unlock()
 		return s.ok(h, nil)
 	case CategoryPayment, CategoryReversal:
@@ -398,6 +402,10 @@ func (s *Server) dispatch(ctx context.Context, req *Request) *Response {
 		return s.diagnose(ctx, req)
 	case CategoryDisplay:
 		return s.display(ctx, req)
+	case CategoryGetTotals:
+		return s.getTotals(ctx, req)
+	case CategoryReconciliation:
+		return s.reconcile(ctx, req)
 	}
 	return failureResponse(h, Errorf(UnavailableService, "category %s not served", h.Category))
 }
@@ -459,7 +467,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	tctx, cancel := context.WithCancelCause(withHeader(s.base, h))
 	tctx, cancelTimeout := context.WithTimeout(tctx, s.cfg.PaymentTimeout)
 	run := &running{saleID: h.SaleID, serviceID: h.ServiceID, category: h.Category, cancel: cancel}
-	raw, err := JSONCodec{}.EncodeRequest(req)
+	raw, err := JSONCodec{}.EncodeRequest(s.withSessionLocked(req))
 	if err == nil {
 		err = s.deps.Journal.Begin(ctx, JournalEntry{
 			SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category,

@@ -26,6 +26,8 @@ type wireMessage struct {
 	DiagnosisRequest         *wireDiagnosisRequest         `json:",omitempty" xml:",omitempty"`
 	DisplayRequest           *wireDisplayRequest           `json:",omitempty" xml:",omitempty"`
 	EventNotification        *wireEventNotification        `json:",omitempty" xml:",omitempty"`
+	GetTotalsRequest         *wireGetTotalsRequest         `json:",omitempty" xml:",omitempty"`
+	ReconciliationRequest    *wireReconciliationRequest    `json:",omitempty" xml:",omitempty"`
 
 	LoginResponse             *wireLoginResponse             `json:",omitempty" xml:",omitempty"`
 	LogoutResponse            *wireLogoutResponse            `json:",omitempty" xml:",omitempty"`
@@ -35,6 +37,8 @@ type wireMessage struct {
 	TransactionStatusResponse *wireTransactionStatusResponse `json:",omitempty" xml:",omitempty"`
 	DiagnosisResponse         *wireDiagnosisResponse         `json:",omitempty" xml:",omitempty"`
 	DisplayResponse           *wireDisplayResponse           `json:",omitempty" xml:",omitempty"`
+	GetTotalsResponse         *wireGetTotalsResponse         `json:",omitempty" xml:",omitempty"`
+	ReconciliationResponse    *wireReconciliationResponse    `json:",omitempty" xml:",omitempty"`
 
 	NexoBlob        string               `json:",omitempty" xml:",omitempty"`
 	SecurityTrailer *wireSecurityTrailer `json:",omitempty" xml:",omitempty"`
@@ -71,11 +75,12 @@ type wireTransactionID struct {
 }
 
 type wireLoginRequest struct {
-	DateTime         string            `json:",omitempty" xml:",attr,omitempty"`
-	OperatorLanguage string            `json:",omitempty" xml:",attr,omitempty"`
-	OperatorID       string            `json:",omitempty" xml:",attr,omitempty"`
-	ShiftNumber      string            `json:",omitempty" xml:",attr,omitempty"`
-	SaleSoftware     *wireSaleSoftware `json:",omitempty" xml:",omitempty"`
+	DateTime         string                `json:",omitempty" xml:",attr,omitempty"`
+	OperatorLanguage string                `json:",omitempty" xml:",attr,omitempty"`
+	OperatorID       string                `json:",omitempty" xml:",attr,omitempty"`
+	ShiftNumber      string                `json:",omitempty" xml:",attr,omitempty"`
+	SaleSoftware     *wireSaleSoftware     `json:",omitempty" xml:",omitempty"`
+	SaleTerminalData *wireSaleTerminalData `json:",omitempty" xml:",omitempty"`
 }
 
 type wireSaleSoftware struct {
@@ -116,9 +121,11 @@ type wirePaymentRequest struct {
 }
 
 type wireSaleData struct {
-	OperatorID        string             `json:",omitempty" xml:",attr,omitempty"`
-	SaleReferenceID   string             `json:",omitempty" xml:",attr,omitempty"`
-	SaleTransactionID *wireTransactionID `json:",omitempty" xml:",omitempty"`
+	OperatorID        string                `json:",omitempty" xml:",attr,omitempty"`
+	ShiftNumber       string                `json:",omitempty" xml:",attr,omitempty"`
+	SaleReferenceID   string                `json:",omitempty" xml:",attr,omitempty"`
+	SaleTransactionID *wireTransactionID    `json:",omitempty" xml:",omitempty"`
+	SaleTerminalData  *wireSaleTerminalData `json:",omitempty" xml:",omitempty"`
 }
 
 type wirePaymentTransaction struct {

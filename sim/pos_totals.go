@@ -1,0 +1,50 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/termagent/termagent/nexo"
+)
+
+// Totals asks the POI for the totals of the reconciliation period in
+// progress, grouped by details (nexo.Detail* values).
+func (p *POS) Totals(ctx context.Context, details []string, filter *nexo.TotalsGroup) (*nexo.Response, error) {
+	return p.Client.Do(ctx, &nexo.Request{Header: p.header(nexo.CategoryGetTotals, ""), GetTotals: &nexo.GetTotalsRequest{Details: details, Filter: filter}})
+}
+
+// Reconcile sends a Reconciliation of type typ (nexo.Recon* values); id names
+// the period of a PreviousReconciliation.
+func (p *POS) Reconcile(ctx context.Context, typ, id string) (*nexo.Response, error) {
+	return p.Client.Do(ctx, &nexo.Request{Header: p.header(nexo.CategoryReconciliation, ""), Reconciliation: &nexo.ReconciliationRequest{Type: typ, POIReconciliationID: id}})
+}
+
+// describeTotals renders totals for people, one line per group with its net.
+func describeTotals(id string, ts []nexo.TransactionTotals) string {
+	s := "\n  POI reconciliation period: " + id
+	if len(ts) == 0 {
+		return s + "\n  no transactions"
+	}
+	for _, t := range ts {
+		var grp []string
+		for _, kv := range [][2]string{{"POIID", t.POIID}, {"SaleID", t.SaleID}, {"operator", t.OperatorID}, {"shift", t.ShiftNumber}, {"group", t.TotalsGroupID}} {
+			if kv[1] != "" {
+				grp = append(grp, kv[0]+" "+kv[1])
+			}
+		}
+		brand := t.Brand
+		if brand == "" {
+			brand = "(no brand)"
+		}
+		s += fmt.Sprintf("\n  %s %s %s", t.InstrumentType, brand, t.Currency)
+		if len(grp) > 0 {
+			s += " [" + strings.Join(grp, ", ") + "]"
+		}
+		for _, pt := range t.Payments {
+			s += fmt.Sprintf("\n    %-13s %4d  %s", pt.Type, pt.Count, nexo.Amount{Minor: pt.Amount, Currency: t.Currency})
+		}
+		s += fmt.Sprintf("\n    %-13s       %s", "net", nexo.Amount{Minor: t.Net(), Currency: t.Currency})
+	}
+	return s
+}

@@ -1,0 +1,76 @@
+package sim_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/sim"
+)
+
+// payApproved runs one payment through the world, the consumer paying.
+func payApproved(t *testing.T, w *sim.World, pos *sim.POS, serviceID string, minor int64, brand string) *nexo.Response {
+	t.Helper()
+	done := payAsync(t, pos, pos.PaymentRequest(serviceID, minor, "EUR", brand))
+	s := awaitScreen(t, w, "awaiting_consumer")
+	_, err := w.PPaaS.Act(s.TransactionID, "pay")
+	require.NoError(t, err)
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, nexo.Success, r.resp.Status.Result, sim.Describe(r.resp))
+	awaitScreen(t, w, "approved")
+	return r.resp
+}
+
+// TestWorldTotalsAndReconciliation: day-end through the agent's journal. Two
+// cashiers' payments are totalled per shift, a reversal is netted, the
+// SaleReconciliation closes the period and GetTotals then starts afresh.
+func TestWorldTotalsAndReconciliation(t *testing.T) {
+	w, pos := startWorld(t, nil)
+	ctx := t.Context()
+	pos.OperatorID, pos.ShiftNumber = "alice", "1"
+	_, err := pos.Login(ctx)
+	require.NoError(t, err)
+	p1 := payApproved(t, w, pos, "T1", 2000, "KB")
+	payApproved(t, w, pos, "T2", 550, "KB")
+	pos.OperatorID, pos.ShiftNumber = "bob", "2"
+	_, err = pos.Login(ctx)
+	require.NoError(t, err)
+	payApproved(t, w, pos, "T3", 1000, "KB")
+	rev, err := pos.Reverse(ctx, p1.Payment.POITransactionID.ID, "MerchantCancel")
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, rev.Status.Result, sim.Describe(rev))
+
+	resp, err := pos.Totals(ctx, []string{nexo.DetailShiftNumber}, nil)
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, resp.Status.Result, sim.Describe(resp))
+	require.Equal(t, "1", resp.GetTotals.POIReconciliationID)
+	require.Len(t, resp.GetTotals.Totals, 2, sim.Describe(resp))
+	s1, s2 := resp.GetTotals.Totals[0], resp.GetTotals.Totals[1]
+	require.Equal(t, "1", s1.ShiftNumber)
+	require.Equal(t, []nexo.PaymentTotals{{Type: nexo.TotalsDebit, Count: 2, Amount: 2550}, {Type: nexo.TotalsReverseDebit, Count: 1, Amount: 2000}}, s1.Payments)
+	require.Equal(t, int64(550), s1.Net())
+	require.Equal(t, "KB", s1.Brand)
+	require.Equal(t, "EUR", s1.Currency)
+	require.Equal(t, "2", s2.ShiftNumber)
+	require.Equal(t, int64(1000), s2.Net())
+
+	rec, err := pos.Reconcile(ctx, nexo.ReconSale, "")
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, rec.Status.Result, sim.Describe(rec))
+	require.Equal(t, "1", rec.Reconciliation.POIReconciliationID)
+	var net int64
+	for _, tt := range rec.Reconciliation.Totals {
+		net += tt.Net()
+	}
+	require.Equal(t, int64(1550), net)
+
+	after, err := pos.Totals(ctx, nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, "2", after.GetTotals.POIReconciliationID)
+	require.Empty(t, after.GetTotals.Totals)
+	prev, err := pos.Reconcile(ctx, nexo.ReconPrevious, "1")
+	require.NoError(t, err)
+	require.Equal(t, rec.Reconciliation.Totals, prev.Reconciliation.Totals)
+}
