@@ -290,13 +290,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		PaymentTimeout: a.cfg.PaymentTimeout + engineGrace,
 		AbortGrace:     engineGrace,
 	}, nexo.Deps{
-		Engine:    nexo.NewRouter(apmEngine{qr: engine, st: st, metrics: m}),
-		Journal:   j,
-		Display:   nexoDisplay(disp),
-		Diagnoser: diagnoser{a: a},
-		Outbox:    posEvents{st: st},
-		Observer:  m,
-		Ledger:    ledger{st: st},
+		Engine:       nexo.NewRouter(apmEngine{qr: engine, st: st, metrics: m}),
+		Journal:      j,
+		Display:      nexoDisplay(disp),
+		Diagnoser:    diagnoser{a: a},
+		Outbox:       posEvents{st: st},
+		Observer:     m,
+		Ledger:       ledger{st: st},
+		Synchroniser: platformSync{qc: qc},
 	}, a.log.With("component", "nexo"))
 	if err != nil {
 		return err

@@ -537,8 +537,8 @@ func paymentResponseToWire(s ResponseStatus, p *PaymentResponse) (*wirePaymentRe
 	if id := transactionIDToWire(p.SaleTransactionID); id != nil {
 		w.SaleData = &wireSaleData{SaleTransactionID: id}
 	}
-	if id := transactionIDToWire(p.POITransactionID); id != nil {
-		w.POIData = &wirePOIData{POITransactionID: id}
+	if id := transactionIDToWire(p.POITransactionID); id != nil || p.POIReconciliationID != "" {
+		w.POIData = &wirePOIData{POITransactionID: id, POIReconciliationID: p.POIReconciliationID}
 	}
 	if r := p.Result; r != nil {
 		pr := &wirePaymentResult{PaymentType: string(r.Type)}
@@ -579,6 +579,9 @@ func paymentResponseFromWire(w *wirePaymentResponse) (*PaymentResponse, *Error) 
 		if p.POITransactionID, e = transactionIDFromWire(f+".POIData.POITransactionID", w.POIData.POITransactionID, false); e != nil {
 			return nil, e
 		}
+	}
+	if w.POIData != nil {
+		p.POIReconciliationID = w.POIData.POIReconciliationID
 	}
 	if r := w.PaymentResult; r != nil {
 		pr := &PaymentResult{Type: PaymentType(r.PaymentType), POITransactionID: p.POITransactionID}

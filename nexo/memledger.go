@@ -72,3 +72,10 @@ func (j *MemJournal) ClosePeriod(_ context.Context, _ time.Time) (uint64, error)
 	j.closed = append(j.closed, len(j.order))
 	return uint64(len(j.closed)), nil
 }
+
+// OpenPeriod implements Ledger.
+func (j *MemJournal) OpenPeriod(context.Context) (uint64, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return uint64(len(j.closed)) + 1, nil
+}

@@ -234,7 +234,10 @@ type LoginResponse struct {
 type PaymentResponse struct {
 	SaleTransactionID TransactionID
 	POITransactionID  TransactionID
-	Result            *PaymentResult
+	// POIReconciliationID (POIData) is the reconciliation period the
+	// payment is counted in.
+	POIReconciliationID string
+	Result              *PaymentResult
 }
 
 // PaymentResult is what a PaymentEngine returns for an approved payment and

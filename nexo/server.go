@@ -612,6 +612,7 @@ func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error
 		}
 		return s.ok(h, func(r *Response) {
 			r.Payment = &PaymentResponse{SaleTransactionID: req.Payment.SaleTransactionID, POITransactionID: res.POITransactionID, Result: &res}
+			r.Payment.POIReconciliationID = s.openPeriod(ctx)
 		}), nil
 	default:
 		res, err := s.deps.Engine.Reverse(ctx, *req.Reversal)

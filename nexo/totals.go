@@ -135,6 +135,8 @@ type Ledger interface {
 	// Original returns the payment entry whose POI transaction id is given
 	// (what a Reversal names).
 	Original(ctx context.Context, poiTransactionID string) (JournalEntry, bool, error)
+	// OpenPeriod returns the id of the period in progress.
+	OpenPeriod(ctx context.Context) (uint64, error)
 	// ClosePeriod ends the period in progress after its newest entry and
 	// returns its id. It fails with a Busy *Error while a transaction begun in
 	// the period is unfinished, atomically with respect to Journal.Begin.
@@ -495,4 +497,19 @@ func (s *Server) withSessionLocked(req *Request) *Request {
 	c := *req
 	c.Payment = &p
 	return &c
+}
+
+// openPeriod is the POIReconciliationID a payment answered now is counted in
+// (ClosePeriod waits for unfinished payments, so it is the one the payment
+// began in); "" without a Ledger or when it cannot be read.
+func (s *Server) openPeriod(ctx context.Context) string {
+	if s.deps.Ledger == nil {
+		return ""
+	}
+	id, err := s.deps.Ledger.OpenPeriod(context.WithoutCancel(ctx))
+	if err != nil {
+		s.log.Warn("reconciliation period unreadable", "err", err)
+		return ""
+	}
+	return reconciliationID(id)
 }

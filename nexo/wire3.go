@@ -164,7 +164,8 @@ type wirePaymentResponse struct {
 }
 
 type wirePOIData struct {
-	POITransactionID *wireTransactionID `json:",omitempty" xml:",omitempty"`
+	POIReconciliationID string             `json:",omitempty" xml:",attr,omitempty"`
+	POITransactionID    *wireTransactionID `json:",omitempty" xml:",omitempty"`
 }
 
 type wirePaymentResult struct {

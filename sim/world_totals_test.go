@@ -70,7 +70,44 @@ func TestWorldTotalsAndReconciliation(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "2", after.GetTotals.POIReconciliationID)
 	require.Empty(t, after.GetTotals.Totals)
-	prev, err := pos.Reconcile(ctx, nexo.ReconPrevious, "1")
+	require.Equal(t, "1", p1.Payment.POIReconciliationID, "POIData names the payment's period")
+	p4 := payApproved(t, w, pos, "T4", 100, "KB")
+	require.Equal(t, "2", p4.Payment.POIReconciliationID)
+	prev, err := pos.Reconcile(ctx, nexo.ReconPrevious, "1") // unchanged by the payment of period 2
 	require.NoError(t, err)
 	require.Equal(t, rec.Reconciliation.Totals, prev.Reconciliation.Totals)
+}
+
+// TestWorldAcquirerSynchronisation: the journal agrees with the platform until
+// the provider charges a payment back behind the agent's back; the
+// synchronisation then names it, and does not close the period.
+func TestWorldAcquirerSynchronisation(t *testing.T) {
+	w, pos := startWorld(t, nil)
+	ctx := t.Context()
+	payApproved(t, w, pos, "K1", 1200, "KB")
+	pti := payApproved(t, w, pos, "P1", 3000, "PTI")
+	kb2 := payApproved(t, w, pos, "K2", 800, "KB")
+	rev, err := pos.Reverse(ctx, kb2.Payment.POITransactionID.ID, "MerchantCancel")
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, rev.Status.Result, sim.Describe(rev))
+
+	sync, err := pos.Reconcile(ctx, nexo.ReconAcquirerSynchronisation, "")
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, sync.Status.Result, sim.Describe(sync))
+	require.Equal(t, "differences=0", sync.Status.AdditionalResponse)
+	require.Equal(t, "1", sync.Reconciliation.POIReconciliationID)
+
+	ptiID := pti.Payment.Result.ApprovalCode
+	_, err = w.PPaaS.Act(ptiID, "capture")
+	require.NoError(t, err)
+	_, err = w.PPaaS.Act(ptiID, "chargeback")
+	require.NoError(t, err)
+	sync, err = pos.Reconcile(ctx, nexo.ReconAcquirerSynchronisation, "")
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, sync.Status.Result, sim.Describe(sync))
+	require.Contains(t, sync.Status.AdditionalResponse, "differences=1&difference1=payment+"+pti.Payment.POITransactionID.ID+"+has+")
+	require.Contains(t, sync.Status.AdditionalResponse, "no+reversal+in+the+journal")
+	again, err := pos.Totals(ctx, nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, "1", again.GetTotals.POIReconciliationID, "synchronisation leaves the period open")
 }

@@ -124,6 +124,24 @@ func readPeriod(b *bolt.Bucket, id uint64) (periodRecord, error) {
 	return r, nil
 }
 
+// OpenPeriod returns the id of the period in progress.
+func (s *Store) OpenPeriod(ctx context.Context) (uint64, error) {
+	var id uint64
+	err := s.view(func(tx *bolt.Tx) error {
+		id = 1
+		if b := tx.Bucket(bucketPeriods); b != nil {
+			if k, _ := b.Cursor().Last(); k != nil {
+				id = keySeq(k) + 1
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read reconciliation period: %w", err)
+	}
+	return id, nil
+}
+
 // ClosePeriod ends the period in progress after the newest transaction and
 // returns its id. It fails with ErrPeriodBusy while a transaction with a
 // ServiceID (a POS request) started in the period is unfinished; the check and
