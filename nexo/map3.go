@@ -409,20 +409,21 @@ func displayFromWire(w *wireDisplayRequest) (*DisplayRequest, *Error) {
 		if o.OutputContent == nil {
 			return nil, formatError(of+".OutputContent", "missing")
 		}
-		if o.OutputContent.OutputFormat != "Text" {
-			return nil, formatError(of+".OutputContent.OutputFormat", "unsupported value %q (Text)", o.OutputContent.OutputFormat)
+		qrValue, e := barcodeFromWire(of+".OutputContent", o.OutputContent)
+		if e != nil {
+			return nil, e
 		}
 		if o.MinimumDisplayTime < 0 {
 			return nil, formatError(of+".MinimumDisplayTime", "negative")
 		}
 		out := DisplayOutput{
 			Device: o.Device, InfoQualify: o.InfoQualify, ResponseRequired: o.ResponseRequiredFlag,
-			MinimumDisplay: time.Duration(o.MinimumDisplayTime) * time.Second,
+			MinimumDisplay: time.Duration(o.MinimumDisplayTime) * time.Second, QRCode: qrValue,
 		}
 		for _, t := range o.OutputContent.OutputText {
 			out.Text = append(out.Text, t.Text)
 		}
-		if len(out.Text) == 0 {
+		if len(out.Text) == 0 && out.QRCode == "" {
 			return nil, formatError(of+".OutputContent.OutputText", "missing")
 		}
 		d.Outputs = append(d.Outputs, out)
@@ -487,6 +488,10 @@ func requestToWire(r *Request) (*wireMessage, error) {
 			wo := wireDisplayOutput{
 				ResponseRequiredFlag: o.ResponseRequired, MinimumDisplayTime: int(o.MinimumDisplay / time.Second),
 				Device: o.Device, InfoQualify: o.InfoQualify, OutputContent: &wireOutputContent{OutputFormat: "Text"},
+			}
+			if o.QRCode != "" {
+				wo.OutputContent.OutputFormat = OutputBarCode
+				wo.OutputContent.OutputBarcode = &wireOutputBarcode{BarcodeType: BarcodeQRCode, BarcodeValue: o.QRCode}
 			}
 			for _, t := range o.Text {
 				wo.OutputContent.OutputText = append(wo.OutputContent.OutputText, wireOutputText{Text: t})

@@ -167,6 +167,10 @@ type DisplayOutput struct {
 	Text             []string
 	MinimumDisplay   time.Duration
 	ResponseRequired bool
+	// QRCode, when set, is shown as a QR code (OutputFormat BarCode,
+	// OutputBarcode BarcodeType QRCode and BarcodeValue); Text may then be
+	// empty.
+	QRCode string
 }
 
 // DisplayRequest shows texts on the POI displays.

@@ -266,8 +266,14 @@ type wireDisplayOutput struct {
 }
 
 type wireOutputContent struct {
-	OutputFormat string           `json:",omitempty" xml:",attr,omitempty"`
-	OutputText   []wireOutputText `json:",omitempty" xml:",omitempty"`
+	OutputFormat  string             `json:",omitempty" xml:",attr,omitempty"`
+	OutputText    []wireOutputText   `json:",omitempty" xml:",omitempty"`
+	OutputBarcode *wireOutputBarcode `json:",omitempty" xml:",omitempty"`
+}
+
+type wireOutputBarcode struct {
+	BarcodeType  string `json:",omitempty" xml:",attr,omitempty"`
+	BarcodeValue string `json:",omitempty" xml:",attr,omitempty"`
 }
 
 type wireOutputText struct {

@@ -48,3 +48,15 @@ func describeTotals(id string, ts []nexo.TransactionTotals) string {
 	}
 	return s
 }
+
+// ShowQR asks the POI to show a QR code (DisplayRequest, OutputFormat
+// BarCode) with a line of text on the customer display.
+func (p *POS) ShowQR(ctx context.Context, text, payload string) (*nexo.Response, error) {
+	h := p.header(nexo.CategoryDisplay, "")
+	h.Class = nexo.ClassDevice
+	out := nexo.DisplayOutput{Device: "CustomerDisplay", InfoQualify: "Display", QRCode: payload}
+	if text != "" {
+		out.Text = []string{text}
+	}
+	return p.Client.Do(ctx, &nexo.Request{Header: h, Display: &nexo.DisplayRequest{Outputs: []nexo.DisplayOutput{out}}})
+}

@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
 )
 
@@ -110,4 +111,36 @@ func TestWorldAcquirerSynchronisation(t *testing.T) {
 	again, err := pos.Totals(ctx, nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, "1", again.GetTotals.POIReconciliationID, "synchronisation leaves the period open")
+}
+
+// TestWorldImageOnlyQRReachesTheTerminal: a provider that returns only an
+// image still gets its code shown, and the payment completes.
+func TestWorldImageOnlyQRReachesTheTerminal(t *testing.T) {
+	w, pos := startWorld(t, func(c *sim.WorldConfig) { c.PPaaS.Payments.Providers.KBImageOnly = true })
+	done := payAsync(t, pos, pos.PaymentRequest("I1", 700, "EUR", "KB"))
+	s := awaitScreen(t, w, "awaiting_consumer")
+	require.Empty(t, s.QRPayload, "the provider sent no payload")
+	require.NoError(t, qr.CheckImage(s.QRPNG), "the provider's PNG is on the terminal")
+	_, err := w.PPaaS.Act(s.TransactionID, "pay")
+	require.NoError(t, err)
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, nexo.Success, r.resp.Status.Result, sim.Describe(r.resp))
+}
+
+// TestWorldDisplayQRFromThePOS: a DisplayRequest with a QR code (BarCode)
+// shows the code on the virtual terminal.
+func TestWorldDisplayQRFromThePOS(t *testing.T) {
+	w, pos := startWorld(t, nil)
+	resp, err := pos.ShowQR(t.Context(), "Your receipt", "https://shop.example/r/77")
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, resp.Status.Result, sim.Describe(resp))
+	s := awaitScreen(t, w, "message")
+	require.Equal(t, "Your receipt", s.Message)
+	require.Equal(t, "https://shop.example/r/77", s.QRPayload)
+	require.NoError(t, qr.CheckImage(s.QRPNG))
+
+	resp, err = pos.ShowQR(t.Context(), "", string(make([]byte, 3000)))
+	require.NoError(t, err)
+	require.Equal(t, nexo.Failure, resp.Status.Result, "a code no QR can hold is refused")
 }
