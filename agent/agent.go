@@ -280,15 +280,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	m := newMetrics()
 	posClient := &http.Client{Timeout: 10 * time.Second}
 	srv, err := nexo.NewServer(nexo.ServerConfig{
-		POIID:          a.poiid,
-		Strict:         a.cfg.Strict,
-		TLSConfig:      nexoTLS,
-		AllowPlainHTTP: a.cfg.NexoPlainHTTP,
-		Key:            key,
-		EventURL:       a.cfg.POSEventURL,
-		EventClient:    posClient,
-		PaymentTimeout: a.cfg.PaymentTimeout + engineGrace,
-		AbortGrace:     engineGrace,
+		POIID:           a.poiid,
+		POISerialNumber: a.serial,
+		Strict:          a.cfg.Strict,
+		TLSConfig:       nexoTLS,
+		AllowPlainHTTP:  a.cfg.NexoPlainHTTP,
+		Key:             key,
+		EventURL:        a.cfg.POSEventURL,
+		EventClient:     posClient,
+		PaymentTimeout:  a.cfg.PaymentTimeout + engineGrace,
+		AbortGrace:      engineGrace,
 	}, nexo.Deps{
 		Engine:       nexo.NewRouter(apmEngine{qr: engine, st: st, metrics: m}),
 		Journal:      j,

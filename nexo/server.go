@@ -28,6 +28,9 @@ type ServerConfig struct {
 	// POIID is this POI's identity, by default "{MODEL}-{SERIAL}" (the caller
 	// builds it). Requests addressed to another POIID get NotAllowed.
 	POIID string
+	// POISerialNumber is the terminal's serial number, told in LoginResponse
+	// (POISystemData).
+	POISerialNumber string
 	// Strict requires a Login before any other service (else LoggedOut).
 	// By default a POS that never logs in is served, as existing Nexo JSON
 	// terminal APIs do.
@@ -383,7 +386,7 @@ func (s *Server) dispatch(ctx context.Context, req *Request) *Response {
 		s.sessions[h.SaleID] = TotalsGroup{OperatorID: req.Login.OperatorID, ShiftNumber: req.Login.ShiftNumber, TotalsGroupID: req.Login.TotalsGroupID}
 		s.mu.Unlock()
 		return s.ok(h, func(r *Response) {
-			r.Login = &LoginResponse{POIDateTime: s.now(), GlobalStatus: "OK"}
+			r.Login = &LoginResponse{POIDateTime: s.now(), GlobalStatus: "OK", POISerialNumber: s.cfg.POISerialNumber}
 		})
 	case CategoryLogout:
 		s.mu.Lock()

@@ -31,8 +31,9 @@ func TestWorldTotalsAndReconciliation(t *testing.T) {
 	w, pos := startWorld(t, nil)
 	ctx := t.Context()
 	pos.OperatorID, pos.ShiftNumber = "alice", "1"
-	_, err := pos.Login(ctx)
+	login, err := pos.Login(ctx)
 	require.NoError(t, err)
+	require.Equal(t, w.Agent.Serial(), login.Login.POISerialNumber, "LoginResponse POISystemData names the terminal")
 	p1 := payApproved(t, w, pos, "T1", 2000, "KB")
 	payApproved(t, w, pos, "T2", 550, "KB")
 	pos.OperatorID, pos.ShiftNumber = "bob", "2"
@@ -53,6 +54,7 @@ func TestWorldTotalsAndReconciliation(t *testing.T) {
 	require.Equal(t, []nexo.PaymentTotals{{Type: nexo.TotalsDebit, Count: 2, Amount: 2550}, {Type: nexo.TotalsReverseDebit, Count: 1, Amount: 2000}}, s1.Payments)
 	require.Equal(t, int64(550), s1.Net())
 	require.Equal(t, "KB", s1.Brand)
+	require.Equal(t, nexo.InstrumentMobile, s1.InstrumentType, "a listed PaymentInstrumentType, not QRCode")
 	require.Equal(t, "EUR", s1.Currency)
 	require.Equal(t, "2", s2.ShiftNumber)
 	require.Equal(t, int64(1000), s2.Net())
