@@ -52,6 +52,7 @@ func TestEmittedValuesAreInTheCodeLists(t *testing.T) {
 		"TotalDetails":          allDetails,
 		"TransactionType":       {TotalsDebit, TotalsCredit, TotalsReverseDebit, TotalsReverseCredit},
 		"ReconciliationType":    {ReconSale, ReconAcquirerSynchronisation, ReconAcquirer, ReconPrevious},
+		"DocumentQualifier":     {CashierReceipt, CustomerReceipt},
 	}
 	for field, values := range emitted {
 		list, ok := lists[field]

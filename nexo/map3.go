@@ -379,6 +379,11 @@ func transactionStatusFromWire(w *wireTransactionStatusRequest) (*TransactionSta
 		return nil, formatError(f, "missing")
 	}
 	r := &TransactionStatusRequest{}
+	var e *Error
+	if r.DocumentQualifiers, e = documentQualifiersFromWire(w.DocumentQualifier); e != nil {
+		return nil, e
+	}
+	r.ReceiptReprint = w.ReceiptReprintFlag
 	if w.MessageReference != nil {
 		ref, e := refFromWire(f+".MessageReference", w.MessageReference)
 		if e != nil {
@@ -479,7 +484,7 @@ func requestToWire(r *Request) (*wireMessage, error) {
 	case r.Abort != nil:
 		m.AbortRequest = &wireAbortRequest{AbortReason: r.Abort.AbortReason, MessageReference: refToWire(&r.Abort.MessageReference)}
 	case r.TransactionStatus != nil:
-		m.TransactionStatusRequest = &wireTransactionStatusRequest{MessageReference: refToWire(r.TransactionStatus.MessageReference)}
+		m.TransactionStatusRequest = &wireTransactionStatusRequest{MessageReference: refToWire(r.TransactionStatus.MessageReference), DocumentQualifier: r.TransactionStatus.DocumentQualifiers, ReceiptReprintFlag: r.TransactionStatus.ReceiptReprint}
 	case r.Diagnosis != nil:
 		m.DiagnosisRequest = &wireDiagnosisRequest{HostDiagnosisFlag: r.Diagnosis.HostDiagnosis, AcquirerID: r.Diagnosis.AcquirerIDs}
 	case r.Display != nil:
@@ -568,6 +573,7 @@ func paymentResponseToWire(s ResponseStatus, p *PaymentResponse) (*wirePaymentRe
 		}
 		w.PaymentResult = pr
 	}
+	w.PaymentReceipt = receiptsToWire(p.Receipts)
 	return w, nil
 }
 
@@ -611,6 +617,7 @@ func paymentResponseFromWire(w *wirePaymentResponse) (*PaymentResponse, *Error) 
 		}
 		p.Result = pr
 	}
+	p.Receipts = receiptsFromWire(w.PaymentReceipt)
 	return p, nil
 }
 

@@ -152,6 +152,12 @@ type AbortRequest struct {
 // the one named by MessageReference.
 type TransactionStatusRequest struct {
 	MessageReference *MessageReference
+	// DocumentQualifiers asks for the receipts to reprint (CashierReceipt,
+	// CustomerReceipt).
+	DocumentQualifiers []string
+	// ReceiptReprint (ReceiptReprintFlag) without DocumentQualifiers asks
+	// for both receipts.
+	ReceiptReprint bool
 }
 
 // DiagnosisRequest asks for the POI's health.
@@ -242,6 +248,8 @@ type PaymentResponse struct {
 	// payment is counted in.
 	POIReconciliationID string
 	Result              *PaymentResult
+	// Receipts (PaymentReceipt) of a successful payment; see Receipts.
+	Receipts []PaymentReceipt
 }
 
 // PaymentResult is what a PaymentEngine returns for an approved payment and

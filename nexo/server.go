@@ -31,6 +31,8 @@ type ServerConfig struct {
 	// POISerialNumber is the terminal's serial number, told in LoginResponse
 	// (POISystemData).
 	POISerialNumber string
+	// MerchantName heads the receipts (empty: no merchant line).
+	MerchantName string
 	// Strict requires a Login before any other service (else LoggedOut).
 	// By default a POS that never logs in is served, as existing Nexo JSON
 	// terminal APIs do.
@@ -616,6 +618,7 @@ func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error
 		return s.ok(h, func(r *Response) {
 			r.Payment = &PaymentResponse{SaleTransactionID: req.Payment.SaleTransactionID, POITransactionID: res.POITransactionID, Result: &res}
 			r.Payment.POIReconciliationID = s.openPeriod(ctx)
+			r.Payment.Receipts = Receipts(r, s.cfg.MerchantName, false)
 		}), nil
 	default:
 		res, err := s.deps.Engine.Reverse(ctx, *req.Reversal)
@@ -702,6 +705,11 @@ func (s *Server) transactionStatus(ctx context.Context, req *Request) *Response 
 		s.log.Error("journal entry undecodable", "err", err, "sale_id", e.SaleID, "service_id", e.ServiceID)
 		return failureResponse(h, Errorf(UnavailableService, "journal entry unreadable"))
 	}
+	qualifiers := req.TransactionStatus.DocumentQualifiers
+	if len(qualifiers) == 0 && req.TransactionStatus.ReceiptReprint {
+		qualifiers = []string{CashierReceipt, CustomerReceipt}
+	}
+	reprint(rep, qualifiers, s.cfg.MerchantName)
 	return s.ok(h, func(r *Response) {
 		r.TransactionStatus = &TransactionStatusResponse{
 			MessageReference: &MessageReference{Category: e.Category, SaleID: e.SaleID, ServiceID: e.ServiceID},

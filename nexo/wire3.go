@@ -157,10 +157,11 @@ type wireCardData struct {
 }
 
 type wirePaymentResponse struct {
-	Response      *wireResponse      `json:",omitempty" xml:",omitempty"`
-	SaleData      *wireSaleData      `json:",omitempty" xml:",omitempty"`
-	POIData       *wirePOIData       `json:",omitempty" xml:",omitempty"`
-	PaymentResult *wirePaymentResult `json:",omitempty" xml:",omitempty"`
+	Response       *wireResponse        `json:",omitempty" xml:",omitempty"`
+	SaleData       *wireSaleData        `json:",omitempty" xml:",omitempty"`
+	POIData        *wirePOIData         `json:",omitempty" xml:",omitempty"`
+	PaymentResult  *wirePaymentResult   `json:",omitempty" xml:",omitempty"`
+	PaymentReceipt []wirePaymentReceipt `json:",omitempty" xml:",omitempty"`
 }
 
 type wirePOIData struct {
@@ -217,7 +218,9 @@ type wireAbortRequest struct {
 }
 
 type wireTransactionStatusRequest struct {
-	MessageReference *wireMessageReference `json:",omitempty" xml:",omitempty"`
+	MessageReference   *wireMessageReference `json:",omitempty" xml:",omitempty"`
+	DocumentQualifier  []string              `json:",omitempty" xml:",omitempty"`
+	ReceiptReprintFlag bool                  `json:",omitempty" xml:",attr,omitempty"`
 }
 
 type wireTransactionStatusResponse struct {

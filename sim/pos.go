@@ -156,6 +156,9 @@ func Describe(r *nexo.Response) string {
 	}
 	if ts := r.TransactionStatus; ts != nil && ts.Repeated != nil {
 		s += "\n  original response: " + indent(Describe(ts.Repeated))
+		if p := ts.Repeated.Payment; p != nil {
+			s += describeReceipts(p.Receipts)
+		}
 	}
 	if g := r.GetTotals; g != nil {
 		s += describeTotals(g.POIReconciliationID, g.Totals)

@@ -60,3 +60,27 @@ func (p *POS) ShowQR(ctx context.Context, text, payload string) (*nexo.Response,
 	}
 	return p.Client.Do(ctx, &nexo.Request{Header: h, Display: &nexo.DisplayRequest{Outputs: []nexo.DisplayOutput{out}}})
 }
+
+// Receipt asks the POI to reprint the receipts of the payment started with
+// serviceID ([SALE-ID/]SERVICE-ID, as for Status): a TransactionStatus with
+// DocumentQualifier CashierReceipt and CustomerReceipt.
+func (p *POS) Receipt(ctx context.Context, serviceID string) (*nexo.Response, error) {
+	h := p.header(nexo.CategoryTransactionStatus, "")
+	saleID, serviceID := splitRef(serviceID, h.SaleID)
+	return p.Client.Do(ctx, &nexo.Request{Header: h, TransactionStatus: &nexo.TransactionStatusRequest{
+		MessageReference:   &nexo.MessageReference{Category: nexo.CategoryPayment, ServiceID: serviceID, SaleID: saleID, POIID: p.POIID},
+		DocumentQualifiers: []string{nexo.CashierReceipt, nexo.CustomerReceipt},
+	}})
+}
+
+// describeReceipts renders receipts as printed text.
+func describeReceipts(rs []nexo.PaymentReceipt) string {
+	var s string
+	for _, r := range rs {
+		s += "\n  --- " + r.DocumentQualifier + " ---"
+		for _, l := range r.Lines {
+			s += "\n  " + l
+		}
+	}
+	return s
+}

@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -145,4 +146,29 @@ func TestWorldDisplayQRFromThePOS(t *testing.T) {
 	resp, err = pos.ShowQR(t.Context(), "", string(make([]byte, 3000)))
 	require.NoError(t, err)
 	require.Equal(t, nexo.Failure, resp.Status.Result, "a code no QR can hold is refused")
+}
+
+// TestWorldReceipts: a payment's response carries its cashier and customer
+// receipts; TransactionStatus with DocumentQualifier reprints them.
+func TestWorldReceipts(t *testing.T) {
+	w, pos := startWorld(t, nil)
+	paid := payApproved(t, w, pos, "R1", 1234, "KB")
+	rs := paid.Payment.Receipts
+	require.Len(t, rs, 2)
+	require.Equal(t, nexo.CashierReceipt, rs[0].DocumentQualifier)
+	require.Equal(t, nexo.CustomerReceipt, rs[1].DocumentQualifier)
+	lines := strings.Join(rs[1].Lines, "\n")
+	require.Contains(t, lines, "Amount: 12.34 EUR")
+	require.Contains(t, lines, "Wallet: KB")
+	require.Contains(t, lines, "POI transaction: "+paid.Payment.POITransactionID.ID)
+	require.Contains(t, lines, "PPaaS transaction: "+paid.Payment.Result.ApprovalCode)
+
+	again, err := pos.Receipt(t.Context(), "R1")
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, again.Status.Result, sim.Describe(again))
+	re := again.TransactionStatus.Repeated.Payment.Receipts
+	require.Len(t, re, 2)
+	require.Equal(t, "DUPLICATE", re[1].Lines[0])
+	require.Equal(t, rs[1].Lines, re[1].Lines[1:])
+	require.Contains(t, sim.Describe(again), "--- CustomerReceipt ---")
 }

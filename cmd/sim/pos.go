@@ -35,6 +35,7 @@ response. Flags go before or after the command. Commands:
                                (POS1/EGQNN0XB82), and print how it ended
   status [[SALE-ID/]SERVICE-ID] TransactionStatus of a payment (the last one if omitted)
   diagnosis                    POI health, host reachability, outbox depth
+  receipt [SALE-ID/]SERVICE-ID reprint a payment's cashier and customer receipts
   totals [DETAIL,...]          GetTotals of the period in progress, grouped by
                                POIID, SaleID, OperatorID, ShiftNumber, TotalsGroupID
   reconcile [sale|sync|previous ID]
@@ -79,7 +80,7 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if len(words) == 0 {
 		fs.Usage()
-		return errors.New("missing command (pay, refund, abort, status, diagnosis, totals, reconcile, login, logout)")
+		return errors.New("missing command (pay, refund, abort, status, receipt, diagnosis, totals, reconcile, login, logout)")
 	}
 	cmd, rest := words[0], words[1:]
 	var minor int64
@@ -106,6 +107,10 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case "status":
 		if len(rest) > 1 {
 			return fmt.Errorf("status: unexpected arguments %q", rest[1:])
+		}
+	case "receipt":
+		if len(rest) != 1 {
+			return errors.New("receipt: want the ServiceID of the payment ([SALE-ID/]SERVICE-ID)")
 		}
 	case "totals":
 		if len(rest) > 1 {
@@ -172,6 +177,8 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			resp, err = p.Status(cctx, ref)
 		case "diagnosis":
 			resp, err = p.Diagnosis(cctx)
+		case "receipt":
+			resp, err = p.Receipt(cctx, rest[0])
 		case "totals":
 			var details []string
 			if len(rest) > 0 {

@@ -29,6 +29,12 @@ func TestPOSTotalsAndReconcile(t *testing.T) {
 	require.NoError(t, err, out)
 	require.Contains(t, out, "POI reconciliation period: 1")
 
+	out, err = run("receipt", "NOPE")
+	require.Error(t, err)
+	require.Contains(t, out, "NotFound")
+	_, err = run("receipt")
+	require.ErrorContains(t, err, "want the ServiceID")
+
 	_, err = run("reconcile", "yesterday")
 	require.ErrorContains(t, err, "want sale, sync or previous ID")
 	out, err = run("totals", "Brand")
