@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/termagent/termagent/nexo"
@@ -83,4 +84,51 @@ func describeReceipts(rs []nexo.PaymentReceipt) string {
 		}
 	}
 	return s
+}
+
+// checkDayEnd lists how a GetTotals, Reconciliation or receipt reprint
+// differs from a scenario's Expect (see Expect.Net).
+func checkDayEnd(e *Expect, resp *nexo.Response) []string {
+	var (
+		problems []string
+		id       string
+		totals   []nexo.TransactionTotals
+	)
+	switch {
+	case resp.GetTotals != nil:
+		id, totals = resp.GetTotals.POIReconciliationID, resp.GetTotals.Totals
+	case resp.Reconciliation != nil:
+		id, totals = resp.Reconciliation.POIReconciliationID, resp.Reconciliation.Totals
+	}
+	if e.ReconciliationID != "" && id != e.ReconciliationID {
+		problems = append(problems, fmt.Sprintf("reconciliationId is %q, want %q", id, e.ReconciliationID))
+	}
+	if e.Net != "" {
+		byCurrency := map[string]int64{}
+		for _, t := range totals {
+			byCurrency[t.Currency] += t.Net()
+		}
+		var parts []string
+		for c, n := range byCurrency {
+			parts = append(parts, nexo.Amount{Minor: n, Currency: c}.String())
+		}
+		sort.Strings(parts)
+		got := strings.Join(parts, ", ")
+		if got == "" {
+			got = "none"
+		}
+		if got != e.Net {
+			problems = append(problems, fmt.Sprintf("net is %q, want %q", got, e.Net))
+		}
+	}
+	if e.Receipts != 0 {
+		n := 0
+		if ts := resp.TransactionStatus; ts != nil && ts.Repeated != nil && ts.Repeated.Payment != nil {
+			n = len(ts.Repeated.Payment.Receipts)
+		}
+		if n != e.Receipts {
+			problems = append(problems, fmt.Sprintf("receipts are %d, want %d", n, e.Receipts))
+		}
+	}
+	return problems
 }
