@@ -306,22 +306,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	}, func() float64 { return float64(statuses.UnknownCount()) }))
 	posClient := &http.Client{Timeout: 10 * time.Second}
 	srv, err := nexo.NewServer(nexo.ServerConfig{
-		POIID:          a.poiid,
-		Strict:         a.cfg.Strict,
-		TLSConfig:      nexoTLS,
-		AllowPlainHTTP: a.cfg.NexoPlainHTTP,
-		Key:            key,
-		EventURL:       a.cfg.POSEventURL,
-		EventClient:    posClient,
-		PaymentTimeout: a.cfg.PaymentTimeout + engineGrace,
-		AbortGrace:     engineGrace,
+		POIID:           a.poiid,
+		POISerialNumber: a.serial,
+		Strict:          a.cfg.Strict,
+		TLSConfig:       nexoTLS,
+		AllowPlainHTTP:  a.cfg.NexoPlainHTTP,
+		Key:             key,
+		EventURL:        a.cfg.POSEventURL,
+		EventClient:     posClient,
+		PaymentTimeout:  a.cfg.PaymentTimeout + engineGrace,
+		AbortGrace:      engineGrace,
 	}, nexo.Deps{
-		Engine:    nexo.NewRouter(apmEngine{qr: engine, st: st, metrics: m}),
-		Journal:   j,
-		Display:   nexoDisplay(disp),
-		Diagnoser: diagnoser{a: a},
-		Outbox:    posEvents{st: st},
-		Observer:  m,
+		Engine:       nexo.NewRouter(apmEngine{qr: engine, st: st, metrics: m}),
+		Journal:      j,
+		Display:      nexoDisplay(disp),
+		Diagnoser:    diagnoser{a: a},
+		Outbox:       posEvents{st: st},
+		Observer:     m,
+		Ledger:       ledger{st: st},
+		Synchroniser: platformSync{qc: qc},
 	}, a.log.With("component", "nexo"))
 	if err != nil {
 		return err

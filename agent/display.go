@@ -74,14 +74,27 @@ func (d displayAdapter) Show(ctx context.Context, s qr.Screen) error {
 // nexoDisplay shows the POS's Display requests.
 type nexoDisplay displayAdapter
 
-// Show implements nexo.Display.
+// Show implements nexo.Display. A QR code output (OutputFormat BarCode) is
+// drawn on the screen with the texts.
 func (d nexoDisplay) Show(ctx context.Context, outputs []nexo.DisplayOutput) error {
 	var lines []string
+	sc := Screen{State: "message", Time: d.now()}
 	for _, o := range outputs {
 		lines = append(lines, o.Text...)
+		if o.QRCode != "" && sc.QRPayload == "" {
+			png, err := qr.PNG(o.QRCode, qr.LevelMedium, displayQRSize)
+			if err != nil {
+				return nexo.Errorf(nexo.UnavailableDevice, "the QR code cannot be drawn: %v", err)
+			}
+			sc.QRPayload, sc.QRPNG = o.QRCode, png
+		}
 	}
-	return d.out.ShowScreen(ctx, Screen{State: "message", Message: strings.Join(lines, "\n"), Time: d.now()})
+	sc.Message = strings.Join(lines, "\n")
+	return d.out.ShowScreen(ctx, sc)
 }
+
+// displayQRSize is the PNG size of a QR code the POS asks to show.
+const displayQRSize = 256
 
 // RemoteDisplay posts screens to a display URL (the virtual terminal of the
 // simulator: http://127.0.0.1:9080/terminal/{serial}/display).

@@ -411,7 +411,7 @@ func outcomeToNexo(out qr.Outcome, brand string, req nexo.PaymentRequest) (nexo.
 			POITransactionID:  nexo.TransactionID{ID: out.ClientTransactionID, TimeStamp: time.Now().UTC()},
 			Type:              nexo.PaymentNormal,
 			Brand:             brand,
-			InstrumentType:    "QRCode",
+			InstrumentType:    nexo.InstrumentMobile, // the Nexo code list has no QR value
 			AuthorizedAmount:  nexo.Amount{Minor: out.Amount.Amount, Currency: out.Amount.Currency},
 			AcquirerID:        "PPaaS:" + out.Method.PaymentType,
 			ProviderReference: out.ProviderReference,

@@ -184,6 +184,10 @@ type Deps struct {
 	Diagnoser Diagnoser
 	Outbox    Outbox
 	Observer  Observer // optional
+	// Ledger (optional) serves GetTotals and Reconciliation; Synchroniser
+	// (optional) serves AcquirerSynchronisation.
+	Ledger       Ledger
+	Synchroniser Synchroniser
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }

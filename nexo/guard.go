@@ -21,28 +21,41 @@ import (
 // The caller holds Server.mu.
 type sessions struct {
 	max     int
-	at      map[string]uint64 // SaleID → login sequence
+	at      map[string]session
 	seq     uint64
 	evicted uint64
 }
 
-func newSessions(max int) sessions { return sessions{max: max, at: map[string]uint64{}} }
+// session is one logged-in SaleID: when it logged in (for eviction) and the
+// Login's OperatorID, ShiftNumber and TotalsGroupID (for totals).
+type session struct {
+	seq   uint64
+	group TotalsGroup
+}
+
+func newSessions(max int) sessions { return sessions{max: max, at: map[string]session{}} }
 
 func (s *sessions) has(saleID string) bool { _, ok := s.at[saleID]; return ok }
 
+// group is the totals group saleID logged in with.
+func (s *sessions) group(saleID string) (TotalsGroup, bool) {
+	e, ok := s.at[saleID]
+	return e.group, ok
+}
+
 // login records saleID; when that makes one too many it logs the oldest out
 // and returns it.
-func (s *sessions) login(saleID string) (evicted string, ok bool) {
+func (s *sessions) login(saleID string, g TotalsGroup) (evicted string, ok bool) {
 	s.seq++
-	s.at[saleID] = s.seq
+	s.at[saleID] = session{seq: s.seq, group: g}
 	if len(s.at) <= s.max {
 		return "", false
 	}
 	// A scan of at most MaxLoggedIn+1 entries, on the rare Login past the cap.
 	var oldest uint64
-	for id, n := range s.at {
-		if evicted == "" || n < oldest {
-			evicted, oldest = id, n
+	for id, e := range s.at {
+		if evicted == "" || e.seq < oldest {
+			evicted, oldest = id, e.seq
 		}
 	}
 	delete(s.at, evicted)

@@ -110,6 +110,20 @@ func (fakeDiagnoser) Diagnose(context.Context) (Health, error) {
 	return Health{Hosts: []HostStatus{{AcquirerID: "ppaas-auth", Reachable: true}, {AcquirerID: "ppaas-mqtt", Reachable: false}}, OutboxDepth: 3}, nil
 }
 
+// fakeSynchroniser is a platform that has every payment but those of brand
+// "LOST".
+type fakeSynchroniser struct{}
+
+func (fakeSynchroniser) Synchronise(_ context.Context, _, _ time.Time, ps []JournaledPayment) ([]string, error) {
+	var diffs []string
+	for _, p := range ps {
+		if p.Brand == "LOST" {
+			diffs = append(diffs, "payment "+p.POITransactionID+" is unknown to the platform")
+		}
+	}
+	return diffs, nil
+}
+
 type fakeOutbox struct {
 	mu     sync.Mutex
 	events []PendingEvent
@@ -162,6 +176,7 @@ func startServer(t testing.TB, cfg ServerConfig, env *testEnv) *testEnv {
 	srv, err := NewServer(cfg, Deps{
 		Engine: env.engine, Journal: env.journal, Display: env.display,
 		Diagnoser: fakeDiagnoser{}, Outbox: env.outbox, Observer: env.obs, Now: env.clock.Now,
+		Ledger: env.journal, Synchroniser: fakeSynchroniser{},
 	}, env.log)
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -154,6 +154,10 @@ func requestFromWire(m *wireMessage) (*Request, error) {
 		r.Display, e = displayFromWire(m.DisplayRequest)
 	case CategoryEvent:
 		r.Event, e = eventFromWire(m.EventNotification)
+	case CategoryGetTotals:
+		r.GetTotals, e = getTotalsFromWire(m.GetTotalsRequest)
+	case CategoryReconciliation:
+		r.Reconciliation, e = reconciliationFromWire(m.ReconciliationRequest)
 	default:
 		return nil, formatError("MessageHeader.MessageCategory", "unsupported category %q", clip(string(h.Category), 32))
 	}
@@ -200,6 +204,7 @@ func loginFromWire(w *wireLoginRequest) (*LoginRequest, *Error) {
 		OperatorLanguage: w.OperatorLanguage,
 		OperatorID:       w.OperatorID,
 		ShiftNumber:      w.ShiftNumber,
+		TotalsGroupID:    saleTerminalTotalsGroup(w.SaleTerminalData),
 	}, nil
 }
 
@@ -273,6 +278,8 @@ func paymentFromWire(w *wirePaymentRequest) (*PaymentRequest, *Error) {
 		SaleTransactionID: stid,
 		SaleReferenceID:   w.SaleData.SaleReferenceID,
 		OperatorID:        w.SaleData.OperatorID,
+		ShiftNumber:       w.SaleData.ShiftNumber,
+		TotalsGroupID:     saleTerminalTotalsGroup(w.SaleData.SaleTerminalData),
 		Type:              PaymentNormal,
 		Amount:            Amount{Minor: minor, Currency: ar.Currency},
 	}
@@ -313,8 +320,10 @@ func paymentRequestToWire(p *PaymentRequest) (*wirePaymentRequest, error) {
 	w := &wirePaymentRequest{
 		SaleData: &wireSaleData{
 			OperatorID:        p.OperatorID,
+			ShiftNumber:       p.ShiftNumber,
 			SaleReferenceID:   p.SaleReferenceID,
 			SaleTransactionID: transactionIDToWire(p.SaleTransactionID),
+			SaleTerminalData:  saleTerminalDataToWire(p.TotalsGroupID),
 		},
 		PaymentTransaction: &wirePaymentTransaction{
 			AmountsReq: &wireAmountsReq{Currency: p.Amount.Currency, RequestedAmount: wireDecimal(amt)},
@@ -413,6 +422,11 @@ func transactionStatusFromWire(w *wireTransactionStatusRequest) (*TransactionSta
 		return nil, formatError(f, "missing")
 	}
 	r := &TransactionStatusRequest{}
+	var e *Error
+	if r.DocumentQualifiers, e = documentQualifiersFromWire(w.DocumentQualifier); e != nil {
+		return nil, e
+	}
+	r.ReceiptReprint = w.ReceiptReprintFlag
 	if w.MessageReference != nil {
 		ref, e := refFromWire(f+".MessageReference", w.MessageReference)
 		if e != nil {
@@ -446,8 +460,9 @@ func displayFromWire(w *wireDisplayRequest) (*DisplayRequest, *Error) {
 		if o.OutputContent == nil {
 			return nil, formatError(of+".OutputContent", "missing")
 		}
-		if o.OutputContent.OutputFormat != "Text" {
-			return nil, formatError(of+".OutputContent.OutputFormat", "unsupported value %q (Text)", clip(o.OutputContent.OutputFormat, 32))
+		qrValue, e := barcodeFromWire(of+".OutputContent", o.OutputContent)
+		if e != nil {
+			return nil, e
 		}
 		if e := checkLens(maxRefLen, of+".Device", o.Device, of+".InfoQualify", o.InfoQualify); e != nil {
 			return nil, e
@@ -465,12 +480,12 @@ func displayFromWire(w *wireDisplayRequest) (*DisplayRequest, *Error) {
 		}
 		out := DisplayOutput{
 			Device: o.Device, InfoQualify: o.InfoQualify, ResponseRequired: o.ResponseRequiredFlag,
-			MinimumDisplay: time.Duration(o.MinimumDisplayTime) * time.Second,
+			MinimumDisplay: time.Duration(o.MinimumDisplayTime) * time.Second, QRCode: qrValue,
 		}
 		for _, t := range o.OutputContent.OutputText {
 			out.Text = append(out.Text, t.Text)
 		}
-		if len(out.Text) == 0 {
+		if len(out.Text) == 0 && out.QRCode == "" {
 			return nil, formatError(of+".OutputContent.OutputText", "missing")
 		}
 		d.Outputs = append(d.Outputs, out)
@@ -507,6 +522,7 @@ func requestToWire(r *Request) (*wireMessage, error) {
 		m.LoginRequest = &wireLoginRequest{
 			DateTime: formatTime(l.DateTime), OperatorLanguage: l.OperatorLanguage,
 			OperatorID: l.OperatorID, ShiftNumber: l.ShiftNumber,
+			SaleTerminalData: saleTerminalDataToWire(l.TotalsGroupID),
 			SaleSoftware: &wireSaleSoftware{
 				ManufacturerID: l.SaleSoftware.ManufacturerID, ApplicationName: l.SaleSoftware.ApplicationName,
 				SoftwareVersion: l.SaleSoftware.SoftwareVersion, CertificationCode: l.SaleSoftware.CertificationCode,
@@ -531,7 +547,7 @@ func requestToWire(r *Request) (*wireMessage, error) {
 	case r.Abort != nil:
 		m.AbortRequest = &wireAbortRequest{AbortReason: r.Abort.AbortReason, MessageReference: refToWire(&r.Abort.MessageReference)}
 	case r.TransactionStatus != nil:
-		m.TransactionStatusRequest = &wireTransactionStatusRequest{MessageReference: refToWire(r.TransactionStatus.MessageReference)}
+		m.TransactionStatusRequest = &wireTransactionStatusRequest{MessageReference: refToWire(r.TransactionStatus.MessageReference), DocumentQualifier: r.TransactionStatus.DocumentQualifiers, ReceiptReprintFlag: r.TransactionStatus.ReceiptReprint}
 	case r.Diagnosis != nil:
 		m.DiagnosisRequest = &wireDiagnosisRequest{HostDiagnosisFlag: r.Diagnosis.HostDiagnosis, AcquirerID: r.Diagnosis.AcquirerIDs}
 	case r.Display != nil:
@@ -541,12 +557,20 @@ func requestToWire(r *Request) (*wireMessage, error) {
 				ResponseRequiredFlag: o.ResponseRequired, MinimumDisplayTime: int(o.MinimumDisplay / time.Second),
 				Device: o.Device, InfoQualify: o.InfoQualify, OutputContent: &wireOutputContent{OutputFormat: "Text"},
 			}
+			if o.QRCode != "" {
+				wo.OutputContent.OutputFormat = OutputBarCode
+				wo.OutputContent.OutputBarcode = &wireOutputBarcode{BarcodeType: BarcodeQRCode, BarcodeValue: o.QRCode}
+			}
 			for _, t := range o.Text {
 				wo.OutputContent.OutputText = append(wo.OutputContent.OutputText, wireOutputText{Text: t})
 			}
 			w.DisplayOutput = append(w.DisplayOutput, wo)
 		}
 		m.DisplayRequest = w
+	case r.GetTotals != nil:
+		m.GetTotalsRequest = getTotalsToWire(r.GetTotals)
+	case r.Reconciliation != nil:
+		m.ReconciliationRequest = reconciliationToWire(r.Reconciliation)
 	case r.Event != nil:
 		m.EventNotification = &wireEventNotification{
 			TimeStamp: formatTime(r.Event.TimeStamp), EventToNotify: r.Event.EventToNotify,
@@ -586,8 +610,8 @@ func paymentResponseToWire(s ResponseStatus, p *PaymentResponse) (*wirePaymentRe
 	if id := transactionIDToWire(p.SaleTransactionID); id != nil {
 		w.SaleData = &wireSaleData{SaleTransactionID: id}
 	}
-	if id := transactionIDToWire(p.POITransactionID); id != nil {
-		w.POIData = &wirePOIData{POITransactionID: id}
+	if id := transactionIDToWire(p.POITransactionID); id != nil || p.POIReconciliationID != "" {
+		w.POIData = &wirePOIData{POITransactionID: id, POIReconciliationID: p.POIReconciliationID}
 	}
 	if r := p.Result; r != nil {
 		pr := &wirePaymentResult{PaymentType: string(r.Type)}
@@ -612,6 +636,7 @@ func paymentResponseToWire(s ResponseStatus, p *PaymentResponse) (*wirePaymentRe
 		}
 		w.PaymentResult = pr
 	}
+	w.PaymentReceipt = receiptsToWire(p.Receipts)
 	return w, nil
 }
 
@@ -628,6 +653,9 @@ func paymentResponseFromWire(w *wirePaymentResponse) (*PaymentResponse, *Error) 
 		if p.POITransactionID, e = transactionIDFromWire(f+".POIData.POITransactionID", w.POIData.POITransactionID, false); e != nil {
 			return nil, e
 		}
+	}
+	if w.POIData != nil {
+		p.POIReconciliationID = w.POIData.POIReconciliationID
 	}
 	if r := w.PaymentResult; r != nil {
 		pr := &PaymentResult{Type: PaymentType(r.PaymentType), POITransactionID: p.POITransactionID}
@@ -652,6 +680,7 @@ func paymentResponseFromWire(w *wirePaymentResponse) (*PaymentResponse, *Error) 
 		}
 		p.Result = pr
 	}
+	p.Receipts = receiptsFromWire(w.PaymentReceipt)
 	return p, nil
 }
 
@@ -766,6 +795,10 @@ func responseToWire(r *Response) (*wireMessage, error) {
 			w.OutputResult = []wireOutputResult{{Response: statusToWire(s)}}
 		}
 		m.DisplayResponse = w
+	case CategoryGetTotals, CategoryReconciliation:
+		if err := totalsResponseToWire(m, r); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, fmt.Errorf("encode response: unsupported category %q", r.Header.Category)
 	}
@@ -921,6 +954,10 @@ func responseFromWire(m *wireMessage) (*Response, error) {
 		}
 		if len(d.Outputs) > 0 {
 			r.Display = d
+		}
+	case CategoryGetTotals, CategoryReconciliation:
+		if e := totalsResponseFromWire(m, r); e != nil {
+			return nil, e
 		}
 	default:
 		return nil, formatError("MessageHeader.MessageCategory", "unsupported category %q", r.Header.Category)

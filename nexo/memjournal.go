@@ -12,6 +12,8 @@ type MemJournal struct {
 	mu      sync.Mutex
 	entries map[[2]string]*JournalEntry
 	last    map[string][2]string
+	order   [][2]string // keys in Begin order (see memledger.go)
+	closed  []int       // len(order) at each ClosePeriod
 }
 
 // NewMemJournal returns an empty MemJournal.
@@ -26,6 +28,7 @@ func (j *MemJournal) Begin(_ context.Context, e JournalEntry) error {
 	e.Response = append([]byte(nil), e.Response...)
 	j.entries[k] = &e
 	j.last[e.SaleID] = k
+	j.order = append(j.order, k)
 	return nil
 }
 

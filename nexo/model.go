@@ -70,6 +70,8 @@ type Request struct {
 	Diagnosis         *DiagnosisRequest
 	Display           *DisplayRequest
 	Event             *EventNotification
+	GetTotals         *GetTotalsRequest
+	Reconciliation    *ReconciliationRequest
 }
 
 // LoginRequest opens a session of the Sale system with the POI.
@@ -79,6 +81,8 @@ type LoginRequest struct {
 	OperatorLanguage string
 	OperatorID       string
 	ShiftNumber      string
+	// TotalsGroupID (SaleTerminalData) groups the session's payments in totals.
+	TotalsGroupID string
 }
 
 // SaleSoftware identifies the POS software.
@@ -116,6 +120,10 @@ type PaymentRequest struct {
 	// select the payment method, e.g. an APM brand.
 	AllowedBrands  []string
 	InstrumentType string
+	// ShiftNumber and TotalsGroupID (SaleData, SaleData.SaleTerminalData)
+	// group the payment in totals; the Login's values when absent.
+	ShiftNumber   string
+	TotalsGroupID string
 }
 
 // ReversalRequest reverses a completed payment.
@@ -144,6 +152,12 @@ type AbortRequest struct {
 // the one named by MessageReference.
 type TransactionStatusRequest struct {
 	MessageReference *MessageReference
+	// DocumentQualifiers asks for the receipts to reprint (CashierReceipt,
+	// CustomerReceipt).
+	DocumentQualifiers []string
+	// ReceiptReprint (ReceiptReprintFlag) without DocumentQualifiers asks
+	// for both receipts.
+	ReceiptReprint bool
 }
 
 // DiagnosisRequest asks for the POI's health.
@@ -159,6 +173,10 @@ type DisplayOutput struct {
 	Text             []string
 	MinimumDisplay   time.Duration
 	ResponseRequired bool
+	// QRCode, when set, is shown as a QR code (OutputFormat BarCode,
+	// OutputBarcode BarcodeType QRCode and BarcodeValue); Text may then be
+	// empty.
+	QRCode string
 }
 
 // DisplayRequest shows texts on the POI displays.
@@ -203,6 +221,8 @@ type Response struct {
 	TransactionStatus *TransactionStatusResponse
 	Diagnosis         *DiagnosisResponse
 	Display           *DisplayResponse
+	GetTotals         *GetTotalsResponse
+	Reconciliation    *ReconciliationResponse
 }
 
 // Err returns the response's failure as an *Error, or nil on success.
@@ -224,7 +244,12 @@ type LoginResponse struct {
 type PaymentResponse struct {
 	SaleTransactionID TransactionID
 	POITransactionID  TransactionID
-	Result            *PaymentResult
+	// POIReconciliationID (POIData) is the reconciliation period the
+	// payment is counted in.
+	POIReconciliationID string
+	Result              *PaymentResult
+	// Receipts (PaymentReceipt) of a successful payment; see Receipts.
+	Receipts []PaymentReceipt
 }
 
 // PaymentResult is what a PaymentEngine returns for an approved payment and

@@ -27,6 +27,11 @@ type ServerConfig struct {
 	// POIID is this POI's identity, by default "{MODEL}-{SERIAL}" (the caller
 	// builds it). Requests addressed to another POIID get NotAllowed.
 	POIID string
+	// POISerialNumber is the terminal's serial number, told in LoginResponse
+	// (POISystemData).
+	POISerialNumber string
+	// MerchantName heads the receipts (empty: no merchant line).
+	MerchantName string
 	// Strict requires a Login before any other service (else LoggedOut).
 	// By default a POS that never logs in is served, as existing Nexo JSON
 	// terminal APIs do.
@@ -359,7 +364,8 @@ func (s *Server) failure(ex *exchange, status int, e *Error) reply {
 		return s.failure5(ex, status, e)
 	}
 	switch ex.hdr.Category {
-	case CategoryLogin, CategoryLogout, CategoryPayment, CategoryReversal, CategoryTransactionStatus, CategoryDiagnosis, CategoryDisplay:
+	case CategoryLogin, CategoryLogout, CategoryPayment, CategoryReversal, CategoryTransactionStatus, CategoryDiagnosis, CategoryDisplay,
+		CategoryGetTotals, CategoryReconciliation:
 		return s.encode(ex, status, failureResponse(ex.hdr, e))
 	}
 	return s.reject(ex, status, e.Error())
@@ -418,13 +424,13 @@ func (s *Server) dispatch(ctx context.Context, req *Request) *Response {
 	switch h.Category {
 	case CategoryLogin:
 		s.mu.Lock()
-		evicted, ok := s.sessions.login(h.SaleID)
+		evicted, ok := s.sessions.login(h.SaleID, TotalsGroup{OperatorID: req.Login.OperatorID, ShiftNumber: req.Login.ShiftNumber, TotalsGroupID: req.Login.TotalsGroupID})
 		s.mu.Unlock()
 		if ok {
 			s.log.Warn("nexo login: too many SaleIDs logged in; the oldest is logged out", "max", s.cfg.MaxLoggedIn, "logged_out", evicted)
 		}
 		return s.ok(h, func(r *Response) {
-			r.Login = &LoginResponse{POIDateTime: s.now(), GlobalStatus: "OK"}
+			r.Login = &LoginResponse{POIDateTime: s.now(), GlobalStatus: "OK", POISerialNumber: s.cfg.POISerialNumber}
 		})
 	case CategoryLogout:
 		s.mu.Lock()
@@ -442,6 +448,10 @@ func (s *Server) dispatch(ctx context.Context, req *Request) *Response {
 		return s.diagnose(ctx, req)
 	case CategoryDisplay:
 		return s.display(ctx, req)
+	case CategoryGetTotals:
+		return s.getTotals(ctx, req)
+	case CategoryReconciliation:
+		return s.reconcile(ctx, req)
 	}
 	return failureResponse(h, Errorf(UnavailableService, "category %s not served", h.Category))
 }
@@ -514,7 +524,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	tctx, cancel := context.WithCancelCause(withHeader(s.base, h))
 	tctx, cancelTimeout := context.WithTimeout(tctx, s.cfg.PaymentTimeout)
 	run := &running{saleID: h.SaleID, serviceID: h.ServiceID, category: h.Category, cancel: cancel}
-	raw, err := JSONCodec{}.EncodeRequest(req)
+	raw, err := JSONCodec{}.EncodeRequest(s.withSessionLocked(req))
 	if err == nil {
 		err = s.deps.Journal.Begin(ctx, JournalEntry{
 			SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category,
@@ -716,6 +726,8 @@ func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error
 		}
 		return s.ok(h, func(r *Response) {
 			r.Payment = &PaymentResponse{SaleTransactionID: req.Payment.SaleTransactionID, POITransactionID: res.POITransactionID, Result: &res}
+			r.Payment.POIReconciliationID = s.openPeriod(ctx)
+			r.Payment.Receipts = Receipts(r, s.cfg.MerchantName, false)
 		}), nil
 	default:
 		res, err := s.deps.Engine.Reverse(ctx, *req.Reversal)
@@ -805,6 +817,11 @@ func (s *Server) transactionStatus(ctx context.Context, req *Request) *Response 
 		s.log.Error("journal entry undecodable", "err", err, "sale_id", e.SaleID, "service_id", e.ServiceID)
 		return failureResponse(h, Errorf(UnavailableService, "journal entry unreadable"))
 	}
+	qualifiers := req.TransactionStatus.DocumentQualifiers
+	if len(qualifiers) == 0 && req.TransactionStatus.ReceiptReprint {
+		qualifiers = []string{CashierReceipt, CustomerReceipt}
+	}
+	reprint(rep, qualifiers, s.cfg.MerchantName)
 	return s.ok(h, func(r *Response) {
 		r.TransactionStatus = &TransactionStatusResponse{
 			MessageReference: &MessageReference{Category: e.Category, SaleID: e.SaleID, ServiceID: e.ServiceID},

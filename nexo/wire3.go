@@ -26,6 +26,8 @@ type wireMessage struct {
 	DiagnosisRequest         *wireDiagnosisRequest         `json:",omitempty" xml:",omitempty"`
 	DisplayRequest           *wireDisplayRequest           `json:",omitempty" xml:",omitempty"`
 	EventNotification        *wireEventNotification        `json:",omitempty" xml:",omitempty"`
+	GetTotalsRequest         *wireGetTotalsRequest         `json:",omitempty" xml:",omitempty"`
+	ReconciliationRequest    *wireReconciliationRequest    `json:",omitempty" xml:",omitempty"`
 
 	LoginResponse             *wireLoginResponse             `json:",omitempty" xml:",omitempty"`
 	LogoutResponse            *wireLogoutResponse            `json:",omitempty" xml:",omitempty"`
@@ -35,6 +37,8 @@ type wireMessage struct {
 	TransactionStatusResponse *wireTransactionStatusResponse `json:",omitempty" xml:",omitempty"`
 	DiagnosisResponse         *wireDiagnosisResponse         `json:",omitempty" xml:",omitempty"`
 	DisplayResponse           *wireDisplayResponse           `json:",omitempty" xml:",omitempty"`
+	GetTotalsResponse         *wireGetTotalsResponse         `json:",omitempty" xml:",omitempty"`
+	ReconciliationResponse    *wireReconciliationResponse    `json:",omitempty" xml:",omitempty"`
 
 	NexoBlob        string               `json:",omitempty" xml:",omitempty"`
 	SecurityTrailer *wireSecurityTrailer `json:",omitempty" xml:",omitempty"`
@@ -71,11 +75,12 @@ type wireTransactionID struct {
 }
 
 type wireLoginRequest struct {
-	DateTime         string            `json:",omitempty" xml:",attr,omitempty"`
-	OperatorLanguage string            `json:",omitempty" xml:",attr,omitempty"`
-	OperatorID       string            `json:",omitempty" xml:",attr,omitempty"`
-	ShiftNumber      string            `json:",omitempty" xml:",attr,omitempty"`
-	SaleSoftware     *wireSaleSoftware `json:",omitempty" xml:",omitempty"`
+	DateTime         string                `json:",omitempty" xml:",attr,omitempty"`
+	OperatorLanguage string                `json:",omitempty" xml:",attr,omitempty"`
+	OperatorID       string                `json:",omitempty" xml:",attr,omitempty"`
+	ShiftNumber      string                `json:",omitempty" xml:",attr,omitempty"`
+	SaleSoftware     *wireSaleSoftware     `json:",omitempty" xml:",omitempty"`
+	SaleTerminalData *wireSaleTerminalData `json:",omitempty" xml:",omitempty"`
 }
 
 type wireSaleSoftware struct {
@@ -116,9 +121,11 @@ type wirePaymentRequest struct {
 }
 
 type wireSaleData struct {
-	OperatorID        string             `json:",omitempty" xml:",attr,omitempty"`
-	SaleReferenceID   string             `json:",omitempty" xml:",attr,omitempty"`
-	SaleTransactionID *wireTransactionID `json:",omitempty" xml:",omitempty"`
+	OperatorID        string                `json:",omitempty" xml:",attr,omitempty"`
+	ShiftNumber       string                `json:",omitempty" xml:",attr,omitempty"`
+	SaleReferenceID   string                `json:",omitempty" xml:",attr,omitempty"`
+	SaleTransactionID *wireTransactionID    `json:",omitempty" xml:",omitempty"`
+	SaleTerminalData  *wireSaleTerminalData `json:",omitempty" xml:",omitempty"`
 }
 
 type wirePaymentTransaction struct {
@@ -150,14 +157,16 @@ type wireCardData struct {
 }
 
 type wirePaymentResponse struct {
-	Response      *wireResponse      `json:",omitempty" xml:",omitempty"`
-	SaleData      *wireSaleData      `json:",omitempty" xml:",omitempty"`
-	POIData       *wirePOIData       `json:",omitempty" xml:",omitempty"`
-	PaymentResult *wirePaymentResult `json:",omitempty" xml:",omitempty"`
+	Response       *wireResponse        `json:",omitempty" xml:",omitempty"`
+	SaleData       *wireSaleData        `json:",omitempty" xml:",omitempty"`
+	POIData        *wirePOIData         `json:",omitempty" xml:",omitempty"`
+	PaymentResult  *wirePaymentResult   `json:",omitempty" xml:",omitempty"`
+	PaymentReceipt []wirePaymentReceipt `json:",omitempty" xml:",omitempty"`
 }
 
 type wirePOIData struct {
-	POITransactionID *wireTransactionID `json:",omitempty" xml:",omitempty"`
+	POIReconciliationID string             `json:",omitempty" xml:",attr,omitempty"`
+	POITransactionID    *wireTransactionID `json:",omitempty" xml:",omitempty"`
 }
 
 type wirePaymentResult struct {
@@ -209,7 +218,9 @@ type wireAbortRequest struct {
 }
 
 type wireTransactionStatusRequest struct {
-	MessageReference *wireMessageReference `json:",omitempty" xml:",omitempty"`
+	MessageReference   *wireMessageReference `json:",omitempty" xml:",omitempty"`
+	DocumentQualifier  []string              `json:",omitempty" xml:",omitempty"`
+	ReceiptReprintFlag bool                  `json:",omitempty" xml:",attr,omitempty"`
 }
 
 type wireTransactionStatusResponse struct {
@@ -258,8 +269,14 @@ type wireDisplayOutput struct {
 }
 
 type wireOutputContent struct {
-	OutputFormat string           `json:",omitempty" xml:",attr,omitempty"`
-	OutputText   []wireOutputText `json:",omitempty" xml:",omitempty"`
+	OutputFormat  string             `json:",omitempty" xml:",attr,omitempty"`
+	OutputText    []wireOutputText   `json:",omitempty" xml:",omitempty"`
+	OutputBarcode *wireOutputBarcode `json:",omitempty" xml:",omitempty"`
+}
+
+type wireOutputBarcode struct {
+	BarcodeType  string `json:",omitempty" xml:",attr,omitempty"`
+	BarcodeValue string `json:",omitempty" xml:",attr,omitempty"`
 }
 
 type wireOutputText struct {

@@ -52,6 +52,8 @@ type QRImage struct {
 	png     []byte
 	text    string
 	err     error
+	// imageOnly: the provider sent only an image (no Payload); see image.go.
+	imageOnly bool
 }
 
 // NewQRImage returns a QRImage for payload; providerPNG, when the provider sent
@@ -62,6 +64,9 @@ func NewQRImage(payload string, l Level, size int, providerPNG []byte) *QRImage 
 
 func (q *QRImage) render() {
 	q.once.Do(func() {
+		if q.imageOnly {
+			return // the provider's image, checked by showable; no text form
+		}
 		img, err := renderBoth(q.Payload, q.level, q.size)
 		if err != nil {
 			q.err = err
@@ -596,11 +601,11 @@ func (e *Engine) showQR(ctx context.Context, t *txn, q *QRCode) {
 	if e.display == nil {
 		return
 	}
-	if err := checkPayload(q.Payload, e.cfg.QRLevel); err != nil {
+	img, err := showable(q, e.cfg.QRLevel, e.cfg.QRSize)
+	if err != nil {
 		e.log.Error("qr payload cannot be shown", "client_transaction_id", t.ctid, "err", err)
 		return
 	}
-	img := NewQRImage(q.Payload, e.cfg.QRLevel, e.cfg.QRSize, q.ImagePNG)
 	if err := e.display.Show(ctx, Screen{ClientTransactionID: t.ctid, TransactionID: t.txID(), State: AwaitingConsumer, Message: "Scan to pay", Amount: t.create.PaymentAmount, QR: img}); err != nil {
 		e.log.Warn("qr display qr", "err", err)
 	}

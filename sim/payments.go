@@ -204,6 +204,7 @@ func (pm *payments) close() {
 func (pm *payments) routes(mux *http.ServeMux, device func(http.HandlerFunc) http.HandlerFunc) {
 	mux.HandleFunc("POST /qrcode-payment/v1/transactions", device(pm.handleCreate))
 	mux.HandleFunc("GET /qrcode-payment/v1/transactions/{id}", device(pm.handleGet))
+	mux.HandleFunc("GET /qrcode-payment/v1/transactions", device(pm.handleList)) // issue 14: assumed listing
 	mux.HandleFunc("POST /qrcode-payment/v1/transactions/{id}/cancel", device(pm.handleCancel))
 	mux.HandleFunc("POST /qrcode-payment/v1/transactions/{id}/refund", device(pm.handleRefund))
 }

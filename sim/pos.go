@@ -17,6 +17,9 @@ type POS struct {
 	SaleID string // the POS's identity, default "POS1"
 	POIID  string // the POI addressed
 	Now    func() time.Time
+	// OperatorID, ShiftNumber and TotalsGroupID are sent with Login: the
+	// POI groups the session's payments by them in totals.
+	OperatorID, ShiftNumber, TotalsGroupID string
 }
 
 // NewServiceID returns a fresh ServiceID: 10 random base-36 characters, so it is
@@ -118,6 +121,9 @@ func (p *POS) Login(ctx context.Context) (*nexo.Response, error) {
 		DateTime:         p.now().UTC(),
 		SaleSoftware:     nexo.SaleSoftware{ManufacturerID: "termagent", ApplicationName: "sim pos", SoftwareVersion: "1", CertificationCode: "sim"},
 		OperatorLanguage: "en",
+		OperatorID:       p.OperatorID,
+		ShiftNumber:      p.ShiftNumber,
+		TotalsGroupID:    p.TotalsGroupID,
 	}})
 }
 
@@ -150,6 +156,15 @@ func Describe(r *nexo.Response) string {
 	}
 	if ts := r.TransactionStatus; ts != nil && ts.Repeated != nil {
 		s += "\n  original response: " + indent(Describe(ts.Repeated))
+		if p := ts.Repeated.Payment; p != nil {
+			s += describeReceipts(p.Receipts)
+		}
+	}
+	if g := r.GetTotals; g != nil {
+		s += describeTotals(g.POIReconciliationID, g.Totals)
+	}
+	if c := r.Reconciliation; c != nil {
+		s += describeTotals(c.POIReconciliationID, c.Totals)
 	}
 	if d := r.Diagnosis; d != nil {
 		s += fmt.Sprintf("\n  status: %s  communication OK: %v  outbox depth: %d", d.GlobalStatus, d.CommunicationOK, d.OutboxDepth)

@@ -41,6 +41,10 @@ type ProvidersConfig struct {
 	Pennymatic PennymaticConfig
 	Pledg      PledgConfig
 	KTWidget   KTWidgetConfig
+	// KBImageOnly makes the generic (KB) provider return its QR code as an
+	// image only (qrCode.imagePng without payload), as the PPaaS document
+	// allows ("e.g. an image").
+	KBImageOnly bool
 }
 
 // PennymaticConfig configures the Pennymatic-like wallet.
@@ -168,10 +172,17 @@ type generic struct{}
 
 func (generic) actions() []string { return []string{"pay", "decline", "abandon"} }
 
-func (generic) create(_ *payments, tx *SimTransaction, req qr.CreateRequest) error {
+func (generic) create(pm *payments, tx *SimTransaction, req qr.CreateRequest) error {
 	tx.ProviderReference = "KB-" + uuid.NewString()[:8]
 	if req.PaymentScenario == qr.ConsumerScan {
 		tx.QRCode = &qr.QRCode{Payload: "https://pay.kb.sim.ppaas.test/p/" + tx.TransactionID}
+		if pm.cfg.KBImageOnly {
+			img, err := qr.PNG(tx.QRCode.Payload, qr.LevelMedium, 256)
+			if err != nil {
+				return err
+			}
+			tx.QRCode = &qr.QRCode{ImagePNG: img}
+		}
 	}
 	return nil
 }

@@ -193,6 +193,12 @@ type Expect struct {
 	// Hosts is a Diagnosis's reachability of the named hosts: PPaaS-auth,
 	// PPaaS-API, PPaaS-MQTT.
 	Hosts map[string]bool `json:"hosts,omitempty"`
+	// Net (GetTotals, Reconciliation) is what the totals took, per currency,
+	// e.g. "12.50 EUR" ("none" for no transactions); ReconciliationID is the
+	// POIReconciliationID; Receipts counts a reprint's receipts.
+	Net              string `json:"net,omitempty"`
+	ReconciliationID string `json:"reconciliationId,omitempty"`
+	Receipts         int    `json:"receipts,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("250ms", "2s").
@@ -296,7 +302,7 @@ func strictDecode(data []byte, v any) error {
 }
 
 var (
-	posActions    = []string{"pay", "reverse", "abort", "status", "diagnosis", "login", "logout"}
+	posActions    = []string{"pay", "reverse", "abort", "status", "diagnosis", "login", "logout", "totals", "reconcile", "sync", "receipt"}
 	ppaasStates   = []string{"created", "awaiting_consumer", "pending", "confirming", "approved", "declined", "cancelled", "expired", "refunded"}
 	screenStates  = []string{"idle", "created", "awaiting_consumer", "pending", "approved", "declined", "cancelled", "expired", "refunded", "unknown", "message", "confirming"}
 	nexoResults   = []string{string(nexo.Success), string(nexo.Failure), string(nexo.Partial)}
@@ -454,7 +460,7 @@ func (sc *Scenario) Validate() error {
 			if s.ServiceID != "" && (s.POS == "reverse" || s.POS == "abort") && !paid[s.ServiceID] {
 				bad(n, kind, "serviceId", "%q is not the serviceId of an earlier pay step", s.ServiceID)
 			}
-			if s.ServiceID != "" && !oneOf(s.POS, []string{"reverse", "abort", "status"}) {
+			if s.ServiceID != "" && !oneOf(s.POS, []string{"reverse", "abort", "status", "receipt"}) {
 				bad(n, kind, "serviceId", "pos %s does not take a serviceId", s.POS)
 			}
 		case "await":

@@ -324,6 +324,14 @@ func (r *scenarioRun) query(ctx context.Context, s *Step, sid string) error {
 			resp, err = r.pos.Login(ctx)
 		case "logout":
 			resp, err = r.pos.Logout(ctx)
+		case "totals":
+			resp, err = r.pos.Totals(ctx, nil, nil)
+		case "reconcile":
+			resp, err = r.pos.Reconcile(ctx, nexo.ReconSale, "")
+		case "sync":
+			resp, err = r.pos.Reconcile(ctx, nexo.ReconAcquirerSynchronisation, "")
+		case "receipt":
+			resp, err = r.pos.Receipt(ctx, sid)
 		}
 		if err == nil && s.Expect != nil {
 			err = r.check(s.Expect, resp)
@@ -609,6 +617,7 @@ func checkResponse(e *Expect, resp *nexo.Response) ([]string, error) {
 	if e.Result != "" && string(resp.Status.Result) != e.Result {
 		mismatch("result", string(resp.Status.Result), e.Result)
 	}
+	problems = append(problems, checkDayEnd(e, resp)...)
 	if e.ErrorCondition != "" && string(resp.Status.ErrorCondition) != e.ErrorCondition {
 		mismatch("errorCondition", string(resp.Status.ErrorCondition), e.ErrorCondition)
 	}

@@ -35,6 +35,12 @@ response. Flags go before or after the command. Commands:
                                (POS1/EGQNN0XB82), and print how it ended
   status [[SALE-ID/]SERVICE-ID] TransactionStatus of a payment (the last one if omitted)
   diagnosis                    POI health, host reachability, outbox depth
+  receipt [SALE-ID/]SERVICE-ID reprint a payment's cashier and customer receipts
+  totals [DETAIL,...]          GetTotals of the period in progress, grouped by
+                               POIID, SaleID, OperatorID, ShiftNumber, TotalsGroupID
+  reconcile [sale|sync|previous ID]
+                               close the period (sale, the default), compare it
+                               with the platform (sync), or reprint a closed one
 
 Message security: -key-id and -key-version with the passphrase in
 TERMAGENT_NEXO_PASSPHRASE.
@@ -63,6 +69,9 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	keyID := fs.String("key-id", "", "message security key identifier")
 	keyVersion := fs.Int("key-version", 1, "message security key version")
 	asJSON := fs.Bool("json", false, "print the raw response JSON too")
+	operator := fs.String("operator", "", "OperatorID sent with login (groups totals)")
+	shift := fs.String("shift", "", "ShiftNumber sent with login (groups totals)")
+	totalsGroup := fs.String("totals-group", "", "TotalsGroupID sent with login (groups totals)")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the response")
 	fs.Usage = func() { fmt.Fprint(stderr, posUsage); fs.PrintDefaults() }
 	words, err := parseInterspersed(fs, args)
@@ -71,7 +80,7 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if len(words) == 0 {
 		fs.Usage()
-		return errors.New("missing command (pay, refund, abort, status, diagnosis, login, logout)")
+		return errors.New("missing command (pay, refund, abort, status, receipt, diagnosis, totals, reconcile, login, logout)")
 	}
 	cmd, rest := words[0], words[1:]
 	var minor int64
@@ -98,6 +107,18 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case "status":
 		if len(rest) > 1 {
 			return fmt.Errorf("status: unexpected arguments %q", rest[1:])
+		}
+	case "receipt":
+		if len(rest) != 1 {
+			return errors.New("receipt: want the ServiceID of the payment ([SALE-ID/]SERVICE-ID)")
+		}
+	case "totals":
+		if len(rest) > 1 {
+			return fmt.Errorf("totals: unexpected arguments %q (details go comma-separated)", rest[1:])
+		}
+	case "reconcile":
+		if _, _, err := reconcileArgs(rest); err != nil {
+			return err
 		}
 	default:
 		fs.Usage()
@@ -131,7 +152,7 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		client.Key = k
 	}
-	p := &sim.POS{Client: client, SaleID: *saleID, POIID: *poiid}
+	p := &sim.POS{Client: client, SaleID: *saleID, POIID: *poiid, OperatorID: *operator, ShiftNumber: *shift, TotalsGroupID: *totalsGroup}
 	var resp *nexo.Response
 	switch cmd {
 	case "pay":
@@ -156,6 +177,17 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			resp, err = p.Status(cctx, ref)
 		case "diagnosis":
 			resp, err = p.Diagnosis(cctx)
+		case "receipt":
+			resp, err = p.Receipt(cctx, rest[0])
+		case "totals":
+			var details []string
+			if len(rest) > 0 {
+				details = strings.Split(rest[0], ",")
+			}
+			resp, err = p.Totals(cctx, details, nil)
+		case "reconcile":
+			typ, id, _ := reconcileArgs(rest)
+			resp, err = p.Reconcile(cctx, typ, id)
 		}
 	}
 	if err != nil {
@@ -349,4 +381,17 @@ func indentJSON(b []byte) string {
 		return string(b)
 	}
 	return out.String()
+}
+
+// reconcileArgs reads the arguments of sim pos reconcile.
+func reconcileArgs(rest []string) (typ, id string, err error) {
+	switch {
+	case len(rest) == 0 || (len(rest) == 1 && rest[0] == "sale"):
+		return nexo.ReconSale, "", nil
+	case len(rest) == 1 && rest[0] == "sync":
+		return nexo.ReconAcquirerSynchronisation, "", nil
+	case len(rest) == 2 && rest[0] == "previous":
+		return nexo.ReconPrevious, rest[1], nil
+	}
+	return "", "", fmt.Errorf("reconcile: want sale, sync or previous ID, not %q", rest)
 }

@@ -1,0 +1,56 @@
+package qr
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// TransactionPage is one page of a device's transactions (List).
+type TransactionPage struct {
+	Transactions []Transaction
+	// Next is the after of the next page; empty on the last page.
+	Next string
+}
+
+// List returns the device's transactions created in [from, to], oldest first,
+// at most limit (1 to 200) after the transaction named by after (empty: from
+// the first). The endpoint is an assumption of the simulator's PPaaS (the
+// PPaaS document has none); reconciliation uses it.
+func (c *Client) List(ctx context.Context, from, to time.Time, after string, limit int) (TransactionPage, error) {
+	const op = "list transactions"
+	q := url.Values{}
+	q.Set("createdFrom", from.UTC().Format(time.RFC3339Nano))
+	q.Set("createdTo", to.UTC().Format(time.RFC3339Nano))
+	q.Set("limit", strconv.Itoa(limit))
+	if after != "" {
+		q.Set("after", after)
+	}
+	b, err := c.do(ctx, op, http.MethodGet, txPath+"?"+q.Encode(), nil)
+	if err != nil {
+		return TransactionPage{}, err
+	}
+	var raw struct {
+		Transactions []json.RawMessage `json:"transactions"`
+		Next         string            `json:"next"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return TransactionPage{}, fmt.Errorf("%s: decode: %w", op, err)
+	}
+	if len(raw.Transactions) > limit {
+		return TransactionPage{}, fmt.Errorf("%s: %d transactions in a page of %d", op, len(raw.Transactions), limit)
+	}
+	p := TransactionPage{Next: raw.Next}
+	for i, r := range raw.Transactions {
+		t, err := DecodeTransaction(r)
+		if err != nil {
+			return TransactionPage{}, fmt.Errorf("%s: transaction %d: %w", op, i, err)
+		}
+		p.Transactions = append(p.Transactions, t)
+	}
+	return p, nil
+}
