@@ -89,7 +89,10 @@ func TestE2EOutboxAtScaleSurvivesIngestOutage(t *testing.T) {
 		len(ev), drained.Round(time.Millisecond), float64(len(ev))/drained.Seconds(), stats.Duplicates, fs.Failures)
 
 	require.Equal(t, n, stats.Events, "every event once")
-	require.Equal(t, repeated, stats.Duplicates, "the repeated keys were sent and recognised")
+	// At least once: besides the repeated keys, a delivery whose answer was
+	// lost (a reset, or a slow answer on a loaded machine) is sent again and
+	// recognised by its key, never counted twice.
+	require.GreaterOrEqual(t, stats.Duplicates, repeated, "the repeated keys were sent and recognised")
 	inOrder := 0
 	for i, e := range ev {
 		var r receipt
