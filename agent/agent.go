@@ -74,6 +74,7 @@ type Agent struct {
 	mqttUp    bool
 	st        *store.Store
 	fwd       *Forwarder
+	cloud     *CloudConnector // issue 16: nil when cloud_url is empty
 }
 
 // New validates the configuration and loads the device identity. Nothing touches
@@ -317,6 +318,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.auth.Run(gctx) })
 	g.Go(func() error { return a.fwd.Run(gctx) })
 	g.Go(func() error { return screen.Run(gctx) })
+	a.startCloud(gctx, g, srv.Exchange) // issue 16
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("nexo server: %w", err)
