@@ -235,10 +235,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // session serves one connection until it fails or ctx ends.
 func (c *CloudConnector) session(ctx context.Context, conn *websocket.Conn, g *errgroup.Group, slots chan struct{}) error {
 	conn.SetReadLimit(c.cfg.MaxMessageBytes)
+	var wg sync.WaitGroup
+	defer wg.Wait() // last: after cancel has stopped the keepalive
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	defer conn.CloseNow()
 
 	c.mu.Lock()
