@@ -77,4 +77,3 @@ func cloudPOS(ctx context.Context, o cloudOptions, local *nexo.Client, stdout io
 	}
 	return p, nil
 }
-
