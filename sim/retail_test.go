@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
-	"github.com/termagent/termagent/sim/simtest"
 )
 
 // cloudWorld is a world whose agent keeps its cloud connection to the
@@ -30,9 +28,7 @@ type cloudWorld struct {
 
 func startCloudWorld(t *testing.T, webhook string) *cloudWorld {
 	t.Helper()
-	w, local := startWorld(t, simtest.Agent(func(c *agent.Config) {
-		c.CloudURL = "wss://" + strings.TrimPrefix(c.APIURL, "https://") + sim.RetailRelayPath
-	}))
+	w, local := startWorld(t, func(c *sim.WorldConfig) { c.Cloud = true })
 	cc := w.Agent.Cloud()
 	require.NotNil(t, cc)
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
