@@ -99,6 +99,8 @@ func plan(quick bool) []benchRun {
 		{pkg: "./sim", bench: "WorldPayment", benchtime: x("1000x", "20x")},
 		// Issue 13: the same payment in polling mode (about a second each).
 		{pkg: "./sim", bench: "PaymentPollingMode", benchtime: x("60x", "5x")},
+		// Issue 16: local 3.x and cloud v5 payments alternating on one agent.
+		{pkg: "./sim", bench: "CloudPayment", benchtime: x("1000x", "20x")},
 	}
 	if !quick {
 		p = append(p, benchRun{pkg: "./store", bench: "LargeQueue", benchtime: "1x", env: []string{"TERMAGENT_BENCH_LONG=1"}})
