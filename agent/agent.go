@@ -471,6 +471,9 @@ func (d diagnoser) Diagnose(ctx context.Context) (nexo.Health, error) {
 	if a.cfg.MQTTURL != "" {
 		hosts = append(hosts, nexo.HostStatus{AcquirerID: "PPaaS-MQTT", Reachable: mqttUp})
 	}
+	if cc := a.Cloud(); cc != nil { // issue 16
+		hosts = append(hosts, nexo.HostStatus{AcquirerID: "PPaaS-cloud", Reachable: cc.Connected()})
+	}
 	return nexo.Health{Hosts: hosts, OutboxDepth: int(a.st.Stats().Depth)}, nil
 }
 

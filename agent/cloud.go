@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -47,6 +48,25 @@ const (
 
 // MaxCloudIDLength bounds a relay's exchange id.
 const MaxCloudIDLength = 64
+
+// ParseCloudFrame reads a frame from the relay: a JSON object with a type
+// and an id of 1 to MaxCloudIDLength characters; a request carries a JSON
+// object.
+func ParseCloudFrame(b []byte) (CloudFrame, error) {
+	var f CloudFrame
+	if err := json.Unmarshal(b, &f); err != nil {
+		return CloudFrame{}, fmt.Errorf("cloud frame: %w", err)
+	}
+	switch {
+	case f.ID == "" || len(f.ID) > MaxCloudIDLength:
+		return CloudFrame{}, fmt.Errorf("cloud frame: id must be 1 to %d characters", MaxCloudIDLength)
+	case f.Type != CloudRequest && f.Type != CloudAck && f.Type != CloudAnswer:
+		return CloudFrame{}, fmt.Errorf("cloud frame: unknown type %q", f.Type)
+	case f.Type == CloudRequest && (len(f.Nexo) == 0 || f.Nexo[0] != '{'):
+		return CloudFrame{}, errors.New("cloud frame: a request carries a Nexo message (a JSON object)")
+	}
+	return f, nil
+}
 
 // CloudConfig tunes the cloud connector; zero values take the defaults.
 type CloudConfig struct {
@@ -295,9 +315,9 @@ func (c *CloudConnector) session(ctx context.Context, conn *websocket.Conn, g *e
 		if err != nil {
 			return fmt.Errorf("read from the cloud relay: %w", err)
 		}
-		var f CloudFrame
-		if typ != websocket.MessageText || json.Unmarshal(b, &f) != nil || f.ID == "" || len(f.ID) > MaxCloudIDLength {
-			c.log.Warn("cloud relay frame ignored: not a frame", "bytes", len(b))
+		f, err := ParseCloudFrame(b)
+		if typ != websocket.MessageText || err != nil {
+			c.log.Warn("cloud relay frame ignored", "bytes", len(b), "err", err)
 			continue
 		}
 		switch f.Type {

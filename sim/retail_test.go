@@ -270,6 +270,7 @@ func TestCloudSlowDeviceAndRefusals(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, nexo.Success, d.Status.Result, sim.Describe(d))
 	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
+	require.Contains(t, d.Diagnosis.Hosts, nexo.HostStatus{AcquirerID: "PPaaS-cloud", Reachable: true}, "Diagnosis names the cloud connection")
 
 	noKey := &sim.RetailClient{BaseURL: cw.rc.BaseURL, Key: "wrong", HTTP: cw.rc.HTTP}
 	_, err = noKey.Devices(t.Context())
