@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/termagent/termagent/nexo"
 )
@@ -131,5 +132,52 @@ func (t keyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return base.RoundTrip(r)
+	resp, err := base.RoundTrip(r)
+	if err != nil || resp.StatusCode < 400 {
+		return resp, err
+	}
+	// The Retail API's own refusal (no device answer): say it in words
+	// rather than let the Nexo client take it for a malformed message.
+	defer resp.Body.Close()
+	var e struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, &e) != nil || e.Error == "" {
+		return nil, fmt.Errorf("retail API answered %s", resp.Status)
+	}
+	return nil, fmt.Errorf("retail API answered %s: %s: %s", resp.Status, e.Error, e.Message)
+}
+
+// openCloudPOS waits for w's agent on the relay and opens a cloud POS
+// session (SaleID CLOUD) to it, with the world's trusted HTTP client.
+func openCloudPOS(ctx context.Context, w *World, hc *http.Client) (*POS, error) {
+	cc := w.Agent.Cloud()
+	if cc == nil {
+		return nil, fmt.Errorf("the agent has no cloud_url")
+	}
+	if err := cc.WaitConnected(ctx); err != nil {
+		return nil, fmt.Errorf("agent not on the relay: %w", err)
+	}
+	rc := &RetailClient{BaseURL: w.PPaaS.RetailURL(), HTTP: hc}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		devs, err := rc.Devices(ctx)
+		for _, d := range devs {
+			if d.DeviceID == w.Agent.POIID() && d.Connected {
+				s, err := rc.Open(ctx, d.DeviceID, "CLOUD", "")
+				if err != nil {
+					return nil, err
+				}
+				return rc.POS(s), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("device not listed by the relay (%v): %w", err, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
