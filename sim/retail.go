@@ -332,7 +332,16 @@ var errRelayLost = errors.New("the device's connection was lost before its answe
 
 // send relays body to the device's connection, applying the faults.
 func (rt *retail) send(ctx context.Context, serial string, body []byte, async bool) (string, *relayWaiter, error) {
+	// The token was checked at the upgrade; a device revoked since loses
+	// its connection (and gets no new one until restored).
+	rt.p.mu.Lock()
+	revoked := rt.p.merchant[serial].Revoked
+	rt.p.mu.Unlock()
 	rt.mu.Lock()
+	if d := rt.devices[serial]; revoked && d != nil && d.conn != nil {
+		d.conn.CloseNow()
+		d.conn = nil
+	}
 	d := rt.devices[serial]
 	if d == nil || d.conn == nil {
 		rt.mu.Unlock()

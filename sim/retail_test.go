@@ -286,3 +286,23 @@ func TestCloudSlowDeviceAndRefusals(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 }
+
+// TestCloudRevokedDevice: a device whose credentials are revoked loses the
+// relay (a sale is refused, not relayed) until they are restored.
+func TestCloudRevokedDevice(t *testing.T) {
+	cw := startCloudWorld(t, "")
+	w := cw.w
+	require.NoError(t, w.PPaaS.RevokeCredentials(w.Agent.Serial(), true))
+	_, err := cw.cloud.Pay(t.Context(), "REV1", 100, "EUR", "KB")
+	require.ErrorContains(t, err, "503")
+	require.Equal(t, 0, w.PPaaS.RetailStats().Relayed, "nothing relayed to a revoked device")
+	require.NoError(t, w.PPaaS.RevokeCredentials(w.Agent.Serial(), false))
+	cw.awaitReconnected(t, 2)
+	require.Eventually(t, func() bool {
+		devs, err := cw.rc.Devices(t.Context())
+		return err == nil && len(devs) == 1 && devs[0].Connected
+	}, 15*time.Second, 5*time.Millisecond)
+	d, err := cw.cloud.Diagnosis(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, d.Status.Result, sim.Describe(d))
+}
