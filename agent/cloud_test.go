@@ -226,3 +226,16 @@ func FuzzParseCloudFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestCloudConnectorPingDropsASilentRelay: a relay that stops answering
+// pings is taken for dead and the connector connects again.
+func TestCloudConnectorPingDropsASilentRelay(t *testing.T) {
+	relay := newFakeRelay(t) // never reads: pings go unanswered
+	cc := NewCloudConnector(CloudConfig{Ping: 20 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, relay.dial, nil, nil)
+	runConnector(t, cc)
+	first := relay.next(t)
+	defer first.CloseNow()
+	second := relay.next(t)
+	defer second.CloseNow()
+	require.Eventually(t, func() bool { return cc.Stats().Connects >= 2 }, 5*time.Second, time.Millisecond)
+}
