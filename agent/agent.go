@@ -76,6 +76,7 @@ type Agent struct {
 	st        *store.Store
 	fwd       *Forwarder
 	statuses  *qr.Statuses
+	cloud     *CloudConnector // issue 16: nil when cloud_url is empty
 }
 
 // New validates the configuration and loads the device identity. Nothing touches
@@ -351,6 +352,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.auth.Run(gctx) })
 	g.Go(func() error { return a.fwd.Run(gctx) })
 	g.Go(func() error { return screen.Run(gctx) })
+	a.startCloud(gctx, g, srv.Exchange) // issue 16
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("nexo server: %w", err)
@@ -503,6 +505,9 @@ func (d diagnoser) Diagnose(ctx context.Context) (nexo.Health, error) {
 	hosts := []nexo.HostStatus{{AcquirerID: "PPaaS-auth", Reachable: authOK}, {AcquirerID: "PPaaS-API", Reachable: authOK}}
 	if a.cfg.MQTTURL != "" {
 		hosts = append(hosts, nexo.HostStatus{AcquirerID: "PPaaS-MQTT", Reachable: mqttUp})
+	}
+	if cc := a.Cloud(); cc != nil { // issue 16
+		hosts = append(hosts, nexo.HostStatus{AcquirerID: "PPaaS-cloud", Reachable: cc.Connected()})
 	}
 	return nexo.Health{Hosts: hosts, OutboxDepth: int(a.st.Stats().Depth), Attention: a.degraded()}, nil
 }

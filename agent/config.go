@@ -50,6 +50,9 @@ type Config struct {
 	PollFirst        time.Duration `json:"poll_first" help:"with no MQTT broker (or it is down): first transaction status poll after this"`
 	PollMax          time.Duration `json:"poll_max" help:"with no MQTT broker (or it is down): cap of the status poll backoff"`
 
+	// issue 16: the cloud path (a POS reaching the terminal through the platform).
+	CloudURL string `json:"cloud_url" help:"wss:// URL of the platform's device relay for cloud POS (Nexo v5 over a websocket, mTLS + device token); empty: off"`
+
 	// POS side (Nexo)
 	NexoListen        string `json:"nexo_listen" help:"address of the POS-facing Nexo HTTPS server"`
 	NexoCert          string `json:"nexo_cert" help:"TLS certificate of the Nexo server (PEM)"`
@@ -180,6 +183,7 @@ func (c Config) Validate() error {
 			bad("display_url", "must be an http(s) URL, got %q", c.DisplayURL)
 		}
 	}
+	errs = append(errs, c.validateCloud()...) // issue 16
 	if _, err := c.Brands(); err != nil {
 		bad("apm_brands", "%v", err)
 	}

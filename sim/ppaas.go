@@ -46,6 +46,8 @@ type Config struct {
 	Now func() time.Time
 	// Payments configures the qrcode-payment API, its provider and the MQTT broker.
 	Payments PaymentsConfig
+	// Retail configures the Retail API (issue 16: the cloud path).
+	Retail RetailConfig
 }
 
 // PPaaS is a running simulated platform.
@@ -81,6 +83,8 @@ type PPaaS struct {
 
 	// agentClock is the in-process agent's clock (control API), if any.
 	agentClock atomic.Pointer[AgentClock]
+
+	retail *retail // issue 16: the Retail API and its device relay
 }
 
 // timed accumulates the time the simulated platform spends answering, so a
@@ -207,6 +211,7 @@ func (p *PPaaS) routes() {
 	p.paymentsRoutes()
 	p.terminalRoutes()
 	p.eventRoutes()
+	p.retailRoutes() // issue 16
 }
 
 // Start listens on both addresses and serves until Close.
@@ -273,6 +278,7 @@ func (p *PPaaS) Close(ctx context.Context) error {
 		errs = append(errs, p.ctl.Shutdown(ctx))
 	}
 	p.wg.Wait()
+	p.closeRetail() // issue 16
 	errs = append(errs, p.closePayments())
 	return errors.Join(errs...)
 }

@@ -56,6 +56,9 @@ type ScenarioSettings struct {
 	// PennymaticPaidStatus is the PPaaS status of a Pennymatic payment paid
 	// but not yet confirmed on the blockchain: pending (default) or confirming.
 	PennymaticPaidStatus string `json:"pennymaticPaidStatus,omitempty"`
+	// Cloud connects the agent to the Retail API relay and opens a cloud
+	// POS session (SaleID CLOUD), for pos steps with "via": "cloud" (issue 16).
+	Cloud bool `json:"cloud,omitempty"`
 	// AgentConfig overrides agent configuration keys (the JSON names of the
 	// configuration file, e.g. "payment_timeout" in nanoseconds), after the
 	// settings above.
@@ -109,6 +112,10 @@ type Step struct {
 
 	// Timeout bounds this step (default: what is left of the scenario's).
 	Timeout Duration `json:"timeout,omitempty"`
+
+	// Via "cloud" sends a pos step as Nexo v5 through the Retail API (needs
+	// settings.cloud); empty: Nexo 3.x to the agent's /nexo (issue 16).
+	Via string `json:"via,omitempty"`
 }
 
 // StepFault injects faults; every knob set in one step is applied, in the
@@ -162,6 +169,9 @@ type StepFault struct {
 	// AgentClock sets the agent's local clock to real time plus this offset
 	// ("48h" forward, "-2h" back, "0s" right again).
 	AgentClock *Duration `json:"agentClock,omitempty"`
+
+	// Retail replaces the Retail API relay's faults (issue 16).
+	Retail *RetailFaults `json:"retail,omitempty"`
 }
 
 // ExpectPPaaS is what PPaaS's record of one payment must show. Empty fields
@@ -191,7 +201,7 @@ type Expect struct {
 	// answer (RepeatedMessageResponse) field by field.
 	Repeated *Expect `json:"repeated,omitempty"`
 	// Hosts is a Diagnosis's reachability of the named hosts: PPaaS-auth,
-	// PPaaS-API, PPaaS-MQTT.
+	// PPaaS-API, PPaaS-MQTT, PPaaS-cloud.
 	Hosts map[string]bool `json:"hosts,omitempty"`
 	// Net (GetTotals, Reconciliation) is what the totals took, per currency,
 	// e.g. "12.50 EUR" ("none" for no transactions); ReconciliationID is the
@@ -199,6 +209,9 @@ type Expect struct {
 	Net              string `json:"net,omitempty"`
 	ReconciliationID string `json:"reconciliationId,omitempty"`
 	Receipts         int    `json:"receipts,omitempty"`
+	// Failed: the POS got no Nexo answer, its call failed with an error
+	// containing this (e.g. "502": the relay lost the device) (issue 16).
+	Failed string `json:"failed,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("250ms", "2s").
@@ -376,6 +389,11 @@ func (sc *Scenario) Validate() error {
 		var actions []string
 		if s.POS != "" {
 			actions = append(actions, "pos")
+		}
+		if s.Via != "" && (s.Via != "cloud" || s.POS == "") { // issue 16
+			bad(n, kind, "via", `want "cloud" on a pos step, got %q`, s.Via)
+		} else if s.Via == "cloud" && !st.Cloud {
+			bad(n, kind, "via", "needs settings.cloud")
 		}
 		if s.Await != "" {
 			actions = append(actions, "await")
@@ -600,8 +618,8 @@ func validateFault(f *StepFault, payIDs map[string]bool, bad func(field, format 
 	}
 	if !httpSet && !target && !f.paymentSet() && f.ClockSkew == nil && !f.ExpireTokens && !f.RevokeDevice && !f.RestoreDevice &&
 		f.Broker == "" && f.ProviderMode == "" && !f.ClearHTTP && !f.ClearPayments &&
-		f.StatusSpellings == nil && f.Refunds == "" && !f.CompleteRefunds && f.AgentClock == nil {
-		bad("", "no fault: set path, suffix or payment (HTTP), createErrors, dropEvents, duplicateEvents, reorderEvents, delayEvents, clockSkew, expireTokens, revokeDevice, restoreDevice, broker, providerMode, clearHttp, clearPayments, statusSpellings, refunds, completeRefunds or agentClock")
+		f.StatusSpellings == nil && f.Refunds == "" && !f.CompleteRefunds && f.AgentClock == nil && f.Retail == nil {
+		bad("", "no fault: set path, suffix or payment (HTTP), createErrors, dropEvents, duplicateEvents, reorderEvents, delayEvents, clockSkew, expireTokens, revokeDevice, restoreDevice, broker, providerMode, clearHttp, clearPayments, statusSpellings, refunds, completeRefunds, agentClock or retail")
 	}
 }
 
@@ -697,8 +715,8 @@ func validateExpect(e *Expect, bad func(field, format string, args ...any)) {
 		}
 	}
 	for h := range e.Hosts {
-		if !oneOf(h, []string{"PPaaS-auth", "PPaaS-API", "PPaaS-MQTT"}) {
-			bad("hosts", "want PPaaS-auth, PPaaS-API or PPaaS-MQTT, got %q", h)
+		if !oneOf(h, []string{"PPaaS-auth", "PPaaS-API", "PPaaS-MQTT", "PPaaS-cloud"}) {
+			bad("hosts", "want PPaaS-auth, PPaaS-API, PPaaS-MQTT or PPaaS-cloud, got %q", h)
 		}
 	}
 	if e.ErrorCondition != "" && e.Result == string(nexo.Success) {

@@ -64,6 +64,11 @@ func RunScenario(ctx context.Context, sc *Scenario, opts ScenarioOptions) (err e
 		return &ScenarioError{Scenario: sc.Name, Msg: fmt.Sprintf("POS client: %v", err)}
 	}
 	r.pos = &POS{Client: client, POIID: w.Agent.POIID(), SaleID: "SCENARIO"}
+	if sc.Settings.Cloud { // issue 16
+		if r.cloud, err = openCloudPOS(ctx, w, client.HTTP); err != nil {
+			return &ScenarioError{Scenario: sc.Name, Msg: fmt.Sprintf("cloud POS: %v", err)}
+		}
+	}
 
 	for i := range sc.Steps {
 		s := &sc.Steps[i]
@@ -105,6 +110,7 @@ type scenarioRun struct {
 	requests map[string]*nexo.Request // pay requests by serviceId, resent as is by a replay
 	last     string                   // serviceId of the last pay
 	paid     map[string]string        // serviceId → POI transaction id, once answered with Success
+	cloud    *POS                     // issue 16: the cloud POS (settings.cloud)
 }
 
 func (r *scenarioRun) logf(format string, args ...any) {
@@ -131,7 +137,8 @@ func (r *scenarioRun) worldConfig(opts ScenarioOptions) WorldConfig {
 		retry = 0.001
 	}
 	return WorldConfig{
-		Dir: opts.Dir,
+		Cloud: st.Cloud, // issue 16
+		Dir:   opts.Dir,
 		PPaaS: Config{
 			Addr:     "127.0.0.1:0",
 			TokenTTL: st.TokenTTL.D(),
@@ -234,8 +241,15 @@ func (r *scenarioRun) step(scenario context.Context, s *Step) error {
 		case <-ctx.Done():
 			return fmt.Errorf("no response to payment %q: %w", sid, ctx.Err())
 		}
+		if p.err != nil && s.Expect.Failed != "" && strings.Contains(p.err.Error(), s.Expect.Failed) { // issue 16
+			r.detail("the POS's call failed as expected: %v", p.err)
+			return nil
+		}
 		if p.err != nil {
 			return fmt.Errorf("payment %q: %w", sid, p.err)
+		}
+		if s.Expect.Failed != "" {
+			return fmt.Errorf("payment %q: answered, want the call failed with %q", sid, s.Expect.Failed)
 		}
 		return r.check(s.Expect, p.resp)
 	}
@@ -247,6 +261,11 @@ func (r *scenarioRun) posStep(scenario, ctx context.Context, s *Step) error {
 		resp *nexo.Response
 		err  error
 	)
+	if s.Via == "cloud" { // issue 16: this step through the Retail API
+		local := r.pos
+		r.pos = r.cloud
+		defer func() { r.pos = local }()
+	}
 	sid := s.ServiceID
 	if sid == "" && s.POS != "pay" && s.POS != "status" {
 		sid = r.last
@@ -271,9 +290,10 @@ func (r *scenarioRun) posStep(scenario, ctx context.Context, s *Step) error {
 		p := &pendingPay{done: make(chan struct{})}
 		r.pending[sid] = p
 		r.wg.Add(1)
+		client := r.pos.Client
 		go func() { // owned by the run: RunScenario cancels and waits for it
 			defer r.wg.Done()
-			p.resp, p.err = r.pos.Client.Do(scenario, req)
+			p.resp, p.err = client.Do(scenario, req)
 			close(p.done)
 		}()
 		return nil
@@ -376,6 +396,9 @@ func (r *scenarioRun) paidTxn(sid string) string {
 }
 
 func (r *scenarioRun) fault(f *StepFault) error {
+	if f.Retail != nil { // issue 16
+		r.w.PPaaS.SetRetailFaults(*f.Retail)
+	}
 	p := r.w.PPaaS
 	serial := r.w.Agent.Serial()
 	if f.ClearHTTP {

@@ -58,6 +58,9 @@ func TestScenarioFilesCoverEveryProviderAndFault(t *testing.T) {
 					"broker stop": fl.Broker == "stop", "broker kick": fl.Broker == "kick",
 					"path suffix": fl.Suffix != "", "aimed at a payment": fl.Payment != "", "status spellings": len(fl.StatusSpellings) > 0,
 					"async refunds": fl.Refunds == "async", "agent clock": fl.AgentClock != nil,
+					// issue 16: the Retail API relay
+					"relay drop": fl.Retail != nil && fl.Retail.DropAfterRelay > 0, "relay answer lost": fl.Retail != nil && fl.Retail.DropAnswer > 0,
+					"relay duplicate": fl.Retail != nil && fl.Retail.Duplicate > 0, "slow device": fl.Retail != nil && fl.Retail.SlowDevice > 0,
 				} {
 					faults[name] = faults[name] || set
 				}
@@ -79,6 +82,8 @@ func TestParseScenarioErrorsNameStepAndField(t *testing.T) {
 		want []string // substrings of the error
 	}{
 		{"not JSON", `{`, []string{"unexpected EOF"}},
+		{"cloud without settings.cloud", `{"name":"x","steps":[{"pos":"diagnosis","via":"cloud"}]}`, []string{`step 1 (pos diagnosis): field "via"`, "settings.cloud"}},
+		{"via elsewhere", `{"name":"x","settings":{"cloud":true},"steps":[{"pos":"diagnosis","via":"mqtt"}]}`, []string{`field "via"`, `want "cloud"`}},
 		{"unknown top-level field", `{"name":"x","stpes":[]}`, []string{`unknown field "stpes"`}},
 		{"no name, no steps", `{"steps":[]}`, []string{`field "name": is required`, `field "steps"`}},
 		{"unknown step field", `{"name":"x","steps":[{"pos":"pay","amout":"1"}]}`, []string{`step 1`, `unknown field "amout"`}},

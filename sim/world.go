@@ -31,6 +31,9 @@ type WorldConfig struct {
 	// AgentOptions are passed to the agent (store and forwarder tuning).
 	AgentOptions agent.Options
 	Logger       *slog.Logger
+	// Cloud connects the agent to the simulator's Retail API relay (its
+	// cloud_url), so that a cloud POS reaches it (issue 16).
+	Cloud bool
 }
 
 // World is a running simulated PPaaS with an agent.
@@ -87,6 +90,9 @@ func StartWorld(ctx context.Context, cfg WorldConfig) (*World, error) {
 	ac.NexoCert, ac.NexoKey = filepath.Join(certsDir, certs.AgentCertFile), filepath.Join(certsDir, certs.AgentKeyFile)
 	ac.NexoListen = cfg.NexoAddr
 	ac.DataDir = filepath.Join(cfg.Dir, "data")
+	if cfg.Cloud {
+		ac.CloudURL = p.RelayURL()
+	}
 	ac.AdminListen = ""
 	if cfg.AgentConfig != nil {
 		cfg.AgentConfig(&ac)

@@ -103,6 +103,10 @@ func plan(quick bool) []benchRun {
 		// against a running agent.
 		{pkg: "./nexo", bench: "OpenPaddingTiming", benchtime: x("20000x", "500x")},
 		{pkg: "./cmd/agent", bench: "HostileInput", benchtime: "1x", env: []string{"TERMAGENT_HOSTILE_N=" + x("10000", "300")}},
+		// Issue 16: local 3.x and cloud v5 payments alternating on one agent.
+		{pkg: "./sim", bench: "CloudPayment", benchtime: x("1000x", "20x")},
+		// Issue 16: the Retail API relay with 1,000 devices connected.
+		{pkg: "./sim", bench: "RelayThroughput", benchtime: x("20000x", "500x")},
 	}
 	if !quick {
 		p = append(p, benchRun{pkg: "./store", bench: "LargeQueue", benchtime: "1x", env: []string{"TERMAGENT_BENCH_LONG=1"}})

@@ -113,6 +113,11 @@ func (r *Report) figures() []figure {
 			ok:       func(float64) bool { return m("sim", "PaymentPollingMode", "total-p99-ms") <= 2000 },
 		},
 		{
+			what:     "Whole QR payment from a cloud POS (Nexo v5 → Retail API → the agent's websocket) ÷ from a local POS (Nexo 3.x HTTPS), p50, alternating on one agent in the same run",
+			ratio:    m("sim", "CloudPayment", "cloud-p50-ms") / m("sim", "CloudPayment", "local-p50-ms"),
+			absolute: fmt.Sprintf("cloud p50 %s ms, p99 %s ms; local p50 %s ms, p99 %s ms; added p50 %s ms", num(m("sim", "CloudPayment", "cloud-p50-ms")), num(m("sim", "CloudPayment", "cloud-p99-ms")), num(m("sim", "CloudPayment", "local-p50-ms")), num(m("sim", "CloudPayment", "local-p99-ms")), num(m("sim", "CloudPayment", "added-p50-ms"))),
+		},
+		{
 			what:     "QR rendering (PNG 256 px + terminal text) ÷ QR encoding alone",
 			ratio:    m("qr", "Render", "ns/op") / m("qr", "Encode", "ns/op"),
 			absolute: fmt.Sprintf("render %s µs, encode %s µs", us(m("qr", "Render", "ns/op")), us(m("qr", "Encode", "ns/op"))),

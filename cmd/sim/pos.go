@@ -41,6 +41,11 @@ response. Flags go before or after the command. Commands:
   reconcile [sale|sync|previous ID]
                                close the period (sale, the default), compare it
                                with the platform (sync), or reprint a closed one
+  devices                      with -cloud: the store's devices and payment methods
+
+Cloud POS: -cloud https://127.0.0.1:9021 sends Nexo v5 through the platform's
+Retail API (a session to the -poiid device, or the only one connected)
+instead of to -url; the key is -cloud-key (TERMAGENT_RETAIL_KEY).
 
 Message security: -key-id and -key-version with the passphrase in
 TERMAGENT_NEXO_PASSPHRASE.
@@ -73,6 +78,8 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	shift := fs.String("shift", "", "ShiftNumber sent with login (groups totals)")
 	totalsGroup := fs.String("totals-group", "", "TotalsGroupID sent with login (groups totals)")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the response")
+	cloud := fs.String("cloud", "", "the platform's Retail API base URL: send Nexo v5 through the cloud instead of -url")
+	cloudKey := fs.String("cloud-key", "", "the POS key of the Retail API (default: TERMAGENT_RETAIL_KEY, else the simulator's)")
 	fs.Usage = func() { fmt.Fprint(stderr, posUsage); fs.PrintDefaults() }
 	words, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -85,6 +92,13 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cmd, rest := words[0], words[1:]
 	var minor int64
 	switch cmd {
+	case "devices":
+		if *cloud == "" {
+			return errors.New("devices: needs -cloud (the platform's Retail API lists the store's devices)")
+		}
+		if len(rest) > 0 {
+			return fmt.Errorf("%s: unexpected arguments %q", cmd, rest)
+		}
 	case "login", "logout", "diagnosis":
 		if len(rest) > 0 {
 			return fmt.Errorf("%s: unexpected arguments %q", cmd, rest)
@@ -127,7 +141,7 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	client := &nexo.Client{URL: *url, HTTP: &http.Client{Timeout: o.timeout}}
 	tr := &http.Transport{}
-	if strings.HasPrefix(*url, "https://") {
+	if strings.HasPrefix(*url, "https://") || strings.HasPrefix(*cloud, "https://") {
 		pool, err := mtls.LoadCAPool(*caFile)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
@@ -152,7 +166,15 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		client.Key = k
 	}
-	p := &sim.POS{Client: client, SaleID: *saleID, POIID: *poiid, OperatorID: *operator, ShiftNumber: *shift, TotalsGroupID: *totalsGroup}
+	p := &sim.POS{Client: client, SaleID: *saleID, POIID: *poiid}
+	if *cloud != "" {
+		poiSet := false
+		fs.Visit(func(f *flag.Flag) { poiSet = poiSet || f.Name == "poiid" })
+		if p, err = cloudPOS(ctx, cloudOptions{base: *cloud, key: *cloudKey, poiid: *poiid, poiSet: poiSet, saleID: *saleID, xml: *useXML, list: cmd == "devices"}, client, stdout); err != nil || p == nil {
+			return err
+		}
+	}
+	p.OperatorID, p.ShiftNumber, p.TotalsGroupID = *operator, *shift, *totalsGroup
 	var resp *nexo.Response
 	switch cmd {
 	case "pay":

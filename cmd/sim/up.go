@@ -51,6 +51,7 @@ func (w *worldFlags) config(stderr io.Writer) (sim.WorldConfig, error) {
 		},
 		NexoAddr: w.nexo,
 		Logger:   log,
+		Cloud:    true, // issue 16: sim pos -cloud reaches the agent through the Retail API
 	}, nil
 }
 

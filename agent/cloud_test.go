@@ -1,0 +1,241 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeRelay is a websocket relay on loopback: each accepted connection is
+// handed to the test.
+type fakeRelay struct {
+	url   string
+	conns chan *websocket.Conn
+}
+
+func newFakeRelay(t *testing.T) *fakeRelay {
+	r := &fakeRelay{conns: make(chan *websocket.Conn, 8)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		c, err := websocket.Accept(w, req, nil)
+		if err != nil {
+			return
+		}
+		r.conns <- c
+		<-req.Context().Done() // the test closes the connection
+	}))
+	t.Cleanup(srv.Close)
+	r.url = "ws://" + strings.TrimPrefix(srv.URL, "http://")
+	return r
+}
+
+func (r *fakeRelay) dial(ctx context.Context) (*websocket.Conn, error) {
+	c, _, err := websocket.Dial(ctx, r.url, nil)
+	return c, err
+}
+
+func (r *fakeRelay) next(t *testing.T) *websocket.Conn {
+	t.Helper()
+	select {
+	case c := <-r.conns:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connector did not connect")
+		return nil
+	}
+}
+
+func send(t *testing.T, c *websocket.Conn, f CloudFrame) {
+	t.Helper()
+	b, err := json.Marshal(f)
+	require.NoError(t, err)
+	require.NoError(t, c.Write(t.Context(), websocket.MessageText, b))
+}
+
+func recv(t *testing.T, c *websocket.Conn) CloudFrame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, b, err := c.Read(ctx)
+	require.NoError(t, err)
+	var f CloudFrame
+	require.NoError(t, json.Unmarshal(b, &f))
+	return f
+}
+
+// gatedServe answers each message with {"served":N} once released.
+type gatedServe struct {
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func (g *gatedServe) serve(_ context.Context, body []byte) []byte {
+	n := g.calls.Add(1)
+	<-g.release
+	return []byte(`{"served":` + string(rune('0'+n)) + `}`)
+}
+
+func runConnector(t *testing.T, cc *CloudConnector) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = cc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// TestCloudConnectorAtMostOnceAndRedelivery: a request repeated while it is
+// served is not served again; its answer, lost with the connection, is sent
+// again on the next one until acknowledged; a repeat of an answered,
+// unacknowledged request gets the kept answer, not a second run.
+func TestCloudConnectorAtMostOnceAndRedelivery(t *testing.T) {
+	relay := newFakeRelay(t)
+	g := &gatedServe{release: make(chan struct{})}
+	cc := NewCloudConnector(CloudConfig{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, relay.dial, g.serve, nil)
+	runConnector(t, cc)
+
+	c1 := relay.next(t)
+	req := CloudFrame{Type: CloudRequest, ID: "R1", Nexo: json.RawMessage(`{"pay":1}`)}
+	send(t, c1, req)
+	send(t, c1, req) // duplicate delivery while served
+	require.Eventually(t, func() bool { return cc.Stats().Duplicates == 1 }, 5*time.Second, time.Millisecond)
+	c1.CloseNow() // the connection drops before the answer
+	close(g.release)
+	require.Eventually(t, func() bool { return cc.Pending() == 1 }, 5*time.Second, time.Millisecond)
+
+	c2 := relay.next(t)
+	f := recv(t, c2)
+	require.Equal(t, CloudAnswer, f.Type)
+	require.Equal(t, "R1", f.ID)
+	require.JSONEq(t, `{"served":1}`, string(f.Nexo))
+	// Not acknowledged yet: a repeat gets the kept answer.
+	send(t, c2, req)
+	f = recv(t, c2)
+	require.Equal(t, "R1", f.ID)
+	require.JSONEq(t, `{"served":1}`, string(f.Nexo))
+	require.Equal(t, int32(1), g.calls.Load(), "served once")
+
+	send(t, c2, CloudFrame{Type: CloudAck, ID: "R1"})
+	require.Eventually(t, func() bool { return cc.Pending() == 0 }, 5*time.Second, time.Millisecond)
+	// Once acknowledged and forgotten, a repeat reaches the Nexo server
+	// again, whose ServiceID rule replays the journal (sim's cloud tests).
+	send(t, c2, req)
+	f = recv(t, c2)
+	require.JSONEq(t, `{"served":2}`, string(f.Nexo))
+	c2.CloseNow()
+}
+
+// TestCloudConnectorPendingBound: kept answers are bounded, oldest dropped.
+func TestCloudConnectorPendingBound(t *testing.T) {
+	cc := NewCloudConnector(CloudConfig{MaxPending: 2}, nil, nil, nil)
+	for _, id := range []string{"A", "B", "C"} {
+		cc.answer(t.Context(), id, []byte(`{}`))
+	}
+	require.Equal(t, 2, cc.Pending())
+	require.Equal(t, 1, cc.Stats().Dropped)
+	require.Equal(t, []string{"B", "C"}, cc.order)
+	cc.mu.Lock()
+	cc.forget("B")
+	cc.mu.Unlock()
+	require.Equal(t, []string{"C"}, cc.order)
+}
+
+// TestCloudBackoff: full jitter in [d/2, d], doubling from MinBackoff,
+// capped at MaxBackoff.
+func TestCloudBackoff(t *testing.T) {
+	cc := NewCloudConnector(CloudConfig{MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}, nil, nil, nil)
+	for attempt, want := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
+		want *= time.Millisecond
+		for range 50 {
+			d := cc.backoff(attempt)
+			require.GreaterOrEqual(t, d, want/2)
+			require.LessOrEqual(t, d, want)
+		}
+	}
+	require.LessOrEqual(t, cc.backoff(1000), time.Second)
+}
+
+// TestCloudURLValidated: cloud_url must be wss:// and needs the device
+// certificate.
+func TestCloudURLValidated(t *testing.T) {
+	for _, tc := range []struct {
+		url, grant, want string
+	}{
+		{"", GrantClientCredentials, ""},
+		{"wss://relay.example/retail/v1/relay", GrantClientCredentials, ""},
+		{"ws://relay.example/x", GrantClientCredentials, "wss://"},
+		{"https://relay.example/x", GrantClientCredentials, "wss://"},
+		{"wss://", GrantClientCredentials, "wss://"},
+		{"wss://relay.example/x", GrantDemoCustomToken, "device certificate"},
+	} {
+		c := Config{CloudURL: tc.url, Grant: tc.grant}
+		errs := c.validateCloud()
+		if tc.want == "" {
+			require.Empty(t, errs, tc.url)
+			continue
+		}
+		require.Len(t, errs, 1, tc.url)
+		require.ErrorContains(t, errs[0], "cloud_url")
+		require.ErrorContains(t, errs[0], tc.want)
+	}
+}
+
+func TestParseCloudFrame(t *testing.T) {
+	for _, tc := range []struct {
+		in, err string
+	}{
+		{`{"type":"request","id":"R1","nexo":{"SaleToPOIServiceRequest":{}}}`, ""},
+		{`{"type":"ack","id":"R1"}`, ""},
+		{`{"type":"request","id":"R1"}`, "carries a Nexo message"},
+		{`{"type":"request","id":"R1","nexo":"x"}`, "carries a Nexo message"},
+		{`{"type":"ack","id":""}`, "id must be"},
+		{`{"type":"ack","id":"` + strings.Repeat("x", MaxCloudIDLength+1) + `"}`, "id must be"},
+		{`{"type":"bogus","id":"R1"}`, "unknown type"},
+		{`not json`, "cloud frame"},
+	} {
+		_, err := ParseCloudFrame([]byte(tc.in))
+		if tc.err == "" {
+			require.NoError(t, err, tc.in)
+		} else {
+			require.ErrorContains(t, err, tc.err, tc.in)
+		}
+	}
+}
+
+func FuzzParseCloudFrame(f *testing.F) {
+	f.Add([]byte(`{"type":"request","id":"R1","nexo":{"a":1}}`))
+	f.Add([]byte(`{"type":"ack","id":"R1"}`))
+	f.Add([]byte(`{"type":"answer","id":"R1","nexo":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, err := ParseCloudFrame(b)
+		if err != nil {
+			return
+		}
+		if fr.ID == "" || len(fr.ID) > MaxCloudIDLength {
+			t.Fatalf("accepted id %q", fr.ID)
+		}
+		if fr.Type == CloudRequest && !json.Valid(fr.Nexo) {
+			t.Fatalf("accepted a request without a JSON message")
+		}
+	})
+}
+
+// TestCloudConnectorPingDropsASilentRelay: a relay that stops answering
+// pings is taken for dead and the connector connects again.
+func TestCloudConnectorPingDropsASilentRelay(t *testing.T) {
+	relay := newFakeRelay(t) // never reads: pings go unanswered
+	cc := NewCloudConnector(CloudConfig{Ping: 20 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, relay.dial, nil, nil)
+	runConnector(t, cc)
+	first := relay.next(t)
+	defer first.CloseNow()
+	second := relay.next(t)
+	defer second.CloseNow()
+	require.Eventually(t, func() bool { return cc.Stats().Connects >= 2 }, 5*time.Second, time.Millisecond)
+}
