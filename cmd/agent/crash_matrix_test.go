@@ -67,7 +67,7 @@ var ciCells = map[[2]string]bool{
 
 // failpointAgent builds the agent with -tags failpoints into the test's
 // temporary directory (the go build cache makes a second build a link).
-func failpointAgent(t *testing.T) string {
+func failpointAgent(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "agent-failpoints")
 	out, err := exec.Command("go", "build", "-tags", "failpoints", "-o", bin, ".").CombinedOutput()
@@ -93,7 +93,7 @@ func TestReleaseBuildHasNoFailpoints(t *testing.T) {
 
 // matrixRun is one cell: an agent killed at a failpoint in a scenario.
 type matrixRun struct {
-	t        *testing.T
+	t        testing.TB
 	w        *crashWorld
 	bin      string
 	data     string
@@ -417,7 +417,31 @@ func TestCrashMatrix(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("failpoints kill the process with SIGKILL (unix)")
 	}
-	full := os.Getenv(crashFullEnv) != ""
+	runCrashMatrix(t, os.Getenv(crashFullEnv) != "")
+}
+
+// BenchmarkCrashMatrix runs every cell of the matrix once (make bench reports
+// its size and violations in BENCHMARKS.md); it ignores b.N.
+func BenchmarkCrashMatrix(b *testing.B) {
+	if runtime.GOOS != "linux" {
+		b.Skip("failpoints kill the process with SIGKILL (unix)")
+	}
+	for b.Loop() {
+		sum := runCrashMatrix(b, true)
+		b.ReportMetric(float64(sum.scenarios), "scenarios")
+		b.ReportMetric(float64(sum.failpoints), "failpoints")
+		b.ReportMetric(float64(sum.cells), "cells")
+		b.ReportMetric(float64(sum.killed), "killed")
+		b.ReportMetric(float64(sum.violations), "violations")
+		break // one full matrix is the measurement
+	}
+}
+
+// matrixSummary is what a crash-matrix run covered.
+type matrixSummary struct{ scenarios, failpoints, cells, killed, violations int }
+
+// runCrashMatrix runs the CI subset, or every cell when full.
+func runCrashMatrix(t testing.TB, full bool) matrixSummary {
 	bin := failpointAgent(t)
 	w := newCrashWorld(t)
 	type cell struct{ scenario, fp string }
@@ -510,4 +534,5 @@ func TestCrashMatrix(t *testing.T) {
 	t.Logf("crash matrix (ok: killed there and money safe; -: not reached in that scenario; .: not run):\n%s", b.String())
 	t.Logf("crash matrix: %d scenarios × %d failpoints, %d cells run, %d killed at their failpoint, %d violations",
 		len(matrixScenarios), len(matrixFailpoints), len(cells), hits, violations)
+	return matrixSummary{len(matrixScenarios), len(matrixFailpoints), len(cells), hits, violations}
 }
