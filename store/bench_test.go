@@ -100,12 +100,17 @@ func BenchmarkAppendLatency(b *testing.B) {
 }
 
 // (b) 64 concurrent producers: durable appends per second through the group
-// commit writer against bbolt's Batch with its default settings. Target:
-// ratio ≥ 10.
+// commit writer against bbolt's Batch tuned for the producer count — the
+// strongest fair configuration of the alternative: MaxBatchSize = producers
+// (the default 1000 is never reached by 64 producers, so the default Batch
+// only ever commits on its 10 ms timer) and the MaxBatchDelay that gave the
+// best rate in a calibration run on this machine (reported as
+// bolt-batch-delay-µs). There is no target: the ratio is what it is.
 func BenchmarkConcurrentAppend(b *testing.B) {
 	const producers = 64
 	s, _ := openTest(b, Options{PruneInterval: -1, MaxCount: 1 << 40, MaxBytes: 1 << 40})
 	db := openBare(b)
+	db.MaxBatchSize = producers
 	ctx := context.Background()
 	ev := benchEvent()
 	rec := Record{Kind: ev.Kind, Key: uuid.New(), Payload: ev.Payload, Created: time.Now()}
@@ -127,32 +132,46 @@ func BenchmarkConcurrentAppend(b *testing.B) {
 		wg.Wait()
 		return time.Since(t0)
 	}
+	batch := func() error {
+		return db.Batch(func(tx *bolt.Tx) error {
+			bk := tx.Bucket(bucketOutbox)
+			seq, err := bk.NextSequence()
+			if err != nil {
+				return err
+			}
+			return bk.Put(seqKey(seq), encodeRecord(&rec))
+		})
+	}
+	// Calibrate: the delay only matters when a batch does not fill (a
+	// producer is still busy with its previous append); keep the fastest.
+	best, bestRate := time.Duration(0), 0.0
+	for _, d := range []time.Duration{100 * time.Microsecond, 500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond} {
+		db.MaxBatchDelay = d
+		n := producers * 10
+		if rate := float64(n) / run(n, batch).Seconds(); rate > bestRate {
+			best, bestRate = d, rate
+		}
+	}
+	db.MaxBatchDelay = best
 	// Each iteration: 64 producers × 50 appends through each path (enough
 	// that ramp-up and ramp-down do not dominate).
 	per := producers * 50
 	var tStore, tBatch time.Duration
+	c0 := s.Stats()
 	b.ResetTimer()
 	for range b.N {
 		tStore += run(per, func() error { _, err := s.Append(ctx, ev); return err })
-		tBatch += run(per, func() error {
-			return db.Batch(func(tx *bolt.Tx) error {
-				bk := tx.Bucket(bucketOutbox)
-				seq, err := bk.NextSequence()
-				if err != nil {
-					return err
-				}
-				return bk.Put(seqKey(seq), encodeRecord(&rec))
-			})
-		})
+		tBatch += run(per, batch)
 	}
 	b.StopTimer()
 	total := float64(per * b.N)
 	storeRate, batchRate := total/tStore.Seconds(), total/tBatch.Seconds()
 	b.ReportMetric(storeRate, "store-appends/s")
 	b.ReportMetric(batchRate, "bolt-batch-appends/s")
+	b.ReportMetric(float64(best.Microseconds()), "bolt-batch-delay-µs")
 	b.ReportMetric(storeRate/batchRate, "ratio")
 	st := s.Stats()
-	b.ReportMetric(float64(st.Ops)/float64(st.Commits), "ops/commit")
+	b.ReportMetric(float64(st.Ops-c0.Ops)/float64(st.Commits-c0.Commits), "ops/commit")
 }
 
 // (c) Drain: Lease + Ack, each ack durable, one record at a time as the

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/termagent/termagent/sim"
 )
 
 func TestParseBench(t *testing.T) {
@@ -88,4 +90,18 @@ func TestProcReadersOnThisProcess(t *testing.T) {
 	status, err := os.ReadFile("/proc/self/status")
 	require.NoError(t, err)
 	require.Positive(t, statusKB(status, "VmRSS"))
+}
+
+func TestRenderFleetShowsASkippedToolAndFsync(t *testing.T) {
+	rep := &Report{Fleets: []fleetRun{
+		{Label: "embedded broker", Report: sim.FleetReport{Terminals: 2, Payments: 4, Succeeded: 4, Fsync: true}},
+		{Label: "embedded broker, no fsync", Report: sim.FleetReport{Terminals: 2, Payments: 4, Succeeded: 4}},
+		{Label: "Mosquitto", Skipped: "mosquitto not installed (apt-get install mosquitto)"},
+	}}
+	var buf bytes.Buffer
+	rep.Render(&buf)
+	md := buf.String()
+	require.Contains(t, md, "| embedded broker | yes | 2 × 2 |")
+	require.Contains(t, md, "| embedded broker, no fsync | no | 2 × 2 |")
+	require.Contains(t, md, "| Mosquitto | **skipped: mosquitto not installed (apt-get install mosquitto)** |", "a missing tool is shown, never a dropped row")
 }
