@@ -79,6 +79,7 @@ type PPaaS struct {
 	closeOnce    sync.Once
 	apiNanos     atomic.Int64 // time spent in API handlers and publishing events, for benchmarks
 	ingestNanos  atomic.Int64 // of which in the device events ingest (the agent's forwarder)
+	apiCalls     atomic.Int64 // API requests answered, device events ingest excluded
 
 	// agentClock is the in-process agent's clock (control API), if any.
 	agentClock atomic.Pointer[AgentClock]
@@ -94,6 +95,8 @@ func (p *PPaaS) timed(h http.Handler) http.Handler {
 		p.apiNanos.Add(d)
 		if r.URL.Path == EventsPath {
 			p.ingestNanos.Add(d)
+		} else {
+			p.apiCalls.Add(1)
 		}
 	})
 }
@@ -109,6 +112,10 @@ func (p *PPaaS) APITime() time.Duration { return time.Duration(p.apiNanos.Load()
 func (p *PPaaS) PaymentAPITime() time.Duration {
 	return time.Duration(p.apiNanos.Load() - p.ingestNanos.Load())
 }
+
+// PaymentAPICalls counts the API requests PaymentAPITime covers (round trips
+// an agent made to the platform, its result deliveries excluded).
+func (p *PPaaS) PaymentAPICalls() int64 { return p.apiCalls.Load() }
 
 type merchant struct {
 	MerchantName string `json:"merchantName"`
