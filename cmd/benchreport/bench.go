@@ -102,6 +102,9 @@ func plan(quick bool) []benchRun {
 		// Issue 11: the padding check's timing, and 10,000 of each attack
 		// against a running agent.
 		{pkg: "./nexo", bench: "OpenPaddingTiming", benchtime: x("20000x", "500x")},
+		// Issue 17: a payment's store writes after a drained backlog ÷ on a
+		// fresh store, with and without bbolt's free list on disk.
+		{pkg: "./store", bench: "BacklogCliff", benchtime: x("200x", "20x"), env: []string{"TERMAGENT_BACKLOG=" + x("1000000", "20000")}},
 		{pkg: "./cmd/agent", bench: "HostileInput", benchtime: "1x", env: []string{"TERMAGENT_HOSTILE_N=" + x("10000", "300")}},
 	}
 	if !quick {
