@@ -53,9 +53,8 @@ func storePayment(ctx context.Context, s *Store, i int) error {
 // store whose outbox held TERMAGENT_BACKLOG records (default 100,000) and was
 // drained, against a fresh store, interleaved. Each free-list strategy is a
 // sub-benchmark: freelist=sync writes bbolt's free-page list on every commit
-// (bbolt's default), freelist=rebuild (NoFreelistSync, what the store uses)
-// never writes it and rebuilds it on open by scanning the file — reopen-ms
-// is that open.
+// (bbolt's default), freelist=bounded (what the store does) writes it only
+// while it is short, so bbolt rebuilds it on open — reopen-ms is that open.
 func BenchmarkBacklogCliff(b *testing.B) {
 	backlog := 100_000
 	if v := os.Getenv("TERMAGENT_BACKLOG"); v != "" {
@@ -68,7 +67,7 @@ func BenchmarkBacklogCliff(b *testing.B) {
 	for _, mode := range []struct {
 		name string
 		sync bool
-	}{{"freelist=sync", true}, {"freelist=rebuild", false}} {
+	}{{"freelist=sync", true}, {"freelist=bounded", false}} {
 		b.Run(mode.name, func(b *testing.B) {
 			ctx := context.Background()
 			opts := Options{PruneInterval: -1, MaxCount: 1 << 40, MaxBytes: 1 << 40, JournalMaxBytes: -1, syncFreelist: mode.sync}

@@ -9,17 +9,17 @@
 // call returns only after its transaction is on disk, so whatever a caller
 // was told is stored survives kill -9 and power loss.
 //
-// The file does not keep bbolt's free-page list (NoFreelistSync, with the
-// hash-map free list): bbolt rebuilds it on open by walking the file's
-// pages. Writing it instead costs every commit the whole list — after a
-// large outbox backlog drains, tens of thousands of entries, about 1 MiB per
-// payment after 1,000,000 records — and made payments 2.4× slower until the
-// file was compacted (BenchmarkBacklogCliff). The list is derived from the
-// tree the meta page points to, so leaving it out changes nothing about what
-// survives a crash; the price is the walk on open (tens of ms for a 270 MB
-// file in the page cache). Older files, which have a list, open as they are,
-// and an agent that writes the list can open ours (it rebuilds it the same
-// way) — TestFreelistModesOpenEachOthersFiles.
+// bbolt's free-page list is written with a commit only while it is short
+// (up to 1,024 free pages, 8 KiB). Written on every commit whatever its size
+// (bbolt's default), it cost each commit the whole list once a large outbox
+// backlog had drained — about 1.1 MiB per payment after 1,000,000 records,
+// payments 2.4× slower until the file was compacted (BenchmarkBacklogCliff).
+// When the list is not on disk bbolt rebuilds it on open by walking the pages
+// the tree reaches, which are few exactly when many pages are free; a file
+// full of queued records keeps its list and opens without the walk. The list
+// is derived from the committed tree, so leaving it out changes nothing about
+// what survives a crash, and files with and without it open under either
+// setting (TestFreelistModesOpenEachOthersFiles).
 package store
 
 import (
@@ -125,8 +125,8 @@ type Options struct {
 	// while any advice is queued.
 	AdviceTxnID func(payload []byte) string
 
-	// syncFreelist writes bbolt's free-page list on every commit (bbolt's
-	// default) instead of rebuilding it on open; benchmarks compare the two.
+	// syncFreelist writes bbolt's free-page list on every commit whatever
+	// its size (bbolt's default), for benchmarks to compare.
 	syncFreelist bool
 }
 
@@ -627,9 +627,18 @@ func (s *Store) writer() {
 	}
 }
 
+// freelistSyncMaxFree is the free-page count above which a commit does not
+// write bbolt's free list (8 bytes a page): past it the list outweighs what
+// a payment writes, and bbolt rebuilds it on open from the pages the tree
+// reaches — few, when this many are free.
+const freelistSyncMaxFree = 1024
+
 func (s *Store) commit(batch []*writeReq) {
 	errs := make([]error, len(batch))
 	w := &wtx{c: s.counters, now: s.opts.Now()}
+	// Only this goroutine commits once the Store is open, so the field bbolt
+	// reads at commit time is not shared.
+	s.db.NoFreelistSync = !s.opts.syncFreelist && s.db.Stats().FreePageN > freelistSyncMaxFree
 	err := guard(func() error {
 		return s.db.Update(func(tx *bolt.Tx) error {
 			w.tx = tx
