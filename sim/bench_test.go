@@ -3,6 +3,7 @@ package sim_test
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -230,4 +231,69 @@ func finalEventAt(w *sim.World, id string) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// BenchmarkDiagnosisUnderPayments measures a second POS's Diagnosis p50/p99,
+// on an idle agent and while the first POS makes back-to-back payments
+// (durable journal writes included), b.N Diagnoses in each phase; the paying
+// phase lasts at least b.N/20 payments. It shows what a POS sees of the
+// server's lock and the machine when the terminal is busy.
+func BenchmarkDiagnosisUnderPayments(b *testing.B) {
+	_, pos := startWorldB(b)
+	ctx := b.Context()
+	diag := &sim.POS{Client: pos.Client, POIID: pos.POIID, SaleID: "POS2"}
+	once := func() time.Duration {
+		t0 := time.Now()
+		resp, err := diag.Diagnosis(ctx)
+		if err != nil || resp.Status.Result != nexo.Success {
+			b.Fatalf("diagnosis: %v %s", err, sim.Describe(resp))
+		}
+		return time.Since(t0)
+	}
+	once() // warm the connection
+	b.ResetTimer()
+	idle := make([]time.Duration, 0, b.N)
+	for range b.N {
+		idle = append(idle, once())
+	}
+	payments := max(b.N/20, 10)
+	paid := make(chan error, 1)
+	go func() {
+		for range payments {
+			resp, err := pos.Pay(ctx, "", 1250, "EUR", "KB")
+			if err == nil && resp.Status.Result != nexo.Success {
+				err = fmt.Errorf("payment: %s", sim.Describe(resp))
+			}
+			if err != nil {
+				paid <- err
+				return
+			}
+		}
+		paid <- nil
+	}()
+	var busy []time.Duration
+	for done := false; !done || len(busy) < b.N; {
+		busy = append(busy, once())
+		if !done {
+			select {
+			case err := <-paid:
+				if err != nil {
+					b.Fatal(err)
+				}
+				done = true
+			default:
+			}
+		}
+	}
+	b.StopTimer()
+	pct := func(d []time.Duration, p float64) float64 {
+		slices.Sort(d)
+		return float64(d[int(float64(len(d)-1)*p)].Microseconds())
+	}
+	b.ReportMetric(pct(idle, 0.5), "idle-p50-µs")
+	b.ReportMetric(pct(idle, 0.99), "idle-p99-µs")
+	b.ReportMetric(pct(busy, 0.5), "paying-p50-µs")
+	b.ReportMetric(pct(busy, 0.99), "paying-p99-µs")
+	b.ReportMetric(pct(busy, 0.99)/pct(idle, 0.99), "p99-ratio")
+	b.ReportMetric(float64(payments), "payments")
 }

@@ -97,6 +97,8 @@ func plan(quick bool) []benchRun {
 		{pkg: "./agent", bench: "ForwarderDrain", benchtime: x("5000x", "100x")},
 		// Issue 4's figure: 1,000 sequential payments through the whole world.
 		{pkg: "./sim", bench: "WorldPayment", benchtime: x("1000x", "20x")},
+		// Issue 17: Diagnosis p50/p99 idle and during back-to-back payments.
+		{pkg: "./sim", bench: "DiagnosisUnderPayments", benchtime: x("2000x", "50x")},
 		// Issue 13: the same payment in polling mode (about a second each).
 		{pkg: "./sim", bench: "PaymentPollingMode", benchtime: x("60x", "5x")},
 		// Issue 11: the padding check's timing, and 10,000 of each attack

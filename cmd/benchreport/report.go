@@ -111,6 +111,11 @@ func (r *Report) figures() []figure {
 			ok:       func(v float64) bool { return v <= 1.5 },
 		},
 		{
+			what:     "A second POS's Diagnosis while the first makes back-to-back durable payments ÷ on an idle agent, p99",
+			ratio:    m("sim", "DiagnosisUnderPayments", "p99-ratio"),
+			absolute: fmt.Sprintf("idle p50 %s µs, p99 %s µs; during %s payments p50 %s µs, p99 %s µs", num(m("sim", "DiagnosisUnderPayments", "idle-p50-µs")), num(m("sim", "DiagnosisUnderPayments", "idle-p99-µs")), num(m("sim", "DiagnosisUnderPayments", "payments")), num(m("sim", "DiagnosisUnderPayments", "paying-p50-µs")), num(m("sim", "DiagnosisUnderPayments", "paying-p99-µs"))),
+		},
+		{
 			what:     "Whole QR payment in polling mode (no broker: first status poll after 1 s) ÷ with the approval pushed over MQTT, total p50",
 			ratio:    m("sim", "PaymentPollingMode", "total-p50-ms") / m("sim", "WorldPayment", "total-p50-ms"),
 			absolute: fmt.Sprintf("polling p50 %s ms, p99 %s ms; MQTT p50 %s ms, p99 %s ms", num(m("sim", "PaymentPollingMode", "total-p50-ms")), num(m("sim", "PaymentPollingMode", "total-p99-ms")), num(m("sim", "WorldPayment", "total-p50-ms")), num(m("sim", "WorldPayment", "total-p99-ms"))),
