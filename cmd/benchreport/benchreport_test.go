@@ -51,7 +51,7 @@ func TestRenderShowsRatiosTargetsAndMissingFigures(t *testing.T) {
 		"| CPU | Test CPU |",
 		"| **1.06** | store p50 324 µs, p99 553 µs; bbolt p50 306 µs, p99 546 µs | ≤ 1.2 ✅ |",
 		"| **11.74** |",
-		"÷ store Lease+Ack alone, records/s | **n/a** |", // the forwarder benchmark is not in this run
+		"(PeekAfter + AckDeferred: removals ride on the next commit), records/s | **n/a** |", // the forwarder benchmark is not in this run
 		"reopen time | **1.50** |",
 		"median of 3 starts | 25 ms (min 20 ms, max 30 ms) | ≤ 1 s ✅ |",
 		"| idle RSS (VmRSS after 10s idle) | 13.0 MiB (peak 14.0 MiB) | ≤ 25 MiB ✅ |",
