@@ -213,6 +213,9 @@ func (r *Report) Render(w io.Writer) {
 		cpuPct := 100 * fp.CPU.Seconds() / fp.IdleWindow.Seconds()
 		p("| idle CPU (utime+stime over %s) | %s = %.2f %% of one core | ≈ 0 %s |\n", fp.IdleWindow, fp.CPU, cpuPct, mark(cpuPct < 0.5))
 		p("| wake-ups while idle (context switches, all %d threads) | %d in %s (%.1f/s) | timers only |\n", fp.Threads, fp.Switches, fp.IdleWindow, float64(fp.Switches)/fp.IdleWindow.Seconds())
+		if fp.Payments > 0 {
+			p("| RSS after %d sequential payments (+2 s, no forced GC) | %.1f MiB (anonymous %.1f MiB) | |\n", fp.Payments, float64(fp.PaymentsRSSKB)/1024, float64(fp.PaymentsRSSAnonKB)/1024)
+		}
 		p("| stop (SIGTERM → exit, store flushed and closed) | %s | |\n", ms(fp.Stop))
 		p("\nCPU time is read in clock ticks of 10 ms, so \"0s\" means under one tick in the window.\n")
 	}
