@@ -138,6 +138,7 @@ type Server struct {
 type running struct {
 	saleID, serviceID string
 	category          MessageCategory
+	hash              string // requestHash, for a repeat arriving before the journal has it
 	cancel            context.CancelCauseFunc
 }
 
@@ -513,6 +514,14 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	}
 	if cur := s.current; cur != nil {
 		s.mu.Unlock()
+		if cur.saleID == h.SaleID && cur.serviceID == h.ServiceID {
+			// Its journal entry is being written (outside the lock): answer
+			// as the lookup will once it is there.
+			if cur.hash != hash {
+				return s.txFailure(req, formatError("MessageHeader.ServiceID", "%q already used by another request of SaleID %q", h.ServiceID, h.SaleID), TransactionID{})
+			}
+			return s.txFailure(req, Errorf(InProgress, "transaction still in progress"), TransactionID{})
+		}
 		// Never name the transaction: it may be another POS's.
 		what := "another transaction is in progress on this POI"
 		if cur.saleID == h.SaleID {
@@ -523,8 +532,15 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	}
 	tctx, cancel := context.WithCancelCause(withHeader(s.base, h))
 	tctx, cancelTimeout := context.WithTimeout(tctx, s.cfg.PaymentTimeout)
-	run := &running{saleID: h.SaleID, serviceID: h.ServiceID, category: h.Category, cancel: cancel}
-	raw, err := JSONCodec{}.EncodeRequest(s.withSessionLocked(req))
+	run := &running{saleID: h.SaleID, serviceID: h.ServiceID, category: h.Category, hash: hash, cancel: cancel}
+	journaled := s.withSessionLocked(req) // the Login's totals group, read under the lock
+	// The slot is reserved under the lock; the durable journal write (an
+	// fsync or two) happens outside it, so Diagnosis, Abort and other POSes
+	// do not wait for the disk. An Abort in between cancels tctx: the engine
+	// then starts cancelled and the payment ends Aborted, journaled.
+	s.current = run
+	s.mu.Unlock()
+	raw, err := JSONCodec{}.EncodeRequest(journaled)
 	if err == nil {
 		err = s.deps.Journal.Begin(ctx, JournalEntry{
 			SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category,
@@ -532,6 +548,10 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		})
 	}
 	if err != nil {
+		s.mu.Lock()
+		if s.current == run {
+			s.current = nil
+		}
 		s.mu.Unlock()
 		cancelTimeout()
 		cancel(nil)
@@ -543,8 +563,6 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		}
 		return s.txFailure(req, ne, TransactionID{})
 	}
-	s.current = run
-	s.mu.Unlock()
 	defer cancelTimeout()
 	defer cancel(nil)
 

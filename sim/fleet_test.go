@@ -53,6 +53,7 @@ func TestFleetSmoke(t *testing.T) {
 			require.Zero(t, rep.Unreported, "charges the POS was not told about")
 			require.True(t, rep.OK())
 			require.Positive(t, rep.PaymentsPerSecond)
+			require.True(t, rep.Fsync, "the fleet's terminals fsync by default, as a terminal does")
 			require.Positive(t, rep.HeapPerTerminal)
 		})
 	}

@@ -100,12 +100,17 @@ func BenchmarkAppendLatency(b *testing.B) {
 }
 
 // (b) 64 concurrent producers: durable appends per second through the group
-// commit writer against bbolt's Batch with its default settings. Target:
-// ratio ≥ 10.
+// commit writer against bbolt's Batch tuned for the producer count — the
+// strongest fair configuration of the alternative: MaxBatchSize = producers
+// (the default 1000 is never reached by 64 producers, so the default Batch
+// only ever commits on its 10 ms timer) and the MaxBatchDelay that gave the
+// best rate in a calibration run on this machine (reported as
+// bolt-batch-delay-µs). There is no target: the ratio is what it is.
 func BenchmarkConcurrentAppend(b *testing.B) {
 	const producers = 64
 	s, _ := openTest(b, Options{PruneInterval: -1, MaxCount: 1 << 40, MaxBytes: 1 << 40})
 	db := openBare(b)
+	db.MaxBatchSize = producers
 	ctx := context.Background()
 	ev := benchEvent()
 	rec := Record{Kind: ev.Kind, Key: uuid.New(), Payload: ev.Payload, Created: time.Now()}
@@ -127,32 +132,46 @@ func BenchmarkConcurrentAppend(b *testing.B) {
 		wg.Wait()
 		return time.Since(t0)
 	}
+	batch := func() error {
+		return db.Batch(func(tx *bolt.Tx) error {
+			bk := tx.Bucket(bucketOutbox)
+			seq, err := bk.NextSequence()
+			if err != nil {
+				return err
+			}
+			return bk.Put(seqKey(seq), encodeRecord(&rec))
+		})
+	}
+	// Calibrate: the delay only matters when a batch does not fill (a
+	// producer is still busy with its previous append); keep the fastest.
+	best, bestRate := time.Duration(0), 0.0
+	for _, d := range []time.Duration{100 * time.Microsecond, 500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond} {
+		db.MaxBatchDelay = d
+		n := producers * 10
+		if rate := float64(n) / run(n, batch).Seconds(); rate > bestRate {
+			best, bestRate = d, rate
+		}
+	}
+	db.MaxBatchDelay = best
 	// Each iteration: 64 producers × 50 appends through each path (enough
 	// that ramp-up and ramp-down do not dominate).
 	per := producers * 50
 	var tStore, tBatch time.Duration
+	c0 := s.Stats()
 	b.ResetTimer()
 	for range b.N {
 		tStore += run(per, func() error { _, err := s.Append(ctx, ev); return err })
-		tBatch += run(per, func() error {
-			return db.Batch(func(tx *bolt.Tx) error {
-				bk := tx.Bucket(bucketOutbox)
-				seq, err := bk.NextSequence()
-				if err != nil {
-					return err
-				}
-				return bk.Put(seqKey(seq), encodeRecord(&rec))
-			})
-		})
+		tBatch += run(per, batch)
 	}
 	b.StopTimer()
 	total := float64(per * b.N)
 	storeRate, batchRate := total/tStore.Seconds(), total/tBatch.Seconds()
 	b.ReportMetric(storeRate, "store-appends/s")
 	b.ReportMetric(batchRate, "bolt-batch-appends/s")
+	b.ReportMetric(float64(best.Microseconds()), "bolt-batch-delay-µs")
 	b.ReportMetric(storeRate/batchRate, "ratio")
 	st := s.Stats()
-	b.ReportMetric(float64(st.Ops)/float64(st.Commits), "ops/commit")
+	b.ReportMetric(float64(st.Ops-c0.Ops)/float64(st.Commits-c0.Commits), "ops/commit")
 }
 
 // (c) Drain: Lease + Ack, each ack durable, one record at a time as the
@@ -217,6 +236,8 @@ type measurement struct {
 	HeapMB, RSSMB, RSSAnonMB  float64
 	AfterDrainRSSAnonMB       float64
 	AfterDrainHeapMB          float64
+	DrainingRSSMB             float64 // VmRSS right after draining, no forced GC
+	DrainingAnonMB            float64
 	Depth                     int64
 	ListMs, PeekUs, DrainPerS float64
 }
@@ -258,6 +279,7 @@ func TestBenchMeasureProcess(t *testing.T) {
 		}
 	}
 	m.DrainPerS = drain / time.Since(t3).Seconds()
+	m.DrainingRSSMB, m.DrainingAnonMB = rssNow()
 	m.AfterDrainHeapMB, _, m.AfterDrainRSSAnonMB = memNow()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -279,9 +301,15 @@ func memNow() (heapMB, rssMB, anonMB float64) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	heapMB = float64(ms.HeapInuse) / (1 << 20)
+	rssMB, anonMB = rssNow()
+	return heapMB, rssMB, anonMB
+}
+
+// rssNow reads VmRSS and RssAnon as they are (no forced GC).
+func rssNow() (rssMB, anonMB float64) {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
-		return heapMB, 0, 0
+		return 0, 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -295,7 +323,7 @@ func memNow() (heapMB, rssMB, anonMB float64) {
 			anonMB = kb / 1024
 		}
 	}
-	return heapMB, rssMB, anonMB
+	return rssMB, anonMB
 }
 
 // (d) memory and (e) reopen time with a large queue: the store must not
@@ -341,6 +369,8 @@ func BenchmarkLargeQueue(b *testing.B) {
 			b.ReportMetric(m.RSSAnonMB, "rss-anon-MB")
 			b.ReportMetric(m.RSSMB, "rss-MB")
 			b.ReportMetric(m.AfterDrainRSSAnonMB, "rss-anon-after-drain-MB")
+			b.ReportMetric(m.DrainingRSSMB, "rss-draining-MB")
+			b.ReportMetric(m.DrainingAnonMB, "rss-anon-draining-MB")
 			b.ReportMetric(m.PeekUs, "peek-µs")
 			b.ReportMetric(m.ListMs, "list100-ms")
 			b.ReportMetric(m.DrainPerS, "drain-records/s")

@@ -49,7 +49,7 @@ func Recover(path string) (RecoverReport, error) {
 		return rep, fmt.Errorf("recover store: create fresh file: %w", err)
 	}
 	defer dst.Close()
-	src, err := openBolt(rep.MovedTo, time.Second, true, true)
+	src, err := openBolt(rep.MovedTo, time.Second, true, true, false)
 	if err == nil {
 		rep.Opened = true
 		defer src.Close()

@@ -8,6 +8,18 @@
 // waiting at that moment in one bbolt transaction (group commit). A write
 // call returns only after its transaction is on disk, so whatever a caller
 // was told is stored survives kill -9 and power loss.
+//
+// bbolt's free-page list is written with a commit only while it is short
+// (up to 1,024 free pages, 8 KiB). Written on every commit whatever its size
+// (bbolt's default), it cost each commit the whole list once a large outbox
+// backlog had drained — about 1.1 MiB per payment after 1,000,000 records,
+// payments 2.4× slower until the file was compacted (BenchmarkBacklogCliff).
+// When the list is not on disk bbolt rebuilds it on open by walking the pages
+// the tree reaches, which are few exactly when many pages are free; a file
+// full of queued records keeps its list and opens without the walk. The list
+// is derived from the committed tree, so leaving it out changes nothing about
+// what survives a crash, and files with and without it open under either
+// setting (TestFreelistModesOpenEachOthersFiles).
 package store
 
 import (
@@ -112,6 +124,10 @@ type Options struct {
 	// so the journal budget keeps it. Without it, no transaction is evicted
 	// while any advice is queued.
 	AdviceTxnID func(payload []byte) string
+
+	// syncFreelist writes bbolt's free-page list on every commit whatever
+	// its size (bbolt's default), for benchmarks to compare.
+	syncFreelist bool
 }
 
 func (o Options) withDefaults() Options {
@@ -277,7 +293,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store: create data dir: %w", err)
 	}
-	db, err := openBolt(path, opts.LockTimeout, opts.NoSync, false)
+	db, err := openBolt(path, opts.LockTimeout, opts.NoSync, false, !opts.syncFreelist)
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +336,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 }
 
 // openBolt opens the file and maps bbolt's errors to ours.
-func openBolt(path string, lockTimeout time.Duration, noSync, readOnly bool) (db *bolt.DB, err error) {
+func openBolt(path string, lockTimeout time.Duration, noSync, readOnly, noFreelistSync bool) (db *bolt.DB, err error) {
 	existed := false
 	if fi, statErr := os.Stat(path); statErr == nil && fi.Size() > 0 {
 		existed = true
@@ -332,10 +348,11 @@ func openBolt(path string, lockTimeout time.Duration, noSync, readOnly bool) (db
 	}()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      lockTimeout,
-		NoSync:       noSync,
-		ReadOnly:     readOnly,
-		FreelistType: bolt.FreelistMapType,
+		Timeout:        lockTimeout,
+		NoSync:         noSync,
+		ReadOnly:       readOnly,
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: noFreelistSync,
 	})
 	switch {
 	case err == nil:
@@ -610,9 +627,18 @@ func (s *Store) writer() {
 	}
 }
 
+// freelistSyncMaxFree is the free-page count above which a commit does not
+// write bbolt's free list (8 bytes a page): past it the list outweighs what
+// a payment writes, and bbolt rebuilds it on open from the pages the tree
+// reaches — few, when this many are free.
+const freelistSyncMaxFree = 1024
+
 func (s *Store) commit(batch []*writeReq) {
 	errs := make([]error, len(batch))
 	w := &wtx{c: s.counters, now: s.opts.Now()}
+	// Only this goroutine commits once the Store is open, so the field bbolt
+	// reads at commit time is not shared.
+	s.db.NoFreelistSync = !s.opts.syncFreelist && s.db.Stats().FreePageN > freelistSyncMaxFree
 	err := guard(func() error {
 		return s.db.Update(func(tx *bolt.Tx) error {
 			w.tx = tx

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/mtls"
+	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
 )
 
@@ -73,18 +76,23 @@ type Footprint struct {
 	CPU        time.Duration // user+system time spent in the idle window
 	Switches   int64         // context switches of all threads in the idle window
 	Threads    int
+	// After Payments sequential payments (instant-approve provider) and a
+	// 2 s settle: VmRSS and RssAnon, read without anything forcing a GC.
+	Payments          int
+	PaymentsRSSKB     int64
+	PaymentsRSSAnonKB int64
 }
 
 // measureAgent starts a simulated PPaaS (with its MQTT broker) in this process
 // and the agent binary against it, starts times times to time readiness, and
 // watches the last one idle for window.
-func measureAgent(ctx context.Context, bin, work string, starts int, window time.Duration, progress io.Writer) (Footprint, error) {
+func measureAgent(ctx context.Context, bin, work string, starts int, window time.Duration, payments int, progress io.Writer) (Footprint, error) {
 	var fp Footprint
 	certsDir := filepath.Join(work, "certs")
 	if _, err := certs.Generate(certs.Options{Dir: certsDir}); err != nil {
 		return fp, err
 	}
-	p, err := sim.New(sim.Config{Addr: "127.0.0.1:0", CertsDir: certsDir})
+	p, err := sim.New(sim.Config{Addr: "127.0.0.1:0", CertsDir: certsDir, Payments: sim.PaymentsConfig{Provider: sim.ProviderApprove}})
 	if err != nil {
 		return fp, err
 	}
@@ -102,11 +110,15 @@ func measureAgent(ctx context.Context, bin, work string, starts int, window time
 		if err != nil {
 			return fp, err
 		}
+		nexoAddr, err := freeAddr()
+		if err != nil {
+			return fp, err
+		}
 		var logs bytes.Buffer
 		cmd := exec.CommandContext(ctx, bin,
 			"-auth-url", p.URL(), "-api-url", p.URL(), "-mqtt-url", p.MQTTURL(),
 			"-cert", c(certs.ClientCertFile), "-key", c(certs.ClientKeyFile), "-ca", c(certs.BundleFile),
-			"-nexo-cert", c(certs.AgentCertFile), "-nexo-key", c(certs.AgentKeyFile), "-nexo-listen", "127.0.0.1:0",
+			"-nexo-cert", c(certs.AgentCertFile), "-nexo-key", c(certs.AgentKeyFile), "-nexo-listen", nexoAddr, "-poiid", benchPOIID,
 			"-data-dir", filepath.Join(work, "data"), "-admin-listen", admin, "-log-level", "warn", "run")
 		cmd.Env = []string{"PATH=/usr/bin:/bin"}
 		cmd.Stderr = &logs
@@ -140,6 +152,11 @@ func measureAgent(ctx context.Context, bin, work string, starts int, window time
 				_, _ = stop()
 				return fp, err
 			}
+			fmt.Fprintf(progress, "%d payments, then RSS\n", payments)
+			if err := payAndMeasure(ctx, cmd.Process.Pid, "https://"+nexoAddr+"/nexo", c(certs.BundleFile), payments, &fp); err != nil {
+				_, _ = stop()
+				return fp, fmt.Errorf("payments: %w\n%s", err, logs.String())
+			}
 		}
 		d, err := stop()
 		if err != nil {
@@ -148,6 +165,40 @@ func measureAgent(ctx context.Context, bin, work string, starts int, window time
 		fp.Stop = d
 	}
 	return fp, nil
+}
+
+const benchPOIID = "BENCH-POI"
+
+// payAndMeasure makes n sequential payments through the agent's Nexo
+// endpoint, waits 2 s, and reads its RSS.
+func payAndMeasure(ctx context.Context, pid int, url, caFile string, n int, fp *Footprint) error {
+	pool, err := mtls.LoadCAPool(caFile)
+	if err != nil {
+		return err
+	}
+	pos := &sim.POS{POIID: benchPOIID, Client: &nexo.Client{URL: url, HTTP: &http.Client{Timeout: time.Minute,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}}}
+	for i := range n {
+		resp, err := pos.Pay(ctx, "", 100, "EUR", "KB")
+		if err != nil {
+			return fmt.Errorf("payment %d: %w", i+1, err)
+		}
+		if resp.Status.Result != nexo.Success {
+			return fmt.Errorf("payment %d: %s", i+1, sim.Describe(resp))
+		}
+	}
+	t := time.NewTimer(2 * time.Second)
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return err
+	}
+	fp.Payments, fp.PaymentsRSSKB, fp.PaymentsRSSAnonKB = n, statusKB(status, "VmRSS"), statusKB(status, "RssAnon")
+	return nil
 }
 
 // freeAddr is a loopback address nobody listens on (for the admin listener,

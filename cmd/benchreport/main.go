@@ -68,12 +68,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		window, starts := 10*time.Second, 5
+		window, starts, payments := 10*time.Second, 5, 1000
 		if *quick {
-			window, starts = 3*time.Second, 2
+			window, starts, payments = 3*time.Second, 2, 20
 		}
 		fmt.Fprintf(stderr, "== running the agent: %d starts, then %s idle\n", starts, window)
-		fp, err := measureAgent(ctx, bin, work, starts, window, stderr)
+		fp, err := measureAgent(ctx, bin, work, starts, window, payments, stderr)
 		if err != nil {
 			return err
 		}

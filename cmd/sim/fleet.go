@@ -31,7 +31,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	mqttURL := fs.String("mqtt-url", "", "external MQTT broker (ssl://host:port) presenting a certificate from DIR/certs's CA; the simulator publishes to it with -mqtt-username and $SIM_MQTT_PASSWORD")
 	mqttUser := fs.String("mqtt-username", "", "username of the simulator's publisher on the external broker")
 	mosquitto := fs.Bool("mosquitto", false, "start a Mosquitto broker (TLS, the fleet's certificates) and use it instead of the embedded one")
-	fsync := fs.Bool("fsync", false, "make the terminals' stores fsync (off by default: one disk stands in for N terminals)")
+	fsync := fs.Bool("fsync", true, "make the terminals' stores fsync, as a terminal does (-fsync=false: one disk stands in for N terminals' flash, so the default measures that disk too)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	logLevel := fs.String("log-level", "", "log the simulator and the agents at this level to stderr; default: no log")
 	rest, err := parseInterspersed(fs, args)
@@ -67,7 +67,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Terminals: *n, Payments: *payments, Dir: *dir, Concurrency: *concurrency, StartConcurrency: *startConcurrency,
 		Brand: *brand, Amount: minor, Currency: *currency,
 		MQTTURL: *mqttURL, MQTTUsername: *mqttUser, MQTTPassword: os.Getenv("SIM_MQTT_PASSWORD"),
-		Sync: *fsync, Logger: log, Progress: stderr,
+		NoSync: !*fsync, Logger: log, Progress: stderr,
 	}
 	if *mosquitto {
 		certsDir := filepath.Join(*dir, "certs")

@@ -1,0 +1,46 @@
+package store
+
+// DiskStats are the writes the Store has made to its file since it opened,
+// from bbolt's own counters (DB.Stats) and the writer's commit count, so a
+// benchmark can print measured pages and bytes per operation instead of
+// typing them.
+type DiskStats struct {
+	// Commits are the write transactions the writer committed.
+	Commits int64
+	// Fdatasyncs are the fdatasync calls those commits made: bbolt's commit
+	// syncs twice (after the data pages, then after the meta page) unless
+	// NoSync is set. TestDiskStatsFdatasyncsMatchTheFile counts them at the
+	// file (strace) to check. Not included: the fsync bbolt makes after
+	// growing the file, which it does in chunks (rarely).
+	Fdatasyncs int64
+	// Writes are bbolt's pwrite calls (one per page or run of overflow
+	// pages, plus the meta page of each commit).
+	Writes int64
+	// Pages are the pages written: those the commits allocated (tree nodes,
+	// the free list) plus one meta page per commit. Bytes = Pages × PageSize.
+	Pages    int64
+	Bytes    int64
+	PageSize int
+}
+
+// DiskStats returns the Store's writes to its file so far.
+func (s *Store) DiskStats() DiskStats {
+	st := s.db.Stats()
+	commits := s.metrics.commits.Load()
+	ps := s.db.Info().PageSize
+	d := DiskStats{Commits: commits, Writes: st.TxStats.GetWrite(), PageSize: ps}
+	d.Pages = st.TxStats.GetPageAlloc()/int64(ps) + commits
+	d.Bytes = d.Pages * int64(ps)
+	if !s.opts.NoSync {
+		d.Fdatasyncs = 2 * commits
+	}
+	return d
+}
+
+// Sub returns the writes made between o and d.
+func (d DiskStats) Sub(o DiskStats) DiskStats {
+	return DiskStats{
+		Commits: d.Commits - o.Commits, Fdatasyncs: d.Fdatasyncs - o.Fdatasyncs, Writes: d.Writes - o.Writes,
+		Pages: d.Pages - o.Pages, Bytes: d.Bytes - o.Bytes, PageSize: d.PageSize,
+	}
+}
