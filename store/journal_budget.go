@@ -159,8 +159,10 @@ func (s *Store) journalGrew(ctx context.Context, n int) {
 
 // EnforceJournalBudget evicts the oldest finished transactions while the
 // journal is over Options.JournalMaxBytes, down to 80% of it. It never
-// evicts an unfinished transaction nor one that a pending (or dead-lettered)
-// advice names (see Options.AdviceTxnID). A transaction's SaleID+ServiceID
+// evicts an unfinished transaction, one that a pending (or dead-lettered)
+// advice names (see Options.AdviceTxnID), nor one that ran (not compact)
+// and finished within Options.ServiceIDRetention: TransactionStatus must
+// still find it. When only those are left the journal stays over budget. A transaction's SaleID+ServiceID
 // reservation outlives its eviction, so a retried request is refused as a
 // duplicate rather than charged again. It returns the number evicted.
 func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
@@ -196,7 +198,7 @@ func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
 	}
 	s.jbudget.evicted.Add(int64(total))
 	if size > max {
-		s.log.Warn("journal over its budget: everything left is unfinished or awaits an advice", "bytes", size, "max", max)
+		s.log.Warn("journal over its budget: everything left is unfinished, awaits an advice, or finished within the ServiceID window", "bytes", size, "max", max)
 	} else if total > 0 {
 		s.log.Warn("journal at its budget: oldest finished transactions evicted", "evicted", total, "bytes", size, "max", max)
 	}
@@ -213,6 +215,7 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 	)
 	err := s.do(ctx, func(w *wtx) error {
 		n, next = 0, nil
+		now := s.opts.Now()
 		pinned, err := s.advisedTxns(w.tx)
 		if err != nil {
 			return err
@@ -240,6 +243,12 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 			hv := txb.Get(v)
 			var h txnHeader
 			if hv == nil || json.Unmarshal(hv, &h) != nil || !h.Final || pinned == nil || pinned[string(v)] {
+				continue
+			}
+			// A transaction that ran stays while its ServiceID is reserved: a
+			// POS that lost the answer asks TransactionStatus within that
+			// window, and "not found" would tell it nothing was charged.
+			if !h.Compact && now.Sub(h.Updated) < s.opts.ServiceIDRetention {
 				continue
 			}
 			vi := victim{k: append([]byte(nil), k...), id: append([]byte(nil), v...)}
