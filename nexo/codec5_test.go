@@ -289,5 +289,17 @@ func TestJournalable(t *testing.T) {
 	require.NotNil(t, e)
 	require.Equal(t, MessageFormat, e.Condition)
 	require.Contains(t, e.Text, "not representable in the journal: MessageHeader.SaleID")
-	require.Nil(t, journalable(&Request{Header: req.Header, Diagnosis: &DiagnosisRequest{}}))
+	diag := paymentReq("2", "KB", 100).Header
+	diag.Category = CategoryDiagnosis
+	require.Nil(t, journalable(&Request{Header: diag, Diagnosis: &DiagnosisRequest{}}))
+
+	// Every v5 request is held to the 3.x field limits: a Login's OperatorID
+	// is copied into the journaled payments of its SaleID, and recovery must
+	// read them back.
+	login := loginReq("POS1", "3")
+	login.Header.ProtocolVersion = ""
+	login.Login.OperatorID = strings.Repeat("o", 36)
+	e = journalable(login)
+	require.NotNil(t, e)
+	require.Contains(t, e.Text, "OperatorID")
 }

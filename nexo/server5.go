@@ -38,6 +38,9 @@ func (s *Server) process5(ctx context.Context, ex *exchange, body []byte) reply 
 	switch {
 	case s.cfg.Key != nil:
 		inner, cerr := s.cfg.Key.open5(root, m)
+		if cerr == nil {
+			cerr = s.checkReplay(m.SecurityTrailer) // the same replay window as 3.x
+		}
 		if cerr != nil {
 			s.log.Warn("nexo v5 message refused", "reason", cerr.Error(), "sale_id", h.SaleID, "service_id", h.ServiceID)
 			return s.failure(ex, http.StatusUnauthorized, &Error{Condition: NotAllowed, Text: cerr.Error()})
@@ -57,6 +60,12 @@ func (s *Server) process5(ctx context.Context, ex *exchange, body []byte) reply 
 		return s.failure(ex, http.StatusOK, e)
 	}
 	ex.hdr = req.Header
+	if ex.v5.protected {
+		if cerr := s.checkFresh(req); cerr != nil {
+			s.log.Warn("nexo v5 message refused", "reason", cerr.Error(), "sale_id", ex.hdr.SaleID, "service_id", ex.hdr.ServiceID)
+			return s.failure(ex, http.StatusUnauthorized, &Error{Condition: NotAllowed, Text: cerr.Error()})
+		}
+	}
 	if e := journalable(req); e != nil {
 		return s.failure(ex, http.StatusOK, e)
 	}
@@ -138,14 +147,11 @@ func (s *Server) reject5(ex *exchange, status int, reason, why string) reply {
 	return reply{status: status, body: b, ctype: JSON5Codec{}.ContentType()}
 }
 
-// journalable checks that a v5 payment or reversal reads back from the 3.x
-// encoding the journal keeps requests in (recovery after a restart decodes
-// them with the 3.x rules), so that whatever those rules refuse is refused
-// up front rather than lost later.
+// journalable checks that a v5 request reads back from the 3.x encoding,
+// which the journal keeps and recovery decodes; it also holds every v5
+// request to the 3.x field limits (a Login's OperatorID ends up in the
+// journaled payments of its SaleID).
 func journalable(req *Request) *Error {
-	if req.Payment == nil && req.Reversal == nil {
-		return nil
-	}
 	raw, err := JSONCodec{}.EncodeRequest(req)
 	if err == nil {
 		_, err = JSONCodec{}.DecodeRequest(raw)
