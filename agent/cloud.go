@@ -7,6 +7,7 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -129,11 +130,12 @@ type CloudConnector struct {
 	log   *slog.Logger
 
 	mu       sync.Mutex
-	conn     *websocket.Conn   // the live connection; nil while down
-	inflight map[string]bool   // ids being served
-	pending  map[string][]byte // id → encoded answer frame, not yet acknowledged
-	order    []string          // pending ids, oldest first
-	up       chan struct{}     // closed while connected (replaced when down)
+	conn     *websocket.Conn     // the live connection; nil while down
+	inflight map[string]bool     // ids being served
+	pending  map[string][]byte   // id → encoded answer frame, not yet acknowledged
+	asked    map[string][32]byte // id → hash of the request it answers (in flight or pending)
+	order    []string            // pending ids, oldest first
+	up       chan struct{}       // closed while connected (replaced when down)
 	stats    CloudStats
 }
 
@@ -153,7 +155,7 @@ func NewCloudConnector(cfg CloudConfig, dial func(context.Context) (*websocket.C
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &CloudConnector{cfg: cfg, dial: dial, serve: serve, log: log, inflight: map[string]bool{}, pending: map[string][]byte{}, up: make(chan struct{})}
+	return &CloudConnector{cfg: cfg, dial: dial, serve: serve, log: log, inflight: map[string]bool{}, pending: map[string][]byte{}, asked: map[string][32]byte{}, up: make(chan struct{})}
 }
 
 // Stats returns the connector's counters.
@@ -338,13 +340,21 @@ func (c *CloudConnector) session(ctx context.Context, conn *websocket.Conn, g *e
 // request starts serving a relayed request, unless it is already being
 // served or answered.
 func (c *CloudConnector) request(sctx, ctx context.Context, conn *websocket.Conn, f CloudFrame, g *errgroup.Group, slots chan struct{}) error {
+	sum := sha256.Sum256(f.Nexo)
 	c.mu.Lock()
+	if prev, ok := c.asked[f.ID]; ok && prev != sum && !c.inflight[f.ID] {
+		// The relay reused an id (after its restart, say) for another
+		// message: the kept answer is not this one's.
+		c.log.Warn("cloud request id reused for another message: served as new", "id", f.ID)
+		c.forget(f.ID)
+	}
 	kept, answered := c.pending[f.ID]
 	running := c.inflight[f.ID]
 	if answered || running {
 		c.stats.Duplicates++
 	} else {
 		c.inflight[f.ID] = true
+		c.asked[f.ID] = sum
 	}
 	c.mu.Unlock()
 	switch {
@@ -361,6 +371,7 @@ func (c *CloudConnector) request(sctx, ctx context.Context, conn *websocket.Conn
 	case <-sctx.Done():
 		c.mu.Lock()
 		delete(c.inflight, f.ID)
+		delete(c.asked, f.ID)
 		c.mu.Unlock()
 		return sctx.Err()
 	}
@@ -410,6 +421,7 @@ func (c *CloudConnector) forget(id string) {
 		return
 	}
 	delete(c.pending, id)
+	delete(c.asked, id)
 	for i, o := range c.order {
 		if o == id {
 			c.order = append(c.order[:i], c.order[i+1:]...)

@@ -132,6 +132,29 @@ func TestCloudConnectorAtMostOnceAndRedelivery(t *testing.T) {
 	c2.CloseNow()
 }
 
+// TestCloudRequestIDReusedForAnotherMessage: a relay that reuses an id (after
+// its own restart) for another message gets that message served, not the
+// kept answer of the earlier one.
+func TestCloudRequestIDReusedForAnotherMessage(t *testing.T) {
+	relay := newFakeRelay(t)
+	g := &gatedServe{release: make(chan struct{})}
+	close(g.release)
+	cc := NewCloudConnector(CloudConfig{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, relay.dial, g.serve, nil)
+	runConnector(t, cc)
+
+	c := relay.next(t)
+	send(t, c, CloudFrame{Type: CloudRequest, ID: "R1", Nexo: json.RawMessage(`{"pay":1}`)})
+	f := recv(t, c)
+	require.JSONEq(t, `{"served":1}`, string(f.Nexo))
+	// Not acknowledged; the same id now carries another message.
+	send(t, c, CloudFrame{Type: CloudRequest, ID: "R1", Nexo: json.RawMessage(`{"status":1}`)})
+	f = recv(t, c)
+	require.Equal(t, "R1", f.ID)
+	require.JSONEq(t, `{"served":2}`, string(f.Nexo), "served, not answered with the other message's answer")
+	require.Equal(t, int32(2), g.calls.Load())
+	c.CloseNow()
+}
+
 // TestCloudConnectorPendingBound: kept answers are bounded, oldest dropped.
 func TestCloudConnectorPendingBound(t *testing.T) {
 	cc := NewCloudConnector(CloudConfig{MaxPending: 2}, nil, nil, nil)
