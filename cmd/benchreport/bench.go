@@ -116,6 +116,12 @@ func plan(quick bool) []benchRun {
 	if !quick {
 		p = append(p, benchRun{pkg: "./store", bench: "LargeQueue", benchtime: "1x", env: []string{"TERMAGENT_BENCH_LONG=1"}})
 	}
+	// Issue 10: the whole crash matrix (about three minutes; -quick: the CI subset).
+	crash := benchRun{pkg: "./cmd/agent", bench: "CrashMatrix", benchtime: "1x"}
+	if quick {
+		crash.env = []string{"TERMAGENT_CRASH_SUBSET=1"}
+	}
+	p = append(p, crash)
 	return p
 }
 
