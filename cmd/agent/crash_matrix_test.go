@@ -427,15 +427,14 @@ func BenchmarkCrashMatrix(b *testing.B) {
 	if runtime.GOOS != "linux" {
 		b.Skip("failpoints kill the process with SIGKILL (unix)")
 	}
-	for b.Loop() {
-		sum := runCrashMatrix(b, os.Getenv("TERMAGENT_CRASH_SUBSET") == "")
-		b.ReportMetric(float64(sum.scenarios), "scenarios")
-		b.ReportMetric(float64(sum.failpoints), "failpoints")
-		b.ReportMetric(float64(sum.cells), "cells")
-		b.ReportMetric(float64(sum.killed), "killed")
-		b.ReportMetric(float64(sum.violations), "violations")
-		break // one full matrix is the measurement
+	sum := runCrashMatrix(b, os.Getenv("TERMAGENT_CRASH_SUBSET") == "")
+	for b.Loop() { // the matrix above is the measurement; it runs once
 	}
+	b.ReportMetric(float64(sum.scenarios), "scenarios")
+	b.ReportMetric(float64(sum.failpoints), "failpoints")
+	b.ReportMetric(float64(sum.cells), "cells")
+	b.ReportMetric(float64(sum.killed), "killed")
+	b.ReportMetric(float64(sum.violations), "violations")
 }
 
 // matrixSummary is what a crash-matrix run covered.
