@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -122,33 +120,7 @@ func (m *matrixRun) start(fp string) bool {
 	}
 	cmd := exec.Command(m.bin, args...)
 	cmd.Env = append(os.Environ(), "TERMAGENT_FAILPOINT="+fp)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(m.t, err)
-	require.NoError(m.t, cmd.Start())
-	p := &agentProc{cmd: cmd, ready: make(chan string, 1), logs: &syncBuffer{}, exited: make(chan struct{})}
-	go func() {
-		defer close(p.exited)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			_, _ = p.logs.Write([]byte(sc.Text() + "\n"))
-			var rec struct {
-				Msg string `json:"msg"`
-				POS string `json:"pos"`
-			}
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "termagent ready" {
-				select {
-				case p.ready <- rec.POS:
-				default:
-				}
-			}
-		}
-		p.err = cmd.Wait()
-	}()
-	m.t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
-	})
+	p := watchAgent(m.t, cmd)
 	m.proc = p
 	select {
 	case url := <-p.ready:

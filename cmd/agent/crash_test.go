@@ -108,38 +108,7 @@ func (w *crashWorld) start(extra ...string) string {
 	require.NoError(w.t, err)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChildAgent$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashArgsEnv+"="+string(raw))
-	stderr, err := cmd.StderrPipe()
-	require.NoError(w.t, err)
-	require.NoError(w.t, cmd.Start())
-	p := &agentProc{cmd: cmd, ready: make(chan string, 1), logs: &syncBuffer{}, exited: make(chan struct{})}
-	go func() {
-		// Reads the agent's JSON logs until the process is gone, then reaps it.
-		defer close(p.exited)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			_, _ = p.logs.Write([]byte(sc.Text() + "\n"))
-			var rec struct {
-				Msg string `json:"msg"`
-				POS string `json:"pos"`
-			}
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "termagent ready" {
-				select {
-				case p.ready <- rec.POS:
-				default:
-				}
-			}
-		}
-		p.err = cmd.Wait()
-	}()
-	w.t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
-		if strings.Contains(p.logs.String(), "WARNING: DATA RACE") {
-			w.t.Errorf("data race in the agent process:\n%s", p.logs)
-		}
-	})
+	p := watchAgent(w.t, cmd)
 	w.proc = p
 	select {
 	case url := <-p.ready:
@@ -468,4 +437,43 @@ func TestCrashThenPPaaSDownConsumerPaysLateIsRefunded(t *testing.T) {
 		return strings.Contains(w.settledStatus(pos, "LATE1").Status.AdditionalResponse, "refunded at PPaaS")
 	})
 	require.Equal(t, nexo.Failure, w.settledStatus(pos, "LATE1").Status.Result)
+}
+
+// watchAgent starts cmd (an agent logging JSON on stderr), keeps its logs,
+// reports its POS URL once it logs "termagent ready", and reaps it; the
+// test's cleanup kills it and fails on a data race it reported.
+func watchAgent(t testing.TB, cmd *exec.Cmd) *agentProc {
+	t.Helper()
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	p := &agentProc{cmd: cmd, ready: make(chan string, 1), logs: &syncBuffer{}, exited: make(chan struct{})}
+	go func() {
+		// Reads the agent's JSON logs until the process is gone, then reaps it.
+		defer close(p.exited)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			_, _ = p.logs.Write([]byte(sc.Text() + "\n"))
+			var rec struct {
+				Msg string `json:"msg"`
+				POS string `json:"pos"`
+			}
+			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "termagent ready" {
+				select {
+				case p.ready <- rec.POS:
+				default:
+				}
+			}
+		}
+		p.err = cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.exited
+		if strings.Contains(p.logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("data race in the agent process:\n%s", p.logs)
+		}
+	})
+	return p
 }
