@@ -164,9 +164,22 @@ func TestQueueRecoverKeepsReadableRecords(t *testing.T) {
 	require.NoError(t, st.Close())
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
-	i := bytes.Index(b, recs[2].Key[:])
-	require.Positive(t, i)
-	b[i-2] = 0x09 // the record's version byte (value: version, kind, key...)
+	// The key also appears in index buckets: damage the occurrence that is
+	// the record's value (version 1, kind, key...), found by its version byte.
+	damaged := 0
+	for off := 0; ; {
+		i := bytes.Index(b[off:], recs[2].Key[:])
+		if i < 0 {
+			break
+		}
+		i += off
+		if i >= 2 && b[i-2] == 1 {
+			b[i-2] = 0x09 // the record's version byte
+			damaged++
+		}
+		off = i + 1
+	}
+	require.Positive(t, damaged)
 	require.NoError(t, os.WriteFile(path, b, 0o600))
 
 	_, err = runQ(t, "list", "--data-dir", dir)
