@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/display"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
@@ -63,19 +64,19 @@ func (a *advisor) Advise(_ context.Context, x qr.Advice) error {
 	return nil
 }
 
-type display struct {
+type screenLog struct {
 	mu      sync.Mutex
-	screens []qr.Screen
+	screens []display.Screen
 }
 
-func (d *display) Show(_ context.Context, s qr.Screen) error {
+func (d *screenLog) Show(_ context.Context, s display.Screen) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.screens = append(d.screens, s)
 	return nil
 }
 
-func (d *display) qrShown(ctid string) bool {
+func (d *screenLog) qrShown(ctid string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, s := range d.screens {
@@ -83,7 +84,7 @@ func (d *display) qrShown(ctid string) bool {
 			continue
 		}
 		png, err := s.QR.PNG()
-		text, _ := s.QR.Text()
+		text, _ := s.QR.(*qr.QRImage).Text()
 		return err == nil && len(png) > 0 && text != ""
 	}
 	return false
@@ -142,7 +143,7 @@ type world struct {
 	client *qr.Client
 	rec    *recorder
 	adv    *advisor
-	disp   *display
+	disp   *screenLog
 	events *countingLog
 	h      *handler
 	creds  *countingCreds
@@ -159,7 +160,7 @@ type worldOpts struct {
 
 func newWorld(t *testing.T, o worldOpts) *world {
 	t.Helper()
-	w := &world{t: t, dir: t.TempDir(), rec: &recorder{}, adv: &advisor{}, disp: &display{}, events: &countingLog{}, h: &handler{}}
+	w := &world{t: t, dir: t.TempDir(), rec: &recorder{}, adv: &advisor{}, disp: &screenLog{}, events: &countingLog{}, h: &handler{}}
 	res, err := certs.Generate(certs.Options{Dir: w.dir})
 	require.NoError(t, err)
 	w.serial = res.Serial
@@ -616,7 +617,7 @@ func BenchmarkPay(b *testing.B) {
 
 type discard struct{}
 
-func (discard) Show(context.Context, qr.Screen) error { return nil }
+func (discard) Show(context.Context, display.Screen) error { return nil }
 
 func benchPay(b *testing.B, bw *benchWorld, d qr.Display) {
 	e, err := qr.NewEngine(qr.Config{Timeout: 10 * time.Second, PollAfter: 30 * time.Second}, bw.client, bw.rec, bw.adv, d)
