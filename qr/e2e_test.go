@@ -122,8 +122,8 @@ type countingCreds struct {
 }
 
 func (c *countingCreds) Invalidate(tok string) {
-	if inv, ok := c.src.(interface{ Invalidate(string) }); ok {
-		inv.Invalidate(tok)
+	if c.src != nil {
+		c.src.Invalidate(tok)
 	}
 }
 
