@@ -11,6 +11,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/stretchr/testify/require"
 
+	"github.com/termagent/termagent/internal/fake"
 	"github.com/termagent/termagent/qr"
 )
 
@@ -77,7 +78,7 @@ func TestSubscriberInvalidatesARefusedToken(t *testing.T) {
 	url, passwords := refusingBroker(t)
 	creds := &issuingCreds{}
 	sub, err := qr.NewSubscriber(qr.SubscriberConfig{
-		BrokerURL: url, Serial: "220597303201181723869389", Credentials: creds, Events: &qr.MemoryEventLog{}, Handler: nopHandler{},
+		BrokerURL: url, Serial: "220597303201181723869389", Credentials: creds, Events: &fake.EventLog{}, Handler: nopHandler{},
 		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, DeniedBackoff: time.Hour, Timeout: 5 * time.Second,
 	})
 	require.NoError(t, err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/termagent/termagent/certs"
 	"github.com/termagent/termagent/display"
+	"github.com/termagent/termagent/internal/fake"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
@@ -92,12 +93,12 @@ func (d *screenLog) qrShown(ctid string) bool {
 
 // countingLog counts duplicates the de-dup caught.
 type countingLog struct {
-	qr.MemoryEventLog
+	fake.EventLog
 	dups atomic.Int64
 }
 
 func (l *countingLog) SeenEvent(ctx context.Context, id string) (bool, error) {
-	seen, err := l.MemoryEventLog.SeenEvent(ctx, id)
+	seen, err := l.EventLog.SeenEvent(ctx, id)
 	if seen {
 		l.dups.Add(1)
 	}
@@ -326,7 +327,7 @@ func TestE2EEmbeddedBroker(t *testing.T) {
 		creds := &countingCreds{}
 		creds.bad.Store(true)
 		sub, err := qr.NewSubscriber(qr.SubscriberConfig{
-			BrokerURL: w.broker, Serial: w.serial, TLS: w.dev.Config(), Credentials: creds, Events: &qr.MemoryEventLog{}, Handler: w.h,
+			BrokerURL: w.broker, Serial: w.serial, TLS: w.dev.Config(), Credentials: creds, Events: &fake.EventLog{}, Handler: w.h,
 			MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, DeniedBackoff: time.Hour,
 		})
 		require.NoError(t, err)
@@ -686,7 +687,7 @@ func newBenchWorld(b *testing.B) *benchWorld {
 	require.NoError(b, err)
 	bw := &benchWorld{sim: s, rec: &recorder{}, adv: &advisor{}, h: &handler{}}
 	bw.client = qr.NewClient(mtls.NewHTTPClient(dev, auth, nil, 10*time.Second), s.URL(), qr.Retry{})
-	sub, err := qr.NewSubscriber(qr.SubscriberConfig{BrokerURL: s.MQTTURL(), Serial: res.Serial, TLS: dev.Config(), Credentials: auth, Events: &qr.MemoryEventLog{}, Handler: bw.h})
+	sub, err := qr.NewSubscriber(qr.SubscriberConfig{BrokerURL: s.MQTTURL(), Serial: res.Serial, TLS: dev.Config(), Credentials: auth, Events: &fake.EventLog{}, Handler: bw.h})
 	require.NoError(b, err)
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -32,7 +32,7 @@ type Credentials interface {
 
 // EventLog de-duplicates events: SeenEvent records id and reports whether it
 // had been recorded before. It must be durable for the de-dup to survive a
-// restart (the agent backs it with bbolt; MemoryEventLog is for tests).
+// restart (the agent backs it with bbolt; tests use internal/fake's in-memory one).
 type EventLog interface {
 	SeenEvent(ctx context.Context, id string) (bool, error)
 }
@@ -333,26 +333,6 @@ func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) {
 		return
 	}
 	m.Ack()
-}
-
-// MemoryEventLog is an in-memory EventLog for tests and for running without a store.
-type MemoryEventLog struct {
-	mu   sync.Mutex
-	seen map[string]struct{}
-}
-
-// SeenEvent implements EventLog.
-func (l *MemoryEventLog) SeenEvent(_ context.Context, id string) (bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.seen == nil {
-		l.seen = map[string]struct{}{}
-	}
-	if _, ok := l.seen[id]; ok {
-		return true, nil
-	}
-	l.seen[id] = struct{}{}
-	return false, nil
 }
 
 // Polling: the first-class event source. The PPaaS document does not say how
