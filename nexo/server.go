@@ -107,7 +107,7 @@ func (c *ServerConfig) setDefaults() {
 		c.MaxNonces = 16384
 	}
 	if c.EventClient == nil {
-		c.EventClient = &http.Client{Timeout: 5 * time.Second}
+		c.EventClient = eventClient(nil)
 	}
 }
 
