@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/termagent/termagent/display"
 	"github.com/termagent/termagent/qr"
 )
 
@@ -222,4 +224,27 @@ func constants(t *testing.T, typ string, dirs ...string) []string {
 	}
 	require.NotEmpty(t, out, "no constant of type %s in %v", typ, dirs)
 	return out
+}
+
+// TestContractDisplayFields: the display JSON fields the contract lists are
+// display.Screen's.
+func TestContractDisplayFields(t *testing.T) {
+	doc := section(t, contract(t), "## Terminal display (`display/`)")
+	var listed []string
+	for _, m := range regexp.MustCompile("(?m)^\\| (`.+?`) \\|").FindAllStringSubmatch(doc, -1) {
+		for _, f := range strings.Split(m[1], ", ") {
+			listed = append(listed, strings.Trim(f, "`"))
+		}
+	}
+	var fields []string
+	typ := reflect.TypeFor[display.Screen]()
+	for i := range typ.NumField() {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+		if name != "-" {
+			fields = append(fields, name)
+		}
+	}
+	slices.Sort(listed)
+	slices.Sort(fields)
+	require.Equal(t, fields, listed)
 }
