@@ -256,33 +256,12 @@ func truncate(s string, n int) string {
 // request5BodyFromWire maps the body of a request whose header was accepted.
 // A failure is a MessageFormat *Error answered with a v5 response.
 func request5BodyFromWire(h Header, m *wire5Message) (*Request, *Error) {
-	r := &Request{Header: h}
-	var e *Error
-	switch h.Category {
-	case CategoryPayment:
-		r.Payment, e = payment5FromWire(m.ServiceRequest.PaymentRequest)
-	case CategoryReversal:
-		r.Reversal, e = reversal5FromWire(m.ServiceRequest.ReversalRequest)
-	case CategoryLogin:
-		r.Login, e = login5FromWire(m.SessionManagementRequest.LoginRequest)
-	case CategoryLogout:
-		r.Logout = &LogoutRequest{MaintenanceAllowed: m.SessionManagementRequest.LogoutRequest.MaintenanceAllowed}
-	case CategoryDiagnosis:
-		d := m.SessionManagementRequest.DiagnosisRequest
-		r.Diagnosis = &DiagnosisRequest{HostDiagnosis: d.HostDiagnosisFlag, AcquirerIDs: d.AcquirerIdentification}
-	case CategoryAbort:
-		r.Abort, e = abort5FromWire(m.Abort)
-	case CategoryEvent:
-		r.Event, e = event5FromWire(m.EventNotification)
-	case CategoryTransactionStatus:
-		r.TransactionStatus = &TransactionStatusRequest{}
-		if m.StatusRequest != nil && m.StatusRequest.MessageReference != nil {
-			r.TransactionStatus.MessageReference, e = ref5FromWire("StatusRequest.MessageReference", m.StatusRequest.MessageReference)
-		}
-	default:
+	c, ok := categoryOf(h.Category).(category5)
+	if !ok {
 		return nil, formatError("message", "unsupported category %q", h.Category)
 	}
-	if e != nil {
+	r := &Request{Header: h}
+	if e := c.request5FromWire(m, r); e != nil {
 		return nil, e
 	}
 	return r, nil

@@ -1,0 +1,95 @@
+package nexo
+
+import (
+	"context"
+	"strconv"
+	"strings"
+)
+
+// diagnosisCategory is Diagnosis: the POI's health, its hosts' reachability
+// and its outbox depth. It never waits for a transaction's journal write.
+type diagnosisCategory struct{}
+
+func (diagnosisCategory) name() MessageCategory { return CategoryDiagnosis }
+func (diagnosisCategory) traits() traits        { return traits{} }
+
+func (diagnosisCategory) serve(ctx context.Context, s *Server, req *Request) *Response {
+	return s.diagnose(ctx, req)
+}
+
+func (diagnosisCategory) requestFromWire(m *wireMessage, r *Request) *Error {
+	if m.DiagnosisRequest == nil {
+		return formatError("DiagnosisRequest", "missing")
+	}
+	if e := checkList("DiagnosisRequest.AcquirerID", m.DiagnosisRequest.AcquirerID, maxRefLen); e != nil {
+		return e
+	}
+	r.Diagnosis = &DiagnosisRequest{HostDiagnosis: m.DiagnosisRequest.HostDiagnosisFlag, AcquirerIDs: m.DiagnosisRequest.AcquirerID}
+	return nil
+}
+
+func (diagnosisCategory) requestToWire(r *Request, m *wireMessage) (bool, error) {
+	if r.Diagnosis == nil {
+		return false, nil
+	}
+	m.DiagnosisRequest = &wireDiagnosisRequest{HostDiagnosisFlag: r.Diagnosis.HostDiagnosis, AcquirerID: r.Diagnosis.AcquirerIDs}
+	return true, nil
+}
+
+// outboxDepthKey carries DiagnosisResponse.OutboxDepth inside
+// AdditionalResponse, in the key=value form existing Nexo JSON APIs use there.
+const outboxDepthKey = "outboxDepth="
+
+func (diagnosisCategory) responseToWire(r *Response, m *wireMessage) error {
+	w := &wireDiagnosisResponse{Response: statusToWire(r.Status)}
+	if d := r.Diagnosis; d != nil {
+		ok := d.CommunicationOK
+		w.LoggedSaleID = d.LoggedSaleIDs
+		w.POIStatus = &wirePOIStatus{GlobalStatus: d.GlobalStatus, CommunicationOKFlag: &ok}
+		for _, h := range d.Hosts {
+			w.HostStatus = append(w.HostStatus, wireHostStatus{AcquirerID: h.AcquirerID, IsReachableFlag: h.Reachable})
+		}
+		kv := outboxDepthKey + strconv.Itoa(d.OutboxDepth)
+		if w.Response.AdditionalResponse == "" {
+			w.Response.AdditionalResponse = kv
+		} else {
+			w.Response.AdditionalResponse += "&" + kv
+		}
+	}
+	m.DiagnosisResponse = w
+	return nil
+}
+
+func (diagnosisCategory) responseFromWire(m *wireMessage, r *Response) *Error {
+	w := m.DiagnosisResponse
+	if w == nil {
+		return formatError("DiagnosisResponse", "missing")
+	}
+	var e *Error
+	if r.Status, e = statusFromWire("DiagnosisResponse", w.Response); e != nil {
+		return e
+	}
+	d := &DiagnosisResponse{LoggedSaleIDs: w.LoggedSaleID}
+	if w.POIStatus != nil {
+		d.GlobalStatus = w.POIStatus.GlobalStatus
+		d.CommunicationOK = w.POIStatus.CommunicationOKFlag != nil && *w.POIStatus.CommunicationOKFlag
+	}
+	for _, h := range w.HostStatus {
+		d.Hosts = append(d.Hosts, HostStatus{AcquirerID: h.AcquirerID, Reachable: h.IsReachableFlag})
+	}
+	ar := r.Status.AdditionalResponse
+	if i := strings.LastIndex(ar, outboxDepthKey); i >= 0 && (i == 0 || ar[i-1] == '&') {
+		if n, err := strconv.Atoi(ar[i+len(outboxDepthKey):]); err == nil {
+			d.OutboxDepth = n
+			r.Status.AdditionalResponse = strings.TrimSuffix(ar[:i], "&")
+		}
+	}
+	r.Diagnosis = d
+	return nil
+}
+
+func (diagnosisCategory) request5FromWire(m *wire5Message, r *Request) *Error {
+	d := m.SessionManagementRequest.DiagnosisRequest
+	r.Diagnosis = &DiagnosisRequest{HostDiagnosis: d.HostDiagnosisFlag, AcquirerIDs: d.AcquirerIdentification}
+	return nil
+}

@@ -1,0 +1,57 @@
+package nexo
+
+import "context"
+
+// logoutCategory is Logout: it ends a SaleID's session.
+type logoutCategory struct{}
+
+func (logoutCategory) name() MessageCategory { return CategoryLogout }
+func (logoutCategory) traits() traits        { return traits{} }
+
+func (logoutCategory) serve(_ context.Context, s *Server, req *Request) *Response {
+	s.mu.Lock()
+	s.sessions.logout(req.Header.SaleID)
+	s.mu.Unlock()
+	return s.ok(req.Header, nil)
+}
+
+func (logoutCategory) requestFromWire(m *wireMessage, r *Request) *Error {
+	if m.LogoutRequest == nil {
+		return formatError("LogoutRequest", "missing")
+	}
+	r.Logout = &LogoutRequest{MaintenanceAllowed: m.LogoutRequest.MaintenanceAllowed}
+	return nil
+}
+
+func (logoutCategory) requestToWire(r *Request, m *wireMessage) (bool, error) {
+	if r.Logout == nil {
+		return false, nil
+	}
+	m.LogoutRequest = &wireLogoutRequest{MaintenanceAllowed: r.Logout.MaintenanceAllowed}
+	return true, nil
+}
+
+func (logoutCategory) responseToWire(r *Response, m *wireMessage) error {
+	m.LogoutResponse = &wireLogoutResponse{Response: statusToWire(r.Status)}
+	return nil
+}
+
+func (logoutCategory) responseFromWire(m *wireMessage, r *Response) *Error {
+	return statusOnlyFromWire("LogoutResponse", m.LogoutResponse, r)
+}
+
+// statusOnlyFromWire reads a response whose body is its Response status
+// alone (Logout, Abort).
+func statusOnlyFromWire(field string, w *wireLogoutResponse, r *Response) *Error {
+	if w == nil {
+		return formatError(field, "missing")
+	}
+	var e *Error
+	r.Status, e = statusFromWire(field, w.Response)
+	return e
+}
+
+func (logoutCategory) request5FromWire(m *wire5Message, r *Request) *Error {
+	r.Logout = &LogoutRequest{MaintenanceAllowed: m.SessionManagementRequest.LogoutRequest.MaintenanceAllowed}
+	return nil
+}
