@@ -46,6 +46,11 @@ type category5 interface {
 	// request5FromWire maps the v5 request body (the header was accepted
 	// and classified).
 	request5FromWire(m *wire5Message, r *Request) *Error
+	// request5ToWire sets m's body from r and returns its root; "" when r
+	// has no body of this category.
+	request5ToWire(r *Request, m *wire5Message) (string, error)
+	// response5ToWire sets m's body from r and returns its root.
+	response5ToWire(r *Response, m *wire5Message) (string, error)
 }
 
 // transaction is a category run as a journaled transaction (Payment,

@@ -1,6 +1,9 @@
 package nexo
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // abortCategory is Abort: it cancels the caller's transaction in progress
 // and is never answered.
@@ -62,4 +65,21 @@ func (abortCategory) responseFromWire(m *wireMessage, r *Response) *Error {
 func (abortCategory) request5FromWire(m *wire5Message, r *Request) (e *Error) {
 	r.Abort, e = abort5FromWire(m.Abort)
 	return e
+}
+
+func (abortCategory) request5ToWire(r *Request, m *wire5Message) (string, error) {
+	if r.Abort == nil {
+		return "", nil
+	}
+	ref, err := ref5ToWire(&r.Abort.MessageReference)
+	if err != nil {
+		return "", fmt.Errorf("encode Abort: %w", err)
+	}
+	m.Abort = &wire5Abort{MessageReference: ref, AbortReason: r.Abort.AbortReason}
+	return root5Abort, nil
+}
+
+// An Abort has no v5 response.
+func (abortCategory) response5ToWire(r *Response, _ *wire5Message) (string, error) {
+	return "", errNoResponse5(r.Header.Category)
 }

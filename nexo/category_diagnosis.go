@@ -93,3 +93,24 @@ func (diagnosisCategory) request5FromWire(m *wire5Message, r *Request) *Error {
 	r.Diagnosis = &DiagnosisRequest{HostDiagnosis: d.HostDiagnosisFlag, AcquirerIDs: d.AcquirerIdentification}
 	return nil
 }
+
+func (diagnosisCategory) request5ToWire(r *Request, m *wire5Message) (string, error) {
+	if r.Diagnosis == nil {
+		return "", nil
+	}
+	m.SessionManagementRequest = &wire5SessionRequest{DiagnosisRequest: &wire5DiagnosisRequest{HostDiagnosisFlag: r.Diagnosis.HostDiagnosis, AcquirerIdentification: r.Diagnosis.AcquirerIDs}}
+	return root5SessionRequest, nil
+}
+
+func (diagnosisCategory) response5ToWire(r *Response, m *wire5Message) (string, error) {
+	w := &wire5DiagnosisResponse{}
+	if d := r.Diagnosis; d != nil {
+		ok, depth := d.CommunicationOK, d.OutboxDepth
+		w = &wire5DiagnosisResponse{GlobalStatus: d.GlobalStatus, CommunicationOKFlag: &ok, LoggedSaleIdentification: d.LoggedSaleIDs, OutboxDepth: &depth}
+		for _, hs := range d.Hosts {
+			w.HostStatus = append(w.HostStatus, wire5HostStatus{AcquirerIdentification: hs.AcquirerID, IsReachableFlag: hs.Reachable})
+		}
+	}
+	m.SessionManagementResponse = &wire5SessionResponse{Response: status5ToWire(r.Status), DiagnosisResponse: w}
+	return root5SessionResponse, nil
+}

@@ -67,3 +67,18 @@ func (eventCategory) request5FromWire(m *wire5Message, r *Request) (e *Error) {
 	r.Event, e = event5FromWire(m.EventNotification)
 	return e
 }
+
+func (eventCategory) request5ToWire(r *Request, m *wire5Message) (string, error) {
+	if r.Event == nil {
+		return "", nil
+	}
+	m.EventNotification = &wire5EventNotification{
+		EventDateTime: formatTime(r.Event.TimeStamp), EventToNotify: r.Event.EventToNotify,
+		EventDetails: r.Event.EventDetails, MaintenanceRequiredFlag: r.Event.MaintenanceRequired,
+	}
+	return root5Event, nil
+}
+
+func (eventCategory) response5ToWire(r *Response, _ *wire5Message) (string, error) {
+	return "", errNoResponse5(r.Header.Category)
+}

@@ -124,3 +124,28 @@ func (loginCategory) request5FromWire(m *wire5Message, r *Request) (e *Error) {
 	r.Login, e = login5FromWire(m.SessionManagementRequest.LoginRequest)
 	return e
 }
+
+func (loginCategory) request5ToWire(r *Request, m *wire5Message) (string, error) {
+	l := r.Login
+	if l == nil {
+		return "", nil
+	}
+	m.SessionManagementRequest = &wire5SessionRequest{LoginRequest: &wire5LoginRequest{
+		LoginDateTime: formatTime(l.DateTime), OperatorLanguage: l.OperatorLanguage,
+		OperatorIdentification: l.OperatorID, ShiftNumber: l.ShiftNumber,
+		SaleSoftware: &wire5SaleSoftware{
+			ProviderIdentification: l.SaleSoftware.ManufacturerID, ApplicationName: l.SaleSoftware.ApplicationName,
+			SoftwareVersion: l.SaleSoftware.SoftwareVersion, CertificationCode: l.SaleSoftware.CertificationCode,
+		},
+	}}
+	return root5SessionRequest, nil
+}
+
+func (loginCategory) response5ToWire(r *Response, m *wire5Message) (string, error) {
+	w := &wire5LoginResponse{}
+	if l := r.Login; l != nil {
+		w = &wire5LoginResponse{POIDateTime: formatTime(l.POIDateTime), POISerialNumber: l.POISerialNumber, GlobalStatus: l.GlobalStatus}
+	}
+	m.SessionManagementResponse = &wire5SessionResponse{Response: status5ToWire(r.Status), LoginResponse: w}
+	return root5SessionResponse, nil
+}

@@ -55,3 +55,16 @@ func (logoutCategory) request5FromWire(m *wire5Message, r *Request) *Error {
 	r.Logout = &LogoutRequest{MaintenanceAllowed: m.SessionManagementRequest.LogoutRequest.MaintenanceAllowed}
 	return nil
 }
+
+func (logoutCategory) request5ToWire(r *Request, m *wire5Message) (string, error) {
+	if r.Logout == nil {
+		return "", nil
+	}
+	m.SessionManagementRequest = &wire5SessionRequest{LogoutRequest: &wire5LogoutRequest{MaintenanceAllowed: r.Logout.MaintenanceAllowed}}
+	return root5SessionRequest, nil
+}
+
+func (logoutCategory) response5ToWire(r *Response, m *wire5Message) (string, error) {
+	m.SessionManagementResponse = &wire5SessionResponse{Response: status5ToWire(r.Status), LogoutResponse: &struct{}{}}
+	return root5SessionResponse, nil
+}

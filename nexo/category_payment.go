@@ -254,3 +254,24 @@ func paymentResponseFromWire(w *wirePaymentResponse) (*PaymentResponse, *Error) 
 	p.Receipts = receiptsFromWire(w.PaymentReceipt)
 	return p, nil
 }
+
+func (paymentCategory) request5ToWire(r *Request, m *wire5Message) (string, error) {
+	if r.Payment == nil {
+		return "", nil
+	}
+	p, err := payment5ToWire(r.Payment)
+	if err != nil {
+		return "", fmt.Errorf("encode PaymentRequest: %w", err)
+	}
+	m.ServiceRequest = &wire5ServiceRequest{ServiceContent: svcPaymentRequest, PaymentRequest: p}
+	return root5ServiceRequest, nil
+}
+
+func (paymentCategory) response5ToWire(r *Response, m *wire5Message) (string, error) {
+	p, err := paymentResponse5ToWire(r.Payment)
+	if err != nil {
+		return "", err
+	}
+	m.ServiceResponse = &wire5ServiceResponse{Response: status5ToWire(r.Status), ServiceContent: svcPaymentResponse, PaymentResponse: p}
+	return root5ServiceResponse, nil
+}

@@ -116,3 +116,22 @@ func reversalResponseFromWire(w *wireReversalResponse) (*ReversalResponse, *Erro
 	}
 	return r, nil
 }
+
+func (reversalCategory) request5ToWire(r *Request, m *wire5Message) (string, error) {
+	if r.Reversal == nil {
+		return "", nil
+	}
+	m.ServiceRequest = &wire5ServiceRequest{ServiceContent: svcReversalRequest, ReversalRequest: &wire5ReversalRequest{
+		ReversalReason: r.Reversal.Reason,
+		OriginalTransaction: &wire5OriginalTransaction{
+			SaleIdentification:           r.Reversal.OriginalSaleID,
+			POITransactionIdentification: txID5ToWire(r.Reversal.OriginalPOITransactionID),
+		},
+	}}
+	return root5ServiceRequest, nil
+}
+
+func (reversalCategory) response5ToWire(r *Response, m *wire5Message) (string, error) {
+	m.ServiceResponse = &wire5ServiceResponse{Response: status5ToWire(r.Status), ServiceContent: svcReversalResponse, ReversalResponse: reversalResponse5ToWire(r.Reversal)}
+	return root5ServiceResponse, nil
+}

@@ -132,3 +132,50 @@ func (transactionStatusCategory) request5FromWire(m *wire5Message, r *Request) (
 	}
 	return e
 }
+
+func (transactionStatusCategory) request5ToWire(r *Request, m *wire5Message) (string, error) {
+	if r.TransactionStatus == nil {
+		return "", nil
+	}
+	ref, err := ref5ToWire(r.TransactionStatus.MessageReference)
+	if err != nil {
+		return "", fmt.Errorf("encode StatusRequest: %w", err)
+	}
+	m.StatusRequest = &wire5StatusRequest{MessageReference: ref}
+	return root5StatusRequest, nil
+}
+
+func (transactionStatusCategory) response5ToWire(r *Response, m *wire5Message) (string, error) {
+	sr := &wire5StatusResponse{Response: status5ToWire(r.Status)}
+	if t := r.TransactionStatus; t != nil {
+		ref, err := ref5ToWire(t.MessageReference)
+		if err != nil {
+			return "", err
+		}
+		data := &wire5StatusResponseData{MessageReference: ref}
+		if rep := t.Repeated; rep != nil {
+			data.TransactionResponse = status5ToWire(rep.Status)
+			switch {
+			case rep.Payment != nil || (rep.Reversal == nil && rep.Header.Category == CategoryPayment):
+				p, err := paymentResponse5ToWire(rep.Payment)
+				if err != nil {
+					return "", err
+				}
+				if p == nil {
+					p = &wire5PaymentResponse{}
+				}
+				data.RepeatedPaymentResponse = p
+			case rep.Reversal != nil || rep.Header.Category == CategoryReversal:
+				data.RepeatedReversalResponse = reversalResponse5ToWire(rep.Reversal)
+				if data.RepeatedReversalResponse == nil {
+					data.RepeatedReversalResponse = &wire5ReversalResponse{}
+				}
+			default:
+				return "", fmt.Errorf("encode repeated response: unsupported category %q", rep.Header.Category)
+			}
+		}
+		sr.MessageStatusResponseData = data
+	}
+	m.StatusResponse = sr
+	return root5StatusResponse, nil
+}
