@@ -59,7 +59,7 @@ func (abortCategory) responseToWire(r *Response, m *wireMessage) error {
 }
 
 func (abortCategory) responseFromWire(m *wireMessage, r *Response) *Error {
-	return statusOnlyFromWire("AbortResponse", m.AbortResponse, r)
+	return bodyStatusFromWire("AbortResponse", m.AbortResponse, r)
 }
 
 func (abortCategory) request5FromWire(m *wire5Message, r *Request) (e *Error) {

@@ -62,11 +62,8 @@ func (diagnosisCategory) responseToWire(r *Response, m *wireMessage) error {
 
 func (diagnosisCategory) responseFromWire(m *wireMessage, r *Response) *Error {
 	w := m.DiagnosisResponse
-	if w == nil {
-		return formatError("DiagnosisResponse", "missing")
-	}
-	var e *Error
-	if r.Status, e = statusFromWire("DiagnosisResponse", w.Response); e != nil {
+	e := bodyStatusFromWire("DiagnosisResponse", w, r)
+	if e != nil {
 		return e
 	}
 	d := &DiagnosisResponse{LoggedSaleIDs: w.LoggedSaleID}

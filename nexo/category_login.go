@@ -98,11 +98,8 @@ func (loginCategory) responseToWire(r *Response, m *wireMessage) error {
 }
 
 func (loginCategory) responseFromWire(m *wireMessage, r *Response) *Error {
-	if m.LoginResponse == nil {
-		return formatError("LoginResponse", "missing")
-	}
-	var e *Error
-	if r.Status, e = statusFromWire("LoginResponse", m.LoginResponse.Response); e != nil {
+	e := bodyStatusFromWire("LoginResponse", m.LoginResponse, r)
+	if e != nil {
 		return e
 	}
 	if sd := m.LoginResponse.POISystemData; sd != nil {

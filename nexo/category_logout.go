@@ -37,18 +37,7 @@ func (logoutCategory) responseToWire(r *Response, m *wireMessage) error {
 }
 
 func (logoutCategory) responseFromWire(m *wireMessage, r *Response) *Error {
-	return statusOnlyFromWire("LogoutResponse", m.LogoutResponse, r)
-}
-
-// statusOnlyFromWire reads a response whose body is its Response status
-// alone (Logout, Abort).
-func statusOnlyFromWire(field string, w *wireLogoutResponse, r *Response) *Error {
-	if w == nil {
-		return formatError(field, "missing")
-	}
-	var e *Error
-	r.Status, e = statusFromWire(field, w.Response)
-	return e
+	return bodyStatusFromWire("LogoutResponse", m.LogoutResponse, r)
 }
 
 func (logoutCategory) request5FromWire(m *wire5Message, r *Request) *Error {

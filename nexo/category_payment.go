@@ -52,11 +52,8 @@ func (paymentCategory) responseToWire(r *Response, m *wireMessage) error {
 }
 
 func (paymentCategory) responseFromWire(m *wireMessage, r *Response) *Error {
-	if m.PaymentResponse == nil {
-		return formatError("PaymentResponse", "missing")
-	}
-	var e *Error
-	if r.Status, e = statusFromWire("PaymentResponse", m.PaymentResponse.Response); e != nil {
+	e := bodyStatusFromWire("PaymentResponse", m.PaymentResponse, r)
+	if e != nil {
 		return e
 	}
 	r.Payment, e = paymentResponseFromWire(m.PaymentResponse)

@@ -46,11 +46,8 @@ func (reversalCategory) responseToWire(r *Response, m *wireMessage) error {
 }
 
 func (reversalCategory) responseFromWire(m *wireMessage, r *Response) *Error {
-	if m.ReversalResponse == nil {
-		return formatError("ReversalResponse", "missing")
-	}
-	var e *Error
-	if r.Status, e = statusFromWire("ReversalResponse", m.ReversalResponse.Response); e != nil {
+	e := bodyStatusFromWire("ReversalResponse", m.ReversalResponse, r)
+	if e != nil {
 		return e
 	}
 	r.Reversal, e = reversalResponseFromWire(m.ReversalResponse)

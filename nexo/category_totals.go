@@ -41,11 +41,8 @@ func (getTotalsCategory) responseToWire(r *Response, m *wireMessage) error {
 
 func (getTotalsCategory) responseFromWire(m *wireMessage, r *Response) *Error {
 	w := m.GetTotalsResponse
-	if w == nil {
-		return formatError("GetTotalsResponse", "missing")
-	}
-	var e *Error
-	if r.Status, e = statusFromWire("GetTotalsResponse", w.Response); e != nil {
+	e := bodyStatusFromWire("GetTotalsResponse", w, r)
+	if e != nil {
 		return e
 	}
 	if w.POIReconciliationID != "" || len(w.TransactionTotals) > 0 {
@@ -97,11 +94,8 @@ func (reconciliationCategory) responseToWire(r *Response, m *wireMessage) error 
 
 func (reconciliationCategory) responseFromWire(m *wireMessage, r *Response) *Error {
 	w := m.ReconciliationResponse
-	if w == nil {
-		return formatError("ReconciliationResponse", "missing")
-	}
-	var e *Error
-	if r.Status, e = statusFromWire("ReconciliationResponse", w.Response); e != nil {
+	e := bodyStatusFromWire("ReconciliationResponse", w, r)
+	if e != nil {
 		return e
 	}
 	if w.ReconciliationType != "" || w.POIReconciliationID != "" || len(w.TransactionTotals) > 0 {

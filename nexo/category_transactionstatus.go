@@ -78,11 +78,8 @@ func (transactionStatusCategory) responseToWire(r *Response, m *wireMessage) err
 
 func (transactionStatusCategory) responseFromWire(m *wireMessage, r *Response) *Error {
 	w := m.TransactionStatusResponse
-	if w == nil {
-		return formatError("TransactionStatusResponse", "missing")
-	}
-	var e *Error
-	if r.Status, e = statusFromWire("TransactionStatusResponse", w.Response); e != nil {
+	e := bodyStatusFromWire("TransactionStatusResponse", w, r)
+	if e != nil {
 		return e
 	}
 	t := &TransactionStatusResponse{}

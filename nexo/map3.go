@@ -227,6 +227,32 @@ func statusFromWire(field string, w *wireResponse) (ResponseStatus, *Error) {
 	return ResponseStatus{Result: Result(w.Result), ErrorCondition: ErrorCondition(w.ErrorCondition), AdditionalResponse: w.AdditionalResponse}, nil
 }
 
+// responseBody is a 3.x response body that carries a Response status.
+type responseBody[T any] interface {
+	*T
+	status() *wireResponse
+}
+
+func (w *wireLoginResponse) status() *wireResponse             { return w.Response }
+func (w *wireLogoutResponse) status() *wireResponse            { return w.Response }
+func (w *wirePaymentResponse) status() *wireResponse           { return w.Response }
+func (w *wireReversalResponse) status() *wireResponse          { return w.Response }
+func (w *wireTransactionStatusResponse) status() *wireResponse { return w.Response }
+func (w *wireDiagnosisResponse) status() *wireResponse         { return w.Response }
+func (w *wireGetTotalsResponse) status() *wireResponse         { return w.Response }
+func (w *wireReconciliationResponse) status() *wireResponse    { return w.Response }
+
+// bodyStatusFromWire reads into r the Response status of w, the body a
+// response of its category must have; field names it in errors.
+func bodyStatusFromWire[T any, P responseBody[T]](field string, w P, r *Response) *Error {
+	if w == nil {
+		return formatError(field, "missing")
+	}
+	var e *Error
+	r.Status, e = statusFromWire(field, w.status())
+	return e
+}
+
 func responseToWire(r *Response) (*wireMessage, error) {
 	m := &wireMessage{MessageHeader: headerToWire(r.Header)}
 	c := categoryOf(r.Header.Category)
