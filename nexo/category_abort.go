@@ -83,3 +83,10 @@ func (abortCategory) request5ToWire(r *Request, m *wire5Message) (string, error)
 func (abortCategory) response5ToWire(r *Response, _ *wire5Message) (string, error) {
 	return "", errNoResponse5(r.Header.Category)
 }
+
+// The 3.x wire form (wire3.go has the conventions).
+
+type wireAbortRequest struct {
+	AbortReason      string                `json:",omitempty" xml:",attr,omitempty"`
+	MessageReference *wireMessageReference `json:",omitempty" xml:",omitempty"`
+}

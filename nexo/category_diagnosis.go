@@ -111,3 +111,22 @@ func (diagnosisCategory) response5ToWire(r *Response, m *wire5Message) (string, 
 	m.SessionManagementResponse = &wire5SessionResponse{Response: status5ToWire(r.Status), DiagnosisResponse: w}
 	return root5SessionResponse, nil
 }
+
+// The 3.x wire form (wire3.go has the conventions).
+
+type wireDiagnosisRequest struct {
+	HostDiagnosisFlag bool     `json:",omitempty" xml:",attr,omitempty"`
+	AcquirerID        []string `json:",omitempty" xml:",omitempty"`
+}
+
+type wireDiagnosisResponse struct {
+	Response     *wireResponse    `json:",omitempty" xml:",omitempty"`
+	LoggedSaleID []string         `json:",omitempty" xml:",omitempty"`
+	POIStatus    *wirePOIStatus   `json:",omitempty" xml:",omitempty"`
+	HostStatus   []wireHostStatus `json:",omitempty" xml:",omitempty"`
+}
+
+type wireHostStatus struct {
+	AcquirerID      string `json:",omitempty" xml:",attr,omitempty"`
+	IsReachableFlag bool   `xml:",attr"`
+}

@@ -142,3 +142,42 @@ func (displayCategory) responseFromWire(m *wireMessage, r *Response) *Error {
 	}
 	return nil
 }
+
+// The 3.x wire form (wire3.go has the conventions).
+
+type wireDisplayRequest struct {
+	DisplayOutput []wireDisplayOutput `json:",omitempty" xml:",omitempty"`
+}
+
+type wireDisplayOutput struct {
+	ResponseRequiredFlag bool               `json:",omitempty" xml:",attr,omitempty"`
+	MinimumDisplayTime   int                `json:",omitempty" xml:",attr,omitempty"`
+	Device               string             `json:",omitempty" xml:",attr,omitempty"`
+	InfoQualify          string             `json:",omitempty" xml:",attr,omitempty"`
+	OutputContent        *wireOutputContent `json:",omitempty" xml:",omitempty"`
+}
+
+type wireOutputContent struct {
+	OutputFormat  string             `json:",omitempty" xml:",attr,omitempty"`
+	OutputText    []wireOutputText   `json:",omitempty" xml:",omitempty"`
+	OutputBarcode *wireOutputBarcode `json:",omitempty" xml:",omitempty"`
+}
+
+type wireOutputBarcode struct {
+	BarcodeType  string `json:",omitempty" xml:",attr,omitempty"`
+	BarcodeValue string `json:",omitempty" xml:",attr,omitempty"`
+}
+
+type wireOutputText struct {
+	Text string `xml:",chardata"`
+}
+
+type wireDisplayResponse struct {
+	OutputResult []wireOutputResult `json:",omitempty" xml:",omitempty"`
+}
+
+type wireOutputResult struct {
+	Device      string        `json:",omitempty" xml:",attr,omitempty"`
+	InfoQualify string        `json:",omitempty" xml:",attr,omitempty"`
+	Response    *wireResponse `json:",omitempty" xml:",omitempty"`
+}

@@ -82,3 +82,13 @@ func (eventCategory) request5ToWire(r *Request, m *wire5Message) (string, error)
 func (eventCategory) response5ToWire(r *Response, _ *wire5Message) (string, error) {
 	return "", errNoResponse5(r.Header.Category)
 }
+
+// The 3.x wire form (wire3.go has the conventions).
+
+type wireEventNotification struct {
+	TimeStamp               string `json:",omitempty" xml:",attr,omitempty"`
+	EventToNotify           string `json:",omitempty" xml:",attr,omitempty"`
+	EventDetails            string `json:",omitempty" xml:",attr,omitempty"`
+	MaintenanceRequiredFlag bool   `json:",omitempty" xml:",attr,omitempty"`
+	RejectedMessage         string `json:",omitempty" xml:",attr,omitempty"`
+}

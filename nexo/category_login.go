@@ -146,3 +146,32 @@ func (loginCategory) response5ToWire(r *Response, m *wire5Message) (string, erro
 	m.SessionManagementResponse = &wire5SessionResponse{Response: status5ToWire(r.Status), LoginResponse: w}
 	return root5SessionResponse, nil
 }
+
+// The 3.x wire form (wire3.go has the conventions).
+
+type wireLoginRequest struct {
+	DateTime         string                `json:",omitempty" xml:",attr,omitempty"`
+	OperatorLanguage string                `json:",omitempty" xml:",attr,omitempty"`
+	OperatorID       string                `json:",omitempty" xml:",attr,omitempty"`
+	ShiftNumber      string                `json:",omitempty" xml:",attr,omitempty"`
+	SaleSoftware     *wireSaleSoftware     `json:",omitempty" xml:",omitempty"`
+	SaleTerminalData *wireSaleTerminalData `json:",omitempty" xml:",omitempty"`
+}
+
+type wireSaleSoftware struct {
+	ManufacturerID    string `json:",omitempty" xml:",attr,omitempty"`
+	ApplicationName   string `json:",omitempty" xml:",attr,omitempty"`
+	SoftwareVersion   string `json:",omitempty" xml:",attr,omitempty"`
+	CertificationCode string `json:",omitempty" xml:",attr,omitempty"`
+}
+
+type wireLoginResponse struct {
+	Response      *wireResponse      `json:",omitempty" xml:",omitempty"`
+	POISystemData *wirePOISystemData `json:",omitempty" xml:",omitempty"`
+}
+
+type wirePOISystemData struct {
+	DateTime        string         `json:",omitempty" xml:",attr,omitempty"`
+	POISerialNumber string         `json:",omitempty" xml:",attr,omitempty"`
+	POIStatus       *wirePOIStatus `json:",omitempty" xml:",omitempty"`
+}

@@ -57,3 +57,13 @@ func (logoutCategory) response5ToWire(r *Response, m *wire5Message) (string, err
 	m.SessionManagementResponse = &wire5SessionResponse{Response: status5ToWire(r.Status), LogoutResponse: &struct{}{}}
 	return root5SessionResponse, nil
 }
+
+// The 3.x wire form (wire3.go has the conventions).
+
+type wireLogoutRequest struct {
+	MaintenanceAllowed bool `json:",omitempty" xml:",attr,omitempty"`
+}
+
+type wireLogoutResponse struct {
+	Response *wireResponse `json:",omitempty" xml:",omitempty"`
+}

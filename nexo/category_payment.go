@@ -272,3 +272,73 @@ func (paymentCategory) response5ToWire(r *Response, m *wire5Message) (string, er
 	m.ServiceResponse = &wire5ServiceResponse{Response: status5ToWire(r.Status), ServiceContent: svcPaymentResponse, PaymentResponse: p}
 	return root5ServiceResponse, nil
 }
+
+// The 3.x wire form (wire3.go has the conventions).
+
+type wirePaymentRequest struct {
+	SaleData           *wireSaleData           `json:",omitempty" xml:",omitempty"`
+	PaymentTransaction *wirePaymentTransaction `json:",omitempty" xml:",omitempty"`
+	PaymentData        *wirePaymentData        `json:",omitempty" xml:",omitempty"`
+}
+
+type wireSaleData struct {
+	OperatorID        string                `json:",omitempty" xml:",attr,omitempty"`
+	ShiftNumber       string                `json:",omitempty" xml:",attr,omitempty"`
+	SaleReferenceID   string                `json:",omitempty" xml:",attr,omitempty"`
+	SaleTransactionID *wireTransactionID    `json:",omitempty" xml:",omitempty"`
+	SaleTerminalData  *wireSaleTerminalData `json:",omitempty" xml:",omitempty"`
+}
+
+type wirePaymentTransaction struct {
+	AmountsReq            *wireAmountsReq            `json:",omitempty" xml:",omitempty"`
+	TransactionConditions *wireTransactionConditions `json:",omitempty" xml:",omitempty"`
+}
+
+type wireAmountsReq struct {
+	Currency        string      `json:",omitempty" xml:",attr,omitempty"`
+	RequestedAmount wireDecimal `json:",omitempty" xml:",attr,omitempty"`
+}
+
+type wireTransactionConditions struct {
+	AllowedPaymentBrand []string `json:",omitempty" xml:",omitempty"`
+}
+
+type wirePaymentData struct {
+	PaymentType           string                     `json:",omitempty" xml:",attr,omitempty"`
+	PaymentInstrumentData *wirePaymentInstrumentData `json:",omitempty" xml:",omitempty"`
+}
+
+type wirePaymentInstrumentData struct {
+	PaymentInstrumentType string        `json:",omitempty" xml:",attr,omitempty"`
+	CardData              *wireCardData `json:",omitempty" xml:",omitempty"`
+}
+
+type wireCardData struct {
+	PaymentBrand string `json:",omitempty" xml:",attr,omitempty"`
+}
+
+type wirePaymentResponse struct {
+	Response       *wireResponse        `json:",omitempty" xml:",omitempty"`
+	SaleData       *wireSaleData        `json:",omitempty" xml:",omitempty"`
+	POIData        *wirePOIData         `json:",omitempty" xml:",omitempty"`
+	PaymentResult  *wirePaymentResult   `json:",omitempty" xml:",omitempty"`
+	PaymentReceipt []wirePaymentReceipt `json:",omitempty" xml:",omitempty"`
+}
+
+type wirePaymentResult struct {
+	PaymentType           string                     `json:",omitempty" xml:",attr,omitempty"`
+	PaymentInstrumentData *wirePaymentInstrumentData `json:",omitempty" xml:",omitempty"`
+	AmountsResp           *wireAmountsResp           `json:",omitempty" xml:",omitempty"`
+	PaymentAcquirerData   *wirePaymentAcquirerData   `json:",omitempty" xml:",omitempty"`
+}
+
+type wireAmountsResp struct {
+	Currency         string      `json:",omitempty" xml:",attr,omitempty"`
+	AuthorizedAmount wireDecimal `json:",omitempty" xml:",attr,omitempty"`
+}
+
+type wirePaymentAcquirerData struct {
+	AcquirerID            string             `json:",omitempty" xml:",attr,omitempty"`
+	ApprovalCode          string             `json:",omitempty" xml:",attr,omitempty"`
+	AcquirerTransactionID *wireTransactionID `json:",omitempty" xml:",omitempty"`
+}

@@ -132,3 +132,22 @@ func (reversalCategory) response5ToWire(r *Response, m *wire5Message) (string, e
 	m.ServiceResponse = &wire5ServiceResponse{Response: status5ToWire(r.Status), ServiceContent: svcReversalResponse, ReversalResponse: reversalResponse5ToWire(r.Reversal)}
 	return root5ServiceResponse, nil
 }
+
+// The 3.x wire form (wire3.go has the conventions).
+
+type wireReversalRequest struct {
+	ReversalReason         string                      `json:",omitempty" xml:",attr,omitempty"`
+	OriginalPOITransaction *wireOriginalPOITransaction `json:",omitempty" xml:",omitempty"`
+}
+
+type wireOriginalPOITransaction struct {
+	SaleID           string             `json:",omitempty" xml:",attr,omitempty"`
+	POIID            string             `json:",omitempty" xml:",attr,omitempty"`
+	POITransactionID *wireTransactionID `json:",omitempty" xml:",omitempty"`
+}
+
+type wireReversalResponse struct {
+	Response               *wireResponse               `json:",omitempty" xml:",omitempty"`
+	POIData                *wirePOIData                `json:",omitempty" xml:",omitempty"`
+	OriginalPOITransaction *wireOriginalPOITransaction `json:",omitempty" xml:",omitempty"`
+}

@@ -176,3 +176,27 @@ func (transactionStatusCategory) response5ToWire(r *Response, m *wire5Message) (
 	m.StatusResponse = sr
 	return root5StatusResponse, nil
 }
+
+// The 3.x wire form (wire3.go has the conventions).
+
+type wireTransactionStatusRequest struct {
+	MessageReference   *wireMessageReference `json:",omitempty" xml:",omitempty"`
+	DocumentQualifier  []string              `json:",omitempty" xml:",omitempty"`
+	ReceiptReprintFlag bool                  `json:",omitempty" xml:",attr,omitempty"`
+}
+
+type wireTransactionStatusResponse struct {
+	Response                *wireResponse                `json:",omitempty" xml:",omitempty"`
+	MessageReference        *wireMessageReference        `json:",omitempty" xml:",omitempty"`
+	RepeatedMessageResponse *wireRepeatedMessageResponse `json:",omitempty" xml:",omitempty"`
+}
+
+type wireRepeatedMessageResponse struct {
+	MessageHeader               *wireHeader       `json:",omitempty" xml:",omitempty"`
+	RepeatedResponseMessageBody *wireRepeatedBody `json:",omitempty" xml:",omitempty"`
+}
+
+type wireRepeatedBody struct {
+	PaymentResponse  *wirePaymentResponse  `json:",omitempty" xml:",omitempty"`
+	ReversalResponse *wireReversalResponse `json:",omitempty" xml:",omitempty"`
+}
