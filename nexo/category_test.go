@@ -163,3 +163,17 @@ func TestEveryCategoryHasGoldenTests(t *testing.T) {
 		require.True(t, covered[c.name()], "no golden request of category %s in testdata/golden or testdata/golden5", c.name())
 	}
 }
+
+// TestCallEngineRefusesNonTransaction: the engine runs Payments and
+// Reversals only; nothing else is taken for a Reversal.
+func TestCallEngineRefusesNonTransaction(t *testing.T) {
+	env := startServer(t, ServerConfig{}, nil)
+	for _, c := range categories {
+		if _, ok := c.(transaction); ok {
+			continue
+		}
+		_, err := env.srv.callEngine(testCtx(t), requestOf(t, c.name()))
+		require.ErrorContains(t, err, "not a transaction", c.name())
+	}
+	require.Zero(t, env.engine.calls())
+}

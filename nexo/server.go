@@ -692,6 +692,9 @@ func poiTransactionIDOf(r *Response) TransactionID {
 
 func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error) {
 	h := req.Header
+	if req.Payment == nil && req.Reversal == nil {
+		return nil, Errorf(UnavailableService, "category %s is not a transaction", h.Category)
+	}
 	switch {
 	case req.Payment != nil:
 		res, err := s.deps.Engine.Pay(ctx, *req.Payment)
@@ -712,7 +715,7 @@ func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error
 			r.Payment.POIReconciliationID = s.openPeriod(ctx)
 			r.Payment.Receipts = Receipts(r, s.cfg.MerchantName, false)
 		}), nil
-	case req.Reversal != nil:
+	default:
 		res, err := s.deps.Engine.Reverse(ctx, *req.Reversal)
 		if err != nil {
 			return nil, err
@@ -724,7 +727,6 @@ func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error
 			r.Reversal = &ReversalResponse{OriginalPOITransactionID: req.Reversal.OriginalPOITransactionID, POITransactionID: res.POITransactionID}
 		}), nil
 	}
-	return nil, Errorf(UnavailableService, "category %s is not a transaction", h.Category)
 }
 
 // poiTransactionID makes a POI transaction id when the engine gave none:
