@@ -1,6 +1,7 @@
 package nexo
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -165,15 +166,22 @@ func TestEveryCategoryHasGoldenTests(t *testing.T) {
 }
 
 // TestCallEngineRefusesNonTransaction: the engine runs Payments and
-// Reversals only; nothing else is taken for a Reversal.
+// Reversals only; a request of another category that reached the
+// transaction path is refused, not taken for a Reversal.
 func TestCallEngineRefusesNonTransaction(t *testing.T) {
 	env := startServer(t, ServerConfig{}, nil)
-	for _, c := range categories {
+	for i, c := range categories {
 		if _, ok := c.(transaction); ok {
 			continue
 		}
-		_, err := env.srv.callEngine(testCtx(t), requestOf(t, c.name()))
-		require.ErrorContains(t, err, "not a transaction", c.name())
+		req := requestOf(t, c.name())
+		req.Header.ServiceID = fmt.Sprintf("N%d", i)
+		resp := env.srv.transact(testCtx(t), req)
+		if !answers(c.name()) {
+			continue // nothing to journal: an Event has no response
+		}
+		require.Equal(t, UnavailableService, resp.Status.ErrorCondition, "%s: %s", c.name(), resp.Status.AdditionalResponse)
+		require.Contains(t, resp.Status.AdditionalResponse, "not a transaction", c.name())
 	}
 	require.Zero(t, env.engine.calls())
 }
