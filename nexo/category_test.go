@@ -185,3 +185,17 @@ func TestCallEngineRefusesNonTransaction(t *testing.T) {
 	}
 	require.Zero(t, env.engine.calls())
 }
+
+// TestDispatchEventClassIsAnEvent: a message of class Event is served as an
+// EventNotification whatever its category says (the decoders never let the
+// two disagree; dispatch does not rely on it).
+func TestDispatchEventClassIsAnEvent(t *testing.T) {
+	env := startServer(t, ServerConfig{}, nil)
+	req := paymentReq("E1", "KB", 100)
+	req.Header.Class = ClassEvent
+	resp := env.srv.dispatch(testCtx(t), req)
+	require.NotNil(t, resp)
+	require.Equal(t, MessageFormat, resp.Status.ErrorCondition)
+	require.Contains(t, resp.Status.AdditionalResponse, "EventNotification")
+	require.Zero(t, env.engine.calls())
+}

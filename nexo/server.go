@@ -404,6 +404,9 @@ func (s *Server) dispatch(ctx context.Context, req *Request) *Response {
 		return failureResponse(h, Errorf(NotAllowed, "POIID %q is not this POI", h.POIID))
 	}
 	c := categoryOf(h.Category)
+	if h.Class == ClassEvent {
+		c = eventCategory{} // the decoders make class and category agree; never trust it blindly
+	}
 	if c == nil {
 		return failureResponse(h, Errorf(UnavailableService, "category %s not served", h.Category))
 	}
