@@ -38,8 +38,9 @@ func TestReadmeLayoutMatchesTheTree(t *testing.T) {
 	}
 	top, err := os.ReadDir(root)
 	require.NoError(t, err)
+	ignored := ignoredDirs(t)
 	for _, d := range top {
-		if !d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+		if !d.IsDir() || strings.HasPrefix(d.Name(), ".") || ignored[d.Name()] {
 			continue
 		}
 		if d.Name() == "cmd" || d.Name() == "internal" {
@@ -55,6 +56,22 @@ func TestReadmeLayoutMatchesTheTree(t *testing.T) {
 		require.True(t, slices.ContainsFunc(paths, func(p string) bool { return p == d.Name() || strings.HasPrefix(p, d.Name()+"/") }),
 			"the README's layout has no row for %s/", d.Name())
 	}
+}
+
+// ignoredDirs returns the top-level directories .gitignore keeps out of the
+// repository (build output such as dist/), which a clone does not have.
+func ignoredDirs(t *testing.T) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, ".gitignore"))
+	require.NoError(t, err)
+	dirs := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if name, ok := strings.CutSuffix(strings.TrimPrefix(line, "/"), "/"); ok && !strings.Contains(name, "/") {
+			dirs[name] = true
+		}
+	}
+	return dirs
 }
 
 // TestReadmeLayoutSimCommands: the commands the layout gives cmd/sim are its
