@@ -114,25 +114,33 @@ func (s *Store) JournalStats() JournalStats {
 	return st
 }
 
-// measureJournal returns the bytes the journal's buckets use in their pages.
-func measureJournal(tx *bolt.Tx) int64 {
-	var n int64
+// measureJournal returns the bytes of the pages the journal's buckets hold:
+// whole pages, not the bytes in use in them (pages are about half full once
+// entries are evicted), so that the budget bounds the file, not only the
+// data in it; and the bytes in use, for eviction to know how much data
+// frees a page. An inline bucket lives in its parent's page, counted there.
+func measureJournal(tx *bolt.Tx) (pages, inuse int64) {
 	for _, name := range journalBuckets() {
 		if b := tx.Bucket(name); b != nil {
 			st := b.Stats()
-			n += int64(st.LeafInuse + st.BranchInuse + st.InlineBucketInuse)
+			pages += int64(st.LeafAlloc + st.BranchAlloc)
+			inuse += int64(st.LeafInuse + st.BranchInuse + st.InlineBucketInuse)
 		}
 	}
-	return n
+	return pages, inuse
 }
 
 func (s *Store) measure() (int64, error) {
-	var n int64
-	err := s.view(func(tx *bolt.Tx) error { n = measureJournal(tx); return nil })
-	if err == nil {
-		s.jbudget.est.Store(n)
-	}
+	n, _, err := s.measureBoth()
 	return n, err
+}
+
+func (s *Store) measureBoth() (pages, inuse int64, err error) {
+	err = s.view(func(tx *bolt.Tx) error { pages, inuse = measureJournal(tx); return nil })
+	if err == nil {
+		s.jbudget.est.Store(pages)
+	}
+	return pages, inuse, err
 }
 
 // journalGrew accounts for a journal write and keeps the budget: near it (or
@@ -172,7 +180,7 @@ func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
 	}
 	s.jbudget.mu.Lock()
 	defer s.jbudget.mu.Unlock()
-	size, err := s.measure()
+	size, inuse, err := s.measureBoth()
 	// Measure again at 90% of the budget, or once 5% more was written when
 	// what is left cannot go.
 	defer func() { s.jbudget.next.Store(maxInt64(max*9/10, size+max/20)) }()
@@ -183,12 +191,14 @@ func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
 	total := 0
 	var after []byte // order key to resume from
 	for size > target {
-		n, next, err := s.evictChunk(ctx, after, size-target)
+		// Evictions free data, counted in bytes in use: as many as the
+		// pages to free hold.
+		n, next, err := s.evictChunk(ctx, after, (size-target)*inuse/size)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("evict journal: %w", err)
 		}
-		if size, err = s.measure(); err != nil {
+		if size, inuse, err = s.measureBoth(); err != nil {
 			return total, err
 		}
 		if next == nil {
