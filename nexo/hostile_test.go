@@ -342,11 +342,14 @@ func TestNonceCacheBounded(t *testing.T) {
 // The nonce cache takes its whole size when made: serving messages, however
 // many, allocates nothing more (what a flood costs is known at start).
 func TestNonceCacheAllocatedOnce(t *testing.T) {
-	c := newNonceCache(4096, time.Hour)
-	now := testEpoch
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	before := ms.TotalAlloc
+	c := newNonceCache(4096, time.Hour)
+	runtime.ReadMemStats(&ms)
+	require.Less(t, ms.TotalAlloc-before, uint64(224<<10), "the README's about 210 KiB for 4,096 nonces")
+	now := testEpoch
+	before = ms.TotalAlloc
 	refused := 0
 	for i := range uint64(20_000) {
 		var n [ivLen]byte

@@ -441,6 +441,13 @@ func (h *hostileRig) checkCapsReported() {
 	require.Positive(h.t, value(m, "termagent_nexo_logins_evicted_total"), "logins past the cap")
 	require.LessOrEqual(h.t, value(m, "termagent_nexo_logged_in"), 32.0)
 	require.Positive(h.t, value(m, "termagent_nexo_replay_nonces"))
+	require.LessOrEqual(h.t, value(m, "termagent_nexo_replay_nonces"), 4096.0)
+	require.Positive(h.t, value(m, "termagent_nexo_connections_refused_total"), "connections past the cap")
+	capped := false
+	for line := range strings.Lines(h.w.proc.logs.String()) {
+		capped = capped || strings.Contains(line, `"msg":"nexo server: too many connections; closing new ones"`) && strings.Contains(line, `"max":16,`)
+	}
+	require.True(h.t, capped, "the agent's Nexo server closes connections past 16")
 	bytes, max := value(m, "termagent_journal_bytes"), value(m, "termagent_journal_max_bytes")
 	require.Equal(h.t, float64(1<<20), max)
 	require.Positive(h.t, value(m, "termagent_journal_evicted_total"), "the refused payments filled the journal")
@@ -465,7 +472,7 @@ func TestHostileInput(t *testing.T) {
 		rssBound *= 4 // the race detector's shadow memory grows with the heap
 	}
 	require.Less(t, end.RSSKB-idle.RSSKB, rssBound, "RSS grew by more than %d MiB", rssBound>>10)
-	require.LessOrEqual(t, end.DBBytes, int64(4<<20), "the data file outgrew 4× journal_max_bytes")
+	require.LessOrEqual(t, end.DBBytes, int64(2<<20), "the data file outgrew 2× journal_max_bytes")
 	require.Less(t, end.MetricsBytes-idle.MetricsBytes, int64(2<<10), "the /metrics scrape grew")
 }
 
