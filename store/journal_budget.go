@@ -92,6 +92,7 @@ func lastForSale(tx *bolt.Tx, saleID string) []byte {
 // budget tracks the journal's size against Options.JournalMaxBytes.
 type budget struct {
 	est     atomic.Int64 // bytes: measured, plus what was written since
+	scale   atomic.Int64 // pages per byte written, in 1/1024: from the last measure; 0 is 2 (bbolt splits pages half full)
 	next    atomic.Int64 // est at which to measure again; 0: 90% of the budget
 	starts  atomic.Int64
 	evicted atomic.Int64
@@ -139,6 +140,9 @@ func (s *Store) measureBoth() (pages, inuse int64, err error) {
 	err = s.view(func(tx *bolt.Tx) error { pages, inuse = measureJournal(tx); return nil })
 	if err == nil {
 		s.jbudget.est.Store(pages)
+		if inuse > 0 {
+			s.jbudget.scale.Store(max(1024, pages*1024/inuse))
+		}
 	}
 	return pages, inuse, err
 }
@@ -148,7 +152,11 @@ func (s *Store) measureBoth() (pages, inuse int64, err error) {
 // and over it the oldest finished transactions are evicted.
 func (s *Store) journalGrew(ctx context.Context, n int) {
 	max := s.opts.JournalMaxBytes
-	est := s.jbudget.est.Add(int64(n))
+	scale := s.jbudget.scale.Load()
+	if scale == 0 {
+		scale = 2048
+	}
+	est := s.jbudget.est.Add(int64(n) * scale / 1024) // in pages, as measured
 	if max <= 0 {
 		return
 	}
@@ -193,7 +201,10 @@ func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
 	for size > target {
 		// Evictions free data, counted in bytes in use: as many as the
 		// pages to free hold.
-		n, next, err := s.evictChunk(ctx, after, (size-target)*inuse/size)
+		// A transaction copies every page it changes before freeing the old
+		// ones at commit: a tenth of the budget at a time, so that evicting
+		// does not itself grow the file.
+		n, next, err := s.evictChunk(ctx, after, min(size-target, max/10)*inuse/size)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("evict journal: %w", err)

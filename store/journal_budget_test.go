@@ -150,3 +150,24 @@ func TestJournalBudgetReleasesCompactServiceIDs(t *testing.T) {
 	_, err = s.StartTxn(ctx, TxnRef{ID: "b", SaleID: "P", ServiceID: "1"}, Transition{State: "s"})
 	require.NoError(t, err, "an evicted refusal's ServiceID is released")
 }
+
+// A flood of compact refusals, with the budget kept only by the writes
+// themselves (no explicit enforcement): the file stays within twice the
+// budget, evictions included (each copies the pages it changes).
+func TestJournalBudgetBoundsTheFileUnderAFlood(t *testing.T) {
+	const max = 1 << 20
+	clk := newFakeClock()
+	s, path := openTest(t, Options{NoSync: true, Now: clk.Now, JournalMaxBytes: max, PruneInterval: -1})
+	ctx := context.Background()
+	data := json.RawMessage(`"` + string(bytes.Repeat([]byte("r"), 400)) + `"`)
+	for i := range 6000 {
+		id := fmt.Sprintf("r%05d", i)
+		_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: fmt.Sprintf("POS%d", i%2), ServiceID: fmt.Sprint(i), Compact: true}, Transition{State: "refused", Final: true, Data: data})
+		require.NoError(t, err)
+		clk.Advance(time.Second)
+	}
+	require.Positive(t, s.JournalStats().Evicted)
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.LessOrEqual(t, fi.Size(), int64(2*max))
+}
