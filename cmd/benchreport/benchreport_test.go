@@ -80,6 +80,8 @@ func TestRenderShowsRatiosTargetsAndMissingFigures(t *testing.T) {
 	require.Contains(t, md, "| distinct 20 KB categories | 25.5 (×1.02) ✅ | 8.50 (×1.06) ✅ | 17 (×1.00) | 0.125 (×1.00) ✅ | 21 (×1.00) ✅ |")
 	require.Contains(t, md, "| refused payments | 30 (×1.20) ❌ | 9 (×1.12) ❌ | 21 (×1.24) | 4 (×32.00) ❌ | 21.2 (×1.01) ✅ |")
 	require.Contains(t, md, "**2 figures more than 10% above idle ❌**")
+	require.Contains(t, md, "What the attacks add, at the end: 1 MiB of anonymous memory")
+	require.Contains(t, md, "the file grows to 4 MiB, then stays there")
 	_, err = readHostile(filepath.Join(t.TempDir(), "none.json"))
 	require.Error(t, err, "a benchmark that wrote no figures is an error, not an empty section")
 }
