@@ -68,18 +68,20 @@ func (s *sessions) logout(saleID string) { delete(s.at, saleID) }
 
 // nonceCache remembers the nonces of protected messages already served, at
 // most max of them for at most window each, oldest forgotten first: a map
-// and a circular queue of max entries, both allocated once at their full
-// size, so the cache never grows (about 52 bytes per nonce: 210 KiB for
-// 4,096, 850 KiB for 16,384). A nonce is kept as a 64-bit hash under a random
-// per-process seed: two distinct nonces collide with probability 2⁻⁶⁴, and
-// a collision could only refuse a fresh message, never admit a replay. Only
-// messages whose MAC verified get in, so a forger cannot flush it.
+// and a circular queue of max entries, both allocated at their full size
+// with the first nonce (a server without message security never pays for
+// them), so the cache never grows afterwards (about 52 bytes per nonce: 210
+// KiB for 4,096, 850 KiB for 16,384). A nonce is kept as a 64-bit hash under
+// a random per-process seed: two distinct nonces collide with probability
+// 2⁻⁶⁴, and a collision could only refuse a fresh message, never admit a
+// replay. Only messages whose MAC verified get in, so a forger cannot flush
+// it.
 type nonceCache struct {
 	mu      sync.Mutex
 	max     int
 	window  time.Duration
 	seed    maphash.Seed
-	seen    map[uint64]int64 // nonce hash → when (Unix nanoseconds)
+	seen    map[uint64]int64 // nonce hash → when (Unix nanoseconds); nil until the first nonce
 	queue   []nonceAt
 	head, n int // oldest entry, entries queued
 }
@@ -90,7 +92,7 @@ type nonceAt struct {
 }
 
 func newNonceCache(max int, window time.Duration) *nonceCache {
-	return &nonceCache{max: max, window: window, seed: maphash.MakeSeed(), seen: make(map[uint64]int64, max), queue: make([]nonceAt, max)}
+	return &nonceCache{max: max, window: window, seed: maphash.MakeSeed()}
 }
 
 // add records nonce at now; it reports false if the nonce was already seen
@@ -99,6 +101,9 @@ func (c *nonceCache) add(nonce [ivLen]byte, now time.Time) bool {
 	key := maphash.Comparable(c.seed, nonce)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen, c.queue = make(map[uint64]int64, c.max), make([]nonceAt, c.max)
+	}
 	t := now.UnixNano()
 	if at, ok := c.seen[key]; ok && t-at < int64(c.window) {
 		return false

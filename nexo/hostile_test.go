@@ -342,19 +342,24 @@ func TestNonceCacheBounded(t *testing.T) {
 // The nonce cache takes its whole size when made: serving messages, however
 // many, allocates nothing more (what a flood costs is known at start).
 func TestNonceCacheAllocatedOnce(t *testing.T) {
+	c := newNonceCache(4096, time.Hour)
+	require.Nil(t, c.seen, "nothing until a protected message verified (a server without a key never pays)")
+	now := testEpoch
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	before := ms.TotalAlloc
-	c := newNonceCache(4096, time.Hour)
+	add := func(i uint64) bool {
+		var n [ivLen]byte
+		binary.BigEndian.PutUint64(n[8:], i)
+		return c.add(n, now)
+	}
+	require.True(t, add(0))
 	runtime.ReadMemStats(&ms)
 	require.Less(t, ms.TotalAlloc-before, uint64(224<<10), "the README's about 210 KiB for 4,096 nonces")
-	now := testEpoch
 	before = ms.TotalAlloc
 	refused := 0
 	for i := range uint64(20_000) {
-		var n [ivLen]byte
-		binary.BigEndian.PutUint64(n[8:], i)
-		if !c.add(n, now) {
+		if !add(i + 1) {
 			refused++
 		}
 	}

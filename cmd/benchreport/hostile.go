@@ -81,7 +81,7 @@ func (r *Report) renderHostile(p func(string, ...any)) {
 	p("stacks %s MiB; the rest is outside the runtime's heap count (its metadata, and heap-arena pages resident\n", num(stacks))
 	p("beyond that count after heavy churn: `/proc/<pid>/smaps` showed the arena 1.8–2 MiB above it after the\n")
 	p("100 KB bodies; not explained yet). The bounded state is not in it: the replay nonces (about 210 KiB) are\n")
-	p("allocated at start, logins and metric labels are capped. And %s MiB of file-backed memory: the data file\n", num(mib(end.FileKB-h.Idle.FileKB)))
+	p("allocated whole with the first protected message, logins and metric labels are capped. And %s MiB of file-backed memory: the data file\n", num(mib(end.FileKB-h.Idle.FileKB)))
 	p("bbolt maps. Refused payments are journaled (compactly, for TransactionStatus), the journal fills its\n")
 	p("budget, counted in pages, and the file grows to %s MiB, then stays there (evicted pages are reused;\n", num(float64(end.DBBytes)/(1<<20)))
 	p("bbolt never shrinks a file). A journal filling its budget is the design, so the data file of an agent\n")
