@@ -209,6 +209,14 @@ func (a *Agent) AdminURL() string {
 // Run opens the store, authenticates, serves the POS and runs payments until ctx
 // ends; then it stops accepting requests, lets the payment in flight finish (or
 // parks it in the journal), stops every component and closes the store.
+// The Nexo server's bounds on a terminal: a POI serves a few POS, each with
+// a connection or two; 4,096 sealed messages an hour is more than one a
+// second for the whole replay window (README, "Hostile input").
+const (
+	terminalMaxConns  = 16
+	terminalMaxNonces = 4096
+)
+
 func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("termagent starting", "version", a.build.Version, "serial", a.serial, "model", a.model, "poiid", a.poiid,
 		"env", a.cfg.Env, "grant", a.cfg.Grant, "credentials_url", a.cfg.CredentialsURL, "token_url", a.cfg.TokenURL, "api_url", a.cfg.APIURL)
@@ -320,6 +328,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		EventClient:     posClient,
 		PaymentTimeout:  a.cfg.PaymentTimeout + engineGrace,
 		AbortGrace:      engineGrace,
+		// Sized for a terminal serving a few POS (issue 11): what a flood of
+		// connections or sealed messages can hold is bounded by these.
+		MaxConns:  terminalMaxConns,
+		MaxNonces: terminalMaxNonces,
 	}, nexo.Deps{
 		Engine:       nexo.NewRouter(apmEngine{qr: engine, st: st, metrics: m}),
 		Journal:      j,

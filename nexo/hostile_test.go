@@ -6,6 +6,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/tls"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -335,6 +337,36 @@ func TestNonceCacheBounded(t *testing.T) {
 	// A clock going back does not make the cache forget a nonce early.
 	require.True(t, c.add(nonce(1), now))
 	require.False(t, c.add(nonce(1), now))
+}
+
+// The nonce cache takes its whole size when made: serving messages, however
+// many, allocates nothing more (what a flood costs is known at start).
+func TestNonceCacheAllocatedOnce(t *testing.T) {
+	c := newNonceCache(4096, time.Hour)
+	require.Nil(t, c.seen, "nothing until a protected message verified (a server without a key never pays)")
+	now := testEpoch
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.TotalAlloc
+	add := func(i uint64) bool {
+		var n [ivLen]byte
+		binary.BigEndian.PutUint64(n[8:], i)
+		return c.add(n, now)
+	}
+	require.True(t, add(0))
+	runtime.ReadMemStats(&ms)
+	require.Less(t, ms.TotalAlloc-before, uint64(224<<10), "the README's about 210 KiB for 4,096 nonces")
+	before = ms.TotalAlloc
+	refused := 0
+	for i := range uint64(20_000) {
+		if !add(i + 1) {
+			refused++
+		}
+	}
+	runtime.ReadMemStats(&ms)
+	require.Zero(t, refused)
+	require.Less(t, ms.TotalAlloc-before, uint64(4<<10), "bytes allocated by 20,000 adds")
+	require.Equal(t, 4096, c.len())
 }
 
 // sealRaw encrypts buf (already padded, or deliberately not) with the key's

@@ -76,7 +76,7 @@ type ServerConfig struct {
 	// SaleTransactionID.TimeStamp may be ServiceIDWindow away. Default 1 h.
 	ReplayWindow time.Duration
 	// MaxNonces bounds the remembered nonces; past it the oldest is
-	// forgotten. Default 16,384 (about 1.3 MiB).
+	// forgotten. Default 16,384 (about 850 KiB, allocated with the first).
 	MaxNonces int
 }
 

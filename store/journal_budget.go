@@ -92,6 +92,7 @@ func lastForSale(tx *bolt.Tx, saleID string) []byte {
 // budget tracks the journal's size against Options.JournalMaxBytes.
 type budget struct {
 	est     atomic.Int64 // bytes: measured, plus what was written since
+	scale   atomic.Int64 // pages per byte written, in 1/1024: from the last measure; 0 is 2 (bbolt splits pages half full)
 	next    atomic.Int64 // est at which to measure again; 0: 90% of the budget
 	starts  atomic.Int64
 	evicted atomic.Int64
@@ -114,25 +115,36 @@ func (s *Store) JournalStats() JournalStats {
 	return st
 }
 
-// measureJournal returns the bytes the journal's buckets use in their pages.
-func measureJournal(tx *bolt.Tx) int64 {
-	var n int64
+// measureJournal returns the bytes of the pages the journal's buckets hold:
+// whole pages, not the bytes in use in them (pages are about half full once
+// entries are evicted), so that the budget bounds the file, not only the
+// data in it; and the bytes in use, for eviction to know how much data
+// frees a page. An inline bucket lives in its parent's page, counted there.
+func measureJournal(tx *bolt.Tx) (pages, inuse int64) {
 	for _, name := range journalBuckets() {
 		if b := tx.Bucket(name); b != nil {
 			st := b.Stats()
-			n += int64(st.LeafInuse + st.BranchInuse + st.InlineBucketInuse)
+			pages += int64(st.LeafAlloc + st.BranchAlloc)
+			inuse += int64(st.LeafInuse + st.BranchInuse + st.InlineBucketInuse)
 		}
 	}
-	return n
+	return pages, inuse
 }
 
 func (s *Store) measure() (int64, error) {
-	var n int64
-	err := s.view(func(tx *bolt.Tx) error { n = measureJournal(tx); return nil })
-	if err == nil {
-		s.jbudget.est.Store(n)
-	}
+	n, _, err := s.measureBoth()
 	return n, err
+}
+
+func (s *Store) measureBoth() (pages, inuse int64, err error) {
+	err = s.view(func(tx *bolt.Tx) error { pages, inuse = measureJournal(tx); return nil })
+	if err == nil {
+		s.jbudget.est.Store(pages)
+		if inuse > 0 {
+			s.jbudget.scale.Store(max(1024, pages*1024/inuse))
+		}
+	}
+	return pages, inuse, err
 }
 
 // journalGrew accounts for a journal write and keeps the budget: near it (or
@@ -140,7 +152,11 @@ func (s *Store) measure() (int64, error) {
 // and over it the oldest finished transactions are evicted.
 func (s *Store) journalGrew(ctx context.Context, n int) {
 	max := s.opts.JournalMaxBytes
-	est := s.jbudget.est.Add(int64(n))
+	scale := s.jbudget.scale.Load()
+	if scale == 0 {
+		scale = 2048
+	}
+	est := s.jbudget.est.Add(int64(n) * scale / 1024) // in pages, as measured
 	if max <= 0 {
 		return
 	}
@@ -172,7 +188,7 @@ func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
 	}
 	s.jbudget.mu.Lock()
 	defer s.jbudget.mu.Unlock()
-	size, err := s.measure()
+	size, inuse, err := s.measureBoth()
 	// Measure again at 90% of the budget, or once 5% more was written when
 	// what is left cannot go.
 	defer func() { s.jbudget.next.Store(maxInt64(max*9/10, size+max/20)) }()
@@ -183,12 +199,17 @@ func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
 	total := 0
 	var after []byte // order key to resume from
 	for size > target {
-		n, next, err := s.evictChunk(ctx, after, size-target)
+		// Evictions free data, counted in bytes in use: as many as the
+		// pages to free hold.
+		// A transaction copies every page it changes before freeing the old
+		// ones at commit: a tenth of the budget at a time, so that evicting
+		// does not itself grow the file.
+		n, next, err := s.evictChunk(ctx, after, min(size-target, max/10)*inuse/size)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("evict journal: %w", err)
 		}
-		if size, err = s.measure(); err != nil {
+		if size, inuse, err = s.measureBoth(); err != nil {
 			return total, err
 		}
 		if next == nil {

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -96,11 +97,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return withFilesHint(err)
 	}
 	log := agent.NewLogger(cfg, stderr)
+	log.Info("go memory limit", "bytes", setMemoryLimit(getenv))
 	a, err := agent.New(cfg, build(), log, agent.Options{})
 	if err != nil {
 		return err
 	}
 	return a.Run(ctx)
+}
+
+// defaultMemoryLimit is the Go runtime's soft memory limit when GOMEMLIMIT
+// is not set: a terminal's agent lives in a few tens of MiB, and past the
+// limit the collector runs more often and returns freed memory to the
+// system at once instead of keeping it for the next burst. It is soft: a
+// heap that needs more gets it (GOMEMLIMIT=off lifts it).
+const defaultMemoryLimit = 32 << 20
+
+// setMemoryLimit applies defaultMemoryLimit unless GOMEMLIMIT is set (the
+// runtime read it at start) and returns the limit in force.
+func setMemoryLimit(getenv func(string) string) int64 {
+	if getenv("GOMEMLIMIT") != "" {
+		return debug.SetMemoryLimit(-1)
+	}
+	debug.SetMemoryLimit(defaultMemoryLimit)
+	return defaultMemoryLimit
 }
 
 // missingFilesHint follows an error about the files the agent needs.

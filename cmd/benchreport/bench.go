@@ -176,10 +176,13 @@ func relPkg(importPath string) string {
 }
 
 // runBenchmarks runs the plan, then whatever benchmarks it did not cover.
-func runBenchmarks(ctx context.Context, dir string, quick bool, progress io.Writer) ([]Result, error) {
+// The hostile-input benchmark fails when a figure ends more than 10% above
+// idle; its figures are still reported (from the JSON it writes), and the
+// failure is returned once the report is written.
+func runBenchmarks(ctx context.Context, dir string, quick bool, progress io.Writer) ([]Result, *Hostile, error) {
 	all, err := listBenchmarks(ctx, dir, progress)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	runs := plan(quick)
 	for _, pkg := range slices.Sorted(maps.Keys(all)) {
@@ -203,21 +206,50 @@ func runBenchmarks(ctx context.Context, dir string, quick bool, progress io.Writ
 			runs = append(runs, benchRun{pkg: pkg, bench: "^(" + strings.Join(rest, "|") + ")$", benchtime: bt})
 		}
 	}
-	var results []Result
+	var (
+		results []Result
+		hostile *Hostile
+		failed  error
+	)
 	for _, r := range runs {
 		if _, ok := all[r.pkg]; !ok {
 			continue // a package without benchmarks any more
 		}
+		env := r.env
+		var hostileJSON string
+		if r.bench == "HostileInput" {
+			f, err := os.CreateTemp("", "hostile-*.json")
+			if err != nil {
+				return nil, nil, err
+			}
+			hostileJSON = f.Name()
+			f.Close()
+			defer os.Remove(hostileJSON)
+			env = append(slices.Clone(env), "TERMAGENT_HOSTILE_JSON="+hostileJSON)
+		}
 		fmt.Fprintf(progress, "== go test -bench '%s' -benchtime %s %s\n", r.bench, r.benchtime, r.pkg)
-		out, err := goTest(ctx, dir, r.env, progress, "-run", "^$", "-bench", r.bench, "-benchtime", r.benchtime, "-benchmem", "-count", "1", "-timeout", "60m", r.pkg)
+		out, err := goTest(ctx, dir, env, progress, "-run", "^$", "-bench", r.bench, "-benchtime", r.benchtime, "-benchmem", "-count", "1", "-timeout", "60m", r.pkg)
+		if hostileJSON != "" {
+			h, herr := readHostile(hostileJSON)
+			if err == nil && herr != nil {
+				return nil, nil, herr
+			}
+			if herr == nil {
+				hostile = h
+				if err != nil {
+					failed = fmt.Errorf("hostile input: %d figures ended more than 10%% above idle (reported in the Hostile input section): %w", len(h.Over), err)
+					continue
+				}
+			}
+		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		res, err := parseBench(strings.TrimPrefix(r.pkg, "./"), bytes.NewReader(out))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		results = append(results, res...)
 	}
-	return results, nil
+	return results, hostile, failed
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -64,16 +65,25 @@ func TestRenderShowsRatiosTargetsAndMissingFigures(t *testing.T) {
 	require.False(t, strings.Contains(md, "❌"), "every target met in this report:\n%s", md)
 	require.NotContains(t, md, "## Hostile input", "no section without its benchmark")
 
-	hostile, err := parseBench("cmd/agent", strings.NewReader("BenchmarkHostileInput-2   1   9e10 ns/op   10000 requests-per-kind   22.0 rss-before-MB   35.0 rss-mid-MB   36.0 rss-after-MB   6.5 anon-before-MB   16.5 anon-mid-MB   17.0 anon-after-MB   0.0625 db-before-MB   4 db-mid-MB   4.0 db-after-MB   20.3 metrics-before-KB   20.6 metrics-mid-KB   20.7 metrics-after-KB\n"))
+	path := filepath.Join(t.TempDir(), "hostile.json")
+	require.NoError(t, os.WriteFile(path, []byte(`{"N": 10000, "Idle": {"RSSKB": 25600, "AnonKB": 8192, "FileKB": 17408, "DBBytes": 131072, "MetricsBytes": 21504},
+		"Kinds": [{"Slug": "categories", "Name": "distinct 20 KB categories", "After": {"RSSKB": 26112, "AnonKB": 8704, "FileKB": 17408, "DBBytes": 131072, "MetricsBytes": 21504}},
+		          {"Slug": "refused-payments", "Name": "refused payments", "After": {"RSSKB": 30720, "AnonKB": 9216, "FileKB": 21504, "DBBytes": 4194304, "MetricsBytes": 21760}}],
+		"Over": ["after refused-payments: RSS", "after refused-payments: data file"]}`), 0o600))
+	rep.Hostile, err = readHostile(path)
 	require.NoError(t, err)
-	rep.Results = append(rep.Results, hostile...)
 	buf.Reset()
 	rep.Render(&buf)
 	md = buf.String()
 	require.Contains(t, md, "## Hostile input")
-	require.Contains(t, md, "| RSS (MiB) | 22 | 35 | 36 | 1.64 | 1.03 | no growth after the first round (≤ 1.10) ✅ |")
-	require.Contains(t, md, "| data file (MiB) | 0.0625 | 4 | 4 | 64.00 | 1.00 | ≤ 4 × journal_max_bytes ✅ |")
-	require.Contains(t, md, "| `/metrics` scrape (KiB) | 20.3 | 20.6 | 20.7 | 1.02 | 1.00 | within 10% of idle ✅ |")
+	require.Contains(t, md, "| idle | 25 | 8 | 17 | 0.125 | 21 |")
+	require.Contains(t, md, "| distinct 20 KB categories | 25.5 (×1.02) ✅ | 8.50 (×1.06) ✅ | 17 (×1.00) | 0.125 (×1.00) ✅ | 21 (×1.00) ✅ |")
+	require.Contains(t, md, "| refused payments | 30 (×1.20) ❌ | 9 (×1.12) ❌ | 21 (×1.24) | 4 (×32.00) ❌ | 21.2 (×1.01) ✅ |")
+	require.Contains(t, md, "**2 figures more than 10% above idle ❌**")
+	require.Contains(t, md, "What the attacks add, at the end: 1 MiB of anonymous memory")
+	require.Contains(t, md, "the file grows to 4 MiB, then stays there")
+	_, err = readHostile(filepath.Join(t.TempDir(), "none.json"))
+	require.Error(t, err, "a benchmark that wrote no figures is an error, not an empty section")
 }
 
 func TestProcReadersOnThisProcess(t *testing.T) {

@@ -46,13 +46,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	start := time.Now()
+	var benchErr error // a failed target, returned once the report is written
 	rep := &Report{Quick: *quick, Machine: machine(ctx, *dir)}
 	if !*skipBench {
-		res, err := runBenchmarks(ctx, *dir, *quick, stderr)
-		if err != nil {
+		res, hostile, err := runBenchmarks(ctx, *dir, *quick, stderr)
+		if err != nil && hostile == nil {
 			return err
 		}
-		rep.Results = res
+		rep.Results, rep.Hostile, benchErr = res, hostile, err
 	}
 	if !*skipAgent {
 		work, err := os.MkdirTemp("", "benchreport-")
@@ -90,14 +91,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var buf bytes.Buffer
 	rep.Render(&buf)
 	if *out == "-" {
-		_, err := stdout.Write(buf.Bytes())
-		return err
+		if _, err := stdout.Write(buf.Bytes()); err != nil {
+			return err
+		}
+		return benchErr
 	}
 	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "wrote %s\n", *out)
-	return nil
+	return benchErr
 }
 
 // machine describes this machine from /proc and the go command.

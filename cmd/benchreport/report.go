@@ -28,6 +28,7 @@ type Report struct {
 	Sizes     []BinarySize
 	Footprint *Footprint
 	Fleets    []fleetRun
+	Hostile   *Hostile // BenchmarkHostileInput's figures, from its JSON
 	Quick     bool
 }
 
@@ -316,44 +317,6 @@ func ratio(v float64) string {
 func us(ns float64) string { return num(ns / 1e3) }
 
 func ms(d time.Duration) string { return num(float64(d.Microseconds())/1e3) + " ms" }
-
-// renderHostile is issue 11's section: a running agent before, during and
-// after thousands of hostile requests of each kind.
-func (r *Report) renderHostile(p func(string, ...any)) {
-	res, ok := r.find("cmd/agent", "HostileInput")
-	if !ok {
-		return
-	}
-	get := func(unit string) float64 {
-		v, ok := res.Get(unit)
-		if !ok {
-			return math.NaN()
-		}
-		return v
-	}
-	n := get("requests-per-kind")
-	p("\n## Hostile input\n\n")
-	p("An agent process (message security on, `journal_max_bytes` at its 1 MiB minimum) after warm-up, then\n")
-	p("%s requests of each attack of issue 11 in two rounds: distinct 20 KB categories (refused unprotected),\n", num(n))
-	p("logins with distinct and 20 KB SaleIDs, payments no method takes (two per round) with every field at its limit,\n")
-	p("Event/Diagnosis, replayed and tampered protected messages, TransactionStatus for unknown SaleIDs,\n")
-	p("XML with trailing content, 100 KB bodies, then up to 3,000 idle connections (`cmd/agent`\n")
-	p("BenchmarkHostileInput).\n\n")
-	p("| figure | idle | after %s of each | after %s of each | end ÷ idle | end ÷ first round | target |\n|---|---|---|---|---|---|---|\n", num(math.Floor(n/3)), num(n))
-	row := func(what, prefix, unit, target string, ok func(idle, mid, end float64) bool) {
-		idle, mid, end := get(prefix+"-before-"+unit), get(prefix+"-mid-"+unit), get(prefix+"-after-"+unit)
-		p("| %s | %s | %s | %s | %s | %s | %s %s |\n", what, num(idle), num(mid), num(end), ratio(end/idle), ratio(end/mid), target, mark(ok(idle, mid, end)))
-	}
-	row("RSS (MiB)", "rss", "MB", "no growth after the first round (≤ 1.10)", func(_, m, e float64) bool { return e <= m*1.1 })
-	row("anonymous RSS (MiB)", "anon", "MB", "no growth after the first round (≤ 1.10)", func(_, m, e float64) bool { return e <= m*1.1 })
-	row("data file (MiB)", "db", "MB", "≤ 4 × journal_max_bytes", func(_, _, e float64) bool { return e <= 4 })
-	row("`/metrics` scrape (KiB)", "metrics", "KB", "within 10% of idle", func(i, _, e float64) bool { return e <= i*1.1 })
-	p("\nMemory is bounded, not flat: after the first round it stops growing. What it gains over idle is\n")
-	p("the replay nonces (at most 16,384, about 1.2 MiB), the Go heap's headroom after bursts, and the\n")
-	p("buffers of connections the server closes after a 413 (net/http lingers 0.5 s on each). The data\n")
-	p("file grows until the journal reaches its budget (refused payments are journaled compactly, for\n")
-	p("TransactionStatus), then stays there: bbolt reuses the pages of the evicted entries.\n")
-}
 
 // renderCrashMatrix is issue 10's proof: the agent binary killed at each
 // durable-write boundary of each payment scenario, restarted and checked.
