@@ -40,12 +40,14 @@ func beginPayment(t *testing.T, j journal, serviceID string, minor int64) string
 	_, err = nexo.JSONCodec{}.DecodeRequest(raw)
 	require.NoError(t, err, "a request recovery can read back")
 	now := time.Now()
-	require.NoError(t, j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: serviceID, Category: nexo.CategoryPayment,
-		RequestHash: "h-" + serviceID, Request: raw, State: nexo.TxInProgress, Started: now, Updated: now}))
+	id, err := j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: serviceID, Category: nexo.CategoryPayment,
+		RequestHash: "h-" + serviceID, Request: raw, State: nexo.TxInProgress, Started: now, Updated: now})
+	require.NoError(t, err)
 	tx, ok, err := j.st.TxnByServiceID(t.Context(), "POS1", serviceID)
 	require.NoError(t, err)
 	require.True(t, ok)
-	return tx.ID
+	require.Equal(t, tx.ID, id, "Begin returns the id it journaled")
+	return id
 }
 
 func failureResponse(t *testing.T, serviceID, poiID string, cond nexo.ErrorCondition, text string) []byte {
@@ -86,7 +88,7 @@ func TestReversalAdviceCommitsWithItsFinalResponse(t *testing.T) {
 	held = newHeldAdvices()
 	j, adv = journal{st: st, held: held}, advisor{st: st, held: held}
 	require.NoError(t, adv.Advise(t.Context(), qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: id, TransactionID: "qr-1", Reason: "cancel: unreachable"}))
-	require.NoError(t, j.Finish(t.Context(), "POS1", "U1", failureResponse(t, "U1", id, nexo.UnreachableHost, "a reversal is queued"), time.Now()))
+	require.NoError(t, j.Finish(t.Context(), nexo.Txn{SaleID: "POS1", ServiceID: "U1", POITransactionID: id}, failureResponse(t, "U1", id, nexo.UnreachableHost, "a reversal is queued"), time.Now()))
 	recs, err = st.List(t.Context(), 10)
 	require.NoError(t, err)
 	kinds := map[store.Kind]int{}
@@ -107,7 +109,7 @@ func TestReversalAdviceCommitsWithItsFinalResponse(t *testing.T) {
 		Status: nexo.ResponseStatus{Result: nexo.Success}, Payment: &nexo.PaymentResponse{POITransactionID: nexo.TransactionID{ID: id2}},
 	})
 	require.NoError(t, err)
-	require.ErrorIs(t, j.Finish(t.Context(), "POS1", "U2", ok, time.Now()), errReversalOwns)
+	require.ErrorIs(t, j.Finish(t.Context(), nexo.Txn{SaleID: "POS1", ServiceID: "U2", POITransactionID: id2}, ok, time.Now()), errReversalOwns)
 }
 
 // fakePPaaS answers the status read of one transaction.

@@ -53,8 +53,10 @@ type journal struct {
 	methods func(nexo.PaymentRequest) (qr.Method, bool)
 }
 
-// Begin implements nexo.Journal.
-func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) error {
+// Begin implements nexo.Journal. The id it returns names the payment
+// everywhere: the POI transaction id and the QR transaction's
+// clientTransactionId.
+func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) (string, error) {
 	started := nexoStarted{Category: e.Category, RequestHash: e.RequestHash, Request: e.Request}
 	if e.Category == nexo.CategoryPayment && j.methods != nil {
 		if req, err := (nexo.JSONCodec{}).DecodeRequest(e.Request); err == nil && req.Payment != nil {
@@ -65,7 +67,7 @@ func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) error {
 	}
 	data, err := json.Marshal(started)
 	if err != nil {
-		return fmt.Errorf("journal begin: %w", err)
+		return "", fmt.Errorf("journal begin: %w", err)
 	}
 	id := uuid.NewString()
 	_, err = j.st.StartTxn(ctx, store.TxnRef{ID: id, SaleID: e.SaleID, ServiceID: e.ServiceID, Compact: e.State == nexo.TxDone},
@@ -73,20 +75,20 @@ func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) error {
 	if errors.Is(err, store.ErrDuplicateServiceID) {
 		// The pair is still reserved but its entry was evicted (journal budget):
 		// a retry must not start a second payment.
-		return nexo.Errorf(nexo.MessageFormat, "MessageHeader.ServiceID: %q already used by SaleID %q (its outcome is no longer kept)", e.ServiceID, e.SaleID)
+		return "", nexo.Errorf(nexo.MessageFormat, "MessageHeader.ServiceID: %q already used by SaleID %q (its outcome is no longer kept)", e.ServiceID, e.SaleID)
 	}
 	if err != nil {
-		return fmt.Errorf("journal begin %s/%s: %w", e.SaleID, e.ServiceID, err)
+		return "", fmt.Errorf("journal begin %s/%s: %w", e.SaleID, e.ServiceID, err)
 	}
 	if e.State == nexo.TxDone {
 		// Refused before anything ran (issue 11): header and refusal only, and
 		// no result event, as nothing reached PPaaS.
 		if err := j.st.AppendTxn(ctx, id, store.Transition{At: e.Updated, State: stateNexoDone, Final: true, Data: e.Response}); err != nil {
-			return fmt.Errorf("journal refusal %s/%s: %w", e.SaleID, e.ServiceID, err)
+			return "", fmt.Errorf("journal refusal %s/%s: %w", e.SaleID, e.ServiceID, err)
 		}
 	}
 	failpoint.Hit("journal.begin.after")
-	return nil
+	return id, nil
 }
 
 // adviceTxnID names the transaction an outbox advice is about, so that the
@@ -99,16 +101,13 @@ func adviceTxnID(payload []byte) string {
 	return a.ClientTransactionID
 }
 
-// Finish implements nexo.Journal.
-func (j journal) Finish(ctx context.Context, saleID, serviceID string, response []byte, at time.Time) error {
-	t, ok, err := j.st.TxnByServiceID(ctx, saleID, serviceID)
-	if err != nil {
-		return fmt.Errorf("journal finish %s/%s: %w", saleID, serviceID, err)
+// Finish implements nexo.Journal: txn is what Begin journaled, so nothing is
+// looked up first.
+func (j journal) Finish(ctx context.Context, txn nexo.Txn, response []byte, at time.Time) error {
+	if txn.POITransactionID == "" {
+		return fmt.Errorf("journal finish %s/%s: no POI transaction id", txn.SaleID, txn.ServiceID)
 	}
-	if !ok {
-		return fmt.Errorf("journal finish %s/%s: no such transaction", saleID, serviceID)
-	}
-	return j.finish(ctx, t, response, at, nil)
+	return j.finish(ctx, store.Txn{TxnRef: store.TxnRef{ID: txn.POITransactionID, SaleID: txn.SaleID, ServiceID: txn.ServiceID}}, response, at, nil)
 }
 
 // errReversalOwns: a Success was about to be journaled for a transaction that
@@ -120,7 +119,10 @@ var errReversalOwns = errors.New("a queued reversal owns this transaction's outc
 // advice (adv, or the one the engine queued and held for t) commit in one
 // bbolt transaction: after a crash all of them are in the file or none is.
 // It keeps the invariant: once a reversal advice exists for a transaction, the
-// journal never reports that transaction approved.
+// journal never reports that transaction approved. t's transitions may be
+// empty (the server's Finish reads nothing): a reversal advice is journaled
+// only with a final response, so a Success is journaled only while the
+// transaction is unfinished, checked in the same bbolt transaction.
 func (j journal) finish(ctx context.Context, t store.Txn, response []byte, at time.Time, adv *qr.Advice) error {
 	held, isHeld := j.held.take(t.ID)
 	if adv == nil && isHeld {
@@ -159,8 +161,15 @@ func (j journal) finish(ctx context.Context, t store.Txn, response []byte, at ti
 	if adv != nil {
 		failpoint.Hit("journal.finish.advice.before")
 	}
-	if err := j.st.AppendTxnEvents(ctx, t.ID, trs, evs...); err != nil {
+	write := j.st.AppendTxnEvents
+	if derr == nil && resp.Status.Result == nexo.Success {
+		write = j.st.FinishTxnEvents
+	}
+	if err := write(ctx, t.ID, trs, evs...); err != nil {
 		giveBack()
+		if errors.Is(err, store.ErrTxnFinal) {
+			err = fmt.Errorf("%w (already final, perhaps with a reversal)", errReversalOwns)
+		}
 		return fmt.Errorf("journal finish %s/%s: %w", t.SaleID, t.ServiceID, err)
 	}
 	failpoint.Hit("journal.finish.after")
@@ -217,11 +226,7 @@ func (j journal) Lookup(ctx context.Context, saleID, serviceID string) (nexo.Jou
 	if err != nil || !ok {
 		return nexo.JournalEntry{}, ok, err
 	}
-	full, err := j.st.Txn(ctx, t.ID)
-	if err != nil {
-		return nexo.JournalEntry{}, false, fmt.Errorf("journal lookup %s/%s: %w", saleID, serviceID, err)
-	}
-	return toEntry(full), true, nil
+	return toEntry(t), true, nil
 }
 
 // Last implements nexo.Journal.
@@ -353,8 +358,9 @@ func (e apmEngine) Precheck(req nexo.PaymentRequest) error {
 	return nil
 }
 
-// Pay implements nexo.PaymentEngine.
-func (e apmEngine) Pay(ctx context.Context, req nexo.PaymentRequest) (nexo.PaymentResult, error) {
+// Pay implements nexo.PaymentEngine. The payment's QR clientTransactionId is
+// its POI transaction id (txn), so every view of it has one name.
+func (e apmEngine) Pay(ctx context.Context, txn nexo.Txn, req nexo.PaymentRequest) (nexo.PaymentResult, error) {
 	brand, ok := e.brand(req)
 	if !ok {
 		return nexo.PaymentResult{}, nexo.Errorf(nexo.PaymentRestriction, "no APM is configured for this brand")
@@ -362,15 +368,9 @@ func (e apmEngine) Pay(ctx context.Context, req nexo.PaymentRequest) (nexo.Payme
 	if req.Type == nexo.PaymentRefund {
 		return nexo.PaymentResult{}, nexo.Errorf(nexo.PaymentRestriction, "APM refunds are made with a Reversal of the original POI transaction")
 	}
-	ctid := uuid.NewString()
-	if h, ok := nexo.HeaderFrom(ctx); ok {
-		t, found, err := e.st.TxnByServiceID(ctx, h.SaleID, h.ServiceID)
-		if err != nil {
-			return nexo.PaymentResult{}, nexo.Errorf(nexo.UnavailableService, "journal unavailable")
-		}
-		if found {
-			ctid = t.ID
-		}
+	ctid := txn.POITransactionID
+	if ctid == "" { // not journaled (a caller without a journal): a fresh name
+		ctid = uuid.NewString()
 	}
 	orderID := orderIDFor(req, ctid)
 	out, err := e.qr.Pay(ctx, qr.PaymentRequest{
@@ -439,7 +439,7 @@ func suffix(reason string) string {
 
 // Reverse implements nexo.PaymentEngine: a Reversal of an APM payment cancels it
 // if it is undecided and refunds it if it was approved.
-func (e apmEngine) Reverse(ctx context.Context, req nexo.ReversalRequest) (nexo.ReversalResult, error) {
+func (e apmEngine) Reverse(ctx context.Context, txn nexo.Txn, req nexo.ReversalRequest) (nexo.ReversalResult, error) {
 	id := req.OriginalPOITransactionID.ID
 	t, err := e.st.Txn(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -449,8 +449,8 @@ func (e apmEngine) Reverse(ctx context.Context, req nexo.ReversalRequest) (nexo.
 		return nexo.ReversalResult{}, nexo.Errorf(nexo.UnavailableService, "journal unavailable")
 	}
 	// Only the POS that made a payment may reverse it, and only a payment.
-	if h, ok := nexo.HeaderFrom(ctx); ok && t.SaleID != "" && t.SaleID != h.SaleID {
-		return nexo.ReversalResult{}, nexo.Errorf(nexo.NotFound, "no POI transaction %q for SaleID %q", id, h.SaleID)
+	if txn.SaleID != "" && t.SaleID != "" && t.SaleID != txn.SaleID {
+		return nexo.ReversalResult{}, nexo.Errorf(nexo.NotFound, "no POI transaction %q for SaleID %q", id, txn.SaleID)
 	}
 	if e := toEntry(t); e.SaleID != "" && e.Category != nexo.CategoryPayment {
 		return nexo.ReversalResult{}, nexo.Errorf(nexo.NotFound, "POI transaction %q is not a payment", id)

@@ -194,7 +194,7 @@ func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, client *
 		a.log.Error("encode recovered reversal response", "err", err)
 		return
 	}
-	if err := j.Finish(ctx, t.SaleID, t.ServiceID, b, time.Now()); err != nil {
+	if err := j.finish(ctx, t, b, time.Now(), nil); err != nil {
 		a.log.Error("journal recovered reversal", "err", err)
 		return
 	}

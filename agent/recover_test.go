@@ -26,7 +26,8 @@ func TestRecoverFinishesAnInterruptedReversal(t *testing.T) {
 	raw, err := nexo.JSONCodec{}.EncodeRequest(req)
 	require.NoError(t, err)
 	now := time.Now()
-	require.NoError(t, j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: "R1", Category: nexo.CategoryReversal, RequestHash: "h", Request: raw, State: nexo.TxInProgress, Started: now, Updated: now}))
+	_, err = j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: "R1", Category: nexo.CategoryReversal, RequestHash: "h", Request: raw, State: nexo.TxInProgress, Started: now, Updated: now})
+	require.NoError(t, err)
 
 	txns, err := st.UnfinishedTxns(t.Context())
 	require.NoError(t, err)

@@ -16,7 +16,7 @@ type slowJournal struct {
 	release chan struct{}
 }
 
-func (j *slowJournal) Begin(ctx context.Context, e JournalEntry) error {
+func (j *slowJournal) Begin(ctx context.Context, e JournalEntry) (string, error) {
 	j.entered <- e.ServiceID
 	<-j.release
 	return j.MemJournal.Begin(ctx, e)

@@ -530,7 +530,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		}
 		return s.txFailure(req, Errorf(Busy, "%s", what), TransactionID{})
 	}
-	tctx, cancel := context.WithCancelCause(withHeader(s.base, h))
+	tctx, cancel := context.WithCancelCause(s.base)
 	tctx, cancelTimeout := context.WithTimeout(tctx, s.cfg.PaymentTimeout)
 	run := &running{saleID: h.SaleID, serviceID: h.ServiceID, category: h.Category, hash: hash, cancel: cancel}
 	journaled := s.withSessionLocked(req) // the Login's totals group, read under the lock
@@ -540,9 +540,10 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	// then starts cancelled and the payment ends Aborted, journaled.
 	s.current = run
 	s.mu.Unlock()
+	txn := Txn{SaleID: h.SaleID, ServiceID: h.ServiceID}
 	raw, err := JSONCodec{}.EncodeRequest(journaled)
 	if err == nil {
-		err = s.deps.Journal.Begin(ctx, JournalEntry{
+		txn.POITransactionID, err = s.deps.Journal.Begin(ctx, JournalEntry{
 			SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category,
 			RequestHash: hash, Request: raw, State: TxInProgress, Started: now, Updated: now,
 		})
@@ -592,7 +593,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 					o.err = Errorf(UnreachableHost, "internal error in payment engine; outcome unknown")
 				}
 			}()
-			o.resp, o.err = s.callEngine(tctx, req)
+			o.resp, o.err = s.callEngine(tctx, txn, req)
 		}()
 		s.mu.Lock()
 		if s.current == run {
@@ -606,7 +607,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 			return
 		}
 		resp := s.outcomeResponse(req, tctx, o.resp, o.err)
-		_ = s.finishJournal(ctx, h, resp, log) // logged; recovery settles it at the next start
+		_ = s.finishJournal(ctx, txn, resp, log) // logged; recovery settles it at the next start
 		log.Info("nexo transaction finished after its answer", "result", string(resp.Status.Result), "condition", string(resp.Status.ErrorCondition))
 	}()
 	var o outcome
@@ -632,7 +633,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		t.Stop()
 	}
 	resp := s.outcomeResponse(req, tctx, o.resp, o.err)
-	if err := s.finishJournal(ctx, h, resp, log); err != nil && resp.Status.Result != Success {
+	if err := s.finishJournal(ctx, txn, resp, log); err != nil && resp.Status.Result != Success {
 		// A Failure may say a reversal is queued: without the journal it is
 		// not (they commit together). Tell the POS only what is true.
 		resp = s.txFailure(req, Errorf(InProgress, "the outcome could not be recorded on the terminal; ask TransactionStatus later"), poiTransactionIDOf(resp))
@@ -657,7 +658,7 @@ func (s *Server) refuseUpFront(ctx context.Context, req *Request, hash string, n
 	resp := s.txFailure(req, asError(err, PaymentRestriction), TransactionID{})
 	stored, err := JSONCodec{}.EncodeResponse(resp)
 	if err == nil {
-		err = s.deps.Journal.Begin(ctx, JournalEntry{
+		_, err = s.deps.Journal.Begin(ctx, JournalEntry{
 			SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category, RequestHash: hash,
 			State: TxDone, Response: stored, Started: now, Updated: now,
 		})
@@ -703,10 +704,10 @@ func (s *Server) outcomeResponse(req *Request, tctx context.Context, resp *Respo
 // finishJournal records a transaction's final response. An error means it is
 // not recorded (nor anything that was to commit with it, such as a reversal
 // advice): the transaction stays in progress until restart recovery.
-func (s *Server) finishJournal(ctx context.Context, h Header, resp *Response, log *slog.Logger) error {
+func (s *Server) finishJournal(ctx context.Context, txn Txn, resp *Response, log *slog.Logger) error {
 	stored, err := JSONCodec{}.EncodeResponse(resp)
 	if err == nil {
-		err = s.deps.Journal.Finish(context.WithoutCancel(ctx), h.SaleID, h.ServiceID, stored, s.now())
+		err = s.deps.Journal.Finish(context.WithoutCancel(ctx), txn, stored, s.now())
 	}
 	if err != nil {
 		log.Error("journal finish", "err", err)
@@ -725,11 +726,11 @@ func poiTransactionIDOf(r *Response) TransactionID {
 	return TransactionID{}
 }
 
-func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error) {
+func (s *Server) callEngine(ctx context.Context, txn Txn, req *Request) (*Response, error) {
 	h := req.Header
 	switch {
 	case req.Payment != nil:
-		res, err := s.deps.Engine.Pay(ctx, *req.Payment)
+		res, err := s.deps.Engine.Pay(ctx, txn, *req.Payment)
 		if err != nil {
 			return nil, err
 		}
@@ -748,7 +749,7 @@ func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error
 			r.Payment.Receipts = Receipts(r, s.cfg.MerchantName, false)
 		}), nil
 	default:
-		res, err := s.deps.Engine.Reverse(ctx, *req.Reversal)
+		res, err := s.deps.Engine.Reverse(ctx, txn, *req.Reversal)
 		if err != nil {
 			return nil, err
 		}

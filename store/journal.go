@@ -20,6 +20,9 @@ var (
 	ErrDuplicateServiceID = errors.New("duplicate ServiceID for this SaleID")
 	// ErrTxnExists: a transaction with this id is already journaled.
 	ErrTxnExists = errors.New("transaction already journaled")
+	// ErrTxnFinal: the transaction already has a final transition
+	// (FinishTxnEvents).
+	ErrTxnFinal = errors.New("transaction already final")
 )
 
 // TxnRef identifies a transaction: our id, and the POS's SaleID and
@@ -152,7 +155,7 @@ func unfinishedValue(final bool) []byte {
 // is Final the transaction stays final (later transitions, such as "advice
 // sent", are still recorded).
 func (s *Store) AppendTxn(ctx context.Context, id string, t Transition) error {
-	fn, err := s.appendTxnOp(id, t)
+	fn, err := s.appendTxnOp(id, t, false)
 	if err != nil {
 		return err
 	}
@@ -168,7 +171,7 @@ func (s *Store) AppendTxn(ctx context.Context, id string, t Transition) error {
 // loss in a crash is harmless because a later durable record, or recovery,
 // supersedes them. Errors of the deferred commit are logged, not returned.
 func (s *Store) AppendTxnDeferred(id string, t Transition) error {
-	fn, err := s.appendTxnOp(id, t)
+	fn, err := s.appendTxnOp(id, t, false)
 	if err != nil {
 		return err
 	}
@@ -180,7 +183,9 @@ func (s *Store) AppendTxnDeferred(id string, t Transition) error {
 	})
 }
 
-func (s *Store) appendTxnOp(id string, t Transition) (op, error) {
+// appendTxnOp appends t; with unfinished set it fails with ErrTxnFinal,
+// writing nothing, when the transaction is final already.
+func (s *Store) appendTxnOp(id string, t Transition, unfinished bool) (op, error) {
 	if t.At.IsZero() {
 		t.At = s.opts.Now()
 	}
@@ -198,6 +203,9 @@ func (s *Store) appendTxnOp(id string, t Transition) (op, error) {
 		var h txnHeader
 		if err := json.Unmarshal(hv, &h); err != nil {
 			return &CorruptError{Path: s.path, Err: fmt.Errorf("journal header %s: %w", id, err)}
+		}
+		if unfinished && h.Final {
+			return ErrTxnFinal
 		}
 		h.N++
 		h.Updated, h.State = t.At, t.State
@@ -503,12 +511,23 @@ func putAll(ps ...put) error {
 // critical kinds are accepted (they are never refused for room), so nothing
 // can fail once the transaction is known to exist.
 func (s *Store) AppendTxnEvents(ctx context.Context, id string, trs []Transition, evs ...Event) error {
+	return s.appendTxnEvents(ctx, id, false, trs, evs)
+}
+
+// FinishTxnEvents is AppendTxnEvents for a transaction that must not be final
+// yet: it fails with ErrTxnFinal, writing nothing, when it is. The check and
+// the write are one bbolt transaction, so the caller needs no read first.
+func (s *Store) FinishTxnEvents(ctx context.Context, id string, trs []Transition, evs ...Event) error {
+	return s.appendTxnEvents(ctx, id, true, trs, evs)
+}
+
+func (s *Store) appendTxnEvents(ctx context.Context, id string, unfinished bool, trs []Transition, evs []Event) error {
 	if len(trs) == 0 {
 		return fmt.Errorf("journal transaction %s: no transition", id)
 	}
 	ops := make([]op, 0, len(trs)+len(evs))
-	for _, t := range trs {
-		fn, err := s.appendTxnOp(id, t)
+	for i, t := range trs {
+		fn, err := s.appendTxnOp(id, t, unfinished && i == 0)
 		if err != nil {
 			return err
 		}
@@ -543,3 +562,7 @@ func (s *Store) AppendTxnEvents(ctx context.Context, id string, trs []Transition
 	}
 	return nil
 }
+
+// ReadTxns is the number of read transactions the Store has started since it
+// opened (bbolt's TxN): what tests count as the look-ups an operation costs.
+func (s *Store) ReadTxns() int64 { return int64(s.db.Stats().TxN) }

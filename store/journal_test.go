@@ -301,3 +301,24 @@ func TestJanitorPrunes(t *testing.T) {
 		return gone
 	}, 10*time.Second, 5*time.Millisecond)
 }
+
+// FinishTxnEvents writes only to an unfinished transaction, checked in the
+// commit itself (the agent's Finish reads nothing before it): on a final one
+// it fails with ErrTxnFinal and writes neither the transitions nor the events.
+func TestFinishTxnEventsOnlyUnfinished(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{})
+	_, err := s.StartTxn(ctx, TxnRef{ID: "t1", SaleID: "POS1", ServiceID: "S1"}, Transition{State: "started"})
+	require.NoError(t, err)
+	ev := Event{Kind: KindTransactionResult, Payload: []byte(`{}`)}
+	require.NoError(t, s.FinishTxnEvents(ctx, "t1", []Transition{{State: "done", Final: true}}, ev))
+	err = s.FinishTxnEvents(ctx, "t1", []Transition{{State: "again", Final: true}}, ev)
+	require.ErrorIs(t, err, ErrTxnFinal)
+	tx, err := s.Txn(ctx, "t1")
+	require.NoError(t, err)
+	require.Len(t, tx.Transitions, 2, "nothing written by the refused finish")
+	recs, err := s.List(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, recs, 1, "nor its event")
+	require.NoError(t, s.AppendTxnEvents(ctx, "t1", []Transition{{State: "settled", Final: true}}), "AppendTxnEvents still appends to a final one")
+}
