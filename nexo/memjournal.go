@@ -14,9 +14,9 @@ type MemJournal struct {
 	entries map[[2]string]*JournalEntry
 	last    map[string][2]string
 	ids     map[[2]string]string // the POI transaction id Begin gave each entry
-	order   [][2]string // keys in Begin order (see memledger.go)
-	closed  []int       // len(order) at each ClosePeriod
-	seq     int         // POI transaction ids handed out by Begin
+	order   [][2]string          // keys in Begin order (see memledger.go)
+	closed  []int                // len(order) at each ClosePeriod
+	seq     int                  // POI transaction ids handed out by Begin
 }
 
 // NewMemJournal returns an empty MemJournal.
