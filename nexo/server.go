@@ -128,6 +128,9 @@ type Server struct {
 	mu       sync.Mutex
 	sessions sessions
 	current  *running // the transaction in progress, nil if none
+	// refusing are the SaleID+ServiceID pairs whose up-front refusal is
+	// being journaled (outside the lock), with their request hash.
+	refusing map[[2]string]string
 	lastSale string
 	eventSeq uint64
 	nonces   *nonceCache
@@ -508,20 +511,35 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		s.log.Info("nexo duplicate request replayed", "sale_id", h.SaleID, "service_id", h.ServiceID)
 		return prev
 	}
-	if resp := s.refuseUpFront(ctx, req, hash, now); resp != nil {
+	// A journal entry for the pair is being written (outside the lock):
+	// answer as the lookup will once it is there.
+	pair := [2]string{h.SaleID, h.ServiceID}
+	writing, inFlight := s.refusing[pair]
+	if cur := s.current; cur != nil && cur.saleID == h.SaleID && cur.serviceID == h.ServiceID {
+		writing, inFlight = cur.hash, true
+	}
+	if inFlight {
+		s.mu.Unlock()
+		if writing != hash {
+			return s.txFailure(req, formatError("MessageHeader.ServiceID", "%q already used by another request of SaleID %q", h.ServiceID, h.SaleID), TransactionID{})
+		}
+		return s.txFailure(req, Errorf(InProgress, "transaction still in progress"), TransactionID{})
+	}
+	if refusal := s.precheck(req); refusal != nil {
+		// Journaled outside the lock too; the pair is reserved meanwhile.
+		if s.refusing == nil {
+			s.refusing = map[[2]string]string{}
+		}
+		s.refusing[pair] = hash
+		s.mu.Unlock()
+		resp := s.refuseUpFront(ctx, req, refusal, hash, now)
+		s.mu.Lock()
+		delete(s.refusing, pair)
 		s.mu.Unlock()
 		return resp
 	}
 	if cur := s.current; cur != nil {
 		s.mu.Unlock()
-		if cur.saleID == h.SaleID && cur.serviceID == h.ServiceID {
-			// Its journal entry is being written (outside the lock): answer
-			// as the lookup will once it is there.
-			if cur.hash != hash {
-				return s.txFailure(req, formatError("MessageHeader.ServiceID", "%q already used by another request of SaleID %q", h.ServiceID, h.SaleID), TransactionID{})
-			}
-			return s.txFailure(req, Errorf(InProgress, "transaction still in progress"), TransactionID{})
-		}
 		// Never name the transaction: it may be another POS's.
 		what := "another transaction is in progress on this POI"
 		if cur.saleID == h.SaleID {
@@ -642,20 +660,22 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	return resp
 }
 
-// refuseUpFront answers a payment the engine refuses without running
-// (Prechecker), journaled compactly: header, hash and the refusal, not the
-// request. It returns nil when the payment may go ahead. The caller holds mu.
-func (s *Server) refuseUpFront(ctx context.Context, req *Request, hash string, now time.Time) *Response {
+// precheck is the engine's refusal of a payment it will not run
+// (Prechecker), nil when the payment may go ahead. It does no I/O.
+func (s *Server) precheck(req *Request) error {
 	pc, ok := s.deps.Engine.(Prechecker)
 	if !ok || req.Payment == nil {
 		return nil
 	}
-	err := pc.Precheck(*req.Payment)
-	if err == nil {
-		return nil
-	}
+	return pc.Precheck(*req.Payment)
+}
+
+// refuseUpFront answers a payment the engine refused up front (refusal, from
+// precheck), journaled compactly: header, hash and the refusal, not the
+// request. The caller does not hold mu: the write is durable.
+func (s *Server) refuseUpFront(ctx context.Context, req *Request, refusal error, hash string, now time.Time) *Response {
 	h := req.Header
-	resp := s.txFailure(req, asError(err, PaymentRestriction), TransactionID{})
+	resp := s.txFailure(req, asError(refusal, PaymentRestriction), TransactionID{})
 	stored, err := JSONCodec{}.EncodeResponse(resp)
 	if err == nil {
 		_, err = s.deps.Journal.Begin(ctx, JournalEntry{
