@@ -112,6 +112,16 @@ func TestReversalAdviceCommitsWithItsFinalResponse(t *testing.T) {
 	require.ErrorIs(t, j.Finish(t.Context(), nexo.Txn{SaleID: "POS1", ServiceID: "U2", POITransactionID: id2}, ok, time.Now()), errReversalOwns)
 }
 
+// ppaasEngine is a QR engine (KB only) over PPaaS at srv: what recovery asks
+// PPaaS through.
+func ppaasEngine(t *testing.T, st *store.Store, srv *httptest.Server) *qr.Engine {
+	t.Helper()
+	e, err := qr.NewEngine(qr.Config{Brands: map[string]qr.Method{"KB": {PaymentType: "KB", Scenario: qr.ConsumerScan}}},
+		qr.NewClient(srv.Client(), srv.URL, qr.Retry{Attempts: 1}), journal{st: st}, advisor{st: st}, nil)
+	require.NoError(t, err)
+	return e
+}
+
 // fakePPaaS answers the status read of one transaction.
 func fakePPaaS(t *testing.T, tx qr.Transaction) *httptest.Server {
 	t.Helper()
@@ -148,7 +158,7 @@ func TestRecoveryNeverReportsApprovedWhileAReversalIsQueued(t *testing.T) {
 	a := &Agent{poiid: "DX8000-1", log: slog.New(slog.DiscardHandler), api: srv.Client(), cfg: Config{APIURL: srv.URL}}
 	txns, err := st.UnfinishedTxns(t.Context())
 	require.NoError(t, err)
-	a.recover(t.Context(), st, nil, txns)
+	a.recover(t.Context(), journal{st: st, qr: ppaasEngine(t, st, srv)}, txns)
 
 	e, ok, err := j.Lookup(t.Context(), "POS1", "L1")
 	require.NoError(t, err)

@@ -37,7 +37,7 @@ func payPath(t *testing.T) (*nexo.Client, journal) {
 	require.NoError(t, err)
 	j.methods = apmEngine{qr: engine}.method
 	srv, err := nexo.NewServer(nexo.ServerConfig{POIID: "DX8000-1", AllowPlainHTTP: true},
-		nexo.Deps{Engine: nexo.NewRouter(apmEngine{qr: engine, st: st}), Journal: j}, nil)
+		nexo.Deps{Engine: nexo.NewRouter(apmEngine{qr: engine, journal: j}), Journal: j}, nil)
 	require.NoError(t, err)
 	pos := httptest.NewServer(srv.Handler())
 	t.Cleanup(pos.Close)

@@ -52,7 +52,7 @@ func TestRecoveryReplaysCreateWithTheJournaledMethod(t *testing.T) {
 	a := &Agent{poiid: "DX8000-1", log: slog.New(slog.DiscardHandler)}
 	txns, err := st.UnfinishedTxns(t.Context())
 	require.NoError(t, err)
-	a.recover(t.Context(), st, engine, txns)
+	a.recover(t.Context(), journal{st: st, qr: engine}, txns)
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -89,7 +89,7 @@ func TestRecoveryAsksPPaaSAboutAnInterruptedReversal(t *testing.T) {
 	txns, err := st.UnfinishedTxns(t.Context())
 	require.NoError(t, err)
 	require.Len(t, txns, 1)
-	a.recover(t.Context(), st, nil, txns)
+	a.recover(t.Context(), journal{st: st, qr: ppaasEngine(t, st, srv)}, txns)
 
 	e, ok, err := j.Lookup(t.Context(), "POS1", "R1")
 	require.NoError(t, err)

@@ -33,7 +33,7 @@ func TestRecoverFinishesAnInterruptedReversal(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, txns, 1)
 	a := &Agent{poiid: "DX8000-1", log: slog.New(slog.DiscardHandler)}
-	a.recover(t.Context(), st, nil, txns)
+	a.recover(t.Context(), journal{st: st}, txns)
 
 	e, ok, err := j.Lookup(t.Context(), "POS1", "R1")
 	require.NoError(t, err)
