@@ -170,7 +170,7 @@ var (
 	bucketOutbox  = []byte("outbox")
 	bucketDead    = []byte("dead")
 	bucketTxn     = []byte("journal.txn")   // id → txnHeader (JSON)
-	bucketTrans   = []byte("journal.trans") // id \x00 be(n) → Transition (JSON)
+	bucketTrans   = []byte("journal.trans") // id \x00 be(n) → Transition (encodeTransition)
 	bucketOrder   = []byte("journal.order") // be(order) → id
 	bucketSvc     = []byte("journal.svc")   // saleID \x00 serviceID → be(started) id
 	bucketUnfin   = []byte("journal.unfinished")
