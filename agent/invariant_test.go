@@ -17,7 +17,7 @@ import (
 	"github.com/termagent/termagent/store"
 )
 
-func openAgentStore(t *testing.T, path string) *store.Store {
+func openAgentStore(t testing.TB, path string) *store.Store {
 	t.Helper()
 	st, err := store.Open(t.Context(), path, store.Options{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)

@@ -64,8 +64,14 @@ type journal struct {
 func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) (string, error) {
 	started := nexoStarted{Category: e.Category, RequestHash: e.RequestHash, Request: e.Request}
 	if e.Category == nexo.CategoryPayment && j.methods != nil {
-		if req, err := (nexo.JSONCodec{}).DecodeRequest(e.Request); err == nil && req.Payment != nil {
-			if m, ok := j.methods(*req.Payment); ok {
+		p := e.Payment
+		if p == nil { // a caller that gave only the encoded request
+			if req, err := (nexo.JSONCodec{}).DecodeRequest(e.Request); err == nil {
+				p = req.Payment
+			}
+		}
+		if p != nil {
+			if m, ok := j.methods(*p); ok {
 				started.Method = &m
 			}
 		}
@@ -286,10 +292,11 @@ func viewQR(t store.Txn) qrView {
 		switch {
 		case tr.State == stateNexoStarted:
 			var s nexoStarted
-			if json.Unmarshal(tr.Data, &s) == nil {
-				v.method = s.Method
+			if json.Unmarshal(tr.Data, &s) != nil {
+				continue
 			}
-			if json.Unmarshal(tr.Data, &s) == nil && len(s.Request) > 0 {
+			v.method = s.Method
+			if len(s.Request) > 0 {
 				if req, err := (nexo.JSONCodec{}).DecodeRequest(s.Request); err == nil && req.Payment != nil {
 					v.payment = req.Payment
 				}

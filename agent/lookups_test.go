@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -12,11 +13,12 @@ import (
 
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/store"
 )
 
 // payPath wires the payment path as Run does (Nexo server → apmEngine → QR
 // engine → journal) over a fake PPaaS that approves every create at once.
-func payPath(t *testing.T) (*nexo.Client, journal) {
+func payPath(t testing.TB) (*nexo.Client, journal, http.Handler) {
 	t.Helper()
 	st := openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db"))
 	ppaas := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -37,14 +39,21 @@ func payPath(t *testing.T) (*nexo.Client, journal) {
 	require.NoError(t, err)
 	j.methods = apmEngine{qr: engine}.method
 	srv, err := nexo.NewServer(nexo.ServerConfig{POIID: "DX8000-1", AllowPlainHTTP: true},
-		nexo.Deps{Engine: nexo.NewRouter(apmEngine{qr: engine, journal: j}), Journal: j}, nil)
+		nexo.Deps{Engine: nexo.NewRouter(apmEngine{qr: engine, journal: j}), Journal: j, Diagnoser: storeDiagnoser{st}}, nil)
 	require.NoError(t, err)
 	pos := httptest.NewServer(srv.Handler())
 	t.Cleanup(pos.Close)
-	return &nexo.Client{URL: pos.URL + "/nexo", HTTP: pos.Client()}, j
+	return &nexo.Client{URL: pos.URL + "/nexo", HTTP: pos.Client()}, j, srv.Handler()
 }
 
-func payKB(t *testing.T, c *nexo.Client, serviceID string) *nexo.Response {
+// storeDiagnoser reports the outbox depth, as the agent's Diagnosis does.
+type storeDiagnoser struct{ st *store.Store }
+
+func (d storeDiagnoser) Diagnose(context.Context) (nexo.Health, error) {
+	return nexo.Health{Hosts: []nexo.HostStatus{{AcquirerID: "PPaaS-API", Reachable: true}}, OutboxDepth: int(d.st.Stats().Depth)}, nil
+}
+
+func payKB(t testing.TB, c *nexo.Client, serviceID string) *nexo.Response {
 	t.Helper()
 	resp, err := c.Do(t.Context(), &nexo.Request{
 		Header: nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: nexo.CategoryPayment, Type: nexo.TypeRequest,
@@ -62,7 +71,7 @@ func payKB(t *testing.T, c *nexo.Client, serviceID string) *nexo.Response {
 // An approved payment costs the store one read transaction, the server's
 // ServiceID check (before: three — Pay and Finish each looked it up again).
 func TestPaymentPathStoreLookups(t *testing.T) {
-	c, j := payPath(t)
+	c, j, _ := payPath(t)
 	payKB(t, c, "W0") // warm-up
 	const n = 5
 	before := j.st.ReadTxns()

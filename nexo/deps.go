@@ -126,6 +126,10 @@ type JournalEntry struct {
 	// Empty for a payment refused before the engine ran (see Prechecker): Begin
 	// then gets an entry already Done, with its Response.
 	Request []byte
+	// Payment is the request's payment as the server has it (Begin of a
+	// payment only; never read back): a journal that indexes the payment
+	// need not decode Request again.
+	Payment *PaymentRequest
 	State   TxState
 	// Response is the final SaleToPOIResponse in Nexo 3.x JSON, unprotected;
 	// empty while InProgress.

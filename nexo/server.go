@@ -469,21 +469,23 @@ func (s *Server) ok(h Header, fill func(*Response)) *Response {
 	return r
 }
 
-// requestHash identifies a request's content for duplicate detection.
-func requestHash(req *Request) string {
+// requestHash identifies a request's content for duplicate detection. It
+// returns the request's Nexo JSON too (nil if it does not encode), which the
+// journal keeps when the request is journaled as sent.
+func requestHash(req *Request) (string, []byte) {
 	b, err := JSONCodec{}.EncodeRequest(req)
 	if err != nil {
-		return ""
+		return "", nil
 	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:]), b
 }
 
 // transact runs a Payment or Reversal: ServiceID rules, one at a time,
 // journal, engine call with Abort and timeouts.
 func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	h := req.Header
-	hash := requestHash(req)
+	hash, sent := requestHash(req)
 	now := s.now()
 	s.mu.Lock()
 	e, found, err := s.deps.Journal.Lookup(ctx, h.SaleID, h.ServiceID)
@@ -559,11 +561,14 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	s.current = run
 	s.mu.Unlock()
 	txn := Txn{SaleID: h.SaleID, ServiceID: h.ServiceID}
-	raw, err := JSONCodec{}.EncodeRequest(journaled)
+	raw, err := sent, error(nil)
+	if journaled != req || raw == nil { // the Login's totals group added: encode once more
+		raw, err = JSONCodec{}.EncodeRequest(journaled)
+	}
 	if err == nil {
 		txn.POITransactionID, err = s.deps.Journal.Begin(ctx, JournalEntry{
 			SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category,
-			RequestHash: hash, Request: raw, State: TxInProgress, Started: now, Updated: now,
+			RequestHash: hash, Request: raw, Payment: journaled.Payment, State: TxInProgress, Started: now, Updated: now,
 		})
 	}
 	if err != nil {
