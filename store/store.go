@@ -219,6 +219,10 @@ type Store struct {
 	mu     sync.RWMutex // guards closed against in-flight submissions
 	closed bool
 
+	// period is the open reconciliation period's id once read (0: not yet);
+	// ClosePeriod advances it, so a payment's response reads no page for it.
+	period atomic.Uint64
+
 	lazyMu     sync.Mutex // deferred writes (deferred.go), in submission order
 	lazy       []*writeReq
 	lazyTimer  *time.Timer
