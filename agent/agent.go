@@ -299,6 +299,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	j.methods = apmEngine{qr: engine}.method
+	j.qr = engine
 
 	nexoTLS, err := a.nexoTLS()
 	if err != nil {
@@ -333,7 +334,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		MaxConns:  terminalMaxConns,
 		MaxNonces: terminalMaxNonces,
 	}, nexo.Deps{
-		Engine:       nexo.NewRouter(apmEngine{qr: engine, st: st, metrics: m}),
+		Engine:       nexo.NewRouter(apmEngine{qr: engine, journal: j, metrics: m}),
 		Journal:      j,
 		Display:      nexoDisplay(disp),
 		Diagnoser:    diagnoser{a: a},
@@ -417,7 +418,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Info("termagent ready", "pos", a.NexoURL(), "poiid", a.poiid)
 		a.notifyPOS(gctx, srv, "Initialised", "termagent "+a.build.Version+" ready")
 		a.fwd.Wake()
-		a.recover(gctx, st, engine, unfinished)
+		a.recover(gctx, j, unfinished)
 		return nil
 	})
 	err = g.Wait()

@@ -17,7 +17,7 @@ import (
 	"github.com/termagent/termagent/store"
 )
 
-func openAgentStore(t *testing.T, path string) *store.Store {
+func openAgentStore(t testing.TB, path string) *store.Store {
 	t.Helper()
 	st, err := store.Open(t.Context(), path, store.Options{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
@@ -40,12 +40,14 @@ func beginPayment(t *testing.T, j journal, serviceID string, minor int64) string
 	_, err = nexo.JSONCodec{}.DecodeRequest(raw)
 	require.NoError(t, err, "a request recovery can read back")
 	now := time.Now()
-	require.NoError(t, j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: serviceID, Category: nexo.CategoryPayment,
-		RequestHash: "h-" + serviceID, Request: raw, State: nexo.TxInProgress, Started: now, Updated: now}))
+	id, err := j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: serviceID, Category: nexo.CategoryPayment,
+		RequestHash: "h-" + serviceID, Request: raw, State: nexo.TxInProgress, Started: now, Updated: now})
+	require.NoError(t, err)
 	tx, ok, err := j.st.TxnByServiceID(t.Context(), "POS1", serviceID)
 	require.NoError(t, err)
 	require.True(t, ok)
-	return tx.ID
+	require.Equal(t, tx.ID, id, "Begin returns the id it journaled")
+	return id
 }
 
 func failureResponse(t *testing.T, serviceID, poiID string, cond nexo.ErrorCondition, text string) []byte {
@@ -86,7 +88,7 @@ func TestReversalAdviceCommitsWithItsFinalResponse(t *testing.T) {
 	held = newHeldAdvices()
 	j, adv = journal{st: st, held: held}, advisor{st: st, held: held}
 	require.NoError(t, adv.Advise(t.Context(), qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: id, TransactionID: "qr-1", Reason: "cancel: unreachable"}))
-	require.NoError(t, j.Finish(t.Context(), "POS1", "U1", failureResponse(t, "U1", id, nexo.UnreachableHost, "a reversal is queued"), time.Now()))
+	require.NoError(t, j.Finish(t.Context(), nexo.Txn{SaleID: "POS1", ServiceID: "U1", POITransactionID: id}, failureResponse(t, "U1", id, nexo.UnreachableHost, "a reversal is queued"), time.Now()))
 	recs, err = st.List(t.Context(), 10)
 	require.NoError(t, err)
 	kinds := map[store.Kind]int{}
@@ -107,7 +109,17 @@ func TestReversalAdviceCommitsWithItsFinalResponse(t *testing.T) {
 		Status: nexo.ResponseStatus{Result: nexo.Success}, Payment: &nexo.PaymentResponse{POITransactionID: nexo.TransactionID{ID: id2}},
 	})
 	require.NoError(t, err)
-	require.ErrorIs(t, j.Finish(t.Context(), "POS1", "U2", ok, time.Now()), errReversalOwns)
+	require.ErrorIs(t, j.Finish(t.Context(), nexo.Txn{SaleID: "POS1", ServiceID: "U2", POITransactionID: id2}, ok, time.Now()), errReversalOwns)
+}
+
+// ppaasEngine is a QR engine (KB only) over PPaaS at srv: what recovery asks
+// PPaaS through.
+func ppaasEngine(t *testing.T, st *store.Store, srv *httptest.Server) *qr.Engine {
+	t.Helper()
+	e, err := qr.NewEngine(qr.Config{Brands: map[string]qr.Method{"KB": {PaymentType: "KB", Scenario: qr.ConsumerScan}}},
+		qr.NewClient(srv.Client(), srv.URL, qr.Retry{Attempts: 1}), journal{st: st}, advisor{st: st}, nil)
+	require.NoError(t, err)
+	return e
 }
 
 // fakePPaaS answers the status read of one transaction.
@@ -146,7 +158,7 @@ func TestRecoveryNeverReportsApprovedWhileAReversalIsQueued(t *testing.T) {
 	a := &Agent{poiid: "DX8000-1", log: slog.New(slog.DiscardHandler), api: srv.Client(), cfg: Config{APIURL: srv.URL}}
 	txns, err := st.UnfinishedTxns(t.Context())
 	require.NoError(t, err)
-	a.recover(t.Context(), st, nil, txns)
+	a.recover(t.Context(), journal{st: st, qr: ppaasEngine(t, st, srv)}, txns)
 
 	e, ok, err := j.Lookup(t.Context(), "POS1", "L1")
 	require.NoError(t, err)

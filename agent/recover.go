@@ -31,12 +31,11 @@ const reasonRestart = "interrupted by an agent restart"
 //
 // txns must be listed before the Nexo server takes requests (see Run): a payment
 // this run started is in flight, not interrupted, and must not be settled here.
-func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine, txns []store.Txn) {
-	j := journal{st: st}
-	client := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{}).WithStatuses(a.statuses)
-	if engine != nil {
-		client = engine.Client()
-	}
+//
+// j (the journal, with its QR engine) asks PPaaS where each payment stands.
+func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) {
+	st := j.st
+	j.held = nil // recovery journals its advices with the response itself
 	for _, t := range txns {
 		if ctx.Err() != nil {
 			return
@@ -46,7 +45,7 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 		if e.SaleID != "" && e.Category == nexo.CategoryReversal {
 			// Reversals are idempotent at PPaaS: what the interrupted one did
 			// is read back from PPaaS before the POS is told anything.
-			a.finishRecoveredReversal(ctx, j, client, t, e)
+			a.finishRecoveredReversal(ctx, j, t, e)
 			continue
 		}
 		if e.SaleID == "" || e.Category != nexo.CategoryPayment {
@@ -54,8 +53,7 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 		}
 		v := viewQR(t)
 		log := a.log.With("sale_id", t.SaleID, "service_id", t.ServiceID, "poi_transaction_id", t.ID)
-		eng := apmEngine{qr: engine, st: st}
-		create, ok := eng.createRequest(t.ID, v)
+		create, ok := j.createRequest(t.ID, v)
 		if rec, _, found, err := st.FindKey(ctx, adviceKey(t.ID)); err != nil {
 			log.Error("recover: look for a queued reversal", "err", err)
 			continue // stays unfinished; the next start tries again
@@ -79,18 +77,8 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 		// create answered, or lost the deferred record of it) the create is
 		// replayed: it is idempotent by clientTransactionId, so it returns the
 		// transaction the lost call made, or makes one that is cancelled below.
-		var (
-			cur *qr.Transaction
-			got qr.Transaction
-			err error
-		)
-		gctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		if v.transactionID != "" {
-			got, err = client.Get(gctx, v.transactionID)
-		} else {
-			got, err = client.Create(gctx, create)
-		}
-		cancel()
+		var cur *qr.Transaction
+		got, err := j.standing(ctx, t.ID, v)
 		if err == nil {
 			cur = &got
 			v.transactionID = got.TransactionID
@@ -99,8 +87,8 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 		switch {
 		case cur != nil && cur.Status == qr.Approved && cur.RefundedAmount == 0:
 			brand := cur.PaymentType // when the journaled request is unreadable
-			if v.payment != nil {
-				if b, ok := eng.brand(*v.payment); ok {
+			if v.payment != nil && j.qr != nil {
+				if b, ok := (apmEngine{qr: j.qr}).brand(*v.payment); ok {
 					brand = b
 				}
 			}
@@ -173,7 +161,7 @@ func (a *Agent) finishRecovered(ctx context.Context, j journal, t store.Txn, v q
 // first: a payment it shows cancelled, declined or refunded in full was
 // reversed (Success); otherwise the POS is told to send the reversal again
 // (it is idempotent).
-func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, client *qr.Client, t store.Txn, e nexo.JournalEntry) {
+func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, t store.Txn, e nexo.JournalEntry) {
 	var orig nexo.TransactionID
 	if req, err := (nexo.JSONCodec{}).DecodeRequest(e.Request); err == nil && req.Reversal != nil {
 		orig = req.Reversal.OriginalPOITransactionID
@@ -185,7 +173,7 @@ func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, client *
 			AdditionalResponse: "interrupted by an agent restart; send the reversal again with a new ServiceID (it is idempotent)"},
 		Reversal: &nexo.ReversalResponse{OriginalPOITransactionID: orig, POITransactionID: nexo.TransactionID{ID: t.ID, TimeStamp: t.Started}},
 	}
-	if st, ok := a.reversedAtPPaaS(ctx, j, client, orig.ID); ok {
+	if st, ok := a.reversedAtPPaaS(ctx, j, orig.ID); ok {
 		resp.Status = nexo.ResponseStatus{Result: nexo.Success, AdditionalResponse: fmt.Sprintf("%s at PPaaS (outcome recovered after an agent restart)", st)}
 		resp.Reversal.POITransactionID = nexo.TransactionID{ID: orig.ID + "-rev", TimeStamp: t.Started}
 	}
@@ -194,7 +182,7 @@ func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, client *
 		a.log.Error("encode recovered reversal response", "err", err)
 		return
 	}
-	if err := j.Finish(ctx, t.SaleID, t.ServiceID, b, time.Now()); err != nil {
+	if err := j.finish(ctx, t, b, time.Now(), nil); err != nil {
 		a.log.Error("journal recovered reversal", "err", err)
 		return
 	}
@@ -203,21 +191,20 @@ func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, client *
 
 // reversedAtPPaaS reads the original payment of a reversal at PPaaS and
 // reports whether nothing of it stands any more (and its status).
-func (a *Agent) reversedAtPPaaS(ctx context.Context, j journal, client *qr.Client, origID string) (qr.State, bool) {
-	if origID == "" || client == nil {
+func (a *Agent) reversedAtPPaaS(ctx context.Context, j journal, origID string) (qr.State, bool) {
+	if origID == "" {
 		return "", false
 	}
 	ot, err := j.st.Txn(ctx, origID)
 	if err != nil {
 		return "", false
 	}
-	id := viewQR(ot).transactionID
+	v := viewQR(ot)
+	id := v.transactionID
 	if id == "" {
-		return "", false
+		return "", false // never replay a create here: it would make a transaction
 	}
-	gctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	cur, err := client.Get(gctx, id)
+	cur, err := j.standing(ctx, origID, v)
 	if err != nil {
 		a.log.Warn("recover reversal: PPaaS status unknown", "transaction_id", id, "err", err)
 		return "", false

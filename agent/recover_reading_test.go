@@ -52,7 +52,7 @@ func TestRecoveryReplaysCreateWithTheJournaledMethod(t *testing.T) {
 	a := &Agent{poiid: "DX8000-1", log: slog.New(slog.DiscardHandler)}
 	txns, err := st.UnfinishedTxns(t.Context())
 	require.NoError(t, err)
-	a.recover(t.Context(), st, engine, txns)
+	a.recover(t.Context(), journal{st: st, qr: engine}, txns)
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -71,7 +71,7 @@ func TestRecoveryAsksPPaaSAboutAnInterruptedReversal(t *testing.T) {
 	tr, err := json.Marshal(qr.Transition{ClientTransactionID: pay, TransactionID: "qr-5", From: qr.AwaitingConsumer, To: qr.Approved})
 	require.NoError(t, err)
 	require.NoError(t, st.AppendTxn(t.Context(), pay, store.Transition{State: stateQRPrefix + string(qr.Approved), Data: tr}))
-	require.NoError(t, j.Finish(t.Context(), "POS1", "P1", failureResponse(t, "P1", pay, "", ""), time.Now()))
+	require.NoError(t, j.Finish(t.Context(), nexo.Txn{SaleID: "POS1", ServiceID: "P1", POITransactionID: pay}, failureResponse(t, "P1", pay, "", ""), time.Now()))
 
 	rev := &nexo.Request{
 		Header:   nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: nexo.CategoryReversal, Type: nexo.TypeRequest, ServiceID: "R1", SaleID: "POS1", POIID: "DX8000-1"},
@@ -80,7 +80,8 @@ func TestRecoveryAsksPPaaSAboutAnInterruptedReversal(t *testing.T) {
 	raw, err := nexo.JSONCodec{}.EncodeRequest(rev)
 	require.NoError(t, err)
 	now := time.Now()
-	require.NoError(t, j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: "R1", Category: nexo.CategoryReversal, RequestHash: "r", Request: raw, State: nexo.TxInProgress, Started: now, Updated: now}))
+	_, err = j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: "R1", Category: nexo.CategoryReversal, RequestHash: "r", Request: raw, State: nexo.TxInProgress, Started: now, Updated: now})
+	require.NoError(t, err)
 
 	srv := fakePPaaS(t, qr.Transaction{TransactionID: "qr-5", ClientTransactionID: pay, Status: qr.Refunded,
 		PaymentAmount: qr.Amount{Amount: 2000, Currency: "EUR"}, RefundedAmount: 2000})
@@ -88,7 +89,7 @@ func TestRecoveryAsksPPaaSAboutAnInterruptedReversal(t *testing.T) {
 	txns, err := st.UnfinishedTxns(t.Context())
 	require.NoError(t, err)
 	require.Len(t, txns, 1)
-	a.recover(t.Context(), st, nil, txns)
+	a.recover(t.Context(), journal{st: st, qr: ppaasEngine(t, st, srv)}, txns)
 
 	e, ok, err := j.Lookup(t.Context(), "POS1", "R1")
 	require.NoError(t, err)

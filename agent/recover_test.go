@@ -26,13 +26,14 @@ func TestRecoverFinishesAnInterruptedReversal(t *testing.T) {
 	raw, err := nexo.JSONCodec{}.EncodeRequest(req)
 	require.NoError(t, err)
 	now := time.Now()
-	require.NoError(t, j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: "R1", Category: nexo.CategoryReversal, RequestHash: "h", Request: raw, State: nexo.TxInProgress, Started: now, Updated: now}))
+	_, err = j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: "R1", Category: nexo.CategoryReversal, RequestHash: "h", Request: raw, State: nexo.TxInProgress, Started: now, Updated: now})
+	require.NoError(t, err)
 
 	txns, err := st.UnfinishedTxns(t.Context())
 	require.NoError(t, err)
 	require.Len(t, txns, 1)
 	a := &Agent{poiid: "DX8000-1", log: slog.New(slog.DiscardHandler)}
-	a.recover(t.Context(), st, nil, txns)
+	a.recover(t.Context(), journal{st: st}, txns)
 
 	e, ok, err := j.Lookup(t.Context(), "POS1", "R1")
 	require.NoError(t, err)

@@ -12,9 +12,23 @@ import (
 // UnreachableHost when the outcome is unknown, Aborted when ctx was
 // cancelled with cause ErrAborted. Any other error is treated as an unknown
 // outcome (UnreachableHost).
+//
+// txn names the transaction the call serves: the POS's SaleID and ServiceID,
+// and the POI transaction id the journal gave it at Begin (the engine's own
+// name for the payment, e.g. the QR transaction's clientTransactionId).
 type PaymentEngine interface {
-	Pay(ctx context.Context, req PaymentRequest) (PaymentResult, error)
-	Reverse(ctx context.Context, req ReversalRequest) (ReversalResult, error)
+	Pay(ctx context.Context, txn Txn, req PaymentRequest) (PaymentResult, error)
+	Reverse(ctx context.Context, txn Txn, req ReversalRequest) (ReversalResult, error)
+}
+
+// Txn names one journaled transaction (Payment or Reversal) on its way down
+// the payment path: the server gets POITransactionID from Journal.Begin and
+// passes the whole value to the engine and to Journal.Finish, so nobody looks
+// the transaction up again by SaleID and ServiceID.
+type Txn struct {
+	SaleID           string
+	ServiceID        string
+	POITransactionID string
 }
 
 // RoutedEngine is a PaymentEngine that says which payments it takes (by
@@ -34,10 +48,10 @@ type Router struct {
 func NewRouter(engines ...RoutedEngine) *Router { return &Router{engines: engines} }
 
 // Pay implements PaymentEngine.
-func (r *Router) Pay(ctx context.Context, req PaymentRequest) (PaymentResult, error) {
+func (r *Router) Pay(ctx context.Context, txn Txn, req PaymentRequest) (PaymentResult, error) {
 	for _, e := range r.engines {
 		if e.Accepts(req) {
-			return e.Pay(ctx, req)
+			return e.Pay(ctx, txn, req)
 		}
 	}
 	what := "no brand or instrument type"
@@ -62,7 +76,7 @@ func (r *Router) Precheck(req PaymentRequest) error {
 			return nil
 		}
 	}
-	_, err := r.Pay(context.Background(), req) // no engine: only builds the refusal
+	_, err := r.Pay(context.Background(), Txn{}, req) // no engine: only builds the refusal
 	return err
 }
 
@@ -77,9 +91,9 @@ type Prechecker interface {
 // Reverse implements PaymentEngine. A reversal names only the POI
 // transaction, so each engine is asked in turn; an engine that does not know
 // the transaction answers NotFound.
-func (r *Router) Reverse(ctx context.Context, req ReversalRequest) (ReversalResult, error) {
+func (r *Router) Reverse(ctx context.Context, txn Txn, req ReversalRequest) (ReversalResult, error) {
 	for _, e := range r.engines {
-		res, err := e.Reverse(ctx, req)
+		res, err := e.Reverse(ctx, txn, req)
 		var ne *Error
 		if errors.As(err, &ne) && ne.Condition == NotFound {
 			continue
@@ -112,6 +126,10 @@ type JournalEntry struct {
 	// Empty for a payment refused before the engine ran (see Prechecker): Begin
 	// then gets an entry already Done, with its Response.
 	Request []byte
+	// Payment is the request's payment as the server has it (Begin of a
+	// payment only; never read back): a journal that indexes the payment
+	// need not decode Request again.
+	Payment *PaymentRequest
 	State   TxState
 	// Response is the final SaleToPOIResponse in Nexo 3.x JSON, unprotected;
 	// empty while InProgress.
@@ -124,10 +142,11 @@ type JournalEntry struct {
 // ServiceID replay survive a restart.
 type Journal interface {
 	// Begin records a new transaction, replacing any entry with the same
-	// SaleID and ServiceID (the server has checked it is expired).
-	Begin(ctx context.Context, e JournalEntry) error
-	// Finish records the final response of a transaction.
-	Finish(ctx context.Context, saleID, serviceID string, response []byte, at time.Time) error
+	// SaleID and ServiceID (the server has checked it is expired), and
+	// returns the POI transaction id it is journaled under.
+	Begin(ctx context.Context, e JournalEntry) (poiTransactionID string, err error)
+	// Finish records the final response of the transaction Begin started.
+	Finish(ctx context.Context, txn Txn, response []byte, at time.Time) error
 	// Lookup returns the entry for SaleID and ServiceID, ok false if none.
 	Lookup(ctx context.Context, saleID, serviceID string) (e JournalEntry, ok bool, err error)
 	// Last returns the most recently begun entry of SaleID, ok false if none.

@@ -137,10 +137,10 @@ func FuzzSecurityTrailer(f *testing.F) {
 // approver approves every payment at once (FuzzServe must not block).
 type approver struct{}
 
-func (approver) Pay(context.Context, PaymentRequest) (PaymentResult, error) {
+func (approver) Pay(context.Context, Txn, PaymentRequest) (PaymentResult, error) {
 	return PaymentResult{Brand: "KB"}, nil
 }
-func (approver) Reverse(context.Context, ReversalRequest) (ReversalResult, error) {
+func (approver) Reverse(context.Context, Txn, ReversalRequest) (ReversalResult, error) {
 	return ReversalResult{}, Errorf(NotFound, "no such transaction")
 }
 

@@ -39,13 +39,13 @@ type fakeEngine struct {
 	release chan struct{}
 }
 
-func (f *fakeEngine) Pay(ctx context.Context, req PaymentRequest) (PaymentResult, error) {
+func (f *fakeEngine) Pay(ctx context.Context, txn Txn, req PaymentRequest) (PaymentResult, error) {
 	f.mu.Lock()
 	f.n++
 	n := f.n
 	f.mu.Unlock()
-	if h, ok := HeaderFrom(ctx); !ok || h.Category != CategoryPayment || h.ServiceID == "" {
-		return PaymentResult{}, Errorf(UnavailableService, "engine context lacks the request header")
+	if txn.SaleID == "" || txn.ServiceID == "" || txn.POITransactionID == "" {
+		return PaymentResult{}, Errorf(UnavailableService, "engine called without the journaled transaction: %+v", txn)
 	}
 	if f.started != nil {
 		f.started <- req.SaleTransactionID.ID
@@ -82,7 +82,7 @@ func (f *fakeEngine) Pay(ctx context.Context, req PaymentRequest) (PaymentResult
 	}, nil
 }
 
-func (f *fakeEngine) Reverse(_ context.Context, req ReversalRequest) (ReversalResult, error) {
+func (f *fakeEngine) Reverse(_ context.Context, _ Txn, req ReversalRequest) (ReversalResult, error) {
 	if req.OriginalPOITransactionID.ID != "POI-TX-1" {
 		return ReversalResult{}, Errorf(NotFound, "unknown transaction")
 	}

@@ -522,9 +522,9 @@ type countingBrand struct {
 	n *atomic.Int64
 }
 
-func (c countingBrand) Pay(ctx context.Context, req PaymentRequest) (PaymentResult, error) {
+func (c countingBrand) Pay(ctx context.Context, txn Txn, req PaymentRequest) (PaymentResult, error) {
 	c.n.Add(1)
-	return c.brandEngine.Pay(ctx, req)
+	return c.brandEngine.Pay(ctx, txn, req)
 }
 
 // A payment no engine takes is refused before anything runs and journaled

@@ -3,6 +3,7 @@ package nexo
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ type slowJournal struct {
 	release chan struct{}
 }
 
-func (j *slowJournal) Begin(ctx context.Context, e JournalEntry) error {
+func (j *slowJournal) Begin(ctx context.Context, e JournalEntry) (string, error) {
 	j.entered <- e.ServiceID
 	<-j.release
 	return j.MemJournal.Begin(ctx, e)
@@ -75,4 +76,59 @@ func TestJournalBeginOutsideTheServerLock(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, TxDone, e.State, "the outcome is journaled")
+}
+
+// Issue 12: a payment refused up front (Prechecker) is journaled compactly,
+// durably too: that write does not hold the server's lock either. While it
+// waits for the disk Diagnosis answers (the POI is not busy: a refusal takes
+// no slot), and the same ServiceID gets the in-progress / reused answers.
+func TestRefusalJournaledOutsideTheServerLock(t *testing.T) {
+	j := &slowJournal{MemJournal: NewMemJournal(), entered: make(chan string, 1), release: make(chan struct{})}
+	var calls atomic.Int64
+	srv, err := NewServer(ServerConfig{POIID: testPOIID, AllowPlainHTTP: true}, Deps{
+		Engine: NewRouter(refusingBrand{countingBrand{brandEngine{"KB"}, &calls}}), Journal: j, Diagnoser: fakeDiagnoser{}, Now: newTestClock().Now,
+	}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ctx := testCtx(t)
+	t.Cleanup(func() { _ = srv.Shutdown(ctx) })
+
+	refund := func(amount int64) *Request {
+		r := paymentReq("R1", "KB", amount)
+		r.Payment.Type = PaymentRefund
+		return r
+	}
+	refused := make(chan *Response, 1)
+	go func() { refused <- srv.dispatch(ctx, refund(100)) }()
+	require.Equal(t, "R1", <-j.entered, "the refusal is in its journal write")
+
+	answer := func(req *Request) *Response {
+		t.Helper()
+		ch := make(chan *Response, 1)
+		go func() { ch <- srv.dispatch(ctx, req) }()
+		select {
+		case r := <-ch:
+			return r
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s waited for the journal write", req.Header.Category)
+			return nil
+		}
+	}
+	d := answer(diagnosisReq("D1"))
+	require.Equal(t, Success, d.Status.Result)
+	require.Equal(t, "OK", d.Diagnosis.GlobalStatus, "a refusal takes no slot")
+	require.Equal(t, InProgress, answer(refund(100)).Status.ErrorCondition, "the same request again: still in progress")
+	require.Equal(t, MessageFormat, answer(refund(200)).Status.ErrorCondition, "another request with the ServiceID: refused as reused")
+
+	close(j.release)
+	select {
+	case r := <-refused:
+		require.Equal(t, PaymentRestriction, r.Status.ErrorCondition)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the refusal never came")
+	}
+	e, ok, err := j.Lookup(ctx, "POS1", "R1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, TxDone, e.State, "the refusal is journaled")
+	require.Zero(t, calls.Load(), "the engine never ran")
 }

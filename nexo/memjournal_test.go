@@ -2,6 +2,7 @@ package nexo
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -12,32 +13,38 @@ type MemJournal struct {
 	mu      sync.Mutex
 	entries map[[2]string]*JournalEntry
 	last    map[string][2]string
-	order   [][2]string // keys in Begin order (see memledger.go)
-	closed  []int       // len(order) at each ClosePeriod
+	ids     map[[2]string]string // the POI transaction id Begin gave each entry
+	order   [][2]string          // keys in Begin order (see memledger.go)
+	closed  []int                // len(order) at each ClosePeriod
+	seq     int                  // POI transaction ids handed out by Begin
 }
 
 // NewMemJournal returns an empty MemJournal.
 func NewMemJournal() *MemJournal {
-	return &MemJournal{entries: map[[2]string]*JournalEntry{}, last: map[string][2]string{}}
+	return &MemJournal{entries: map[[2]string]*JournalEntry{}, last: map[string][2]string{}, ids: map[[2]string]string{}}
 }
 
-func (j *MemJournal) Begin(_ context.Context, e JournalEntry) error {
+func (j *MemJournal) Begin(_ context.Context, e JournalEntry) (string, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.seq++
+	id := e.SaleID + "." + e.ServiceID + "." + strconv.Itoa(j.seq)
 	k := [2]string{e.SaleID, e.ServiceID}
 	e.Response = append([]byte(nil), e.Response...)
 	j.entries[k] = &e
 	j.last[e.SaleID] = k
 	j.order = append(j.order, k)
-	return nil
+	j.ids[k] = id
+	return id, nil
 }
 
-func (j *MemJournal) Finish(_ context.Context, saleID, serviceID string, response []byte, at time.Time) error {
+func (j *MemJournal) Finish(_ context.Context, txn Txn, response []byte, at time.Time) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	e, ok := j.entries[[2]string{saleID, serviceID}]
-	if !ok {
-		return &Error{Condition: NotFound, Text: "journal: no entry " + saleID + "/" + serviceID}
+	k := [2]string{txn.SaleID, txn.ServiceID}
+	e, ok := j.entries[k]
+	if !ok || j.ids[k] != txn.POITransactionID {
+		return &Error{Condition: NotFound, Text: "journal: no entry " + txn.SaleID + "/" + txn.ServiceID + " " + txn.POITransactionID}
 	}
 	e.State, e.Response, e.Updated = TxDone, append([]byte(nil), response...), at
 	return nil

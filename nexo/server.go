@@ -128,6 +128,9 @@ type Server struct {
 	mu       sync.Mutex
 	sessions sessions
 	current  *running // the transaction in progress, nil if none
+	// refusing are the SaleID+ServiceID pairs whose up-front refusal is
+	// being journaled (outside the lock), with their request hash.
+	refusing map[[2]string]string
 	lastSale string
 	eventSeq uint64
 	nonces   *nonceCache
@@ -434,21 +437,23 @@ func (s *Server) ok(h Header, fill func(*Response)) *Response {
 	return r
 }
 
-// requestHash identifies a request's content for duplicate detection.
-func requestHash(req *Request) string {
+// requestHash identifies a request's content for duplicate detection. It
+// returns the request's Nexo JSON too (nil if it does not encode), which the
+// journal keeps when the request is journaled as sent.
+func requestHash(req *Request) (string, []byte) {
 	b, err := JSONCodec{}.EncodeRequest(req)
 	if err != nil {
-		return ""
+		return "", nil
 	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:]), b
 }
 
 // transact runs a Payment or Reversal: ServiceID rules, one at a time,
 // journal, engine call with Abort and timeouts.
 func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	h := req.Header
-	hash := requestHash(req)
+	hash, sent := requestHash(req)
 	now := s.now()
 	s.mu.Lock()
 	e, found, err := s.deps.Journal.Lookup(ctx, h.SaleID, h.ServiceID)
@@ -476,20 +481,35 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		s.log.Info("nexo duplicate request replayed", "sale_id", h.SaleID, "service_id", h.ServiceID)
 		return prev
 	}
-	if resp := s.refuseUpFront(ctx, req, hash, now); resp != nil {
+	// A journal entry for the pair is being written (outside the lock):
+	// answer as the lookup will once it is there.
+	pair := [2]string{h.SaleID, h.ServiceID}
+	writing, inFlight := s.refusing[pair]
+	if cur := s.current; cur != nil && cur.saleID == h.SaleID && cur.serviceID == h.ServiceID {
+		writing, inFlight = cur.hash, true
+	}
+	if inFlight {
+		s.mu.Unlock()
+		if writing != hash {
+			return s.txFailure(req, formatError("MessageHeader.ServiceID", "%q already used by another request of SaleID %q", h.ServiceID, h.SaleID), TransactionID{})
+		}
+		return s.txFailure(req, Errorf(InProgress, "transaction still in progress"), TransactionID{})
+	}
+	if refusal := s.precheck(req); refusal != nil {
+		// Journaled outside the lock too; the pair is reserved meanwhile.
+		if s.refusing == nil {
+			s.refusing = map[[2]string]string{}
+		}
+		s.refusing[pair] = hash
+		s.mu.Unlock()
+		resp := s.refuseUpFront(ctx, req, refusal, hash, now)
+		s.mu.Lock()
+		delete(s.refusing, pair)
 		s.mu.Unlock()
 		return resp
 	}
 	if cur := s.current; cur != nil {
 		s.mu.Unlock()
-		if cur.saleID == h.SaleID && cur.serviceID == h.ServiceID {
-			// Its journal entry is being written (outside the lock): answer
-			// as the lookup will once it is there.
-			if cur.hash != hash {
-				return s.txFailure(req, formatError("MessageHeader.ServiceID", "%q already used by another request of SaleID %q", h.ServiceID, h.SaleID), TransactionID{})
-			}
-			return s.txFailure(req, Errorf(InProgress, "transaction still in progress"), TransactionID{})
-		}
 		// Never name the transaction: it may be another POS's.
 		what := "another transaction is in progress on this POI"
 		if cur.saleID == h.SaleID {
@@ -498,7 +518,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		}
 		return s.txFailure(req, Errorf(Busy, "%s", what), TransactionID{})
 	}
-	tctx, cancel := context.WithCancelCause(withHeader(s.base, h))
+	tctx, cancel := context.WithCancelCause(s.base)
 	tctx, cancelTimeout := context.WithTimeout(tctx, s.cfg.PaymentTimeout)
 	run := &running{saleID: h.SaleID, serviceID: h.ServiceID, category: h.Category, hash: hash, cancel: cancel}
 	journaled := s.withSessionLocked(req) // the Login's totals group, read under the lock
@@ -508,11 +528,15 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	// then starts cancelled and the payment ends Aborted, journaled.
 	s.current = run
 	s.mu.Unlock()
-	raw, err := JSONCodec{}.EncodeRequest(journaled)
+	txn := Txn{SaleID: h.SaleID, ServiceID: h.ServiceID}
+	raw, err := sent, error(nil)
+	if journaled != req || raw == nil { // the Login's totals group added: encode once more
+		raw, err = JSONCodec{}.EncodeRequest(journaled)
+	}
 	if err == nil {
-		err = s.deps.Journal.Begin(ctx, JournalEntry{
+		txn.POITransactionID, err = s.deps.Journal.Begin(ctx, JournalEntry{
 			SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category,
-			RequestHash: hash, Request: raw, State: TxInProgress, Started: now, Updated: now,
+			RequestHash: hash, Request: raw, Payment: journaled.Payment, State: TxInProgress, Started: now, Updated: now,
 		})
 	}
 	if err != nil {
@@ -560,7 +584,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 					o.err = Errorf(UnreachableHost, "internal error in payment engine; outcome unknown")
 				}
 			}()
-			o.resp, o.err = s.callEngine(tctx, req)
+			o.resp, o.err = s.callEngine(tctx, txn, req)
 		}()
 		s.mu.Lock()
 		if s.current == run {
@@ -574,7 +598,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 			return
 		}
 		resp := s.outcomeResponse(req, tctx, o.resp, o.err)
-		_ = s.finishJournal(ctx, h, resp, log) // logged; recovery settles it at the next start
+		_ = s.finishJournal(ctx, txn, resp, log) // logged; recovery settles it at the next start
 		log.Info("nexo transaction finished after its answer", "result", string(resp.Status.Result), "condition", string(resp.Status.ErrorCondition))
 	}()
 	var o outcome
@@ -600,7 +624,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		t.Stop()
 	}
 	resp := s.outcomeResponse(req, tctx, o.resp, o.err)
-	if err := s.finishJournal(ctx, h, resp, log); err != nil && resp.Status.Result != Success {
+	if err := s.finishJournal(ctx, txn, resp, log); err != nil && resp.Status.Result != Success {
 		// A Failure may say a reversal is queued: without the journal it is
 		// not (they commit together). Tell the POS only what is true.
 		resp = s.txFailure(req, Errorf(InProgress, "the outcome could not be recorded on the terminal; ask TransactionStatus later"), poiTransactionIDOf(resp))
@@ -609,23 +633,25 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	return resp
 }
 
-// refuseUpFront answers a payment the engine refuses without running
-// (Prechecker), journaled compactly: header, hash and the refusal, not the
-// request. It returns nil when the payment may go ahead. The caller holds mu.
-func (s *Server) refuseUpFront(ctx context.Context, req *Request, hash string, now time.Time) *Response {
+// precheck is the engine's refusal of a payment it will not run
+// (Prechecker), nil when the payment may go ahead. It does no I/O.
+func (s *Server) precheck(req *Request) error {
 	pc, ok := s.deps.Engine.(Prechecker)
 	if !ok || req.Payment == nil {
 		return nil
 	}
-	err := pc.Precheck(*req.Payment)
-	if err == nil {
-		return nil
-	}
+	return pc.Precheck(*req.Payment)
+}
+
+// refuseUpFront answers a payment the engine refused up front (refusal, from
+// precheck), journaled compactly: header, hash and the refusal, not the
+// request. The caller does not hold mu: the write is durable.
+func (s *Server) refuseUpFront(ctx context.Context, req *Request, refusal error, hash string, now time.Time) *Response {
 	h := req.Header
-	resp := s.txFailure(req, asError(err, PaymentRestriction), TransactionID{})
+	resp := s.txFailure(req, asError(refusal, PaymentRestriction), TransactionID{})
 	stored, err := JSONCodec{}.EncodeResponse(resp)
 	if err == nil {
-		err = s.deps.Journal.Begin(ctx, JournalEntry{
+		_, err = s.deps.Journal.Begin(ctx, JournalEntry{
 			SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category, RequestHash: hash,
 			State: TxDone, Response: stored, Started: now, Updated: now,
 		})
@@ -671,10 +697,10 @@ func (s *Server) outcomeResponse(req *Request, tctx context.Context, resp *Respo
 // finishJournal records a transaction's final response. An error means it is
 // not recorded (nor anything that was to commit with it, such as a reversal
 // advice): the transaction stays in progress until restart recovery.
-func (s *Server) finishJournal(ctx context.Context, h Header, resp *Response, log *slog.Logger) error {
+func (s *Server) finishJournal(ctx context.Context, txn Txn, resp *Response, log *slog.Logger) error {
 	stored, err := JSONCodec{}.EncodeResponse(resp)
 	if err == nil {
-		err = s.deps.Journal.Finish(context.WithoutCancel(ctx), h.SaleID, h.ServiceID, stored, s.now())
+		err = s.deps.Journal.Finish(context.WithoutCancel(ctx), txn, stored, s.now())
 	}
 	if err != nil {
 		log.Error("journal finish", "err", err)
@@ -693,14 +719,14 @@ func poiTransactionIDOf(r *Response) TransactionID {
 	return TransactionID{}
 }
 
-func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error) {
+func (s *Server) callEngine(ctx context.Context, txn Txn, req *Request) (*Response, error) {
 	h := req.Header
 	if req.Payment == nil && req.Reversal == nil {
 		return nil, Errorf(UnavailableService, "category %s is not a transaction", h.Category)
 	}
 	switch {
 	case req.Payment != nil:
-		res, err := s.deps.Engine.Pay(ctx, *req.Payment)
+		res, err := s.deps.Engine.Pay(ctx, txn, *req.Payment)
 		if err != nil {
 			return nil, err
 		}
@@ -719,7 +745,7 @@ func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error
 			r.Payment.Receipts = Receipts(r, s.cfg.MerchantName, false)
 		}), nil
 	default:
-		res, err := s.deps.Engine.Reverse(ctx, *req.Reversal)
+		res, err := s.deps.Engine.Reverse(ctx, txn, *req.Reversal)
 		if err != nil {
 			return nil, err
 		}

@@ -481,17 +481,17 @@ func TestNotify(t *testing.T) {
 
 func TestRouter(t *testing.T) {
 	r := NewRouter(brandEngine{"KB"}, brandEngine{"PTI"})
-	res, err := r.Pay(context.Background(), PaymentRequest{AllowedBrands: []string{"PTI"}})
+	res, err := r.Pay(context.Background(), Txn{}, PaymentRequest{AllowedBrands: []string{"PTI"}})
 	require.NoError(t, err)
 	require.Equal(t, "PTI", res.Brand)
-	_, err = r.Pay(context.Background(), PaymentRequest{AllowedBrands: []string{"VISA"}})
+	_, err = r.Pay(context.Background(), Txn{}, PaymentRequest{AllowedBrands: []string{"VISA"}})
 	var ne *Error
 	require.ErrorAs(t, err, &ne)
 	require.Equal(t, PaymentRestriction, ne.Condition)
 	require.Contains(t, ne.Text, "VISA")
-	_, err = r.Reverse(context.Background(), ReversalRequest{OriginalPOITransactionID: TransactionID{ID: "PTI-1"}})
+	_, err = r.Reverse(context.Background(), Txn{}, ReversalRequest{OriginalPOITransactionID: TransactionID{ID: "PTI-1"}})
 	require.NoError(t, err)
-	_, err = r.Reverse(context.Background(), ReversalRequest{OriginalPOITransactionID: TransactionID{ID: "X-1"}})
+	_, err = r.Reverse(context.Background(), Txn{}, ReversalRequest{OriginalPOITransactionID: TransactionID{ID: "X-1"}})
 	require.ErrorAs(t, err, &ne)
 	require.Equal(t, NotFound, ne.Condition)
 }
@@ -501,10 +501,10 @@ type brandEngine struct{ brand string }
 func (b brandEngine) Accepts(req PaymentRequest) bool {
 	return len(req.AllowedBrands) > 0 && req.AllowedBrands[0] == b.brand
 }
-func (b brandEngine) Pay(context.Context, PaymentRequest) (PaymentResult, error) {
+func (b brandEngine) Pay(context.Context, Txn, PaymentRequest) (PaymentResult, error) {
 	return PaymentResult{Brand: b.brand}, nil
 }
-func (b brandEngine) Reverse(_ context.Context, req ReversalRequest) (ReversalResult, error) {
+func (b brandEngine) Reverse(_ context.Context, _ Txn, req ReversalRequest) (ReversalResult, error) {
 	if !strings.HasPrefix(req.OriginalPOITransactionID.ID, b.brand+"-") {
 		return ReversalResult{}, Errorf(NotFound, "not mine")
 	}

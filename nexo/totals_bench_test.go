@@ -26,10 +26,11 @@ func BenchmarkGetTotals100k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := j.Begin(ctx, JournalEntry{SaleID: h.SaleID, ServiceID: h.ServiceID, Category: CategoryPayment, Request: raw, State: TxInProgress}); err != nil {
+		id, err := j.Begin(ctx, JournalEntry{SaleID: h.SaleID, ServiceID: h.ServiceID, Category: CategoryPayment, Request: raw, State: TxInProgress})
+		if err != nil {
 			b.Fatal(err)
 		}
-		if err := j.Finish(ctx, h.SaleID, h.ServiceID, resp, testEpoch); err != nil {
+		if err := j.Finish(ctx, Txn{SaleID: h.SaleID, ServiceID: h.ServiceID, POITransactionID: id}, resp, testEpoch); err != nil {
 			b.Fatal(err)
 		}
 	}

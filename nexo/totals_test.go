@@ -121,12 +121,13 @@ func TestTotalsRequestValidation(t *testing.T) {
 func TestReconciliationRefusedWhileUnfinished(t *testing.T) {
 	j := NewMemJournal()
 	ctx := testCtx(t)
-	require.NoError(t, j.Begin(ctx, JournalEntry{SaleID: "POS1", ServiceID: "X", Category: CategoryPayment, State: TxInProgress}))
-	_, err := j.ClosePeriod(ctx, testEpoch)
+	poiID, err := j.Begin(ctx, JournalEntry{SaleID: "POS1", ServiceID: "X", Category: CategoryPayment, State: TxInProgress})
+	require.NoError(t, err)
+	_, err = j.ClosePeriod(ctx, testEpoch)
 	var ne *Error
 	require.ErrorAs(t, err, &ne)
 	require.Equal(t, Busy, ne.Condition)
-	require.NoError(t, j.Finish(ctx, "POS1", "X", []byte("{}"), testEpoch))
+	require.NoError(t, j.Finish(ctx, Txn{SaleID: "POS1", ServiceID: "X", POITransactionID: poiID}, []byte("{}"), testEpoch))
 	id, err := j.ClosePeriod(ctx, testEpoch)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), id)

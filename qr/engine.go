@@ -709,22 +709,36 @@ func reverseError(id string, err error) error {
 	return fmt.Errorf("qr reverse of PPaaS transaction %s: %w", id, err)
 }
 
+// errNoReference: Where was given neither a PPaaS id nor a create to replay.
+var errNoReference = errors.New("neither transactionId nor create request given")
+
+// Where asks PPaaS where a payment stands: by its PPaaS transactionID when
+// known, else by replaying its create (idempotent per clientTransactionId),
+// which returns the transaction the lost call created, or creates one nothing
+// has paid (for the caller to cancel). It is the one place this question is
+// asked: Reverse and the agent's recovery after a restart both use it.
+func (e *Engine) Where(ctx context.Context, transactionID string, create CreateRequest) (Transaction, error) {
+	if transactionID != "" {
+		return e.client.Get(ctx, transactionID)
+	}
+	if create.ClientTransactionID == "" {
+		return Transaction{}, fmt.Errorf("qr: where does the payment stand: %w", errNoReference)
+	}
+	return e.client.Create(ctx, create)
+}
+
 func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outcome, error) {
 	id := r.TransactionID
+	cur, err := e.Where(ctx, id, r.Create)
 	if id == "" {
-		if r.Create.ClientTransactionID == "" {
-			return Outcome{}, errors.New("qr reverse: neither transactionId nor create request given")
-		}
-		// Create is idempotent per clientTransactionId: this either returns the
-		// transaction the lost call created or creates one that is cancelled
-		// right away; in both cases nothing is charged.
-		got, err := e.client.Create(ctx, r.Create)
+		// Through a replayed create: in both of its cases nothing is charged
+		// yet. The state is read again right before acting on it.
 		if err != nil {
 			return Outcome{}, fmt.Errorf("qr reverse: %w", err)
 		}
-		id = got.TransactionID
+		id = cur.TransactionID
+		cur, err = e.Where(ctx, id, CreateRequest{})
 	}
-	cur, err := e.client.Get(ctx, id)
 	if err != nil {
 		return Outcome{}, reverseError(id, err)
 	}

@@ -212,3 +212,25 @@ func TestConfirmingIsNotCancelledByTheTimeout(t *testing.T) {
 		})
 	}
 }
+
+// Where is the one way to ask where a payment stands at PPaaS (Reverse and
+// the agent's recovery use it): a status read when its id is known, a
+// replayed create otherwise, and an error without either, calling nothing.
+func TestWhereReadsOrReplaysTheCreate(t *testing.T) {
+	s, e := newScripted(t, Transaction{TransactionID: "qr-1", ClientTransactionID: "c-1", Status: Approved,
+		PaymentType: "KB", PaymentScenario: ConsumerScan, PaymentAmount: Amount{Amount: 100, Currency: "EUR"}})
+	ctx := context.Background()
+	got, err := e.Where(ctx, "qr-1", CreateRequest{})
+	require.NoError(t, err)
+	require.Equal(t, Approved, got.Status)
+	create := CreateRequest{PaymentType: "KB", PaymentScenario: ConsumerScan, ClientTransactionID: "c-1",
+		PaymentAmount: Amount{Amount: 100, Currency: "EUR"}, Order: Order{OrderID: "o-1"}}
+	got, err = e.Where(ctx, "", create)
+	require.NoError(t, err)
+	require.Equal(t, "qr-1", got.TransactionID)
+	_, err = e.Where(ctx, "", CreateRequest{})
+	require.ErrorIs(t, err, errNoReference)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	require.Equal(t, map[string]int{"get": 1, "create": 1}, s.calls)
+}

@@ -20,6 +20,9 @@ var (
 	ErrDuplicateServiceID = errors.New("duplicate ServiceID for this SaleID")
 	// ErrTxnExists: a transaction with this id is already journaled.
 	ErrTxnExists = errors.New("transaction already journaled")
+	// ErrTxnFinal: the transaction already has a final transition
+	// (FinishTxnEvents).
+	ErrTxnFinal = errors.New("transaction already final")
 )
 
 // TxnRef identifies a transaction: our id, and the POS's SaleID and
@@ -80,10 +83,7 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		first.At = s.opts.Now()
 	}
 	first.At = first.At.UTC()
-	tv, err := json.Marshal(first)
-	if err != nil {
-		return Txn{}, fmt.Errorf("start transaction %s: encode transition: %w", ref.ID, err)
-	}
+	tv := encodeTransition(first)
 	svcKey := serviceKey(ref.SaleID, ref.ServiceID)
 	// Only a POS request's ServiceID is reserved; a transaction journaled
 	// without one (started by the agent itself) reserves nothing.
@@ -91,7 +91,7 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 	h := txnHeader{SaleID: ref.SaleID, ServiceID: ref.ServiceID, Started: first.At, Updated: first.At,
 		State: first.State, Final: first.Final, N: 1, Compact: ref.Compact}
 	var grew int // bytes written, for the journal budget
-	err = s.do(ctx, func(w *wtx) error {
+	err := s.do(ctx, func(w *wtx) error {
 		if w.tx.Bucket(bucketTxn).Get([]byte(ref.ID)) != nil {
 			return ErrTxnExists
 		}
@@ -152,7 +152,7 @@ func unfinishedValue(final bool) []byte {
 // is Final the transaction stays final (later transitions, such as "advice
 // sent", are still recorded).
 func (s *Store) AppendTxn(ctx context.Context, id string, t Transition) error {
-	fn, err := s.appendTxnOp(id, t)
+	fn, err := s.appendTxnOp(id, t, false)
 	if err != nil {
 		return err
 	}
@@ -168,7 +168,7 @@ func (s *Store) AppendTxn(ctx context.Context, id string, t Transition) error {
 // loss in a crash is harmless because a later durable record, or recovery,
 // supersedes them. Errors of the deferred commit are logged, not returned.
 func (s *Store) AppendTxnDeferred(id string, t Transition) error {
-	fn, err := s.appendTxnOp(id, t)
+	fn, err := s.appendTxnOp(id, t, false)
 	if err != nil {
 		return err
 	}
@@ -180,15 +180,14 @@ func (s *Store) AppendTxnDeferred(id string, t Transition) error {
 	})
 }
 
-func (s *Store) appendTxnOp(id string, t Transition) (op, error) {
+// appendTxnOp appends t; with unfinished set it fails with ErrTxnFinal,
+// writing nothing, when the transaction is final already.
+func (s *Store) appendTxnOp(id string, t Transition, unfinished bool) (op, error) {
 	if t.At.IsZero() {
 		t.At = s.opts.Now()
 	}
 	t.At = t.At.UTC()
-	tv, err := json.Marshal(t)
-	if err != nil {
-		return nil, fmt.Errorf("journal transaction %s: encode transition: %w", id, err)
-	}
+	tv := encodeTransition(t)
 	return func(w *wtx) error {
 		txb := w.tx.Bucket(bucketTxn)
 		hv := txb.Get([]byte(id))
@@ -198,6 +197,9 @@ func (s *Store) appendTxnOp(id string, t Transition) (op, error) {
 		var h txnHeader
 		if err := json.Unmarshal(hv, &h); err != nil {
 			return &CorruptError{Path: s.path, Err: fmt.Errorf("journal header %s: %w", id, err)}
+		}
+		if unfinished && h.Final {
+			return ErrTxnFinal
 		}
 		h.N++
 		h.Updated, h.State = t.At, t.State
@@ -450,8 +452,8 @@ func readTxn(tx *bolt.Tx, id string) (Txn, error) {
 	prefix := append([]byte(id), 0)
 	c := tx.Bucket(bucketTrans).Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		var tr Transition
-		if err := json.Unmarshal(v, &tr); err != nil {
+		tr, err := decodeTransition(v)
+		if err != nil {
 			return Txn{}, fmt.Errorf("%w: journal transition %x: %v", ErrCorrupt, k, err)
 		}
 		t.Transitions = append(t.Transitions, tr)
@@ -503,12 +505,23 @@ func putAll(ps ...put) error {
 // critical kinds are accepted (they are never refused for room), so nothing
 // can fail once the transaction is known to exist.
 func (s *Store) AppendTxnEvents(ctx context.Context, id string, trs []Transition, evs ...Event) error {
+	return s.appendTxnEvents(ctx, id, false, trs, evs)
+}
+
+// FinishTxnEvents is AppendTxnEvents for a transaction that must not be final
+// yet: it fails with ErrTxnFinal, writing nothing, when it is. The check and
+// the write are one bbolt transaction, so the caller needs no read first.
+func (s *Store) FinishTxnEvents(ctx context.Context, id string, trs []Transition, evs ...Event) error {
+	return s.appendTxnEvents(ctx, id, true, trs, evs)
+}
+
+func (s *Store) appendTxnEvents(ctx context.Context, id string, unfinished bool, trs []Transition, evs []Event) error {
 	if len(trs) == 0 {
 		return fmt.Errorf("journal transaction %s: no transition", id)
 	}
 	ops := make([]op, 0, len(trs)+len(evs))
-	for _, t := range trs {
-		fn, err := s.appendTxnOp(id, t)
+	for i, t := range trs {
+		fn, err := s.appendTxnOp(id, t, unfinished && i == 0)
 		if err != nil {
 			return err
 		}
@@ -542,4 +555,67 @@ func (s *Store) AppendTxnEvents(ctx context.Context, id string, trs []Transition
 		return fmt.Errorf("journal transaction %s with %d events: %w", id, len(evs), err)
 	}
 	return nil
+}
+
+// ReadTxns is the number of read transactions the Store has started since it
+// opened (bbolt's TxN): what tests count as the look-ups an operation costs.
+func (s *Store) ReadTxns() int64 { return int64(s.db.Stats().TxN) }
+
+// Transition value layout (version 2; files written before it hold JSON, a
+// value starting with '{', still read), integers varint-encoded:
+//
+//	version(1) at len(state) state final(1) len(data) data
+//
+// Binary so that reading a transaction does not scan its data (the Nexo
+// request and response it carries) and writing one does not re-encode it.
+const transitionVersion = 2
+
+func encodeTransition(t Transition) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+2*binary.MaxVarintLen32+1+len(t.State)+len(t.Data))
+	b = append(b, transitionVersion)
+	b = binary.AppendVarint(b, timeNanos(t.At))
+	b = binary.AppendUvarint(b, uint64(len(t.State)))
+	b = append(b, t.State...)
+	final := byte(0)
+	if t.Final {
+		final = 1
+	}
+	b = append(b, final)
+	b = binary.AppendUvarint(b, uint64(len(t.Data)))
+	return append(b, t.Data...)
+}
+
+// decodeTransition parses a stored transition in either layout. The result
+// does not alias v (bbolt memory is only valid inside its transaction).
+func decodeTransition(v []byte) (Transition, error) {
+	var t Transition
+	if len(v) > 0 && v[0] == '{' { // version 1: JSON
+		if err := json.Unmarshal(v, &t); err != nil {
+			return Transition{}, err
+		}
+		return t, nil
+	}
+	d := decoder{b: v}
+	if ver := d.byte(); d.err == nil && ver != transitionVersion {
+		return Transition{}, fmt.Errorf("%w: transition version %d", ErrBadRecord, ver)
+	}
+	t.At = nanosTime(d.varint())
+	t.State = string(d.bytes(d.length()))
+	switch d.byte() {
+	case 0:
+	case 1:
+		t.Final = true
+	default:
+		d.fail("final flag")
+	}
+	if data := d.bytes(d.length()); len(data) > 0 {
+		t.Data = append(json.RawMessage(nil), data...)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return Transition{}, d.err
+	}
+	return t, nil
 }

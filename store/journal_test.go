@@ -301,3 +301,59 @@ func TestJanitorPrunes(t *testing.T) {
 		return gone
 	}, 10*time.Second, 5*time.Millisecond)
 }
+
+// FinishTxnEvents writes only to an unfinished transaction, checked in the
+// commit itself (the agent's Finish reads nothing before it): on a final one
+// it fails with ErrTxnFinal and writes neither the transitions nor the events.
+func TestFinishTxnEventsOnlyUnfinished(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{})
+	_, err := s.StartTxn(ctx, TxnRef{ID: "t1", SaleID: "POS1", ServiceID: "S1"}, Transition{State: "started"})
+	require.NoError(t, err)
+	ev := Event{Kind: KindTransactionResult, Payload: []byte(`{}`)}
+	require.NoError(t, s.FinishTxnEvents(ctx, "t1", []Transition{{State: "done", Final: true}}, ev))
+	err = s.FinishTxnEvents(ctx, "t1", []Transition{{State: "again", Final: true}}, ev)
+	require.ErrorIs(t, err, ErrTxnFinal)
+	tx, err := s.Txn(ctx, "t1")
+	require.NoError(t, err)
+	require.Len(t, tx.Transitions, 2, "nothing written by the refused finish")
+	recs, err := s.List(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, recs, 1, "nor its event")
+	require.NoError(t, s.AppendTxnEvents(ctx, "t1", []Transition{{State: "settled", Final: true}}), "AppendTxnEvents still appends to a final one")
+}
+
+// Transitions are stored in a binary layout (version 2); those a version
+// before it wrote as JSON still read the same, and a damaged value is an
+// error, never a panic or a half-read transition.
+func TestTransitionEncodingReadsBothLayouts(t *testing.T) {
+	at := time.Date(2026, 3, 1, 9, 0, 0, 123, time.UTC)
+	tr := Transition{At: at, State: "nexo.done", Final: true, Data: json.RawMessage(`{"SaleToPOIResponse":{}}`)}
+	got, err := decodeTransition(encodeTransition(tr))
+	require.NoError(t, err)
+	require.Equal(t, tr, got)
+	old, err := json.Marshal(tr) // the layout of files written before version 2
+	require.NoError(t, err)
+	got, err = decodeTransition(old)
+	require.NoError(t, err)
+	require.Equal(t, tr, got)
+	enc := encodeTransition(tr)
+	for i := range len(enc) {
+		_, err := decodeTransition(enc[:i])
+		require.Error(t, err, "cut at %d", i)
+	}
+	_, err = decodeTransition(append([]byte{9}, enc[1:]...))
+	require.ErrorIs(t, err, ErrBadRecord)
+
+	// A journal written with JSON transitions (a file from before) reads on.
+	ctx := t.Context()
+	s, _ := openTest(t, Options{})
+	_, err = s.StartTxn(ctx, TxnRef{ID: "old", SaleID: "POS1", ServiceID: "S1"}, Transition{State: "started"})
+	require.NoError(t, err)
+	require.NoError(t, s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTrans).Put(transKey("old", 1), old)
+	}))
+	txn, err := s.Txn(ctx, "old")
+	require.NoError(t, err)
+	require.Equal(t, []Transition{tr}, txn.Transitions)
+}

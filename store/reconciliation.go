@@ -126,6 +126,9 @@ func readPeriod(b *bolt.Bucket, id uint64) (periodRecord, error) {
 
 // OpenPeriod returns the id of the period in progress.
 func (s *Store) OpenPeriod(ctx context.Context) (uint64, error) {
+	if id := s.period.Load(); id != 0 {
+		return id, nil
+	}
 	var id uint64
 	err := s.view(func(tx *bolt.Tx) error {
 		id = 1
@@ -139,6 +142,7 @@ func (s *Store) OpenPeriod(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read reconciliation period: %w", err)
 	}
+	s.period.CompareAndSwap(0, id) // a ClosePeriod meanwhile has stored a newer one
 	return id, nil
 }
 
@@ -191,6 +195,8 @@ func (s *Store) ClosePeriod(ctx context.Context, at time.Time) (uint64, error) {
 	})
 	if err != nil {
 		return 0, fmt.Errorf("close reconciliation period: %w", err)
+	}
+	for cur := s.period.Load(); cur < id+1 && !s.period.CompareAndSwap(cur, id+1); cur = s.period.Load() {
 	}
 	return id, nil
 }

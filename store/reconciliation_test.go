@@ -60,3 +60,29 @@ func TestReconciliationPeriods(t *testing.T) {
 	_, err = s.ScanPeriod(ctx, 3, func(Txn) error { return nil })
 	require.ErrorIs(t, err, ErrNotFound)
 }
+
+// The open period is read from the file once, then kept (ClosePeriod advances
+// it): a payment's response names it without a read transaction, and a
+// reopened store reads the same.
+func TestOpenPeriodKeptAfterFirstRead(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{})
+	id, err := s.OpenPeriod(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, id)
+	reads := s.ReadTxns()
+	id, err = s.OpenPeriod(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, id)
+	require.Equal(t, reads, s.ReadTxns(), "no read transaction once known")
+	closed, err := s.ClosePeriod(ctx, time.Now())
+	require.NoError(t, err)
+	require.EqualValues(t, 1, closed)
+	id, err = s.OpenPeriod(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, id)
+	s = reopen(t, s, Options{})
+	id, err = s.OpenPeriod(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, id, "read from the file after a restart")
+}

@@ -171,7 +171,7 @@ var (
 	bucketOutbox  = []byte("outbox")
 	bucketDead    = []byte("dead")
 	bucketTxn     = []byte("journal.txn")   // id → txnHeader (JSON)
-	bucketTrans   = []byte("journal.trans") // id \x00 be(n) → Transition (JSON)
+	bucketTrans   = []byte("journal.trans") // id \x00 be(n) → Transition (encodeTransition)
 	bucketOrder   = []byte("journal.order") // be(order) → id
 	bucketSvc     = []byte("journal.svc")   // saleID \x00 serviceID → be(started) id
 	bucketUnfin   = []byte("journal.unfinished")
@@ -219,6 +219,10 @@ type Store struct {
 
 	mu     sync.RWMutex // guards closed against in-flight submissions
 	closed bool
+
+	// period is the open reconciliation period's id once read (0: not yet);
+	// ClosePeriod advances it, so a payment's response reads no page for it.
+	period atomic.Uint64
 
 	lazyMu     sync.Mutex // deferred writes (deferred.go), in submission order
 	lazy       []*writeReq

@@ -1,0 +1,73 @@
+//go:build linux
+
+package agent
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/termagent/termagent/nexo"
+)
+
+// cpuTime is the process's CPU time so far (user + system).
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkTransactionStatusVsDiagnosis measures the Nexo server's CPU per
+// request (the process's CPU time, getrusage, around the handler called in
+// process: no network) for a TransactionStatus of the last payment journaled
+// by the agent and for a Diagnosis, in alternating batches; it reports each
+// in µs and their ratio (issue 17: goal <= 1.5). CPU time, not wall time:
+// the figure holds on a busy machine.
+func BenchmarkTransactionStatusVsDiagnosis(b *testing.B) {
+	c, _, h := payPath(b)
+	for i := range 20 {
+		payKB(b, c, "B"+strconv.Itoa(i))
+	}
+	body := func(cat nexo.MessageCategory, fill func(*nexo.Request)) []byte {
+		r := &nexo.Request{Header: nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: cat, Type: nexo.TypeRequest,
+			ServiceID: "Q1", SaleID: "POS1", POIID: "DX8000-1"}}
+		fill(r)
+		raw, err := nexo.JSONCodec{}.EncodeRequest(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return raw
+	}
+	status := body(nexo.CategoryTransactionStatus, func(r *nexo.Request) { r.TransactionStatus = &nexo.TransactionStatusRequest{} })
+	diag := body(nexo.CategoryDiagnosis, func(r *nexo.Request) { r.Diagnosis = &nexo.DiagnosisRequest{HostDiagnosis: true} })
+	const batch = 50
+	serve := func(raw []byte) time.Duration {
+		t0 := cpuTime(b)
+		for range batch {
+			req := httptest.NewRequest(http.MethodPost, "/nexo", bytes.NewReader(raw))
+			req.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != http.StatusOK || !bytes.Contains(w.Body.Bytes(), []byte(`"Result":"Success"`)) {
+				b.Fatalf("HTTP %d: %s", w.Code, w.Body.Bytes())
+			}
+		}
+		return cpuTime(b) - t0
+	}
+	var st, dg time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		st += serve(status)
+		dg += serve(diag)
+	}
+	n := float64(b.N * batch)
+	b.ReportMetric(float64(st.Microseconds())/n, "status-cpu-µs")
+	b.ReportMetric(float64(dg.Microseconds())/n, "diagnosis-cpu-µs")
+	b.ReportMetric(float64(st)/float64(dg), "status/diagnosis")
+}
