@@ -309,6 +309,9 @@ func paymentFromWire(w *wirePaymentRequest) (*PaymentRequest, *Error) {
 			p.InstrumentType = pid.PaymentInstrumentType
 		}
 	}
+	if e := refundFromWire(f, w.PaymentData, p); e != nil { // nexo/refund.go
+		return nil, e
+	}
 	return p, nil
 }
 
@@ -338,6 +341,7 @@ func paymentRequestToWire(p *PaymentRequest) (*wirePaymentRequest, error) {
 			w.PaymentData.PaymentInstrumentData = &wirePaymentInstrumentData{PaymentInstrumentType: p.InstrumentType}
 		}
 	}
+	refundToWire(p, w) // nexo/refund.go
 	return w, nil
 }
 
@@ -363,7 +367,11 @@ func reversalFromWire(w *wireReversalRequest) (*ReversalRequest, *Error) {
 	if e := checkLens(maxRefLen, f+".OriginalPOITransaction.SaleID", w.OriginalPOITransaction.SaleID, f+".OriginalPOITransaction.POIID", w.OriginalPOITransaction.POIID); e != nil {
 		return nil, e
 	}
-	return &ReversalRequest{OriginalPOITransactionID: id, OriginalSaleID: w.OriginalPOITransaction.SaleID, Reason: w.ReversalReason}, nil
+	rr := &ReversalRequest{OriginalPOITransactionID: id, OriginalSaleID: w.OriginalPOITransaction.SaleID, Reason: w.ReversalReason}
+	if rr.ReversedAmount, e = reversedAmountFromWire(f+".ReversedAmount", w.ReversedAmount); e != nil { // nexo/refund.go
+		return nil, e
+	}
+	return rr, nil
 }
 
 func refFromWire(field string, w *wireMessageReference) (*MessageReference, *Error) {
@@ -539,6 +547,7 @@ func requestToWire(r *Request) (*wireMessage, error) {
 	case r.Reversal != nil:
 		m.ReversalRequest = &wireReversalRequest{
 			ReversalReason: r.Reversal.Reason,
+			ReversedAmount: wireDecimal(r.Reversal.ReversedAmount), // nexo/refund.go
 			OriginalPOITransaction: &wireOriginalPOITransaction{
 				SaleID:           r.Reversal.OriginalSaleID,
 				POITransactionID: transactionIDToWire(r.Reversal.OriginalPOITransactionID),
@@ -695,6 +704,7 @@ func reversalResponseToWire(s ResponseStatus, r *ReversalResponse) *wireReversal
 	if id := transactionIDToWire(r.OriginalPOITransactionID); id != nil {
 		w.OriginalPOITransaction = &wireOriginalPOITransaction{POITransactionID: id}
 	}
+	w.ReversedAmount, w.PaymentReceipt = wireDecimal(r.ReversedAmount), receiptsToWire(r.Receipts) // nexo/refund.go
 	return w
 }
 
@@ -711,6 +721,10 @@ func reversalResponseFromWire(w *wireReversalResponse) (*ReversalResponse, *Erro
 			return nil, e
 		}
 	}
+	if r.ReversedAmount, e = reversedAmountFromWire("ReversalResponse.ReversedAmount", w.ReversedAmount); e != nil { // nexo/refund.go
+		return nil, e
+	}
+	r.Receipts = receiptsFromWire(w.PaymentReceipt)
 	return r, nil
 }
 

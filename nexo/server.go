@@ -757,6 +757,7 @@ func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error
 		}
 		return s.ok(h, func(r *Response) {
 			r.Reversal = &ReversalResponse{OriginalPOITransactionID: req.Reversal.OriginalPOITransactionID, POITransactionID: res.POITransactionID}
+			reversalOutcome(r, res, s.cfg.MerchantName) // refunds: nexo/refund.go
 		}), nil
 	}
 }

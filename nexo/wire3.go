@@ -145,6 +145,8 @@ type wireTransactionConditions struct {
 type wirePaymentData struct {
 	PaymentType           string                     `json:",omitempty" xml:",attr,omitempty"`
 	PaymentInstrumentData *wirePaymentInstrumentData `json:",omitempty" xml:",omitempty"`
+	// Refunds (nexo/refund.go).
+	OriginalPOITransaction *wireOriginalPOITransaction `json:",omitempty" xml:",omitempty"`
 }
 
 type wirePaymentInstrumentData struct {
@@ -189,6 +191,7 @@ type wirePaymentAcquirerData struct {
 
 type wireReversalRequest struct {
 	ReversalReason         string                      `json:",omitempty" xml:",attr,omitempty"`
+	ReversedAmount         wireDecimal                 `json:",omitempty" xml:",attr,omitempty"` // refunds (nexo/refund.go)
 	OriginalPOITransaction *wireOriginalPOITransaction `json:",omitempty" xml:",omitempty"`
 }
 
@@ -202,6 +205,8 @@ type wireReversalResponse struct {
 	Response               *wireResponse               `json:",omitempty" xml:",omitempty"`
 	POIData                *wirePOIData                `json:",omitempty" xml:",omitempty"`
 	OriginalPOITransaction *wireOriginalPOITransaction `json:",omitempty" xml:",omitempty"`
+	ReversedAmount         wireDecimal                 `json:",omitempty" xml:",attr,omitempty"` // refunds (nexo/refund.go)
+	PaymentReceipt         []wirePaymentReceipt        `json:",omitempty" xml:",omitempty"`      // refunds (nexo/refund.go)
 }
 
 type wireMessageReference struct {
