@@ -46,6 +46,8 @@ type Options struct {
 	// Now is the agent's local wall clock (nil: time.Now); the simulator's
 	// clock-jump fault replaces it.
 	Now func() time.Time
+	// Refunds tunes the refund desk (agent/refund.go; tests use milliseconds).
+	Refunds RefundTiming
 }
 
 // Agent is a configured agent. Run starts it.
@@ -306,6 +308,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Help: "PPaaS answers and events with a status spelling the agent does not know (taken as pending; the spelling is logged once).",
 	}, func() float64 { return float64(statuses.UnknownCount()) }))
 	posClient := &http.Client{Timeout: 10 * time.Second}
+	desk := a.opts.refundDesk() // refunds: agent/refund.go
 	srv, err := nexo.NewServer(nexo.ServerConfig{
 		POIID:           a.poiid,
 		POISerialNumber: a.serial,
@@ -318,7 +321,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		PaymentTimeout:  a.cfg.PaymentTimeout + engineGrace,
 		AbortGrace:      engineGrace,
 	}, nexo.Deps{
-		Engine:       nexo.NewRouter(apmEngine{qr: engine, st: st, metrics: m}),
+		Engine:       nexo.NewRouter(apmEngine{qr: engine, st: st, metrics: m, refunds: desk}),
 		Journal:      j,
 		Display:      nexoDisplay(disp),
 		Diagnoser:    diagnoser{a: a},
@@ -352,6 +355,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.auth.Run(gctx) })
 	g.Go(func() error { return a.fwd.Run(gctx) })
 	g.Go(func() error { return screen.Run(gctx) })
+	g.Go(func() error { return a.runRefundDesk(gctx, st, engine, desk, unfinished) }) // refunds: agent/refund_desk.go
 	a.startCloud(gctx, g, srv.Exchange) // issue 16
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -122,6 +122,9 @@ var errReversalOwns = errors.New("a queued reversal owns this transaction's outc
 // It keeps the invariant: once a reversal advice exists for a transaction, the
 // journal never reports that transaction approved.
 func (j journal) finish(ctx context.Context, t store.Txn, response []byte, at time.Time, adv *qr.Advice) error {
+	if handled, err := j.finishRefund(ctx, t, response, at); handled { // refunds: agent/refund.go
+		return err
+	}
 	held, isHeld := j.held.take(t.ID)
 	if adv == nil && isHeld {
 		adv = &held
@@ -312,7 +315,8 @@ func viewQR(t store.Txn) qrView {
 type apmEngine struct {
 	qr      *qr.Engine
 	st      *store.Store
-	metrics *metrics // nil in tools that need none
+	metrics *metrics    // nil in tools that need none
+	refunds *refundDesk // refunds (agent/refund.go); nil: refunds refused
 }
 
 // method is the PPaaS method a payment request maps to.
@@ -340,6 +344,9 @@ func (e apmEngine) brand(req nexo.PaymentRequest) (string, bool) {
 
 // Accepts implements nexo.RoutedEngine.
 func (e apmEngine) Accepts(req nexo.PaymentRequest) bool {
+	if req.Type == nexo.PaymentRefund { // refunds: agent/refund.go (the original payment names the method)
+		return true
+	}
 	_, ok := e.brand(req)
 	return ok
 }
@@ -347,20 +354,20 @@ func (e apmEngine) Accepts(req nexo.PaymentRequest) bool {
 // Precheck implements nexo.Prechecker: what Pay refuses before calling PPaaS
 // is refused before the request is journaled in full.
 func (e apmEngine) Precheck(req nexo.PaymentRequest) error {
-	if req.Type == nexo.PaymentRefund {
-		return nexo.Errorf(nexo.PaymentRestriction, "APM refunds are made with a Reversal of the original POI transaction")
+	if req.Type == nexo.PaymentRefund { // refunds: agent/refund.go
+		return precheckRefund(req)
 	}
 	return nil
 }
 
 // Pay implements nexo.PaymentEngine.
 func (e apmEngine) Pay(ctx context.Context, req nexo.PaymentRequest) (nexo.PaymentResult, error) {
+	if req.Type == nexo.PaymentRefund { // refunds: agent/refund.go
+		return e.payRefund(ctx, req)
+	}
 	brand, ok := e.brand(req)
 	if !ok {
 		return nexo.PaymentResult{}, nexo.Errorf(nexo.PaymentRestriction, "no APM is configured for this brand")
-	}
-	if req.Type == nexo.PaymentRefund {
-		return nexo.PaymentResult{}, nexo.Errorf(nexo.PaymentRestriction, "APM refunds are made with a Reversal of the original POI transaction")
 	}
 	ctid := uuid.NewString()
 	if h, ok := nexo.HeaderFrom(ctx); ok {
@@ -440,6 +447,9 @@ func suffix(reason string) string {
 // Reverse implements nexo.PaymentEngine: a Reversal of an APM payment cancels it
 // if it is undecided and refunds it if it was approved.
 func (e apmEngine) Reverse(ctx context.Context, req nexo.ReversalRequest) (nexo.ReversalResult, error) {
+	if res, err, done := e.reverseRefunds(ctx, req); done { // refunds: agent/refund.go
+		return res, err
+	}
 	id := req.OriginalPOITransactionID.ID
 	t, err := e.st.Txn(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -471,6 +481,7 @@ func (e apmEngine) Reverse(ctx context.Context, req nexo.ReversalRequest) (nexo.
 	return nexo.ReversalResult{
 		POITransactionID:  nexo.TransactionID{ID: id + "-rev", TimeStamp: time.Now().UTC()},
 		ProviderReference: out.ProviderReference,
+		ReversedAmount:    reversedAmount(out), // refunds: agent/refund.go (receipts)
 	}, nil
 }
 

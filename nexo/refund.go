@@ -143,3 +143,20 @@ func RefundExceeds(asked, remaining, paid Amount, original string) *Error {
 	return Errorf(Refusal, "refund of %s exceeds what remains refundable on POI transaction %s: %s (paid %s, %s already refunded or pending)",
 		asked, original, remaining, paid, Amount{Minor: paid.Minor - remaining.Minor, Currency: paid.Currency})
 }
+
+// partiallyReversed is the original payment as a reversal of reversed (the
+// ReversalResponse's ReversedAmount) counts it in totals: the whole payment
+// when reversed is empty, else that part of it. ok is false for an amount
+// that does not parse in the payment's currency (not counted).
+func partiallyReversed(p *PaymentResult, reversed wireDecimal) (*PaymentResult, bool) {
+	if reversed == "" {
+		return p, true
+	}
+	minor, e := parseAmount("ReversalResponse.ReversedAmount", string(reversed), p.AuthorizedAmount.Currency)
+	if e != nil || minor > p.AuthorizedAmount.Minor {
+		return p, false
+	}
+	part := *p
+	part.AuthorizedAmount.Minor = minor
+	return &part, true
+}
