@@ -355,7 +355,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.auth.Run(gctx) })
 	g.Go(func() error { return a.fwd.Run(gctx) })
 	g.Go(func() error { return screen.Run(gctx) })
-	g.Go(func() error { return a.runRefundDesk(gctx, st, engine, desk, unfinished) }) // refunds: agent/refund_desk.go
+	// refunds: agent/refund_desk.go
+	g.Go(func() error { return a.runRefundDesk(gctx, st, engine, desk, unfinished) })
 	a.startCloud(gctx, g, srv.Exchange) // issue 16
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
