@@ -297,6 +297,7 @@ func (e apmEngine) refund(ctx context.Context, o refundOrder) (refundOutcome, er
 	// From here PPaaS may refund: only a definitive answer ends the refund.
 	sctx := context.WithoutCancel(ctx)
 	ref, err := sendRefund(sctx, client, orig.ppaasID, o.id, amount)
+	failpoint.Hit("refund.sent.after") // PPaaS answered; nothing journaled yet
 	if err != nil {
 		if refusedByPPaaS(err) {
 			return refundOutcome{}, e.release(ctx, o, amount, err)
