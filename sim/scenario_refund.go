@@ -31,6 +31,8 @@ func refundStepProblem(s *Step, paid map[string]bool) string {
 		return "only a refund or reverse step takes it"
 	case s.POS == "refund" && s.Amount == "":
 		return "a refund needs an amount (major units, in the original payment's currency)"
+	case s.POS == "reverse" && s.Amount != "" && s.Original == "":
+		return "a partial reversal (reverse with an amount) names its original pay step"
 	case s.Original != "" && !paid[s.Original]:
 		return fmt.Sprintf("%q is not the serviceId of an earlier pay step", s.Original)
 	case s.Amount != "" && (s.POS == "refund" || s.POS == "reverse"):
