@@ -461,16 +461,16 @@ func precheckRefund(req nexo.PaymentRequest) error {
 // server turned into Aborted, say) gets errRefundPending, so the server
 // answers InProgress instead of a failure that may turn out false.
 func (j journal) finishRefund(ctx context.Context, t store.Txn, response []byte, at time.Time) (bool, error) {
+	resp, err := nexo.JSONCodec{}.DecodeResponse(response)
+	if err == nil && resp.Status.Result == nexo.Success {
+		return false, nil // the common case: no journal read on the payment path
+	}
 	full, err := j.st.Txn(ctx, t.ID)
 	if err != nil {
 		return false, nil
 	}
 	o, ok := refundOrderOf(full)
 	if !ok {
-		return false, nil
-	}
-	resp, err := nexo.JSONCodec{}.DecodeResponse(response)
-	if err == nil && resp.Status.Result == nexo.Success {
 		return false, nil
 	}
 	orig, err := j.st.Txn(ctx, o.original)
