@@ -160,3 +160,17 @@ func partiallyReversed(p *PaymentResult, reversed wireDecimal) (*PaymentResult, 
 	part.AuthorizedAmount.Minor = minor
 	return &part, true
 }
+
+// reprintReversal is reprint for a Reversal's repeated response: the receipts
+// it was answered with, those asked for only, marked DUPLICATE.
+func reprintReversal(rep *Response, qualifiers []string) {
+	if rep == nil || rep.Reversal == nil || len(qualifiers) == 0 {
+		return
+	}
+	var out []PaymentReceipt
+	for _, r := range receiptsFor(rep.Reversal.Receipts, qualifiers) {
+		r.Lines = append([]string{"DUPLICATE"}, r.Lines...)
+		out = append(out, r)
+	}
+	rep.Reversal.Receipts = out
+}

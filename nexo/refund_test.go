@@ -70,3 +70,20 @@ func TestRefundExceedsNamesTheRemainder(t *testing.T) {
 	require.Equal(t, Refusal, e.Condition)
 	require.Equal(t, "refund of 5.00 EUR exceeds what remains refundable on POI transaction tx-1: 4.00 EUR (paid 20.00 EUR, 16.00 EUR already refunded or pending)", e.Text)
 }
+
+// A reversal's receipts are reprinted by TransactionStatus like a payment's:
+// those asked for, marked DUPLICATE, the original lines unchanged.
+func TestReversalReceiptsReprinted(t *testing.T) {
+	r := &Response{Header: Header{POIID: "POI1"}, Status: ResponseStatus{Result: Success},
+		Reversal: &ReversalResponse{OriginalPOITransactionID: TransactionID{ID: "tx-1"}, POITransactionID: TransactionID{ID: "rv-1"}}}
+	r.Reversal.Receipts = ReversalReceipts(r, Amount{550, "EUR"}, "Shop", false)
+	require.Len(t, r.Reversal.Receipts, 2)
+	require.Contains(t, r.Reversal.Receipts[0].Lines, "Amount refunded: 5.50 EUR")
+	require.Contains(t, r.Reversal.Receipts[0].Lines, "Original POI transaction: tx-1")
+	orig := append([]string(nil), r.Reversal.Receipts[1].Lines...)
+	reprintReversal(r, []string{CustomerReceipt})
+	require.Len(t, r.Reversal.Receipts, 1)
+	require.Equal(t, CustomerReceipt, r.Reversal.Receipts[0].DocumentQualifier)
+	require.Equal(t, append([]string{"DUPLICATE"}, orig...), r.Reversal.Receipts[0].Lines)
+	require.Nil(t, ReversalReceipts(&Response{Status: ResponseStatus{Result: Failure}, Reversal: &ReversalResponse{}}, Amount{}, "", false))
+}

@@ -841,6 +841,7 @@ func (s *Server) transactionStatus(ctx context.Context, req *Request) *Response 
 		qualifiers = []string{CashierReceipt, CustomerReceipt}
 	}
 	reprint(rep, qualifiers, s.cfg.MerchantName)
+	reprintReversal(rep, qualifiers) // refunds: nexo/refund.go
 	return s.ok(h, func(r *Response) {
 		r.TransactionStatus = &TransactionStatusResponse{
 			MessageReference: &MessageReference{Category: e.Category, SaleID: e.SaleID, ServiceID: e.ServiceID},
