@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // Notify sends an EventNotification to the POS event URL (Nexo 3.x JSON,
@@ -54,12 +55,24 @@ func (s *Server) Notify(ctx context.Context, ev EventNotification) error {
 	return nil
 }
 
-// DeliverEvent POSTs a pending event to the POS; any non-2xx status is an
-// error so that the outbox keeps the event.
-func DeliverEvent(ctx context.Context, client *http.Client, ev PendingEvent) error {
+// defaultEventTimeout bounds one delivery of an event to the POS when no client
+// is configured: a POS that accepts the connection and never answers must not
+// hold the notifier (or the outbox) forever.
+const defaultEventTimeout = 5 * time.Second
+
+// eventClient is client, or when nil one bounded by defaultEventTimeout.
+func eventClient(client *http.Client) *http.Client {
 	if client == nil {
-		client = http.DefaultClient
+		return &http.Client{Timeout: defaultEventTimeout}
 	}
+	return client
+}
+
+// DeliverEvent POSTs a pending event to the POS with client (nil: a client
+// with a 5 s timeout); any non-2xx status is an error so that the outbox keeps
+// the event.
+func DeliverEvent(ctx context.Context, client *http.Client, ev PendingEvent) error {
+	client = eventClient(client)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.URL, bytes.NewReader(ev.Body))
 	if err != nil {
 		return fmt.Errorf("deliver nexo event: %w", err)

@@ -19,6 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/display"
+	"github.com/termagent/termagent/internal/fake"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
@@ -63,19 +65,19 @@ func (a *advisor) Advise(_ context.Context, x qr.Advice) error {
 	return nil
 }
 
-type display struct {
+type screenLog struct {
 	mu      sync.Mutex
-	screens []qr.Screen
+	screens []display.Screen
 }
 
-func (d *display) Show(_ context.Context, s qr.Screen) error {
+func (d *screenLog) Show(_ context.Context, s display.Screen) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.screens = append(d.screens, s)
 	return nil
 }
 
-func (d *display) qrShown(ctid string) bool {
+func (d *screenLog) qrShown(ctid string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, s := range d.screens {
@@ -83,7 +85,7 @@ func (d *display) qrShown(ctid string) bool {
 			continue
 		}
 		png, err := s.QR.PNG()
-		text, _ := s.QR.Text()
+		text, _ := s.QR.(*qr.QRImage).Text()
 		return err == nil && len(png) > 0 && text != ""
 	}
 	return false
@@ -91,12 +93,12 @@ func (d *display) qrShown(ctid string) bool {
 
 // countingLog counts duplicates the de-dup caught.
 type countingLog struct {
-	qr.MemoryEventLog
+	fake.EventLog
 	dups atomic.Int64
 }
 
 func (l *countingLog) SeenEvent(ctx context.Context, id string) (bool, error) {
-	seen, err := l.MemoryEventLog.SeenEvent(ctx, id)
+	seen, err := l.EventLog.SeenEvent(ctx, id)
 	if seen {
 		l.dups.Add(1)
 	}
@@ -121,8 +123,8 @@ type countingCreds struct {
 }
 
 func (c *countingCreds) Invalidate(tok string) {
-	if inv, ok := c.src.(interface{ Invalidate(string) }); ok {
-		inv.Invalidate(tok)
+	if c.src != nil {
+		c.src.Invalidate(tok)
 	}
 }
 
@@ -142,7 +144,7 @@ type world struct {
 	client *qr.Client
 	rec    *recorder
 	adv    *advisor
-	disp   *display
+	disp   *screenLog
 	events *countingLog
 	h      *handler
 	creds  *countingCreds
@@ -159,7 +161,7 @@ type worldOpts struct {
 
 func newWorld(t *testing.T, o worldOpts) *world {
 	t.Helper()
-	w := &world{t: t, dir: t.TempDir(), rec: &recorder{}, adv: &advisor{}, disp: &display{}, events: &countingLog{}, h: &handler{}}
+	w := &world{t: t, dir: t.TempDir(), rec: &recorder{}, adv: &advisor{}, disp: &screenLog{}, events: &countingLog{}, h: &handler{}}
 	res, err := certs.Generate(certs.Options{Dir: w.dir})
 	require.NoError(t, err)
 	w.serial = res.Serial
@@ -325,7 +327,7 @@ func TestE2EEmbeddedBroker(t *testing.T) {
 		creds := &countingCreds{}
 		creds.bad.Store(true)
 		sub, err := qr.NewSubscriber(qr.SubscriberConfig{
-			BrokerURL: w.broker, Serial: w.serial, TLS: w.dev.Config(), Credentials: creds, Events: &qr.MemoryEventLog{}, Handler: w.h,
+			BrokerURL: w.broker, Serial: w.serial, TLS: w.dev.Config(), Credentials: creds, Events: &fake.EventLog{}, Handler: w.h,
 			MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, DeniedBackoff: time.Hour,
 		})
 		require.NoError(t, err)
@@ -616,7 +618,7 @@ func BenchmarkPay(b *testing.B) {
 
 type discard struct{}
 
-func (discard) Show(context.Context, qr.Screen) error { return nil }
+func (discard) Show(context.Context, display.Screen) error { return nil }
 
 func benchPay(b *testing.B, bw *benchWorld, d qr.Display) {
 	e, err := qr.NewEngine(qr.Config{Timeout: 10 * time.Second, PollAfter: 30 * time.Second}, bw.client, bw.rec, bw.adv, d)
@@ -685,7 +687,7 @@ func newBenchWorld(b *testing.B) *benchWorld {
 	require.NoError(b, err)
 	bw := &benchWorld{sim: s, rec: &recorder{}, adv: &advisor{}, h: &handler{}}
 	bw.client = qr.NewClient(mtls.NewHTTPClient(dev, auth, nil, 10*time.Second), s.URL(), qr.Retry{})
-	sub, err := qr.NewSubscriber(qr.SubscriberConfig{BrokerURL: s.MQTTURL(), Serial: res.Serial, TLS: dev.Config(), Credentials: auth, Events: &qr.MemoryEventLog{}, Handler: bw.h})
+	sub, err := qr.NewSubscriber(qr.SubscriberConfig{BrokerURL: s.MQTTURL(), Serial: res.Serial, TLS: dev.Config(), Credentials: auth, Events: &fake.EventLog{}, Handler: bw.h})
 	require.NoError(b, err)
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/internal/fake"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
@@ -56,12 +57,12 @@ func (pvAdvisor) Advise(context.Context, qr.Advice) error { return nil }
 
 // pvEvents is the de-dup log; it counts the duplicates it caught.
 type pvEvents struct {
-	qr.MemoryEventLog
+	fake.EventLog
 	dups atomic.Int64
 }
 
 func (l *pvEvents) SeenEvent(ctx context.Context, id string) (bool, error) {
-	seen, err := l.MemoryEventLog.SeenEvent(ctx, id)
+	seen, err := l.EventLog.SeenEvent(ctx, id)
 	if seen {
 		l.dups.Add(1)
 	}

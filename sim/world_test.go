@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/display"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
 	"github.com/termagent/termagent/sim/simtest"
@@ -24,7 +25,7 @@ func startWorld(t *testing.T, mod func(*sim.WorldConfig)) (*sim.World, *sim.POS)
 }
 
 // awaitScreen waits for the virtual terminal to show a state.
-func awaitScreen(t *testing.T, w *sim.World, state string) sim.Screen {
+func awaitScreen(t *testing.T, w *sim.World, state string) display.Screen {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
@@ -34,7 +35,7 @@ func awaitScreen(t *testing.T, w *sim.World, state string) sim.Screen {
 		}
 	}
 	t.Fatalf("terminal never showed %q", state)
-	return sim.Screen{}
+	return display.Screen{}
 }
 
 type payResult struct {

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/display"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
@@ -145,7 +146,7 @@ func (w *crashWorld) pos(url string) *sim.POS {
 
 // awaitQR waits until the virtual terminal shows the consumer the QR of a
 // transaction not awaited before (a killed agent leaves its last screen).
-func (w *crashWorld) awaitQR() sim.Screen {
+func (w *crashWorld) awaitQR() display.Screen {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(w.t.Context(), 15*time.Second)
 	defer cancel()
@@ -156,7 +157,7 @@ func (w *crashWorld) awaitQR() sim.Screen {
 		}
 	}
 	w.t.Fatalf("the terminal never showed a QR; agent logs:\n%s", w.proc.logs)
-	return sim.Screen{}
+	return display.Screen{}
 }
 
 // settledStatus polls TransactionStatus until the payment is no longer in
