@@ -46,6 +46,8 @@ type Options struct {
 	// Now is the agent's local wall clock (nil: time.Now); the simulator's
 	// clock-jump fault replaces it.
 	Now func() time.Time
+	// Refunds tunes the refund desk (agent/refund.go; tests use milliseconds).
+	Refunds RefundTiming
 }
 
 // Agent is a configured agent. Run starts it.
@@ -318,6 +320,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Help: "PPaaS answers and events with a status spelling the agent does not know (taken as pending; the spelling is logged once).",
 	}, func() float64 { return float64(statuses.UnknownCount()) }))
 	posClient := &http.Client{Timeout: 10 * time.Second}
+	desk := a.opts.refundDesk() // refunds: agent/refund.go
 	srv, err := nexo.NewServer(nexo.ServerConfig{
 		POIID:           a.poiid,
 		POISerialNumber: a.serial,
@@ -334,7 +337,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		MaxConns:  terminalMaxConns,
 		MaxNonces: terminalMaxNonces,
 	}, nexo.Deps{
-		Engine:       nexo.NewRouter(apmEngine{qr: engine, journal: j, metrics: m}),
+		Engine:       nexo.NewRouter(apmEngine{qr: engine, journal: j, metrics: m, refunds: desk}),
 		Journal:      j,
 		Display:      nexoDisplay(disp),
 		Diagnoser:    diagnoser{a: a},
@@ -368,6 +371,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.auth.Run(gctx) })
 	g.Go(func() error { return a.fwd.Run(gctx) })
 	g.Go(func() error { return screen.Run(gctx) })
+	// refunds: agent/refund_desk.go
+	g.Go(func() error { return a.runRefundDesk(gctx, st, engine, desk, unfinished) })
 	a.startCloud(gctx, g, srv.Exchange) // issue 16
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

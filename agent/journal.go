@@ -135,6 +135,10 @@ var errReversalOwns = errors.New("a queued reversal owns this transaction's outc
 // only with a final response, so a Success is journaled only while the
 // transaction is unfinished, checked in the same bbolt transaction.
 func (j journal) finish(ctx context.Context, t store.Txn, response []byte, at time.Time, adv *qr.Advice) error {
+	resp, derr := nexo.JSONCodec{}.DecodeResponse(response)
+	if handled, err := j.finishRefund(ctx, t, resp, derr, response, at); handled { // refunds: agent/refund.go
+		return err
+	}
 	held, isHeld := j.held.take(t.ID)
 	if adv == nil && isHeld {
 		adv = &held
@@ -144,7 +148,6 @@ func (j journal) finish(ctx context.Context, t store.Txn, response []byte, at ti
 			j.held.put(held)
 		}
 	}
-	resp, derr := nexo.JSONCodec{}.DecodeResponse(response)
 	if (adv != nil || reversalQueued(t)) && (derr != nil || resp.Status.Result == nexo.Success) {
 		giveBack()
 		return fmt.Errorf("journal finish %s: %w", t.ID, errReversalOwns)

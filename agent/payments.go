@@ -26,8 +26,9 @@ func (e events) SeenEvent(ctx context.Context, id string) (bool, error) {
 // apmEngine is the Nexo payment engine for QR alternative payments.
 type apmEngine struct {
 	qr      *qr.Engine
-	journal journal  // the payments' record (read by Reverse)
-	metrics *metrics // nil in tools that need none
+	journal journal     // the payments' record (read by Reverse)
+	metrics *metrics    // nil in tools that need none
+	refunds *refundDesk // refunds (agent/refund.go); nil: refunds refused
 }
 
 // method is the PPaaS method a payment request maps to.
@@ -55,6 +56,9 @@ func (e apmEngine) brand(req nexo.PaymentRequest) (string, bool) {
 
 // Accepts implements nexo.RoutedEngine.
 func (e apmEngine) Accepts(req nexo.PaymentRequest) bool {
+	if req.Type == nexo.PaymentRefund { // refunds: agent/refund.go (the original payment names the method)
+		return true
+	}
 	_, ok := e.brand(req)
 	return ok
 }
@@ -62,8 +66,8 @@ func (e apmEngine) Accepts(req nexo.PaymentRequest) bool {
 // Precheck implements nexo.Prechecker: what Pay refuses before calling PPaaS
 // is refused before the request is journaled in full.
 func (e apmEngine) Precheck(req nexo.PaymentRequest) error {
-	if req.Type == nexo.PaymentRefund {
-		return nexo.Errorf(nexo.PaymentRestriction, "APM refunds are made with a Reversal of the original POI transaction")
+	if req.Type == nexo.PaymentRefund { // refunds: agent/refund.go
+		return precheckRefund(req)
 	}
 	return nil
 }
@@ -71,12 +75,12 @@ func (e apmEngine) Precheck(req nexo.PaymentRequest) error {
 // Pay implements nexo.PaymentEngine. The payment's QR clientTransactionId is
 // its POI transaction id (txn), so every view of it has one name.
 func (e apmEngine) Pay(ctx context.Context, txn nexo.Txn, req nexo.PaymentRequest) (nexo.PaymentResult, error) {
+	if req.Type == nexo.PaymentRefund { // refunds: agent/refund.go
+		return e.payRefund(ctx, txn, req)
+	}
 	brand, ok := e.brand(req)
 	if !ok {
 		return nexo.PaymentResult{}, nexo.Errorf(nexo.PaymentRestriction, "no APM is configured for this brand")
-	}
-	if req.Type == nexo.PaymentRefund {
-		return nexo.PaymentResult{}, nexo.Errorf(nexo.PaymentRestriction, "APM refunds are made with a Reversal of the original POI transaction")
 	}
 	ctid := txn.POITransactionID
 	if ctid == "" { // not journaled (a caller without a journal): a fresh name
@@ -150,6 +154,9 @@ func suffix(reason string) string {
 // Reverse implements nexo.PaymentEngine: a Reversal of an APM payment cancels it
 // if it is undecided and refunds it if it was approved.
 func (e apmEngine) Reverse(ctx context.Context, txn nexo.Txn, req nexo.ReversalRequest) (nexo.ReversalResult, error) {
+	if res, err, done := e.reverseRefunds(ctx, txn, req); done { // refunds: agent/refund.go
+		return res, err
+	}
 	id := req.OriginalPOITransactionID.ID
 	t, err := e.journal.st.Txn(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -181,6 +188,7 @@ func (e apmEngine) Reverse(ctx context.Context, txn nexo.Txn, req nexo.ReversalR
 	return nexo.ReversalResult{
 		POITransactionID:  nexo.TransactionID{ID: id + "-rev", TimeStamp: time.Now().UTC()},
 		ProviderReference: out.ProviderReference,
+		ReversedAmount:    reversedAmount(out), // refunds: agent/refund.go (receipts)
 	}, nil
 }
 

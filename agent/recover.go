@@ -42,6 +42,9 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) {
 		}
 		failpoint.Hit("recover.before")
 		e := toEntry(t)
+		if _, ok := refundOrderOf(t); ok { // refunds: the refund desk settles them (agent/refund_desk.go)
+			continue
+		}
 		if e.SaleID != "" && e.Category == nexo.CategoryReversal {
 			// Reversals are idempotent at PPaaS: what the interrupted one did
 			// is read back from PPaaS before the POS is told anything.

@@ -138,6 +138,9 @@ func paymentFromWire(w *wirePaymentRequest) (*PaymentRequest, *Error) {
 			p.InstrumentType = pid.PaymentInstrumentType
 		}
 	}
+	if e := refundFromWire(f, w.PaymentData, p); e != nil { // nexo/refund.go
+		return nil, e
+	}
 	return p, nil
 }
 
@@ -167,6 +170,7 @@ func paymentRequestToWire(p *PaymentRequest) (*wirePaymentRequest, error) {
 			w.PaymentData.PaymentInstrumentData = &wirePaymentInstrumentData{PaymentInstrumentType: p.InstrumentType}
 		}
 	}
+	refundToWire(p, w) // nexo/refund.go
 	return w, nil
 }
 
@@ -306,6 +310,8 @@ type wireTransactionConditions struct {
 type wirePaymentData struct {
 	PaymentType           string                     `json:",omitempty" xml:",attr,omitempty"`
 	PaymentInstrumentData *wirePaymentInstrumentData `json:",omitempty" xml:",omitempty"`
+	// Refunds (nexo/refund.go).
+	OriginalPOITransaction *wireOriginalPOITransaction `json:",omitempty" xml:",omitempty"`
 }
 
 type wirePaymentInstrumentData struct {

@@ -32,6 +32,7 @@ func (reversalCategory) requestToWire(r *Request, m *wireMessage) (bool, error) 
 	}
 	m.ReversalRequest = &wireReversalRequest{
 		ReversalReason: r.Reversal.Reason,
+		ReversedAmount: wireDecimal(r.Reversal.ReversedAmount), // nexo/refund.go
 		OriginalPOITransaction: &wireOriginalPOITransaction{
 			SaleID:           r.Reversal.OriginalSaleID,
 			POITransactionID: transactionIDToWire(r.Reversal.OriginalPOITransactionID),
@@ -81,7 +82,11 @@ func reversalFromWire(w *wireReversalRequest) (*ReversalRequest, *Error) {
 	if e := checkLens(maxRefLen, f+".OriginalPOITransaction.SaleID", w.OriginalPOITransaction.SaleID, f+".OriginalPOITransaction.POIID", w.OriginalPOITransaction.POIID); e != nil {
 		return nil, e
 	}
-	return &ReversalRequest{OriginalPOITransactionID: id, OriginalSaleID: w.OriginalPOITransaction.SaleID, Reason: w.ReversalReason}, nil
+	rr := &ReversalRequest{OriginalPOITransactionID: id, OriginalSaleID: w.OriginalPOITransaction.SaleID, Reason: w.ReversalReason}
+	if rr.ReversedAmount, e = reversedAmountFromWire(f+".ReversedAmount", w.ReversedAmount); e != nil { // nexo/refund.go
+		return nil, e
+	}
+	return rr, nil
 }
 
 func reversalResponseToWire(s ResponseStatus, r *ReversalResponse) *wireReversalResponse {
@@ -95,6 +100,7 @@ func reversalResponseToWire(s ResponseStatus, r *ReversalResponse) *wireReversal
 	if id := transactionIDToWire(r.OriginalPOITransactionID); id != nil {
 		w.OriginalPOITransaction = &wireOriginalPOITransaction{POITransactionID: id}
 	}
+	w.ReversedAmount, w.PaymentReceipt = wireDecimal(r.ReversedAmount), receiptsToWire(r.Receipts) // nexo/refund.go
 	return w
 }
 
@@ -111,6 +117,10 @@ func reversalResponseFromWire(w *wireReversalResponse) (*ReversalResponse, *Erro
 			return nil, e
 		}
 	}
+	if r.ReversedAmount, e = reversedAmountFromWire("ReversalResponse.ReversedAmount", w.ReversedAmount); e != nil { // nexo/refund.go
+		return nil, e
+	}
+	r.Receipts = receiptsFromWire(w.PaymentReceipt)
 	return r, nil
 }
 
@@ -137,6 +147,7 @@ func (reversalCategory) response5ToWire(r *Response, m *wire5Message) (string, e
 
 type wireReversalRequest struct {
 	ReversalReason         string                      `json:",omitempty" xml:",attr,omitempty"`
+	ReversedAmount         wireDecimal                 `json:",omitempty" xml:",attr,omitempty"` // refunds (nexo/refund.go)
 	OriginalPOITransaction *wireOriginalPOITransaction `json:",omitempty" xml:",omitempty"`
 }
 
@@ -150,4 +161,6 @@ type wireReversalResponse struct {
 	Response               *wireResponse               `json:",omitempty" xml:",omitempty"`
 	POIData                *wirePOIData                `json:",omitempty" xml:",omitempty"`
 	OriginalPOITransaction *wireOriginalPOITransaction `json:",omitempty" xml:",omitempty"`
+	ReversedAmount         wireDecimal                 `json:",omitempty" xml:",attr,omitempty"` // refunds (nexo/refund.go)
+	PaymentReceipt         []wirePaymentReceipt        `json:",omitempty" xml:",omitempty"`      // refunds (nexo/refund.go)
 }

@@ -86,7 +86,15 @@ func (f *fakeEngine) Reverse(_ context.Context, _ Txn, req ReversalRequest) (Rev
 	if req.OriginalPOITransactionID.ID != "POI-TX-1" {
 		return ReversalResult{}, Errorf(NotFound, "unknown transaction")
 	}
-	return ReversalResult{POITransactionID: TransactionID{ID: "POI-REV-1", TimeStamp: testEpoch.Add(time.Minute)}}, nil
+	res := ReversalResult{POITransactionID: TransactionID{ID: "POI-REV-1", TimeStamp: testEpoch.Add(time.Minute)}}
+	if req.ReversedAmount != "" { // refunds: a partial reversal of the EUR golden payment
+		minor, err := ParseAmount("ReversedAmount", req.ReversedAmount, "EUR")
+		if err != nil {
+			return ReversalResult{}, err
+		}
+		res.ReversedAmount = Amount{Minor: minor, Currency: "EUR"}
+	}
+	return res, nil
 }
 
 type fakeDisplay struct {

@@ -124,6 +124,9 @@ type PaymentRequest struct {
 	// group the payment in totals; the Login's values when absent.
 	ShiftNumber   string
 	TotalsGroupID string
+	// Refunds (nexo/refund.go): the payment a Refund refunds
+	// (PaymentData.OriginalPOITransaction.POITransactionID).
+	OriginalPOITransactionID TransactionID
 }
 
 // ReversalRequest reverses a completed payment.
@@ -131,6 +134,9 @@ type ReversalRequest struct {
 	OriginalPOITransactionID TransactionID
 	OriginalSaleID           string
 	Reason                   string
+	// ReversedAmount (nexo/refund.go), the decimal as sent, in the original
+	// payment's currency; empty reverses the whole payment.
+	ReversedAmount string
 }
 
 // MessageReference names an earlier message of the same Sale system.
@@ -270,12 +276,18 @@ type PaymentResult struct {
 type ReversalResult struct {
 	POITransactionID  TransactionID
 	ProviderReference string
+	// Refunds (nexo/refund.go): what a partial reversal refunded.
+	ReversedAmount Amount
 }
 
 // ReversalResponse is the body of a reversal's response.
 type ReversalResponse struct {
 	OriginalPOITransactionID TransactionID
 	POITransactionID         TransactionID
+	// Refunds (nexo/refund.go): the amount a partial reversal refunded (a
+	// decimal, as on the wire) and the receipts of a successful reversal.
+	ReversedAmount string
+	Receipts       []PaymentReceipt
 }
 
 // TransactionStatusResponse carries the original response of the transaction

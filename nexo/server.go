@@ -754,6 +754,7 @@ func (s *Server) callEngine(ctx context.Context, txn Txn, req *Request) (*Respon
 		}
 		return s.ok(h, func(r *Response) {
 			r.Reversal = &ReversalResponse{OriginalPOITransactionID: req.Reversal.OriginalPOITransactionID, POITransactionID: res.POITransactionID}
+			reversalOutcome(r, res, s.cfg.MerchantName) // refunds: nexo/refund.go
 		}), nil
 	}
 }
@@ -834,6 +835,7 @@ func (s *Server) transactionStatus(ctx context.Context, req *Request) *Response 
 		qualifiers = []string{CashierReceipt, CustomerReceipt}
 	}
 	reprint(rep, qualifiers, s.cfg.MerchantName)
+	reprintReversal(rep, qualifiers) // refunds: nexo/refund.go
 	return s.ok(h, func(r *Response) {
 		r.TransactionStatus = &TransactionStatusResponse{
 			MessageReference: &MessageReference{Category: e.Category, SaleID: e.SaleID, ServiceID: e.ServiceID},

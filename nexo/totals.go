@@ -244,6 +244,9 @@ func (t *Totals) Add(ctx context.Context, e JournalEntry, original func(ctx cont
 		if p.Type == PaymentRefund {
 			typ = TotalsReverseCredit
 		}
+		if p, ok = partiallyReversed(p, resp.SaleToPOIResponse.ReversalResponse.ReversedAmount); !ok { // refunds: nexo/refund.go
+			return nil
+		}
 		return t.count(grp, p, typ)
 	}
 	return nil
@@ -271,7 +274,8 @@ type totalsResponseView struct {
 			}
 		}
 		ReversalResponse *struct {
-			Response struct{ Result string }
+			Response       struct{ Result string }
+			ReversedAmount wireDecimal // refunds: a partial reversal (nexo/refund.go)
 		}
 	}
 }

@@ -376,15 +376,20 @@ func (pm *payments) handleRefund(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusUnprocessableEntity, "invalid_amount", "refund exceeds the amount paid or currency differs")
 		return
 	}
+	plan, refusal := pm.refundPlanLocked(tx, req) // the provider's refund behaviour: provider_refund.go
+	if refusal != "" {
+		apiError(w, http.StatusUnprocessableEntity, "not_refundable", refusal)
+		return
+	}
 	ref := qr.Refund{RefundID: "rf-" + uuid.NewString(), ClientRefundID: req.ClientRefundID, TransactionID: tx.TransactionID,
 		Status: refundDone, Amount: req.Amount, CreatedAt: pm.now()}
-	if pm.refunds.Async {
+	if plan.async {
 		// Shared contract 3: accepted, not done; the transaction stays
 		// approved until the refund completes.
 		ref.Status = refundPending
 		tx.refunds[req.ClientRefundID] = ref
 		tx.RefundPending += req.Amount.Amount
-		if d := pm.refunds.Delay; d > 0 {
+		if d := plan.delay; d > 0 {
 			id := req.ClientRefundID
 			pm.afterLocked(d, func() { pm.completeRefundLocked(tx, id) })
 		}

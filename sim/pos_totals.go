@@ -126,6 +126,9 @@ func checkDayEnd(e *Expect, resp *nexo.Response) []string {
 		if ts := resp.TransactionStatus; ts != nil && ts.Repeated != nil && ts.Repeated.Payment != nil {
 			n = len(ts.Repeated.Payment.Receipts)
 		}
+		if ts := resp.TransactionStatus; ts != nil && ts.Repeated != nil && ts.Repeated.Reversal != nil { // refunds
+			n = len(ts.Repeated.Reversal.Receipts)
+		}
 		if n != e.Receipts {
 			problems = append(problems, fmt.Sprintf("receipts are %d, want %d", n, e.Receipts))
 		}

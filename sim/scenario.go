@@ -77,6 +77,9 @@ type Step struct {
 	Currency  string `json:"currency,omitempty"`  // pay: ISO 4217
 	Brand     string `json:"brand,omitempty"`     // pay: AllowedPaymentBrand, e.g. KB, PLEDG
 	ServiceID string `json:"serviceId,omitempty"` // pay: the request's (default generated); others: the payment meant (default the last)
+	// Original (refund, and reverse with an amount): the serviceId of the pay
+	// step refunded (default the last); ServiceID is then the request's own.
+	Original string `json:"original,omitempty"`
 
 	// Await waits until the terminal shows this state (awaiting_consumer,
 	// pending, approved, declined, …) after the screens already awaited;
@@ -315,7 +318,7 @@ func strictDecode(data []byte, v any) error {
 }
 
 var (
-	posActions    = []string{"pay", "reverse", "abort", "status", "diagnosis", "login", "logout", "totals", "reconcile", "sync", "receipt"}
+	posActions    = []string{"pay", "reverse", "abort", "status", "diagnosis", "login", "logout", "totals", "reconcile", "sync", "receipt", "refund"}
 	ppaasStates   = []string{"created", "awaiting_consumer", "pending", "confirming", "approved", "declined", "cancelled", "expired", "refunded"}
 	screenStates  = []string{"idle", "created", "awaiting_consumer", "pending", "approved", "declined", "cancelled", "expired", "refunded", "unknown", "message", "confirming"}
 	nexoResults   = []string{string(nexo.Success), string(nexo.Failure), string(nexo.Partial)}
@@ -442,7 +445,7 @@ func (sc *Scenario) Validate() error {
 		}
 		payOnly := func() {
 			for field, v := range map[string]string{"amount": s.Amount, "currency": s.Currency, "brand": s.Brand} {
-				if v != "" && s.POS != "pay" {
+				if v != "" && s.POS != "pay" && !(field == "amount" && refundsAmount(s)) { // scenario_refund.go
 					bad(n, kind, field, "only a pos pay step takes it")
 				}
 			}
@@ -472,13 +475,16 @@ func (sc *Scenario) Validate() error {
 				}
 				break
 			}
-			if (s.POS == "reverse" || s.POS == "abort") && !anyPay {
+			if (s.POS == "reverse" || s.POS == "abort" || s.POS == "refund") && !anyPay {
 				bad(n, kind, "pos", "needs an earlier pay step")
 			}
-			if s.ServiceID != "" && (s.POS == "reverse" || s.POS == "abort") && !paid[s.ServiceID] {
+			if msg := refundStepProblem(s, paid); msg != "" { // scenario_refund.go
+				bad(n, kind, "original", "%s", msg)
+			}
+			if s.ServiceID != "" && (s.POS == "reverse" && s.Original == "" || s.POS == "abort") && !paid[s.ServiceID] {
 				bad(n, kind, "serviceId", "%q is not the serviceId of an earlier pay step", s.ServiceID)
 			}
-			if s.ServiceID != "" && !oneOf(s.POS, []string{"reverse", "abort", "status", "receipt"}) {
+			if s.ServiceID != "" && !oneOf(s.POS, []string{"reverse", "abort", "status", "receipt", "refund"}) {
 				bad(n, kind, "serviceId", "pos %s does not take a serviceId", s.POS)
 			}
 		case "await":

@@ -298,7 +298,13 @@ func (r *scenarioRun) posStep(scenario, ctx context.Context, s *Step) error {
 			close(p.done)
 		}()
 		return nil
+	case "refund":
+		resp, err = r.refundStep(ctx, s) // scenario_refund.go
 	case "reverse":
+		if s.Original != "" || s.Amount != "" {
+			resp, err = r.refundStep(ctx, s) // a partial reversal: scenario_refund.go
+			break
+		}
 		poi := r.paidTxn(sid)
 		if poi == "" {
 			return fmt.Errorf("payment %q has no successful response to reverse", sid)

@@ -112,6 +112,11 @@ func (r *Report) figures() []figure {
 			ok:       func(v float64) bool { return v <= 1.5 },
 		},
 		{
+			what:     "Referenced refund, POS → agent (reservation, PPaaS status read and refund, journal) → simulated PPaaS refunding at once → POS ÷ a Diagnosis round trip on the same agent, p50",
+			ratio:    m("sim", "WorldRefund", "p50-ratio"),
+			absolute: fmt.Sprintf("refund p50 %s ms, p99 %s ms; Diagnosis p50 %s ms", num(m("sim", "WorldRefund", "refund-p50-ms")), num(m("sim", "WorldRefund", "refund-p99-ms")), num(m("sim", "WorldRefund", "diagnosis-p50-ms"))),
+		},
+		{
 			what:     "A second POS's Diagnosis while the first makes back-to-back durable payments ÷ on an idle agent, p99",
 			ratio:    m("sim", "DiagnosisUnderPayments", "p99-ratio"),
 			absolute: fmt.Sprintf("idle p50 %s µs, p99 %s µs; during %s payments p50 %s µs, p99 %s µs", num(m("sim", "DiagnosisUnderPayments", "idle-p50-µs")), num(m("sim", "DiagnosisUnderPayments", "idle-p99-µs")), num(m("sim", "DiagnosisUnderPayments", "payments")), num(m("sim", "DiagnosisUnderPayments", "paying-p50-µs")), num(m("sim", "DiagnosisUnderPayments", "paying-p99-µs"))),

@@ -30,7 +30,10 @@ response. Flags go before or after the command. Commands:
   pay AMOUNT CURRENCY          e.g. pay 12.50 EUR -brand KB; while the consumer
                                pays, prints the POI and PPaaS transaction ids and
                                what to do next; Ctrl-C aborts the payment
-  refund POI-TRANSACTION-ID    reverse an APM payment (cancel, or refund if approved)
+  refund POI-TRANSACTION-ID [AMOUNT [CURRENCY]]
+                               without AMOUNT: reverse an APM payment (cancel, or
+                               refund if approved); with AMOUNT: refund that much of
+                               it (CURRENCY default EUR), up to what was paid
   abort [SALE-ID/]SERVICE-ID   abort a payment in progress, as a Busy answer names it
                                (POS1/EGQNN0XB82), and print how it ended
   status [[SALE-ID/]SERVICE-ID] TransactionStatus of a payment (the last one if omitted)
@@ -111,8 +114,8 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return fmt.Errorf("pay: %w", err)
 		}
 	case "refund":
-		if len(rest) != 1 {
-			return errors.New("refund: want the POI transaction id of the payment")
+		if _, _, _, err := refundArgs(rest); err != nil { // pos_refund.go
+			return err
 		}
 	case "abort":
 		if len(rest) != 1 {
@@ -188,7 +191,7 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		case "logout":
 			resp, err = p.Logout(cctx)
 		case "refund":
-			resp, err = p.Reverse(cctx, rest[0], "MerchantCancel")
+			resp, err = posRefund(cctx, p, o, rest, stdout) // pos_refund.go
 		case "abort":
 			resp, err = posAbort(cctx, p, rest[0], stdout)
 		case "status":
@@ -227,7 +230,7 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("%s: %s", cmd, resp.Status.ErrorCondition)
 	}
 	if cmd == "pay" && resp.Payment != nil && resp.Payment.POITransactionID.ID != "" {
-		fmt.Fprintf(stdout, "  to refund it: %s pos refund %s\n", progName(), resp.Payment.POITransactionID.ID)
+		fmt.Fprintf(stdout, "  to refund it: %s pos refund %s [AMOUNT CURRENCY]\n", progName(), resp.Payment.POITransactionID.ID)
 	}
 	return nil
 }

@@ -1,0 +1,522 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/termagent/termagent/failpoint"
+	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/store"
+)
+
+// Refunds (issue 14): a PaymentRequest with PaymentType Refund naming its
+// OriginalPOITransaction, and a Reversal with a ReversedAmount, refund (part
+// of) an approved APM payment at PPaaS. The money rules:
+//
+//   - Never more than was paid. Each refund reserves its amount on the
+//     original payment's journal entry (a durable transition, written under
+//     the desk's lock) before anything reaches PPaaS; what remains refundable
+//     is the payment less every reservation not released, and less what PPaaS
+//     itself says is refunded. A refund that asks more is refused, naming the
+//     remainder.
+//   - Never twice. The refund's own POI transaction id (its journal entry,
+//     begun by the Nexo server before the engine runs) is PPaaS's
+//     clientRefundId, the idempotency key: a retried ServiceID replays the
+//     journaled answer, and every re-send after a crash or a timeout reuses
+//     the key, so PPaaS refunds once.
+//   - Never a definitive answer a later event can make false. A reservation
+//     is released only on PPaaS's definitive refusal (400/409/422 on the
+//     first try). A refund PPaaS accepted but has not completed (an
+//     asynchronous refund answers {"status":"pending"}), or whose answer was
+//     lost, is owned by the refund desk: the POS is answered Failure with
+//     ErrorCondition InProgress (never Success), the refund's journal entry
+//     stays unfinished (TransactionStatus: InProgress), and the desk re-sends
+//     it with the same key until PPaaS says refunded (then the entry gets the
+//     Success response, with receipts) or refuses it (then a Failure).
+const (
+	// On the original payment: a refund's amount is reserved (data refundMark).
+	stateRefundReserved = "agent.refund.reserved"
+	// On the original payment: PPaaS refused that refund; the amount is
+	// refundable again (data refundMark).
+	stateRefundReleased = "agent.refund.released"
+	// On the refund: PPaaS accepted it and has not completed it, or its answer
+	// is unknown; the desk owns it (data: the response the POS was given).
+	stateRefundPending = "agent.refund.pending"
+)
+
+// refundMark is one reservation (or its release) on the original payment.
+type refundMark struct {
+	RefundID string `json:"refundId"` // the refund's POI transaction id, PPaaS's clientRefundId
+	Amount   int64  `json:"amount"`   // minor units
+	Currency string `json:"currency"`
+}
+
+// refundDesk serialises reservations (so two refunds of one payment cannot
+// both see the same remainder) and bounds how long a refund waits for an
+// asynchronous PPaaS refund before the POS is answered InProgress.
+type refundDesk struct {
+	mu sync.Mutex
+	// Wait is how long a refund waits for PPaaS to complete an asynchronous
+	// refund before answering InProgress; Poll is the pace of re-sends then.
+	Wait, Poll time.Duration
+	// Every is the pace at which pending refunds are re-sent in the background.
+	Every time.Duration
+}
+
+// RefundTiming tunes the refund desk; zero values take the defaults.
+type RefundTiming struct {
+	// Wait bounds how long a refund waits for an asynchronous PPaaS refund to
+	// complete before the POS is answered InProgress (default 3 s); Poll is the
+	// pace of re-sends meanwhile (default 250 ms).
+	Wait, Poll time.Duration
+	// Every is the pace at which pending refunds are re-sent in the
+	// background until PPaaS completes or refuses them (default 2 s).
+	Every time.Duration
+}
+
+func (o Options) refundDesk() *refundDesk {
+	t := o.Refunds
+	d := &refundDesk{Wait: 3 * time.Second, Poll: 250 * time.Millisecond, Every: 2 * time.Second}
+	if t.Wait > 0 {
+		d.Wait = t.Wait
+	}
+	if t.Poll > 0 {
+		d.Poll = t.Poll
+	}
+	if t.Every > 0 {
+		d.Every = t.Every
+	}
+	return d
+}
+
+// reversedAmount is what a full reversal refunded: the payment's amount if it
+// had been approved (refunded), nothing if it was only cancelled.
+func reversedAmount(out qr.Outcome) nexo.Amount {
+	if out.State != qr.Refunded {
+		return nexo.Amount{}
+	}
+	return nexo.Amount{Minor: out.Amount.Amount, Currency: out.Amount.Currency}
+}
+
+// refundOrder is a refund as its journal entry tells it.
+type refundOrder struct {
+	id        string // the refund's POI transaction id = clientRefundId
+	started   time.Time
+	category  nexo.MessageCategory
+	saleID    string
+	serviceID string
+	original  string
+	amount    nexo.Amount // currency empty for a reversal until the original is read
+	reversed  string      // a reversal's ReversedAmount as sent
+	payment   *nexo.PaymentRequest
+	reversal  *nexo.ReversalRequest
+}
+
+// refundOrderOf reads a journal entry as a refund: a Payment of type Refund,
+// or a Reversal with a ReversedAmount. ok is false for anything else.
+func refundOrderOf(t store.Txn) (refundOrder, bool) {
+	e := toEntry(t)
+	if len(e.Request) == 0 {
+		return refundOrder{}, false
+	}
+	req, err := nexo.JSONCodec{}.DecodeRequest(e.Request)
+	if err != nil {
+		return refundOrder{}, false
+	}
+	o := refundOrder{id: t.ID, started: t.Started, category: e.Category, saleID: t.SaleID, serviceID: t.ServiceID}
+	switch {
+	case req.Payment != nil && req.Payment.Type == nexo.PaymentRefund && req.Payment.OriginalPOITransactionID.ID != "":
+		o.original, o.amount, o.payment = req.Payment.OriginalPOITransactionID.ID, req.Payment.Amount, req.Payment
+	case req.Reversal != nil && req.Reversal.ReversedAmount != "":
+		o.original, o.reversed, o.reversal = req.Reversal.OriginalPOITransactionID.ID, req.Reversal.ReversedAmount, req.Reversal
+	default:
+		return refundOrder{}, false
+	}
+	return o, true
+}
+
+// refundable is the original payment of a refund, as the journal knows it.
+type refundable struct {
+	txn      store.Txn
+	paid     nexo.Amount
+	result   nexo.PaymentResult
+	ppaasID  string
+	reserved map[string]refundMark // by refund id, releases removed
+}
+
+func (r refundable) reservedTotal() int64 {
+	var n int64
+	for _, m := range r.reserved {
+		n += m.Amount
+	}
+	return n
+}
+
+// readRefundable reads the original payment id of a refund from saleID. The
+// errors are the Nexo answers a POS gets.
+func readRefundable(ctx context.Context, st *store.Store, id, saleID string) (refundable, error) {
+	t, err := st.Txn(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return refundable{}, nexo.Errorf(nexo.NotFound, "no POI transaction %q to refund", id)
+	}
+	if err != nil {
+		return refundable{}, nexo.Errorf(nexo.UnavailableService, "journal unavailable; nothing was refunded")
+	}
+	e := toEntry(t)
+	// Only the POS that took a payment may refund it, as for a Reversal.
+	if t.SaleID != saleID || e.Category != nexo.CategoryPayment {
+		return refundable{}, nexo.Errorf(nexo.NotFound, "no payment %q for SaleID %q", id, saleID)
+	}
+	var resp *nexo.Response
+	if e.State == nexo.TxDone {
+		resp, _ = nexo.JSONCodec{}.DecodeResponse(e.Response)
+	}
+	if resp == nil || resp.Status.Result != nexo.Success || resp.Payment == nil || resp.Payment.Result == nil || resp.Payment.Result.Type == nexo.PaymentRefund {
+		return refundable{}, nexo.Errorf(nexo.Refusal, "POI transaction %q is not an approved payment; there is nothing to refund", id)
+	}
+	r := refundable{txn: t, result: *resp.Payment.Result, paid: resp.Payment.Result.AuthorizedAmount, reserved: map[string]refundMark{}}
+	r.ppaasID = viewQR(t).transactionID
+	if r.ppaasID == "" {
+		r.ppaasID = r.result.ApprovalCode // the PPaaS transaction id (outcomeToNexo)
+	}
+	for _, tr := range t.Transitions {
+		var m refundMark
+		switch tr.State {
+		case stateRefundReserved:
+			if json.Unmarshal(tr.Data, &m) == nil {
+				r.reserved[m.RefundID] = m
+			}
+		case stateRefundReleased:
+			if json.Unmarshal(tr.Data, &m) == nil {
+				delete(r.reserved, m.RefundID)
+			}
+		}
+	}
+	return r, nil
+}
+
+// refundOutcome is a completed refund.
+type refundOutcome struct {
+	amount   nexo.Amount
+	original refundable
+	ref      qr.Refund
+}
+
+// errRefundPending: the POS was about to be given a definitive failure for a
+// refund the desk owns (PPaaS may refund it). The Nexo server then answers
+// InProgress instead (see journal.finish).
+var errRefundPending = errors.New("refund pending at PPaaS: its outcome is not journaled until PPaaS answers definitively")
+
+// pendingRefund is the POS's answer for a refund PPaaS has not completed.
+func pendingRefund(o refundOrder, amount nexo.Amount, why string) *nexo.Error {
+	return &nexo.Error{Condition: nexo.InProgress,
+		Text: fmt.Sprintf("%s: %s of %s %s; not refunded yet — TransactionStatus says InProgress until PPaaS confirms (do not refund it again)",
+			nexo.RefundPending, refundWord(o), amount, why),
+		POITransactionID: nexo.TransactionID{ID: o.id, TimeStamp: o.started}}
+}
+
+func refundWord(o refundOrder) string {
+	if o.category == nexo.CategoryReversal {
+		return "partial reversal"
+	}
+	return "refund"
+}
+
+// refund carries out o: checks, reservation, PPaaS. It returns the completed
+// refund, or a *nexo.Error (a refusal with nothing refunded, or InProgress for
+// a refund the desk now owns).
+func (e apmEngine) refund(ctx context.Context, o refundOrder) (refundOutcome, error) {
+	desk := e.refunds
+	if desk == nil || e.qr == nil {
+		return refundOutcome{}, nexo.Errorf(nexo.PaymentRestriction, "refunds are not available on this terminal")
+	}
+	orig, err := readRefundable(ctx, e.journal.st, o.original, o.saleID)
+	if err != nil {
+		return refundOutcome{}, err
+	}
+	amount := o.amount
+	if o.reversed != "" {
+		minor, err := nexo.ParseAmount("ReversalRequest.ReversedAmount", o.reversed, orig.paid.Currency)
+		if err != nil {
+			return refundOutcome{}, err
+		}
+		amount = nexo.Amount{Minor: minor, Currency: orig.paid.Currency}
+	}
+	if amount.Currency != orig.paid.Currency {
+		return refundOutcome{}, nexo.Errorf(nexo.Refusal, "refund in %s of a payment made in %s", amount.Currency, orig.paid.Currency)
+	}
+	if orig.ppaasID == "" {
+		return refundOutcome{}, nexo.Errorf(nexo.Refusal, "POI transaction %q has no PPaaS transaction to refund", o.original)
+	}
+	client := e.qr.Client()
+
+	desk.mu.Lock()
+	// Read again under the lock: the remainder must count every reservation.
+	orig, err = readRefundable(ctx, e.journal.st, o.original, o.saleID)
+	if err != nil {
+		desk.mu.Unlock()
+		return refundOutcome{}, err
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	cur, err := client.Get(gctx, orig.ppaasID)
+	cancel()
+	if err != nil {
+		desk.mu.Unlock()
+		return refundOutcome{}, nexo.Errorf(nexo.UnreachableHost, "PPaaS did not answer the status read of the original payment; nothing was refunded, send the refund again")
+	}
+	remaining := orig.paid.Minor - orig.reservedTotal()
+	switch {
+	case cur.Status == qr.Refunded:
+		remaining = 0
+	case cur.Status != qr.Approved:
+		desk.mu.Unlock()
+		return refundOutcome{}, nexo.Errorf(nexo.Refusal, "the payment is %s at PPaaS and cannot be refunded; nothing was refunded", cur.Status)
+	default:
+		remaining = min(remaining, cur.PaymentAmount.Amount-cur.RefundedAmount)
+	}
+	if amount.Minor > remaining {
+		desk.mu.Unlock()
+		return refundOutcome{}, nexo.RefundExceeds(amount, nexo.Amount{Minor: max(remaining, 0), Currency: amount.Currency}, orig.paid, o.original)
+	}
+	mark, _ := json.Marshal(refundMark{RefundID: o.id, Amount: amount.Minor, Currency: amount.Currency})
+	err = e.journal.st.AppendTxn(ctx, o.original, store.Transition{At: time.Now(), State: stateRefundReserved, Data: mark})
+	desk.mu.Unlock()
+	if err != nil {
+		return refundOutcome{}, nexo.Errorf(nexo.UnavailableService, "journal unavailable; nothing was refunded")
+	}
+	failpoint.Hit("refund.reserved.after")
+	orig.reserved[o.id] = refundMark{RefundID: o.id, Amount: amount.Minor, Currency: amount.Currency}
+
+	// From here PPaaS may refund: only a definitive answer ends the refund.
+	sctx := context.WithoutCancel(ctx)
+	ref, err := sendRefund(sctx, client, orig.ppaasID, o.id, amount)
+	failpoint.Hit("refund.sent.after") // PPaaS answered; nothing journaled yet
+	if err != nil {
+		if refusedByPPaaS(err) {
+			return refundOutcome{}, e.release(ctx, o, amount, err)
+		}
+		return refundOutcome{}, pendingRefund(o, amount, "sent to PPaaS, no answer yet")
+	}
+	deadline := time.Now().Add(desk.Wait)
+	for !ref.Done() && time.Now().Before(deadline) {
+		t := time.NewTimer(desk.Poll)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			// Aborted or timed out: the journal's hook keeps the refund the
+			// desk's (the POS is told InProgress).
+			t.Stop()
+			return refundOutcome{}, pendingRefund(o, amount, "accepted by PPaaS")
+		}
+		again, err := sendRefund(sctx, client, orig.ppaasID, o.id, amount)
+		if err != nil {
+			break
+		}
+		ref = again
+	}
+	if !ref.Done() {
+		return refundOutcome{}, pendingRefund(o, amount, "accepted by PPaaS, pending at the provider")
+	}
+	return refundOutcome{amount: amount, original: orig, ref: ref}, nil
+}
+
+// sendRefund asks PPaaS to refund amount of transaction ppaasID with the
+// idempotency key refundID (the same key on every send of one refund).
+func sendRefund(ctx context.Context, c *qr.Client, ppaasID, refundID string, amount nexo.Amount) (qr.Refund, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return c.Refund(ctx, ppaasID, qr.RefundRequest{ClientRefundID: refundID, Amount: qr.Amount{Amount: amount.Minor, Currency: amount.Currency}})
+}
+
+// refusedByPPaaS reports whether err is PPaaS's definitive refusal of a refund
+// (nothing refunded): 400, 409 or 422 on a call no earlier attempt of which
+// may have reached PPaaS. Anything else (a 404 about a transaction PPaaS gave
+// us, a 401, a 5xx, a lost answer) leaves the refund pending.
+func refusedByPPaaS(err error) bool {
+	var ae *qr.APIError
+	if !errors.As(err, &ae) || ae.AfterUncertain {
+		return false
+	}
+	return slices.Contains([]int{http.StatusBadRequest, http.StatusConflict, http.StatusUnprocessableEntity}, ae.StatusCode)
+}
+
+// release makes a refused refund's amount refundable again and returns the
+// refusal. If the release cannot be written the amount stays reserved (never
+// refundable twice) and the refund stays pending for the desk.
+func (e apmEngine) release(ctx context.Context, o refundOrder, amount nexo.Amount, cause error) error {
+	mark, _ := json.Marshal(refundMark{RefundID: o.id, Amount: amount.Minor, Currency: amount.Currency})
+	if err := e.journal.st.AppendTxn(context.WithoutCancel(ctx), o.original, store.Transition{At: time.Now(), State: stateRefundReleased, Data: mark}); err != nil {
+		return pendingRefund(o, amount, "refused by PPaaS, not yet recorded")
+	}
+	msg := cause.Error()
+	var ae *qr.APIError
+	if errors.As(cause, &ae) && ae.Message != "" {
+		msg = ae.Message
+	}
+	return nexo.Errorf(nexo.Refusal, "refund refused by PPaaS: %s; nothing was refunded", msg)
+}
+
+// payRefund is Pay for a PaymentType Refund.
+func (e apmEngine) payRefund(ctx context.Context, txn nexo.Txn, req nexo.PaymentRequest) (nexo.PaymentResult, error) {
+	o, err := orderFor(txn, nexo.CategoryPayment)
+	if err != nil {
+		return nexo.PaymentResult{}, err
+	}
+	o.original, o.amount, o.payment = req.OriginalPOITransactionID.ID, req.Amount, &req
+	out, err := e.refund(ctx, o)
+	if err != nil {
+		return nexo.PaymentResult{}, err
+	}
+	return refundResult(o, out), nil
+}
+
+func refundResult(o refundOrder, out refundOutcome) nexo.PaymentResult {
+	return nexo.PaymentResult{
+		POITransactionID:  nexo.TransactionID{ID: o.id, TimeStamp: o.started},
+		Type:              nexo.PaymentRefund,
+		Brand:             out.original.result.Brand,
+		InstrumentType:    out.original.result.InstrumentType,
+		AuthorizedAmount:  out.amount,
+		AcquirerID:        out.original.result.AcquirerID,
+		ProviderReference: out.original.result.ProviderReference,
+		ApprovalCode:      out.original.ppaasID,
+	}
+}
+
+// reverseRefunds is Reverse's part for refunds: a Reversal with a
+// ReversedAmount is a partial refund; a Reversal of the whole payment is
+// refused once part of it is refunded (it would refund more than remains,
+// and count the whole payment reversed in totals). done is false when the
+// reversal is an ordinary one.
+func (e apmEngine) reverseRefunds(ctx context.Context, txn nexo.Txn, req nexo.ReversalRequest) (nexo.ReversalResult, error, bool) {
+	if req.ReversedAmount != "" {
+		res, err := e.reversePartial(ctx, txn, req)
+		return res, err, true
+	}
+	if e.journal.st == nil {
+		return nexo.ReversalResult{}, nil, false
+	}
+	orig, err := readRefundable(ctx, e.journal.st, req.OriginalPOITransactionID.ID, txn.SaleID)
+	if err != nil || len(orig.reserved) == 0 {
+		return nexo.ReversalResult{}, nil, false // the ordinary reversal answers
+	}
+	done := nexo.Amount{Minor: orig.reservedTotal(), Currency: orig.paid.Currency}
+	left := nexo.Amount{Minor: orig.paid.Minor - done.Minor, Currency: orig.paid.Currency}
+	return nexo.ReversalResult{}, nexo.Errorf(nexo.Refusal,
+		"POI transaction %s is partly refunded (%s refunded or pending of %s): reverse what remains with ReversedAmount (at most %s)",
+		req.OriginalPOITransactionID.ID, done, orig.paid, left), true
+}
+
+// reversePartial is Reverse for a Reversal with a ReversedAmount.
+func (e apmEngine) reversePartial(ctx context.Context, txn nexo.Txn, req nexo.ReversalRequest) (nexo.ReversalResult, error) {
+	o, err := orderFor(txn, nexo.CategoryReversal)
+	if err != nil {
+		return nexo.ReversalResult{}, err
+	}
+	o.original, o.reversed, o.reversal = req.OriginalPOITransactionID.ID, req.ReversedAmount, &req
+	out, err := e.refund(ctx, o)
+	if err != nil {
+		return nexo.ReversalResult{}, err
+	}
+	return nexo.ReversalResult{POITransactionID: nexo.TransactionID{ID: o.id, TimeStamp: o.started},
+		ProviderReference: out.original.result.ProviderReference, ReversedAmount: out.amount}, nil
+}
+
+// orderFor names the refund after its own journal entry (begun by the Nexo
+// server): its id is the idempotency key.
+func orderFor(txn nexo.Txn, c nexo.MessageCategory) (refundOrder, error) {
+	if txn.POITransactionID == "" {
+		return refundOrder{}, nexo.Errorf(nexo.UnavailableService, "refund without a journal entry; nothing was refunded")
+	}
+	return refundOrder{id: txn.POITransactionID, started: time.Now().UTC(), category: c, saleID: txn.SaleID, serviceID: txn.ServiceID}, nil
+}
+
+// precheckRefund refuses up front what no refund can be: one that names no
+// original payment.
+func precheckRefund(req nexo.PaymentRequest) error {
+	if req.OriginalPOITransactionID.ID == "" {
+		return nexo.Errorf(nexo.PaymentRestriction, "unreferenced refunds are not supported: PPaaS refunds a payment it took; send PaymentData.OriginalPOITransaction.POITransactionID (the POITransactionID of the payment's response)")
+	}
+	return nil
+}
+
+// finishRefund is journal.finish's hook for refunds: a refund whose amount is
+// reserved and not released, answered anything but Success, is not final —
+// PPaaS may still refund it. It journals the refund pending (the desk re-sends
+// it until PPaaS answers definitively) and reports handled. The POS's
+// InProgress answer is journaled as given; any other answer (an Abort the
+// server turned into Aborted, say) gets errRefundPending, so the server
+// answers InProgress instead of a failure that may turn out false.
+// resp is response decoded (derr its decoding error).
+func (j journal) finishRefund(ctx context.Context, t store.Txn, resp *nexo.Response, derr error, response []byte, at time.Time) (bool, error) {
+	if derr == nil && resp.Status.Result == nexo.Success {
+		return false, nil // the common case: no journal read on the payment path
+	}
+	full, err := j.st.Txn(ctx, t.ID)
+	if err != nil {
+		return false, nil
+	}
+	o, ok := refundOrderOf(full)
+	if !ok {
+		return false, nil
+	}
+	orig, err := j.st.Txn(ctx, o.original)
+	if err != nil {
+		return false, nil
+	}
+	if _, held := reservedIn(orig, o.id); !held {
+		return false, nil // nothing reached PPaaS, or PPaaS refused it: a final failure
+	}
+	if err := j.st.AppendTxn(ctx, t.ID, store.Transition{At: at, State: stateRefundPending, Data: response}); err != nil {
+		return true, fmt.Errorf("journal pending refund %s: %w", t.ID, err)
+	}
+	if resp != nil && resp.Status.ErrorCondition == nexo.InProgress {
+		return true, nil
+	}
+	return true, fmt.Errorf("journal refund %s: %w", t.ID, errRefundPending)
+}
+
+// reservedIn reports refund id's reservation on the original payment t, if
+// it holds (reserved, not released).
+func reservedIn(t store.Txn, id string) (refundMark, bool) {
+	var (
+		m    refundMark
+		held bool
+	)
+	for _, tr := range t.Transitions {
+		if tr.State != stateRefundReserved && tr.State != stateRefundReleased {
+			continue
+		}
+		var x refundMark
+		if json.Unmarshal(tr.Data, &x) != nil || x.RefundID != id {
+			continue
+		}
+		switch tr.State {
+		case stateRefundReserved:
+			m, held = x, true
+		case stateRefundReleased:
+			held = false
+		}
+	}
+	return m, held
+}
+
+func pendingMarked(t store.Txn) bool {
+	return slices.ContainsFunc(t.Transitions, func(tr store.Transition) bool { return tr.State == stateRefundPending })
+}
+
+// markOf reads a reservation or release transition.
+func markOf(tr store.Transition) (refundMark, bool) {
+	var m refundMark
+	if json.Unmarshal(tr.Data, &m) != nil || m.RefundID == "" {
+		return refundMark{}, false
+	}
+	return m, true
+}
