@@ -22,6 +22,7 @@ import (
 
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
@@ -75,7 +76,7 @@ type Agent struct {
 	mqttUp    bool
 	st        *store.Store
 	fwd       *Forwarder
-	statuses  *qr.Statuses
+	statuses  *ppaas.Statuses
 	cloud     *CloudConnector // issue 16: nil when cloud_url is empty
 }
 
@@ -253,7 +254,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	disp := displayAdapter{out: multiDisplay{outs: screens, log: a.log}, now: time.Now}
 	screen := newAsyncDisplay(disp, a.log.With("component", "display"))
 
-	statuses, _ := qr.ParseStatuses(a.cfg.PPaaSStatuses) // validated in New
+	statuses, _ := ppaas.ParseStatuses(a.cfg.PPaaSStatuses) // validated in New
 	qlog := a.log.With("component", "qr")
 	statuses.OnUnknown = func(raw string) {
 		qlog.Warn("PPaaS sent a status this agent does not know; taken as pending (map it with ppaas_statuses)", "status", raw)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
 	"github.com/termagent/termagent/store"
 )
@@ -33,7 +33,7 @@ func TestE2ECreate5xxRetriedWithSameClientTransactionID(t *testing.T) {
 	require.Len(t, txs, 1, "retries created no second transaction")
 	require.Equal(t, ctid, txs[0].ClientTransactionID, "the POI transaction id is the clientTransactionId")
 	require.Equal(t, 3, txs[0].CreateCalls, "two lost answers, then the create that answered")
-	require.Equal(t, qr.Approved, txs[0].Status)
+	require.Equal(t, ppaas.Approved, txs[0].Status)
 	require.Equal(t, 1, charges[w.Agent.Serial()])
 
 	rep := w.status("C5XX")
@@ -76,7 +76,7 @@ func TestE2ECreateUnreachableQueuesAdviceResolvedLater(t *testing.T) {
 	require.Equal(t, nexo.Failure, rep.Status.Result, sim.Describe(rep))
 	txs, charges := w.PPaaS.Transactions()
 	require.Len(t, txs, 1, "the advice created (idempotently) the transaction to cancel it")
-	require.Equal(t, qr.Cancelled, txs[0].Status)
+	require.Equal(t, ppaas.Cancelled, txs[0].Status)
 	require.Zero(t, charges[w.Agent.Serial()])
 	_, err := w.PPaaS.Act(txs[0].TransactionID, "pay")
 	require.Error(t, err, "the consumer can no longer pay it")
@@ -111,7 +111,7 @@ func TestE2ECreateAnswersLostConsumerPaidAdviceRefunds(t *testing.T) {
 	rep := w.status("LOST1")
 	require.Equal(t, nexo.Failure, rep.Status.Result, sim.Describe(rep))
 	tx := w.simTx(txs[0].ClientTransactionID)
-	require.Equal(t, qr.Refunded, tx.Status)
+	require.Equal(t, ppaas.Refunded, tx.Status)
 	require.Equal(t, tx.PaymentAmount.Amount, tx.RefundedAmount, "refunded in full")
 	require.Equal(t, 1, tx.Charges, "charged once, then refunded")
 }
@@ -250,7 +250,7 @@ func TestE2EConsumerAbandonsTimeoutCancels(t *testing.T) {
 	require.Equal(t, nexo.Cancel, r.Status.ErrorCondition, sim.Describe(r))
 
 	tx := w.simTxByQR(s.TransactionID)
-	require.Equal(t, qr.Cancelled, tx.Status, "cancelled at PPaaS")
+	require.Equal(t, ppaas.Cancelled, tx.Status, "cancelled at PPaaS")
 	_, err = w.PPaaS.Act(s.TransactionID, "pay")
 	require.Error(t, err, "too late to pay")
 	require.Zero(t, w.charges())
@@ -274,7 +274,7 @@ func TestE2EAbortDuringSlowCreate(t *testing.T) {
 
 	txs, charges := w.PPaaS.Transactions()
 	require.Len(t, txs, 1)
-	require.Equal(t, qr.Cancelled, txs[0].Status, "what the slow create made is cancelled")
+	require.Equal(t, ppaas.Cancelled, txs[0].Status, "what the slow create made is cancelled")
 	_, err := w.PPaaS.Act(txs[0].TransactionID, "pay")
 	require.Error(t, err)
 	require.Zero(t, charges[w.Agent.Serial()])
@@ -299,6 +299,6 @@ func TestE2EConsumerPaysWhileTimeoutCancelInFlight(t *testing.T) {
 	r := w.answer(done, 15*time.Second)
 	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
 	require.Equal(t, 1, w.charges())
-	require.Equal(t, qr.Approved, w.simTxByQR(s.TransactionID).Status, "not refunded: the POS was told Success")
+	require.Equal(t, ppaas.Approved, w.simTxByQR(s.TransactionID).Status, "not refunded: the POS was told Success")
 	require.Equal(t, nexo.Success, w.status("RACE1").Status.Result)
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
 	"github.com/termagent/termagent/sim/simtest"
 	"github.com/termagent/termagent/store"
@@ -60,7 +60,7 @@ func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 	require.Contains(t, rep.Status.AdditionalResponse, txs[0].TransactionID)
 	require.Contains(t, rep.Status.AdditionalResponse, "manual action needed")
 	tx := ww.simTx(txs[0].ClientTransactionID)
-	require.Equal(t, qr.Approved, tx.Status, "still charged, and the agent says so")
+	require.Equal(t, ppaas.Approved, tx.Status, "still charged, and the agent says so")
 	require.Zero(t, tx.RefundedAmount)
 	require.Equal(t, "Maintenance", ww.diagnosis().GlobalStatus)
 	require.Contains(t, w.Agent.TestDegraded(), "dead letters")
@@ -80,7 +80,7 @@ func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 		return strings.Contains(ww.status("R404").Status.AdditionalResponse, "refunded at PPaaS")
 	}, func() string { return sim.Describe(ww.status("R404")) })
 	tx = ww.simTx(txs[0].ClientTransactionID)
-	require.Equal(t, qr.Refunded, tx.Status)
+	require.Equal(t, ppaas.Refunded, tx.Status)
 	require.Equal(t, int64(4999), tx.RefundedAmount)
 	require.Empty(t, w.Agent.TestDegraded())
 	code, _ = httpGet(t, w.Agent.AdminURL()+"/readyz")
@@ -139,7 +139,7 @@ func TestE2EPaidUnconfirmedWaitsForConfirmation(t *testing.T) {
 	}
 	txs, _ := w.PPaaS.Transactions()
 	require.Len(t, txs, 1)
-	require.Equal(t, qr.Confirming, txs[0].Status, "not cancelled at PPaaS")
+	require.Equal(t, ppaas.Confirming, txs[0].Status, "not cancelled at PPaaS")
 
 	_, err = w.PPaaS.Act(s.TransactionID, "confirm")
 	require.NoError(t, err)
@@ -147,7 +147,7 @@ func TestE2EPaidUnconfirmedWaitsForConfirmation(t *testing.T) {
 	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
 	require.Equal(t, nexo.Success, ww.status("PM1").Status.Result)
 	tx := ww.simTx(txs[0].ClientTransactionID)
-	require.Equal(t, qr.Approved, tx.Status)
+	require.Equal(t, ppaas.Approved, tx.Status)
 	require.Empty(t, tx.Provider["refund"])
 	require.Equal(t, 1, ww.charges())
 }

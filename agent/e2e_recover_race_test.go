@@ -12,7 +12,7 @@ import (
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
 )
 
@@ -48,13 +48,13 @@ func TestE2EPaymentStartedBeforeRecoveryIsNotRecovered(t *testing.T) {
 	release <- struct{}{}
 	time.Sleep(500 * time.Millisecond) // recovery runs now; a queued reversal would be carried out within ms
 
-	require.Equal(t, qr.AwaitingConsumer, w.simTxByQR(s.TransactionID).Status, "the live payment was not cancelled")
+	require.Equal(t, ppaas.AwaitingConsumer, w.simTxByQR(s.TransactionID).Status, "the live payment was not cancelled")
 	_, err := w.PPaaS.Act(s.TransactionID, "pay")
 	require.NoError(t, err)
 	r := w.answer(done, 15*time.Second)
 	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
 	time.Sleep(300 * time.Millisecond)
-	require.Equal(t, qr.Approved, w.simTxByQR(s.TransactionID).Status, "not refunded behind the POS's back")
+	require.Equal(t, ppaas.Approved, w.simTxByQR(s.TransactionID).Status, "not refunded behind the POS's back")
 	require.Equal(t, 1, w.charges())
 	require.Equal(t, nexo.Success, w.status("EARLY1").Status.Result)
 }
@@ -76,7 +76,7 @@ func TestE2EConsumerPaysWhileSlowAbortCancelInFlight(t *testing.T) {
 	require.NoError(t, err)
 	r := w.answer(done, 30*time.Second)
 	require.Equal(t, 1, w.charges())
-	require.Equal(t, qr.Approved, w.simTxByQR(s.TransactionID).Status)
+	require.Equal(t, ppaas.Approved, w.simTxByQR(s.TransactionID).Status)
 	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
 	require.Equal(t, nexo.Success, w.status("SLOWAB1").Status.Result)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/termagent/termagent/failpoint"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
@@ -28,7 +29,7 @@ import (
 const (
 	stateNexoStarted = "nexo.started" // data: nexoStarted
 	stateNexoDone    = "nexo.done"    // data: the final SaleToPOIResponse (Nexo JSON)
-	stateQRPrefix    = "qr."          // + qr.State; data: qr.Transition
+	stateQRPrefix    = "qr."          // + ppaas.State; data: qr.Transition
 	// stateReversal: a reversal advice was queued (data: the advice); it
 	// commits with the final response it explains.
 	stateReversal = "agent.reversal"
@@ -278,7 +279,7 @@ type qrView struct {
 	payment       *nexo.PaymentRequest // from the journaled request
 	method        *qr.Method           // journaled at Begin (nil in older files)
 	transactionID string
-	state         qr.State
+	state         ppaas.State
 }
 
 func viewQR(t store.Txn) qrView {
@@ -375,7 +376,7 @@ func (e apmEngine) Pay(ctx context.Context, req nexo.PaymentRequest) (nexo.Payme
 	orderID := orderIDFor(req, ctid)
 	out, err := e.qr.Pay(ctx, qr.PaymentRequest{
 		Brand:               brand,
-		Amount:              qr.Amount{Amount: req.Amount.Minor, Currency: req.Amount.Currency},
+		Amount:              ppaas.Amount{Amount: req.Amount.Minor, Currency: req.Amount.Currency},
 		OrderID:             orderID,
 		OrderDescription:    req.SaleReferenceID,
 		ClientTransactionID: ctid,
@@ -386,7 +387,7 @@ func (e apmEngine) Pay(ctx context.Context, req nexo.PaymentRequest) (nexo.Payme
 		if errors.As(err, &ae) {
 			return nexo.PaymentResult{}, nexo.Errorf(nexo.Refusal, "refused by PPaaS: %s", ae.Message)
 		}
-		if errors.Is(err, qr.ErrInvalidRequest) {
+		if errors.Is(err, ppaas.ErrInvalidRequest) {
 			return nexo.PaymentResult{}, nexo.Errorf(nexo.MessageFormat, "%v", err)
 		}
 		// Nothing reached PPaaS (Pay returns an error only then): the agent
@@ -477,27 +478,27 @@ func (e apmEngine) Reverse(ctx context.Context, req nexo.ReversalRequest) (nexo.
 // createRequest rebuilds the create call of a journaled payment, for idempotent
 // replay: the same method (the one journaled when the payment began, not
 // today's brand mapping), amount and order as Pay made.
-func (e apmEngine) createRequest(ctid string, v qrView) (qr.CreateRequest, bool) {
+func (e apmEngine) createRequest(ctid string, v qrView) (ppaas.CreateRequest, bool) {
 	p := v.payment
 	if p == nil {
-		return qr.CreateRequest{}, false
+		return ppaas.CreateRequest{}, false
 	}
 	m := v.method
 	if m == nil {
 		if e.qr == nil {
-			return qr.CreateRequest{}, false
+			return ppaas.CreateRequest{}, false
 		}
 		brand, ok := e.brand(*p)
 		if !ok {
-			return qr.CreateRequest{}, false
+			return ppaas.CreateRequest{}, false
 		}
 		mm, _ := e.qr.Method(brand)
 		m = &mm
 	}
-	return qr.CreateRequest{
+	return ppaas.CreateRequest{
 		PaymentType: m.PaymentType, PaymentScenario: m.Scenario, ClientTransactionID: ctid,
-		PaymentAmount: qr.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency},
-		Order:         qr.Order{OrderID: orderIDFor(*p, ctid), OrderDescription: p.SaleReferenceID},
+		PaymentAmount: ppaas.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency},
+		Order:         ppaas.Order{OrderID: orderIDFor(*p, ctid), OrderDescription: p.SaleReferenceID},
 	}, true
 }
 

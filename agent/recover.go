@@ -8,6 +8,7 @@ import (
 
 	"github.com/termagent/termagent/failpoint"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
@@ -80,8 +81,8 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 		// replayed: it is idempotent by clientTransactionId, so it returns the
 		// transaction the lost call made, or makes one that is cancelled below.
 		var (
-			cur *qr.Transaction
-			got qr.Transaction
+			cur *ppaas.Transaction
+			got ppaas.Transaction
 			err error
 		)
 		gctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -97,7 +98,7 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 		}
 		failpoint.Hit("recover.asked")
 		switch {
-		case cur != nil && cur.Status == qr.Approved && cur.RefundedAmount == 0:
+		case cur != nil && cur.Status == ppaas.Approved && cur.RefundedAmount == 0:
 			brand := cur.PaymentType // when the journaled request is unreadable
 			if v.payment != nil {
 				if b, ok := eng.brand(*v.payment); ok {
@@ -110,14 +111,14 @@ func (a *Agent) recover(ctx context.Context, st *store.Store, engine *qr.Engine,
 			if a.finishRecovered(ctx, j, t, v, &res, nil, nil) {
 				log.Info("recovered transaction: approved at PPaaS")
 			}
-		case cur != nil && cur.Status.Final() && cur.Status != qr.Approved:
+		case cur != nil && cur.Status.Final() && cur.Status != ppaas.Approved:
 			if a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Refusal, "%s at PPaaS (outcome recovered after an agent restart)", cur.Status), nil) {
 				log.Info("recovered transaction: not approved", "status", cur.Status)
 			}
 		default:
 			adv := qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Reason: reasonRestart, At: time.Now()}
 			if v.payment != nil {
-				adv.Amount = qr.Amount{Amount: v.payment.Amount.Minor, Currency: v.payment.Amount.Currency}
+				adv.Amount = ppaas.Amount{Amount: v.payment.Amount.Minor, Currency: v.payment.Amount.Currency}
 			}
 			if adv.TransactionID == "" {
 				adv.Create = create
@@ -203,7 +204,7 @@ func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, client *
 
 // reversedAtPPaaS reads the original payment of a reversal at PPaaS and
 // reports whether nothing of it stands any more (and its status).
-func (a *Agent) reversedAtPPaaS(ctx context.Context, j journal, client *qr.Client, origID string) (qr.State, bool) {
+func (a *Agent) reversedAtPPaaS(ctx context.Context, j journal, client *qr.Client, origID string) (ppaas.State, bool) {
 	if origID == "" || client == nil {
 		return "", false
 	}
@@ -223,9 +224,9 @@ func (a *Agent) reversedAtPPaaS(ctx context.Context, j journal, client *qr.Clien
 		return "", false
 	}
 	switch {
-	case cur.Status == qr.Refunded, cur.Status == qr.Approved && cur.RefundedAmount >= cur.PaymentAmount.Amount:
-		return qr.Refunded, true
-	case cur.Status == qr.Cancelled, cur.Status == qr.Expired, cur.Status == qr.Declined:
+	case cur.Status == ppaas.Refunded, cur.Status == ppaas.Approved && cur.RefundedAmount >= cur.PaymentAmount.Amount:
+		return ppaas.Refunded, true
+	case cur.Status == ppaas.Cancelled, cur.Status == ppaas.Expired, cur.Status == ppaas.Declined:
 		return cur.Status, true
 	}
 	return "", false

@@ -20,6 +20,7 @@ import (
 
 	"github.com/termagent/termagent/certs"
 	"github.com/termagent/termagent/mtls"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
 )
@@ -106,7 +107,7 @@ func (l *countingLog) SeenEvent(ctx context.Context, id string) (bool, error) {
 // handler forwards events to the engine of the running subtest.
 type handler struct{ eng atomic.Pointer[qr.Engine] }
 
-func (h *handler) HandleEvent(ctx context.Context, ev qr.Event) error {
+func (h *handler) HandleEvent(ctx context.Context, ev ppaas.Event) error {
 	if e := h.eng.Load(); e != nil {
 		return e.HandleEvent(ctx, ev)
 	}
@@ -238,7 +239,7 @@ type payResult struct {
 func (w *world) payAsync(ctx context.Context, e *qr.Engine, ctid string) <-chan payResult {
 	ch := make(chan payResult, 1)
 	go func() {
-		o, err := e.Pay(ctx, qr.PaymentRequest{Brand: "KB", Amount: qr.Amount{Amount: 2000, Currency: "EUR"},
+		o, err := e.Pay(ctx, qr.PaymentRequest{Brand: "KB", Amount: ppaas.Amount{Amount: 2000, Currency: "EUR"},
 			OrderDescription: "e2e", ClientTransactionID: ctid})
 		ch <- payResult{o, err}
 	}()
@@ -289,8 +290,8 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-func states(ts []qr.Transition) []qr.State {
-	out := make([]qr.State, len(ts))
+func states(ts []qr.Transition) []ppaas.State {
+	out := make([]ppaas.State, len(ts))
 	for i, t := range ts {
 		out[i] = t.To
 	}
@@ -352,7 +353,7 @@ func TestE2EEmbeddedBroker(t *testing.T) {
 		e := w.engine(qr.Config{})
 		w.sim.AddFault(sim.Fault{Path: "/qrcode-payment/v1/transactions", Method: "POST", Reset: true})
 		ctid := uuid.NewString()
-		o, err := e.Pay(t.Context(), qr.PaymentRequest{Brand: "KB", Amount: qr.Amount{Amount: 500, Currency: "EUR"}, ClientTransactionID: ctid})
+		o, err := e.Pay(t.Context(), qr.PaymentRequest{Brand: "KB", Amount: ppaas.Amount{Amount: 500, Currency: "EUR"}, ClientTransactionID: ctid})
 		require.NoError(t, err)
 		require.Equal(t, qr.ResultUnknown, o.Result)
 		w.adv.mu.Lock()
@@ -363,8 +364,8 @@ func TestE2EEmbeddedBroker(t *testing.T) {
 		clearFaults(t, w.sim)
 		o, err = e.ResolveAdvice(t.Context(), a)
 		require.NoError(t, err)
-		require.Equal(t, qr.Cancelled, o.State)
-		require.Equal(t, qr.Cancelled, w.simTx(ctid).Status)
+		require.Equal(t, ppaas.Cancelled, o.State)
+		require.Equal(t, ppaas.Cancelled, w.simTx(ctid).Status)
 	})
 }
 
@@ -400,7 +401,7 @@ func runScenarios(t *testing.T, w *world) {
 		require.Equal(t, qr.ResultApproved, r.o.Result)
 		require.Equal(t, tx.TransactionID, r.o.TransactionID)
 		require.Equal(t, tx.ProviderReference, r.o.ProviderReference)
-		require.Equal(t, []qr.State{qr.Created, qr.AwaitingConsumer, qr.Pending, qr.Approved}, states(w.rec.of(ctid)))
+		require.Equal(t, []ppaas.State{ppaas.Created, ppaas.AwaitingConsumer, ppaas.Pending, ppaas.Approved}, states(w.rec.of(ctid)))
 		require.Equal(t, "event", w.rec.of(ctid)[3].Source)
 		require.Equal(t, before+1, w.charges())
 	})
@@ -427,7 +428,7 @@ func runScenarios(t *testing.T, w *world) {
 		r := w.await(ch)
 		require.NoError(t, r.err)
 		require.Equal(t, qr.ResultExpired, r.o.Result)
-		require.Equal(t, qr.Cancelled, w.simTx(ctid).Status, "the agent cancelled at PPaaS")
+		require.Equal(t, ppaas.Cancelled, w.simTx(ctid).Status, "the agent cancelled at PPaaS")
 	})
 
 	t.Run("abort from the POS", func(t *testing.T) {
@@ -441,7 +442,7 @@ func runScenarios(t *testing.T, w *world) {
 		r := w.await(ch)
 		require.NoError(t, r.err)
 		require.Equal(t, qr.ResultAborted, r.o.Result)
-		require.Equal(t, qr.Cancelled, w.simTx(ctid).Status)
+		require.Equal(t, ppaas.Cancelled, w.simTx(ctid).Status)
 		_, err := w.sim.Act(tx.TransactionID, "pay")
 		require.Error(t, err, "a cancelled transaction cannot be paid")
 	})
@@ -461,8 +462,8 @@ func runScenarios(t *testing.T, w *world) {
 		require.Equal(t, qr.ResultApproved, r.o.Result)
 		waitFor(t, func() bool { return w.events.dups.Load() > before })
 		got := states(w.rec.of(ctid))
-		require.Equal(t, qr.Approved, got[len(got)-1])
-		require.NotContains(t, got, qr.Pending, "the late pending event was not applied")
+		require.Equal(t, ppaas.Approved, got[len(got)-1])
+		require.NotContains(t, got, ppaas.Pending, "the late pending event was not applied")
 	})
 
 	t.Run("API 5xx on create", func(t *testing.T) {
@@ -628,7 +629,7 @@ func benchPay(b *testing.B, bw *benchWorld, d qr.Display) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
-		o, err := e.Pay(ctx, qr.PaymentRequest{Brand: "KB", Amount: qr.Amount{Amount: 100, Currency: "EUR"}})
+		o, err := e.Pay(ctx, qr.PaymentRequest{Brand: "KB", Amount: ppaas.Amount{Amount: 100, Currency: "EUR"}})
 		end := time.Now()
 		if err != nil || o.Result != qr.ResultApproved {
 			b.Fatalf("payment %d: %v %+v", i, err, o)

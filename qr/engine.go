@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/termagent/termagent/failpoint"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // Recorder durably records every state transition (the agent's journal).
@@ -35,9 +36,9 @@ type Display interface {
 type Screen struct {
 	ClientTransactionID string
 	TransactionID       string // PPaaS id; empty before create answered
-	State               State
+	State               ppaas.State
 	Message             string
-	Amount              Amount
+	Amount              ppaas.Amount
 	QR                  *QRImage // set while the consumer should scan
 }
 
@@ -102,9 +103,9 @@ const AdviceReverse AdviceKind = "reverse"
 type Advice struct {
 	Kind                AdviceKind
 	ClientTransactionID string
-	TransactionID       string        // empty when create never answered
-	Create              CreateRequest // replayed (idempotently) to learn TransactionID
-	Amount              Amount        // the payment's amount (for the people reading a failed reversal)
+	TransactionID       string              // empty when create never answered
+	Create              ppaas.CreateRequest // replayed (idempotently) to learn TransactionID
+	Amount              ppaas.Amount        // the payment's amount (for the people reading a failed reversal)
 	Reason              string
 	At                  time.Time
 }
@@ -112,7 +113,7 @@ type Advice struct {
 // Method is what an APM brand maps to at PPaaS.
 type Method struct {
 	PaymentType string
-	Scenario    Scenario
+	Scenario    ppaas.Scenario
 }
 
 // Config configures an Engine. Zero values take the defaults noted.
@@ -146,7 +147,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if len(c.Brands) == 0 {
-		c.Brands = map[string]Method{"KB": {PaymentType: "KB", Scenario: ConsumerScan}}
+		c.Brands = map[string]Method{"KB": {PaymentType: "KB", Scenario: ppaas.ConsumerScan}}
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -176,7 +177,7 @@ func (c Config) withDefaults() Config {
 // PaymentRequest asks for one APM payment.
 type PaymentRequest struct {
 	Brand            string // looked up in Config.Brands
-	Amount           Amount
+	Amount           ppaas.Amount
 	OrderID          string
 	OrderDescription string
 	ScannedPaymentID string // the wallet QR read by the terminal (merchantscan)
@@ -200,13 +201,13 @@ const (
 // Outcome is the result of Pay or Reverse.
 type Outcome struct {
 	Result              Result
-	State               State
+	State               ppaas.State
 	ClientTransactionID string
 	TransactionID       string
 	ProviderReference   string
 	Method              Method
 	Brand               string
-	Amount              Amount
+	Amount              ppaas.Amount
 	Reason              string
 }
 
@@ -263,7 +264,7 @@ type txn struct {
 	ctid   string
 	brand  string
 	method Method
-	create CreateRequest
+	create ppaas.CreateRequest
 	done   chan struct{} // closed when the state becomes final
 	moved  chan struct{} // signalled (non-blocking) on every applied transition
 
@@ -298,13 +299,13 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	if req.OrderID == "" {
 		req.OrderID = req.ClientTransactionID
 	}
-	cr := CreateRequest{
+	cr := ppaas.CreateRequest{
 		PaymentType:         method.PaymentType,
 		PaymentScenario:     method.Scenario,
 		ScannedPaymentID:    req.ScannedPaymentID,
 		ClientTransactionID: req.ClientTransactionID,
 		PaymentAmount:       req.Amount,
-		Order:               Order{OrderID: req.OrderID, OrderDescription: req.OrderDescription},
+		Order:               ppaas.Order{OrderID: req.OrderID, OrderDescription: req.OrderDescription},
 	}
 	if err := cr.Validate(); err != nil {
 		return Outcome{}, fmt.Errorf("qr pay: %w", err)
@@ -318,7 +319,7 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	}
 	defer e.unregister(t)
 	log := e.log.With("client_transaction_id", t.ctid, "brand", req.Brand)
-	if err := e.apply(ctx, t, Created, source{kind: "agent"}); err != nil {
+	if err := e.apply(ctx, t, ppaas.Created, source{kind: "agent"}); err != nil {
 		return Outcome{}, fmt.Errorf("qr pay: %w", err)
 	}
 	start := time.Now()
@@ -331,7 +332,7 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	if err != nil {
 		var ae *APIError
 		if errors.As(err, &ae) && ae.Transaction == nil && ae.StatusCode != http.StatusConflict && !ae.AfterUncertain {
-			_ = e.apply(ctx, t, Declined, source{kind: "agent", reason: ae.Error()})
+			_ = e.apply(ctx, t, ppaas.Declined, source{kind: "agent", reason: ae.Error()})
 			return e.outcome(t, ""), fmt.Errorf("qr pay: %w", err)
 		}
 		// A conflict, or a refusal that carries a transaction, says something
@@ -379,7 +380,7 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 		case <-poll.C:
 			poll.Reset(sched.tick(func() time.Duration { return e.pollOnce(ctx, t, log) }))
 		case <-timeout.C:
-			if t.state() == Confirming {
+			if t.state() == ppaas.Confirming {
 				waitConfirm("timeout")
 				continue
 			}
@@ -390,7 +391,7 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 		case <-aborted:
 			aborted = nil // the wait below must not spin on a closed channel
 			log.Info("qr payment aborted", "cause", context.Cause(ctx))
-			if t.state() == Confirming {
+			if t.state() == ppaas.Confirming {
 				waitConfirm("abort")
 				continue
 			}
@@ -427,8 +428,8 @@ func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Log
 	switch {
 	case err == nil:
 		to := got.Status
-		if to == Cancelled && !aborted {
-			to = Expired
+		if to == ppaas.Cancelled && !aborted {
+			to = ppaas.Expired
 		}
 		if err := e.apply(cctx, t, to, source{kind: "cancel", seq: got.Sequence, reason: reasonFor(aborted)}); err != nil {
 			log.Error("qr record cancel", "err", err)
@@ -440,11 +441,11 @@ func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Log
 		}
 	default:
 		log.Warn("qr cancel failed, outcome unknown", "err", err)
-		if !t.final() && t.state() != Confirming {
+		if !t.final() && t.state() != ppaas.Confirming {
 			return e.unknown(cctx, t, "cancel: "+err.Error()), false
 		}
 	}
-	if t.state() == Confirming {
+	if t.state() == ppaas.Confirming {
 		return Outcome{}, true
 	}
 	if !t.final() {
@@ -455,7 +456,7 @@ func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Log
 	// The cancel's own event may have landed first (state cancelled): what the
 	// POS needs to know is why the agent cancelled.
 	var res Result
-	if s := t.state(); s == Cancelled || s == Expired {
+	if s := t.state(); s == ppaas.Cancelled || s == ppaas.Expired {
 		res = ResultExpired
 		if aborted {
 			res = ResultAborted
@@ -493,7 +494,7 @@ func (e *Engine) unknown(ctx context.Context, t *txn, reason string) Outcome {
 // reads the transaction's state back from PPaaS. Events for transactions not in
 // flight (late, or after a restart) are logged and accepted: polling and
 // TransactionStatus own those.
-func (e *Engine) HandleEvent(ctx context.Context, ev Event) error {
+func (e *Engine) HandleEvent(ctx context.Context, ev ppaas.Event) error {
 	e.mu.Lock()
 	t := e.byClient[ev.ClientTransactionID]
 	if t == nil {
@@ -505,7 +506,7 @@ func (e *Engine) HandleEvent(ctx context.Context, ev Event) error {
 			"event_id", ev.EventID, "transaction_id", ev.TransactionID, "status", ev.Status, "sequence", ev.Sequence)
 		return nil
 	}
-	if ev.Type != EventTypeStatus {
+	if ev.Type != ppaas.EventTypeStatus {
 		e.log.Info("qr event type ignored", "event_id", ev.EventID, "type", ev.Type)
 		return nil
 	}
@@ -513,7 +514,7 @@ func (e *Engine) HandleEvent(ctx context.Context, ev Event) error {
 }
 
 // apply moves t to state `to` if legal and in order, recording it first.
-func (e *Engine) apply(ctx context.Context, t *txn, to State, src source) error {
+func (e *Engine) apply(ctx context.Context, t *txn, to ppaas.State, src source) error {
 	t.mu.Lock()
 	from := t.m.state
 	if src.id != "" && t.id == "" {
@@ -571,7 +572,7 @@ func (e *Engine) apply(ctx context.Context, t *txn, to State, src source) error 
 		default:
 		}
 	}
-	if e.display != nil && to != Created && to != AwaitingConsumer {
+	if e.display != nil && to != ppaas.Created && to != ppaas.AwaitingConsumer {
 		if err := e.display.Show(ctx, Screen{ClientTransactionID: t.ctid, TransactionID: t.txID(), State: to, Message: message(to), Amount: amount}); err != nil {
 			e.log.Warn("qr display status", "err", err)
 		}
@@ -579,17 +580,17 @@ func (e *Engine) apply(ctx context.Context, t *txn, to State, src source) error 
 	return nil
 }
 
-func message(s State) string {
+func message(s ppaas.State) string {
 	switch s {
-	case Pending:
+	case ppaas.Pending:
 		return "Processing payment…"
-	case Confirming:
+	case ppaas.Confirming:
 		return "Paid, waiting for confirmation…"
-	case Approved:
+	case ppaas.Approved:
 		return "Payment approved"
-	case Declined:
+	case ppaas.Declined:
 		return "Payment declined"
-	case Cancelled, Expired:
+	case ppaas.Cancelled, ppaas.Expired:
 		return "Payment cancelled"
 	case Unknown:
 		return "Payment status unknown"
@@ -597,7 +598,7 @@ func message(s State) string {
 	return ""
 }
 
-func (e *Engine) showQR(ctx context.Context, t *txn, q *QRCode) {
+func (e *Engine) showQR(ctx context.Context, t *txn, q *ppaas.QRCode) {
 	if e.display == nil {
 		return
 	}
@@ -606,7 +607,7 @@ func (e *Engine) showQR(ctx context.Context, t *txn, q *QRCode) {
 		e.log.Error("qr payload cannot be shown", "client_transaction_id", t.ctid, "err", err)
 		return
 	}
-	if err := e.display.Show(ctx, Screen{ClientTransactionID: t.ctid, TransactionID: t.txID(), State: AwaitingConsumer, Message: "Scan to pay", Amount: t.create.PaymentAmount, QR: img}); err != nil {
+	if err := e.display.Show(ctx, Screen{ClientTransactionID: t.ctid, TransactionID: t.txID(), State: ppaas.AwaitingConsumer, Message: "Scan to pay", Amount: t.create.PaymentAmount, QR: img}); err != nil {
 		e.log.Warn("qr display qr", "err", err)
 	}
 }
@@ -645,7 +646,7 @@ func (t *txn) txID() string {
 	return t.id
 }
 
-func (t *txn) state() State {
+func (t *txn) state() ppaas.State {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.m.state
@@ -661,13 +662,13 @@ func (e *Engine) outcome(t *txn, override Result) Outcome {
 		Method: t.method, Brand: t.brand, Amount: t.create.PaymentAmount, Reason: t.reason,
 	}
 	switch t.m.state {
-	case Approved:
+	case ppaas.Approved:
 		o.Result = ResultApproved
-	case Declined:
+	case ppaas.Declined:
 		o.Result = ResultDeclined
-	case Cancelled:
+	case ppaas.Cancelled:
 		o.Result = ResultCancelled
-	case Expired:
+	case ppaas.Expired:
 		o.Result = ResultExpired
 	default:
 		o.Result = ResultUnknown
@@ -681,8 +682,8 @@ func (e *Engine) outcome(t *txn, override Result) Outcome {
 // ReverseRequest identifies a transaction to reverse.
 type ReverseRequest struct {
 	ClientTransactionID string
-	TransactionID       string        // may be empty if Create is set
-	Create              CreateRequest // replayed idempotently to find TransactionID
+	TransactionID       string              // may be empty if Create is set
+	Create              ppaas.CreateRequest // replayed idempotently to find TransactionID
 	Reason              string
 }
 
@@ -736,19 +737,19 @@ func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outc
 		Method: Method{PaymentType: cur.PaymentType, Scenario: cur.PaymentScenario}, Amount: cur.PaymentAmount, Reason: r.Reason}
 	final := cur.Status
 	switch {
-	case cur.Status == Approved && cur.RefundedAmount >= cur.PaymentAmount.Amount:
-		final = Refunded // an asynchronous refund completed
-	case cur.Status == Approved:
+	case cur.Status == ppaas.Approved && cur.RefundedAmount >= cur.PaymentAmount.Amount:
+		final = ppaas.Refunded // an asynchronous refund completed
+	case cur.Status == ppaas.Approved:
 		ref, err := e.Refund(ctx, RefundOrder{TransactionID: id, ClientTransactionID: ctid, ClientRefundID: ctid + "-reversal",
-			Amount: Amount{Amount: cur.PaymentAmount.Amount - cur.RefundedAmount, Currency: cur.PaymentAmount.Currency}})
+			Amount: ppaas.Amount{Amount: cur.PaymentAmount.Amount - cur.RefundedAmount, Currency: cur.PaymentAmount.Currency}})
 		if err != nil {
 			return Outcome{}, reverseError(id, err)
 		}
 		if !ref.Done() {
 			return Outcome{}, reverseError(id, fmt.Errorf("refund %s is %q: %w", ref.RefundID, ref.Status, ErrNotSettled))
 		}
-		final = Refunded
-	case cur.Status == Confirming:
+		final = ppaas.Refunded
+	case cur.Status == ppaas.Confirming:
 		// Paid, waiting for the provider: neither cancellable nor refundable
 		// yet. Once confirmed (approved) it is refunded.
 		return Outcome{}, reverseError(id, fmt.Errorf("awaits its provider's confirmation: %w", ErrNotSettled))
@@ -756,16 +757,16 @@ func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outc
 		got, err := e.client.Cancel(ctx, id)
 		var ae *APIError
 		switch {
-		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status == Approved && depth < 2:
+		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status == ppaas.Approved && depth < 2:
 			// Approved between get and cancel: go again, which refunds.
 			return e.reverse(ctx, ReverseRequest{ClientTransactionID: ctid, TransactionID: id, Reason: r.Reason}, depth+1)
-		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status.Final() && ae.Transaction.Status != Approved:
+		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status.Final() && ae.Transaction.Status != ppaas.Approved:
 			final = ae.Transaction.Status
 		case errors.As(err, &ae) && ae.Transaction != nil:
 			return Outcome{}, reverseError(id, fmt.Errorf("cancel refused, transaction %s: %w", ae.Transaction.Status, ErrNotSettled))
 		case err != nil:
 			return Outcome{}, reverseError(id, err)
-		case !got.Status.Final() || got.Status == Approved:
+		case !got.Status.Final() || got.Status == ppaas.Approved:
 			// PPaaS took the cancel but has not settled it: not yet a reversal.
 			// The caller retries (an advice stays queued) until it is final.
 			return Outcome{}, reverseError(id, fmt.Errorf("cancel answered %s: %w", got.Status, ErrNotSettled))
@@ -779,7 +780,7 @@ func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outc
 	}
 	o.State = final
 	o.Result = ResultCancelled
-	if final == Declined {
+	if final == ppaas.Declined {
 		o.Result = ResultDeclined
 	}
 	return o, nil
@@ -797,25 +798,25 @@ func (e *Engine) ResolveAdvice(ctx context.Context, a Advice) (Outcome, error) {
 type RefundOrder struct {
 	TransactionID       string
 	ClientTransactionID string
-	Amount              Amount
+	Amount              ppaas.Amount
 	ClientRefundID      string // idempotency key; generated when empty
 }
 
 // Refund refunds an approved transaction and records the transition once the
 // refund is done (an asynchronous one answers "pending": check ref.Done).
-func (e *Engine) Refund(ctx context.Context, r RefundOrder) (Refund, error) {
+func (e *Engine) Refund(ctx context.Context, r RefundOrder) (ppaas.Refund, error) {
 	if r.ClientRefundID == "" {
 		r.ClientRefundID = uuid.NewString()
 	}
-	ref, err := e.client.Refund(ctx, r.TransactionID, RefundRequest{ClientRefundID: r.ClientRefundID, Amount: r.Amount})
+	ref, err := e.client.Refund(ctx, r.TransactionID, ppaas.RefundRequest{ClientRefundID: r.ClientRefundID, Amount: r.Amount})
 	if err != nil {
-		return Refund{}, fmt.Errorf("qr refund: %w", err)
+		return ppaas.Refund{}, fmt.Errorf("qr refund: %w", err)
 	}
 	if !ref.Done() {
 		return ref, nil // asynchronous: refunded once a status read says so
 	}
 	if err := e.rec.Record(ctx, Transition{ClientTransactionID: r.ClientTransactionID, TransactionID: r.TransactionID,
-		From: Approved, To: Refunded, At: time.Now(), Source: "refund", Reason: "refund " + ref.RefundID}); err != nil {
+		From: ppaas.Approved, To: ppaas.Refunded, At: time.Now(), Source: "refund", Reason: "refund " + ref.RefundID}); err != nil {
 		return ref, fmt.Errorf("qr refund: %w", err)
 	}
 	return ref, nil

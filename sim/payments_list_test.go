@@ -13,8 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
-
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // TestListTransactionsPagesOneDevice: the (assumed) listing endpoint returns
@@ -38,13 +37,13 @@ func TestListTransactionsPagesOneDevice(t *testing.T) {
 	from := time.Now().Add(-time.Minute)
 	var want []string
 	for i, serial := range []string{advSerial, "OTHER", advSerial, advSerial, advSerial, advSerial} {
-		code, body := call(serial, http.MethodPost, "/qrcode-payment/v1/transactions", qr.CreateRequest{
-			PaymentType: "KB", PaymentScenario: qr.ConsumerScan, ClientTransactionID: uuid.NewString(),
-			PaymentAmount: qr.Amount{Amount: 100, Currency: "EUR"}, Order: qr.Order{OrderID: fmt.Sprintf("o%d", i)},
+		code, body := call(serial, http.MethodPost, "/qrcode-payment/v1/transactions", ppaas.CreateRequest{
+			PaymentType: "KB", PaymentScenario: ppaas.ConsumerScan, ClientTransactionID: uuid.NewString(),
+			PaymentAmount: ppaas.Amount{Amount: 100, Currency: "EUR"}, Order: ppaas.Order{OrderID: fmt.Sprintf("o%d", i)},
 		})
 		require.Equal(t, http.StatusCreated, code, string(body))
 		if serial == advSerial {
-			tx, err := qr.DecodeTransaction(body)
+			tx, err := ppaas.DecodeTransaction(body)
 			require.NoError(t, err)
 			want = append(want, tx.ClientTransactionID)
 		}
@@ -58,7 +57,7 @@ func TestListTransactionsPagesOneDevice(t *testing.T) {
 		code, body := call(advSerial, http.MethodGet, "/qrcode-payment/v1/transactions?"+q.Encode(), nil)
 		require.Equal(t, http.StatusOK, code, string(body))
 		var pg struct {
-			Transactions []qr.Transaction
+			Transactions []ppaas.Transaction
 			Next         string
 		}
 		require.NoError(t, json.Unmarshal(body, &pg))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/termagent/termagent/certs"
 	"github.com/termagent/termagent/mtls"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
 )
@@ -38,10 +39,10 @@ func (r *pvRecorder) Record(_ context.Context, t qr.Transition) error {
 	return nil
 }
 
-func (r *pvRecorder) states(ctid string) []qr.State {
+func (r *pvRecorder) states(ctid string) []ppaas.State {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []qr.State
+	var out []ppaas.State
 	for _, t := range r.ts {
 		if t.ClientTransactionID == ctid {
 			out = append(out, t.To)
@@ -72,10 +73,10 @@ func (l *pvEvents) SeenEvent(ctx context.Context, id string) (bool, error) {
 type pvHandler struct {
 	eng *qr.Engine
 	mu  sync.Mutex
-	evs []qr.Event
+	evs []ppaas.Event
 }
 
-func (h *pvHandler) HandleEvent(ctx context.Context, ev qr.Event) error {
+func (h *pvHandler) HandleEvent(ctx context.Context, ev ppaas.Event) error {
 	h.mu.Lock()
 	h.evs = append(h.evs, ev)
 	h.mu.Unlock()
@@ -83,10 +84,10 @@ func (h *pvHandler) HandleEvent(ctx context.Context, ev qr.Event) error {
 }
 
 // events returns the events of a transaction the device applied or ignored.
-func (h *pvHandler) events(ctid string) []qr.Event {
+func (h *pvHandler) events(ctid string) []ppaas.Event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var out []qr.Event
+	var out []ppaas.Event
 	for _, e := range h.evs {
 		if e.ClientTransactionID == ctid {
 			out = append(out, e)
@@ -118,12 +119,12 @@ type pvWorld struct {
 
 func pvBrands() map[string]qr.Method {
 	return map[string]qr.Method{
-		"KB":         {PaymentType: "KB", Scenario: qr.ConsumerScan},
-		"PENNYMATIC": {PaymentType: "PENNYMATIC", Scenario: qr.ConsumerScan},
-		"PLEDG":      {PaymentType: "PLEDG", Scenario: qr.ConsumerScan},
-		"KTWIDGET":   {PaymentType: "KTWIDGET", Scenario: qr.ConsumerScan},
-		"PTI":        {PaymentType: "PTI", Scenario: qr.ConsumerScan},
-		"BITCOIN":    {PaymentType: "BITCOIN", Scenario: qr.ConsumerScan},
+		"KB":         {PaymentType: "KB", Scenario: ppaas.ConsumerScan},
+		"PENNYMATIC": {PaymentType: "PENNYMATIC", Scenario: ppaas.ConsumerScan},
+		"PLEDG":      {PaymentType: "PLEDG", Scenario: ppaas.ConsumerScan},
+		"KTWIDGET":   {PaymentType: "KTWIDGET", Scenario: ppaas.ConsumerScan},
+		"PTI":        {PaymentType: "PTI", Scenario: ppaas.ConsumerScan},
+		"BITCOIN":    {PaymentType: "BITCOIN", Scenario: ppaas.ConsumerScan},
 	}
 }
 
@@ -222,7 +223,7 @@ func (w *pvWorld) pay(ctx context.Context, brand, description string) (<-chan pv
 	ctid := uuid.NewString()
 	ch := make(chan pvResult, 1)
 	go func() {
-		o, err := w.eng.Pay(ctx, qr.PaymentRequest{Brand: brand, Amount: qr.Amount{Amount: 2000, Currency: "EUR"},
+		o, err := w.eng.Pay(ctx, qr.PaymentRequest{Brand: brand, Amount: ppaas.Amount{Amount: 2000, Currency: "EUR"},
 			OrderDescription: description, ClientTransactionID: ctid})
 		ch <- pvResult{o, err}
 	}()
@@ -320,11 +321,11 @@ func TestProviderPennymatic(t *testing.T) {
 		require.Contains(t, tx.QRCode.Payload, "sessionid="+tx.ProviderReference)
 		w.act(tx, "connect")
 		got := w.act(tx, "pay")
-		require.Equal(t, qr.Confirming, got.Status)
+		require.Equal(t, ppaas.Confirming, got.Status)
 		require.Equal(t, "false", got.Provider["isconfirmed"])
 		o := pvAwait(t, ch)
 		require.Equal(t, qr.ResultApproved, o.Result)
-		require.Equal(t, []qr.State{qr.Created, qr.AwaitingConsumer, qr.Confirming, qr.Approved}, w.rec.states(tx.ClientTransactionID))
+		require.Equal(t, []ppaas.State{ppaas.Created, ppaas.AwaitingConsumer, ppaas.Confirming, ppaas.Approved}, w.rec.states(tx.ClientTransactionID))
 
 		var confirmed []string
 		for _, e := range w.h.events(tx.ClientTransactionID) {
@@ -349,7 +350,7 @@ func TestProviderPennymatic(t *testing.T) {
 		before := w.charges()
 		ctx, cancel := context.WithCancel(t.Context())
 		ch, tx := w.pay(ctx, "PENNYMATIC", "")
-		require.Equal(t, qr.Confirming, w.act(tx, "pay").Status)
+		require.Equal(t, ppaas.Confirming, w.act(tx, "pay").Status)
 		pvWait(t, func() bool { return len(w.rec.states(tx.ClientTransactionID)) == 3 })
 		cancel()
 		select {
@@ -358,7 +359,7 @@ func TestProviderPennymatic(t *testing.T) {
 		case <-time.After(100 * time.Millisecond): // the abort had its chance to cancel
 		}
 		got := w.mustTx(tx.ClientTransactionID)
-		require.Equal(t, qr.Confirming, got.Status, "not cancelled at PPaaS")
+		require.Equal(t, ppaas.Confirming, got.Status, "not cancelled at PPaaS")
 		require.Empty(t, got.Provider["refund"], "no refund owed")
 		_, err := w.sim.Act(tx.TransactionID, "confirm")
 		require.NoError(t, err)
@@ -416,7 +417,7 @@ func TestProviderPledg(t *testing.T) {
 				require.True(t, strings.HasPrefix(tx.ProviderReference, "PLEDG_"))
 
 				got := w.act(tx, "pay-share")
-				require.Equal(t, qr.Pending, got.Status)
+				require.Equal(t, ppaas.Pending, got.Status)
 				require.Equal(t, "1", got.Provider["sharesPaid"])
 				require.Equal(t, "3", got.Provider["shares"])
 				_, err := w.sim.ActArgs(tx.TransactionID, "pay-share", url.Values{"share": {"1"}})
@@ -425,7 +426,7 @@ func TestProviderPledg(t *testing.T) {
 				// A forged completion is dropped by PPaaS and counted.
 				rejected := w.sim.RejectedNotifications()
 				got = w.act(tx, "forge")
-				require.Equal(t, qr.Pending, got.Status)
+				require.Equal(t, ppaas.Pending, got.Status)
 				require.Equal(t, rejected+1, w.sim.RejectedNotifications())
 
 				w.act(tx, "pay-share", "share", "3")
@@ -454,7 +455,7 @@ func TestProviderPledg(t *testing.T) {
 					require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 				}
 				require.Equal(t, rejected+2, w.sim.RejectedNotifications())
-				require.Equal(t, qr.AwaitingConsumer, w.mustTx(tx.ClientTransactionID).Status)
+				require.Equal(t, ppaas.AwaitingConsumer, w.mustTx(tx.ClientTransactionID).Status)
 				w.act(tx, "decline")
 				o := pvAwait(t, ch)
 				require.Equal(t, qr.ResultDeclined, o.Result)
@@ -471,7 +472,7 @@ func TestProviderPledg(t *testing.T) {
 		require.Equal(t, "4", got.Provider["shares"])
 		o := pvAwait(t, ch) // the 1.5 s deadline
 		require.Equal(t, qr.ResultExpired, o.Result)
-		require.Equal(t, qr.Expired, o.State)
+		require.Equal(t, ppaas.Expired, o.State)
 		require.Equal(t, "direct_confirmation_timeout", w.mustTx(tx.ClientTransactionID).Provider["error"])
 		require.Equal(t, before, w.charges())
 	})
@@ -488,7 +489,7 @@ func TestProviderPledg(t *testing.T) {
 	})
 
 	t.Run("too many payers refused at create", func(t *testing.T) {
-		o, err := w.eng.Pay(t.Context(), qr.PaymentRequest{Brand: "PLEDG", Amount: qr.Amount{Amount: 2000, Currency: "EUR"}, OrderDescription: "shares=11"})
+		o, err := w.eng.Pay(t.Context(), qr.PaymentRequest{Brand: "PLEDG", Amount: ppaas.Amount{Amount: 2000, Currency: "EUR"}, OrderDescription: "shares=11"})
 		require.Error(t, err)
 		require.Equal(t, qr.ResultDeclined, o.Result)
 	})
@@ -510,7 +511,7 @@ func TestProviderKTWidget(t *testing.T) {
 		pvWait(t, func() bool { return w.events.dups.Load() >= dups+3 })
 		pvWait(t, func() bool { return w.mustTx(tx.ClientTransactionID).Events == 6 })
 		require.Equal(t, []string{"authorized", "success", "completed"}, w.h.rawStatuses(tx.ClientTransactionID), "each event applied once")
-		require.Equal(t, []qr.State{qr.Created, qr.AwaitingConsumer, qr.Pending, qr.Approved}, w.rec.states(tx.ClientTransactionID))
+		require.Equal(t, []ppaas.State{ppaas.Created, ppaas.AwaitingConsumer, ppaas.Pending, ppaas.Approved}, w.rec.states(tx.ClientTransactionID))
 		w.requireChargedOnce(tx.ClientTransactionID, before)
 	})
 
@@ -557,11 +558,11 @@ func TestProviderPTI(t *testing.T) {
 		o := pvAwait(t, ch)
 		require.Equal(t, qr.ResultApproved, o.Result)
 		journal := w.rec.states(tx.ClientTransactionID)
-		require.Equal(t, []qr.State{qr.Created, qr.AwaitingConsumer, qr.Pending, qr.Approved}, journal)
+		require.Equal(t, []ppaas.State{ppaas.Created, ppaas.AwaitingConsumer, ppaas.Pending, ppaas.Approved}, journal)
 
 		w.act(tx, "capture")
 		got := w.act(tx, "chargeback")
-		require.Equal(t, qr.Refunded, got.Status)
+		require.Equal(t, ppaas.Refunded, got.Status)
 		pvWait(t, func() bool { return len(w.h.events(tx.ClientTransactionID)) == 4 })
 		require.Equal(t, []string{"PENDING", "AUTHORIZED", "CAPTURED", "CHARGED_BACK"}, w.h.rawStatuses(tx.ClientTransactionID))
 		require.Equal(t, journal, w.rec.states(tx.ClientTransactionID), "late events do not change the outcome")
@@ -600,7 +601,7 @@ func TestProviderSelection(t *testing.T) {
 	w := newPVWorld(t, pvProviders())
 
 	t.Run("unknown paymentType", func(t *testing.T) {
-		_, err := w.eng.Pay(t.Context(), qr.PaymentRequest{Brand: "BITCOIN", Amount: qr.Amount{Amount: 2000, Currency: "EUR"}})
+		_, err := w.eng.Pay(t.Context(), qr.PaymentRequest{Brand: "BITCOIN", Amount: ppaas.Amount{Amount: 2000, Currency: "EUR"}})
 		require.ErrorContains(t, err, "unsupported_payment_type")
 	})
 

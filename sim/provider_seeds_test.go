@@ -9,6 +9,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
 )
@@ -103,7 +104,7 @@ func TestPledgTransferModeNotification(t *testing.T) {
 	t.Run("the seed's body over the webhook", func(t *testing.T) {
 		ch, tx := w.pay(t.Context(), "PLEDG", "")
 		require.Equal(t, http.StatusBadRequest, post(seedClaims(tx.ProviderReference, 10000)), "amount_cents must be the purchase's")
-		require.Equal(t, qr.AwaitingConsumer, w.mustTx(tx.ClientTransactionID).Status)
+		require.Equal(t, ppaas.AwaitingConsumer, w.mustTx(tx.ClientTransactionID).Status)
 		require.Equal(t, http.StatusOK, post(seedClaims(tx.ProviderReference, 2000)))
 		require.Equal(t, qr.ResultApproved, pvAwait(t, ch).Result)
 		require.Equal(t, "tri_fasdkfiasfsd234nfs7f5d", w.mustTx(tx.ClientTransactionID).Provider["id"])
@@ -130,14 +131,14 @@ func TestKTWidgetSeedStatuses(t *testing.T) {
 		before := w.charges()
 		ch, tx := w.pay(t.Context(), "KTWIDGET", "")
 		got := w.act(tx, "authorize")
-		require.Equal(t, qr.Pending, got.Status, "authorized: funds blocked, processing awaited")
+		require.Equal(t, ppaas.Pending, got.Status, "authorized: funds blocked, processing awaited")
 		got = w.act(tx, "complete")
-		require.Equal(t, qr.Approved, got.Status)
+		require.Equal(t, ppaas.Approved, got.Status)
 		require.Equal(t, qr.ResultApproved, pvAwait(t, ch).Result)
 		pvWait(t, func() bool { return len(w.h.events(tx.ClientTransactionID)) >= 3 })
 		evs := w.h.events(tx.ClientTransactionID)
 		require.Equal(t, "success", evs[1].Provider["status"])
-		require.Equal(t, qr.Approved, evs[1].Status, "the consumer has paid at success")
+		require.Equal(t, ppaas.Approved, evs[1].Status, "the consumer has paid at success")
 		require.Equal(t, "completed", evs[2].Provider["status"])
 		onlySeed(tx)
 		w.requireChargedOnce(tx.ClientTransactionID, before)
@@ -159,7 +160,7 @@ func TestKTWidgetSeedStatuses(t *testing.T) {
 		cancel()
 		require.Equal(t, qr.ResultAborted, pvAwait(t, ch).Result)
 		got := w.mustTx(tx.ClientTransactionID)
-		require.Equal(t, qr.Cancelled, got.Status)
+		require.Equal(t, ppaas.Cancelled, got.Status)
 		require.Equal(t, "pending", got.Provider["status"])
 		onlySeed(tx)
 	})
@@ -206,7 +207,7 @@ func TestPTISeedValues(t *testing.T) {
 		journal := w.rec.states(tx.ClientTransactionID)
 
 		got := w.act(tx, "monitoring-deny", "code", "TRANSACTION_VELOCITY_VIOLATION")
-		require.Equal(t, qr.Refunded, got.Status)
+		require.Equal(t, ppaas.Refunded, got.Status)
 		require.Equal(t, got.PaymentAmount.Amount, got.RefundedAmount)
 		pvWait(t, func() bool { return len(w.h.events(tx.ClientTransactionID)) == 4 })
 		evs := w.h.events(tx.ClientTransactionID)

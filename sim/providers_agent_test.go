@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
 )
 
@@ -101,7 +101,7 @@ func TestProvidersThroughAgent(t *testing.T) {
 			require.Equal(t, tc.charges, txs[0].Charges, "charges on the transaction")
 			require.Equal(t, tc.charges, charges[w.Agent.Serial()], "charges for the terminal")
 			if len(tc.after) > 0 {
-				require.Equal(t, qr.Refunded, txs[0].Status, "the provider's later updates reached PPaaS")
+				require.Equal(t, ppaas.Refunded, txs[0].Status, "the provider's later updates reached PPaaS")
 			}
 			// Whatever arrived later (retried callbacks, later updates), the
 			// POS's answer stands.

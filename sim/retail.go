@@ -26,8 +26,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-
-	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // Retail API paths (assumptions).
@@ -377,7 +376,7 @@ func (rt *retail) send(ctx context.Context, serial string, body []byte, async bo
 			return fail(ctx.Err())
 		}
 	}
-	frame, err := json.Marshal(agent.CloudFrame{Type: agent.CloudRequest, ID: id, Nexo: body})
+	frame, err := json.Marshal(ppaas.CloudFrame{Type: ppaas.CloudRequest, ID: id, Nexo: body})
 	if err != nil {
 		return fail(err)
 	}
@@ -505,8 +504,8 @@ func (rt *retail) handleRelay(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
-		var f agent.CloudFrame
-		if json.Unmarshal(b, &f) != nil || f.Type != agent.CloudAnswer || f.ID == "" {
+		var f ppaas.CloudFrame
+		if json.Unmarshal(b, &f) != nil || f.Type != ppaas.CloudAnswer || f.ID == "" {
 			continue
 		}
 		rt.mu.Lock()
@@ -525,7 +524,7 @@ func (rt *retail) handleRelay(w http.ResponseWriter, r *http.Request) {
 			rt.stats.Late++
 		}
 		rt.mu.Unlock()
-		ack, _ := json.Marshal(agent.CloudFrame{Type: agent.CloudAck, ID: f.ID})
+		ack, _ := json.Marshal(ppaas.CloudFrame{Type: ppaas.CloudAck, ID: f.ID})
 		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 		err = conn.Write(wctx, websocket.MessageText, ack)
 		wcancel()

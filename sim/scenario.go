@@ -12,7 +12,7 @@ import (
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // Scenario is a scripted story against a fresh simulated world (PPaaS, broker,
@@ -365,7 +365,7 @@ func (sc *Scenario) Validate() error {
 	if st.KTWidgetRetryScale < 0 {
 		bad(0, "", "settings.ktwidgetRetryScale", "must not be negative")
 	}
-	if v := st.PennymaticPaidStatus; v != "" && v != string(qr.Pending) && v != string(pennymaticConfirming) {
+	if v := st.PennymaticPaidStatus; v != "" && v != string(ppaas.Pending) && v != string(pennymaticConfirming) {
 		bad(0, "", "settings.pennymaticPaidStatus", "want pending or confirming, got %q", v)
 	}
 	for _, key := range sortedKeys(st.AgentConfig) {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 func TestCheckResponseRepeatedAndNotMessage(t *testing.T) {
@@ -53,8 +53,8 @@ func TestCheckResponseRepeatedAndNotMessage(t *testing.T) {
 }
 
 func TestCheckPPaaS(t *testing.T) {
-	tx := SimTransaction{Transaction: qr.Transaction{TransactionID: "qr-1", PaymentType: "KB", Status: qr.Approved,
-		PaymentAmount: qr.Amount{Amount: 2000, Currency: "EUR"}}, Charges: 1, RefundPending: 2000}
+	tx := SimTransaction{Transaction: ppaas.Transaction{TransactionID: "qr-1", PaymentType: "KB", Status: ppaas.Approved,
+		PaymentAmount: ppaas.Amount{Amount: 2000, Currency: "EUR"}}, Charges: 1, RefundPending: 2000}
 	one := 1
 	require.NoError(t, checkPPaaS(&ExpectPPaaS{Status: "approved", Charged: "20", Refunded: "0.00", RefundPending: "20.00", Charges: &one}, tx))
 	err := checkPPaaS(&ExpectPPaaS{Status: "refunded", Refunded: "20.00"}, tx)
@@ -67,9 +67,9 @@ func TestCheckPPaaS(t *testing.T) {
 	require.NoError(t, checkPPaaS(&ExpectPPaaS{Charged: "0"}, tx))
 
 	// Net charges: a full refund takes one charge back, a partial one none.
-	full := &SimTransaction{Transaction: qr.Transaction{PaymentAmount: qr.Amount{Amount: 100}, RefundedAmount: 100}, Charges: 1}
-	part := &SimTransaction{Transaction: qr.Transaction{PaymentAmount: qr.Amount{Amount: 100}, RefundedAmount: 50}, Charges: 1}
-	double := &SimTransaction{Transaction: qr.Transaction{PaymentAmount: qr.Amount{Amount: 100}, RefundedAmount: 100}, Charges: 2}
+	full := &SimTransaction{Transaction: ppaas.Transaction{PaymentAmount: ppaas.Amount{Amount: 100}, RefundedAmount: 100}, Charges: 1}
+	part := &SimTransaction{Transaction: ppaas.Transaction{PaymentAmount: ppaas.Amount{Amount: 100}, RefundedAmount: 50}, Charges: 1}
+	double := &SimTransaction{Transaction: ppaas.Transaction{PaymentAmount: ppaas.Amount{Amount: 100}, RefundedAmount: 100}, Charges: 2}
 	require.Equal(t, 0, netCharges(full))
 	require.Equal(t, 1, netCharges(part))
 	require.Equal(t, 1, netCharges(double), "a double charge refunded once still stands once")

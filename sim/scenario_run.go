@@ -14,7 +14,7 @@ import (
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // ScenarioOptions tune a scenario run.
@@ -145,7 +145,7 @@ func (r *scenarioRun) worldConfig(opts ScenarioOptions) WorldConfig {
 			Payments: PaymentsConfig{
 				Provider: st.ProviderMode,
 				Providers: ProvidersConfig{
-					Pennymatic: PennymaticConfig{ConfirmDelay: orD(st.PennymaticConfirmDelay, 200*time.Millisecond), PaidStatus: qr.State(st.PennymaticPaidStatus)},
+					Pennymatic: PennymaticConfig{ConfirmDelay: orD(st.PennymaticConfirmDelay, 200*time.Millisecond), PaidStatus: ppaas.State(st.PennymaticPaidStatus)},
 					Pledg:      PledgConfig{Shares: st.PledgShares, Deadline: st.PledgDeadline.D(), Signing: st.PledgSigning},
 					KTWidget:   KTWidgetConfig{RetryScale: retry, LostAcks: lost, ClearingDelay: orD(st.KTWidgetClearingDelay, 50*time.Millisecond)},
 				},
@@ -418,9 +418,9 @@ func (r *scenarioRun) fault(f *StepFault) error {
 		p.AddFault(rule)
 	}
 	if f.StatusSpellings != nil {
-		m := make(map[qr.State]string, len(f.StatusSpellings))
+		m := make(map[ppaas.State]string, len(f.StatusSpellings))
 		for k, v := range f.StatusSpellings {
-			m[qr.State(k)] = v
+			m[ppaas.State(k)] = v
 		}
 		if err := p.SetStatusSpellings(m); err != nil {
 			return err

@@ -22,7 +22,7 @@ import (
 	"github.com/termagent/termagent/certs"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
 )
 
@@ -258,7 +258,7 @@ func TestCrashWhileAwaitingConsumerCancelsAtPPaaS(t *testing.T) {
 	require.Contains(t, rep.Status.AdditionalResponse, "interrupted by an agent restart")
 
 	// The reversal advice queued by recovery cancels it at PPaaS.
-	w.waitFor(15*time.Second, "cancelled at PPaaS", func() bool { return w.simTx(s.TransactionID).Status == qr.Cancelled })
+	w.waitFor(15*time.Second, "cancelled at PPaaS", func() bool { return w.simTx(s.TransactionID).Status == ppaas.Cancelled })
 	_, err := w.sim.Act(s.TransactionID, "pay")
 	require.Error(t, err, "the consumer can no longer pay it")
 	// Once the advice is carried out, TransactionStatus says so.
@@ -319,7 +319,7 @@ func TestCrashRightAfterConsumerPaidReportsSuccess(t *testing.T) {
 	require.Equal(t, len(delays), charges[w.serial], "one charge per payment")
 	for _, id := range ids {
 		tx := w.simTx(id)
-		require.Equal(t, qr.Approved, tx.Status, "not refunded: the POS was told Success")
+		require.Equal(t, ppaas.Approved, tx.Status, "not refunded: the POS was told Success")
 		require.Equal(t, 1, tx.Charges)
 	}
 
@@ -380,7 +380,7 @@ func TestCrashAroundCreateChargesNothing(t *testing.T) {
 	w.waitFor(15*time.Second, "every transaction cancelled at PPaaS", func() bool {
 		txs, _ := w.sim.Transactions()
 		for _, tx := range txs {
-			if tx.Status != qr.Cancelled {
+			if tx.Status != ppaas.Cancelled {
 				return false
 			}
 		}
@@ -428,7 +428,7 @@ func TestCrashThenPPaaSDownConsumerPaysLateIsRefunded(t *testing.T) {
 	resp.Body.Close()
 	back := time.Now()
 	require.NoError(t, w.sim.KickDevice(w.serial))
-	w.waitFor(10*time.Second, "refunded at PPaaS", func() bool { return w.simTx(s.TransactionID).Status == qr.Refunded })
+	w.waitFor(10*time.Second, "refunded at PPaaS", func() bool { return w.simTx(s.TransactionID).Status == ppaas.Refunded })
 	t.Logf("refunded %s after PPaaS came back", time.Since(back).Round(time.Millisecond))
 	tx := w.simTx(s.TransactionID)
 	require.Equal(t, tx.PaymentAmount.Amount, tx.RefundedAmount, "refunded in full")

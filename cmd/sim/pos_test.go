@@ -17,7 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
 	"github.com/termagent/termagent/sim/simtest"
 )
@@ -156,7 +156,7 @@ func TestPOSPayCtrlCAbortsItsPayment(t *testing.T) {
 	require.Contains(t, status, "Aborted")
 	txs, _ := w.PPaaS.Transactions()
 	require.Equal(t, m[2], txs[0].TransactionID)
-	require.Equal(t, qr.Cancelled, txs[0].Status)
+	require.Equal(t, ppaas.Cancelled, txs[0].Status)
 }
 
 func TestPOSAbortTakesWhatBusyPrints(t *testing.T) {

@@ -1,13 +1,7 @@
-package qr
+package ppaas
 
 import (
-	"context"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -52,35 +46,6 @@ func TestStatusesTolerantDecoding(t *testing.T) {
 	}
 	require.LessOrEqual(t, len(s.seen), maxSeenSpellings)
 }
-
-// Issue 10 item 8, end to end in the engine: PPaaS answers the create with a
-// spelling the agent does not know; the payment keeps polling and completes
-// when the status read says approved — no UnreachableHost, no reversal.
-func TestEngineUnknownStatusKeepsPolling(t *testing.T) {
-	var gets atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st := "AUTHORIZING"
-		if r.Method == http.MethodGet && gets.Add(1) >= 2 {
-			st = "approved"
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"transactionId": "qr-7", "clientTransactionId": "c7", "status": st,
-			"paymentAmount": map[string]any{"amount": 100, "currency": "EUR"}})
-	}))
-	defer srv.Close()
-	var advised atomic.Int32
-	adv := advisorFunc(func(context.Context, Advice) error { advised.Add(1); return nil })
-	e, err := NewEngine(Config{PollAfter: 10 * time.Millisecond, PollMax: 20 * time.Millisecond, Timeout: 10 * time.Second},
-		NewClient(srv.Client(), srv.URL, Retry{Attempts: 1}), &memRecorder{}, adv, nil)
-	require.NoError(t, err)
-	out, err := e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: Amount{Amount: 100, Currency: "EUR"}, ClientTransactionID: "c7"})
-	require.NoError(t, err)
-	require.Equal(t, ResultApproved, out.Result)
-	require.Zero(t, advised.Load())
-}
-
-type advisorFunc func(context.Context, Advice) error
-
-func (f advisorFunc) Advise(ctx context.Context, a Advice) error { return f(ctx, a) }
 
 func FuzzParseStatuses(f *testing.F) {
 	f.Add("AUTHORIZED=approved,PENDING=pending")

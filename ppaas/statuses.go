@@ -1,4 +1,4 @@
-package qr
+package ppaas
 
 import (
 	"encoding/json"

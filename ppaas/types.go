@@ -1,4 +1,4 @@
-package qr
+package ppaas
 
 import (
 	"errors"
@@ -149,3 +149,6 @@ const EventTypeStatus = "transaction.status"
 // DecodeEvent parses and validates one MQTT event payload with no configured
 // spellings (see Statuses).
 func DecodeEvent(b []byte) (Event, error) { return (*Statuses)(nil).DecodeEvent(b) }
+
+// EventTopic is the topic a device's events arrive on.
+func EventTopic(serial string) string { return "ppaas/devices/" + serial + "/events" }
