@@ -14,6 +14,7 @@ import (
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
+	simworld "github.com/termagent/termagent/sim/world"
 )
 
 // A POS that pays as soon as it hears Initialised (sent before restart
@@ -52,7 +53,7 @@ func TestE2EPaymentStartedBeforeRecoveryIsNotRecovered(t *testing.T) {
 	_, err := w.PPaaS.Act(s.TransactionID, "pay")
 	require.NoError(t, err)
 	r := w.answer(done, 15*time.Second)
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	time.Sleep(300 * time.Millisecond)
 	require.Equal(t, ppaas.Approved, w.simTxByQR(s.TransactionID).Status, "not refunded behind the POS's back")
 	require.Equal(t, 1, w.charges())
@@ -77,6 +78,6 @@ func TestE2EConsumerPaysWhileSlowAbortCancelInFlight(t *testing.T) {
 	r := w.answer(done, 30*time.Second)
 	require.Equal(t, 1, w.charges())
 	require.Equal(t, ppaas.Approved, w.simTxByQR(s.TransactionID).Status)
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	require.Equal(t, nexo.Success, w.status("SLOWAB1").Status.Result)
 }

@@ -11,10 +11,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
-	"github.com/termagent/termagent/sim/simtest"
+	simworld "github.com/termagent/termagent/sim/world"
 	"github.com/termagent/termagent/store"
 )
 
@@ -22,9 +23,9 @@ import (
 // tests drive them: every request goes through the agent's Nexo server, its
 // QR engine, its mTLS client and its MQTT subscriber.
 type world struct {
-	*sim.World
+	*simworld.World
 	t    *testing.T
-	pos  *sim.POS
+	pos  *simworld.POS
 	seen map[string]bool // QR transactions already awaited
 }
 
@@ -33,7 +34,7 @@ type world struct {
 // tests are about; cmd/agent's crash test keeps fsync).
 func startWorld(t *testing.T, mod func(*agent.Config)) *world {
 	t.Helper()
-	w, pos := simtest.Start(t, simtest.Agent(func(c *agent.Config) {
+	w, pos := worldrig.Start(t, worldrig.Agent(func(c *agent.Config) {
 		c.PaymentTimeout = 30 * time.Second
 		c.EventWait = 10 * time.Second
 		if mod != nil {
@@ -96,7 +97,7 @@ func (w *world) status(serviceID string) *nexo.Response {
 	w.t.Helper()
 	st, err := w.pos.Status(w.t.Context(), serviceID)
 	require.NoError(w.t, err)
-	require.Equal(w.t, nexo.Success, st.Status.Result, sim.Describe(st))
+	require.Equal(w.t, nexo.Success, st.Status.Result, simworld.Describe(st))
 	require.NotNil(w.t, st.TransactionStatus)
 	require.NotNil(w.t, st.TransactionStatus.Repeated)
 	return st.TransactionStatus.Repeated
@@ -161,7 +162,7 @@ func (w *world) diagnosis() *nexo.DiagnosisResponse {
 	w.t.Helper()
 	d, err := w.pos.Diagnosis(w.t.Context())
 	require.NoError(w.t, err)
-	require.Equal(w.t, nexo.Success, d.Status.Result, sim.Describe(d))
+	require.Equal(w.t, nexo.Success, d.Status.Result, simworld.Describe(d))
 	return d.Diagnosis
 }
 

@@ -463,3 +463,13 @@ func TestAgentClock(t *testing.T) {
 	code, _ = a.control(http.MethodDelete, "/control/agent/clock", "")
 	require.Equal(t, http.StatusMethodNotAllowed, code)
 }
+
+func TestNetCharges(t *testing.T) {
+	// Net charges: a full refund takes one charge back, a partial one none.
+	full := &SimTransaction{Transaction: ppaas.Transaction{PaymentAmount: ppaas.Amount{Amount: 100}, RefundedAmount: 100}, Charges: 1}
+	part := &SimTransaction{Transaction: ppaas.Transaction{PaymentAmount: ppaas.Amount{Amount: 100}, RefundedAmount: 50}, Charges: 1}
+	double := &SimTransaction{Transaction: ppaas.Transaction{PaymentAmount: ppaas.Amount{Amount: 100}, RefundedAmount: 100}, Charges: 2}
+	require.Equal(t, 0, netCharges(full))
+	require.Equal(t, 1, netCharges(part))
+	require.Equal(t, 1, netCharges(double), "a double charge refunded once still stands once")
+}

@@ -103,7 +103,7 @@ func (c ProvidersConfig) withDefaults() ProvidersConfig {
 		c.Pledg.Deadline = 48 * time.Hour
 	}
 	if c.Pledg.Signing == "" {
-		c.Pledg.Signing = pledgSHA256
+		c.Pledg.Signing = PledgSHA256
 	}
 	if c.Pledg.Secret == "" {
 		c.Pledg.Secret = randomHex(32)
@@ -128,8 +128,8 @@ func (c ProvidersConfig) validate() error {
 	if c.Pennymatic.PaidStatus != ppaas.Pending && c.Pennymatic.PaidStatus != pennymaticConfirming {
 		return fmt.Errorf("pennymatic paid status %q is not %s or %s", c.Pennymatic.PaidStatus, ppaas.Pending, pennymaticConfirming)
 	}
-	if c.Pledg.Signing != pledgSHA256 && c.Pledg.Signing != pledgJWT {
-		return fmt.Errorf("pledg signing %q is not %s or %s", c.Pledg.Signing, pledgSHA256, pledgJWT)
+	if c.Pledg.Signing != PledgSHA256 && c.Pledg.Signing != PledgJWT {
+		return fmt.Errorf("pledg signing %q is not %s or %s", c.Pledg.Signing, PledgSHA256, PledgJWT)
 	}
 	return nil
 }

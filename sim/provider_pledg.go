@@ -22,8 +22,8 @@ import (
 
 // Signing modes of Pledg notifications (seed pledg-integration.md).
 const (
-	pledgSHA256 = "sha256" // "signature" field: SHA-256 over sorted key=value joined by the secret
-	pledgJWT    = "jwt"    // body {"signature": HS256 JWT of the notification}
+	PledgSHA256 = "sha256" // "signature" field: SHA-256 over sorted key=value joined by the secret
+	PledgJWT    = "jwt"    // body {"signature": HS256 JWT of the notification}
 )
 
 // pledgMaxNotification bounds a notification body.
@@ -344,10 +344,10 @@ func pledgSignature(n pledgNotification, secret string) string {
 // encodePledgNotification signs n in the given mode and encodes the body.
 func encodePledgNotification(n pledgNotification, mode, secret string) ([]byte, error) {
 	switch mode {
-	case pledgSHA256:
+	case PledgSHA256:
 		n.Signature = pledgSignature(n, secret)
 		return json.Marshal(n)
-	case pledgJWT:
+	case PledgJWT:
 		n.Signature = ""
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, pledgClaims{pledgNotification: n}).SignedString([]byte(secret))
 		if err != nil {
@@ -465,7 +465,7 @@ func (pm *payments) pledgIngestLocked(body []byte) error {
 	raw := p.rawFields(tx, n)
 	raw["signing"] = p.cfg.Signing
 	if n.Status == pledgTransferred {
-		raw["mode"], raw["signing"], raw["amount_cents"] = "transfer", pledgJWT, strconv.FormatInt(n.AmountCents, 10)
+		raw["mode"], raw["signing"], raw["amount_cents"] = "transfer", PledgJWT, strconv.FormatInt(n.AmountCents, 10)
 	}
 	pm.setLocked(tx, s, reason, raw)
 	return nil

@@ -20,6 +20,7 @@ import (
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // crashFullEnv runs the whole crash matrix (make crash); without it the test
@@ -97,7 +98,7 @@ type matrixRun struct {
 	data     string
 	timeout  string
 	proc     *agentProc
-	pos      *sim.POS
+	pos      *world.POS
 	sid, rev string
 	ctid     string // the payment's POI transaction id = clientTransactionId
 	known    map[string]bool

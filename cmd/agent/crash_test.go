@@ -24,6 +24,7 @@ import (
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // crashArgsEnv carries the agent's arguments to the re-executed test binary.
@@ -136,8 +137,8 @@ func (w *crashWorld) kill() {
 }
 
 // pos is a POS client for the running agent.
-func (w *crashWorld) pos(url string) *sim.POS {
-	return &sim.POS{
+func (w *crashWorld) pos(url string) *world.POS {
+	return &world.POS{
 		Client: &nexo.Client{URL: url, HTTP: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: w.caPool}}},
 		POIID:  certs.DefaultModel + "-" + w.serial,
 	}
@@ -162,7 +163,7 @@ func (w *crashWorld) awaitQR() sim.Screen {
 // settledStatus polls TransactionStatus until the payment is no longer in
 // progress (recovery settles it after the restart) and returns the repeated
 // payment response.
-func (w *crashWorld) settledStatus(pos *sim.POS, serviceID string) *nexo.Response {
+func (w *crashWorld) settledStatus(pos *world.POS, serviceID string) *nexo.Response {
 	w.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -171,10 +172,10 @@ func (w *crashWorld) settledStatus(pos *sim.POS, serviceID string) *nexo.Respons
 		st, err := pos.Status(w.t.Context(), serviceID)
 		require.NoError(w.t, err)
 		if st.Status.Result == nexo.Success {
-			require.NotNil(w.t, st.TransactionStatus.Repeated, sim.Describe(st))
+			require.NotNil(w.t, st.TransactionStatus.Repeated, world.Describe(st))
 			return st.TransactionStatus.Repeated
 		}
-		require.Equal(w.t, nexo.InProgress, st.Status.ErrorCondition, sim.Describe(st))
+		require.Equal(w.t, nexo.InProgress, st.Status.ErrorCondition, world.Describe(st))
 		if time.Now().After(deadline) {
 			w.t.Fatalf("payment %s still in progress 20 s after the restart; agent logs:\n%s", serviceID, w.proc.logs)
 		}
@@ -222,7 +223,7 @@ type posResult struct {
 	err  error
 }
 
-func sendAsync(pos *sim.POS, req *nexo.Request) <-chan posResult {
+func sendAsync(pos *world.POS, req *nexo.Request) <-chan posResult {
 	ch := make(chan posResult, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -253,8 +254,8 @@ func TestCrashWhileAwaitingConsumerCancelsAtPPaaS(t *testing.T) {
 	pos = w.pos(w.start())
 	rep := w.settledStatus(pos, "KILL1")
 	t.Logf("settled %s after the restart began", time.Since(killed).Round(time.Millisecond))
-	require.Equal(t, nexo.Failure, rep.Status.Result, sim.Describe(rep))
-	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, sim.Describe(rep))
+	require.Equal(t, nexo.Failure, rep.Status.Result, world.Describe(rep))
+	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, world.Describe(rep))
 	require.Contains(t, rep.Status.AdditionalResponse, "interrupted by an agent restart")
 
 	// The reversal advice queued by recovery cancels it at PPaaS.
@@ -266,12 +267,12 @@ func TestCrashWhileAwaitingConsumerCancelsAtPPaaS(t *testing.T) {
 		return strings.Contains(w.settledStatus(pos, "KILL1").Status.AdditionalResponse, "cancelled at PPaaS, no money moved")
 	})
 	rep = w.settledStatus(pos, "KILL1")
-	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, sim.Describe(rep))
+	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, world.Describe(rep))
 	require.Contains(t, rep.Status.AdditionalResponse, "interrupted by an agent restart")
 
 	again, err := pos.Client.Do(t.Context(), req)
 	require.NoError(t, err)
-	require.Equal(t, nexo.Cancel, again.Status.ErrorCondition, "the same request replays the settled answer: %s", sim.Describe(again))
+	require.Equal(t, nexo.Cancel, again.Status.ErrorCondition, "the same request replays the settled answer: %s", world.Describe(again))
 	txs, charges := w.sim.Transactions()
 	require.Len(t, txs, 1)
 	require.Zero(t, charges[w.serial])
@@ -302,12 +303,12 @@ func TestCrashRightAfterConsumerPaidReportsSuccess(t *testing.T) {
 		r := <-answer
 		answered := r.err == nil
 		if answered {
-			require.Equal(t, nexo.Success, r.resp.Status.Result, sim.Describe(r.resp))
+			require.Equal(t, nexo.Success, r.resp.Status.Result, world.Describe(r.resp))
 		}
 
 		pos = w.pos(w.start())
 		rep := w.settledStatus(pos, sid)
-		require.Equal(t, nexo.Success, rep.Status.Result, "kill %s after pay (answered before: %v): %s", d, answered, sim.Describe(rep))
+		require.Equal(t, nexo.Success, rep.Status.Result, "kill %s after pay (answered before: %v): %s", d, answered, world.Describe(rep))
 		tx := w.simTx(s.TransactionID)
 		require.Equal(t, tx.ClientTransactionID, rep.Payment.POITransactionID.ID)
 		require.NotNil(t, rep.Payment.Result)
@@ -372,7 +373,7 @@ func TestCrashAroundCreateChargesNothing(t *testing.T) {
 		outcome := "never journaled"
 		if st.Status.ErrorCondition != nexo.NotFound {
 			rep := w.settledStatus(pos, sid)
-			require.Equal(t, nexo.Failure, rep.Status.Result, "kill %s after the request: %s", d, sim.Describe(rep))
+			require.Equal(t, nexo.Failure, rep.Status.Result, "kill %s after the request: %s", d, world.Describe(rep))
 			outcome = string(rep.Status.ErrorCondition) + ": " + rep.Status.AdditionalResponse
 		}
 		t.Logf("kill %s after the request: %s", d, outcome)
@@ -411,7 +412,7 @@ func TestCrashThenPPaaSDownConsumerPaysLateIsRefunded(t *testing.T) {
 	w.sim.AddFault(sim.Fault{Path: "/qrcode-payment/", Reset: true})
 	pos = w.pos(w.start())
 	rep := w.settledStatus(pos, "LATE1")
-	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, sim.Describe(rep))
+	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, world.Describe(rep))
 	require.Contains(t, rep.Status.AdditionalResponse, "interrupted by an agent restart")
 	_, err := w.sim.Act(s.TransactionID, "pay")
 	require.NoError(t, err, "PPaaS never heard of the crash: the consumer can still pay")

@@ -24,6 +24,7 @@ import (
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // maxArm64Size is the budget for the stripped linux/arm64 agent.
@@ -144,7 +145,7 @@ func emulatedPayment(ctx context.Context, t *testing.T, qemu, bin string) {
 
 	pool, err := mtls.LoadCAPool(c(certs.BundleFile))
 	require.NoError(t, err)
-	pos := &sim.POS{
+	pos := &world.POS{
 		Client: &nexo.Client{URL: posURL, HTTP: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}},
 		POIID:  certs.DefaultModel + "-" + serial,
 	}
@@ -180,7 +181,7 @@ func emulatedPayment(ctx context.Context, t *testing.T, qemu, bin string) {
 		t.Fatal("no payment response in time")
 	}
 	require.NoError(t, res.err)
-	require.Equal(t, nexo.Success, res.r.Status.Result, sim.Describe(res.r))
+	require.Equal(t, nexo.Success, res.r.Status.Result, world.Describe(res.r))
 	require.Equal(t, int64(1234), res.r.Payment.Result.AuthorizedAmount.Minor)
 
 	// SIGTERM is a clean stop, also under emulation.

@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 func TestParseBench(t *testing.T) {
@@ -94,8 +93,8 @@ func TestProcReadersOnThisProcess(t *testing.T) {
 
 func TestRenderFleetShowsASkippedToolAndFsync(t *testing.T) {
 	rep := &Report{Fleets: []fleetRun{
-		{Label: "embedded broker", Report: sim.FleetReport{Terminals: 2, Payments: 4, Succeeded: 4, Fsync: true}},
-		{Label: "embedded broker, no fsync", Report: sim.FleetReport{Terminals: 2, Payments: 4, Succeeded: 4}},
+		{Label: "embedded broker", Report: world.FleetReport{Terminals: 2, Payments: 4, Succeeded: 4, Fsync: true}},
+		{Label: "embedded broker, no fsync", Report: world.FleetReport{Terminals: 2, Payments: 4, Succeeded: 4}},
 		{Label: "Mosquitto", Skipped: "mosquitto not installed (apt-get install mosquitto)"},
 	}}
 	var buf bytes.Buffer

@@ -17,9 +17,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/ppaas"
-	"github.com/termagent/termagent/sim"
-	"github.com/termagent/termagent/sim/simtest"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // syncBuffer is an output sink a running command and the test share.
@@ -51,8 +51,8 @@ func waitFor(t *testing.T, out *syncBuffer, re string) []string {
 
 // posWorld starts a world with a manual consumer and returns the flags that
 // point sim pos and sim consumer at it.
-func posWorld(t *testing.T) (*sim.World, []string, []string) {
-	w, _ := simtest.Start(t, nil)
+func posWorld(t *testing.T) (*world.World, []string, []string) {
+	w, _ := worldrig.Start(t, nil)
 	posFlags := []string{"-url", w.Agent.NexoURL(), "-ca", w.Config.CA, "-control", w.PPaaS.ControlURL(), "-poiid", w.Agent.POIID()}
 	return w, posFlags, []string{"-control", w.PPaaS.ControlURL()}
 }

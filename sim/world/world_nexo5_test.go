@@ -1,4 +1,4 @@
-package sim_test
+package world_test
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // TestWorldNexoV5PaymentApproved: a POS speaking Nexo v5 (casp.001) pays
@@ -17,10 +17,10 @@ func TestWorldNexoV5PaymentApproved(t *testing.T) {
 	w, pos3 := startWorld(t, nil)
 	c5 := *pos3.Client
 	c5.Codec = nexo.JSON5Codec{}
-	pos5 := &sim.POS{Client: &c5, POIID: pos3.POIID, SaleID: "POS5"}
+	pos5 := &world.POS{Client: &c5, POIID: pos3.POIID, SaleID: "POS5"}
 
 	reqs := map[string]*nexo.Request{}
-	pay := func(pos *sim.POS, serviceID string, minor int64) *nexo.Response {
+	pay := func(pos *world.POS, serviceID string, minor int64) *nexo.Response {
 		reqs[serviceID] = pos.PaymentRequest(serviceID, minor, "EUR", "KB")
 		done := payAsync(t, pos, reqs[serviceID])
 		s := awaitScreen(t, w, "awaiting_consumer")
@@ -29,7 +29,7 @@ func TestWorldNexoV5PaymentApproved(t *testing.T) {
 		require.NoError(t, err)
 		r := <-done
 		require.NoError(t, r.err)
-		require.Equal(t, nexo.Success, r.resp.Status.Result, sim.Describe(r.resp))
+		require.Equal(t, nexo.Success, r.resp.Status.Result, world.Describe(r.resp))
 		require.Equal(t, minor, r.resp.Payment.Result.AuthorizedAmount.Minor)
 		require.NotEmpty(t, r.resp.Payment.POITransactionID.ID)
 		awaitScreen(t, w, "approved")
@@ -41,14 +41,14 @@ func TestWorldNexoV5PaymentApproved(t *testing.T) {
 	// A v5 POS asks the outcome of its payment and of the 3.x one.
 	st, err := pos5.Status(t.Context(), "V5PAY1")
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, st.Status.Result, sim.Describe(st))
+	require.Equal(t, nexo.Success, st.Status.Result, world.Describe(st))
 	require.Equal(t, v5.Payment.POITransactionID.ID, st.TransactionStatus.Repeated.Payment.POITransactionID.ID)
-	other := &sim.POS{Client: &c5, POIID: pos3.POIID, SaleID: "POS1"}
+	other := &world.POS{Client: &c5, POIID: pos3.POIID, SaleID: "POS1"}
 	st, err = other.Status(t.Context(), "V3PAY1")
 	require.NoError(t, err)
 	require.Equal(t, v3.Payment.POITransactionID.ID, st.TransactionStatus.Repeated.Payment.POITransactionID.ID)
 	// And a 3.x POS of the v5 one.
-	st, err = (&sim.POS{Client: pos3.Client, POIID: pos3.POIID, SaleID: "POS5"}).Status(t.Context(), "V5PAY1")
+	st, err = (&world.POS{Client: pos3.Client, POIID: pos3.POIID, SaleID: "POS5"}).Status(t.Context(), "V5PAY1")
 	require.NoError(t, err)
 	require.Equal(t, nexo.Success, st.TransactionStatus.Repeated.Status.Result)
 	require.Equal(t, int64(1250), st.TransactionStatus.Repeated.Payment.Result.AuthorizedAmount.Minor)

@@ -1,4 +1,4 @@
-package sim_test
+package world_test
 
 import (
 	"os"
@@ -7,9 +7,10 @@ import (
 	"time"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
-	"github.com/termagent/termagent/sim/simtest"
+	"github.com/termagent/termagent/sim/world"
 	"github.com/termagent/termagent/store"
 )
 
@@ -18,18 +19,18 @@ import (
 // through the Retail API and the agent's websocket, alternating in the same
 // run on the same agent: the cloud path's added latency and its ratio.
 func BenchmarkCloudPayment(b *testing.B) {
-	w, local := simtest.Start(b, func(cfg *sim.WorldConfig) {
+	w, local := worldrig.Start(b, func(cfg *world.WorldConfig) {
 		cfg.Cloud = true
 		cfg.PPaaS.Payments.Provider = sim.ProviderApprove
 		cfg.AgentOptions.StoreOptions = store.Options{NoSync: os.Getenv("BENCH_NOSYNC") != ""}
 		cfg.AgentOptions.Forwarder = agent.ForwarderConfig{}
-		simtest.Agent(func(c *agent.Config) { c.LogLevel = "error" })(cfg)
+		worldrig.Agent(func(c *agent.Config) { c.LogLevel = "error" })(cfg)
 	})
 	ctx := b.Context()
 	if err := w.Agent.Cloud().WaitConnected(ctx); err != nil {
 		b.Fatal(err)
 	}
-	rc := &sim.RetailClient{BaseURL: w.PPaaS.RetailURL(), HTTP: local.Client.HTTP}
+	rc := &world.RetailClient{BaseURL: w.PPaaS.RetailURL(), HTTP: local.Client.HTTP}
 	var sess sim.RetailSession
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -56,7 +57,7 @@ func BenchmarkCloudPayment(b *testing.B) {
 		start := time.Now()
 		resp, err := pos.Pay(ctx, "", 1250, "EUR", "KB")
 		if err != nil || resp.Status.Result != nexo.Success {
-			b.Fatalf("payment: %v %s", err, sim.Describe(resp))
+			b.Fatalf("payment: %v %s", err, world.Describe(resp))
 		}
 		*into = append(*into, time.Since(start))
 	}

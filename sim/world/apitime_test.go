@@ -1,4 +1,4 @@
-package sim_test
+package world_test
 
 import (
 	"testing"
@@ -8,15 +8,16 @@ import (
 
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // The agent-share benchmark subtracts only a payment's own platform time: the
 // forwarder's asynchronous delivery of the result is off the payment's path.
 func TestPaymentAPITimeLeavesOutForwarderDeliveries(t *testing.T) {
-	w, pos := startWorld(t, func(cfg *sim.WorldConfig) { cfg.PPaaS.Payments.Provider = sim.ProviderApprove })
+	w, pos := startWorld(t, func(cfg *world.WorldConfig) { cfg.PPaaS.Payments.Provider = sim.ProviderApprove })
 	resp, err := pos.Pay(t.Context(), "", 1250, "EUR", "KB")
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, resp.Status.Result, sim.Describe(resp))
+	require.Equal(t, nexo.Success, resp.Status.Result, world.Describe(resp))
 	require.Positive(t, w.PPaaS.PaymentAPITime(), "the payment's own calls are counted")
 	require.Eventually(t, func() bool {
 		evs, _ := w.PPaaS.Ingested()

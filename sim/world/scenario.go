@@ -1,4 +1,4 @@
-package sim
+package world
 
 import (
 	"bytes"
@@ -8,11 +8,11 @@ import (
 	"math/big"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
+	"github.com/termagent/termagent/sim"
 )
 
 // Scenario is a scripted story against a fresh simulated world (PPaaS, broker,
@@ -33,26 +33,26 @@ type Scenario struct {
 	Description string           `json:"description,omitempty"`
 	Settings    ScenarioSettings `json:"settings"`
 	// Timeout bounds the whole scenario (default 60 s).
-	Timeout Duration `json:"timeout,omitempty"`
-	Steps   []Step   `json:"steps"`
+	Timeout sim.Duration `json:"timeout,omitempty"`
+	Steps   []Step       `json:"steps"`
 }
 
 // ScenarioSettings configure the world a scenario runs in. Zero values take
 // defaults chosen to keep scenarios fast (noted per field).
 type ScenarioSettings struct {
-	PaymentTimeout Duration     `json:"paymentTimeout,omitempty"` // the agent's; default 20 s
-	EventWait      Duration     `json:"eventWait,omitempty"`      // the agent's poll fallback; default 1 s
-	TokenTTL       Duration     `json:"tokenTtl,omitempty"`       // default 300 s
-	ProviderMode   ProviderMode `json:"providerMode,omitempty"`   // manual (default), approve, decline
+	PaymentTimeout sim.Duration     `json:"paymentTimeout,omitempty"` // the agent's; default 20 s
+	EventWait      sim.Duration     `json:"eventWait,omitempty"`      // the agent's poll fallback; default 1 s
+	TokenTTL       sim.Duration     `json:"tokenTtl,omitempty"`       // default 300 s
+	ProviderMode   sim.ProviderMode `json:"providerMode,omitempty"`   // manual (default), approve, decline
 	// Provider settings (PROVIDERS.md); defaults in milliseconds rather than
 	// the seeds' minutes.
-	PennymaticConfirmDelay Duration `json:"pennymaticConfirmDelay,omitempty"` // default 200 ms
-	PledgShares            int      `json:"pledgShares,omitempty"`            // default 2
-	PledgDeadline          Duration `json:"pledgDeadline,omitempty"`          // default 48 h
-	PledgSigning           string   `json:"pledgSigning,omitempty"`           // sha256 (default) or jwt
-	KTWidgetRetryScale     float64  `json:"ktwidgetRetryScale,omitempty"`     // default 0.001 (15 s → 15 ms)
-	KTWidgetLostAcks       int      `json:"ktwidgetLostAcks,omitempty"`       // default 1; negative: none
-	KTWidgetClearingDelay  Duration `json:"ktwidgetClearingDelay,omitempty"`  // default 50 ms
+	PennymaticConfirmDelay sim.Duration `json:"pennymaticConfirmDelay,omitempty"` // default 200 ms
+	PledgShares            int          `json:"pledgShares,omitempty"`            // default 2
+	PledgDeadline          sim.Duration `json:"pledgDeadline,omitempty"`          // default 48 h
+	PledgSigning           string       `json:"pledgSigning,omitempty"`           // sha256 (default) or jwt
+	KTWidgetRetryScale     float64      `json:"ktwidgetRetryScale,omitempty"`     // default 0.001 (15 s → 15 ms)
+	KTWidgetLostAcks       int          `json:"ktwidgetLostAcks,omitempty"`       // default 1; negative: none
+	KTWidgetClearingDelay  sim.Duration `json:"ktwidgetClearingDelay,omitempty"`  // default 50 ms
 	// PennymaticPaidStatus is the PPaaS status of a Pennymatic payment paid
 	// but not yet confirmed on the blockchain: pending (default) or confirming.
 	PennymaticPaidStatus string `json:"pennymaticPaidStatus,omitempty"`
@@ -104,14 +104,14 @@ type Step struct {
 	// the last), waiting up to the step's timeout (default 10 s) for it to hold.
 	ExpectPPaaS *ExpectPPaaS `json:"expectPPaaS,omitempty"`
 	// Wait does nothing for this long (a clock, a timeout or a retry runs).
-	Wait Duration `json:"wait,omitempty"`
+	Wait sim.Duration `json:"wait,omitempty"`
 
 	// RetryFor repeats a POS request other than pay until its Expect holds,
 	// for up to this long (e.g. a diagnosis until the agent is back online).
-	RetryFor Duration `json:"retryFor,omitempty"`
+	RetryFor sim.Duration `json:"retryFor,omitempty"`
 
 	// Timeout bounds this step (default: what is left of the scenario's).
-	Timeout Duration `json:"timeout,omitempty"`
+	Timeout sim.Duration `json:"timeout,omitempty"`
 
 	// Via "cloud" sends a pos step as Nexo v5 through the Retail API (needs
 	// settings.cloud); empty: Nexo 3.x to the agent's /nexo (issue 16).
@@ -124,12 +124,12 @@ type StepFault struct {
 	// An HTTP fault on the mTLS API: requests whose path starts with Path
 	// (and method is Method) get Status or a reset connection after Latency,
 	// Count times (0: until cleared).
-	Path    string   `json:"path,omitempty"`
-	Method  string   `json:"method,omitempty"`
-	Status  int      `json:"status,omitempty"`
-	Reset   bool     `json:"reset,omitempty"`
-	Latency Duration `json:"latency,omitempty"`
-	Count   int      `json:"count,omitempty"`
+	Path    string       `json:"path,omitempty"`
+	Method  string       `json:"method,omitempty"`
+	Status  int          `json:"status,omitempty"`
+	Reset   bool         `json:"reset,omitempty"`
+	Latency sim.Duration `json:"latency,omitempty"`
+	Count   int          `json:"count,omitempty"`
 	// Suffix narrows (or, without Path, sets) the requests an HTTP fault
 	// applies to: those whose path ends so, e.g. "/refund" apart from "/cancel".
 	Suffix string `json:"suffix,omitempty"`
@@ -139,22 +139,22 @@ type StepFault struct {
 	Payment string `json:"payment,omitempty"`
 
 	// qrcode-payment knobs (PaymentFaults); setting any replaces them all.
-	CreateErrors    int      `json:"createErrors,omitempty"`
-	DropEvents      int      `json:"dropEvents,omitempty"`
-	DuplicateEvents int      `json:"duplicateEvents,omitempty"`
-	ReorderEvents   int      `json:"reorderEvents,omitempty"`
-	DelayEvents     int      `json:"delayEvents,omitempty"`
-	EventDelay      Duration `json:"eventDelay,omitempty"`
+	CreateErrors    int          `json:"createErrors,omitempty"`
+	DropEvents      int          `json:"dropEvents,omitempty"`
+	DuplicateEvents int          `json:"duplicateEvents,omitempty"`
+	ReorderEvents   int          `json:"reorderEvents,omitempty"`
+	DelayEvents     int          `json:"delayEvents,omitempty"`
+	EventDelay      sim.Duration `json:"eventDelay,omitempty"`
 
 	// Platform knobs.
-	ClockSkew     *Duration    `json:"clockSkew,omitempty"`     // the simulator's clock offset ("0s" removes it)
-	ExpireTokens  bool         `json:"expireTokens,omitempty"`  // every token issued so far is refused
-	RevokeDevice  bool         `json:"revokeDevice,omitempty"`  // the terminal's credentials are revoked
-	RestoreDevice bool         `json:"restoreDevice,omitempty"` // … and restored
-	Broker        string       `json:"broker,omitempty"`        // stop, start or kick (drop the terminal's connection)
-	ProviderMode  ProviderMode `json:"providerMode,omitempty"`  // manual, approve or decline from now on
-	ClearHTTP     bool         `json:"clearHttp,omitempty"`     // remove the HTTP faults
-	ClearPayments bool         `json:"clearPayments,omitempty"` // reset the qrcode-payment knobs
+	ClockSkew     *sim.Duration    `json:"clockSkew,omitempty"`     // the simulator's clock offset ("0s" removes it)
+	ExpireTokens  bool             `json:"expireTokens,omitempty"`  // every token issued so far is refused
+	RevokeDevice  bool             `json:"revokeDevice,omitempty"`  // the terminal's credentials are revoked
+	RestoreDevice bool             `json:"restoreDevice,omitempty"` // … and restored
+	Broker        string           `json:"broker,omitempty"`        // stop, start or kick (drop the terminal's connection)
+	ProviderMode  sim.ProviderMode `json:"providerMode,omitempty"`  // manual, approve or decline from now on
+	ClearHTTP     bool             `json:"clearHttp,omitempty"`     // remove the HTTP faults
+	ClearPayments bool             `json:"clearPayments,omitempty"` // reset the qrcode-payment knobs
 
 	// Adversarial PPaaS knobs.
 	// StatusSpellings rewrites statuses in PPaaS's answers and events, e.g.
@@ -162,16 +162,16 @@ type StepFault struct {
 	StatusSpellings map[string]string `json:"statusSpellings,omitempty"`
 	// Refunds is how refunds complete from now on: sync (default) or async
 	// (answered pending, completed after RefundDelay or by CompleteRefunds).
-	Refunds     string   `json:"refunds,omitempty"`
-	RefundDelay Duration `json:"refundDelay,omitempty"`
+	Refunds     string       `json:"refunds,omitempty"`
+	RefundDelay sim.Duration `json:"refundDelay,omitempty"`
 	// CompleteRefunds completes every pending refund now.
 	CompleteRefunds bool `json:"completeRefunds,omitempty"`
 	// AgentClock sets the agent's local clock to real time plus this offset
 	// ("48h" forward, "-2h" back, "0s" right again).
-	AgentClock *Duration `json:"agentClock,omitempty"`
+	AgentClock *sim.Duration `json:"agentClock,omitempty"`
 
 	// Retail replaces the Retail API relay's faults (issue 16).
-	Retail *RetailFaults `json:"retail,omitempty"`
+	Retail *sim.RetailFaults `json:"retail,omitempty"`
 }
 
 // ExpectPPaaS is what PPaaS's record of one payment must show. Empty fields
@@ -214,29 +214,6 @@ type Expect struct {
 	Failed string `json:"failed,omitempty"`
 }
 
-// Duration is a time.Duration written as a Go duration string ("250ms", "2s").
-type Duration time.Duration
-
-// UnmarshalJSON reads a duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration string such as \"250ms\", got %s", b)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: %w", s, err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalJSON writes a duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// D is the time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
 // ScenarioError is a scenario file problem or a failed step; it names the
 // step (1-based; 0 for the scenario itself) and the field.
 type ScenarioError struct {
@@ -273,7 +250,7 @@ func ParseScenario(data []byte) (*Scenario, error) {
 		Name        string            `json:"name"`
 		Description string            `json:"description"`
 		Settings    json.RawMessage   `json:"settings"`
-		Timeout     Duration          `json:"timeout"`
+		Timeout     sim.Duration      `json:"timeout"`
 		Steps       []json.RawMessage `json:"steps"`
 	}
 	if err := strictDecode(data, &raw); err != nil {
@@ -347,7 +324,7 @@ func (sc *Scenario) Validate() error {
 		bad(0, "", "timeout", "must not be negative")
 	}
 	st := sc.Settings
-	for field, d := range map[string]Duration{"paymentTimeout": st.PaymentTimeout, "eventWait": st.EventWait, "tokenTtl": st.TokenTTL,
+	for field, d := range map[string]sim.Duration{"paymentTimeout": st.PaymentTimeout, "eventWait": st.EventWait, "tokenTtl": st.TokenTTL,
 		"pennymaticConfirmDelay": st.PennymaticConfirmDelay, "pledgDeadline": st.PledgDeadline, "ktwidgetClearingDelay": st.KTWidgetClearingDelay} {
 		if d < 0 {
 			bad(0, "", "settings."+field, "must not be negative")
@@ -356,8 +333,8 @@ func (sc *Scenario) Validate() error {
 	if st.ProviderMode != "" && !oneOf(string(st.ProviderMode), []string{"manual", "approve", "decline"}) {
 		bad(0, "", "settings.providerMode", "want manual, approve or decline, got %q", st.ProviderMode)
 	}
-	if st.PledgSigning != "" && st.PledgSigning != pledgSHA256 && st.PledgSigning != pledgJWT {
-		bad(0, "", "settings.pledgSigning", "want %s or %s, got %q", pledgSHA256, pledgJWT, st.PledgSigning)
+	if st.PledgSigning != "" && st.PledgSigning != sim.PledgSHA256 && st.PledgSigning != sim.PledgJWT {
+		bad(0, "", "settings.pledgSigning", "want %s or %s, got %q", sim.PledgSHA256, sim.PledgJWT, st.PledgSigning)
 	}
 	if st.PledgShares < 0 || st.PledgShares > 10 {
 		bad(0, "", "settings.pledgShares", "want 1 to 10, got %d", st.PledgShares)
@@ -365,7 +342,7 @@ func (sc *Scenario) Validate() error {
 	if st.KTWidgetRetryScale < 0 {
 		bad(0, "", "settings.ktwidgetRetryScale", "must not be negative")
 	}
-	if v := st.PennymaticPaidStatus; v != "" && v != string(ppaas.Pending) && v != string(pennymaticConfirming) {
+	if v := st.PennymaticPaidStatus; v != "" && v != string(ppaas.Pending) && v != string(ppaas.Confirming) {
 		bad(0, "", "settings.pennymaticPaidStatus", "want pending or confirming, got %q", v)
 	}
 	for _, key := range sortedKeys(st.AgentConfig) {

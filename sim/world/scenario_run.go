@@ -1,4 +1,4 @@
-package sim
+package world
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
+	"github.com/termagent/termagent/sim"
 )
 
 // ScenarioOptions tune a scenario run.
@@ -125,7 +126,7 @@ func (r *scenarioRun) detail(format string, args ...any) {
 
 func (r *scenarioRun) worldConfig(opts ScenarioOptions) WorldConfig {
 	st := r.sc.Settings
-	orD := func(d Duration, def time.Duration) time.Duration {
+	orD := func(d sim.Duration, def time.Duration) time.Duration {
 		if d == 0 {
 			return def
 		}
@@ -139,15 +140,15 @@ func (r *scenarioRun) worldConfig(opts ScenarioOptions) WorldConfig {
 	return WorldConfig{
 		Cloud: st.Cloud, // issue 16
 		Dir:   opts.Dir,
-		PPaaS: Config{
+		PPaaS: sim.Config{
 			Addr:     "127.0.0.1:0",
 			TokenTTL: st.TokenTTL.D(),
-			Payments: PaymentsConfig{
+			Payments: sim.PaymentsConfig{
 				Provider: st.ProviderMode,
-				Providers: ProvidersConfig{
-					Pennymatic: PennymaticConfig{ConfirmDelay: orD(st.PennymaticConfirmDelay, 200*time.Millisecond), PaidStatus: ppaas.State(st.PennymaticPaidStatus)},
-					Pledg:      PledgConfig{Shares: st.PledgShares, Deadline: st.PledgDeadline.D(), Signing: st.PledgSigning},
-					KTWidget:   KTWidgetConfig{RetryScale: retry, LostAcks: lost, ClearingDelay: orD(st.KTWidgetClearingDelay, 50*time.Millisecond)},
+				Providers: sim.ProvidersConfig{
+					Pennymatic: sim.PennymaticConfig{ConfirmDelay: orD(st.PennymaticConfirmDelay, 200*time.Millisecond), PaidStatus: ppaas.State(st.PennymaticPaidStatus)},
+					Pledg:      sim.PledgConfig{Shares: st.PledgShares, Deadline: st.PledgDeadline.D(), Signing: st.PledgSigning},
+					KTWidget:   sim.KTWidgetConfig{RetryScale: retry, LostAcks: lost, ClearingDelay: orD(st.KTWidgetClearingDelay, 50*time.Millisecond)},
 				},
 			},
 		},
@@ -402,13 +403,13 @@ func (r *scenarioRun) fault(f *StepFault) error {
 	p := r.w.PPaaS
 	serial := r.w.Agent.Serial()
 	if f.ClearHTTP {
-		p.faults.clear()
+		p.ClearFaults()
 	}
 	if f.ClearPayments {
-		p.SetPaymentFaults(PaymentFaults{})
+		p.SetPaymentFaults(sim.PaymentFaults{})
 	}
 	if f.Path != "" || f.Suffix != "" || f.Payment != "" {
-		rule := Fault{Path: f.Path, Suffix: f.Suffix, Method: f.Method, Status: f.Status, Reset: f.Reset, Latency: f.Latency.D(), Count: f.Count}
+		rule := sim.Fault{Path: f.Path, Suffix: f.Suffix, Method: f.Method, Status: f.Status, Reset: f.Reset, Latency: f.Latency.D(), Count: f.Count}
 		if f.Payment != "" {
 			rule.OrderID = orderIDOf(f.Payment)
 		}
@@ -427,7 +428,7 @@ func (r *scenarioRun) fault(f *StepFault) error {
 		}
 	}
 	if f.Refunds != "" {
-		if err := p.SetRefundMode(RefundMode{Async: f.Refunds == "async", Delay: f.RefundDelay.D()}); err != nil {
+		if err := p.SetRefundMode(sim.RefundMode{Async: f.Refunds == "async", Delay: f.RefundDelay.D()}); err != nil {
 			return err
 		}
 	}
@@ -446,7 +447,7 @@ func (r *scenarioRun) fault(f *StepFault) error {
 		r.detail("agent clock reads %s", r.w.AgentClock.Now().UTC().Format(time.RFC3339))
 	}
 	if f.paymentSet() {
-		p.SetPaymentFaults(PaymentFaults{CreateErrors: f.CreateErrors, DropEvents: f.DropEvents, DuplicateEvents: f.DuplicateEvents,
+		p.SetPaymentFaults(sim.PaymentFaults{CreateErrors: f.CreateErrors, DropEvents: f.DropEvents, DuplicateEvents: f.DuplicateEvents,
 			ReorderEvents: f.ReorderEvents, DelayEvents: f.DelayEvents, EventDelayMS: int(f.EventDelay.D().Milliseconds())})
 	}
 	if f.ClockSkew != nil {
@@ -531,7 +532,7 @@ func (r *scenarioRun) expectPPaaS(ctx context.Context, sid string, e *ExpectPPaa
 }
 
 // checkPPaaS compares PPaaS's record of a payment with what a step expects.
-func checkPPaaS(e *ExpectPPaaS, tx SimTransaction) error {
+func checkPPaaS(e *ExpectPPaaS, tx sim.SimTransaction) error {
 	var problems []string
 	if e.Status != "" && string(tx.Status) != e.Status {
 		problems = append(problems, fmt.Sprintf("status is %q, want %q", tx.Status, e.Status))
@@ -570,7 +571,7 @@ func majorUnits(minor int64, currency string) *big.Rat {
 }
 
 // describeSimTx is one line about PPaaS's record of a transaction.
-func describeSimTx(tx SimTransaction) string {
+func describeSimTx(tx sim.SimTransaction) string {
 	exp, _ := nexo.CurrencyExponent(tx.PaymentAmount.Currency)
 	d := fmt.Sprintf("%s %s: %s, amount %s %s, charges %d, refunded %s", tx.PaymentType, tx.TransactionID, tx.Status,
 		majorUnits(tx.PaymentAmount.Amount, tx.PaymentAmount.Currency).FloatString(exp), tx.PaymentAmount.Currency,
@@ -730,16 +731,16 @@ func paymentResult(resp *nexo.Response) *nexo.PaymentResult {
 // terminal.
 type screenLog struct {
 	mu      sync.Mutex
-	hub     *Terminals
+	hub     *sim.Terminals
 	serial  string
-	screens []Screen
+	screens []sim.Screen
 	cursor  int           // screens before it were awaited already
 	changed chan struct{} // closed and replaced at each screen
 }
 
 func newScreenLog() *screenLog { return &screenLog{changed: make(chan struct{})} }
 
-func (l *screenLog) forward(hub *Terminals, serial string) {
+func (l *screenLog) forward(hub *sim.Terminals, serial string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.hub, l.serial = hub, serial
@@ -749,7 +750,7 @@ func (l *screenLog) forward(hub *Terminals, serial string) {
 func (l *screenLog) ShowScreen(_ context.Context, s agent.Screen) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	sc := Screen{Serial: l.serial, State: s.State, Message: s.Message, Amount: s.Amount, Currency: s.Currency,
+	sc := sim.Screen{Serial: l.serial, State: s.State, Message: s.Message, Amount: s.Amount, Currency: s.Currency,
 		TransactionID: s.TransactionID, ClientTransactionID: s.ClientTransactionID, QRPayload: s.QRPayload, QRPNG: s.QRPNG, Time: s.Time}
 	l.screens = append(l.screens, sc)
 	close(l.changed)
@@ -762,7 +763,7 @@ func (l *screenLog) ShowScreen(_ context.Context, s agent.Screen) error {
 
 // await returns the first screen after the cursor in one of the states
 // (separated by |), waiting for it.
-func (l *screenLog) await(ctx context.Context, states string) (Screen, error) {
+func (l *screenLog) await(ctx context.Context, states string) (sim.Screen, error) {
 	want := strings.Split(states, "|")
 	for {
 		l.mu.Lock()
@@ -779,7 +780,7 @@ func (l *screenLog) await(ctx context.Context, states string) (Screen, error) {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return Screen{}, ctx.Err()
+			return sim.Screen{}, ctx.Err()
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package sim_test
+package world_test
 
 import (
 	"bytes"
@@ -14,10 +14,11 @@ import (
 	"time"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
-	"github.com/termagent/termagent/sim/simtest"
+	"github.com/termagent/termagent/sim/world"
 	"github.com/termagent/termagent/store"
 )
 
@@ -53,7 +54,7 @@ func BenchmarkWorldPayment(b *testing.B) {
 		resp, err := pos.Pay(ctx, "", 1250, "EUR", "KB")
 		end := time.Now()
 		if err != nil || resp.Status.Result != nexo.Success {
-			b.Fatalf("payment: %v %s", err, sim.Describe(resp))
+			b.Fatalf("payment: %v %s", err, world.Describe(resp))
 		}
 		simTime := w.PPaaS.PaymentAPITime() - before
 		total = append(total, end.Sub(start))
@@ -121,7 +122,7 @@ type floor struct {
 	rtts  []time.Duration
 }
 
-func newFloor(b *testing.B, w *sim.World, pos *sim.POS) *floor {
+func newFloor(b *testing.B, w *world.World, pos *world.POS) *floor {
 	b.Helper()
 	f, err := os.OpenFile(filepath.Join(w.Config.DataDir, "floor.bin"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -149,7 +150,7 @@ func newFloor(b *testing.B, w *sim.World, pos *sim.POS) *floor {
 	b.Cleanup(func() { _ = echo.Close() })
 	tr := pos.Client.HTTP.Transport.(*http.Transport).Clone()
 	tr.TLSClientConfig.ServerName = "" // the echo server presents the agent's certificate for 127.0.0.1
-	body, err := nexo.JSONCodec{}.EncodeRequest(pos.PaymentRequest(sim.NewServiceID(), 1250, "EUR", "KB"))
+	body, err := nexo.JSONCodec{}.EncodeRequest(pos.PaymentRequest(world.NewServiceID(), 1250, "EUR", "KB"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -185,11 +186,11 @@ func (fl *floor) sample(b *testing.B) {
 // the agent learns the approval by polling (first poll after poll_first, 1 s),
 // the path that must work on a platform that pushes no events.
 func BenchmarkPaymentPollingMode(b *testing.B) {
-	w, pos := simtest.Start(b, func(cfg *sim.WorldConfig) {
+	w, pos := worldrig.Start(b, func(cfg *world.WorldConfig) {
 		cfg.PPaaS.Payments.Provider = sim.ProviderApprove
 		cfg.AgentOptions.StoreOptions = store.Options{NoSync: os.Getenv("BENCH_NOSYNC") != ""}
 		cfg.AgentOptions.Forwarder = agent.ForwarderConfig{}
-		simtest.Agent(func(c *agent.Config) { c.LogLevel, c.MQTTURL, c.EventWait = "error", "", 5*time.Second })(cfg)
+		worldrig.Agent(func(c *agent.Config) { c.LogLevel, c.MQTTURL, c.EventWait = "error", "", 5*time.Second })(cfg)
 	})
 	ctx := b.Context()
 	total := make([]time.Duration, 0, b.N)
@@ -198,7 +199,7 @@ func BenchmarkPaymentPollingMode(b *testing.B) {
 		start := time.Now()
 		resp, err := pos.Pay(ctx, "", 1250, "EUR", "KB")
 		if err != nil || resp.Status.Result != nexo.Success {
-			b.Fatalf("payment: %v %s", err, sim.Describe(resp))
+			b.Fatalf("payment: %v %s", err, world.Describe(resp))
 		}
 		total = append(total, time.Since(start))
 	}
@@ -212,18 +213,18 @@ func BenchmarkPaymentPollingMode(b *testing.B) {
 	}
 }
 
-func startWorldB(b *testing.B) (*sim.World, *sim.POS) {
+func startWorldB(b *testing.B) (*world.World, *world.POS) {
 	b.Helper()
-	return simtest.Start(b, func(cfg *sim.WorldConfig) {
+	return worldrig.Start(b, func(cfg *world.WorldConfig) {
 		cfg.PPaaS.Payments.Provider = sim.ProviderApprove
 		// The figure is for a durable agent: fsync on unless asked otherwise.
 		cfg.AgentOptions.StoreOptions = store.Options{NoSync: os.Getenv("BENCH_NOSYNC") != ""}
 		cfg.AgentOptions.Forwarder = agent.ForwarderConfig{}
-		simtest.Agent(func(c *agent.Config) { c.LogLevel = "error" })(cfg)
+		worldrig.Agent(func(c *agent.Config) { c.LogLevel = "error" })(cfg)
 	})
 }
 
-func finalEventAt(w *sim.World, id string) time.Time {
+func finalEventAt(w *world.World, id string) time.Time {
 	txs, _ := w.PPaaS.Transactions()
 	for _, tx := range txs {
 		if tx.TransactionID == id {
@@ -241,12 +242,12 @@ func finalEventAt(w *sim.World, id string) time.Time {
 func BenchmarkDiagnosisUnderPayments(b *testing.B) {
 	_, pos := startWorldB(b)
 	ctx := b.Context()
-	diag := &sim.POS{Client: pos.Client, POIID: pos.POIID, SaleID: "POS2"}
+	diag := &world.POS{Client: pos.Client, POIID: pos.POIID, SaleID: "POS2"}
 	once := func() time.Duration {
 		t0 := time.Now()
 		resp, err := diag.Diagnosis(ctx)
 		if err != nil || resp.Status.Result != nexo.Success {
-			b.Fatalf("diagnosis: %v %s", err, sim.Describe(resp))
+			b.Fatalf("diagnosis: %v %s", err, world.Describe(resp))
 		}
 		return time.Since(t0)
 	}
@@ -262,7 +263,7 @@ func BenchmarkDiagnosisUnderPayments(b *testing.B) {
 		for range payments {
 			resp, err := pos.Pay(ctx, "", 1250, "EUR", "KB")
 			if err == nil && resp.Status.Result != nexo.Success {
-				err = fmt.Errorf("payment: %s", sim.Describe(resp))
+				err = fmt.Errorf("payment: %s", world.Describe(resp))
 			}
 			if err != nil {
 				paid <- err

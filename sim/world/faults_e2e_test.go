@@ -1,4 +1,4 @@
-package sim_test
+package world_test
 
 import (
 	"bytes"
@@ -11,9 +11,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
-	"github.com/termagent/termagent/sim/simtest"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // ctlClient drives a simulator's control API over HTTP, as integrators'
@@ -57,7 +58,7 @@ type ctlEvents struct {
 // poll, and an outage of the events ingest holds the agent's transaction
 // results in its outbox until the faults are cleared; then each arrives once.
 func TestControlAPIFaultsReachTheAgent(t *testing.T) {
-	w, pos := simtest.Start(t, simtest.Agent(func(c *agent.Config) {
+	w, pos := worldrig.Start(t, worldrig.Agent(func(c *agent.Config) {
 		c.PaymentTimeout = 20 * time.Second
 		c.EventWait = 200 * time.Millisecond
 	}))
@@ -106,7 +107,7 @@ func TestControlAPIFaultsReachTheAgent(t *testing.T) {
 		map[string]any{"path": "/qrcode-payment/v1/transactions", "method": "POST", "status": 503, "count": 2}, nil))
 	require.Equal(t, http.StatusOK, ctl.call(http.MethodPost, "/control/payments/faults", sim.PaymentFaults{DropEvents: 10}, nil))
 	r := pay("CTL1", "pay")
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, world.Describe(r))
 	var faults []sim.Fault
 	require.Equal(t, http.StatusOK, ctl.call(http.MethodGet, "/control/faults", nil, &faults))
 	require.Empty(t, faults, "a fault with a count is gone once used")
@@ -131,7 +132,7 @@ func TestControlAPIFaultsReachTheAgent(t *testing.T) {
 	require.Equal(t, http.StatusCreated, ctl.call(http.MethodPost, "/control/faults",
 		map[string]any{"path": sim.EventsPath, "reset": true}, nil))
 	r = pay("CTL2", "decline")
-	require.Equal(t, nexo.Refusal, r.Status.ErrorCondition, sim.Describe(r))
+	require.Equal(t, nexo.Refusal, r.Status.ErrorCondition, world.Describe(r))
 	require.Eventually(t, func() bool {
 		var f []sim.Fault
 		ctl.call(http.MethodGet, "/control/faults", nil, &f)

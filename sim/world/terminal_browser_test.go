@@ -1,4 +1,4 @@
-package sim_test
+package world_test
 
 import (
 	"bufio"
@@ -22,7 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // TestVirtualTerminalInChromium drives a payment and watches it on the
@@ -75,7 +75,7 @@ func TestVirtualTerminalInChromium(t *testing.T) {
 
 	r := <-done
 	require.NoError(t, r.err)
-	require.Equal(t, nexo.Success, r.resp.Status.Result, sim.Describe(r.resp))
+	require.Equal(t, nexo.Success, r.resp.Status.Result, world.Describe(r.resp))
 	_, charges := w.PPaaS.Transactions()
 	require.Equal(t, 1, charges[w.Agent.Serial()])
 }

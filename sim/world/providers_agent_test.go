@@ -1,4 +1,4 @@
-package sim_test
+package world_test
 
 import (
 	"net/url"
@@ -10,6 +10,7 @@ import (
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // act is a consumer or provider action on the transaction the terminal shows,
@@ -55,7 +56,7 @@ func TestProvidersThroughAgent(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.brand+"/"+tc.name, func(t *testing.T) {
 			t.Parallel()
-			w, pos := startWorld(t, func(c *sim.WorldConfig) {
+			w, pos := startWorld(t, func(c *world.WorldConfig) {
 				c.PPaaS.Payments.Providers = sim.ProvidersConfig{
 					Pennymatic: sim.PennymaticConfig{ConfirmDelay: 150 * time.Millisecond},
 					Pledg:      sim.PledgConfig{Shares: 2, Deadline: 1500 * time.Millisecond},
@@ -81,7 +82,7 @@ func TestProvidersThroughAgent(t *testing.T) {
 			}
 			r := <-done
 			require.NoError(t, r.err)
-			require.Equal(t, tc.result, r.resp.Status.Result, sim.Describe(r.resp))
+			require.Equal(t, tc.result, r.resp.Status.Result, world.Describe(r.resp))
 			if tc.result == nexo.Success {
 				res := r.resp.Payment.Result
 				require.NotNil(t, res)
@@ -90,7 +91,7 @@ func TestProvidersThroughAgent(t *testing.T) {
 				require.Equal(t, "PPaaS:"+tc.brand, res.AcquirerID)
 				require.NotEmpty(t, res.ProviderReference)
 			} else {
-				require.Equal(t, tc.condition, r.resp.Status.ErrorCondition, sim.Describe(r.resp))
+				require.Equal(t, tc.condition, r.resp.Status.ErrorCondition, world.Describe(r.resp))
 			}
 			for _, a := range tc.after {
 				_, err := w.PPaaS.ActArgs(id, a.action, a.args)
@@ -107,8 +108,8 @@ func TestProvidersThroughAgent(t *testing.T) {
 			// POS's answer stands.
 			st, err := pos.Status(t.Context(), "P1")
 			require.NoError(t, err)
-			require.NotNil(t, st.TransactionStatus.Repeated, sim.Describe(st))
-			require.Equal(t, tc.result, st.TransactionStatus.Repeated.Status.Result, sim.Describe(st))
+			require.NotNil(t, st.TransactionStatus.Repeated, world.Describe(st))
+			require.Equal(t, tc.result, st.TransactionStatus.Repeated.Status.Result, world.Describe(st))
 		})
 	}
 }

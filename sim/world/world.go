@@ -1,4 +1,4 @@
-package sim
+package world
 
 import (
 	"context"
@@ -8,24 +8,24 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/certs"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/sim"
 )
 
 // WorldConfig describes a complete loopback world: a simulated PPaaS with its
 // broker and one agent wired to it, as `sim up`, `sim demo` and the end-to-end
 // tests run it.
 type WorldConfig struct {
-	Dir      string // certificates (Dir/certs) and the agent's data (Dir/data)
-	Serial   string // default certs.DefaultSerial
-	Model    string // default certs.DefaultModel
-	PPaaS    Config // Addr, ControlAddr, Payments…; CertsDir is set from Dir
-	NexoAddr string // default 127.0.0.1:0
+	Dir      string     // certificates (Dir/certs) and the agent's data (Dir/data)
+	Serial   string     // default certs.DefaultSerial
+	Model    string     // default certs.DefaultModel
+	PPaaS    sim.Config // Addr, ControlAddr, Payments…; CertsDir is set from Dir
+	NexoAddr string     // default 127.0.0.1:0
 	// AgentConfig adjusts the agent's configuration after the world's defaults.
 	AgentConfig func(*agent.Config)
 	// AgentOptions are passed to the agent (store and forwarder tuning).
@@ -38,7 +38,7 @@ type WorldConfig struct {
 
 // World is a running simulated PPaaS with an agent.
 type World struct {
-	PPaaS  *PPaaS
+	PPaaS  *sim.PPaaS
 	Agent  *agent.Agent
 	Config agent.Config
 	dir    string
@@ -48,7 +48,7 @@ type World struct {
 	// AgentClock is the agent's local wall clock, unless WorldConfig's
 	// AgentOptions brought its own Now (then nil). Jumping it is the
 	// clock-jump fault; the control API reaches it at /control/agent/clock.
-	AgentClock *AgentClock
+	AgentClock *sim.AgentClock
 }
 
 // StartWorld generates the PKI if missing, starts the simulated PPaaS and an agent
@@ -76,7 +76,7 @@ func StartWorld(ctx context.Context, cfg WorldConfig) (*World, error) {
 	if pcfg.Logger == nil {
 		pcfg.Logger = log.With("component", "sim")
 	}
-	p, err := New(pcfg)
+	p, err := sim.New(pcfg)
 	if err != nil {
 		return nil, err
 	}
@@ -99,11 +99,11 @@ func StartWorld(ctx context.Context, cfg WorldConfig) (*World, error) {
 	}
 	opts := cfg.AgentOptions
 	if opts.Display == nil {
-		opts.Display = terminalDisplay{t: p.terminals, serial: cfg.Serial}
+		opts.Display = terminalDisplay{t: p.Terminals(), serial: cfg.Serial}
 	}
-	var clk *AgentClock
+	var clk *sim.AgentClock
 	if opts.Now == nil {
-		clk = &AgentClock{}
+		clk = &sim.AgentClock{}
 		opts.Now = clk.Now
 		p.SetAgentClock(clk)
 	}
@@ -184,35 +184,15 @@ func (w *World) Close(ctx context.Context) error {
 
 // terminalDisplay shows an in-process agent's screens on the virtual terminal.
 type terminalDisplay struct {
-	t      *Terminals
+	t      *sim.Terminals
 	serial string
 }
 
 func (d terminalDisplay) ShowScreen(_ context.Context, s agent.Screen) error {
-	d.t.Show(Screen{
+	d.t.Show(sim.Screen{
 		Serial: d.serial, State: s.State, Message: s.Message, Amount: s.Amount, Currency: s.Currency,
 		TransactionID: s.TransactionID, ClientTransactionID: s.ClientTransactionID,
 		QRPayload: s.QRPayload, QRPNG: s.QRPNG, Time: s.Time,
 	})
 	return nil
 }
-
-// AgentClock is an in-process agent's local wall clock: the real clock plus an
-// offset that tests and scenarios change at run time, as an RTC reset or an
-// NTP step would. Readings keep the monotonic clock, shifted by the offset,
-// so a jump shows in both wall time and measured durations.
-type AgentClock struct {
-	offset atomic.Int64 // nanoseconds
-}
-
-// Now is the agent's local time.
-func (c *AgentClock) Now() time.Time { return time.Now().Add(c.Offset()) }
-
-// Set makes the clock read real time plus d (0: real time again).
-func (c *AgentClock) Set(d time.Duration) { c.offset.Store(int64(d)) }
-
-// Jump moves the clock by d (negative: back) from where it is.
-func (c *AgentClock) Jump(d time.Duration) { c.offset.Add(int64(d)) }
-
-// Offset is the clock's distance from real time.
-func (c *AgentClock) Offset() time.Duration { return time.Duration(c.offset.Load()) }

@@ -1,4 +1,4 @@
-package sim_test
+package world_test
 
 import (
 	"strings"
@@ -8,11 +8,11 @@ import (
 
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // payApproved runs one payment through the world, the consumer paying.
-func payApproved(t *testing.T, w *sim.World, pos *sim.POS, serviceID string, minor int64, brand string) *nexo.Response {
+func payApproved(t *testing.T, w *world.World, pos *world.POS, serviceID string, minor int64, brand string) *nexo.Response {
 	t.Helper()
 	done := payAsync(t, pos, pos.PaymentRequest(serviceID, minor, "EUR", brand))
 	s := awaitScreen(t, w, "awaiting_consumer")
@@ -20,7 +20,7 @@ func payApproved(t *testing.T, w *sim.World, pos *sim.POS, serviceID string, min
 	require.NoError(t, err)
 	r := <-done
 	require.NoError(t, r.err)
-	require.Equal(t, nexo.Success, r.resp.Status.Result, sim.Describe(r.resp))
+	require.Equal(t, nexo.Success, r.resp.Status.Result, world.Describe(r.resp))
 	awaitScreen(t, w, "approved")
 	return r.resp
 }
@@ -43,13 +43,13 @@ func TestWorldTotalsAndReconciliation(t *testing.T) {
 	payApproved(t, w, pos, "T3", 1000, "KB")
 	rev, err := pos.Reverse(ctx, p1.Payment.POITransactionID.ID, "MerchantCancel")
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, rev.Status.Result, sim.Describe(rev))
+	require.Equal(t, nexo.Success, rev.Status.Result, world.Describe(rev))
 
 	resp, err := pos.Totals(ctx, []string{nexo.DetailShiftNumber}, nil)
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, resp.Status.Result, sim.Describe(resp))
+	require.Equal(t, nexo.Success, resp.Status.Result, world.Describe(resp))
 	require.Equal(t, "1", resp.GetTotals.POIReconciliationID)
-	require.Len(t, resp.GetTotals.Totals, 2, sim.Describe(resp))
+	require.Len(t, resp.GetTotals.Totals, 2, world.Describe(resp))
 	s1, s2 := resp.GetTotals.Totals[0], resp.GetTotals.Totals[1]
 	require.Equal(t, "1", s1.ShiftNumber)
 	require.Equal(t, []nexo.PaymentTotals{{Type: nexo.TotalsDebit, Count: 2, Amount: 2550}, {Type: nexo.TotalsReverseDebit, Count: 1, Amount: 2000}}, s1.Payments)
@@ -62,7 +62,7 @@ func TestWorldTotalsAndReconciliation(t *testing.T) {
 
 	rec, err := pos.Reconcile(ctx, nexo.ReconSale, "")
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, rec.Status.Result, sim.Describe(rec))
+	require.Equal(t, nexo.Success, rec.Status.Result, world.Describe(rec))
 	require.Equal(t, "1", rec.Reconciliation.POIReconciliationID)
 	var net int64
 	for _, tt := range rec.Reconciliation.Totals {
@@ -93,11 +93,11 @@ func TestWorldAcquirerSynchronisation(t *testing.T) {
 	kb2 := payApproved(t, w, pos, "K2", 800, "KB")
 	rev, err := pos.Reverse(ctx, kb2.Payment.POITransactionID.ID, "MerchantCancel")
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, rev.Status.Result, sim.Describe(rev))
+	require.Equal(t, nexo.Success, rev.Status.Result, world.Describe(rev))
 
 	sync, err := pos.Reconcile(ctx, nexo.ReconAcquirerSynchronisation, "")
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, sync.Status.Result, sim.Describe(sync))
+	require.Equal(t, nexo.Success, sync.Status.Result, world.Describe(sync))
 	require.Equal(t, "differences=0", sync.Status.AdditionalResponse)
 	require.Equal(t, "1", sync.Reconciliation.POIReconciliationID)
 
@@ -108,7 +108,7 @@ func TestWorldAcquirerSynchronisation(t *testing.T) {
 	require.NoError(t, err)
 	sync, err = pos.Reconcile(ctx, nexo.ReconAcquirerSynchronisation, "")
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, sync.Status.Result, sim.Describe(sync))
+	require.Equal(t, nexo.Success, sync.Status.Result, world.Describe(sync))
 	require.Contains(t, sync.Status.AdditionalResponse, "differences=1&difference1=payment+"+pti.Payment.POITransactionID.ID+"+has+")
 	require.Contains(t, sync.Status.AdditionalResponse, "no+reversal+in+the+journal")
 	again, err := pos.Totals(ctx, nil, nil)
@@ -119,7 +119,7 @@ func TestWorldAcquirerSynchronisation(t *testing.T) {
 // TestWorldImageOnlyQRReachesTheTerminal: a provider that returns only an
 // image still gets its code shown, and the payment completes.
 func TestWorldImageOnlyQRReachesTheTerminal(t *testing.T) {
-	w, pos := startWorld(t, func(c *sim.WorldConfig) { c.PPaaS.Payments.Providers.KBImageOnly = true })
+	w, pos := startWorld(t, func(c *world.WorldConfig) { c.PPaaS.Payments.Providers.KBImageOnly = true })
 	done := payAsync(t, pos, pos.PaymentRequest("I1", 700, "EUR", "KB"))
 	s := awaitScreen(t, w, "awaiting_consumer")
 	require.Empty(t, s.QRPayload, "the provider sent no payload")
@@ -128,7 +128,7 @@ func TestWorldImageOnlyQRReachesTheTerminal(t *testing.T) {
 	require.NoError(t, err)
 	r := <-done
 	require.NoError(t, r.err)
-	require.Equal(t, nexo.Success, r.resp.Status.Result, sim.Describe(r.resp))
+	require.Equal(t, nexo.Success, r.resp.Status.Result, world.Describe(r.resp))
 }
 
 // TestWorldDisplayQRFromThePOS: a DisplayRequest with a QR code (BarCode)
@@ -137,7 +137,7 @@ func TestWorldDisplayQRFromThePOS(t *testing.T) {
 	w, pos := startWorld(t, nil)
 	resp, err := pos.ShowQR(t.Context(), "Your receipt", "https://shop.example/r/77")
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, resp.Status.Result, sim.Describe(resp))
+	require.Equal(t, nexo.Success, resp.Status.Result, world.Describe(resp))
 	s := awaitScreen(t, w, "message")
 	require.Equal(t, "Your receipt", s.Message)
 	require.Equal(t, "https://shop.example/r/77", s.QRPayload)
@@ -165,10 +165,10 @@ func TestWorldReceipts(t *testing.T) {
 
 	again, err := pos.Receipt(t.Context(), "R1")
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, again.Status.Result, sim.Describe(again))
+	require.Equal(t, nexo.Success, again.Status.Result, world.Describe(again))
 	re := again.TransactionStatus.Repeated.Payment.Receipts
 	require.Len(t, re, 2)
 	require.Equal(t, "DUPLICATE", re[1].Lines[0])
 	require.Equal(t, rs[1].Lines, re[1].Lines[1:])
-	require.Contains(t, sim.Describe(again), "--- CustomerReceipt ---")
+	require.Contains(t, world.Describe(again), "--- CustomerReceipt ---")
 }

@@ -1,4 +1,4 @@
-package sim_test
+package world_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // scenarioFiles are the repository's scenario files, which CI runs.
@@ -28,10 +28,10 @@ func TestScenarioFiles(t *testing.T) {
 			t.Parallel()
 			data, err := os.ReadFile(f)
 			require.NoError(t, err)
-			sc, err := sim.ParseScenario(data)
+			sc, err := world.ParseScenario(data)
 			require.NoError(t, err)
 			var progress bytes.Buffer
-			err = sim.RunScenario(t.Context(), sc, sim.ScenarioOptions{Dir: t.TempDir(), Progress: &progress})
+			err = world.RunScenario(t.Context(), sc, world.ScenarioOptions{Dir: t.TempDir(), Progress: &progress})
 			require.NoError(t, err, "progress:\n%s", progress.String())
 		})
 	}
@@ -43,7 +43,7 @@ func TestScenarioFilesCoverEveryProviderAndFault(t *testing.T) {
 	for _, f := range scenarioFiles(t) {
 		data, err := os.ReadFile(f)
 		require.NoError(t, err)
-		sc, err := sim.ParseScenario(data)
+		sc, err := world.ParseScenario(data)
 		require.NoError(t, err, f)
 		for _, s := range sc.Steps {
 			if s.Brand != "" {
@@ -153,9 +153,9 @@ func TestParseScenarioErrorsNameStepAndField(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := sim.ParseScenario([]byte(tc.json))
+			_, err := world.ParseScenario([]byte(tc.json))
 			require.Error(t, err)
-			var se *sim.ScenarioError
+			var se *world.ScenarioError
 			require.True(t, errors.As(err, &se), "a *ScenarioError: %v", err)
 			for _, w := range tc.want {
 				require.Contains(t, err.Error(), w)
@@ -165,7 +165,7 @@ func TestParseScenarioErrorsNameStepAndField(t *testing.T) {
 }
 
 func TestParseScenarioAdversarialSteps(t *testing.T) {
-	sc, err := sim.ParseScenario([]byte(`{"name":"adv","settings":{"pennymaticPaidStatus":"confirming","agentConfig":{"strict":false}},"steps":[
+	sc, err := world.ParseScenario([]byte(`{"name":"adv","settings":{"pennymaticPaidStatus":"confirming","agentConfig":{"strict":false}},"steps":[
 		{"fault":{"payment":"S1","suffix":"/refund","status":404,"count":2}},
 		{"fault":{"statusSpellings":{"approved":"AUTHORIZED"},"refunds":"async","refundDelay":"1s","agentClock":"-2h"}},
 		{"pos":"pay","amount":"1","currency":"EUR","brand":"KB","serviceId":"S1"},
@@ -184,7 +184,7 @@ func TestParseScenarioAdversarialSteps(t *testing.T) {
 	require.Equal(t, "1", sc.Steps[5].ExpectPPaaS.Refunded)
 	require.Equal(t, "Aborted", sc.Steps[7].Expect.Repeated.ErrorCondition)
 	for i, want := range []string{"fault", "fault", "pos pay", "wait 250ms", "fault", "expectPPaaS", "expectNetCharges", "pos status"} {
-		require.Equal(t, want, sim.StepKind(&sc.Steps[i]), "step %d", i+1)
+		require.Equal(t, want, world.StepKind(&sc.Steps[i]), "step %d", i+1)
 	}
 }
 
@@ -204,18 +204,18 @@ func TestMoneyScenarioFiles(t *testing.T) {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
 			data, err := os.ReadFile(f)
 			require.NoError(t, err)
-			sc, err := sim.ParseScenario(data)
+			sc, err := world.ParseScenario(data)
 			require.NoError(t, err)
 			t.Parallel()
 			var progress bytes.Buffer
-			err = sim.RunScenario(t.Context(), sc, sim.ScenarioOptions{Dir: t.TempDir(), Progress: &progress})
+			err = world.RunScenario(t.Context(), sc, world.ScenarioOptions{Dir: t.TempDir(), Progress: &progress})
 			require.NoError(t, err, "progress:\n%s", progress.String())
 		})
 	}
 }
 
 func TestParseScenarioAcceptsAMinimalFile(t *testing.T) {
-	sc, err := sim.ParseScenario([]byte(`{"name":"min","steps":[{"pos":"pay","amount":"1","currency":"eur","brand":"KB"},{"expect":{"result":"Success"}}]}`))
+	sc, err := world.ParseScenario([]byte(`{"name":"min","steps":[{"pos":"pay","amount":"1","currency":"eur","brand":"KB"},{"expect":{"result":"Success"}}]}`))
 	require.NoError(t, err)
 	require.Len(t, sc.Steps, 2)
 }
@@ -230,9 +230,9 @@ func FuzzParseScenario(f *testing.F) {
 	}
 	f.Add([]byte(`{"name":"x","steps":[{"fault":{"clockSkew":"-1h","path":"/a","latency":"1ms"}}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		sc, err := sim.ParseScenario(data)
+		sc, err := world.ParseScenario(data)
 		if err != nil {
-			var se *sim.ScenarioError
+			var se *world.ScenarioError
 			if !errors.As(err, &se) {
 				t.Fatalf("error is not a *ScenarioError: %v", err)
 			}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package sim_test
+package world_test
 
 import "os"
 

@@ -1,7 +1,7 @@
-// Package simtest starts a simulated world (sim.StartWorld) for a test: a
+// Package worldrig starts a simulated world (world.StartWorld) for a test: a
 // temporary directory, loopback ports, a store without fsync and a forwarder that
 // retries in milliseconds, all stopped when the test ends.
-package simtest
+package worldrig
 
 import (
 	"context"
@@ -12,14 +12,15 @@ import (
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 	"github.com/termagent/termagent/store"
 )
 
 // Start starts a world and returns it with a POS driver addressing its agent.
 // mod, if not nil, adjusts the configuration after the test defaults.
-func Start(t testing.TB, mod func(*sim.WorldConfig)) (*sim.World, *sim.POS) {
+func Start(t testing.TB, mod func(*world.WorldConfig)) (*world.World, *world.POS) {
 	t.Helper()
-	cfg := sim.WorldConfig{
+	cfg := world.WorldConfig{
 		Dir:   t.TempDir(),
 		PPaaS: sim.Config{Addr: "127.0.0.1:0"},
 		AgentConfig: func(c *agent.Config) {
@@ -36,7 +37,7 @@ func Start(t testing.TB, mod func(*sim.WorldConfig)) (*sim.World, *sim.POS) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	w, err := sim.StartWorld(ctx, cfg)
+	w, err := world.StartWorld(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -45,13 +46,13 @@ func Start(t testing.TB, mod func(*sim.WorldConfig)) (*sim.World, *sim.POS) {
 	})
 	c, err := w.POS()
 	require.NoError(t, err)
-	return w, &sim.POS{Client: c, POIID: w.Agent.POIID()}
+	return w, &world.POS{Client: c, POIID: w.Agent.POIID()}
 }
 
 // Agent returns a WorldConfig modifier that applies f to the agent's
 // configuration after the defaults.
-func Agent(f func(*agent.Config)) func(*sim.WorldConfig) {
-	return func(cfg *sim.WorldConfig) {
+func Agent(f func(*agent.Config)) func(*world.WorldConfig) {
+	return func(cfg *world.WorldConfig) {
 		prev := cfg.AgentConfig
 		cfg.AgentConfig = func(c *agent.Config) {
 			if prev != nil {

@@ -1,4 +1,4 @@
-package sim
+package world
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/sim"
 )
 
 // RetailClient is a cloud POS's client of the Retail API (issue 16).
@@ -22,7 +23,7 @@ type RetailClient struct {
 
 func (c *RetailClient) key() string {
 	if c.Key == "" {
-		return RetailDefaultKey
+		return sim.RetailDefaultKey
 	}
 	return c.Key
 }
@@ -60,30 +61,30 @@ func (c *RetailClient) call(ctx context.Context, method, path string, in, out an
 }
 
 // Devices lists the store's devices and their payment methods.
-func (c *RetailClient) Devices(ctx context.Context) ([]RetailDevice, error) {
+func (c *RetailClient) Devices(ctx context.Context) ([]sim.RetailDevice, error) {
 	var out struct {
-		Devices []RetailDevice `json:"devices"`
+		Devices []sim.RetailDevice `json:"devices"`
 	}
-	err := c.call(ctx, http.MethodGet, RetailDevicesPath, nil, &out)
+	err := c.call(ctx, http.MethodGet, sim.RetailDevicesPath, nil, &out)
 	return out.Devices, err
 }
 
 // Open opens a session from the POS saleID to deviceID; webhookURL (may be
 // empty) receives the answers of asynchronous messages.
-func (c *RetailClient) Open(ctx context.Context, deviceID, saleID, webhookURL string) (RetailSession, error) {
-	var s RetailSession
-	err := c.call(ctx, http.MethodPost, RetailSessionsPath, map[string]string{"deviceId": deviceID, "saleId": saleID, "webhookUrl": webhookURL}, &s)
+func (c *RetailClient) Open(ctx context.Context, deviceID, saleID, webhookURL string) (sim.RetailSession, error) {
+	var s sim.RetailSession
+	err := c.call(ctx, http.MethodPost, sim.RetailSessionsPath, map[string]string{"deviceId": deviceID, "saleId": saleID, "webhookUrl": webhookURL}, &s)
 	return s, err
 }
 
 // Close closes a session.
-func (c *RetailClient) Close(ctx context.Context, s RetailSession) error {
-	return c.call(ctx, http.MethodDelete, RetailSessionsPath+"/"+s.SessionID, nil, nil)
+func (c *RetailClient) Close(ctx context.Context, s sim.RetailSession) error {
+	return c.call(ctx, http.MethodDelete, sim.RetailSessionsPath+"/"+s.SessionID, nil, nil)
 }
 
 // POS returns a Nexo v5 POS whose messages go through session s
 // (synchronously: each call returns the device's answer).
-func (c *RetailClient) POS(s RetailSession) *POS {
+func (c *RetailClient) POS(s sim.RetailSession) *POS {
 	hc := *c.HTTP
 	hc.Transport = keyTransport{base: c.HTTP.Transport, key: c.key()}
 	return &POS{
@@ -95,7 +96,7 @@ func (c *RetailClient) POS(s RetailSession) *POS {
 
 // SendAsync sends an encoded Nexo v5 message with mode=async: the answer
 // goes to the session's webhook; it returns the relay's message id.
-func (c *RetailClient) SendAsync(ctx context.Context, s RetailSession, body []byte) (string, error) {
+func (c *RetailClient) SendAsync(ctx context.Context, s sim.RetailSession, body []byte) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.BaseURL, "/")+s.MessagesURL+"?mode=async", bytes.NewReader(body))
 	if err != nil {
 		return "", err

@@ -1,4 +1,4 @@
-package sim_test
+package world_test
 
 import (
 	"context"
@@ -13,28 +13,29 @@ import (
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // cloudWorld is a world whose agent keeps its cloud connection to the
 // simulator's relay, and a cloud POS with a session open to it.
 type cloudWorld struct {
-	w      *sim.World
-	local  *sim.POS // 3.x on the agent's /nexo
-	rc     *sim.RetailClient
+	w      *world.World
+	local  *world.POS // 3.x on the agent's /nexo
+	rc     *world.RetailClient
 	sess   sim.RetailSession
-	cloud  *sim.POS // v5 through the Retail API
+	cloud  *world.POS // v5 through the Retail API
 	cloudc *agent.CloudConnector
 }
 
 func startCloudWorld(t *testing.T, webhook string) *cloudWorld {
 	t.Helper()
-	w, local := startWorld(t, func(c *sim.WorldConfig) { c.Cloud = true })
+	w, local := startWorld(t, func(c *world.WorldConfig) { c.Cloud = true })
 	cc := w.Agent.Cloud()
 	require.NotNil(t, cc)
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
 	require.NoError(t, cc.WaitConnected(ctx))
-	rc := &sim.RetailClient{BaseURL: w.PPaaS.RetailURL(), HTTP: local.Client.HTTP}
+	rc := &world.RetailClient{BaseURL: w.PPaaS.RetailURL(), HTTP: local.Client.HTTP}
 	var devs []sim.RetailDevice
 	require.Eventually(t, func() bool { // the relay registers the device just after the upgrade
 		var err error
@@ -86,7 +87,7 @@ func TestCloudSale(t *testing.T) {
 	require.NoError(t, err)
 	r := <-done
 	require.NoError(t, r.err)
-	require.Equal(t, nexo.Success, r.resp.Status.Result, sim.Describe(r.resp))
+	require.Equal(t, nexo.Success, r.resp.Status.Result, world.Describe(r.resp))
 	require.Equal(t, int64(1250), r.resp.Payment.Result.AuthorizedAmount.Minor)
 	approved := r.resp.Payment.POITransactionID.ID
 	awaitScreen(t, w, "approved")
@@ -97,18 +98,18 @@ func TestCloudSale(t *testing.T) {
 	require.NoError(t, err)
 	r = <-done
 	require.NoError(t, r.err)
-	require.Equal(t, nexo.Failure, r.resp.Status.Result, sim.Describe(r.resp))
+	require.Equal(t, nexo.Failure, r.resp.Status.Result, world.Describe(r.resp))
 
 	done = payAsync(t, cw.cloud, cw.cloud.PaymentRequest("CPAY3", 500, "EUR", "KB"))
 	awaitScreen(t, w, "awaiting_consumer")
 	require.NoError(t, cw.cloud.Abort(t.Context(), "CPAY3"))
 	r = <-done
 	require.NoError(t, r.err)
-	require.Equal(t, nexo.Failure, r.resp.Status.Result, sim.Describe(r.resp))
-	require.Equal(t, nexo.Aborted, r.resp.Status.ErrorCondition, sim.Describe(r.resp))
+	require.Equal(t, nexo.Failure, r.resp.Status.Result, world.Describe(r.resp))
+	require.Equal(t, nexo.Aborted, r.resp.Status.ErrorCondition, world.Describe(r.resp))
 
 	st := cw.status(t, "CPAY1")
-	require.Equal(t, nexo.Success, st.Status.Result, sim.Describe(st))
+	require.Equal(t, nexo.Success, st.Status.Result, world.Describe(st))
 	require.Equal(t, approved, st.TransactionStatus.Repeated.Payment.POITransactionID.ID)
 	require.Equal(t, 1, cw.charges())
 	require.Zero(t, cw.cloudc.Pending(), "every answer acknowledged")
@@ -147,7 +148,7 @@ func TestCloudConnectionDropped(t *testing.T) {
 			require.GreaterOrEqual(t, w.PPaaS.RetailStats().Late, 1, "the answer reached the relay after the POS's call ended")
 
 			st := cw.status(t, "DROP1")
-			require.Equal(t, nexo.Success, st.Status.Result, sim.Describe(st))
+			require.Equal(t, nexo.Success, st.Status.Result, world.Describe(st))
 			require.Equal(t, nexo.Success, st.TransactionStatus.Repeated.Status.Result)
 			require.Equal(t, int64(2100), st.TransactionStatus.Repeated.Payment.Result.AuthorizedAmount.Minor)
 
@@ -173,7 +174,7 @@ func TestCloudDuplicateDelivery(t *testing.T) {
 	require.NoError(t, err)
 	r := <-done
 	require.NoError(t, r.err)
-	require.Equal(t, nexo.Success, r.resp.Status.Result, sim.Describe(r.resp))
+	require.Equal(t, nexo.Success, r.resp.Status.Result, world.Describe(r.resp))
 	require.Equal(t, 2, w.PPaaS.RetailStats().Relayed)
 	require.Equal(t, 1, cw.cloudc.Stats().Duplicates, "the second delivery is not served")
 	require.Equal(t, 1, cw.cloudc.Stats().Served)
@@ -191,7 +192,7 @@ func TestCloudDuplicateDelivery(t *testing.T) {
 func TestCloudAndLocalInterleaved(t *testing.T) {
 	cw := startCloudWorld(t, "")
 	w := cw.w
-	pay := func(pos *sim.POS, serviceID string, minor int64, during func()) *nexo.Response {
+	pay := func(pos *world.POS, serviceID string, minor int64, during func()) *nexo.Response {
 		done := payAsync(t, pos, pos.PaymentRequest(serviceID, minor, "EUR", "KB"))
 		s := awaitScreen(t, w, "awaiting_consumer")
 		require.Equal(t, minor, s.Amount)
@@ -202,14 +203,14 @@ func TestCloudAndLocalInterleaved(t *testing.T) {
 		require.NoError(t, err)
 		r := <-done
 		require.NoError(t, r.err)
-		require.Equal(t, nexo.Success, r.resp.Status.Result, sim.Describe(r.resp))
+		require.Equal(t, nexo.Success, r.resp.Status.Result, world.Describe(r.resp))
 		awaitScreen(t, w, "approved")
 		return r.resp
 	}
 	c1 := pay(cw.cloud, "MIX1", 100, func() {
 		busy, err := cw.local.Pay(t.Context(), "LBUSY", 50, "EUR", "KB")
 		require.NoError(t, err)
-		require.Equal(t, nexo.Busy, busy.Status.ErrorCondition, sim.Describe(busy))
+		require.Equal(t, nexo.Busy, busy.Status.ErrorCondition, world.Describe(busy))
 	})
 	l1 := pay(cw.local, "MIX2", 200, nil)
 	c2 := pay(cw.cloud, "MIX3", 300, nil)
@@ -217,11 +218,11 @@ func TestCloudAndLocalInterleaved(t *testing.T) {
 	require.Equal(t, 4, cw.charges())
 
 	// The cloud POS reads a local payment's outcome and the other way round.
-	other := &sim.POS{Client: cw.cloud.Client, POIID: cw.cloud.POIID, SaleID: "POS1"}
+	other := &world.POS{Client: cw.cloud.Client, POIID: cw.cloud.POIID, SaleID: "POS1"}
 	st, err := other.Status(t.Context(), "MIX2")
 	require.NoError(t, err)
 	require.Equal(t, l1.Payment.POITransactionID.ID, st.TransactionStatus.Repeated.Payment.POITransactionID.ID)
-	st, err = (&sim.POS{Client: cw.local.Client, POIID: cw.local.POIID, SaleID: "CLOUD1"}).Status(t.Context(), "MIX3")
+	st, err = (&world.POS{Client: cw.local.Client, POIID: cw.local.POIID, SaleID: "CLOUD1"}).Status(t.Context(), "MIX3")
 	require.NoError(t, err)
 	require.Equal(t, c2.Payment.POITransactionID.ID, st.TransactionStatus.Repeated.Payment.POITransactionID.ID)
 	require.NotEqual(t, c1.Payment.POITransactionID.ID, l2.Payment.POITransactionID.ID)
@@ -249,7 +250,7 @@ func TestCloudAsyncWebhook(t *testing.T) {
 	case b := <-got:
 		resp, err := nexo.JSON5Codec{}.DecodeResponse(b)
 		require.NoError(t, err)
-		require.Equal(t, nexo.Success, resp.Status.Result, sim.Describe(resp))
+		require.Equal(t, nexo.Success, resp.Status.Result, world.Describe(resp))
 		require.Equal(t, int64(720), resp.Payment.Result.AuthorizedAmount.Minor)
 	case <-time.After(20 * time.Second):
 		t.Fatal("no webhook")
@@ -268,11 +269,11 @@ func TestCloudSlowDeviceAndRefusals(t *testing.T) {
 		Diagnosis: &nexo.DiagnosisRequest{},
 	})
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, d.Status.Result, sim.Describe(d))
+	require.Equal(t, nexo.Success, d.Status.Result, world.Describe(d))
 	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
 	require.Contains(t, d.Diagnosis.Hosts, nexo.HostStatus{AcquirerID: "PPaaS-cloud", Reachable: true}, "Diagnosis names the cloud connection")
 
-	noKey := &sim.RetailClient{BaseURL: cw.rc.BaseURL, Key: "wrong", HTTP: cw.rc.HTTP}
+	noKey := &world.RetailClient{BaseURL: cw.rc.BaseURL, Key: "wrong", HTTP: cw.rc.HTTP}
 	_, err = noKey.Devices(t.Context())
 	require.ErrorContains(t, err, "401")
 	bad := cw.sess
@@ -304,5 +305,5 @@ func TestCloudRevokedDevice(t *testing.T) {
 	}, 15*time.Second, 5*time.Millisecond)
 	d, err := cw.cloud.Diagnosis(t.Context())
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, d.Status.Result, sim.Describe(d))
+	require.Equal(t, nexo.Success, d.Status.Result, world.Describe(d))
 }

@@ -1,4 +1,4 @@
-package sim_test
+package world_test
 
 import (
 	"context"
@@ -13,18 +13,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
-	"github.com/termagent/termagent/sim/simtest"
+	"github.com/termagent/termagent/sim/world"
 )
 
-func startWorld(t *testing.T, mod func(*sim.WorldConfig)) (*sim.World, *sim.POS) {
+func startWorld(t *testing.T, mod func(*world.WorldConfig)) (*world.World, *world.POS) {
 	t.Helper()
-	return simtest.Start(t, mod)
+	return worldrig.Start(t, mod)
 }
 
 // awaitScreen waits for the virtual terminal to show a state.
-func awaitScreen(t *testing.T, w *sim.World, state string) sim.Screen {
+func awaitScreen(t *testing.T, w *world.World, state string) sim.Screen {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
@@ -42,7 +43,7 @@ type payResult struct {
 	err  error
 }
 
-func payAsync(t *testing.T, pos *sim.POS, req *nexo.Request) <-chan payResult {
+func payAsync(t *testing.T, pos *world.POS, req *nexo.Request) <-chan payResult {
 	ch := make(chan payResult, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -68,7 +69,7 @@ func TestWorldQRPaymentApprovedEndToEnd(t *testing.T) {
 
 	r := <-done
 	require.NoError(t, r.err)
-	require.Equal(t, nexo.Success, r.resp.Status.Result, sim.Describe(r.resp))
+	require.Equal(t, nexo.Success, r.resp.Status.Result, world.Describe(r.resp))
 	require.NotNil(t, r.resp.Payment.Result)
 	require.Equal(t, int64(2000), r.resp.Payment.Result.AuthorizedAmount.Minor)
 	require.Equal(t, "KB", r.resp.Payment.Result.Brand)
@@ -80,7 +81,7 @@ func TestWorldQRPaymentApprovedEndToEnd(t *testing.T) {
 	// A POS that lost the response asks TransactionStatus instead of paying again.
 	st, err := pos.Status(t.Context(), "S1")
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, st.Status.Result, sim.Describe(st))
+	require.Equal(t, nexo.Success, st.Status.Result, world.Describe(st))
 	require.NotNil(t, st.TransactionStatus.Repeated)
 	require.Equal(t, poiTx, st.TransactionStatus.Repeated.Payment.POITransactionID.ID)
 
@@ -103,19 +104,19 @@ func TestWorldQRPaymentApprovedEndToEnd(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond, "transaction result delivered to PPaaS")
 
 	// Another POS on this POI cannot reverse it.
-	other := &sim.POS{Client: pos.Client, POIID: pos.POIID, SaleID: "POS2"}
+	other := &world.POS{Client: pos.Client, POIID: pos.POIID, SaleID: "POS2"}
 	rev, err := other.Reverse(t.Context(), poiTx, "MerchantCancel")
 	require.NoError(t, err)
-	require.Equal(t, nexo.NotFound, rev.Status.ErrorCondition, sim.Describe(rev))
+	require.Equal(t, nexo.NotFound, rev.Status.ErrorCondition, world.Describe(rev))
 
 	// Reversal refunds it.
 	rev, err = pos.Reverse(t.Context(), poiTx, "MerchantCancel")
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, rev.Status.Result, sim.Describe(rev))
+	require.Equal(t, nexo.Success, rev.Status.Result, world.Describe(rev))
 }
 
 func TestWorldDeclineAbortAndDiagnosis(t *testing.T) {
-	w, pos := startWorld(t, func(c *sim.WorldConfig) {
+	w, pos := startWorld(t, func(c *world.WorldConfig) {
 		prev := c.AgentConfig
 		c.AgentConfig = func(ac *agent.Config) { prev(ac); ac.AdminListen = "127.0.0.1:0" }
 	})
@@ -127,7 +128,7 @@ func TestWorldDeclineAbortAndDiagnosis(t *testing.T) {
 	r := <-done
 	require.NoError(t, r.err)
 	require.Equal(t, nexo.Failure, r.resp.Status.Result)
-	require.Equal(t, nexo.Refusal, r.resp.Status.ErrorCondition, sim.Describe(r.resp))
+	require.Equal(t, nexo.Refusal, r.resp.Status.ErrorCondition, world.Describe(r.resp))
 	declined := r.resp.Payment.POITransactionID.ID
 	st, err := pos.Status(t.Context(), "D1")
 	require.NoError(t, err)
@@ -140,7 +141,7 @@ func TestWorldDeclineAbortAndDiagnosis(t *testing.T) {
 	require.NoError(t, pos.Abort(t.Context(), "A1"))
 	r = <-done
 	require.NoError(t, r.err)
-	require.Equal(t, nexo.Aborted, r.resp.Status.ErrorCondition, sim.Describe(r.resp))
+	require.Equal(t, nexo.Aborted, r.resp.Status.ErrorCondition, world.Describe(r.resp))
 	txs, _ := w.PPaaS.Transactions()
 	var cancelled int
 	for _, tx := range txs {
@@ -152,7 +153,7 @@ func TestWorldDeclineAbortAndDiagnosis(t *testing.T) {
 
 	d, err := pos.Diagnosis(t.Context())
 	require.NoError(t, err)
-	require.Equal(t, nexo.Success, d.Status.Result, sim.Describe(d))
+	require.Equal(t, nexo.Success, d.Status.Result, world.Describe(d))
 	require.NotEmpty(t, d.Diagnosis.Hosts)
 	for _, h := range d.Diagnosis.Hosts {
 		require.True(t, h.Reachable, "%s reachable", h.AcquirerID)
@@ -194,7 +195,7 @@ func TestWorldNotifiesThePOS(t *testing.T) {
 		got <- string(b)
 	}))
 	defer posSrv.Close()
-	w, _ := startWorld(t, func(c *sim.WorldConfig) {
+	w, _ := startWorld(t, func(c *world.WorldConfig) {
 		prev := c.AgentConfig
 		c.AgentConfig = func(ac *agent.Config) { prev(ac); ac.POSEventURL = posSrv.URL + "/events" }
 	})

@@ -1,4 +1,4 @@
-package sim_test
+package world_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // TestFleetSmoke runs a small fleet against the embedded broker and against a
@@ -28,7 +28,7 @@ func TestFleetSmoke(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 			defer cancel()
 			dir := t.TempDir()
-			cfg := sim.FleetConfig{Terminals: 20, Payments: 2, Dir: dir, Progress: testWriter{t}}
+			cfg := world.FleetConfig{Terminals: 20, Payments: 2, Dir: dir, Progress: testWriter{t}}
 			if tc.mosquitto {
 				if _, err := exec.LookPath("mosquitto"); err != nil {
 					if _, err := exec.LookPath("/usr/sbin/mosquitto"); err != nil {
@@ -38,12 +38,12 @@ func TestFleetSmoke(t *testing.T) {
 				certsDir := filepath.Join(dir, "certs")
 				_, err := certs.Generate(certs.Options{Dir: certsDir})
 				require.NoError(t, err)
-				m, err := sim.StartMosquitto(ctx, dir, certsDir)
+				m, err := world.StartMosquitto(ctx, dir, certsDir)
 				require.NoError(t, err)
 				t.Cleanup(m.Close)
 				cfg.MQTTURL = m.URL()
 			}
-			rep, err := sim.RunFleet(ctx, cfg)
+			rep, err := world.RunFleet(ctx, cfg)
 			require.NoError(t, err)
 			t.Log("\n" + rep.String())
 			require.Equal(t, 40, rep.Payments)

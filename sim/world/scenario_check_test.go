@@ -1,4 +1,4 @@
-package sim
+package world
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
+	"github.com/termagent/termagent/sim"
 )
 
 func TestCheckResponseRepeatedAndNotMessage(t *testing.T) {
@@ -53,7 +54,7 @@ func TestCheckResponseRepeatedAndNotMessage(t *testing.T) {
 }
 
 func TestCheckPPaaS(t *testing.T) {
-	tx := SimTransaction{Transaction: ppaas.Transaction{TransactionID: "qr-1", PaymentType: "KB", Status: ppaas.Approved,
+	tx := sim.SimTransaction{Transaction: ppaas.Transaction{TransactionID: "qr-1", PaymentType: "KB", Status: ppaas.Approved,
 		PaymentAmount: ppaas.Amount{Amount: 2000, Currency: "EUR"}}, Charges: 1, RefundPending: 2000}
 	one := 1
 	require.NoError(t, checkPPaaS(&ExpectPPaaS{Status: "approved", Charged: "20", Refunded: "0.00", RefundPending: "20.00", Charges: &one}, tx))
@@ -66,13 +67,6 @@ func TestCheckPPaaS(t *testing.T) {
 	require.ErrorContains(t, checkPPaaS(&ExpectPPaaS{Charged: "20.00"}, tx), "charged is 0.00 EUR, want 20.00")
 	require.NoError(t, checkPPaaS(&ExpectPPaaS{Charged: "0"}, tx))
 
-	// Net charges: a full refund takes one charge back, a partial one none.
-	full := &SimTransaction{Transaction: ppaas.Transaction{PaymentAmount: ppaas.Amount{Amount: 100}, RefundedAmount: 100}, Charges: 1}
-	part := &SimTransaction{Transaction: ppaas.Transaction{PaymentAmount: ppaas.Amount{Amount: 100}, RefundedAmount: 50}, Charges: 1}
-	double := &SimTransaction{Transaction: ppaas.Transaction{PaymentAmount: ppaas.Amount{Amount: 100}, RefundedAmount: 100}, Charges: 2}
-	require.Equal(t, 0, netCharges(full))
-	require.Equal(t, 1, netCharges(part))
-	require.Equal(t, 1, netCharges(double), "a double charge refunded once still stands once")
 }
 
 func TestApplyAgentConfig(t *testing.T) {

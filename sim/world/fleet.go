@@ -1,4 +1,4 @@
-package sim
+package world
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 	"github.com/termagent/termagent/certs"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/sim"
 	"github.com/termagent/termagent/store"
 )
 
@@ -166,9 +167,9 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (rep FleetReport, err error)
 	if _, err := certs.Generate(certs.Options{Dir: certsDir}); err != nil {
 		return rep, fmt.Errorf("fleet: %w", err)
 	}
-	p, err := New(Config{
+	p, err := sim.New(sim.Config{
 		Addr: "127.0.0.1:0", CertsDir: certsDir, Logger: log.With("component", "sim"),
-		Payments: PaymentsConfig{Provider: ProviderApprove, ExternalMQTTURL: cfg.MQTTURL,
+		Payments: sim.PaymentsConfig{Provider: sim.ProviderApprove, ExternalMQTTURL: cfg.MQTTURL,
 			ExternalMQTTUsername: cfg.MQTTUsername, ExternalMQTTPassword: cfg.MQTTPassword},
 	})
 	if err != nil {
@@ -249,7 +250,7 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (rep FleetReport, err error)
 // fleetSerial is terminal i's serial number (24 digits, as Ingenico's).
 func fleetSerial(i int) string { return fmt.Sprintf("9000000000000000%08d", i+1) }
 
-func startTerminals(ctx, runCtx context.Context, cfg FleetConfig, p *PPaaS, certsDir string, posTransport *http.Transport, terms []*fleetTerminal, log *slog.Logger) error {
+func startTerminals(ctx, runCtx context.Context, cfg FleetConfig, p *sim.PPaaS, certsDir string, posTransport *http.Transport, terms []*fleetTerminal, log *slog.Logger) error {
 	sem := make(chan struct{}, cfg.StartConcurrency)
 	errs := make(chan error, len(terms))
 	var wg sync.WaitGroup
@@ -277,7 +278,7 @@ func startTerminals(ctx, runCtx context.Context, cfg FleetConfig, p *PPaaS, cert
 	return errors.Join(all...)
 }
 
-func startTerminal(ctx, runCtx context.Context, cfg FleetConfig, p *PPaaS, certsDir string, posTransport *http.Transport, t *fleetTerminal, log *slog.Logger) error {
+func startTerminal(ctx, runCtx context.Context, cfg FleetConfig, p *sim.PPaaS, certsDir string, posTransport *http.Transport, t *fleetTerminal, log *slog.Logger) error {
 	devDir := filepath.Join(cfg.Dir, "devices", t.serial)
 	if err := certs.IssueDevice(certsDir, devDir, certs.DefaultModel, t.serial); err != nil {
 		return fmt.Errorf("fleet: terminal %s: %w", t.serial, err)
@@ -292,7 +293,7 @@ func startTerminal(ctx, runCtx context.Context, cfg FleetConfig, p *PPaaS, certs
 	ac.AdminListen = ""
 	ac.PaymentTimeout = 2 * time.Minute
 	a, err := agent.New(ac, agent.Build{Version: "sim-fleet"}, log.With("serial", t.serial), agent.Options{
-		Display:      terminalDisplay{t: p.terminals, serial: t.serial},
+		Display:      terminalDisplay{t: p.Terminals(), serial: t.serial},
 		StoreOptions: store.Options{NoSync: cfg.NoSync},
 	})
 	if err != nil {
@@ -360,7 +361,7 @@ func payFleet(ctx context.Context, cfg FleetConfig, terms []*fleetTerminal) []fl
 }
 
 // account fills the report from the POS's results and the platform's charges.
-func (rep *FleetReport) account(results []fleetPayment, p *PPaaS) {
+func (rep *FleetReport) account(results []fleetPayment, p *sim.PPaaS) {
 	rep.Payments = len(results)
 	rep.Failures = map[string]int{}
 	lat := make([]time.Duration, 0, len(results))
