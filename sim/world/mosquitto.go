@@ -1,17 +1,16 @@
 package world
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/internal/testrig"
 )
 
 // Mosquitto is a real Mosquitto broker run for the simulator (fleet mode, tests):
@@ -22,20 +21,13 @@ type Mosquitto struct {
 	port int
 	cmd  *exec.Cmd
 	done chan struct{}
-	out  *lockedBuffer
+	out  *testrig.LockedBuffer
 }
 
-// StartMosquitto starts `mosquitto` with a configuration written to dir, using
-// the certificates in certsDir (see package certs), and returns once it
-// listens.
+// StartMosquitto starts `mosquitto` on a free loopback port with a
+// configuration written to dir, using the certificates in certsDir (see
+// package certs), and returns once it listens.
 func StartMosquitto(ctx context.Context, dir, certsDir string) (*Mosquitto, error) {
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/mosquitto"); serr != nil {
-			return nil, fmt.Errorf("start mosquitto: %w (apt-get install mosquitto)", err)
-		}
-		bin = "/usr/sbin/mosquitto"
-	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("start mosquitto: pick a port: %w", err)
@@ -43,6 +35,19 @@ func StartMosquitto(ctx context.Context, dir, certsDir string) (*Mosquitto, erro
 	port := l.Addr().(*net.TCPAddr).Port
 	if err := l.Close(); err != nil {
 		return nil, fmt.Errorf("start mosquitto: %w", err)
+	}
+	return StartMosquittoOn(ctx, dir, certsDir, port)
+}
+
+// StartMosquittoOn is StartMosquitto on a given port (a broker restarted
+// where its clients expect it).
+func StartMosquittoOn(ctx context.Context, dir, certsDir string, port int) (*Mosquitto, error) {
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/mosquitto"); serr != nil {
+			return nil, fmt.Errorf("start mosquitto: %w (apt-get install mosquitto)", err)
+		}
+		bin = "/usr/sbin/mosquitto"
 	}
 	conf := fmt.Sprintf("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nallow_anonymous true\npersistence false\nlog_type error\nmax_queued_messages 10000\n",
 		port, filepath.Join(certsDir, certs.CAFile), filepath.Join(certsDir, certs.ServerCertFile), filepath.Join(certsDir, certs.ServerKeyFile))
@@ -53,7 +58,7 @@ func StartMosquitto(ctx context.Context, dir, certsDir string) (*Mosquitto, erro
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("start mosquitto: %w", err)
 	}
-	m := &Mosquitto{port: port, cmd: exec.Command(bin, "-c", path), done: make(chan struct{}), out: &lockedBuffer{}}
+	m := &Mosquitto{port: port, cmd: exec.Command(bin, "-c", path), done: make(chan struct{}), out: &testrig.LockedBuffer{Max: 64 << 10}}
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	if err := m.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start mosquitto: %w", err)
@@ -87,6 +92,9 @@ func StartMosquitto(ctx context.Context, dir, certsDir string) (*Mosquitto, erro
 // Addr is the broker's host:port.
 func (m *Mosquitto) Addr() string { return fmt.Sprintf("127.0.0.1:%d", m.port) }
 
+// Port is the broker's loopback port.
+func (m *Mosquitto) Port() int { return m.port }
+
 // URL is the broker's URL for devices and the simulator, ssl://127.0.0.1:port.
 func (m *Mosquitto) URL() string { return "ssl://" + m.Addr() }
 
@@ -96,24 +104,4 @@ func (m *Mosquitto) Close() {
 		_ = m.cmd.Process.Kill()
 	}
 	<-m.done
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 64<<10 {
-		return len(p), nil // enough to explain a failure
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -5,10 +5,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
@@ -31,7 +33,7 @@ func TestPledgSeedErrorTypes(t *testing.T) {
 	}
 	for code, desc := range seed {
 		t.Run(code, func(t *testing.T) {
-			before := w.charges()
+			before := w.Charges()
 			ch, tx := w.pay(t.Context(), "PLEDG", "")
 			w.act(tx, "fail", "error", code)
 			o := pvAwait(t, ch)
@@ -44,7 +46,7 @@ func TestPledgSeedErrorTypes(t *testing.T) {
 			require.Equal(t, code, got.Provider["error"])
 			require.Equal(t, "failed", got.Provider["status"])
 			require.Contains(t, got.StatusReason, desc)
-			require.Equal(t, before, w.charges())
+			require.Equal(t, before, w.Charges())
 		})
 	}
 	t.Run("decline is payment_refused", func(t *testing.T) {
@@ -56,7 +58,7 @@ func TestPledgSeedErrorTypes(t *testing.T) {
 	t.Run("codes not in the seed are refused", func(t *testing.T) {
 		ch, tx := w.pay(t.Context(), "PLEDG", "")
 		for _, code := range []string{"card_declined", "purchase_expired", ""} {
-			_, err := w.sim.ActArgs(tx.TransactionID, "fail", map[string][]string{"error": {code}})
+			_, err := w.Sim.ActArgs(tx.TransactionID, "fail", map[string][]string{"error": {code}})
 			require.Error(t, err, code)
 		}
 		w.act(tx, "decline")
@@ -74,7 +76,7 @@ func TestPledgTransferModeNotification(t *testing.T) {
 	w := newPVWorld(t, pc)
 
 	t.Run("from the provider", func(t *testing.T) {
-		before := w.charges()
+		before := w.Charges()
 		ch, tx := w.pay(t.Context(), "PLEDG", "")
 		w.act(tx, "transfer")
 		require.Equal(t, qr.ResultApproved, pvAwait(t, ch).Result)
@@ -88,7 +90,7 @@ func TestPledgTransferModeNotification(t *testing.T) {
 	post := func(claims jwt.MapClaims) int {
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte("SECRET"))
 		require.NoError(t, err)
-		resp, err := http.Post(w.sim.ControlURL()+"/control/providers/pledg/notifications", "application/json",
+		resp, err := http.Post(w.Sim.ControlURL()+"/control/providers/pledg/notifications", "application/json",
 			strings.NewReader(`{"signature":"`+tok+`"}`))
 		require.NoError(t, err)
 		resp.Body.Close()
@@ -121,22 +123,22 @@ func TestKTWidgetSeedStatuses(t *testing.T) {
 	seedStatuses := []string{"pending", "authorized", "success", "error", "denied", "completed"}
 	onlySeed := func(tx sim.SimTransaction) {
 		t.Helper()
-		for _, s := range w.h.rawStatuses(tx.ClientTransactionID) {
+		for _, s := range w.rawStatuses(tx.ClientTransactionID) {
 			require.Contains(t, seedStatuses, s)
 		}
 		require.Contains(t, seedStatuses, w.mustTx(tx.ClientTransactionID).Provider["status"])
 	}
 
 	t.Run("success is approved", func(t *testing.T) {
-		before := w.charges()
+		before := w.Charges()
 		ch, tx := w.pay(t.Context(), "KTWIDGET", "")
 		got := w.act(tx, "authorize")
 		require.Equal(t, ppaas.Pending, got.Status, "authorized: funds blocked, processing awaited")
 		got = w.act(tx, "complete")
 		require.Equal(t, ppaas.Approved, got.Status)
 		require.Equal(t, qr.ResultApproved, pvAwait(t, ch).Result)
-		pvWait(t, func() bool { return len(w.h.events(tx.ClientTransactionID)) >= 3 })
-		evs := w.h.events(tx.ClientTransactionID)
+		testrig.WaitFor(t, 10*time.Second, "len(w.Handler.Events(tx.ClientTransactionID)) >= 3", func() bool { return len(w.Handler.Events(tx.ClientTransactionID)) >= 3 })
+		evs := w.Handler.Events(tx.ClientTransactionID)
 		require.Equal(t, "success", evs[1].Provider["status"])
 		require.Equal(t, ppaas.Approved, evs[1].Status, "the consumer has paid at success")
 		require.Equal(t, "completed", evs[2].Provider["status"])
@@ -190,9 +192,9 @@ func TestPTISeedValues(t *testing.T) {
 	}
 	t.Run("codes not in the seed are refused", func(t *testing.T) {
 		ch, tx := w.pay(t.Context(), "PTI", "")
-		_, err := w.sim.ActArgs(tx.TransactionID, "soft-decline", map[string][]string{"code": {"INSUFFICIENT_FUNDS"}})
+		_, err := w.Sim.ActArgs(tx.TransactionID, "soft-decline", map[string][]string{"code": {"INSUFFICIENT_FUNDS"}})
 		require.Error(t, err)
-		_, err = w.sim.ActArgs(tx.TransactionID, "monitoring-deny", map[string][]string{"code": {"TOO_RISKY"}})
+		_, err = w.Sim.ActArgs(tx.TransactionID, "monitoring-deny", map[string][]string{"code": {"TOO_RISKY"}})
 		require.Error(t, err)
 		w.act(tx, "decline", "code", "BLOCKED_COUNTRY")
 		require.Equal(t, qr.ResultDeclined, pvAwait(t, ch).Result)
@@ -200,23 +202,23 @@ func TestPTISeedValues(t *testing.T) {
 	})
 
 	t.Run("TRANSACTION_MONITORING DENY after AUTHORIZED", func(t *testing.T) {
-		before := w.charges()
+		before := w.Charges()
 		ch, tx := w.pay(t.Context(), "PTI", "")
 		w.act(tx, "pay")
 		require.Equal(t, qr.ResultApproved, pvAwait(t, ch).Result)
-		journal := w.rec.states(tx.ClientTransactionID)
+		journal := w.Rec.States(tx.ClientTransactionID)
 
 		got := w.act(tx, "monitoring-deny", "code", "TRANSACTION_VELOCITY_VIOLATION")
 		require.Equal(t, ppaas.Refunded, got.Status)
 		require.Equal(t, got.PaymentAmount.Amount, got.RefundedAmount)
-		pvWait(t, func() bool { return len(w.h.events(tx.ClientTransactionID)) == 4 })
-		evs := w.h.events(tx.ClientTransactionID)
+		testrig.WaitFor(t, 10*time.Second, "len(w.Handler.Events(tx.ClientTransactionID)) == 4", func() bool { return len(w.Handler.Events(tx.ClientTransactionID)) == 4 })
+		evs := w.Handler.Events(tx.ClientTransactionID)
 		require.Equal(t, "TRANSACTION_MONITORING", evs[2].Provider["resourceType"])
 		require.Equal(t, "DENY", evs[2].Provider["status"])
 		require.Equal(t, "TRANSACTION_VELOCITY_VIOLATION", evs[2].Provider["complianceProviderResponseCode"])
 		require.Equal(t, "CANCELED", evs[3].Provider["status"])
 		require.Equal(t, "PAYMENT_PROCESSOR", evs[3].Provider["resourceType"])
-		require.Equal(t, journal, w.rec.states(tx.ClientTransactionID), "late events do not change the outcome")
+		require.Equal(t, journal, w.Rec.States(tx.ClientTransactionID), "late events do not change the outcome")
 		w.requireChargedOnce(tx.ClientTransactionID, before)
 	})
 

@@ -16,7 +16,7 @@ import (
 
 // scenarioFiles are the repository's scenario files, which CI runs.
 func scenarioFiles(t testing.TB) []string {
-	files, err := filepath.Glob(filepath.Join("..", "scenarios", "*.json"))
+	files, err := filepath.Glob(filepath.Join("..", "..", "scenarios", "*.json"))
 	require.NoError(t, err)
 	require.NotEmpty(t, files, "no scenario files in ../scenarios")
 	return files
@@ -191,7 +191,7 @@ func TestParseScenarioAdversarialSteps(t *testing.T) {
 // moneyScenarioFiles are the issue-10 money-safety scenarios: they express
 // the agent's fixed behaviour, so CI runs them only once it is merged.
 func moneyScenarioFiles(t testing.TB) []string {
-	files, err := filepath.Glob(filepath.Join("..", "scenarios", "money", "*.json"))
+	files, err := filepath.Glob(filepath.Join("..", "..", "scenarios", "money", "*.json"))
 	require.NoError(t, err)
 	require.NotEmpty(t, files, "no scenario files in ../scenarios/money")
 	return files

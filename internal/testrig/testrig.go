@@ -1,0 +1,101 @@
+// Package testrig holds the rigs the tests of several packages share: polling
+// a condition with a deadline, a buffer that a process and a test can share,
+// and a device's link to a (simulated) PPaaS. It imports only the transport
+// packages (mtls, certs), so any package's tests can use it without an import
+// cycle; the rigs that run the device side live below it: enginerig (the QR
+// engine against the fake platform) and worldrig (a whole simulated world
+// with an agent).
+package testrig
+
+import (
+	"bytes"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/mtls"
+)
+
+// WaitFor polls cond until it holds, failing the test with what (and detail's
+// description of the state, if given) when within passes or the test ends.
+// It polls a condition; it never waits for time to pass.
+func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool, detail ...func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			msg := ""
+			for _, d := range detail {
+				msg += ": " + d()
+			}
+			t.Fatalf("%s: not within %s%s", what, within, msg)
+		}
+		select {
+		case <-tick.C:
+		case <-t.Context().Done():
+			t.Fatalf("%s: %v", what, t.Context().Err())
+		}
+	}
+}
+
+// LockedBuffer is an output sink a running process (or an agent's
+// goroutines) and the test share. With Max set it keeps the first Max bytes
+// and drops the rest: enough to explain a failure, bounded for a long run.
+type LockedBuffer struct {
+	Max int
+	mu  sync.Mutex
+	b   bytes.Buffer
+}
+
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.Max > 0 && l.b.Len() >= l.Max {
+		return len(p), nil
+	}
+	return l.b.Write(p)
+}
+
+// String is what was written so far.
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// DeviceFiles are the device's mTLS files in a directory written by
+// certs.Generate, trusting the bundle of that directory.
+func DeviceFiles(dir string) mtls.TLSFiles {
+	return mtls.TLSFiles{
+		Cert: filepath.Join(dir, certs.ClientCertFile),
+		Key:  filepath.Join(dir, certs.ClientKeyFile),
+		CA:   filepath.Join(dir, certs.BundleFile),
+	}
+}
+
+// Device is a device's link to PPaaS, assembled as the agent assembles it:
+// its TLS identity, the authenticator that gets its tokens over mTLS, and
+// the API client that sends them.
+type Device struct {
+	TLS  *mtls.DeviceTLS
+	Auth *mtls.Authenticator
+	HTTP *http.Client
+}
+
+// LinkDevice links the device whose files certs.Generate wrote to dir to
+// the PPaaS at baseURL.
+func LinkDevice(t testing.TB, dir, serial, baseURL string) Device {
+	t.Helper()
+	dev, err := mtls.LoadDeviceTLS(DeviceFiles(dir), nil)
+	require.NoError(t, err)
+	auth, err := mtls.NewAuthenticator(mtls.AuthConfig{BaseURL: baseURL, Serial: serial, Client: mtls.NewHTTPClient(dev, nil, nil, 10*time.Second)})
+	require.NoError(t, err)
+	return Device{TLS: dev, Auth: auth, HTTP: mtls.NewHTTPClient(dev, auth, nil, 10*time.Second)}
+}
