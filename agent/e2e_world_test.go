@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
@@ -179,19 +180,7 @@ func hostReachable(d *nexo.DiagnosisResponse, host string) bool {
 // what the world looked like.
 func (w *world) waitFor(within time.Duration, what string, cond func() bool, detail func() string) {
 	w.t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%s: not within %s: %s", what, within, detail())
-		}
-		select {
-		case <-tick.C:
-		case <-w.t.Context().Done():
-			w.t.Fatalf("%s: %v", what, w.t.Context().Err())
-		}
-	}
+	testrig.WaitFor(w.t, within, what, cond, detail)
 }
 
 // queued counts the records of a kind waiting in the agent's outbox.

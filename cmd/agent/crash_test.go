@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
@@ -86,7 +87,7 @@ func newCrashWorld(t testing.TB) *crashWorld {
 type agentProc struct {
 	cmd    *exec.Cmd
 	ready  chan string // the POS URL, once the agent logged it is ready
-	logs   *syncBuffer
+	logs   *testrig.LockedBuffer
 	exited chan struct{}
 	err    error // the process's exit status, once exited
 }
@@ -95,16 +96,7 @@ type agentProc struct {
 // returns its POS URL. extra arguments override the defaults.
 func (w *crashWorld) start(extra ...string) string {
 	w.t.Helper()
-	d := w.dir
-	args := []string{
-		"-auth-url", w.sim.URL(), "-api-url", w.sim.URL(), "-mqtt-url", w.sim.MQTTURL(),
-		"-cert", filepath.Join(d, certs.ClientCertFile), "-key", filepath.Join(d, certs.ClientKeyFile), "-ca", filepath.Join(d, certs.BundleFile),
-		"-nexo-cert", filepath.Join(d, certs.AgentCertFile), "-nexo-key", filepath.Join(d, certs.AgentKeyFile),
-		"-nexo-listen", "127.0.0.1:0", "-admin-listen", "", "-data-dir", filepath.Join(d, "data"),
-		"-display-url", w.sim.TerminalURL(w.serial) + "/display",
-		"-payment-timeout", "30s", "-event-wait", "500ms", "-log-format", "json",
-	}
-	args = append(args, extra...)
+	args := w.agentArgs(extra...)
 	raw, err := json.Marshal(args)
 	require.NoError(w.t, err)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChildAgent$", "-test.count=1")
@@ -120,6 +112,22 @@ func (w *crashWorld) start(extra ...string) string {
 		w.t.Fatalf("agent not ready in 20 s:\n%s", p.logs)
 	}
 	return ""
+}
+
+// agentArgs are the agent's flags for this world: its certificates, the
+// simulated PPaaS, a data dir that outlives the process, JSON logs. extra
+// flags override the defaults.
+func (w *crashWorld) agentArgs(extra ...string) []string {
+	d := w.dir
+	args := []string{
+		"-auth-url", w.sim.URL(), "-api-url", w.sim.URL(), "-mqtt-url", w.sim.MQTTURL(),
+		"-cert", filepath.Join(d, certs.ClientCertFile), "-key", filepath.Join(d, certs.ClientKeyFile), "-ca", filepath.Join(d, certs.BundleFile),
+		"-nexo-cert", filepath.Join(d, certs.AgentCertFile), "-nexo-key", filepath.Join(d, certs.AgentKeyFile),
+		"-nexo-listen", "127.0.0.1:0", "-admin-listen", "", "-data-dir", filepath.Join(d, "data"),
+		"-display-url", w.sim.TerminalURL(w.serial) + "/display",
+		"-payment-timeout", "30s", "-event-wait", "500ms", "-log-format", "json",
+	}
+	return append(args, extra...)
 }
 
 // kill sends SIGKILL and waits until the process is gone.
@@ -203,19 +211,7 @@ func (w *crashWorld) simTx(id string) sim.SimTransaction {
 // waitFor polls cond until it holds or within passes.
 func (w *crashWorld) waitFor(within time.Duration, what string, cond func() bool) {
 	w.t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%s: not within %s; agent logs:\n%s", what, within, w.proc.logs)
-		}
-		select {
-		case <-tick.C:
-		case <-w.t.Context().Done():
-			w.t.Fatal(w.t.Context().Err())
-		}
-	}
+	testrig.WaitFor(w.t, within, what, cond, func() string { return "agent logs:\n" + w.proc.logs.String() })
 }
 
 type posResult struct {
@@ -448,7 +444,7 @@ func watchAgent(t testing.TB, cmd *exec.Cmd) *agentProc {
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	p := &agentProc{cmd: cmd, ready: make(chan string, 1), logs: &syncBuffer{}, exited: make(chan struct{})}
+	p := &agentProc{cmd: cmd, ready: make(chan string, 1), logs: &testrig.LockedBuffer{}, exited: make(chan struct{})}
 	go func() {
 		// Reads the agent's JSON logs until the process is gone, then reaps it.
 		defer close(p.exited)

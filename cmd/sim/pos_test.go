@@ -11,37 +11,19 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim/world"
 )
 
-// syncBuffer is an output sink a running command and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitFor polls out until re matches, and returns the submatches.
-func waitFor(t *testing.T, out *syncBuffer, re string) []string {
+func waitFor(t *testing.T, out *testrig.LockedBuffer, re string) []string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
 	var m []string
@@ -59,7 +41,7 @@ func posWorld(t *testing.T) (*world.World, []string, []string) {
 
 // cmdResult is a command started in the background.
 type cmdResult struct {
-	out, errb syncBuffer
+	out, errb testrig.LockedBuffer
 	done      chan error
 }
 
