@@ -70,6 +70,7 @@ type Agent struct {
 	readyOnce sync.Once
 	mqttReady chan struct{} // closed at the first event subscription
 	mqttOnce  sync.Once
+	recovered chan struct{} // closed once restart recovery has run
 	mu        sync.Mutex
 	nexoAddr  net.Addr
 	adminAddr net.Addr
@@ -89,6 +90,7 @@ func New(cfg Config, build Build, log *slog.Logger, opts Options) (*Agent, error
 	}
 	clock := mtls.NewClock(build.Date, opts.Now)
 	a := &Agent{cfg: cfg, build: build, opts: opts, log: log, clock: clock, serial: cfg.Serial, model: cfg.Model, ready: make(chan struct{}), mqttReady: make(chan struct{})}
+	a.recovered = make(chan struct{})
 	tlsConfig, err := a.platformTLS()
 	if err != nil {
 		return nil, err
@@ -175,6 +177,11 @@ func (a *Agent) POIID() string { return a.poiid }
 
 // Ready is closed once the agent is authenticated and its Nexo server listens.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Recovered is closed once restart recovery has settled (or given to the
+// outbox) what a previous run left unfinished; payments the POS starts
+// meanwhile are this run's and never part of it.
+func (a *Agent) Recovered() <-chan struct{} { return a.recovered }
 
 // Subscribed is closed once the agent has subscribed to its provider events for
 // the first time (never, when no MQTT broker is configured).
@@ -404,6 +411,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.notifyPOS(gctx, srv, "Initialised", "termagent "+a.build.Version+" ready")
 		a.fwd.Wake()
 		a.recover(gctx, st, engine, unfinished)
+		close(a.recovered)
 		return nil
 	})
 	err = g.Wait()
