@@ -1,17 +1,16 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/termagent/termagent/internal/webhook"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 )
@@ -111,19 +110,8 @@ func (r RemoteDisplay) ShowScreen(ctx context.Context, s Screen) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("post screen: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := r.Client.Do(req)
-	if err != nil {
-		return fmt.Errorf("post screen: %w", err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("post screen: display answered HTTP %d", resp.StatusCode)
+	if err := webhook.Post(ctx, r.Client, r.URL, "application/json", b, nil); err != nil {
+		return fmt.Errorf("post screen to the display: %w", err)
 	}
 	return nil
 }

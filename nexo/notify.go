@@ -1,13 +1,13 @@
 package nexo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/termagent/termagent/internal/webhook"
 )
 
 // Notify sends an EventNotification to the POS event URL (Nexo 3.x JSON,
@@ -60,19 +60,8 @@ func DeliverEvent(ctx context.Context, client *http.Client, ev PendingEvent) err
 	if client == nil {
 		client = http.DefaultClient
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.URL, bytes.NewReader(ev.Body))
-	if err != nil {
-		return fmt.Errorf("deliver nexo event: %w", err)
-	}
-	req.Header.Set("Content-Type", ev.ContentType)
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("deliver nexo event: %w", err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("deliver nexo event: POS answered %s", resp.Status)
+	if err := webhook.Post(ctx, client, ev.URL, ev.ContentType, ev.Body, nil); err != nil {
+		return fmt.Errorf("deliver nexo event to the POS: %w", err)
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ package sim
 // shape is not public (see the README).
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/termagent/termagent/internal/webhook"
 	"github.com/termagent/termagent/ppaas"
 )
 
@@ -421,20 +421,8 @@ func (rt *retail) wait(ctx context.Context, id string, wt *relayWaiter) ([]byte,
 }
 
 func (rt *retail) postWebhook(ctx context.Context, s *RetailSession, id string, ans []byte) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.WebhookURL, bytes.NewReader(ans))
-	if err == nil {
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-Retail-Session-Id", s.SessionID)
-		req.Header.Set("X-Retail-Message-Id", id)
-		var resp *http.Response
-		if resp, err = rt.webhook.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-			resp.Body.Close()
-			if resp.StatusCode/100 != 2 {
-				err = fmt.Errorf("webhook answered %s", resp.Status)
-			}
-		}
-	}
+	err := webhook.Post(ctx, rt.webhook, s.WebhookURL, "application/json", ans,
+		http.Header{"X-Retail-Session-Id": {s.SessionID}, "X-Retail-Message-Id": {id}})
 	rt.mu.Lock()
 	if err != nil {
 		rt.stats.WebhookErr++
