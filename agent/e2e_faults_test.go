@@ -192,14 +192,9 @@ func TestE2EDuplicateAndOutOfOrderEvents(t *testing.T) {
 // simTxByQR is the simulator's record of the transaction with a PPaaS id.
 func (w *world) simTxByQR(id string) sim.SimTransaction {
 	w.t.Helper()
-	txs, _ := w.PPaaS.Transactions()
-	for _, tx := range txs {
-		if tx.TransactionID == id {
-			return tx
-		}
-	}
-	w.t.Fatalf("no transaction %s at the simulator", id)
-	return sim.SimTransaction{}
+	tx, ok := w.PPaaS.Transaction(id)
+	require.True(w.t, ok, "no transaction %s at the simulator", id)
+	return tx
 }
 
 // Tokens expiring while the consumer decides (and the MQTT session dropped, so

@@ -113,14 +113,9 @@ func (w *world) charges() int {
 // simTx is the simulator's record of the one transaction with ctid.
 func (w *world) simTx(ctid string) sim.SimTransaction {
 	w.t.Helper()
-	txs, _ := w.PPaaS.Transactions()
-	for _, tx := range txs {
-		if tx.ClientTransactionID == ctid {
-			return tx
-		}
-	}
-	w.t.Fatalf("no transaction %s at the simulator", ctid)
-	return sim.SimTransaction{}
+	tx, ok := w.PPaaS.Transaction(ctid)
+	require.True(w.t, ok, "no transaction %s at the simulator", ctid)
+	return tx
 }
 
 // qrPath is the QR engine's journaled path of a transaction: each state the

@@ -79,3 +79,17 @@ func TestListTransactionsPagesOneDevice(t *testing.T) {
 	code, _ = call(advSerial, http.MethodGet, "/qrcode-payment/v1/transactions?"+q.Encode(), nil)
 	require.Equal(t, http.StatusBadRequest, code)
 }
+
+func TestTransactionLookup(t *testing.T) {
+	p := &PPaaS{pay: &payments{byID: map[string]*SimTransaction{
+		"qr-1": {Transaction: ppaas.Transaction{TransactionID: "qr-1", ClientTransactionID: "c-1"}},
+		"qr-2": {Transaction: ppaas.Transaction{TransactionID: "qr-2", ClientTransactionID: "qr-1x"}},
+	}}}
+	for id, want := range map[string]string{"qr-1": "qr-1", "c-1": "qr-1", "qr-1x": "qr-2"} {
+		tx, ok := p.Transaction(id)
+		require.True(t, ok, id)
+		require.Equal(t, want, tx.TransactionID, id)
+	}
+	_, ok := p.Transaction("nope")
+	require.False(t, ok)
+}

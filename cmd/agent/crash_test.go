@@ -198,14 +198,9 @@ func (w *crashWorld) settledStatus(pos *world.POS, serviceID string) *nexo.Respo
 // simTx is the simulator's record of the transaction with a PPaaS id.
 func (w *crashWorld) simTx(id string) sim.SimTransaction {
 	w.t.Helper()
-	txs, _ := w.sim.Transactions()
-	for _, tx := range txs {
-		if tx.TransactionID == id {
-			return tx
-		}
-	}
-	w.t.Fatalf("no transaction %s at the simulator", id)
-	return sim.SimTransaction{}
+	tx, ok := w.sim.Transaction(id)
+	require.True(w.t, ok, "no transaction %s at the simulator", id)
+	return tx
 }
 
 // waitFor polls cond until it holds or within passes.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
@@ -31,20 +32,15 @@ func BenchmarkCloudPayment(b *testing.B) {
 		b.Fatal(err)
 	}
 	rc := &world.RetailClient{BaseURL: w.PPaaS.RetailURL(), HTTP: local.Client.HTTP}
-	var sess sim.RetailSession
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		devs, err := rc.Devices(ctx)
-		if err == nil && len(devs) == 1 && devs[0].Connected {
-			if sess, err = rc.Open(ctx, devs[0].DeviceID, "CLOUD1", ""); err != nil {
-				b.Fatal(err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("device not on the relay: %v", err)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var devs []sim.RetailDevice
+	testrig.WaitFor(b, 10*time.Second, "the device on the relay", func() bool {
+		var err error
+		devs, err = rc.Devices(ctx)
+		return err == nil && len(devs) == 1 && devs[0].Connected
+	})
+	sess, err := rc.Open(ctx, devs[0].DeviceID, "CLOUD1", "")
+	if err != nil {
+		b.Fatal(err)
 	}
 	cloud := rc.POS(sess)
 	var lt, ct []time.Duration

@@ -245,15 +245,7 @@ func (r *Rig) Engine(cfg qr.Config, d qr.Display) *qr.Engine {
 }
 
 // Tx is the simulator's record of the transaction with ctid, if any.
-func (r *Rig) Tx(ctid string) (sim.SimTransaction, bool) {
-	txs, _ := r.Sim.Transactions()
-	for _, tx := range txs {
-		if tx.ClientTransactionID == ctid {
-			return tx, true
-		}
-	}
-	return sim.SimTransaction{}, false
-}
+func (r *Rig) Tx(ctid string) (sim.SimTransaction, bool) { return r.Sim.Transaction(ctid) }
 
 // WaitTx waits until the simulator knows the transaction and returns it.
 func (r *Rig) WaitTx(ctid string) sim.SimTransaction {
