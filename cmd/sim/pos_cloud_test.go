@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/agent"
-	"github.com/termagent/termagent/sim"
 	"github.com/termagent/termagent/internal/testrig/worldrig"
+	"github.com/termagent/termagent/sim"
 )
 
 // TestPOSCloudPays: sim pos -cloud lists the store's devices, then pays
