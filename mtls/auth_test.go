@@ -164,8 +164,7 @@ func TestUnknownCAIsATLSError(t *testing.T) {
 	files.CA = testrig.DeviceFiles(other).CA
 	dev, err := mtls.LoadDeviceTLS(files, nil)
 	require.NoError(t, err)
-	a, err := mtls.NewAuthenticator(mtls.AuthConfig{BaseURL: w.ppas.URL(), Serial: serial, Client: mtls.NewHTTPClient(dev, nil, nil, 5*time.Second)})
-	require.NoError(t, err)
+	a := testrig.Authenticate(t, dev, serial, w.ppas.URL())
 	_, err = a.Token(t.Context())
 	require.ErrorContains(t, err, "certificate signed by unknown authority")
 }
@@ -179,8 +178,7 @@ func TestDeviceFromAnotherCAIsRefused(t *testing.T) {
 	files.CA = testrig.DeviceFiles(w.dir).CA
 	dev, err := mtls.LoadDeviceTLS(files, nil)
 	require.NoError(t, err)
-	a, err := mtls.NewAuthenticator(mtls.AuthConfig{BaseURL: w.ppas.URL(), Serial: serial, Client: mtls.NewHTTPClient(dev, nil, nil, 5*time.Second)})
-	require.NoError(t, err)
+	a := testrig.Authenticate(t, dev, serial, w.ppas.URL())
 	_, err = a.Token(t.Context())
 	require.Error(t, err, "a certificate from another CA must not authenticate")
 }

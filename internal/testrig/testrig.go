@@ -95,7 +95,15 @@ func LinkDevice(t testing.TB, dir, serial, baseURL string) Device {
 	t.Helper()
 	dev, err := mtls.LoadDeviceTLS(DeviceFiles(dir), nil)
 	require.NoError(t, err)
+	auth := Authenticate(t, dev, serial, baseURL)
+	return Device{TLS: dev, Auth: auth, HTTP: mtls.NewHTTPClient(dev, auth, nil, 10*time.Second)}
+}
+
+// Authenticate is the authenticator of the device dev (serial) at the PPaaS
+// at baseURL, reaching it over mTLS without a token.
+func Authenticate(t testing.TB, dev *mtls.DeviceTLS, serial, baseURL string) *mtls.Authenticator {
+	t.Helper()
 	auth, err := mtls.NewAuthenticator(mtls.AuthConfig{BaseURL: baseURL, Serial: serial, Client: mtls.NewHTTPClient(dev, nil, nil, 10*time.Second)})
 	require.NoError(t, err)
-	return Device{TLS: dev, Auth: auth, HTTP: mtls.NewHTTPClient(dev, auth, nil, 10*time.Second)}
+	return auth
 }
