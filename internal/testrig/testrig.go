@@ -46,8 +46,9 @@ func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool, 
 }
 
 // LockedBuffer is an output sink a running process (or an agent's
-// goroutines) and the test share. With Max set it keeps the first Max bytes
-// and drops the rest: enough to explain a failure, bounded for a long run.
+// goroutines) and the test share. With Max set it drops what is written once
+// it holds Max bytes (the write that crosses Max is kept whole): enough to
+// explain a failure, bounded for a long run.
 type LockedBuffer struct {
 	Max int
 	mu  sync.Mutex
