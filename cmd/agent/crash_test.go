@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/internal/syncbuf"
 	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
@@ -87,7 +88,7 @@ func newCrashWorld(t testing.TB) *crashWorld {
 type agentProc struct {
 	cmd    *exec.Cmd
 	ready  chan string // the POS URL, once the agent logged it is ready
-	logs   *testrig.LockedBuffer
+	logs   *syncbuf.Buffer
 	exited chan struct{}
 	err    error // the process's exit status, once exited
 }
@@ -439,7 +440,7 @@ func watchAgent(t testing.TB, cmd *exec.Cmd) *agentProc {
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	p := &agentProc{cmd: cmd, ready: make(chan string, 1), logs: &testrig.LockedBuffer{}, exited: make(chan struct{})}
+	p := &agentProc{cmd: cmd, ready: make(chan string, 1), logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	go func() {
 		// Reads the agent's JSON logs until the process is gone, then reaps it.
 		defer close(p.exited)

@@ -18,7 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/termagent/termagent/internal/testrig"
+	"github.com/termagent/termagent/internal/syncbuf"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim/world"
 )
@@ -92,7 +92,7 @@ func emulatedPayment(ctx context.Context, t *testing.T, qemu, bin string) {
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
-	logs := &testrig.LockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	ready := make(chan string, 1)
 	go func() {
 		watchReady(stderr, logs, ready)

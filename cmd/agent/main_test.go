@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
-	"github.com/termagent/termagent/internal/testrig"
+	"github.com/termagent/termagent/internal/syncbuf"
 	"github.com/termagent/termagent/sim"
 )
 
@@ -77,7 +77,7 @@ func TestAgentAuthenticatesAgainstSimulatorAndStops(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	logs := &testrig.LockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{

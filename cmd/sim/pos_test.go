@@ -16,14 +16,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/termagent/termagent/internal/testrig"
+	"github.com/termagent/termagent/internal/syncbuf"
 	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim/world"
 )
 
 // waitFor polls out until re matches, and returns the submatches.
-func waitFor(t *testing.T, out *testrig.LockedBuffer, re string) []string {
+func waitFor(t *testing.T, out *syncbuf.Buffer, re string) []string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
 	var m []string
@@ -41,7 +41,7 @@ func posWorld(t *testing.T) (*world.World, []string, []string) {
 
 // cmdResult is a command started in the background.
 type cmdResult struct {
-	out, errb testrig.LockedBuffer
+	out, errb syncbuf.Buffer
 	done      chan error
 }
 

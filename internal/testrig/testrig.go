@@ -1,6 +1,7 @@
 // Package testrig holds the rigs the tests of several packages share: polling
-// a condition with a deadline, a buffer that a process and a test can share,
-// and a device's link to a (simulated) PPaaS. It imports only the transport
+// a condition with a deadline and a device's link to a (simulated) PPaaS (the
+// locked buffer they share with processes is internal/syncbuf, which the
+// simulator's commands use too). It imports only the transport
 // packages (mtls, certs), so any package's tests can use it without an import
 // cycle; the rigs that run the device side live below it: enginerig (the QR
 // engine against the fake platform) and worldrig (a whole simulated world
@@ -8,10 +9,8 @@
 package testrig
 
 import (
-	"bytes"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,32 +42,6 @@ func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool, 
 			t.Fatalf("%s: %v", what, t.Context().Err())
 		}
 	}
-}
-
-// LockedBuffer is an output sink a running process (or an agent's
-// goroutines) and the test share. With Max set it drops what is written once
-// it holds Max bytes (the write that crosses Max is kept whole): enough to
-// explain a failure, bounded for a long run.
-type LockedBuffer struct {
-	Max int
-	mu  sync.Mutex
-	b   bytes.Buffer
-}
-
-func (l *LockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.Max > 0 && l.b.Len() >= l.Max {
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-// String is what was written so far.
-func (l *LockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // DeviceFiles are the device's mTLS files in a directory written by

@@ -2,7 +2,6 @@ package testrig
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -47,20 +46,4 @@ func TestWaitFor(t *testing.T) {
 	msg := waitFor(t, 50*time.Millisecond, func() bool { return false }, func() string { return "state: idle" })
 	require.Equal(t, "the thing: not within 50ms: state: idle", msg)
 	require.Less(t, time.Since(start), 5*time.Second)
-}
-
-func TestLockedBuffer(t *testing.T) {
-	var b LockedBuffer
-	_, _ = b.Write([]byte("ab"))
-	_, _ = b.Write([]byte("cd"))
-	require.Equal(t, "abcd", b.String())
-
-	capped := LockedBuffer{Max: 4}
-	for range 3 {
-		n, err := capped.Write([]byte("xyz"))
-		require.NoError(t, err)
-		require.Equal(t, 3, n, "a writer is never told to stop")
-	}
-	require.True(t, strings.HasPrefix(capped.String(), "xyz"))
-	require.Len(t, capped.String(), 6, "writes stop once Max is reached")
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/termagent/termagent/certs"
-	"github.com/termagent/termagent/internal/testrig"
+	"github.com/termagent/termagent/internal/syncbuf"
 )
 
 // Mosquitto is a real Mosquitto broker run for the simulator (fleet mode, tests):
@@ -21,7 +21,7 @@ type Mosquitto struct {
 	port int
 	cmd  *exec.Cmd
 	done chan struct{}
-	out  *testrig.LockedBuffer
+	out  *syncbuf.Buffer
 }
 
 // StartMosquitto starts `mosquitto` on a free loopback port with a
@@ -58,7 +58,7 @@ func StartMosquittoOn(ctx context.Context, dir, certsDir string, port int) (*Mos
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("start mosquitto: %w", err)
 	}
-	m := &Mosquitto{port: port, cmd: exec.Command(bin, "-c", path), done: make(chan struct{}), out: &testrig.LockedBuffer{Max: 64 << 10}}
+	m := &Mosquitto{port: port, cmd: exec.Command(bin, "-c", path), done: make(chan struct{}), out: &syncbuf.Buffer{Max: 64 << 10}}
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	if err := m.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start mosquitto: %w", err)
