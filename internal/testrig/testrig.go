@@ -26,8 +26,9 @@ import (
 func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool, detail ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
+	wait := time.Millisecond
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
 			msg := ""
@@ -36,8 +37,12 @@ func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool, 
 			}
 			t.Fatalf("%s: not within %s%s", what, within, msg)
 		}
+		// Quick to notice a condition about to hold, light on one that is
+		// costly to evaluate or slow to come: 1 ms doubling to 50 ms.
 		select {
-		case <-tick.C:
+		case <-timer.C:
+			wait = min(2*wait, 50*time.Millisecond)
+			timer.Reset(wait)
 		case <-t.Context().Done():
 			t.Fatalf("%s: %v", what, t.Context().Err())
 		}
