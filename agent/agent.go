@@ -82,11 +82,14 @@ type Agent struct {
 }
 
 // New validates the configuration and loads the device identity. Nothing touches
-// the network or the data directory until Run.
+// the network or the data directory until Run. A nil log logs nothing.
 func New(cfg Config, build Build, log *slog.Logger, opts Options) (*Agent, error) {
 	cfg = cfg.Resolve()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler) // nil logs nothing, as everywhere in termagent
 	}
 	clock := mtls.NewClock(build.Date, opts.Now)
 	a := &Agent{cfg: cfg, build: build, opts: opts, log: log, clock: clock, serial: cfg.Serial, model: cfg.Model, ready: make(chan struct{}), mqttReady: make(chan struct{})}

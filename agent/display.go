@@ -10,37 +10,24 @@ import (
 	"sync"
 	"time"
 
+	"github.com/termagent/termagent/display"
 	"github.com/termagent/termagent/internal/webhook"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 )
-
-// Screen is what the terminal display shows: the payment in progress (amount,
-// state, QR code) or a message from the POS. It is the JSON the agent posts to a
-// remote display (the simulator's virtual terminal page).
-type Screen struct {
-	State               string    `json:"state"`
-	Message             string    `json:"message,omitempty"`
-	Amount              int64     `json:"amount,omitempty"`
-	Currency            string    `json:"currency,omitempty"`
-	TransactionID       string    `json:"transactionId,omitempty"`
-	ClientTransactionID string    `json:"clientTransactionId,omitempty"`
-	QRPayload           string    `json:"qrPayload,omitempty"`
-	QRPNG               []byte    `json:"qrPng,omitempty"`
-	Time                time.Time `json:"time"`
-}
 
 // Screens receives what the terminal display should show. The agent's display
 // adapters feed the payment engine's and the POS's screens into one.
 type Screens interface {
-	ShowScreen(ctx context.Context, s Screen) error
+	ShowScreen(ctx context.Context, s display.Screen) error
 }
 
 // ScreenFunc adapts a function to Screens.
-type ScreenFunc func(ctx context.Context, s Screen) error
+type ScreenFunc func(ctx context.Context, s display.Screen) error
 
 // ShowScreen implements Screens.
-func (f ScreenFunc) ShowScreen(ctx context.Context, s Screen) error { return f(ctx, s) }
+func (f ScreenFunc) ShowScreen(ctx context.Context, s display.Screen) error { return f(ctx, s) }
 
 // displayAdapter is the terminal display seen by the QR engine (qr.Display) and by
 // the Nexo server (nexo.Display).
@@ -49,25 +36,15 @@ type displayAdapter struct {
 	now func() time.Time
 }
 
-// Show implements qr.Display.
-func (d displayAdapter) Show(ctx context.Context, s qr.Screen) error {
-	sc := Screen{
-		State:               string(s.State),
-		Message:             s.Message,
-		Amount:              s.Amount.Amount,
-		Currency:            s.Amount.Currency,
-		ClientTransactionID: s.ClientTransactionID,
-		TransactionID:       s.TransactionID,
-		Time:                d.now(),
+// Show implements qr.Display: it draws the engine's QR code and stamps the
+// screen with the agent's time.
+func (d displayAdapter) Show(ctx context.Context, s display.Screen) error {
+	s, err := s.Drawn()
+	if err != nil {
+		return err
 	}
-	if s.QR != nil {
-		png, err := s.QR.PNG()
-		if err != nil {
-			return fmt.Errorf("render QR code: %w", err)
-		}
-		sc.QRPayload, sc.QRPNG = s.QR.Payload, png
-	}
-	return d.out.ShowScreen(ctx, sc)
+	s.Time = d.now()
+	return d.out.ShowScreen(ctx, s)
 }
 
 // nexoDisplay shows the POS's Display requests.
@@ -77,7 +54,7 @@ type nexoDisplay displayAdapter
 // drawn on the screen with the texts.
 func (d nexoDisplay) Show(ctx context.Context, outputs []nexo.DisplayOutput) error {
 	var lines []string
-	sc := Screen{State: "message", Time: d.now()}
+	sc := display.Screen{State: display.Message, Time: d.now()}
 	for _, o := range outputs {
 		lines = append(lines, o.Text...)
 		if o.QRCode != "" && sc.QRPayload == "" {
@@ -103,7 +80,7 @@ type RemoteDisplay struct {
 }
 
 // ShowScreen implements Screens.
-func (r RemoteDisplay) ShowScreen(ctx context.Context, s Screen) error {
+func (r RemoteDisplay) ShowScreen(ctx context.Context, s display.Screen) error {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("encode screen: %w", err)
@@ -119,7 +96,7 @@ func (r RemoteDisplay) ShowScreen(ctx context.Context, s Screen) error {
 // logDisplay writes screens to the log: the display of a headless agent.
 type logDisplay struct{ log *slog.Logger }
 
-func (l logDisplay) ShowScreen(_ context.Context, s Screen) error {
+func (l logDisplay) ShowScreen(_ context.Context, s display.Screen) error {
 	l.log.Info("display", "state", s.State, "message", s.Message, "amount", s.Amount, "currency", s.Currency, "qr", s.QRPayload != "",
 		"poi_transaction", s.ClientTransactionID, "ppaas_transaction", s.TransactionID)
 	return nil
@@ -132,7 +109,7 @@ type multiDisplay struct {
 	log  *slog.Logger
 }
 
-func (m multiDisplay) ShowScreen(ctx context.Context, s Screen) error {
+func (m multiDisplay) ShowScreen(ctx context.Context, s display.Screen) error {
 	for _, o := range m.outs {
 		if err := o.ShowScreen(ctx, s); err != nil {
 			m.log.Warn("display failed", "err", err)
@@ -152,7 +129,7 @@ type asyncDisplay struct {
 	log   *slog.Logger
 
 	mu     sync.Mutex
-	latest *qr.Screen
+	latest *display.Screen
 	urgent bool // latest is final: no frame wait
 	wake   chan struct{}
 }
@@ -166,9 +143,9 @@ func newAsyncDisplay(inner displayAdapter, log *slog.Logger) *asyncDisplay {
 }
 
 // Show implements qr.Display.
-func (d *asyncDisplay) Show(_ context.Context, s qr.Screen) error {
+func (d *asyncDisplay) Show(_ context.Context, s display.Screen) error {
 	d.mu.Lock()
-	d.latest, d.urgent = &s, s.State.Final()
+	d.latest, d.urgent = &s, ppaas.State(s.State).Final()
 	d.mu.Unlock()
 	select {
 	case d.wake <- struct{}{}:

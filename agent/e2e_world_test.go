@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/display"
 	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/nexo"
@@ -78,7 +79,7 @@ func (w *world) answer(ch <-chan payResult, within time.Duration) *nexo.Response
 
 // awaitQR waits until the virtual terminal shows the QR of a transaction not
 // awaited before (the screen of the previous payment may still be current).
-func (w *world) awaitQR() sim.Screen {
+func (w *world) awaitQR() display.Screen {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(w.t.Context(), 15*time.Second)
 	defer cancel()
@@ -89,7 +90,7 @@ func (w *world) awaitQR() sim.Screen {
 		}
 	}
 	w.t.Fatal("the terminal never showed a new QR")
-	return sim.Screen{}
+	return display.Screen{}
 }
 
 // status asks TransactionStatus for serviceID and returns the repeated

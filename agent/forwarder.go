@@ -160,7 +160,7 @@ type Forwarder struct {
 // NewForwarder returns a forwarder; it does nothing until Run.
 func NewForwarder(st *store.Store, sender Sender, cfg ForwarderConfig, log *slog.Logger) *Forwarder {
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler) // nil logs nothing, as everywhere in termagent
 	}
 	return &Forwarder{
 		st:     st,

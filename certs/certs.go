@@ -23,6 +23,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/termagent/termagent/internal/durable"
 )
 
 // File names, as in the PPaaS seed's curl commands (conf/client.key, conf/client.pem,
@@ -382,31 +384,9 @@ func missing(dir string, names ...string) bool {
 	return false
 }
 
-// writeFile writes atomically (temp, fsync, rename) so an interrupted run never
-// leaves a half-written key next to a certificate.
+// writeFile writes atomically and durably (temp, fsync, rename, fsync the
+// directory) so an interrupted run never leaves a half-written key next to a
+// certificate, nor loses a key once written.
 func writeFile(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return durable.WriteFile(path, data, mode)
 }

@@ -12,6 +12,12 @@
 // server picks the codec per message from its envelope. A v5 message refused
 // as a whole is answered with a casp.013 rejection rather than a Reject.
 //
+// Each MessageCategory is one entry of the table in category.go, defined in
+// its own category_*.go file: how its bodies map to and from both envelopes,
+// how the server serves it, and what its failure response carries. The
+// codecs and the server go through the table rather than switching on the
+// category themselves.
+//
 // Failures are Nexo responses with Result Failure, an ErrorCondition and an
 // AdditionalResponse text, always with HTTP 200, except: a message refused by
 // message security gets HTTP 401 (as the real API answers "crypto error") with

@@ -256,33 +256,12 @@ func truncate(s string, n int) string {
 // request5BodyFromWire maps the body of a request whose header was accepted.
 // A failure is a MessageFormat *Error answered with a v5 response.
 func request5BodyFromWire(h Header, m *wire5Message) (*Request, *Error) {
-	r := &Request{Header: h}
-	var e *Error
-	switch h.Category {
-	case CategoryPayment:
-		r.Payment, e = payment5FromWire(m.ServiceRequest.PaymentRequest)
-	case CategoryReversal:
-		r.Reversal, e = reversal5FromWire(m.ServiceRequest.ReversalRequest)
-	case CategoryLogin:
-		r.Login, e = login5FromWire(m.SessionManagementRequest.LoginRequest)
-	case CategoryLogout:
-		r.Logout = &LogoutRequest{MaintenanceAllowed: m.SessionManagementRequest.LogoutRequest.MaintenanceAllowed}
-	case CategoryDiagnosis:
-		d := m.SessionManagementRequest.DiagnosisRequest
-		r.Diagnosis = &DiagnosisRequest{HostDiagnosis: d.HostDiagnosisFlag, AcquirerIDs: d.AcquirerIdentification}
-	case CategoryAbort:
-		r.Abort, e = abort5FromWire(m.Abort)
-	case CategoryEvent:
-		r.Event, e = event5FromWire(m.EventNotification)
-	case CategoryTransactionStatus:
-		r.TransactionStatus = &TransactionStatusRequest{}
-		if m.StatusRequest != nil && m.StatusRequest.MessageReference != nil {
-			r.TransactionStatus.MessageReference, e = ref5FromWire("StatusRequest.MessageReference", m.StatusRequest.MessageReference)
-		}
-	default:
+	c, ok := categoryOf(h.Category).(category5)
+	if !ok {
 		return nil, formatError("message", "unsupported category %q", h.Category)
 	}
-	if e != nil {
+	r := &Request{Header: h}
+	if e := c.request5FromWire(m, r); e != nil {
 		return nil, e
 	}
 	return r, nil
@@ -581,61 +560,22 @@ func header5ToWire(fn, pv, exchangeID, initiator, recipient string, now time.Tim
 // request5ToWire encodes a request (the POS side, and the round-trip tests).
 func request5ToWire(r *Request, pv string, now time.Time) (string, *wire5Message, error) {
 	h := r.Header
-	var (
-		root string
-		m    = &wire5Message{}
-	)
-	switch {
-	case r.Payment != nil:
-		p, err := payment5ToWire(r.Payment)
+	m := &wire5Message{}
+	for _, c := range categories {
+		c, ok := c.(category5)
+		if !ok {
+			continue
+		}
+		root, err := c.request5ToWire(r, m)
 		if err != nil {
-			return "", nil, fmt.Errorf("encode PaymentRequest: %w", err)
+			return "", nil, err
 		}
-		root, m.ServiceRequest = root5ServiceRequest, &wire5ServiceRequest{ServiceContent: svcPaymentRequest, PaymentRequest: p}
-	case r.Reversal != nil:
-		root, m.ServiceRequest = root5ServiceRequest, &wire5ServiceRequest{ServiceContent: svcReversalRequest, ReversalRequest: &wire5ReversalRequest{
-			ReversalReason: r.Reversal.Reason,
-			OriginalTransaction: &wire5OriginalTransaction{
-				SaleIdentification:           r.Reversal.OriginalSaleID,
-				POITransactionIdentification: txID5ToWire(r.Reversal.OriginalPOITransactionID),
-			},
-		}}
-	case r.Login != nil:
-		l := r.Login
-		root, m.SessionManagementRequest = root5SessionRequest, &wire5SessionRequest{LoginRequest: &wire5LoginRequest{
-			LoginDateTime: formatTime(l.DateTime), OperatorLanguage: l.OperatorLanguage,
-			OperatorIdentification: l.OperatorID, ShiftNumber: l.ShiftNumber,
-			SaleSoftware: &wire5SaleSoftware{
-				ProviderIdentification: l.SaleSoftware.ManufacturerID, ApplicationName: l.SaleSoftware.ApplicationName,
-				SoftwareVersion: l.SaleSoftware.SoftwareVersion, CertificationCode: l.SaleSoftware.CertificationCode,
-			},
-		}}
-	case r.Logout != nil:
-		root, m.SessionManagementRequest = root5SessionRequest, &wire5SessionRequest{LogoutRequest: &wire5LogoutRequest{MaintenanceAllowed: r.Logout.MaintenanceAllowed}}
-	case r.Diagnosis != nil:
-		root, m.SessionManagementRequest = root5SessionRequest, &wire5SessionRequest{DiagnosisRequest: &wire5DiagnosisRequest{HostDiagnosisFlag: r.Diagnosis.HostDiagnosis, AcquirerIdentification: r.Diagnosis.AcquirerIDs}}
-	case r.Abort != nil:
-		ref, err := ref5ToWire(&r.Abort.MessageReference)
-		if err != nil {
-			return "", nil, fmt.Errorf("encode Abort: %w", err)
+		if root != "" {
+			m.Header = header5ToWire(requestRoots5[root], pv, h.ServiceID, h.SaleID, h.POIID, now)
+			return root, m, nil
 		}
-		root, m.Abort = root5Abort, &wire5Abort{MessageReference: ref, AbortReason: r.Abort.AbortReason}
-	case r.TransactionStatus != nil:
-		ref, err := ref5ToWire(r.TransactionStatus.MessageReference)
-		if err != nil {
-			return "", nil, fmt.Errorf("encode StatusRequest: %w", err)
-		}
-		root, m.StatusRequest = root5StatusRequest, &wire5StatusRequest{MessageReference: ref}
-	case r.Event != nil:
-		root, m.EventNotification = root5Event, &wire5EventNotification{
-			EventDateTime: formatTime(r.Event.TimeStamp), EventToNotify: r.Event.EventToNotify,
-			EventDetails: r.Event.EventDetails, MaintenanceRequiredFlag: r.Event.MaintenanceRequired,
-		}
-	default:
-		return "", nil, fmt.Errorf("encode request: no Nexo v5 message for category %q", h.Category)
 	}
-	m.Header = header5ToWire(requestRoots5[root], pv, h.ServiceID, h.SaleID, h.POIID, now)
-	return root, m, nil
+	return "", nil, fmt.Errorf("encode request: no Nexo v5 message for category %q", h.Category)
 }
 
 // ---- responses
@@ -783,86 +723,23 @@ func reversalResponse5FromWire(f string, w *wire5ReversalResponse) (*ReversalRes
 // with (the request's).
 func response5ToWire(r *Response, pv string, now time.Time) (string, *wire5Message, error) {
 	h := r.Header
+	c, ok := categoryOf(h.Category).(category5)
+	if !ok {
+		return "", nil, errNoResponse5(h.Category)
+	}
 	m := &wire5Message{}
-	var root string
-	switch h.Category {
-	case CategoryPayment, CategoryReversal:
-		root = root5ServiceResponse
-		sr := &wire5ServiceResponse{Response: status5ToWire(r.Status)}
-		if h.Category == CategoryPayment {
-			sr.ServiceContent = svcPaymentResponse
-			p, err := paymentResponse5ToWire(r.Payment)
-			if err != nil {
-				return "", nil, err
-			}
-			sr.PaymentResponse = p
-		} else {
-			sr.ServiceContent = svcReversalResponse
-			sr.ReversalResponse = reversalResponse5ToWire(r.Reversal)
-		}
-		m.ServiceResponse = sr
-	case CategoryLogin, CategoryLogout, CategoryDiagnosis:
-		root = root5SessionResponse
-		sr := &wire5SessionResponse{Response: status5ToWire(r.Status)}
-		switch h.Category {
-		case CategoryLogin:
-			sr.LoginResponse = &wire5LoginResponse{}
-			if l := r.Login; l != nil {
-				sr.LoginResponse = &wire5LoginResponse{POIDateTime: formatTime(l.POIDateTime), POISerialNumber: l.POISerialNumber, GlobalStatus: l.GlobalStatus}
-			}
-		case CategoryLogout:
-			sr.LogoutResponse = &struct{}{}
-		case CategoryDiagnosis:
-			sr.DiagnosisResponse = &wire5DiagnosisResponse{}
-			if d := r.Diagnosis; d != nil {
-				ok, depth := d.CommunicationOK, d.OutboxDepth
-				dr := &wire5DiagnosisResponse{GlobalStatus: d.GlobalStatus, CommunicationOKFlag: &ok, LoggedSaleIdentification: d.LoggedSaleIDs, OutboxDepth: &depth}
-				for _, hs := range d.Hosts {
-					dr.HostStatus = append(dr.HostStatus, wire5HostStatus{AcquirerIdentification: hs.AcquirerID, IsReachableFlag: hs.Reachable})
-				}
-				sr.DiagnosisResponse = dr
-			}
-		}
-		m.SessionManagementResponse = sr
-	case CategoryTransactionStatus:
-		root = root5StatusResponse
-		sr := &wire5StatusResponse{Response: status5ToWire(r.Status)}
-		if t := r.TransactionStatus; t != nil {
-			ref, err := ref5ToWire(t.MessageReference)
-			if err != nil {
-				return "", nil, err
-			}
-			data := &wire5StatusResponseData{MessageReference: ref}
-			if rep := t.Repeated; rep != nil {
-				data.TransactionResponse = status5ToWire(rep.Status)
-				switch {
-				case rep.Payment != nil || (rep.Reversal == nil && rep.Header.Category == CategoryPayment):
-					p, err := paymentResponse5ToWire(rep.Payment)
-					if err != nil {
-						return "", nil, err
-					}
-					if p == nil {
-						p = &wire5PaymentResponse{}
-					}
-					data.RepeatedPaymentResponse = p
-				case rep.Reversal != nil || rep.Header.Category == CategoryReversal:
-					data.RepeatedReversalResponse = reversalResponse5ToWire(rep.Reversal)
-					if data.RepeatedReversalResponse == nil {
-						data.RepeatedReversalResponse = &wire5ReversalResponse{}
-					}
-				default:
-					return "", nil, fmt.Errorf("encode repeated response: unsupported category %q", rep.Header.Category)
-				}
-			}
-			sr.MessageStatusResponseData = data
-		}
-		m.StatusResponse = sr
-	default:
-		return "", nil, fmt.Errorf("encode response: no Nexo v5 message for category %q", h.Category)
+	root, err := c.response5ToWire(r, m)
+	if err != nil {
+		return "", nil, err
 	}
 	fn := map[string]string{root5ServiceResponse: fnServiceResponse, root5SessionResponse: fnSessionResponse, root5StatusResponse: fnStatusResponse}[root]
 	m.Header = header5ToWire(fn, pv, h.ServiceID, h.POIID, h.SaleID, now)
 	return root, m, nil
+}
+
+// errNoResponse5 refuses a response of a category that has none in v5.
+func errNoResponse5(c MessageCategory) error {
+	return fmt.Errorf("encode response: no Nexo v5 message for category %q", c)
 }
 
 // response5FromWire decodes a response (the POS side). A rejection comes

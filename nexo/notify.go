@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/termagent/termagent/internal/webhook"
 )
@@ -54,13 +55,24 @@ func (s *Server) Notify(ctx context.Context, ev EventNotification) error {
 	return nil
 }
 
-// DeliverEvent POSTs a pending event to the POS; any non-2xx status is an
-// error so that the outbox keeps the event.
-func DeliverEvent(ctx context.Context, client *http.Client, ev PendingEvent) error {
+// defaultEventTimeout bounds one delivery of an event to the POS when no client
+// is configured: a POS that accepts the connection and never answers must not
+// hold the notifier (or the outbox) forever.
+const defaultEventTimeout = 5 * time.Second
+
+// eventClient is client, or when nil one bounded by defaultEventTimeout.
+func eventClient(client *http.Client) *http.Client {
 	if client == nil {
-		client = http.DefaultClient
+		return &http.Client{Timeout: defaultEventTimeout}
 	}
-	if err := webhook.Post(ctx, client, ev.URL, ev.ContentType, ev.Body, nil); err != nil {
+	return client
+}
+
+// DeliverEvent POSTs a pending event to the POS with client (nil: a client
+// with a 5 s timeout); any non-2xx status is an error so that the outbox keeps
+// the event.
+func DeliverEvent(ctx context.Context, client *http.Client, ev PendingEvent) error {
+	if err := webhook.Post(ctx, eventClient(client), ev.URL, ev.ContentType, ev.Body, nil); err != nil {
 		return fmt.Errorf("deliver nexo event to the POS: %w", err)
 	}
 	return nil

@@ -107,7 +107,7 @@ func (c *ServerConfig) setDefaults() {
 		c.MaxNonces = 16384
 	}
 	if c.EventClient == nil {
-		c.EventClient = &http.Client{Timeout: 5 * time.Second}
+		c.EventClient = eventClient(nil)
 	}
 }
 
@@ -364,9 +364,7 @@ func (s *Server) failure(ex *exchange, status int, e *Error) reply {
 	if ex.v5 != nil {
 		return s.failure5(ex, status, e)
 	}
-	switch ex.hdr.Category {
-	case CategoryLogin, CategoryLogout, CategoryPayment, CategoryReversal, CategoryTransactionStatus, CategoryDiagnosis, CategoryDisplay,
-		CategoryGetTotals, CategoryReconciliation:
+	if answers(ex.hdr.Category) {
 		return s.encode(ex, status, failureResponse(ex.hdr, e))
 	}
 	return s.reject(ex, status, e.Error())
@@ -405,56 +403,26 @@ func (s *Server) dispatch(ctx context.Context, req *Request) *Response {
 	if h.POIID != s.cfg.POIID {
 		return failureResponse(h, Errorf(NotAllowed, "POIID %q is not this POI", h.POIID))
 	}
-	if h.Class == ClassEvent || h.Category == CategoryEvent {
-		if req.Event == nil { // requestFromWire refuses this; never trust it blindly
-			return failureResponse(h, formatError("EventNotification", "missing"))
-		}
-		s.log.Info("nexo event from POS", "event", req.Event.EventToNotify, "sale_id", h.SaleID)
-		return nil
+	c := categoryOf(h.Category)
+	if h.Class == ClassEvent {
+		c = eventCategory{} // the decoders make class and category agree; never trust it blindly
 	}
-	s.mu.Lock()
-	s.lastSale = h.SaleID
-	logged := s.sessions.has(h.SaleID)
-	s.mu.Unlock()
-	if s.cfg.Strict && !logged && h.Category != CategoryLogin {
-		if h.Category == CategoryAbort {
-			return nil
-		}
-		return failureResponse(h, Errorf(LoggedOut, "Login required"))
+	if c == nil {
+		return failureResponse(h, Errorf(UnavailableService, "category %s not served", h.Category))
 	}
-	switch h.Category {
-	case CategoryLogin:
+	if t := c.traits(); !t.sessionless {
 		s.mu.Lock()
-		evicted, ok := s.sessions.login(h.SaleID, TotalsGroup{OperatorID: req.Login.OperatorID, ShiftNumber: req.Login.ShiftNumber, TotalsGroupID: req.Login.TotalsGroupID})
+		s.lastSale = h.SaleID
+		logged := s.sessions.has(h.SaleID)
 		s.mu.Unlock()
-		if ok {
-			s.log.Warn("nexo login: too many SaleIDs logged in; the oldest is logged out", "max", s.cfg.MaxLoggedIn, "logged_out", evicted)
+		if s.cfg.Strict && !logged && !t.beforeLogin {
+			if t.silent {
+				return nil
+			}
+			return failureResponse(h, Errorf(LoggedOut, "Login required"))
 		}
-		return s.ok(h, func(r *Response) {
-			r.Login = &LoginResponse{POIDateTime: s.now(), GlobalStatus: "OK", POISerialNumber: s.cfg.POISerialNumber}
-		})
-	case CategoryLogout:
-		s.mu.Lock()
-		s.sessions.logout(h.SaleID)
-		s.mu.Unlock()
-		return s.ok(h, nil)
-	case CategoryPayment, CategoryReversal:
-		return s.transact(ctx, req)
-	case CategoryAbort:
-		s.abort(req)
-		return nil
-	case CategoryTransactionStatus:
-		return s.transactionStatus(ctx, req)
-	case CategoryDiagnosis:
-		return s.diagnose(ctx, req)
-	case CategoryDisplay:
-		return s.display(ctx, req)
-	case CategoryGetTotals:
-		return s.getTotals(ctx, req)
-	case CategoryReconciliation:
-		return s.reconcile(ctx, req)
 	}
-	return failureResponse(h, Errorf(UnavailableService, "category %s not served", h.Category))
+	return c.serve(ctx, s, req)
 }
 
 func (s *Server) ok(h Header, fill func(*Response)) *Response {
@@ -727,6 +695,9 @@ func poiTransactionIDOf(r *Response) TransactionID {
 
 func (s *Server) callEngine(ctx context.Context, req *Request) (*Response, error) {
 	h := req.Header
+	if req.Payment == nil && req.Reversal == nil {
+		return nil, Errorf(UnavailableService, "category %s is not a transaction", h.Category)
+	}
 	switch {
 	case req.Payment != nil:
 		res, err := s.deps.Engine.Pay(ctx, *req.Payment)
@@ -773,11 +744,8 @@ func (s *Server) txFailure(req *Request, e *Error, poiID TransactionID) *Respons
 	if poiID.ID == "" {
 		poiID = s.poiTransactionID(req.Header)
 	}
-	switch {
-	case req.Payment != nil:
-		r.Payment = &PaymentResponse{SaleTransactionID: req.Payment.SaleTransactionID, POITransactionID: poiID}
-	case req.Reversal != nil:
-		r.Reversal = &ReversalResponse{OriginalPOITransactionID: req.Reversal.OriginalPOITransactionID, POITransactionID: poiID}
+	if t, ok := categoryOf(req.Header.Category).(transaction); ok {
+		t.failure(r, req, poiID)
 	}
 	return r
 }

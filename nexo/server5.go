@@ -107,8 +107,7 @@ func (s *Server) encode5(ex *exchange, status int, resp *Response) reply {
 // and with a rejection (casp.013) otherwise (Abort, event notification, a
 // message not classified).
 func (s *Server) failure5(ex *exchange, status int, e *Error) reply {
-	switch ex.hdr.Category {
-	case CategoryLogin, CategoryLogout, CategoryDiagnosis, CategoryPayment, CategoryReversal, CategoryTransactionStatus:
+	if answers5(ex.hdr.Category) {
 		return s.encode5(ex, status, failureResponse(ex.hdr, e))
 	}
 	reason := rejectUnable

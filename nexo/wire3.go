@@ -11,7 +11,9 @@ import (
 // terminal APIs spell it. One set of structs serves both encodings: in JSON
 // every field is a PascalCase member; in XML, as in the Nexo XML schema,
 // simple values are attributes and structures are child elements, with the
-// same names. They are private: the model types are the API.
+// same names. They are private: the model types are the API. This file has
+// the envelope and the elements several categories share; each category's
+// own elements are in its category_*.go file.
 
 type wireMessage struct {
 	XMLName       xml.Name    `json:"-"`
@@ -74,134 +76,14 @@ type wireTransactionID struct {
 	TimeStamp     string `json:",omitempty" xml:",attr,omitempty"`
 }
 
-type wireLoginRequest struct {
-	DateTime         string                `json:",omitempty" xml:",attr,omitempty"`
-	OperatorLanguage string                `json:",omitempty" xml:",attr,omitempty"`
-	OperatorID       string                `json:",omitempty" xml:",attr,omitempty"`
-	ShiftNumber      string                `json:",omitempty" xml:",attr,omitempty"`
-	SaleSoftware     *wireSaleSoftware     `json:",omitempty" xml:",omitempty"`
-	SaleTerminalData *wireSaleTerminalData `json:",omitempty" xml:",omitempty"`
-}
-
-type wireSaleSoftware struct {
-	ManufacturerID    string `json:",omitempty" xml:",attr,omitempty"`
-	ApplicationName   string `json:",omitempty" xml:",attr,omitempty"`
-	SoftwareVersion   string `json:",omitempty" xml:",attr,omitempty"`
-	CertificationCode string `json:",omitempty" xml:",attr,omitempty"`
-}
-
-type wireLogoutRequest struct {
-	MaintenanceAllowed bool `json:",omitempty" xml:",attr,omitempty"`
-}
-
-type wireLoginResponse struct {
-	Response      *wireResponse      `json:",omitempty" xml:",omitempty"`
-	POISystemData *wirePOISystemData `json:",omitempty" xml:",omitempty"`
-}
-
-type wirePOISystemData struct {
-	DateTime        string         `json:",omitempty" xml:",attr,omitempty"`
-	POISerialNumber string         `json:",omitempty" xml:",attr,omitempty"`
-	POIStatus       *wirePOIStatus `json:",omitempty" xml:",omitempty"`
-}
-
 type wirePOIStatus struct {
 	GlobalStatus        string `json:",omitempty" xml:",attr,omitempty"`
 	CommunicationOKFlag *bool  `json:",omitempty" xml:",attr,omitempty"`
 }
 
-type wireLogoutResponse struct {
-	Response *wireResponse `json:",omitempty" xml:",omitempty"`
-}
-
-type wirePaymentRequest struct {
-	SaleData           *wireSaleData           `json:",omitempty" xml:",omitempty"`
-	PaymentTransaction *wirePaymentTransaction `json:",omitempty" xml:",omitempty"`
-	PaymentData        *wirePaymentData        `json:",omitempty" xml:",omitempty"`
-}
-
-type wireSaleData struct {
-	OperatorID        string                `json:",omitempty" xml:",attr,omitempty"`
-	ShiftNumber       string                `json:",omitempty" xml:",attr,omitempty"`
-	SaleReferenceID   string                `json:",omitempty" xml:",attr,omitempty"`
-	SaleTransactionID *wireTransactionID    `json:",omitempty" xml:",omitempty"`
-	SaleTerminalData  *wireSaleTerminalData `json:",omitempty" xml:",omitempty"`
-}
-
-type wirePaymentTransaction struct {
-	AmountsReq            *wireAmountsReq            `json:",omitempty" xml:",omitempty"`
-	TransactionConditions *wireTransactionConditions `json:",omitempty" xml:",omitempty"`
-}
-
-type wireAmountsReq struct {
-	Currency        string      `json:",omitempty" xml:",attr,omitempty"`
-	RequestedAmount wireDecimal `json:",omitempty" xml:",attr,omitempty"`
-}
-
-type wireTransactionConditions struct {
-	AllowedPaymentBrand []string `json:",omitempty" xml:",omitempty"`
-}
-
-type wirePaymentData struct {
-	PaymentType           string                     `json:",omitempty" xml:",attr,omitempty"`
-	PaymentInstrumentData *wirePaymentInstrumentData `json:",omitempty" xml:",omitempty"`
-}
-
-type wirePaymentInstrumentData struct {
-	PaymentInstrumentType string        `json:",omitempty" xml:",attr,omitempty"`
-	CardData              *wireCardData `json:",omitempty" xml:",omitempty"`
-}
-
-type wireCardData struct {
-	PaymentBrand string `json:",omitempty" xml:",attr,omitempty"`
-}
-
-type wirePaymentResponse struct {
-	Response       *wireResponse        `json:",omitempty" xml:",omitempty"`
-	SaleData       *wireSaleData        `json:",omitempty" xml:",omitempty"`
-	POIData        *wirePOIData         `json:",omitempty" xml:",omitempty"`
-	PaymentResult  *wirePaymentResult   `json:",omitempty" xml:",omitempty"`
-	PaymentReceipt []wirePaymentReceipt `json:",omitempty" xml:",omitempty"`
-}
-
 type wirePOIData struct {
 	POIReconciliationID string             `json:",omitempty" xml:",attr,omitempty"`
 	POITransactionID    *wireTransactionID `json:",omitempty" xml:",omitempty"`
-}
-
-type wirePaymentResult struct {
-	PaymentType           string                     `json:",omitempty" xml:",attr,omitempty"`
-	PaymentInstrumentData *wirePaymentInstrumentData `json:",omitempty" xml:",omitempty"`
-	AmountsResp           *wireAmountsResp           `json:",omitempty" xml:",omitempty"`
-	PaymentAcquirerData   *wirePaymentAcquirerData   `json:",omitempty" xml:",omitempty"`
-}
-
-type wireAmountsResp struct {
-	Currency         string      `json:",omitempty" xml:",attr,omitempty"`
-	AuthorizedAmount wireDecimal `json:",omitempty" xml:",attr,omitempty"`
-}
-
-type wirePaymentAcquirerData struct {
-	AcquirerID            string             `json:",omitempty" xml:",attr,omitempty"`
-	ApprovalCode          string             `json:",omitempty" xml:",attr,omitempty"`
-	AcquirerTransactionID *wireTransactionID `json:",omitempty" xml:",omitempty"`
-}
-
-type wireReversalRequest struct {
-	ReversalReason         string                      `json:",omitempty" xml:",attr,omitempty"`
-	OriginalPOITransaction *wireOriginalPOITransaction `json:",omitempty" xml:",omitempty"`
-}
-
-type wireOriginalPOITransaction struct {
-	SaleID           string             `json:",omitempty" xml:",attr,omitempty"`
-	POIID            string             `json:",omitempty" xml:",attr,omitempty"`
-	POITransactionID *wireTransactionID `json:",omitempty" xml:",omitempty"`
-}
-
-type wireReversalResponse struct {
-	Response               *wireResponse               `json:",omitempty" xml:",omitempty"`
-	POIData                *wirePOIData                `json:",omitempty" xml:",omitempty"`
-	OriginalPOITransaction *wireOriginalPOITransaction `json:",omitempty" xml:",omitempty"`
 }
 
 type wireMessageReference struct {
@@ -210,95 +92,6 @@ type wireMessageReference struct {
 	DeviceID        string `json:",omitempty" xml:",attr,omitempty"`
 	SaleID          string `json:",omitempty" xml:",attr,omitempty"`
 	POIID           string `json:",omitempty" xml:",attr,omitempty"`
-}
-
-type wireAbortRequest struct {
-	AbortReason      string                `json:",omitempty" xml:",attr,omitempty"`
-	MessageReference *wireMessageReference `json:",omitempty" xml:",omitempty"`
-}
-
-type wireTransactionStatusRequest struct {
-	MessageReference   *wireMessageReference `json:",omitempty" xml:",omitempty"`
-	DocumentQualifier  []string              `json:",omitempty" xml:",omitempty"`
-	ReceiptReprintFlag bool                  `json:",omitempty" xml:",attr,omitempty"`
-}
-
-type wireTransactionStatusResponse struct {
-	Response                *wireResponse                `json:",omitempty" xml:",omitempty"`
-	MessageReference        *wireMessageReference        `json:",omitempty" xml:",omitempty"`
-	RepeatedMessageResponse *wireRepeatedMessageResponse `json:",omitempty" xml:",omitempty"`
-}
-
-type wireRepeatedMessageResponse struct {
-	MessageHeader               *wireHeader       `json:",omitempty" xml:",omitempty"`
-	RepeatedResponseMessageBody *wireRepeatedBody `json:",omitempty" xml:",omitempty"`
-}
-
-type wireRepeatedBody struct {
-	PaymentResponse  *wirePaymentResponse  `json:",omitempty" xml:",omitempty"`
-	ReversalResponse *wireReversalResponse `json:",omitempty" xml:",omitempty"`
-}
-
-type wireDiagnosisRequest struct {
-	HostDiagnosisFlag bool     `json:",omitempty" xml:",attr,omitempty"`
-	AcquirerID        []string `json:",omitempty" xml:",omitempty"`
-}
-
-type wireDiagnosisResponse struct {
-	Response     *wireResponse    `json:",omitempty" xml:",omitempty"`
-	LoggedSaleID []string         `json:",omitempty" xml:",omitempty"`
-	POIStatus    *wirePOIStatus   `json:",omitempty" xml:",omitempty"`
-	HostStatus   []wireHostStatus `json:",omitempty" xml:",omitempty"`
-}
-
-type wireHostStatus struct {
-	AcquirerID      string `json:",omitempty" xml:",attr,omitempty"`
-	IsReachableFlag bool   `xml:",attr"`
-}
-
-type wireDisplayRequest struct {
-	DisplayOutput []wireDisplayOutput `json:",omitempty" xml:",omitempty"`
-}
-
-type wireDisplayOutput struct {
-	ResponseRequiredFlag bool               `json:",omitempty" xml:",attr,omitempty"`
-	MinimumDisplayTime   int                `json:",omitempty" xml:",attr,omitempty"`
-	Device               string             `json:",omitempty" xml:",attr,omitempty"`
-	InfoQualify          string             `json:",omitempty" xml:",attr,omitempty"`
-	OutputContent        *wireOutputContent `json:",omitempty" xml:",omitempty"`
-}
-
-type wireOutputContent struct {
-	OutputFormat  string             `json:",omitempty" xml:",attr,omitempty"`
-	OutputText    []wireOutputText   `json:",omitempty" xml:",omitempty"`
-	OutputBarcode *wireOutputBarcode `json:",omitempty" xml:",omitempty"`
-}
-
-type wireOutputBarcode struct {
-	BarcodeType  string `json:",omitempty" xml:",attr,omitempty"`
-	BarcodeValue string `json:",omitempty" xml:",attr,omitempty"`
-}
-
-type wireOutputText struct {
-	Text string `xml:",chardata"`
-}
-
-type wireDisplayResponse struct {
-	OutputResult []wireOutputResult `json:",omitempty" xml:",omitempty"`
-}
-
-type wireOutputResult struct {
-	Device      string        `json:",omitempty" xml:",attr,omitempty"`
-	InfoQualify string        `json:",omitempty" xml:",attr,omitempty"`
-	Response    *wireResponse `json:",omitempty" xml:",omitempty"`
-}
-
-type wireEventNotification struct {
-	TimeStamp               string `json:",omitempty" xml:",attr,omitempty"`
-	EventToNotify           string `json:",omitempty" xml:",attr,omitempty"`
-	EventDetails            string `json:",omitempty" xml:",attr,omitempty"`
-	MaintenanceRequiredFlag bool   `json:",omitempty" xml:",attr,omitempty"`
-	RejectedMessage         string `json:",omitempty" xml:",attr,omitempty"`
 }
 
 // wireDecimal is an amount in major units. JSON carries it as a number (the

@@ -6,9 +6,10 @@ import "bytes"
 // family) in JSON, with the full ISO element names (Header, MessageFunction,
 // ExchangeIdentification, ...), one root object per message. Only the
 // elements the model carries are declared; unknown members are ignored, as
-// in 3.x. Every v5 name lives in this file and in map5.go. The README lists
-// the messages and every assumption about the shape (the PPaaS v5 wire shape
-// is not public).
+// in 3.x. Every v5 name lives in this file, in map5.go and in the v5
+// methods of each category (category_*.go). The README lists the messages
+// and every assumption about the shape (the PPaaS v5 wire shape is not
+// public).
 
 // Root objects of the v5 messages served.
 const (

@@ -13,6 +13,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/termagent/termagent/display"
+	"github.com/termagent/termagent/internal/fake"
 	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/internal/testrig/enginerig"
 	"github.com/termagent/termagent/ppaas"
@@ -21,20 +23,20 @@ import (
 	simworld "github.com/termagent/termagent/sim/world"
 )
 
-// display keeps the screens the engine shows (the agent's terminal display).
-type display struct {
+// screenLog keeps the screens the engine shows (the agent's terminal display).
+type screenLog struct {
 	mu      sync.Mutex
-	screens []qr.Screen
+	screens []display.Screen
 }
 
-func (d *display) Show(_ context.Context, s qr.Screen) error {
+func (d *screenLog) Show(_ context.Context, s display.Screen) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.screens = append(d.screens, s)
 	return nil
 }
 
-func (d *display) qrShown(ctid string) bool {
+func (d *screenLog) qrShown(ctid string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, s := range d.screens {
@@ -42,7 +44,7 @@ func (d *display) qrShown(ctid string) bool {
 			continue
 		}
 		png, err := s.QR.PNG()
-		text, _ := s.QR.Text()
+		text, _ := s.QR.(*qr.QRImage).Text()
 		return err == nil && len(png) > 0 && text != ""
 	}
 	return false
@@ -56,8 +58,8 @@ type countingCreds struct {
 }
 
 func (c *countingCreds) Invalidate(tok string) {
-	if inv, ok := c.src.(interface{ Invalidate(string) }); ok {
-		inv.Invalidate(tok)
+	if c.src != nil {
+		c.src.Invalidate(tok)
 	}
 }
 
@@ -74,13 +76,13 @@ func (c *countingCreds) Token(ctx context.Context) (string, error) {
 type world struct {
 	*enginerig.Rig
 	t     *testing.T
-	disp  *display
+	disp  *screenLog
 	creds *countingCreds
 }
 
 func newWorld(t *testing.T, o enginerig.Options) *world {
 	t.Helper()
-	w := &world{t: t, disp: &display{}}
+	w := &world{t: t, disp: &screenLog{}}
 	o.Credentials = func(c qr.Credentials) qr.Credentials { w.creds = &countingCreds{src: c}; return w.creds }
 	o.DeniedBackoff = time.Minute
 	w.Rig = enginerig.Start(t, o)
@@ -148,7 +150,7 @@ func TestE2EEmbeddedBroker(t *testing.T) {
 		creds := &countingCreds{}
 		creds.bad.Store(true)
 		sub, err := qr.NewSubscriber(qr.SubscriberConfig{
-			BrokerURL: w.Sim.MQTTURL(), Serial: w.Serial, TLS: w.Device.TLS.Config(), Credentials: creds, Events: &qr.MemoryEventLog{}, Handler: w.Handler,
+			BrokerURL: w.Sim.MQTTURL(), Serial: w.Serial, TLS: w.Device.TLS.Config(), Credentials: creds, Events: &fake.EventLog{}, Handler: w.Handler,
 			MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, DeniedBackoff: time.Hour,
 		})
 		require.NoError(t, err)
@@ -350,7 +352,7 @@ func BenchmarkPay(b *testing.B) {
 
 type discard struct{}
 
-func (discard) Show(context.Context, qr.Screen) error { return nil }
+func (discard) Show(context.Context, display.Screen) error { return nil }
 
 func benchPay(b *testing.B, bw *enginerig.Rig, d qr.Display) {
 	e := bw.Engine(qr.Config{}, d)

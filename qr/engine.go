@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/termagent/termagent/display"
 	"github.com/termagent/termagent/failpoint"
 	"github.com/termagent/termagent/ppaas"
 )
@@ -27,19 +28,11 @@ type Advisor interface {
 	Advise(ctx context.Context, a Advice) error
 }
 
-// Display shows the transaction to the consumer (the terminal screen).
+// Display shows the transaction to the consumer (the terminal screen). The
+// engine's screens carry their QR code undrawn (display.Screen.QR, a *QRImage):
+// the display draws it.
 type Display interface {
-	Show(ctx context.Context, s Screen) error
-}
-
-// Screen is what the terminal should show now.
-type Screen struct {
-	ClientTransactionID string
-	TransactionID       string // PPaaS id; empty before create answered
-	State               ppaas.State
-	Message             string
-	Amount              ppaas.Amount
-	QR                  *QRImage // set while the consumer should scan
+	Show(ctx context.Context, s display.Screen) error
 }
 
 // QRImage is a QR code to show. It renders on first use, in the display's
@@ -573,11 +566,16 @@ func (e *Engine) apply(ctx context.Context, t *txn, to ppaas.State, src source) 
 		}
 	}
 	if e.display != nil && to != ppaas.Created && to != ppaas.AwaitingConsumer {
-		if err := e.display.Show(ctx, Screen{ClientTransactionID: t.ctid, TransactionID: t.txID(), State: to, Message: message(to), Amount: amount}); err != nil {
+		if err := e.display.Show(ctx, screen(t.ctid, t.txID(), to, message(to), amount)); err != nil {
 			e.log.Warn("qr display status", "err", err)
 		}
 	}
 	return nil
+}
+
+// screen is what the terminal shows of a transaction.
+func screen(ctid, txID string, st ppaas.State, msg string, a ppaas.Amount) display.Screen {
+	return display.Screen{ClientTransactionID: ctid, TransactionID: txID, State: string(st), Message: msg, Amount: a.Amount, Currency: a.Currency}
 }
 
 func message(s ppaas.State) string {
@@ -607,7 +605,9 @@ func (e *Engine) showQR(ctx context.Context, t *txn, q *ppaas.QRCode) {
 		e.log.Error("qr payload cannot be shown", "client_transaction_id", t.ctid, "err", err)
 		return
 	}
-	if err := e.display.Show(ctx, Screen{ClientTransactionID: t.ctid, TransactionID: t.txID(), State: ppaas.AwaitingConsumer, Message: "Scan to pay", Amount: t.create.PaymentAmount, QR: img}); err != nil {
+	s := screen(t.ctid, t.txID(), ppaas.AwaitingConsumer, "Scan to pay", t.create.PaymentAmount)
+	s.QRPayload, s.QR = img.Payload, img
+	if err := e.display.Show(ctx, s); err != nil {
 		e.log.Warn("qr display qr", "err", err)
 	}
 }

@@ -22,14 +22,18 @@ import (
 )
 
 // Credentials yields the device JWT, used as the MQTT password. It is asked on
-// every (re)connect so an expired token is never replayed.
+// every (re)connect so an expired token is never replayed. When the broker
+// refuses a token, the Subscriber passes it to Invalidate so that the next
+// Token is a freshly issued one (mtls.Authenticator drops it from its cache;
+// credentials without a cache have nothing to do).
 type Credentials interface {
 	Token(ctx context.Context) (string, error)
+	Invalidate(token string)
 }
 
 // EventLog de-duplicates events: SeenEvent records id and reports whether it
 // had been recorded before. It must be durable for the de-dup to survive a
-// restart (the agent backs it with bbolt; MemoryEventLog is for tests).
+// restart (the agent backs it with bbolt; tests use internal/fake's in-memory one).
 type EventLog interface {
 	SeenEvent(ctx context.Context, id string) (bool, error)
 }
@@ -77,20 +81,12 @@ type Subscriber struct {
 	token string // the password of the last connect, to invalidate it when refused
 }
 
-// invalidator is implemented by credentials that cache tokens (mtls.Authenticator).
-type invalidator interface{ Invalidate(token string) }
-
-// invalidate drops the refused token from the credentials' cache, if it has one.
-func (s *Subscriber) invalidate() bool {
-	inv, ok := s.cfg.Credentials.(invalidator)
-	if !ok {
-		return false
-	}
+// invalidate drops the refused token from the credentials' cache.
+func (s *Subscriber) invalidate() {
 	s.mu.Lock()
 	tok := s.token
 	s.mu.Unlock()
-	inv.Invalidate(tok)
-	return true
+	s.cfg.Credentials.Invalidate(tok)
 }
 
 func (s *Subscriber) wasUp() bool {
@@ -142,9 +138,10 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		}
 		var wait time.Duration
 		switch {
-		case errors.Is(err, ErrNotAuthorized) && !denied && s.invalidate():
+		case errors.Is(err, ErrNotAuthorized) && !denied:
 			// The cached token may have been revoked or expired early at the
 			// platform: one quick retry with a freshly issued token first.
+			s.invalidate()
 			denied = true
 			wait = s.cfg.MinBackoff
 			s.log.Warn("mqtt broker refused the token; retrying with a fresh one", "err", err)
@@ -180,16 +177,33 @@ func (s *Subscriber) Run(ctx context.Context) error {
 
 // WaitSubscribed blocks until the subscription is active or ctx is done.
 func (s *Subscriber) WaitSubscribed(ctx context.Context) error {
+	return s.waitUntil(ctx, true, "wait for mqtt subscription")
+}
+
+// Connected reports whether the subscription is active now.
+func (s *Subscriber) Connected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.up
+}
+
+// WaitDown blocks until the subscription is lost or ctx is done.
+func (s *Subscriber) WaitDown(ctx context.Context) error {
+	return s.waitUntil(ctx, false, "wait for mqtt disconnection")
+}
+
+// waitUntil blocks until the subscription is up (or down) or ctx is done.
+func (s *Subscriber) waitUntil(ctx context.Context, want bool, what string) error {
 	for {
 		s.mu.Lock()
 		up, ch := s.up, s.changed
 		s.mu.Unlock()
-		if up {
+		if up == want {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for mqtt subscription: %w", ctx.Err())
+			return fmt.Errorf("%s: %w", what, ctx.Err())
 		case <-ch:
 		}
 	}
@@ -317,26 +331,6 @@ func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) {
 		return
 	}
 	m.Ack()
-}
-
-// MemoryEventLog is an in-memory EventLog for tests and for running without a store.
-type MemoryEventLog struct {
-	mu   sync.Mutex
-	seen map[string]struct{}
-}
-
-// SeenEvent implements EventLog.
-func (l *MemoryEventLog) SeenEvent(_ context.Context, id string) (bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.seen == nil {
-		l.seen = map[string]struct{}{}
-	}
-	if _, ok := l.seen[id]; ok {
-		return true, nil
-	}
-	l.seen[id] = struct{}{}
-	return false, nil
 }
 
 // Polling: the first-class event source. The PPaaS document does not say how

@@ -10,40 +10,29 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/termagent/termagent/display"
 )
 
-// Screen is what a terminal's display shows, as the agent posts it to the virtual
-// terminal (POST /terminal/{serial}/display) and as the page receives it over
-// server-sent events.
-type Screen struct {
-	Serial              string    `json:"serial"`
-	State               string    `json:"state"` // idle, created, awaiting_consumer, pending, approved, declined, …, message
-	Message             string    `json:"message,omitempty"`
-	Amount              int64     `json:"amount,omitempty"` // minor units
-	Currency            string    `json:"currency,omitempty"`
-	TransactionID       string    `json:"transactionId,omitempty"`
-	ClientTransactionID string    `json:"clientTransactionId,omitempty"`
-	QRPayload           string    `json:"qrPayload,omitempty"`
-	QRPNG               []byte    `json:"qrPng,omitempty"` // base64 in JSON
-	Time                time.Time `json:"time"`
-}
-
 // Terminals is the virtual terminal hub: the latest screen of every simulated
-// terminal and the live subscribers of each.
+// terminal and the live subscribers of each. A screen reaches it in the display
+// JSON form (POST /terminal/{serial}/display, what agent.RemoteDisplay sends) or
+// from an in-process agent, and the page receives it in the same form over
+// server-sent events.
 type Terminals struct {
 	mu      sync.Mutex
-	screens map[string]Screen
-	subs    map[string]map[chan Screen]struct{}
+	screens map[string]display.Screen
+	subs    map[string]map[chan display.Screen]struct{}
 	now     func() time.Time
 }
 
 func newTerminals(now func() time.Time) *Terminals {
-	return &Terminals{screens: map[string]Screen{}, subs: map[string]map[chan Screen]struct{}{}, now: now}
+	return &Terminals{screens: map[string]display.Screen{}, subs: map[string]map[chan display.Screen]struct{}{}, now: now}
 }
 
 // Show sets a terminal's screen and pushes it to the pages watching it. Slow
 // watchers miss intermediate screens rather than block the agent.
-func (t *Terminals) Show(s Screen) {
+func (t *Terminals) Show(s display.Screen) {
 	if s.Time.IsZero() {
 		s.Time = t.now()
 	}
@@ -64,7 +53,7 @@ func (t *Terminals) Show(s Screen) {
 }
 
 // Current returns a terminal's latest screen.
-func (t *Terminals) Current(serial string) (Screen, bool) {
+func (t *Terminals) Current(serial string) (display.Screen, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.screens[serial]
@@ -73,17 +62,17 @@ func (t *Terminals) Current(serial string) (Screen, bool) {
 
 // Watch returns a channel of the terminal's screens, starting with the current one,
 // until ctx ends.
-func (t *Terminals) Watch(ctx context.Context, serial string) <-chan Screen {
-	ch := make(chan Screen, 1)
+func (t *Terminals) Watch(ctx context.Context, serial string) <-chan display.Screen {
+	ch := make(chan display.Screen, 1)
 	t.mu.Lock()
 	if t.subs[serial] == nil {
-		t.subs[serial] = map[chan Screen]struct{}{}
+		t.subs[serial] = map[chan display.Screen]struct{}{}
 	}
 	t.subs[serial][ch] = struct{}{}
 	if s, ok := t.screens[serial]; ok {
 		ch <- s
 	} else {
-		ch <- Screen{Serial: serial, State: "idle", Time: t.now()}
+		ch <- display.Screen{Serial: serial, State: display.Idle, Time: t.now()}
 	}
 	t.mu.Unlock()
 	context.AfterFunc(ctx, func() {
@@ -125,7 +114,7 @@ func (p *PPaaS) terminalRoutes() {
 	})
 	p.control.HandleFunc("GET /terminal/{serial}/events", p.handleTerminalEvents)
 	p.control.HandleFunc("POST /terminal/{serial}/display", func(w http.ResponseWriter, r *http.Request) {
-		var s Screen
+		var s display.Screen
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&s); err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "display: " + err.Error()})
 			return
@@ -137,7 +126,7 @@ func (p *PPaaS) terminalRoutes() {
 	p.control.HandleFunc("GET /terminal/{serial}/screen", func(w http.ResponseWriter, r *http.Request) {
 		s, ok := p.terminals.Current(r.PathValue("serial"))
 		if !ok {
-			s = Screen{Serial: r.PathValue("serial"), State: "idle"}
+			s = display.Screen{Serial: r.PathValue("serial"), State: display.Idle}
 		}
 		writeJSON(w, http.StatusOK, s)
 	})

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/termagent/termagent/internal/durable"
 )
 
 // RecoverReport says what Recover did.
@@ -155,14 +157,5 @@ func salvageBucket(src, dst *bolt.DB, name []byte, rep *RecoverReport) {
 	}
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return nil
-}
+// syncDir makes the directory's entries durable (durable.SyncDir).
+func syncDir(dir string) error { return durable.SyncDir(dir) }

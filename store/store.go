@@ -113,7 +113,8 @@ type Options struct {
 	NoSync bool
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// Logger; default slog.Default().
+	// Logger; nil logs nothing (as everywhere in termagent: the binaries build
+	// the logger and pass it down).
 	Logger *slog.Logger
 
 	// JournalMaxBytes bounds the journal on disk (issue 11): past it the
@@ -159,7 +160,7 @@ func (o Options) withDefaults() Options {
 		o.JournalMaxBytes = 64 << 20
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return o
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/display"
 	"github.com/termagent/termagent/internal/syncbuf"
 	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/mtls"
@@ -155,7 +156,7 @@ func (w *crashWorld) pos(url string) *world.POS {
 
 // awaitQR waits until the virtual terminal shows the consumer the QR of a
 // transaction not awaited before (a killed agent leaves its last screen).
-func (w *crashWorld) awaitQR() sim.Screen {
+func (w *crashWorld) awaitQR() display.Screen {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(w.t.Context(), 15*time.Second)
 	defer cancel()
@@ -166,7 +167,7 @@ func (w *crashWorld) awaitQR() sim.Screen {
 		}
 	}
 	w.t.Fatalf("the terminal never showed a QR; agent logs:\n%s", w.proc.logs)
-	return sim.Screen{}
+	return display.Screen{}
 }
 
 // settledStatus polls TransactionStatus until the payment is no longer in

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/display"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
@@ -733,7 +734,7 @@ type screenLog struct {
 	mu      sync.Mutex
 	hub     *sim.Terminals
 	serial  string
-	screens []sim.Screen
+	screens []display.Screen
 	cursor  int           // screens before it were awaited already
 	changed chan struct{} // closed and replaced at each screen
 }
@@ -747,11 +748,10 @@ func (l *screenLog) forward(hub *sim.Terminals, serial string) {
 }
 
 // ShowScreen implements agent.Screens.
-func (l *screenLog) ShowScreen(_ context.Context, s agent.Screen) error {
+func (l *screenLog) ShowScreen(_ context.Context, sc display.Screen) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	sc := sim.Screen{Serial: l.serial, State: s.State, Message: s.Message, Amount: s.Amount, Currency: s.Currency,
-		TransactionID: s.TransactionID, ClientTransactionID: s.ClientTransactionID, QRPayload: s.QRPayload, QRPNG: s.QRPNG, Time: s.Time}
+	sc.Serial = l.serial
 	l.screens = append(l.screens, sc)
 	close(l.changed)
 	l.changed = make(chan struct{})
@@ -763,7 +763,7 @@ func (l *screenLog) ShowScreen(_ context.Context, s agent.Screen) error {
 
 // await returns the first screen after the cursor in one of the states
 // (separated by |), waiting for it.
-func (l *screenLog) await(ctx context.Context, states string) (sim.Screen, error) {
+func (l *screenLog) await(ctx context.Context, states string) (display.Screen, error) {
 	want := strings.Split(states, "|")
 	for {
 		l.mu.Lock()
@@ -780,7 +780,7 @@ func (l *screenLog) await(ctx context.Context, states string) (sim.Screen, error
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return sim.Screen{}, ctx.Err()
+			return display.Screen{}, ctx.Err()
 		}
 	}
 }

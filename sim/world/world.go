@@ -12,6 +12,7 @@ import (
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/display"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
@@ -188,11 +189,8 @@ type terminalDisplay struct {
 	serial string
 }
 
-func (d terminalDisplay) ShowScreen(_ context.Context, s agent.Screen) error {
-	d.t.Show(sim.Screen{
-		Serial: d.serial, State: s.State, Message: s.Message, Amount: s.Amount, Currency: s.Currency,
-		TransactionID: s.TransactionID, ClientTransactionID: s.ClientTransactionID,
-		QRPayload: s.QRPayload, QRPNG: s.QRPNG, Time: s.Time,
-	})
+func (d terminalDisplay) ShowScreen(_ context.Context, s display.Screen) error {
+	s.Serial = d.serial
+	d.t.Show(s)
 	return nil
 }

@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/display"
 	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/sim"
 	"github.com/termagent/termagent/sim/world"
 )
 
@@ -25,7 +25,7 @@ func startWorld(t *testing.T, mod func(*world.WorldConfig)) (*world.World, *worl
 }
 
 // awaitScreen waits for the virtual terminal to show a state.
-func awaitScreen(t *testing.T, w *world.World, state string) sim.Screen {
+func awaitScreen(t *testing.T, w *world.World, state string) display.Screen {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
@@ -35,7 +35,7 @@ func awaitScreen(t *testing.T, w *world.World, state string) sim.Screen {
 		}
 	}
 	t.Fatalf("terminal never showed %q", state)
-	return sim.Screen{}
+	return display.Screen{}
 }
 
 type payResult struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/internal/fake"
 	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
@@ -82,13 +83,13 @@ func (a *Advisor) Advices() []qr.Advice {
 
 // EventLog is the de-duplication log; Dups counts the duplicates it caught.
 type EventLog struct {
-	qr.MemoryEventLog
+	fake.EventLog
 	Dups atomic.Int64
 }
 
 // SeenEvent implements qr.EventLog.
 func (l *EventLog) SeenEvent(ctx context.Context, id string) (bool, error) {
-	seen, err := l.MemoryEventLog.SeenEvent(ctx, id)
+	seen, err := l.EventLog.SeenEvent(ctx, id)
 	if seen {
 		l.Dups.Add(1)
 	}

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// MemJournal is an in-memory Journal for tests and the simulator. Sharing one
+// MemJournal is an in-memory Journal for the tests. Sharing one
 // between two Servers models a restart over a persistent journal.
 type MemJournal struct {
 	mu      sync.Mutex
