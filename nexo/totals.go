@@ -513,9 +513,9 @@ func (s *Server) reconcile(ctx context.Context, req *Request) *Response {
 			return fail("synchronise", err)
 		}
 		resp.POIReconciliationID, resp.Totals = reconciliationID(id), t.Result()
-		additional = "differences=" + strconv.Itoa(len(diffs))
-		for i, d := range diffs {
-			additional += fmt.Sprintf("&difference%d=%s", i+1, url.QueryEscape(d))
+		additional = differencesText(diffs)
+		if len(diffs) > 0 {
+			s.log.Warn("acquirer synchronisation found differences", "poi_reconciliation_id", id, "differences", len(diffs))
 		}
 	default:
 		return failureResponse(h, Errorf(UnavailableService, "ReconciliationType %s is not served (the platform settles APM payments; use AcquirerSynchronisation to compare)", rr.Type))
@@ -524,6 +524,26 @@ func (s *Server) reconcile(ctx context.Context, req *Request) *Response {
 		r.Status.AdditionalResponse = additional
 		r.Reconciliation = resp
 	})
+}
+
+// differencesText renders differences for AdditionalResponse:
+// "differences=N&difference1=…&difference2=…", each difference cut to
+// maxTextLen characters, as many as fit in maxAdditionalResponse, then
+// "&more=M" counting those left out, so the total stays honest.
+func differencesText(diffs []string) string {
+	var b strings.Builder
+	b.WriteString("differences=" + strconv.Itoa(len(diffs)))
+	reserve := len("&more=") + len(strconv.Itoa(len(diffs)))
+	for i, d := range diffs {
+		piece := "&difference" + strconv.Itoa(i+1) + "=" + url.QueryEscape(clip(d, maxTextLen))
+		last := i == len(diffs)-1
+		if b.Len()+len(piece) > maxAdditionalResponse || (!last && b.Len()+len(piece)+reserve > maxAdditionalResponse) {
+			b.WriteString("&more=" + strconv.Itoa(len(diffs)-i))
+			break
+		}
+		b.WriteString(piece)
+	}
+	return b.String()
 }
 
 // collectPayment notes an approved payment, or the payment a successful

@@ -1,8 +1,13 @@
 package nexo
 
 import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -131,4 +136,54 @@ func TestReconciliationRefusedWhileUnfinished(t *testing.T) {
 	id, err := j.ClosePeriod(ctx, testEpoch)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), id)
+}
+
+// TestReconciliationSyncDifferencesBounded: a platform that disagrees about
+// many payments does not make AdditionalResponse longer than Nexo allows
+// (Max1025Text): the first differences are listed, "more" counts the rest,
+// and the total stays exact.
+func TestReconciliationSyncDifferencesBounded(t *testing.T) {
+	env := startServer(t, ServerConfig{}, nil)
+	c := env.client(nil, nil)
+	ctx := testCtx(t)
+	for i := range 40 {
+		resp, err := c.Do(ctx, paymentReq(fmt.Sprintf("P%d", i), "LOST", 100))
+		requireSuccess(t, resp, err)
+	}
+	resp, err := c.Do(ctx, reconReq("S1", ReconAcquirerSynchronisation, ""))
+	requireSuccess(t, resp, err)
+	add := resp.Status.AdditionalResponse
+	require.LessOrEqual(t, utf8.RuneCountInString(add), maxAdditionalResponse)
+	v, err := url.ParseQuery(add)
+	require.NoError(t, err)
+	require.Equal(t, "40", v.Get("differences"))
+	listed := 0
+	for k := range v {
+		if strings.HasPrefix(k, "difference") && k != "differences" {
+			listed++
+		}
+	}
+	require.Positive(t, listed)
+	require.Equal(t, "payment POI-TX-1 is unknown to the platform", v.Get("difference1"))
+	require.Equal(t, strconv.Itoa(40-listed), v.Get("more"))
+}
+
+func TestDifferencesText(t *testing.T) {
+	require.Equal(t, "differences=0", differencesText(nil))
+	require.Equal(t, "differences=2&difference1=a&difference2=b+c", differencesText([]string{"a", "b c"}))
+	huge := strings.Repeat("é", 5000)
+	for _, diffs := range [][]string{{huge}, {huge, huge, huge}, slices.Repeat([]string{"x"}, 1000)} {
+		got := differencesText(diffs)
+		require.LessOrEqual(t, len(got), maxAdditionalResponse, "ASCII: bytes are characters")
+		v, err := url.ParseQuery(got)
+		require.NoError(t, err)
+		require.Equal(t, strconv.Itoa(len(diffs)), v.Get("differences"))
+		listed := len(v) - 1
+		if v.Has("more") {
+			listed--
+			require.Equal(t, strconv.Itoa(len(diffs)-listed), v.Get("more"))
+		} else {
+			require.Equal(t, len(diffs), listed)
+		}
+	}
 }
