@@ -1,12 +1,15 @@
 package nexo
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
@@ -169,11 +172,11 @@ func TestReconciliationSyncDifferencesBounded(t *testing.T) {
 }
 
 func TestDifferencesText(t *testing.T) {
-	require.Equal(t, "differences=0", differencesText(nil))
-	require.Equal(t, "differences=2&difference1=a&difference2=b+c", differencesText([]string{"a", "b c"}))
+	require.Equal(t, "differences=0", differencesText(nil, maxAdditionalResponse))
+	require.Equal(t, "differences=2&difference1=a&difference2=b+c", differencesText([]string{"a", "b c"}, maxAdditionalResponse))
 	huge := strings.Repeat("é", 5000)
 	for _, diffs := range [][]string{{huge}, {huge, huge, huge}, slices.Repeat([]string{"x"}, 1000)} {
-		got := differencesText(diffs)
+		got := differencesText(diffs, maxAdditionalResponse)
 		require.LessOrEqual(t, len(got), maxAdditionalResponse, "ASCII: bytes are characters")
 		v, err := url.ParseQuery(got)
 		require.NoError(t, err)
@@ -186,4 +189,50 @@ func TestDifferencesText(t *testing.T) {
 			require.Equal(t, len(diffs), listed)
 		}
 	}
+}
+
+// gapLedger is a journal that lost entries of period 1 to its disk budget.
+type gapLedger struct {
+	*MemJournal
+	evicted int
+	before  time.Time
+}
+
+func (g gapLedger) PeriodGap(_ context.Context, id uint64) (int, time.Time, error) {
+	if id != 1 {
+		return 0, time.Time{}, nil
+	}
+	return g.evicted, g.before, nil
+}
+
+// TestTotalsReportEvictedEntries: totals of a period whose journal entries
+// were partly evicted say so (how many, begun before when) in GetTotals and
+// every Reconciliation, instead of passing for complete; the next period's
+// totals, complete, say nothing.
+func TestTotalsReportEvictedEntries(t *testing.T) {
+	env := &testEnv{journal: NewMemJournal(), clock: newTestClock()}
+	before := time.Date(2026, 11, 28, 9, 30, 0, 0, time.UTC)
+	srv, err := NewServer(ServerConfig{POIID: testPOIID, AllowPlainHTTP: true}, Deps{
+		Engine: &fakeEngine{}, Journal: env.journal, Display: &fakeDisplay{}, Diagnoser: fakeDiagnoser{},
+		Outbox: &fakeOutbox{}, Now: env.clock.Now, Synchroniser: fakeSynchroniser{},
+		Ledger: gapLedger{MemJournal: env.journal, evicted: 7, before: before},
+	}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ctx := testCtx(t)
+	do := func(r *Request) *Response {
+		t.Helper()
+		body, err := JSONCodec{}.EncodeRequest(r)
+		require.NoError(t, err)
+		resp, err := JSONCodec{}.DecodeResponse(srv.Exchange(ctx, body))
+		requireSuccess(t, resp, err)
+		return resp
+	}
+	do(paymentReq("P1", "LOST", 100))
+	const want = "incomplete=7&evictedBefore=2026-11-28T09%3A30%3A00.000Z"
+	require.Equal(t, want, do(totalsReq("T1", nil, nil)).Status.AdditionalResponse)
+	require.Equal(t, "differences=1&difference1=payment+POI-TX-1+is+unknown+to+the+platform&"+want,
+		do(reconReq("A1", ReconAcquirerSynchronisation, "")).Status.AdditionalResponse)
+	require.Equal(t, want, do(reconReq("C1", ReconSale, "")).Status.AdditionalResponse)
+	require.Equal(t, want, do(reconReq("C2", ReconPrevious, "1")).Status.AdditionalResponse)
+	require.Empty(t, do(totalsReq("T2", nil, nil)).Status.AdditionalResponse, "period 2 is complete")
 }
