@@ -373,3 +373,43 @@ func TestCloudWebhookLoopbackOnly(t *testing.T) {
 		require.NoError(t, err, u)
 	}
 }
+
+// TestCloudRetryAfterAgentRestart: the answers the cloud connector keeps for
+// redelivery are memory, lost with the process; the outcome is not. A cloud
+// payment whose answer was lost with the connection, then an agent restart
+// (a new process on the same journal), then the POS's retry of the same
+// exchange: the new agent serves it, the Nexo server replays the journaled
+// answer (duplicate ServiceID), and the consumer is charged once.
+func TestCloudRetryAfterAgentRestart(t *testing.T) {
+	cw := startCloudWorld(t, "")
+	w := cw.w
+	w.PPaaS.SetRetailFaults(sim.RetailFaults{DropAnswer: 1})
+	req := cw.cloud.PaymentRequest("RST1", 1875, "EUR", "KB")
+	done := payAsync(t, cw.cloud, req)
+	s := awaitScreen(t, w, "awaiting_consumer")
+	_, err := w.PPaaS.Act(s.TransactionID, "pay")
+	require.NoError(t, err)
+	r := <-done
+	require.ErrorContains(t, r.err, "502", "the answer was lost with the connection")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, w.RestartAgent(ctx))
+	cc := w.Agent.Cloud()
+	require.NotSame(t, cw.cloudc, cc)
+	require.NoError(t, cc.WaitConnected(ctx))
+	require.Zero(t, cc.Pending(), "nothing kept across the restart")
+	require.Eventually(t, func() bool {
+		devs, err := cw.rc.Devices(ctx)
+		return err == nil && len(devs) == 1 && devs[0].Connected
+	}, 15*time.Second, 5*time.Millisecond)
+
+	again, err := cw.cloud.Client.Do(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, again.Status.Result, world.Describe(again))
+	require.Equal(t, int64(1875), again.Payment.Result.AuthorizedAmount.Minor)
+	require.Equal(t, 1, cc.Stats().Served, "the new agent served the retry: the answer came from the journal")
+	require.Equal(t, 1, cw.charges(), "charged once")
+	st := cw.status(t, "RST1")
+	require.Equal(t, again.Payment.POITransactionID.ID, st.TransactionStatus.Repeated.Payment.POITransactionID.ID)
+}
