@@ -144,6 +144,17 @@ type Ledger interface {
 	ClosePeriod(ctx context.Context, at time.Time) (uint64, error)
 }
 
+// LedgerGaps is implemented by a Ledger whose journal may lose finished
+// entries to a disk budget (the agent's journal_max_bytes): a period that
+// lost some has its totals answered with AdditionalResponse
+// "incomplete=N&evictedBefore=<time>" rather than silently under-counted.
+type LedgerGaps interface {
+	// PeriodGap returns how many entries period id lost (0: its totals are
+	// complete) and when the newest of them began: entries begun after
+	// that are all counted.
+	PeriodGap(ctx context.Context, id uint64) (evicted int, before time.Time, err error)
+}
+
 // JournaledPayment is an approved payment of a period as the journal has it,
 // for AcquirerSynchronisation.
 type JournaledPayment struct {
@@ -433,9 +444,30 @@ func (s *Server) getTotals(ctx context.Context, req *Request) *Response {
 		s.log.Error("get totals", "err", err)
 		return failureResponse(req.Header, asError(err, UnavailableService))
 	}
+	gap, err := s.periodGap(ctx, id) // after the scan: an eviction meanwhile is reported, never missed
+	if err != nil {
+		s.log.Error("get totals", "err", err)
+		return failureResponse(req.Header, asError(err, UnavailableService))
+	}
 	return s.ok(req.Header, func(r *Response) {
+		r.Status.AdditionalResponse = gap
 		r.GetTotals = &GetTotalsResponse{POIReconciliationID: reconciliationID(id), Totals: totals}
 	})
+}
+
+// periodGap is the AdditionalResponse text saying period id's totals are
+// incomplete ("incomplete=N&evictedBefore=2026-12-01T08:00:00Z"), or "".
+func (s *Server) periodGap(ctx context.Context, id uint64) (string, error) {
+	lg, ok := s.deps.Ledger.(LedgerGaps)
+	if !ok {
+		return "", nil
+	}
+	n, before, err := lg.PeriodGap(ctx, id)
+	if err != nil || n == 0 {
+		return "", err
+	}
+	s.log.Warn("totals incomplete: entries of the period were evicted by the journal budget", "poi_reconciliation_id", id, "evicted", n, "begun_before", before)
+	return "incomplete=" + strconv.Itoa(n) + "&evictedBefore=" + url.QueryEscape(formatTime(before)), nil
 }
 
 // allDetails groups a reconciliation's totals as finely as the journal can.
@@ -469,6 +501,9 @@ func (s *Server) reconcile(ctx context.Context, req *Request) *Response {
 			return fail("totals", err)
 		}
 		resp.POIReconciliationID, resp.Totals = reconciliationID(id), totals
+		if additional, err = s.periodGap(ctx, id); err != nil {
+			return fail("period gap", err)
+		}
 		s.log.Info("reconciliation period closed", "poi_reconciliation_id", id, "sale_id", h.SaleID)
 	case ReconPrevious:
 		id, e := parseReconciliationID("ReconciliationRequest.POIReconciliationID", rr.POIReconciliationID)
@@ -480,6 +515,9 @@ func (s *Server) reconcile(ctx context.Context, req *Request) *Response {
 			return fail("totals", err)
 		}
 		resp.POIReconciliationID, resp.Totals = reconciliationID(id), totals
+		if additional, err = s.periodGap(ctx, id); err != nil {
+			return fail("period gap", err)
+		}
 	case ReconAcquirerSynchronisation:
 		if s.deps.Synchroniser == nil {
 			return failureResponse(h, Errorf(UnavailableService, "no platform to synchronise with"))
@@ -513,9 +551,19 @@ func (s *Server) reconcile(ctx context.Context, req *Request) *Response {
 			return fail("synchronise", err)
 		}
 		resp.POIReconciliationID, resp.Totals = reconciliationID(id), t.Result()
-		additional = "differences=" + strconv.Itoa(len(diffs))
-		for i, d := range diffs {
-			additional += fmt.Sprintf("&difference%d=%s", i+1, url.QueryEscape(d))
+		gap, err := s.periodGap(ctx, id)
+		if err != nil {
+			return fail("period gap", err)
+		}
+		if gap != "" {
+			// The platform's view may list payments the journal lost:
+			// differences, read with the gap.
+			additional = differencesText(diffs, maxAdditionalResponse-len(gap)-1) + "&" + gap
+		} else {
+			additional = differencesText(diffs, maxAdditionalResponse)
+		}
+		if len(diffs) > 0 {
+			s.log.Warn("acquirer synchronisation found differences", "poi_reconciliation_id", id, "differences", len(diffs))
 		}
 	default:
 		return failureResponse(h, Errorf(UnavailableService, "ReconciliationType %s is not served (the platform settles APM payments; use AcquirerSynchronisation to compare)", rr.Type))
@@ -524,6 +572,26 @@ func (s *Server) reconcile(ctx context.Context, req *Request) *Response {
 		r.Status.AdditionalResponse = additional
 		r.Reconciliation = resp
 	})
+}
+
+// differencesText renders differences for AdditionalResponse:
+// "differences=N&difference1=…&difference2=…", each difference cut to
+// maxTextLen characters, as many as fit in limit bytes (ASCII: characters),
+// then "&more=M" counting those left out, so the total stays honest.
+func differencesText(diffs []string, limit int) string {
+	var b strings.Builder
+	b.WriteString("differences=" + strconv.Itoa(len(diffs)))
+	reserve := len("&more=") + len(strconv.Itoa(len(diffs)))
+	for i, d := range diffs {
+		piece := "&difference" + strconv.Itoa(i+1) + "=" + url.QueryEscape(clip(d, maxTextLen))
+		last := i == len(diffs)-1
+		if b.Len()+len(piece) > limit || (!last && b.Len()+len(piece)+reserve > limit) {
+			b.WriteString("&more=" + strconv.Itoa(len(diffs)-i))
+			break
+		}
+		b.WriteString(piece)
+	}
+	return b.String()
 }
 
 // collectPayment notes an approved payment, or the payment a successful

@@ -180,7 +180,10 @@ func (s *Store) journalGrew(ctx context.Context, n int) {
 // and finished within Options.ServiceIDRetention: TransactionStatus must
 // still find it. When only those are left the journal stays over budget. A transaction's SaleID+ServiceID
 // reservation outlives its eviction, so a retried request is refused as a
-// duplicate rather than charged again. It returns the number evicted.
+// duplicate rather than charged again. An evicted POS transaction that ran
+// is counted against its reconciliation period (PeriodGap), so the period's
+// totals are reported incomplete rather than silently short. It returns the
+// number evicted.
 func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
 	max := s.opts.JournalMaxBytes
 	if max <= 0 {
@@ -227,8 +230,10 @@ func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
 }
 
 // evictChunk deletes up to moveChunk evictable transactions, oldest first,
-// starting after order key after, until about want bytes are freed. It
-// returns where to resume (nil: the end of the journal).
+// starting at order key after, until about want bytes are freed. It
+// returns where to resume (nil: the end of the journal). Each evicted POS
+// transaction that ran is recorded against its reconciliation period
+// (PeriodGap), in the same write.
 func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, []byte, error) {
 	var (
 		n    int
@@ -245,16 +250,17 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 		type victim struct {
 			k, id  []byte
 			svcKey []byte // released with the transaction (compact ones only)
+			h      txnHeader
 		}
 		var victims []victim
 		var freed int64
 		c := ord.Cursor()
 		k, v := c.First()
 		if after != nil {
+			// after is the first key the last chunk did not look at: it is
+			// looked at now (skipping it kept one transaction per chunk,
+			// out of order, and left a hole in its period's gap record).
 			k, v = c.Seek(after)
-			if k != nil && bytes.Equal(k, after) {
-				k, v = c.Next()
-			}
 		}
 		for ; k != nil; k, v = c.Next() {
 			if len(victims) == moveChunk || freed >= want {
@@ -272,7 +278,7 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 			if !h.Compact && now.Sub(h.Updated) < s.opts.ServiceIDRetention {
 				continue
 			}
-			vi := victim{k: append([]byte(nil), k...), id: append([]byte(nil), v...)}
+			vi := victim{k: append([]byte(nil), k...), id: append([]byte(nil), v...), h: h}
 			if h.Compact {
 				sk := serviceKey(h.SaleID, h.ServiceID)
 				if sv := w.tx.Bucket(bucketSvc).Get(sk); len(sv) >= 8 && bytes.Equal(sv[8:], v) {
@@ -281,6 +287,13 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 			}
 			victims = append(victims, vi)
 			freed += int64(len(hv)+len(v)) + transBytes(w.tx, v)
+		}
+		headers := make([]txnHeader, len(victims))
+		for i, vi := range victims {
+			headers[i] = vi.h
+		}
+		if err := notePeriodGaps(w.tx, headers); err != nil {
+			return err
 		}
 		for _, vi := range victims {
 			if err := deleteTxn(w.tx, vi.id); err != nil {
