@@ -367,7 +367,7 @@ func resultEvent(id string, resp *nexo.Response) (store.Event, bool) {
 
 // Lookup implements nexo.Journal.
 func (j journal) Lookup(ctx context.Context, saleID, serviceID string) (nexo.JournalEntry, bool, error) {
-	t, ok, err := j.st.TxnByServiceID(ctx, saleID, serviceID)
+	t, ok, err := j.st.TxnByServiceID(ctx, saleID, serviceID, entryStates...)
 	if err != nil || !ok {
 		return nexo.JournalEntry{}, ok, err
 	}
@@ -376,12 +376,16 @@ func (j journal) Lookup(ctx context.Context, saleID, serviceID string) (nexo.Jou
 
 // Last implements nexo.Journal.
 func (j journal) Last(ctx context.Context, saleID string) (nexo.JournalEntry, bool, error) {
-	t, ok, err := j.st.LastTxnForSale(ctx, saleID)
+	t, ok, err := j.st.LastTxnForSale(ctx, saleID, entryStates...)
 	if err != nil || !ok {
 		return nexo.JournalEntry{}, false, err
 	}
 	return entryOf(t, withResponse), true, nil
 }
+
+// entryStates are the states entryOf reads: the store copies no other
+// transition's data for Lookup and Last.
+var entryStates = []string{stateNexoStarted, stateNexoDone}
 
 // The parts of a journal entry entryOf decodes besides its head (SaleID,
 // ServiceID, category, request hash, state, times).

@@ -70,7 +70,7 @@ func AppendRequestRecord(b []byte, r *Request) ([]byte, error) {
 // DecodeRequestRecord decodes a record AppendRequestRecord wrote. The result
 // does not alias b.
 func DecodeRequestRecord(b []byte) (*Request, error) {
-	d := recordDecoder{b: b}
+	d := newRecordDecoder(b)
 	d.version()
 	r := &Request{Header: d.header()}
 	bodies := d.bodies()
@@ -138,7 +138,7 @@ func AppendResponseRecord(b []byte, r *Response) ([]byte, error) {
 // DecodeResponseRecord decodes a record AppendResponseRecord wrote. The
 // result does not alias b.
 func DecodeResponseRecord(b []byte) (*Response, error) {
-	d := recordDecoder{b: b}
+	d := newRecordDecoder(b)
 	d.version()
 	r := &Response{Header: d.header()}
 	r.Status = ResponseStatus{Result: Result(d.str()), ErrorCondition: ErrorCondition(d.str()), AdditionalResponse: d.str()}
@@ -213,16 +213,25 @@ func appendReceipts(b []byte, rs []PaymentReceipt) []byte {
 // caller checks once (at end). Every length and count is checked against
 // what is left, so a corrupt record cannot make it allocate more than its
 // own size.
+//
+// The strings it returns are slices of one copy of the record (s), made
+// once: a record decodes with a handful of allocations however many strings
+// (receipt lines) it holds.
 type recordDecoder struct {
 	b   []byte
+	s   string // the whole record, b's bytes: b is s[len(s)-len(b):]
 	err error
+}
+
+func newRecordDecoder(b []byte) *recordDecoder {
+	return &recordDecoder{b: b, s: string(b)}
 }
 
 func (d *recordDecoder) fail(what string) {
 	if d.err == nil {
 		d.err = fmt.Errorf("%w: %s", ErrRecord, what)
 	}
-	d.b = nil
+	d.b = d.b[:0]
 }
 
 func (d *recordDecoder) version() {
@@ -296,9 +305,9 @@ func (d *recordDecoder) str() string {
 	if d.err != nil {
 		return ""
 	}
-	s := string(d.b[:n])
+	at := len(d.s) - len(d.b)
 	d.b = d.b[n:]
-	return s
+	return d.s[at : at+n]
 }
 
 func (d *recordDecoder) list() []string {
