@@ -22,6 +22,7 @@ import (
 
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
@@ -71,13 +72,14 @@ type Agent struct {
 	readyOnce sync.Once
 	mqttReady chan struct{} // closed at the first event subscription
 	mqttOnce  sync.Once
+	recovered chan struct{} // closed once restart recovery has run
 	mu        sync.Mutex
 	nexoAddr  net.Addr
 	adminAddr net.Addr
 	mqttUp    bool
 	st        *store.Store
 	fwd       *Forwarder
-	statuses  *qr.Statuses
+	statuses  *ppaas.Statuses
 	cloud     *CloudConnector // issue 16: nil when cloud_url is empty
 }
 
@@ -93,6 +95,7 @@ func New(cfg Config, build Build, log *slog.Logger, opts Options) (*Agent, error
 	}
 	clock := mtls.NewClock(build.Date, opts.Now)
 	a := &Agent{cfg: cfg, build: build, opts: opts, log: log, clock: clock, serial: cfg.Serial, model: cfg.Model, ready: make(chan struct{}), mqttReady: make(chan struct{})}
+	a.recovered = make(chan struct{})
 	tlsConfig, err := a.platformTLS()
 	if err != nil {
 		return nil, err
@@ -180,6 +183,11 @@ func (a *Agent) POIID() string { return a.poiid }
 // Ready is closed once the agent is authenticated and its Nexo server listens.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
+// Recovered is closed once restart recovery has settled (or given to the
+// outbox) what a previous run left unfinished; payments the POS starts
+// meanwhile are this run's and never part of it.
+func (a *Agent) Recovered() <-chan struct{} { return a.recovered }
+
 // Subscribed is closed once the agent has subscribed to its provider events for
 // the first time (never, when no MQTT broker is configured).
 func (a *Agent) Subscribed() <-chan struct{} { return a.mqttReady }
@@ -266,7 +274,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	disp := displayAdapter{out: multiDisplay{outs: screens, log: a.log}, now: time.Now}
 	screen := newAsyncDisplay(disp, a.log.With("component", "display"))
 
-	statuses, _ := qr.ParseStatuses(a.cfg.PPaaSStatuses) // validated in New
+	statuses, _ := ppaas.ParseStatuses(a.cfg.PPaaSStatuses) // validated in New
 	qlog := a.log.With("component", "qr")
 	statuses.OnUnknown = func(raw string) {
 		qlog.Warn("PPaaS sent a status this agent does not know; taken as pending (map it with ppaas_statuses)", "status", raw)
@@ -424,6 +432,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.notifyPOS(gctx, srv, "Initialised", "termagent "+a.build.Version+" ready")
 		a.fwd.Wake()
 		a.recover(gctx, j, unfinished)
+		close(a.recovered)
 		return nil
 	})
 	err = g.Wait()

@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -23,51 +22,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/termagent/termagent/mtls"
+	"github.com/termagent/termagent/ppaas"
 )
-
-// CloudFrame is one websocket text message between the platform's relay and
-// the agent (our shape: the platform's is not public).
-//
-//   - "request", relay → agent: ID names the exchange on the relay, Nexo is
-//     the POS's Nexo message.
-//   - "answer", agent → relay: the same ID, Nexo is the POI's answer; none
-//     when the message has no answer (Abort, an event from the POS).
-//   - "ack", relay → agent: the relay has the answer of ID; the agent stops
-//     redelivering it.
-type CloudFrame struct {
-	Type string          `json:"type"`
-	ID   string          `json:"id"`
-	Nexo json.RawMessage `json:"nexo,omitempty"`
-}
-
-// Cloud frame types.
-const (
-	CloudRequest = "request"
-	CloudAnswer  = "answer"
-	CloudAck     = "ack"
-)
-
-// MaxCloudIDLength bounds a relay's exchange id.
-const MaxCloudIDLength = 64
-
-// ParseCloudFrame reads a frame from the relay: a JSON object with a type
-// and an id of 1 to MaxCloudIDLength characters; a request carries a JSON
-// object.
-func ParseCloudFrame(b []byte) (CloudFrame, error) {
-	var f CloudFrame
-	if err := json.Unmarshal(b, &f); err != nil {
-		return CloudFrame{}, fmt.Errorf("cloud frame: %w", err)
-	}
-	switch {
-	case f.ID == "" || len(f.ID) > MaxCloudIDLength:
-		return CloudFrame{}, fmt.Errorf("cloud frame: id must be 1 to %d characters", MaxCloudIDLength)
-	case f.Type != CloudRequest && f.Type != CloudAck && f.Type != CloudAnswer:
-		return CloudFrame{}, fmt.Errorf("cloud frame: unknown type %q", f.Type)
-	case f.Type == CloudRequest && (len(f.Nexo) == 0 || f.Nexo[0] != '{'):
-		return CloudFrame{}, errors.New("cloud frame: a request carries a Nexo message (a JSON object)")
-	}
-	return f, nil
-}
 
 // CloudConfig tunes the cloud connector; zero values take the defaults.
 type CloudConfig struct {
@@ -317,17 +273,17 @@ func (c *CloudConnector) session(ctx context.Context, conn *websocket.Conn, g *e
 		if err != nil {
 			return fmt.Errorf("read from the cloud relay: %w", err)
 		}
-		f, err := ParseCloudFrame(b)
+		f, err := ppaas.ParseCloudFrame(b)
 		if typ != websocket.MessageText || err != nil {
 			c.log.Warn("cloud relay frame ignored", "bytes", len(b), "err", err)
 			continue
 		}
 		switch f.Type {
-		case CloudAck:
+		case ppaas.CloudAck:
 			c.mu.Lock()
 			c.forget(f.ID)
 			c.mu.Unlock()
-		case CloudRequest:
+		case ppaas.CloudRequest:
 			if err := c.request(sctx, ctx, conn, f, g, slots); err != nil {
 				return err
 			}
@@ -339,7 +295,7 @@ func (c *CloudConnector) session(ctx context.Context, conn *websocket.Conn, g *e
 
 // request starts serving a relayed request, unless it is already being
 // served or answered.
-func (c *CloudConnector) request(sctx, ctx context.Context, conn *websocket.Conn, f CloudFrame, g *errgroup.Group, slots chan struct{}) error {
+func (c *CloudConnector) request(sctx, ctx context.Context, conn *websocket.Conn, f ppaas.CloudFrame, g *errgroup.Group, slots chan struct{}) error {
 	sum := sha256.Sum256(f.Nexo)
 	c.mu.Lock()
 	if prev, ok := c.asked[f.ID]; ok && prev != sum && !c.inflight[f.ID] {
@@ -390,9 +346,9 @@ func (c *CloudConnector) request(sctx, ctx context.Context, conn *websocket.Conn
 
 // answer keeps the answer and sends it on the live connection, if any.
 func (c *CloudConnector) answer(ctx context.Context, id string, nexo []byte) {
-	frame, err := json.Marshal(CloudFrame{Type: CloudAnswer, ID: id, Nexo: json.RawMessage(nexo)})
+	frame, err := json.Marshal(ppaas.CloudFrame{Type: ppaas.CloudAnswer, ID: id, Nexo: json.RawMessage(nexo)})
 	if err != nil { // an answer that is not JSON (the request was not)
-		frame, _ = json.Marshal(CloudFrame{Type: CloudAnswer, ID: id})
+		frame, _ = json.Marshal(ppaas.CloudFrame{Type: ppaas.CloudAnswer, ID: id})
 	}
 	c.mu.Lock()
 	delete(c.inflight, id)

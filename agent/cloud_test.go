@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // fakeRelay is a websocket relay on loopback: each accepted connection is
@@ -53,20 +54,20 @@ func (r *fakeRelay) next(t *testing.T) *websocket.Conn {
 	}
 }
 
-func send(t *testing.T, c *websocket.Conn, f CloudFrame) {
+func send(t *testing.T, c *websocket.Conn, f ppaas.CloudFrame) {
 	t.Helper()
 	b, err := json.Marshal(f)
 	require.NoError(t, err)
 	require.NoError(t, c.Write(t.Context(), websocket.MessageText, b))
 }
 
-func recv(t *testing.T, c *websocket.Conn) CloudFrame {
+func recv(t *testing.T, c *websocket.Conn) ppaas.CloudFrame {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	_, b, err := c.Read(ctx)
 	require.NoError(t, err)
-	var f CloudFrame
+	var f ppaas.CloudFrame
 	require.NoError(t, json.Unmarshal(b, &f))
 	return f
 }
@@ -102,7 +103,7 @@ func TestCloudConnectorAtMostOnceAndRedelivery(t *testing.T) {
 	runConnector(t, cc)
 
 	c1 := relay.next(t)
-	req := CloudFrame{Type: CloudRequest, ID: "R1", Nexo: json.RawMessage(`{"pay":1}`)}
+	req := ppaas.CloudFrame{Type: ppaas.CloudRequest, ID: "R1", Nexo: json.RawMessage(`{"pay":1}`)}
 	send(t, c1, req)
 	send(t, c1, req) // duplicate delivery while served
 	require.Eventually(t, func() bool { return cc.Stats().Duplicates == 1 }, 5*time.Second, time.Millisecond)
@@ -112,7 +113,7 @@ func TestCloudConnectorAtMostOnceAndRedelivery(t *testing.T) {
 
 	c2 := relay.next(t)
 	f := recv(t, c2)
-	require.Equal(t, CloudAnswer, f.Type)
+	require.Equal(t, ppaas.CloudAnswer, f.Type)
 	require.Equal(t, "R1", f.ID)
 	require.JSONEq(t, `{"served":1}`, string(f.Nexo))
 	// Not acknowledged yet: a repeat gets the kept answer.
@@ -122,7 +123,7 @@ func TestCloudConnectorAtMostOnceAndRedelivery(t *testing.T) {
 	require.JSONEq(t, `{"served":1}`, string(f.Nexo))
 	require.Equal(t, int32(1), g.calls.Load(), "served once")
 
-	send(t, c2, CloudFrame{Type: CloudAck, ID: "R1"})
+	send(t, c2, ppaas.CloudFrame{Type: ppaas.CloudAck, ID: "R1"})
 	require.Eventually(t, func() bool { return cc.Pending() == 0 }, 5*time.Second, time.Millisecond)
 	// Once acknowledged and forgotten, a repeat reaches the Nexo server
 	// again, whose ServiceID rule replays the journal (sim's cloud tests).
@@ -143,11 +144,11 @@ func TestCloudRequestIDReusedForAnotherMessage(t *testing.T) {
 	runConnector(t, cc)
 
 	c := relay.next(t)
-	send(t, c, CloudFrame{Type: CloudRequest, ID: "R1", Nexo: json.RawMessage(`{"pay":1}`)})
+	send(t, c, ppaas.CloudFrame{Type: ppaas.CloudRequest, ID: "R1", Nexo: json.RawMessage(`{"pay":1}`)})
 	f := recv(t, c)
 	require.JSONEq(t, `{"served":1}`, string(f.Nexo))
 	// Not acknowledged; the same id now carries another message.
-	send(t, c, CloudFrame{Type: CloudRequest, ID: "R1", Nexo: json.RawMessage(`{"status":1}`)})
+	send(t, c, ppaas.CloudFrame{Type: ppaas.CloudRequest, ID: "R1", Nexo: json.RawMessage(`{"status":1}`)})
 	f = recv(t, c)
 	require.Equal(t, "R1", f.ID)
 	require.JSONEq(t, `{"served":2}`, string(f.Nexo), "served, not answered with the other message's answer")
@@ -208,46 +209,6 @@ func TestCloudURLValidated(t *testing.T) {
 		require.ErrorContains(t, errs[0], "cloud_url")
 		require.ErrorContains(t, errs[0], tc.want)
 	}
-}
-
-func TestParseCloudFrame(t *testing.T) {
-	for _, tc := range []struct {
-		in, err string
-	}{
-		{`{"type":"request","id":"R1","nexo":{"SaleToPOIServiceRequest":{}}}`, ""},
-		{`{"type":"ack","id":"R1"}`, ""},
-		{`{"type":"request","id":"R1"}`, "carries a Nexo message"},
-		{`{"type":"request","id":"R1","nexo":"x"}`, "carries a Nexo message"},
-		{`{"type":"ack","id":""}`, "id must be"},
-		{`{"type":"ack","id":"` + strings.Repeat("x", MaxCloudIDLength+1) + `"}`, "id must be"},
-		{`{"type":"bogus","id":"R1"}`, "unknown type"},
-		{`not json`, "cloud frame"},
-	} {
-		_, err := ParseCloudFrame([]byte(tc.in))
-		if tc.err == "" {
-			require.NoError(t, err, tc.in)
-		} else {
-			require.ErrorContains(t, err, tc.err, tc.in)
-		}
-	}
-}
-
-func FuzzParseCloudFrame(f *testing.F) {
-	f.Add([]byte(`{"type":"request","id":"R1","nexo":{"a":1}}`))
-	f.Add([]byte(`{"type":"ack","id":"R1"}`))
-	f.Add([]byte(`{"type":"answer","id":"R1","nexo":null}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := ParseCloudFrame(b)
-		if err != nil {
-			return
-		}
-		if fr.ID == "" || len(fr.ID) > MaxCloudIDLength {
-			t.Fatalf("accepted id %q", fr.ID)
-		}
-		if fr.Type == CloudRequest && !json.Valid(fr.Nexo) {
-			t.Fatalf("accepted a request without a JSON message")
-		}
-	})
 }
 
 // TestCloudConnectorPingDropsASilentRelay: a relay that stops answering

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 )
 
@@ -29,7 +30,7 @@ func TestAgentValuesAreInTheNexoCodeLists(t *testing.T) {
 		t.Fatalf("%s %q is not in the Nexo code list", field, v)
 	}
 	res, err := outcomeToNexo(qr.Outcome{Result: qr.ResultApproved, ClientTransactionID: "c", TransactionID: "t",
-		Amount: qr.Amount{Amount: 100, Currency: "EUR"}, Method: qr.Method{PaymentType: "KB"}}, "KB", nexo.PaymentRequest{})
+		Amount: ppaas.Amount{Amount: 100, Currency: "EUR"}, Method: qr.Method{PaymentType: "KB"}}, "KB", nexo.PaymentRequest{})
 	require.NoError(t, err)
 	in("PaymentInstrumentType", res.InstrumentType)
 	in("PaymentType", string(res.Type))

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 )
 
@@ -187,7 +188,7 @@ func (c Config) Validate() error {
 	if _, err := c.Brands(); err != nil {
 		bad("apm_brands", "%v", err)
 	}
-	if _, err := qr.ParseStatuses(c.PPaaSStatuses); err != nil {
+	if _, err := ppaas.ParseStatuses(c.PPaaSStatuses); err != nil {
 		bad("ppaas_statuses", "%v", err)
 	}
 	if _, _, err := c.ConfirmTimeouts(); err != nil {
@@ -393,7 +394,7 @@ func (c Config) Brands() (map[string]qr.Method, error) {
 		if !ok || !ok2 || strings.TrimSpace(brand) == "" || strings.TrimSpace(pt) == "" {
 			return nil, fmt.Errorf("%q: want brand=paymentType:scenario", item)
 		}
-		m := qr.Method{PaymentType: strings.TrimSpace(pt), Scenario: qr.Scenario(strings.TrimSpace(sc))}
+		m := qr.Method{PaymentType: strings.TrimSpace(pt), Scenario: ppaas.Scenario(strings.TrimSpace(sc))}
 		if !m.Scenario.Valid() {
 			return nil, fmt.Errorf("%q: scenario must be consumerscan or merchantscan", item)
 		}

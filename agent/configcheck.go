@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/termagent/termagent/mtls"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // CheckReport is what `agent config check` found, for people.
@@ -148,7 +148,7 @@ func (c Config) describeEndpoints(line func(string, string, ...any), serial stri
 	if c.MQTTURL == "" {
 		line("mqtt", "none: the agent polls transaction statuses")
 	} else {
-		line("mqtt", "%s, topic %s", c.MQTTURL, qr.EventTopic(serial))
+		line("mqtt", "%s, topic %s", c.MQTTURL, ppaas.EventTopic(serial))
 	}
 }
 

@@ -1,11 +1,9 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -13,7 +11,9 @@ import (
 	"time"
 
 	"github.com/termagent/termagent/display"
+	"github.com/termagent/termagent/internal/webhook"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 )
 
@@ -87,19 +87,8 @@ func (r RemoteDisplay) ShowScreen(ctx context.Context, s display.Screen) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("post screen: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := r.Client.Do(req)
-	if err != nil {
-		return fmt.Errorf("post screen: %w", err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("post screen: display answered HTTP %d", resp.StatusCode)
+	if err := webhook.Post(ctx, r.Client, r.URL, "application/json", b, nil); err != nil {
+		return fmt.Errorf("post screen to the display: %w", err)
 	}
 	return nil
 }
@@ -156,7 +145,7 @@ func newAsyncDisplay(inner displayAdapter, log *slog.Logger) *asyncDisplay {
 // Show implements qr.Display.
 func (d *asyncDisplay) Show(_ context.Context, s display.Screen) error {
 	d.mu.Lock()
-	d.latest, d.urgent = &s, qr.State(s.State).Final()
+	d.latest, d.urgent = &s, ppaas.State(s.State).Final()
 	d.mu.Unlock()
 	select {
 	case d.wake <- struct{}{}:

@@ -1,6 +1,10 @@
 package agent
 
-import "github.com/termagent/termagent/store"
+import (
+	"context"
+
+	"github.com/termagent/termagent/store"
+)
 
 // TestStore is the running agent's store (valid once Ready), so end-to-end
 // tests in package agent_test can fill the outbox as the agent's own
@@ -12,3 +16,10 @@ func (a *Agent) TestForwarderStats() ForwarderStats { return a.fwd.Stats() }
 
 // TestDegraded is what /readyz and Diagnosis say needs attention.
 func (a *Agent) TestDegraded() string { return a.degraded() }
+
+// TestAdviceQueued reports whether a reversal advice for the client
+// transaction ctid waits in the outbox.
+func (a *Agent) TestAdviceQueued(ctx context.Context, ctid string) (bool, error) {
+	_, _, found, err := a.st.FindKey(ctx, adviceKey(ctid))
+	return found, err
+}

@@ -10,8 +10,9 @@ import (
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
+	simworld "github.com/termagent/termagent/sim/world"
 	"github.com/termagent/termagent/store"
 )
 
@@ -26,18 +27,18 @@ func TestE2ECreate5xxRetriedWithSameClientTransactionID(t *testing.T) {
 	_, err := w.PPaaS.Act(s.TransactionID, "pay")
 	require.NoError(t, err)
 	r := w.answer(done, 15*time.Second)
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	ctid := r.Payment.POITransactionID.ID
 
 	txs, charges := w.PPaaS.Transactions()
 	require.Len(t, txs, 1, "retries created no second transaction")
 	require.Equal(t, ctid, txs[0].ClientTransactionID, "the POI transaction id is the clientTransactionId")
 	require.Equal(t, 3, txs[0].CreateCalls, "two lost answers, then the create that answered")
-	require.Equal(t, qr.Approved, txs[0].Status)
+	require.Equal(t, ppaas.Approved, txs[0].Status)
 	require.Equal(t, 1, charges[w.Agent.Serial()])
 
 	rep := w.status("C5XX")
-	require.Equal(t, nexo.Success, rep.Status.Result, sim.Describe(rep))
+	require.Equal(t, nexo.Success, rep.Status.Result, simworld.Describe(rep))
 	require.Equal(t, ctid, rep.Payment.POITransactionID.ID)
 }
 
@@ -52,8 +53,8 @@ func TestE2ECreateUnreachableQueuesAdviceResolvedLater(t *testing.T) {
 	start := time.Now()
 	r := w.answer(w.payAsync("UNR1", 990), 15*time.Second)
 	took := time.Since(start)
-	require.Equal(t, nexo.Failure, r.Status.Result, sim.Describe(r))
-	require.Equal(t, nexo.UnreachableHost, r.Status.ErrorCondition, sim.Describe(r))
+	require.Equal(t, nexo.Failure, r.Status.Result, simworld.Describe(r))
+	require.Equal(t, nexo.UnreachableHost, r.Status.ErrorCondition, simworld.Describe(r))
 	require.Less(t, took, 5*time.Second, "the POS is not kept waiting")
 	t.Logf("UnreachableHost answered in %s", took.Round(time.Millisecond))
 
@@ -61,7 +62,7 @@ func TestE2ECreateUnreachableQueuesAdviceResolvedLater(t *testing.T) {
 	require.Empty(t, txs, "no create reached PPaaS")
 	require.Equal(t, 1, w.queued(store.KindAdvice), "the reversal advice is queued")
 	rep := w.status("UNR1")
-	require.Equal(t, nexo.UnreachableHost, rep.Status.ErrorCondition, sim.Describe(rep))
+	require.Equal(t, nexo.UnreachableHost, rep.Status.ErrorCondition, simworld.Describe(rep))
 
 	// Let the forwarder fail a few times, then bring PPaaS back.
 	require.Eventually(t, func() bool { return w.Agent.TestForwarderStats().Failures >= 2 }, 10*time.Second, 5*time.Millisecond)
@@ -73,10 +74,10 @@ func TestE2ECreateUnreachableQueuesAdviceResolvedLater(t *testing.T) {
 	t.Logf("advice resolved %s after PPaaS came back", time.Since(back).Round(time.Millisecond))
 
 	rep = w.status("UNR1")
-	require.Equal(t, nexo.Failure, rep.Status.Result, sim.Describe(rep))
+	require.Equal(t, nexo.Failure, rep.Status.Result, simworld.Describe(rep))
 	txs, charges := w.PPaaS.Transactions()
 	require.Len(t, txs, 1, "the advice created (idempotently) the transaction to cancel it")
-	require.Equal(t, qr.Cancelled, txs[0].Status)
+	require.Equal(t, ppaas.Cancelled, txs[0].Status)
 	require.Zero(t, charges[w.Agent.Serial()])
 	_, err := w.PPaaS.Act(txs[0].TransactionID, "pay")
 	require.Error(t, err, "the consumer can no longer pay it")
@@ -95,7 +96,7 @@ func TestE2ECreateAnswersLostConsumerPaidAdviceRefunds(t *testing.T) {
 	w.PPaaS.AddFault(sim.Fault{Path: "/qrcode-payment/v1/transactions/", Method: "GET", Status: 503})
 
 	r := w.answer(w.payAsync("LOST1", 1990), 15*time.Second)
-	require.Equal(t, nexo.UnreachableHost, r.Status.ErrorCondition, sim.Describe(r))
+	require.Equal(t, nexo.UnreachableHost, r.Status.ErrorCondition, simworld.Describe(r))
 	txs, _ := w.PPaaS.Transactions()
 	require.Len(t, txs, 1)
 	require.GreaterOrEqual(t, txs[0].CreateCalls, 4, "one transaction for every attempt (and the advice's replay)")
@@ -109,9 +110,9 @@ func TestE2ECreateAnswersLostConsumerPaidAdviceRefunds(t *testing.T) {
 		return strings.Contains(w.status("LOST1").Status.AdditionalResponse, "refunded at PPaaS")
 	}, 10*time.Second, 10*time.Millisecond, "TransactionStatus reports the refund")
 	rep := w.status("LOST1")
-	require.Equal(t, nexo.Failure, rep.Status.Result, sim.Describe(rep))
+	require.Equal(t, nexo.Failure, rep.Status.Result, simworld.Describe(rep))
 	tx := w.simTx(txs[0].ClientTransactionID)
-	require.Equal(t, qr.Refunded, tx.Status)
+	require.Equal(t, ppaas.Refunded, tx.Status)
 	require.Equal(t, tx.PaymentAmount.Amount, tx.RefundedAmount, "refunded in full")
 	require.Equal(t, 1, tx.Charges, "charged once, then refunded")
 }
@@ -128,7 +129,7 @@ func TestE2EBrokerDownPollingCompletesPayment(t *testing.T) {
 	_, err := w.PPaaS.Act(s.TransactionID, "pay")
 	require.NoError(t, err)
 	r := w.answer(done, 15*time.Second)
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	require.Equal(t, 1, w.charges())
 	states, sources := w.qrPath(r.Payment.POITransactionID.ID)
 	require.Equal(t, "approved", states[len(states)-1])
@@ -171,8 +172,8 @@ func TestE2EDuplicateAndOutOfOrderEvents(t *testing.T) {
 			require.NoError(t, err)
 			r := w.answer(done, 10*time.Second)
 			require.Less(t, time.Since(acted), 10*time.Second)
-			require.Equal(t, tc.want, r.Status.Result, sim.Describe(r))
-			require.Equal(t, tc.cond, r.Status.ErrorCondition, sim.Describe(r))
+			require.Equal(t, tc.want, r.Status.Result, simworld.Describe(r))
+			require.Equal(t, tc.cond, r.Status.ErrorCondition, simworld.Describe(r))
 			ctid := w.simTxByQR(s.TransactionID).ClientTransactionID
 			if tc.want == nexo.Success {
 				wantCharges++
@@ -183,7 +184,7 @@ func TestE2EDuplicateAndOutOfOrderEvents(t *testing.T) {
 			require.Equal(t, "event", sources[len(sources)-1], "decided by the events")
 			require.Equal(t, wantCharges, w.charges())
 			rep := w.status(sid)
-			require.Equal(t, tc.want, rep.Status.Result, sim.Describe(rep))
+			require.Equal(t, tc.want, rep.Status.Result, simworld.Describe(rep))
 		})
 	}
 }
@@ -191,14 +192,9 @@ func TestE2EDuplicateAndOutOfOrderEvents(t *testing.T) {
 // simTxByQR is the simulator's record of the transaction with a PPaaS id.
 func (w *world) simTxByQR(id string) sim.SimTransaction {
 	w.t.Helper()
-	txs, _ := w.PPaaS.Transactions()
-	for _, tx := range txs {
-		if tx.TransactionID == id {
-			return tx
-		}
-	}
-	w.t.Fatalf("no transaction %s at the simulator", id)
-	return sim.SimTransaction{}
+	tx, ok := w.PPaaS.Transaction(id)
+	require.True(w.t, ok, "no transaction %s at the simulator", id)
+	return tx
 }
 
 // Tokens expiring while the consumer decides (and the MQTT session dropped, so
@@ -214,7 +210,7 @@ func TestE2ETokenExpiresMidTransaction(t *testing.T) {
 	_, err := w.PPaaS.Act(s.TransactionID, "pay")
 	require.NoError(t, err)
 	r := w.answer(done, 15*time.Second)
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	require.Equal(t, 1, w.charges())
 	require.Equal(t, nexo.Success, w.status("TOK1").Status.Result)
 	require.Greater(t, w.PPaaS.Stats().TokensIssued, issued, "the agent authenticated again")
@@ -230,7 +226,7 @@ func TestE2ETokenExpiresMidTransaction(t *testing.T) {
 	_, err = w.PPaaS.Act(s.TransactionID, "pay")
 	require.NoError(t, err)
 	r = w.answer(done, 15*time.Second)
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	_, sources = w.qrPath(r.Payment.POITransactionID.ID)
 	require.Equal(t, "event", sources[len(sources)-1])
 	require.Equal(t, 2, w.charges())
@@ -246,16 +242,16 @@ func TestE2EConsumerAbandonsTimeoutCancels(t *testing.T) {
 	_, err := w.PPaaS.Act(s.TransactionID, "abandon")
 	require.NoError(t, err)
 	r := w.answer(done, 15*time.Second)
-	require.Equal(t, nexo.Failure, r.Status.Result, sim.Describe(r))
-	require.Equal(t, nexo.Cancel, r.Status.ErrorCondition, sim.Describe(r))
+	require.Equal(t, nexo.Failure, r.Status.Result, simworld.Describe(r))
+	require.Equal(t, nexo.Cancel, r.Status.ErrorCondition, simworld.Describe(r))
 
 	tx := w.simTxByQR(s.TransactionID)
-	require.Equal(t, qr.Cancelled, tx.Status, "cancelled at PPaaS")
+	require.Equal(t, ppaas.Cancelled, tx.Status, "cancelled at PPaaS")
 	_, err = w.PPaaS.Act(s.TransactionID, "pay")
 	require.Error(t, err, "too late to pay")
 	require.Zero(t, w.charges())
 	rep := w.status("ABN1")
-	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, sim.Describe(rep))
+	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, simworld.Describe(rep))
 }
 
 // The POS aborts while the create is still on its way (PPaaS slow): the agent
@@ -269,12 +265,12 @@ func TestE2EAbortDuringSlowCreate(t *testing.T) {
 	w.waitFor(5*time.Second, "create under way", func() bool { return len(w.faultList()) == 0 }, func() string { return "" })
 	require.NoError(t, w.pos.Abort(t.Context(), "ABC1"))
 	r := w.answer(done, 15*time.Second)
-	require.Equal(t, nexo.Failure, r.Status.Result, sim.Describe(r))
-	require.Equal(t, nexo.Aborted, r.Status.ErrorCondition, sim.Describe(r))
+	require.Equal(t, nexo.Failure, r.Status.Result, simworld.Describe(r))
+	require.Equal(t, nexo.Aborted, r.Status.ErrorCondition, simworld.Describe(r))
 
 	txs, charges := w.PPaaS.Transactions()
 	require.Len(t, txs, 1)
-	require.Equal(t, qr.Cancelled, txs[0].Status, "what the slow create made is cancelled")
+	require.Equal(t, ppaas.Cancelled, txs[0].Status, "what the slow create made is cancelled")
 	_, err := w.PPaaS.Act(txs[0].TransactionID, "pay")
 	require.Error(t, err)
 	require.Zero(t, charges[w.Agent.Serial()])
@@ -297,8 +293,8 @@ func TestE2EConsumerPaysWhileTimeoutCancelInFlight(t *testing.T) {
 	_, err := w.PPaaS.Act(s.TransactionID, "pay")
 	require.NoError(t, err)
 	r := w.answer(done, 15*time.Second)
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	require.Equal(t, 1, w.charges())
-	require.Equal(t, qr.Approved, w.simTxByQR(s.TransactionID).Status, "not refunded: the POS was told Success")
+	require.Equal(t, ppaas.Approved, w.simTxByQR(s.TransactionID).Status, "not refunded: the POS was told Success")
 	require.Equal(t, nexo.Success, w.status("RACE1").Status.Result)
 }

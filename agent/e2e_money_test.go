@@ -11,10 +11,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
-	"github.com/termagent/termagent/sim/simtest"
+	simworld "github.com/termagent/termagent/sim/world"
 	"github.com/termagent/termagent/store"
 )
 
@@ -27,7 +28,7 @@ import (
 // person, Diagnosis says Maintenance, /readyz is degraded; `agent queue retry`
 // (RetryDead) brings it back and it refunds once PPaaS lets it.
 func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
-	w, pos := simtest.Start(t, func(c *sim.WorldConfig) {
+	w, pos := worldrig.Start(t, func(c *simworld.WorldConfig) {
 		c.AgentOptions.Forwarder.MaxRejections = 3
 		prev := c.AgentConfig
 		c.AgentConfig = func(ac *agent.Config) {
@@ -42,7 +43,7 @@ func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 	w.PPaaS.AddFault(sim.Fault{Path: "/qrcode-payment/v1/transactions/", Method: "POST", Status: 404})
 
 	r := ww.answer(ww.payAsync("R404", 4999), 15*time.Second)
-	require.Equal(t, nexo.UnreachableHost, r.Status.ErrorCondition, sim.Describe(r))
+	require.Equal(t, nexo.UnreachableHost, r.Status.ErrorCondition, simworld.Describe(r))
 	txs, _ := w.PPaaS.Transactions()
 	require.Len(t, txs, 1)
 	_, err := w.PPaaS.Act(txs[0].TransactionID, "pay")
@@ -51,16 +52,16 @@ func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 	ww.waitFor(20*time.Second, "the reversal given up", func() bool {
 		return strings.Contains(ww.status("R404").Status.AdditionalResponse, "manual action needed")
 	}, func() string {
-		return sim.Describe(ww.status("R404"))
+		return simworld.Describe(ww.status("R404"))
 	})
 	rep := ww.status("R404")
-	require.Equal(t, nexo.Failure, rep.Status.Result, sim.Describe(rep))
+	require.Equal(t, nexo.Failure, rep.Status.Result, simworld.Describe(rep))
 	require.NotContains(t, rep.Status.AdditionalResponse, "no money moved")
 	require.Contains(t, rep.Status.AdditionalResponse, "reversal of 49.99 EUR failed at PPaaS")
 	require.Contains(t, rep.Status.AdditionalResponse, txs[0].TransactionID)
 	require.Contains(t, rep.Status.AdditionalResponse, "manual action needed")
 	tx := ww.simTx(txs[0].ClientTransactionID)
-	require.Equal(t, qr.Approved, tx.Status, "still charged, and the agent says so")
+	require.Equal(t, ppaas.Approved, tx.Status, "still charged, and the agent says so")
 	require.Zero(t, tx.RefundedAmount)
 	require.Equal(t, "Maintenance", ww.diagnosis().GlobalStatus)
 	require.Contains(t, w.Agent.TestDegraded(), "dead letters")
@@ -78,9 +79,9 @@ func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 	require.Equal(t, 1, n)
 	ww.waitFor(10*time.Second, "refunded", func() bool {
 		return strings.Contains(ww.status("R404").Status.AdditionalResponse, "refunded at PPaaS")
-	}, func() string { return sim.Describe(ww.status("R404")) })
+	}, func() string { return simworld.Describe(ww.status("R404")) })
 	tx = ww.simTx(txs[0].ClientTransactionID)
-	require.Equal(t, qr.Refunded, tx.Status)
+	require.Equal(t, ppaas.Refunded, tx.Status)
 	require.Equal(t, int64(4999), tx.RefundedAmount)
 	require.Empty(t, w.Agent.TestDegraded())
 	code, _ = httpGet(t, w.Agent.AdminURL()+"/readyz")
@@ -105,7 +106,7 @@ func httpGet(t *testing.T, url string) (int, string) {
 // waits for the confirmation; TransactionStatus says InProgress meanwhile, and
 // the POS gets Success when the confirmation comes.
 func TestE2EPaidUnconfirmedWaitsForConfirmation(t *testing.T) {
-	w, pos := simtest.Start(t, func(c *sim.WorldConfig) {
+	w, pos := worldrig.Start(t, func(c *simworld.WorldConfig) {
 		c.PPaaS.Payments.Providers.Pennymatic.ConfirmDelay = -1 // confirmed by the test
 		prev := c.AgentConfig
 		c.AgentConfig = func(ac *agent.Config) {
@@ -131,23 +132,23 @@ func TestE2EPaidUnconfirmedWaitsForConfirmation(t *testing.T) {
 	ww.waitFor(10*time.Second, "payment timeout passed", func() bool { return time.Since(paidAt) > 1500*time.Millisecond }, func() string { return "" })
 	st, err := pos.Status(t.Context(), "PM1")
 	require.NoError(t, err)
-	require.Equal(t, nexo.InProgress, st.Status.ErrorCondition, sim.Describe(st))
+	require.Equal(t, nexo.InProgress, st.Status.ErrorCondition, simworld.Describe(st))
 	select {
 	case r := <-ch:
-		t.Fatalf("answered before the confirmation: %s", sim.Describe(r.resp))
+		t.Fatalf("answered before the confirmation: %s", simworld.Describe(r.resp))
 	default:
 	}
 	txs, _ := w.PPaaS.Transactions()
 	require.Len(t, txs, 1)
-	require.Equal(t, qr.Confirming, txs[0].Status, "not cancelled at PPaaS")
+	require.Equal(t, ppaas.Confirming, txs[0].Status, "not cancelled at PPaaS")
 
 	_, err = w.PPaaS.Act(s.TransactionID, "confirm")
 	require.NoError(t, err)
 	r := ww.answer(ch, 10*time.Second)
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	require.Equal(t, nexo.Success, ww.status("PM1").Status.Result)
 	tx := ww.simTx(txs[0].ClientTransactionID)
-	require.Equal(t, qr.Approved, tx.Status)
+	require.Equal(t, ppaas.Approved, tx.Status)
 	require.Empty(t, tx.Provider["refund"])
 	require.Equal(t, 1, ww.charges())
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/certs"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/sim"
+	simworld "github.com/termagent/termagent/sim/world"
 )
 
 // payApprovedAfterQR starts a KB payment, approves it at the provider as soon as
@@ -37,7 +37,7 @@ func TestE2EPollingModeAnswersApprovalWithinAPollInterval(t *testing.T) {
 		c.EventWait = 5 * time.Second // the default: it no longer delays polling mode
 	})
 	r, took := w.payApprovedAfterQR("POLL1")
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	t.Logf("polling mode: approval answered %s after the consumer paid", took.Round(time.Millisecond))
 	require.Less(t, took, 2*time.Second)
 	_, sources := w.qrPath(r.Payment.POITransactionID.ID)
@@ -53,7 +53,7 @@ func TestE2EBrokerDownPollsAtPollFirst(t *testing.T) {
 		return !hostReachable(w.diagnosis(), "PPaaS-MQTT")
 	}, func() string { return "MQTT still reachable" })
 	r, took := w.payApprovedAfterQR("POLL2")
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	t.Logf("broker down: approval answered %s after the consumer paid", took.Round(time.Millisecond))
 	require.Less(t, took, 2*time.Second)
 }
@@ -73,7 +73,7 @@ func TestE2ECustomTokenModePays(t *testing.T) {
 		c.Serial, c.Model = certs.DefaultSerial, certs.DefaultModel
 	})
 	r, took := w.payApprovedAfterQR("CUST1")
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	t.Logf("custom-token mode: approval answered %s after the consumer paid", took.Round(time.Millisecond))
 	st := w.PPaaS.AuthStats()
 	require.Equal(t, 1, st.MerchantLogins)
@@ -88,17 +88,17 @@ func TestE2ECustomTokenModePays(t *testing.T) {
 func TestE2ERenewedSecretAgentRecovers(t *testing.T) {
 	w := startWorld(t, nil)
 	r, _ := w.payApprovedAfterQR("REN1")
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	issued := w.PPaaS.Stats().TokensIssued
 
 	require.NoError(t, w.PPaaS.RenewSecret(w.Agent.Serial()))
 	r, _ = w.payApprovedAfterQR("REN2")
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	require.Equal(t, issued, w.PPaaS.Stats().TokensIssued, "the token issued before the renewal still works")
 
 	w.PPaaS.ExpireTokens() // its expiry: the agent must authenticate again
 	r, _ = w.payApprovedAfterQR("REN3")
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	require.Greater(t, w.PPaaS.Stats().TokensIssued, issued)
 	require.Equal(t, 3, w.charges())
 }
@@ -158,7 +158,7 @@ func TestE2EBrokerDownMidPaymentSwitchesToPolling(t *testing.T) {
 	require.NoError(t, err)
 	r := w.answer(done, 15*time.Second)
 	took := time.Since(approved)
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	t.Logf("broker down mid-payment: approval answered %s after the consumer paid", took.Round(time.Millisecond))
 	require.Less(t, took, 2500*time.Millisecond, "well before event_wait (10 s)")
 }

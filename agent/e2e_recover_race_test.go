@@ -12,8 +12,9 @@ import (
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
+	simworld "github.com/termagent/termagent/sim/world"
 )
 
 // A POS that pays as soon as it hears Initialised (sent before restart
@@ -46,15 +47,26 @@ func TestE2EPaymentStartedBeforeRecoveryIsNotRecovered(t *testing.T) {
 	done := w.payAsync("EARLY1", 700)
 	s := w.awaitQR()
 	release <- struct{}{}
-	time.Sleep(500 * time.Millisecond) // recovery runs now; a queued reversal would be carried out within ms
-
-	require.Equal(t, qr.AwaitingConsumer, w.simTxByQR(s.TransactionID).Status, "the live payment was not cancelled")
+	select { // recovery runs now: a reversal it wrongly queued would be in the outbox or carried out once it is done
+	case <-w.Agent.Recovered():
+	case <-time.After(10 * time.Second):
+		t.Fatal("restart recovery did not finish")
+	}
+	noReversal := func() {
+		t.Helper()
+		tx := w.simTxByQR(s.TransactionID)
+		queued, err := w.Agent.TestAdviceQueued(t.Context(), tx.ClientTransactionID)
+		require.NoError(t, err)
+		require.False(t, queued, "no reversal of the live payment queued")
+	}
+	noReversal()
+	require.Equal(t, ppaas.AwaitingConsumer, w.simTxByQR(s.TransactionID).Status, "the live payment was not cancelled")
 	_, err := w.PPaaS.Act(s.TransactionID, "pay")
 	require.NoError(t, err)
 	r := w.answer(done, 15*time.Second)
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
-	time.Sleep(300 * time.Millisecond)
-	require.Equal(t, qr.Approved, w.simTxByQR(s.TransactionID).Status, "not refunded behind the POS's back")
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
+	noReversal()
+	require.Equal(t, ppaas.Approved, w.simTxByQR(s.TransactionID).Status, "not refunded behind the POS's back")
 	require.Equal(t, 1, w.charges())
 	require.Equal(t, nexo.Success, w.status("EARLY1").Status.Result)
 }
@@ -76,7 +88,7 @@ func TestE2EConsumerPaysWhileSlowAbortCancelInFlight(t *testing.T) {
 	require.NoError(t, err)
 	r := w.answer(done, 30*time.Second)
 	require.Equal(t, 1, w.charges())
-	require.Equal(t, qr.Approved, w.simTxByQR(s.TransactionID).Status)
-	require.Equal(t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(t, ppaas.Approved, w.simTxByQR(s.TransactionID).Status)
+	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	require.Equal(t, nexo.Success, w.status("SLOWAB1").Status.Result)
 }

@@ -12,10 +12,12 @@ import (
 
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/display"
+	"github.com/termagent/termagent/internal/testrig"
+	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/sim"
-	"github.com/termagent/termagent/sim/simtest"
+	simworld "github.com/termagent/termagent/sim/world"
 	"github.com/termagent/termagent/store"
 )
 
@@ -23,9 +25,9 @@ import (
 // tests drive them: every request goes through the agent's Nexo server, its
 // QR engine, its mTLS client and its MQTT subscriber.
 type world struct {
-	*sim.World
+	*simworld.World
 	t    *testing.T
-	pos  *sim.POS
+	pos  *simworld.POS
 	seen map[string]bool // QR transactions already awaited
 }
 
@@ -34,7 +36,7 @@ type world struct {
 // tests are about; cmd/agent's crash test keeps fsync).
 func startWorld(t *testing.T, mod func(*agent.Config)) *world {
 	t.Helper()
-	w, pos := simtest.Start(t, simtest.Agent(func(c *agent.Config) {
+	w, pos := worldrig.Start(t, worldrig.Agent(func(c *agent.Config) {
 		c.PaymentTimeout = 30 * time.Second
 		c.EventWait = 10 * time.Second
 		if mod != nil {
@@ -97,7 +99,7 @@ func (w *world) status(serviceID string) *nexo.Response {
 	w.t.Helper()
 	st, err := w.pos.Status(w.t.Context(), serviceID)
 	require.NoError(w.t, err)
-	require.Equal(w.t, nexo.Success, st.Status.Result, sim.Describe(st))
+	require.Equal(w.t, nexo.Success, st.Status.Result, simworld.Describe(st))
 	require.NotNil(w.t, st.TransactionStatus)
 	require.NotNil(w.t, st.TransactionStatus.Repeated)
 	return st.TransactionStatus.Repeated
@@ -112,14 +114,9 @@ func (w *world) charges() int {
 // simTx is the simulator's record of the one transaction with ctid.
 func (w *world) simTx(ctid string) sim.SimTransaction {
 	w.t.Helper()
-	txs, _ := w.PPaaS.Transactions()
-	for _, tx := range txs {
-		if tx.ClientTransactionID == ctid {
-			return tx
-		}
-	}
-	w.t.Fatalf("no transaction %s at the simulator", ctid)
-	return sim.SimTransaction{}
+	tx, ok := w.PPaaS.Transaction(ctid)
+	require.True(w.t, ok, "no transaction %s at the simulator", ctid)
+	return tx
 }
 
 // qrPath is the QR engine's journaled path of a transaction: each state the
@@ -162,7 +159,7 @@ func (w *world) diagnosis() *nexo.DiagnosisResponse {
 	w.t.Helper()
 	d, err := w.pos.Diagnosis(w.t.Context())
 	require.NoError(w.t, err)
-	require.Equal(w.t, nexo.Success, d.Status.Result, sim.Describe(d))
+	require.Equal(w.t, nexo.Success, d.Status.Result, simworld.Describe(d))
 	return d.Diagnosis
 }
 
@@ -179,19 +176,7 @@ func hostReachable(d *nexo.DiagnosisResponse, host string) bool {
 // what the world looked like.
 func (w *world) waitFor(within time.Duration, what string, cond func() bool, detail func() string) {
 	w.t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%s: not within %s: %s", what, within, detail())
-		}
-		select {
-		case <-tick.C:
-		case <-w.t.Context().Done():
-			w.t.Fatalf("%s: %v", what, w.t.Context().Err())
-		}
-	}
+	testrig.WaitFor(w.t, within, what, cond, detail)
 }
 
 // queued counts the records of a kind waiting in the agent's outbox.

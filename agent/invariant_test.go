@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
@@ -109,14 +110,14 @@ func TestReversalAdviceCommitsWithItsFinalResponse(t *testing.T) {
 // PPaaS through.
 func ppaasEngine(t *testing.T, st *store.Store, srv *httptest.Server) *qr.Engine {
 	t.Helper()
-	e, err := qr.NewEngine(qr.Config{Brands: map[string]qr.Method{"KB": {PaymentType: "KB", Scenario: qr.ConsumerScan}}},
+	e, err := qr.NewEngine(qr.Config{Brands: map[string]qr.Method{"KB": {PaymentType: "KB", Scenario: ppaas.ConsumerScan}}},
 		qr.NewClient(srv.Client(), srv.URL, qr.Retry{Attempts: 1}), journal{st: st}, advisor{st: st}, nil)
 	require.NoError(t, err)
 	return e
 }
 
 // fakePPaaS answers the status read of one transaction.
-func fakePPaaS(t *testing.T, tx qr.Transaction) *httptest.Server {
+func fakePPaaS(t *testing.T, tx ppaas.Transaction) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/"+tx.TransactionID) {
@@ -138,16 +139,16 @@ func TestRecoveryNeverReportsApprovedWhileAReversalIsQueued(t *testing.T) {
 	st := openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db"))
 	j := journal{st: st}
 	id := beginPayment(t, j, "L1", 2000)
-	tr, err := json.Marshal(qr.Transition{ClientTransactionID: id, TransactionID: "qr-9", From: qr.Created, To: qr.AwaitingConsumer})
+	tr, err := json.Marshal(qr.Transition{ClientTransactionID: id, TransactionID: "qr-9", From: ppaas.Created, To: ppaas.AwaitingConsumer})
 	require.NoError(t, err)
-	require.NoError(t, st.AppendTxn(t.Context(), id, store.Transition{State: stateQRPrefix + string(qr.AwaitingConsumer), Data: tr}))
+	require.NoError(t, st.AppendTxn(t.Context(), id, store.Transition{State: stateQRPrefix + string(ppaas.AwaitingConsumer), Data: tr}))
 	ev, err := adviceEvent(qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: id, TransactionID: "qr-9", Reason: "cancel: unreachable"})
 	require.NoError(t, err)
 	_, err = st.Append(t.Context(), ev)
 	require.NoError(t, err)
 
-	srv := fakePPaaS(t, qr.Transaction{TransactionID: "qr-9", ClientTransactionID: id, PaymentType: "KB", PaymentScenario: qr.ConsumerScan,
-		Status: qr.Approved, PaymentAmount: qr.Amount{Amount: 2000, Currency: "EUR"}})
+	srv := fakePPaaS(t, ppaas.Transaction{TransactionID: "qr-9", ClientTransactionID: id, PaymentType: "KB", PaymentScenario: ppaas.ConsumerScan,
+		Status: ppaas.Approved, PaymentAmount: ppaas.Amount{Amount: 2000, Currency: "EUR"}})
 	a := &Agent{poiid: "DX8000-1", log: slog.New(slog.DiscardHandler), api: srv.Client(), cfg: Config{APIURL: srv.URL}}
 	txns, err := st.UnfinishedTxns(t.Context())
 	require.NoError(t, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/termagent/termagent/ppaas"
 	"strings"
 	"time"
 
@@ -445,7 +446,7 @@ type qrView struct {
 	payment       *nexo.PaymentRequest // from the journaled request
 	method        *qr.Method           // journaled at Begin (nil in older files)
 	transactionID string
-	state         qr.State
+	state         ppaas.State
 }
 
 func viewQR(t store.Txn) qrView {
@@ -477,27 +478,27 @@ func viewQR(t store.Txn) qrView {
 // createRequest rebuilds the create call of a journaled payment, for idempotent
 // replay: the same method (the one journaled when the payment began, not
 // today's brand mapping), amount and order as Pay made.
-func (j journal) createRequest(ctid string, v qrView) (qr.CreateRequest, bool) {
+func (j journal) createRequest(ctid string, v qrView) (ppaas.CreateRequest, bool) {
 	p := v.payment
 	if p == nil {
-		return qr.CreateRequest{}, false
+		return ppaas.CreateRequest{}, false
 	}
 	m := v.method
 	if m == nil {
 		if j.qr == nil {
-			return qr.CreateRequest{}, false
+			return ppaas.CreateRequest{}, false
 		}
 		brand, ok := apmEngine{qr: j.qr}.brand(*p)
 		if !ok {
-			return qr.CreateRequest{}, false
+			return ppaas.CreateRequest{}, false
 		}
 		mm, _ := j.qr.Method(brand)
 		m = &mm
 	}
-	return qr.CreateRequest{
+	return ppaas.CreateRequest{
 		PaymentType: m.PaymentType, PaymentScenario: m.Scenario, ClientTransactionID: ctid,
-		PaymentAmount: qr.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency},
-		Order:         qr.Order{OrderID: orderIDFor(*p, ctid), OrderDescription: p.SaleReferenceID},
+		PaymentAmount: ppaas.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency},
+		Order:         ppaas.Order{OrderID: orderIDFor(*p, ctid), OrderDescription: p.SaleReferenceID},
 	}, true
 }
 
@@ -548,15 +549,15 @@ var errCannotAsk = errors.New("neither a PPaaS transaction id nor a create to re
 // through the QR engine (qr.Engine.Where, the question Reverse asks too): by
 // its PPaaS id when the journal has it, else by replaying its create with the
 // journaled method. Bounded to 15 s: recovery must not hang on one payment.
-func (j journal) standing(ctx context.Context, id string, v qrView) (qr.Transaction, error) {
+func (j journal) standing(ctx context.Context, id string, v qrView) (ppaas.Transaction, error) {
 	if j.qr == nil {
-		return qr.Transaction{}, fmt.Errorf("where does %s stand: no PPaaS client", id)
+		return ppaas.Transaction{}, fmt.Errorf("where does %s stand: no PPaaS client", id)
 	}
-	var create qr.CreateRequest
+	var create ppaas.CreateRequest
 	if v.transactionID == "" {
 		c, ok := j.createRequest(id, v)
 		if !ok {
-			return qr.Transaction{}, fmt.Errorf("where does %s stand: %w", id, errCannotAsk)
+			return ppaas.Transaction{}, fmt.Errorf("where does %s stand: %w", id, errCannotAsk)
 		}
 		create = c
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"github.com/termagent/termagent/ppaas"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -21,21 +22,21 @@ import (
 func payPath(t testing.TB) (*nexo.Client, journal, http.Handler) {
 	t.Helper()
 	st := openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db"))
-	ppaas := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req qr.CreateRequest
+	platform := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req ppaas.CreateRequest
 		if r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&req) != nil {
 			http.Error(w, `{"error":"unexpected"}`, http.StatusBadRequest)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(qr.Transaction{TransactionID: "qr-" + req.ClientTransactionID, ClientTransactionID: req.ClientTransactionID,
-			Status: qr.Approved, PaymentType: req.PaymentType, PaymentScenario: req.PaymentScenario, PaymentAmount: req.PaymentAmount, ProviderReference: "prov"})
+		_ = json.NewEncoder(w).Encode(ppaas.Transaction{TransactionID: "qr-" + req.ClientTransactionID, ClientTransactionID: req.ClientTransactionID,
+			Status: ppaas.Approved, PaymentType: req.PaymentType, PaymentScenario: req.PaymentScenario, PaymentAmount: req.PaymentAmount, ProviderReference: "prov"})
 	}))
-	t.Cleanup(ppaas.Close)
+	t.Cleanup(platform.Close)
 	held := newHeldAdvices()
 	j := journal{st: st, held: held}
-	engine, err := qr.NewEngine(qr.Config{Brands: map[string]qr.Method{"KB": {PaymentType: "KB", Scenario: qr.ConsumerScan}}},
-		qr.NewClient(ppaas.Client(), ppaas.URL, qr.Retry{Attempts: 1}), j, advisor{st: st, held: held}, nil)
+	engine, err := qr.NewEngine(qr.Config{Brands: map[string]qr.Method{"KB": {PaymentType: "KB", Scenario: ppaas.ConsumerScan}}},
+		qr.NewClient(platform.Client(), platform.URL, qr.Retry{Attempts: 1}), j, advisor{st: st, held: held}, nil)
 	require.NoError(t, err)
 	j.methods = apmEngine{qr: engine}.method
 	srv, err := nexo.NewServer(nexo.ServerConfig{POIID: "DX8000-1", AllowPlainHTTP: true},

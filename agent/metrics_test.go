@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
@@ -31,7 +32,7 @@ func scrapeSize(t *testing.T, m *metrics) int {
 // distinct 20 KB categories, results and conditions add one "other" series.
 func TestMetricLabelsFromClosedSets(t *testing.T) {
 	m := newMetrics()
-	m.knowMethods(map[string]qr.Method{"KB": {PaymentType: "KB", Scenario: qr.ConsumerScan}})
+	m.knowMethods(map[string]qr.Method{"KB": {PaymentType: "KB", Scenario: ppaas.ConsumerScan}})
 	m.ObserveRequest(nexo.CategoryPayment, nexo.Success, "", time.Millisecond)
 	before := scrapeSize(t, m)
 	for i := range 2000 {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/termagent/termagent/failpoint"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
@@ -241,7 +242,7 @@ func deadText(adv qr.Advice, reason string) string {
 }
 
 // formatMinor writes an amount in minor units with its currency's decimals.
-func formatMinor(a qr.Amount) string {
+func formatMinor(a ppaas.Amount) string {
 	exp, ok := nexo.CurrencyExponent(a.Currency)
 	if !ok || exp == 0 {
 		return fmt.Sprintf("%d %s", a.Amount, a.Currency)
@@ -255,12 +256,12 @@ func formatMinor(a qr.Amount) string {
 
 // settledText is what TransactionStatus tells once a reversal advice is
 // carried out: why the payment failed and what became of it at PPaaS.
-func settledText(reason string, st qr.State) string {
+func settledText(reason string, st ppaas.State) string {
 	why := "reversed after the outcome was unknown"
 	if reason == reasonRestart {
 		why = reasonRestart
 	}
-	if st == qr.Refunded {
+	if st == ppaas.Refunded {
 		return fmt.Sprintf("%s: refunded at PPaaS, the consumer has the money back", why)
 	}
 	return fmt.Sprintf("%s: %s at PPaaS, no money moved", why, st)

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
@@ -89,7 +90,7 @@ func (e apmEngine) Pay(ctx context.Context, txn nexo.Txn, req nexo.PaymentReques
 	orderID := orderIDFor(req, ctid)
 	out, err := e.qr.Pay(ctx, qr.PaymentRequest{
 		Brand:               brand,
-		Amount:              qr.Amount{Amount: req.Amount.Minor, Currency: req.Amount.Currency},
+		Amount:              ppaas.Amount{Amount: req.Amount.Minor, Currency: req.Amount.Currency},
 		OrderID:             orderID,
 		OrderDescription:    req.SaleReferenceID,
 		ClientTransactionID: ctid,
@@ -100,7 +101,7 @@ func (e apmEngine) Pay(ctx context.Context, txn nexo.Txn, req nexo.PaymentReques
 		if errors.As(err, &ae) {
 			return nexo.PaymentResult{}, nexo.Errorf(nexo.Refusal, "refused by PPaaS: %s", ae.Message)
 		}
-		if errors.Is(err, qr.ErrInvalidRequest) {
+		if errors.Is(err, ppaas.ErrInvalidRequest) {
 			return nexo.PaymentResult{}, nexo.Errorf(nexo.MessageFormat, "%v", err)
 		}
 		// Nothing reached PPaaS (Pay returns an error only then): the agent

@@ -8,6 +8,7 @@ import (
 
 	"github.com/termagent/termagent/failpoint"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
@@ -80,7 +81,7 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) {
 		// create answered, or lost the deferred record of it) the create is
 		// replayed: it is idempotent by clientTransactionId, so it returns the
 		// transaction the lost call made, or makes one that is cancelled below.
-		var cur *qr.Transaction
+		var cur *ppaas.Transaction
 		got, err := j.standing(ctx, t.ID, v)
 		if err == nil {
 			cur = &got
@@ -88,7 +89,7 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) {
 		}
 		failpoint.Hit("recover.asked")
 		switch {
-		case cur != nil && cur.Status == qr.Approved && cur.RefundedAmount == 0:
+		case cur != nil && cur.Status == ppaas.Approved && cur.RefundedAmount == 0:
 			brand := cur.PaymentType // when the journaled request is unreadable
 			if v.payment != nil && j.qr != nil {
 				if b, ok := (apmEngine{qr: j.qr}).brand(*v.payment); ok {
@@ -101,14 +102,14 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) {
 			if a.finishRecovered(ctx, j, t, v, &res, nil, nil) {
 				log.Info("recovered transaction: approved at PPaaS")
 			}
-		case cur != nil && cur.Status.Final() && cur.Status != qr.Approved:
+		case cur != nil && cur.Status.Final() && cur.Status != ppaas.Approved:
 			if a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Refusal, "%s at PPaaS (outcome recovered after an agent restart)", cur.Status), nil) {
 				log.Info("recovered transaction: not approved", "status", cur.Status)
 			}
 		default:
 			adv := qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Reason: reasonRestart, At: time.Now()}
 			if v.payment != nil {
-				adv.Amount = qr.Amount{Amount: v.payment.Amount.Minor, Currency: v.payment.Amount.Currency}
+				adv.Amount = ppaas.Amount{Amount: v.payment.Amount.Minor, Currency: v.payment.Amount.Currency}
 			}
 			if adv.TransactionID == "" {
 				adv.Create = create
@@ -184,7 +185,7 @@ func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, t store.
 
 // reversedAtPPaaS reads the original payment of a reversal at PPaaS and
 // reports whether nothing of it stands any more (and its status).
-func (a *Agent) reversedAtPPaaS(ctx context.Context, j journal, origID string) (qr.State, bool) {
+func (a *Agent) reversedAtPPaaS(ctx context.Context, j journal, origID string) (ppaas.State, bool) {
 	if origID == "" {
 		return "", false
 	}
@@ -203,9 +204,9 @@ func (a *Agent) reversedAtPPaaS(ctx context.Context, j journal, origID string) (
 		return "", false
 	}
 	switch {
-	case cur.Status == qr.Refunded, cur.Status == qr.Approved && cur.RefundedAmount >= cur.PaymentAmount.Amount:
-		return qr.Refunded, true
-	case cur.Status == qr.Cancelled, cur.Status == qr.Expired, cur.Status == qr.Declined:
+	case cur.Status == ppaas.Refunded, cur.Status == ppaas.Approved && cur.RefundedAmount >= cur.PaymentAmount.Amount:
+		return ppaas.Refunded, true
+	case cur.Status == ppaas.Cancelled, cur.Status == ppaas.Expired, cur.Status == ppaas.Declined:
 		return cur.Status, true
 	}
 	return "", false

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
@@ -25,28 +26,28 @@ import (
 func TestRecoveryReplaysCreateWithTheJournaledMethod(t *testing.T) {
 	var (
 		mu      sync.Mutex
-		creates []qr.CreateRequest
+		creates []ppaas.CreateRequest
 	)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req qr.CreateRequest
+		var req ppaas.CreateRequest
 		if r.Method == http.MethodPost && r.URL.Path == "/qrcode-payment/v1/transactions" {
 			_ = json.NewDecoder(r.Body).Decode(&req)
 			mu.Lock()
 			creates = append(creates, req)
 			mu.Unlock()
 		}
-		_ = json.NewEncoder(w).Encode(qr.Transaction{TransactionID: "qr-3", ClientTransactionID: req.ClientTransactionID, Status: qr.AwaitingConsumer,
+		_ = json.NewEncoder(w).Encode(ppaas.Transaction{TransactionID: "qr-3", ClientTransactionID: req.ClientTransactionID, Status: ppaas.AwaitingConsumer,
 			PaymentType: req.PaymentType, PaymentAmount: req.PaymentAmount})
 	}))
 	defer srv.Close()
 	st := openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db"))
 	j := journal{st: st, methods: func(nexo.PaymentRequest) (qr.Method, bool) {
-		return qr.Method{PaymentType: "KB_V1", Scenario: qr.ConsumerScan}, true // the mapping when it began
+		return qr.Method{PaymentType: "KB_V1", Scenario: ppaas.ConsumerScan}, true // the mapping when it began
 	}}
 	id := beginPayment(t, j, "M1", 1500)
 
 	// Restarted with another mapping for the brand.
-	engine, err := qr.NewEngine(qr.Config{Brands: map[string]qr.Method{"KB": {PaymentType: "KB_V2", Scenario: qr.ConsumerScan}}},
+	engine, err := qr.NewEngine(qr.Config{Brands: map[string]qr.Method{"KB": {PaymentType: "KB_V2", Scenario: ppaas.ConsumerScan}}},
 		qr.NewClient(srv.Client(), srv.URL, qr.Retry{Attempts: 1}), journal{st: st}, advisor{st: st}, nil)
 	require.NoError(t, err)
 	a := &Agent{poiid: "DX8000-1", log: slog.New(slog.DiscardHandler)}
@@ -68,9 +69,9 @@ func TestRecoveryAsksPPaaSAboutAnInterruptedReversal(t *testing.T) {
 	st := openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db"))
 	j := journal{st: st}
 	pay := beginPayment(t, j, "P1", 2000)
-	tr, err := json.Marshal(qr.Transition{ClientTransactionID: pay, TransactionID: "qr-5", From: qr.AwaitingConsumer, To: qr.Approved})
+	tr, err := json.Marshal(qr.Transition{ClientTransactionID: pay, TransactionID: "qr-5", From: ppaas.AwaitingConsumer, To: ppaas.Approved})
 	require.NoError(t, err)
-	require.NoError(t, st.AppendTxn(t.Context(), pay, store.Transition{State: stateQRPrefix + string(qr.Approved), Data: tr}))
+	require.NoError(t, st.AppendTxn(t.Context(), pay, store.Transition{State: stateQRPrefix + string(ppaas.Approved), Data: tr}))
 	require.NoError(t, j.Finish(t.Context(), nexo.Txn{SaleID: "POS1", ServiceID: "P1", POITransactionID: pay}, failureResponse(t, "P1", pay, "", ""), time.Now()))
 
 	rev := &nexo.Request{
@@ -81,8 +82,8 @@ func TestRecoveryAsksPPaaSAboutAnInterruptedReversal(t *testing.T) {
 	_, err = j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: "R1", Category: nexo.CategoryReversal, RequestHash: "r", Request: rev, State: nexo.TxInProgress, Started: now, Updated: now})
 	require.NoError(t, err)
 
-	srv := fakePPaaS(t, qr.Transaction{TransactionID: "qr-5", ClientTransactionID: pay, Status: qr.Refunded,
-		PaymentAmount: qr.Amount{Amount: 2000, Currency: "EUR"}, RefundedAmount: 2000})
+	srv := fakePPaaS(t, ppaas.Transaction{TransactionID: "qr-5", ClientTransactionID: pay, Status: ppaas.Refunded,
+		PaymentAmount: ppaas.Amount{Amount: 2000, Currency: "EUR"}, RefundedAmount: 2000})
 	a := &Agent{poiid: "DX8000-1", log: slog.New(slog.DiscardHandler), api: srv.Client(), cfg: Config{APIURL: srv.URL}}
 	txns, err := st.UnfinishedTxns(t.Context())
 	require.NoError(t, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/termagent/termagent/ppaas"
 	"net/http"
 	"slices"
 	"sync"
@@ -99,7 +100,7 @@ func (o Options) refundDesk() *refundDesk {
 // reversedAmount is what a full reversal refunded: the payment's amount if it
 // had been approved (refunded), nothing if it was only cancelled.
 func reversedAmount(out qr.Outcome) nexo.Amount {
-	if out.State != qr.Refunded {
+	if out.State != ppaas.Refunded {
 		return nexo.Amount{}
 	}
 	return nexo.Amount{Minor: out.Amount.Amount, Currency: out.Amount.Currency}
@@ -200,7 +201,7 @@ func readRefundable(ctx context.Context, st *store.Store, id, saleID string) (re
 type refundOutcome struct {
 	amount   nexo.Amount
 	original refundable
-	ref      qr.Refund
+	ref      ppaas.Refund
 }
 
 // errRefundPending: the POS was about to be given a definitive failure for a
@@ -267,9 +268,9 @@ func (e apmEngine) refund(ctx context.Context, o refundOrder) (refundOutcome, er
 	}
 	remaining := orig.paid.Minor - orig.reservedTotal()
 	switch {
-	case cur.Status == qr.Refunded:
+	case cur.Status == ppaas.Refunded:
 		remaining = 0
-	case cur.Status != qr.Approved:
+	case cur.Status != ppaas.Approved:
 		desk.mu.Unlock()
 		return refundOutcome{}, nexo.Errorf(nexo.Refusal, "the payment is %s at PPaaS and cannot be refunded; nothing was refunded", cur.Status)
 	default:
@@ -323,10 +324,10 @@ func (e apmEngine) refund(ctx context.Context, o refundOrder) (refundOutcome, er
 
 // sendRefund asks PPaaS to refund amount of transaction ppaasID with the
 // idempotency key refundID (the same key on every send of one refund).
-func sendRefund(ctx context.Context, c *qr.Client, ppaasID, refundID string, amount nexo.Amount) (qr.Refund, error) {
+func sendRefund(ctx context.Context, c *qr.Client, ppaasID, refundID string, amount nexo.Amount) (ppaas.Refund, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return c.Refund(ctx, ppaasID, qr.RefundRequest{ClientRefundID: refundID, Amount: qr.Amount{Amount: amount.Minor, Currency: amount.Currency}})
+	return c.Refund(ctx, ppaasID, ppaas.RefundRequest{ClientRefundID: refundID, Amount: ppaas.Amount{Amount: amount.Minor, Currency: amount.Currency}})
 }
 
 // refusedByPPaaS reports whether err is PPaaS's definitive refusal of a refund

@@ -8,9 +8,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
-	"github.com/termagent/termagent/sim/simtest"
+	simworld "github.com/termagent/termagent/sim/world"
 )
 
 // paid runs a 20.00 EUR KB payment the consumer pays and returns its response.
@@ -21,7 +22,7 @@ func (w *world) paid(serviceID string) *nexo.Response {
 	_, err := w.PPaaS.Act(s.TransactionID, "pay")
 	require.NoError(w.t, err)
 	r := w.answer(ch, 15*time.Second)
-	require.Equal(w.t, nexo.Success, r.Status.Result, sim.Describe(r))
+	require.Equal(w.t, nexo.Success, r.Status.Result, simworld.Describe(r))
 	return r
 }
 
@@ -34,21 +35,21 @@ func TestE2ERefundUnreferencedOrForeignIsRefused(t *testing.T) {
 
 	r, err := w.pos.Client.Do(t.Context(), w.pos.RefundRequest("U1", "", 500, "EUR"))
 	require.NoError(t, err)
-	require.Equal(t, nexo.Failure, r.Status.Result, sim.Describe(r))
+	require.Equal(t, nexo.Failure, r.Status.Result, simworld.Describe(r))
 	require.Equal(t, nexo.PaymentRestriction, r.Status.ErrorCondition)
 	require.Contains(t, r.Status.AdditionalResponse, "unreferenced refunds are not supported")
 	require.Contains(t, r.Status.AdditionalResponse, "OriginalPOITransaction")
 
-	other := &sim.POS{Client: w.pos.Client, SaleID: "POS2", POIID: w.pos.POIID}
+	other := &simworld.POS{Client: w.pos.Client, SaleID: "POS2", POIID: w.pos.POIID}
 	_, err = other.Login(t.Context())
 	require.NoError(t, err)
 	r, err = other.Refund(t.Context(), "F1", orig, 500, "EUR")
 	require.NoError(t, err)
-	require.Equal(t, nexo.NotFound, r.Status.ErrorCondition, sim.Describe(r))
+	require.Equal(t, nexo.NotFound, r.Status.ErrorCondition, simworld.Describe(r))
 
 	r, err = w.pos.Refund(t.Context(), "C1", orig, 500, "USD")
 	require.NoError(t, err)
-	require.Equal(t, nexo.Refusal, r.Status.ErrorCondition, sim.Describe(r))
+	require.Equal(t, nexo.Refusal, r.Status.ErrorCondition, simworld.Describe(r))
 	require.Contains(t, r.Status.AdditionalResponse, "refund in USD of a payment made in EUR")
 	require.Zero(t, w.simTx(orig).RefundedAmount)
 }
@@ -58,8 +59,8 @@ func TestE2ERefundUnreferencedOrForeignIsRefused(t *testing.T) {
 // TransactionStatus says InProgress, and once PPaaS completes the refund the
 // refund desk journals Success.
 func TestE2ERefundAbortedWhilePendingIsInProgressNotAborted(t *testing.T) {
-	ws, pos := simtest.Start(t, func(c *sim.WorldConfig) {
-		simtest.Agent(func(ac *agent.Config) { ac.PaymentTimeout, ac.EventWait = 30*time.Second, 10*time.Second })(c)
+	ws, pos := worldrig.Start(t, func(c *simworld.WorldConfig) {
+		worldrig.Agent(func(ac *agent.Config) { ac.PaymentTimeout, ac.EventWait = 30*time.Second, 10*time.Second })(c)
 		c.AgentOptions.Refunds = agent.RefundTiming{Wait: 20 * time.Second, Poll: 50 * time.Millisecond, Every: 100 * time.Millisecond}
 	})
 	w := &world{World: ws, t: t, pos: pos, seen: map[string]bool{}}
@@ -76,12 +77,12 @@ func TestE2ERefundAbortedWhilePendingIsInProgressNotAborted(t *testing.T) {
 	w.waitFor(10*time.Second, "the refund pending at PPaaS", func() bool { return w.simTx(orig).RefundPending == 700 }, func() string { return "" })
 	require.NoError(t, w.pos.Abort(t.Context(), "R1"))
 	r := w.answer(ch, 30*time.Second)
-	require.Equal(t, nexo.Failure, r.Status.Result, sim.Describe(r))
-	require.Equal(t, nexo.InProgress, r.Status.ErrorCondition, "a refund PPaaS may still make is never answered Aborted: %s", sim.Describe(r))
+	require.Equal(t, nexo.Failure, r.Status.Result, simworld.Describe(r))
+	require.Equal(t, nexo.InProgress, r.Status.ErrorCondition, "a refund PPaaS may still make is never answered Aborted: %s", simworld.Describe(r))
 
 	st, err := w.pos.Status(t.Context(), "R1")
 	require.NoError(t, err)
-	require.Equal(t, nexo.InProgress, st.Status.ErrorCondition, sim.Describe(st))
+	require.Equal(t, nexo.InProgress, st.Status.ErrorCondition, simworld.Describe(st))
 
 	n, err := w.PPaaS.CompleteRefunds("")
 	require.NoError(t, err)
@@ -89,6 +90,6 @@ func TestE2ERefundAbortedWhilePendingIsInProgressNotAborted(t *testing.T) {
 	w.waitFor(10*time.Second, "the refund journaled Success", func() bool {
 		st, err := w.pos.Status(t.Context(), "R1")
 		return err == nil && st.Status.Result == nexo.Success && st.TransactionStatus.Repeated.Status.Result == nexo.Success
-	}, func() string { st, _ := w.pos.Status(t.Context(), "R1"); return sim.Describe(st) })
+	}, func() string { st, _ := w.pos.Status(t.Context(), "R1"); return simworld.Describe(st) })
 	require.Equal(t, int64(700), w.simTx(orig).RefundedAmount)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
@@ -138,9 +139,9 @@ func (p platformSync) Synchronise(ctx context.Context, start, end time.Time, pay
 
 // compareWithPlatform describes how a platform transaction disagrees with the
 // journal's payment (nil: the journal has no approved payment for it), or "".
-func compareWithPlatform(jp *nexo.JournaledPayment, t qr.Transaction) string {
+func compareWithPlatform(jp *nexo.JournaledPayment, t ppaas.Transaction) string {
 	amount := nexo.Amount{Minor: t.PaymentAmount.Amount, Currency: t.PaymentAmount.Currency}
-	moved := t.Status == qr.Approved || t.Status == qr.Refunded || t.RefundedAmount > 0
+	moved := t.Status == ppaas.Approved || t.Status == ppaas.Refunded || t.RefundedAmount > 0
 	if jp == nil {
 		if !moved {
 			return ""
@@ -154,7 +155,7 @@ func compareWithPlatform(jp *nexo.JournaledPayment, t qr.Transaction) string {
 		return fmt.Sprintf("payment %s is %s in the journal but %s on the platform", jp.POITransactionID, jp.Amount, amount)
 	case jp.Reversed && t.RefundedAmount < t.PaymentAmount.Amount:
 		return fmt.Sprintf("payment %s reversed in the journal has %s refunded on the platform", jp.POITransactionID, nexo.Amount{Minor: t.RefundedAmount, Currency: amount.Currency})
-	case !jp.Reversed && (t.Status == qr.Refunded || t.RefundedAmount > 0):
+	case !jp.Reversed && (t.Status == ppaas.Refunded || t.RefundedAmount > 0):
 		return fmt.Sprintf("payment %s has %s refunded on the platform but no reversal in the journal", jp.POITransactionID, nexo.Amount{Minor: t.RefundedAmount, Currency: amount.Currency})
 	}
 	return ""

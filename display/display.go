@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// The states a screen shows besides a payment's (qr.State: created,
+// The states a screen shows besides a payment's (ppaas.State: created,
 // awaiting_consumer, pending, approved, declined, ...).
 const (
 	// Idle: nothing to show (a terminal that has shown nothing yet).

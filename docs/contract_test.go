@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/display"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 const root = ".."
@@ -86,7 +86,7 @@ func TestDocumentsStayInTheRepository(t *testing.T) {
 }
 
 func TestContractMQTTTopic(t *testing.T) {
-	require.Contains(t, contract(t), "**`"+qr.EventTopic("{serial}")+"`**")
+	require.Contains(t, contract(t), "**`"+ppaas.EventTopic("{serial}")+"`**")
 }
 
 // TestContractStatuses: the statuses the contract lists are exactly the PPaaS
@@ -101,7 +101,7 @@ func TestContractStatuses(t *testing.T) {
 	for _, s := range listed {
 		b, err := json.Marshal(map[string]string{"transactionId": "qr-1", "status": s})
 		require.NoError(t, err)
-		tx, err := qr.DecodeTransaction(b)
+		tx, err := ppaas.DecodeTransaction(b)
 		require.NoError(t, err)
 		require.Equal(t, s, string(tx.Status), "the contract lists %q as a PPaaS status", s)
 	}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/sim"
 )
@@ -50,11 +50,7 @@ func newWorld(t *testing.T, cfg sim.Config) *world {
 
 func (w *world) deviceTLS(t *testing.T) *mtls.DeviceTLS {
 	t.Helper()
-	d, err := mtls.LoadDeviceTLS(mtls.TLSFiles{
-		Cert: filepath.Join(w.dir, certs.ClientCertFile),
-		Key:  filepath.Join(w.dir, certs.ClientKeyFile),
-		CA:   filepath.Join(w.dir, certs.BundleFile),
-	}, nil)
+	d, err := mtls.LoadDeviceTLS(testrig.DeviceFiles(w.dir), nil)
 	require.NoError(t, err)
 	return d
 }
@@ -164,14 +160,11 @@ func TestUnknownCAIsATLSError(t *testing.T) {
 	other := t.TempDir()
 	_, err := certs.Generate(certs.Options{Dir: other})
 	require.NoError(t, err)
-	dev, err := mtls.LoadDeviceTLS(mtls.TLSFiles{
-		Cert: filepath.Join(w.dir, certs.ClientCertFile),
-		Key:  filepath.Join(w.dir, certs.ClientKeyFile),
-		CA:   filepath.Join(other, certs.BundleFile),
-	}, nil)
+	files := testrig.DeviceFiles(w.dir)
+	files.CA = testrig.DeviceFiles(other).CA
+	dev, err := mtls.LoadDeviceTLS(files, nil)
 	require.NoError(t, err)
-	a, err := mtls.NewAuthenticator(mtls.AuthConfig{BaseURL: w.ppas.URL(), Serial: serial, Client: mtls.NewHTTPClient(dev, nil, nil, 5*time.Second)})
-	require.NoError(t, err)
+	a := testrig.Authenticate(t, dev, serial, w.ppas.URL())
 	_, err = a.Token(t.Context())
 	require.ErrorContains(t, err, "certificate signed by unknown authority")
 }
@@ -181,14 +174,11 @@ func TestDeviceFromAnotherCAIsRefused(t *testing.T) {
 	other := t.TempDir()
 	_, err := certs.Generate(certs.Options{Dir: other, Serial: serial})
 	require.NoError(t, err)
-	dev, err := mtls.LoadDeviceTLS(mtls.TLSFiles{
-		Cert: filepath.Join(other, certs.ClientCertFile),
-		Key:  filepath.Join(other, certs.ClientKeyFile),
-		CA:   filepath.Join(w.dir, certs.BundleFile),
-	}, nil)
+	files := testrig.DeviceFiles(other)
+	files.CA = testrig.DeviceFiles(w.dir).CA
+	dev, err := mtls.LoadDeviceTLS(files, nil)
 	require.NoError(t, err)
-	a, err := mtls.NewAuthenticator(mtls.AuthConfig{BaseURL: w.ppas.URL(), Serial: serial, Client: mtls.NewHTTPClient(dev, nil, nil, 5*time.Second)})
-	require.NoError(t, err)
+	a := testrig.Authenticate(t, dev, serial, w.ppas.URL())
 	_, err = a.Token(t.Context())
 	require.Error(t, err, "a certificate from another CA must not authenticate")
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/mtls"
 )
 
@@ -80,8 +81,7 @@ func TestKeyProviderSecureElementAuthenticates(t *testing.T) {
 
 	token := func() {
 		t.Helper()
-		a, err := mtls.NewAuthenticator(mtls.AuthConfig{BaseURL: w.ppas.URL(), Serial: serial, Client: mtls.NewHTTPClient(dev, nil, nil, 5*time.Second)})
-		require.NoError(t, err)
+		a := testrig.Authenticate(t, dev, serial, w.ppas.URL())
 		_, err = a.Token(t.Context())
 		require.NoError(t, err)
 	}

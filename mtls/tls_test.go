@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/mtls"
 )
 
@@ -95,9 +96,8 @@ func TestDeviceCertRotation(t *testing.T) {
 	future := time.Now().Add(time.Minute)
 	require.NoError(t, os.Chtimes(filepath.Join(w.dir, certs.ClientCertFile), future, future))
 
-	a, err := mtls.NewAuthenticator(mtls.AuthConfig{BaseURL: w.ppas.URL(), Serial: serial, Client: mtls.NewHTTPClient(dev, nil, nil, 5*time.Second)})
-	require.NoError(t, err)
-	_, err = a.Token(t.Context())
+	a := testrig.Authenticate(t, dev, serial, w.ppas.URL())
+	_, err := a.Token(t.Context())
 	require.NoError(t, err)
 	require.NotEqual(t, before, dev.Leaf().SerialNumber, "the handshake picked up the rotated certificate")
 }

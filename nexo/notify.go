@@ -1,14 +1,14 @@
 package nexo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/termagent/termagent/internal/webhook"
 )
 
 // Notify sends an EventNotification to the POS event URL (Nexo 3.x JSON,
@@ -72,20 +72,8 @@ func eventClient(client *http.Client) *http.Client {
 // with a 5 s timeout); any non-2xx status is an error so that the outbox keeps
 // the event.
 func DeliverEvent(ctx context.Context, client *http.Client, ev PendingEvent) error {
-	client = eventClient(client)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.URL, bytes.NewReader(ev.Body))
-	if err != nil {
-		return fmt.Errorf("deliver nexo event: %w", err)
-	}
-	req.Header.Set("Content-Type", ev.ContentType)
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("deliver nexo event: %w", err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("deliver nexo event: POS answered %s", resp.Status)
+	if err := webhook.Post(ctx, eventClient(client), ev.URL, ev.ContentType, ev.Body, nil); err != nil {
+		return fmt.Errorf("deliver nexo event to the POS: %w", err)
 	}
 	return nil
 }

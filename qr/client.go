@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/termagent/termagent/ppaas"
 )
 
 // ErrUnreachable marks a call whose outcome is unknown: every attempt failed in
@@ -27,7 +29,7 @@ type APIError struct {
 	Message    string `json:"message"`
 	// Transaction is set when the error body carries the transaction (409 on a
 	// cancel of a decided transaction).
-	Transaction *Transaction `json:"transaction,omitempty"`
+	Transaction *ppaas.Transaction `json:"transaction,omitempty"`
 	// AfterUncertain: an earlier attempt of the same call failed in a way that
 	// may have reached PPaaS (a transport error, a 5xx). For a create this
 	// refusal then does not prove that no transaction exists.
@@ -78,12 +80,12 @@ type Client struct {
 	base     string
 	http     *http.Client
 	retry    Retry
-	statuses *Statuses
+	statuses *ppaas.Statuses
 }
 
 // WithStatuses makes c decode status spellings with s (see Statuses). Call it
 // before using c.
-func (c *Client) WithStatuses(s *Statuses) *Client {
+func (c *Client) WithStatuses(s *ppaas.Statuses) *Client {
 	c.statuses = s
 	return c
 }
@@ -97,57 +99,57 @@ const txPath = "/qrcode-payment/v1/transactions"
 
 // Create starts a transaction. Retries reuse req.ClientTransactionID, which
 // PPaaS de-duplicates per device, so a retry never creates a second charge.
-func (c *Client) Create(ctx context.Context, req CreateRequest) (Transaction, error) {
+func (c *Client) Create(ctx context.Context, req ppaas.CreateRequest) (ppaas.Transaction, error) {
 	if err := req.Validate(); err != nil {
-		return Transaction{}, fmt.Errorf("create transaction: %w", err)
+		return ppaas.Transaction{}, fmt.Errorf("create transaction: %w", err)
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return Transaction{}, fmt.Errorf("create transaction: %w", err)
+		return ppaas.Transaction{}, fmt.Errorf("create transaction: %w", err)
 	}
 	return c.transaction(ctx, "create transaction", http.MethodPost, txPath, body)
 }
 
 // Get fetches the current state of a transaction.
-func (c *Client) Get(ctx context.Context, id string) (Transaction, error) {
+func (c *Client) Get(ctx context.Context, id string) (ppaas.Transaction, error) {
 	return c.transaction(ctx, "get transaction", http.MethodGet, txPath+"/"+url.PathEscape(id), nil)
 }
 
 // Cancel cancels a transaction not yet decided. Cancelling an already decided
 // transaction yields an *APIError with StatusCode 409 and the Transaction set.
-func (c *Client) Cancel(ctx context.Context, id string) (Transaction, error) {
+func (c *Client) Cancel(ctx context.Context, id string) (ppaas.Transaction, error) {
 	return c.transaction(ctx, "cancel transaction", http.MethodPost, txPath+"/"+url.PathEscape(id)+"/cancel", []byte("{}"))
 }
 
 // Refund refunds (part of) an approved transaction; req.ClientRefundID is the
 // idempotency key reused across retries.
-func (c *Client) Refund(ctx context.Context, id string, req RefundRequest) (Refund, error) {
+func (c *Client) Refund(ctx context.Context, id string, req ppaas.RefundRequest) (ppaas.Refund, error) {
 	if req.ClientRefundID == "" || req.Amount.Amount <= 0 {
-		return Refund{}, errors.New("refund transaction: clientRefundId and a positive amount are required")
+		return ppaas.Refund{}, errors.New("refund transaction: clientRefundId and a positive amount are required")
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return Refund{}, fmt.Errorf("refund transaction: %w", err)
+		return ppaas.Refund{}, fmt.Errorf("refund transaction: %w", err)
 	}
 	b, err := c.do(ctx, "refund transaction", http.MethodPost, txPath+"/"+url.PathEscape(id)+"/refund", body)
 	if err != nil {
-		return Refund{}, err
+		return ppaas.Refund{}, err
 	}
-	var r Refund
+	var r ppaas.Refund
 	if err := json.Unmarshal(b, &r); err != nil {
-		return Refund{}, fmt.Errorf("refund transaction: decode: %w", err)
+		return ppaas.Refund{}, fmt.Errorf("refund transaction: decode: %w", err)
 	}
 	return r, nil
 }
 
-func (c *Client) transaction(ctx context.Context, op, method, path string, body []byte) (Transaction, error) {
+func (c *Client) transaction(ctx context.Context, op, method, path string, body []byte) (ppaas.Transaction, error) {
 	b, err := c.do(ctx, op, method, path, body)
 	if err != nil {
-		return Transaction{}, err
+		return ppaas.Transaction{}, err
 	}
 	t, err := c.statuses.DecodeTransaction(b)
 	if err != nil {
-		return Transaction{}, fmt.Errorf("%s: %w", op, err)
+		return ppaas.Transaction{}, fmt.Errorf("%s: %w", op, err)
 	}
 	return t, nil
 }

@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/termagent/termagent/ppaas"
 )
 
 var fastRetry = Retry{Attempts: 4, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, PerAttempt: 2 * time.Second}
 
-func testCreate() CreateRequest {
-	return CreateRequest{PaymentType: "KB", PaymentScenario: ConsumerScan, ClientTransactionID: "c1",
-		PaymentAmount: Amount{Amount: 2000, Currency: "EUR"}, Order: Order{OrderID: "o1"}}
+func testCreate() ppaas.CreateRequest {
+	return ppaas.CreateRequest{PaymentType: "KB", PaymentScenario: ppaas.ConsumerScan, ClientTransactionID: "c1",
+		PaymentAmount: ppaas.Amount{Amount: 2000, Currency: "EUR"}, Order: ppaas.Order{OrderID: "o1"}}
 }
 
 func TestClientCreateRetriesWithSameClientTransactionID(t *testing.T) {
@@ -25,7 +26,7 @@ func TestClientCreateRetriesWithSameClientTransactionID(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		require.Equal(t, "POST", r.Method)
 		require.Equal(t, "/qrcode-payment/v1/transactions", r.URL.Path)
-		var req CreateRequest
+		var req ppaas.CreateRequest
 		require.NoError(t, json.NewDecoder(r.Body).Decode(&req))
 		mu.Lock()
 		seen = append(seen, req.ClientTransactionID)
@@ -36,7 +37,7 @@ func TestClientCreateRetriesWithSameClientTransactionID(t *testing.T) {
 			return
 		}
 		w.WriteHeader(http.StatusCreated)
-		_ = json.NewEncoder(w).Encode(Transaction{TransactionID: "t1", ClientTransactionID: req.ClientTransactionID, Status: AwaitingConsumer})
+		_ = json.NewEncoder(w).Encode(ppaas.Transaction{TransactionID: "t1", ClientTransactionID: req.ClientTransactionID, Status: ppaas.AwaitingConsumer})
 	}))
 	defer srv.Close()
 	c := NewClient(srv.Client(), srv.URL+"/", fastRetry)
@@ -79,7 +80,7 @@ func TestClientErrors(t *testing.T) {
 
 	_, err = c.Cancel(ctx, "done")
 	require.ErrorAs(t, err, &ae)
-	require.Equal(t, Approved, ae.Transaction.Status)
+	require.Equal(t, ppaas.Approved, ae.Transaction.Status)
 
 	calls = 0
 	_, err = c.Get(ctx, "down")
@@ -93,7 +94,7 @@ func TestClientErrors(t *testing.T) {
 	_, err = c.Get(ctx, "x")
 	require.ErrorIs(t, err, ErrUnreachable, "connection refused is an unknown outcome")
 
-	_, err = c.Create(ctx, CreateRequest{})
+	_, err = c.Create(ctx, ppaas.CreateRequest{})
 	require.Error(t, err)
 	require.NotErrorIs(t, err, ErrUnreachable)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/internal/fake"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
 )
 
@@ -117,4 +118,4 @@ func TestSubscriberInvalidatesARefusedToken(t *testing.T) {
 
 type nopHandler struct{}
 
-func (nopHandler) HandleEvent(context.Context, qr.Event) error { return nil }
+func (nopHandler) HandleEvent(context.Context, ppaas.Event) error { return nil }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/termagent/termagent/display"
 	"github.com/termagent/termagent/failpoint"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // Recorder durably records every state transition (the agent's journal).
@@ -95,9 +96,9 @@ const AdviceReverse AdviceKind = "reverse"
 type Advice struct {
 	Kind                AdviceKind
 	ClientTransactionID string
-	TransactionID       string        // empty when create never answered
-	Create              CreateRequest // replayed (idempotently) to learn TransactionID
-	Amount              Amount        // the payment's amount (for the people reading a failed reversal)
+	TransactionID       string              // empty when create never answered
+	Create              ppaas.CreateRequest // replayed (idempotently) to learn TransactionID
+	Amount              ppaas.Amount        // the payment's amount (for the people reading a failed reversal)
 	Reason              string
 	At                  time.Time
 }
@@ -105,7 +106,7 @@ type Advice struct {
 // Method is what an APM brand maps to at PPaaS.
 type Method struct {
 	PaymentType string
-	Scenario    Scenario
+	Scenario    ppaas.Scenario
 }
 
 // Config configures an Engine. Zero values take the defaults noted.
@@ -139,7 +140,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if len(c.Brands) == 0 {
-		c.Brands = map[string]Method{"KB": {PaymentType: "KB", Scenario: ConsumerScan}}
+		c.Brands = map[string]Method{"KB": {PaymentType: "KB", Scenario: ppaas.ConsumerScan}}
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -169,7 +170,7 @@ func (c Config) withDefaults() Config {
 // PaymentRequest asks for one APM payment.
 type PaymentRequest struct {
 	Brand            string // looked up in Config.Brands
-	Amount           Amount
+	Amount           ppaas.Amount
 	OrderID          string
 	OrderDescription string
 	ScannedPaymentID string // the wallet QR read by the terminal (merchantscan)
@@ -193,13 +194,13 @@ const (
 // Outcome is the result of Pay or Reverse.
 type Outcome struct {
 	Result              Result
-	State               State
+	State               ppaas.State
 	ClientTransactionID string
 	TransactionID       string
 	ProviderReference   string
 	Method              Method
 	Brand               string
-	Amount              Amount
+	Amount              ppaas.Amount
 	Reason              string
 }
 
@@ -256,7 +257,7 @@ type txn struct {
 	ctid   string
 	brand  string
 	method Method
-	create CreateRequest
+	create ppaas.CreateRequest
 	done   chan struct{} // closed when the state becomes final
 	moved  chan struct{} // signalled (non-blocking) on every applied transition
 
@@ -291,13 +292,13 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	if req.OrderID == "" {
 		req.OrderID = req.ClientTransactionID
 	}
-	cr := CreateRequest{
+	cr := ppaas.CreateRequest{
 		PaymentType:         method.PaymentType,
 		PaymentScenario:     method.Scenario,
 		ScannedPaymentID:    req.ScannedPaymentID,
 		ClientTransactionID: req.ClientTransactionID,
 		PaymentAmount:       req.Amount,
-		Order:               Order{OrderID: req.OrderID, OrderDescription: req.OrderDescription},
+		Order:               ppaas.Order{OrderID: req.OrderID, OrderDescription: req.OrderDescription},
 	}
 	if err := cr.Validate(); err != nil {
 		return Outcome{}, fmt.Errorf("qr pay: %w", err)
@@ -311,7 +312,7 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	}
 	defer e.unregister(t)
 	log := e.log.With("client_transaction_id", t.ctid, "brand", req.Brand)
-	if err := e.apply(ctx, t, Created, source{kind: "agent"}); err != nil {
+	if err := e.apply(ctx, t, ppaas.Created, source{kind: "agent"}); err != nil {
 		return Outcome{}, fmt.Errorf("qr pay: %w", err)
 	}
 	start := time.Now()
@@ -324,7 +325,7 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	if err != nil {
 		var ae *APIError
 		if errors.As(err, &ae) && ae.Transaction == nil && ae.StatusCode != http.StatusConflict && !ae.AfterUncertain {
-			_ = e.apply(ctx, t, Declined, source{kind: "agent", reason: ae.Error()})
+			_ = e.apply(ctx, t, ppaas.Declined, source{kind: "agent", reason: ae.Error()})
 			return e.outcome(t, ""), fmt.Errorf("qr pay: %w", err)
 		}
 		// A conflict, or a refusal that carries a transaction, says something
@@ -372,7 +373,7 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 		case <-poll.C:
 			poll.Reset(sched.tick(func() time.Duration { return e.pollOnce(ctx, t, log) }))
 		case <-timeout.C:
-			if t.state() == Confirming {
+			if t.state() == ppaas.Confirming {
 				waitConfirm("timeout")
 				continue
 			}
@@ -383,7 +384,7 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 		case <-aborted:
 			aborted = nil // the wait below must not spin on a closed channel
 			log.Info("qr payment aborted", "cause", context.Cause(ctx))
-			if t.state() == Confirming {
+			if t.state() == ppaas.Confirming {
 				waitConfirm("abort")
 				continue
 			}
@@ -420,8 +421,8 @@ func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Log
 	switch {
 	case err == nil:
 		to := got.Status
-		if to == Cancelled && !aborted {
-			to = Expired
+		if to == ppaas.Cancelled && !aborted {
+			to = ppaas.Expired
 		}
 		if err := e.apply(cctx, t, to, source{kind: "cancel", seq: got.Sequence, reason: reasonFor(aborted)}); err != nil {
 			log.Error("qr record cancel", "err", err)
@@ -433,11 +434,11 @@ func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Log
 		}
 	default:
 		log.Warn("qr cancel failed, outcome unknown", "err", err)
-		if !t.final() && t.state() != Confirming {
+		if !t.final() && t.state() != ppaas.Confirming {
 			return e.unknown(cctx, t, "cancel: "+err.Error()), false
 		}
 	}
-	if t.state() == Confirming {
+	if t.state() == ppaas.Confirming {
 		return Outcome{}, true
 	}
 	if !t.final() {
@@ -448,7 +449,7 @@ func (e *Engine) cancel(ctx context.Context, t *txn, aborted bool, log *slog.Log
 	// The cancel's own event may have landed first (state cancelled): what the
 	// POS needs to know is why the agent cancelled.
 	var res Result
-	if s := t.state(); s == Cancelled || s == Expired {
+	if s := t.state(); s == ppaas.Cancelled || s == ppaas.Expired {
 		res = ResultExpired
 		if aborted {
 			res = ResultAborted
@@ -486,7 +487,7 @@ func (e *Engine) unknown(ctx context.Context, t *txn, reason string) Outcome {
 // reads the transaction's state back from PPaaS. Events for transactions not in
 // flight (late, or after a restart) are logged and accepted: polling and
 // TransactionStatus own those.
-func (e *Engine) HandleEvent(ctx context.Context, ev Event) error {
+func (e *Engine) HandleEvent(ctx context.Context, ev ppaas.Event) error {
 	e.mu.Lock()
 	t := e.byClient[ev.ClientTransactionID]
 	if t == nil {
@@ -498,7 +499,7 @@ func (e *Engine) HandleEvent(ctx context.Context, ev Event) error {
 			"event_id", ev.EventID, "transaction_id", ev.TransactionID, "status", ev.Status, "sequence", ev.Sequence)
 		return nil
 	}
-	if ev.Type != EventTypeStatus {
+	if ev.Type != ppaas.EventTypeStatus {
 		e.log.Info("qr event type ignored", "event_id", ev.EventID, "type", ev.Type)
 		return nil
 	}
@@ -506,7 +507,7 @@ func (e *Engine) HandleEvent(ctx context.Context, ev Event) error {
 }
 
 // apply moves t to state `to` if legal and in order, recording it first.
-func (e *Engine) apply(ctx context.Context, t *txn, to State, src source) error {
+func (e *Engine) apply(ctx context.Context, t *txn, to ppaas.State, src source) error {
 	t.mu.Lock()
 	from := t.m.state
 	if src.id != "" && t.id == "" {
@@ -564,7 +565,7 @@ func (e *Engine) apply(ctx context.Context, t *txn, to State, src source) error 
 		default:
 		}
 	}
-	if e.display != nil && to != Created && to != AwaitingConsumer {
+	if e.display != nil && to != ppaas.Created && to != ppaas.AwaitingConsumer {
 		if err := e.display.Show(ctx, screen(t.ctid, t.txID(), to, message(to), amount)); err != nil {
 			e.log.Warn("qr display status", "err", err)
 		}
@@ -573,21 +574,21 @@ func (e *Engine) apply(ctx context.Context, t *txn, to State, src source) error 
 }
 
 // screen is what the terminal shows of a transaction.
-func screen(ctid, txID string, st State, msg string, a Amount) display.Screen {
+func screen(ctid, txID string, st ppaas.State, msg string, a ppaas.Amount) display.Screen {
 	return display.Screen{ClientTransactionID: ctid, TransactionID: txID, State: string(st), Message: msg, Amount: a.Amount, Currency: a.Currency}
 }
 
-func message(s State) string {
+func message(s ppaas.State) string {
 	switch s {
-	case Pending:
+	case ppaas.Pending:
 		return "Processing payment…"
-	case Confirming:
+	case ppaas.Confirming:
 		return "Paid, waiting for confirmation…"
-	case Approved:
+	case ppaas.Approved:
 		return "Payment approved"
-	case Declined:
+	case ppaas.Declined:
 		return "Payment declined"
-	case Cancelled, Expired:
+	case ppaas.Cancelled, ppaas.Expired:
 		return "Payment cancelled"
 	case Unknown:
 		return "Payment status unknown"
@@ -595,7 +596,7 @@ func message(s State) string {
 	return ""
 }
 
-func (e *Engine) showQR(ctx context.Context, t *txn, q *QRCode) {
+func (e *Engine) showQR(ctx context.Context, t *txn, q *ppaas.QRCode) {
 	if e.display == nil {
 		return
 	}
@@ -604,7 +605,7 @@ func (e *Engine) showQR(ctx context.Context, t *txn, q *QRCode) {
 		e.log.Error("qr payload cannot be shown", "client_transaction_id", t.ctid, "err", err)
 		return
 	}
-	s := screen(t.ctid, t.txID(), AwaitingConsumer, "Scan to pay", t.create.PaymentAmount)
+	s := screen(t.ctid, t.txID(), ppaas.AwaitingConsumer, "Scan to pay", t.create.PaymentAmount)
 	s.QRPayload, s.QR = img.Payload, img
 	if err := e.display.Show(ctx, s); err != nil {
 		e.log.Warn("qr display qr", "err", err)
@@ -645,7 +646,7 @@ func (t *txn) txID() string {
 	return t.id
 }
 
-func (t *txn) state() State {
+func (t *txn) state() ppaas.State {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.m.state
@@ -661,13 +662,13 @@ func (e *Engine) outcome(t *txn, override Result) Outcome {
 		Method: t.method, Brand: t.brand, Amount: t.create.PaymentAmount, Reason: t.reason,
 	}
 	switch t.m.state {
-	case Approved:
+	case ppaas.Approved:
 		o.Result = ResultApproved
-	case Declined:
+	case ppaas.Declined:
 		o.Result = ResultDeclined
-	case Cancelled:
+	case ppaas.Cancelled:
 		o.Result = ResultCancelled
-	case Expired:
+	case ppaas.Expired:
 		o.Result = ResultExpired
 	default:
 		o.Result = ResultUnknown
@@ -681,8 +682,8 @@ func (e *Engine) outcome(t *txn, override Result) Outcome {
 // ReverseRequest identifies a transaction to reverse.
 type ReverseRequest struct {
 	ClientTransactionID string
-	TransactionID       string        // may be empty if Create is set
-	Create              CreateRequest // replayed idempotently to find TransactionID
+	TransactionID       string              // may be empty if Create is set
+	Create              ppaas.CreateRequest // replayed idempotently to find TransactionID
 	Reason              string
 }
 
@@ -717,12 +718,12 @@ var errNoReference = errors.New("neither transactionId nor create request given"
 // which returns the transaction the lost call created, or creates one nothing
 // has paid (for the caller to cancel). It is the one place this question is
 // asked: Reverse and the agent's recovery after a restart both use it.
-func (e *Engine) Where(ctx context.Context, transactionID string, create CreateRequest) (Transaction, error) {
+func (e *Engine) Where(ctx context.Context, transactionID string, create ppaas.CreateRequest) (ppaas.Transaction, error) {
 	if transactionID != "" {
 		return e.client.Get(ctx, transactionID)
 	}
 	if create.ClientTransactionID == "" {
-		return Transaction{}, fmt.Errorf("qr: where does the payment stand: %w", errNoReference)
+		return ppaas.Transaction{}, fmt.Errorf("qr: where does the payment stand: %w", errNoReference)
 	}
 	return e.client.Create(ctx, create)
 }
@@ -737,7 +738,7 @@ func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outc
 			return Outcome{}, fmt.Errorf("qr reverse: %w", err)
 		}
 		id = cur.TransactionID
-		cur, err = e.Where(ctx, id, CreateRequest{})
+		cur, err = e.Where(ctx, id, ppaas.CreateRequest{})
 	}
 	if err != nil {
 		return Outcome{}, reverseError(id, err)
@@ -750,19 +751,19 @@ func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outc
 		Method: Method{PaymentType: cur.PaymentType, Scenario: cur.PaymentScenario}, Amount: cur.PaymentAmount, Reason: r.Reason}
 	final := cur.Status
 	switch {
-	case cur.Status == Approved && cur.RefundedAmount >= cur.PaymentAmount.Amount:
-		final = Refunded // an asynchronous refund completed
-	case cur.Status == Approved:
+	case cur.Status == ppaas.Approved && cur.RefundedAmount >= cur.PaymentAmount.Amount:
+		final = ppaas.Refunded // an asynchronous refund completed
+	case cur.Status == ppaas.Approved:
 		ref, err := e.Refund(ctx, RefundOrder{TransactionID: id, ClientTransactionID: ctid, ClientRefundID: ctid + "-reversal",
-			Amount: Amount{Amount: cur.PaymentAmount.Amount - cur.RefundedAmount, Currency: cur.PaymentAmount.Currency}})
+			Amount: ppaas.Amount{Amount: cur.PaymentAmount.Amount - cur.RefundedAmount, Currency: cur.PaymentAmount.Currency}})
 		if err != nil {
 			return Outcome{}, reverseError(id, err)
 		}
 		if !ref.Done() {
 			return Outcome{}, reverseError(id, fmt.Errorf("refund %s is %q: %w", ref.RefundID, ref.Status, ErrNotSettled))
 		}
-		final = Refunded
-	case cur.Status == Confirming:
+		final = ppaas.Refunded
+	case cur.Status == ppaas.Confirming:
 		// Paid, waiting for the provider: neither cancellable nor refundable
 		// yet. Once confirmed (approved) it is refunded.
 		return Outcome{}, reverseError(id, fmt.Errorf("awaits its provider's confirmation: %w", ErrNotSettled))
@@ -770,16 +771,16 @@ func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outc
 		got, err := e.client.Cancel(ctx, id)
 		var ae *APIError
 		switch {
-		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status == Approved && depth < 2:
+		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status == ppaas.Approved && depth < 2:
 			// Approved between get and cancel: go again, which refunds.
 			return e.reverse(ctx, ReverseRequest{ClientTransactionID: ctid, TransactionID: id, Reason: r.Reason}, depth+1)
-		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status.Final() && ae.Transaction.Status != Approved:
+		case errors.As(err, &ae) && ae.Transaction != nil && ae.Transaction.Status.Final() && ae.Transaction.Status != ppaas.Approved:
 			final = ae.Transaction.Status
 		case errors.As(err, &ae) && ae.Transaction != nil:
 			return Outcome{}, reverseError(id, fmt.Errorf("cancel refused, transaction %s: %w", ae.Transaction.Status, ErrNotSettled))
 		case err != nil:
 			return Outcome{}, reverseError(id, err)
-		case !got.Status.Final() || got.Status == Approved:
+		case !got.Status.Final() || got.Status == ppaas.Approved:
 			// PPaaS took the cancel but has not settled it: not yet a reversal.
 			// The caller retries (an advice stays queued) until it is final.
 			return Outcome{}, reverseError(id, fmt.Errorf("cancel answered %s: %w", got.Status, ErrNotSettled))
@@ -793,7 +794,7 @@ func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outc
 	}
 	o.State = final
 	o.Result = ResultCancelled
-	if final == Declined {
+	if final == ppaas.Declined {
 		o.Result = ResultDeclined
 	}
 	return o, nil
@@ -811,25 +812,25 @@ func (e *Engine) ResolveAdvice(ctx context.Context, a Advice) (Outcome, error) {
 type RefundOrder struct {
 	TransactionID       string
 	ClientTransactionID string
-	Amount              Amount
+	Amount              ppaas.Amount
 	ClientRefundID      string // idempotency key; generated when empty
 }
 
 // Refund refunds an approved transaction and records the transition once the
 // refund is done (an asynchronous one answers "pending": check ref.Done).
-func (e *Engine) Refund(ctx context.Context, r RefundOrder) (Refund, error) {
+func (e *Engine) Refund(ctx context.Context, r RefundOrder) (ppaas.Refund, error) {
 	if r.ClientRefundID == "" {
 		r.ClientRefundID = uuid.NewString()
 	}
-	ref, err := e.client.Refund(ctx, r.TransactionID, RefundRequest{ClientRefundID: r.ClientRefundID, Amount: r.Amount})
+	ref, err := e.client.Refund(ctx, r.TransactionID, ppaas.RefundRequest{ClientRefundID: r.ClientRefundID, Amount: r.Amount})
 	if err != nil {
-		return Refund{}, fmt.Errorf("qr refund: %w", err)
+		return ppaas.Refund{}, fmt.Errorf("qr refund: %w", err)
 	}
 	if !ref.Done() {
 		return ref, nil // asynchronous: refunded once a status read says so
 	}
 	if err := e.rec.Record(ctx, Transition{ClientTransactionID: r.ClientTransactionID, TransactionID: r.TransactionID,
-		From: Approved, To: Refunded, At: time.Now(), Source: "refund", Reason: "refund " + ref.RefundID}); err != nil {
+		From: ppaas.Approved, To: ppaas.Refunded, At: time.Now(), Source: "refund", Reason: "refund " + ref.RefundID}); err != nil {
 		return ref, fmt.Errorf("qr refund: %w", err)
 	}
 	return ref, nil

@@ -18,6 +18,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // Credentials yields the device JWT, used as the MQTT password. It is asked on
@@ -40,14 +41,11 @@ type EventLog interface {
 // EventHandler applies an event; a nil error means applied and recorded (the
 // Engine implements it; see HandleEvent for when the record is durable).
 type EventHandler interface {
-	HandleEvent(ctx context.Context, ev Event) error
+	HandleEvent(ctx context.Context, ev ppaas.Event) error
 }
 
 // ErrNotAuthorized is returned (wrapped) when the broker refuses the device.
 var ErrNotAuthorized = errors.New("mqtt: not authorized")
-
-// EventTopic is the topic a device's events arrive on.
-func EventTopic(serial string) string { return "ppaas/devices/" + serial + "/events" }
 
 // SubscriberConfig configures a Subscriber.
 type SubscriberConfig struct {
@@ -60,7 +58,7 @@ type SubscriberConfig struct {
 	Logger      *slog.Logger
 	// Statuses decodes status spellings (nil: ours only; unknown ones are
 	// pending).
-	Statuses *Statuses
+	Statuses *ppaas.Statuses
 
 	MinBackoff    time.Duration // first reconnect delay, default 500 ms
 	MaxBackoff    time.Duration // reconnect delay cap, default 30 s
@@ -274,7 +272,7 @@ func (s *Subscriber) session(ctx context.Context) error {
 		return fmt.Errorf("mqtt connect: %w", err)
 	}
 	defer c.Disconnect(100)
-	topic := EventTopic(s.cfg.Serial)
+	topic := ppaas.EventTopic(s.cfg.Serial)
 	st := c.Subscribe(topic, 1, handle)
 	if err := s.wait(ctx, st); err != nil {
 		return fmt.Errorf("mqtt subscribe %s: %w", topic, err)
@@ -370,39 +368,39 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 // Poll fetches a transaction's status once (the poll loop is the retry) and
 // returns the Retry-After the platform asked for, if any. A transport failure or
 // a 5xx/429 wraps ErrUnreachable.
-func (c *Client) Poll(ctx context.Context, id string) (Transaction, time.Duration, error) {
+func (c *Client) Poll(ctx context.Context, id string) (ppaas.Transaction, time.Duration, error) {
 	const op = "poll transaction"
 	ctx, cancel := context.WithTimeout(ctx, c.retry.PerAttempt)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+txPath+"/"+url.PathEscape(id), nil)
 	if err != nil {
-		return Transaction{}, 0, fmt.Errorf("%s: %w", op, err)
+		return ppaas.Transaction{}, 0, fmt.Errorf("%s: %w", op, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Transaction{}, 0, fmt.Errorf("%s: %w: %w", op, ErrUnreachable, err)
+		return ppaas.Transaction{}, 0, fmt.Errorf("%s: %w: %w", op, ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	wait := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return Transaction{}, wait, fmt.Errorf("%s: %w: read response: %w", op, ErrUnreachable, err)
+		return ppaas.Transaction{}, wait, fmt.Errorf("%s: %w: read response: %w", op, ErrUnreachable, err)
 	}
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		t, err := DecodeTransaction(b)
+		t, err := ppaas.DecodeTransaction(b)
 		if err != nil {
-			return Transaction{}, wait, fmt.Errorf("%s: %w", op, err)
+			return ppaas.Transaction{}, wait, fmt.Errorf("%s: %w", op, err)
 		}
 		return t, wait, nil
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
-		return Transaction{}, wait, fmt.Errorf("%s: %w: ppaas answered %d", op, ErrUnreachable, resp.StatusCode)
+		return ppaas.Transaction{}, wait, fmt.Errorf("%s: %w: ppaas answered %d", op, ErrUnreachable, resp.StatusCode)
 	}
 	ae := &APIError{Op: op, StatusCode: resp.StatusCode}
 	_ = json.Unmarshal(b, ae)
 	ae.Transaction = nil
-	return Transaction{}, wait, ae
+	return ppaas.Transaction{}, wait, ae
 }
 
 // pollSchedule decides when one payment's status is polled. While events are

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
+
+	"github.com/termagent/termagent/ppaas"
 )
 
 // Image-only QR codes (issue 14): a provider may return the code as an image
@@ -42,7 +44,7 @@ func CheckImage(b []byte) error {
 // showable returns the QR image to display for q, or why it cannot be shown.
 // A payload is rendered (the provider's image, if any, is preferred); an
 // image alone is shown as it is.
-func showable(q *QRCode, l Level, size int) (*QRImage, error) {
+func showable(q *ppaas.QRCode, l Level, size int) (*QRImage, error) {
 	if q.Payload == "" && len(q.ImagePNG) > 0 {
 		if err := CheckImage(q.ImagePNG); err != nil {
 			return nil, err

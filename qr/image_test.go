@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"github.com/termagent/termagent/ppaas"
 )
 
 func pngOfSize(t *testing.T, w, h int) []byte {
@@ -19,7 +20,7 @@ func pngOfSize(t *testing.T, w, h int) []byte {
 func TestShowableImageOnly(t *testing.T) {
 	good, err := PNG("https://pay.example/p/1", LevelMedium, 128)
 	require.NoError(t, err)
-	img, err := showable(&QRCode{ImagePNG: good}, LevelMedium, 256)
+	img, err := showable(&ppaas.QRCode{ImagePNG: good}, LevelMedium, 256)
 	require.NoError(t, err)
 	got, err := img.PNG()
 	require.NoError(t, err)
@@ -28,7 +29,7 @@ func TestShowableImageOnly(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, text)
 
-	for name, q := range map[string]*QRCode{
+	for name, q := range map[string]*ppaas.QRCode{
 		"nothing":     {},
 		"not a png":   {ImagePNG: []byte("GIF89a")},
 		"huge pixels": {ImagePNG: pngOfSize(t, 4096, 16)},
@@ -37,7 +38,7 @@ func TestShowableImageOnly(t *testing.T) {
 		_, err := showable(q, LevelMedium, 256)
 		require.Error(t, err, name)
 	}
-	withPayload, err := showable(&QRCode{Payload: "https://pay.example/p/2"}, LevelMedium, 256)
+	withPayload, err := showable(&ppaas.QRCode{Payload: "https://pay.example/p/2"}, LevelMedium, 256)
 	require.NoError(t, err)
 	text, err = withPayload.Text()
 	require.NoError(t, err)

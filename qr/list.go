@@ -8,11 +8,13 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/termagent/termagent/ppaas"
 )
 
 // TransactionPage is one page of a device's transactions (List).
 type TransactionPage struct {
-	Transactions []Transaction
+	Transactions []ppaas.Transaction
 	// Next is the after of the next page; empty on the last page.
 	Next string
 }
@@ -46,7 +48,7 @@ func (c *Client) List(ctx context.Context, from, to time.Time, after string, lim
 	}
 	p := TransactionPage{Next: raw.Next}
 	for i, r := range raw.Transactions {
-		t, err := DecodeTransaction(r)
+		t, err := ppaas.DecodeTransaction(r)
 		if err != nil {
 			return TransactionPage{}, fmt.Errorf("%s: transaction %d: %w", op, i, err)
 		}

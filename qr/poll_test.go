@@ -1,15 +1,18 @@
 package qr
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/termagent/termagent/ppaas"
 )
 
 func TestParseRetryAfter(t *testing.T) {
@@ -58,9 +61,9 @@ type pollingPPaaS struct {
 func (p *pollingPPaaS) serve(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && r.URL.Path == txPath {
-			var req CreateRequest
+			var req ppaas.CreateRequest
 			_ = json.NewDecoder(r.Body).Decode(&req)
-			_ = json.NewEncoder(w).Encode(Transaction{TransactionID: "t1", ClientTransactionID: req.ClientTransactionID, Status: AwaitingConsumer})
+			_ = json.NewEncoder(w).Encode(ppaas.Transaction{TransactionID: "t1", ClientTransactionID: req.ClientTransactionID, Status: ppaas.AwaitingConsumer})
 			return
 		}
 		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, txPath+"/") {
@@ -84,7 +87,7 @@ func (p *pollingPPaaS) times() []time.Time {
 }
 
 func approvedAnswer(w http.ResponseWriter) {
-	_ = json.NewEncoder(w).Encode(Transaction{TransactionID: "t1", Status: Approved, Sequence: 2})
+	_ = json.NewEncoder(w).Encode(ppaas.Transaction{TransactionID: "t1", Status: ppaas.Approved, Sequence: 2})
 }
 
 // With no events pushed, the first status poll comes after PollFirst, not after
@@ -96,7 +99,7 @@ func TestPollingModeFirstPollAfterPollFirst(t *testing.T) {
 		NewClient(srv.Client(), srv.URL, fastRetry), &memRecorder{}, nopAdvisor{}, nil)
 	require.NoError(t, err)
 	start := time.Now()
-	o, err := e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: Amount{Amount: 100, Currency: "EUR"}})
+	o, err := e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: ppaas.Amount{Amount: 100, Currency: "EUR"}})
 	require.NoError(t, err)
 	require.Equal(t, ResultApproved, o.Result)
 	took := time.Since(start)
@@ -113,7 +116,7 @@ func TestPollingHonoursRetryAfterAndCap(t *testing.T) {
 		http.Error(w, `{"error":"busy"}`, http.StatusServiceUnavailable)
 	}
 	pending := func(w http.ResponseWriter) {
-		_ = json.NewEncoder(w).Encode(Transaction{TransactionID: "t1", Status: AwaitingConsumer, Sequence: 1})
+		_ = json.NewEncoder(w).Encode(ppaas.Transaction{TransactionID: "t1", Status: ppaas.AwaitingConsumer, Sequence: 1})
 	}
 	p := &pollingPPaaS{answers: []func(http.ResponseWriter){busy, pending, pending, pending, pending, pending, approvedAnswer}}
 	srv := p.serve(t)
@@ -121,7 +124,7 @@ func TestPollingHonoursRetryAfterAndCap(t *testing.T) {
 		PushEvents: func() bool { return false }, Timeout: time.Hour},
 		NewClient(srv.Client(), srv.URL, fastRetry), &memRecorder{}, nopAdvisor{}, nil)
 	require.NoError(t, err)
-	o, err := e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: Amount{Amount: 100, Currency: "EUR"}})
+	o, err := e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: ppaas.Amount{Amount: 100, Currency: "EUR"}})
 	require.NoError(t, err)
 	require.Equal(t, ResultApproved, o.Result)
 	gets := p.times()
@@ -165,3 +168,32 @@ func TestPollSchedule(t *testing.T) {
 	nilPush := newPollSchedule(Config{PollAfter: 5 * time.Second}.withDefaults())
 	require.Equal(t, 5*time.Second, nilPush.first(), "without PushEvents: PollAfter, as before")
 }
+
+// Issue 10 item 8, end to end in the engine: PPaaS answers the create with a
+// spelling the agent does not know; the payment keeps polling and completes
+// when the status read says approved — no UnreachableHost, no reversal.
+func TestEngineUnknownStatusKeepsPolling(t *testing.T) {
+	var gets atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := "AUTHORIZING"
+		if r.Method == http.MethodGet && gets.Add(1) >= 2 {
+			st = "approved"
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"transactionId": "qr-7", "clientTransactionId": "c7", "status": st,
+			"paymentAmount": map[string]any{"amount": 100, "currency": "EUR"}})
+	}))
+	defer srv.Close()
+	var advised atomic.Int32
+	adv := advisorFunc(func(context.Context, Advice) error { advised.Add(1); return nil })
+	e, err := NewEngine(Config{PollAfter: 10 * time.Millisecond, PollMax: 20 * time.Millisecond, Timeout: 10 * time.Second},
+		NewClient(srv.Client(), srv.URL, Retry{Attempts: 1}), &memRecorder{}, adv, nil)
+	require.NoError(t, err)
+	out, err := e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: ppaas.Amount{Amount: 100, Currency: "EUR"}, ClientTransactionID: "c7"})
+	require.NoError(t, err)
+	require.Equal(t, ResultApproved, out.Result)
+	require.Zero(t, advised.Load())
+}
+
+type advisorFunc func(context.Context, Advice) error
+
+func (f advisorFunc) Advise(ctx context.Context, a Advice) error { return f(ctx, a) }

@@ -13,17 +13,18 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // scripted is a PPaaS whose answers a test sets per operation.
 type scripted struct {
 	mu      sync.Mutex
-	tx      Transaction
+	tx      ppaas.Transaction
 	answers map[string]func(w http.ResponseWriter) // "get", "cancel", "refund", "create"
 	calls   map[string]int
 }
 
-func newScripted(t *testing.T, tx Transaction) (*scripted, *Engine) {
+func newScripted(t *testing.T, tx ppaas.Transaction) (*scripted, *Engine) {
 	s := &scripted{tx: tx, answers: map[string]func(http.ResponseWriter){}, calls: map[string]int{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		op := "get"
@@ -73,7 +74,7 @@ func jsonBody(v any) func(http.ResponseWriter) {
 // has just shown (it gave the agent its id) is no proof that no money moved:
 // the reversal is not settled and no Outcome says otherwise.
 func TestReverse404OnRefundOrCancelIsNotNeverCreated(t *testing.T) {
-	approved := Transaction{TransactionID: "qr-1", ClientTransactionID: "c1", Status: Approved, PaymentAmount: Amount{Amount: 2000, Currency: "EUR"}}
+	approved := ppaas.Transaction{TransactionID: "qr-1", ClientTransactionID: "c1", Status: ppaas.Approved, PaymentAmount: ppaas.Amount{Amount: 2000, Currency: "EUR"}}
 	s, e := newScripted(t, approved)
 	s.set("refund", status(http.StatusNotFound, `{"error":"not_found","message":"no such transaction"}`))
 	_, err := e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c1", TransactionID: "qr-1"})
@@ -82,7 +83,7 @@ func TestReverse404OnRefundOrCancelIsNotNeverCreated(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, ae.StatusCode, "the caller sees a refusal to retry, not a settlement")
 
 	pending := approved
-	pending.Status = AwaitingConsumer
+	pending.Status = ppaas.AwaitingConsumer
 	s, e = newScripted(t, pending)
 	s.set("cancel", status(http.StatusNotFound, `{"error":"not_found"}`))
 	_, err = e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c1", TransactionID: "qr-1"})
@@ -99,9 +100,9 @@ func TestReverse404OnRefundOrCancelIsNotNeverCreated(t *testing.T) {
 // Shared contract 3: an asynchronous refund ("pending") is not a definitive
 // answer; the reversal settles once a status read shows the amount refunded.
 func TestReverseAsyncRefundSettlesOnlyWhenRefunded(t *testing.T) {
-	approved := Transaction{TransactionID: "qr-2", ClientTransactionID: "c2", Status: Approved, PaymentAmount: Amount{Amount: 4999, Currency: "EUR"}}
+	approved := ppaas.Transaction{TransactionID: "qr-2", ClientTransactionID: "c2", Status: ppaas.Approved, PaymentAmount: ppaas.Amount{Amount: 4999, Currency: "EUR"}}
 	s, e := newScripted(t, approved)
-	s.set("refund", jsonBody(Refund{RefundID: "r-1", TransactionID: "qr-2", Status: "pending", Amount: approved.PaymentAmount}))
+	s.set("refund", jsonBody(ppaas.Refund{RefundID: "r-1", TransactionID: "qr-2", Status: "pending", Amount: approved.PaymentAmount}))
 	_, err := e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c2", TransactionID: "qr-2"})
 	require.ErrorIs(t, err, ErrNotSettled)
 
@@ -118,13 +119,13 @@ func TestReverseAsyncRefundSettlesOnlyWhenRefunded(t *testing.T) {
 	s.mu.Unlock()
 	out, err := e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c2", TransactionID: "qr-2"})
 	require.NoError(t, err)
-	require.Equal(t, Refunded, out.State)
+	require.Equal(t, ppaas.Refunded, out.State)
 	require.Equal(t, 2, s.calls["refund"], "no third refund once it shows refunded")
 
 	// A cancel answered with a live state, or a payment waiting for its
 	// provider's confirmation, is not settled either.
 	live := approved
-	live.Status = Confirming
+	live.Status = ppaas.Confirming
 	_, e = newScripted(t, live)
 	_, err = e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c2", TransactionID: "qr-2"})
 	require.True(t, errors.Is(err, ErrNotSettled), "%v", err)
@@ -148,14 +149,14 @@ func TestCreateRefusedAfterUncertainAttemptIsUnknown(t *testing.T) {
 	e, err := NewEngine(Config{}, NewClient(srv.Client(), srv.URL, Retry{Attempts: 2, BaseDelay: time.Millisecond}), &memRecorder{},
 		advisorFunc(func(context.Context, Advice) error { advised.Add(1); return nil }), nil)
 	require.NoError(t, err)
-	out, err := e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: Amount{Amount: 100, Currency: "EUR"}})
+	out, err := e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: ppaas.Amount{Amount: 100, Currency: "EUR"}})
 	require.NoError(t, err)
 	require.Equal(t, ResultUnknown, out.Result)
 	require.Equal(t, int32(1), advised.Load(), "a reversal makes sure nothing stands")
 
 	// A refusal at the first attempt is a clean decline.
 	calls.Store(1)
-	out, err = e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: Amount{Amount: 100, Currency: "EUR"}})
+	out, err = e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: ppaas.Amount{Amount: 100, Currency: "EUR"}})
 	require.Error(t, err)
 	require.Equal(t, ResultDeclined, out.Result)
 }
@@ -201,7 +202,7 @@ func TestConfirmingIsNotCancelledByTheTimeout(t *testing.T) {
 				NewClient(srv.Client(), srv.URL, Retry{Attempts: 1}), &memRecorder{},
 				advisorFunc(func(context.Context, Advice) error { advised.Add(1); return nil }), nil)
 			require.NoError(t, err)
-			out, err := e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: Amount{Amount: 100, Currency: "EUR"}, ClientTransactionID: "c8"})
+			out, err := e.Pay(t.Context(), PaymentRequest{Brand: "KB", Amount: ppaas.Amount{Amount: 100, Currency: "EUR"}, ClientTransactionID: "c8"})
 			require.NoError(t, err)
 			require.Equal(t, tc.want, out.Result, "%+v", out)
 			require.Zero(t, cancels.Load(), "a paid payment is never cancelled")
@@ -217,18 +218,18 @@ func TestConfirmingIsNotCancelledByTheTimeout(t *testing.T) {
 // the agent's recovery use it): a status read when its id is known, a
 // replayed create otherwise, and an error without either, calling nothing.
 func TestWhereReadsOrReplaysTheCreate(t *testing.T) {
-	s, e := newScripted(t, Transaction{TransactionID: "qr-1", ClientTransactionID: "c-1", Status: Approved,
-		PaymentType: "KB", PaymentScenario: ConsumerScan, PaymentAmount: Amount{Amount: 100, Currency: "EUR"}})
+	s, e := newScripted(t, ppaas.Transaction{TransactionID: "qr-1", ClientTransactionID: "c-1", Status: ppaas.Approved,
+		PaymentType: "KB", PaymentScenario: ppaas.ConsumerScan, PaymentAmount: ppaas.Amount{Amount: 100, Currency: "EUR"}})
 	ctx := context.Background()
-	got, err := e.Where(ctx, "qr-1", CreateRequest{})
+	got, err := e.Where(ctx, "qr-1", ppaas.CreateRequest{})
 	require.NoError(t, err)
-	require.Equal(t, Approved, got.Status)
-	create := CreateRequest{PaymentType: "KB", PaymentScenario: ConsumerScan, ClientTransactionID: "c-1",
-		PaymentAmount: Amount{Amount: 100, Currency: "EUR"}, Order: Order{OrderID: "o-1"}}
+	require.Equal(t, ppaas.Approved, got.Status)
+	create := ppaas.CreateRequest{PaymentType: "KB", PaymentScenario: ppaas.ConsumerScan, ClientTransactionID: "c-1",
+		PaymentAmount: ppaas.Amount{Amount: 100, Currency: "EUR"}, Order: ppaas.Order{OrderID: "o-1"}}
 	got, err = e.Where(ctx, "", create)
 	require.NoError(t, err)
 	require.Equal(t, "qr-1", got.TransactionID)
-	_, err = e.Where(ctx, "", CreateRequest{})
+	_, err = e.Where(ctx, "", ppaas.CreateRequest{})
 	require.ErrorIs(t, err, errNoReference)
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -5,35 +5,36 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/termagent/termagent/ppaas"
 )
 
 func TestCanMove(t *testing.T) {
 	tests := []struct {
-		from, to State
+		from, to ppaas.State
 		ok       bool
 	}{
-		{Created, AwaitingConsumer, true},
-		{Created, Pending, true},
-		{Created, Approved, true}, // events may be lost: intermediate states can be skipped
-		{AwaitingConsumer, Pending, true},
-		{AwaitingConsumer, Cancelled, true},
-		{AwaitingConsumer, Expired, true},
-		{Pending, Approved, true},
-		{Pending, Declined, true},
-		{Pending, Unknown, true},
-		{Pending, AwaitingConsumer, false}, // never backwards
-		{Pending, Created, false},
-		{Approved, Declined, false},
-		{Approved, Cancelled, false},
-		{Approved, Refunded, true},
-		{Declined, Approved, false},
-		{Cancelled, Approved, false},
-		{Expired, Pending, false},
-		{Refunded, Approved, false},
-		{Unknown, Approved, true}, // the truth learnt later
-		{Unknown, Cancelled, true},
-		{Unknown, Created, false},
-		{Approved, Approved, false}, // staying is not a move
+		{ppaas.Created, ppaas.AwaitingConsumer, true},
+		{ppaas.Created, ppaas.Pending, true},
+		{ppaas.Created, ppaas.Approved, true}, // events may be lost: intermediate states can be skipped
+		{ppaas.AwaitingConsumer, ppaas.Pending, true},
+		{ppaas.AwaitingConsumer, ppaas.Cancelled, true},
+		{ppaas.AwaitingConsumer, ppaas.Expired, true},
+		{ppaas.Pending, ppaas.Approved, true},
+		{ppaas.Pending, ppaas.Declined, true},
+		{ppaas.Pending, Unknown, true},
+		{ppaas.Pending, ppaas.AwaitingConsumer, false}, // never backwards
+		{ppaas.Pending, ppaas.Created, false},
+		{ppaas.Approved, ppaas.Declined, false},
+		{ppaas.Approved, ppaas.Cancelled, false},
+		{ppaas.Approved, ppaas.Refunded, true},
+		{ppaas.Declined, ppaas.Approved, false},
+		{ppaas.Cancelled, ppaas.Approved, false},
+		{ppaas.Expired, ppaas.Pending, false},
+		{ppaas.Refunded, ppaas.Approved, false},
+		{Unknown, ppaas.Approved, true}, // the truth learnt later
+		{Unknown, ppaas.Cancelled, true},
+		{Unknown, ppaas.Created, false},
+		{ppaas.Approved, ppaas.Approved, false}, // staying is not a move
 	}
 	for _, tc := range tests {
 		t.Run(string(tc.from)+"→"+string(tc.to), func(t *testing.T) {
@@ -50,9 +51,9 @@ func TestCanMove(t *testing.T) {
 }
 
 func TestFinal(t *testing.T) {
-	for s, want := range map[State]bool{
-		Created: false, AwaitingConsumer: false, Pending: false, Unknown: false,
-		Approved: true, Declined: true, Cancelled: true, Expired: true, Refunded: true,
+	for s, want := range map[ppaas.State]bool{
+		ppaas.Created: false, ppaas.AwaitingConsumer: false, ppaas.Pending: false, Unknown: false,
+		ppaas.Approved: true, ppaas.Declined: true, ppaas.Cancelled: true, ppaas.Expired: true, ppaas.Refunded: true,
 	} {
 		require.Equal(t, want, s.Final(), s)
 	}

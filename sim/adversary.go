@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // The adversarial PPaaS: knobs that make the simulated platform behave as a
@@ -46,13 +46,13 @@ type RefundMode struct {
 // (create, status read, cancel, refund, and the transaction in an error body)
 // and in its events, e.g. approved → AUTHORIZED, or an entirely unknown string.
 // Its own records keep the true status. nil or empty restores the spellings.
-func (p *PPaaS) SetStatusSpellings(m map[qr.State]string) error {
+func (p *PPaaS) SetStatusSpellings(m map[ppaas.State]string) error {
 	for from, to := range m {
 		if strings.TrimSpace(to) == "" {
 			return fmt.Errorf("status spelling of %q is empty", from)
 		}
 	}
-	cp := make(map[qr.State]string, len(m))
+	cp := make(map[ppaas.State]string, len(m))
 	for k, v := range m {
 		cp[k] = v
 	}
@@ -63,10 +63,10 @@ func (p *PPaaS) SetStatusSpellings(m map[qr.State]string) error {
 }
 
 // StatusSpellings returns the rewrites in force.
-func (p *PPaaS) StatusSpellings() map[qr.State]string {
+func (p *PPaaS) StatusSpellings() map[ppaas.State]string {
 	p.pay.mu.Lock()
 	defer p.pay.mu.Unlock()
-	out := make(map[qr.State]string, len(p.pay.spellings))
+	out := make(map[ppaas.State]string, len(p.pay.spellings))
 	for k, v := range p.pay.spellings {
 		out[k] = v
 	}
@@ -74,23 +74,23 @@ func (p *PPaaS) StatusSpellings() map[qr.State]string {
 }
 
 // spellLocked is how PPaaS spells s on the wire now.
-func (pm *payments) spellLocked(s qr.State) qr.State {
+func (pm *payments) spellLocked(s ppaas.State) ppaas.State {
 	if v, ok := pm.spellings[s]; ok {
-		return qr.State(v)
+		return ppaas.State(v)
 	}
 	return s
 }
 
 // spelledLocked is a transaction as PPaaS answers it.
-func (pm *payments) spelledLocked(t qr.Transaction) qr.Transaction {
+func (pm *payments) spelledLocked(t ppaas.Transaction) ppaas.Transaction {
 	t.Status = pm.spellLocked(t.Status)
 	return t
 }
 
 // spelledRefundLocked is a refund as PPaaS answers it: its status is spelled
 // with the same rewrites (refunded, pending).
-func (pm *payments) spelledRefundLocked(r qr.Refund) qr.Refund {
-	r.Status = string(pm.spellLocked(qr.State(r.Status)))
+func (pm *payments) spelledRefundLocked(r ppaas.Refund) ppaas.Refund {
+	r.Status = string(pm.spellLocked(ppaas.State(r.Status)))
 	return r
 }
 
@@ -154,8 +154,8 @@ func (pm *payments) completeRefundLocked(tx *SimTransaction, clientRefundID stri
 	tx.refunds[clientRefundID] = r
 	tx.RefundPending -= r.Amount.Amount
 	tx.RefundedAmount += r.Amount.Amount
-	if tx.RefundedAmount == tx.PaymentAmount.Amount && tx.Status == qr.Approved {
-		pm.setLocked(tx, qr.Refunded, "refunded", pm.providers[tx.PaymentType].raw(tx, qr.Refunded))
+	if tx.RefundedAmount == tx.PaymentAmount.Amount && tx.Status == ppaas.Approved {
+		pm.setLocked(tx, ppaas.Refunded, "refunded", pm.providers[tx.PaymentType].raw(tx, ppaas.Refunded))
 	}
 	return true
 }
@@ -218,7 +218,7 @@ func (p *PPaaS) adversaryRoutes() {
 		writeJSON(w, http.StatusOK, p.StatusSpellings())
 	})
 	p.control.HandleFunc("POST /control/payments/statuses", func(w http.ResponseWriter, r *http.Request) {
-		var in map[qr.State]string
+		var in map[ppaas.State]string
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&in); err != nil {
 			apiError(w, http.StatusBadRequest, "invalid_request", "statuses: body {\"approved\":\"AUTHORIZED\",…} expected: "+err.Error())
 			return

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // Unit tests of the adversarial PPaaS knobs against the simulated platform's
@@ -112,9 +112,9 @@ func (a *advPPaaS) control(method, path, body string) (int, string) {
 // create makes a KB transaction with this order id and returns its id.
 func (a *advPPaaS) create(orderID string, minor int64) string {
 	a.t.Helper()
-	code, b := a.call(http.MethodPost, "/qrcode-payment/v1/transactions", qr.CreateRequest{
-		PaymentType: "KB", PaymentScenario: qr.ConsumerScan, ClientTransactionID: uuid.NewString(),
-		PaymentAmount: qr.Amount{Amount: minor, Currency: "EUR"}, Order: qr.Order{OrderID: orderID},
+	code, b := a.call(http.MethodPost, "/qrcode-payment/v1/transactions", ppaas.CreateRequest{
+		PaymentType: "KB", PaymentScenario: ppaas.ConsumerScan, ClientTransactionID: uuid.NewString(),
+		PaymentAmount: ppaas.Amount{Amount: minor, Currency: "EUR"}, Order: ppaas.Order{OrderID: orderID},
 	})
 	require.Equal(a.t, http.StatusCreated, code, string(b))
 	var tx struct {
@@ -160,8 +160,8 @@ func rawStatus(t *testing.T, b []byte) string {
 	return v.Status
 }
 
-func refund(clientRefundID string, minor int64) qr.RefundRequest {
-	return qr.RefundRequest{ClientRefundID: clientRefundID, Amount: qr.Amount{Amount: minor, Currency: "EUR"}}
+func refund(clientRefundID string, minor int64) ppaas.RefundRequest {
+	return ppaas.RefundRequest{ClientRefundID: clientRefundID, Amount: ppaas.Amount{Amount: minor, Currency: "EUR"}}
 }
 
 func TestFaultAimedAtAPathSuffixAndAPayment(t *testing.T) {
@@ -186,10 +186,10 @@ func TestFaultAimedAtAPathSuffixAndAPayment(t *testing.T) {
 		require.Equal(t, http.StatusNotFound, code)
 		require.JSONEq(t, `{"error":"not_found","message":"injected fault: Not Found"}`, string(b), "the payment API's own error body")
 	}
-	require.Equal(t, qr.Approved, a.record(one).Status, "a faulted refund never reached PPaaS")
+	require.Equal(t, ppaas.Approved, a.record(one).Status, "a faulted refund never reached PPaaS")
 	code, _ = a.call(http.MethodPost, path(one, "/refund"), refund("r-one", 1000))
 	require.Equal(t, http.StatusOK, code, "both rules used up")
-	require.Equal(t, qr.Refunded, a.record(one).Status)
+	require.Equal(t, ppaas.Refunded, a.record(one).Status)
 
 	// A transaction id aims likewise; a GET-only rule is a 4xx on status reads.
 	a.p.AddFault(Fault{Transaction: other, Method: http.MethodGet, Status: http.StatusBadRequest})
@@ -244,12 +244,12 @@ func TestFaultControlAPI(t *testing.T) {
 
 func TestStatusSpellingsRewriteAnswersAndEvents(t *testing.T) {
 	a := newAdvPPaaS(t, ProvidersConfig{})
-	require.NoError(t, a.p.SetStatusSpellings(map[qr.State]string{
-		qr.AwaitingConsumer: "WAITING_FOR_SCAN", qr.Approved: "AUTHORIZED", qr.Refunded: "REFUNDED",
+	require.NoError(t, a.p.SetStatusSpellings(map[ppaas.State]string{
+		ppaas.AwaitingConsumer: "WAITING_FOR_SCAN", ppaas.Approved: "AUTHORIZED", ppaas.Refunded: "REFUNDED",
 	}))
-	code, b := a.call(http.MethodPost, "/qrcode-payment/v1/transactions", qr.CreateRequest{
-		PaymentType: "KB", PaymentScenario: qr.ConsumerScan, ClientTransactionID: uuid.NewString(),
-		PaymentAmount: qr.Amount{Amount: 1200, Currency: "EUR"}, Order: qr.Order{OrderID: "O1"},
+	code, b := a.call(http.MethodPost, "/qrcode-payment/v1/transactions", ppaas.CreateRequest{
+		PaymentType: "KB", PaymentScenario: ppaas.ConsumerScan, ClientTransactionID: uuid.NewString(),
+		PaymentAmount: ppaas.Amount{Amount: 1200, Currency: "EUR"}, Order: ppaas.Order{OrderID: "O1"},
 	})
 	require.Equal(t, http.StatusCreated, code)
 	require.Equal(t, "WAITING_FOR_SCAN", rawStatus(t, b), "create answer")
@@ -270,7 +270,7 @@ func TestStatusSpellingsRewriteAnswersAndEvents(t *testing.T) {
 	code, b = a.call(http.MethodPost, path+"/refund", refund("r1", 1200))
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "REFUNDED", rawStatus(t, b), "the refund answer")
-	require.Equal(t, qr.Refunded, a.record(id).Status, "PPaaS's own record keeps the true status")
+	require.Equal(t, ppaas.Refunded, a.record(id).Status, "PPaaS's own record keeps the true status")
 
 	// Events are spelled as they are decided: pending was not rewritten.
 	require.Eventually(t, func() bool { return len(a.pub.statuses()) == 3 }, 5*time.Second, 5*time.Millisecond)
@@ -302,15 +302,15 @@ func TestAsyncRefundCompletesLater(t *testing.T) {
 
 	code, b := a.call(http.MethodPost, path+"/refund", refund("r1", 2000))
 	require.Equal(t, http.StatusOK, code)
-	var ref qr.Refund
+	var ref ppaas.Refund
 	require.NoError(t, json.Unmarshal(b, &ref))
 	require.Equal(t, "pending", ref.Status, "shared contract 3: accepted, not done")
 	require.NotEmpty(t, ref.RefundID)
 
 	_, b = a.call(http.MethodGet, path, nil)
-	got, err := qr.DecodeTransaction(b)
+	got, err := ppaas.DecodeTransaction(b)
 	require.NoError(t, err)
-	require.Equal(t, qr.Approved, got.Status, "stays approved until the refund completes")
+	require.Equal(t, ppaas.Approved, got.Status, "stays approved until the refund completes")
 	require.Zero(t, got.RefundedAmount)
 	require.Equal(t, int64(2000), a.record(id).RefundPending)
 	require.Equal(t, 1, a.p.NetCharges(advSerial), "a pending refund gave nothing back yet")
@@ -318,7 +318,7 @@ func TestAsyncRefundCompletesLater(t *testing.T) {
 	// The same clientRefundId is the same refund; a second one would exceed
 	// the amount paid, counting the pending one.
 	_, b = a.call(http.MethodPost, path+"/refund", refund("r1", 2000))
-	var again qr.Refund
+	var again ppaas.Refund
 	require.NoError(t, json.Unmarshal(b, &again))
 	require.Equal(t, ref.RefundID, again.RefundID)
 	require.Equal(t, "pending", again.Status)
@@ -330,9 +330,9 @@ func TestAsyncRefundCompletesLater(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, body)
 	require.JSONEq(t, `{"completed":1}`, body)
 	_, b = a.call(http.MethodGet, path, nil)
-	got, err = qr.DecodeTransaction(b)
+	got, err = ppaas.DecodeTransaction(b)
 	require.NoError(t, err)
-	require.Equal(t, qr.Refunded, got.Status)
+	require.Equal(t, ppaas.Refunded, got.Status)
 	require.Equal(t, int64(2000), got.RefundedAmount)
 	require.Zero(t, a.record(id).RefundPending)
 	require.Zero(t, a.p.NetCharges(advSerial))
@@ -354,7 +354,7 @@ func TestAsyncRefundCompletesLater(t *testing.T) {
 	_, b = a.call(http.MethodPost, "/qrcode-payment/v1/transactions/"+id2+"/refund", refund("p1", 400))
 	require.Equal(t, "pending", rawStatus(t, b))
 	require.Eventually(t, func() bool { return a.record(id2).RefundedAmount == 400 }, 5*time.Second, 5*time.Millisecond)
-	require.Equal(t, qr.Approved, a.record(id2).Status)
+	require.Equal(t, ppaas.Approved, a.record(id2).Status)
 	require.Zero(t, a.record(id2).RefundPending)
 
 	// Back to synchronous: answered refunded at once.
@@ -362,7 +362,7 @@ func TestAsyncRefundCompletesLater(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	_, b = a.call(http.MethodPost, "/qrcode-payment/v1/transactions/"+id2+"/refund", refund("p2", 600))
 	require.Equal(t, "refunded", rawStatus(t, b))
-	require.Equal(t, qr.Refunded, a.record(id2).Status)
+	require.Equal(t, ppaas.Refunded, a.record(id2).Status)
 
 	for _, bad := range []string{`{"mode":"later"}`, `{"mode":"async","delayMs":-1}`, `{"mode":"async","delay":5}`} {
 		code, body = a.control(http.MethodPost, "/control/payments/refunds", bad)
@@ -396,9 +396,9 @@ func TestPaymentRecordsByOrder(t *testing.T) {
 
 func TestPennymaticConfirmingStatus(t *testing.T) {
 	a := newAdvPPaaS(t, ProvidersConfig{Pennymatic: PennymaticConfig{ConfirmDelay: time.Hour, PaidStatus: pennymaticConfirming}})
-	code, b := a.call(http.MethodPost, "/qrcode-payment/v1/transactions", qr.CreateRequest{
-		PaymentType: "PENNYMATIC", PaymentScenario: qr.ConsumerScan, ClientTransactionID: uuid.NewString(),
-		PaymentAmount: qr.Amount{Amount: 320, Currency: "EUR"}, Order: qr.Order{OrderID: "P1"},
+	code, b := a.call(http.MethodPost, "/qrcode-payment/v1/transactions", ppaas.CreateRequest{
+		PaymentType: "PENNYMATIC", PaymentScenario: ppaas.ConsumerScan, ClientTransactionID: uuid.NewString(),
+		PaymentAmount: ppaas.Amount{Amount: 320, Currency: "EUR"}, Order: ppaas.Order{OrderID: "P1"},
 	})
 	require.Equal(t, http.StatusCreated, code, string(b))
 	var created struct {
@@ -407,17 +407,17 @@ func TestPennymaticConfirmingStatus(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &created))
 	tx, err := a.p.Act(created.TransactionID, "pay")
 	require.NoError(t, err)
-	require.Equal(t, qr.State("confirming"), tx.Status, "paid, not confirmed: shared contract 2")
+	require.Equal(t, ppaas.State("confirming"), tx.Status, "paid, not confirmed: shared contract 2")
 	require.Equal(t, "false", tx.Provider["isconfirmed"])
 	tx, err = a.p.Act(created.TransactionID, "confirm")
 	require.NoError(t, err)
-	require.Equal(t, qr.Approved, tx.Status)
+	require.Equal(t, ppaas.Approved, tx.Status)
 
 	// A cancel of a confirming payment is taken, and Pennymatic's record
 	// says the consumer is owed a refund: the harm a terminal must avoid.
-	code, b = a.call(http.MethodPost, "/qrcode-payment/v1/transactions", qr.CreateRequest{
-		PaymentType: "PENNYMATIC", PaymentScenario: qr.ConsumerScan, ClientTransactionID: uuid.NewString(),
-		PaymentAmount: qr.Amount{Amount: 500, Currency: "EUR"}, Order: qr.Order{OrderID: "P3"},
+	code, b = a.call(http.MethodPost, "/qrcode-payment/v1/transactions", ppaas.CreateRequest{
+		PaymentType: "PENNYMATIC", PaymentScenario: ppaas.ConsumerScan, ClientTransactionID: uuid.NewString(),
+		PaymentAmount: ppaas.Amount{Amount: 500, Currency: "EUR"}, Order: ppaas.Order{OrderID: "P3"},
 	})
 	require.Equal(t, http.StatusCreated, code)
 	require.NoError(t, json.Unmarshal(b, &created))
@@ -426,7 +426,7 @@ func TestPennymaticConfirmingStatus(t *testing.T) {
 	code, b = a.call(http.MethodPost, "/qrcode-payment/v1/transactions/"+created.TransactionID+"/cancel", map[string]string{})
 	require.Equal(t, http.StatusOK, code, string(b))
 	rec := a.record(created.TransactionID)
-	require.Equal(t, qr.Cancelled, rec.Status)
+	require.Equal(t, ppaas.Cancelled, rec.Status)
 	require.Equal(t, "owed", rec.Provider["refund"])
 
 	_, err = New(Config{CertsDir: t.TempDir(), Payments: PaymentsConfig{Providers: ProvidersConfig{Pennymatic: PennymaticConfig{PaidStatus: "paid"}}}})
@@ -462,4 +462,14 @@ func TestAgentClock(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, code)
 	code, _ = a.control(http.MethodDelete, "/control/agent/clock", "")
 	require.Equal(t, http.StatusMethodNotAllowed, code)
+}
+
+func TestNetCharges(t *testing.T) {
+	// Net charges: a full refund takes one charge back, a partial one none.
+	full := &SimTransaction{Transaction: ppaas.Transaction{PaymentAmount: ppaas.Amount{Amount: 100}, RefundedAmount: 100}, Charges: 1}
+	part := &SimTransaction{Transaction: ppaas.Transaction{PaymentAmount: ppaas.Amount{Amount: 100}, RefundedAmount: 50}, Charges: 1}
+	double := &SimTransaction{Transaction: ppaas.Transaction{PaymentAmount: ppaas.Amount{Amount: 100}, RefundedAmount: 100}, Charges: 2}
+	require.Equal(t, 0, netCharges(full))
+	require.Equal(t, 1, netCharges(part))
+	require.Equal(t, 1, netCharges(double), "a double charge refunded once still stands once")
 }

@@ -13,8 +13,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // PaymentsConfig configures the qrcode-payment side: the provider and where
@@ -246,7 +245,7 @@ func reason(err error) string {
 }
 
 func (h *brokerAuth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	return !write && topic == qr.EventTopic(string(cl.Properties.Username))
+	return !write && topic == ppaas.EventTopic(string(cl.Properties.Username))
 }
 
 // externalBroker publishes to a broker run elsewhere (Mosquitto in tests).

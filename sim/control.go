@@ -197,6 +197,22 @@ func (p *PPaaS) RejectedNotifications() int {
 // Transactions lists the QR transactions and the approved charges per serial.
 func (p *PPaaS) Transactions() ([]SimTransaction, map[string]int) { return p.pay.list() }
 
+// Transaction is the simulator's record of the transaction whose PPaaS id,
+// or else whose clientTransactionId, is id.
+func (p *PPaaS) Transaction(id string) (SimTransaction, bool) {
+	p.pay.mu.Lock()
+	defer p.pay.mu.Unlock()
+	if tx, ok := p.pay.byID[id]; ok {
+		return *tx, true
+	}
+	for _, tx := range p.pay.byID {
+		if tx.ClientTransactionID == id {
+			return *tx, true
+		}
+	}
+	return SimTransaction{}, false
+}
+
 // SetProviderMode switches every provider between manual (control API),
 // approve and decline (each provider's own pay or decline right after create).
 func (p *PPaaS) SetProviderMode(m ProviderMode) error {

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/certs"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // The attacks of issue 11 on the simulator.
@@ -147,7 +147,7 @@ func TestBrokerDropsSessionsOfInvalidTokens(t *testing.T) {
 			require.True(t, ct.WaitTimeout(10*time.Second))
 			require.NoError(t, ct.Error())
 			defer c.Disconnect(0)
-			st := c.Subscribe(qr.EventTopic(serial), 1, nil)
+			st := c.Subscribe(ppaas.EventTopic(serial), 1, nil)
 			require.True(t, st.WaitTimeout(10*time.Second))
 			require.NoError(t, st.Error())
 

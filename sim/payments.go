@@ -14,8 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // ProviderMode is how the providers decide: by the control API, or at once.
@@ -51,7 +50,7 @@ type PaymentFaults struct {
 
 // SimTransaction is the simulator's record of a QR transaction.
 type SimTransaction struct {
-	qr.Transaction
+	ppaas.Transaction
 	Serial       string    `json:"serial"`
 	CreateCalls  int       `json:"createCalls"` // create requests seen with this clientTransactionId
 	Events       int       `json:"events"`      // events published (before faults)
@@ -65,7 +64,7 @@ type SimTransaction struct {
 	// Provider is the provider's raw view carried by the last event (replaced,
 	// never mutated, so copies handed out stay valid).
 	Provider map[string]string `json:"provider,omitempty"`
-	refunds  map[string]qr.Refund
+	refunds  map[string]ppaas.Refund
 	ps       any // the provider's own per-transaction state
 }
 
@@ -99,7 +98,7 @@ type payments struct {
 	rejected int                        // provider notifications dropped for a bad signature
 	// spellings rewrite statuses in API answers and events (the adversarial
 	// PPaaS's "real platform spellings"); refunds says how refunds complete.
-	spellings map[qr.State]string
+	spellings map[ppaas.State]string
 	refunds   RefundMode
 
 	// Provider timers (delayed confirmation, deadlines, callback retries): each
@@ -215,7 +214,7 @@ func apiError(w http.ResponseWriter, status int, code, msg string) {
 
 func (pm *payments) handleCreate(w http.ResponseWriter, r *http.Request) {
 	dev, _ := DeviceFrom(r.Context())
-	var req qr.CreateRequest
+	var req ppaas.CreateRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -236,7 +235,7 @@ func (pm *payments) handleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := dev.Serial + "/" + req.ClientTransactionID
-	var snap *qr.Transaction
+	var snap *ppaas.Transaction
 	pm.mu.Lock()
 	tx, existed := pm.byClient[key]
 	if existed {
@@ -248,19 +247,19 @@ func (pm *payments) handleCreate(w http.ResponseWriter, r *http.Request) {
 	} else {
 		now := pm.now()
 		tx = &SimTransaction{
-			Transaction: qr.Transaction{
+			Transaction: ppaas.Transaction{
 				TransactionID:       "qr-" + uuid.NewString(),
 				ClientTransactionID: req.ClientTransactionID,
 				PaymentType:         req.PaymentType,
 				PaymentScenario:     req.PaymentScenario,
-				Status:              qr.AwaitingConsumer,
+				Status:              ppaas.AwaitingConsumer,
 				PaymentAmount:       req.PaymentAmount,
 				Order:               req.Order,
 				CreatedAt:           now,
 				UpdatedAt:           now,
 			},
 			Serial:  dev.Serial,
-			refunds: map[string]qr.Refund{},
+			refunds: map[string]ppaas.Refund{},
 		}
 		if err := prov.create(pm, tx, req); err != nil {
 			pm.mu.Unlock()
@@ -330,13 +329,13 @@ func (pm *payments) handleCancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch tx.Status {
-	case qr.Cancelled, qr.Expired:
+	case ppaas.Cancelled, ppaas.Expired:
 		// Idempotent: a retried cancel gets the same answer.
-	case qr.Created, qr.AwaitingConsumer, qr.Pending, pennymaticConfirming:
+	case ppaas.Created, ppaas.AwaitingConsumer, ppaas.Pending, pennymaticConfirming:
 		// PPaaS takes the cancel even once the consumer has paid (confirming):
 		// not cancelling then is the terminal's duty; Pennymatic's record says
 		// a refund is owed.
-		pm.setLocked(tx, qr.Cancelled, "cancelled by the terminal", pm.providers[tx.PaymentType].raw(tx, qr.Cancelled))
+		pm.setLocked(tx, ppaas.Cancelled, "cancelled by the terminal", pm.providers[tx.PaymentType].raw(tx, ppaas.Cancelled))
 	default:
 		body := pm.spelledLocked(tx.Transaction)
 		pm.mu.Unlock()
@@ -349,7 +348,7 @@ func (pm *payments) handleCancel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (pm *payments) handleRefund(w http.ResponseWriter, r *http.Request) {
-	var req qr.RefundRequest
+	var req ppaas.RefundRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&req); err != nil {
 		apiError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
 		return
@@ -368,7 +367,7 @@ func (pm *payments) handleRefund(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, pm.spelledRefundLocked(done))
 		return
 	}
-	if tx.Status != qr.Approved {
+	if tx.Status != ppaas.Approved {
 		writeJSON(w, http.StatusConflict, map[string]any{"error": "not_refundable", "message": "transaction is " + string(tx.Status), "transaction": pm.spelledLocked(tx.Transaction)})
 		return
 	}
@@ -381,7 +380,7 @@ func (pm *payments) handleRefund(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusUnprocessableEntity, "not_refundable", refusal)
 		return
 	}
-	ref := qr.Refund{RefundID: "rf-" + uuid.NewString(), ClientRefundID: req.ClientRefundID, TransactionID: tx.TransactionID,
+	ref := ppaas.Refund{RefundID: "rf-" + uuid.NewString(), ClientRefundID: req.ClientRefundID, TransactionID: tx.TransactionID,
 		Status: refundDone, Amount: req.Amount, CreatedAt: pm.now()}
 	if plan.async {
 		// Shared contract 3: accepted, not done; the transaction stays
@@ -399,7 +398,7 @@ func (pm *payments) handleRefund(w http.ResponseWriter, r *http.Request) {
 	tx.refunds[req.ClientRefundID] = ref
 	tx.RefundedAmount += req.Amount.Amount
 	if tx.RefundedAmount == tx.PaymentAmount.Amount {
-		pm.setLocked(tx, qr.Refunded, "refunded", pm.providers[tx.PaymentType].raw(tx, qr.Refunded))
+		pm.setLocked(tx, ppaas.Refunded, "refunded", pm.providers[tx.PaymentType].raw(tx, ppaas.Refunded))
 	}
 	writeJSON(w, http.StatusOK, pm.spelledRefundLocked(ref))
 }
@@ -410,9 +409,9 @@ func (pm *payments) autoLocked(prov provider, tx *SimTransaction) {
 	if _, ok := prov.(generic); ok {
 		switch pm.mode {
 		case ProviderApprove:
-			pm.decideLocked(tx, qr.Approved, "")
+			pm.decideLocked(tx, ppaas.Approved, "")
 		case ProviderDecline:
-			pm.decideLocked(tx, qr.Declined, "declined by provider")
+			pm.decideLocked(tx, ppaas.Declined, "declined by provider")
 		}
 		return
 	}
@@ -426,28 +425,28 @@ func (pm *payments) autoLocked(prov provider, tx *SimTransaction) {
 }
 
 // decideLocked is the generic provider's decision: pending, then the final status.
-func (pm *payments) decideLocked(tx *SimTransaction, final qr.State, reason string) {
+func (pm *payments) decideLocked(tx *SimTransaction, final ppaas.State, reason string) {
 	raw := generic{}.raw(tx, final)
-	pm.setLocked(tx, qr.Pending, "consumer confirmed in wallet", raw)
+	pm.setLocked(tx, ppaas.Pending, "consumer confirmed in wallet", raw)
 	pm.setLocked(tx, final, reason, raw)
 }
 
 // setLocked changes a transaction's status and queues its event, carrying the
 // provider's raw view. It returns the event payload (nil if it could not be
 // encoded) so a provider can deliver it again.
-func (pm *payments) setLocked(tx *SimTransaction, s qr.State, reason string, raw map[string]string) []byte {
+func (pm *payments) setLocked(tx *SimTransaction, s ppaas.State, reason string, raw map[string]string) []byte {
 	prev := tx.Status
 	now := pm.now()
 	tx.Status, tx.StatusReason, tx.UpdatedAt = s, reason, now
 	tx.Sequence++
 	tx.Events++
 	tx.Provider = raw
-	if s == qr.Approved && prev != qr.Approved {
+	if s == ppaas.Approved && prev != ppaas.Approved {
 		tx.Charges++
 		pm.charges[tx.Serial]++
 	}
-	ev := qr.Event{
-		EventID: uuid.NewString(), Type: qr.EventTypeStatus,
+	ev := ppaas.Event{
+		EventID: uuid.NewString(), Type: ppaas.EventTypeStatus,
 		TransactionID: tx.TransactionID, ClientTransactionID: tx.ClientTransactionID,
 		Status: pm.spellLocked(s), StatusReason: reason, Sequence: tx.Sequence, Time: now,
 		ProviderReference: tx.ProviderReference,
@@ -461,7 +460,7 @@ func (pm *payments) setLocked(tx *SimTransaction, s qr.State, reason string, raw
 	if s.Final() {
 		tx.FinalEventAt = time.Now()
 	}
-	pm.enqueueLocked(outgoing{topic: qr.EventTopic(tx.Serial), payload: b})
+	pm.enqueueLocked(outgoing{topic: ppaas.EventTopic(tx.Serial), payload: b})
 	return b
 }
 
@@ -469,7 +468,7 @@ func (pm *payments) setLocked(tx *SimTransaction, s qr.State, reason string, raw
 // retried a notification PPaaS had already forwarded.
 func (pm *payments) redeliverLocked(tx *SimTransaction, payload []byte) {
 	tx.Events++
-	pm.enqueueLocked(outgoing{topic: qr.EventTopic(tx.Serial), payload: payload})
+	pm.enqueueLocked(outgoing{topic: ppaas.EventTopic(tx.Serial), payload: payload})
 }
 
 func (pm *payments) enqueueLocked(o outgoing) {

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // Listing a device's transactions (issue 14, AcquirerSynchronisation). The
@@ -76,9 +76,9 @@ func (pm *payments) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	page := struct {
-		Transactions []qr.Transaction `json:"transactions"`
-		Next         string           `json:"next,omitempty"`
-	}{Transactions: []qr.Transaction{}}
+		Transactions []ppaas.Transaction `json:"transactions"`
+		Next         string              `json:"next,omitempty"`
+	}{Transactions: []ppaas.Transaction{}}
 	for _, tx := range mine[start:] {
 		if len(page.Transactions) == limit {
 			page.Next = page.Transactions[limit-1].TransactionID

@@ -13,8 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
-
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // TestListTransactionsPagesOneDevice: the (assumed) listing endpoint returns
@@ -38,13 +37,13 @@ func TestListTransactionsPagesOneDevice(t *testing.T) {
 	from := time.Now().Add(-time.Minute)
 	var want []string
 	for i, serial := range []string{advSerial, "OTHER", advSerial, advSerial, advSerial, advSerial} {
-		code, body := call(serial, http.MethodPost, "/qrcode-payment/v1/transactions", qr.CreateRequest{
-			PaymentType: "KB", PaymentScenario: qr.ConsumerScan, ClientTransactionID: uuid.NewString(),
-			PaymentAmount: qr.Amount{Amount: 100, Currency: "EUR"}, Order: qr.Order{OrderID: fmt.Sprintf("o%d", i)},
+		code, body := call(serial, http.MethodPost, "/qrcode-payment/v1/transactions", ppaas.CreateRequest{
+			PaymentType: "KB", PaymentScenario: ppaas.ConsumerScan, ClientTransactionID: uuid.NewString(),
+			PaymentAmount: ppaas.Amount{Amount: 100, Currency: "EUR"}, Order: ppaas.Order{OrderID: fmt.Sprintf("o%d", i)},
 		})
 		require.Equal(t, http.StatusCreated, code, string(body))
 		if serial == advSerial {
-			tx, err := qr.DecodeTransaction(body)
+			tx, err := ppaas.DecodeTransaction(body)
 			require.NoError(t, err)
 			want = append(want, tx.ClientTransactionID)
 		}
@@ -58,7 +57,7 @@ func TestListTransactionsPagesOneDevice(t *testing.T) {
 		code, body := call(advSerial, http.MethodGet, "/qrcode-payment/v1/transactions?"+q.Encode(), nil)
 		require.Equal(t, http.StatusOK, code, string(body))
 		var pg struct {
-			Transactions []qr.Transaction
+			Transactions []ppaas.Transaction
 			Next         string
 		}
 		require.NoError(t, json.Unmarshal(body, &pg))
@@ -79,4 +78,18 @@ func TestListTransactionsPagesOneDevice(t *testing.T) {
 	q := url.Values{"createdFrom": {from.Format(time.RFC3339Nano)}, "createdTo": {to.Format(time.RFC3339Nano)}, "limit": {"201"}}
 	code, _ = call(advSerial, http.MethodGet, "/qrcode-payment/v1/transactions?"+q.Encode(), nil)
 	require.Equal(t, http.StatusBadRequest, code)
+}
+
+func TestTransactionLookup(t *testing.T) {
+	p := &PPaaS{pay: &payments{byID: map[string]*SimTransaction{
+		"qr-1": {Transaction: ppaas.Transaction{TransactionID: "qr-1", ClientTransactionID: "c-1"}},
+		"qr-2": {Transaction: ppaas.Transaction{TransactionID: "qr-2", ClientTransactionID: "qr-1x"}},
+	}}}
+	for id, want := range map[string]string{"qr-1": "qr-1", "c-1": "qr-1", "qr-1x": "qr-2"} {
+		tx, ok := p.Transaction(id)
+		require.True(t, ok, id)
+		require.Equal(t, want, tx.TransactionID, id)
+	}
+	_, ok := p.Transaction("nope")
+	require.False(t, ok)
 }

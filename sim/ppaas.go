@@ -1,8 +1,12 @@
-// Package sim is the simulated PPaaS world the agent is tested against on loopback:
-// the device authorization server and APIs on mutual TLS (port 9021 by default), the
-// qrcode-payment API with modelled payment providers, an MQTT broker that pushes
-// provider events to devices, fault injection, and a plain-HTTP control API for tests,
-// the virtual terminal page and integrators' scripts.
+// Package sim is the fake PPaaS platform the agent is tested against on
+// loopback: the device authorization server and APIs on mutual TLS (port 9021
+// by default), the qrcode-payment API with modelled payment providers, an MQTT
+// broker that pushes provider events to devices, the Retail API and its
+// websocket relay, fault injection, and a plain-HTTP control API for tests,
+// the virtual terminal page and integrators' scripts. It speaks the wire of
+// package ppaas and knows nothing of the device side (agent, store, nexo, qr;
+// TestFakeImportsNoDeviceSide keeps it so): the harness that runs an agent
+// against it is package sim/world.
 package sim
 
 import (

@@ -10,8 +10,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/skip2/go-qrcode"
 
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // provider models one payment service provider behind the simulated PPaaS,
@@ -23,13 +24,13 @@ import (
 type provider interface {
 	// create prepares a new transaction (status awaiting_consumer): provider
 	// reference, QR payload, the provider's own state in tx.ps.
-	create(pm *payments, tx *SimTransaction, req qr.CreateRequest) error
+	create(pm *payments, tx *SimTransaction, req ppaas.CreateRequest) error
 	// act is the consumer or the provider acting (control API). args are the
 	// control request's query parameters.
 	act(pm *payments, tx *SimTransaction, action string, args url.Values) error
 	// raw is the provider's view of a change PPaaS itself made (the terminal
 	// cancelled or refunded), for the event's provider map.
-	raw(tx *SimTransaction, s qr.State) map[string]string
+	raw(tx *SimTransaction, s ppaas.State) map[string]string
 	// actions lists the control actions, for errors and the control API.
 	actions() []string
 }
@@ -56,7 +57,7 @@ type PennymaticConfig struct {
 	// PaidStatus is the PPaaS status of a payment paid but not confirmed yet:
 	// confirming (default: the consumer has paid; such a transaction must not
 	// be cancelled by a timeout) or pending (an older platform's spelling).
-	PaidStatus qr.State
+	PaidStatus ppaas.State
 }
 
 // PledgConfig configures the Pledg-like split payment.
@@ -93,7 +94,7 @@ func (c ProvidersConfig) withDefaults() ProvidersConfig {
 		c.Pennymatic.ConfirmDelay = 3 * time.Second
 	}
 	if c.Pennymatic.PaidStatus == "" {
-		c.Pennymatic.PaidStatus = qr.Confirming
+		c.Pennymatic.PaidStatus = ppaas.Confirming
 	}
 	if c.Pledg.Shares <= 0 {
 		c.Pledg.Shares = 2
@@ -102,7 +103,7 @@ func (c ProvidersConfig) withDefaults() ProvidersConfig {
 		c.Pledg.Deadline = 48 * time.Hour
 	}
 	if c.Pledg.Signing == "" {
-		c.Pledg.Signing = pledgSHA256
+		c.Pledg.Signing = PledgSHA256
 	}
 	if c.Pledg.Secret == "" {
 		c.Pledg.Secret = randomHex(32)
@@ -124,11 +125,11 @@ func (c ProvidersConfig) withDefaults() ProvidersConfig {
 }
 
 func (c ProvidersConfig) validate() error {
-	if c.Pennymatic.PaidStatus != qr.Pending && c.Pennymatic.PaidStatus != pennymaticConfirming {
-		return fmt.Errorf("pennymatic paid status %q is not %s or %s", c.Pennymatic.PaidStatus, qr.Pending, pennymaticConfirming)
+	if c.Pennymatic.PaidStatus != ppaas.Pending && c.Pennymatic.PaidStatus != pennymaticConfirming {
+		return fmt.Errorf("pennymatic paid status %q is not %s or %s", c.Pennymatic.PaidStatus, ppaas.Pending, pennymaticConfirming)
 	}
-	if c.Pledg.Signing != pledgSHA256 && c.Pledg.Signing != pledgJWT {
-		return fmt.Errorf("pledg signing %q is not %s or %s", c.Pledg.Signing, pledgSHA256, pledgJWT)
+	if c.Pledg.Signing != PledgSHA256 && c.Pledg.Signing != PledgJWT {
+		return fmt.Errorf("pledg signing %q is not %s or %s", c.Pledg.Signing, PledgSHA256, PledgJWT)
 	}
 	return nil
 }
@@ -172,16 +173,16 @@ type generic struct{}
 
 func (generic) actions() []string { return []string{"pay", "decline", "abandon"} }
 
-func (generic) create(pm *payments, tx *SimTransaction, req qr.CreateRequest) error {
+func (generic) create(pm *payments, tx *SimTransaction, req ppaas.CreateRequest) error {
 	tx.ProviderReference = "KB-" + uuid.NewString()[:8]
-	if req.PaymentScenario == qr.ConsumerScan {
-		tx.QRCode = &qr.QRCode{Payload: "https://pay.kb.sim.ppaas.test/p/" + tx.TransactionID}
+	if req.PaymentScenario == ppaas.ConsumerScan {
+		tx.QRCode = &ppaas.QRCode{Payload: "https://pay.kb.sim.ppaas.test/p/" + tx.TransactionID}
 		if pm.cfg.KBImageOnly {
-			img, err := qr.PNG(tx.QRCode.Payload, qr.LevelMedium, 256)
+			img, err := qrcode.Encode(tx.QRCode.Payload, qrcode.Medium, 256)
 			if err != nil {
 				return err
 			}
-			tx.QRCode = &qr.QRCode{ImagePNG: img}
+			tx.QRCode = &ppaas.QRCode{ImagePNG: img}
 		}
 	}
 	return nil
@@ -193,9 +194,9 @@ func (g generic) act(pm *payments, tx *SimTransaction, action string, _ url.Valu
 	}
 	switch action {
 	case "pay":
-		pm.decideLocked(tx, qr.Approved, "")
+		pm.decideLocked(tx, ppaas.Approved, "")
 	case "decline":
-		pm.decideLocked(tx, qr.Declined, "insufficient funds in wallet")
+		pm.decideLocked(tx, ppaas.Declined, "insufficient funds in wallet")
 	case "abandon":
 		// The consumer walks away: nothing happens until the terminal gives up.
 		tx.Abandoned = true
@@ -205,7 +206,7 @@ func (g generic) act(pm *payments, tx *SimTransaction, action string, _ url.Valu
 	return nil
 }
 
-func (generic) raw(tx *SimTransaction, _ qr.State) map[string]string {
+func (generic) raw(tx *SimTransaction, _ ppaas.State) map[string]string {
 	return map[string]string{"paymentType": tx.PaymentType, "provider": "generic"}
 }
 

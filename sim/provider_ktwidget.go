@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // ktRetries is the number of callback retries in the seed's schedule.
@@ -49,16 +49,16 @@ func (ktwidget) actions() []string {
 // payment (the seed: "успешен, но не завершен клиринг" — successful, clearing
 // not finished): the consumer has paid, so PPaaS approves; completed (cleared)
 // is then a later update of an approved transaction, never a second charge.
-func ktStatus(s string) qr.State {
+func ktStatus(s string) ppaas.State {
 	switch s {
 	case "pending":
-		return qr.AwaitingConsumer // the client has not entered card data yet
+		return ppaas.AwaitingConsumer // the client has not entered card data yet
 	case "authorized":
-		return qr.Pending // funds blocked, further processing awaited
+		return ppaas.Pending // funds blocked, further processing awaited
 	case "success", "completed":
-		return qr.Approved
+		return ppaas.Approved
 	case "error", "denied":
-		return qr.Declined
+		return ppaas.Declined
 	}
 	return ""
 }
@@ -73,19 +73,19 @@ var ktErrors = map[string]string{
 	"ERROR_SYSTEM":  "error while the transaction was processed inside ktpay",
 }
 
-func (k *ktwidget) create(_ *payments, tx *SimTransaction, req qr.CreateRequest) error {
+func (k *ktwidget) create(_ *payments, tx *SimTransaction, req ppaas.CreateRequest) error {
 	st := &ktState{appID: randomHex(16), status: "pending", lostAcks: k.cfg.LostAcks}
 	tx.ps = st
 	tx.ProviderReference = randomHex(20) // transaction_hash
-	if req.PaymentScenario == qr.ConsumerScan {
+	if req.PaymentScenario == ppaas.ConsumerScan {
 		a := req.PaymentAmount.Amount
-		tx.QRCode = &qr.QRCode{Payload: fmt.Sprintf("https://widget.ktwidget.sim.ppaas.test/pay?app_id=%s&order_id=%s&amount=%d.%02d&type=ecom",
+		tx.QRCode = &ppaas.QRCode{Payload: fmt.Sprintf("https://widget.ktwidget.sim.ppaas.test/pay?app_id=%s&order_id=%s&amount=%d.%02d&type=ecom",
 			st.appID, url.QueryEscape(req.Order.OrderID), a/100, a%100)}
 	}
 	return nil
 }
 
-func (k *ktwidget) raw(tx *SimTransaction, _ qr.State) map[string]string {
+func (k *ktwidget) raw(tx *SimTransaction, _ ppaas.State) map[string]string {
 	st := tx.ps.(*ktState)
 	m := map[string]string{"paymentType": tx.PaymentType, "status": st.status, "transaction_hash": tx.ProviderReference, "order_id": tx.Order.OrderID}
 	if st.errType != "" {
@@ -97,7 +97,7 @@ func (k *ktwidget) raw(tx *SimTransaction, _ qr.State) map[string]string {
 func (k *ktwidget) act(pm *payments, tx *SimTransaction, action string, args url.Values) error {
 	st := tx.ps.(*ktState)
 	// Clearing goes on after the payment succeeded (approved at PPaaS).
-	clearing := action == "complete" && tx.Status == qr.Approved && st.status == "success"
+	clearing := action == "complete" && tx.Status == ppaas.Approved && st.status == "success"
 	if tx.Status.Final() && !clearing {
 		return errDecided(tx)
 	}
@@ -150,7 +150,7 @@ func (k *ktwidget) succeedLocked(pm *payments, tx *SimTransaction) {
 	k.setLocked(pm, tx, "success", "paid; clearing in progress")
 	pm.afterLocked(k.cfg.ClearingDelay, func() {
 		// Cleared unless PPaaS cancelled or refunded it meanwhile.
-		if tx.ps.(*ktState).status == "success" && tx.Status == qr.Approved {
+		if tx.ps.(*ktState).status == "success" && tx.Status == ppaas.Approved {
 			k.setLocked(pm, tx, "completed", "cleared")
 		}
 	})

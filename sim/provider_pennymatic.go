@@ -6,8 +6,7 @@ import (
 	"strconv"
 
 	"github.com/google/uuid"
-
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // pennymatic models the Pennymatic crypto-wallet gateway (seed
@@ -21,7 +20,7 @@ type pennymatic struct{ cfg PennymaticConfig }
 
 // pennymaticConfirming is the PPaaS status "the consumer has paid, the
 // provider has not confirmed yet" (the default PennymaticConfig.PaidStatus).
-const pennymaticConfirming = qr.Confirming
+const pennymaticConfirming = ppaas.Confirming
 
 type pennyState struct {
 	appID, sessionID string
@@ -35,23 +34,23 @@ func (pennymatic) actions() []string {
 	return []string{"pay", "decline", "abandon", "connect", "confirm", "reject", "disconnect"}
 }
 
-func (pennymatic) create(_ *payments, tx *SimTransaction, req qr.CreateRequest) error {
+func (pennymatic) create(_ *payments, tx *SimTransaction, req ppaas.CreateRequest) error {
 	st := &pennyState{appID: randomHex(12), sessionID: uuid.NewString()}
 	tx.ps = st
 	tx.ProviderReference = st.sessionID
 	switch req.PaymentScenario {
-	case qr.ConsumerScan:
+	case ppaas.ConsumerScan:
 		// The seed's connect answer: a deep link that opens the wallet and asks
 		// for permission to charge it.
-		tx.QRCode = &qr.QRCode{Payload: "https://wallet.pennymatic.sim.ppaas.test/#/authorizeApp?appId=" + st.appID + "&sessionid=" + st.sessionID}
-	case qr.MerchantScan:
+		tx.QRCode = &ppaas.QRCode{Payload: "https://wallet.pennymatic.sim.ppaas.test/#/authorizeApp?appId=" + st.appID + "&sessionid=" + st.sessionID}
+	case ppaas.MerchantScan:
 		// The terminal scanned a wallet already connected to the operator.
 		st.connected = true
 	}
 	return nil
 }
 
-func (p pennymatic) raw(tx *SimTransaction, s qr.State) map[string]string {
+func (p pennymatic) raw(tx *SimTransaction, s ppaas.State) map[string]string {
 	st := tx.ps.(*pennyState)
 	m := map[string]string{
 		"paymentType": tx.PaymentType, "coin": "bsv", "sessionid": st.sessionID,
@@ -60,13 +59,13 @@ func (p pennymatic) raw(tx *SimTransaction, s qr.State) map[string]string {
 	if st.txHash != "" {
 		m["txhash"] = st.txHash
 		m["isconfirmed"] = strconv.FormatBool(st.confirmed)
-		if s == qr.Cancelled && !st.confirmed {
+		if s == ppaas.Cancelled && !st.confirmed {
 			// A blockchain payment cannot be undone: the operator owes the
 			// consumer a refund.
 			m["refund"] = "owed"
 		}
 	}
-	if s == qr.Declined {
+	if s == ppaas.Declined {
 		m["status"], m["code"] = "error", "1"
 	}
 	return m
@@ -94,7 +93,7 @@ func (p pennymatic) act(pm *payments, tx *SimTransaction, action string, _ url.V
 			return errors.New("already paid; waiting for confirmation") // never charge twice
 		}
 		if st.revoked {
-			pm.setLocked(tx, qr.Declined, "wallet no longer connected (usertoken revoked)", p.raw(tx, qr.Declined))
+			pm.setLocked(tx, ppaas.Declined, "wallet no longer connected (usertoken revoked)", p.raw(tx, ppaas.Declined))
 			return nil
 		}
 		if !st.connected {
@@ -115,12 +114,12 @@ func (p pennymatic) act(pm *payments, tx *SimTransaction, action string, _ url.V
 		if st.txHash == "" {
 			return errors.New("nothing paid to reject")
 		}
-		pm.setLocked(tx, qr.Declined, "payment not confirmed on the blockchain", p.raw(tx, qr.Declined))
+		pm.setLocked(tx, ppaas.Declined, "payment not confirmed on the blockchain", p.raw(tx, ppaas.Declined))
 	case "decline":
 		if st.txHash != "" {
 			return errors.New("already paid; use reject")
 		}
-		pm.setLocked(tx, qr.Declined, "charge refused in wallet", p.raw(tx, qr.Declined))
+		pm.setLocked(tx, ppaas.Declined, "charge refused in wallet", p.raw(tx, ppaas.Declined))
 	default:
 		return errAction(p, action)
 	}
@@ -131,16 +130,16 @@ func (p pennymatic) act(pm *payments, tx *SimTransaction, action string, _ url.V
 func (p pennymatic) connectLocked(pm *payments, tx *SimTransaction) {
 	st := tx.ps.(*pennyState)
 	st.connected = true
-	pm.setLocked(tx, qr.AwaitingConsumer, "wallet connected", p.raw(tx, qr.AwaitingConsumer))
+	pm.setLocked(tx, ppaas.AwaitingConsumer, "wallet connected", p.raw(tx, ppaas.AwaitingConsumer))
 }
 
 // confirmLocked is /bsv/isconfirmed turning true. The terminal may have
 // cancelled meanwhile, or it may already be confirmed: then nothing happens.
 func (p pennymatic) confirmLocked(pm *payments, tx *SimTransaction) {
 	st := tx.ps.(*pennyState)
-	if (tx.Status != qr.Pending && tx.Status != qr.Confirming) || st.confirmed {
+	if (tx.Status != ppaas.Pending && tx.Status != ppaas.Confirming) || st.confirmed {
 		return
 	}
 	st.confirmed = true
-	pm.setLocked(tx, qr.Approved, "confirmed on the blockchain", p.raw(tx, qr.Approved))
+	pm.setLocked(tx, ppaas.Approved, "confirmed on the blockchain", p.raw(tx, ppaas.Approved))
 }

@@ -17,14 +17,13 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
-
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // Signing modes of Pledg notifications (seed pledg-integration.md).
 const (
-	pledgSHA256 = "sha256" // "signature" field: SHA-256 over sorted key=value joined by the secret
-	pledgJWT    = "jwt"    // body {"signature": HS256 JWT of the notification}
+	PledgSHA256 = "sha256" // "signature" field: SHA-256 over sorted key=value joined by the secret
+	PledgJWT    = "jwt"    // body {"signature": HS256 JWT of the notification}
 )
 
 // pledgMaxNotification bounds a notification body.
@@ -110,7 +109,7 @@ func split(amount int64, n int) ([]pledgShare, error) {
 	return shares, nil
 }
 
-func (p *pledg) create(pm *payments, tx *SimTransaction, req qr.CreateRequest) error {
+func (p *pledg) create(pm *payments, tx *SimTransaction, req ppaas.CreateRequest) error {
 	n, ok := sharesInDescription(req.Order.OrderDescription)
 	if !ok {
 		n = p.cfg.Shares
@@ -122,7 +121,7 @@ func (p *pledg) create(pm *payments, tx *SimTransaction, req qr.CreateRequest) e
 	st := &pledgState{uid: "pur_" + uuid.NewString(), shares: shares}
 	tx.ps = st
 	tx.ProviderReference = fmt.Sprintf("PLEDG_%013d", randomDigits())
-	if req.PaymentScenario == qr.ConsumerScan {
+	if req.PaymentScenario == ppaas.ConsumerScan {
 		// The seed's direct call of the Pledg front, with the merchant's
 		// parameters in a JWT signed with the shared secret.
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
@@ -134,7 +133,7 @@ func (p *pledg) create(pm *payments, tx *SimTransaction, req qr.CreateRequest) e
 			return fmt.Errorf("pledg: sign front parameters: %w", err)
 		}
 		// The seed: "The path of the URL is /purchases".
-		tx.QRCode = &qr.QRCode{Payload: "https://front.ecard.pledg.sim.ppaas.test/purchases?signature=" + tok}
+		tx.QRCode = &ppaas.QRCode{Payload: "https://front.ecard.pledg.sim.ppaas.test/purchases?signature=" + tok}
 	}
 	pm.afterLocked(p.cfg.Deadline, func() {
 		if live(tx) {
@@ -144,8 +143,8 @@ func (p *pledg) create(pm *payments, tx *SimTransaction, req qr.CreateRequest) e
 	return nil
 }
 
-func (p *pledg) raw(tx *SimTransaction, s qr.State) map[string]string {
-	status := map[qr.State]string{qr.Cancelled: "voided", qr.Refunded: "refunded"}[s]
+func (p *pledg) raw(tx *SimTransaction, s ppaas.State) map[string]string {
+	status := map[ppaas.State]string{ppaas.Cancelled: "voided", ppaas.Refunded: "refunded"}[s]
 	return p.rawFields(tx, pledgNotification{Status: status, Reference: tx.ProviderReference, ID: tx.ps.(*pledgState).uid})
 }
 
@@ -345,10 +344,10 @@ func pledgSignature(n pledgNotification, secret string) string {
 // encodePledgNotification signs n in the given mode and encodes the body.
 func encodePledgNotification(n pledgNotification, mode, secret string) ([]byte, error) {
 	switch mode {
-	case pledgSHA256:
+	case PledgSHA256:
 		n.Signature = pledgSignature(n, secret)
 		return json.Marshal(n)
-	case pledgJWT:
+	case PledgJWT:
 		n.Signature = ""
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, pledgClaims{pledgNotification: n}).SignedString([]byte(secret))
 		if err != nil {
@@ -405,25 +404,25 @@ func decodePledgNotification(body []byte, secret string) (pledgNotification, err
 }
 
 // pledgStatus maps a verified notification to the PPaaS status.
-func pledgStatus(n pledgNotification) (qr.State, string, error) {
+func pledgStatus(n pledgNotification) (ppaas.State, string, error) {
 	switch n.Status {
 	case "authorized":
-		return qr.Pending, "share paid", nil
+		return ppaas.Pending, "share paid", nil
 	case "completed":
-		return qr.Approved, "every share paid", nil
+		return ppaas.Approved, "every share paid", nil
 	case pledgTransferred:
-		return qr.Approved, "purchase validated; paid to the merchant by transfer", nil
+		return ppaas.Approved, "purchase validated; paid to the merchant by transfer", nil
 	case "failed":
 		desc, ok := pledgErrors[n.Error]
 		if !ok {
 			desc = "unknown error"
 		}
 		if n.Error == "3DS_confirmation_timeout" || n.Error == "direct_confirmation_timeout" {
-			return qr.Expired, n.Error + ": " + desc, nil
+			return ppaas.Expired, n.Error + ": " + desc, nil
 		}
-		return qr.Declined, n.Error + ": " + desc, nil
+		return ppaas.Declined, n.Error + ": " + desc, nil
 	case "voided":
-		return qr.Cancelled, "purchase voided", nil
+		return ppaas.Cancelled, "purchase voided", nil
 	}
 	return "", "", fmt.Errorf("pledg status %q unknown", n.Status)
 }
@@ -466,7 +465,7 @@ func (pm *payments) pledgIngestLocked(body []byte) error {
 	raw := p.rawFields(tx, n)
 	raw["signing"] = p.cfg.Signing
 	if n.Status == pledgTransferred {
-		raw["mode"], raw["signing"], raw["amount_cents"] = "transfer", pledgJWT, strconv.FormatInt(n.AmountCents, 10)
+		raw["mode"], raw["signing"], raw["amount_cents"] = "transfer", PledgJWT, strconv.FormatInt(n.AmountCents, 10)
 	}
 	pm.setLocked(tx, s, reason, raw)
 	return nil

@@ -54,17 +54,17 @@ func TestPledgDecode(t *testing.T) {
 		wantErr error // nil: valid
 		anyErr  bool
 	}{
-		{name: "sha256", body: sign(pledgSHA256, nil)},
-		{name: "sha256 lower-case hex", body: tamper(sign(pledgSHA256, nil), pledgSignature(seedNotification(), secret), strings.ToLower(pledgSignature(seedNotification(), secret)))},
-		{name: "jwt", body: sign(pledgJWT, nil)},
-		{name: "sha256 unsigned metadata may change", body: tamper(sign(pledgSHA256, nil), `"foo":"bar"`, `"foo":"baz"`)},
-		{name: "sha256 status changed", body: tamper(sign(pledgSHA256, nil), `"status":"completed"`, `"status":"failed"`), wantErr: ErrPledgSignature},
-		{name: "sha256 wrong secret", body: otherSecret(pledgSHA256), wantErr: ErrPledgSignature},
-		{name: "jwt wrong secret", body: otherSecret(pledgJWT), wantErr: ErrPledgSignature},
+		{name: "sha256", body: sign(PledgSHA256, nil)},
+		{name: "sha256 lower-case hex", body: tamper(sign(PledgSHA256, nil), pledgSignature(seedNotification(), secret), strings.ToLower(pledgSignature(seedNotification(), secret)))},
+		{name: "jwt", body: sign(PledgJWT, nil)},
+		{name: "sha256 unsigned metadata may change", body: tamper(sign(PledgSHA256, nil), `"foo":"bar"`, `"foo":"baz"`)},
+		{name: "sha256 status changed", body: tamper(sign(PledgSHA256, nil), `"status":"completed"`, `"status":"failed"`), wantErr: ErrPledgSignature},
+		{name: "sha256 wrong secret", body: otherSecret(PledgSHA256), wantErr: ErrPledgSignature},
+		{name: "jwt wrong secret", body: otherSecret(PledgJWT), wantErr: ErrPledgSignature},
 		{name: "jwt alg none", body: []byte(`{"signature":"eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJyZWZlcmVuY2UiOiJQTEVER18xIiwic3RhdHVzIjoiY29tcGxldGVkIn0."}`), wantErr: ErrPledgSignature},
 		{name: "no signature", body: []byte(`{"reference":"PLEDG_1","status":"completed"}`), wantErr: ErrPledgSignature},
 		{name: "not json", body: []byte(`{"reference":`), anyErr: true},
-		{name: "signed but no reference", body: sign(pledgSHA256, func(n *pledgNotification) { n.Reference = "" }), anyErr: true},
+		{name: "signed but no reference", body: sign(PledgSHA256, func(n *pledgNotification) { n.Reference = "" }), anyErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,7 +124,7 @@ func TestPledgSplit(t *testing.T) {
 // signed with the secret (re-signing it gives the same signature or a JWT).
 func FuzzDecodePledgNotification(f *testing.F) {
 	const secret = "SECRET"
-	for _, mode := range []string{pledgSHA256, pledgJWT} {
+	for _, mode := range []string{PledgSHA256, PledgJWT} {
 		b, err := encodePledgNotification(seedNotification(), mode, secret)
 		require.NoError(f, err)
 		f.Add(b)

@@ -8,8 +8,7 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
-
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // pti models the PTI payment processor (seed pti-integration-guide.md):
@@ -50,41 +49,41 @@ func ptiCode(arg, def string, allowed []string) (string, error) {
 }
 
 // ptiStatus maps PTI's statuses to PPaaS's.
-func ptiStatus(s string) qr.State {
+func ptiStatus(s string) ppaas.State {
 	switch s {
 	case "PENDING":
-		return qr.Pending
+		return ppaas.Pending
 	case "AUTHORIZED", "CAPTURED", "SETTLED":
-		return qr.Approved
+		return ppaas.Approved
 	case "REFUSED", "ERROR":
-		return qr.Declined
+		return ppaas.Declined
 	case "CANCELED":
-		return qr.Cancelled
+		return ppaas.Cancelled
 	case "REFUNDED", "CHARGED_BACK":
-		return qr.Refunded
+		return ppaas.Refunded
 	}
 	return ""
 }
 
-func (pti) create(_ *payments, tx *SimTransaction, req qr.CreateRequest) error {
+func (pti) create(_ *payments, tx *SimTransaction, req ppaas.CreateRequest) error {
 	tx.ps = &ptiState{}
 	tx.ProviderReference = "pti_" + uuid.NewString() // PaymentProviderTransactionId
-	if req.PaymentScenario == qr.ConsumerScan {
+	if req.PaymentScenario == ppaas.ConsumerScan {
 		a := req.PaymentAmount.Amount
 		// The seed's SDK payment form; requestId is the integrator's UUID.
-		tx.QRCode = &qr.QRCode{Payload: fmt.Sprintf("https://sdk.pti.sim.ppaas.test/form?type=FIAT_FUNDING&requestId=%s&amount=%d.%02d&currency=%s",
+		tx.QRCode = &ppaas.QRCode{Payload: fmt.Sprintf("https://sdk.pti.sim.ppaas.test/form?type=FIAT_FUNDING&requestId=%s&amount=%d.%02d&currency=%s",
 			req.ClientTransactionID, a/100, a%100, url.QueryEscape(req.PaymentAmount.Currency))}
 	}
 	return nil
 }
 
-func (pti) raw(tx *SimTransaction, s qr.State) map[string]string {
+func (pti) raw(tx *SimTransaction, s ppaas.State) map[string]string {
 	st := tx.ps.(*ptiState)
 	status := st.status
 	switch s {
-	case qr.Cancelled:
+	case ppaas.Cancelled:
 		status = "CANCELED"
-	case qr.Refunded:
+	case ppaas.Refunded:
 		if status != "CHARGED_BACK" && status != "CANCELED" {
 			status = "REFUNDED"
 		}
@@ -108,9 +107,9 @@ func (p pti) act(pm *payments, tx *SimTransaction, action string, args url.Value
 	// on a live one. Transaction monitoring may deny either.
 	late := action == "capture" || action == "settle" || action == "refund" || action == "chargeback"
 	switch {
-	case late && tx.Status != qr.Approved:
+	case late && tx.Status != ppaas.Approved:
 		return fmt.Errorf("%s needs an authorized transaction; it is %s", action, tx.Status)
-	case action == "monitoring-deny" && tx.Status.Final() && tx.Status != qr.Approved:
+	case action == "monitoring-deny" && tx.Status.Final() && tx.Status != ppaas.Approved:
 		return errDecided(tx)
 	case !late && action != "monitoring-deny" && tx.Status.Final():
 		return errDecided(tx)
@@ -174,20 +173,20 @@ func (p pti) act(pm *payments, tx *SimTransaction, action string, args url.Value
 func (p pti) monitoringDenyLocked(pm *payments, tx *SimTransaction, code string) {
 	st := tx.ps.(*ptiState)
 	reason := "transaction monitoring: DENY (" + code + ")"
-	ev := func(s qr.State) map[string]string {
+	ev := func(s ppaas.State) map[string]string {
 		m := p.raw(tx, s)
 		m["resourceType"], m["status"], m["complianceProviderResponseCode"] = "TRANSACTION_MONITORING", "DENY", code
 		delete(m, "PaymentProviderTransactionId")
 		return m
 	}
-	if tx.Status != qr.Approved {
-		pm.setLocked(tx, qr.Declined, reason, ev(qr.Declined))
+	if tx.Status != ppaas.Approved {
+		pm.setLocked(tx, ppaas.Declined, reason, ev(ppaas.Declined))
 		return
 	}
-	pm.setLocked(tx, qr.Approved, reason, ev(qr.Approved))
+	pm.setLocked(tx, ppaas.Approved, reason, ev(ppaas.Approved))
 	tx.RefundedAmount = tx.PaymentAmount.Amount
 	st.status, st.code, st.category = "CANCELED", "", ""
-	pm.setLocked(tx, qr.Refunded, "authorization reversed: "+reason, p.raw(tx, qr.Refunded))
+	pm.setLocked(tx, ppaas.Refunded, "authorization reversed: "+reason, p.raw(tx, ppaas.Refunded))
 }
 
 // setLocked records a PTI webhook and forwards it.

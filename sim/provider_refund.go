@@ -1,9 +1,8 @@
 package sim
 
 import (
+	"github.com/termagent/termagent/ppaas"
 	"time"
-
-	"github.com/termagent/termagent/qr"
 )
 
 // Refund behaviour per provider (issue 14), from each provider's seed (see
@@ -24,7 +23,7 @@ import (
 // A provider that refuses a refund returns the reason; one that refunds later
 // returns async and the delay (0: only the control API completes it).
 type refunder interface {
-	refundPlan(tx *SimTransaction, req qr.RefundRequest) (plan refundPlan, refusal string)
+	refundPlan(tx *SimTransaction, req ppaas.RefundRequest) (plan refundPlan, refusal string)
 }
 
 type refundPlan struct {
@@ -38,17 +37,17 @@ const PledgRefundDelay = 48 * time.Hour
 
 const pennymaticRefusal = "PENNYMATIC payments are blockchain transactions and cannot be undone; refund the consumer by other means"
 
-func (*pennymatic) refundPlan(*SimTransaction, qr.RefundRequest) (refundPlan, string) {
+func (*pennymatic) refundPlan(*SimTransaction, ppaas.RefundRequest) (refundPlan, string) {
 	return refundPlan{}, pennymaticRefusal
 }
 
-func (*pledg) refundPlan(*SimTransaction, qr.RefundRequest) (refundPlan, string) {
+func (*pledg) refundPlan(*SimTransaction, ppaas.RefundRequest) (refundPlan, string) {
 	return refundPlan{async: true, delay: PledgRefundDelay}, ""
 }
 
 // refundPlanLocked is how the provider of tx takes the refund req: the
 // platform's refund mode (RefundMode) unless the provider has its own.
-func (pm *payments) refundPlanLocked(tx *SimTransaction, req qr.RefundRequest) (refundPlan, string) {
+func (pm *payments) refundPlanLocked(tx *SimTransaction, req ppaas.RefundRequest) (refundPlan, string) {
 	plan := refundPlan{async: pm.refunds.Async, delay: pm.refunds.Delay}
 	if r, ok := pm.providers[tx.PaymentType].(refunder); ok {
 		own, refusal := r.refundPlan(tx, req)

@@ -9,7 +9,6 @@ package sim
 // shape is not public (see the README).
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -26,8 +25,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-
-	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/internal/webhook"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // Retail API paths (assumptions).
@@ -377,7 +376,7 @@ func (rt *retail) send(ctx context.Context, serial string, body []byte, async bo
 			return fail(ctx.Err())
 		}
 	}
-	frame, err := json.Marshal(agent.CloudFrame{Type: agent.CloudRequest, ID: id, Nexo: body})
+	frame, err := json.Marshal(ppaas.CloudFrame{Type: ppaas.CloudRequest, ID: id, Nexo: body})
 	if err != nil {
 		return fail(err)
 	}
@@ -422,20 +421,8 @@ func (rt *retail) wait(ctx context.Context, id string, wt *relayWaiter) ([]byte,
 }
 
 func (rt *retail) postWebhook(ctx context.Context, s *RetailSession, id string, ans []byte) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.WebhookURL, bytes.NewReader(ans))
-	if err == nil {
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-Retail-Session-Id", s.SessionID)
-		req.Header.Set("X-Retail-Message-Id", id)
-		var resp *http.Response
-		if resp, err = rt.webhook.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-			resp.Body.Close()
-			if resp.StatusCode/100 != 2 {
-				err = fmt.Errorf("webhook answered %s", resp.Status)
-			}
-		}
-	}
+	err := webhook.Post(ctx, rt.webhook, s.WebhookURL, "application/json", ans,
+		http.Header{"X-Retail-Session-Id": {s.SessionID}, "X-Retail-Message-Id": {id}})
 	rt.mu.Lock()
 	if err != nil {
 		rt.stats.WebhookErr++
@@ -505,8 +492,8 @@ func (rt *retail) handleRelay(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
-		var f agent.CloudFrame
-		if json.Unmarshal(b, &f) != nil || f.Type != agent.CloudAnswer || f.ID == "" {
+		var f ppaas.CloudFrame
+		if json.Unmarshal(b, &f) != nil || f.Type != ppaas.CloudAnswer || f.ID == "" {
 			continue
 		}
 		rt.mu.Lock()
@@ -525,7 +512,7 @@ func (rt *retail) handleRelay(w http.ResponseWriter, r *http.Request) {
 			rt.stats.Late++
 		}
 		rt.mu.Unlock()
-		ack, _ := json.Marshal(agent.CloudFrame{Type: agent.CloudAck, ID: f.ID})
+		ack, _ := json.Marshal(ppaas.CloudFrame{Type: ppaas.CloudAck, ID: f.ID})
 		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 		err = conn.Write(wctx, websocket.MessageText, ack)
 		wcancel()

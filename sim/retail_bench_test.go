@@ -19,8 +19,8 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/certs"
+	"github.com/termagent/termagent/ppaas"
 )
 
 // BenchmarkRelayThroughput measures the Retail API relay with many devices
@@ -71,11 +71,11 @@ func BenchmarkRelayThroughput(b *testing.B) {
 				if err != nil {
 					return
 				}
-				f, err := agent.ParseCloudFrame(msg)
-				if err != nil || f.Type != agent.CloudRequest {
+				f, err := ppaas.ParseCloudFrame(msg)
+				if err != nil || f.Type != ppaas.CloudRequest {
 					continue
 				}
-				out, _ := json.Marshal(agent.CloudFrame{Type: agent.CloudAnswer, ID: f.ID, Nexo: answer})
+				out, _ := json.Marshal(ppaas.CloudFrame{Type: ppaas.CloudAnswer, ID: f.ID, Nexo: answer})
 				if conn.Write(ctx, websocket.MessageText, out) != nil {
 					return
 				}

@@ -18,8 +18,9 @@ import (
 
 	"github.com/termagent/termagent/certs"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // crashFullEnv runs the whole crash matrix (make crash); without it the test
@@ -97,7 +98,7 @@ type matrixRun struct {
 	data     string
 	timeout  string
 	proc     *agentProc
-	pos      *sim.POS
+	pos      *world.POS
 	sid, rev string
 	ctid     string // the payment's POI transaction id = clientTransactionId
 	known    map[string]bool
@@ -161,7 +162,7 @@ func (m *matrixRun) newTx(within time.Duration) (sim.SimTransaction, bool) {
 	for !m.dead() && time.Now().Before(deadline) {
 		txs, _ := m.w.sim.Transactions()
 		for _, tx := range txs {
-			if !m.known[tx.TransactionID] && tx.Status == qr.AwaitingConsumer {
+			if !m.known[tx.TransactionID] && tx.Status == ppaas.AwaitingConsumer {
 				m.known[tx.TransactionID] = true
 				m.ctid = tx.ClientTransactionID
 				return tx, true
@@ -261,7 +262,7 @@ func (m *matrixRun) drive(scenario, fp string) {
 		}
 		// Give the reversal its chance to run into the failpoint.
 		deadline := time.Now().Add(10 * time.Second)
-		for !m.dead() && time.Now().Before(deadline) && m.status() != qr.Refunded {
+		for !m.dead() && time.Now().Before(deadline) && m.status() != ppaas.Refunded {
 			m.pause()
 		}
 	case "recovery", "recovery-unpaid":
@@ -294,7 +295,7 @@ func (m *matrixRun) drive(scenario, fp string) {
 }
 
 // status is PPaaS's status of the payment ("" if unknown).
-func (m *matrixRun) status() qr.State {
+func (m *matrixRun) status() ppaas.State {
 	txs, _ := m.w.sim.Transactions()
 	for _, tx := range txs {
 		if m.ctid != "" && tx.ClientTransactionID == m.ctid {

@@ -21,10 +21,13 @@ import (
 
 	"github.com/termagent/termagent/certs"
 	"github.com/termagent/termagent/display"
+	"github.com/termagent/termagent/internal/syncbuf"
+	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // crashArgsEnv carries the agent's arguments to the re-executed test binary.
@@ -86,7 +89,7 @@ func newCrashWorld(t testing.TB) *crashWorld {
 type agentProc struct {
 	cmd    *exec.Cmd
 	ready  chan string // the POS URL, once the agent logged it is ready
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	exited chan struct{}
 	err    error // the process's exit status, once exited
 }
@@ -95,16 +98,7 @@ type agentProc struct {
 // returns its POS URL. extra arguments override the defaults.
 func (w *crashWorld) start(extra ...string) string {
 	w.t.Helper()
-	d := w.dir
-	args := []string{
-		"-auth-url", w.sim.URL(), "-api-url", w.sim.URL(), "-mqtt-url", w.sim.MQTTURL(),
-		"-cert", filepath.Join(d, certs.ClientCertFile), "-key", filepath.Join(d, certs.ClientKeyFile), "-ca", filepath.Join(d, certs.BundleFile),
-		"-nexo-cert", filepath.Join(d, certs.AgentCertFile), "-nexo-key", filepath.Join(d, certs.AgentKeyFile),
-		"-nexo-listen", "127.0.0.1:0", "-admin-listen", "", "-data-dir", filepath.Join(d, "data"),
-		"-display-url", w.sim.TerminalURL(w.serial) + "/display",
-		"-payment-timeout", "30s", "-event-wait", "500ms", "-log-format", "json",
-	}
-	args = append(args, extra...)
+	args := w.agentArgs(extra...)
 	raw, err := json.Marshal(args)
 	require.NoError(w.t, err)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChildAgent$", "-test.count=1")
@@ -122,6 +116,22 @@ func (w *crashWorld) start(extra ...string) string {
 	return ""
 }
 
+// agentArgs are the agent's flags for this world: its certificates, the
+// simulated PPaaS, a data dir that outlives the process, JSON logs. extra
+// flags override the defaults.
+func (w *crashWorld) agentArgs(extra ...string) []string {
+	d := w.dir
+	args := []string{
+		"-auth-url", w.sim.URL(), "-api-url", w.sim.URL(), "-mqtt-url", w.sim.MQTTURL(),
+		"-cert", filepath.Join(d, certs.ClientCertFile), "-key", filepath.Join(d, certs.ClientKeyFile), "-ca", filepath.Join(d, certs.BundleFile),
+		"-nexo-cert", filepath.Join(d, certs.AgentCertFile), "-nexo-key", filepath.Join(d, certs.AgentKeyFile),
+		"-nexo-listen", "127.0.0.1:0", "-admin-listen", "", "-data-dir", filepath.Join(d, "data"),
+		"-display-url", w.sim.TerminalURL(w.serial) + "/display",
+		"-payment-timeout", "30s", "-event-wait", "500ms", "-log-format", "json",
+	}
+	return append(args, extra...)
+}
+
 // kill sends SIGKILL and waits until the process is gone.
 func (w *crashWorld) kill() {
 	w.t.Helper()
@@ -137,8 +147,8 @@ func (w *crashWorld) kill() {
 }
 
 // pos is a POS client for the running agent.
-func (w *crashWorld) pos(url string) *sim.POS {
-	return &sim.POS{
+func (w *crashWorld) pos(url string) *world.POS {
+	return &world.POS{
 		Client: &nexo.Client{URL: url, HTTP: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: w.caPool}}},
 		POIID:  certs.DefaultModel + "-" + w.serial,
 	}
@@ -163,7 +173,7 @@ func (w *crashWorld) awaitQR() display.Screen {
 // settledStatus polls TransactionStatus until the payment is no longer in
 // progress (recovery settles it after the restart) and returns the repeated
 // payment response.
-func (w *crashWorld) settledStatus(pos *sim.POS, serviceID string) *nexo.Response {
+func (w *crashWorld) settledStatus(pos *world.POS, serviceID string) *nexo.Response {
 	w.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -172,10 +182,10 @@ func (w *crashWorld) settledStatus(pos *sim.POS, serviceID string) *nexo.Respons
 		st, err := pos.Status(w.t.Context(), serviceID)
 		require.NoError(w.t, err)
 		if st.Status.Result == nexo.Success {
-			require.NotNil(w.t, st.TransactionStatus.Repeated, sim.Describe(st))
+			require.NotNil(w.t, st.TransactionStatus.Repeated, world.Describe(st))
 			return st.TransactionStatus.Repeated
 		}
-		require.Equal(w.t, nexo.InProgress, st.Status.ErrorCondition, sim.Describe(st))
+		require.Equal(w.t, nexo.InProgress, st.Status.ErrorCondition, world.Describe(st))
 		if time.Now().After(deadline) {
 			w.t.Fatalf("payment %s still in progress 20 s after the restart; agent logs:\n%s", serviceID, w.proc.logs)
 		}
@@ -190,32 +200,15 @@ func (w *crashWorld) settledStatus(pos *sim.POS, serviceID string) *nexo.Respons
 // simTx is the simulator's record of the transaction with a PPaaS id.
 func (w *crashWorld) simTx(id string) sim.SimTransaction {
 	w.t.Helper()
-	txs, _ := w.sim.Transactions()
-	for _, tx := range txs {
-		if tx.TransactionID == id {
-			return tx
-		}
-	}
-	w.t.Fatalf("no transaction %s at the simulator", id)
-	return sim.SimTransaction{}
+	tx, ok := w.sim.Transaction(id)
+	require.True(w.t, ok, "no transaction %s at the simulator", id)
+	return tx
 }
 
 // waitFor polls cond until it holds or within passes.
 func (w *crashWorld) waitFor(within time.Duration, what string, cond func() bool) {
 	w.t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%s: not within %s; agent logs:\n%s", what, within, w.proc.logs)
-		}
-		select {
-		case <-tick.C:
-		case <-w.t.Context().Done():
-			w.t.Fatal(w.t.Context().Err())
-		}
-	}
+	testrig.WaitFor(w.t, within, what, cond, func() string { return "agent logs:\n" + w.proc.logs.String() })
 }
 
 type posResult struct {
@@ -223,7 +216,7 @@ type posResult struct {
 	err  error
 }
 
-func sendAsync(pos *sim.POS, req *nexo.Request) <-chan posResult {
+func sendAsync(pos *world.POS, req *nexo.Request) <-chan posResult {
 	ch := make(chan posResult, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -254,12 +247,12 @@ func TestCrashWhileAwaitingConsumerCancelsAtPPaaS(t *testing.T) {
 	pos = w.pos(w.start())
 	rep := w.settledStatus(pos, "KILL1")
 	t.Logf("settled %s after the restart began", time.Since(killed).Round(time.Millisecond))
-	require.Equal(t, nexo.Failure, rep.Status.Result, sim.Describe(rep))
-	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, sim.Describe(rep))
+	require.Equal(t, nexo.Failure, rep.Status.Result, world.Describe(rep))
+	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, world.Describe(rep))
 	require.Contains(t, rep.Status.AdditionalResponse, "interrupted by an agent restart")
 
 	// The reversal advice queued by recovery cancels it at PPaaS.
-	w.waitFor(15*time.Second, "cancelled at PPaaS", func() bool { return w.simTx(s.TransactionID).Status == qr.Cancelled })
+	w.waitFor(15*time.Second, "cancelled at PPaaS", func() bool { return w.simTx(s.TransactionID).Status == ppaas.Cancelled })
 	_, err := w.sim.Act(s.TransactionID, "pay")
 	require.Error(t, err, "the consumer can no longer pay it")
 	// Once the advice is carried out, TransactionStatus says so.
@@ -267,12 +260,12 @@ func TestCrashWhileAwaitingConsumerCancelsAtPPaaS(t *testing.T) {
 		return strings.Contains(w.settledStatus(pos, "KILL1").Status.AdditionalResponse, "cancelled at PPaaS, no money moved")
 	})
 	rep = w.settledStatus(pos, "KILL1")
-	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, sim.Describe(rep))
+	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, world.Describe(rep))
 	require.Contains(t, rep.Status.AdditionalResponse, "interrupted by an agent restart")
 
 	again, err := pos.Client.Do(t.Context(), req)
 	require.NoError(t, err)
-	require.Equal(t, nexo.Cancel, again.Status.ErrorCondition, "the same request replays the settled answer: %s", sim.Describe(again))
+	require.Equal(t, nexo.Cancel, again.Status.ErrorCondition, "the same request replays the settled answer: %s", world.Describe(again))
 	txs, charges := w.sim.Transactions()
 	require.Len(t, txs, 1)
 	require.Zero(t, charges[w.serial])
@@ -303,12 +296,12 @@ func TestCrashRightAfterConsumerPaidReportsSuccess(t *testing.T) {
 		r := <-answer
 		answered := r.err == nil
 		if answered {
-			require.Equal(t, nexo.Success, r.resp.Status.Result, sim.Describe(r.resp))
+			require.Equal(t, nexo.Success, r.resp.Status.Result, world.Describe(r.resp))
 		}
 
 		pos = w.pos(w.start())
 		rep := w.settledStatus(pos, sid)
-		require.Equal(t, nexo.Success, rep.Status.Result, "kill %s after pay (answered before: %v): %s", d, answered, sim.Describe(rep))
+		require.Equal(t, nexo.Success, rep.Status.Result, "kill %s after pay (answered before: %v): %s", d, answered, world.Describe(rep))
 		tx := w.simTx(s.TransactionID)
 		require.Equal(t, tx.ClientTransactionID, rep.Payment.POITransactionID.ID)
 		require.NotNil(t, rep.Payment.Result)
@@ -320,7 +313,7 @@ func TestCrashRightAfterConsumerPaidReportsSuccess(t *testing.T) {
 	require.Equal(t, len(delays), charges[w.serial], "one charge per payment")
 	for _, id := range ids {
 		tx := w.simTx(id)
-		require.Equal(t, qr.Approved, tx.Status, "not refunded: the POS was told Success")
+		require.Equal(t, ppaas.Approved, tx.Status, "not refunded: the POS was told Success")
 		require.Equal(t, 1, tx.Charges)
 	}
 
@@ -373,7 +366,7 @@ func TestCrashAroundCreateChargesNothing(t *testing.T) {
 		outcome := "never journaled"
 		if st.Status.ErrorCondition != nexo.NotFound {
 			rep := w.settledStatus(pos, sid)
-			require.Equal(t, nexo.Failure, rep.Status.Result, "kill %s after the request: %s", d, sim.Describe(rep))
+			require.Equal(t, nexo.Failure, rep.Status.Result, "kill %s after the request: %s", d, world.Describe(rep))
 			outcome = string(rep.Status.ErrorCondition) + ": " + rep.Status.AdditionalResponse
 		}
 		t.Logf("kill %s after the request: %s", d, outcome)
@@ -381,7 +374,7 @@ func TestCrashAroundCreateChargesNothing(t *testing.T) {
 	w.waitFor(15*time.Second, "every transaction cancelled at PPaaS", func() bool {
 		txs, _ := w.sim.Transactions()
 		for _, tx := range txs {
-			if tx.Status != qr.Cancelled {
+			if tx.Status != ppaas.Cancelled {
 				return false
 			}
 		}
@@ -412,7 +405,7 @@ func TestCrashThenPPaaSDownConsumerPaysLateIsRefunded(t *testing.T) {
 	w.sim.AddFault(sim.Fault{Path: "/qrcode-payment/", Reset: true})
 	pos = w.pos(w.start())
 	rep := w.settledStatus(pos, "LATE1")
-	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, sim.Describe(rep))
+	require.Equal(t, nexo.Cancel, rep.Status.ErrorCondition, world.Describe(rep))
 	require.Contains(t, rep.Status.AdditionalResponse, "interrupted by an agent restart")
 	_, err := w.sim.Act(s.TransactionID, "pay")
 	require.NoError(t, err, "PPaaS never heard of the crash: the consumer can still pay")
@@ -429,7 +422,7 @@ func TestCrashThenPPaaSDownConsumerPaysLateIsRefunded(t *testing.T) {
 	resp.Body.Close()
 	back := time.Now()
 	require.NoError(t, w.sim.KickDevice(w.serial))
-	w.waitFor(10*time.Second, "refunded at PPaaS", func() bool { return w.simTx(s.TransactionID).Status == qr.Refunded })
+	w.waitFor(10*time.Second, "refunded at PPaaS", func() bool { return w.simTx(s.TransactionID).Status == ppaas.Refunded })
 	t.Logf("refunded %s after PPaaS came back", time.Since(back).Round(time.Millisecond))
 	tx := w.simTx(s.TransactionID)
 	require.Equal(t, tx.PaymentAmount.Amount, tx.RefundedAmount, "refunded in full")
@@ -448,7 +441,7 @@ func watchAgent(t testing.TB, cmd *exec.Cmd) *agentProc {
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	p := &agentProc{cmd: cmd, ready: make(chan string, 1), logs: &syncBuffer{}, exited: make(chan struct{})}
+	p := &agentProc{cmd: cmd, ready: make(chan string, 1), logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	go func() {
 		// Reads the agent's JSON logs until the process is gone, then reaps it.
 		defer close(p.exited)

@@ -5,11 +5,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,10 +18,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/termagent/termagent/certs"
-	"github.com/termagent/termagent/mtls"
+	"github.com/termagent/termagent/internal/syncbuf"
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // maxArm64Size is the budget for the stripped linux/arm64 agent.
@@ -86,36 +83,16 @@ func crossBuild(ctx context.Context, t *testing.T, goos, goarch string) string {
 // emulatedPayment starts a simulated PPaaS in-process and the agent binary under
 // qemu pointed at it, then pays 12.34 EUR with the KB QR method from a POS.
 func emulatedPayment(ctx context.Context, t *testing.T, qemu, bin string) {
-	dir := t.TempDir()
-	certsDir := filepath.Join(dir, "certs")
-	_, err := certs.Generate(certs.Options{Dir: certsDir})
-	require.NoError(t, err)
-	p, err := sim.New(sim.Config{Addr: "127.0.0.1:0", CertsDir: certsDir})
-	require.NoError(t, err)
-	require.NoError(t, p.Start(ctx))
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = p.Close(cctx)
-	})
-
-	serial := certs.DefaultSerial
-	c := func(name string) string { return filepath.Join(certsDir, name) }
-	cmd := exec.CommandContext(ctx, qemu, bin,
-		"-auth-url", p.URL(), "-api-url", p.URL(), "-mqtt-url", p.MQTTURL(),
-		"-cert", c(certs.ClientCertFile), "-key", c(certs.ClientKeyFile), "-ca", c(certs.BundleFile),
-		"-nexo-cert", c(certs.AgentCertFile), "-nexo-key", c(certs.AgentKeyFile), "-nexo-listen", "127.0.0.1:0",
-		"-display-url", p.ControlURL()+"/terminal/"+serial+"/display",
-		"-data-dir", filepath.Join(dir, "data"), "-admin-listen", "",
-		"-payment-timeout", "60s", "-event-wait", "2s",
-		"-log-format", "json", "run")
+	w := newCrashWorld(t)
+	p, serial := w.sim, w.serial
+	cmd := exec.CommandContext(ctx, qemu, append(append([]string{bin}, w.agentArgs("-payment-timeout", "60s", "-event-wait", "2s")...), "run")...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"} // no TERMAGENT_* from the host
 	cmd.WaitDelay = 5 * time.Second
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	ready := make(chan string, 1)
 	go func() {
 		watchReady(stderr, logs, ready)
@@ -142,12 +119,8 @@ func emulatedPayment(ctx context.Context, t *testing.T, qemu, bin string) {
 		t.Fatal("agent not ready in time")
 	}
 
-	pool, err := mtls.LoadCAPool(c(certs.BundleFile))
-	require.NoError(t, err)
-	pos := &sim.POS{
-		Client: &nexo.Client{URL: posURL, HTTP: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}},
-		POIID:  certs.DefaultModel + "-" + serial,
-	}
+	pos := w.pos(posURL)
+	pos.Client.HTTP.Timeout = 2 * time.Minute
 	type result struct {
 		r   *nexo.Response
 		err error
@@ -180,7 +153,7 @@ func emulatedPayment(ctx context.Context, t *testing.T, qemu, bin string) {
 		t.Fatal("no payment response in time")
 	}
 	require.NoError(t, res.err)
-	require.Equal(t, nexo.Success, res.r.Status.Result, sim.Describe(res.r))
+	require.Equal(t, nexo.Success, res.r.Status.Result, world.Describe(res.r))
 	require.Equal(t, int64(1234), res.r.Payment.Result.AuthorizedAmount.Minor)
 
 	// SIGTERM is a clean stop, also under emulation.

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // TestRefundCrashRefundsOnce kills the agent binary (kill -9 at a failpoint)
@@ -43,7 +43,7 @@ func TestRefundCrashRefundsOnce(t *testing.T) {
 			require.NoError(t, err)
 			paid := m.answerOrDeath(ans, 15*time.Second)
 			require.NotNil(t, paid, m.proc.logs.String())
-			require.Equal(t, nexo.Success, paid.Status.Result, sim.Describe(paid))
+			require.Equal(t, nexo.Success, paid.Status.Result, world.Describe(paid))
 
 			refundSID := fmt.Sprintf("RF%d", i)
 			refund := m.pos.RefundRequest(refundSID, paid.Payment.POITransactionID.ID, 500, "EUR")
@@ -60,22 +60,22 @@ func TestRefundCrashRefundsOnce(t *testing.T) {
 				if st.Status.Result == nexo.Success || time.Now().After(deadline) {
 					break
 				}
-				require.Equal(t, nexo.InProgress, st.Status.ErrorCondition, sim.Describe(st))
+				require.Equal(t, nexo.InProgress, st.Status.ErrorCondition, world.Describe(st))
 				m.pause()
 			}
-			require.Equal(t, nexo.Success, st.Status.Result, "refund still unsettled:\n%s\n%s", sim.Describe(st), m.proc.logs)
+			require.Equal(t, nexo.Success, st.Status.Result, "refund still unsettled:\n%s\n%s", world.Describe(st), m.proc.logs)
 			rep := st.TransactionStatus.Repeated
-			require.Equal(t, nexo.Success, rep.Status.Result, sim.Describe(rep))
+			require.Equal(t, nexo.Success, rep.Status.Result, world.Describe(rep))
 			require.Equal(t, nexo.Amount{Minor: 500, Currency: "EUR"}, rep.Payment.Result.AuthorizedAmount)
 			require.Len(t, rep.Payment.Receipts, 2, "the settled refund has its receipts")
 			require.Equal(t, int64(500), w.simTx(tx.TransactionID).RefundedAmount, "refunded exactly once")
 
 			again, err := m.pos.Client.Do(t.Context(), refund)
 			require.NoError(t, err)
-			require.Equal(t, nexo.Success, again.Status.Result, sim.Describe(again))
+			require.Equal(t, nexo.Success, again.Status.Result, world.Describe(again))
 			more, err := m.pos.Refund(t.Context(), "", paid.Payment.POITransactionID.ID, 1501, "EUR")
 			require.NoError(t, err)
-			require.Equal(t, nexo.Refusal, more.Status.ErrorCondition, sim.Describe(more))
+			require.Equal(t, nexo.Refusal, more.Status.ErrorCondition, world.Describe(more))
 			require.Contains(t, more.Status.AdditionalResponse, "15.00 EUR")
 			require.Equal(t, int64(500), w.simTx(tx.TransactionID).RefundedAmount)
 		})

@@ -96,11 +96,11 @@ func plan(quick bool) []benchRun {
 		{pkg: "./qr", bench: "Pay", benchtime: x("300x", "10x")},
 		{pkg: "./agent", bench: "ForwarderDrain", benchtime: x("5000x", "100x")},
 		// Issue 4's figure: 1,000 sequential payments through the whole world.
-		{pkg: "./sim", bench: "WorldPayment", benchtime: x("1000x", "20x")},
+		{pkg: "./sim/world", bench: "WorldPayment", benchtime: x("1000x", "20x")},
 		// Issue 17: Diagnosis p50/p99 idle and during back-to-back payments.
-		{pkg: "./sim", bench: "DiagnosisUnderPayments", benchtime: x("2000x", "50x")},
+		{pkg: "./sim/world", bench: "DiagnosisUnderPayments", benchtime: x("2000x", "50x")},
 		// Issue 13: the same payment in polling mode (about a second each).
-		{pkg: "./sim", bench: "PaymentPollingMode", benchtime: x("60x", "5x")},
+		{pkg: "./sim/world", bench: "PaymentPollingMode", benchtime: x("60x", "5x")},
 		// Issue 11: the padding check's timing, and 10,000 of each attack
 		// against a running agent.
 		{pkg: "./nexo", bench: "OpenPaddingTiming", benchtime: x("20000x", "500x")},
@@ -109,7 +109,7 @@ func plan(quick bool) []benchRun {
 		{pkg: "./store", bench: "BacklogCliff", benchtime: x("200x", "20x"), env: []string{"TERMAGENT_BACKLOG=" + x("1000000", "20000")}},
 		{pkg: "./cmd/agent", bench: "HostileInput", benchtime: "1x", env: []string{"TERMAGENT_HOSTILE_N=" + x("10000", "300")}},
 		// Issue 16: local 3.x and cloud v5 payments alternating on one agent.
-		{pkg: "./sim", bench: "CloudPayment", benchtime: x("1000x", "20x")},
+		{pkg: "./sim/world", bench: "CloudPayment", benchtime: x("1000x", "20x")},
 		// Issue 16: the Retail API relay with 1,000 devices connected.
 		{pkg: "./sim", bench: "RelayThroughput", benchtime: x("20000x", "500x")},
 		// Issue 14: referenced refunds through the whole world.

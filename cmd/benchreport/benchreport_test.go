@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 func TestParseBench(t *testing.T) {
@@ -104,8 +103,8 @@ func TestProcReadersOnThisProcess(t *testing.T) {
 
 func TestRenderFleetShowsASkippedToolAndFsync(t *testing.T) {
 	rep := &Report{Fleets: []fleetRun{
-		{Label: "embedded broker", Report: sim.FleetReport{Terminals: 2, Payments: 4, Succeeded: 4, Fsync: true}},
-		{Label: "embedded broker, no fsync", Report: sim.FleetReport{Terminals: 2, Payments: 4, Succeeded: 4}},
+		{Label: "embedded broker", Report: world.FleetReport{Terminals: 2, Payments: 4, Succeeded: 4, Fsync: true}},
+		{Label: "embedded broker, no fsync", Report: world.FleetReport{Terminals: 2, Payments: 4, Succeeded: 4}},
 		{Label: "Mosquitto", Skipped: "mosquitto not installed (apt-get install mosquitto)"},
 	}}
 	var buf bytes.Buffer
@@ -117,7 +116,7 @@ func TestRenderFleetShowsASkippedToolAndFsync(t *testing.T) {
 }
 
 func TestRenderFloorRowFromMeasuredFigures(t *testing.T) {
-	res, err := parseBench("sim", strings.NewReader("BenchmarkWorldPayment-2   100   2e6 ns/op   109.4 KiB/payment   3.1 agent-floor-ratio   2.6 agent-p50-ms   4 agent-p99-ms   2 commits/payment   4 fdatasync/payment   27.3 pages/payment   2 path-commits   2 path-round-trips   150 fdatasync-p50-µs   40 https-rtt-p50-µs   0.68 floor-ms   3 total-p50-ms   5 total-p99-ms\n"))
+	res, err := parseBench("sim/world", strings.NewReader("BenchmarkWorldPayment-2   100   2e6 ns/op   109.4 KiB/payment   3.1 agent-floor-ratio   2.6 agent-p50-ms   4 agent-p99-ms   2 commits/payment   4 fdatasync/payment   27.3 pages/payment   2 path-commits   2 path-round-trips   150 fdatasync-p50-µs   40 https-rtt-p50-µs   0.68 floor-ms   3 total-p50-ms   5 total-p99-ms\n"))
 	require.NoError(t, err)
 	var buf bytes.Buffer
 	(&Report{Results: res}).Render(&buf)

@@ -10,14 +10,14 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // fleetRun is one `sim fleet` run: N in-process terminals against one simulated
 // PPaaS and broker.
 type fleetRun struct {
 	Label  string
-	Report sim.FleetReport
+	Report world.FleetReport
 	// Skipped says why the run did not happen (a missing tool): the row is
 	// shown with the reason rather than dropped.
 	Skipped string
@@ -34,7 +34,7 @@ func runFleet(ctx context.Context, dir, label string, progress io.Writer, args .
 	if err != nil {
 		return fleetRun{}, fmt.Errorf("sim fleet %v: %w", args, err)
 	}
-	var r sim.FleetReport
+	var r world.FleetReport
 	if err := json.Unmarshal(out, &r); err != nil {
 		return fleetRun{}, fmt.Errorf("sim fleet %v: decode report: %w", args, err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // Targets are `make cross`'s.
@@ -176,7 +177,7 @@ func payAndMeasure(ctx context.Context, pid int, url, caFile string, n int, fp *
 	if err != nil {
 		return err
 	}
-	pos := &sim.POS{POIID: benchPOIID, Client: &nexo.Client{URL: url, HTTP: &http.Client{Timeout: time.Minute,
+	pos := &world.POS{POIID: benchPOIID, Client: &nexo.Client{URL: url, HTTP: &http.Client{Timeout: time.Minute,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}}}
 	for i := range n {
 		resp, err := pos.Pay(ctx, "", 100, "EUR", "KB")
@@ -184,7 +185,7 @@ func payAndMeasure(ctx context.Context, pid int, url, caFile string, n int, fp *
 			return fmt.Errorf("payment %d: %w", i+1, err)
 		}
 		if resp.Status.Result != nexo.Success {
-			return fmt.Errorf("payment %d: %s", i+1, sim.Describe(resp))
+			return fmt.Errorf("payment %d: %s", i+1, world.Describe(resp))
 		}
 	}
 	t := time.NewTimer(2 * time.Second)

@@ -97,17 +97,17 @@ func (r *Report) figures() []figure {
 		},
 		{
 			what:     "Whole QR payment, POS → agent (Nexo HTTPS) → simulated PPaaS → approval event over MQTT → POS (p50): the agent's own share ÷ the total (total minus the simulated platform's time in the payment's own API calls and publishing its events)",
-			ratio:    m("sim", "WorldPayment", "agent-p50-ms") / m("sim", "WorldPayment", "total-p50-ms"),
-			absolute: fmt.Sprintf("total p50 %s ms, p99 %s ms; agent share p50 %s ms, p99 %s ms; approval event → POS response p50 %s ms, p99 %s ms", num(m("sim", "WorldPayment", "total-p50-ms")), num(m("sim", "WorldPayment", "total-p99-ms")), num(m("sim", "WorldPayment", "agent-p50-ms")), num(m("sim", "WorldPayment", "agent-p99-ms")), num(m("sim", "WorldPayment", "event-to-response-p50-ms")), num(m("sim", "WorldPayment", "event-to-response-p99-ms"))),
+			ratio:    m("sim/world", "WorldPayment", "agent-p50-ms") / m("sim/world", "WorldPayment", "total-p50-ms"),
+			absolute: fmt.Sprintf("total p50 %s ms, p99 %s ms; agent share p50 %s ms, p99 %s ms; approval event → POS response p50 %s ms, p99 %s ms", num(m("sim/world", "WorldPayment", "total-p50-ms")), num(m("sim/world", "WorldPayment", "total-p99-ms")), num(m("sim/world", "WorldPayment", "agent-p50-ms")), num(m("sim/world", "WorldPayment", "agent-p99-ms")), num(m("sim/world", "WorldPayment", "event-to-response-p50-ms")), num(m("sim/world", "WorldPayment", "event-to-response-p99-ms"))),
 			target:   "agent share p50 ≤ 2 ms; event → response p99 ≤ 5 ms",
 			ok: func(float64) bool {
-				return m("sim", "WorldPayment", "agent-p50-ms") <= 2 && m("sim", "WorldPayment", "event-to-response-p99-ms") <= 5
+				return m("sim/world", "WorldPayment", "agent-p50-ms") <= 2 && m("sim/world", "WorldPayment", "event-to-response-p99-ms") <= 5
 			},
 		},
 		{
 			what:     "The payment's agent share (p50) ÷ its floor measured in the same run: commits on its path × 2 fdatasync of one page on the same filesystem + its round trips × one HTTPS round trip on loopback with the agent's TLS settings",
-			ratio:    m("sim", "WorldPayment", "agent-floor-ratio"),
-			absolute: fmt.Sprintf("floor %s ms = %s commits × 2 × fdatasync %s µs + %s round trips × %s µs; measured per payment (all the agent's writes, its deliveries included): %s commits, %s fdatasync, %s pages, %s KiB written", num(m("sim", "WorldPayment", "floor-ms")), num(m("sim", "WorldPayment", "path-commits")), num(m("sim", "WorldPayment", "fdatasync-p50-µs")), num(m("sim", "WorldPayment", "path-round-trips")), num(m("sim", "WorldPayment", "https-rtt-p50-µs")), num(m("sim", "WorldPayment", "commits/payment")), num(m("sim", "WorldPayment", "fdatasync/payment")), num(m("sim", "WorldPayment", "pages/payment")), num(m("sim", "WorldPayment", "KiB/payment"))),
+			ratio:    m("sim/world", "WorldPayment", "agent-floor-ratio"),
+			absolute: fmt.Sprintf("floor %s ms = %s commits × 2 × fdatasync %s µs + %s round trips × %s µs; measured per payment (all the agent's writes, its deliveries included): %s commits, %s fdatasync, %s pages, %s KiB written", num(m("sim/world", "WorldPayment", "floor-ms")), num(m("sim/world", "WorldPayment", "path-commits")), num(m("sim/world", "WorldPayment", "fdatasync-p50-µs")), num(m("sim/world", "WorldPayment", "path-round-trips")), num(m("sim/world", "WorldPayment", "https-rtt-p50-µs")), num(m("sim/world", "WorldPayment", "commits/payment")), num(m("sim/world", "WorldPayment", "fdatasync/payment")), num(m("sim/world", "WorldPayment", "pages/payment")), num(m("sim/world", "WorldPayment", "KiB/payment"))),
 			target:   "≤ 1.5",
 			ok:       func(v float64) bool { return v <= 1.5 },
 		},
@@ -118,20 +118,20 @@ func (r *Report) figures() []figure {
 		},
 		{
 			what:     "A second POS's Diagnosis while the first makes back-to-back durable payments ÷ on an idle agent, p99",
-			ratio:    m("sim", "DiagnosisUnderPayments", "p99-ratio"),
-			absolute: fmt.Sprintf("idle p50 %s µs, p99 %s µs; during %s payments p50 %s µs, p99 %s µs", num(m("sim", "DiagnosisUnderPayments", "idle-p50-µs")), num(m("sim", "DiagnosisUnderPayments", "idle-p99-µs")), num(m("sim", "DiagnosisUnderPayments", "payments")), num(m("sim", "DiagnosisUnderPayments", "paying-p50-µs")), num(m("sim", "DiagnosisUnderPayments", "paying-p99-µs"))),
+			ratio:    m("sim/world", "DiagnosisUnderPayments", "p99-ratio"),
+			absolute: fmt.Sprintf("idle p50 %s µs, p99 %s µs; during %s payments p50 %s µs, p99 %s µs", num(m("sim/world", "DiagnosisUnderPayments", "idle-p50-µs")), num(m("sim/world", "DiagnosisUnderPayments", "idle-p99-µs")), num(m("sim/world", "DiagnosisUnderPayments", "payments")), num(m("sim/world", "DiagnosisUnderPayments", "paying-p50-µs")), num(m("sim/world", "DiagnosisUnderPayments", "paying-p99-µs"))),
 		},
 		{
 			what:     "Whole QR payment in polling mode (no broker: first status poll after 1 s) ÷ with the approval pushed over MQTT, total p50",
-			ratio:    m("sim", "PaymentPollingMode", "total-p50-ms") / m("sim", "WorldPayment", "total-p50-ms"),
-			absolute: fmt.Sprintf("polling p50 %s ms, p99 %s ms; MQTT p50 %s ms, p99 %s ms", num(m("sim", "PaymentPollingMode", "total-p50-ms")), num(m("sim", "PaymentPollingMode", "total-p99-ms")), num(m("sim", "WorldPayment", "total-p50-ms")), num(m("sim", "WorldPayment", "total-p99-ms"))),
+			ratio:    m("sim/world", "PaymentPollingMode", "total-p50-ms") / m("sim/world", "WorldPayment", "total-p50-ms"),
+			absolute: fmt.Sprintf("polling p50 %s ms, p99 %s ms; MQTT p50 %s ms, p99 %s ms", num(m("sim/world", "PaymentPollingMode", "total-p50-ms")), num(m("sim/world", "PaymentPollingMode", "total-p99-ms")), num(m("sim/world", "WorldPayment", "total-p50-ms")), num(m("sim/world", "WorldPayment", "total-p99-ms"))),
 			target:   "polling p99 ≤ 2 s (one poll interval after the approval)",
-			ok:       func(float64) bool { return m("sim", "PaymentPollingMode", "total-p99-ms") <= 2000 },
+			ok:       func(float64) bool { return m("sim/world", "PaymentPollingMode", "total-p99-ms") <= 2000 },
 		},
 		{
 			what:     "Whole QR payment from a cloud POS (Nexo v5 → Retail API → the agent's websocket) ÷ from a local POS (Nexo 3.x HTTPS), p50, alternating on one agent in the same run",
-			ratio:    m("sim", "CloudPayment", "cloud-p50-ms") / m("sim", "CloudPayment", "local-p50-ms"),
-			absolute: fmt.Sprintf("cloud p50 %s ms, p99 %s ms; local p50 %s ms, p99 %s ms; added p50 %s ms", num(m("sim", "CloudPayment", "cloud-p50-ms")), num(m("sim", "CloudPayment", "cloud-p99-ms")), num(m("sim", "CloudPayment", "local-p50-ms")), num(m("sim", "CloudPayment", "local-p99-ms")), num(m("sim", "CloudPayment", "added-p50-ms"))),
+			ratio:    m("sim/world", "CloudPayment", "cloud-p50-ms") / m("sim/world", "CloudPayment", "local-p50-ms"),
+			absolute: fmt.Sprintf("cloud p50 %s ms, p99 %s ms; local p50 %s ms, p99 %s ms; added p50 %s ms", num(m("sim/world", "CloudPayment", "cloud-p50-ms")), num(m("sim/world", "CloudPayment", "cloud-p99-ms")), num(m("sim/world", "CloudPayment", "local-p50-ms")), num(m("sim/world", "CloudPayment", "local-p99-ms")), num(m("sim/world", "CloudPayment", "added-p50-ms"))),
 		},
 		{
 			what:     "QR rendering (PNG 256 px + terminal text) ÷ QR encoding alone",

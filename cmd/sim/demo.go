@@ -10,7 +10,7 @@ import (
 
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // runDemo runs one complete QR payment on loopback: the built-in POS asks the agent
@@ -51,7 +51,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	w, err := sim.StartWorld(ctx, cfg)
+	w, err := world.StartWorld(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -65,7 +65,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	pos := &sim.POS{Client: client, POIID: w.Agent.POIID(), SaleID: "DEMO-POS"}
+	pos := &world.POS{Client: client, POIID: w.Agent.POIID(), SaleID: "DEMO-POS"}
 	req := pos.PaymentRequest("", minor, *currency, *brand)
 	fmt.Fprintf(stdout, "▶ POS → agent: Nexo PaymentRequest %s %s, brand %s, ServiceID %s\n", *amount, *currency, *brand, req.Header.ServiceID)
 
@@ -106,7 +106,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				return fmt.Errorf("payment: %w", r.err)
 			}
 			raw, _ := nexo.JSONCodec{}.EncodeResponse(r.resp)
-			fmt.Fprintf(stdout, "▶ agent → POS: %s\n\nNexo PaymentResponse:\n%s\n\n", sim.Describe(r.resp), indentJSON(raw))
+			fmt.Fprintf(stdout, "▶ agent → POS: %s\n\nNexo PaymentResponse:\n%s\n\n", world.Describe(r.resp), indentJSON(raw))
 			_, charges := w.PPaaS.Transactions()
 			fmt.Fprintf(stdout, "done in %s; charges at the simulated PPaaS for this terminal: %d\n\n", time.Since(start).Round(time.Millisecond), charges[w.Agent.Serial()])
 			if r.resp.Status.Result != nexo.Success {

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/termagent/termagent/certs"
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // runFleet runs N simulated terminals (in-process agents) against one
@@ -63,7 +63,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer os.RemoveAll(d)
 		*dir = d
 	}
-	cfg := sim.FleetConfig{
+	cfg := world.FleetConfig{
 		Terminals: *n, Payments: *payments, Dir: *dir, Concurrency: *concurrency, StartConcurrency: *startConcurrency,
 		Brand: *brand, Amount: minor, Currency: *currency,
 		MQTTURL: *mqttURL, MQTTUsername: *mqttUser, MQTTPassword: os.Getenv("SIM_MQTT_PASSWORD"),
@@ -74,7 +74,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if _, err := certs.Generate(certs.Options{Dir: certsDir}); err != nil {
 			return err
 		}
-		m, err := sim.StartMosquitto(ctx, *dir, certsDir)
+		m, err := world.StartMosquitto(ctx, *dir, certsDir)
 		if err != nil {
 			return err
 		}
@@ -82,7 +82,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.MQTTURL = m.URL()
 		fmt.Fprintf(stderr, "mosquitto listening on %s\n", m.URL())
 	}
-	rep, err := sim.RunFleet(ctx, cfg)
+	rep, err := world.RunFleet(ctx, cfg)
 	if err != nil {
 		return err
 	}

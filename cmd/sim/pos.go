@@ -19,6 +19,7 @@ import (
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 const posUsage = `Usage: sim pos [flags] <command> [arguments] [flags]
@@ -169,7 +170,7 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		client.Key = k
 	}
-	p := &sim.POS{Client: client, SaleID: *saleID, POIID: *poiid}
+	p := &world.POS{Client: client, SaleID: *saleID, POIID: *poiid}
 	if *cloud != "" {
 		poiSet := false
 		fs.Visit(func(f *flag.Flag) { poiSet = poiSet || f.Name == "poiid" })
@@ -218,7 +219,7 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
-	fmt.Fprintln(stdout, sim.Describe(resp))
+	fmt.Fprintln(stdout, world.Describe(resp))
 	if *asJSON && resp != nil {
 		raw, _ := nexo.JSONCodec{}.EncodeResponse(resp)
 		fmt.Fprintln(stdout, indentJSON(raw))
@@ -239,7 +240,7 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // user which transaction the POI opened and how the consumer pays it; on
 // Ctrl-C (ctx ends) it aborts its own payment and still waits for the
 // POI's answer, so no payment is left open behind the user's back.
-func posPay(ctx context.Context, p *sim.POS, o posOptions, amount string, minor int64, currency string, stdout io.Writer) (*nexo.Response, error) {
+func posPay(ctx context.Context, p *world.POS, o posOptions, amount string, minor int64, currency string, stdout io.Writer) (*nexo.Response, error) {
 	req := p.PaymentRequest(o.serviceID, minor, currency, o.brand)
 	ref := req.Header.SaleID + "/" + req.Header.ServiceID
 	fmt.Fprintf(stdout, "Payment %s %s (%s) sent as %s; waiting for the consumer (Ctrl-C aborts it)\n", amount, currency, o.brand, ref)
@@ -330,7 +331,7 @@ func printPayHints(w io.Writer, control string, tx sim.SimTransaction) {
 
 // posAbort sends an Abort (which Nexo answers with nothing) and then asks the
 // POI how the payment ended, so the user learns whether the abort did anything.
-func posAbort(ctx context.Context, p *sim.POS, ref string, stdout io.Writer) (*nexo.Response, error) {
+func posAbort(ctx context.Context, p *world.POS, ref string, stdout io.Writer) (*nexo.Response, error) {
 	if err := p.Abort(ctx, ref); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 type cloudOptions struct {
@@ -22,14 +23,14 @@ type cloudOptions struct {
 
 // cloudPOS opens a Retail API session to the device and returns a v5 POS on
 // it; with list it prints the store's devices and returns nil.
-func cloudPOS(ctx context.Context, o cloudOptions, local *nexo.Client, stdout io.Writer) (*sim.POS, error) {
+func cloudPOS(ctx context.Context, o cloudOptions, local *nexo.Client, stdout io.Writer) (*world.POS, error) {
 	if o.xml {
 		return nil, errors.New("-cloud speaks Nexo v5 JSON; -xml is for the local 3.x path")
 	}
 	if o.key == "" {
 		o.key = os.Getenv("TERMAGENT_RETAIL_KEY")
 	}
-	rc := &sim.RetailClient{BaseURL: o.base, Key: o.key, HTTP: local.HTTP}
+	rc := &world.RetailClient{BaseURL: o.base, Key: o.key, HTTP: local.HTTP}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	devs, err := rc.Devices(cctx)

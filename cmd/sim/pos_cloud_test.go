@@ -9,15 +9,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/agent"
+	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/sim"
-	"github.com/termagent/termagent/sim/simtest"
 )
 
 // TestPOSCloudPays: sim pos -cloud lists the store's devices, then pays
 // through the Retail API (a Nexo v5 session relayed to the agent's cloud
 // connection) and asks the payment's status the same way.
 func TestPOSCloudPays(t *testing.T) {
-	w, _ := simtest.Start(t, simtest.Agent(func(c *agent.Config) {
+	w, _ := worldrig.Start(t, worldrig.Agent(func(c *agent.Config) {
 		c.CloudURL = "wss://" + strings.TrimPrefix(c.APIURL, "https://") + sim.RetailRelayPath
 	}))
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)

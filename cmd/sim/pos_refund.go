@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/termagent/termagent/nexo"
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // refundArgs checks `sim pos refund POI-TRANSACTION-ID [AMOUNT [CURRENCY]]`:
@@ -39,7 +39,7 @@ func refundArgs(rest []string) (id string, minor int64, currency string, err err
 
 // posRefund sends the refund (or the whole reversal) and, for a refund PPaaS
 // has only accepted, says how to follow it.
-func posRefund(ctx context.Context, p *sim.POS, o posOptions, rest []string, stdout io.Writer) (*nexo.Response, error) {
+func posRefund(ctx context.Context, p *world.POS, o posOptions, rest []string, stdout io.Writer) (*nexo.Response, error) {
 	id, minor, currency, err := refundArgs(rest)
 	if err != nil {
 		return nil, err

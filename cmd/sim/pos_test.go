@@ -11,37 +11,19 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/termagent/termagent/qr"
-	"github.com/termagent/termagent/sim"
-	"github.com/termagent/termagent/sim/simtest"
+	"github.com/termagent/termagent/internal/syncbuf"
+	"github.com/termagent/termagent/internal/testrig/worldrig"
+	"github.com/termagent/termagent/ppaas"
+	"github.com/termagent/termagent/sim/world"
 )
 
-// syncBuffer is an output sink a running command and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitFor polls out until re matches, and returns the submatches.
-func waitFor(t *testing.T, out *syncBuffer, re string) []string {
+func waitFor(t *testing.T, out *syncbuf.Buffer, re string) []string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
 	var m []string
@@ -51,15 +33,15 @@ func waitFor(t *testing.T, out *syncBuffer, re string) []string {
 
 // posWorld starts a world with a manual consumer and returns the flags that
 // point sim pos and sim consumer at it.
-func posWorld(t *testing.T) (*sim.World, []string, []string) {
-	w, _ := simtest.Start(t, nil)
+func posWorld(t *testing.T) (*world.World, []string, []string) {
+	w, _ := worldrig.Start(t, nil)
 	posFlags := []string{"-url", w.Agent.NexoURL(), "-ca", w.Config.CA, "-control", w.PPaaS.ControlURL(), "-poiid", w.Agent.POIID()}
 	return w, posFlags, []string{"-control", w.PPaaS.ControlURL()}
 }
 
 // cmdResult is a command started in the background.
 type cmdResult struct {
-	out, errb syncBuffer
+	out, errb syncbuf.Buffer
 	done      chan error
 }
 
@@ -156,7 +138,7 @@ func TestPOSPayCtrlCAbortsItsPayment(t *testing.T) {
 	require.Contains(t, status, "Aborted")
 	txs, _ := w.PPaaS.Transactions()
 	require.Equal(t, m[2], txs[0].TransactionID)
-	require.Equal(t, qr.Cancelled, txs[0].Status)
+	require.Equal(t, ppaas.Cancelled, txs[0].Status)
 }
 
 func TestPOSAbortTakesWhatBusyPrints(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // runScenarios runs scenario files (sim run scenarios/*.json), each in a fresh
@@ -19,7 +19,7 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("sim run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: sim run [flags] scenario.json...\n\nRuns each scenario (POS requests, consumer actions, faults, expected outcomes) against a fresh simulated world.\nThe format is documented on sim.Scenario; examples are in scenarios/.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: sim run [flags] scenario.json...\n\nRuns each scenario (POS requests, consumer actions, faults, expected outcomes) against a fresh simulated world.\nThe format is documented on world.Scenario; examples are in scenarios/.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	quiet := fs.Bool("q", false, "print only the verdict of each scenario, not its steps")
@@ -47,7 +47,7 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err != nil {
 			return err
 		}
-		sc, err := sim.ParseScenario(data)
+		sc, err := world.ParseScenario(data)
 		if err != nil {
 			fmt.Fprintf(stdout, "FAIL %s\n  %v\n", file, err)
 			failed = append(failed, file)
@@ -68,7 +68,7 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			progress = nil
 		}
 		start := time.Now()
-		err = sim.RunScenario(ctx, sc, sim.ScenarioOptions{Dir: dir, Progress: progress, Logger: log})
+		err = world.RunScenario(ctx, sc, world.ScenarioOptions{Dir: dir, Progress: progress, Logger: log})
 		_ = os.RemoveAll(dir)
 		took := time.Since(start).Round(time.Millisecond)
 		if err != nil {

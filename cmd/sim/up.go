@@ -10,6 +10,7 @@ import (
 
 	"github.com/termagent/termagent/certs"
 	"github.com/termagent/termagent/sim"
+	"github.com/termagent/termagent/sim/world"
 )
 
 // worldFlags are the flags `sim up` and `sim demo` share.
@@ -32,18 +33,18 @@ func (w *worldFlags) register(fs *flag.FlagSet, dir, api, control, mqtt, nexo st
 	fs.DurationVar(&w.tokenTTL, "token-ttl", 300*time.Second, "life of issued device tokens")
 }
 
-func (w *worldFlags) config(stderr io.Writer) (sim.WorldConfig, error) {
+func (w *worldFlags) config(stderr io.Writer) (world.WorldConfig, error) {
 	log, err := newLogger(stderr, w.logLevel)
 	if err != nil {
-		return sim.WorldConfig{}, err
+		return world.WorldConfig{}, err
 	}
 	mode := sim.ProviderMode(w.provider)
 	switch mode {
 	case sim.ProviderManual, sim.ProviderApprove, sim.ProviderDecline:
 	default:
-		return sim.WorldConfig{}, fmt.Errorf("-provider: want manual, approve or decline, got %q", w.provider)
+		return world.WorldConfig{}, fmt.Errorf("-provider: want manual, approve or decline, got %q", w.provider)
 	}
-	return sim.WorldConfig{
+	return world.WorldConfig{
 		Dir: w.dir,
 		PPaaS: sim.Config{
 			Addr: w.api, ControlAddr: w.control, ControlInsecure: w.controlInsecure, TokenTTL: w.tokenTTL,
@@ -72,7 +73,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	w, err := sim.StartWorld(sctx, cfg)
+	w, err := world.StartWorld(sctx, cfg)
 	cancel()
 	if err != nil {
 		return err
@@ -101,7 +102,7 @@ Try, from another shell: %s
 
 // tryPay is the sim pos command that pays this world's agent: the flags it
 // needs beyond sim pos's defaults (which match sim up's).
-func tryPay(wf worldFlags, w *sim.World) string {
+func tryPay(wf worldFlags, w *world.World) string {
 	cmd := progName() + " pos pay 12.50 EUR"
 	if u := w.Agent.NexoURL(); u != "https://127.0.0.1:8443/nexo" {
 		cmd += " -url " + u

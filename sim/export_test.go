@@ -1,4 +1,0 @@
-package sim
-
-// StepKind names a step as messages do: "pos pay", "await approved", "wait 1s", …
-func StepKind(s *Step) string { return s.kind() }

@@ -1,8 +1,0 @@
-//go:build !linux
-
-package sim_test
-
-import "os"
-
-// fdatasync falls back to fsync where there is no fdatasync (as bbolt does).
-func fdatasync(f *os.File) error { return f.Sync() }
