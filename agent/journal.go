@@ -123,7 +123,7 @@ func readStarted(data []byte) (startedRecord, error) {
 		if !ok1 || !ok2 {
 			return startedRecord{}, errStartedRecord
 		}
-		s.method = &qr.Method{PaymentType: pt, Scenario: qr.Scenario(sc)}
+		s.method = &qr.Method{PaymentType: pt, Scenario: ppaas.Scenario(sc)}
 	default:
 		return startedRecord{}, errStartedRecord
 	}
