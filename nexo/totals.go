@@ -2,7 +2,6 @@ package nexo
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"sort"
@@ -212,7 +211,7 @@ func NewTotals(details []string, filter *TotalsGroup) *Totals {
 // amount, in the original's group). Anything else is ignored. original finds
 // a Reversal's original payment.
 func (t *Totals) Add(ctx context.Context, e JournalEntry, original func(ctx context.Context, poiTransactionID string) (JournalEntry, bool, error)) error {
-	if e.State != TxDone || len(e.Response) == 0 {
+	if e.State != TxDone || e.Response == nil {
 		return nil
 	}
 	switch e.Category {
@@ -227,20 +226,12 @@ func (t *Totals) Add(ctx context.Context, e JournalEntry, original func(ctx cont
 		}
 		return t.count(grp, p, typ)
 	case CategoryReversal:
-		var resp totalsResponseView
-		if json.Unmarshal(e.Response, &resp) != nil || resp.SaleToPOIResponse.ReversalResponse == nil ||
-			resp.SaleToPOIResponse.ReversalResponse.Response.Result != string(Success) {
+		resp := e.Response
+		if resp.Reversal == nil || resp.Status.Result != Success || e.Request == nil || e.Request.Reversal == nil ||
+			e.Request.Reversal.OriginalPOITransactionID.ID == "" {
 			return nil
 		}
-		var req totalsRequestView
-		if json.Unmarshal(e.Request, &req) != nil {
-			return nil
-		}
-		rr := req.SaleToPOIRequest.ReversalRequest
-		if rr == nil || rr.OriginalPOITransaction == nil || rr.OriginalPOITransaction.POITransactionID == nil {
-			return nil
-		}
-		oe, found, err := original(ctx, rr.OriginalPOITransaction.POITransactionID.TransactionID)
+		oe, found, err := original(ctx, e.Request.Reversal.OriginalPOITransactionID.ID)
 		if err != nil {
 			return fmt.Errorf("totals: original of reversal %s/%s: %w", e.SaleID, e.ServiceID, err)
 		}
@@ -255,7 +246,7 @@ func (t *Totals) Add(ctx context.Context, e JournalEntry, original func(ctx cont
 		if p.Type == PaymentRefund {
 			typ = TotalsReverseCredit
 		}
-		if p, ok = partiallyReversed(p, resp.SaleToPOIResponse.ReversalResponse.ReversedAmount); !ok { // refunds: nexo/refund.go
+		if p, ok = partiallyReversed(p, wireDecimal(resp.Reversal.ReversedAmount)); !ok { // refunds: nexo/refund.go
 			return nil
 		}
 		return t.count(grp, p, typ)
@@ -263,86 +254,20 @@ func (t *Totals) Add(ctx context.Context, e JournalEntry, original func(ctx cont
 	return nil
 }
 
-// totalsResponseView and totalsRequestView are the parts of a journaled
-// response and request that totals read. The journal holds this package's own
-// Nexo 3.x JSON, so decoding only these fields (instead of the whole message
-// with its validation) is safe, and several times faster over a day's journal.
-type totalsResponseView struct {
-	SaleToPOIResponse struct {
-		MessageHeader   struct{ POIID string }
-		PaymentResponse *struct {
-			Response      struct{ Result string }
-			PaymentResult *struct {
-				PaymentType           string
-				PaymentInstrumentData *struct {
-					PaymentInstrumentType string
-					CardData              *struct{ PaymentBrand string }
-				}
-				AmountsResp *struct {
-					Currency         string
-					AuthorizedAmount wireDecimal
-				}
-			}
-		}
-		ReversalResponse *struct {
-			Response       struct{ Result string }
-			ReversedAmount wireDecimal // refunds: a partial reversal (nexo/refund.go)
-		}
-	}
-}
-
-type totalsRequestView struct {
-	SaleToPOIRequest struct {
-		MessageHeader  struct{ POIID string }
-		PaymentRequest *struct {
-			SaleData *struct {
-				OperatorID       string
-				ShiftNumber      string
-				SaleTerminalData *struct{ TotalsGroupID string }
-			}
-		}
-		ReversalRequest *struct {
-			OriginalPOITransaction *struct {
-				POITransactionID *struct{ TransactionID string }
-			}
-		}
-	}
-}
-
-// successfulPayment decodes an approved payment entry.
+// successfulPayment reads an approved payment entry.
 func successfulPayment(e JournalEntry) (*PaymentResult, TotalsGroup, bool) {
-	var resp totalsResponseView
-	if json.Unmarshal(e.Response, &resp) != nil {
+	resp := e.Response
+	if resp == nil || resp.Payment == nil || resp.Status.Result != Success || resp.Payment.Result == nil {
 		return nil, TotalsGroup{}, false
 	}
-	pr := resp.SaleToPOIResponse.PaymentResponse
-	if pr == nil || pr.Response.Result != string(Success) || pr.PaymentResult == nil || pr.PaymentResult.AmountsResp == nil {
-		return nil, TotalsGroup{}, false
-	}
-	w := pr.PaymentResult
-	minor, perr := parseAmount("AuthorizedAmount", string(w.AmountsResp.AuthorizedAmount), w.AmountsResp.Currency)
-	if perr != nil {
-		return nil, TotalsGroup{}, false
-	}
-	res := &PaymentResult{Type: PaymentType(w.PaymentType), AuthorizedAmount: Amount{Minor: minor, Currency: w.AmountsResp.Currency}}
-	if pid := w.PaymentInstrumentData; pid != nil {
-		res.InstrumentType = pid.PaymentInstrumentType
-		if pid.CardData != nil {
-			res.Brand = pid.CardData.PaymentBrand
+	w := resp.Payment.Result
+	res := &PaymentResult{Type: w.Type, InstrumentType: w.InstrumentType, Brand: w.Brand, AuthorizedAmount: w.AuthorizedAmount}
+	g := TotalsGroup{POIID: resp.Header.POIID, SaleID: e.SaleID}
+	if req := e.Request; req != nil && req.Payment != nil {
+		if req.Header.POIID != "" {
+			g.POIID = req.Header.POIID
 		}
-	}
-	g := TotalsGroup{POIID: resp.SaleToPOIResponse.MessageHeader.POIID, SaleID: e.SaleID}
-	var req totalsRequestView
-	if json.Unmarshal(e.Request, &req) == nil && req.SaleToPOIRequest.PaymentRequest != nil {
-		if req.SaleToPOIRequest.MessageHeader.POIID != "" {
-			g.POIID = req.SaleToPOIRequest.MessageHeader.POIID
-		}
-		if sd := req.SaleToPOIRequest.PaymentRequest.SaleData; sd != nil {
-			g.OperatorID, g.ShiftNumber = sd.OperatorID, sd.ShiftNumber
-			if sd.SaleTerminalData != nil {
-				g.TotalsGroupID = sd.SaleTerminalData.TotalsGroupID
-			}
-		}
+		g.OperatorID, g.ShiftNumber, g.TotalsGroupID = req.Payment.OperatorID, req.Payment.ShiftNumber, req.Payment.TotalsGroupID
 	}
 	return res, g, true
 }
@@ -600,8 +525,8 @@ func collectPayment(e JournalEntry, payments *[]JournaledPayment, reversed map[s
 	if e.State != TxDone {
 		return nil
 	}
-	resp, err := JSONCodec{}.DecodeResponse(e.Response)
-	if err != nil || resp.Status.Result != Success {
+	resp := e.Response
+	if resp == nil || resp.Status.Result != Success {
 		return nil
 	}
 	switch {

@@ -135,7 +135,7 @@ func TestReconciliationRefusedWhileUnfinished(t *testing.T) {
 	var ne *Error
 	require.ErrorAs(t, err, &ne)
 	require.Equal(t, Busy, ne.Condition)
-	require.NoError(t, j.Finish(ctx, Txn{SaleID: "POS1", ServiceID: "X", POITransactionID: poiID}, []byte("{}"), testEpoch))
+	require.NoError(t, j.Finish(ctx, Txn{SaleID: "POS1", ServiceID: "X", POITransactionID: poiID}, &Response{Header: Header{Category: CategoryPayment}, Status: ResponseStatus{Result: Failure}}, testEpoch))
 	id, err := j.ClosePeriod(ctx, testEpoch)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), id)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -44,7 +43,7 @@ func (s *Store) ensureSaleIndex() error {
 			txb := tx.Bucket(bucketTxn)
 			return tx.Bucket(bucketOrder).ForEach(func(k, v []byte) error {
 				var h txnHeader
-				if hv := txb.Get(v); hv == nil || json.Unmarshal(hv, &h) != nil {
+				if hv := txb.Get(v); hv == nil || h.decode(hv) != nil {
 					return nil
 				}
 				return idx.Put(saleKey(h.SaleID, keySeq(k)), v)
@@ -66,7 +65,7 @@ func deleteSaleIndex(tx *bolt.Tx, id []byte) error {
 		return nil
 	}
 	var h txnHeader
-	if json.Unmarshal(hv, &h) != nil {
+	if h.decode(hv) != nil {
 		return nil
 	}
 	return idx.Delete(saleKey(h.SaleID, h.Order))
@@ -269,7 +268,7 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 			}
 			hv := txb.Get(v)
 			var h txnHeader
-			if hv == nil || json.Unmarshal(hv, &h) != nil || !h.Final || pinned == nil || pinned[string(v)] {
+			if hv == nil || h.decode(hv) != nil || !h.Final || pinned == nil || pinned[string(v)] {
 				continue
 			}
 			// A transaction that ran stays while its ServiceID is reserved: a

@@ -168,7 +168,7 @@ func (s *Store) ClosePeriod(ctx context.Context, at time.Time) (uint64, error) {
 		txb := w.tx.Bucket(bucketTxn)
 		if err := w.tx.Bucket(bucketUnfin).ForEach(func(k, _ []byte) error {
 			var h txnHeader
-			if hv := txb.Get(k); hv == nil || json.Unmarshal(hv, &h) != nil {
+			if hv := txb.Get(k); hv == nil || h.decode(hv) != nil {
 				return nil
 			}
 			if h.ServiceID != "" && h.Order > from {
