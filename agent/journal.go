@@ -71,7 +71,7 @@ func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) (string, error)
 				p = req.Payment
 			}
 		}
-		if p != nil {
+		if p != nil && p.Type != nexo.PaymentRefund { // a refund creates nothing at PPaaS: no method to replay
 			if m, ok := j.methods(*p); ok {
 				started.Method = &m
 			}
@@ -263,6 +263,8 @@ func toEntry(t store.Txn) nexo.JournalEntry {
 				e.Category, e.RequestHash, e.Request = s.Category, s.RequestHash, s.Request
 			}
 		case stateNexoDone:
+			e.State, e.Response = nexo.TxDone, tr.Data
+		case stateRefundManual: // refunds: agent/refund_desk.go (unfinished, answered "manual action needed")
 			e.State, e.Response = nexo.TxDone, tr.Data
 		}
 	}
