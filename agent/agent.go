@@ -240,6 +240,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		sopts.JournalMaxBytes = int64(a.cfg.JournalMaxBytes)
 	}
 	sopts.AdviceTxnID = adviceTxnID
+	sopts.DependsOn = refundOriginal // refunds: agent/refund.go
 	if sopts.Now == nil {
 		sopts.Now = a.clock.Now // expiries and retention on the corrected clock
 	}

@@ -230,6 +230,15 @@ func refundOrderOf(t store.Txn) (refundOrder, bool) {
 	return o, true
 }
 
+// refundOriginal names the original payment an unfinished refund needs (its
+// reservation is there): the journal keeps it (store.Options.DependsOn).
+func refundOriginal(t store.Txn) string {
+	if o, ok := refundOrderOf(t); ok {
+		return o.original
+	}
+	return ""
+}
+
 // refundable is the original payment of a refund, as the journal knows it.
 type refundable struct {
 	txn      store.Txn
