@@ -42,7 +42,9 @@ import (
 //     ErrorCondition InProgress (never Success), the refund's journal entry
 //     stays unfinished (TransactionStatus: InProgress), and the desk re-sends
 //     it with the same key until PPaaS says refunded (then the entry gets the
-//     Success response, with receipts) or refuses it (then a Failure).
+//     Success response, with receipts). A refusal of a re-send is never read
+//     as "nothing was refunded" (agent/refund_desk.go): what PPaaS's state
+//     cannot settle goes to a person, loudly, the amount still reserved.
 const (
 	// On the original payment: a refund's amount is reserved (data refundMark).
 	stateRefundReserved = "agent.refund.reserved"
