@@ -38,10 +38,6 @@ func (a *Agent) runRefundDesk(ctx context.Context, st *store.Store, engine *qr.E
 	manual := 0
 	for _, t := range startup {
 		if o, ok := refundOrderOf(t); ok {
-			if manualMarked(t) {
-				manual++
-				continue
-			}
 			if a.settleRefund(ctx, j, client, desk, o, t) == refundManual {
 				manual++
 			}
@@ -63,27 +59,31 @@ func (a *Agent) runRefundDesk(ctx context.Context, st *store.Store, engine *qr.E
 		}
 		manual, now, seen := 0, time.Now(), map[string]bool{}
 		for _, t := range txns {
-			if manualMarked(t) {
-				manual++
-				continue
-			}
-			if !pendingMarked(t) {
+			isManual := manualMarked(t)
+			if !pendingMarked(t) && !isManual {
 				continue // in flight in the Nexo server, or not a refund
 			}
 			seen[t.ID] = true
 			if !desk.due(t.ID, now) {
+				if isManual {
+					manual++
+				}
 				continue
 			}
-			if o, ok := refundOrderOf(t); ok {
-				switch a.settleRefund(ctx, j, client, desk, o, t) {
-				case refundPending:
-					desk.later(t.ID, now)
-				case refundManual:
-					manual++
-					delete(desk.next, t.ID)
-				default:
-					delete(desk.next, t.ID)
-				}
+			o, ok := refundOrderOf(t)
+			if !ok {
+				continue
+			}
+			// A refund given up to a person is still asked about, at the
+			// slowest pace: PPaaS may yet confirm it (Success, no one needed).
+			switch a.settleRefund(ctx, j, client, desk, o, t) {
+			case refundPending:
+				desk.later(t.ID, now)
+			case refundManual:
+				manual++
+				desk.later(t.ID, now)
+			default:
+				delete(desk.next, t.ID)
 			}
 		}
 		for id := range desk.next {
@@ -105,8 +105,17 @@ const (
 )
 
 // settleRefund asks PPaaS (idempotently) where refund o stands and journals
-// its outcome when definitive.
+// its outcome when definitive. A refund given up to a person stays so until
+// PPaaS confirms it.
 func (a *Agent) settleRefund(ctx context.Context, j journal, client *qr.Client, desk *refundDesk, o refundOrder, t store.Txn) deskOutcome {
+	out := a.trySettle(ctx, j, client, desk, o, t)
+	if out != refundSettled && manualMarked(t) {
+		return refundManual
+	}
+	return out
+}
+
+func (a *Agent) trySettle(ctx context.Context, j journal, client *qr.Client, desk *refundDesk, o refundOrder, t store.Txn) deskOutcome {
 	log := a.log.With("sale_id", o.saleID, "service_id", o.serviceID, "poi_transaction_id", o.id, "original", o.original)
 	orig, err := j.st.Txn(ctx, o.original)
 	if err != nil {
@@ -131,7 +140,7 @@ func (a *Agent) settleRefund(ctx context.Context, j journal, client *qr.Client, 
 		a.markPending(ctx, j, t, log)
 		return refundPending
 	}
-	if age := time.Since(t.Started); desk.MaxAge > 0 && age > desk.MaxAge {
+	if age := time.Since(t.Started); desk.MaxAge > 0 && age > desk.MaxAge && !manualMarked(t) {
 		return a.manualRefund(ctx, j, desk, t, o, amount, r.ppaasID, fmt.Sprintf("still not completed by PPaaS after %s", age.Round(time.Minute)), log)
 	}
 	ref, err := sendRefund(ctx, client, r.ppaasID, o.id, amount)
@@ -198,6 +207,9 @@ func (a *Agent) settledByState(ctx context.Context, j journal, client *qr.Client
 // whose response TransactionStatus gives ("manual action needed"), an ERROR
 // is logged, and the desk counts it (/readyz degraded, Diagnosis, metrics).
 func (a *Agent) manualRefund(ctx context.Context, j journal, desk *refundDesk, t store.Txn, o refundOrder, amount nexo.Amount, ppaasID, why string, log *slog.Logger) deskOutcome {
+	if manualMarked(t) {
+		return refundManual // already given up; still asked about
+	}
 	ne := &nexo.Error{Condition: nexo.InProgress, Text: fmt.Sprintf(
 		"%s of %s: %s; whether PPaaS refunded it is unknown — manual action needed: check PPaaS transaction %s, clientRefundId %s (the amount stays reserved: do not refund it again)",
 		refundWord(o), amount, why, ppaasID, o.id)}

@@ -138,6 +138,14 @@ func TestRefundDeskUndecidableRefusalIsManual(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, nexo.Refusal, r.Status.ErrorCondition, simworld.Describe(r))
 	require.Equal(t, int64(700), w.simTx(orig).RefundedAmount)
+
+	// The desk still asks, at its slowest pace: PPaaS's confirmation settles
+	// R1 and clears the alert.
+	w.waitFor(10*time.Second, "R1 settled once PPaaS confirms", func() bool {
+		rep := w.final("R1")
+		return rep.Status.Result == nexo.Success
+	}, func() string { return simworld.Describe(w.final("R1")) })
+	w.waitFor(5*time.Second, "the alert cleared", func() bool { return w.Agent.TestDegraded() == "" }, w.Agent.TestDegraded)
 }
 
 // Review item 5: a refund still pending past the age limit is given up to a
