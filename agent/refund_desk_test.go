@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
 
@@ -54,4 +55,22 @@ func TestFinishRefundOriginalUnreadableIsPending(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, got.Final, "a refund whose reservation cannot be read is never journaled final")
 	require.True(t, pendingMarked(got), "the desk owns it")
+}
+
+// Review item 2: Begin journaled a PPaaS method for a refund that named a
+// brand, so a Reversal of the refund could replay a create under its id. A
+// refund creates nothing at PPaaS: no method is journaled.
+func TestBeginJournalsNoMethodForARefund(t *testing.T) {
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "termagent.db"), store.Options{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	j := journal{st: st, held: &heldAdvices{}, methods: func(nexo.PaymentRequest) (qr.Method, bool) { return qr.Method{PaymentType: "KB"}, true }}
+	for _, typ := range []nexo.PaymentType{nexo.PaymentNormal, nexo.PaymentRefund} {
+		p := &nexo.PaymentRequest{Type: typ, AllowedBrands: []string{"KB"}, Amount: nexo.Amount{Minor: 700, Currency: "EUR"}}
+		id, err := j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: string(typ), Category: nexo.CategoryPayment, Payment: p, State: nexo.TxInProgress, Started: time.Now()})
+		require.NoError(t, err)
+		got, err := st.Txn(t.Context(), id)
+		require.NoError(t, err)
+		require.Equal(t, typ == nexo.PaymentNormal, viewQR(got).method != nil, "%s", typ)
+	}
 }
