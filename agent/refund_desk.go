@@ -140,7 +140,8 @@ func (a *Agent) trySettle(ctx context.Context, j journal, client *qr.Client, des
 		a.markPending(ctx, j, t, log)
 		return refundPending
 	}
-	if age := time.Since(t.Started); desk.MaxAge > 0 && age > desk.MaxAge && !manualMarked(t) {
+	// On the corrected clock, as the journal stamps t.Started.
+	if age := a.clock.Now().Sub(t.Started); desk.MaxAge > 0 && age > desk.MaxAge && !manualMarked(t) {
 		return a.manualRefund(ctx, j, desk, t, o, amount, r.ppaasID, fmt.Sprintf("still not completed by PPaaS after %s", age.Round(time.Minute)), log)
 	}
 	ref, err := sendRefund(ctx, client, r.ppaasID, o.id, amount)
