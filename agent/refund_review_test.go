@@ -128,6 +128,7 @@ func TestRefundDeskUndecidableRefusalIsManual(t *testing.T) {
 	}, w.Agent.TestDegraded)
 	code, body := httpGet(t, w.Agent.AdminURL()+"/readyz")
 	require.Equal(t, 503, code, body)
+	require.Equal(t, "Maintenance", w.diagnosis().GlobalStatus)
 	_, metrics := httpGet(t, w.Agent.AdminURL()+"/metrics")
 	require.Contains(t, metrics, "termagent_refunds_manual 1")
 
