@@ -21,6 +21,14 @@ func (a *Agent) degraded() string {
 	if n := a.st.Stats().Dead; n > 0 {
 		return fmt.Sprintf("%d outbox record(s) given up (dead letters): see `agent queue dead`, then `agent queue retry`", n)
 	}
+	a.mu.Lock()
+	desk := a.desk
+	a.mu.Unlock()
+	if desk != nil { // refunds: agent/refund_desk.go
+		if n := desk.manual.Load(); n > 0 {
+			return fmt.Sprintf("%d refund(s) given up by the refund desk, manual action needed: see the ERROR log and TransactionStatus of each", n)
+		}
+	}
 	return ""
 }
 

@@ -81,6 +81,7 @@ type Agent struct {
 	fwd       *Forwarder
 	statuses  *ppaas.Statuses
 	cloud     *CloudConnector // issue 16: nil when cloud_url is empty
+	desk      *refundDesk     // refunds: agent/refund.go (read by degraded)
 }
 
 // New validates the configuration and loads the device identity. Nothing touches
@@ -239,6 +240,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		sopts.JournalMaxBytes = int64(a.cfg.JournalMaxBytes)
 	}
 	sopts.AdviceTxnID = adviceTxnID
+	sopts.DependsOn = refundOriginal // refunds: agent/refund.go
 	if sopts.Now == nil {
 		sopts.Now = a.clock.Now // expiries and retention on the corrected clock
 	}
@@ -329,6 +331,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	}, func() float64 { return float64(statuses.UnknownCount()) }))
 	posClient := &http.Client{Timeout: 10 * time.Second}
 	desk := a.opts.refundDesk() // refunds: agent/refund.go
+	a.mu.Lock()
+	a.desk = desk
+	a.mu.Unlock()
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "termagent", Name: "refunds_manual",
+		Help: "Refunds the refund desk gave up (PPaaS's answer cannot settle them): manual action needed.",
+	}, func() float64 { return float64(desk.manual.Load()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "termagent", Name: "refunds_given_up_total",
+		Help: "Refunds the refund desk gave up to a person since start.",
+	}, func() float64 { return float64(desk.gaveUp.Load()) }))
 	srv, err := nexo.NewServer(nexo.ServerConfig{
 		POIID:           a.poiid,
 		POISerialNumber: a.serial,

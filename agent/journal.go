@@ -196,7 +196,8 @@ type journal struct {
 // clientTransactionId.
 func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) (string, error) {
 	var method *qr.Method
-	if e.Category == nexo.CategoryPayment && j.methods != nil && e.Request != nil && e.Request.Payment != nil {
+	if e.Category == nexo.CategoryPayment && j.methods != nil && e.Request != nil && e.Request.Payment != nil &&
+		e.Request.Payment.Type != nexo.PaymentRefund { // a refund creates nothing at PPaaS: no method to replay
 		if m, ok := j.methods(*e.Request.Payment); ok {
 			method = &m
 		}
@@ -386,7 +387,7 @@ func (j journal) Last(ctx context.Context, saleID string) (nexo.JournalEntry, bo
 
 // entryStates are the states entryOf reads: the store copies no other
 // transition's data for Lookup and Last.
-var entryStates = []string{stateNexoStarted, stateNexoDone}
+var entryStates = []string{stateNexoStarted, stateNexoDone, stateRefundManual}
 
 // The parts of a journal entry entryOf decodes besides its head (SaleID,
 // ServiceID, category, request hash, state, times).
@@ -414,6 +415,8 @@ func entryOf(t store.Txn, parts int) nexo.JournalEntry {
 			}
 		case stateNexoDone:
 			e.State, done = nexo.TxDone, tr.Data // the last one: settle rewrites it
+		case stateRefundManual: // refunds: agent/refund_desk.go (unfinished, answered "manual action needed")
+			e.State, done = nexo.TxDone, tr.Data
 		}
 	}
 	if parts&withRequest != 0 {

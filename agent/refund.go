@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"github.com/termagent/termagent/ppaas"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/termagent/termagent/failpoint"
@@ -40,7 +42,9 @@ import (
 //     ErrorCondition InProgress (never Success), the refund's journal entry
 //     stays unfinished (TransactionStatus: InProgress), and the desk re-sends
 //     it with the same key until PPaaS says refunded (then the entry gets the
-//     Success response, with receipts) or refuses it (then a Failure).
+//     Success response, with receipts). A refusal of a re-send is never read
+//     as "nothing was refunded" (agent/refund_desk.go): what PPaaS's state
+//     cannot settle goes to a person, loudly, the amount still reserved.
 const (
 	// On the original payment: a refund's amount is reserved (data refundMark).
 	stateRefundReserved = "agent.refund.reserved"
@@ -50,6 +54,16 @@ const (
 	// On the refund: PPaaS accepted it and has not completed it, or its answer
 	// is unknown; the desk owns it (data: the response the POS was given).
 	stateRefundPending = "agent.refund.pending"
+	// On the refund: the desk gave up deciding it (PPaaS refused a re-send
+	// and its state does not settle it, PPaaS reports the refund failed, or
+	// it stayed pending past the age limit). Its amount stays reserved; a
+	// person must check PPaaS (data: the response TransactionStatus gives,
+	// "manual action needed"). The entry stays unfinished, so the desk
+	// counts it at every pass (/readyz degraded, Diagnosis).
+	stateRefundManual = "agent.refund.manual"
+	// On a full Reversal of an approved payment: it is a refund of the whole
+	// payment (data refundMark), written before the reservation.
+	stateRefundFull = "agent.refund.full"
 )
 
 // refundMark is one reservation (or its release) on the original payment.
@@ -69,6 +83,49 @@ type refundDesk struct {
 	Wait, Poll time.Duration
 	// Every is the pace at which pending refunds are re-sent in the background.
 	Every time.Duration
+	// MaxBackoff caps a pending refund's re-send interval (Every, doubled at
+	// each inconclusive answer, with jitter); MaxAge is how long a refund may
+	// stay pending before the desk gives it up to a person (manual action);
+	// MaxPending bounds the refunds of one payment pending at once.
+	MaxBackoff, MaxAge time.Duration
+	MaxPending         int
+
+	// The desk loop's own state: when each pending refund is next re-sent.
+	next map[string]retry
+	// manual counts the refunds waiting for manual action (last pass);
+	// gaveUp those the desk gave up since start.
+	manual, gaveUp atomic.Int64
+}
+
+// retry is one pending refund's backoff.
+type retry struct {
+	attempts int
+	at       time.Time
+}
+
+// due reports whether refund id is due for a re-send at now.
+func (d *refundDesk) due(id string, now time.Time) bool {
+	r, ok := d.next[id]
+	return !ok || !now.Before(r.at)
+}
+
+// later schedules refund id's next re-send: Every doubled at each attempt,
+// capped at MaxBackoff, with ±20% jitter so that refunds do not re-send in
+// step.
+func (d *refundDesk) later(id string, now time.Time) {
+	if d.next == nil {
+		d.next = map[string]retry{}
+	}
+	r := d.next[id]
+	wait := d.Every
+	for i := 0; i < r.attempts && wait < d.MaxBackoff; i++ {
+		wait *= 2
+	}
+	wait = min(wait, d.MaxBackoff)
+	wait += time.Duration((rand.Float64()*0.4 - 0.2) * float64(wait))
+	r.attempts++
+	r.at = now.Add(wait)
+	d.next[id] = r
 }
 
 // RefundTiming tunes the refund desk; zero values take the defaults.
@@ -77,14 +134,33 @@ type RefundTiming struct {
 	// complete before the POS is answered InProgress (default 3 s); Poll is the
 	// pace of re-sends meanwhile (default 250 ms).
 	Wait, Poll time.Duration
-	// Every is the pace at which pending refunds are re-sent in the
-	// background until PPaaS completes or refuses them (default 2 s).
-	Every time.Duration
+	// Every is the base pace at which pending refunds are re-sent in the
+	// background until PPaaS completes or refuses them (default 2 s); each
+	// inconclusive answer doubles a refund's interval, up to MaxBackoff
+	// (default 10 min).
+	Every, MaxBackoff time.Duration
+	// MaxAge is how long a refund may stay pending before the desk gives it
+	// up to a person: ERROR log, /readyz degraded, TransactionStatus "manual
+	// action needed" (default 7 days; Pledg's refunds take up to 48 h).
+	MaxAge time.Duration
+	// MaxPending bounds the refunds of one payment pending at once (default
+	// 8); one more is refused until some complete.
+	MaxPending int
 }
 
 func (o Options) refundDesk() *refundDesk {
 	t := o.Refunds
-	d := &refundDesk{Wait: 3 * time.Second, Poll: 250 * time.Millisecond, Every: 2 * time.Second}
+	d := &refundDesk{Wait: 3 * time.Second, Poll: 250 * time.Millisecond, Every: 2 * time.Second,
+		MaxBackoff: 10 * time.Minute, MaxAge: 7 * 24 * time.Hour, MaxPending: 8}
+	if t.MaxBackoff > 0 {
+		d.MaxBackoff = t.MaxBackoff
+	}
+	if t.MaxAge > 0 {
+		d.MaxAge = t.MaxAge
+	}
+	if t.MaxPending > 0 {
+		d.MaxPending = t.MaxPending
+	}
 	if t.Wait > 0 {
 		d.Wait = t.Wait
 	}
@@ -118,6 +194,7 @@ type refundOrder struct {
 	reversed  string      // a reversal's ReversedAmount as sent
 	payment   *nexo.PaymentRequest
 	reversal  *nexo.ReversalRequest
+	full      bool // a full Reversal of an approved payment
 }
 
 // refundOrderOf reads a journal entry as a refund: a Payment of type Refund,
@@ -134,10 +211,31 @@ func refundOrderOf(t store.Txn) (refundOrder, bool) {
 		o.original, o.amount, o.payment = req.Payment.OriginalPOITransactionID.ID, req.Payment.Amount, req.Payment
 	case req.Reversal != nil && req.Reversal.ReversedAmount != "":
 		o.original, o.reversed, o.reversal = req.Reversal.OriginalPOITransactionID.ID, req.Reversal.ReversedAmount, req.Reversal
+	case req.Reversal != nil:
+		// A full reversal is a refund once marked so (reverseFull).
+		i := slices.IndexFunc(t.Transitions, func(tr store.Transition) bool { return tr.State == stateRefundFull })
+		if i < 0 {
+			return refundOrder{}, false
+		}
+		m, ok := markOf(t.Transitions[i])
+		if !ok {
+			return refundOrder{}, false
+		}
+		o.original, o.reversal, o.full = req.Reversal.OriginalPOITransactionID.ID, req.Reversal, true
+		o.amount = nexo.Amount{Minor: m.Amount, Currency: m.Currency}
 	default:
 		return refundOrder{}, false
 	}
 	return o, true
+}
+
+// refundOriginal names the original payment an unfinished refund needs (its
+// reservation is there): the journal keeps it (store.Options.DependsOn).
+func refundOriginal(t store.Txn) string {
+	if o, ok := refundOrderOf(t); ok {
+		return o.original
+	}
+	return ""
 }
 
 // refundable is the original payment of a refund, as the journal knows it.
@@ -218,6 +316,9 @@ func pendingRefund(o refundOrder, amount nexo.Amount, why string) *nexo.Error {
 }
 
 func refundWord(o refundOrder) string {
+	if o.full {
+		return "reversal"
+	}
 	if o.category == nexo.CategoryReversal {
 		return "partial reversal"
 	}
@@ -280,6 +381,12 @@ func (e apmEngine) refund(ctx context.Context, o refundOrder) (refundOutcome, er
 		desk.mu.Unlock()
 		return refundOutcome{}, nexo.RefundExceeds(amount, nexo.Amount{Minor: max(remaining, 0), Currency: amount.Currency}, orig.paid, o.original)
 	}
+	if n := pendingRefunds(ctx, e.journal.st, orig); desk.MaxPending > 0 && n >= desk.MaxPending {
+		desk.mu.Unlock()
+		return refundOutcome{}, nexo.Errorf(nexo.Refusal,
+			"%d refunds of POI transaction %q are still pending at PPaaS (at most %d at once): wait until TransactionStatus shows them settled, then refund what remains; nothing was refunded",
+			n, o.original, desk.MaxPending)
+	}
 	mark, _ := json.Marshal(refundMark{RefundID: o.id, Amount: amount.Minor, Currency: amount.Currency})
 	err = e.journal.st.AppendTxn(ctx, o.original, store.Transition{At: time.Now(), State: stateRefundReserved, Data: mark})
 	desk.mu.Unlock()
@@ -320,6 +427,18 @@ func (e apmEngine) refund(ctx context.Context, o refundOrder) (refundOutcome, er
 		return refundOutcome{}, pendingRefund(o, amount, "accepted by PPaaS, pending at the provider")
 	}
 	return refundOutcome{amount: amount, original: orig, ref: ref}, nil
+}
+
+// pendingRefunds counts the refunds of orig whose amount is reserved and
+// whose own entry is not final (pending at PPaaS, or waiting for a person).
+func pendingRefunds(ctx context.Context, st *store.Store, orig refundable) int {
+	n := 0
+	for id := range orig.reserved {
+		if t, err := st.Txn(ctx, id); err != nil || !t.Final {
+			n++ // unreadable counts as pending: the cap errs on the safe side
+		}
+	}
+	return n
 }
 
 // sendRefund asks PPaaS to refund amount of transaction ppaasID with the
@@ -390,23 +509,67 @@ func refundResult(o refundOrder, out refundOutcome) nexo.PaymentResult {
 // refused once part of it is refunded (it would refund more than remains,
 // and count the whole payment reversed in totals). done is false when the
 // reversal is an ordinary one.
+//
+// A refund itself is never reversed: PPaaS cannot undo a refund, and the
+// ordinary reversal would replay a payment under the refund's id.
+//
+// A full Reversal of an approved payment is a refund of the whole payment
+// (reverseFull): reserved like any refund, answered InProgress while PPaaS's
+// refund is pending, settled by the desk.
 func (e apmEngine) reverseRefunds(ctx context.Context, txn nexo.Txn, req nexo.ReversalRequest) (nexo.ReversalResult, error, bool) {
+	if e.journal.st == nil {
+		return nexo.ReversalResult{}, nil, false
+	}
+	id := req.OriginalPOITransactionID.ID
+	if t, err := e.journal.st.Txn(ctx, id); err == nil && (txn.SaleID == "" || t.SaleID == txn.SaleID) {
+		if _, ok := refundOrderOf(t); ok {
+			return nexo.ReversalResult{}, nexo.Errorf(nexo.Refusal,
+				"POI transaction %s is a refund: a refund cannot be reversed (PPaaS cannot undo it); take a new payment for the amount instead; nothing was changed", id), true
+		}
+	}
 	if req.ReversedAmount != "" {
 		res, err := e.reversePartial(ctx, txn, req)
 		return res, err, true
 	}
-	if e.journal.st == nil {
-		return nexo.ReversalResult{}, nil, false
+	orig, err := readRefundable(ctx, e.journal.st, id, txn.SaleID)
+	if err != nil || e.refunds == nil || e.qr == nil {
+		return nexo.ReversalResult{}, nil, false // not an approved payment: the ordinary reversal answers
 	}
-	orig, err := readRefundable(ctx, e.journal.st, req.OriginalPOITransactionID.ID, txn.SaleID)
-	if err != nil || len(orig.reserved) == 0 {
-		return nexo.ReversalResult{}, nil, false // the ordinary reversal answers
+	if len(orig.reserved) == 0 {
+		res, err := e.reverseFull(ctx, txn, req, orig)
+		return res, err, true
 	}
 	done := nexo.Amount{Minor: orig.reservedTotal(), Currency: orig.paid.Currency}
 	left := nexo.Amount{Minor: orig.paid.Minor - done.Minor, Currency: orig.paid.Currency}
+	if left.Minor <= 0 {
+		return nexo.ReversalResult{}, nexo.Errorf(nexo.Refusal,
+			"POI transaction %s is already refunded or reversed in full (%s refunded or pending): nothing remains to reverse; TransactionStatus of the earlier refund tells where it stands",
+			id, done), true
+	}
 	return nexo.ReversalResult{}, nexo.Errorf(nexo.Refusal,
 		"POI transaction %s is partly refunded (%s refunded or pending of %s): reverse what remains with ReversedAmount (at most %s)",
-		req.OriginalPOITransactionID.ID, done, orig.paid, left), true
+		id, done, orig.paid, left), true
+}
+
+// reverseFull is Reverse for a full Reversal of an approved payment: a refund
+// of the whole payment. The mark on the reversal's own entry (durable, before
+// the reservation) makes it a refund for the desk and recovery.
+func (e apmEngine) reverseFull(ctx context.Context, txn nexo.Txn, req nexo.ReversalRequest, orig refundable) (nexo.ReversalResult, error) {
+	o, err := orderFor(txn, nexo.CategoryReversal)
+	if err != nil {
+		return nexo.ReversalResult{}, err
+	}
+	o.original, o.reversal, o.full, o.amount = req.OriginalPOITransactionID.ID, &req, true, orig.paid
+	mark, _ := json.Marshal(refundMark{RefundID: o.id, Amount: orig.paid.Minor, Currency: orig.paid.Currency})
+	if err := e.journal.st.AppendTxn(ctx, o.id, store.Transition{At: time.Now(), State: stateRefundFull, Data: mark}); err != nil {
+		return nexo.ReversalResult{}, nexo.Errorf(nexo.UnavailableService, "journal unavailable; nothing was reversed")
+	}
+	out, err := e.refund(ctx, o)
+	if err != nil {
+		return nexo.ReversalResult{}, err
+	}
+	return nexo.ReversalResult{POITransactionID: nexo.TransactionID{ID: o.id, TimeStamp: o.started},
+		ProviderReference: out.original.result.ProviderReference, ReversedAmount: out.amount}, nil
 }
 
 // reversePartial is Reverse for a Reversal with a ReversedAmount.
@@ -456,15 +619,21 @@ func (j journal) finishRefund(ctx context.Context, t store.Txn, resp *nexo.Respo
 	}
 	full, err := j.st.Txn(ctx, t.ID)
 	if err != nil {
-		return false, nil
+		// It may be a refund PPaaS is making: nothing final is journaled, the
+		// POS is told InProgress, and the entry stays for recovery or the desk.
+		return true, fmt.Errorf("journal finish %s: read the entry: %w", t.ID, err)
 	}
 	o, ok := refundOrderOf(full)
-	if !ok {
+	if !ok || slices.ContainsFunc(full.Transitions, func(tr store.Transition) bool { return tr.State == stateRefundManual }) {
 		return false, nil
 	}
 	orig, err := j.st.Txn(ctx, o.original)
 	if err != nil {
-		return false, nil
+		// Whether the amount is reserved is unknown: pending, the desk decides.
+		if err := j.st.AppendTxn(ctx, t.ID, store.Transition{At: at, State: stateRefundPending, Data: response}); err != nil {
+			return true, fmt.Errorf("journal pending refund %s: %w", t.ID, err)
+		}
+		return true, fmt.Errorf("journal refund %s: %w", t.ID, errRefundPending)
 	}
 	if _, held := reservedIn(orig, o.id); !held {
 		return false, nil // nothing reached PPaaS, or PPaaS refused it: a final failure

@@ -506,11 +506,12 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		}
 		s.refusing[pair] = hash
 		s.mu.Unlock()
-		resp := s.refuseUpFront(ctx, req, refusal, hash, now)
-		s.mu.Lock()
-		delete(s.refusing, pair)
-		s.mu.Unlock()
-		return resp
+		defer func() { // released even if the journal panics
+			s.mu.Lock()
+			delete(s.refusing, pair)
+			s.mu.Unlock()
+		}()
+		return s.refuseUpFront(ctx, req, refusal, hash, now)
 	}
 	if cur := s.current; cur != nil {
 		s.mu.Unlock()
@@ -532,6 +533,18 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	// then starts cancelled and the payment ends Aborted, journaled.
 	s.current = run
 	s.mu.Unlock()
+	defer func() {
+		// A panic (recovered by the handler) must not leave the POI Busy for
+		// good; normally the engine goroutine frees the slot.
+		if p := recover(); p != nil {
+			s.mu.Lock()
+			if s.current == run {
+				s.current = nil
+			}
+			s.mu.Unlock()
+			panic(p)
+		}
+	}()
 	txn := Txn{SaleID: h.SaleID, ServiceID: h.ServiceID}
 	txn.POITransactionID, err = s.deps.Journal.Begin(ctx, JournalEntry{
 		SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category,

@@ -400,7 +400,8 @@ func sortTxns(ts []Txn) {
 // PruneJournal deletes finished transactions last updated before
 // now-JournalRetention and releases SaleID+ServiceID pairs older than
 // now-ServiceIDRetention. Unfinished transactions, and their SaleID+ServiceID
-// pairs, are kept whatever their age. It returns the number of transactions deleted.
+// pairs, are kept whatever their age, and so are the transactions an
+// unfinished one depends on (Options.DependsOn). It returns the number of transactions deleted.
 func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	txCut := now.Add(-s.opts.JournalRetention)
@@ -410,6 +411,10 @@ func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 		err := s.do(ctx, func(w *wtx) error {
 			n, more = 0, false
 			ord := w.tx.Bucket(bucketOrder)
+			deps, err := s.dependedOn(w.tx)
+			if err != nil {
+				return err
+			}
 			var dels [][]byte
 			c := ord.Cursor()
 			for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -423,7 +428,7 @@ func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 					if !h.Started.Before(txCut) {
 						break // order follows start time: the rest is younger
 					}
-					if !h.Final || !h.Updated.Before(txCut) {
+					if !h.Final || !h.Updated.Before(txCut) || deps[string(v)] {
 						continue
 					}
 				}

@@ -245,6 +245,15 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 		if err != nil {
 			return err
 		}
+		if pinned != nil {
+			deps, err := s.dependedOn(w.tx)
+			if err != nil {
+				return err
+			}
+			for id := range deps {
+				pinned[id] = true
+			}
+		}
 		ord, txb := w.tx.Bucket(bucketOrder), w.tx.Bucket(bucketTxn)
 		type victim struct {
 			k, id  []byte
@@ -358,6 +367,29 @@ func (s *Store) advisedTxns(tx *bolt.Tx) (map[string]bool, error) {
 		}
 	}
 	return pinned, nil
+}
+
+// dependedOn are the transactions an unfinished one depends on (see
+// Options.DependsOn): they must stay while it is unfinished.
+func (s *Store) dependedOn(tx *bolt.Tx) (map[string]bool, error) {
+	deps := map[string]bool{}
+	if s.opts.DependsOn == nil {
+		return deps, nil
+	}
+	err := tx.Bucket(bucketUnfin).ForEach(func(k, _ []byte) error {
+		t, err := readTxn(tx, string(k))
+		if err != nil {
+			return err
+		}
+		if id := s.opts.DependsOn(t); id != "" {
+			deps[id] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list what unfinished transactions depend on: %w", err)
+	}
+	return deps, nil
 }
 
 var errStopScan = fmt.Errorf("stop scan")

@@ -125,6 +125,11 @@ type Options struct {
 	// so the journal budget keeps it. Without it, no transaction is evicted
 	// while any advice is queued.
 	AdviceTxnID func(payload []byte) string
+	// DependsOn names the transaction an unfinished transaction t still
+	// needs (a refund's original payment, which holds its reservation), ""
+	// for none. Neither the journal budget nor PruneJournal deletes a
+	// transaction an unfinished one depends on.
+	DependsOn func(t Txn) string
 
 	// syncFreelist writes bbolt's free-page list on every commit whatever
 	// its size (bbolt's default), for benchmarks to compare.

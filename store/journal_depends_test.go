@@ -1,0 +1,69 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// dependsOnData: the test's unfinished transactions name what they depend on
+// in their first transition's data ({"on":"id"}), as a refund names its
+// original payment.
+func dependsOnData(t Txn) string {
+	var d struct{ On string }
+	if len(t.Transitions) > 0 {
+		_ = json.Unmarshal(t.Transitions[0].Data, &d)
+	}
+	return d.On
+}
+
+// Review item 4: the original payment of an unfinished refund (it holds the
+// refund's reservation) was evicted by the journal budget and pruned after
+// the journal retention, and the refund desk then looped on "original
+// payment unreadable" for ever. Neither deletes what an unfinished
+// transaction depends on (Options.DependsOn); once it finishes, both may.
+func TestJournalKeepsWhatAnUnfinishedTransactionDependsOn(t *testing.T) {
+	const max = 1 << 20
+	ctx := context.Background()
+	clk := newFakeClock()
+	s, _ := openTest(t, Options{NoSync: true, Now: clk.Now, JournalMaxBytes: max, AdviceTxnID: adviceTxnID,
+		DependsOn: dependsOnData, ServiceIDRetention: 48 * time.Hour, JournalRetention: 30 * 24 * time.Hour})
+	data := json.RawMessage(`"` + string(bytes.Repeat([]byte("r"), 1024)) + `"`)
+	_, err := s.StartTxn(ctx, TxnRef{ID: "payment", SaleID: "POS1", ServiceID: "p"}, Transition{State: "started", Data: data})
+	require.NoError(t, err)
+	require.NoError(t, s.AppendTxn(ctx, "payment", Transition{State: "done", Final: true, Data: data}))
+	_, err = s.StartTxn(ctx, TxnRef{ID: "refund", SaleID: "POS1", ServiceID: "r"}, Transition{State: "started", Data: json.RawMessage(`{"on":"payment"}`)})
+	require.NoError(t, err)
+	clk.Advance(72 * time.Hour)
+	for i := range 3000 {
+		id := fmt.Sprintf("t%04d", i)
+		_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS1", ServiceID: fmt.Sprint(i)}, Transition{State: "started", Data: data})
+		require.NoError(t, err)
+		require.NoError(t, s.AppendTxn(ctx, id, Transition{State: "done", Final: true, Data: data}))
+	}
+	clk.Advance(72 * time.Hour)
+	n, err := s.EnforceJournalBudget(ctx)
+	require.NoError(t, err)
+	require.Positive(t, n)
+	_, err = s.Txn(ctx, "t0000")
+	require.ErrorIs(t, err, ErrNotFound, "older finished transactions are evicted")
+	_, err = s.Txn(ctx, "payment")
+	require.NoError(t, err, "the budget keeps the original of an unfinished refund")
+
+	clk.Advance(31 * 24 * time.Hour)
+	_, err = s.PruneJournal(ctx, clk.Now())
+	require.NoError(t, err)
+	_, err = s.Txn(ctx, "payment")
+	require.NoError(t, err, "the retention keeps the original of an unfinished refund")
+
+	require.NoError(t, s.AppendTxn(ctx, "refund", Transition{State: "done", Final: true}))
+	_, err = s.PruneJournal(ctx, clk.Now())
+	require.NoError(t, err)
+	_, err = s.Txn(ctx, "payment")
+	require.ErrorIs(t, err, ErrNotFound, "once the refund is final the payment goes as any other")
+}
