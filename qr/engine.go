@@ -358,6 +358,8 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	}
 	if created.QRCode != nil && !t.final() {
 		e.showQR(ctx, t, created.QRCode)
+	} else if t.method.Scenario == ppaas.MerchantScan && !t.final() {
+		e.showScanned(ctx, t) // scan.go
 	}
 
 	timeout := time.NewTimer(e.cfg.Timeout - time.Since(start))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -112,4 +113,22 @@ func (e *Engine) awaitScan(ctx context.Context, req PaymentRequest) (string, err
 		}
 	}
 	return "", why
+}
+
+// Config is the engine's configuration, with the defaults applied.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Logger is the engine's logger.
+func (e *Engine) Logger() *slog.Logger { return e.log }
+
+// showScanned shows a merchantscan payment PPaaS took and the consumer's
+// provider has not decided yet (some wallets ask the consumer to confirm).
+func (e *Engine) showScanned(ctx context.Context, t *txn) {
+	if e.display == nil {
+		return
+	}
+	s := screen(t.ctid, t.txID(), ppaas.AwaitingConsumer, "Code scanned: confirm in your wallet", t.create.PaymentAmount)
+	if err := e.display.Show(ctx, s); err != nil {
+		e.log.Warn("qr display scanned", "err", err)
+	}
 }
