@@ -115,7 +115,7 @@ func (e apmEngine) Pay(ctx context.Context, txn nexo.Txn, req nexo.PaymentReques
 	e.metrics.apmOutcome(string(out.Result), out.Method.PaymentType)
 	res, err := outcomeToNexo(out, brand, req)
 	if err == nil {
-		enrich(&res, out.Enrichment, e.qr) // agent/scan.go
+		enrich(&res, out.Enrichment, e.qr.Logger()) // agent/scan.go
 	}
 	var ne *nexo.Error
 	if errors.As(err, &ne) {

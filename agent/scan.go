@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net/http"
 	"unicode/utf8"
@@ -60,13 +61,13 @@ const maxAcquirerText = 35
 // enrichment. A value that does not fit its Nexo field (longer than 35
 // characters, or not printable) is left out and logged: a cut identifier would
 // name another merchant.
-func enrich(res *nexo.PaymentResult, en ppaas.Enrichment, e *qr.Engine) {
+func enrich(res *nexo.PaymentResult, en ppaas.Enrichment, log *slog.Logger) {
 	fit := func(field, v string) string {
 		if v == "" {
 			return ""
 		}
 		if utf8.RuneCountInString(v) > maxAcquirerText || !printable(v) {
-			e.Logger().Warn("platform enrichment does not fit its Nexo field; left out of the PaymentResponse", "field", field, "length", len(v))
+			log.Warn("platform enrichment does not fit its Nexo field; left out of the PaymentResponse", "field", field, "length", len(v))
 			return ""
 		}
 		return v
