@@ -9,6 +9,7 @@ import (
 
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
+	"github.com/termagent/termagent/qr"
 )
 
 // TestEnrichKeepsNexoLengths: the platform's merchant and acquirer reach the
@@ -36,4 +37,19 @@ func TestEnrichKeepsNexoLengths(t *testing.T) {
 			require.Equal(t, tc.want, got)
 		})
 	}
+}
+
+// TestCreateRequestKeepsTheScannedCode: a merchantscan payment whose create
+// must be replayed from the journal (a reversal or recovery before PPaaS
+// answered) sends the code the POS scanned, as the first create did; without
+// it the replay would fail validation and the payment could not be reversed.
+func TestCreateRequestKeepsTheScannedCode(t *testing.T) {
+	v := qrView{
+		payment: &nexo.PaymentRequest{Amount: nexo.Amount{Minor: 500, Currency: "EUR"}, ScannedCode: "281666027690188713769014"},
+		method:  &qr.Method{PaymentType: "KB", Scenario: ppaas.MerchantScan},
+	}
+	c, ok := journal{}.createRequest("5f0c7c1e-8d6b-4a49-9a43-0c2b8f7d3e10", v)
+	require.True(t, ok)
+	require.Equal(t, "281666027690188713769014", c.ScannedPaymentID)
+	require.NoError(t, c.Validate())
 }
