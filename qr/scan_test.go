@@ -110,3 +110,30 @@ func TestMerchantScan(t *testing.T) {
 		require.ErrorAs(t, r.err, &ae)
 	})
 }
+
+// TestEveryProviderTakesMerchantScan: each simulated provider accepts a
+// consumer-presented payment (no QR; it waits for the consumer, or decides
+// at once for KB).
+func TestEveryProviderTakesMerchantScan(t *testing.T) {
+	w := newWorld(t, enginerig.Options{Payments: sim.PaymentsConfig{Provider: sim.ProviderManual}})
+	for _, pt := range []string{"PENNYMATIC", "PTI", "KTWIDGET", "PLEDG"} {
+		t.Run(pt, func(t *testing.T) {
+			e := w.Engine(qr.Config{Brands: map[string]qr.Method{pt: {PaymentType: pt, Scenario: ppaas.MerchantScan}}}, w.disp)
+			ctx, cancel := context.WithCancel(t.Context())
+			ctid := uuid.NewString()
+			ch := make(chan payResult, 1)
+			go func() {
+				o, err := e.Pay(ctx, qr.PaymentRequest{Brand: pt, Amount: ppaas.Amount{Amount: 1500, Currency: "EUR"}, ScannedPaymentID: "wallet-" + pt, ClientTransactionID: ctid})
+				ch <- payResult{o, err}
+			}()
+			tx := w.WaitTx(ctid)
+			require.Equal(t, ppaas.MerchantScan, tx.PaymentScenario)
+			require.Nil(t, tx.QRCode, "no QR to show when the terminal scanned the consumer's code")
+			require.False(t, tx.Status.Final(), "%s waits for the consumer", pt)
+			cancel()
+			r := w.await(ch)
+			require.NoError(t, r.err)
+			require.Equal(t, qr.ResultAborted, r.o.Result)
+		})
+	}
+}
