@@ -102,7 +102,7 @@ func (e apmEngine) Pay(ctx context.Context, txn nexo.Txn, req nexo.PaymentReques
 		if errors.As(err, &ae) {
 			return nexo.PaymentResult{}, nexo.Errorf(nexo.Refusal, "refused by PPaaS: %s", ae.Message)
 		}
-		if ne := scanError(err, e.qr); ne != nil { // agent/scan.go
+		if ne := scanError(err, e.qr.Config().Timeout); ne != nil { // agent/scan.go
 			return nexo.PaymentResult{}, ne
 		}
 		if errors.Is(err, ppaas.ErrInvalidRequest) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"time"
 	"unicode/utf8"
 
 	"github.com/termagent/termagent/nexo"
@@ -41,10 +42,10 @@ func precheckScan(req nexo.PaymentRequest) error {
 
 // scanError maps the end of a merchantscan payment that never got a code (nil
 // for any other error). Nothing was created at PPaaS: nothing was charged.
-func scanError(err error, e *qr.Engine) *nexo.Error {
+func scanError(err error, timeout time.Duration) *nexo.Error {
 	switch {
 	case errors.Is(err, qr.ErrNoScan):
-		return nexo.Errorf(nexo.Cancel, "no customer code was scanned within %s; nothing was charged", e.Config().Timeout)
+		return nexo.Errorf(nexo.Cancel, "no customer code was scanned within %s; nothing was charged", timeout)
 	case errors.Is(err, qr.ErrScanAborted):
 		return nexo.Errorf(nexo.Aborted, "aborted while waiting for the customer's code; nothing was charged")
 	case errors.Is(err, ppaas.ErrScannedPaymentID):

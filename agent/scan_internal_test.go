@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -52,4 +55,20 @@ func TestCreateRequestKeepsTheScannedCode(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "281666027690188713769014", c.ScannedPaymentID)
 	require.NoError(t, c.Validate())
+}
+
+// TestScanErrorToNexo: a merchantscan payment that never got a code ends
+// Cancel (timeout) or Aborted, both saying nothing was charged; a malformed
+// code is MessageFormat; other errors are not this mapping's.
+func TestScanErrorToNexo(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("qr pay: %w", err) }
+	ne := scanError(wrap(qr.ErrNoScan), 2*time.Minute)
+	require.Equal(t, nexo.Cancel, ne.Condition)
+	require.Contains(t, ne.Error(), "within 2m0s; nothing was charged")
+	ne = scanError(wrap(qr.ErrScanAborted), time.Minute)
+	require.Equal(t, nexo.Aborted, ne.Condition)
+	require.Contains(t, ne.Error(), "nothing was charged")
+	ne = scanError(wrap(ppaas.CheckScannedPaymentID("a b")), time.Minute)
+	require.Equal(t, nexo.MessageFormat, ne.Condition)
+	require.Nil(t, scanError(errors.New("socket reset"), time.Minute))
 }
