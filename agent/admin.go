@@ -79,6 +79,7 @@ func (a *Agent) startAdmin(ctx context.Context, g *errgroup.Group, m *metrics) e
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("POST /scan", a.handleScan) // the terminal's scanner (agent/scan.go)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		select {

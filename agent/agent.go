@@ -82,6 +82,7 @@ type Agent struct {
 	statuses  *ppaas.Statuses
 	cloud     *CloudConnector // issue 16: nil when cloud_url is empty
 	desk      *refundDesk     // refunds: agent/refund.go (read by degraded)
+	scanner   *qr.Engine      // takes the terminal scanner's codes (agent/scan.go); set by Run
 }
 
 // New validates the configuration and loads the device identity. Nothing touches
@@ -312,6 +313,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	j.methods = apmEngine{qr: engine}.method
 	j.qr = engine
+	a.mu.Lock()
+	a.scanner = engine // the terminal's scanner input (agent/scan.go)
+	a.mu.Unlock()
 
 	nexoTLS, err := a.nexoTLS()
 	if err != nil {

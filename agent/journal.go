@@ -499,7 +499,7 @@ func (j journal) createRequest(ctid string, v qrView) (ppaas.CreateRequest, bool
 		m = &mm
 	}
 	return ppaas.CreateRequest{
-		PaymentType: m.PaymentType, PaymentScenario: m.Scenario, ClientTransactionID: ctid,
+		PaymentType: m.PaymentType, PaymentScenario: m.Scenario, ClientTransactionID: ctid, ScannedPaymentID: p.ScannedCode,
 		PaymentAmount: ppaas.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency},
 		Order:         ppaas.Order{OrderID: orderIDFor(*p, ctid), OrderDescription: p.SaleReferenceID},
 	}, true

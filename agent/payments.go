@@ -70,7 +70,7 @@ func (e apmEngine) Precheck(req nexo.PaymentRequest) error {
 	if req.Type == nexo.PaymentRefund { // refunds: agent/refund.go
 		return precheckRefund(req)
 	}
-	return nil
+	return precheckScan(req) // agent/scan.go
 }
 
 // Pay implements nexo.PaymentEngine. The payment's QR clientTransactionId is
@@ -93,6 +93,7 @@ func (e apmEngine) Pay(ctx context.Context, txn nexo.Txn, req nexo.PaymentReques
 		Amount:              ppaas.Amount{Amount: req.Amount.Minor, Currency: req.Amount.Currency},
 		OrderID:             orderID,
 		OrderDescription:    req.SaleReferenceID,
+		ScannedPaymentID:    req.ScannedCode, // empty: a merchantscan payment waits for the terminal's scanner
 		ClientTransactionID: ctid,
 	})
 	// Pay's transitions are deferred; the nexo server's Finish makes them durable.
@@ -100,6 +101,9 @@ func (e apmEngine) Pay(ctx context.Context, txn nexo.Txn, req nexo.PaymentReques
 		var ae *qr.APIError
 		if errors.As(err, &ae) {
 			return nexo.PaymentResult{}, nexo.Errorf(nexo.Refusal, "refused by PPaaS: %s", ae.Message)
+		}
+		if ne := scanError(err, e.qr.Config().Timeout); ne != nil { // agent/scan.go
+			return nexo.PaymentResult{}, ne
 		}
 		if errors.Is(err, ppaas.ErrInvalidRequest) {
 			return nexo.PaymentResult{}, nexo.Errorf(nexo.MessageFormat, "%v", err)
@@ -110,6 +114,9 @@ func (e apmEngine) Pay(ctx context.Context, txn nexo.Txn, req nexo.PaymentReques
 	}
 	e.metrics.apmOutcome(string(out.Result), out.Method.PaymentType)
 	res, err := outcomeToNexo(out, brand, req)
+	if err == nil {
+		enrich(&res, out.Enrichment, e.qr.Logger()) // agent/scan.go
+	}
 	var ne *nexo.Error
 	if errors.As(err, &ne) {
 		// The POS gets the id it can ask TransactionStatus or a Reversal about.

@@ -22,6 +22,9 @@ const (
 	// Message: texts (and maybe a QR code) the POS asked to show with a Nexo
 	// Display request.
 	Message = "message"
+	// AwaitingScan: a consumer-presented (merchantscan) payment waits for the
+	// terminal's scanner to read the customer's wallet code.
+	AwaitingScan = "awaiting_scan"
 )
 
 // Screen is what a terminal's display shows: the payment in progress (amount,

@@ -136,6 +136,9 @@ func paymentFromWire(w *wirePaymentRequest) (*PaymentRequest, *Error) {
 				return nil, e
 			}
 			p.InstrumentType = pid.PaymentInstrumentType
+			if p.ScannedCode, e = scannedCodeFromWire(f+".PaymentData.PaymentInstrumentData.CardData", pid.CardData); e != nil { // nexo/scan.go
+				return nil, e
+			}
 		}
 	}
 	if e := refundFromWire(f, w.PaymentData, p); e != nil { // nexo/refund.go
@@ -164,10 +167,10 @@ func paymentRequestToWire(p *PaymentRequest) (*wirePaymentRequest, error) {
 	if len(p.AllowedBrands) > 0 {
 		w.PaymentTransaction.TransactionConditions = &wireTransactionConditions{AllowedPaymentBrand: p.AllowedBrands}
 	}
-	if p.Type != "" || p.InstrumentType != "" {
+	if p.Type != "" || p.InstrumentType != "" || p.ScannedCode != "" {
 		w.PaymentData = &wirePaymentData{PaymentType: string(p.Type)}
-		if p.InstrumentType != "" {
-			w.PaymentData.PaymentInstrumentData = &wirePaymentInstrumentData{PaymentInstrumentType: p.InstrumentType}
+		if p.InstrumentType != "" || p.ScannedCode != "" {
+			w.PaymentData.PaymentInstrumentData = &wirePaymentInstrumentData{PaymentInstrumentType: p.InstrumentType, CardData: scannedCodeToWire(p.ScannedCode)}
 		}
 	}
 	refundToWire(p, w) // nexo/refund.go
@@ -200,9 +203,9 @@ func paymentResponseToWire(s ResponseStatus, p *PaymentResponse) (*wirePaymentRe
 			}
 			pr.AmountsResp = &wireAmountsResp{Currency: r.AuthorizedAmount.Currency, AuthorizedAmount: wireDecimal(amt)}
 		}
-		if r.AcquirerID != "" || r.ProviderReference != "" || r.ApprovalCode != "" {
+		if r.AcquirerID != "" || r.ProviderReference != "" || r.ApprovalCode != "" || r.MerchantID != "" || r.AcquirerPOIID != "" {
 			pr.PaymentAcquirerData = &wirePaymentAcquirerData{
-				AcquirerID: r.AcquirerID, ApprovalCode: r.ApprovalCode,
+				AcquirerID: r.AcquirerID, MerchantID: r.MerchantID, AcquirerPOIID: r.AcquirerPOIID, ApprovalCode: r.ApprovalCode,
 				AcquirerTransactionID: transactionIDToWire(TransactionID{ID: r.ProviderReference}),
 			}
 		}
@@ -246,6 +249,7 @@ func paymentResponseFromWire(w *wirePaymentResponse) (*PaymentResponse, *Error) 
 		}
 		if ad := r.PaymentAcquirerData; ad != nil {
 			pr.AcquirerID, pr.ApprovalCode = ad.AcquirerID, ad.ApprovalCode
+			pr.MerchantID, pr.AcquirerPOIID = ad.MerchantID, ad.AcquirerPOIID
 			if ad.AcquirerTransactionID != nil {
 				pr.ProviderReference = ad.AcquirerTransactionID.TransactionID
 			}
@@ -321,6 +325,9 @@ type wirePaymentInstrumentData struct {
 
 type wireCardData struct {
 	PaymentBrand string `json:",omitempty" xml:",attr,omitempty"`
+	// A consumer-presented code (nexo/scan.go).
+	EntryMode    wireList          `json:",omitempty" xml:",attr,omitempty"`
+	PaymentToken *wirePaymentToken `json:",omitempty" xml:",omitempty"`
 }
 
 type wirePaymentResponse struct {
@@ -345,6 +352,8 @@ type wireAmountsResp struct {
 
 type wirePaymentAcquirerData struct {
 	AcquirerID            string             `json:",omitempty" xml:",attr,omitempty"`
+	MerchantID            string             `json:",omitempty" xml:",attr,omitempty"`
+	AcquirerPOIID         string             `json:",omitempty" xml:",attr,omitempty"`
 	ApprovalCode          string             `json:",omitempty" xml:",attr,omitempty"`
 	AcquirerTransactionID *wireTransactionID `json:",omitempty" xml:",omitempty"`
 }

@@ -53,6 +53,8 @@ func TestEmittedValuesAreInTheCodeLists(t *testing.T) {
 		"TransactionType":       {TotalsDebit, TotalsCredit, TotalsReverseDebit, TotalsReverseCredit},
 		"ReconciliationType":    {ReconSale, ReconAcquirerSynchronisation, ReconAcquirer, ReconPrevious},
 		"DocumentQualifier":     {CashierReceipt, CustomerReceipt},
+		"EntryMode":             {EntryModeScanned},
+		"TokenRequestedType":    {TokenTransaction},
 	}
 	for field, values := range emitted {
 		list, ok := lists[field]

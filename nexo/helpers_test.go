@@ -72,14 +72,18 @@ func (f *fakeEngine) Pay(ctx context.Context, txn Txn, req PaymentRequest) (Paym
 		}
 		return PaymentResult{}, ctx.Err()
 	}
-	return PaymentResult{
+	res := PaymentResult{
 		POITransactionID:  TransactionID{ID: fmt.Sprintf("POI-TX-%d", n), TimeStamp: testEpoch.Add(5 * time.Second)},
 		Brand:             brand,
 		InstrumentType:    req.InstrumentType,
 		AcquirerID:        "PPaaS",
 		ProviderReference: fmt.Sprintf("prov-%d", n),
 		ApprovalCode:      "A1B2C3",
-	}, nil
+	}
+	if req.ScannedCode != "" { // the scanned-code golden: a platform that enriched the payment
+		res.MerchantID, res.AcquirerPOIID = "MERCHANT-"+req.ScannedCode[:4], "ACQ-POI-1"
+	}
+	return res, nil
 }
 
 func (f *fakeEngine) Reverse(_ context.Context, _ Txn, req ReversalRequest) (ReversalResult, error) {

@@ -127,6 +127,9 @@ type PaymentRequest struct {
 	// Refunds (nexo/refund.go): the payment a Refund refunds
 	// (PaymentData.OriginalPOITransaction.POITransactionID).
 	OriginalPOITransactionID TransactionID
+	// ScannedCode is the code the POS's scanner read from the consumer's
+	// wallet (consumer-presented, PPaaS merchantscan): see nexo/scan.go.
+	ScannedCode string
 }
 
 // ReversalRequest reverses a completed payment.
@@ -270,6 +273,10 @@ type PaymentResult struct {
 	AcquirerID        string
 	ProviderReference string
 	ApprovalCode      string
+	// MerchantID and AcquirerPOIID (PaymentAcquirerData, Max35Text): the
+	// merchant and the terminal as the acquirer knows them.
+	MerchantID    string
+	AcquirerPOIID string
 }
 
 // ReversalResult is what a PaymentEngine returns for a successful reversal.

@@ -63,6 +63,8 @@ func (r CreateRequest) validate() error {
 		return fmt.Errorf("paymentScenario %q is not consumerscan or merchantscan", r.PaymentScenario)
 	case r.PaymentScenario == MerchantScan && r.ScannedPaymentID == "":
 		return errors.New("scannedPaymentId is required with merchantscan")
+	case r.ScannedPaymentID != "" && CheckScannedPaymentID(r.ScannedPaymentID) != nil:
+		return fmt.Errorf("scannedPaymentId: %w", CheckScannedPaymentID(r.ScannedPaymentID))
 	case r.ClientTransactionID == "":
 		return errors.New("clientTransactionId is required")
 	case r.PaymentAmount.Amount <= 0:
@@ -98,6 +100,18 @@ type Transaction struct {
 	RefundedAmount      int64     `json:"refundedAmount"`
 	CreatedAt           time.Time `json:"createdAt"`
 	UpdatedAt           time.Time `json:"updatedAt"`
+	Enrichment
+}
+
+// Enrichment is what PPaaS adds to a terminal's transaction before it
+// forwards it to the provider: the document says PPaaS "enriches the content
+// by providing additional data such as merchant ID and acquirer". Where the
+// platform puts them in its answers is not documented: these optional fields
+// are our assumption, decoded when present and ignored when absent.
+type Enrichment struct {
+	MerchantID    string `json:"merchantId,omitempty"`    // the merchant at the acquirer
+	AcquirerID    string `json:"acquirerId,omitempty"`    // the acquirer
+	AcquirerPOIID string `json:"acquirerPoiId,omitempty"` // the terminal at the acquirer
 }
 
 // DecodeTransaction parses and validates a Transaction body with no

@@ -202,6 +202,9 @@ type Outcome struct {
 	Brand               string
 	Amount              ppaas.Amount
 	Reason              string
+	// Enrichment is the merchant and acquirer PPaaS added to the transaction
+	// (empty when the platform sent none).
+	Enrichment ppaas.Enrichment
 }
 
 // Engine runs APM payments. It owns no goroutines: each Pay runs in its
@@ -217,6 +220,7 @@ type Engine struct {
 	mu       sync.Mutex
 	byClient map[string]*txn
 	byID     map[string]*txn
+	scans    []*scanWait // merchantscan payments waiting for the terminal's scanner (scan.go)
 }
 
 // NewEngine returns an Engine. display may be nil.
@@ -266,6 +270,7 @@ type txn struct {
 	id        string
 	reference string
 	reason    string
+	enrich    ppaas.Enrichment
 }
 
 type source struct {
@@ -291,6 +296,13 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	}
 	if req.OrderID == "" {
 		req.OrderID = req.ClientTransactionID
+	}
+	if method.Scenario == ppaas.MerchantScan && req.ScannedPaymentID == "" {
+		code, err := e.awaitScan(ctx, req) // scan.go
+		if err != nil {
+			return Outcome{}, fmt.Errorf("qr pay: %w", err)
+		}
+		req.ScannedPaymentID = code
 	}
 	cr := ppaas.CreateRequest{
 		PaymentType:         method.PaymentType,
@@ -337,12 +349,17 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	}
 	failpoint.Hit("qr.created")
 	e.index(t, created.TransactionID)
+	t.mu.Lock()
+	t.enrich = created.Enrichment
+	t.mu.Unlock()
 	log = log.With("transaction_id", created.TransactionID)
 	if err := e.apply(ctx, t, created.Status, source{kind: "agent", seq: created.Sequence, ref: created.ProviderReference, reason: created.StatusReason}); err != nil {
 		log.Error("qr record create", "err", err)
 	}
 	if created.QRCode != nil && !t.final() {
 		e.showQR(ctx, t, created.QRCode)
+	} else if t.method.Scenario == ppaas.MerchantScan && !t.final() {
+		e.showScanned(ctx, t) // scan.go
 	}
 
 	timeout := time.NewTimer(e.cfg.Timeout - time.Since(start))
@@ -659,7 +676,7 @@ func (e *Engine) outcome(t *txn, override Result) Outcome {
 	defer t.mu.Unlock()
 	o := Outcome{
 		State: t.m.state, ClientTransactionID: t.ctid, TransactionID: t.id, ProviderReference: t.reference,
-		Method: t.method, Brand: t.brand, Amount: t.create.PaymentAmount, Reason: t.reason,
+		Method: t.method, Brand: t.brand, Amount: t.create.PaymentAmount, Reason: t.reason, Enrichment: t.enrich,
 	}
 	switch t.m.state {
 	case ppaas.Approved:

@@ -257,6 +257,7 @@ func (pm *payments) handleCreate(w http.ResponseWriter, r *http.Request) {
 				Order:               req.Order,
 				CreatedAt:           now,
 				UpdatedAt:           now,
+				Enrichment:          enrichment(dev), // sim/enrich.go
 			},
 			Serial:  dev.Serial,
 			refunds: map[string]ppaas.Refund{},
@@ -407,6 +408,10 @@ func (pm *payments) handleRefund(w http.ResponseWriter, r *http.Request) {
 // the control API, approve and decline act at once (benchmarks, demo).
 func (pm *payments) autoLocked(prov provider, tx *SimTransaction) {
 	if _, ok := prov.(generic); ok {
+		if pm.mode == ProviderManual && tx.PaymentScenario == ppaas.MerchantScan {
+			generic{}.scannedLocked(pm, tx) // the scanned code decides (provider.go)
+			return
+		}
 		switch pm.mode {
 		case ProviderApprove:
 			pm.decideLocked(tx, ppaas.Approved, "")

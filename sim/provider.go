@@ -175,6 +175,12 @@ func (generic) actions() []string { return []string{"pay", "decline", "abandon"}
 
 func (generic) create(pm *payments, tx *SimTransaction, req ppaas.CreateRequest) error {
 	tx.ProviderReference = "KB-" + uuid.NewString()[:8]
+	if req.PaymentScenario == ppaas.MerchantScan {
+		if !kbWalletCode(req.ScannedPaymentID) {
+			return fmt.Errorf("scannedPaymentId is not a KB wallet code (16 to 32 digits, as the PPaaS document's 281666027690188713769014)")
+		}
+		tx.ps = kbScan{code: req.ScannedPaymentID}
+	}
 	if req.PaymentScenario == ppaas.ConsumerScan {
 		tx.QRCode = &ppaas.QRCode{Payload: "https://pay.kb.sim.ppaas.test/p/" + tx.TransactionID}
 		if pm.cfg.KBImageOnly {
@@ -208,6 +214,37 @@ func (g generic) act(pm *payments, tx *SimTransaction, action string, _ url.Valu
 
 func (generic) raw(tx *SimTransaction, _ ppaas.State) map[string]string {
 	return map[string]string{"paymentType": tx.PaymentType, "provider": "generic"}
+}
+
+// kbScan is a KB merchantscan payment's state: the code the terminal scanned.
+type kbScan struct{ code string }
+
+// kbWalletCode reports whether code looks like a KB wallet's one-time code:
+// the PPaaS document's example is 24 digits.
+func kbWalletCode(code string) bool {
+	if len(code) < 16 || len(code) > 32 {
+		return false
+	}
+	for _, c := range code {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// scannedLocked decides a KB merchantscan payment at once, as a wallet's
+// one-time code authorises the charge: approved, or declined when the code was
+// already used for another payment (a replayed screenshot).
+func (generic) scannedLocked(pm *payments, tx *SimTransaction) {
+	code := tx.ps.(kbScan).code
+	for _, other := range pm.byID {
+		if s, ok := other.ps.(kbScan); ok && other != tx && s.code == code {
+			pm.decideLocked(tx, ppaas.Declined, "wallet code already used")
+			return
+		}
+	}
+	pm.decideLocked(tx, ppaas.Approved, "")
 }
 
 // live reports whether a provider may still decide tx (not final, not cancelled).

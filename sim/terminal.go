@@ -24,6 +24,7 @@ type Terminals struct {
 	screens map[string]display.Screen
 	subs    map[string]map[chan display.Screen]struct{}
 	now     func() time.Time
+	scanner ScanFunc // the agent's scanner input (terminal_scan.go)
 }
 
 func newTerminals(now func() time.Time) *Terminals {
@@ -119,6 +120,7 @@ func (p *PPaaS) terminalRoutes() {
 		_ = page.Execute(w, map[string]string{"Serial": r.PathValue("serial")})
 	})
 	p.control.HandleFunc("GET /terminal/{serial}/events", p.handleTerminalEvents)
+	p.control.HandleFunc("POST /terminal/{serial}/scan", p.handleTerminalScan) // terminal_scan.go
 	p.control.HandleFunc("POST /terminal/{serial}/display", func(w http.ResponseWriter, r *http.Request) {
 		var s display.Screen
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&s); err != nil {

@@ -13,16 +13,23 @@ import (
 	"strings"
 	"time"
 
+	"github.com/termagent/termagent/certs"
 	"github.com/termagent/termagent/sim"
 )
 
 const consumerUsage = `Usage: sim consumer [flags] pay|decline|abandon [ID]
+       sim consumer [flags] scan CODE
+
 
 The consumer in front of the virtual terminal, through the simulator's control
 API: scans the QR and pays, declines in the wallet, or walks away. ID is the
 POI transaction id (what sim pos prints and the POS gets back) or the PPaaS
 transaction id (qr-…); without it, the payment waiting on the terminal.
 Provider-specific actions without arguments (sim/PROVIDERS.md) work too.
+
+scan CODE shows the terminal's scanner the code of the consumer's wallet: the
+merchantscan payment waiting on terminal -serial (default the simulator's
+device) takes it, as from the virtual terminal page's scan field.
 
 Flags:
 `
@@ -51,6 +58,12 @@ func runConsumer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	cc := &controlClient{base: strings.TrimSuffix(*control, "/"), http: &http.Client{}}
+	if action == "scan" {
+		if id == "" {
+			return errors.New("scan: want the CODE the consumer's wallet shows")
+		}
+		return cc.scan(ctx, *serial, id, stdout)
+	}
 	tx, err := cc.find(ctx, id, *serial)
 	if err != nil {
 		return err
@@ -138,5 +151,33 @@ func (c *controlClient) do(req *http.Request, out any) error {
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("control API answer: %w", err)
 	}
+	return nil
+}
+
+// scan posts a code to the virtual terminal's scanner (POST /terminal/{serial}/scan).
+func (c *controlClient) scan(ctx context.Context, serial, code string, stdout io.Writer) error {
+	if serial == "" {
+		serial = certs.DefaultSerial
+	}
+	body, _ := json.Marshal(map[string]string{"code": code})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/terminal/"+url.PathEscape(serial)+"/scan", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		ClientTransactionID string `json:"clientTransactionId"`
+		Error               string `json:"error"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 4<<10)).Decode(&out)
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("scan refused (%d): %s", resp.StatusCode, out.Error)
+	}
+	fmt.Fprintf(stdout, "consumer scan: POI transaction %s took the code\n", out.ClientTransactionID)
 	return nil
 }

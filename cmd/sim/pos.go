@@ -30,7 +30,10 @@ response. Flags go before or after the command. Commands:
   login | logout
   pay AMOUNT CURRENCY          e.g. pay 12.50 EUR -brand KB; while the consumer
                                pays, prints the POI and PPaaS transaction ids and
-                               what to do next; Ctrl-C aborts the payment
+                               what to do next; Ctrl-C aborts the payment.
+                               Consumer-presented: -brand KBSCAN -scan CODE sends the
+                               code the POS's scanner read; without -scan the payment
+                               waits for the terminal's (sim consumer scan CODE)
   refund POI-TRANSACTION-ID [AMOUNT [CURRENCY]]
                                without AMOUNT: reverse an APM payment (cancel, or
                                refund if approved); with AMOUNT: refund that much of
@@ -60,6 +63,7 @@ Flags:
 // posOptions are the flags of sim pos that shape a command beyond its client.
 type posOptions struct {
 	brand, serviceID, control string
+	scan                      string // the code the POS's scanner read (merchantscan)
 	timeout                   time.Duration
 }
 
@@ -72,6 +76,7 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	saleID := fs.String("sale-id", "POS1", "SaleID of this POS")
 	var o posOptions
 	fs.StringVar(&o.brand, "brand", "KB", "payment brand for pay")
+	fs.StringVar(&o.scan, "scan", "", "pay: the consumer's wallet code read by the POS's scanner (merchantscan brands, e.g. -brand KBSCAN)")
 	fs.StringVar(&o.serviceID, "service-id", "", "ServiceID of the request (default: a fresh one)")
 	fs.StringVar(&o.control, "control", defaultControlURL, "the simulator's control API, for the ids and hints pay prints while it waits (empty: none)")
 	useXML := fs.Bool("xml", false, "send XML instead of JSON")
@@ -241,7 +246,7 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // Ctrl-C (ctx ends) it aborts its own payment and still waits for the
 // POI's answer, so no payment is left open behind the user's back.
 func posPay(ctx context.Context, p *world.POS, o posOptions, amount string, minor int64, currency string, stdout io.Writer) (*nexo.Response, error) {
-	req := p.PaymentRequest(o.serviceID, minor, currency, o.brand)
+	req := p.ScannedPaymentRequest(o.serviceID, minor, currency, o.brand, o.scan)
 	ref := req.Header.SaleID + "/" + req.Header.ServiceID
 	fmt.Fprintf(stdout, "Payment %s %s (%s) sent as %s; waiting for the consumer (Ctrl-C aborts it)\n", amount, currency, o.brand, ref)
 

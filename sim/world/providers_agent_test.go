@@ -88,7 +88,10 @@ func TestProvidersThroughAgent(t *testing.T) {
 				require.NotNil(t, res)
 				require.Equal(t, tc.brand, res.Brand)
 				require.Equal(t, int64(4200), res.AuthorizedAmount.Minor)
-				require.Equal(t, "PPaaS:"+tc.brand, res.AcquirerID)
+				// The platform's enrichment (sim/enrich.go): acquirer, merchant, terminal.
+				require.Equal(t, sim.SimAcquirerID, res.AcquirerID)
+				require.NotEmpty(t, res.MerchantID)
+				require.Equal(t, "TID-"+w.Agent.Serial(), res.AcquirerPOIID)
 				require.NotEmpty(t, res.ProviderReference)
 			} else {
 				require.Equal(t, tc.condition, r.resp.Status.ErrorCondition, world.Describe(r.resp))

@@ -91,6 +91,14 @@ type Step struct {
 	Consumer string            `json:"consumer,omitempty"`
 	Args     map[string]string `json:"args,omitempty"`
 
+	// Scan is a code the consumer's wallet shows (merchantscan): on a pos pay
+	// step the POS's scanner read it and it travels with the request; alone,
+	// the terminal's scanner reads it (the virtual terminal's scan field) for
+	// the payment waiting for one. ScanError, on a terminal scan, is text the
+	// refusal of the scan must contain (the scan must then be refused).
+	Scan      string `json:"scan,omitempty"`
+	ScanError string `json:"scanError,omitempty"`
+
 	Fault *StepFault `json:"fault,omitempty"`
 
 	// Expect checks a response: with POS, that request's; alone, the response
@@ -297,7 +305,7 @@ func strictDecode(data []byte, v any) error {
 var (
 	posActions    = []string{"pay", "reverse", "abort", "status", "diagnosis", "login", "logout", "totals", "reconcile", "sync", "receipt", "refund"}
 	ppaasStates   = []string{"created", "awaiting_consumer", "pending", "confirming", "approved", "declined", "cancelled", "expired", "refunded"}
-	screenStates  = []string{"idle", "created", "awaiting_consumer", "pending", "approved", "declined", "cancelled", "expired", "refunded", "unknown", "message", "confirming"}
+	screenStates  = []string{"idle", "created", "awaiting_consumer", "pending", "approved", "declined", "cancelled", "expired", "refunded", "unknown", "message", "confirming", "awaiting_scan"}
 	nexoResults   = []string{string(nexo.Success), string(nexo.Failure), string(nexo.Partial)}
 	brokerActions = []string{"stop", "start", "kick"}
 )
@@ -381,6 +389,9 @@ func (sc *Scenario) Validate() error {
 		if s.Consumer != "" {
 			actions = append(actions, "consumer")
 		}
+		if s.Scan != "" && s.POS == "" {
+			actions = append(actions, "scan")
+		}
 		if s.Fault != nil {
 			actions = append(actions, "fault")
 		}
@@ -401,7 +412,7 @@ func (sc *Scenario) Validate() error {
 		}
 		switch len(actions) {
 		case 0:
-			bad(n, "", "", "no action: want one of pos, await, consumer, fault, expect, expectCharges, expectNetCharges, expectPPaaS, wait")
+			bad(n, "", "", "no action: want one of pos, await, consumer, scan, fault, expect, expectCharges, expectNetCharges, expectPPaaS, wait")
 			continue
 		case 1:
 		default:
@@ -429,6 +440,12 @@ func (sc *Scenario) Validate() error {
 		}
 		if s.Args != nil && s.Consumer == "" {
 			bad(n, kind, "args", "only a consumer step takes it")
+		}
+		if s.Scan != "" && s.POS != "" && s.POS != "pay" {
+			bad(n, kind, "scan", "only a pos pay step (the POS's scanner) or a step alone (the terminal's) takes it")
+		}
+		if s.ScanError != "" && (s.Scan == "" || s.POS != "") {
+			bad(n, kind, "scanError", "only a terminal scan step takes it")
 		}
 		switch actions[0] {
 		case "pos":
@@ -473,6 +490,11 @@ func (sc *Scenario) Validate() error {
 			}
 			if s.ServiceID != "" {
 				bad(n, kind, "serviceId", "await watches the terminal's screen, not a payment")
+			}
+		case "scan":
+			payOnly()
+			if !anyPay {
+				bad(n, kind, "scan", "needs an earlier pay step (the terminal scans for the payment waiting for a code)")
 			}
 		case "consumer":
 			payOnly()
@@ -716,6 +738,8 @@ func (s *Step) kind() string {
 		return "await " + s.Await
 	case s.Consumer != "":
 		return "consumer " + s.Consumer
+	case s.Scan != "":
+		return "scan"
 	case s.Fault != nil:
 		return "fault"
 	case s.ExpectCharges != nil:

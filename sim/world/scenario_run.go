@@ -203,6 +203,21 @@ func (r *scenarioRun) step(scenario context.Context, s *Step) error {
 		}
 		r.detail("transaction %s is %s", tx.TransactionID, tx.Status)
 		return nil
+	case s.Scan != "": // the terminal's scanner (scan.go)
+		ctid, err := r.w.PPaaS.Terminals().Scan(ctx, r.w.Agent.Serial(), s.Scan)
+		switch {
+		case s.ScanError != "" && err == nil:
+			return fmt.Errorf("the scan was taken by %s, want it refused with %q", ctid, s.ScanError)
+		case s.ScanError != "" && !strings.Contains(err.Error(), s.ScanError):
+			return fmt.Errorf("the scan was refused with %q, want %q", err, s.ScanError)
+		case s.ScanError != "":
+			r.detail("scan refused as expected: %v", err)
+			return nil
+		case err != nil:
+			return fmt.Errorf("the terminal's scan: %w", err)
+		}
+		r.detail("scanned code taken by POI transaction %s", ctid)
+		return nil
 	case s.Fault != nil:
 		return r.fault(s.Fault)
 	case s.ExpectCharges != nil:
@@ -279,7 +294,7 @@ func (r *scenarioRun) posStep(scenario, ctx context.Context, s *Step) error {
 			sid = NewServiceID()
 		}
 		r.last = sid
-		req := r.pos.PaymentRequest(sid, minor, strings.ToUpper(s.Currency), s.Brand)
+		req := r.pos.ScannedPaymentRequest(sid, minor, strings.ToUpper(s.Currency), s.Brand, s.Scan) // scan.go
 		if prev := r.requests[sid]; prev != nil && prev.Payment.Amount == req.Payment.Amount && prev.Payment.AllowedBrands[0] == s.Brand {
 			req = prev // a POS retrying a payment sends the very same request
 		}

@@ -98,6 +98,7 @@ func StartWorld(ctx context.Context, cfg WorldConfig) (*World, error) {
 		ac.CloudURL = p.RelayURL()
 	}
 	ac.AdminListen = ""
+	ac.APMBrands += "," + ScanBrands // consumer-presented payments (scan.go)
 	if cfg.AgentConfig != nil {
 		cfg.AgentConfig(&ac)
 	}
@@ -116,6 +117,7 @@ func StartWorld(ctx context.Context, cfg WorldConfig) (*World, error) {
 		_ = p.Close(context.Background())
 		return nil, err
 	}
+	p.Terminals().SetScanner(agentScanner(a)) // the virtual terminal's scan field (scan.go)
 	actx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	w := &World{PPaaS: p, Agent: a, Config: ac, AgentClock: clk, dir: cfg.Dir, stop: stop, done: make(chan error, 1), opts: opts, log: log}
 	go func() { w.done <- a.Run(actx) }()
