@@ -256,7 +256,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.st = st
 	held := newHeldAdvices()
-	j := journal{st: st, held: held}
+	after := newAfterSale(st, a.log.With("component", "aftersale")) // agent/aftersale.go
+	j := journal{st: st, held: held, after: after, receipts: a.cfg.DigitalReceipts}
 	// What a previous run left unfinished, listed before the POS can start a
 	// payment: recovery must not take this run's payments for interrupted ones.
 	unfinished, err := st.UnfinishedTxns(ctx)
@@ -358,6 +359,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	m.watchNexo(srv)
+	if a.cfg.POSEventURL != "" {
+		after.connect(srv.SealEvent, m.afterSaleUpdate)
+	} else {
+		after.connect(nil, m.afterSaleUpdate)
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", a.cfg.NexoListen)
 	if err != nil {
@@ -404,7 +410,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			TLS:         a.platform.Clone(),
 			Credentials: a.auth,
 			Events:      events{st: st},
-			Handler:     engine,
+			Handler:     eventRouter{engine: engine, after: after},
 			Logger:      a.log.With("component", "mqtt"),
 			Statuses:    statuses,
 		})
