@@ -136,8 +136,10 @@ type eventRouter struct {
 
 // HandleEvent implements qr.EventHandler.
 func (r eventRouter) HandleEvent(ctx context.Context, ev ppaas.Event) error {
-	if handled, err := r.after.event(ctx, ev); handled {
-		return err
+	if !r.engine.InFlight(ev) {
+		if handled, err := r.after.event(ctx, ev); handled {
+			return err
+		}
 	}
 	return r.engine.HandleEvent(ctx, ev)
 }
