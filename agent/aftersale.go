@@ -43,11 +43,12 @@ const (
 	afterRefunded       = "refunded"         // refunded at the provider, not at the POS's request
 	afterChargedBack    = "charged_back"     // the card holder charged it back
 	afterRefundComplete = "refund_completed" // a refund the POS asked for, answered InProgress, completed
+	afterRefundFailed   = "refund_failed"    // a refund the POS asked for, answered InProgress, refused by PPaaS
 	afterRefundOwed     = "refund_owed"      // a cancelled payment the consumer had paid: a refund is owed
 	afterSettled        = "settled"          // an unknown outcome (or an aborted payment) settled by its reversal
 )
 
-var afterSaleKinds = closedSet(afterRefunded, afterChargedBack, afterRefundComplete, afterRefundOwed, afterSettled)
+var afterSaleKinds = closedSet(afterRefunded, afterChargedBack, afterRefundComplete, afterRefundFailed, afterRefundOwed, afterSettled)
 
 // afterSaleRecord is the data of a stateAfterSale transition.
 type afterSaleRecord struct {
@@ -184,16 +185,11 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 	}
 	switch {
 	case paid && ev.Status == ppaas.Refunded:
-		if r, err := readRefundable(ctx, a.st, t.ID, ""); err == nil && len(r.reserved) > 0 {
-			// The POS refunded it itself: news only when one of its refunds
-			// was answered InProgress and has not been settled since.
-			if !a.refundPending(ctx, r) {
-				return rec, false
-			}
-			rec.Kind = afterRefundComplete
-			rec.Amount.Amount = r.reservedTotal()
-			rec.Text = fmt.Sprintf("refund completed at the provider after the POS was answered InProgress: %s refunded", formatMinor(rec.Amount))
-			return rec, true
+		if r, err := readRefundable(ctx, a.st, t.ID, t.SaleID); err == nil && len(r.reserved) > 0 {
+			// The POS refunded it itself: each refund's own response tells it,
+			// and one answered InProgress is notified when the refund desk
+			// settles it (refundSettled).
+			return rec, false
 		}
 		if viewQR(t).state == ppaas.Refunded || a.isOwn(t.ID) {
 			return rec, false // the POS reversed it: its Reversal response says so
@@ -215,28 +211,6 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 		return rec, true
 	}
 	return rec, false
-}
-
-// refundPending reports whether a refund the POS asked of payment r is not
-// settled in the journal yet (answered InProgress, or unfinished).
-func (a *afterSale) refundPending(ctx context.Context, r refundable) bool {
-	for id := range r.reserved {
-		rt, err := a.st.Txn(ctx, id)
-		if err != nil {
-			continue
-		}
-		if pendingMarked(rt) && !rt.Final {
-			return true
-		}
-		e := toEntry(rt)
-		if e.State != nexo.TxDone {
-			return true
-		}
-		if resp, err := (nexo.JSONCodec{}).DecodeResponse(e.Response); err == nil && resp.Status.ErrorCondition == nexo.InProgress {
-			return true
-		}
-	}
-	return false
 }
 
 // chargedBack tells a chargeback from a refund in a "refunded" event: the
@@ -354,4 +328,25 @@ func afterSaleDetails(t store.Txn, rec afterSaleRecord) string {
 		d = strings.ToValidUTF8(d[:1024], "")
 	}
 	return d
+}
+
+// refundSettled is the refund desk's after-sale update: refund t (order o),
+// answered InProgress to the POS, is now settled at PPaaS with resp (Success:
+// the money is back; Failure: refused, nothing refunded). It is journaled on
+// the original payment and notified like any other update.
+func (j journal) refundSettled(ctx context.Context, t store.Txn, o refundOrder, resp *nexo.Response, amount nexo.Amount) error {
+	if j.after == nil || !pendingMarked(t) {
+		return nil // answered at once (or never answered): its response told it
+	}
+	rec := afterSaleRecord{Kind: afterRefundComplete, Amount: ppaas.Amount{Amount: amount.Minor, Currency: amount.Currency}}
+	what := fmt.Sprintf("%s %s/%s (POI transaction %s)", refundWord(o), o.saleID, o.serviceID, o.id)
+	if amount.Currency != "" {
+		what += " of " + formatMinor(rec.Amount)
+	}
+	rec.Text = what + " completed at the provider after the POS was answered InProgress"
+	if resp.Status.Result != nexo.Success {
+		rec.Kind = afterRefundFailed
+		rec.Text = what + " refused by PPaaS after the POS was answered InProgress: nothing refunded (" + resp.Status.AdditionalResponse + ")"
+	}
+	return j.after.record(ctx, o.original, rec)
 }

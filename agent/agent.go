@@ -78,6 +78,7 @@ type Agent struct {
 	adminAddr net.Addr
 	mqttUp    bool
 	st        *store.Store
+	after     *afterSale // after-sale updates (agent/aftersale.go); set in Run
 	fwd       *Forwarder
 	statuses  *ppaas.Statuses
 	cloud     *CloudConnector // issue 16: nil when cloud_url is empty
@@ -257,6 +258,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.st = st
 	held := newHeldAdvices()
 	after := newAfterSale(st, a.log.With("component", "aftersale")) // agent/aftersale.go
+	a.after = after
 	j := journal{st: st, held: held, after: after, receipts: a.cfg.DigitalReceipts}
 	// What a previous run left unfinished, listed before the POS can start a
 	// payment: recovery must not take this run's payments for interrupted ones.
