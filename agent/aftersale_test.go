@@ -226,3 +226,50 @@ func TestAfterSaleMetricLabelsAreClosed(t *testing.T) {
 	}
 	require.Equal(t, map[string]float64{afterRefunded: 1, labelOther: 1}, got)
 }
+
+// Pennymatic: a payment the POS was told failed, whose cancellation PPaaS
+// later reports with a refund owed (the consumer had paid on the
+// blockchain), is an update the POS must hear of.
+func TestAfterSaleRefundOwedIsNotified(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "P1", 2500)
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "P1"},
+		failureResponse(t, "P1", id, nexo.Cancel, "the consumer did not pay in time"), time.Now()))
+	ev := ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, Status: ppaas.Cancelled,
+		Provider: map[string]string{"txhash": "ab12", "isconfirmed": "false", "refund": "owed"}}
+	handled, err := r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+	require.True(t, handled)
+	ev.Provider = nil // a cancellation without a refund owed is no news
+	ev.EventID = "e2"
+	_, err = r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+
+	recs := afterSaleRecords(t, r.j.st, id)
+	require.Len(t, recs, 1)
+	require.Equal(t, afterRefundOwed, recs[0].Kind)
+	require.Contains(t, recs[0].Text, "refund of 25.00 EUR")
+	e, _, err := r.j.Lookup(ctx, "POS1", "P1")
+	require.NoError(t, err)
+	resp, err := nexo.JSONCodec{}.DecodeResponse(e.Response)
+	require.NoError(t, err)
+	require.Equal(t, nexo.Failure, resp.Status.Result)
+	require.Contains(t, resp.Status.AdditionalResponse, "owes the consumer a refund")
+	require.Len(t, outboxOf(t, r.j.st, store.KindNexoEvent), 1)
+}
+
+// Without a pos_event_url the update is journaled and counted, and nothing is
+// queued for a POS that cannot be reached.
+func TestAfterSaleWithoutPOSEventURL(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	r.j.after.connect(nil, func(kind string) { r.counts[kind]++ })
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "S1", 300)
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 300), time.Now()))
+	_, err := r.j.after.event(ctx, ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, Status: ppaas.Refunded})
+	require.NoError(t, err)
+	require.Len(t, afterSaleRecords(t, r.j.st, id), 1)
+	require.Equal(t, map[string]int{afterRefunded: 1}, r.counts)
+	require.Empty(t, outboxOf(t, r.j.st, store.KindNexoEvent))
+}
