@@ -157,13 +157,10 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event) (handled bool, er
 		return false, nil
 	}
 	e := toEntry(t)
-	if e.Category != nexo.CategoryPayment || e.State != nexo.TxDone {
+	if e.Category != nexo.CategoryPayment || e.State != nexo.TxDone || e.Response == nil {
 		return true, nil
 	}
-	resp, err := nexo.JSONCodec{}.DecodeResponse(e.Response)
-	if err != nil {
-		return true, nil
-	}
+	resp := e.Response
 	rec, ok := a.classify(ctx, t, resp, ev)
 	if !ok {
 		a.log.Info("qr late update: nothing new for the POS", "poi_transaction_id", t.ID, "status", ev.Status, "event_id", ev.EventID)
@@ -248,13 +245,12 @@ func (a *afterSale) record(ctx context.Context, id string, rec afterSaleRecord) 
 	if err != nil {
 		return fmt.Errorf("after-sale update of %s: %w", id, err)
 	}
-	e := toEntry(t)
-	resp, err := nexo.JSONCodec{}.DecodeResponse(e.Response)
-	if err != nil {
-		return fmt.Errorf("after-sale update of %s: decode its response: %w", id, err)
+	resp := entryOf(t, withResponse).Response // our own copy
+	if resp == nil {
+		return fmt.Errorf("after-sale update of %s: no final response journaled", id)
 	}
 	resp.Status.AdditionalResponse = rec.Text
-	b, err := nexo.JSONCodec{}.EncodeResponse(resp)
+	b, err := responseRecord(resp)
 	if err != nil {
 		return fmt.Errorf("after-sale update of %s: %w", id, err)
 	}

@@ -389,7 +389,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return screen.Run(gctx) })
 	// refunds: agent/refund_desk.go
 	g.Go(func() error { return a.runRefundDesk(gctx, st, engine, desk, unfinished) })
-	a.startCloud(gctx, g, srv.Exchange) // issue 16
+	a.startCloud(gctx, g, srv.Exchange, srv.Busy) // issue 16
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("nexo server: %w", err)

@@ -35,9 +35,17 @@ type CloudConfig struct {
 	Ping        time.Duration // keepalive ping interval; default 15 s
 	// MaxPending bounds the answers kept for redelivery; default 256.
 	MaxPending int
-	// MaxInFlight bounds the relayed requests served at once (the reader
-	// waits for a slot); default 8.
+	// MaxInFlight bounds the relayed requests served at once; default 8.
 	MaxInFlight int
+	// MaxQueued bounds the relayed requests waiting for one of those slots;
+	// default 16. The connection is read all the while (keepalive answered,
+	// acknowledgements taken); a request beyond both bounds is answered at
+	// once with Busy, without being served.
+	MaxQueued int
+	// Busy renders that answer for a relayed Nexo message
+	// (nexo.Server.Busy); nil: the request is refused with an answer frame
+	// that carries no Nexo message.
+	Busy func(body []byte, why string) []byte
 	// MaxMessageBytes bounds a frame read; default 72 KiB (the Nexo server's
 	// 64 KiB plus the frame).
 	MaxMessageBytes int64
@@ -58,6 +66,9 @@ func (c *CloudConfig) setDefaults() {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 8
+	}
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = 16
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 72 << 10
@@ -91,6 +102,7 @@ type CloudConnector struct {
 	pending  map[string][]byte   // id → encoded answer frame, not yet acknowledged
 	asked    map[string][32]byte // id → hash of the request it answers (in flight or pending)
 	order    []string            // pending ids, oldest first
+	admitted int                 // requests served or waiting for a slot (≤ MaxInFlight+MaxQueued)
 	up       chan struct{}       // closed while connected (replaced when down)
 	stats    CloudStats
 }
@@ -102,6 +114,8 @@ type CloudStats struct {
 	Duplicates int // requests not served again (in flight or answer kept)
 	Resent     int // answers sent again after a reconnection or a duplicate
 	Dropped    int // kept answers dropped by the MaxPending bound
+	Refused    int // requests answered Busy: MaxInFlight and MaxQueued reached
+	Pongs      int // keepalive pings the relay answered
 }
 
 // NewCloudConnector returns a connector that dials with dial and serves each
@@ -265,6 +279,7 @@ func (c *CloudConnector) session(ctx context.Context, conn *websocket.Conn, g *e
 				conn.CloseNow()
 				return
 			}
+			c.count(func(s *CloudStats) { s.Pongs++ })
 		}
 	}()
 
@@ -306,14 +321,24 @@ func (c *CloudConnector) request(sctx, ctx context.Context, conn *websocket.Conn
 	}
 	kept, answered := c.pending[f.ID]
 	running := c.inflight[f.ID]
-	if answered || running {
+	full := false
+	switch {
+	case answered || running:
 		c.stats.Duplicates++
-	} else {
+	case c.admitted >= c.cfg.MaxInFlight+c.cfg.MaxQueued:
+		full = true
+		c.stats.Refused++
+	default:
+		c.admitted++
 		c.inflight[f.ID] = true
 		c.asked[f.ID] = sum
 	}
 	c.mu.Unlock()
 	switch {
+	case full:
+		// Not kept: nothing was done, so a repeat is served anew.
+		c.log.Warn("cloud request refused: too many in flight", "id", f.ID, "in_flight", c.cfg.MaxInFlight, "queued", c.cfg.MaxQueued)
+		return c.write(sctx, conn, c.busyFrame(f, fmt.Sprintf("the POI is serving %d requests and has %d waiting; send it again later", c.cfg.MaxInFlight, c.cfg.MaxQueued)))
 	case answered:
 		c.log.Info("cloud request repeated: its answer sent again", "id", f.ID)
 		c.count(func(s *CloudStats) { s.Resent++ })
@@ -322,16 +347,23 @@ func (c *CloudConnector) request(sctx, ctx context.Context, conn *websocket.Conn
 		c.log.Info("cloud request repeated while served: not served twice", "id", f.ID)
 		return nil
 	}
-	select {
-	case slots <- struct{}{}:
-	case <-sctx.Done():
-		c.mu.Lock()
-		delete(c.inflight, f.ID)
-		delete(c.asked, f.ID)
-		c.mu.Unlock()
-		return sctx.Err()
-	}
+	// The reader does not wait for a slot: the request does, in its own
+	// goroutine (bounded by admitted), while the connection is read.
 	g.Go(func() error {
+		defer func() {
+			c.mu.Lock()
+			c.admitted--
+			c.mu.Unlock()
+		}()
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done(): // shutting down: not started, not answered
+			c.mu.Lock()
+			delete(c.inflight, f.ID)
+			delete(c.asked, f.ID)
+			c.mu.Unlock()
+			return nil
+		}
 		defer func() { <-slots }()
 		c.count(func(s *CloudStats) { s.Served++ })
 		// Not the connection's context: a payment outlives a dropped
@@ -342,6 +374,19 @@ func (c *CloudConnector) request(sctx, ctx context.Context, conn *websocket.Conn
 		return nil
 	})
 	return nil
+}
+
+// busyFrame is the answer frame refusing f without serving it.
+func (c *CloudConnector) busyFrame(f ppaas.CloudFrame, why string) []byte {
+	var nexo []byte
+	if c.cfg.Busy != nil {
+		nexo = c.cfg.Busy(f.Nexo, why)
+	}
+	frame, err := json.Marshal(ppaas.CloudFrame{Type: ppaas.CloudAnswer, ID: f.ID, Nexo: json.RawMessage(nexo)})
+	if err != nil {
+		frame, _ = json.Marshal(ppaas.CloudFrame{Type: ppaas.CloudAnswer, ID: f.ID})
+	}
+	return frame
 }
 
 // answer keeps the answer and sends it on the live connection, if any.
@@ -454,11 +499,11 @@ func (a *Agent) Cloud() *CloudConnector {
 }
 
 // startCloud starts the cloud connector in g when cloud_url is set.
-func (a *Agent) startCloud(ctx context.Context, g *errgroup.Group, serve func(context.Context, []byte) []byte) {
+func (a *Agent) startCloud(ctx context.Context, g *errgroup.Group, serve func(context.Context, []byte) []byte, busy func([]byte, string) []byte) {
 	if a.cfg.CloudURL == "" {
 		return
 	}
-	cc := NewCloudConnector(CloudConfig{}, cloudDialer(a.cfg.CloudURL, a.platform, a.auth, a.clock), serve, a.log.With("component", "cloud"))
+	cc := NewCloudConnector(CloudConfig{Busy: busy}, cloudDialer(a.cfg.CloudURL, a.platform, a.auth, a.clock), serve, a.log.With("component", "cloud"))
 	a.mu.Lock()
 	a.cloud = cc
 	a.mu.Unlock()

@@ -223,3 +223,74 @@ func TestCloudConnectorPingDropsASilentRelay(t *testing.T) {
 	defer second.CloseNow()
 	require.Eventually(t, func() bool { return cc.Stats().Connects >= 2 }, 5*time.Second, time.Millisecond)
 }
+
+// TestCloudConnectorKeepsReadingWhenSaturated: with every slot taken by a
+// slow exchange and the queue full, the connector still reads the
+// connection: the relay's pings are answered (the connection is not
+// dropped under the payments in flight), a queued request waits for a slot,
+// and one beyond both bounds is answered Busy at once, without being served.
+func TestCloudConnectorKeepsReadingWhenSaturated(t *testing.T) {
+	relay := newFakeRelay(t)
+	g := &gatedServe{release: make(chan struct{})}
+	busy := func(body []byte, why string) []byte {
+		b, _ := json.Marshal(map[string]string{"busy": why, "req": string(body)})
+		return b
+	}
+	cc := NewCloudConnector(CloudConfig{MaxInFlight: 2, MaxQueued: 1, Busy: busy, Ping: 20 * time.Millisecond,
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, relay.dial, g.serve, nil)
+	runConnector(t, cc)
+
+	c := relay.next(t)
+	defer c.CloseNow()
+	frames := make(chan ppaas.CloudFrame, 16)
+	go func() { // the relay reads (answers the connector's pings) until closed
+		for {
+			_, b, err := c.Read(context.Background())
+			if err != nil {
+				return
+			}
+			var f ppaas.CloudFrame
+			if json.Unmarshal(b, &f) == nil {
+				frames <- f
+			}
+		}
+	}()
+	next := func() ppaas.CloudFrame {
+		t.Helper()
+		select {
+		case f := <-frames:
+			return f
+		case <-time.After(10 * time.Second):
+			t.Fatal("no frame from the connector: it stopped reading")
+			return ppaas.CloudFrame{}
+		}
+	}
+	for _, id := range []string{"R1", "R2", "R3"} {
+		send(t, c, ppaas.CloudFrame{Type: ppaas.CloudRequest, ID: id, Nexo: json.RawMessage(`{"pay":"` + id + `"}`)})
+	}
+	require.Eventually(t, func() bool { return g.calls.Load() == 2 }, 5*time.Second, time.Millisecond)
+	send(t, c, ppaas.CloudFrame{Type: ppaas.CloudRequest, ID: "R4", Nexo: json.RawMessage(`{"pay":"R4"}`)})
+	f := next()
+	require.Equal(t, "R4", f.ID)
+	var refusal map[string]string
+	require.NoError(t, json.Unmarshal(f.Nexo, &refusal))
+	require.Contains(t, refusal["busy"], "serving 2 requests and has 1 waiting")
+	require.JSONEq(t, `{"pay":"R4"}`, refusal["req"])
+
+	pongs := cc.Stats().Pongs
+	require.Eventually(t, func() bool { return cc.Stats().Pongs >= pongs+5 }, 10*time.Second, time.Millisecond,
+		"pings answered while every slot is taken")
+	require.Equal(t, 1, cc.Stats().Connects, "the connection is kept")
+	require.Equal(t, int32(2), g.calls.Load(), "the queued request waits for a slot")
+
+	close(g.release)
+	got := map[string]bool{}
+	for range 3 {
+		got[next().ID] = true
+	}
+	require.Equal(t, map[string]bool{"R1": true, "R2": true, "R3": true}, got)
+	st := cc.Stats()
+	require.Equal(t, 3, st.Served)
+	require.Equal(t, 1, st.Refused)
+	require.Equal(t, 1, st.Connects)
+}

@@ -36,13 +36,9 @@ func beginPayment(t *testing.T, j journal, serviceID string, minor int64) string
 		Payment: &nexo.PaymentRequest{SaleTransactionID: nexo.TransactionID{ID: "ORDER-" + serviceID, TimeStamp: time.Now().UTC()}, Type: nexo.PaymentNormal,
 			Amount: nexo.Amount{Minor: minor, Currency: "EUR"}, AllowedBrands: []string{"KB"}},
 	}
-	raw, err := nexo.JSONCodec{}.EncodeRequest(req)
-	require.NoError(t, err)
-	_, err = nexo.JSONCodec{}.DecodeRequest(raw)
-	require.NoError(t, err, "a request recovery can read back")
 	now := time.Now()
 	id, err := j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: serviceID, Category: nexo.CategoryPayment,
-		RequestHash: "h-" + serviceID, Request: raw, State: nexo.TxInProgress, Started: now, Updated: now})
+		RequestHash: "h-" + serviceID, Request: req, State: nexo.TxInProgress, Started: now, Updated: now})
 	require.NoError(t, err)
 	tx, ok, err := j.st.TxnByServiceID(t.Context(), "POS1", serviceID)
 	require.NoError(t, err)
@@ -51,15 +47,13 @@ func beginPayment(t *testing.T, j journal, serviceID string, minor int64) string
 	return id
 }
 
-func failureResponse(t *testing.T, serviceID, poiID string, cond nexo.ErrorCondition, text string) []byte {
+func failureResponse(t *testing.T, serviceID, poiID string, cond nexo.ErrorCondition, text string) *nexo.Response {
 	t.Helper()
-	b, err := nexo.JSONCodec{}.EncodeResponse(&nexo.Response{
+	return &nexo.Response{
 		Header:  nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: nexo.CategoryPayment, Type: nexo.TypeResponse, SaleID: "POS1", ServiceID: serviceID, POIID: "DX8000-1"},
 		Status:  nexo.ResponseStatus{Result: nexo.Failure, ErrorCondition: cond, AdditionalResponse: text},
 		Payment: &nexo.PaymentResponse{POITransactionID: nexo.TransactionID{ID: poiID}},
-	})
-	require.NoError(t, err)
-	return b
+	}
 }
 
 // Issue 10 item 1: the reversal advice the engine queues for an unknown
@@ -105,11 +99,10 @@ func TestReversalAdviceCommitsWithItsFinalResponse(t *testing.T) {
 	// The invariant: a transaction with a reversal advice is never journaled approved.
 	id2 := beginPayment(t, j, "U2", 100)
 	require.NoError(t, adv.Advise(t.Context(), qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: id2, Reason: "x"}))
-	ok, err := nexo.JSONCodec{}.EncodeResponse(&nexo.Response{
+	ok := &nexo.Response{
 		Header: nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: nexo.CategoryPayment, Type: nexo.TypeResponse, SaleID: "POS1", ServiceID: "U2", POIID: "DX8000-1"},
 		Status: nexo.ResponseStatus{Result: nexo.Success}, Payment: &nexo.PaymentResponse{POITransactionID: nexo.TransactionID{ID: id2}},
-	})
-	require.NoError(t, err)
+	}
 	require.ErrorIs(t, j.Finish(t.Context(), nexo.Txn{SaleID: "POS1", ServiceID: "U2", POITransactionID: id2}, ok, time.Now()), errReversalOwns)
 }
 
@@ -165,8 +158,8 @@ func TestRecoveryNeverReportsApprovedWhileAReversalIsQueued(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, nexo.TxDone, e.State)
-	resp, err := nexo.JSONCodec{}.DecodeResponse(e.Response)
-	require.NoError(t, err)
+	resp := e.Response
+	require.NotNil(t, resp)
 	require.Equal(t, nexo.Failure, resp.Status.Result, "approved at PPaaS, but the queued reversal refunds it")
 	require.Contains(t, resp.Status.AdditionalResponse, "reversal is queued")
 }

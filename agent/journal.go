@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,9 +27,16 @@ import (
 // settle the transaction), and the final response before it reaches the POS. The
 // QR states in between are deferred: they commit with the final response, and a
 // crash that loses them is settled by recovery from PPaaS's own state.
+//
+// The request and the response are journaled as the envelope-independent
+// model (nexo's journal record, nexo/record.go), not as any envelope's bytes:
+// TransactionStatus and a duplicate's replay encode them for the envelope
+// asking, and reading one costs no JSON parsing. Files written before hold
+// Nexo 3.x JSON in both states; they are read as they are, converted on read
+// (legacyStarted, readResponse), never rewritten.
 const (
-	stateNexoStarted = "nexo.started" // data: nexoStarted
-	stateNexoDone    = "nexo.done"    // data: the final SaleToPOIResponse (Nexo JSON)
+	stateNexoStarted = "nexo.started" // data: startedRecord (appendStarted)
+	stateNexoDone    = "nexo.done"    // data: the final response's journal record
 	stateQRPrefix    = "qr."          // + qr.State; data: qr.Transition
 	// stateReversal: a reversal advice was queued (data: the advice); it
 	// commits with the final response it explains.
@@ -39,13 +47,137 @@ const (
 	stateAfterSale = "agent.aftersale"
 )
 
-type nexoStarted struct {
-	Category    nexo.MessageCategory `json:"category"`
-	RequestHash string               `json:"requestHash"`
-	Request     json.RawMessage      `json:"request,omitempty"` // SaleToPOIRequest, Nexo JSON
-	// Method is the PPaaS method the payment's brand mapped to when it began:
+// startedRecord is what nexo.started holds: the category and request hash
+// (all a duplicate check needs), the PPaaS method and the request.
+type startedRecord struct {
+	category nexo.MessageCategory
+	hash     string
+	// method is the PPaaS method the payment's brand mapped to when it began:
 	// recovery replays the create with it, whatever the mapping is today.
-	Method *qr.Method `json:"method,omitempty"`
+	method *qr.Method
+	// request is the request's journal record (or, legacy, its Nexo 3.x
+	// JSON), decoded only by who needs it (decodeRequest).
+	request []byte
+	legacy  bool
+}
+
+// startedVersion leads the nexo.started data (version 1 was a JSON object,
+// legacyStarted). Layout, strings a uvarint length then the bytes:
+//
+//	version(1) category hash hasMethod(1) [paymentType scenario] request
+//
+// request, the rest of the data, is the request's journal record (empty for
+// a payment refused up front).
+const startedVersion = 2
+
+func appendStarted(b []byte, category nexo.MessageCategory, hash string, method *qr.Method, req *nexo.Request) ([]byte, error) {
+	b = append(b, startedVersion)
+	b = appendString(appendString(b, string(category)), hash)
+	if method == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = appendString(appendString(b, method.PaymentType), string(method.Scenario))
+	}
+	if req == nil {
+		return b, nil
+	}
+	return nexo.AppendRequestRecord(b, req)
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// errStartedRecord: a nexo.started record that does not decode.
+var errStartedRecord = errors.New("bad nexo.started record")
+
+// readStarted reads a nexo.started record of either layout without decoding
+// its request. The result aliases data.
+func readStarted(data []byte) (startedRecord, error) {
+	if len(data) > 0 && data[0] == '{' {
+		return legacyStarted(data)
+	}
+	if len(data) == 0 || data[0] != startedVersion {
+		return startedRecord{}, errStartedRecord
+	}
+	b := data[1:]
+	str := func() (string, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return "", false
+		}
+		v := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return v, true
+	}
+	cat, ok1 := str()
+	hash, ok2 := str()
+	if !ok1 || !ok2 || len(b) == 0 {
+		return startedRecord{}, errStartedRecord
+	}
+	s := startedRecord{category: nexo.MessageCategory(cat), hash: hash}
+	hasMethod := b[0]
+	b = b[1:]
+	switch hasMethod {
+	case 0:
+	case 1:
+		pt, ok1 := str()
+		sc, ok2 := str()
+		if !ok1 || !ok2 {
+			return startedRecord{}, errStartedRecord
+		}
+		s.method = &qr.Method{PaymentType: pt, Scenario: ppaas.Scenario(sc)}
+	default:
+		return startedRecord{}, errStartedRecord
+	}
+	if len(b) > 0 {
+		s.request = b
+	}
+	return s, nil
+}
+
+// legacyStarted reads nexo.started as files written before the journal
+// record hold it: JSON, with the request in Nexo 3.x JSON.
+func legacyStarted(data []byte) (startedRecord, error) {
+	var v struct {
+		Category    nexo.MessageCategory `json:"category"`
+		RequestHash string               `json:"requestHash"`
+		Request     json.RawMessage      `json:"request,omitempty"`
+		Method      *qr.Method           `json:"method,omitempty"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return startedRecord{}, fmt.Errorf("%w: %v", errStartedRecord, err)
+	}
+	return startedRecord{category: v.Category, hash: v.RequestHash, method: v.Method, request: v.Request, legacy: len(v.Request) > 0}, nil
+}
+
+// decodeRequest decodes the journaled request; nil when none is journaled.
+func (s startedRecord) decodeRequest() (*nexo.Request, error) {
+	switch {
+	case len(s.request) == 0:
+		return nil, nil
+	case s.legacy:
+		return nexo.JSONCodec{}.DecodeRequest(s.request)
+	}
+	return nexo.DecodeRequestRecord(s.request)
+}
+
+// responseRecord is the data of nexo.done (and of a pending refund).
+func responseRecord(resp *nexo.Response) ([]byte, error) {
+	if resp == nil {
+		return nil, errors.New("no response")
+	}
+	return nexo.AppendResponseRecord(nil, resp)
+}
+
+// readResponse decodes nexo.done's data in either layout: the journal record,
+// or (files written before it) Nexo 3.x JSON.
+func readResponse(data []byte) (*nexo.Response, error) {
+	if len(data) > 0 && data[0] == '{' {
+		return nexo.JSONCodec{}.DecodeResponse(data)
+	}
+	return nexo.DecodeResponseRecord(data)
 }
 
 // journal is the one owner of a payment's record: its schema (the states
@@ -70,23 +202,21 @@ type journal struct {
 // everywhere: the POI transaction id and the QR transaction's
 // clientTransactionId.
 func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) (string, error) {
-	started := nexoStarted{Category: e.Category, RequestHash: e.RequestHash, Request: e.Request}
-	if e.Category == nexo.CategoryPayment && j.methods != nil {
-		p := e.Payment
-		if p == nil { // a caller that gave only the encoded request
-			if req, err := (nexo.JSONCodec{}).DecodeRequest(e.Request); err == nil {
-				p = req.Payment
-			}
-		}
-		if p != nil {
-			if m, ok := j.methods(*p); ok {
-				started.Method = &m
-			}
+	var method *qr.Method
+	if e.Category == nexo.CategoryPayment && j.methods != nil && e.Request != nil && e.Request.Payment != nil {
+		if m, ok := j.methods(*e.Request.Payment); ok {
+			method = &m
 		}
 	}
-	data, err := json.Marshal(started)
+	data, err := appendStarted(nil, e.Category, e.RequestHash, method, e.Request)
 	if err != nil {
-		return "", fmt.Errorf("journal begin: %w", err)
+		return "", fmt.Errorf("journal begin %s/%s: %w", e.SaleID, e.ServiceID, err)
+	}
+	var refusal []byte
+	if e.State == nexo.TxDone {
+		if refusal, err = responseRecord(e.Response); err != nil {
+			return "", fmt.Errorf("journal refusal %s/%s: %w", e.SaleID, e.ServiceID, err)
+		}
 	}
 	id := uuid.NewString()
 	_, err = j.st.StartTxn(ctx, store.TxnRef{ID: id, SaleID: e.SaleID, ServiceID: e.ServiceID, Compact: e.State == nexo.TxDone},
@@ -102,7 +232,7 @@ func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) (string, error)
 	if e.State == nexo.TxDone {
 		// Refused before anything ran (issue 11): header and refusal only, and
 		// no result event, as nothing reached PPaaS.
-		if err := j.st.AppendTxn(ctx, id, store.Transition{At: e.Updated, State: stateNexoDone, Final: true, Data: e.Response}); err != nil {
+		if err := j.st.AppendTxn(ctx, id, store.Transition{At: e.Updated, State: stateNexoDone, Final: true, Data: refusal}); err != nil {
 			return "", fmt.Errorf("journal refusal %s/%s: %w", e.SaleID, e.ServiceID, err)
 		}
 	}
@@ -122,7 +252,7 @@ func adviceTxnID(payload []byte) string {
 
 // Finish implements nexo.Journal: txn is what Begin journaled, so nothing is
 // looked up first.
-func (j journal) Finish(ctx context.Context, txn nexo.Txn, response []byte, at time.Time) error {
+func (j journal) Finish(ctx context.Context, txn nexo.Txn, response *nexo.Response, at time.Time) error {
 	if txn.POITransactionID == "" {
 		return fmt.Errorf("journal finish %s/%s: no POI transaction id", txn.SaleID, txn.ServiceID)
 	}
@@ -142,9 +272,12 @@ var errReversalOwns = errors.New("a queued reversal owns this transaction's outc
 // empty (the server's Finish reads nothing): a reversal advice is journaled
 // only with a final response, so a Success is journaled only while the
 // transaction is unfinished, checked in the same bbolt transaction.
-func (j journal) finish(ctx context.Context, t store.Txn, response []byte, at time.Time, adv *qr.Advice) error {
-	resp, derr := nexo.JSONCodec{}.DecodeResponse(response)
-	if handled, err := j.finishRefund(ctx, t, resp, derr, response, at); handled { // refunds: agent/refund.go
+func (j journal) finish(ctx context.Context, t store.Txn, resp *nexo.Response, at time.Time, adv *qr.Advice) error {
+	response, err := responseRecord(resp)
+	if err != nil {
+		return fmt.Errorf("journal finish %s: %w", t.ID, err)
+	}
+	if handled, err := j.finishRefund(ctx, t, resp, response, at); handled { // refunds: agent/refund.go
 		return err
 	}
 	held, isHeld := j.held.take(t.ID)
@@ -156,7 +289,7 @@ func (j journal) finish(ctx context.Context, t store.Txn, response []byte, at ti
 			j.held.put(held)
 		}
 	}
-	if (adv != nil || reversalQueued(t)) && (derr != nil || resp.Status.Result == nexo.Success) {
+	if (adv != nil || reversalQueued(t)) && resp.Status.Result == nexo.Success {
 		giveBack()
 		return fmt.Errorf("journal finish %s: %w", t.ID, errReversalOwns)
 	}
@@ -164,13 +297,10 @@ func (j journal) finish(ctx context.Context, t store.Txn, response []byte, at ti
 		trs []store.Transition
 		evs []store.Event
 	)
-	if derr == nil {
-		if ev, ok := resultEvent(t.ID, resp); ok {
-			evs = append(evs, ev)
-		}
-		evs = append(evs, j.receiptEvents(t, resp)...) // agent/receipt.go
-
+	if ev, ok := resultEvent(t.ID, resp); ok {
+		evs = append(evs, ev)
 	}
+	evs = append(evs, j.receiptEvents(t, resp)...) // agent/receipt.go
 	if adv != nil {
 		ev, err := adviceEvent(*adv)
 		if err != nil {
@@ -186,7 +316,7 @@ func (j journal) finish(ctx context.Context, t store.Txn, response []byte, at ti
 		failpoint.Hit("journal.finish.advice.before")
 	}
 	write := j.st.AppendTxnEvents
-	if derr == nil && resp.Status.Result == nexo.Success {
+	if resp.Status.Result == nexo.Success {
 		write = j.st.FinishTxnEvents
 	}
 	if err := write(ctx, t.ID, trs, evs...); err != nil {
@@ -246,37 +376,65 @@ func resultEvent(id string, resp *nexo.Response) (store.Event, bool) {
 
 // Lookup implements nexo.Journal.
 func (j journal) Lookup(ctx context.Context, saleID, serviceID string) (nexo.JournalEntry, bool, error) {
-	t, ok, err := j.st.TxnByServiceID(ctx, saleID, serviceID)
+	t, ok, err := j.st.TxnByServiceID(ctx, saleID, serviceID, entryStates...)
 	if err != nil || !ok {
 		return nexo.JournalEntry{}, ok, err
 	}
-	return toEntry(t), true, nil
+	return entryOf(t, withResponse), true, nil
 }
 
 // Last implements nexo.Journal.
 func (j journal) Last(ctx context.Context, saleID string) (nexo.JournalEntry, bool, error) {
-	t, ok, err := j.st.LastTxnForSale(ctx, saleID)
+	t, ok, err := j.st.LastTxnForSale(ctx, saleID, entryStates...)
 	if err != nil || !ok {
 		return nexo.JournalEntry{}, false, err
 	}
-	return toEntry(t), true, nil
+	return entryOf(t, withResponse), true, nil
 }
 
-func toEntry(t store.Txn) nexo.JournalEntry {
+// entryStates are the states entryOf reads: the store copies no other
+// transition's data for Lookup and Last.
+var entryStates = []string{stateNexoStarted, stateNexoDone}
+
+// The parts of a journal entry entryOf decodes besides its head (SaleID,
+// ServiceID, category, request hash, state, times).
+const (
+	withRequest = 1 << iota
+	withResponse
+)
+
+// entryOf reads t as a Nexo journal entry, decoding the request and the
+// response only if parts asks for them (a duplicate check needs neither, a
+// TransactionStatus only the response). A part that does not decode is left
+// nil.
+func entryOf(t store.Txn, parts int) nexo.JournalEntry {
 	e := nexo.JournalEntry{SaleID: t.SaleID, ServiceID: t.ServiceID, State: nexo.TxInProgress, Started: t.Started, Updated: t.Updated}
+	var (
+		started startedRecord
+		done    []byte
+	)
 	for _, tr := range t.Transitions {
 		switch tr.State {
 		case stateNexoStarted:
-			var s nexoStarted
-			if json.Unmarshal(tr.Data, &s) == nil {
-				e.Category, e.RequestHash, e.Request = s.Category, s.RequestHash, s.Request
+			if s, err := readStarted(tr.Data); err == nil {
+				started = s
+				e.Category, e.RequestHash = s.category, s.hash
 			}
 		case stateNexoDone:
-			e.State, e.Response = nexo.TxDone, tr.Data
+			e.State, done = nexo.TxDone, tr.Data // the last one: settle rewrites it
 		}
+	}
+	if parts&withRequest != 0 {
+		e.Request, _ = started.decodeRequest()
+	}
+	if parts&withResponse != 0 && done != nil {
+		e.Response, _ = readResponse(done)
 	}
 	return e
 }
+
+// toEntry reads t as a Nexo journal entry with its request and response.
+func toEntry(t store.Txn) nexo.JournalEntry { return entryOf(t, withRequest|withResponse) }
 
 // Record implements qr.Recorder. QR transitions are deferred writes (see the
 // journal states above): they commit with the next durable write.
@@ -304,15 +462,13 @@ func viewQR(t store.Txn) qrView {
 	for _, tr := range t.Transitions {
 		switch {
 		case tr.State == stateNexoStarted:
-			var s nexoStarted
-			if json.Unmarshal(tr.Data, &s) != nil {
+			s, err := readStarted(tr.Data)
+			if err != nil {
 				continue
 			}
-			v.method = s.Method
-			if len(s.Request) > 0 {
-				if req, err := (nexo.JSONCodec{}).DecodeRequest(s.Request); err == nil && req.Payment != nil {
-					v.payment = req.Payment
-				}
+			v.method = s.method
+			if req, err := s.decodeRequest(); err == nil && req != nil && req.Payment != nil {
+				v.payment = req.Payment
 			}
 		case strings.HasPrefix(tr.State, stateQRPrefix):
 			var qt qr.Transition
@@ -370,19 +526,19 @@ func (j journal) settle(ctx context.Context, id, text string) error {
 	if err != nil {
 		return fmt.Errorf("settle %s: %w", id, err)
 	}
-	e := toEntry(t)
+	e := entryOf(t, withResponse)
 	if e.State != nexo.TxDone {
 		if e.SaleID != "" && e.Category == nexo.CategoryPayment {
 			return fmt.Errorf("settle %s: %w", id, errNotFinished)
 		}
 		return nil
 	}
-	resp, err := nexo.JSONCodec{}.DecodeResponse(e.Response)
-	if err != nil || resp.Status.Result != nexo.Failure {
+	resp := e.Response // our own copy
+	if resp == nil || resp.Status.Result != nexo.Failure {
 		return nil
 	}
 	resp.Status.AdditionalResponse = text
-	b, err := nexo.JSONCodec{}.EncodeResponse(resp)
+	b, err := responseRecord(resp)
 	if err != nil {
 		return nil
 	}

@@ -171,7 +171,7 @@ func (e apmEngine) Reverse(ctx context.Context, txn nexo.Txn, req nexo.ReversalR
 	if txn.SaleID != "" && t.SaleID != "" && t.SaleID != txn.SaleID {
 		return nexo.ReversalResult{}, nexo.Errorf(nexo.NotFound, "no POI transaction %q for SaleID %q", id, txn.SaleID)
 	}
-	if e := toEntry(t); e.SaleID != "" && e.Category != nexo.CategoryPayment {
+	if e := entryOf(t, 0); e.SaleID != "" && e.Category != nexo.CategoryPayment {
 		return nexo.ReversalResult{}, nexo.Errorf(nexo.NotFound, "POI transaction %q is not a payment", id)
 	}
 	v := viewQR(t)

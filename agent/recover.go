@@ -147,12 +147,7 @@ func (a *Agent) finishRecovered(ctx context.Context, j journal, t store.Txn, v q
 	} else {
 		resp.Status = nexo.ResponseStatus{Result: nexo.Failure, ErrorCondition: failure.Condition, AdditionalResponse: failure.Text}
 	}
-	b, err := nexo.JSONCodec{}.EncodeResponse(resp)
-	if err != nil || !json.Valid(b) {
-		a.log.Error("encode recovered response", "err", err)
-		return false
-	}
-	if err := j.finish(ctx, t, b, time.Now(), adv); err != nil {
+	if err := j.finish(ctx, t, resp, time.Now(), adv); err != nil {
 		a.log.Error("journal recovered response", "err", err)
 		return false
 	}
@@ -167,7 +162,7 @@ func (a *Agent) finishRecovered(ctx context.Context, j journal, t store.Txn, v q
 // (it is idempotent).
 func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, t store.Txn, e nexo.JournalEntry) {
 	var orig nexo.TransactionID
-	if req, err := (nexo.JSONCodec{}).DecodeRequest(e.Request); err == nil && req.Reversal != nil {
+	if req := e.Request; req != nil && req.Reversal != nil {
 		orig = req.Reversal.OriginalPOITransactionID
 	}
 	resp := &nexo.Response{
@@ -181,12 +176,7 @@ func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, t store.
 		resp.Status = nexo.ResponseStatus{Result: nexo.Success, AdditionalResponse: fmt.Sprintf("%s at PPaaS (outcome recovered after an agent restart)", st)}
 		resp.Reversal.POITransactionID = nexo.TransactionID{ID: orig.ID + "-rev", TimeStamp: t.Started}
 	}
-	b, err := nexo.JSONCodec{}.EncodeResponse(resp)
-	if err != nil {
-		a.log.Error("encode recovered reversal response", "err", err)
-		return
-	}
-	if err := j.finish(ctx, t, b, time.Now(), nil); err != nil {
+	if err := j.finish(ctx, t, resp, time.Now(), nil); err != nil {
 		a.log.Error("journal recovered reversal", "err", err)
 		return
 	}

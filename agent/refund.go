@@ -123,12 +123,9 @@ type refundOrder struct {
 // refundOrderOf reads a journal entry as a refund: a Payment of type Refund,
 // or a Reversal with a ReversedAmount. ok is false for anything else.
 func refundOrderOf(t store.Txn) (refundOrder, bool) {
-	e := toEntry(t)
-	if len(e.Request) == 0 {
-		return refundOrder{}, false
-	}
-	req, err := nexo.JSONCodec{}.DecodeRequest(e.Request)
-	if err != nil {
+	e := entryOf(t, withRequest)
+	req := e.Request
+	if req == nil {
 		return refundOrder{}, false
 	}
 	o := refundOrder{id: t.ID, started: t.Started, category: e.Category, saleID: t.SaleID, serviceID: t.ServiceID}
@@ -170,15 +167,12 @@ func readRefundable(ctx context.Context, st *store.Store, id, saleID string) (re
 	if err != nil {
 		return refundable{}, nexo.Errorf(nexo.UnavailableService, "journal unavailable; nothing was refunded")
 	}
-	e := toEntry(t)
+	e := entryOf(t, withResponse)
 	// Only the POS that took a payment may refund it, as for a Reversal.
 	if t.SaleID != saleID || e.Category != nexo.CategoryPayment {
 		return refundable{}, nexo.Errorf(nexo.NotFound, "no payment %q for SaleID %q", id, saleID)
 	}
-	var resp *nexo.Response
-	if e.State == nexo.TxDone {
-		resp, _ = nexo.JSONCodec{}.DecodeResponse(e.Response)
-	}
+	resp := e.Response
 	if resp == nil || resp.Status.Result != nexo.Success || resp.Payment == nil || resp.Payment.Result == nil || resp.Payment.Result.Type == nexo.PaymentRefund {
 		return refundable{}, nexo.Errorf(nexo.Refusal, "POI transaction %q is not an approved payment; there is nothing to refund", id)
 	}
@@ -455,9 +449,9 @@ func precheckRefund(req nexo.PaymentRequest) error {
 // InProgress answer is journaled as given; any other answer (an Abort the
 // server turned into Aborted, say) gets errRefundPending, so the server
 // answers InProgress instead of a failure that may turn out false.
-// resp is response decoded (derr its decoding error).
-func (j journal) finishRefund(ctx context.Context, t store.Txn, resp *nexo.Response, derr error, response []byte, at time.Time) (bool, error) {
-	if derr == nil && resp.Status.Result == nexo.Success {
+// response is resp's journal record.
+func (j journal) finishRefund(ctx context.Context, t store.Txn, resp *nexo.Response, response []byte, at time.Time) (bool, error) {
+	if resp.Status.Result == nexo.Success {
 		return false, nil // the common case: no journal read on the payment path
 	}
 	full, err := j.st.Txn(ctx, t.ID)
@@ -478,7 +472,7 @@ func (j journal) finishRefund(ctx context.Context, t store.Txn, resp *nexo.Respo
 	if err := j.st.AppendTxn(ctx, t.ID, store.Transition{At: at, State: stateRefundPending, Data: response}); err != nil {
 		return true, fmt.Errorf("journal pending refund %s: %w", t.ID, err)
 	}
-	if resp != nil && resp.Status.ErrorCondition == nexo.InProgress {
+	if resp.Status.ErrorCondition == nexo.InProgress {
 		return true, nil
 	}
 	return true, fmt.Errorf("journal refund %s: %w", t.ID, errRefundPending)

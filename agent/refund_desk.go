@@ -128,11 +128,7 @@ func released(t store.Txn, id string) bool {
 // else the failure ne.
 func (a *Agent) journalRefund(ctx context.Context, j journal, t store.Txn, o refundOrder, out *refundOutcome, ne *nexo.Error, log *slog.Logger) {
 	resp := refundResponse(a.poiid, o, out, ne)
-	b, err := nexo.JSONCodec{}.EncodeResponse(resp)
-	if err == nil {
-		err = j.finish(ctx, t, b, time.Now(), nil)
-	}
-	if err != nil {
+	if err := j.finish(ctx, t, resp, time.Now(), nil); err != nil {
 		log.Error("refund desk: journal the refund's outcome", "err", err)
 		return
 	}

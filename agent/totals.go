@@ -160,3 +160,10 @@ func compareWithPlatform(jp *nexo.JournaledPayment, t ppaas.Transaction) string 
 	}
 	return ""
 }
+
+// PeriodGap implements nexo.LedgerGaps: what the journal budget evicted from
+// the period (store.PeriodGap).
+func (l ledger) PeriodGap(ctx context.Context, id uint64) (int, time.Time, error) {
+	g, err := l.st.PeriodGap(ctx, id)
+	return g.Evicted, g.Before, err
+}

@@ -121,19 +121,19 @@ type JournalEntry struct {
 	// RequestHash identifies the request's content, to tell an identical
 	// retry from a reuse of the ServiceID.
 	RequestHash string
-	// Request is the request in Nexo 3.x JSON, unprotected: what recovery after
-	// a crash needs to know about the transaction (amount, brand, references).
-	// Empty for a payment refused before the engine ran (see Prechecker): Begin
-	// then gets an entry already Done, with its Response.
-	Request []byte
-	// Payment is the request's payment as the server has it (Begin of a
-	// payment only; never read back): a journal that indexes the payment
-	// need not decode Request again.
-	Payment *PaymentRequest
+	// Request is the request as the server journals it (the model, whatever
+	// envelope the POS used): what recovery after a crash needs to know about
+	// the transaction (amount, brand, references). Nil for a payment refused
+	// before the engine ran (see Prechecker): Begin then gets an entry
+	// already Done, with its Response. Lookup and Last need not fill it (the
+	// server reads only the hash, the state and the Response).
+	Request *Request
 	State   TxState
-	// Response is the final SaleToPOIResponse in Nexo 3.x JSON, unprotected;
-	// empty while InProgress.
-	Response []byte
+	// Response is the final response (the model: TransactionStatus and a
+	// duplicate's replay encode it for the envelope asking); nil while
+	// InProgress. What Lookup and Last return is the caller's own (a reprint
+	// adds receipts to it).
+	Response *Response
 	Started  time.Time
 	Updated  time.Time
 }
@@ -146,7 +146,7 @@ type Journal interface {
 	// returns the POI transaction id it is journaled under.
 	Begin(ctx context.Context, e JournalEntry) (poiTransactionID string, err error)
 	// Finish records the final response of the transaction Begin started.
-	Finish(ctx context.Context, txn Txn, response []byte, at time.Time) error
+	Finish(ctx context.Context, txn Txn, response *Response, at time.Time) error
 	// Lookup returns the entry for SaleID and ServiceID, ok false if none.
 	Lookup(ctx context.Context, saleID, serviceID string) (e JournalEntry, ok bool, err error)
 	// Last returns the most recently begun entry of SaleID, ok false if none.

@@ -552,7 +552,7 @@ func TestRefusedPaymentJournaledCompactly(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, TxDone, e.State)
-	require.Empty(t, e.Request, "the request is not kept")
+	require.Nil(t, e.Request, "the request is not kept")
 	require.NotEmpty(t, e.RequestHash)
 
 	again, err := c.Do(ctx, req)

@@ -14,7 +14,7 @@ import (
 // finishFails is a journal whose final writes fail (a full or broken disk).
 type finishFails struct{ *MemJournal }
 
-func (finishFails) Finish(context.Context, Txn, []byte, time.Time) error {
+func (finishFails) Finish(context.Context, Txn, *Response, time.Time) error {
 	return errors.New("disk full")
 }
 

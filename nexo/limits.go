@@ -86,3 +86,8 @@ func checkList(field string, vs []string, max int) *Error {
 	}
 	return nil
 }
+
+// maxAdditionalResponse bounds Response.AdditionalResponse (Max1025Text):
+// what the server writes there from lists it does not control (the
+// differences an AcquirerSynchronisation finds) is cut to fit.
+const maxAdditionalResponse = 1025

@@ -30,7 +30,10 @@ func (j *MemJournal) Begin(_ context.Context, e JournalEntry) (string, error) {
 	j.seq++
 	id := e.SaleID + "." + e.ServiceID + "." + strconv.Itoa(j.seq)
 	k := [2]string{e.SaleID, e.ServiceID}
-	e.Response = append([]byte(nil), e.Response...)
+	if err := recordable(e.Request, e.Response); err != nil {
+		return "", err
+	}
+	e.Request, e.Response = copyRequest(e.Request), copyResponse(e.Response)
 	j.entries[k] = &e
 	j.last[e.SaleID] = k
 	j.order = append(j.order, k)
@@ -38,7 +41,7 @@ func (j *MemJournal) Begin(_ context.Context, e JournalEntry) (string, error) {
 	return id, nil
 }
 
-func (j *MemJournal) Finish(_ context.Context, txn Txn, response []byte, at time.Time) error {
+func (j *MemJournal) Finish(_ context.Context, txn Txn, response *Response, at time.Time) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	k := [2]string{txn.SaleID, txn.ServiceID}
@@ -46,7 +49,10 @@ func (j *MemJournal) Finish(_ context.Context, txn Txn, response []byte, at time
 	if !ok || j.ids[k] != txn.POITransactionID {
 		return &Error{Condition: NotFound, Text: "journal: no entry " + txn.SaleID + "/" + txn.ServiceID + " " + txn.POITransactionID}
 	}
-	e.State, e.Response, e.Updated = TxDone, append([]byte(nil), response...), at
+	if err := recordable(nil, response); err != nil {
+		return err
+	}
+	e.State, e.Response, e.Updated = TxDone, copyResponse(response), at
 	return nil
 }
 
@@ -57,7 +63,7 @@ func (j *MemJournal) Lookup(_ context.Context, saleID, serviceID string) (Journa
 	if !ok {
 		return JournalEntry{}, false, nil
 	}
-	return *e, true, nil
+	return e.copy(), true, nil
 }
 
 func (j *MemJournal) Last(_ context.Context, saleID string) (JournalEntry, bool, error) {
@@ -67,5 +73,61 @@ func (j *MemJournal) Last(_ context.Context, saleID string) (JournalEntry, bool,
 	if !ok {
 		return JournalEntry{}, false, nil
 	}
-	return *j.entries[k], true, nil
+	return j.entries[k].copy(), true, nil
+}
+
+// copy is e with its own request and response, as a persistent journal
+// returns them (the server adds reprinted receipts to the response).
+func (e *JournalEntry) copy() JournalEntry {
+	c := *e
+	c.Request, c.Response = copyRequest(e.Request), copyResponse(e.Response)
+	return c
+}
+
+// recordable fails as the agent's journal does for what its record cannot
+// hold.
+func recordable(req *Request, resp *Response) error {
+	if req != nil {
+		if _, err := AppendRequestRecord(nil, req); err != nil {
+			return err
+		}
+	}
+	if resp != nil {
+		if _, err := AppendResponseRecord(nil, resp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyRequest and copyResponse copy through the journal record, as the
+// agent's journal stores them: a field the record drops is lost here too.
+func copyRequest(r *Request) *Request {
+	if r == nil {
+		return nil
+	}
+	b, err := AppendRequestRecord(nil, r)
+	if err != nil {
+		panic(err)
+	}
+	c, err := DecodeRequestRecord(b)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func copyResponse(r *Response) *Response {
+	if r == nil {
+		return nil
+	}
+	b, err := AppendResponseRecord(nil, r)
+	if err != nil {
+		panic(err)
+	}
+	c, err := DecodeResponseRecord(b)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

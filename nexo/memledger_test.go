@@ -49,8 +49,8 @@ func (j *MemJournal) Original(_ context.Context, poiTransactionID string) (Journ
 		if e.Category != CategoryPayment || e.State != TxDone {
 			continue
 		}
-		if r, err := (JSONCodec{}).DecodeResponse(e.Response); err == nil && r.Payment != nil && r.Payment.POITransactionID.ID == poiTransactionID {
-			return *e, true, nil
+		if r := e.Response; r != nil && r.Payment != nil && r.Payment.POITransactionID.ID == poiTransactionID {
+			return e.copy(), true, nil
 		}
 	}
 	return JournalEntry{}, false, nil

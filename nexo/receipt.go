@@ -92,9 +92,12 @@ type wirePaymentReceipt struct {
 }
 
 func receiptsToWire(rs []PaymentReceipt) []wirePaymentReceipt {
-	var out []wirePaymentReceipt
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]wirePaymentReceipt, 0, len(rs))
 	for _, r := range rs {
-		c := &wireOutputContent{OutputFormat: OutputText}
+		c := &wireOutputContent{OutputFormat: OutputText, OutputText: make([]wireOutputText, 0, len(r.Lines))}
 		for _, l := range r.Lines {
 			c.OutputText = append(c.OutputText, wireOutputText{Text: l})
 		}

@@ -437,23 +437,27 @@ func (s *Server) ok(h Header, fill func(*Response)) *Response {
 	return r
 }
 
-// requestHash identifies a request's content for duplicate detection. It
-// returns the request's Nexo JSON too (nil if it does not encode), which the
-// journal keeps when the request is journaled as sent.
-func requestHash(req *Request) (string, []byte) {
+// requestHash identifies a request's content for duplicate detection: the
+// SHA-256 of its Nexo 3.x JSON, whatever envelope it came in (journals
+// written before the model record keep the same hashes).
+func requestHash(req *Request) string {
 	b, err := JSONCodec{}.EncodeRequest(req)
 	if err != nil {
-		return "", nil
+		return ""
 	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), b
+	return hex.EncodeToString(sum[:])
 }
 
 // transact runs a Payment or Reversal: ServiceID rules, one at a time,
 // journal, engine call with Abort and timeouts.
 func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	h := req.Header
-	hash, sent := requestHash(req)
+	if req.Payment == nil && req.Reversal == nil {
+		// Only these are journaled (and run by the engine).
+		return s.txFailure(req, Errorf(UnavailableService, "category %s is not a transaction", h.Category), TransactionID{})
+	}
+	hash := requestHash(req)
 	now := s.now()
 	s.mu.Lock()
 	e, found, err := s.deps.Journal.Lookup(ctx, h.SaleID, h.ServiceID)
@@ -473,13 +477,13 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 			// for recovery to Finish it: in both cases the POS asks again.
 			return s.txFailure(req, Errorf(InProgress, "transaction still in progress"), TransactionID{})
 		}
-		prev, err := JSONCodec{}.DecodeResponse(e.Response)
-		if err != nil {
-			s.log.Error("journal entry undecodable", "err", err, "sale_id", h.SaleID, "service_id", h.ServiceID)
+		if e.Response == nil {
+			s.log.Error("journal entry without its response", "sale_id", h.SaleID, "service_id", h.ServiceID)
 			return s.txFailure(req, Errorf(UnavailableService, "journal entry unreadable"), TransactionID{})
 		}
+		// The journaled model, encoded for the envelope this request came in.
 		s.log.Info("nexo duplicate request replayed", "sale_id", h.SaleID, "service_id", h.ServiceID)
-		return prev
+		return e.Response
 	}
 	// A journal entry for the pair is being written (outside the lock):
 	// answer as the lookup will once it is there.
@@ -529,16 +533,10 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	s.current = run
 	s.mu.Unlock()
 	txn := Txn{SaleID: h.SaleID, ServiceID: h.ServiceID}
-	raw, err := sent, error(nil)
-	if journaled != req || raw == nil { // the Login's totals group added: encode once more
-		raw, err = JSONCodec{}.EncodeRequest(journaled)
-	}
-	if err == nil {
-		txn.POITransactionID, err = s.deps.Journal.Begin(ctx, JournalEntry{
-			SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category,
-			RequestHash: hash, Request: raw, Payment: journaled.Payment, State: TxInProgress, Started: now, Updated: now,
-		})
-	}
+	txn.POITransactionID, err = s.deps.Journal.Begin(ctx, JournalEntry{
+		SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category,
+		RequestHash: hash, Request: journaled, State: TxInProgress, Started: now, Updated: now,
+	})
 	if err != nil {
 		s.mu.Lock()
 		if s.current == run {
@@ -649,13 +647,10 @@ func (s *Server) precheck(req *Request) error {
 func (s *Server) refuseUpFront(ctx context.Context, req *Request, refusal error, hash string, now time.Time) *Response {
 	h := req.Header
 	resp := s.txFailure(req, asError(refusal, PaymentRestriction), TransactionID{})
-	stored, err := JSONCodec{}.EncodeResponse(resp)
-	if err == nil {
-		_, err = s.deps.Journal.Begin(ctx, JournalEntry{
-			SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category, RequestHash: hash,
-			State: TxDone, Response: stored, Started: now, Updated: now,
-		})
-	}
+	_, err := s.deps.Journal.Begin(ctx, JournalEntry{
+		SaleID: h.SaleID, ServiceID: h.ServiceID, Category: h.Category, RequestHash: hash,
+		State: TxDone, Response: resp, Started: now, Updated: now,
+	})
 	if err != nil {
 		ne := Errorf(UnavailableService, "journal unavailable")
 		if errors.As(err, &ne) {
@@ -698,10 +693,7 @@ func (s *Server) outcomeResponse(req *Request, tctx context.Context, resp *Respo
 // not recorded (nor anything that was to commit with it, such as a reversal
 // advice): the transaction stays in progress until restart recovery.
 func (s *Server) finishJournal(ctx context.Context, txn Txn, resp *Response, log *slog.Logger) error {
-	stored, err := JSONCodec{}.EncodeResponse(resp)
-	if err == nil {
-		err = s.deps.Journal.Finish(context.WithoutCancel(ctx), txn, stored, s.now())
-	}
+	err := s.deps.Journal.Finish(context.WithoutCancel(ctx), txn, resp, s.now())
 	if err != nil {
 		log.Error("journal finish", "err", err)
 	}
@@ -825,9 +817,9 @@ func (s *Server) transactionStatus(ctx context.Context, req *Request) *Response 
 	case e.State != TxDone:
 		return failureResponse(h, Errorf(InProgress, "transaction %s in progress", e.ServiceID))
 	}
-	rep, err := JSONCodec{}.DecodeResponse(e.Response)
-	if err != nil {
-		s.log.Error("journal entry undecodable", "err", err, "sale_id", e.SaleID, "service_id", e.ServiceID)
+	rep := e.Response // the model, encoded for the envelope asking
+	if rep == nil {
+		s.log.Error("journal entry without its response", "sale_id", e.SaleID, "service_id", e.ServiceID)
 		return failureResponse(h, Errorf(UnavailableService, "journal entry unreadable"))
 	}
 	qualifiers := req.TransactionStatus.DocumentQualifiers

@@ -2,7 +2,6 @@ package nexo
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"sort"
@@ -144,6 +143,17 @@ type Ledger interface {
 	ClosePeriod(ctx context.Context, at time.Time) (uint64, error)
 }
 
+// LedgerGaps is implemented by a Ledger whose journal may lose finished
+// entries to a disk budget (the agent's journal_max_bytes): a period that
+// lost some has its totals answered with AdditionalResponse
+// "incomplete=N&evictedBefore=<time>" rather than silently under-counted.
+type LedgerGaps interface {
+	// PeriodGap returns how many entries period id lost (0: its totals are
+	// complete) and when the newest of them began: entries begun after
+	// that are all counted.
+	PeriodGap(ctx context.Context, id uint64) (evicted int, before time.Time, err error)
+}
+
 // JournaledPayment is an approved payment of a period as the journal has it,
 // for AcquirerSynchronisation.
 type JournaledPayment struct {
@@ -201,7 +211,7 @@ func NewTotals(details []string, filter *TotalsGroup) *Totals {
 // amount, in the original's group). Anything else is ignored. original finds
 // a Reversal's original payment.
 func (t *Totals) Add(ctx context.Context, e JournalEntry, original func(ctx context.Context, poiTransactionID string) (JournalEntry, bool, error)) error {
-	if e.State != TxDone || len(e.Response) == 0 {
+	if e.State != TxDone || e.Response == nil {
 		return nil
 	}
 	switch e.Category {
@@ -216,20 +226,12 @@ func (t *Totals) Add(ctx context.Context, e JournalEntry, original func(ctx cont
 		}
 		return t.count(grp, p, typ)
 	case CategoryReversal:
-		var resp totalsResponseView
-		if json.Unmarshal(e.Response, &resp) != nil || resp.SaleToPOIResponse.ReversalResponse == nil ||
-			resp.SaleToPOIResponse.ReversalResponse.Response.Result != string(Success) {
+		resp := e.Response
+		if resp.Reversal == nil || resp.Status.Result != Success || e.Request == nil || e.Request.Reversal == nil ||
+			e.Request.Reversal.OriginalPOITransactionID.ID == "" {
 			return nil
 		}
-		var req totalsRequestView
-		if json.Unmarshal(e.Request, &req) != nil {
-			return nil
-		}
-		rr := req.SaleToPOIRequest.ReversalRequest
-		if rr == nil || rr.OriginalPOITransaction == nil || rr.OriginalPOITransaction.POITransactionID == nil {
-			return nil
-		}
-		oe, found, err := original(ctx, rr.OriginalPOITransaction.POITransactionID.TransactionID)
+		oe, found, err := original(ctx, e.Request.Reversal.OriginalPOITransactionID.ID)
 		if err != nil {
 			return fmt.Errorf("totals: original of reversal %s/%s: %w", e.SaleID, e.ServiceID, err)
 		}
@@ -244,7 +246,7 @@ func (t *Totals) Add(ctx context.Context, e JournalEntry, original func(ctx cont
 		if p.Type == PaymentRefund {
 			typ = TotalsReverseCredit
 		}
-		if p, ok = partiallyReversed(p, resp.SaleToPOIResponse.ReversalResponse.ReversedAmount); !ok { // refunds: nexo/refund.go
+		if p, ok = partiallyReversed(p, wireDecimal(resp.Reversal.ReversedAmount)); !ok { // refunds: nexo/refund.go
 			return nil
 		}
 		return t.count(grp, p, typ)
@@ -252,86 +254,20 @@ func (t *Totals) Add(ctx context.Context, e JournalEntry, original func(ctx cont
 	return nil
 }
 
-// totalsResponseView and totalsRequestView are the parts of a journaled
-// response and request that totals read. The journal holds this package's own
-// Nexo 3.x JSON, so decoding only these fields (instead of the whole message
-// with its validation) is safe, and several times faster over a day's journal.
-type totalsResponseView struct {
-	SaleToPOIResponse struct {
-		MessageHeader   struct{ POIID string }
-		PaymentResponse *struct {
-			Response      struct{ Result string }
-			PaymentResult *struct {
-				PaymentType           string
-				PaymentInstrumentData *struct {
-					PaymentInstrumentType string
-					CardData              *struct{ PaymentBrand string }
-				}
-				AmountsResp *struct {
-					Currency         string
-					AuthorizedAmount wireDecimal
-				}
-			}
-		}
-		ReversalResponse *struct {
-			Response       struct{ Result string }
-			ReversedAmount wireDecimal // refunds: a partial reversal (nexo/refund.go)
-		}
-	}
-}
-
-type totalsRequestView struct {
-	SaleToPOIRequest struct {
-		MessageHeader  struct{ POIID string }
-		PaymentRequest *struct {
-			SaleData *struct {
-				OperatorID       string
-				ShiftNumber      string
-				SaleTerminalData *struct{ TotalsGroupID string }
-			}
-		}
-		ReversalRequest *struct {
-			OriginalPOITransaction *struct {
-				POITransactionID *struct{ TransactionID string }
-			}
-		}
-	}
-}
-
-// successfulPayment decodes an approved payment entry.
+// successfulPayment reads an approved payment entry.
 func successfulPayment(e JournalEntry) (*PaymentResult, TotalsGroup, bool) {
-	var resp totalsResponseView
-	if json.Unmarshal(e.Response, &resp) != nil {
+	resp := e.Response
+	if resp == nil || resp.Payment == nil || resp.Status.Result != Success || resp.Payment.Result == nil {
 		return nil, TotalsGroup{}, false
 	}
-	pr := resp.SaleToPOIResponse.PaymentResponse
-	if pr == nil || pr.Response.Result != string(Success) || pr.PaymentResult == nil || pr.PaymentResult.AmountsResp == nil {
-		return nil, TotalsGroup{}, false
-	}
-	w := pr.PaymentResult
-	minor, perr := parseAmount("AuthorizedAmount", string(w.AmountsResp.AuthorizedAmount), w.AmountsResp.Currency)
-	if perr != nil {
-		return nil, TotalsGroup{}, false
-	}
-	res := &PaymentResult{Type: PaymentType(w.PaymentType), AuthorizedAmount: Amount{Minor: minor, Currency: w.AmountsResp.Currency}}
-	if pid := w.PaymentInstrumentData; pid != nil {
-		res.InstrumentType = pid.PaymentInstrumentType
-		if pid.CardData != nil {
-			res.Brand = pid.CardData.PaymentBrand
+	w := resp.Payment.Result
+	res := &PaymentResult{Type: w.Type, InstrumentType: w.InstrumentType, Brand: w.Brand, AuthorizedAmount: w.AuthorizedAmount}
+	g := TotalsGroup{POIID: resp.Header.POIID, SaleID: e.SaleID}
+	if req := e.Request; req != nil && req.Payment != nil {
+		if req.Header.POIID != "" {
+			g.POIID = req.Header.POIID
 		}
-	}
-	g := TotalsGroup{POIID: resp.SaleToPOIResponse.MessageHeader.POIID, SaleID: e.SaleID}
-	var req totalsRequestView
-	if json.Unmarshal(e.Request, &req) == nil && req.SaleToPOIRequest.PaymentRequest != nil {
-		if req.SaleToPOIRequest.MessageHeader.POIID != "" {
-			g.POIID = req.SaleToPOIRequest.MessageHeader.POIID
-		}
-		if sd := req.SaleToPOIRequest.PaymentRequest.SaleData; sd != nil {
-			g.OperatorID, g.ShiftNumber = sd.OperatorID, sd.ShiftNumber
-			if sd.SaleTerminalData != nil {
-				g.TotalsGroupID = sd.SaleTerminalData.TotalsGroupID
-			}
-		}
+		g.OperatorID, g.ShiftNumber, g.TotalsGroupID = req.Payment.OperatorID, req.Payment.ShiftNumber, req.Payment.TotalsGroupID
 	}
 	return res, g, true
 }
@@ -433,9 +369,30 @@ func (s *Server) getTotals(ctx context.Context, req *Request) *Response {
 		s.log.Error("get totals", "err", err)
 		return failureResponse(req.Header, asError(err, UnavailableService))
 	}
+	gap, err := s.periodGap(ctx, id) // after the scan: an eviction meanwhile is reported, never missed
+	if err != nil {
+		s.log.Error("get totals", "err", err)
+		return failureResponse(req.Header, asError(err, UnavailableService))
+	}
 	return s.ok(req.Header, func(r *Response) {
+		r.Status.AdditionalResponse = gap
 		r.GetTotals = &GetTotalsResponse{POIReconciliationID: reconciliationID(id), Totals: totals}
 	})
+}
+
+// periodGap is the AdditionalResponse text saying period id's totals are
+// incomplete ("incomplete=N&evictedBefore=2026-12-01T08:00:00Z"), or "".
+func (s *Server) periodGap(ctx context.Context, id uint64) (string, error) {
+	lg, ok := s.deps.Ledger.(LedgerGaps)
+	if !ok {
+		return "", nil
+	}
+	n, before, err := lg.PeriodGap(ctx, id)
+	if err != nil || n == 0 {
+		return "", err
+	}
+	s.log.Warn("totals incomplete: entries of the period were evicted by the journal budget", "poi_reconciliation_id", id, "evicted", n, "begun_before", before)
+	return "incomplete=" + strconv.Itoa(n) + "&evictedBefore=" + url.QueryEscape(formatTime(before)), nil
 }
 
 // allDetails groups a reconciliation's totals as finely as the journal can.
@@ -469,6 +426,9 @@ func (s *Server) reconcile(ctx context.Context, req *Request) *Response {
 			return fail("totals", err)
 		}
 		resp.POIReconciliationID, resp.Totals = reconciliationID(id), totals
+		if additional, err = s.periodGap(ctx, id); err != nil {
+			return fail("period gap", err)
+		}
 		s.log.Info("reconciliation period closed", "poi_reconciliation_id", id, "sale_id", h.SaleID)
 	case ReconPrevious:
 		id, e := parseReconciliationID("ReconciliationRequest.POIReconciliationID", rr.POIReconciliationID)
@@ -480,6 +440,9 @@ func (s *Server) reconcile(ctx context.Context, req *Request) *Response {
 			return fail("totals", err)
 		}
 		resp.POIReconciliationID, resp.Totals = reconciliationID(id), totals
+		if additional, err = s.periodGap(ctx, id); err != nil {
+			return fail("period gap", err)
+		}
 	case ReconAcquirerSynchronisation:
 		if s.deps.Synchroniser == nil {
 			return failureResponse(h, Errorf(UnavailableService, "no platform to synchronise with"))
@@ -513,9 +476,19 @@ func (s *Server) reconcile(ctx context.Context, req *Request) *Response {
 			return fail("synchronise", err)
 		}
 		resp.POIReconciliationID, resp.Totals = reconciliationID(id), t.Result()
-		additional = "differences=" + strconv.Itoa(len(diffs))
-		for i, d := range diffs {
-			additional += fmt.Sprintf("&difference%d=%s", i+1, url.QueryEscape(d))
+		gap, err := s.periodGap(ctx, id)
+		if err != nil {
+			return fail("period gap", err)
+		}
+		if gap != "" {
+			// The platform's view may list payments the journal lost:
+			// differences, read with the gap.
+			additional = differencesText(diffs, maxAdditionalResponse-len(gap)-1) + "&" + gap
+		} else {
+			additional = differencesText(diffs, maxAdditionalResponse)
+		}
+		if len(diffs) > 0 {
+			s.log.Warn("acquirer synchronisation found differences", "poi_reconciliation_id", id, "differences", len(diffs))
 		}
 	default:
 		return failureResponse(h, Errorf(UnavailableService, "ReconciliationType %s is not served (the platform settles APM payments; use AcquirerSynchronisation to compare)", rr.Type))
@@ -526,14 +499,34 @@ func (s *Server) reconcile(ctx context.Context, req *Request) *Response {
 	})
 }
 
+// differencesText renders differences for AdditionalResponse:
+// "differences=N&difference1=…&difference2=…", each difference cut to
+// maxTextLen characters, as many as fit in limit bytes (ASCII: characters),
+// then "&more=M" counting those left out, so the total stays honest.
+func differencesText(diffs []string, limit int) string {
+	var b strings.Builder
+	b.WriteString("differences=" + strconv.Itoa(len(diffs)))
+	reserve := len("&more=") + len(strconv.Itoa(len(diffs)))
+	for i, d := range diffs {
+		piece := "&difference" + strconv.Itoa(i+1) + "=" + url.QueryEscape(clip(d, maxTextLen))
+		last := i == len(diffs)-1
+		if b.Len()+len(piece) > limit || (!last && b.Len()+len(piece)+reserve > limit) {
+			b.WriteString("&more=" + strconv.Itoa(len(diffs)-i))
+			break
+		}
+		b.WriteString(piece)
+	}
+	return b.String()
+}
+
 // collectPayment notes an approved payment, or the payment a successful
 // Reversal names, for AcquirerSynchronisation.
 func collectPayment(e JournalEntry, payments *[]JournaledPayment, reversed map[string]bool) error {
 	if e.State != TxDone {
 		return nil
 	}
-	resp, err := JSONCodec{}.DecodeResponse(e.Response)
-	if err != nil || resp.Status.Result != Success {
+	resp := e.Response
+	if resp == nil || resp.Status.Result != Success {
 		return nil
 	}
 	switch {

@@ -1,8 +1,16 @@
 package nexo
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -127,8 +135,104 @@ func TestReconciliationRefusedWhileUnfinished(t *testing.T) {
 	var ne *Error
 	require.ErrorAs(t, err, &ne)
 	require.Equal(t, Busy, ne.Condition)
-	require.NoError(t, j.Finish(ctx, Txn{SaleID: "POS1", ServiceID: "X", POITransactionID: poiID}, []byte("{}"), testEpoch))
+	require.NoError(t, j.Finish(ctx, Txn{SaleID: "POS1", ServiceID: "X", POITransactionID: poiID}, &Response{Header: Header{Category: CategoryPayment}, Status: ResponseStatus{Result: Failure}}, testEpoch))
 	id, err := j.ClosePeriod(ctx, testEpoch)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), id)
+}
+
+// TestReconciliationSyncDifferencesBounded: a platform that disagrees about
+// many payments does not make AdditionalResponse longer than Nexo allows
+// (Max1025Text): the first differences are listed, "more" counts the rest,
+// and the total stays exact.
+func TestReconciliationSyncDifferencesBounded(t *testing.T) {
+	env := startServer(t, ServerConfig{}, nil)
+	c := env.client(nil, nil)
+	ctx := testCtx(t)
+	for i := range 40 {
+		resp, err := c.Do(ctx, paymentReq(fmt.Sprintf("P%d", i), "LOST", 100))
+		requireSuccess(t, resp, err)
+	}
+	resp, err := c.Do(ctx, reconReq("S1", ReconAcquirerSynchronisation, ""))
+	requireSuccess(t, resp, err)
+	add := resp.Status.AdditionalResponse
+	require.LessOrEqual(t, utf8.RuneCountInString(add), maxAdditionalResponse)
+	v, err := url.ParseQuery(add)
+	require.NoError(t, err)
+	require.Equal(t, "40", v.Get("differences"))
+	listed := 0
+	for k := range v {
+		if strings.HasPrefix(k, "difference") && k != "differences" {
+			listed++
+		}
+	}
+	require.Positive(t, listed)
+	require.Equal(t, "payment POI-TX-1 is unknown to the platform", v.Get("difference1"))
+	require.Equal(t, strconv.Itoa(40-listed), v.Get("more"))
+}
+
+func TestDifferencesText(t *testing.T) {
+	require.Equal(t, "differences=0", differencesText(nil, maxAdditionalResponse))
+	require.Equal(t, "differences=2&difference1=a&difference2=b+c", differencesText([]string{"a", "b c"}, maxAdditionalResponse))
+	huge := strings.Repeat("é", 5000)
+	for _, diffs := range [][]string{{huge}, {huge, huge, huge}, slices.Repeat([]string{"x"}, 1000)} {
+		got := differencesText(diffs, maxAdditionalResponse)
+		require.LessOrEqual(t, len(got), maxAdditionalResponse, "ASCII: bytes are characters")
+		v, err := url.ParseQuery(got)
+		require.NoError(t, err)
+		require.Equal(t, strconv.Itoa(len(diffs)), v.Get("differences"))
+		listed := len(v) - 1
+		if v.Has("more") {
+			listed--
+			require.Equal(t, strconv.Itoa(len(diffs)-listed), v.Get("more"))
+		} else {
+			require.Equal(t, len(diffs), listed)
+		}
+	}
+}
+
+// gapLedger is a journal that lost entries of period 1 to its disk budget.
+type gapLedger struct {
+	*MemJournal
+	evicted int
+	before  time.Time
+}
+
+func (g gapLedger) PeriodGap(_ context.Context, id uint64) (int, time.Time, error) {
+	if id != 1 {
+		return 0, time.Time{}, nil
+	}
+	return g.evicted, g.before, nil
+}
+
+// TestTotalsReportEvictedEntries: totals of a period whose journal entries
+// were partly evicted say so (how many, begun before when) in GetTotals and
+// every Reconciliation, instead of passing for complete; the next period's
+// totals, complete, say nothing.
+func TestTotalsReportEvictedEntries(t *testing.T) {
+	env := &testEnv{journal: NewMemJournal(), clock: newTestClock()}
+	before := time.Date(2026, 11, 28, 9, 30, 0, 0, time.UTC)
+	srv, err := NewServer(ServerConfig{POIID: testPOIID, AllowPlainHTTP: true}, Deps{
+		Engine: &fakeEngine{}, Journal: env.journal, Display: &fakeDisplay{}, Diagnoser: fakeDiagnoser{},
+		Outbox: &fakeOutbox{}, Now: env.clock.Now, Synchroniser: fakeSynchroniser{},
+		Ledger: gapLedger{MemJournal: env.journal, evicted: 7, before: before},
+	}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ctx := testCtx(t)
+	do := func(r *Request) *Response {
+		t.Helper()
+		body, err := JSONCodec{}.EncodeRequest(r)
+		require.NoError(t, err)
+		resp, err := JSONCodec{}.DecodeResponse(srv.Exchange(ctx, body))
+		requireSuccess(t, resp, err)
+		return resp
+	}
+	do(paymentReq("P1", "LOST", 100))
+	const want = "incomplete=7&evictedBefore=2026-11-28T09%3A30%3A00.000Z"
+	require.Equal(t, want, do(totalsReq("T1", nil, nil)).Status.AdditionalResponse)
+	require.Equal(t, "differences=1&difference1=payment+POI-TX-1+is+unknown+to+the+platform&"+want,
+		do(reconReq("A1", ReconAcquirerSynchronisation, "")).Status.AdditionalResponse)
+	require.Equal(t, want, do(reconReq("C1", ReconSale, "")).Status.AdditionalResponse)
+	require.Equal(t, want, do(reconReq("C2", ReconPrevious, "1")).Status.AdditionalResponse)
+	require.Empty(t, do(totalsReq("T2", nil, nil)).Status.AdditionalResponse, "period 2 is complete")
 }

@@ -83,6 +83,8 @@ type PPaaS struct {
 	api, ctl     *http.Server
 	wg           sync.WaitGroup
 	closeOnce    sync.Once
+	closeAll     sync.Once // Close runs once; a second call returns the first's error
+	closeErr     error
 	apiNanos     atomic.Int64 // time spent in API handlers and publishing events, for benchmarks
 	ingestNanos  atomic.Int64 // of which in the device events ingest (the agent's forwarder)
 	apiCalls     atomic.Int64 // API requests answered, device events ingest excluded
@@ -291,8 +293,14 @@ func (p *PPaaS) URL() string { return "https://" + p.apiLn.Addr().String() }
 // ControlURL is the base URL of the control API.
 func (p *PPaaS) ControlURL() string { return "http://" + p.ctlLn.Addr().String() }
 
-// Close stops the listeners and waits for the servers to finish.
+// Close stops the listeners and waits for the servers to finish. It may be
+// called more than once: later calls return the first's result.
 func (p *PPaaS) Close(ctx context.Context) error {
+	p.closeAll.Do(func() { p.closeErr = p.close(ctx) })
+	return p.closeErr
+}
+
+func (p *PPaaS) close(ctx context.Context) error {
 	p.closeOnce.Do(func() { close(p.closing) })
 	var errs []error
 	if p.api != nil {

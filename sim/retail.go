@@ -16,12 +16,14 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -46,6 +48,15 @@ type RetailConfig struct {
 	// RelayTimeout bounds the wait for a device's answer (default 6 min:
 	// longer than a payment).
 	RelayTimeout time.Duration
+	// MaxAsync bounds the mode=async exchanges waiting for their answer
+	// (default 64); beyond it a message is refused with 429 and
+	// Retry-After, before it is relayed.
+	MaxAsync int
+	// WebhookHosts are the hosts (names or IPs, as written in the URL)
+	// webhooks may be posted to besides loopback. Empty (the default): a
+	// session's webhookUrl must name a loopback address (127.0.0.0/8, ::1,
+	// localhost), and the webhook client dials loopback addresses only.
+	WebhookHosts []string
 }
 
 // RetailFaults are the relay faults, each consumed by the next messages
@@ -118,13 +129,21 @@ type retail struct {
 	faults   RetailFaults
 	stats    RetailStats
 	seq      uint64
-	hooks    sync.WaitGroup // async exchanges in flight
+	hooks    sync.WaitGroup // async exchanges in flight (owned: stopped by closeRetail)
+	async    int            // async exchanges in flight (≤ cfg.MaxAsync)
+	ctx      context.Context
+	stop     context.CancelFunc // ends the async exchanges at Close
 	webhook  *http.Client
 }
 
 func (p *PPaaS) retailRoutes() {
 	rt := &retail{p: p, cfg: p.cfg.Retail, devices: map[string]*relayDevice{}, sessions: map[string]*RetailSession{},
-		waiters: map[string]*relayWaiter{}, webhook: &http.Client{Timeout: 10 * time.Second}}
+		waiters: map[string]*relayWaiter{}}
+	rt.ctx, rt.stop = context.WithCancel(context.Background())
+	rt.webhook = newWebhookClient(rt.cfg.WebhookHosts)
+	if rt.cfg.MaxAsync <= 0 {
+		rt.cfg.MaxAsync = 64
+	}
 	if rt.cfg.Key == "" {
 		rt.cfg.Key = RetailDefaultKey
 	}
@@ -165,8 +184,10 @@ func (p *PPaaS) RetailURL() string { return p.URL() }
 // RelayURL is where devices connect: the agent's cloud_url.
 func (p *PPaaS) RelayURL() string { return "wss://" + p.apiLn.Addr().String() + RetailRelayPath }
 
-// closeRetail waits for the async exchanges (Close has ended the streams).
+// closeRetail ends the async exchanges and waits for them (Close has ended
+// the streams).
 func (p *PPaaS) closeRetail() {
+	p.retail.stop()
 	p.retail.mu.Lock()
 	for _, d := range p.retail.devices {
 		if d.conn != nil {
@@ -175,6 +196,7 @@ func (p *PPaaS) closeRetail() {
 	}
 	p.retail.mu.Unlock()
 	p.retail.hooks.Wait()
+	p.retail.webhook.CloseIdleConnections()
 }
 
 func retailError(w http.ResponseWriter, status int, code, msg string) {
@@ -223,8 +245,17 @@ func (rt *retail) handleOpen(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.WebhookURL != "" {
-		if u, err := url.Parse(req.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if len(req.WebhookURL) > 2048 {
+			retailError(w, http.StatusBadRequest, "invalid_request", "webhookUrl: at most 2048 characters")
+			return
+		}
+		u, err := url.Parse(req.WebhookURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			retailError(w, http.StatusBadRequest, "invalid_request", "webhookUrl: an http(s) URL")
+			return
+		}
+		if err := webhookHostAllowed(u.Hostname(), rt.cfg.WebhookHosts); err != nil {
+			retailError(w, http.StatusBadRequest, "webhook_not_allowed", "webhookUrl: "+err.Error())
 			return
 		}
 	}
@@ -288,24 +319,33 @@ func (rt *retail) handleMessage(w http.ResponseWriter, r *http.Request) {
 		retailError(w, http.StatusBadRequest, "invalid_request", "mode=async needs a session opened with a webhookUrl")
 		return
 	}
+	if async {
+		// The slot is taken before the message is relayed: a refused
+		// message never reaches the device.
+		rt.mu.Lock()
+		full := rt.async >= rt.cfg.MaxAsync || rt.ctx.Err() != nil
+		if !full {
+			rt.async++
+			rt.hooks.Add(1)
+		}
+		rt.mu.Unlock()
+		if full {
+			w.Header().Set("Retry-After", "5")
+			retailError(w, http.StatusTooManyRequests, "too_many_async",
+				fmt.Sprintf("%d asynchronous exchanges are waiting for their answer; retry later or send synchronously", rt.cfg.MaxAsync))
+			return
+		}
+	}
 	id, wt, err := rt.send(r.Context(), s.serial, body, async)
 	if err != nil {
+		if async {
+			rt.releaseAsync()
+		}
 		retailError(w, http.StatusServiceUnavailable, "device_unavailable", err.Error())
 		return
 	}
 	if async {
-		rt.hooks.Add(1)
-		go func() {
-			defer rt.hooks.Done()
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), rt.cfg.RelayTimeout)
-			defer cancel()
-			ans, err := rt.wait(ctx, id, wt)
-			if err != nil {
-				rt.p.log.Warn("retail async exchange failed", "id", id, "err", err)
-				return
-			}
-			rt.postWebhook(ctx, s, id, ans)
-		}()
+		go rt.awaitAsync(s, id, wt)
 		w.Header().Set("Location", r.URL.Path+"/"+id)
 		writeJSON(w, http.StatusAccepted, map[string]string{"messageId": id})
 		return
@@ -325,6 +365,29 @@ func (rt *retail) handleMessage(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Retail-Message-Id", id)
 		_, _ = w.Write(ans)
 	}
+}
+
+// awaitAsync waits for the answer of an async exchange and posts it to the
+// session's webhook. It is owned: counted in hooks and async (taken by the
+// handler, given back here) and ended by closeRetail.
+func (rt *retail) awaitAsync(s *RetailSession, id string, wt *relayWaiter) {
+	defer rt.releaseAsync()
+	ctx, cancel := context.WithTimeout(rt.ctx, rt.cfg.RelayTimeout)
+	defer cancel()
+	ans, err := rt.wait(ctx, id, wt)
+	if err != nil {
+		rt.p.log.Warn("retail async exchange failed", "id", id, "err", err)
+		return
+	}
+	rt.postWebhook(ctx, s, id, ans)
+}
+
+// releaseAsync gives back the slot of an async exchange.
+func (rt *retail) releaseAsync() {
+	rt.mu.Lock()
+	rt.async--
+	rt.mu.Unlock()
+	rt.hooks.Done()
 }
 
 var errRelayLost = errors.New("the device's connection was lost before its answer; ask the outcome with a MessageStatus request")
@@ -519,6 +582,52 @@ func (rt *retail) handleRelay(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
+	}
+}
+
+// webhookHostAllowed accepts a loopback host, or one of allow.
+func webhookHostAllowed(host string, allow []string) error {
+	if slices.Contains(allow, host) {
+		return nil
+	}
+	if strings.EqualFold(host, "localhost") {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	if len(allow) == 0 {
+		return fmt.Errorf("host %q is not loopback; the simulator posts webhooks to loopback only unless RetailConfig.WebhookHosts lists the host", host)
+	}
+	return fmt.Errorf("host %q is neither loopback nor in the allowed webhook hosts", host)
+}
+
+// newWebhookClient posts webhooks to allowed hosts only: each redirect is
+// checked as the session's URL was, and with no allow-list the dialer
+// refuses any address that is not loopback (a name that resolves elsewhere).
+func newWebhookClient(allow []string) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if len(allow) == 0 {
+		d.Control = func(_, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return err
+			}
+			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+				return fmt.Errorf("webhook to %s refused: not a loopback address", host)
+			}
+			return nil
+		}
+	}
+	return &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 3 {
+				return errors.New("webhook: too many redirects")
+			}
+			return webhookHostAllowed(req.URL.Hostname(), allow)
+		},
 	}
 }
 

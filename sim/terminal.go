@@ -30,8 +30,13 @@ func newTerminals(now func() time.Time) *Terminals {
 	return &Terminals{screens: map[string]display.Screen{}, subs: map[string]map[chan display.Screen]struct{}{}, now: now}
 }
 
-// Show sets a terminal's screen and pushes it to the pages watching it. Slow
-// watchers miss intermediate screens rather than block the agent.
+// watchBuffer is how many screens a watcher may lag behind before it misses
+// the oldest: enough for a payment's whole sequence of screens.
+const watchBuffer = 16
+
+// Show sets a terminal's screen and pushes it to the pages watching it. A
+// watcher more than watchBuffer screens behind misses the oldest rather than
+// block the agent.
 func (t *Terminals) Show(s display.Screen) {
 	if s.Time.IsZero() {
 		s.Time = t.now()
@@ -43,7 +48,7 @@ func (t *Terminals) Show(s display.Screen) {
 		select {
 		case ch <- s:
 		default:
-			select { // drop the stale screen and keep the newest
+			select { // drop the oldest screen and keep the newest
 			case <-ch:
 			default:
 			}
@@ -61,9 +66,9 @@ func (t *Terminals) Current(serial string) (display.Screen, bool) {
 }
 
 // Watch returns a channel of the terminal's screens, starting with the current one,
-// until ctx ends.
+// closed when ctx ends.
 func (t *Terminals) Watch(ctx context.Context, serial string) <-chan display.Screen {
-	ch := make(chan display.Screen, 1)
+	ch := make(chan display.Screen, watchBuffer)
 	t.mu.Lock()
 	if t.subs[serial] == nil {
 		t.subs[serial] = map[chan display.Screen]struct{}{}
@@ -78,6 +83,7 @@ func (t *Terminals) Watch(ctx context.Context, serial string) <-chan display.Scr
 	context.AfterFunc(ctx, func() {
 		t.mu.Lock()
 		delete(t.subs[serial], ch)
+		close(ch) // under mu: Show never sends on it again
 		t.mu.Unlock()
 	})
 	return ch
@@ -153,7 +159,10 @@ func (p *PPaaS) handleTerminalEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-keepalive.C:
 			fmt.Fprint(w, ": keepalive\n\n")
-		case s := <-ch:
+		case s, ok := <-ch:
+			if !ok {
+				return
+			}
 			b, _ := json.Marshal(s)
 			fmt.Fprintf(w, "event: screen\ndata: %s\n\n", b)
 		}

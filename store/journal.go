@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,6 +71,68 @@ type txnHeader struct {
 	Compact   bool      `json:"compact,omitempty"`
 }
 
+// Header value layout (version 2; files written before it hold JSON, a
+// value starting with '{', still read), integers varint-encoded, times as in
+// encodeRecord:
+//
+//	version(1) len(sale) sale len(svc) svc started updated len(state) state
+//	flags(1: 1 final, 2 compact) n order
+//
+// Binary because every journal step rewrites it and every read decodes it.
+const headerVersion = 2
+
+func (h *txnHeader) encode() []byte {
+	b := make([]byte, 0, 1+len(h.SaleID)+len(h.ServiceID)+len(h.State)+7*binary.MaxVarintLen64)
+	b = append(b, headerVersion)
+	b = binary.AppendUvarint(b, uint64(len(h.SaleID)))
+	b = append(b, h.SaleID...)
+	b = binary.AppendUvarint(b, uint64(len(h.ServiceID)))
+	b = append(b, h.ServiceID...)
+	b = binary.AppendVarint(b, timeNanos(h.Started))
+	b = binary.AppendVarint(b, timeNanos(h.Updated))
+	b = binary.AppendUvarint(b, uint64(len(h.State)))
+	b = append(b, h.State...)
+	var flags byte
+	if h.Final {
+		flags |= 1
+	}
+	if h.Compact {
+		flags |= 2
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, h.N)
+	return binary.AppendUvarint(b, h.Order)
+}
+
+// decode reads a header of either layout.
+func (h *txnHeader) decode(v []byte) error {
+	if len(v) > 0 && v[0] == '{' { // version 1: JSON
+		*h = txnHeader{}
+		return json.Unmarshal(v, h)
+	}
+	d := decoder{b: v}
+	if ver := d.byte(); d.err == nil && ver != headerVersion {
+		return fmt.Errorf("%w: header version %d", ErrBadRecord, ver)
+	}
+	x := txnHeader{SaleID: string(d.bytes(d.length())), ServiceID: string(d.bytes(d.length()))}
+	x.Started, x.Updated = nanosTime(d.varint()), nanosTime(d.varint())
+	x.State = string(d.bytes(d.length()))
+	flags := d.byte()
+	if flags&^3 != 0 {
+		d.fail("header flags")
+	}
+	x.Final, x.Compact = flags&1 != 0, flags&2 != 0
+	x.N, x.Order = d.uvarint(), d.uvarint()
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return d.err
+	}
+	*h = x
+	return nil
+}
+
 // StartTxn journals a new transaction with its first transition. If
 // ref.ServiceID is set, it fails with ErrDuplicateServiceID when the
 // SaleID+ServiceID pair is reserved, else reserves it; the check and the
@@ -111,10 +174,7 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		}
 		hdr := h
 		hdr.Order = order
-		hv, err := json.Marshal(hdr)
-		if err != nil {
-			return err
-		}
+		hv := hdr.encode()
 		id := []byte(ref.ID)
 		var svcVal []byte // nil: not indexed (putAll skips it)
 		if indexed {
@@ -195,7 +255,7 @@ func (s *Store) appendTxnOp(id string, t Transition, unfinished bool) (op, error
 			return ErrNotFound
 		}
 		var h txnHeader
-		if err := json.Unmarshal(hv, &h); err != nil {
+		if err := h.decode(hv); err != nil {
 			return &CorruptError{Path: s.path, Err: fmt.Errorf("journal header %s: %w", id, err)}
 		}
 		if unfinished && h.Final {
@@ -204,11 +264,7 @@ func (s *Store) appendTxnOp(id string, t Transition, unfinished bool) (op, error
 		h.N++
 		h.Updated, h.State = t.At, t.State
 		h.Final = h.Final || t.Final
-		nhv, err := json.Marshal(h)
-		if err != nil {
-			return err
-		}
-		if err := putAll(put{txb, []byte(id), nhv}, put{w.tx.Bucket(bucketTrans), transKey(id, h.N), tv}); err != nil {
+		if err := putAll(put{txb, []byte(id), h.encode()}, put{w.tx.Bucket(bucketTrans), transKey(id, h.N), tv}); err != nil {
 			return err
 		}
 		if h.Final {
@@ -258,7 +314,9 @@ func (s *Store) LastTxn(ctx context.Context) (Txn, bool, error) {
 
 // LastTxnForSale returns the most recently started transaction of one
 // SaleID (a POI can serve several POS systems; each asks about its own).
-func (s *Store) LastTxnForSale(ctx context.Context, saleID string) (Txn, bool, error) {
+// With dataOf given, only the transitions of those states carry their Data
+// (see TxnByServiceID).
+func (s *Store) LastTxnForSale(ctx context.Context, saleID string, dataOf ...string) (Txn, bool, error) {
 	var (
 		t  Txn
 		ok bool
@@ -269,7 +327,7 @@ func (s *Store) LastTxnForSale(ctx context.Context, saleID string) (Txn, bool, e
 			return nil
 		}
 		var err error
-		t, err = readTxn(tx, string(id))
+		t, err = readTxn(tx, string(id), dataOf...)
 		ok = err == nil
 		return err
 	})
@@ -281,8 +339,10 @@ func (s *Store) LastTxnForSale(ctx context.Context, saleID string) (Txn, bool, e
 
 // TxnByServiceID returns the transaction a SaleID+ServiceID pair started, as
 // long as the pair is still indexed (Options.ServiceIDRetention, and at
-// least until the next prune).
-func (s *Store) TxnByServiceID(ctx context.Context, saleID, serviceID string) (Txn, bool, error) {
+// least until the next prune). With dataOf given, only the transitions of
+// those states carry their Data (the others are listed, Data nil): a caller
+// that reads one state does not pay for copying the rest.
+func (s *Store) TxnByServiceID(ctx context.Context, saleID, serviceID string, dataOf ...string) (Txn, bool, error) {
 	var (
 		t  Txn
 		ok bool
@@ -293,7 +353,7 @@ func (s *Store) TxnByServiceID(ctx context.Context, saleID, serviceID string) (T
 			return nil
 		}
 		var err error
-		t, err = readTxn(tx, string(v[8:]))
+		t, err = readTxn(tx, string(v[8:]), dataOf...)
 		if errors.Is(err, ErrNotFound) {
 			return nil // journal entry pruned before the index: treat as unknown
 		}
@@ -359,7 +419,7 @@ func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 				}
 				hv := w.tx.Bucket(bucketTxn).Get(v)
 				var h txnHeader
-				if hv != nil && json.Unmarshal(hv, &h) == nil {
+				if hv != nil && h.decode(hv) == nil {
 					if !h.Started.Before(txCut) {
 						break // order follows start time: the rest is younger
 					}
@@ -437,24 +497,74 @@ func deleteTxn(tx *bolt.Tx, id []byte) error {
 	return nil
 }
 
-func readTxn(tx *bolt.Tx, id string) (Txn, error) {
+// readTxn reads transaction id; with dataOf given, only the transitions of
+// those states carry their Data.
+func readTxn(tx *bolt.Tx, id string, dataOf ...string) (Txn, error) {
 	hv := tx.Bucket(bucketTxn).Get([]byte(id))
 	if hv == nil {
 		return Txn{}, ErrNotFound
 	}
 	var h txnHeader
-	if err := json.Unmarshal(hv, &h); err != nil {
+	if err := h.decode(hv); err != nil {
 		return Txn{}, fmt.Errorf("%w: journal header %s: %v", ErrCorrupt, id, err)
 	}
 	t := Txn{TxnRef: TxnRef{ID: id, SaleID: h.SaleID, ServiceID: h.ServiceID},
 		Started: h.Started, Updated: h.Updated, State: h.State, Final: h.Final,
 		Transitions: make([]Transition, 0, h.N)}
+	// The values are read in place (bbolt's memory, valid until the
+	// transaction ends) and copied out in one allocation for the data and
+	// one for the states, whatever the number of transitions.
+	type raw struct {
+		state, data []byte
+		t           Transition
+		legacy      bool // t is decoded already
+	}
+	var (
+		raws       = make([]raw, 0, h.N)
+		nData, nSt int
+	)
 	prefix := append([]byte(id), 0)
 	c := tx.Bucket(bucketTrans).Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		tr, err := decodeTransition(v)
+		if len(v) > 0 && v[0] == '{' { // version 1: JSON, decoded (and copied) as it is
+			tr, err := decodeTransition(v)
+			if err != nil {
+				return Txn{}, fmt.Errorf("%w: journal transition %x: %v", ErrCorrupt, k, err)
+			}
+			raws = append(raws, raw{t: tr, legacy: true})
+			continue
+		}
+		at, state, final, data, err := parseTransition(v)
 		if err != nil {
 			return Txn{}, fmt.Errorf("%w: journal transition %x: %v", ErrCorrupt, k, err)
+		}
+		if len(dataOf) > 0 && !slices.Contains(dataOf, string(state)) { // no allocation: the conversion is only compared
+			data = nil
+		}
+		raws = append(raws, raw{state: state, data: data, t: Transition{At: at, Final: final}})
+		nData += len(data)
+		nSt += len(state)
+	}
+	data := make([]byte, 0, nData)
+	states := make([]byte, 0, nSt)
+	for _, r := range raws {
+		states = append(states, r.state...)
+	}
+	all := string(states)
+	at := 0
+	for _, r := range raws {
+		tr := r.t
+		if r.legacy && len(dataOf) > 0 && !slices.Contains(dataOf, tr.State) {
+			tr.Data = nil
+		}
+		if !r.legacy {
+			tr.State = all[at : at+len(r.state)]
+			at += len(r.state)
+			if len(r.data) > 0 {
+				n := len(data)
+				data = append(data, r.data...)
+				tr.Data = data[n:len(data):len(data)]
+			}
 		}
 		t.Transitions = append(t.Transitions, tr)
 	}
@@ -595,27 +705,39 @@ func decodeTransition(v []byte) (Transition, error) {
 		}
 		return t, nil
 	}
+	at, state, final, data, err := parseTransition(v)
+	if err != nil {
+		return Transition{}, err
+	}
+	t.At, t.State, t.Final = at, string(state), final
+	if len(data) > 0 {
+		t.Data = append(json.RawMessage(nil), data...)
+	}
+	return t, nil
+}
+
+// parseTransition reads a version 2 transition in place: state and data
+// alias v.
+func parseTransition(v []byte) (at time.Time, state []byte, final bool, data []byte, err error) {
 	d := decoder{b: v}
 	if ver := d.byte(); d.err == nil && ver != transitionVersion {
-		return Transition{}, fmt.Errorf("%w: transition version %d", ErrBadRecord, ver)
+		return time.Time{}, nil, false, nil, fmt.Errorf("%w: transition version %d", ErrBadRecord, ver)
 	}
-	t.At = nanosTime(d.varint())
-	t.State = string(d.bytes(d.length()))
+	at = nanosTime(d.varint())
+	state = d.bytes(d.length())
 	switch d.byte() {
 	case 0:
 	case 1:
-		t.Final = true
+		final = true
 	default:
 		d.fail("final flag")
 	}
-	if data := d.bytes(d.length()); len(data) > 0 {
-		t.Data = append(json.RawMessage(nil), data...)
-	}
+	data = d.bytes(d.length())
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("trailing bytes")
 	}
 	if d.err != nil {
-		return Transition{}, d.err
+		return time.Time{}, nil, false, nil, d.err
 	}
-	return t, nil
+	return at, state, final, data, nil
 }

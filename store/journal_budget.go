@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -44,7 +43,7 @@ func (s *Store) ensureSaleIndex() error {
 			txb := tx.Bucket(bucketTxn)
 			return tx.Bucket(bucketOrder).ForEach(func(k, v []byte) error {
 				var h txnHeader
-				if hv := txb.Get(v); hv == nil || json.Unmarshal(hv, &h) != nil {
+				if hv := txb.Get(v); hv == nil || h.decode(hv) != nil {
 					return nil
 				}
 				return idx.Put(saleKey(h.SaleID, keySeq(k)), v)
@@ -66,7 +65,7 @@ func deleteSaleIndex(tx *bolt.Tx, id []byte) error {
 		return nil
 	}
 	var h txnHeader
-	if json.Unmarshal(hv, &h) != nil {
+	if h.decode(hv) != nil {
 		return nil
 	}
 	return idx.Delete(saleKey(h.SaleID, h.Order))
@@ -180,7 +179,10 @@ func (s *Store) journalGrew(ctx context.Context, n int) {
 // and finished within Options.ServiceIDRetention: TransactionStatus must
 // still find it. When only those are left the journal stays over budget. A transaction's SaleID+ServiceID
 // reservation outlives its eviction, so a retried request is refused as a
-// duplicate rather than charged again. It returns the number evicted.
+// duplicate rather than charged again. An evicted POS transaction that ran
+// is counted against its reconciliation period (PeriodGap), so the period's
+// totals are reported incomplete rather than silently short. It returns the
+// number evicted.
 func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
 	max := s.opts.JournalMaxBytes
 	if max <= 0 {
@@ -227,8 +229,10 @@ func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
 }
 
 // evictChunk deletes up to moveChunk evictable transactions, oldest first,
-// starting after order key after, until about want bytes are freed. It
-// returns where to resume (nil: the end of the journal).
+// starting at order key after, until about want bytes are freed. It
+// returns where to resume (nil: the end of the journal). Each evicted POS
+// transaction that ran is recorded against its reconciliation period
+// (PeriodGap), in the same write.
 func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, []byte, error) {
 	var (
 		n    int
@@ -245,16 +249,17 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 		type victim struct {
 			k, id  []byte
 			svcKey []byte // released with the transaction (compact ones only)
+			h      txnHeader
 		}
 		var victims []victim
 		var freed int64
 		c := ord.Cursor()
 		k, v := c.First()
 		if after != nil {
+			// after is the first key the last chunk did not look at: it is
+			// looked at now (skipping it kept one transaction per chunk,
+			// out of order, and left a hole in its period's gap record).
 			k, v = c.Seek(after)
-			if k != nil && bytes.Equal(k, after) {
-				k, v = c.Next()
-			}
 		}
 		for ; k != nil; k, v = c.Next() {
 			if len(victims) == moveChunk || freed >= want {
@@ -263,7 +268,7 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 			}
 			hv := txb.Get(v)
 			var h txnHeader
-			if hv == nil || json.Unmarshal(hv, &h) != nil || !h.Final || pinned == nil || pinned[string(v)] {
+			if hv == nil || h.decode(hv) != nil || !h.Final || pinned == nil || pinned[string(v)] {
 				continue
 			}
 			// A transaction that ran stays while its ServiceID is reserved: a
@@ -272,7 +277,7 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 			if !h.Compact && now.Sub(h.Updated) < s.opts.ServiceIDRetention {
 				continue
 			}
-			vi := victim{k: append([]byte(nil), k...), id: append([]byte(nil), v...)}
+			vi := victim{k: append([]byte(nil), k...), id: append([]byte(nil), v...), h: h}
 			if h.Compact {
 				sk := serviceKey(h.SaleID, h.ServiceID)
 				if sv := w.tx.Bucket(bucketSvc).Get(sk); len(sv) >= 8 && bytes.Equal(sv[8:], v) {
@@ -281,6 +286,13 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 			}
 			victims = append(victims, vi)
 			freed += int64(len(hv)+len(v)) + transBytes(w.tx, v)
+		}
+		headers := make([]txnHeader, len(victims))
+		for i, vi := range victims {
+			headers[i] = vi.h
+		}
+		if err := notePeriodGaps(w.tx, headers); err != nil {
+			return err
 		}
 		for _, vi := range victims {
 			if err := deleteTxn(w.tx, vi.id); err != nil {

@@ -357,3 +357,61 @@ func TestTransitionEncodingReadsBothLayouts(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []Transition{tr}, txn.Transitions)
 }
+
+// Journal headers are stored in a binary layout (version 2); the JSON headers
+// of older files still read, and a transaction with one takes new steps (its
+// header is then rewritten in the binary layout). A damaged header is an
+// error.
+func TestHeaderReadsBothLayouts(t *testing.T) {
+	at := time.Date(2026, 3, 1, 9, 0, 0, 123, time.UTC)
+	h := txnHeader{SaleID: "POS1", ServiceID: "S1", Started: at, Updated: at.Add(time.Second), State: "nexo.started", Final: true, N: 3, Order: 7, Compact: true}
+	var got txnHeader
+	require.NoError(t, got.decode(h.encode()))
+	require.Equal(t, h, got)
+	old, err := json.Marshal(h) // the layout of files written before version 2
+	require.NoError(t, err)
+	got = txnHeader{}
+	require.NoError(t, got.decode(old))
+	require.Equal(t, h, got)
+	enc := h.encode()
+	for i := range len(enc) {
+		require.Error(t, got.decode(enc[:i]), "cut at %d", i)
+	}
+
+	ctx := t.Context()
+	s, _ := openTest(t, Options{})
+	_, err = s.StartTxn(ctx, TxnRef{ID: "old", SaleID: "POS1", ServiceID: "S1"}, Transition{At: at, State: "started"})
+	require.NoError(t, err)
+	legacy, err := json.Marshal(txnHeader{SaleID: "POS1", ServiceID: "S1", Started: at, Updated: at, State: "started", N: 1, Order: 1})
+	require.NoError(t, err)
+	require.NoError(t, s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTxn).Put([]byte("old"), legacy) }))
+	require.NoError(t, s.AppendTxn(ctx, "old", Transition{At: at, State: "done", Final: true, Data: json.RawMessage(`"x"`)}))
+	txn, err := s.Txn(ctx, "old")
+	require.NoError(t, err)
+	require.True(t, txn.Final)
+	require.Equal(t, "done", txn.State)
+	require.Len(t, txn.Transitions, 2)
+}
+
+// A look-up given the states it reads copies only their data; the other
+// transitions are listed without theirs.
+func TestLookupCopiesOnlyTheStatesAsked(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{})
+	_, err := s.StartTxn(ctx, TxnRef{ID: "t1", SaleID: "POS1", ServiceID: "S1"}, Transition{State: "a", Data: json.RawMessage(`"A"`)})
+	require.NoError(t, err)
+	require.NoError(t, s.AppendTxn(ctx, "t1", Transition{State: "b", Data: json.RawMessage(`"B"`)}))
+	require.NoError(t, s.AppendTxn(ctx, "t1", Transition{State: "c", Data: json.RawMessage(`"C"`)}))
+	txn, ok, err := s.TxnByServiceID(ctx, "POS1", "S1", "a", "c")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Len(t, txn.Transitions, 3)
+	require.Equal(t, json.RawMessage(`"A"`), txn.Transitions[0].Data)
+	require.Nil(t, txn.Transitions[1].Data)
+	require.Equal(t, "b", txn.Transitions[1].State)
+	require.Equal(t, json.RawMessage(`"C"`), txn.Transitions[2].Data)
+	last, ok, err := s.LastTxnForSale(ctx, "POS1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, json.RawMessage(`"B"`), last.Transitions[1].Data, "without states, all data")
+}

@@ -168,7 +168,7 @@ func (s *Store) ClosePeriod(ctx context.Context, at time.Time) (uint64, error) {
 		txb := w.tx.Bucket(bucketTxn)
 		if err := w.tx.Bucket(bucketUnfin).ForEach(func(k, _ []byte) error {
 			var h txnHeader
-			if hv := txb.Get(k); hv == nil || json.Unmarshal(hv, &h) != nil {
+			if hv := txb.Get(k); hv == nil || h.decode(hv) != nil {
 				return nil
 			}
 			if h.ServiceID != "" && h.Order > from {
@@ -199,4 +199,126 @@ func (s *Store) ClosePeriod(ctx context.Context, at time.Time) (uint64, error) {
 	for cur := s.period.Load(); cur < id+1 && !s.period.CompareAndSwap(cur, id+1); cur = s.period.Load() {
 	}
 	return id, nil
+}
+
+// Journal budget and periods: evicting a finished transaction (see
+// EnforceJournalBudget) takes it out of its period's totals. Rather than let
+// a period left open too long be silently under-counted, each eviction of a
+// transaction that can count (a POS request that ran: not compact) is
+// recorded against its period, durably, in the same write as the eviction:
+// PeriodGap reports it with the totals.
+
+// bucketPeriodGaps holds be(period id) → PeriodGap, for periods that lost
+// transactions to the journal budget. One record per period: bounded by the
+// periods.
+var bucketPeriodGaps = []byte("journal.periods.evicted")
+
+// PeriodGap is what a period lost to the journal budget.
+type PeriodGap struct {
+	// Evicted counts the period's transactions (POS requests that ran)
+	// evicted; 0: the period's totals are complete.
+	Evicted int `json:"n"`
+	// Before: every evicted transaction began at or before this time
+	// (eviction goes oldest first); those begun after are all there.
+	Before time.Time `json:"before"`
+}
+
+// PeriodGap returns what period id lost to the journal budget.
+func (s *Store) PeriodGap(ctx context.Context, id uint64) (PeriodGap, error) {
+	var g PeriodGap
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPeriodGaps)
+		if b == nil {
+			return nil
+		}
+		v := b.Get(seqKey(id))
+		if v == nil {
+			return nil
+		}
+		if err := json.Unmarshal(v, &g); err != nil {
+			return fmt.Errorf("%w: evictions of reconciliation period %d: %v", ErrCorrupt, id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return PeriodGap{}, fmt.Errorf("read reconciliation period %d: %w", id, err)
+	}
+	return g, nil
+}
+
+// periodOf returns the id of the period that holds journal order o: the
+// first closed period whose last order is at or after o (binary search: a
+// period's last order only grows with its id), else the one in progress.
+func periodOf(tx *bolt.Tx, o uint64) (uint64, error) {
+	b := tx.Bucket(bucketPeriods)
+	if b == nil {
+		return 1, nil
+	}
+	k, _ := b.Cursor().Last()
+	if k == nil {
+		return 1, nil
+	}
+	closed := keySeq(k)
+	lo, hi := uint64(1), closed+1 // the answer is in [lo, hi]
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		r, err := readPeriod(b, mid)
+		if err != nil {
+			return 0, err
+		}
+		if r.LastOrder >= o {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo, nil
+}
+
+// notePeriodGaps records evicted transactions against their periods
+// (inside the evicting write).
+func notePeriodGaps(tx *bolt.Tx, evicted []txnHeader) error {
+	gaps := map[uint64]PeriodGap{}
+	for _, h := range evicted {
+		if h.Compact || h.ServiceID == "" {
+			continue // refused before it ran, or not a POS request: never in totals
+		}
+		id, err := periodOf(tx, h.Order)
+		if err != nil {
+			return err
+		}
+		g := gaps[id]
+		g.Evicted++
+		if h.Started.After(g.Before) {
+			g.Before = h.Started.UTC()
+		}
+		gaps[id] = g
+	}
+	if len(gaps) == 0 {
+		return nil
+	}
+	b, err := tx.CreateBucketIfNotExists(bucketPeriodGaps)
+	if err != nil {
+		return err
+	}
+	for id, g := range gaps {
+		if v := b.Get(seqKey(id)); v != nil {
+			var old PeriodGap
+			if err := json.Unmarshal(v, &old); err != nil {
+				return fmt.Errorf("%w: evictions of reconciliation period %d: %v", ErrCorrupt, id, err)
+			}
+			g.Evicted += old.Evicted
+			if old.Before.After(g.Before) {
+				g.Before = old.Before
+			}
+		}
+		v, err := json.Marshal(g)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(seqKey(id), v); err != nil {
+			return err
+		}
+	}
+	return nil
 }

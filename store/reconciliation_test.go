@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,4 +87,53 @@ func TestOpenPeriodKeptAfterFirstRead(t *testing.T) {
 	id, err = s.OpenPeriod(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, id, "read from the file after a restart")
+}
+
+// TestPeriodGapsRecordEvictions: the journal budget evicts finished
+// transactions of a closed period and of the period in progress (left open
+// for days); each period records, durably, how many of its transactions went
+// and when the newest of them began, exactly what its scan no longer sees.
+func TestPeriodGapsRecordEvictions(t *testing.T) {
+	const max = 1 << 20
+	clk := newFakeClock()
+	s, _ := openTest(t, Options{NoSync: true, Now: clk.Now, JournalMaxBytes: max, AdviceTxnID: adviceTxnID})
+	ctx := context.Background()
+	data := json.RawMessage(`"` + strings.Repeat("r", 4096) + `"`)
+	run := func(prefix string, n int) {
+		for i := range n {
+			id := fmt.Sprintf("%s%04d", prefix, i)
+			_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS1", ServiceID: id}, Transition{State: "started", Data: data})
+			require.NoError(t, err)
+			require.NoError(t, s.AppendTxn(ctx, id, Transition{State: "done", Final: true, Data: data}))
+			clk.Advance(6 * time.Minute)
+		}
+	}
+	run("a", 50)
+	g, err := s.PeriodGap(ctx, 1)
+	require.NoError(t, err)
+	require.Zero(t, g.Evicted, "nothing evicted yet: complete")
+	_, err = s.ClosePeriod(ctx, clk.Now())
+	require.NoError(t, err)
+	run("b", 400) // the next period stays open for 40 hours
+	clk.Advance(72 * time.Hour)
+	_, err = s.EnforceJournalBudget(ctx)
+	require.NoError(t, err)
+	require.Positive(t, s.JournalStats().Evicted)
+
+	s = reopen(t, s, Options{NoSync: true, Now: clk.Now, JournalMaxBytes: max, AdviceTxnID: adviceTxnID})
+	for _, p := range []struct {
+		id uint64
+		n  int
+	}{{1, 50}, {2, 400}} {
+		var kept []Txn
+		_, err := s.ScanPeriod(ctx, p.id, func(tx Txn) error { kept = append(kept, tx); return nil })
+		require.NoError(t, err)
+		g, err := s.PeriodGap(ctx, p.id)
+		require.NoError(t, err)
+		require.Equal(t, p.n-len(kept), g.Evicted, "period %d", p.id)
+		require.Positive(t, g.Evicted, "period %d", p.id)
+		for _, tx := range kept {
+			require.True(t, tx.Started.After(g.Before), "period %d: %s began after the evicted ones", p.id, tx.ID)
+		}
+	}
 }

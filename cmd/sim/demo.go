@@ -83,7 +83,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var txID string
 	for {
 		select {
-		case s := <-screens:
+		case s, ok := <-screens:
+			if !ok { // ctx ended: its case answers
+				screens = nil
+				continue
+			}
 			if s.State == "awaiting_consumer" && s.QRPayload != "" && txID == "" {
 				txID = s.TransactionID
 				text, err := qr.Text(s.QRPayload, qr.LevelMedium)

@@ -27,9 +27,14 @@ type cloudWorld struct {
 	cloudc *agent.CloudConnector
 }
 
-func startCloudWorld(t *testing.T, webhook string) *cloudWorld {
+func startCloudWorld(t *testing.T, webhook string, mods ...func(*world.WorldConfig)) *cloudWorld {
 	t.Helper()
-	w, local := startWorld(t, func(c *world.WorldConfig) { c.Cloud = true })
+	w, local := startWorld(t, func(c *world.WorldConfig) {
+		c.Cloud = true
+		for _, m := range mods {
+			m(c)
+		}
+	})
 	cc := w.Agent.Cloud()
 	require.NotNil(t, cc)
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
@@ -306,4 +311,105 @@ func TestCloudRevokedDevice(t *testing.T) {
 	d, err := cw.cloud.Diagnosis(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, nexo.Success, d.Status.Result, world.Describe(d))
+}
+
+// TestCloudAsyncBounded: the Retail API's async exchanges are capped (429
+// with Retry-After beyond MaxAsync, before anything is relayed; the slot comes
+// back with the answer). TestRetailAsyncEndedByClose (sim) shows they are
+// owned.
+func TestCloudAsyncBounded(t *testing.T) {
+	got := make(chan []byte, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- b
+	}))
+	t.Cleanup(hook.Close)
+	cw := startCloudWorld(t, hook.URL, func(c *world.WorldConfig) { c.PPaaS.Retail.MaxAsync = 1 })
+	send := func(serviceID string) error {
+		body, err := nexo.JSON5Codec{}.EncodeRequest(cw.cloud.PaymentRequest(serviceID, 410, "EUR", "KB"))
+		require.NoError(t, err)
+		_, err = cw.rc.SendAsync(t.Context(), cw.sess, body)
+		return err
+	}
+	require.NoError(t, send("CAP1"))
+	s := awaitScreen(t, cw.w, "awaiting_consumer")
+	err := send("CAP2")
+	require.ErrorContains(t, err, "429")
+	require.ErrorContains(t, err, "1 asynchronous exchanges are waiting")
+	require.Equal(t, 1, cw.w.PPaaS.RetailStats().Relayed, "the refused message is not relayed")
+	_, err = cw.w.PPaaS.Act(s.TransactionID, "pay")
+	require.NoError(t, err)
+	select {
+	case <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no webhook")
+	}
+	// The slot is back once the webhook is posted.
+	require.Eventually(t, func() bool { return send("CAP3") == nil }, 10*time.Second, 10*time.Millisecond)
+	s = awaitScreen(t, cw.w, "awaiting_consumer")
+	_, err = cw.w.PPaaS.Act(s.TransactionID, "pay")
+	require.NoError(t, err)
+	select {
+	case <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no webhook")
+	}
+}
+
+// TestCloudWebhookLoopbackOnly: a session's webhook must be loopback unless
+// the simulator is given an allow-list; the refusal says so.
+func TestCloudWebhookLoopbackOnly(t *testing.T) {
+	cw := startCloudWorld(t, "")
+	devs, err := cw.rc.Devices(t.Context())
+	require.NoError(t, err)
+	for _, u := range []string{"http://192.0.2.1:9/hook", "https://example.com/hook", "http://10.0.0.1/x"} {
+		_, err := cw.rc.Open(t.Context(), devs[0].DeviceID, "CLOUD2", u)
+		require.ErrorContains(t, err, "400", u)
+		require.ErrorContains(t, err, "webhook_not_allowed", u)
+		require.ErrorContains(t, err, "loopback", u)
+	}
+	for _, u := range []string{"http://127.0.0.1:9/hook", "http://localhost:9/hook", "http://[::1]:9/hook"} {
+		_, err := cw.rc.Open(t.Context(), devs[0].DeviceID, "CLOUD2", u)
+		require.NoError(t, err, u)
+	}
+}
+
+// TestCloudRetryAfterAgentRestart: the answers the cloud connector keeps for
+// redelivery are memory, lost with the process; the outcome is not. A cloud
+// payment whose answer was lost with the connection, then an agent restart
+// (a new process on the same journal), then the POS's retry of the same
+// exchange: the new agent serves it, the Nexo server replays the journaled
+// answer (duplicate ServiceID), and the consumer is charged once.
+func TestCloudRetryAfterAgentRestart(t *testing.T) {
+	cw := startCloudWorld(t, "")
+	w := cw.w
+	w.PPaaS.SetRetailFaults(sim.RetailFaults{DropAnswer: 1})
+	req := cw.cloud.PaymentRequest("RST1", 1875, "EUR", "KB")
+	done := payAsync(t, cw.cloud, req)
+	s := awaitScreen(t, w, "awaiting_consumer")
+	_, err := w.PPaaS.Act(s.TransactionID, "pay")
+	require.NoError(t, err)
+	r := <-done
+	require.ErrorContains(t, r.err, "502", "the answer was lost with the connection")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, w.RestartAgent(ctx))
+	cc := w.Agent.Cloud()
+	require.NotSame(t, cw.cloudc, cc)
+	require.NoError(t, cc.WaitConnected(ctx))
+	require.Zero(t, cc.Pending(), "nothing kept across the restart")
+	require.Eventually(t, func() bool {
+		devs, err := cw.rc.Devices(ctx)
+		return err == nil && len(devs) == 1 && devs[0].Connected
+	}, 15*time.Second, 5*time.Millisecond)
+
+	again, err := cw.cloud.Client.Do(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, nexo.Success, again.Status.Result, world.Describe(again))
+	require.Equal(t, int64(1875), again.Payment.Result.AuthorizedAmount.Minor)
+	require.Equal(t, 1, cc.Stats().Served, "the new agent served the retry: the answer came from the journal")
+	require.Equal(t, 1, cw.charges(), "charged once")
+	st := cw.status(t, "RST1")
+	require.Equal(t, again.Payment.POITransactionID.ID, st.TransactionStatus.Repeated.Payment.POITransactionID.ID)
 }

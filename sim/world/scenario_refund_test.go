@@ -15,7 +15,7 @@ import (
 func refundScenarioFiles(t testing.TB) []string {
 	files, err := filepath.Glob(filepath.Join("..", "..", "scenarios", "refund", "*.json"))
 	require.NoError(t, err)
-	require.NotEmpty(t, files, "no scenario files in ../scenarios/refund")
+	require.NotEmpty(t, files, "no scenario files in scenarios/refund")
 	return files
 }
 

@@ -193,7 +193,7 @@ func TestParseScenarioAdversarialSteps(t *testing.T) {
 func moneyScenarioFiles(t testing.TB) []string {
 	files, err := filepath.Glob(filepath.Join("..", "..", "scenarios", "money", "*.json"))
 	require.NoError(t, err)
-	require.NotEmpty(t, files, "no scenario files in ../scenarios/money")
+	require.NotEmpty(t, files, "no scenario files in scenarios/money")
 	return files
 }
 

@@ -54,6 +54,9 @@ type World struct {
 	// AgentOptions brought its own Now (then nil). Jumping it is the
 	// clock-jump fault; the control API reaches it at /control/agent/clock.
 	AgentClock *sim.AgentClock
+
+	opts agent.Options // what the agent was started with, for RestartAgent
+	log  *slog.Logger
 }
 
 // StartWorld generates the PKI if missing, starts the simulated PPaaS and an agent
@@ -125,7 +128,7 @@ func StartWorld(ctx context.Context, cfg WorldConfig) (*World, error) {
 		return nil, err
 	}
 	actx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	w := &World{PPaaS: p, Agent: a, Config: ac, AgentClock: clk, POSEvents: posEvents, dir: cfg.Dir, stop: stop, done: make(chan error, 1)}
+	w := &World{PPaaS: p, Agent: a, Config: ac, AgentClock: clk, POSEvents: posEvents, dir: cfg.Dir, stop: stop, done: make(chan error, 1), opts: opts, log: log}
 	go func() { w.done <- a.Run(actx) }()
 	subscribed := a.Subscribed()
 	if ac.MQTTURL == "" {
@@ -205,5 +208,39 @@ type terminalDisplay struct {
 func (d terminalDisplay) ShowScreen(_ context.Context, s display.Screen) error {
 	s.Serial = d.serial
 	d.t.Show(s)
+	return nil
+}
+
+// RestartAgent stops the agent (as SIGTERM would) and starts a new one with
+// the same configuration and data directory (its journal), as a restarted
+// process: nothing the old one held in memory survives. It returns once the
+// new agent is ready (and subscribed, with a broker). The new agent listens
+// on a new Nexo port when the configured one was :0.
+func (w *World) RestartAgent(ctx context.Context) error {
+	if err := w.StopAgent(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("restart agent: %w", err)
+	}
+	<-w.done // StopAgent kept it for Close: this agent is gone
+	a, err := agent.New(w.Config, agent.Build{Version: "sim"}, w.log.With("component", "agent"), w.opts)
+	if err != nil {
+		return fmt.Errorf("restart agent: %w", err)
+	}
+	actx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	w.Agent, w.stop = a, stop
+	go func() { w.done <- a.Run(actx) }()
+	subscribed := a.Subscribed()
+	if w.Config.MQTTURL == "" {
+		subscribed = a.Ready()
+	}
+	for _, ch := range []<-chan struct{}{a.Ready(), subscribed} {
+		select {
+		case <-ch:
+		case err := <-w.done:
+			w.done <- err
+			return fmt.Errorf("restart agent: stopped before ready: %w", err)
+		case <-ctx.Done():
+			return fmt.Errorf("restart agent: not ready: %w", ctx.Err())
+		}
+	}
 	return nil
 }
