@@ -78,6 +78,7 @@ type Agent struct {
 	adminAddr net.Addr
 	mqttUp    bool
 	st        *store.Store
+	after     *afterSale // after-sale updates (agent/aftersale.go); set in Run
 	fwd       *Forwarder
 	statuses  *ppaas.Statuses
 	cloud     *CloudConnector // issue 16: nil when cloud_url is empty
@@ -259,7 +260,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.st = st
 	held := newHeldAdvices()
-	j := journal{st: st, held: held}
+	after := newAfterSale(st, a.log.With("component", "aftersale")) // agent/aftersale.go
+	a.after = after
+	j := journal{st: st, held: held, after: after, receipts: a.cfg.DigitalReceipts}
 	// What a previous run left unfinished, listed before the POS can start a
 	// payment: recovery must not take this run's payments for interrupted ones.
 	unfinished, err := st.UnfinishedTxns(ctx)
@@ -375,6 +378,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	m.watchNexo(srv)
+	if a.cfg.POSEventURL != "" {
+		after.connect(srv.SealEvent, m.afterSaleUpdate)
+	} else {
+		after.connect(nil, m.afterSaleUpdate)
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", a.cfg.NexoListen)
 	if err != nil {
@@ -421,7 +429,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			TLS:         a.platform.Clone(),
 			Credentials: a.auth,
 			Events:      events{st: st},
-			Handler:     engine,
+			Handler:     eventRouter{engine: engine, after: after},
 			Logger:      a.log.With("component", "mqtt"),
 			Statuses:    statuses,
 		})

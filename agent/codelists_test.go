@@ -34,7 +34,7 @@ func TestAgentValuesAreInTheNexoCodeLists(t *testing.T) {
 	require.NoError(t, err)
 	in("PaymentInstrumentType", res.InstrumentType)
 	in("PaymentType", string(res.Type))
-	for _, ev := range []string{"Shutdown", "Initialised"} { // notifyPOS
+	for _, ev := range []string{"Shutdown", "Initialised", afterSaleEvent} { // notifyPOS, after-sale updates
 		in("EventToNotify", ev)
 	}
 }

@@ -84,6 +84,9 @@ type Config struct {
 
 	// issue 11: hostile input
 	JournalMaxBytes int `json:"journal_max_bytes" help:"disk budget of the transaction journal in bytes; past it the oldest finished transactions are evicted (never an unfinished one)"`
+
+	// issue 14: digital receipts
+	DigitalReceipts bool `json:"digital_receipts" help:"queue each successful payment's, refund's and reversal's receipt as a digital-receipt event to PPaaS, committed with its final response"`
 }
 
 // DefaultConfig is the configuration of a terminal on the PPaaS demo environment
@@ -115,6 +118,9 @@ func DefaultConfig() Config {
 
 		// issue 11: hostile input
 		JournalMaxBytes: 64 << 20,
+
+		// issue 14
+		DigitalReceipts: true,
 	}
 }
 

@@ -41,6 +41,10 @@ const (
 	// stateReversal: a reversal advice was queued (data: the advice); it
 	// commits with the final response it explains.
 	stateReversal = "agent.reversal"
+	// stateAfterSale: the payment's truth changed after the POS was answered
+	// (data: afterSaleRecord; agent/aftersale.go). It commits with the
+	// rewritten final response and the POS's EventNotification.
+	stateAfterSale = "agent.aftersale"
 )
 
 // startedRecord is what nexo.started holds: the category and request hash
@@ -189,6 +193,9 @@ type journal struct {
 	methods func(nexo.PaymentRequest) (qr.Method, bool)
 	// qr asks PPaaS (standing); nil in tools and tests that never ask.
 	qr *qr.Engine
+	// after-sale updates and digital receipts: agent/aftersale.go, receipt.go
+	after    *afterSale
+	receipts bool
 }
 
 // Begin implements nexo.Journal. The id it returns names the payment
@@ -294,6 +301,7 @@ func (j journal) finish(ctx context.Context, t store.Txn, resp *nexo.Response, a
 	if ev, ok := resultEvent(t.ID, resp); ok {
 		evs = append(evs, ev)
 	}
+	evs = append(evs, j.receiptEvents(t, resp)...) // agent/receipt.go
 	if adv != nil {
 		ev, err := adviceEvent(*adv)
 		if err != nil {
@@ -537,7 +545,7 @@ func (j journal) settle(ctx context.Context, id, text string) error {
 	if err != nil {
 		return nil
 	}
-	if err := j.st.AppendTxn(ctx, id, store.Transition{At: time.Now(), State: stateNexoDone, Final: true, Data: b}); err != nil {
+	if err := j.appendSettled(ctx, t, store.Transition{At: time.Now(), State: stateNexoDone, Final: true, Data: b}, text); err != nil { // agent/aftersale.go
 		return fmt.Errorf("settle %s: %w", id, err)
 	}
 	failpoint.Hit("journal.settle.after")

@@ -21,6 +21,7 @@ type metrics struct {
 	nexoRequests *prometheus.CounterVec
 	nexoLatency  *prometheus.HistogramVec
 	apmOutcomes  *prometheus.CounterVec
+	afterSale    *prometheus.CounterVec // agent/aftersale.go
 	// paymentTypes are the configured APM methods' payment types, the
 	// payment_type label's set.
 	paymentTypes map[string]bool
@@ -86,7 +87,11 @@ func newMetrics() *metrics {
 			Namespace: "termagent", Name: "apm_transactions_total", Help: "QR APM payments by outcome and payment type.",
 		}, []string{"outcome", "payment_type"}),
 	}
-	m.reg.MustRegister(m.nexoRequests, m.nexoLatency, m.apmOutcomes,
+	m.afterSale = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "termagent", Name: "aftersale_updates_total",
+		Help: "Payments whose truth changed after the POS was answered (refunded, charged_back, refund_completed, refund_owed, settled), journaled and notified to the POS.",
+	}, []string{"kind"})
+	m.reg.MustRegister(m.nexoRequests, m.nexoLatency, m.apmOutcomes, m.afterSale,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -121,4 +126,9 @@ func (m *metrics) watchNexo(srv nexoStats) {
 	gauge("nexo_connections", "Connections open to the Nexo server.", func(s nexo.Stats) float64 { return float64(s.Conns) })
 	counter("nexo_connections_refused_total", "Connections closed at once because too many were open.", func(s nexo.Stats) float64 { return float64(s.ConnsRefused) })
 	gauge("nexo_replay_nonces", "Nonces of protected messages remembered to refuse replays.", func(s nexo.Stats) float64 { return float64(s.Nonces) })
+}
+
+// afterSaleUpdate counts one after-sale update by kind (a closed set).
+func (m *metrics) afterSaleUpdate(kind string) {
+	m.afterSale.WithLabelValues(label(afterSaleKinds, kind)).Inc()
 }

@@ -166,6 +166,7 @@ func (e apmEngine) Reverse(ctx context.Context, txn nexo.Txn, req nexo.ReversalR
 		return res, err
 	}
 	id := req.OriginalPOITransactionID.ID
+	defer e.journal.after.reversing(id)() // its "refunded" is this reversal's: agent/aftersale.go
 	t, err := e.journal.st.Txn(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nexo.ReversalResult{}, nexo.Errorf(nexo.NotFound, "no POI transaction %q", id)

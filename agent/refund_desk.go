@@ -33,7 +33,7 @@ func (a *Agent) runRefundDesk(ctx context.Context, st *store.Store, engine *qr.E
 	case <-ctx.Done():
 		return nil
 	}
-	j := journal{st: st}
+	j := journal{st: st, after: a.after}
 	client := engine.Client()
 	manual := 0
 	for _, t := range startup {
@@ -276,6 +276,13 @@ func (a *Agent) journalRefund(ctx context.Context, j journal, t store.Txn, o ref
 		return false
 	}
 	log.Info("refund settled at PPaaS", "result", string(resp.Status.Result), "text", resp.Status.AdditionalResponse)
+	amount := o.amount
+	if out != nil {
+		amount = out.amount
+	}
+	if err := j.refundSettled(ctx, t, o, resp, amount); err != nil { // after-sale update: agent/aftersale.go
+		log.Error("refund desk: journal the after-sale update", "err", err)
+	}
 	return true
 }
 

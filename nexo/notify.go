@@ -19,28 +19,13 @@ func (s *Server) Notify(ctx context.Context, ev EventNotification) error {
 	if s.cfg.EventURL == "" {
 		return errors.New("nexo notify: no event URL configured")
 	}
-	if ev.TimeStamp.IsZero() {
-		ev.TimeStamp = s.now()
-	}
-	// ServiceIDs must stay unique across restarts too: derive them from the clock
-	// (microseconds in base 36: 10 characters), strictly increasing.
 	s.mu.Lock()
-	s.eventSeq = max(s.eventSeq+1, uint64(s.now().UnixMicro()))
-	seq := s.eventSeq
 	saleID := s.lastSale
 	s.mu.Unlock()
-	req := &Request{
-		Header: Header{
-			ProtocolVersion: "3.0", Class: ClassEvent, Category: CategoryEvent, Type: TypeNotification,
-			ServiceID: strconv.FormatUint(seq, 36), SaleID: saleID, POIID: s.cfg.POIID,
-		},
-		Event: &ev,
-	}
-	body, err := sealRequest(JSONCodec{}, s.cfg.Key, req)
+	pe, err := s.SealEvent(ev, saleID)
 	if err != nil {
-		return fmt.Errorf("nexo notify: %w", err)
+		return err
 	}
-	pe := PendingEvent{URL: s.cfg.EventURL, ContentType: JSONCodec{}.ContentType(), Body: body}
 	derr := DeliverEvent(ctx, s.cfg.EventClient, pe)
 	if derr == nil {
 		return nil
@@ -53,6 +38,38 @@ func (s *Server) Notify(ctx context.Context, ev EventNotification) error {
 		return fmt.Errorf("nexo notify: queue after %v: %w", derr, err)
 	}
 	return nil
+}
+
+// SealEvent encodes ev as an EventNotification request for the POS event URL
+// (Nexo 3.x JSON, protected when a Key is configured) with saleID in its
+// header, ready to be delivered now or queued: the outbox delivers it with
+// DeliverEvent, the same bytes on every attempt, so a POS can tell a
+// redelivery by its ServiceID.
+func (s *Server) SealEvent(ev EventNotification, saleID string) (PendingEvent, error) {
+	if s.cfg.EventURL == "" {
+		return PendingEvent{}, errors.New("nexo notify: no event URL configured")
+	}
+	if ev.TimeStamp.IsZero() {
+		ev.TimeStamp = s.now()
+	}
+	// ServiceIDs must stay unique across restarts too: derive them from the clock
+	// (microseconds in base 36: 10 characters), strictly increasing.
+	s.mu.Lock()
+	s.eventSeq = max(s.eventSeq+1, uint64(s.now().UnixMicro()))
+	seq := s.eventSeq
+	s.mu.Unlock()
+	req := &Request{
+		Header: Header{
+			ProtocolVersion: "3.0", Class: ClassEvent, Category: CategoryEvent, Type: TypeNotification,
+			ServiceID: strconv.FormatUint(seq, 36), SaleID: saleID, POIID: s.cfg.POIID,
+		},
+		Event: &ev,
+	}
+	body, err := sealRequest(JSONCodec{}, s.cfg.Key, req)
+	if err != nil {
+		return PendingEvent{}, fmt.Errorf("nexo notify: %w", err)
+	}
+	return PendingEvent{URL: s.cfg.EventURL, ContentType: JSONCodec{}.ContentType(), Body: body}, nil
 }
 
 // defaultEventTimeout bounds one delivery of an event to the POS when no client

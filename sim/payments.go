@@ -532,6 +532,12 @@ func (pm *payments) act(id, action string, args url.Values) (SimTransaction, err
 	if tx == nil {
 		return SimTransaction{}, fmt.Errorf("%s %s: %w", action, id, ErrNoTransaction)
 	}
+	if handled, err := pm.afterSaleLocked(tx, action); handled { // sim/aftersale.go
+		if err != nil {
+			return *tx, fmt.Errorf("%s %s (%s): %w", action, id, tx.PaymentType, err)
+		}
+		return *tx, nil
+	}
 	if err := pm.providers[tx.PaymentType].act(pm, tx, action, args); err != nil {
 		return *tx, fmt.Errorf("%s %s (%s): %w", action, id, tx.PaymentType, err)
 	}

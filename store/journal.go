@@ -643,12 +643,12 @@ func (s *Store) appendTxnEvents(ctx context.Context, id string, unfinished bool,
 		ops = append(ops, fn)
 	}
 	for _, ev := range evs {
-		if !ev.Kind.Critical() {
-			return fmt.Errorf("journal transaction %s: %s is not a critical kind", id, ev.Kind)
-		}
 		_, fn, err := s.appendOp(ev)
 		if err != nil {
 			return fmt.Errorf("journal transaction %s: %w", id, err)
+		}
+		if !ev.Kind.Critical() {
+			fn = bestEffort(fn) // issue 14: store/besteffort.go
 		}
 		ops = append(ops, fn)
 	}

@@ -220,7 +220,11 @@ func startWorldB(b *testing.B) (*world.World, *world.POS) {
 		// The figure is for a durable agent: fsync on unless asked otherwise.
 		cfg.AgentOptions.StoreOptions = store.Options{NoSync: os.Getenv("BENCH_NOSYNC") != ""}
 		cfg.AgentOptions.Forwarder = agent.ForwarderConfig{}
-		worldrig.Agent(func(c *agent.Config) { c.LogLevel = "error" })(cfg)
+		worldrig.Agent(func(c *agent.Config) {
+			c.LogLevel = "error"
+			// issue 14: the digital receipt's cost, measured by turning it off.
+			c.DigitalReceipts = os.Getenv("BENCH_NO_RECEIPTS") == ""
+		})(cfg)
 	})
 }
 

@@ -128,7 +128,8 @@ func TestControlAPIFaultsReachTheAgent(t *testing.T) {
 		require.Equal(t, http.StatusOK, ctl.call(http.MethodGet, "/control/events", nil, &ev))
 		return ev
 	}
-	require.Eventually(t, func() bool { return events().Stats.Events == 1 }, 10*time.Second, 10*time.Millisecond)
+	// CTL1's result and its digital receipt (issue 14).
+	require.Eventually(t, func() bool { return events().Stats.Events == 2 }, 10*time.Second, 10*time.Millisecond)
 	require.Equal(t, http.StatusCreated, ctl.call(http.MethodPost, "/control/faults",
 		map[string]any{"path": sim.EventsPath, "reset": true}, nil))
 	r = pay("CTL2", "decline")
@@ -138,16 +139,25 @@ func TestControlAPIFaultsReachTheAgent(t *testing.T) {
 		ctl.call(http.MethodGet, "/control/faults", nil, &f)
 		return len(f) == 1 && f[0].Hits >= 2
 	}, 10*time.Second, 10*time.Millisecond, "the agent keeps trying")
-	require.Equal(t, 1, events().Stats.Events)
+	require.Equal(t, 2, events().Stats.Events)
 	require.Equal(t, http.StatusNoContent, ctl.call(http.MethodDelete, "/control/faults", nil, nil))
-	require.Eventually(t, func() bool { return events().Stats.Events == 2 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return events().Stats.Events == 3 }, 10*time.Second, 10*time.Millisecond)
 
 	ev := events()
 	require.Zero(t, ev.Stats.Duplicates)
-	var results []agent.TransactionResult
+	var (
+		results  []agent.TransactionResult
+		receipts []agent.DigitalReceipt
+	)
 	for _, e := range ev.Events {
-		require.Equal(t, "transaction-result", e.Kind)
 		require.Equal(t, serial, e.Serial)
+		if e.Kind == "receipt" {
+			var d agent.DigitalReceipt
+			require.NoError(t, json.Unmarshal(e.Payload, &d))
+			receipts = append(receipts, d)
+			continue
+		}
+		require.Equal(t, "transaction-result", e.Kind)
 		var res agent.TransactionResult
 		require.NoError(t, json.Unmarshal(e.Payload, &res))
 		results = append(results, res)
@@ -155,4 +165,6 @@ func TestControlAPIFaultsReachTheAgent(t *testing.T) {
 	require.Equal(t, []string{"CTL1", "CTL2"}, []string{results[0].ServiceID, results[1].ServiceID}, "in order")
 	require.Equal(t, string(nexo.Success), results[0].Result)
 	require.Equal(t, string(nexo.Refusal), results[1].ErrorCondition)
+	require.Len(t, receipts, 1, "a receipt for the Success only")
+	require.Equal(t, "CTL1", receipts[0].ServiceID)
 }

@@ -116,6 +116,9 @@ type Step struct {
 	ExpectPPaaS *ExpectPPaaS `json:"expectPPaaS,omitempty"`
 	// Wait does nothing for this long (a clock, a timeout or a retry runs).
 	Wait sim.Duration `json:"wait,omitempty"`
+	// ExpectPOSEvent checks the EventNotifications the POS received about
+	// payment ServiceID (scenario_aftersale.go).
+	ExpectPOSEvent *ExpectPOSEvent `json:"expectPOSEvent,omitempty"`
 
 	// RetryFor repeats a POS request other than pay until its Expect holds,
 	// for up to this long (e.g. a diagnosis until the agent is back online).
@@ -407,12 +410,15 @@ func (sc *Scenario) Validate() error {
 		if s.Wait != 0 {
 			actions = append(actions, "wait")
 		}
+		if s.ExpectPOSEvent != nil {
+			actions = append(actions, "expectPOSEvent")
+		}
 		if s.Expect != nil && s.POS == "" {
 			actions = append(actions, "expect")
 		}
 		switch len(actions) {
 		case 0:
-			bad(n, "", "", "no action: want one of pos, await, consumer, scan, fault, expect, expectCharges, expectNetCharges, expectPPaaS, wait")
+			bad(n, "", "", "no action: want one of pos, await, consumer, scan, fault, expect, expectCharges, expectNetCharges, expectPPaaS, expectPOSEvent, wait")
 			continue
 		case 1:
 		default:
@@ -538,6 +544,11 @@ func (sc *Scenario) Validate() error {
 			validateExpectPPaaS(s.ExpectPPaaS, func(field, format string, args ...any) {
 				bad(n, kind, strings.TrimSuffix("expectPPaaS."+field, "."), format, args...)
 			})
+		case "expectPOSEvent":
+			payOnly()
+			validateExpectPOSEvent(s.ExpectPOSEvent, func(field, format string, args ...any) {
+				bad(n, kind, "expectPOSEvent."+field, format, args...)
+			})
 		case "wait":
 			payOnly()
 			if s.Wait < 0 {
@@ -547,7 +558,7 @@ func (sc *Scenario) Validate() error {
 				bad(n, kind, "timeout", "is shorter than the wait")
 			}
 		}
-		if s.ServiceID != "" && !oneOf(actions[0], []string{"pos", "expect", "expectPPaaS", "await"}) {
+		if s.ServiceID != "" && !oneOf(actions[0], []string{"pos", "expect", "expectPPaaS", "await", "expectPOSEvent"}) {
 			bad(n, kind, "serviceId", "a %s step does not take a serviceId", actions[0])
 		}
 		if s.Expect != nil {
@@ -750,6 +761,8 @@ func (s *Step) kind() string {
 		return "expectPPaaS"
 	case s.Wait != 0:
 		return "wait " + s.Wait.D().String()
+	case s.ExpectPOSEvent != nil:
+		return "expectPOSEvent"
 	case s.Expect != nil:
 		return "expect"
 	}

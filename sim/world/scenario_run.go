@@ -235,6 +235,8 @@ func (r *scenarioRun) step(scenario context.Context, s *Step) error {
 			defer cancel()
 		}
 		return r.expectPPaaS(ctx, sid, s.ExpectPPaaS)
+	case s.ExpectPOSEvent != nil: // scenario_aftersale.go
+		return r.expectPOSEvent(ctx, s)
 	case s.Wait != 0:
 		t := time.NewTimer(s.Wait.D())
 		defer t.Stop()

@@ -46,6 +46,10 @@ type World struct {
 	stop   context.CancelFunc
 	done   chan error
 
+	// POSEvents is the POS's event URL, the agent's pos_event_url unless
+	// WorldConfig.AgentConfig sets another (issue 14: after-sale updates).
+	POSEvents *POSEvents
+
 	// AgentClock is the agent's local wall clock, unless WorldConfig's
 	// AgentOptions brought its own Now (then nil). Jumping it is the
 	// clock-jump fault; the control API reaches it at /control/agent/clock.
@@ -99,6 +103,12 @@ func StartWorld(ctx context.Context, cfg WorldConfig) (*World, error) {
 	}
 	ac.AdminListen = ""
 	ac.APMBrands += "," + ScanBrands // consumer-presented payments (scan.go)
+	posEvents, err := startPOSEvents()
+	if err != nil {
+		_ = p.Close(context.Background())
+		return nil, err
+	}
+	ac.POSEventURL = posEvents.URL()
 	if cfg.AgentConfig != nil {
 		cfg.AgentConfig(&ac)
 	}
@@ -114,12 +124,13 @@ func StartWorld(ctx context.Context, cfg WorldConfig) (*World, error) {
 	}
 	a, err := agent.New(ac, agent.Build{Version: "sim"}, log.With("component", "agent"), opts)
 	if err != nil {
+		_ = posEvents.Close(context.Background())
 		_ = p.Close(context.Background())
 		return nil, err
 	}
 	p.Terminals().SetScanner(agentScanner(a)) // the virtual terminal's scan field (scan.go)
 	actx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	w := &World{PPaaS: p, Agent: a, Config: ac, AgentClock: clk, dir: cfg.Dir, stop: stop, done: make(chan error, 1), opts: opts, log: log}
+	w := &World{PPaaS: p, Agent: a, Config: ac, AgentClock: clk, POSEvents: posEvents, dir: cfg.Dir, stop: stop, done: make(chan error, 1), opts: opts, log: log}
 	go func() { w.done <- a.Run(actx) }()
 	subscribed := a.Subscribed()
 	if ac.MQTTURL == "" {
@@ -135,6 +146,7 @@ func StartWorld(ctx context.Context, cfg WorldConfig) (*World, error) {
 		case err := <-w.done:
 			stop()
 			_ = p.Close(context.Background())
+			_ = posEvents.Close(context.Background())
 			return nil, fmt.Errorf("world: agent stopped before subscribing: %w", err)
 		case <-ctx.Done():
 			_ = w.Close(context.Background())
@@ -143,6 +155,7 @@ func StartWorld(ctx context.Context, cfg WorldConfig) (*World, error) {
 	case err := <-w.done:
 		stop()
 		_ = p.Close(context.Background())
+		_ = posEvents.Close(context.Background())
 		return nil, fmt.Errorf("world: agent stopped before ready: %w", err)
 	case <-ctx.Done():
 		_ = w.Close(context.Background())
@@ -184,7 +197,7 @@ func (w *World) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("stop agent: %w", ctx.Err()))
 	}
-	errs = append(errs, w.PPaaS.Close(ctx))
+	errs = append(errs, w.PPaaS.Close(ctx), w.POSEvents.Close(ctx))
 	return errors.Join(errs...)
 }
 

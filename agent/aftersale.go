@@ -1,0 +1,348 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
+	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/store"
+)
+
+// After-sale updates (issue 14). A payment's truth can change after the POS
+// got its answer: the provider refunds it or the card holder charges it back
+// (PTI's later updates), a refund PPaaS only accepted completes days later
+// (Pledg), a cancelled blockchain payment leaves a refund owed (Pennymatic),
+// or a payment answered UnreachableHost is settled by its queued reversal. Each
+// such update is, in one bbolt transaction:
+//   - journaled on the original transaction (stateAfterSale, data an
+//     afterSaleRecord);
+//   - made visible to TransactionStatus: the journaled response is rewritten
+//     with the update in its AdditionalResponse (the Result stays what the POS
+//     was told: the sale happened; what became of it later is the text);
+//   - queued for the POS as an EventNotification (EventToNotify Completed,
+//     EventDetails naming the POI transaction, what happened and the amount)
+//     in the outbox: durable, retried, delivered once per update because a
+//     record already journaled is never journaled (nor queued) again.
+// and counted in termagent_aftersale_updates_total{kind}.
+
+// afterSaleEvent is the Nexo EventToNotify of an after-sale update: in the
+// code list, "Completed" is a transaction completed outside the POS's own
+// request/response, which is what a later settlement or update is.
+const afterSaleEvent = "Completed"
+
+// After-sale kinds: the metric's closed label set.
+const (
+	afterRefunded       = "refunded"         // refunded at the provider, not at the POS's request
+	afterChargedBack    = "charged_back"     // the card holder charged it back
+	afterRefundComplete = "refund_completed" // a refund the POS asked for, answered InProgress, completed
+	afterRefundFailed   = "refund_failed"    // a refund the POS asked for, answered InProgress, refused by PPaaS
+	afterRefundOwed     = "refund_owed"      // a cancelled payment the consumer had paid: a refund is owed
+	afterSettled        = "settled"          // an unknown outcome (or an aborted payment) settled by its reversal
+)
+
+var afterSaleKinds = closedSet(afterRefunded, afterChargedBack, afterRefundComplete, afterRefundFailed, afterRefundOwed, afterSettled)
+
+// afterSaleRecord is the data of a stateAfterSale transition.
+type afterSaleRecord struct {
+	Kind          string       `json:"kind"`
+	Status        ppaas.State  `json:"status,omitempty"` // the PPaaS status that told it
+	Amount        ppaas.Amount `json:"amount"`
+	Text          string       `json:"text"` // what TransactionStatus and the POS are told
+	EventID       string       `json:"eventId,omitempty"`
+	TransactionID string       `json:"transactionId,omitempty"`
+}
+
+// afterSale journals after-sale updates and queues their POS notifications.
+// One per agent, shared by every copy of the journal.
+type afterSale struct {
+	// mu makes the duplicate check and the write one step: an MQTT event
+	// redelivered while a poll or the forwarder reports the same update
+	// journals (and notifies) it once.
+	mu  sync.Mutex
+	st  *store.Store
+	log *slog.Logger
+	// seal encodes an EventNotification for the POS (nexo.Server.SealEvent);
+	// nil when no pos_event_url is configured: the update is journaled and
+	// counted, with no POS to tell.
+	seal  func(nexo.EventNotification, string) (nexo.PendingEvent, error)
+	count func(kind string)
+
+	// own are payments the POS is reversing right now, by POI transaction id:
+	// the "refunded" PPaaS reports for them is the reversal's own outcome,
+	// which its response tells, not news.
+	ownMu sync.Mutex
+	own   map[string]time.Time
+}
+
+// ownGrace is how long after a POS reversal its payment's "refunded" is taken
+// for the reversal's own: the event may arrive before the reversal's state is
+// journaled (it commits with the reversal's response, within this bound).
+const ownGrace = time.Minute
+
+func newAfterSale(st *store.Store, log *slog.Logger) *afterSale {
+	return &afterSale{st: st, log: log, own: map[string]time.Time{}}
+}
+
+// connect gives the after-sale desk the POS notifier and the metric, before
+// any event or advice is handled.
+func (a *afterSale) connect(seal func(nexo.EventNotification, string) (nexo.PendingEvent, error), count func(string)) {
+	a.mu.Lock()
+	a.seal, a.count = seal, count
+	a.mu.Unlock()
+}
+
+// reversing marks payment id as being reversed by the POS until done is called
+// (and ownGrace after).
+func (a *afterSale) reversing(id string) (done func()) {
+	if a == nil {
+		return func() {}
+	}
+	a.ownMu.Lock()
+	a.own[id] = time.Time{}
+	a.ownMu.Unlock()
+	return func() {
+		a.ownMu.Lock()
+		defer a.ownMu.Unlock()
+		now := time.Now()
+		a.own[id] = now.Add(ownGrace)
+		for k, until := range a.own { // bounded by the reversals of the last minute
+			if !until.IsZero() && now.After(until) {
+				delete(a.own, k)
+			}
+		}
+	}
+}
+
+func (a *afterSale) isOwn(id string) bool {
+	a.ownMu.Lock()
+	defer a.ownMu.Unlock()
+	until, ok := a.own[id]
+	return ok && (until.IsZero() || time.Now().Before(until))
+}
+
+// eventRouter hands the QR engine the events of payments in flight and the
+// after-sale desk those of payments already answered.
+type eventRouter struct {
+	engine *qr.Engine
+	after  *afterSale
+}
+
+// HandleEvent implements qr.EventHandler.
+func (r eventRouter) HandleEvent(ctx context.Context, ev ppaas.Event) error {
+	if !r.engine.InFlight(ev) {
+		if handled, err := r.after.event(ctx, ev); handled {
+			return err
+		}
+	}
+	return r.engine.HandleEvent(ctx, ev)
+}
+
+// event journals ev when it is an after-sale update of a payment whose final
+// response is journaled; handled is false for a payment still in flight (or
+// unknown to the journal), which the engine owns.
+func (a *afterSale) event(ctx context.Context, ev ppaas.Event) (handled bool, err error) {
+	if a == nil || ev.Type != ppaas.EventTypeStatus || ev.ClientTransactionID == "" {
+		return false, nil
+	}
+	t, err := a.st.Txn(ctx, ev.ClientTransactionID)
+	if err != nil || !t.Final {
+		return false, nil
+	}
+	e := toEntry(t)
+	if e.Category != nexo.CategoryPayment || e.State != nexo.TxDone || e.Response == nil {
+		return true, nil
+	}
+	resp := e.Response
+	rec, ok := a.classify(ctx, t, resp, ev)
+	if !ok {
+		a.log.Info("qr late update: nothing new for the POS", "poi_transaction_id", t.ID, "status", ev.Status, "event_id", ev.EventID)
+		return true, nil
+	}
+	if err := a.record(ctx, t.ID, rec); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// classify says what a late event means for payment t, answered resp.
+func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Response, ev ppaas.Event) (afterSaleRecord, bool) {
+	rec := afterSaleRecord{Status: ev.Status, EventID: ev.EventID, TransactionID: ev.TransactionID}
+	paid := resp.Status.Result == nexo.Success && resp.Payment != nil && resp.Payment.Result != nil
+	if paid {
+		amt := resp.Payment.Result.AuthorizedAmount
+		rec.Amount = ppaas.Amount{Amount: amt.Minor, Currency: amt.Currency}
+	}
+	switch {
+	case paid && ev.Status == ppaas.Refunded:
+		if r, err := readRefundable(ctx, a.st, t.ID, t.SaleID); err == nil && len(r.reserved) > 0 {
+			// The POS refunded it itself: each refund's own response tells it,
+			// and one answered InProgress is notified when the refund desk
+			// settles it (refundSettled).
+			return rec, false
+		}
+		if viewQR(t).state == ppaas.Refunded || a.isOwn(t.ID) {
+			return rec, false // the POS reversed it: its Reversal response says so
+		}
+		rec.Kind, rec.Text = afterRefunded, "refunded at the provider after the sale: "+formatMinor(rec.Amount)+" back to the consumer"
+		if chargedBack(ev) {
+			rec.Kind, rec.Text = afterChargedBack, "charged back by the card holder after the sale: "+formatMinor(rec.Amount)+" taken back"
+		}
+		if ev.StatusReason != "" && !strings.Contains(rec.Text, ev.StatusReason) {
+			rec.Text += " (" + ev.StatusReason + ")"
+		}
+		return rec, true
+	case !paid && ev.Status == ppaas.Cancelled && strings.EqualFold(ev.Provider["refund"], "owed"):
+		if p := viewQR(t).payment; p != nil {
+			rec.Amount = ppaas.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency}
+		}
+		rec.Kind = afterRefundOwed
+		rec.Text = "cancelled after the consumer paid: the provider owes the consumer a refund of " + formatMinor(rec.Amount) + "; manual action needed"
+		return rec, true
+	}
+	return rec, false
+}
+
+// chargedBack tells a chargeback from a refund in a "refunded" event: the
+// provider's own status (PTI: CHARGED_BACK) or the reason PPaaS gives.
+func chargedBack(ev ppaas.Event) bool {
+	if s := strings.ToUpper(ev.Provider["status"]); s == "CHARGED_BACK" || s == "CHARGEBACK" {
+		return true
+	}
+	r := strings.ToLower(ev.StatusReason)
+	return strings.Contains(r, "charged back") || strings.Contains(r, "chargeback")
+}
+
+// settled is journal.settle's write (an unknown outcome, or an aborted
+// payment, settled by its reversal): tr, the rewritten final response, with
+// the after-sale record and the POS's notification in the same commit.
+func (j journal) appendSettled(ctx context.Context, t store.Txn, tr store.Transition, text string) error {
+	a := j.after
+	if a == nil {
+		return j.st.AppendTxn(ctx, t.ID, tr)
+	}
+	rec := afterSaleRecord{Kind: afterSettled, Text: text}
+	if p := viewQR(t).payment; p != nil {
+		rec.Amount = ppaas.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency}
+	}
+	rec.TransactionID = viewQR(t).transactionID
+	return a.write(ctx, t, rec, tr)
+}
+
+// record journals rec on payment id: the update, the response TransactionStatus
+// repeats (its AdditionalResponse now tells the update) and the POS event.
+func (a *afterSale) record(ctx context.Context, id string, rec afterSaleRecord) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, err := a.st.Txn(ctx, id)
+	if err != nil {
+		return fmt.Errorf("after-sale update of %s: %w", id, err)
+	}
+	resp := entryOf(t, withResponse).Response // our own copy
+	if resp == nil {
+		return fmt.Errorf("after-sale update of %s: no final response journaled", id)
+	}
+	resp.Status.AdditionalResponse = rec.Text
+	b, err := responseRecord(resp)
+	if err != nil {
+		return fmt.Errorf("after-sale update of %s: %w", id, err)
+	}
+	return a.writeLocked(ctx, t, rec, store.Transition{At: time.Now(), State: stateNexoDone, Final: true, Data: b})
+}
+
+func (a *afterSale) write(ctx context.Context, t store.Txn, rec afterSaleRecord, tr store.Transition) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if fresh, err := a.st.Txn(ctx, t.ID); err == nil {
+		t = fresh
+	}
+	return a.writeLocked(ctx, t, rec, tr)
+}
+
+// writeLocked commits tr, the after-sale transition and the POS event, unless
+// the same update (kind and text) is journaled already: a redelivery.
+func (a *afterSale) writeLocked(ctx context.Context, t store.Txn, rec afterSaleRecord, tr store.Transition) error {
+	for _, old := range t.Transitions {
+		var o afterSaleRecord
+		if old.State == stateAfterSale && json.Unmarshal(old.Data, &o) == nil && o.Kind == rec.Kind && o.Text == rec.Text {
+			a.log.Info("after-sale update already journaled; not notified again", "poi_transaction_id", t.ID, "kind", rec.Kind)
+			return nil
+		}
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("after-sale update of %s: %w", t.ID, err)
+	}
+	trs := []store.Transition{{At: tr.At, State: stateAfterSale, Data: data}, tr}
+	var evs []store.Event
+	if a.seal != nil {
+		details := afterSaleDetails(t, rec)
+		pe, err := a.seal(nexo.EventNotification{EventToNotify: afterSaleEvent, EventDetails: details}, t.SaleID)
+		if err != nil {
+			return fmt.Errorf("after-sale update of %s: %w", t.ID, err)
+		}
+		b, err := json.Marshal(pe)
+		if err != nil {
+			return fmt.Errorf("after-sale update of %s: %w", t.ID, err)
+		}
+		evs = append(evs, store.Event{Kind: store.KindNexoEvent, Payload: b, Key: stableKey("aftersale", t.ID, rec.Kind, rec.Text)})
+	}
+	if err := a.st.AppendTxnEvents(ctx, t.ID, trs, evs...); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("after-sale update of %s: %w", t.ID, err)
+	}
+	if a.count != nil {
+		a.count(rec.Kind)
+	}
+	a.log.Info("after-sale update journaled", "poi_transaction_id", t.ID, "sale_id", t.SaleID, "service_id", t.ServiceID,
+		"kind", rec.Kind, "amount", rec.Amount.Amount, "currency", rec.Amount.Currency, "notified", len(evs) > 0)
+	return nil
+}
+
+// afterSaleDetails is the EventDetails of an after-sale notification, in the
+// key=value&… form of Nexo EventDetails, within its 1,024 characters.
+func afterSaleDetails(t store.Txn, rec afterSaleRecord) string {
+	q := func(s string) string { return strings.NewReplacer("&", " ", "=", " ").Replace(s) }
+	d := fmt.Sprintf("POITransactionID=%s&SaleID=%s&ServiceID=%s&Update=%s", t.ID, q(t.SaleID), q(t.ServiceID), rec.Kind)
+	if rec.Amount.Currency != "" {
+		d += "&Amount=" + strings.TrimSuffix(formatMinor(rec.Amount), " "+rec.Amount.Currency) + "&Currency=" + rec.Amount.Currency
+	}
+	if rec.TransactionID != "" {
+		d += "&PPaaSTransactionID=" + q(rec.TransactionID)
+	}
+	d += "&Text=" + q(rec.Text)
+	if len(d) > 1024 {
+		d = strings.ToValidUTF8(d[:1024], "")
+	}
+	return d
+}
+
+// refundSettled is the refund desk's after-sale update: refund t (order o),
+// answered InProgress to the POS, is now settled at PPaaS with resp (Success:
+// the money is back; Failure: refused, nothing refunded). It is journaled on
+// the original payment and notified like any other update.
+func (j journal) refundSettled(ctx context.Context, t store.Txn, o refundOrder, resp *nexo.Response, amount nexo.Amount) error {
+	if j.after == nil || !pendingMarked(t) {
+		return nil // answered at once (or never answered): its response told it
+	}
+	rec := afterSaleRecord{Kind: afterRefundComplete, Amount: ppaas.Amount{Amount: amount.Minor, Currency: amount.Currency}}
+	what := fmt.Sprintf("%s %s/%s (POI transaction %s)", refundWord(o), o.saleID, o.serviceID, o.id)
+	if amount.Currency != "" {
+		what += " of " + formatMinor(rec.Amount)
+	}
+	rec.Text = what + " completed at the provider after the POS was answered InProgress"
+	if resp.Status.Result != nexo.Success {
+		rec.Kind = afterRefundFailed
+		rec.Text = what + " refused by PPaaS after the POS was answered InProgress: nothing refunded (" + resp.Status.AdditionalResponse + ")"
+	}
+	return j.after.record(ctx, o.original, rec)
+}

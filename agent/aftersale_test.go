@@ -1,0 +1,272 @@
+package agent
+
+import (
+	"encoding/json"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
+	"github.com/termagent/termagent/store"
+)
+
+// afterSaleRig is a journal on a real store with the after-sale desk wired
+// to a recording notifier.
+type afterSaleRig struct {
+	j      journal
+	counts map[string]int
+}
+
+func newAfterSaleRig(t *testing.T, receipts bool) *afterSaleRig {
+	st := openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db"))
+	r := &afterSaleRig{counts: map[string]int{}}
+	after := newAfterSale(st, slog.New(slog.DiscardHandler))
+	after.connect(func(ev nexo.EventNotification, saleID string) (nexo.PendingEvent, error) {
+		b, err := json.Marshal(map[string]string{"event": ev.EventToNotify, "details": ev.EventDetails, "sale": saleID})
+		return nexo.PendingEvent{URL: "http://pos.test/events", ContentType: "application/json", Body: b}, err
+	}, func(kind string) { r.counts[kind]++ })
+	r.j = journal{st: st, held: newHeldAdvices(), after: after, receipts: receipts}
+	return r
+}
+
+func successResponse(t *testing.T, serviceID, poiID string, minor int64) *nexo.Response {
+	t.Helper()
+	r := &nexo.Response{
+		Header: nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: nexo.CategoryPayment, Type: nexo.TypeResponse, SaleID: "POS1", ServiceID: serviceID, POIID: "DX8000-1"},
+		Status: nexo.ResponseStatus{Result: nexo.Success},
+		Payment: &nexo.PaymentResponse{POITransactionID: nexo.TransactionID{ID: poiID, TimeStamp: time.Now().UTC()},
+			Result: &nexo.PaymentResult{Type: nexo.PaymentNormal, Brand: "PTI", InstrumentType: "Mobile", AuthorizedAmount: nexo.Amount{Minor: minor, Currency: "EUR"}, ApprovalCode: "qr-1"}},
+	}
+	r.Payment.Receipts = nexo.Receipts(r, "Shop", false)
+	return r
+}
+
+// outboxOf lists the outbox records of kind k.
+func outboxOf(t *testing.T, st *store.Store, k store.Kind) []store.Record {
+	t.Helper()
+	recs, err := st.List(t.Context(), 100)
+	require.NoError(t, err)
+	var out []store.Record
+	for _, r := range recs {
+		if r.Kind == k {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func afterSaleRecords(t *testing.T, st *store.Store, id string) []afterSaleRecord {
+	t.Helper()
+	tx, err := st.Txn(t.Context(), id)
+	require.NoError(t, err)
+	var out []afterSaleRecord
+	for _, tr := range tx.Transitions {
+		if tr.State == stateAfterSale {
+			var r afterSaleRecord
+			require.NoError(t, json.Unmarshal(tr.Data, &r))
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Issue 14: a chargeback PPaaS reports after the POS was answered Success is
+// journaled on the payment, counted, shown by TransactionStatus (the repeated
+// response's AdditionalResponse, the Result unchanged) and queued for the
+// POS once — the same update redelivered (MQTT) or seen again (another event
+// id, a poll) queues nothing more.
+func TestAfterSaleChargebackJournaledAndNotifiedOnce(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "S1", 1234)
+
+	ev := ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", ClientTransactionID: id,
+		Status: ppaas.Refunded, StatusReason: "charged back by the card holder", Provider: map[string]string{"status": "CHARGED_BACK"}}
+	handled, err := r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+	require.False(t, handled, "a payment still in flight is the engine's")
+
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 1234), time.Now()))
+	for _, eid := range []string{"e1", "e1", "e2"} {
+		ev.EventID = eid
+		handled, err := r.j.after.event(ctx, ev)
+		require.NoError(t, err)
+		require.True(t, handled)
+	}
+
+	recs := afterSaleRecords(t, r.j.st, id)
+	require.Len(t, recs, 1)
+	require.Equal(t, afterChargedBack, recs[0].Kind)
+	require.Equal(t, ppaas.Amount{Amount: 1234, Currency: "EUR"}, recs[0].Amount)
+	require.Equal(t, map[string]int{afterChargedBack: 1}, r.counts)
+
+	events := outboxOf(t, r.j.st, store.KindNexoEvent)
+	require.Len(t, events, 1, "one POS notification")
+	var pe nexo.PendingEvent
+	require.NoError(t, json.Unmarshal(events[0].Payload, &pe))
+	var body map[string]string
+	require.NoError(t, json.Unmarshal(pe.Body, &body))
+	require.Equal(t, "Completed", body["event"])
+	require.Equal(t, "POS1", body["sale"])
+	for _, want := range []string{"POITransactionID=" + id, "ServiceID=S1", "Update=charged_back", "Amount=12.34", "Currency=EUR", "PPaaSTransactionID=qr-1"} {
+		require.Contains(t, body["details"], want)
+	}
+
+	e, ok, err := r.j.Lookup(ctx, "POS1", "S1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	resp := e.Response
+	require.NotNil(t, resp)
+	require.Equal(t, nexo.Success, resp.Status.Result, "the sale happened; the update is told beside it")
+	require.Contains(t, resp.Status.AdditionalResponse, "charged back by the card holder after the sale: 12.34 EUR")
+	require.NotEmpty(t, resp.Payment.Receipts, "the receipts stay reprintable")
+}
+
+// The refund a POS reversal makes is that reversal's outcome, not news; a
+// late "approved" of a paid payment is nothing new either.
+func TestAfterSaleIgnoresWhatThePOSAlreadyKnows(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "S1", 500)
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 500), time.Now()))
+
+	done := r.j.after.reversing(id)
+	for i, st := range []ppaas.State{ppaas.Approved, ppaas.Refunded} {
+		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "e" + string(rune('0'+i)), Type: ppaas.EventTypeStatus, ClientTransactionID: id, Status: st})
+		require.NoError(t, err)
+		require.True(t, handled)
+	}
+	done()
+	require.Empty(t, afterSaleRecords(t, r.j.st, id))
+	require.Empty(t, outboxOf(t, r.j.st, store.KindNexoEvent))
+	require.Empty(t, r.counts)
+}
+
+// Issue 14 item 2: a payment answered UnreachableHost whose reversal then
+// settles it is notified to the POS once, with what became of the money.
+func TestSettledUnknownOutcomeIsNotifiedOnce(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "U1", 999)
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "U1"},
+		failureResponse(t, "U1", id, nexo.UnreachableHost, "outcome unknown; a reversal is queued"), time.Now()))
+	text := settledText("", ppaas.Refunded)
+	require.NoError(t, r.j.settle(ctx, id, text))
+	require.NoError(t, r.j.settle(ctx, id, text), "the same advice carried out again (a redelivery)")
+
+	recs := afterSaleRecords(t, r.j.st, id)
+	require.Len(t, recs, 1)
+	require.Equal(t, afterSettled, recs[0].Kind)
+	require.Equal(t, int64(999), recs[0].Amount.Amount)
+	events := outboxOf(t, r.j.st, store.KindNexoEvent)
+	require.Len(t, events, 1)
+	var pe nexo.PendingEvent
+	require.NoError(t, json.Unmarshal(events[0].Payload, &pe))
+	require.Contains(t, string(pe.Body), "Update=settled")
+	require.Contains(t, string(pe.Body), "refunded at PPaaS")
+	require.Equal(t, map[string]int{afterSettled: 1}, r.counts)
+}
+
+// Issue 14: the digital receipt — the PaymentReceipt's lines — commits with a
+// successful final response, and only then; digital_receipts off writes none.
+func TestDigitalReceiptCommitsWithTheSuccess(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		r := newAfterSaleRig(t, on)
+		ctx := t.Context()
+		ok := beginPayment(t, r.j, "S1", 700)
+		resp := successResponse(t, "S1", ok, 700)
+		require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: ok, SaleID: "POS1", ServiceID: "S1"}, resp, time.Now()))
+		bad := beginPayment(t, r.j, "S2", 700)
+		require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: bad, SaleID: "POS1", ServiceID: "S2"},
+			failureResponse(t, "S2", bad, nexo.Refusal, "declined"), time.Now()))
+
+		recs := outboxOf(t, r.j.st, store.KindReceipt)
+		if !on {
+			require.Empty(t, recs)
+			continue
+		}
+		require.Len(t, recs, 1, "one receipt, for the Success only")
+		var d DigitalReceipt
+		require.NoError(t, json.Unmarshal(recs[0].Payload, &d))
+		want := resp
+		require.Equal(t, ok, d.POITransactionID)
+		require.Equal(t, "S1", d.ServiceID)
+		require.Len(t, d.Receipts, len(want.Payment.Receipts))
+		for i, rc := range want.Payment.Receipts {
+			require.Equal(t, rc.DocumentQualifier, d.Receipts[i].DocumentQualifier)
+			require.Equal(t, rc.Lines, d.Receipts[i].Lines)
+		}
+		require.True(t, strings.Contains(strings.Join(d.Receipts[0].Lines, "\n"), "Amount: 7.00 EUR"))
+	}
+}
+
+// The after-sale metric's label is a closed set.
+func TestAfterSaleMetricLabelsAreClosed(t *testing.T) {
+	m := newMetrics()
+	m.afterSaleUpdate(afterRefunded)
+	m.afterSaleUpdate("anything a provider sends")
+	mfs, err := m.reg.Gather()
+	require.NoError(t, err)
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "termagent_aftersale_updates_total" {
+			continue
+		}
+		for _, mm := range mf.GetMetric() {
+			got[mm.GetLabel()[0].GetValue()] = mm.GetCounter().GetValue()
+		}
+	}
+	require.Equal(t, map[string]float64{afterRefunded: 1, labelOther: 1}, got)
+}
+
+// Pennymatic: a payment the POS was told failed, whose cancellation PPaaS
+// later reports with a refund owed (the consumer had paid on the
+// blockchain), is an update the POS must hear of.
+func TestAfterSaleRefundOwedIsNotified(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "P1", 2500)
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "P1"},
+		failureResponse(t, "P1", id, nexo.Cancel, "the consumer did not pay in time"), time.Now()))
+	ev := ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, Status: ppaas.Cancelled,
+		Provider: map[string]string{"txhash": "ab12", "isconfirmed": "false", "refund": "owed"}}
+	handled, err := r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+	require.True(t, handled)
+	ev.Provider = nil // a cancellation without a refund owed is no news
+	ev.EventID = "e2"
+	_, err = r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+
+	recs := afterSaleRecords(t, r.j.st, id)
+	require.Len(t, recs, 1)
+	require.Equal(t, afterRefundOwed, recs[0].Kind)
+	require.Contains(t, recs[0].Text, "refund of 25.00 EUR")
+	e, _, err := r.j.Lookup(ctx, "POS1", "P1")
+	require.NoError(t, err)
+	resp := e.Response
+	require.NotNil(t, resp)
+	require.Equal(t, nexo.Failure, resp.Status.Result)
+	require.Contains(t, resp.Status.AdditionalResponse, "owes the consumer a refund")
+	require.Len(t, outboxOf(t, r.j.st, store.KindNexoEvent), 1)
+}
+
+// Without a pos_event_url the update is journaled and counted, and nothing is
+// queued for a POS that cannot be reached.
+func TestAfterSaleWithoutPOSEventURL(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	r.j.after.connect(nil, func(kind string) { r.counts[kind]++ })
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "S1", 300)
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 300), time.Now()))
+	_, err := r.j.after.event(ctx, ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, Status: ppaas.Refunded})
+	require.NoError(t, err)
+	require.Len(t, afterSaleRecords(t, r.j.st, id), 1)
+	require.Equal(t, map[string]int{afterRefunded: 1}, r.counts)
+	require.Empty(t, outboxOf(t, r.j.st, store.KindNexoEvent))
+}
