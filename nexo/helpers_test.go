@@ -191,16 +191,7 @@ func startServer(t testing.TB, cfg ServerConfig, env *testEnv) *testEnv {
 		Ledger: env.journal, Synchroniser: fakeSynchroniser{},
 	}, env.log)
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		require.NoError(t, srv.Shutdown(ctx))
-		require.NoError(t, <-served)
-	})
+	ln := serveTest(t, srv)
 	env.srv = srv
 	scheme := "http"
 	if cfg.TLSConfig != nil {
@@ -240,4 +231,21 @@ func (f *fakeEngine) calls() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.n
+}
+
+// serveTest serves srv on a free loopback port until the test ends, and
+// checks it shuts down cleanly.
+func serveTest(t testing.TB, srv *Server) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, srv.Shutdown(ctx))
+		require.NoError(t, <-served)
+	})
+	return ln
 }

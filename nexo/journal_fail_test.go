@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -28,16 +27,7 @@ func TestFinishFailureIsNotReportedAsRecordedOutcome(t *testing.T) {
 	srv, err := NewServer(ServerConfig{POIID: testPOIID, AllowPlainHTTP: true},
 		Deps{Engine: &fakeEngine{}, Journal: j, Now: newTestClock().Now}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		require.NoError(t, srv.Shutdown(ctx))
-		require.NoError(t, <-served)
-	})
+	ln := serveTest(t, srv)
 	env := &testEnv{url: "http://" + ln.Addr().String() + "/nexo"}
 	c := env.client(nil, nil)
 	ctx := testCtx(t)

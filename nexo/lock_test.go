@@ -41,18 +41,7 @@ func TestJournalBeginOutsideTheServerLock(t *testing.T) {
 	go func() { paid <- srv.dispatch(ctx, paymentReq("P1", "BLOCK", 100)) }()
 	require.Equal(t, "P1", <-j.entered, "the payment is in its journal write")
 
-	answer := func(req *Request) *Response {
-		t.Helper()
-		ch := make(chan *Response, 1)
-		go func() { ch <- srv.dispatch(ctx, req) }()
-		select {
-		case r := <-ch:
-			return r
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s waited for the journal write", req.Header.Category)
-			return nil
-		}
-	}
+	answer := func(req *Request) *Response { t.Helper(); return answerWithin(t, srv, ctx, req) }
 	d := answer(diagnosisReq("D1"))
 	require.Equal(t, Success, d.Status.Result)
 	require.Equal(t, "Busy", d.Diagnosis.GlobalStatus, "the reserved slot is busy")
@@ -101,18 +90,7 @@ func TestRefusalJournaledOutsideTheServerLock(t *testing.T) {
 	go func() { refused <- srv.dispatch(ctx, refund(100)) }()
 	require.Equal(t, "R1", <-j.entered, "the refusal is in its journal write")
 
-	answer := func(req *Request) *Response {
-		t.Helper()
-		ch := make(chan *Response, 1)
-		go func() { ch <- srv.dispatch(ctx, req) }()
-		select {
-		case r := <-ch:
-			return r
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s waited for the journal write", req.Header.Category)
-			return nil
-		}
-	}
+	answer := func(req *Request) *Response { t.Helper(); return answerWithin(t, srv, ctx, req) }
 	d := answer(diagnosisReq("D1"))
 	require.Equal(t, Success, d.Status.Result)
 	require.Equal(t, "OK", d.Diagnosis.GlobalStatus, "a refusal takes no slot")
@@ -131,4 +109,19 @@ func TestRefusalJournaledOutsideTheServerLock(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, TxDone, e.State, "the refusal is journaled")
 	require.Zero(t, calls.Load(), "the engine never ran")
+}
+
+// answerWithin dispatches req and fails the test if the answer waits (for a
+// journal write another request is in) longer than 5 s.
+func answerWithin(t *testing.T, srv *Server, ctx context.Context, req *Request) *Response {
+	t.Helper()
+	ch := make(chan *Response, 1)
+	go func() { ch <- srv.dispatch(ctx, req) }()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s waited for the journal write", req.Header.Category)
+		return nil
+	}
 }

@@ -59,6 +59,7 @@ func AppendRequestRecord(b []byte, r *Request) ([]byte, error) {
 		b = appendList(b, p.AllowedBrands)
 		b = appendStrings(b, p.InstrumentType, p.ShiftNumber, p.TotalsGroupID)
 		b = appendTxnID(b, p.OriginalPOITransactionID)
+		b = appendStrings(b, p.ScannedCode)
 	}
 	if v := r.Reversal; v != nil {
 		b = appendTxnID(b, v.OriginalPOITransactionID)
@@ -81,6 +82,7 @@ func DecodeRequestRecord(b []byte) (*Request, error) {
 		p.AllowedBrands = d.list()
 		p.InstrumentType, p.ShiftNumber, p.TotalsGroupID = d.str(), d.str(), d.str()
 		p.OriginalPOITransactionID = d.txnID()
+		p.ScannedCode = d.str()
 		r.Payment = p
 	}
 	if bodies&recordReversal != 0 {
@@ -122,7 +124,7 @@ func AppendResponseRecord(b []byte, r *Response) ([]byte, error) {
 			b = appendTxnID(b, res.POITransactionID)
 			b = appendStrings(b, string(res.Type), res.Brand, res.InstrumentType)
 			b = appendAmount(b, res.AuthorizedAmount)
-			b = appendStrings(b, res.AcquirerID, res.ProviderReference, res.ApprovalCode)
+			b = appendStrings(b, res.AcquirerID, res.ProviderReference, res.ApprovalCode, res.MerchantID, res.AcquirerPOIID)
 		}
 		b = appendReceipts(b, p.Receipts)
 	}
@@ -150,6 +152,7 @@ func DecodeResponseRecord(b []byte) (*Response, error) {
 			res.Type, res.Brand, res.InstrumentType = PaymentType(d.str()), d.str(), d.str()
 			res.AuthorizedAmount = d.amount()
 			res.AcquirerID, res.ProviderReference, res.ApprovalCode = d.str(), d.str(), d.str()
+			res.MerchantID, res.AcquirerPOIID = d.str(), d.str()
 			p.Result = res
 		}
 		p.Receipts = d.receipts()
