@@ -113,7 +113,7 @@ func plan(quick bool) []benchRun {
 		// Issue 16: the Retail API relay with 1,000 devices connected.
 		{pkg: "./sim", bench: "RelayThroughput", benchtime: x("20000x", "500x")},
 		// Issue 14: referenced refunds through the whole world.
-		{pkg: "./sim", bench: "WorldRefund", benchtime: x("1000x", "20x")},
+		{pkg: "./sim/world", bench: "WorldRefund", benchtime: x("1000x", "20x")},
 	}
 	if !quick {
 		p = append(p, benchRun{pkg: "./store", bench: "LargeQueue", benchtime: "1x", env: []string{"TERMAGENT_BENCH_LONG=1"}})

@@ -113,8 +113,20 @@ func (r *Report) figures() []figure {
 		},
 		{
 			what:     "Referenced refund, POS → agent (reservation, PPaaS status read and refund, journal) → simulated PPaaS refunding at once → POS ÷ a Diagnosis round trip on the same agent, p50",
-			ratio:    m("sim", "WorldRefund", "p50-ratio"),
-			absolute: fmt.Sprintf("refund p50 %s ms, p99 %s ms; Diagnosis p50 %s ms", num(m("sim", "WorldRefund", "refund-p50-ms")), num(m("sim", "WorldRefund", "refund-p99-ms")), num(m("sim", "WorldRefund", "diagnosis-p50-ms"))),
+			ratio:    m("sim/world", "WorldRefund", "p50-ratio"),
+			absolute: fmt.Sprintf("refund p50 %s ms, p99 %s ms; Diagnosis p50 %s ms", num(m("sim/world", "WorldRefund", "refund-p50-ms")), num(m("sim/world", "WorldRefund", "refund-p99-ms")), num(m("sim/world", "WorldRefund", "diagnosis-p50-ms"))),
+		},
+		{
+			what:     "TransactionStatus (the last payment, its response repeated from the journal) ÷ Diagnosis, agent CPU per request (getrusage)",
+			ratio:    m("agent", "TransactionStatusVsDiagnosis", "status/diagnosis"),
+			absolute: fmt.Sprintf("TransactionStatus %s µs, Diagnosis %s µs of CPU per request", num(m("agent", "TransactionStatusVsDiagnosis", "status-cpu-µs")), num(m("agent", "TransactionStatusVsDiagnosis", "diagnosis-cpu-µs"))),
+			target:   "≤ 1.5",
+			ok:       func(v float64) bool { return v <= 1.5 },
+		},
+		{
+			what:     "GetTotals over a journal of 100,000 payments (grouped, computed from the journal) ÷ a local Nexo Diagnosis round trip (p50)",
+			ratio:    m("nexo", "GetTotals100k", "ns/op") / (m("nexo", "DiagnosisE2E", "nexo-p50-µs") * 1000),
+			absolute: fmt.Sprintf("GetTotals %s ms; Diagnosis p50 %s µs", num(m("nexo", "GetTotals100k", "ns/op")/1e6), num(m("nexo", "DiagnosisE2E", "nexo-p50-µs"))),
 		},
 		{
 			what:     "A second POS's Diagnosis while the first makes back-to-back durable payments ÷ on an idle agent, p99",
