@@ -188,19 +188,21 @@ func TestParseScenarioAdversarialSteps(t *testing.T) {
 	}
 }
 
-// moneyScenarioFiles are the issue-10 money-safety scenarios: they express
-// the agent's fixed behaviour, so CI runs them only once it is merged.
-func moneyScenarioFiles(t testing.TB) []string {
-	files, err := filepath.Glob(filepath.Join("..", "..", "scenarios", "money", "*.json"))
+// scenarioFilesIn are the scenario files in scenarios/dir of the repository.
+func scenarioFilesIn(t testing.TB, dir string) []string {
+	files, err := filepath.Glob(filepath.Join("..", "..", "scenarios", dir, "*.json"))
 	require.NoError(t, err)
-	require.NotEmpty(t, files, "no scenario files in scenarios/money")
+	require.NotEmpty(t, files, "no scenario files in scenarios/%s", dir)
 	return files
 }
 
-// The money-safety scenarios (issue 10: each failed against the agent before
-// its fix) run in CI with the others.
-func TestMoneyScenarioFiles(t *testing.T) {
-	for _, f := range moneyScenarioFiles(t) {
+// moneyScenarioFiles are the issue-10 money-safety scenarios: they express
+// the agent's fixed behaviour, so CI runs them only once it is merged.
+func moneyScenarioFiles(t testing.TB) []string { return scenarioFilesIn(t, "money") }
+
+// runScenarioFiles runs each scenario file as a parallel subtest.
+func runScenarioFiles(t *testing.T, files []string) {
+	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
 			data, err := os.ReadFile(f)
 			require.NoError(t, err)
@@ -213,6 +215,10 @@ func TestMoneyScenarioFiles(t *testing.T) {
 		})
 	}
 }
+
+// The money-safety scenarios (issue 10: each failed against the agent before
+// its fix) run in CI with the others.
+func TestMoneyScenarioFiles(t *testing.T) { runScenarioFiles(t, moneyScenarioFiles(t)) }
 
 func TestParseScenarioAcceptsAMinimalFile(t *testing.T) {
 	sc, err := world.ParseScenario([]byte(`{"name":"min","steps":[{"pos":"pay","amount":"1","currency":"eur","brand":"KB"},{"expect":{"result":"Success"}}]}`))
