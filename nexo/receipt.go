@@ -59,6 +59,12 @@ func Receipts(r *Response, merchant string, reprint bool) []PaymentReceipt {
 		body = append(body, "Terminal: "+r.Header.POIID)
 	}
 	body = append(body, "APPROVED")
+	return receiptCopies(body, reprint)
+}
+
+// receiptCopies makes the cashier's and the customer's copy of a receipt
+// body, marked DUPLICATE when reprinted.
+func receiptCopies(body []string, reprint bool) []PaymentReceipt {
 	out := make([]PaymentReceipt, 0, 2)
 	for _, q := range []struct{ qualifier, copy string }{{CashierReceipt, "MERCHANT COPY"}, {CustomerReceipt, "CUSTOMER COPY"}} {
 		var lines []string

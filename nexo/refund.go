@@ -124,17 +124,7 @@ func ReversalReceipts(r *Response, amount Amount, merchant string, reprint bool)
 		body = append(body, "Terminal: "+r.Header.POIID)
 	}
 	body = append(body, "REVERSED")
-	out := make([]PaymentReceipt, 0, 2)
-	for _, q := range []struct{ qualifier, copy string }{{CashierReceipt, "MERCHANT COPY"}, {CustomerReceipt, "CUSTOMER COPY"}} {
-		var lines []string
-		if reprint {
-			lines = append(lines, "DUPLICATE")
-		}
-		lines = append(lines, body...)
-		lines = append(lines, q.copy)
-		out = append(out, PaymentReceipt{DocumentQualifier: q.qualifier, Lines: lines})
-	}
-	return out
+	return receiptCopies(body, reprint)
 }
 
 // RefundExceeds is the refusal of a refund larger than what remains
