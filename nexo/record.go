@@ -44,14 +44,7 @@ func AppendRequestRecord(b []byte, r *Request) ([]byte, error) {
 	}
 	b = append(b, recordVersion)
 	b = appendHeader(b, r.Header)
-	var bodies byte
-	if r.Payment != nil {
-		bodies |= recordPayment
-	}
-	if r.Reversal != nil {
-		bodies |= recordReversal
-	}
-	b = append(b, bodies)
+	b = append(b, recordBodies(r.Payment != nil, r.Reversal != nil))
 	if p := r.Payment; p != nil {
 		b = appendTxnID(b, p.SaleTransactionID)
 		b = appendStrings(b, p.SaleReferenceID, p.OperatorID, string(p.Type))
@@ -66,6 +59,18 @@ func AppendRequestRecord(b []byte, r *Request) ([]byte, error) {
 		b = appendStrings(b, v.OriginalSaleID, v.Reason, v.ReversedAmount)
 	}
 	return b, nil
+}
+
+// recordBodies is the byte saying which bodies a record holds.
+func recordBodies(payment, reversal bool) byte {
+	var bodies byte
+	if payment {
+		bodies |= recordPayment
+	}
+	if reversal {
+		bodies |= recordReversal
+	}
+	return bodies
 }
 
 // DecodeRequestRecord decodes a record AppendRequestRecord wrote. The result
@@ -105,14 +110,7 @@ func AppendResponseRecord(b []byte, r *Response) ([]byte, error) {
 	b = append(b, recordVersion)
 	b = appendHeader(b, r.Header)
 	b = appendStrings(b, string(r.Status.Result), string(r.Status.ErrorCondition), r.Status.AdditionalResponse)
-	var bodies byte
-	if r.Payment != nil {
-		bodies |= recordPayment
-	}
-	if r.Reversal != nil {
-		bodies |= recordReversal
-	}
-	b = append(b, bodies)
+	b = append(b, recordBodies(r.Payment != nil, r.Reversal != nil))
 	if p := r.Payment; p != nil {
 		b = appendTxnID(b, p.SaleTransactionID)
 		b = appendTxnID(b, p.POITransactionID)
