@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/termagent/termagent/internal/memtrim"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
@@ -404,6 +405,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.auth.Run(gctx) })
 	g.Go(func() error { return a.fwd.Run(gctx) })
 	g.Go(func() error { return screen.Run(gctx) })
+	trim := &memtrim.Trimmer{Quiet: a.cfg.MemoryTrimAfter, Log: a.log,
+		Activity: func() uint64 { return m.activity.Load() + uint64(srv.Stats().ConnsRefused) + uint64(a.fwd.Stats().Sent) }}
+	m.watchTrims(trim)
+	g.Go(func() error { return trim.Run(gctx) })
 	// refunds: agent/refund_desk.go
 	g.Go(func() error { return a.runRefundDesk(gctx, st, engine, desk, unfinished) })
 	a.startCloud(gctx, g, srv.Exchange, srv.Busy) // issue 16

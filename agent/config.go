@@ -83,7 +83,8 @@ type Config struct {
 	LogLevel    string `json:"log_level" help:"debug, info, warn or error"`
 
 	// issue 11: hostile input
-	JournalMaxBytes int `json:"journal_max_bytes" help:"disk budget of the transaction journal in bytes; past it the oldest finished transactions are evicted (never an unfinished one)"`
+	JournalMaxBytes int           `json:"journal_max_bytes" help:"disk budget of the transaction journal in bytes; past it the oldest finished transactions are evicted (never an unfinished one)"`
+	MemoryTrimAfter time.Duration `json:"memory_trim_after" help:"after this long without Nexo traffic following some, hand the memory the burst left behind back to the OS (one full GC); 0 disables"`
 
 	// issue 14: digital receipts
 	DigitalReceipts bool `json:"digital_receipts" help:"queue each successful payment's, refund's and reversal's receipt as a digital-receipt event to PPaaS, committed with its final response"`
@@ -118,6 +119,7 @@ func DefaultConfig() Config {
 
 		// issue 11: hostile input
 		JournalMaxBytes: 64 << 20,
+		MemoryTrimAfter: 10 * time.Second,
 
 		// issue 14
 		DigitalReceipts: true,
@@ -202,6 +204,9 @@ func (c Config) Validate() error {
 	}
 	if c.PaymentTimeout < time.Second || c.PaymentTimeout > time.Hour {
 		bad("payment_timeout", "must be between 1s and 1h, got %s", c.PaymentTimeout)
+	}
+	if c.MemoryTrimAfter != 0 && (c.MemoryTrimAfter < 100*time.Millisecond || c.MemoryTrimAfter > time.Hour) {
+		bad("memory_trim_after", "must be 0 (off) or between 100ms and 1h, got %s", c.MemoryTrimAfter)
 	}
 	if c.EventWait < 10*time.Millisecond || c.EventWait > 10*time.Minute {
 		bad("event_wait", "must be between 10ms and 10m, got %s", c.EventWait)

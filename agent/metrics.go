@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/termagent/termagent/internal/memtrim"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 )
@@ -22,6 +24,7 @@ type metrics struct {
 	nexoLatency  *prometheus.HistogramVec
 	apmOutcomes  *prometheus.CounterVec
 	afterSale    *prometheus.CounterVec // agent/aftersale.go
+	activity     atomic.Uint64          // Nexo and admin requests answered: the memory trimmer's measure of work
 	// paymentTypes are the configured APM methods' payment types, the
 	// payment_type label's set.
 	paymentTypes map[string]bool
@@ -101,6 +104,7 @@ func (m *metrics) ObserveRequest(c nexo.MessageCategory, r nexo.Result, cond nex
 	cat := label(nexoCategories, c)
 	m.nexoRequests.WithLabelValues(cat, label(nexoResults, r), label(nexoConditions, cond)).Inc()
 	m.nexoLatency.WithLabelValues(cat).Observe(d.Seconds())
+	m.activity.Add(1)
 }
 
 func (m *metrics) apmOutcome(outcome, paymentType string) {
@@ -126,6 +130,13 @@ func (m *metrics) watchNexo(srv nexoStats) {
 	gauge("nexo_connections", "Connections open to the Nexo server.", func(s nexo.Stats) float64 { return float64(s.Conns) })
 	counter("nexo_connections_refused_total", "Connections closed at once because too many were open.", func(s nexo.Stats) float64 { return float64(s.ConnsRefused) })
 	gauge("nexo_replay_nonces", "Nonces of protected messages remembered to refuse replays.", func(s nexo.Stats) float64 { return float64(s.Nonces) })
+}
+
+// watchTrims exports how often the agent handed memory back after a burst.
+func (m *metrics) watchTrims(t *memtrim.Trimmer) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "termagent", Name: "memory_trims_total",
+		Help: "Times the agent returned the memory a burst of traffic left behind to the OS, once quiet for memory_trim_after."},
+		func() float64 { return float64(t.Trims()) }))
 }
 
 // afterSaleUpdate counts one after-sale update by kind (a closed set).

@@ -256,7 +256,7 @@ type exchange struct {
 
 func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	body, rerr := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes))
+	body, rerr := readBody(w, r, s.cfg.MaxRequestBytes)
 	ex := &exchange{codec: codecFor(r.Header.Get("Content-Type"), body)}
 	if isNexoV5(body) {
 		ex.v5 = &exchange5{}
@@ -294,6 +294,30 @@ func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 		}
 		s.deps.Observer.ObserveRequest(ex.hdr.Category, result, ex.condition, time.Since(start))
 	}
+}
+
+// readBody reads a request body of at most max bytes. A declared length over
+// max is refused before anything is read, and a declared length within it is
+// read into one buffer of that size: a flood of large bodies leaves no
+// garbage of growing buffers behind (io.ReadAll doubles its buffer, and
+// each step past 32 KiB is a large object of its own). A body without a
+// declared length is read as far as max.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, max)
+	n := r.ContentLength
+	switch {
+	case n > max:
+		w.Header().Set("Connection", "close")
+		return nil, &http.MaxBytesError{Limit: max}
+	case n < 0:
+		return io.ReadAll(body)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(body, buf); err != nil {
+		return nil, err
+	}
+	// A body longer than declared is net/http's to refuse; nothing more is read.
+	return buf, nil
 }
 
 func (s *Server) process(ctx context.Context, ex *exchange, body []byte) reply {

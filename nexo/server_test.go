@@ -337,6 +337,58 @@ func TestOversizeBody(t *testing.T) {
 	require.Contains(t, string(b), "65536")
 }
 
+// readBody refuses a declared length over the limit without reading the
+// body, reads a declared length into one buffer of that size, and reads a
+// body of unknown length as far as the limit.
+func TestReadBodyBounds(t *testing.T) {
+	const max = 64 << 10
+	for _, tc := range []struct {
+		name     string
+		declared int64 // -1: unknown (chunked)
+		size     int
+		tooLarge bool
+	}{
+		{"declared over the limit", 100 << 10, 100 << 10, true},
+		{"declared within", 20 << 10, 20 << 10, false},
+		{"unknown within", -1, 20 << 10, false},
+		{"unknown over the limit", -1, 100 << 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &countingReader{r: strings.NewReader(strings.Repeat("x", tc.size))}
+			r := httptest.NewRequest(http.MethodPost, "/nexo", src)
+			r.ContentLength = tc.declared
+			w := httptest.NewRecorder()
+			body, err := readBody(w, r, max)
+			if tc.tooLarge {
+				var mbe *http.MaxBytesError
+				require.ErrorAs(t, err, &mbe)
+				require.LessOrEqual(t, src.n, max+1, "read past the limit")
+				if tc.declared > max {
+					require.Zero(t, src.n, "a declared length over the limit is refused unread")
+					require.Equal(t, "close", w.Header().Get("Connection"))
+				}
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, body, tc.size)
+			if tc.declared >= 0 {
+				require.Equal(t, tc.size, cap(body), "one buffer of the declared size")
+			}
+		})
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
 func TestSlowlorisBounded(t *testing.T) {
 	env := startServer(t, ServerConfig{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 600 * time.Millisecond}, nil)
 	addr := strings.TrimSuffix(strings.TrimPrefix(env.url, "http://"), "/nexo")

@@ -25,6 +25,7 @@ import (
 
 	"github.com/termagent/termagent/certs"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/sim"
 )
 
 // The hostile-input suite (issue 11): every attack of the issue against a
@@ -42,6 +43,8 @@ type figures struct {
 	FileKB                               int64 // RssFile: the binary and the mapped data file
 	// The Go runtime's view, from the scrape: where anonymous memory goes.
 	HeapInuse, HeapIdle, HeapReleased, StackInuse, Goroutines, Conns int64
+	ProfileBuckets                                                   int64 // the heap profile's bucket table, bytes
+	Trims                                                            int64 // memory trims so far
 }
 
 func (f figures) String() string {
@@ -95,7 +98,7 @@ func startHostile(t testing.TB, journalMax int) *hostileRig {
 	b, err := json.Marshal(map[string]any{"nexo_key_identifier": hostileKeyID, "nexo_key_version": 1, "nexo_passphrase": hostilePassphrase})
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(cfg, b, 0o600))
-	url := w.start("-config", cfg, "-admin-listen", "127.0.0.1:0", "-journal-max-bytes", strconv.Itoa(journalMax))
+	url := w.start("-config", cfg, "-admin-listen", "127.0.0.1:0", "-journal-max-bytes", strconv.Itoa(journalMax), "-memory-trim-after", "1s")
 	var admin string
 	for line := range strings.Lines(w.proc.logs.String()) {
 		var rec struct{ Msg, Admin string }
@@ -140,7 +143,7 @@ func (h *hostileRig) measure() figures {
 		for name, dst := range map[string]*int64{
 			"go_memstats_heap_inuse_bytes": &f.HeapInuse, "go_memstats_heap_idle_bytes": &f.HeapIdle,
 			"go_memstats_heap_released_bytes": &f.HeapReleased, "go_memstats_stack_inuse_bytes": &f.StackInuse,
-			"go_goroutines": &f.Goroutines, "termagent_nexo_connections": &f.Conns,
+			"go_goroutines": &f.Goroutines, "go_memstats_buck_hash_sys_bytes": &f.ProfileBuckets, "termagent_memory_trims_total": &f.Trims, "termagent_nexo_connections": &f.Conns,
 		} {
 			if v, ok := strings.CutPrefix(line, name+" "); ok {
 				x, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
@@ -315,28 +318,66 @@ type kindFigures struct {
 	Before, After figures
 }
 
-// settle waits (at most 5 s) until the connections the last requests opened
-// are closed (net/http lingers half a second on one closed after a 413),
-// then measures: the figures of the agent the attack left, not of requests
-// still in flight.
+// settle waits (at most 5 s) until the connections the last requests
+// opened are closed (net/http lingers half a second on one closed after a
+// 413), then until the agent has trimmed its memory after the burst (it runs
+// with memory_trim_after 1s here, 10s by default), and measures: the figures
+// of the agent the attack left, not of requests still in flight nor of
+// their garbage.
 func (h *hostileRig) settle() figures {
 	h.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		f := h.measure()
-		if f.Conns <= 4 || time.Now().After(deadline) { // 4: the client's kept-alive connections
+	for h.metric("termagent_nexo_connections") > 4 && time.Now().Before(deadline) { // 4: the client's kept-alive connections
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A scrape is activity too: the trim comes memory_trim_after (1 s) and
+	// at most one tick (0.5 s) after the last one, later on a loaded
+	// machine. The figures are read from /proc before the scrape that shows
+	// a trim happened since the previous one: nothing ran in between.
+	trims := int64(h.metric("termagent_memory_trims_total"))
+	for range 10 {
+		time.Sleep(2 * time.Second)
+		f := h.measure() // /proc first, then a scrape
+		if f.Trims > trims {
 			return f
 		}
-		time.Sleep(50 * time.Millisecond)
+		trims = f.Trims
 	}
+	h.t.Fatal("the agent did not trim its memory after the burst")
+	return figures{}
 }
 
-// runHostile measures the agent after warm-up (the idle figures), then sends
-// n of each attack, kind after kind, measuring before and after each, and
-// ends with up to 3,000 idle connections.
-func runHostile(t testing.TB, n int, journalMax int) (idle figures, kinds []kindFigures) {
+// metric reads one unlabelled metric from /metrics.
+func (h *hostileRig) metric(name string) float64 {
+	h.t.Helper()
+	resp, err := http.Get(h.admin + "/metrics")
+	require.NoError(h.t, err)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(h.t, err)
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			require.NoError(h.t, err)
+			return f
+		}
+	}
+	h.t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// runHostile measures the agent after it has traded until its data file
+// reached the size its journal budget bounds it to, and after a warm-up of
+// each request kind (the idle figures), then sends n of each attack, kind
+// after kind, measuring before and after each, and ends with up to 3,000
+// idle connections. Every figure is read once the agent has trimmed its
+// memory after the burst (settle).
+func runHostile(t testing.TB, n int, journalMax int) (idle figures, kinds []kindFigures, trade tradeFigures) {
 	h := startHostile(t, journalMax)
 	all := attacks()
+	// The journal's budget bounds the file to twice itself (journal_max_bytes
+	// counts whole pages; bbolt copies pages on write).
+	trade = h.trade(2 * int64(journalMax))
 	// Warm up: TLS handshakes, every code path a few times and a few valid
 	// requests, so "idle" is the agent that has served each kind of request.
 	for _, a := range all {
@@ -372,7 +413,7 @@ func runHostile(t testing.TB, n int, journalMax int) (idle figures, kinds []kind
 		t.Logf("%-16s RSS ×%.2f, anon ×%.2f, data file ×%.2f, /metrics ×%.2f of idle", k.Slug,
 			ratioOf(k.After.RSSKB, idle.RSSKB), ratioOf(k.After.AnonKB, idle.AnonKB), ratioOf(k.After.DBBytes, idle.DBBytes), ratioOf(k.After.MetricsBytes, idle.MetricsBytes))
 	}
-	return idle, kinds
+	return idle, kinds, trade
 }
 
 func ratioOf(a, b int64) float64 { return float64(a) / float64(b) }
@@ -465,7 +506,7 @@ func hostileN(def int) int {
 }
 
 func TestHostileInput(t *testing.T) {
-	idle, kinds := runHostile(t, hostileN(300), 1<<20)
+	idle, kinds, _ := runHostile(t, hostileN(300), 1<<20)
 	end := kinds[len(kinds)-1].After
 	rssBound := int64(24 << 10) // KiB
 	if raceEnabled {
@@ -474,6 +515,7 @@ func TestHostileInput(t *testing.T) {
 	require.Less(t, end.RSSKB-idle.RSSKB, rssBound, "RSS grew by more than %d MiB", rssBound>>10)
 	require.LessOrEqual(t, end.DBBytes, int64(2<<20), "the data file outgrew 2× journal_max_bytes")
 	require.Less(t, end.MetricsBytes-idle.MetricsBytes, int64(2<<10), "the /metrics scrape grew")
+	require.Equal(t, idle.ProfileBuckets, end.ProfileBuckets, "the heap profile's buckets grew: is its sampling on?")
 }
 
 // BenchmarkHostileInput is the long run: 10,000 of each attack, with the
@@ -487,15 +529,16 @@ func BenchmarkHostileInput(b *testing.B) {
 	var (
 		idle  figures
 		kinds []kindFigures
+		trade tradeFigures
 	)
 	for b.Loop() {
 		if kinds == nil {
-			idle, kinds = runHostile(b, n, 1<<20)
+			idle, kinds, trade = runHostile(b, n, 1<<20)
 		}
 	}
 	over := overIdle(idle, kinds, 0.10)
 	if path := os.Getenv("TERMAGENT_HOSTILE_JSON"); path != "" {
-		raw, err := json.MarshalIndent(map[string]any{"N": n, "Idle": idle, "Kinds": kinds, "Over": over}, "", "  ")
+		raw, err := json.MarshalIndent(map[string]any{"N": n, "Idle": idle, "Kinds": kinds, "Over": over, "Trade": trade}, "", "  ")
 		require.NoError(b, err)
 		require.NoError(b, os.WriteFile(path, raw, 0o644))
 	}
@@ -524,4 +567,40 @@ func TestMemoryLimitDefault(t *testing.T) {
 	debug.SetMemoryLimit(64 << 20) // as the runtime would from GOMEMLIMIT=64MiB
 	require.Equal(t, int64(64<<20), setMemoryLimit(func(k string) string { return map[string]string{"GOMEMLIMIT": "64MiB"}[k] }))
 	require.Equal(t, int64(64<<20), debug.SetMemoryLimit(-1))
+}
+
+// trade makes approved payments, up to 2,000, until the agent's data file
+// is size bytes: the agent of a terminal that has traded for a while, whose
+// file the outbox's churn and the journal have grown to the size bbolt
+// keeps (it never shrinks a file; freed pages are reused).
+func (h *hostileRig) trade(size int64) tradeFigures {
+	h.t.Helper()
+	fresh := h.dataFile()
+	require.NoError(h.t, h.w.sim.SetProviderMode(sim.ProviderApprove))
+	defer func() { require.NoError(h.t, h.w.sim.SetProviderMode(sim.ProviderManual)) }()
+	i := 0
+	for ; h.dataFile() < size; i++ {
+		require.Less(h.t, i, 2000, "the data file did not reach %d bytes", size)
+		req := &nexo.Request{Header: h.header(nexo.CategoryPayment, "TILL"+strconv.Itoa(i%4), "T"+strconv.Itoa(i)), Payment: &nexo.PaymentRequest{
+			SaleTransactionID: nexo.TransactionID{ID: "ORDER-" + strconv.Itoa(i), TimeStamp: time.Now()},
+			Type:              nexo.PaymentNormal, Amount: nexo.Amount{Minor: int64(100 + i), Currency: "EUR"}, AllowedBrands: []string{"KB"}}}
+		resp, err := h.do(req)
+		require.NoError(h.t, err)
+		require.Equal(h.t, nexo.Success, resp.Status.Result, resp.Status.AdditionalResponse)
+	}
+	h.t.Logf("traded %d payments: data file %d → %d bytes", i, fresh, h.dataFile())
+	return tradeFigures{Payments: i, FreshDBBytes: fresh}
+}
+
+// tradeFigures are what trading before the attacks did.
+type tradeFigures struct {
+	Payments     int   // approved payments made
+	FreshDBBytes int64 // the data file of the fresh agent, before them
+}
+
+// dataFile is the size of the agent's data file.
+func (h *hostileRig) dataFile() int64 {
+	fi, err := os.Stat(filepath.Join(h.w.dir, "data", "termagent.db"))
+	require.NoError(h.t, err)
+	return fi.Size()
 }

@@ -68,7 +68,7 @@ func TestRenderShowsRatiosTargetsAndMissingFigures(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(`{"N": 10000, "Idle": {"RSSKB": 25600, "AnonKB": 8192, "FileKB": 17408, "DBBytes": 131072, "MetricsBytes": 21504},
 		"Kinds": [{"Slug": "categories", "Name": "distinct 20 KB categories", "After": {"RSSKB": 26112, "AnonKB": 8704, "FileKB": 17408, "DBBytes": 131072, "MetricsBytes": 21504}},
 		          {"Slug": "refused-payments", "Name": "refused payments", "After": {"RSSKB": 30720, "AnonKB": 9216, "FileKB": 21504, "DBBytes": 4194304, "MetricsBytes": 21760}}],
-		"Over": ["after refused-payments: RSS", "after refused-payments: data file"]}`), 0o600))
+		"Over": ["after refused-payments: RSS", "after refused-payments: data file"], "Trade": {"Payments": 158, "FreshDBBytes": 65536}}`), 0o600))
 	rep.Hostile, err = readHostile(path)
 	require.NoError(t, err)
 	buf.Reset()
@@ -79,8 +79,8 @@ func TestRenderShowsRatiosTargetsAndMissingFigures(t *testing.T) {
 	require.Contains(t, md, "| distinct 20 KB categories | 25.5 (×1.02) ✅ | 8.50 (×1.06) ✅ | 17 (×1.00) | 0.125 (×1.00) ✅ | 21 (×1.00) ✅ |")
 	require.Contains(t, md, "| refused payments | 30 (×1.20) ❌ | 9 (×1.12) ❌ | 21 (×1.24) | 4 (×32.00) ❌ | 21.2 (×1.01) ✅ |")
 	require.Contains(t, md, "**2 figures more than 10% above idle ❌**")
-	require.Contains(t, md, "What the attacks add, at the end: 1 MiB of anonymous memory")
-	require.Contains(t, md, "the file grows to 4 MiB, then stays there")
+	require.Contains(t, md, "What the attacks leave, at the end: 1 MiB of anonymous memory")
+	require.Contains(t, md, "158 approved payments grew its data file from 0.0625 to 0.125 MiB")
 	_, err = readHostile(filepath.Join(t.TempDir(), "none.json"))
 	require.Error(t, err, "a benchmark that wrote no figures is an error, not an empty section")
 }

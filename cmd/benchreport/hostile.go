@@ -17,13 +17,18 @@ type Hostile struct {
 		Slug, Name    string
 		Before, After HostileFigures
 	}
-	Over []string // the figures more than 10% above idle
+	Over  []string // the figures more than 10% above idle
+	Trade struct {
+		Payments     int   // approved payments made before idle was measured
+		FreshDBBytes int64 // the data file of the fresh agent, before them
+	}
 }
 
 // HostileFigures are one measurement of the agent process.
 type HostileFigures struct {
 	RSSKB, AnonKB, FileKB, DBBytes, MetricsBytes  int64
 	HeapInuse, HeapIdle, HeapReleased, StackInuse int64 // bytes, the Go runtime's count
+	Trims                                         int64 // the agent's memory trims so far
 }
 
 func readHostile(path string) (*Hostile, error) {
@@ -47,10 +52,16 @@ func (r *Report) renderHostile(p func(string, ...any)) {
 	}
 	p("\n## Hostile input\n\n")
 	p("An agent process (message security on, `journal_max_bytes` at its 1 MiB minimum). *Idle* is the agent\n")
-	p("after warm-up: TLS handshakes done, five of each request below and a valid Diagnosis served. Then\n")
-	p("%s requests of each attack of issue 11, kind after kind, each figure measured once the attack's\n", num(float64(h.N)))
-	p("connections are closed and compared with idle (`cmd/agent` BenchmarkHostileInput, which fails, and\n")
-	p("`make bench` with it, when one ends more than 10%% above idle).\n\n")
+	p("of a terminal that has traded: %d approved payments grew its data file from %s to %s MiB, the size\n",
+		h.Trade.Payments, num(float64(h.Trade.FreshDBBytes)/(1<<20)), num(float64(h.Idle.DBBytes)/(1<<20)))
+	p("its journal budget bounds it to (twice the budget: the budget counts whole pages, bbolt copies the\n")
+	p("pages it writes and never shrinks a file); then five of each request below and a valid Diagnosis\n")
+	p("served. Then %s requests of each attack of issue 11, kind after kind. Each figure is read once the\n", num(float64(h.N)))
+	p("attack's connections are closed and the agent has trimmed its memory after the burst\n")
+	p("(`memory_trim_after`, 1 s here, 10 s by default: two collections and the free pages returned to the\n")
+	p("OS; the Go runtime alone keeps up to about twice the live heap for minutes), and compared with idle,\n")
+	p("read the same way (`cmd/agent` BenchmarkHostileInput, which fails, and `make bench` with it, when one\n")
+	p("ends more than 10%% above idle).\n\n")
 	p("| after | RSS (MiB) | anonymous RSS (MiB) | file-backed RSS (MiB) | data file (MiB) | `/metrics` scrape (KiB) |\n|---|---|---|---|---|---|\n")
 	mib := func(kb int64) float64 { return float64(kb) / 1024 }
 	p("| idle | %s | %s | %s | %s | %s |\n", num(mib(h.Idle.RSSKB)), num(mib(h.Idle.AnonKB)), num(mib(h.Idle.FileKB)), num(float64(h.Idle.DBBytes)/(1<<20)), num(float64(h.Idle.MetricsBytes)/1024))
@@ -76,16 +87,10 @@ func (r *Report) renderHostile(p func(string, ...any)) {
 	end := h.Kinds[len(h.Kinds)-1].After
 	heap := func(f HostileFigures) float64 { return float64(f.HeapInuse+f.HeapIdle-f.HeapReleased) / (1 << 20) }
 	stacks := float64(end.StackInuse-h.Idle.StackInuse) / (1 << 20)
-	p("\nWhat the attacks add, at the end: %s MiB of anonymous memory, of which the Go heap as the runtime\n", num(mib(end.AnonKB-h.Idle.AnonKB)))
-	p("counts it (in use, garbage included, plus free pages not yet returned) %s MiB (%s → %s) and goroutine\n", num(heap(end)-heap(h.Idle)), num(heap(h.Idle)), num(heap(end)))
-	rest := mib(end.AnonKB-h.Idle.AnonKB) - (heap(end) - heap(h.Idle)) - stacks
-	p("stacks %s MiB; the other %s MiB are outside the runtime's heap and stack counts (its own metadata, and\n", num(stacks), num(rest))
-	p("possibly heap-arena pages the kernel still counts resident after heavy churn such as the 100 KB\n")
-	p("bodies; not explained further yet). The bounded state is not in it: the replay nonces (about 210 KiB)\n")
-	p("are allocated whole with the first protected message, logins and metric labels are capped. And %s MiB\n", num(mib(end.FileKB-h.Idle.FileKB)))
-	p("of file-backed memory: the data file bbolt maps. Refused payments are journaled (compactly, for\n")
-	p("TransactionStatus), the journal fills its\n")
-	p("budget, counted in pages, and the file grows to %s MiB, then stays there (evicted pages are reused;\n", num(float64(end.DBBytes)/(1<<20)))
-	p("bbolt never shrinks a file). A journal filling its budget is the design, so the data file of an agent\n")
-	p("whose journal started empty cannot stay within 10%% of idle.\n")
+	p("\nWhat the attacks leave, at the end: %s MiB of anonymous memory, of which the Go heap as the runtime\n", num(mib(end.AnonKB-h.Idle.AnonKB)))
+	p("counts it (in use plus free pages not yet returned) %s MiB (%s → %s) and goroutine stacks %s MiB.\n", num(heap(end)-heap(h.Idle)), num(heap(h.Idle)), num(heap(end)), num(stacks))
+	p("The bounded state is in idle already: the replay nonces (about 210 KiB) are allocated whole with the\n")
+	p("first protected message; logins and metric labels are capped. Refused payments are journaled\n")
+	p("compactly (for TransactionStatus); the journal fills its budget and evicts its oldest finished\n")
+	p("entries, within the data file the terminal's trade had already grown.\n")
 }
