@@ -406,7 +406,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.fwd.Run(gctx) })
 	g.Go(func() error { return screen.Run(gctx) })
 	trim := &memtrim.Trimmer{Quiet: a.cfg.MemoryTrimAfter, Log: a.log,
-		Activity: func() uint64 { return m.activity.Load() + uint64(srv.Stats().ConnsRefused) + uint64(a.fwd.Stats().Sent) }}
+		Activity: func() uint64 {
+			return m.activity.Load() + uint64(srv.Stats().ConnsRefused) + uint64(a.fwd.Stats().Sent)
+		}}
 	m.watchTrims(trim)
 	g.Go(func() error { return trim.Run(gctx) })
 	// refunds: agent/refund_desk.go
