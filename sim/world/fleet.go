@@ -292,6 +292,9 @@ func startTerminal(ctx, runCtx context.Context, cfg FleetConfig, p *sim.PPaaS, c
 	ac.DataDir = filepath.Join(devDir, "data")
 	ac.AdminListen = ""
 	ac.PaymentTimeout = 2 * time.Minute
+	// Every terminal of the fleet shares one Go runtime: a collection is the
+	// process's, so no terminal trims memory on its own.
+	ac.MemoryTrimAfter = 0
 	a, err := agent.New(ac, agent.Build{Version: "sim-fleet"}, log.With("serial", t.serial), agent.Options{
 		Display:      terminalDisplay{t: p.Terminals(), serial: t.serial},
 		StoreOptions: store.Options{NoSync: cfg.NoSync},
