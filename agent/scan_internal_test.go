@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/store"
 )
 
 // TestEnrichKeepsNexoLengths: the platform's merchant and acquirer reach the
@@ -71,4 +73,93 @@ func TestScanErrorToNexo(t *testing.T) {
 	ne = scanError(wrap(ppaas.CheckScannedPaymentID("a b")), time.Minute)
 	require.Equal(t, nexo.MessageFormat, ne.Condition)
 	require.Nil(t, scanError(errors.New("socket reset"), time.Minute))
+}
+
+// TestJournalKeepsTheTerminalScannedCode: the code the terminal's scanner
+// read is journaled durably (RecordScan, before the create is sent) beside
+// the payment's request, so after a restart the journal rebuilds the create
+// as it was sent (same clientTransactionId, same code) for recovery and a
+// reversal; without it the rebuilt create cannot be sent. The payment stays
+// unfinished (recovery sees it), a malformed code is refused, and no error
+// carries the code.
+func TestJournalKeepsTheTerminalScannedCode(t *testing.T) {
+	const code = "281666027690188713769014"
+	path := filepath.Join(t.TempDir(), "termagent.db")
+	st, err := store.Open(t.Context(), path, store.Options{PruneInterval: -1})
+	require.NoError(t, err)
+	scan := qr.Method{PaymentType: "KB", Scenario: ppaas.MerchantScan}
+	j := journal{st: st, methods: func(nexo.PaymentRequest) (qr.Method, bool) { return scan, true }}
+	req := &nexo.Request{
+		Header:  nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: nexo.CategoryPayment, Type: nexo.TypeRequest, SaleID: "POS1", ServiceID: "S1", POIID: "POI1"},
+		Payment: &nexo.PaymentRequest{Type: nexo.PaymentNormal, Amount: nexo.Amount{Minor: 2000, Currency: "EUR"}, AllowedBrands: []string{"KBSCAN"}},
+	}
+	id, err := j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: "S1", Category: nexo.CategoryPayment, RequestHash: "h",
+		Request: req, State: nexo.TxInProgress, Started: time.Now(), Updated: time.Now()})
+	require.NoError(t, err)
+
+	read := func(st *store.Store) (ppaas.CreateRequest, store.Txn) {
+		t.Helper()
+		tx, err := st.Txn(t.Context(), id)
+		require.NoError(t, err)
+		c, ok := j.createRequest(id, viewQR(tx))
+		require.True(t, ok)
+		return c, tx
+	}
+	c, _ := read(st)
+	require.Empty(t, c.ScannedPaymentID)
+	require.Error(t, c.Validate(), "without the journaled code the create cannot be replayed")
+
+	for _, bad := range []string{"", "2816 6602", strings.Repeat("9", ppaas.MaxScannedPaymentIDLen+1)} {
+		err := j.RecordScan(t.Context(), id, bad)
+		require.ErrorIs(t, err, ppaas.ErrScannedPaymentID, "%.20q", bad)
+		if bad != "" {
+			require.NotContains(t, err.Error(), bad)
+		}
+	}
+	require.ErrorIs(t, j.RecordScan(t.Context(), "no-such-payment", code), store.ErrNotFound)
+	require.NoError(t, j.RecordScan(t.Context(), id, code))
+	require.NoError(t, st.Close())
+
+	st, err = store.Open(t.Context(), path, store.Options{PruneInterval: -1})
+	require.NoError(t, err)
+	defer st.Close()
+	j.st = st
+	c, tx := read(st)
+	require.Equal(t, ppaas.CreateRequest{PaymentType: "KB", PaymentScenario: ppaas.MerchantScan, ClientTransactionID: id, ScannedPaymentID: code,
+		PaymentAmount: ppaas.Amount{Amount: 2000, Currency: "EUR"}, Order: ppaas.Order{OrderID: id}}, c)
+	require.NoError(t, c.Validate())
+	e := toEntry(tx)
+	require.Equal(t, nexo.TxInProgress, e.State, "the payment is still unfinished")
+	require.Equal(t, "h", e.RequestHash)
+	unfinished, err := st.UnfinishedTxns(t.Context())
+	require.NoError(t, err)
+	require.Len(t, unfinished, 1, "recovery sees it")
+}
+
+// TestReadScanned: only a record RecordScan writes gives a code; anything
+// else (another version, a malformed or oversized code) gives none.
+func TestReadScanned(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"written", append([]byte{scannedVersion}, "1111222233334444"...), "1111222233334444"},
+		{"empty", nil, ""},
+		{"version only", []byte{scannedVersion}, ""},
+		{"other version", append([]byte{scannedVersion + 1}, "1111222233334444"...), ""},
+		{"not printable", append([]byte{scannedVersion}, "1111\n2222"...), ""},
+		{"too long", append([]byte{scannedVersion}, strings.Repeat("1", ppaas.MaxScannedPaymentIDLen+1)...), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) { require.Equal(t, tc.want, readScanned(tc.data)) })
+	}
+}
+
+// TestScannedCodeOfAPayment: the POS's code, journaled with the request, is
+// the one its create carried; the terminal's, journaled apart, otherwise.
+func TestScannedCodeOfAPayment(t *testing.T) {
+	require.Equal(t, "", qrView{}.scannedCode())
+	require.Equal(t, "2", qrView{scanned: "2"}.scannedCode())
+	require.Equal(t, "1", qrView{payment: &nexo.PaymentRequest{ScannedCode: "1"}, scanned: "2"}.scannedCode())
+	require.Equal(t, "2", qrView{payment: &nexo.PaymentRequest{}, scanned: "2"}.scannedCode())
 }
