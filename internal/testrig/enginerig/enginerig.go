@@ -26,8 +26,8 @@ import (
 
 // Recorder keeps the transitions an engine records (the agent's journal).
 type Recorder struct {
-	mu    sync.Mutex
-	ts    []qr.Transition
+	mu      sync.Mutex
+	ts      []qr.Transition
 	scans   map[string]string // clientTransactionId → scanned code
 	scanErr error             // RecordScan's answer when set
 }
