@@ -1,16 +1,22 @@
 package agent
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
@@ -162,4 +168,106 @@ func TestScannedCodeOfAPayment(t *testing.T) {
 	require.Equal(t, "2", qrView{scanned: "2"}.scannedCode())
 	require.Equal(t, "1", qrView{payment: &nexo.PaymentRequest{ScannedCode: "1"}, scanned: "2"}.scannedCode())
 	require.Equal(t, "2", qrView{payment: &nexo.PaymentRequest{}, scanned: "2"}.scannedCode())
+}
+
+// failingScans is the journal with a disk that refuses the scanned code.
+type failingScans struct{ journal }
+
+func (failingScans) RecordScan(context.Context, string, string) error {
+	return errors.New("disk full")
+}
+
+// TestTerminalScanJournaledBeforeTheCreate wires the payment path as Run does
+// (Nexo server → apmEngine → QR engine → journal) over a fake PPaaS that
+// checks, when the create reaches it, that the journal already holds the code
+// the terminal's scanner read. When the journal cannot take the code, nothing
+// reaches PPaaS and the POS is told UnavailableService; its text carries no
+// code.
+func TestTerminalScanJournaledBeforeTheCreate(t *testing.T) {
+	const code = "281666027690188713769014"
+	for _, tc := range []struct {
+		name string
+		fail bool
+	}{{"journaled", false}, {"journal refuses the code", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db"))
+			var creates atomic.Int32
+			var journaledFirst atomic.Bool
+			platform := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var req ppaas.CreateRequest
+				if r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&req) != nil {
+					http.Error(w, `{"error":"unexpected"}`, http.StatusBadRequest)
+					return
+				}
+				creates.Add(1)
+				if tx, err := st.Txn(r.Context(), req.ClientTransactionID); err == nil && viewQR(tx).scanned == req.ScannedPaymentID {
+					journaledFirst.Store(true)
+				}
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(ppaas.Transaction{TransactionID: "qr-" + req.ClientTransactionID, ClientTransactionID: req.ClientTransactionID,
+					Status: ppaas.Approved, PaymentType: req.PaymentType, PaymentScenario: req.PaymentScenario, PaymentAmount: req.PaymentAmount})
+			}))
+			t.Cleanup(platform.Close)
+			held := newHeldAdvices()
+			j := journal{st: st, held: held}
+			var rec qr.Recorder = j
+			if tc.fail {
+				rec = failingScans{j}
+			}
+			engine, err := qr.NewEngine(qr.Config{Brands: map[string]qr.Method{"KBSCAN": {PaymentType: "KB", Scenario: ppaas.MerchantScan}}, Timeout: 10 * time.Second},
+				qr.NewClient(platform.Client(), platform.URL, qr.Retry{Attempts: 1}), rec, advisor{st: st, held: held}, nil)
+			require.NoError(t, err)
+			j.methods = apmEngine{qr: engine}.method
+			srv, err := nexo.NewServer(nexo.ServerConfig{POIID: "DX8000-1", AllowPlainHTTP: true},
+				nexo.Deps{Engine: nexo.NewRouter(apmEngine{qr: engine, journal: j}), Journal: j}, nil)
+			require.NoError(t, err)
+			pos := httptest.NewServer(srv.Handler())
+			t.Cleanup(pos.Close)
+			c := &nexo.Client{URL: pos.URL + "/nexo", HTTP: pos.Client()}
+
+			type answered struct {
+				resp *nexo.Response
+				err  error
+			}
+			answer := make(chan answered, 1)
+			go func() {
+				resp, err := c.Do(context.WithoutCancel(t.Context()), &nexo.Request{
+					Header: nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: nexo.CategoryPayment, Type: nexo.TypeRequest,
+						ServiceID: "S1", SaleID: "POS1", POIID: "DX8000-1"},
+					Payment: &nexo.PaymentRequest{SaleTransactionID: nexo.TransactionID{ID: "ORDER-S1", TimeStamp: time.Now().UTC()}, Type: nexo.PaymentNormal,
+						Amount: nexo.Amount{Minor: 1250, Currency: "EUR"}, AllowedBrands: []string{"KBSCAN"}},
+				})
+				answer <- answered{resp, err}
+			}()
+			testrig.WaitFor(t, 5*time.Second, "the payment waits for the terminal's scanner", func() bool {
+				select {
+				case a := <-answer:
+					t.Fatalf("answered before the scan: %+v %v", a.resp, a.err)
+				default:
+				}
+				return engine.WaitingForScan()
+			})
+			_, err = engine.Scan(code)
+			require.NoError(t, err)
+			var resp *nexo.Response
+			select {
+			case a := <-answer:
+				require.NoError(t, a.err)
+				resp = a.resp
+			case <-time.After(10 * time.Second):
+				t.Fatal("no answer to the POS")
+			}
+			require.NotNil(t, resp)
+			if tc.fail {
+				require.Equal(t, nexo.Failure, resp.Status.Result)
+				require.Equal(t, nexo.UnavailableService, resp.Status.ErrorCondition, resp.Status.AdditionalResponse)
+				require.NotContains(t, resp.Status.AdditionalResponse, code)
+				require.Zero(t, creates.Load(), "nothing reaches PPaaS")
+				return
+			}
+			require.Equal(t, nexo.Success, resp.Status.Result, resp.Status.AdditionalResponse)
+			require.Equal(t, int32(1), creates.Load())
+			require.True(t, journaledFirst.Load(), "the code was journaled before the create reached PPaaS")
+		})
+	}
 }
