@@ -32,7 +32,7 @@ import (
 // answered).
 
 // stateScanned is the journal state of the code the terminal's scanner read
-// for a merchantscan payment (data: scannedRecord). Unlike the QR states it is
+// for a merchantscan payment (data: scannedVersion, then the code). Unlike the QR states it is
 // durable, written before the create is sent (qr.Recorder.RecordScan): after
 // a crash, recovery and a reversal replay the create as it was sent, same
 // clientTransactionId and same code. A code the POS's scanner read is in the

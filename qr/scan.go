@@ -116,8 +116,8 @@ func (e *Engine) awaitScan(ctx context.Context, req PaymentRequest) (string, err
 }
 
 // recordScan journals the code the terminal's scanner read for req before its
-// create is sent (Recorder.RecordScan): a create the crash of the agent
-// interrupts can then be replayed as sent. A code the POS's scanner read came
+// create is sent (Recorder.RecordScan), so that a create an agent crash
+// interrupts can be replayed as it was sent. A code the POS's scanner read came
 // with the payment request, journaled with it already. When the code cannot be
 // journaled nothing is sent: the payment ends, and nothing is charged.
 func (e *Engine) recordScan(ctx context.Context, req PaymentRequest) error {
