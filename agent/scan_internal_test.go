@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -270,4 +271,68 @@ func TestTerminalScanJournaledBeforeTheCreate(t *testing.T) {
 			require.True(t, journaledFirst.Load(), "the code was journaled before the create reached PPaaS")
 		})
 	}
+}
+
+// TestReversalReplaysTheTerminalScannedCreate: a Reversal of a merchantscan
+// payment whose PPaaS id the journal does not hold (a crash lost the deferred
+// QR states) finds the payment by replaying its create, with the code the
+// terminal's scanner read and the same clientTransactionId, then cancels it.
+func TestReversalReplaysTheTerminalScannedCreate(t *testing.T) {
+	const code = "281666027690188713769014"
+	st := openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db"))
+	var (
+		mu       sync.Mutex
+		replayed []ppaas.CreateRequest
+		canceled bool
+	)
+	platform := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		tx := ppaas.Transaction{TransactionID: "qr-1", Status: ppaas.AwaitingConsumer, PaymentType: "KB", PaymentScenario: ppaas.MerchantScan,
+			PaymentAmount: ppaas.Amount{Amount: 2000, Currency: "EUR"}}
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/qrcode-payment/v1/transactions":
+			var req ppaas.CreateRequest
+			if json.NewDecoder(r.Body).Decode(&req) != nil {
+				http.Error(w, `{"error":"bad"}`, http.StatusBadRequest)
+				return
+			}
+			replayed = append(replayed, req)
+			tx.ClientTransactionID = req.ClientTransactionID
+		case r.Method == http.MethodGet && r.URL.Path == "/qrcode-payment/v1/transactions/qr-1":
+		case r.Method == http.MethodPost && r.URL.Path == "/qrcode-payment/v1/transactions/qr-1/cancel":
+			canceled, tx.Status = true, ppaas.Cancelled
+		default:
+			http.Error(w, `{"error":"unexpected"}`, http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(tx)
+	}))
+	t.Cleanup(platform.Close)
+	held := newHeldAdvices()
+	scan := qr.Method{PaymentType: "KB", Scenario: ppaas.MerchantScan}
+	j := journal{st: st, held: held, methods: func(nexo.PaymentRequest) (qr.Method, bool) { return scan, true }}
+	engine, err := qr.NewEngine(qr.Config{Brands: map[string]qr.Method{"KBSCAN": scan}},
+		qr.NewClient(platform.Client(), platform.URL, qr.Retry{Attempts: 1}), j, advisor{st: st, held: held}, nil)
+	require.NoError(t, err)
+	j.qr = engine
+	req := &nexo.Request{
+		Header:  nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: nexo.CategoryPayment, Type: nexo.TypeRequest, SaleID: "POS1", ServiceID: "S1", POIID: "POI1"},
+		Payment: &nexo.PaymentRequest{Type: nexo.PaymentNormal, Amount: nexo.Amount{Minor: 2000, Currency: "EUR"}, AllowedBrands: []string{"KBSCAN"}},
+	}
+	id, err := j.Begin(t.Context(), nexo.JournalEntry{SaleID: "POS1", ServiceID: "S1", Category: nexo.CategoryPayment, RequestHash: "h",
+		Request: req, State: nexo.TxInProgress, Started: time.Now(), Updated: time.Now()})
+	require.NoError(t, err)
+	require.NoError(t, j.RecordScan(t.Context(), id, code))
+
+	_, err = apmEngine{qr: engine, journal: j}.Reverse(t.Context(), nexo.Txn{SaleID: "POS1"},
+		nexo.ReversalRequest{OriginalPOITransactionID: nexo.TransactionID{ID: id}, Reason: "MerchantCancel"})
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, replayed, 1)
+	require.Equal(t, id, replayed[0].ClientTransactionID)
+	require.Equal(t, code, replayed[0].ScannedPaymentID)
+	require.True(t, canceled, "the replay found the payment, and it was cancelled")
 }
