@@ -458,6 +458,7 @@ type qrView struct {
 	method        *qr.Method           // journaled at Begin (nil in older files)
 	transactionID string
 	state         ppaas.State
+	scanned       string // the code the terminal's scanner read (agent/scan.go)
 }
 
 func viewQR(t store.Txn) qrView {
@@ -473,6 +474,8 @@ func viewQR(t store.Txn) qrView {
 			if req, err := s.decodeRequest(); err == nil && req != nil && req.Payment != nil {
 				v.payment = req.Payment
 			}
+		case tr.State == stateScanned: // agent/scan.go
+			v.scanned = readScanned(tr.Data)
 		case strings.HasPrefix(tr.State, stateQRPrefix):
 			var qt qr.Transition
 			if json.Unmarshal(tr.Data, &qt) == nil {
@@ -488,7 +491,7 @@ func viewQR(t store.Txn) qrView {
 
 // createRequest rebuilds the create call of a journaled payment, for idempotent
 // replay: the same method (the one journaled when the payment began, not
-// today's brand mapping), amount and order as Pay made.
+// today's brand mapping), amount, order and scanned code as Pay made.
 func (j journal) createRequest(ctid string, v qrView) (ppaas.CreateRequest, bool) {
 	p := v.payment
 	if p == nil {
@@ -507,7 +510,7 @@ func (j journal) createRequest(ctid string, v qrView) (ppaas.CreateRequest, bool
 		m = &mm
 	}
 	return ppaas.CreateRequest{
-		PaymentType: m.PaymentType, PaymentScenario: m.Scenario, ClientTransactionID: ctid, ScannedPaymentID: p.ScannedCode,
+		PaymentType: m.PaymentType, PaymentScenario: m.Scenario, ClientTransactionID: ctid, ScannedPaymentID: v.scannedCode(),
 		PaymentAmount: ppaas.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency},
 		Order:         ppaas.Order{OrderID: orderIDFor(*p, ctid), OrderDescription: p.SaleReferenceID},
 	}, true

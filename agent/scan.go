@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/store"
 )
 
 // Consumer-presented codes (PPaaS merchantscan). The code reaches a payment
@@ -28,6 +30,52 @@ import (
 // web page open in a browser on the terminal cannot post a code (a cross-site
 // form cannot send application/json without a CORS preflight, which is never
 // answered).
+
+// stateScanned is the journal state of the code the terminal's scanner read
+// for a merchantscan payment (data: scannedVersion, then the code). Unlike the QR states it is
+// durable, written before the create is sent (qr.Recorder.RecordScan): after
+// a crash, recovery and a reversal replay the create as it was sent, same
+// clientTransactionId and same code. A code the POS's scanner read is in the
+// journaled request already. The code is the consumer's payment credential:
+// journaled as the request is, never logged.
+const stateScanned = "agent.scanned"
+
+// scannedVersion leads stateScanned's data, the code after it.
+const scannedVersion = 1
+
+// RecordScan implements qr.Recorder.
+func (j journal) RecordScan(ctx context.Context, ctid, code string) error {
+	if err := ppaas.CheckScannedPaymentID(code); err != nil { // bounded as POST /scan bounds it
+		return fmt.Errorf("journal scanned code of %s: %w", ctid, err)
+	}
+	data := append([]byte{scannedVersion}, code...)
+	if err := j.st.AppendTxn(ctx, ctid, store.Transition{At: time.Now(), State: stateScanned, Data: data}); err != nil {
+		return fmt.Errorf("journal scanned code of %s: %w", ctid, err)
+	}
+	return nil
+}
+
+// readScanned reads stateScanned's data: the code, or "" when the record is
+// not one RecordScan writes.
+func readScanned(data []byte) string {
+	if len(data) < 2 || data[0] != scannedVersion {
+		return ""
+	}
+	code := string(data[1:])
+	if ppaas.CheckScannedPaymentID(code) != nil {
+		return ""
+	}
+	return code
+}
+
+// scannedCode is the code a payment's create carried: the POS's (with the
+// request) or the terminal's scanner's (journaled apart); "" for none.
+func (v qrView) scannedCode() string {
+	if v.payment != nil && v.payment.ScannedCode != "" {
+		return v.payment.ScannedCode
+	}
+	return v.scanned
+}
 
 // precheckScan refuses a malformed scanned code before the payment is journaled.
 func precheckScan(req nexo.PaymentRequest) error {

@@ -107,7 +107,23 @@ func (c *Client) Create(ctx context.Context, req ppaas.CreateRequest) (ppaas.Tra
 	if err != nil {
 		return ppaas.Transaction{}, fmt.Errorf("create transaction: %w", err)
 	}
-	return c.transaction(ctx, "create transaction", http.MethodPost, txPath, body)
+	t, err := c.transaction(ctx, "create transaction", http.MethodPost, txPath, body)
+	if err != nil {
+		hideScannedCode(err, req.ScannedPaymentID)
+	}
+	return t, err
+}
+
+// hideScannedCode keeps the consumer's code out of a refusal of the create
+// that quotes it: the refusal's text reaches the logs, the journal and the
+// POS, and the code is the consumer's payment credential.
+func hideScannedCode(err error, code string) {
+	var ae *APIError
+	if code == "" || !errors.As(err, &ae) {
+		return
+	}
+	ae.Code = strings.ReplaceAll(ae.Code, code, "[scanned code]")
+	ae.Message = strings.ReplaceAll(ae.Message, code, "[scanned code]")
 }
 
 // Get fetches the current state of a transaction.

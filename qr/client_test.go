@@ -112,3 +112,22 @@ func TestClientStopsRetryingWhenContextEnds(t *testing.T) {
 	require.ErrorIs(t, err, ErrUnreachable)
 	require.Less(t, time.Since(start), 2*time.Second)
 }
+
+// TestClientCreateRefusalHidesTheScannedCode: a refusal of a merchantscan
+// create that quotes the consumer's code (its text reaches the logs and the
+// POS) names it without its value.
+func TestClientCreateRefusalHidesTheScannedCode(t *testing.T) {
+	const code = "281666027690188713769014"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, _ = w.Write([]byte(`{"error":"bad_code_` + code + `","message":"scannedPaymentId ` + code + ` is expired"}`))
+	}))
+	defer srv.Close()
+	req := testCreate()
+	req.PaymentScenario, req.ScannedPaymentID = ppaas.MerchantScan, code
+	_, err := NewClient(srv.Client(), srv.URL, fastRetry).Create(t.Context(), req)
+	var ae *APIError
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, "scannedPaymentId [scanned code] is expired", ae.Message)
+	require.NotContains(t, err.Error(), code)
+}

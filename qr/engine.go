@@ -20,6 +20,12 @@ import (
 // Recorder durably records every state transition (the agent's journal).
 type Recorder interface {
 	Record(ctx context.Context, t Transition) error
+	// RecordScan records, durably before it returns, the code the terminal's
+	// scanner read for merchantscan payment clientTransactionID (scan.go):
+	// its create is sent only then, so that after a crash the create can be
+	// replayed as it was sent (same clientTransactionId, same code). The
+	// code is a consumer's payment credential: never logged.
+	RecordScan(ctx context.Context, clientTransactionID, code string) error
 }
 
 // Advisor queues work that must happen once PPaaS is reachable again (the
@@ -297,7 +303,8 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	if req.OrderID == "" {
 		req.OrderID = req.ClientTransactionID
 	}
-	if method.Scenario == ppaas.MerchantScan && req.ScannedPaymentID == "" {
+	terminalScan := method.Scenario == ppaas.MerchantScan && req.ScannedPaymentID == ""
+	if terminalScan {
 		code, err := e.awaitScan(ctx, req) // scan.go
 		if err != nil {
 			return Outcome{}, fmt.Errorf("qr pay: %w", err)
@@ -314,6 +321,11 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	}
 	if err := cr.Validate(); err != nil {
 		return Outcome{}, fmt.Errorf("qr pay: %w", err)
+	}
+	if terminalScan {
+		if err := e.recordScan(ctx, req); err != nil { // scan.go
+			return Outcome{}, fmt.Errorf("qr pay: %w", err)
+		}
 	}
 	t := &txn{
 		ctid: req.ClientTransactionID, brand: req.Brand, method: method, create: cr,
@@ -332,6 +344,7 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	// Create is not cut short by an abort: without its answer the agent could
 	// not cancel what PPaaS may already have created.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.CreateTimeout)
+	failpoint.Hit("qr.create.before")
 	created, err := e.client.Create(cctx, cr)
 	cancel()
 	if err != nil {

@@ -15,9 +15,30 @@ import (
 )
 
 type memRecorder struct {
-	mu   sync.Mutex
-	ts   []Transition
-	fail bool
+	mu    sync.Mutex
+	ts    []Transition
+	scans map[string]string // clientTransactionId → the code RecordScan journaled
+	fail  bool
+}
+
+func (r *memRecorder) RecordScan(_ context.Context, ctid, code string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail {
+		return errors.New("disk full")
+	}
+	if r.scans == nil {
+		r.scans = map[string]string{}
+	}
+	r.scans[ctid] = code
+	return nil
+}
+
+func (r *memRecorder) scanned(ctid string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.scans[ctid]
+	return c, ok
 }
 
 func (r *memRecorder) Record(_ context.Context, t Transition) error {

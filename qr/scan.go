@@ -115,6 +115,30 @@ func (e *Engine) awaitScan(ctx context.Context, req PaymentRequest) (string, err
 	return "", why
 }
 
+// recordScan journals the code the terminal's scanner read for req before its
+// create is sent (Recorder.RecordScan), so that a create an agent crash
+// interrupts can be replayed as it was sent. A code the POS's scanner read came
+// with the payment request, journaled with it already. When the code cannot be
+// journaled nothing is sent: the payment ends, and nothing is charged.
+func (e *Engine) recordScan(ctx context.Context, req PaymentRequest) error {
+	// Not cut short by an abort that came with the code: the payment goes on
+	// to its create, which an abort then cancels.
+	err := e.rec.RecordScan(context.WithoutCancel(ctx), req.ClientTransactionID, req.ScannedPaymentID)
+	if err == nil {
+		return nil
+	}
+	log := e.log.With("client_transaction_id", req.ClientTransactionID, "brand", req.Brand)
+	log.Error("qr merchantscan payment ended: the scanned code could not be journaled; nothing was sent to PPaaS", "err", err)
+	if e.display != nil {
+		s := display.Screen{State: string(ppaas.Cancelled), Message: "Payment failed: nothing was charged", ClientTransactionID: req.ClientTransactionID,
+			Amount: req.Amount.Amount, Currency: req.Amount.Currency}
+		if derr := e.display.Show(context.WithoutCancel(ctx), s); derr != nil {
+			log.Warn("qr display scan end", "err", derr)
+		}
+	}
+	return fmt.Errorf("journal the scanned code: %w", err)
+}
+
 // Config is the engine's configuration, with the defaults applied.
 func (e *Engine) Config() Config { return e.cfg }
 

@@ -2,6 +2,8 @@ package qr_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/termagent/termagent/display"
+	"github.com/termagent/termagent/internal/syncbuf"
 	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/internal/testrig/enginerig"
 	"github.com/termagent/termagent/ppaas"
@@ -51,6 +54,8 @@ func TestMerchantScan(t *testing.T) {
 		r := w.await(pay(t.Context(), "1111222233334444"))
 		require.NoError(t, r.err)
 		require.Equal(t, qr.ResultApproved, r.o.Result)
+		_, journaled := w.Rec.Scanned(r.o.ClientTransactionID)
+		require.False(t, journaled, "the code is journaled with the request: no second write")
 		require.Equal(t, sim.SimAcquirerID, r.o.Enrichment.AcquirerID)
 		require.Equal(t, "TID-"+w.Serial, r.o.Enrichment.AcquirerPOIID)
 		require.NotEmpty(t, r.o.Enrichment.MerchantID)
@@ -71,6 +76,9 @@ func TestMerchantScan(t *testing.T) {
 		require.NoError(t, r.err)
 		require.Equal(t, got.ClientTransactionID, r.o.ClientTransactionID)
 		require.Equal(t, qr.ResultApproved, r.o.Result)
+		code, journaled := w.Rec.Scanned(r.o.ClientTransactionID)
+		require.True(t, journaled, "the terminal's code is journaled for a replay of the create")
+		require.Equal(t, seedCode, code)
 		tx := w.WaitTx(r.o.ClientTransactionID)
 		require.Equal(t, ppaas.MerchantScan, tx.PaymentScenario)
 	})
@@ -135,5 +143,60 @@ func TestEveryProviderTakesMerchantScan(t *testing.T) {
 			require.NoError(t, r.err)
 			require.Equal(t, qr.ResultAborted, r.o.Result)
 		})
+	}
+}
+
+// TestTerminalScanJournaledBeforeCreate: the code the terminal's scanner
+// read is journaled (Recorder.RecordScan) before the create is sent. When it
+// cannot be, nothing reaches PPaaS: the payment ends with the journal's error
+// and the terminal says nothing was charged. A consumerscan payment journals
+// no code. The code never reaches the engine's logs, whatever the path.
+func TestTerminalScanJournaledBeforeCreate(t *testing.T) {
+	w := newWorld(t, enginerig.Options{})
+	logs := &syncbuf.Buffer{}
+	brands := map[string]qr.Method{"KBSCAN": {PaymentType: "KB", Scenario: ppaas.MerchantScan}, "KB": {PaymentType: "KB", Scenario: ppaas.ConsumerScan}}
+	e := w.Engine(qr.Config{Brands: brands, Timeout: 5 * time.Second, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}, w.disp)
+	payScanned := func(code string) (string, payResult) {
+		ctid := uuid.NewString()
+		ch := make(chan payResult, 1)
+		go func() {
+			o, err := e.Pay(t.Context(), qr.PaymentRequest{Brand: "KBSCAN", Amount: ppaas.Amount{Amount: 700, Currency: "EUR"}, ClientTransactionID: ctid})
+			ch <- payResult{o, err}
+		}()
+		testrig.WaitFor(t, 5*time.Second, "payment waiting for a scan", e.WaitingForScan)
+		_, err := e.Scan(code)
+		require.NoError(t, err)
+		return ctid, w.await(ch)
+	}
+
+	diskFull := errors.New("disk full")
+	w.Rec.FailScans(diskFull)
+	const refused = "1234567890123456789"
+	ctid, r := payScanned(refused)
+	require.ErrorIs(t, r.err, diskFull)
+	_, sent := w.Tx(ctid)
+	require.False(t, sent, "nothing reaches PPaaS before the code is journaled")
+	require.True(t, w.disp.shown(string(ppaas.Cancelled)))
+	require.Empty(t, w.Rec.States(ctid), "no transition recorded")
+
+	w.Rec.FailScans(nil)
+	const taken = "9876543210987654321"
+	ctid, r = payScanned(taken)
+	require.NoError(t, r.err)
+	require.Equal(t, qr.ResultApproved, r.o.Result)
+	code, journaled := w.Rec.Scanned(ctid)
+	require.True(t, journaled)
+	require.Equal(t, taken, code)
+
+	short := w.Engine(qr.Config{Brands: brands, Timeout: 300 * time.Millisecond}, w.disp) // nobody pays it
+	o, err := short.Pay(t.Context(), qr.PaymentRequest{Brand: "KB", Amount: ppaas.Amount{Amount: 100, Currency: "EUR"}, ClientTransactionID: uuid.NewString()})
+	require.NoError(t, err)
+	require.Equal(t, qr.ResultExpired, o.Result)
+	_, journaled = w.Rec.Scanned(o.ClientTransactionID)
+	require.False(t, journaled, "a consumerscan payment makes no extra durable write")
+
+	require.Contains(t, logs.String(), "the scanned code could not be journaled", "the logs are the ones checked below")
+	for _, c := range []string{refused, taken} {
+		require.NotContains(t, logs.String(), c, "a consumer's code reached the logs")
 	}
 }

@@ -26,8 +26,10 @@ import (
 
 // Recorder keeps the transitions an engine records (the agent's journal).
 type Recorder struct {
-	mu sync.Mutex
-	ts []qr.Transition
+	mu      sync.Mutex
+	ts      []qr.Transition
+	scans   map[string]string // clientTransactionId → scanned code
+	scanErr error             // RecordScan's answer when set
 }
 
 // Record implements qr.Recorder.
@@ -36,6 +38,35 @@ func (r *Recorder) Record(_ context.Context, t qr.Transition) error {
 	defer r.mu.Unlock()
 	r.ts = append(r.ts, t)
 	return nil
+}
+
+// RecordScan implements qr.Recorder.
+func (r *Recorder) RecordScan(_ context.Context, ctid, code string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.scanErr != nil {
+		return r.scanErr
+	}
+	if r.scans == nil {
+		r.scans = map[string]string{}
+	}
+	r.scans[ctid] = code
+	return nil
+}
+
+// FailScans makes RecordScan fail with err (nil: succeed again).
+func (r *Recorder) FailScans(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.scanErr = err
+}
+
+// Scanned is the code RecordScan journaled for a client transaction id.
+func (r *Recorder) Scanned(ctid string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.scans[ctid]
+	return c, ok
 }
 
 // Of is the transitions recorded for a client transaction id, in order.
