@@ -296,19 +296,26 @@ func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// readBody reads a request body of at most max bytes. A declared length over
-// max is refused before anything is read, and a declared length within it is
-// read into one buffer of that size: a flood of large bodies leaves no
-// garbage of growing buffers behind (io.ReadAll doubles its buffer, and
-// each step past 32 KiB is a large object of its own). A body without a
-// declared length is read as far as max.
+// sniffLen is how much of a body declared too long is read: enough to tell
+// its envelope (JSON or XML, Nexo 3.x or v5) for the refusal.
+const sniffLen = 512
+
+// readBody reads a request body of at most max bytes. A declared length
+// over max is refused after reading its first sniffLen bytes only, and a
+// declared length within it is read into one buffer of that size: a flood
+// of large bodies leaves no garbage of growing buffers behind (io.ReadAll
+// doubles its buffer, and each step past 32 KiB is a large object of its
+// own). A body without a declared length is read as far as max.
 func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
 	body := http.MaxBytesReader(w, r.Body, max)
 	n := r.ContentLength
 	switch {
 	case n > max:
+		// Only a prefix is read: enough to answer in the message's envelope.
 		w.Header().Set("Connection", "close")
-		return nil, &http.MaxBytesError{Limit: max}
+		prefix := make([]byte, min(max, sniffLen))
+		k, _ := io.ReadFull(body, prefix)
+		return prefix[:k], &http.MaxBytesError{Limit: max}
 	case n < 0:
 		return io.ReadAll(body)
 	}
