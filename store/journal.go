@@ -401,7 +401,11 @@ func sortTxns(ts []Txn) {
 // now-JournalRetention and releases SaleID+ServiceID pairs older than
 // now-ServiceIDRetention. Unfinished transactions, and their SaleID+ServiceID
 // pairs, are kept whatever their age, and so are the transactions an
-// unfinished one depends on (Options.DependsOn). It returns the number of transactions deleted.
+// unfinished one depends on (Options.DependsOn) and those an advice in the
+// outbox or the dead letters names (Options.AdviceTxnID; without it, no
+// finished transaction goes while any advice exists): a payment whose
+// reversal is pending or given up must still tell TransactionStatus so. It
+// returns the number of transactions deleted.
 func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	txCut := now.Add(-s.opts.JournalRetention)
@@ -412,6 +416,10 @@ func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 			n, more = 0, false
 			ord := w.tx.Bucket(bucketOrder)
 			deps, err := s.dependedOn(w.tx)
+			if err != nil {
+				return err
+			}
+			advised, err := s.advisedTxns(w.tx)
 			if err != nil {
 				return err
 			}
@@ -428,7 +436,7 @@ func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 					if !h.Started.Before(txCut) {
 						break // order follows start time: the rest is younger
 					}
-					if !h.Final || !h.Updated.Before(txCut) || deps[string(v)] {
+					if !h.Final || !h.Updated.Before(txCut) || deps[string(v)] || advised == nil || advised[string(v)] {
 						continue
 					}
 				}
