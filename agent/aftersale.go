@@ -182,18 +182,35 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 	}
 	switch {
 	case paid && ev.Status == ppaas.Refunded:
-		if r, err := readRefundable(ctx, a.st, t.ID, t.SaleID); err == nil && len(r.reserved) > 0 {
-			// The POS refunded it itself: each refund's own response tells it,
-			// and one answered InProgress is notified when the refund desk
-			// settles it (refundSettled).
-			return rec, false
+		// What the POS refunded itself (completed or pending refunds and
+		// reversals, each reserved on the payment): each refund's own
+		// response tells it, and one answered InProgress is notified when the
+		// refund desk settles it (refundSettled).
+		var byPOS int64
+		if r, err := readRefundable(ctx, a.st, t.ID, t.SaleID); err == nil {
+			for _, m := range r.reserved {
+				byPOS += m.Amount
+			}
 		}
-		if viewQR(t).state == ppaas.Refunded || a.isOwn(t.ID) {
-			return rec, false // the POS reversed it: its Reversal response says so
-		}
-		rec.Kind, rec.Text = afterRefunded, "refunded at the provider after the sale: "+formatMinor(rec.Amount)+" back to the consumer"
+		byPOS = min(byPOS, rec.Amount.Amount)
+		refunded := ppaas.Amount{Amount: byPOS, Currency: rec.Amount.Currency}
 		if chargedBack(ev) {
+			// Always news, whatever the POS refunded: the card holder's bank
+			// took the payment back, which no response of ours told.
 			rec.Kind, rec.Text = afterChargedBack, "charged back by the card holder after the sale: "+formatMinor(rec.Amount)+" taken back"
+			if byPOS > 0 {
+				rec.Text += "; the POS had refunded " + formatMinor(refunded) + " of it"
+			}
+		} else {
+			if byPOS >= rec.Amount.Amount || viewQR(t).state == ppaas.Refunded || a.isOwn(t.ID) {
+				return rec, false // the POS refunded or reversed it all: its responses say so
+			}
+			// The provider refunded what the POS's own refunds do not explain.
+			rec.Amount.Amount -= byPOS
+			rec.Kind, rec.Text = afterRefunded, "refunded at the provider after the sale: "+formatMinor(rec.Amount)+" back to the consumer"
+			if byPOS > 0 {
+				rec.Text += ", besides the " + formatMinor(refunded) + " the POS refunded"
+			}
 		}
 		if ev.StatusReason != "" && !strings.Contains(rec.Text, ev.StatusReason) {
 			rec.Text += " (" + ev.StatusReason + ")"

@@ -270,3 +270,72 @@ func TestAfterSaleWithoutPOSEventURL(t *testing.T) {
 	require.Equal(t, map[string]int{afterRefunded: 1}, r.counts)
 	require.Empty(t, outboxOf(t, r.j.st, store.KindNexoEvent))
 }
+
+// reserveRefund journals a refund of minor units on payment id as the refund
+// desk does (its reservation on the original payment).
+func reserveRefund(t *testing.T, st *store.Store, id, refundID string, minor int64) {
+	t.Helper()
+	mark, err := json.Marshal(refundMark{RefundID: refundID, Amount: minor, Currency: "EUR"})
+	require.NoError(t, err)
+	require.NoError(t, st.AppendTxn(t.Context(), id, store.Transition{At: time.Now(), State: stateRefundReserved, Data: mark}))
+}
+
+// Review: a chargeback of a payment the POS had partly refunded was taken
+// for the POS's own refund and dropped (acked, no record, no notification).
+// A chargeback is always news; a provider refund is news for what the POS's
+// own refunds do not explain, and only a refund of what the POS refunded in
+// full is not.
+func TestChargebackAfterPartialRefundIsNotified(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		byPOS    []int64 // the POS's refunds of the 12.34 EUR payment
+		provider map[string]string
+		reason   string
+		kind     string // "": not news
+		text     string
+		amount   int64
+	}{
+		{"chargeback after a partial refund", []int64{100}, map[string]string{"status": "CHARGED_BACK"}, "charged back by the card holder",
+			afterChargedBack, "charged back by the card holder after the sale: 12.34 EUR taken back; the POS had refunded 1.00 EUR of it", 1234},
+		{"chargeback after a full refund", []int64{1000, 234}, map[string]string{"status": "CHARGED_BACK"}, "",
+			afterChargedBack, "charged back by the card holder after the sale: 12.34 EUR taken back; the POS had refunded 12.34 EUR of it", 1234},
+		{"provider refund beyond the POS's", []int64{100}, map[string]string{"status": "REFUNDED"}, "",
+			afterRefunded, "refunded at the provider after the sale: 11.34 EUR back to the consumer, besides the 1.00 EUR the POS refunded", 1134},
+		{"the POS refunded it all", []int64{1000, 234}, map[string]string{"status": "REFUNDED"}, "", "", "", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newAfterSaleRig(t, false)
+			ctx := t.Context()
+			id := beginPayment(t, r.j, "S1", 1234)
+			require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 1234), time.Now()))
+			for i, minor := range c.byPOS {
+				reserveRefund(t, r.j.st, id, "refund-"+string(rune('1'+i)), minor)
+			}
+			ev := ppaas.Event{EventID: "cb1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", ClientTransactionID: id,
+				Status: ppaas.Refunded, StatusReason: c.reason, Provider: c.provider}
+			handled, err := r.j.after.event(ctx, ev)
+			require.NoError(t, err)
+			require.True(t, handled)
+
+			recs := afterSaleRecords(t, r.j.st, id)
+			if c.kind == "" {
+				require.Empty(t, recs)
+				require.Empty(t, outboxOf(t, r.j.st, store.KindNexoEvent))
+				return
+			}
+			require.Len(t, recs, 1, "the update is journaled")
+			require.Equal(t, c.kind, recs[0].Kind)
+			require.Equal(t, c.amount, recs[0].Amount.Amount)
+			require.True(t, strings.HasPrefix(recs[0].Text, c.text), recs[0].Text)
+			events := outboxOf(t, r.j.st, store.KindNexoEvent)
+			require.Len(t, events, 1, "the POS is notified")
+			var pe nexo.PendingEvent
+			require.NoError(t, json.Unmarshal(events[0].Payload, &pe))
+			require.Contains(t, string(pe.Body), "Update="+c.kind)
+			e, ok, err := r.j.Lookup(ctx, "POS1", "S1")
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.Contains(t, e.Response.Status.AdditionalResponse, c.text, "TransactionStatus tells it")
+		})
+	}
+}
