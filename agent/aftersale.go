@@ -149,11 +149,34 @@ func (r eventRouter) HandleEvent(ctx context.Context, ev ppaas.Event) error {
 // response is journaled; handled is false for a payment still in flight (or
 // unknown to the journal), which the engine owns.
 func (a *afterSale) event(ctx context.Context, ev ppaas.Event) (handled bool, err error) {
-	if a == nil || ev.Type != ppaas.EventTypeStatus || ev.ClientTransactionID == "" {
+	if a == nil || ev.Type != ppaas.EventTypeStatus {
 		return false, nil
 	}
-	t, err := a.st.Txn(ctx, ev.ClientTransactionID)
-	if err != nil || !t.Final {
+	var t store.Txn
+	switch {
+	case ev.ClientTransactionID != "":
+		t, err = a.st.Txn(ctx, ev.ClientTransactionID)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err) // left unacked: redelivered
+		}
+	case ev.TransactionID != "":
+		// An event naming the payment by its PPaaS id only: the journal
+		// indexes each payment under it (journal.Record).
+		found := false
+		t, found, err = a.st.TxnByAlias(ctx, ev.TransactionID)
+		if err != nil {
+			return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err)
+		}
+		if !found {
+			return false, nil
+		}
+	default:
+		return false, nil
+	}
+	if !t.Final {
 		return false, nil
 	}
 	e := toEntry(t)

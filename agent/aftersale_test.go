@@ -12,6 +12,7 @@ import (
 
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
+	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
 
@@ -338,4 +339,38 @@ func TestChargebackAfterPartialRefundIsNotified(t *testing.T) {
 			require.Contains(t, e.Response.Status.AdditionalResponse, c.text, "TransactionStatus tells it")
 		})
 	}
+}
+
+// Review: PPaaS events may name a payment by its PPaaS transactionId alone
+// (ppaas.DecodeEvent takes either id). A chargeback so named was not the
+// after-sale desk's (it needed the clientTransactionId) and the engine then
+// dropped it, nothing being in flight. The journal indexes each payment under
+// its PPaaS id, so the update is journaled and notified all the same.
+func TestChargebackByPPaaSIDOnlyIsNotified(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "S1", 1234)
+	for _, to := range []ppaas.State{ppaas.Created, ppaas.Approved} { // as the QR engine journals them
+		require.NoError(t, r.j.Record(ctx, qr.Transition{ClientTransactionID: id, TransactionID: "qr-1", To: to, At: time.Now(), Source: "event"}))
+	}
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 1234), time.Now()))
+
+	ev := ppaas.Event{EventID: "cb1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1",
+		Status: ppaas.Refunded, StatusReason: "charged back by the card holder", Provider: map[string]string{"status": "CHARGED_BACK"}}
+	handled, err := r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+	require.True(t, handled, "the after-sale desk owns an update of a finished payment")
+	recs := afterSaleRecords(t, r.j.st, id)
+	require.Len(t, recs, 1)
+	require.Equal(t, afterChargedBack, recs[0].Kind)
+	require.Len(t, outboxOf(t, r.j.st, store.KindNexoEvent), 1, "the POS is notified")
+	e, ok, err := r.j.Lookup(ctx, "POS1", "S1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Contains(t, e.Response.Status.AdditionalResponse, "charged back by the card holder after the sale: 12.34 EUR taken back")
+
+	ev.TransactionID, ev.EventID = "qr-unknown", "cb2"
+	handled, err = r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+	require.False(t, handled, "a PPaaS id the journal does not know is the engine's")
 }

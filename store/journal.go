@@ -46,6 +46,10 @@ type Transition struct {
 	State string          `json:"state"`
 	Final bool            `json:"final,omitempty"`
 	Data  json.RawMessage `json:"data,omitempty"`
+	// Alias, when set, indexes the transaction under another name it is
+	// known by (TxnByAlias; store/alias.go). It is not part of the stored
+	// transition: read back, it is empty.
+	Alias string `json:"-"`
 }
 
 // Txn is a journaled transaction with its transitions, oldest first.
@@ -182,14 +186,17 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		}
 		sk := saleKey(ref.SaleID, order)
 		grew = 4*len(id) + len(hv) + len(tv) + len(svcKey) + len(svcVal) + len(sk) + len(id) + 6*16 // 16: bbolt's element header
-		return putAll(
+		if err := putAll(
 			put{w.tx.Bucket(bucketTxn), id, hv},
 			put{w.tx.Bucket(bucketTrans), transKey(ref.ID, 1), tv},
 			put{w.tx.Bucket(bucketOrder), seqKey(order), id},
 			put{w.tx.Bucket(bucketSvc), svcKey, svcVal},
 			put{w.tx.Bucket(bucketUnfin), id, unfinishedValue(hdr.Final)},
 			put{w.tx.Bucket(bucketSale), sk, id},
-		)
+		); err != nil {
+			return err
+		}
+		return putAlias(w.tx, id, first.Alias)
 	})
 	if err != nil {
 		return Txn{}, fmt.Errorf("start transaction %s: %w", ref.ID, err)
@@ -265,6 +272,9 @@ func (s *Store) appendTxnOp(id string, t Transition, unfinished bool) (op, error
 		h.Updated, h.State = t.At, t.State
 		h.Final = h.Final || t.Final
 		if err := putAll(put{txb, []byte(id), h.encode()}, put{w.tx.Bucket(bucketTrans), transKey(id, h.N), tv}); err != nil {
+			return err
+		}
+		if err := putAlias(w.tx, []byte(id), t.Alias); err != nil {
 			return err
 		}
 		if h.Final {
@@ -487,6 +497,9 @@ func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 
 func deleteTxn(tx *bolt.Tx, id []byte) error {
 	if err := deleteSaleIndex(tx, id); err != nil {
+		return err
+	}
+	if err := deleteAliases(tx, id); err != nil {
 		return err
 	}
 	if err := tx.Bucket(bucketTxn).Delete(id); err != nil {
