@@ -307,11 +307,13 @@ func (a *afterSale) write(ctx context.Context, t store.Txn, rec afterSaleRecord,
 }
 
 // writeLocked commits tr, the after-sale transition and the POS event, unless
-// the same update (kind and text) is journaled already: a redelivery.
+// the same update (kind and text, or the same PPaaS event) is journaled
+// already: a redelivery.
 func (a *afterSale) writeLocked(ctx context.Context, t store.Txn, rec afterSaleRecord, tr store.Transition) error {
 	for _, old := range t.Transitions {
 		var o afterSaleRecord
-		if old.State == stateAfterSale && json.Unmarshal(old.Data, &o) == nil && o.Kind == rec.Kind && o.Text == rec.Text {
+		if old.State == stateAfterSale && json.Unmarshal(old.Data, &o) == nil &&
+			(o.Kind == rec.Kind && o.Text == rec.Text || rec.EventID != "" && o.EventID == rec.EventID) {
 			a.log.Info("after-sale update already journaled; not notified again", "poi_transaction_id", t.ID, "kind", rec.Kind)
 			return nil
 		}

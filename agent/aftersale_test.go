@@ -24,7 +24,11 @@ type afterSaleRig struct {
 }
 
 func newAfterSaleRig(t *testing.T, receipts bool) *afterSaleRig {
-	st := openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db"))
+	return newAfterSaleRigOn(t, openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db")), receipts)
+}
+
+func newAfterSaleRigOn(t *testing.T, st *store.Store, receipts bool) *afterSaleRig {
+	t.Helper()
 	r := &afterSaleRig{counts: map[string]int{}}
 	after := newAfterSale(st, slog.New(slog.DiscardHandler))
 	after.connect(func(ev nexo.EventNotification, saleID string) (nexo.PendingEvent, error) {
@@ -373,4 +377,68 @@ func TestChargebackByPPaaSIDOnlyIsNotified(t *testing.T) {
 	handled, err = r.j.after.event(ctx, ev)
 	require.NoError(t, err)
 	require.False(t, handled, "a PPaaS id the journal does not know is the engine's")
+}
+
+// Review: the MQTT event was marked seen (a deferred write) before the
+// after-sale desk journaled it; when that write failed (the store closing at
+// shutdown), the mark still committed, and the redelivery of the next session
+// was acked as a duplicate and dropped. The event is marked only once
+// applied, as the Subscriber does (qr.TestEventMarkedSeenOnlyOnceApplied).
+func TestAfterSaleEventNotMarkedSeenWhenItsWriteFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "termagent.db")
+	st := openAgentStore(t, path)
+	r := newAfterSaleRigOn(t, st, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "S1", 1234)
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 1234), time.Now()))
+	ev := ppaas.Event{EventID: "cb1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", ClientTransactionID: id,
+		Status: ppaas.Refunded, StatusReason: "charged back by the card holder", Provider: map[string]string{"status": "CHARGED_BACK"}}
+
+	// The Subscriber's steps: seen? apply; mark once applied.
+	seen, err := events{st: st}.SeenEvent(ctx, ev.EventID)
+	require.NoError(t, err)
+	require.False(t, seen)
+	require.NoError(t, st.Close()) // shutdown while the event is being applied
+	handled, err := r.j.after.event(ctx, ev)
+	require.True(t, handled)
+	require.ErrorIs(t, err, store.ErrClosed, "not applied: the Subscriber leaves it unacked and does not mark it")
+
+	// Next session: the broker redelivers it.
+	st = openAgentStore(t, path)
+	r = newAfterSaleRigOn(t, st, false)
+	seen, err = events{st: st}.SeenEvent(ctx, ev.EventID)
+	require.NoError(t, err)
+	require.False(t, seen, "the redelivery is applied, not dropped as a duplicate")
+	handled, err = r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+	require.True(t, handled)
+	require.NoError(t, events{st: st}.MarkEvent(ctx, ev.EventID))
+	require.NoError(t, st.Flush(ctx))
+	seen, err = events{st: st}.SeenEvent(ctx, ev.EventID)
+	require.NoError(t, err)
+	require.True(t, seen)
+	require.Len(t, afterSaleRecords(t, st, id), 1)
+	require.Len(t, outboxOf(t, st, store.KindNexoEvent), 1, "the POS is notified once")
+}
+
+// An update journaled for a PPaaS event is not journaled again when the
+// event comes back (a mark lost in a crash), even if what it would say now
+// differs: the after-sale write is idempotent by event id.
+func TestAfterSaleEventRedeliveredIsJournaledOnce(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "S1", 1234)
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 1234), time.Now()))
+	reserveRefund(t, r.j.st, id, "refund-1", 100)
+	ev := ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", ClientTransactionID: id,
+		Status: ppaas.Refunded, Provider: map[string]string{"status": "REFUNDED"}}
+	_, err := r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+	reserveRefund(t, r.j.st, id, "refund-2", 100) // the text the event would give changes
+	_, err = r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+	recs := afterSaleRecords(t, r.j.st, id)
+	require.Len(t, recs, 1)
+	require.Equal(t, int64(1134), recs[0].Amount.Amount)
+	require.Len(t, outboxOf(t, r.j.st, store.KindNexoEvent), 1)
 }
