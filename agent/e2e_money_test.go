@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -58,9 +59,16 @@ func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 		return ppaas.Transaction{}
 	}
 
-	// The refund answers 404 three times MaxRejections, then works.
-	w.PPaaS.AddFault(sim.Fault{OrderID: "ORDER-R404", Method: "POST", Suffix: "/refund", Status: 404, Count: 3 * maxRejections})
+	// The cancel and the refund answer 404, three times MaxRejections and
+	// more: the advice stays queued; then PPaaS lets it refund.
+	w.PPaaS.AddFault(sim.Fault{OrderID: "ORDER-R404", Method: "POST", Status: 404})
 	lost := lostAndPaid("R404")
+	ww.waitFor(30*time.Second, "the reversal refused 3×MaxRejections times", func() bool {
+		return faultHits(t, w.PPaaS.ControlURL()) >= 3*maxRejections
+	}, func() string { return simworld.Describe(ww.status("R404")) })
+	require.Zero(t, w.Agent.TestForwarderStats().DeadByKind[store.KindAdvice], "a 404 is never given up")
+	require.NotContains(t, ww.status("R404").Status.AdditionalResponse, "manual action needed")
+	ww.clearFaults()
 	ww.waitFor(30*time.Second, "refunded after the 404s", func() bool {
 		return strings.Contains(ww.status("R404").Status.AdditionalResponse, "refunded at PPaaS")
 	}, func() string { return simworld.Describe(ww.status("R404")) })
@@ -70,7 +78,7 @@ func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 	require.Equal(t, int64(4999), tx.RefundedAmount)
 
 	// A refusal is given up after MaxRejections, loudly.
-	w.PPaaS.AddFault(sim.Fault{OrderID: "ORDER-R403", Method: "POST", Suffix: "/refund", Status: 403})
+	w.PPaaS.AddFault(sim.Fault{OrderID: "ORDER-R403", Method: "POST", Status: 403})
 	lost = lostAndPaid("R403")
 	ww.waitFor(20*time.Second, "the reversal given up", func() bool {
 		return strings.Contains(ww.status("R403").Status.AdditionalResponse, "manual action needed")
@@ -109,6 +117,20 @@ func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 	require.Empty(t, w.Agent.TestDegraded())
 	code, _ = httpGet(t, w.Agent.AdminURL()+"/readyz")
 	require.Equal(t, http.StatusOK, code)
+}
+
+// faultHits is how many requests the simulator's HTTP faults answered.
+func faultHits(t *testing.T, controlURL string) int {
+	t.Helper()
+	code, body := httpGet(t, controlURL+"/control/faults")
+	require.Equal(t, http.StatusOK, code)
+	var fs []sim.Fault
+	require.NoError(t, json.Unmarshal([]byte(body), &fs))
+	n := 0
+	for _, f := range fs {
+		n += f.Hits
+	}
+	return n
 }
 
 func httpGet(t *testing.T, url string) (int, string) {
