@@ -149,11 +149,34 @@ func (r eventRouter) HandleEvent(ctx context.Context, ev ppaas.Event) error {
 // response is journaled; handled is false for a payment still in flight (or
 // unknown to the journal), which the engine owns.
 func (a *afterSale) event(ctx context.Context, ev ppaas.Event) (handled bool, err error) {
-	if a == nil || ev.Type != ppaas.EventTypeStatus || ev.ClientTransactionID == "" {
+	if a == nil || ev.Type != ppaas.EventTypeStatus {
 		return false, nil
 	}
-	t, err := a.st.Txn(ctx, ev.ClientTransactionID)
-	if err != nil || !t.Final {
+	var t store.Txn
+	switch {
+	case ev.ClientTransactionID != "":
+		t, err = a.st.Txn(ctx, ev.ClientTransactionID)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err) // left unacked: redelivered
+		}
+	case ev.TransactionID != "":
+		// An event naming the payment by its PPaaS id only: the journal
+		// indexes each payment under it (journal.Record).
+		found := false
+		t, found, err = a.st.TxnByAlias(ctx, ev.TransactionID)
+		if err != nil {
+			return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err)
+		}
+		if !found {
+			return false, nil
+		}
+	default:
+		return false, nil
+	}
+	if !t.Final {
 		return false, nil
 	}
 	e := toEntry(t)
@@ -182,18 +205,35 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 	}
 	switch {
 	case paid && ev.Status == ppaas.Refunded:
-		if r, err := readRefundable(ctx, a.st, t.ID, t.SaleID); err == nil && len(r.reserved) > 0 {
-			// The POS refunded it itself: each refund's own response tells it,
-			// and one answered InProgress is notified when the refund desk
-			// settles it (refundSettled).
-			return rec, false
+		// What the POS refunded itself (completed or pending refunds and
+		// reversals, each reserved on the payment): each refund's own
+		// response tells it, and one answered InProgress is notified when the
+		// refund desk settles it (refundSettled).
+		var byPOS int64
+		if r, err := readRefundable(ctx, a.st, t.ID, t.SaleID); err == nil {
+			for _, m := range r.reserved {
+				byPOS += m.Amount
+			}
 		}
-		if viewQR(t).state == ppaas.Refunded || a.isOwn(t.ID) {
-			return rec, false // the POS reversed it: its Reversal response says so
-		}
-		rec.Kind, rec.Text = afterRefunded, "refunded at the provider after the sale: "+formatMinor(rec.Amount)+" back to the consumer"
+		byPOS = min(byPOS, rec.Amount.Amount)
+		refunded := ppaas.Amount{Amount: byPOS, Currency: rec.Amount.Currency}
 		if chargedBack(ev) {
+			// Always news, whatever the POS refunded: the card holder's bank
+			// took the payment back, which no response of ours told.
 			rec.Kind, rec.Text = afterChargedBack, "charged back by the card holder after the sale: "+formatMinor(rec.Amount)+" taken back"
+			if byPOS > 0 {
+				rec.Text += "; the POS had refunded " + formatMinor(refunded) + " of it"
+			}
+		} else {
+			if byPOS >= rec.Amount.Amount || viewQR(t).state == ppaas.Refunded || a.isOwn(t.ID) {
+				return rec, false // the POS refunded or reversed it all: its responses say so
+			}
+			// The provider refunded what the POS's own refunds do not explain.
+			rec.Amount.Amount -= byPOS
+			rec.Kind, rec.Text = afterRefunded, "refunded at the provider after the sale: "+formatMinor(rec.Amount)+" back to the consumer"
+			if byPOS > 0 {
+				rec.Text += ", besides the " + formatMinor(refunded) + " the POS refunded"
+			}
 		}
 		if ev.StatusReason != "" && !strings.Contains(rec.Text, ev.StatusReason) {
 			rec.Text += " (" + ev.StatusReason + ")"
@@ -267,11 +307,13 @@ func (a *afterSale) write(ctx context.Context, t store.Txn, rec afterSaleRecord,
 }
 
 // writeLocked commits tr, the after-sale transition and the POS event, unless
-// the same update (kind and text) is journaled already: a redelivery.
+// the same update (kind and text, or the same PPaaS event) is journaled
+// already: a redelivery.
 func (a *afterSale) writeLocked(ctx context.Context, t store.Txn, rec afterSaleRecord, tr store.Transition) error {
 	for _, old := range t.Transitions {
 		var o afterSaleRecord
-		if old.State == stateAfterSale && json.Unmarshal(old.Data, &o) == nil && o.Kind == rec.Kind && o.Text == rec.Text {
+		if old.State == stateAfterSale && json.Unmarshal(old.Data, &o) == nil &&
+			(o.Kind == rec.Kind && o.Text == rec.Text || rec.EventID != "" && o.EventID == rec.EventID) {
 			a.log.Info("after-sale update already journaled; not notified again", "poi_transaction_id", t.ID, "kind", rec.Kind)
 			return nil
 		}

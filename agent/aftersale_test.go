@@ -12,6 +12,7 @@ import (
 
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
+	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
 )
 
@@ -23,7 +24,11 @@ type afterSaleRig struct {
 }
 
 func newAfterSaleRig(t *testing.T, receipts bool) *afterSaleRig {
-	st := openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db"))
+	return newAfterSaleRigOn(t, openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db")), receipts)
+}
+
+func newAfterSaleRigOn(t *testing.T, st *store.Store, receipts bool) *afterSaleRig {
+	t.Helper()
 	r := &afterSaleRig{counts: map[string]int{}}
 	after := newAfterSale(st, slog.New(slog.DiscardHandler))
 	after.connect(func(ev nexo.EventNotification, saleID string) (nexo.PendingEvent, error) {
@@ -269,4 +274,171 @@ func TestAfterSaleWithoutPOSEventURL(t *testing.T) {
 	require.Len(t, afterSaleRecords(t, r.j.st, id), 1)
 	require.Equal(t, map[string]int{afterRefunded: 1}, r.counts)
 	require.Empty(t, outboxOf(t, r.j.st, store.KindNexoEvent))
+}
+
+// reserveRefund journals a refund of minor units on payment id as the refund
+// desk does (its reservation on the original payment).
+func reserveRefund(t *testing.T, st *store.Store, id, refundID string, minor int64) {
+	t.Helper()
+	mark, err := json.Marshal(refundMark{RefundID: refundID, Amount: minor, Currency: "EUR"})
+	require.NoError(t, err)
+	require.NoError(t, st.AppendTxn(t.Context(), id, store.Transition{At: time.Now(), State: stateRefundReserved, Data: mark}))
+}
+
+// Review: a chargeback of a payment the POS had partly refunded was taken
+// for the POS's own refund and dropped (acked, no record, no notification).
+// A chargeback is always news; a provider refund is news for what the POS's
+// own refunds do not explain, and only a refund of what the POS refunded in
+// full is not.
+func TestChargebackAfterPartialRefundIsNotified(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		byPOS    []int64 // the POS's refunds of the 12.34 EUR payment
+		provider map[string]string
+		reason   string
+		kind     string // "": not news
+		text     string
+		amount   int64
+	}{
+		{"chargeback after a partial refund", []int64{100}, map[string]string{"status": "CHARGED_BACK"}, "charged back by the card holder",
+			afterChargedBack, "charged back by the card holder after the sale: 12.34 EUR taken back; the POS had refunded 1.00 EUR of it", 1234},
+		{"chargeback after a full refund", []int64{1000, 234}, map[string]string{"status": "CHARGED_BACK"}, "",
+			afterChargedBack, "charged back by the card holder after the sale: 12.34 EUR taken back; the POS had refunded 12.34 EUR of it", 1234},
+		{"provider refund beyond the POS's", []int64{100}, map[string]string{"status": "REFUNDED"}, "",
+			afterRefunded, "refunded at the provider after the sale: 11.34 EUR back to the consumer, besides the 1.00 EUR the POS refunded", 1134},
+		{"the POS refunded it all", []int64{1000, 234}, map[string]string{"status": "REFUNDED"}, "", "", "", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newAfterSaleRig(t, false)
+			ctx := t.Context()
+			id := beginPayment(t, r.j, "S1", 1234)
+			require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 1234), time.Now()))
+			for i, minor := range c.byPOS {
+				reserveRefund(t, r.j.st, id, "refund-"+string(rune('1'+i)), minor)
+			}
+			ev := ppaas.Event{EventID: "cb1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", ClientTransactionID: id,
+				Status: ppaas.Refunded, StatusReason: c.reason, Provider: c.provider}
+			handled, err := r.j.after.event(ctx, ev)
+			require.NoError(t, err)
+			require.True(t, handled)
+
+			recs := afterSaleRecords(t, r.j.st, id)
+			if c.kind == "" {
+				require.Empty(t, recs)
+				require.Empty(t, outboxOf(t, r.j.st, store.KindNexoEvent))
+				return
+			}
+			require.Len(t, recs, 1, "the update is journaled")
+			require.Equal(t, c.kind, recs[0].Kind)
+			require.Equal(t, c.amount, recs[0].Amount.Amount)
+			require.True(t, strings.HasPrefix(recs[0].Text, c.text), recs[0].Text)
+			events := outboxOf(t, r.j.st, store.KindNexoEvent)
+			require.Len(t, events, 1, "the POS is notified")
+			var pe nexo.PendingEvent
+			require.NoError(t, json.Unmarshal(events[0].Payload, &pe))
+			require.Contains(t, string(pe.Body), "Update="+c.kind)
+			e, ok, err := r.j.Lookup(ctx, "POS1", "S1")
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.Contains(t, e.Response.Status.AdditionalResponse, c.text, "TransactionStatus tells it")
+		})
+	}
+}
+
+// Review: PPaaS events may name a payment by its PPaaS transactionId alone
+// (ppaas.DecodeEvent takes either id). A chargeback so named was not the
+// after-sale desk's (it needed the clientTransactionId) and the engine then
+// dropped it, nothing being in flight. The journal indexes each payment under
+// its PPaaS id, so the update is journaled and notified all the same.
+func TestChargebackByPPaaSIDOnlyIsNotified(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "S1", 1234)
+	for _, to := range []ppaas.State{ppaas.Created, ppaas.Approved} { // as the QR engine journals them
+		require.NoError(t, r.j.Record(ctx, qr.Transition{ClientTransactionID: id, TransactionID: "qr-1", To: to, At: time.Now(), Source: "event"}))
+	}
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 1234), time.Now()))
+
+	ev := ppaas.Event{EventID: "cb1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1",
+		Status: ppaas.Refunded, StatusReason: "charged back by the card holder", Provider: map[string]string{"status": "CHARGED_BACK"}}
+	handled, err := r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+	require.True(t, handled, "the after-sale desk owns an update of a finished payment")
+	recs := afterSaleRecords(t, r.j.st, id)
+	require.Len(t, recs, 1)
+	require.Equal(t, afterChargedBack, recs[0].Kind)
+	require.Len(t, outboxOf(t, r.j.st, store.KindNexoEvent), 1, "the POS is notified")
+	e, ok, err := r.j.Lookup(ctx, "POS1", "S1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Contains(t, e.Response.Status.AdditionalResponse, "charged back by the card holder after the sale: 12.34 EUR taken back")
+
+	ev.TransactionID, ev.EventID = "qr-unknown", "cb2"
+	handled, err = r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+	require.False(t, handled, "a PPaaS id the journal does not know is the engine's")
+}
+
+// Review: the MQTT event was marked seen (a deferred write) before the
+// after-sale desk journaled it; when that write failed (the store closing at
+// shutdown), the mark still committed, and the redelivery of the next session
+// was acked as a duplicate and dropped. The event is marked only once
+// applied, as the Subscriber does (qr.TestEventMarkedSeenOnlyOnceApplied).
+func TestAfterSaleEventNotMarkedSeenWhenItsWriteFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "termagent.db")
+	st := openAgentStore(t, path)
+	r := newAfterSaleRigOn(t, st, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "S1", 1234)
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 1234), time.Now()))
+	ev := ppaas.Event{EventID: "cb1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", ClientTransactionID: id,
+		Status: ppaas.Refunded, StatusReason: "charged back by the card holder", Provider: map[string]string{"status": "CHARGED_BACK"}}
+
+	// The Subscriber's steps: seen? apply; mark once applied.
+	seen, err := events{st: st}.SeenEvent(ctx, ev.EventID)
+	require.NoError(t, err)
+	require.False(t, seen)
+	require.NoError(t, st.Close()) // shutdown while the event is being applied
+	handled, err := r.j.after.event(ctx, ev)
+	require.True(t, handled)
+	require.ErrorIs(t, err, store.ErrClosed, "not applied: the Subscriber leaves it unacked and does not mark it")
+
+	// Next session: the broker redelivers it.
+	st = openAgentStore(t, path)
+	r = newAfterSaleRigOn(t, st, false)
+	seen, err = events{st: st}.SeenEvent(ctx, ev.EventID)
+	require.NoError(t, err)
+	require.False(t, seen, "the redelivery is applied, not dropped as a duplicate")
+	handled, err = r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+	require.True(t, handled)
+	require.NoError(t, events{st: st}.MarkEvent(ctx, ev.EventID))
+	require.NoError(t, st.Flush(ctx))
+	seen, err = events{st: st}.SeenEvent(ctx, ev.EventID)
+	require.NoError(t, err)
+	require.True(t, seen)
+	require.Len(t, afterSaleRecords(t, st, id), 1)
+	require.Len(t, outboxOf(t, st, store.KindNexoEvent), 1, "the POS is notified once")
+}
+
+// An update journaled for a PPaaS event is not journaled again when the
+// event comes back (a mark lost in a crash), even if what it would say now
+// differs: the after-sale write is idempotent by event id.
+func TestAfterSaleEventRedeliveredIsJournaledOnce(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "S1", 1234)
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 1234), time.Now()))
+	reserveRefund(t, r.j.st, id, "refund-1", 100)
+	ev := ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", ClientTransactionID: id,
+		Status: ppaas.Refunded, Provider: map[string]string{"status": "REFUNDED"}}
+	_, err := r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+	reserveRefund(t, r.j.st, id, "refund-2", 100) // the text the event would give changes
+	_, err = r.j.after.event(ctx, ev)
+	require.NoError(t, err)
+	recs := afterSaleRecords(t, r.j.st, id)
+	require.Len(t, recs, 1)
+	require.Equal(t, int64(1134), recs[0].Amount.Amount)
+	require.Len(t, outboxOf(t, r.j.st, store.KindNexoEvent), 1)
 }

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -23,13 +24,17 @@ import (
 // create answer), the consumer pays, and PPaaS answers 404 to the refund of a
 // transaction it has just shown approved. Before, the 404 was read as "never
 // created: no money moved" and the advice dropped (consumer charged, never
-// refunded, nothing said so). Now the reversal is retried, and when it gives up
-// it is loud: TransactionStatus names the amount and the PPaaS id and asks for a
-// person, Diagnosis says Maintenance, /readyz is degraded; `agent queue retry`
-// (RetryDead) brings it back and it refunds once PPaaS lets it.
+// refunded, nothing said so); then it was given up after MaxRejections, sending
+// a person to refund by hand what PPaaS might still refund. Now a 404 is
+// retried for as long as it takes (the review's item 4) and refunds once PPaaS
+// lets it. A genuine refusal (403) is given up, loudly: TransactionStatus names
+// the amount and the PPaaS id and asks for a person, Diagnosis says
+// Maintenance, /readyz is degraded; `agent queue retry` (RetryDead) brings it
+// back and it refunds once PPaaS lets it.
 func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
+	const maxRejections = 3
 	w, pos := worldrig.Start(t, func(c *simworld.WorldConfig) {
-		c.AgentOptions.Forwarder.MaxRejections = 3
+		c.AgentOptions.Forwarder.MaxRejections = maxRejections
 		prev := c.AgentConfig
 		c.AgentConfig = func(ac *agent.Config) {
 			prev(ac)
@@ -37,30 +42,56 @@ func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 		}
 	})
 	ww := &world{World: w, t: t, pos: pos, seen: map[string]bool{}}
-	w.PPaaS.SetPaymentFaults(sim.PaymentFaults{CreateErrors: 4})
-	// The refund (and cancel) of an existing transaction answer 404; the
-	// status read and the create still work.
-	w.PPaaS.AddFault(sim.Fault{Path: "/qrcode-payment/v1/transactions/", Method: "POST", Status: 404})
+	lostAndPaid := func(serviceID string) ppaas.Transaction {
+		t.Helper()
+		w.PPaaS.SetPaymentFaults(sim.PaymentFaults{CreateErrors: 4})
+		r := ww.answer(ww.payAsync(serviceID, 4999), 15*time.Second)
+		require.Equal(t, nexo.UnreachableHost, r.Status.ErrorCondition, simworld.Describe(r))
+		txs, _ := w.PPaaS.Transactions()
+		for _, tx := range txs {
+			if tx.Order.OrderID == "ORDER-"+serviceID {
+				_, err := w.PPaaS.Act(tx.TransactionID, "pay")
+				require.NoError(t, err)
+				return tx.Transaction
+			}
+		}
+		t.Fatalf("no PPaaS transaction for %s", serviceID)
+		return ppaas.Transaction{}
+	}
 
-	r := ww.answer(ww.payAsync("R404", 4999), 15*time.Second)
-	require.Equal(t, nexo.UnreachableHost, r.Status.ErrorCondition, simworld.Describe(r))
-	txs, _ := w.PPaaS.Transactions()
-	require.Len(t, txs, 1)
-	_, err := w.PPaaS.Act(txs[0].TransactionID, "pay")
-	require.NoError(t, err)
+	// The cancel and the refund answer 404, three times MaxRejections and
+	// more: the advice stays queued; then PPaaS lets it refund.
+	w.PPaaS.AddFault(sim.Fault{OrderID: "ORDER-R404", Method: "POST", Status: 404})
+	lost := lostAndPaid("R404")
+	ww.waitFor(30*time.Second, "the reversal refused 3×MaxRejections times", func() bool {
+		return faultHits(t, w.PPaaS.ControlURL()) >= 3*maxRejections
+	}, func() string { return simworld.Describe(ww.status("R404")) })
+	require.Zero(t, w.Agent.TestForwarderStats().DeadByKind[store.KindAdvice], "a 404 is never given up")
+	require.NotContains(t, ww.status("R404").Status.AdditionalResponse, "manual action needed")
+	ww.clearFaults()
+	ww.waitFor(30*time.Second, "refunded after the 404s", func() bool {
+		return strings.Contains(ww.status("R404").Status.AdditionalResponse, "refunded at PPaaS")
+	}, func() string { return simworld.Describe(ww.status("R404")) })
+	require.Zero(t, w.Agent.TestForwarderStats().DeadByKind[store.KindAdvice], "a 404 is never given up")
+	tx := ww.simTx(lost.ClientTransactionID)
+	require.Equal(t, ppaas.Refunded, tx.Status)
+	require.Equal(t, int64(4999), tx.RefundedAmount)
 
+	// A refusal is given up after MaxRejections, loudly.
+	w.PPaaS.AddFault(sim.Fault{OrderID: "ORDER-R403", Method: "POST", Status: 403})
+	lost = lostAndPaid("R403")
 	ww.waitFor(20*time.Second, "the reversal given up", func() bool {
-		return strings.Contains(ww.status("R404").Status.AdditionalResponse, "manual action needed")
+		return strings.Contains(ww.status("R403").Status.AdditionalResponse, "manual action needed")
 	}, func() string {
-		return simworld.Describe(ww.status("R404"))
+		return simworld.Describe(ww.status("R403"))
 	})
-	rep := ww.status("R404")
+	rep := ww.status("R403")
 	require.Equal(t, nexo.Failure, rep.Status.Result, simworld.Describe(rep))
 	require.NotContains(t, rep.Status.AdditionalResponse, "no money moved")
 	require.Contains(t, rep.Status.AdditionalResponse, "reversal of 49.99 EUR failed at PPaaS")
-	require.Contains(t, rep.Status.AdditionalResponse, txs[0].TransactionID)
+	require.Contains(t, rep.Status.AdditionalResponse, lost.TransactionID)
 	require.Contains(t, rep.Status.AdditionalResponse, "manual action needed")
-	tx := ww.simTx(txs[0].ClientTransactionID)
+	tx = ww.simTx(lost.ClientTransactionID)
 	require.Equal(t, ppaas.Approved, tx.Status, "still charged, and the agent says so")
 	require.Zero(t, tx.RefundedAmount)
 	require.Equal(t, "Maintenance", ww.diagnosis().GlobalStatus)
@@ -78,14 +109,28 @@ func TestE2ERefund404IsNotNeverCreatedAndDeadLetterIsLoud(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	ww.waitFor(10*time.Second, "refunded", func() bool {
-		return strings.Contains(ww.status("R404").Status.AdditionalResponse, "refunded at PPaaS")
-	}, func() string { return simworld.Describe(ww.status("R404")) })
-	tx = ww.simTx(txs[0].ClientTransactionID)
+		return strings.Contains(ww.status("R403").Status.AdditionalResponse, "refunded at PPaaS")
+	}, func() string { return simworld.Describe(ww.status("R403")) })
+	tx = ww.simTx(lost.ClientTransactionID)
 	require.Equal(t, ppaas.Refunded, tx.Status)
 	require.Equal(t, int64(4999), tx.RefundedAmount)
 	require.Empty(t, w.Agent.TestDegraded())
 	code, _ = httpGet(t, w.Agent.AdminURL()+"/readyz")
 	require.Equal(t, http.StatusOK, code)
+}
+
+// faultHits is how many requests the simulator's HTTP faults answered.
+func faultHits(t *testing.T, controlURL string) int {
+	t.Helper()
+	code, body := httpGet(t, controlURL+"/control/faults")
+	require.Equal(t, http.StatusOK, code)
+	var fs []sim.Fault
+	require.NoError(t, json.Unmarshal([]byte(body), &fs))
+	n := 0
+	for _, f := range fs {
+		n += f.Hits
+	}
+	return n
 }
 
 func httpGet(t *testing.T, url string) (int, string) {

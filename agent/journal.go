@@ -446,7 +446,9 @@ func (j journal) Record(_ context.Context, t qr.Transition) error {
 	if err != nil {
 		return fmt.Errorf("journal qr transition: %w", err)
 	}
-	if err := j.st.AppendTxnDeferred(t.ClientTransactionID, store.Transition{At: t.At, State: stateQRPrefix + string(t.To), Data: data}); err != nil {
+	// Alias: the payment is found by its PPaaS id too, which is all some
+	// PPaaS events name it by (afterSale.event).
+	if err := j.st.AppendTxnDeferred(t.ClientTransactionID, store.Transition{At: t.At, State: stateQRPrefix + string(t.To), Data: data, Alias: t.TransactionID}); err != nil {
 		return fmt.Errorf("journal qr transition %s: %w", t.ClientTransactionID, err)
 	}
 	return nil

@@ -195,14 +195,25 @@ func (s sender) post(ctx context.Context, r store.Record) error {
 
 // classify sorts a reversal's failure: a PPaaS refusal (4xx other than 401,
 // 408 and 429, which the client retries) is retried a bounded number of times
-// then dead-lettered; anything else (unreachable, not settled yet) is retried
-// with backoff for as long as it takes — an advice never expires by time alone.
+// then dead-lettered; anything else (unreachable, not settled yet, and the
+// answers that are not refusals, see inconclusive) is retried with backoff for
+// as long as it takes — an advice never expires by time alone.
 func classify(err error) error {
 	var ae *qr.APIError
-	if errors.As(err, &ae) && ae.StatusCode/100 == 4 {
+	if errors.As(err, &ae) && ae.StatusCode/100 == 4 && !inconclusive(ae.StatusCode) {
 		return Rejected(err)
 	}
 	return err
+}
+
+// inconclusive are the 4xx answers to a reversal that do not say PPaaS will
+// not reverse: a 404 about a transaction PPaaS gave the agent an id for is an
+// inconsistency of PPaaS's (qr.Engine.Reverse), and a 409 is the same refund
+// key still being processed (as the refund desk reads it). Dead-lettering
+// either would send a person to refund by hand what PPaaS may yet refund:
+// the consumer refunded twice. They are retried until PPaaS answers.
+func inconclusive(code int) bool {
+	return code == http.StatusNotFound || code == http.StatusConflict
 }
 
 // DeadLettered implements DeadLetterer: a reversal given up is written into the

@@ -13,15 +13,21 @@ import (
 	"github.com/termagent/termagent/store"
 )
 
-// events is the MQTT event de-dup set (qr.EventLog) over the store. Marks are
-// deferred: applying a redelivered event twice is harmless (the state machine
-// ignores events that do not move a transaction forward), and the mark commits
-// with the payment's final response.
+// events is the MQTT event de-dup set (qr.EventLog) over the store. An event
+// is marked once applied, with a deferred write: applying a redelivered event
+// twice is harmless (the state machine ignores events that do not move a
+// transaction forward, the after-sale desk journals an update once), and the
+// mark commits with the next durable write.
 type events struct{ st *store.Store }
 
 // SeenEvent implements qr.EventLog.
 func (e events) SeenEvent(ctx context.Context, id string) (bool, error) {
-	return e.st.SeenEventDeferred(ctx, id)
+	return e.st.EventSeen(ctx, id)
+}
+
+// MarkEvent implements qr.EventLog.
+func (e events) MarkEvent(_ context.Context, id string) error {
+	return e.st.MarkEventDeferred(id)
 }
 
 // apmEngine is the Nexo payment engine for QR alternative payments.

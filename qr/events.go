@@ -31,11 +31,15 @@ type Credentials interface {
 	Invalidate(token string)
 }
 
-// EventLog de-duplicates events: SeenEvent records id and reports whether it
-// had been recorded before. It must be durable for the de-dup to survive a
-// restart (the agent backs it with bbolt; tests use internal/fake's in-memory one).
+// EventLog de-duplicates events: SeenEvent reports whether id is marked,
+// MarkEvent marks it. The Subscriber marks an event only once its handler
+// applied it, so an event whose application failed (a journal write that did
+// not commit) is applied again when the broker redelivers it, never dropped
+// as a duplicate. It must be durable for the de-dup to survive a restart (the
+// agent backs it with bbolt; tests use internal/fake's in-memory one).
 type EventLog interface {
 	SeenEvent(ctx context.Context, id string) (bool, error)
+	MarkEvent(ctx context.Context, id string) error
 }
 
 // EventHandler applies an event; a nil error means applied and recorded (the
@@ -326,9 +330,14 @@ func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) {
 		return
 	}
 	if err := s.cfg.Handler.HandleEvent(ctx, ev); err != nil {
-		// Marked seen already: polling (or TransactionStatus) recovers the state.
+		// Not marked seen: the broker redelivers it on the next session and
+		// it is applied then (polling may recover the state sooner).
 		log.Error("mqtt event not applied; left unacked", "err", err)
 		return
+	}
+	if err := s.cfg.Events.MarkEvent(ctx, ev.EventID); err != nil {
+		// Applied: a redelivery is applied again, which changes nothing.
+		log.Warn("mqtt event applied but not marked seen", "err", err)
 	}
 	m.Ack()
 }

@@ -75,17 +75,34 @@ func (s *Store) Flush(ctx context.Context) error {
 // use it only where applying an event twice is harmless (the QR state machine
 // ignores an event that does not move the transaction forward).
 func (s *Store) SeenEventDeferred(ctx context.Context, id string) (alreadySeen bool, err error) {
+	if alreadySeen, err = s.EventSeen(ctx, id); err != nil || alreadySeen {
+		return alreadySeen, err
+	}
+	return false, s.MarkEventDeferred(id)
+}
+
+// EventSeen reports whether event id is marked (SeenEvent, MarkEventDeferred),
+// marking nothing.
+func (s *Store) EventSeen(ctx context.Context, id string) (bool, error) {
 	if id == "" {
 		return false, errors.New("mark event seen: empty id")
 	}
-	err = s.view(func(tx *bolt.Tx) error {
-		alreadySeen = tx.Bucket(bucketSeen).Get([]byte(id)) != nil
+	var seen bool
+	err := s.view(func(tx *bolt.Tx) error {
+		seen = tx.Bucket(bucketSeen).Get([]byte(id)) != nil
 		return nil
 	})
-	if err != nil || alreadySeen {
-		return alreadySeen, wrapSeen(id, err)
+	return seen, wrapSeen(id, err)
+}
+
+// MarkEventDeferred marks event id seen with a deferred write: for a caller
+// that marks an event once it is applied, so that an event whose application
+// failed is applied again when redelivered.
+func (s *Store) MarkEventDeferred(id string) error {
+	if id == "" {
+		return errors.New("mark event seen: empty id")
 	}
-	return false, wrapSeen(id, s.later(func(w *wtx) error {
+	return wrapSeen(id, s.later(func(w *wtx) error {
 		seen := w.tx.Bucket(bucketSeen)
 		if seen.Get([]byte(id)) != nil {
 			return nil

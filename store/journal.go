@@ -46,6 +46,10 @@ type Transition struct {
 	State string          `json:"state"`
 	Final bool            `json:"final,omitempty"`
 	Data  json.RawMessage `json:"data,omitempty"`
+	// Alias, when set, indexes the transaction under another name it is
+	// known by (TxnByAlias; store/alias.go). It is not part of the stored
+	// transition: read back, it is empty.
+	Alias string `json:"-"`
 }
 
 // Txn is a journaled transaction with its transitions, oldest first.
@@ -182,14 +186,17 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		}
 		sk := saleKey(ref.SaleID, order)
 		grew = 4*len(id) + len(hv) + len(tv) + len(svcKey) + len(svcVal) + len(sk) + len(id) + 6*16 // 16: bbolt's element header
-		return putAll(
+		if err := putAll(
 			put{w.tx.Bucket(bucketTxn), id, hv},
 			put{w.tx.Bucket(bucketTrans), transKey(ref.ID, 1), tv},
 			put{w.tx.Bucket(bucketOrder), seqKey(order), id},
 			put{w.tx.Bucket(bucketSvc), svcKey, svcVal},
 			put{w.tx.Bucket(bucketUnfin), id, unfinishedValue(hdr.Final)},
 			put{w.tx.Bucket(bucketSale), sk, id},
-		)
+		); err != nil {
+			return err
+		}
+		return putAlias(w.tx, id, first.Alias)
 	})
 	if err != nil {
 		return Txn{}, fmt.Errorf("start transaction %s: %w", ref.ID, err)
@@ -265,6 +272,9 @@ func (s *Store) appendTxnOp(id string, t Transition, unfinished bool) (op, error
 		h.Updated, h.State = t.At, t.State
 		h.Final = h.Final || t.Final
 		if err := putAll(put{txb, []byte(id), h.encode()}, put{w.tx.Bucket(bucketTrans), transKey(id, h.N), tv}); err != nil {
+			return err
+		}
+		if err := putAlias(w.tx, []byte(id), t.Alias); err != nil {
 			return err
 		}
 		if h.Final {
@@ -401,7 +411,11 @@ func sortTxns(ts []Txn) {
 // now-JournalRetention and releases SaleID+ServiceID pairs older than
 // now-ServiceIDRetention. Unfinished transactions, and their SaleID+ServiceID
 // pairs, are kept whatever their age, and so are the transactions an
-// unfinished one depends on (Options.DependsOn). It returns the number of transactions deleted.
+// unfinished one depends on (Options.DependsOn) and those an advice in the
+// outbox or the dead letters names (Options.AdviceTxnID; without it, no
+// finished transaction goes while any advice exists): a payment whose
+// reversal is pending or given up must still tell TransactionStatus so. It
+// returns the number of transactions deleted.
 func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	txCut := now.Add(-s.opts.JournalRetention)
@@ -412,6 +426,10 @@ func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 			n, more = 0, false
 			ord := w.tx.Bucket(bucketOrder)
 			deps, err := s.dependedOn(w.tx)
+			if err != nil {
+				return err
+			}
+			advised, err := s.advisedTxns(w.tx)
 			if err != nil {
 				return err
 			}
@@ -428,7 +446,7 @@ func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 					if !h.Started.Before(txCut) {
 						break // order follows start time: the rest is younger
 					}
-					if !h.Final || !h.Updated.Before(txCut) || deps[string(v)] {
+					if !h.Final || !h.Updated.Before(txCut) || deps[string(v)] || advised == nil || advised[string(v)] {
 						continue
 					}
 				}
@@ -479,6 +497,9 @@ func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 
 func deleteTxn(tx *bolt.Tx, id []byte) error {
 	if err := deleteSaleIndex(tx, id); err != nil {
+		return err
+	}
+	if err := deleteAliases(tx, id); err != nil {
 		return err
 	}
 	if err := tx.Bucket(bucketTxn).Delete(id); err != nil {

@@ -26,7 +26,7 @@ func saleKey(saleID string, order uint64) []byte {
 
 // journalBuckets are the buckets the journal budget counts.
 func journalBuckets() [][]byte {
-	return [][]byte{bucketTxn, bucketTrans, bucketOrder, bucketSvc, bucketUnfin, bucketSale}
+	return [][]byte{bucketTxn, bucketTrans, bucketOrder, bucketSvc, bucketUnfin, bucketSale, bucketAlias, bucketAliasOf}
 }
 
 // ensureSaleIndex creates and fills the SaleID index of a file that has none.

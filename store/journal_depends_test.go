@@ -67,3 +67,63 @@ func TestJournalKeepsWhatAnUnfinishedTransactionDependsOn(t *testing.T) {
 	_, err = s.Txn(ctx, "payment")
 	require.ErrorIs(t, err, ErrNotFound, "once the refund is final the payment goes as any other")
 }
+
+// Review: PruneJournal (30-day retention) deleted a payment whose reversal
+// advice was still queued or dead-lettered — only the budget eviction pinned
+// them — and TransactionStatus then answered NotFound instead of "manual
+// action needed". An advice in the outbox or the dead letters keeps its
+// transaction; once the advice is gone, the retention applies again.
+func TestPruneKeepsWhatAnAdviceNames(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	s, _ := openTest(t, Options{NoSync: true, Now: clk.Now, AdviceTxnID: adviceTxnID, PruneInterval: -1,
+		ServiceIDRetention: 48 * time.Hour, JournalRetention: 30 * 24 * time.Hour})
+	for _, id := range []string{"queued", "dead", "plain"} {
+		_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS1", ServiceID: id}, Transition{State: "started"})
+		require.NoError(t, err)
+		require.NoError(t, s.AppendTxn(ctx, id, Transition{State: "done", Final: true}))
+	}
+	queued, err := s.Append(ctx, Event{Kind: KindAdvice, Payload: []byte(`{"id":"queued"}`)})
+	require.NoError(t, err)
+	dead, err := s.Append(ctx, Event{Kind: KindAdvice, Payload: []byte(`{"id":"dead"}`)})
+	require.NoError(t, err)
+	require.NoError(t, s.DeadLetter(ctx, dead.Seq, "refused 8 times"))
+
+	clk.Advance(31 * 24 * time.Hour)
+	n, err := s.PruneJournal(ctx, clk.Now())
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	_, err = s.Txn(ctx, "plain")
+	require.ErrorIs(t, err, ErrNotFound, "past the retention")
+	for _, id := range []string{"queued", "dead"} {
+		_, err := s.Txn(ctx, id)
+		require.NoError(t, err, "%s: its advice keeps it", id)
+	}
+
+	require.NoError(t, s.Ack(ctx, queued.Seq))
+	_, err = s.PurgeDead(ctx)
+	require.NoError(t, err)
+	n, err = s.PruneJournal(ctx, clk.Now())
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "once the advices are gone the retention applies")
+}
+
+// Without AdviceTxnID the store cannot tell which transaction an advice is
+// about: no finished transaction is pruned while one exists.
+func TestPruneWithoutAdviceMappingKeepsAll(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	s, _ := openTest(t, Options{NoSync: true, Now: clk.Now, PruneInterval: -1, JournalRetention: 24 * time.Hour})
+	_, err := s.StartTxn(ctx, TxnRef{ID: "p", SaleID: "POS1", ServiceID: "p"}, Transition{State: "done", Final: true})
+	require.NoError(t, err)
+	adv, err := s.Append(ctx, Event{Kind: KindAdvice, Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	clk.Advance(72 * time.Hour)
+	n, err := s.PruneJournal(ctx, clk.Now())
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.NoError(t, s.Ack(ctx, adv.Seq))
+	n, err = s.PruneJournal(ctx, clk.Now())
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+}

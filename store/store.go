@@ -332,6 +332,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if err := s.ensureAliasIndex(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	if _, err := s.measure(); err != nil {
 		_ = db.Close()
 		return nil, err

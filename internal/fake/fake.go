@@ -16,16 +16,21 @@ type EventLog struct {
 	seen map[string]struct{}
 }
 
-// SeenEvent records id and reports whether it had been recorded before.
+// SeenEvent reports whether id was marked.
 func (l *EventLog) SeenEvent(_ context.Context, id string) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.seen[id]
+	return ok, nil
+}
+
+// MarkEvent marks id.
+func (l *EventLog) MarkEvent(_ context.Context, id string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.seen == nil {
 		l.seen = map[string]struct{}{}
 	}
-	if _, ok := l.seen[id]; ok {
-		return true, nil
-	}
 	l.seen[id] = struct{}{}
-	return false, nil
+	return nil
 }

@@ -1,0 +1,119 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Transaction aliases: another name a transaction is known by — to the
+// agent, the PPaaS transaction id of a payment, the only id some PPaaS events
+// carry. A transition with Alias set indexes its transaction under it (the
+// last transaction given an alias owns it); TxnByAlias finds it; the entries
+// go with their transaction. Files written before the index get an empty one
+// at Open: their transactions are found by id only.
+var (
+	bucketAlias   = []byte("journal.alias")     // alias → id
+	bucketAliasOf = []byte("journal.alias.txn") // id \x00 alias → nil: what to delete with id
+)
+
+// MaxAliasLen bounds an alias (a peer's id): a longer one is not indexed.
+const MaxAliasLen = 256
+
+// ensureAliasIndex creates the alias buckets of a file that has none.
+func (s *Store) ensureAliasIndex() error {
+	err := guard(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			for _, name := range [][]byte{bucketAlias, bucketAliasOf} {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("open store %s: index journal by alias: %w", s.path, err)
+	}
+	return nil
+}
+
+// putAlias indexes transaction id under alias, unless it is already.
+func putAlias(tx *bolt.Tx, id []byte, alias string) error {
+	if alias == "" || len(alias) > MaxAliasLen {
+		return nil
+	}
+	idx := tx.Bucket(bucketAlias)
+	if bytes.Equal(idx.Get([]byte(alias)), id) {
+		return nil // most transitions repeat the alias: no write
+	}
+	if err := idx.Put([]byte(alias), id); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketAliasOf).Put(aliasOfKey(id, alias), []byte{})
+}
+
+// aliasOfKey: a transaction id has no NUL byte (checkRef), so the first one
+// ends it and the alias may hold any byte.
+func aliasOfKey(id []byte, alias string) []byte {
+	return append(append(append(make([]byte, 0, len(id)+1+len(alias)), id...), 0), alias...)
+}
+
+// deleteAliases removes the alias entries of transaction id.
+func deleteAliases(tx *bolt.Tx, id []byte) error {
+	idx, of := tx.Bucket(bucketAlias), tx.Bucket(bucketAliasOf)
+	if idx == nil || of == nil {
+		return nil
+	}
+	prefix := append(append([]byte(nil), id...), 0)
+	var keys [][]byte
+	c := of.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for _, k := range keys {
+		alias := k[len(prefix):]
+		if bytes.Equal(idx.Get(alias), id) { // not re-given to another transaction since
+			if err := idx.Delete(alias); err != nil {
+				return err
+			}
+		}
+		if err := of.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TxnByAlias returns the transaction indexed under alias (Transition.Alias);
+// ok is false when none is. With dataOf given, only the transitions of those
+// states carry their Data (see TxnByServiceID).
+func (s *Store) TxnByAlias(ctx context.Context, alias string, dataOf ...string) (Txn, bool, error) {
+	var (
+		t  Txn
+		ok bool
+	)
+	if alias == "" || len(alias) > MaxAliasLen {
+		return Txn{}, false, nil
+	}
+	err := s.view(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketAlias).Get([]byte(alias))
+		if id == nil {
+			return nil
+		}
+		var err error
+		t, err = readTxn(tx, string(id), dataOf...)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		ok = err == nil
+		return err
+	})
+	if err != nil {
+		return Txn{}, false, fmt.Errorf("look up transaction %q: %w", alias, err)
+	}
+	return t, ok, nil
+}
