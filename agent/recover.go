@@ -91,7 +91,7 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) (unloc
 		// transaction the lost call made, or makes one that is cancelled below.
 		// A merchantscan one is located instead (see above).
 		var cur *ppaas.Transaction
-		located := v.transactionID == "" && create.PaymentScenario == ppaas.MerchantScan
+		byListing := v.transactionID == "" && create.PaymentScenario == ppaas.MerchantScan
 		got, err := j.standing(ctx, t.ID, v)
 		if err == nil {
 			cur = &got
@@ -99,11 +99,11 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) (unloc
 		}
 		failpoint.Hit("recover.asked")
 		switch {
-		case located && errors.Is(err, qr.ErrNeverCreated):
+		case byListing && errors.Is(err, qr.ErrNeverCreated):
 			if a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Aborted, "interrupted by an agent restart before the payment reached PPaaS; the customer's code was not charged"), nil) {
 				log.Info("recovered transaction: merchantscan create never reached PPaaS, nothing charged")
 			}
-		case located && err != nil:
+		case byListing && err != nil:
 			// Never replayed, never reversed blind: asked again (relocate).
 			log.Warn("recover: merchantscan payment not located at PPaaS yet; it stays in progress", "err", err)
 			unlocated = append(unlocated, t)

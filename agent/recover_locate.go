@@ -26,9 +26,10 @@ type RecoverTiming struct {
 	// ±20 % jitter.
 	Every, MaxBackoff time.Duration
 	// Escalate is how long after the restart a payment still not located is
-	// given up to a person: ERROR log, the termagent_recovery_unlocated
-	// gauge, TransactionStatus "manual action needed" (default 10 min). It is
-	// still asked about, at MaxBackoff, until the listing answers.
+	// given up to a person: ERROR log, TransactionStatus "manual action
+	// needed" (default 10 min); the termagent_recovery_unlocated gauge counts
+	// the payments not located all along. It is still asked about, at
+	// MaxBackoff, until the listing answers.
 	Escalate time.Duration
 }
 
@@ -58,12 +59,12 @@ func (a *Agent) relocate(ctx context.Context, j journal, left []store.Txn) {
 	for len(left) > 0 {
 		a.unlocated.Store(int64(len(left)))
 		jittered := wait + time.Duration((rand.Float64()*0.4-0.2)*float64(wait))
-		t := time.NewTimer(jittered)
+		timer := time.NewTimer(jittered)
 		select {
 		case <-ctx.Done():
-			t.Stop()
+			timer.Stop()
 			return
-		case <-t.C:
+		case <-timer.C:
 		}
 		wait = min(wait*2, timing.MaxBackoff)
 		fresh := make([]store.Txn, 0, len(left))

@@ -246,6 +246,7 @@ func TestRecoveryKeepsAnUnlocatableMerchantScanPaymentInProgress(t *testing.T) {
 
 	done := make(chan struct{})
 	go func() { defer close(done); a.relocate(t.Context(), j, left) }()
+	t.Cleanup(func() { <-done }) // relocate ends with the test's context
 	require.Eventually(t, func() bool {
 		e := lookup()
 		return e.Response != nil && strings.Contains(e.Response.Status.AdditionalResponse, "manual action needed")
@@ -255,7 +256,6 @@ func TestRecoveryKeepsAnUnlocatableMerchantScanPaymentInProgress(t *testing.T) {
 	require.Equal(t, nexo.InProgress, e.Response.Status.ErrorCondition)
 	require.Contains(t, e.Response.Status.AdditionalResponse, id)
 	require.EqualValues(t, 1, a.unlocated.Load())
-	t.Cleanup(func() { <-done })
 	tx, err := st.Txn(t.Context(), id)
 	require.NoError(t, err)
 	require.False(t, tx.Final, "given up to a person, still unfinished: a restart asks again")
