@@ -74,7 +74,8 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) (unloc
 			// response (an older file): the reversal owns the outcome.
 			var adv qr.Advice
 			if err := json.Unmarshal(rec.Payload, &adv); err != nil {
-				adv = qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Create: create, Reason: reasonRestart}
+				adv = qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Create: create, Reason: reasonRestart,
+					At: time.Now(), Started: t.Started} // its window, should it be a merchantscan payment to locate
 			}
 			a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Cancel, "interrupted by an agent restart; a reversal is queued, no money will stay charged"), &adv)
 			log.Info("recovered transaction: a reversal was already queued")
