@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,9 @@ type Options struct {
 	Now func() time.Time
 	// Refunds tunes the refund desk (agent/refund.go; tests use milliseconds).
 	Refunds RefundTiming
+	// Recover tunes how recovery asks again about the merchantscan payments
+	// it could not locate (agent/recover_locate.go; tests use milliseconds).
+	Recover RecoverTiming
 }
 
 // Agent is a configured agent. Run starts it.
@@ -85,6 +89,8 @@ type Agent struct {
 	cloud     *CloudConnector // issue 16: nil when cloud_url is empty
 	desk      *refundDesk     // refunds: agent/refund.go (read by degraded)
 	scanner   *qr.Engine      // takes the terminal scanner's codes (agent/scan.go); set by Run
+
+	unlocated atomic.Int64 // merchantscan payments recovery is still locating (agent/recover_locate.go)
 }
 
 // New validates the configuration and loads the device identity. Nothing touches
@@ -263,7 +269,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	held := newHeldAdvices()
 	after := newAfterSale(st, a.log.With("component", "aftersale")) // agent/aftersale.go
 	a.after = after
-	j := journal{st: st, held: held, after: after, receipts: a.cfg.DigitalReceipts}
+	j := journal{st: st, held: held, after: after, receipts: a.cfg.DigitalReceipts, restarted: time.Now()}
 	// What a previous run left unfinished, listed before the POS can start a
 	// payment: recovery must not take this run's payments for interrupted ones.
 	unfinished, err := st.UnfinishedTxns(ctx)
@@ -346,6 +352,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		Namespace: "termagent", Name: "refunds_manual",
 		Help: "Refunds the refund desk gave up (PPaaS's answer cannot settle them): manual action needed.",
 	}, func() float64 { return float64(desk.manual.Load()) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "termagent", Name: "recovery_unlocated",
+		Help: "Merchantscan payments interrupted by a restart that recovery has not located at PPaaS yet (never charged again; given up to a person after a bound).",
+	}, func() float64 { return float64(a.unlocated.Load()) }))
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: "termagent", Name: "refunds_given_up_total",
 		Help: "Refunds the refund desk gave up to a person since start.",
@@ -463,8 +473,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Info("termagent ready", "pos", a.NexoURL(), "poiid", a.poiid)
 		a.notifyPOS(gctx, srv, "Initialised", "termagent "+a.build.Version+" ready")
 		a.fwd.Wake()
-		a.recover(gctx, j, unfinished)
+		left := a.recover(gctx, j, unfinished)
 		close(a.recovered)
+		a.relocate(gctx, j, left) // merchantscan payments not located yet: agent/recover_locate.go
 		return nil
 	})
 	err = g.Wait()

@@ -196,6 +196,9 @@ type journal struct {
 	// after-sale updates and digital receipts: agent/aftersale.go, receipt.go
 	after    *afterSale
 	receipts bool
+	// restarted is when this run began (zero: unknown): a previous run's
+	// create was sent before it (standing, for a merchantscan payment).
+	restarted time.Time
 }
 
 // Begin implements nexo.Journal. The id it returns names the payment
@@ -395,7 +398,7 @@ func (j journal) Last(ctx context.Context, saleID string) (nexo.JournalEntry, bo
 
 // entryStates are the states entryOf reads: the store copies no other
 // transition's data for Lookup and Last.
-var entryStates = []string{stateNexoStarted, stateNexoDone, stateRefundManual}
+var entryStates = []string{stateNexoStarted, stateNexoDone, stateRefundManual, stateRecoverManual}
 
 // The parts of a journal entry entryOf decodes besides its head (SaleID,
 // ServiceID, category, request hash, state, times).
@@ -424,6 +427,8 @@ func entryOf(t store.Txn, parts int) nexo.JournalEntry {
 		case stateNexoDone:
 			e.State, done = nexo.TxDone, tr.Data // the last one: settle rewrites it
 		case stateRefundManual: // refunds: agent/refund_desk.go (unfinished, answered "manual action needed")
+			e.State, done = nexo.TxDone, tr.Data
+		case stateRecoverManual: // a merchantscan payment recovery cannot locate: agent/recover_locate.go
 			e.State, done = nexo.TxDone, tr.Data
 		}
 	}
@@ -460,11 +465,12 @@ type qrView struct {
 	method        *qr.Method           // journaled at Begin (nil in older files)
 	transactionID string
 	state         ppaas.State
-	scanned       string // the code the terminal's scanner read (agent/scan.go)
+	scanned       string    // the code the terminal's scanner read (agent/scan.go)
+	started       time.Time // the payment began: its create was sent later
 }
 
 func viewQR(t store.Txn) qrView {
-	var v qrView
+	v := qrView{started: t.Started}
 	for _, tr := range t.Transitions {
 		switch {
 		case tr.State == stateNexoStarted:
@@ -564,7 +570,10 @@ var errCannotAsk = errors.New("neither a PPaaS transaction id nor a create to re
 // standing answers where payment id (with v, its QR view) stands at PPaaS,
 // through the QR engine (qr.Engine.Where, the question Reverse asks too): by
 // its PPaaS id when the journal has it, else by replaying its create with the
-// journaled method. Bounded to 15 s: recovery must not hang on one payment.
+// journaled method — except a merchantscan create, which would charge the
+// consumer's code: that payment is located in the device's transaction
+// listing instead (qr.Engine.Locate; qr.ErrNeverCreated when its create never
+// reached PPaaS). Bounded to 15 s: recovery must not hang on one payment.
 func (j journal) standing(ctx context.Context, id string, v qrView) (ppaas.Transaction, error) {
 	if j.qr == nil {
 		return ppaas.Transaction{}, fmt.Errorf("where does %s stand: no PPaaS client", id)
@@ -579,5 +588,12 @@ func (j journal) standing(ctx context.Context, id string, v qrView) (ppaas.Trans
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	if v.transactionID == "" && create.PaymentScenario == ppaas.MerchantScan {
+		sentBy := j.qr.CreateSentBy(v.started)
+		if v.started.Before(j.restarted) && j.restarted.Before(sentBy) {
+			sentBy = j.restarted // a previous run's payment: its create was sent before this run began
+		}
+		return j.qr.Locate(ctx, id, v.started, sentBy)
+	}
 	return j.qr.Where(ctx, v.transactionID, create)
 }

@@ -195,6 +195,7 @@ func (e apmEngine) Reverse(ctx context.Context, txn nexo.Txn, req nexo.ReversalR
 			return nexo.ReversalResult{}, nexo.Errorf(nexo.NotFound, "POI transaction %q is not an APM payment", id)
 		}
 		rr.Create = c
+		rr.Started = t.Started // a merchantscan payment is located, not created again (qr.Engine.Locate)
 	}
 	out, err := e.qr.Reverse(ctx, rr)
 	if err != nil {

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -28,18 +29,25 @@ const reasonRestart = "interrupted by an agent restart"
 //     crash lost (its create may or may not have reached PPaaS) is cancelled (or,
 //     if it turns out approved meanwhile, refunded) through a durable advice that
 //     replays the create idempotently when needed, and journaled as a Failure
-//     that the advice's resolution confirms; advice and Failure commit together.
+//     that the advice's resolution confirms; advice and Failure commit together;
+//   - except a merchantscan (consumer-presented) payment whose PPaaS id the
+//     crash lost: its create is never replayed, PPaaS would charge the
+//     consumer's code now. It is located in the device's transaction listing
+//     (journal.standing, qr.Engine.Locate) and settled as above once found; a
+//     create that never reached PPaaS is a Failure, nothing charged; while the
+//     listing cannot tell, the payment stays unfinished (TransactionStatus
+//     InProgress) and is returned, for relocate to ask again.
 //
 // txns must be listed before the Nexo server takes requests (see Run): a payment
 // this run started is in flight, not interrupted, and must not be settled here.
 //
 // j (the journal, with its QR engine) asks PPaaS where each payment stands.
-func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) {
+func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) (unlocated []store.Txn) {
 	st := j.st
 	j.held = nil // recovery journals its advices with the response itself
 	for _, t := range txns {
 		if ctx.Err() != nil {
-			return
+			return unlocated
 		}
 		failpoint.Hit("recover.before")
 		e := toEntry(t)
@@ -66,7 +74,8 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) {
 			// response (an older file): the reversal owns the outcome.
 			var adv qr.Advice
 			if err := json.Unmarshal(rec.Payload, &adv); err != nil {
-				adv = qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Create: create, Reason: reasonRestart}
+				adv = qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Create: create, Reason: reasonRestart,
+					At: time.Now(), Started: t.Started} // its window, should it be a merchantscan payment to locate
 			}
 			a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Cancel, "interrupted by an agent restart; a reversal is queued, no money will stay charged"), &adv)
 			log.Info("recovered transaction: a reversal was already queued")
@@ -81,7 +90,9 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) {
 		// create answered, or lost the deferred record of it) the create is
 		// replayed: it is idempotent by clientTransactionId, so it returns the
 		// transaction the lost call made, or makes one that is cancelled below.
+		// A merchantscan one is located instead (see above).
 		var cur *ppaas.Transaction
+		byListing := v.transactionID == "" && create.PaymentScenario == ppaas.MerchantScan
 		got, err := j.standing(ctx, t.ID, v)
 		if err == nil {
 			cur = &got
@@ -89,6 +100,14 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) {
 		}
 		failpoint.Hit("recover.asked")
 		switch {
+		case byListing && errors.Is(err, qr.ErrNeverCreated):
+			if a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Aborted, "interrupted by an agent restart before the payment reached PPaaS; the customer's code was not charged"), nil) {
+				log.Info("recovered transaction: merchantscan create never reached PPaaS, nothing charged")
+			}
+		case byListing && err != nil:
+			// Never replayed, never reversed blind: asked again (relocate).
+			log.Warn("recover: merchantscan payment not located at PPaaS yet; it stays in progress", "err", err)
+			unlocated = append(unlocated, t)
 		case cur != nil && cur.Status == ppaas.Approved && cur.RefundedAmount == 0:
 			brand := cur.PaymentType // when the journaled request is unreadable
 			if v.payment != nil && j.qr != nil {
@@ -107,7 +126,7 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) {
 				log.Info("recovered transaction: not approved", "status", cur.Status)
 			}
 		default:
-			adv := qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Reason: reasonRestart, At: time.Now()}
+			adv := qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Reason: reasonRestart, At: time.Now(), Started: t.Started}
 			if v.payment != nil {
 				adv.Amount = ppaas.Amount{Amount: v.payment.Amount.Minor, Currency: v.payment.Amount.Currency}
 			}
@@ -123,6 +142,7 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) {
 			log.Info("recovered transaction: reversal queued")
 		}
 	}
+	return unlocated
 }
 
 // finishRecovered journals the final Nexo response of a recovered payment, with

@@ -21,7 +21,9 @@
 //   - GET, cancel and refund of a transaction, and their idempotency
 //     (create by clientTransactionId per device, refund by clientRefundId);
 //   - the transaction listing (GET …/transactions?createdFrom=…&createdTo=…),
-//     which reconciliation uses; the document has none;
+//     which reconciliation uses, and recovery to find a merchantscan payment
+//     by its clientTransactionId without replaying its create (that would
+//     charge the consumer's code); the document has none;
 //   - the events: the document says PPaaS forwards provider events to the
 //     terminal, not how; we assume MQTT on EventTopic with the Event body;
 //   - the Retail API relay frames (CloudFrame); the platform's are not public.

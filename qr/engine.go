@@ -103,10 +103,13 @@ type Advice struct {
 	Kind                AdviceKind
 	ClientTransactionID string
 	TransactionID       string              // empty when create never answered
-	Create              ppaas.CreateRequest // replayed (idempotently) to learn TransactionID
+	Create              ppaas.CreateRequest // replayed (idempotently) to learn TransactionID; a merchantscan one is located instead (Locate)
 	Amount              ppaas.Amount        // the payment's amount (for the people reading a failed reversal)
 	Reason              string
 	At                  time.Time
+	// Started is when the payment began, before its create was sent (zero
+	// in advices of older versions): where Locate starts looking.
+	Started time.Time
 }
 
 // Method is what an APM brand maps to at PPaaS.
@@ -142,6 +145,11 @@ type Config struct {
 	PushEvents func() bool
 	PollFirst  time.Duration
 	PollCap    time.Duration
+
+	// LocateMargin widens the window in which Locate looks for a create
+	// (and waits before concluding none was made): the platform's clock
+	// against the agent's, and its processing of a create; default 2 min.
+	LocateMargin time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -161,6 +169,7 @@ func (c Config) withDefaults() Config {
 	def(&c.CancelTimeout, 10*time.Second)
 	def(&c.CreateTimeout, 30*time.Second)
 	def(&c.ConfirmTimeout, 10*time.Minute)
+	def(&c.LocateMargin, 2*time.Minute)
 	if c.QRLevel == "" {
 		c.QRLevel = LevelMedium
 	}
@@ -270,6 +279,7 @@ type txn struct {
 	create ppaas.CreateRequest
 	done   chan struct{} // closed when the state becomes final
 	moved  chan struct{} // signalled (non-blocking) on every applied transition
+	began  time.Time     // Pay was called; its create was sent later
 
 	mu        sync.Mutex
 	m         machine
@@ -293,6 +303,7 @@ type source struct {
 // — including abort through ctx (any cancellation is treated as the POS's
 // Abort) — is an Outcome.
 func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
+	began := time.Now()
 	method, ok := e.Method(req.Brand)
 	if !ok {
 		return Outcome{}, fmt.Errorf("qr pay: brand %q is not mapped to an APM", req.Brand)
@@ -328,7 +339,7 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 		}
 	}
 	t := &txn{
-		ctid: req.ClientTransactionID, brand: req.Brand, method: method, create: cr,
+		ctid: req.ClientTransactionID, brand: req.Brand, method: method, create: cr, began: began,
 		done: make(chan struct{}), moved: make(chan struct{}, 1),
 	}
 	if err := e.register(t); err != nil {
@@ -501,7 +512,7 @@ func (e *Engine) unknown(ctx context.Context, t *txn, reason string) Outcome {
 	if err := e.apply(ctx, t, Unknown, source{kind: "agent", reason: reason}); err != nil {
 		e.log.Error("qr record unknown", "client_transaction_id", t.ctid, "err", err)
 	}
-	a := Advice{Kind: AdviceReverse, ClientTransactionID: t.ctid, TransactionID: t.txID(), Create: t.create, Amount: t.create.PaymentAmount, Reason: reason, At: time.Now()}
+	a := Advice{Kind: AdviceReverse, ClientTransactionID: t.ctid, TransactionID: t.txID(), Create: t.create, Amount: t.create.PaymentAmount, Reason: reason, At: time.Now(), Started: t.began}
 	if err := e.adv.Advise(ctx, a); err != nil {
 		e.log.Error("qr queue reverse advice", "client_transaction_id", t.ctid, "err", err)
 	}
@@ -715,6 +726,11 @@ type ReverseRequest struct {
 	TransactionID       string              // may be empty if Create is set
 	Create              ppaas.CreateRequest // replayed idempotently to find TransactionID
 	Reason              string
+	// A merchantscan Create is never replayed (it would charge the
+	// consumer's code): the transaction is located (Locate) among those
+	// created from Started (when the payment began) to SentBy (zero:
+	// CreateSentBy(Started)).
+	Started, SentBy time.Time
 }
 
 // ErrNotSettled marks a reversal PPaaS has taken but not completed (a cancel
@@ -747,7 +763,9 @@ var errNoReference = errors.New("neither transactionId nor create request given"
 // known, else by replaying its create (idempotent per clientTransactionId),
 // which returns the transaction the lost call created, or creates one nothing
 // has paid (for the caller to cancel). It is the one place this question is
-// asked: Reverse and the agent's recovery after a restart both use it.
+// asked: Reverse and the agent's recovery after a restart both use it. A
+// merchantscan create is never replayed (ErrWouldCharge): PPaaS would charge
+// the consumer's code at once; such a payment is found with Locate.
 func (e *Engine) Where(ctx context.Context, transactionID string, create ppaas.CreateRequest) (ppaas.Transaction, error) {
 	if transactionID != "" {
 		return e.client.Get(ctx, transactionID)
@@ -755,15 +773,47 @@ func (e *Engine) Where(ctx context.Context, transactionID string, create ppaas.C
 	if create.ClientTransactionID == "" {
 		return ppaas.Transaction{}, fmt.Errorf("qr: where does the payment stand: %w", errNoReference)
 	}
+	if create.PaymentScenario == ppaas.MerchantScan {
+		return ppaas.Transaction{}, fmt.Errorf("qr: where does payment %s stand: %w", create.ClientTransactionID, ErrWouldCharge)
+	}
 	return e.client.Create(ctx, create)
+}
+
+// locate finds the transaction of a merchantscan payment r names without its
+// PPaaS id (see Locate).
+func (e *Engine) locate(ctx context.Context, r ReverseRequest) (ppaas.Transaction, error) {
+	ctid := r.Create.ClientTransactionID
+	if ctid == "" {
+		ctid = r.ClientTransactionID
+	}
+	sentBy := r.SentBy
+	if sentBy.IsZero() && !r.Started.IsZero() {
+		sentBy = e.CreateSentBy(r.Started)
+	}
+	return e.Locate(ctx, ctid, r.Started, sentBy)
 }
 
 func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outcome, error) {
 	id := r.TransactionID
-	cur, err := e.Where(ctx, id, r.Create)
+	var (
+		cur ppaas.Transaction
+		err error
+	)
+	if id == "" && r.Create.PaymentScenario == ppaas.MerchantScan {
+		// Not replayed (that would charge the consumer's code): located.
+		cur, err = e.locate(ctx, r)
+		if errors.Is(err, ErrNeverCreated) {
+			return Outcome{Result: ResultCancelled, State: NeverCreated, ClientTransactionID: r.ClientTransactionID,
+				Method: Method{PaymentType: r.Create.PaymentType, Scenario: r.Create.PaymentScenario}, Amount: r.Create.PaymentAmount, Reason: r.Reason}, nil
+		}
+	} else {
+		cur, err = e.Where(ctx, id, r.Create)
+	}
 	if id == "" {
-		// Through a replayed create: in both of its cases nothing is charged
-		// yet. The state is read again right before acting on it.
+		// Through a replayed consumerscan create: in both of its cases nothing
+		// is charged yet; or through the listing, which found the transaction
+		// the payment's own create made. The state is read again right before
+		// acting on it.
 		if err != nil {
 			return Outcome{}, fmt.Errorf("qr reverse: %w", err)
 		}
@@ -830,12 +880,23 @@ func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outc
 	return o, nil
 }
 
+// legacyLookback is how far before an advice without Started its create is
+// looked for.
+const legacyLookback = 24 * time.Hour
+
 // ResolveAdvice carries out an Advice the Engine queued (called by the outbox).
 func (e *Engine) ResolveAdvice(ctx context.Context, a Advice) (Outcome, error) {
 	if a.Kind != AdviceReverse {
 		return Outcome{}, fmt.Errorf("qr resolve advice: unknown kind %q", a.Kind)
 	}
-	return e.Reverse(ctx, ReverseRequest{ClientTransactionID: a.ClientTransactionID, TransactionID: a.TransactionID, Create: a.Create, Reason: a.Reason})
+	r := ReverseRequest{ClientTransactionID: a.ClientTransactionID, TransactionID: a.TransactionID, Create: a.Create, Reason: a.Reason,
+		Started: a.Started, SentBy: a.At}
+	if r.Started.IsZero() && !a.At.IsZero() {
+		// An older version's advice: the create was sent before the advice
+		// was queued, within a day unless the agent stayed down longer.
+		r.Started = a.At.Add(-legacyLookback)
+	}
+	return e.Reverse(ctx, r)
 }
 
 // RefundOrder asks to refund (part of) an approved transaction.

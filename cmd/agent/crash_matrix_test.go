@@ -104,6 +104,7 @@ type matrixRun struct {
 	known    map[string]bool
 	amount   int64
 	hit      bool
+	extra    []string // more agent flags (they override the defaults)
 }
 
 // start runs the failpoint agent on the cell's data dir, armed with fp ("":
@@ -119,6 +120,7 @@ func (m *matrixRun) start(fp string) bool {
 		"-display-url", m.w.sim.TerminalURL(m.w.serial) + "/display",
 		"-payment-timeout", m.timeout, "-event-wait", "300ms", "-log-format", "json",
 	}
+	args = append(args, m.extra...)
 	cmd := exec.Command(m.bin, args...)
 	cmd.Env = append(os.Environ(), "TERMAGENT_FAILPOINT="+fp)
 	p := watchAgent(m.t, cmd)
