@@ -80,10 +80,14 @@ func TestAdviceRetriedWhilePPaaSAnswers404Or409(t *testing.T) {
 			if c.giveUp {
 				testrig.WaitFor(t, 10*time.Second, "the refused advice dead-lettered", func() bool { return dead() == 1 })
 				require.Equal(t, int64(maxRejections), refunds.Load(), "given up after MaxRejections refusals")
-				e, ok, err := j.Lookup(t.Context(), "POS1", "U1")
-				require.NoError(t, err)
-				require.True(t, ok)
-				require.Contains(t, e.Response.Status.AdditionalResponse, "manual action needed", "the give-up is told loudly")
+				// The give-up is told loudly (the journal's text follows the
+				// dead letter).
+				testrig.WaitFor(t, 10*time.Second, "TransactionStatus says manual action is needed", func() bool {
+					e, ok, err := j.Lookup(t.Context(), "POS1", "U1")
+					require.NoError(t, err)
+					require.True(t, ok)
+					return strings.Contains(e.Response.Status.AdditionalResponse, "manual action needed")
+				})
 				return
 			}
 			testrig.WaitFor(t, 10*time.Second, "refunds answered many times", func() bool { return refunds.Load() >= 4*maxRejections })

@@ -273,11 +273,14 @@ func TestTerminalScanJournaledBeforeTheCreate(t *testing.T) {
 	}
 }
 
-// TestReversalReplaysTheTerminalScannedCreate: a Reversal of a merchantscan
-// payment whose PPaaS id the journal does not hold (a crash lost the deferred
-// QR states) finds the payment by replaying its create, with the code the
-// terminal's scanner read and the same clientTransactionId, then cancels it.
-func TestReversalReplaysTheTerminalScannedCreate(t *testing.T) {
+// TestReversalNeverReplaysTheTerminalScannedCreate: a Reversal of a
+// merchantscan payment whose PPaaS id the journal does not hold (a crash lost
+// the deferred QR states) never replays its create, although the journal
+// holds the code the terminal's scanner read: the code would charge the
+// consumer again. It looks in the device's listing, which this platform does
+// not serve, so the Reversal is not confirmed (the POS retries) and nothing
+// was sent.
+func TestReversalNeverReplaysTheTerminalScannedCreate(t *testing.T) {
 	const code = "281666027690188713769014"
 	st := openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db"))
 	var (
@@ -328,11 +331,11 @@ func TestReversalReplaysTheTerminalScannedCreate(t *testing.T) {
 
 	_, err = apmEngine{qr: engine, journal: j}.Reverse(t.Context(), nexo.Txn{SaleID: "POS1"},
 		nexo.ReversalRequest{OriginalPOITransactionID: nexo.TransactionID{ID: id}, Reason: "MerchantCancel"})
-	require.NoError(t, err)
+	var ne *nexo.Error
+	require.ErrorAs(t, err, &ne)
+	require.Equal(t, nexo.UnreachableHost, ne.Condition, "not confirmed: the POS asks again")
 	mu.Lock()
 	defer mu.Unlock()
-	require.Len(t, replayed, 1)
-	require.Equal(t, id, replayed[0].ClientTransactionID)
-	require.Equal(t, code, replayed[0].ScannedPaymentID)
-	require.True(t, canceled, "the replay found the payment, and it was cancelled")
+	require.Empty(t, replayed, "the create was replayed with the consumer's code")
+	require.False(t, canceled)
 }
