@@ -196,6 +196,8 @@ type journal struct {
 	// after-sale updates and digital receipts: agent/aftersale.go, receipt.go
 	after    *afterSale
 	receipts bool
+	// last caches what Last decoded (agent/journal_last.go); nil: no cache.
+	last *lastEntries
 }
 
 // Begin implements nexo.Journal. The id it returns names the payment
@@ -384,14 +386,7 @@ func (j journal) Lookup(ctx context.Context, saleID, serviceID string) (nexo.Jou
 	return entryOf(t, withResponse), true, nil
 }
 
-// Last implements nexo.Journal.
-func (j journal) Last(ctx context.Context, saleID string) (nexo.JournalEntry, bool, error) {
-	t, ok, err := j.st.LastTxnForSale(ctx, saleID, entryStates...)
-	if err != nil || !ok {
-		return nexo.JournalEntry{}, false, err
-	}
-	return entryOf(t, withResponse), true, nil
-}
+// Last: agent/journal_last.go
 
 // entryStates are the states entryOf reads: the store copies no other
 // transition's data for Lookup and Last.

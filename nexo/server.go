@@ -839,8 +839,13 @@ func (s *Server) transactionStatus(ctx context.Context, req *Request) *Response 
 	if len(qualifiers) == 0 && req.TransactionStatus.ReceiptReprint {
 		qualifiers = []string{CashierReceipt, CustomerReceipt}
 	}
-	reprint(rep, qualifiers, s.cfg.MerchantName)
-	reprintReversal(rep, qualifiers) // refunds: nexo/refund.go
+	if len(qualifiers) > 0 {
+		// The journal's Response may be shared (JournalEntry): a reprint
+		// changes the copy's receipts only.
+		rep = rep.reprintCopy()
+		reprint(rep, qualifiers, s.cfg.MerchantName)
+		reprintReversal(rep, qualifiers) // refunds: nexo/refund.go
+	}
 	return s.ok(h, func(r *Response) {
 		r.TransactionStatus = &TransactionStatusResponse{
 			MessageReference: &MessageReference{Category: e.Category, SaleID: e.SaleID, ServiceID: e.ServiceID},

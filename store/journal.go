@@ -337,6 +337,45 @@ func (s *Store) LastTxnForSale(ctx context.Context, saleID string, dataOf ...str
 	return t, ok, nil
 }
 
+// TxnStamp names one version of a journal entry: its id and its number of
+// transitions. An entry changes only by gaining a transition (StartTxn
+// writes the first one and the header, every append the next one and the
+// header again) and leaves only whole, so two reads with the same stamp
+// read the same entry.
+type TxnStamp struct {
+	ID string
+	N  uint64
+}
+
+// LastTxnForSaleSince is LastTxnForSale for a caller that keeps what it read
+// of SaleID's last transaction at stamp have. When that transaction is still
+// SaleID's last and unchanged, it answers with stamp == have and t empty,
+// having read the header only; otherwise t is read as LastTxnForSale reads
+// it, and stamp is t's. ok is false when SaleID has no transaction.
+func (s *Store) LastTxnForSaleSince(ctx context.Context, saleID string, have TxnStamp, dataOf ...string) (t Txn, stamp TxnStamp, ok bool, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		id := lastForSale(tx, saleID) // indexed: no scan of the journal
+		if id == nil {
+			return nil
+		}
+		var h txnHeader
+		if hv := tx.Bucket(bucketTxn).Get(id); hv != nil && h.decode(hv) == nil && string(id) == have.ID && h.N == have.N {
+			stamp, ok = have, true
+			return nil
+		}
+		var err error
+		if t, err = readTxn(tx, string(id), dataOf...); err != nil {
+			return err // a missing or damaged header among them
+		}
+		stamp, ok = TxnStamp{ID: t.ID, N: h.N}, true
+		return nil
+	})
+	if err != nil {
+		return Txn{}, TxnStamp{}, false, fmt.Errorf("read last transaction of SaleID %q: %w", saleID, err)
+	}
+	return t, stamp, ok, nil
+}
+
 // TxnByServiceID returns the transaction a SaleID+ServiceID pair started, as
 // long as the pair is still indexed (Options.ServiceIDRetention, and at
 // least until the next prune). With dataOf given, only the transitions of
