@@ -851,8 +851,11 @@ func (s *Server) transactionStatus(ctx context.Context, req *Request) *Response 
 	if len(qualifiers) == 0 && req.TransactionStatus.ReceiptReprint {
 		qualifiers = []string{CashierReceipt, CustomerReceipt}
 	}
-	journaled := len(qualifiers) == 0
-	if !journaled {
+	// What a POS asks again and again is its last transaction's outcome:
+	// that one's encoding may be kept (nexo/status_json.go); one named by
+	// MessageReference is encoded as ever, leaving the last one's kept.
+	journaled := len(qualifiers) == 0 && ref == nil
+	if len(qualifiers) > 0 {
 		// The journal's Response may be shared (JournalEntry): a reprint
 		// changes the copy's receipts only.
 		rep = rep.reprintCopy()
