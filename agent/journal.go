@@ -377,16 +377,7 @@ func resultEvent(id string, resp *nexo.Response) (store.Event, bool) {
 	return store.Event{Kind: store.KindTransactionResult, Payload: b, Key: stableKey("result", id)}, true
 }
 
-// Lookup implements nexo.Journal.
-func (j journal) Lookup(ctx context.Context, saleID, serviceID string) (nexo.JournalEntry, bool, error) {
-	t, ok, err := j.st.TxnByServiceID(ctx, saleID, serviceID, entryStates...)
-	if err != nil || !ok {
-		return nexo.JournalEntry{}, ok, err
-	}
-	return entryOf(t, withResponse), true, nil
-}
-
-// Last: agent/journal_last.go
+// Lookup and Last: agent/journal_last.go
 
 // entryStates are the states entryOf reads: the store copies no other
 // transition's data for Lookup and Last.

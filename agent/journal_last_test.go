@@ -15,13 +15,18 @@ import (
 )
 
 // statusOf asks h, the Nexo server's handler, for the TransactionStatus of
-// POS1's last transaction, in Nexo 3.x JSON, as a POS does.
-func statusOf(t *testing.T, h http.Handler, serviceID string) *nexo.Response {
+// POS1's last transaction, or of the one named (ServiceID), in Nexo 3.x
+// JSON, as a POS does.
+func statusOf(t *testing.T, h http.Handler, serviceID string, named ...string) *nexo.Response {
 	t.Helper()
+	ts := &nexo.TransactionStatusRequest{}
+	if len(named) > 0 {
+		ts.MessageReference = &nexo.MessageReference{Category: nexo.CategoryPayment, SaleID: "POS1", ServiceID: named[0]}
+	}
 	raw, err := nexo.JSONCodec{}.EncodeRequest(&nexo.Request{
 		Header: nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: nexo.CategoryTransactionStatus, Type: nexo.TypeRequest,
 			ServiceID: serviceID, SaleID: "POS1", POIID: "DX8000-1"},
-		TransactionStatus: &nexo.TransactionStatusRequest{}})
+		TransactionStatus: ts})
 	require.NoError(t, err)
 	req := httptest.NewRequest(http.MethodPost, "/nexo", bytes.NewReader(raw))
 	req.Header.Set("Content-Type", "application/json")
@@ -70,7 +75,10 @@ func TestTransactionStatusNeverRepeatsAStaleOutcome(t *testing.T) {
 	require.True(t, ok)
 	e2, _, _ := r.j.Last(ctx, "POS1")
 	require.Same(t, e1.Response, e2.Response, "an unchanged entry is not decoded again")
+	e3, _, _ := r.j.Lookup(ctx, "POS1", "S1")
+	require.Same(t, e1.Response, e3.Response, "nor when named")
 	require.Equal(t, first, statusOf(t, h, "Q2"), "and repeated the same")
+	require.Equal(t, first, statusOf(t, h, "Q2", "S1"))
 
 	// A chargeback after the sale: the entry gains a transition.
 	handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", ClientTransactionID: id,
@@ -81,6 +89,7 @@ func TestTransactionStatusNeverRepeatsAStaleOutcome(t *testing.T) {
 	require.Equal(t, nexo.Success, after.Status.Result)
 	require.Contains(t, after.Status.AdditionalResponse, "charged back by the card holder after the sale: 12.34 EUR")
 	require.NotEmpty(t, after.Payment.Receipts)
+	require.Equal(t, after, repeated(statusOf(t, h, "Q3", "S1")), "named, the same truth")
 
 	// A new payment whose outcome is unknown, settled later.
 	id2 := beginPayment(t, r.j, "S2", 999)
@@ -96,6 +105,15 @@ func TestTransactionStatusNeverRepeatsAStaleOutcome(t *testing.T) {
 	require.Equal(t, nexo.Failure, settled.Status.Result)
 	require.Equal(t, text, settled.Status.AdditionalResponse)
 	require.Equal(t, settled, repeated(statusOf(t, h, "Q7")))
+	require.Equal(t, after, repeated(statusOf(t, h, "Q8", "S1")), "the first payment, named, is still charged back")
+	require.Equal(t, settled, repeated(statusOf(t, h, "Q9", "S2")))
+	require.Equal(t, settled, repeated(statusOf(t, h, "Q9")))
+
+	// Settled again by the same advice's redelivery: nothing changes; a
+	// ServiceID never used is not found.
+	require.NoError(t, r.j.settle(ctx, id2, text))
+	require.Equal(t, settled, repeated(statusOf(t, h, "Q10", "S2")))
+	require.Equal(t, nexo.NotFound, statusOf(t, h, "Q11", "S3").Status.ErrorCondition)
 }
 
 // The cache keeps at most maxLastEntries SaleIDs, however many ask.

@@ -851,11 +851,8 @@ func (s *Server) transactionStatus(ctx context.Context, req *Request) *Response 
 	if len(qualifiers) == 0 && req.TransactionStatus.ReceiptReprint {
 		qualifiers = []string{CashierReceipt, CustomerReceipt}
 	}
-	// What a POS asks again and again is its last transaction's outcome:
-	// that one's encoding may be kept (nexo/status_json.go); one named by
-	// MessageReference is encoded as ever, leaving the last one's kept.
-	journaled := len(qualifiers) == 0 && ref == nil
-	if len(qualifiers) > 0 {
+	journaled := len(qualifiers) == 0 // its encoding may be kept (nexo/status_json.go)
+	if !journaled {
 		// The journal's Response may be shared (JournalEntry): a reprint
 		// changes the copy's receipts only.
 		rep = rep.reprintCopy()

@@ -348,32 +348,60 @@ type TxnStamp struct {
 }
 
 // LastTxnForSaleSince is LastTxnForSale for a caller that keeps what it read
-// of SaleID's last transaction at stamp have. When that transaction is still
-// SaleID's last and unchanged, it answers with stamp == have and t empty,
-// having read the header only; otherwise t is read as LastTxnForSale reads
-// it, and stamp is t's. ok is false when SaleID has no transaction.
+// of a transaction at stamp have. When SaleID's last transaction is that one,
+// unchanged, it answers with stamp == have and t empty, having read the
+// header only; otherwise t is read as LastTxnForSale reads it, and stamp is
+// t's. ok is false when SaleID has no transaction.
 func (s *Store) LastTxnForSaleSince(ctx context.Context, saleID string, have TxnStamp, dataOf ...string) (t Txn, stamp TxnStamp, ok bool, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
 		id := lastForSale(tx, saleID) // indexed: no scan of the journal
 		if id == nil {
 			return nil
 		}
-		var h txnHeader
-		if hv := tx.Bucket(bucketTxn).Get(id); hv != nil && h.decode(hv) == nil && string(id) == have.ID && h.N == have.N {
-			stamp, ok = have, true
-			return nil
-		}
 		var err error
-		if t, err = readTxn(tx, string(id), dataOf...); err != nil {
-			return err // a missing or damaged header among them
-		}
-		stamp, ok = TxnStamp{ID: t.ID, N: h.N}, true
-		return nil
+		t, stamp, err = readTxnSince(tx, id, have, dataOf...)
+		ok = err == nil
+		return err
 	})
 	if err != nil {
 		return Txn{}, TxnStamp{}, false, fmt.Errorf("read last transaction of SaleID %q: %w", saleID, err)
 	}
 	return t, stamp, ok, nil
+}
+
+// TxnByServiceIDSince is TxnByServiceID for a caller that keeps what it read
+// of a transaction at stamp have, as LastTxnForSaleSince.
+func (s *Store) TxnByServiceIDSince(ctx context.Context, saleID, serviceID string, have TxnStamp, dataOf ...string) (t Txn, stamp TxnStamp, ok bool, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketSvc).Get(serviceKey(saleID, serviceID))
+		if len(v) < 8 {
+			return nil
+		}
+		var err error
+		t, stamp, err = readTxnSince(tx, v[8:], have, dataOf...)
+		if errors.Is(err, ErrNotFound) {
+			return nil // journal entry pruned before the index: treat as unknown
+		}
+		ok = err == nil
+		return err
+	})
+	if err != nil {
+		return Txn{}, TxnStamp{}, false, fmt.Errorf("look up SaleID %q ServiceID %q: %w", saleID, serviceID, err)
+	}
+	return t, stamp, ok, nil
+}
+
+// readTxnSince reads transaction id as readTxn does, or only its header when
+// have stamps it as it is: then t is empty and stamp is have.
+func readTxnSince(tx *bolt.Tx, id []byte, have TxnStamp, dataOf ...string) (t Txn, stamp TxnStamp, err error) {
+	var h txnHeader
+	if hv := tx.Bucket(bucketTxn).Get(id); hv != nil && h.decode(hv) == nil && string(id) == have.ID && h.N == have.N {
+		return Txn{}, have, nil
+	}
+	if t, err = readTxn(tx, string(id), dataOf...); err != nil {
+		return Txn{}, TxnStamp{}, err // a missing or damaged header among them
+	}
+	return t, TxnStamp{ID: t.ID, N: h.N}, nil
 }
 
 // TxnByServiceID returns the transaction a SaleID+ServiceID pair started, as

@@ -68,3 +68,40 @@ func TestLastTxnForSaleSince(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, ok, "evicted: gone, not kept")
 }
+
+// TxnByServiceIDSince answers as TxnByServiceID, reading the header only
+// while the pair's transaction is the one the caller has, unchanged.
+func TestTxnByServiceIDSince(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{})
+	_, _, ok, err := s.TxnByServiceIDSince(ctx, "A", "1", TxnStamp{})
+	require.NoError(t, err)
+	require.False(t, ok)
+
+	_, err = s.StartTxn(ctx, TxnRef{ID: "a1", SaleID: "A", ServiceID: "1"}, Transition{State: "started"})
+	require.NoError(t, err)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "a2", SaleID: "A", ServiceID: "2"}, Transition{State: "started"})
+	require.NoError(t, err)
+	got, stamp, ok, err := s.TxnByServiceIDSince(ctx, "A", "1", TxnStamp{})
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, TxnStamp{ID: "a1", N: 1}, stamp, "the pair's, not the SaleID's last")
+	require.Equal(t, "a1", got.ID)
+
+	got, again, _, err := s.TxnByServiceIDSince(ctx, "A", "1", stamp)
+	require.NoError(t, err)
+	require.Equal(t, stamp, again)
+	require.Empty(t, got.ID, "not read again")
+
+	require.NoError(t, s.AppendTxn(ctx, "a1", Transition{State: "done", Final: true, Data: []byte("resp")}))
+	got, next, _, err := s.TxnByServiceIDSince(ctx, "A", "1", stamp, "done")
+	require.NoError(t, err)
+	require.Equal(t, TxnStamp{ID: "a1", N: 2}, next)
+	require.Equal(t, "resp", string(got.Transitions[1].Data))
+
+	got, other, ok, err := s.TxnByServiceIDSince(ctx, "A", "2", next)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, TxnStamp{ID: "a2", N: 1}, other, "another pair's stamp is not an answer")
+	require.Equal(t, "a2", got.ID)
+}
