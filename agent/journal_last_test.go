@@ -138,3 +138,73 @@ func TestLastEntriesBounded(t *testing.T) {
 	}
 	require.Equal(t, maxLastEntries, r.j.last.len())
 }
+
+// Readers asking (the last transaction, one named, a reprint) while
+// payments finish share the kept entries and their JSON without a race
+// (go test -race), and once the writes stop every answer is the last
+// payment's.
+func TestTransactionStatusKeptUnderConcurrentWrites(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	r.j.last = newLastEntries()
+	srv, err := nexo.NewServer(nexo.ServerConfig{POIID: "DX8000-1", AllowPlainHTTP: true}, nexo.Deps{Engine: nexo.NewRouter(), Journal: r.j}, nil)
+	require.NoError(t, err)
+	h := srv.Handler()
+	ctx := t.Context()
+	ask := func(ts *nexo.TransactionStatusRequest) (*nexo.Response, error) {
+		raw, err := nexo.JSONCodec{}.EncodeRequest(&nexo.Request{
+			Header: nexo.Header{ProtocolVersion: "3.0", Class: nexo.ClassService, Category: nexo.CategoryTransactionStatus, Type: nexo.TypeRequest,
+				ServiceID: "Q", SaleID: "POS1", POIID: "DX8000-1"},
+			TransactionStatus: ts})
+		if err != nil {
+			return nil, err
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/nexo", bytes.NewReader(raw)))
+		return nexo.JSONCodec{}.DecodeResponse(w.Body.Bytes())
+	}
+	asks := []*nexo.TransactionStatusRequest{{}, {DocumentQualifiers: []string{nexo.CustomerReceipt}},
+		{MessageReference: &nexo.MessageReference{Category: nexo.CategoryPayment, SaleID: "POS1", ServiceID: "S0"}}}
+
+	id := beginPayment(t, r.j, "S0", 100)
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S0"}, successResponse(t, "S0", id, 100), time.Now()))
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				resp, err := ask(asks[(g+i)%len(asks)])
+				if err != nil {
+					errs <- err
+					return
+				}
+				if resp.Status.Result != nexo.Success && resp.Status.ErrorCondition != nexo.InProgress {
+					errs <- &nexo.Error{Condition: resp.Status.ErrorCondition, Text: resp.Status.AdditionalResponse}
+					return
+				}
+			}
+		}()
+	}
+	const n = 8
+	for i := 1; i <= n; i++ {
+		svc := "S" + strconv.Itoa(i)
+		id := beginPayment(t, r.j, svc, int64(100+i))
+		require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: svc}, successResponse(t, svc, id, int64(100+i)), time.Now()))
+	}
+	close(stop)
+	for range 4 {
+		require.NoError(t, <-errs)
+	}
+	resp, err := ask(&nexo.TransactionStatusRequest{})
+	require.NoError(t, err)
+	require.Equal(t, "S"+strconv.Itoa(n), repeated(resp).Header.ServiceID)
+	require.Equal(t, int64(100+n), repeated(resp).Payment.Result.AuthorizedAmount.Minor)
+	resp, err = ask(asks[2])
+	require.NoError(t, err)
+	require.Equal(t, "S0", repeated(resp).Header.ServiceID)
+}
