@@ -133,6 +133,28 @@ func (h *txnHeader) decode(v []byte) error {
 	return nil
 }
 
+// headerN reads only N, the transitions so far, of a header of either
+// layout: what a TxnStamp check needs, without the strings decode makes.
+func headerN(v []byte) (uint64, error) {
+	if len(v) > 0 && v[0] == '{' {
+		var h txnHeader
+		err := h.decode(v)
+		return h.N, err
+	}
+	d := decoder{b: v}
+	if ver := d.byte(); d.err == nil && ver != headerVersion {
+		return 0, fmt.Errorf("%w: header version %d", ErrBadRecord, ver)
+	}
+	d.bytes(d.length()) // SaleID
+	d.bytes(d.length()) // ServiceID
+	d.varint()          // Started
+	d.varint()          // Updated
+	d.bytes(d.length()) // State
+	d.byte()            // flags
+	n := d.uvarint()
+	return n, d.err
+}
+
 // StartTxn journals a new transaction with its first transition. If
 // ref.ServiceID is set, it fails with ErrDuplicateServiceID when the
 // SaleID+ServiceID pair is reserved, else reserves it; the check and the
@@ -394,14 +416,16 @@ func (s *Store) TxnByServiceIDSince(ctx context.Context, saleID, serviceID strin
 // readTxnSince reads transaction id as readTxn does, or only its header when
 // have stamps it as it is: then t is empty and stamp is have.
 func readTxnSince(tx *bolt.Tx, id []byte, have TxnStamp, dataOf ...string) (t Txn, stamp TxnStamp, err error) {
-	var h txnHeader
-	if hv := tx.Bucket(bucketTxn).Get(id); hv != nil && h.decode(hv) == nil && string(id) == have.ID && h.N == have.N {
-		return Txn{}, have, nil
+	var n uint64
+	if hv := tx.Bucket(bucketTxn).Get(id); hv != nil {
+		if n, err = headerN(hv); err == nil && string(id) == have.ID && n == have.N {
+			return Txn{}, have, nil
+		}
 	}
 	if t, err = readTxn(tx, string(id), dataOf...); err != nil {
 		return Txn{}, TxnStamp{}, err // a missing or damaged header among them
 	}
-	return t, TxnStamp{ID: t.ID, N: h.N}, nil
+	return t, TxnStamp{ID: t.ID, N: n}, nil
 }
 
 // TxnByServiceID returns the transaction a SaleID+ServiceID pair started, as

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -104,4 +105,30 @@ func TestTxnByServiceIDSince(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, TxnStamp{ID: "a2", N: 1}, other, "another pair's stamp is not an answer")
 	require.Equal(t, "a2", got.ID)
+}
+
+// headerN reads the N decode reads, from either layout, and fails where
+// decode fails short.
+func TestHeaderN(t *testing.T) {
+	for _, h := range []txnHeader{
+		{SaleID: "POS1", ServiceID: "42", Started: time.Unix(1, 2).UTC(), Updated: time.Unix(3, 4).UTC(), State: "nexo.done", Final: true, N: 7, Order: 9},
+		{N: 1 << 40},
+		{SaleID: "é", State: "s", Compact: true, N: 300},
+	} {
+		n, err := headerN(h.encode())
+		require.NoError(t, err)
+		require.Equal(t, h.N, n)
+		legacy, err := json.Marshal(h)
+		require.NoError(t, err)
+		n, err = headerN(legacy)
+		require.NoError(t, err)
+		require.Equal(t, h.N, n)
+		b := h.encode()
+		_, err = headerN(b[:len(b)-2]) // Order, and N at least in part, cut
+		require.Error(t, err)
+	}
+	_, err := headerN(nil)
+	require.Error(t, err)
+	_, err = headerN([]byte{headerVersion + 1})
+	require.Error(t, err)
 }
