@@ -269,7 +269,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	held := newHeldAdvices()
 	after := newAfterSale(st, a.log.With("component", "aftersale")) // agent/aftersale.go
 	a.after = after
-	j := journal{st: st, held: held, after: after, receipts: a.cfg.DigitalReceipts, restarted: time.Now()}
+	j := journal{st: st, held: held, after: after, receipts: a.cfg.DigitalReceipts, restarted: time.Now(), last: newLastEntries()}
 	// What a previous run left unfinished, listed before the POS can start a
 	// payment: recovery must not take this run's payments for interrupted ones.
 	unfinished, err := st.UnfinishedTxns(ctx)

@@ -199,6 +199,8 @@ type journal struct {
 	// restarted is when this run began (zero: unknown): a previous run's
 	// create was sent before it (standing, for a merchantscan payment).
 	restarted time.Time
+	// last caches what Last decoded (agent/journal_last.go); nil: no cache.
+	last *lastEntries
 }
 
 // Begin implements nexo.Journal. The id it returns names the payment
@@ -378,23 +380,7 @@ func resultEvent(id string, resp *nexo.Response) (store.Event, bool) {
 	return store.Event{Kind: store.KindTransactionResult, Payload: b, Key: stableKey("result", id)}, true
 }
 
-// Lookup implements nexo.Journal.
-func (j journal) Lookup(ctx context.Context, saleID, serviceID string) (nexo.JournalEntry, bool, error) {
-	t, ok, err := j.st.TxnByServiceID(ctx, saleID, serviceID, entryStates...)
-	if err != nil || !ok {
-		return nexo.JournalEntry{}, ok, err
-	}
-	return entryOf(t, withResponse), true, nil
-}
-
-// Last implements nexo.Journal.
-func (j journal) Last(ctx context.Context, saleID string) (nexo.JournalEntry, bool, error) {
-	t, ok, err := j.st.LastTxnForSale(ctx, saleID, entryStates...)
-	if err != nil || !ok {
-		return nexo.JournalEntry{}, false, err
-	}
-	return entryOf(t, withResponse), true, nil
-}
+// Lookup and Last: agent/journal_last.go
 
 // entryStates are the states entryOf reads: the store copies no other
 // transition's data for Lookup and Last.

@@ -34,7 +34,7 @@ func payPath(t testing.TB) (*nexo.Client, journal, http.Handler) {
 	}))
 	t.Cleanup(platform.Close)
 	held := newHeldAdvices()
-	j := journal{st: st, held: held}
+	j := journal{st: st, held: held, last: newLastEntries()} // as agent.Run builds it
 	engine, err := qr.NewEngine(qr.Config{Brands: map[string]qr.Method{"KB": {PaymentType: "KB", Scenario: ppaas.ConsumerScan}}},
 		qr.NewClient(platform.Client(), platform.URL, qr.Retry{Attempts: 1}), j, advisor{st: st, held: held}, nil)
 	require.NoError(t, err)

@@ -56,24 +56,32 @@ func (transactionStatusCategory) responseToWire(r *Response, m *wireMessage) err
 	if t := r.TransactionStatus; t != nil {
 		w.MessageReference = refToWire(t.MessageReference)
 		if rep := t.Repeated; rep != nil {
-			body := &wireRepeatedBody{}
-			switch {
-			case rep.Payment != nil || (rep.Reversal == nil && rep.Header.Category == CategoryPayment):
-				pw, err := paymentResponseToWire(rep.Status, rep.Payment)
-				if err != nil {
-					return err
-				}
-				body.PaymentResponse = pw
-			case rep.Reversal != nil || rep.Header.Category == CategoryReversal:
-				body.ReversalResponse = reversalResponseToWire(rep.Status, rep.Reversal)
-			default:
-				return fmt.Errorf("encode RepeatedMessageResponse: unsupported category %q", rep.Header.Category)
+			rw, err := repeatedToWire(rep)
+			if err != nil {
+				return err
 			}
-			w.RepeatedMessageResponse = &wireRepeatedMessageResponse{MessageHeader: headerToWire(rep.Header), RepeatedResponseMessageBody: body}
+			w.RepeatedMessageResponse = rw
 		}
 	}
 	m.TransactionStatusResponse = w
 	return nil
+}
+
+func repeatedToWire(rep *Response) (*wireRepeatedMessageResponse, error) {
+	body := &wireRepeatedBody{}
+	switch {
+	case rep.Payment != nil || (rep.Reversal == nil && rep.Header.Category == CategoryPayment):
+		pw, err := paymentResponseToWire(rep.Status, rep.Payment)
+		if err != nil {
+			return nil, err
+		}
+		body.PaymentResponse = pw
+	case rep.Reversal != nil || rep.Header.Category == CategoryReversal:
+		body.ReversalResponse = reversalResponseToWire(rep.Status, rep.Reversal)
+	default:
+		return nil, fmt.Errorf("encode RepeatedMessageResponse: unsupported category %q", rep.Header.Category)
+	}
+	return &wireRepeatedMessageResponse{MessageHeader: headerToWire(rep.Header), RepeatedResponseMessageBody: body}, nil
 }
 
 func (transactionStatusCategory) responseFromWire(m *wireMessage, r *Response) *Error {

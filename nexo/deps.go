@@ -131,8 +131,8 @@ type JournalEntry struct {
 	State   TxState
 	// Response is the final response (the model: TransactionStatus and a
 	// duplicate's replay encode it for the envelope asking); nil while
-	// InProgress. What Lookup and Last return is the caller's own (a reprint
-	// adds receipts to it).
+	// InProgress. What Lookup and Last return may be shared with other
+	// callers (a journal may keep it decoded): it is read-only.
 	Response *Response
 	Started  time.Time
 	Updated  time.Time

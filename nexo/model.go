@@ -303,6 +303,10 @@ type TransactionStatusResponse struct {
 	MessageReference *MessageReference
 	// Repeated is the original response (RepeatedMessageResponse).
 	Repeated *Response
+	// journaled: Repeated is the journal's Response itself, as Last or
+	// Lookup returned it (read-only, perhaps shared), not a reprint's copy:
+	// the server may reuse its encoding (nexo/status_json.go).
+	journaled bool
 }
 
 // HostStatus is the reachability of one host the POI depends on.

@@ -153,3 +153,18 @@ func reprint(rep *Response, qualifiers []string, merchant string) {
 	}
 	rep.Payment.Receipts = receiptsFor(Receipts(rep, merchant, true), qualifiers)
 }
+
+// reprintCopy is rep with its own Payment and Reversal, for a reprint to
+// replace their receipts in: the journal's Response may be shared.
+func (rep *Response) reprintCopy() *Response {
+	c := *rep
+	if c.Payment != nil {
+		p := *c.Payment
+		c.Payment = &p
+	}
+	if c.Reversal != nil {
+		r := *c.Reversal
+		c.Reversal = &r
+	}
+	return &c
+}

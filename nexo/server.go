@@ -125,6 +125,10 @@ type Server struct {
 	cancelBase context.CancelCauseFunc
 	engines    sync.WaitGroup
 
+	// repeated: the JSON of the journaled responses TransactionStatus
+	// repeats (nexo/status_json.go); its own lock.
+	repeated repeatedCache
+
 	mu       sync.Mutex
 	sessions sessions
 	current  *running // the transaction in progress, nil if none
@@ -375,18 +379,26 @@ func (s *Server) process(ctx context.Context, ex *exchange, body []byte) reply {
 // encode renders a response in the request's encoding, protected if the
 // request was.
 func (s *Server) encode(ex *exchange, status int, resp *Response) reply {
-	wm, err := responseToWire(resp)
+	var (
+		b   []byte
+		hdr *wireHeader
+		err error
+	)
+	if _, isJSON := ex.codec.(JSONCodec); isJSON && repeatsJournaled(resp) {
+		b, hdr, err = s.encodeStatusJSON(resp) // nexo/status_json.go
+	} else {
+		var wm *wireMessage
+		if wm, err = responseToWire(resp); err == nil {
+			hdr = wm.MessageHeader
+			b, err = ex.codec.encodeWire(rootResponse, wm)
+		}
+	}
+	if err == nil && ex.protected {
+		b, err = s.cfg.Key.sealMessage(ex.codec, rootResponse, hdr, b, nil)
+	}
 	if err == nil {
-		var b []byte
-		hdr := wm.MessageHeader
-		b, err = ex.codec.encodeWire(rootResponse, wm)
-		if err == nil && ex.protected {
-			b, err = s.cfg.Key.sealMessage(ex.codec, rootResponse, hdr, b, nil)
-		}
-		if err == nil {
-			ex.result, ex.condition = resp.Status.Result, resp.Status.ErrorCondition
-			return reply{status: status, body: b, ctype: ex.codec.ContentType()}
-		}
+		ex.result, ex.condition = resp.Status.Result, resp.Status.ErrorCondition
+		return reply{status: status, body: b, ctype: ex.codec.ContentType()}
 	}
 	s.log.Error("encode nexo response", "err", err, "category", resp.Header.Category)
 	return s.reject(ex, status, "response could not be encoded")
@@ -870,12 +882,19 @@ func (s *Server) transactionStatus(ctx context.Context, req *Request) *Response 
 	if len(qualifiers) == 0 && req.TransactionStatus.ReceiptReprint {
 		qualifiers = []string{CashierReceipt, CustomerReceipt}
 	}
-	reprint(rep, qualifiers, s.cfg.MerchantName)
-	reprintReversal(rep, qualifiers) // refunds: nexo/refund.go
+	journaled := len(qualifiers) == 0 // its encoding may be kept (nexo/status_json.go)
+	if !journaled {
+		// The journal's Response may be shared (JournalEntry): a reprint
+		// changes the copy's receipts only.
+		rep = rep.reprintCopy()
+		reprint(rep, qualifiers, s.cfg.MerchantName)
+		reprintReversal(rep, qualifiers) // refunds: nexo/refund.go
+	}
 	return s.ok(h, func(r *Response) {
 		r.TransactionStatus = &TransactionStatusResponse{
 			MessageReference: &MessageReference{Category: e.Category, SaleID: e.SaleID, ServiceID: e.ServiceID},
 			Repeated:         rep,
+			journaled:        journaled,
 		}
 	})
 }

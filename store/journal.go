@@ -137,6 +137,28 @@ func (h *txnHeader) decode(v []byte) error {
 	return nil
 }
 
+// headerN reads only N, the transitions so far, of a header of either
+// layout: what a TxnStamp check needs, without the strings decode makes.
+func headerN(v []byte) (uint64, error) {
+	if len(v) > 0 && v[0] == '{' {
+		var h txnHeader
+		err := h.decode(v)
+		return h.N, err
+	}
+	d := decoder{b: v}
+	if ver := d.byte(); d.err == nil && ver != headerVersion {
+		return 0, fmt.Errorf("%w: header version %d", ErrBadRecord, ver)
+	}
+	d.bytes(d.length()) // SaleID
+	d.bytes(d.length()) // ServiceID
+	d.varint()          // Started
+	d.varint()          // Updated
+	d.bytes(d.length()) // State
+	d.byte()            // flags
+	n := d.uvarint()
+	return n, d.err
+}
+
 // StartTxn journals a new transaction with its first transition. If
 // ref.ServiceID is set, it fails with ErrDuplicateServiceID when the
 // SaleID+ServiceID pair is reserved, else reserves it; the check and the
@@ -345,6 +367,75 @@ func (s *Store) LastTxnForSale(ctx context.Context, saleID string, dataOf ...str
 		return Txn{}, false, fmt.Errorf("read last transaction of SaleID %q: %w", saleID, err)
 	}
 	return t, ok, nil
+}
+
+// TxnStamp names one version of a journal entry: its id and its number of
+// transitions. An entry changes only by gaining a transition (StartTxn
+// writes the first one and the header, every append the next one and the
+// header again) and leaves only whole, so two reads with the same stamp
+// read the same entry.
+type TxnStamp struct {
+	ID string
+	N  uint64
+}
+
+// LastTxnForSaleSince is LastTxnForSale for a caller that keeps what it read
+// of a transaction at stamp have. When SaleID's last transaction is that one,
+// unchanged, it answers with stamp == have and t empty, having read the
+// header only; otherwise t is read as LastTxnForSale reads it, and stamp is
+// t's. ok is false when SaleID has no transaction.
+func (s *Store) LastTxnForSaleSince(ctx context.Context, saleID string, have TxnStamp, dataOf ...string) (t Txn, stamp TxnStamp, ok bool, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		id := lastForSale(tx, saleID) // indexed: no scan of the journal
+		if id == nil {
+			return nil
+		}
+		var err error
+		t, stamp, err = readTxnSince(tx, id, have, dataOf...)
+		ok = err == nil
+		return err
+	})
+	if err != nil {
+		return Txn{}, TxnStamp{}, false, fmt.Errorf("read last transaction of SaleID %q: %w", saleID, err)
+	}
+	return t, stamp, ok, nil
+}
+
+// TxnByServiceIDSince is TxnByServiceID for a caller that keeps what it read
+// of a transaction at stamp have, as LastTxnForSaleSince.
+func (s *Store) TxnByServiceIDSince(ctx context.Context, saleID, serviceID string, have TxnStamp, dataOf ...string) (t Txn, stamp TxnStamp, ok bool, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketSvc).Get(serviceKey(saleID, serviceID))
+		if len(v) < 8 {
+			return nil
+		}
+		var err error
+		t, stamp, err = readTxnSince(tx, v[8:], have, dataOf...)
+		if errors.Is(err, ErrNotFound) {
+			return nil // journal entry pruned before the index: treat as unknown
+		}
+		ok = err == nil
+		return err
+	})
+	if err != nil {
+		return Txn{}, TxnStamp{}, false, fmt.Errorf("look up SaleID %q ServiceID %q: %w", saleID, serviceID, err)
+	}
+	return t, stamp, ok, nil
+}
+
+// readTxnSince reads transaction id as readTxn does, or only its header when
+// have stamps it as it is: then t is empty and stamp is have.
+func readTxnSince(tx *bolt.Tx, id []byte, have TxnStamp, dataOf ...string) (t Txn, stamp TxnStamp, err error) {
+	var n uint64
+	if hv := tx.Bucket(bucketTxn).Get(id); hv != nil {
+		if n, err = headerN(hv); err == nil && string(id) == have.ID && n == have.N {
+			return Txn{}, have, nil
+		}
+	}
+	if t, err = readTxn(tx, string(id), dataOf...); err != nil {
+		return Txn{}, TxnStamp{}, err // a missing or damaged header among them
+	}
+	return t, TxnStamp{ID: t.ID, N: n}, nil
 }
 
 // TxnByServiceID returns the transaction a SaleID+ServiceID pair started, as

@@ -119,7 +119,7 @@ func (r *Report) figures() []figure {
 		{
 			what:     "TransactionStatus (the last payment, its response repeated from the journal) ÷ Diagnosis, agent CPU per request (getrusage)",
 			ratio:    m("agent", "TransactionStatusVsDiagnosis", "status/diagnosis"),
-			absolute: fmt.Sprintf("TransactionStatus %s µs, Diagnosis %s µs of CPU per request", num(m("agent", "TransactionStatusVsDiagnosis", "status-cpu-µs")), num(m("agent", "TransactionStatusVsDiagnosis", "diagnosis-cpu-µs"))),
+			absolute: fmt.Sprintf("TransactionStatus %s µs (%s µs over a journal that keeps nothing decoded or encoded: the first ask after the entry changed), Diagnosis %s µs of CPU per request", num(m("agent", "TransactionStatusVsDiagnosis", "status-cpu-µs")), num(m("agent", "TransactionStatusVsDiagnosis", "status-uncached-cpu-µs")), num(m("agent", "TransactionStatusVsDiagnosis", "diagnosis-cpu-µs"))),
 			target:   "≤ 1.5",
 			ok:       func(v float64) bool { return v <= 1.5 },
 		},
