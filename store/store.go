@@ -185,7 +185,7 @@ var (
 	bucketSvc     = []byte("journal.svc")   // saleID \x00 serviceID → be(started) id
 	bucketUnfin   = []byte("journal.unfinished")
 	bucketSeen    = []byte("seen")      // event id → be(seen at)
-	bucketSeenAge = []byte("seen.time") // be(seen at) event id → nil
+	bucketSeenAge = []byte("seen.time") // be(seen at) event id → nil; files before issue 17 (PruneEvents)
 
 	keySchema   = []byte("schema")
 	keyCounters = []byte("counters")
