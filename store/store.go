@@ -9,17 +9,16 @@
 // call returns only after its transaction is on disk, so whatever a caller
 // was told is stored survives kill -9 and power loss.
 //
-// bbolt's free-page list is written with a commit only while it is short
-// (up to 1,024 free pages, 8 KiB). Written on every commit whatever its size
-// (bbolt's default), it cost each commit the whole list once a large outbox
-// backlog had drained — about 1.1 MiB per payment after 1,000,000 records,
-// payments 2.4× slower until the file was compacted (BenchmarkBacklogCliff).
-// When the list is not on disk bbolt rebuilds it on open by walking the pages
-// the tree reaches, which are few exactly when many pages are free; a file
-// full of queued records keeps its list and opens without the walk. The list
-// is derived from the committed tree, so leaving it out changes nothing about
-// what survives a crash, and files with and without it open under either
-// setting (TestFreelistModesOpenEachOthersFiles).
+// bbolt's free-page list is never written. Written on every commit (bbolt's
+// default), it cost each commit the whole list once a large outbox backlog
+// had drained — about 1.1 MiB per payment after 1,000,000 records, payments
+// 2.4× slower until the file was compacted (BenchmarkBacklogCliff) — and a
+// page or two even on a fresh store, more pages for each fdatasync on a
+// payment's path (TestPaymentWritesNoFreeList). bbolt rebuilds the list on
+// open by walking the pages the tree reaches. The list is derived from the
+// committed tree, so leaving it out changes nothing about what survives a
+// crash, and files with and without it open under either setting
+// (TestFreelistModesOpenEachOthersFiles).
 package store
 
 import (
