@@ -80,6 +80,14 @@ type ForwarderConfig struct {
 	// refusing (RejectedError) gets before it is dead-lettered. Default 8
 	// (about 2½ hours with the default backoff).
 	MaxRejections uint32
+	// Settle is how long the forwarder lets a new outbox record lie before
+	// it reads it (issue 17). The commit that queues a payment's result also
+	// releases the payment's response to the POS: delivering the result at
+	// once (TLS, JSON, the platform's answer) competed with that response
+	// for a terminal's few cores, on the payment's path. Default 2 ms; a
+	// negative value delivers at once. Wake and an expired backoff are not
+	// delayed.
+	Settle time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Rand returns a number in [0, 1) for the jitter; default math/rand/v2.
@@ -101,6 +109,9 @@ func (c ForwarderConfig) withDefaults() ForwarderConfig {
 	}
 	if c.MaxRejections == 0 {
 		c.MaxRejections = 8
+	}
+	if c.Settle == 0 {
+		c.Settle = defaultSettle
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -157,6 +168,11 @@ type Forwarder struct {
 	stats ForwarderStats
 }
 
+// defaultSettle is ForwarderConfig.Settle's default: longer than a payment's
+// response takes to leave once its final commit is durable (0.1-0.5 ms here),
+// short against anything that waits for a delivery.
+const defaultSettle = 2 * time.Millisecond
+
 // NewForwarder returns a forwarder; it does nothing until Run.
 func NewForwarder(st *store.Store, sender Sender, cfg ForwarderConfig, log *slog.Logger) *Forwarder {
 	if log == nil {
@@ -212,6 +228,16 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-tc:
 		case <-appended:
+			if f.cfg.Settle > 0 {
+				settle := time.NewTimer(f.cfg.Settle)
+				defer settle.Stop()
+				select {
+				case <-ctx.Done():
+				case <-settle.C:
+				case <-f.wake:
+					return true
+				}
+			}
 		case <-f.wake:
 			return true
 		}

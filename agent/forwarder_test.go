@@ -418,3 +418,45 @@ func BenchmarkForwarderDrain(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/el.Seconds(), "records/s")
 }
+
+// Issue 17: the commit that queues a payment's result also releases its
+// response to the POS; the forwarder lets the new record lie for Settle
+// before delivering it, so the delivery does not compete with the response.
+// Wake is not delayed.
+func TestForwarderSettlesBeforeDeliveringANewRecord(t *testing.T) {
+	const settle = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		wake bool
+	}{{"appended", false}, {"woken", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := newReceiver(2)
+			srv := httptest.NewServer(rc)
+			defer srv.Close()
+			st := openStore(t, store.Options{})
+			f := NewForwarder(st, httpSender{url: srv.URL, client: srv.Client()}, ForwarderConfig{Settle: settle}, quietLog())
+			_, err := st.Append(t.Context(), store.Event{Kind: store.KindReceipt})
+			require.NoError(t, err)
+			startForwarder(t, f)
+			// The first record is delivered (found at start: no settling), then
+			// the forwarder reads the outbox again (a read transaction) and
+			// waits for a new record.
+			require.Eventually(t, func() bool { return f.Stats().Sent == 1 }, 10*time.Second, time.Millisecond)
+			reads := st.ReadTxns()
+			require.Eventually(t, func() bool { return st.ReadTxns() > reads }, 10*time.Second, time.Millisecond)
+			appended := time.Now()
+			_, err = st.Append(t.Context(), store.Event{Kind: store.KindReceipt})
+			require.NoError(t, err)
+			if tc.wake {
+				f.Wake()
+			}
+			waitFor(t, rc.allIn, "delivery", 10*time.Second)
+			took := time.Since(appended)
+			if tc.wake {
+				require.Less(t, took, settle, "Wake delivers at once")
+			} else {
+				require.GreaterOrEqual(t, took, settle, "a new record lies for Settle first")
+			}
+		})
+	}
+}

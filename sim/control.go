@@ -137,7 +137,7 @@ func (p *PPaaS) initPayments() error {
 	if err != nil {
 		return fmt.Errorf("simulated PPaaS: %w", err)
 	}
-	pay.busy = &p.apiNanos
+	pay.busy, pay.spans = &p.apiNanos, &p.paymentBusy
 	p.pay = pay
 	p.faults.orderOf = pay.orderOf
 	if c.ExternalMQTTURL != "" {

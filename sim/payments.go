@@ -84,6 +84,7 @@ type payments struct {
 	now       func() time.Time
 	pub       publisher
 	busy      *atomic.Int64 // nanoseconds spent publishing events (the simulator's time)
+	spans     *busyTime     // the same spans, for the wall-time union (PaymentAPITime)
 	cfg       ProvidersConfig
 	providers map[string]provider // by paymentType; read-only after newPayments
 
@@ -163,10 +164,16 @@ func (pm *payments) start(pub publisher) {
 				return
 			case o := <-pm.queue:
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if pm.spans != nil {
+					pm.spans.enter()
+				}
 				began := time.Now()
 				err := pm.pub.Publish(ctx, o.topic, o.payload)
 				if pm.busy != nil {
 					pm.busy.Add(int64(time.Since(began)))
+				}
+				if pm.spans != nil {
+					pm.spans.exit()
 				}
 				if err != nil {
 					// The broker is down or refused: the event is lost, as a real

@@ -88,6 +88,7 @@ type PPaaS struct {
 	apiNanos     atomic.Int64 // time spent in API handlers and publishing events, for benchmarks
 	ingestNanos  atomic.Int64 // of which in the device events ingest (the agent's forwarder)
 	apiCalls     atomic.Int64 // API requests answered, device events ingest excluded
+	paymentBusy  busyTime     // wall time in the payment's own API calls and event publishing
 
 	// agentClock is the in-process agent's clock (control API), if any.
 	agentClock atomic.Pointer[AgentClock]
@@ -99,29 +100,82 @@ type PPaaS struct {
 // benchmark can tell the agent's share of a payment from the platform's.
 func (p *PPaaS) timed(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ingest := r.URL.Path == EventsPath
+		if !ingest {
+			p.paymentBusy.enter()
+		}
 		start := time.Now()
 		h.ServeHTTP(w, r)
 		d := int64(time.Since(start))
 		p.apiNanos.Add(d)
-		if r.URL.Path == EventsPath {
+		if ingest {
 			p.ingestNanos.Add(d)
 		} else {
+			p.paymentBusy.exit()
 			p.apiCalls.Add(1)
 		}
 	})
+}
+
+// busyTime is the wall time during which at least one of its spans was open:
+// the union of the spans, not their sum. The simulator publishes a payment's
+// events while the API call that decided them is still answering; summing
+// both would count that time twice and flatter the agent's share.
+type busyTime struct {
+	now   func() time.Time // nil: time.Now
+	mu    sync.Mutex
+	open  int
+	since time.Time
+	total time.Duration
+}
+
+func (b *busyTime) clock() time.Time {
+	if b.now != nil {
+		return b.now()
+	}
+	return time.Now()
+}
+
+func (b *busyTime) enter() {
+	b.mu.Lock()
+	if b.open == 0 {
+		b.since = b.clock()
+	}
+	b.open++
+	b.mu.Unlock()
+}
+
+func (b *busyTime) exit() {
+	b.mu.Lock()
+	b.open--
+	if b.open == 0 {
+		b.total += b.clock().Sub(b.since)
+	}
+	b.mu.Unlock()
+}
+
+// get is the union so far, a span still open counting up to now.
+func (b *busyTime) get() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.total
+	if b.open > 0 {
+		t += b.clock().Sub(b.since)
+	}
+	return t
 }
 
 // APITime is the total time the simulated platform has spent answering API calls
 // and publishing provider events so far.
 func (p *PPaaS) APITime() time.Duration { return time.Duration(p.apiNanos.Load()) }
 
-// PaymentAPITime is APITime without the device events ingest: the agent's
-// forwarder delivers transaction results asynchronously, off a payment's
-// path, so a benchmark subtracting the platform's time from a payment's must
-// not subtract those deliveries.
-func (p *PPaaS) PaymentAPITime() time.Duration {
-	return time.Duration(p.apiNanos.Load() - p.ingestNanos.Load())
-}
+// PaymentAPITime is the wall time the simulated platform has spent answering
+// API calls and publishing provider events, without the device events
+// ingest: the agent's forwarder delivers transaction results asynchronously,
+// off a payment's path, so a benchmark subtracting the platform's time from a
+// payment's must not subtract those deliveries. Spans that overlap (an event
+// published while its API call is still answering) count once.
+func (p *PPaaS) PaymentAPITime() time.Duration { return p.paymentBusy.get() }
 
 // PaymentAPICalls counts the API requests PaymentAPITime covers (round trips
 // an agent made to the platform, its result deliveries excluded).

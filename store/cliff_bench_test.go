@@ -53,8 +53,8 @@ func storePayment(ctx context.Context, s *Store, i int) error {
 // store whose outbox held TERMAGENT_BACKLOG records (default 100,000) and was
 // drained, against a fresh store, interleaved. Each free-list strategy is a
 // sub-benchmark: freelist=sync writes bbolt's free-page list on every commit
-// (bbolt's default), freelist=bounded (what the store does) writes it only
-// while it is short, so bbolt rebuilds it on open — reopen-ms is that open.
+// (bbolt's default), freelist=bounded (what the store does) never writes it,
+// so bbolt rebuilds it on open — reopen-ms is that open.
 func BenchmarkBacklogCliff(b *testing.B) {
 	backlog := 100_000
 	if v := os.Getenv("TERMAGENT_BACKLOG"); v != "" {

@@ -107,10 +107,6 @@ func (s *Store) MarkEventDeferred(id string) error {
 		if seen.Get([]byte(id)) != nil {
 			return nil
 		}
-		at := seqKey(uint64(timeNanos(w.now)))
-		if err := seen.Put([]byte(id), at); err != nil {
-			return err
-		}
-		return w.tx.Bucket(bucketSeenAge).Put(append(at, id...), []byte{})
+		return seen.Put([]byte(id), seqKey(uint64(timeNanos(w.now)))) // no time index: PruneEvents
 	}))
 }

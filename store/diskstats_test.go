@@ -141,3 +141,28 @@ func TestFreelistModesOpenEachOthersFiles(t *testing.T) {
 		require.Equal(t, "approved", tx.State)
 	}
 }
+
+// Issue 17: even on a fresh store bbolt's free list is a page every commit,
+// one more page for fdatasync to flush on a payment's path. The store never
+// writes it; a payment writes at least a page per commit less than with
+// bbolt's default.
+func TestPaymentWritesNoFreeList(t *testing.T) {
+	ctx := context.Background()
+	pages := map[bool]int64{}
+	for _, syncFreelist := range []bool{true, false} {
+		s, _ := openTest(t, Options{PruneInterval: -1, NoSync: true, syncFreelist: syncFreelist})
+		for i := range 50 { // a journal with some history
+			require.NoError(t, storePayment(ctx, s, i))
+		}
+		before := s.DiskStats()
+		for i := 50; i < 70; i++ {
+			require.NoError(t, storePayment(ctx, s, i))
+		}
+		d := s.DiskStats().Sub(before)
+		pages[syncFreelist] = d.Pages
+		t.Logf("free list synced %t: %d pages in %d commits", syncFreelist, d.Pages, d.Commits)
+		if !syncFreelist {
+			require.LessOrEqual(t, d.Pages, pages[true]-d.Commits, "at least one page per commit less than bbolt's default")
+		}
+	}
+}

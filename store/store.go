@@ -9,17 +9,16 @@
 // call returns only after its transaction is on disk, so whatever a caller
 // was told is stored survives kill -9 and power loss.
 //
-// bbolt's free-page list is written with a commit only while it is short
-// (up to 1,024 free pages, 8 KiB). Written on every commit whatever its size
-// (bbolt's default), it cost each commit the whole list once a large outbox
-// backlog had drained — about 1.1 MiB per payment after 1,000,000 records,
-// payments 2.4× slower until the file was compacted (BenchmarkBacklogCliff).
-// When the list is not on disk bbolt rebuilds it on open by walking the pages
-// the tree reaches, which are few exactly when many pages are free; a file
-// full of queued records keeps its list and opens without the walk. The list
-// is derived from the committed tree, so leaving it out changes nothing about
-// what survives a crash, and files with and without it open under either
-// setting (TestFreelistModesOpenEachOthersFiles).
+// bbolt's free-page list is never written. Written on every commit (bbolt's
+// default), it cost each commit the whole list once a large outbox backlog
+// had drained — about 1.1 MiB per payment after 1,000,000 records, payments
+// 2.4× slower until the file was compacted (BenchmarkBacklogCliff) — and a
+// page or two even on a fresh store, more pages for each fdatasync on a
+// payment's path (TestPaymentWritesNoFreeList). bbolt rebuilds the list on
+// open by walking the pages the tree reaches. The list is derived from the
+// committed tree, so leaving it out changes nothing about what survives a
+// crash, and files with and without it open under either setting
+// (TestFreelistModesOpenEachOthersFiles).
 package store
 
 import (
@@ -131,8 +130,12 @@ type Options struct {
 	// transaction an unfinished one depends on.
 	DependsOn func(t Txn) string
 
-	// syncFreelist writes bbolt's free-page list on every commit whatever
-	// its size (bbolt's default), for benchmarks to compare.
+	// syncFreelist writes bbolt's free-page list on every commit (bbolt's
+	// default), for benchmarks to compare. The Store never writes it
+	// otherwise: even a fresh store's list is a page or two every commit
+	// (about 1 in 16 of the pages a payment writes, each one more page for
+	// fdatasync to flush), and bbolt rebuilds it on open from the pages the
+	// tree reaches, as etcd has it do.
 	syncFreelist bool
 }
 
@@ -181,7 +184,7 @@ var (
 	bucketSvc     = []byte("journal.svc")   // saleID \x00 serviceID → be(started) id
 	bucketUnfin   = []byte("journal.unfinished")
 	bucketSeen    = []byte("seen")      // event id → be(seen at)
-	bucketSeenAge = []byte("seen.time") // be(seen at) event id → nil
+	bucketSeenAge = []byte("seen.time") // be(seen at) event id → nil; files before issue 17 (PruneEvents)
 
 	keySchema   = []byte("schema")
 	keyCounters = []byte("counters")
@@ -641,18 +644,9 @@ func (s *Store) writer() {
 	}
 }
 
-// freelistSyncMaxFree is the free-page count above which a commit does not
-// write bbolt's free list (8 bytes a page): past it the list outweighs what
-// a payment writes, and bbolt rebuilds it on open from the pages the tree
-// reaches — few, when this many are free.
-const freelistSyncMaxFree = 1024
-
 func (s *Store) commit(batch []*writeReq) {
 	errs := make([]error, len(batch))
 	w := &wtx{c: s.counters, now: s.opts.Now()}
-	// Only this goroutine commits once the Store is open, so the field bbolt
-	// reads at commit time is not shared.
-	s.db.NoFreelistSync = !s.opts.syncFreelist && s.db.Stats().FreePageN > freelistSyncMaxFree
 	err := guard(func() error {
 		return s.db.Update(func(tx *bolt.Tx) error {
 			w.tx = tx

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,18 +26,23 @@ import (
 // BenchmarkWorldPayment measures whole QR payments as a POS sees them: Nexo
 // PaymentRequest over HTTPS → agent → simulated PPaaS with an instant-approve
 // provider → approval event over MQTT → PaymentResponse. It reports the total
-// latency, the agent's own share (total minus the time the simulated platform spent
-// in the payment's own API calls and publishing its events — not in the forwarder's
-// asynchronous result deliveries, which are off the payment's path) and the time from the simulator handing the
-// approval event to its broker to the POS holding the response.
+// latency, the agent's own share (total minus the wall time the simulated
+// platform spent in the payment's own API calls and publishing its events,
+// overlapping spans counted once — not in the forwarder's asynchronous result
+// deliveries, which are off the payment's path) and the time from the
+// simulator handing the approval event to its broker to the POS holding the
+// response.
 //
 // It also measures, in the same run, what the payment writes (commits,
 // fdatasyncs, pages and bytes from the store's own counters) and its floor:
 // the commits on the payment's path × 2 fdatasync of one page on the same
-// filesystem, plus its round trips (POS → agent, and the agent's calls to the
-// platform) × one HTTPS round trip on loopback with the agent's Nexo
-// certificate and TLS settings. The floor samples are taken between payments,
-// so both see the same machine.
+// filesystem, plus its round trips: the POS's (the POS's own Nexo client
+// encoding the request and decoding a payment response, against a server
+// that answers with canned bytes: the POS is another machine, its codec is
+// not the agent's time) and the agent's calls to the platform (bare bytes),
+// each one HTTPS round trip on loopback with the agent's Nexo certificate
+// and TLS settings. The floor samples are taken between payments, so both
+// see the same machine.
 func BenchmarkWorldPayment(b *testing.B) {
 	w, pos := startWorldB(b)
 	ctx := b.Context()
@@ -65,7 +71,7 @@ func BenchmarkWorldPayment(b *testing.B) {
 		if at := finalEventAt(w, resp.Payment.Result.ApprovalCode); !at.IsZero() {
 			eventToResp = append(eventToResp, end.Sub(at))
 		}
-		fl.sample(b)
+		fl.sample(b, resp)
 		b.StartTimer()
 	}
 	b.StopTimer()
@@ -94,12 +100,13 @@ func BenchmarkWorldPayment(b *testing.B) {
 	if os.Getenv("BENCH_NOSYNC") != "" {
 		syncs = 0
 	}
-	fsync, rtt := p50(fl.syncs), p50(fl.rtts)
-	floor := time.Duration(commits*syncs)*fsync + time.Duration(1+calls)*rtt
+	fsync, rtt, posRTT := p50(fl.syncs), p50(fl.rtts), p50(fl.posRTTs)
+	floor := time.Duration(commits*syncs)*fsync + posRTT + time.Duration(calls)*rtt
 	b.ReportMetric(float64(commits), "path-commits")
 	b.ReportMetric(float64(1+calls), "path-round-trips")
 	b.ReportMetric(float64(fsync.Microseconds()), "fdatasync-p50-µs")
 	b.ReportMetric(float64(rtt.Microseconds()), "https-rtt-p50-µs")
+	b.ReportMetric(float64(posRTT.Microseconds()), "pos-rtt-p50-µs")
 	b.ReportMetric(float64(floor.Microseconds())/1000, "floor-ms")
 	b.ReportMetric(float64(p50(share))/float64(floor), "agent-floor-ratio")
 	_, charges := w.PPaaS.Transactions()
@@ -108,18 +115,24 @@ func BenchmarkWorldPayment(b *testing.B) {
 	}
 }
 
-// floor samples the two things a payment cannot avoid: fdatasync of one page
-// in the agent's data directory, and an HTTPS round trip on loopback to a
-// bare echo server with the agent's Nexo certificate and TLS settings, from a
-// client with the POS's TLS settings, carrying a payment request's bytes.
+// floor samples the things a payment cannot avoid: fdatasync of one page in
+// the agent's data directory, an HTTPS round trip on loopback to a bare echo
+// server with the agent's Nexo certificate and TLS settings, from a client
+// with the POS's TLS settings, carrying a payment request's bytes, and the
+// POS's own round trip: its Nexo client encoding a payment request and
+// decoding a payment response (the first payment's, re-encoded) that the
+// server answers with canned bytes.
 type floor struct {
-	f     *os.File
-	page  []byte
-	hc    *http.Client
-	url   string
-	body  []byte
-	syncs []time.Duration
-	rtts  []time.Duration
+	f       *os.File
+	page    []byte
+	hc      *http.Client
+	url     string
+	body    []byte
+	pos     *world.POS // the POS's client, pointed at the canned server
+	canned  atomic.Pointer[[]byte]
+	syncs   []time.Duration
+	rtts    []time.Duration
+	posRTTs []time.Duration
 }
 
 func newFloor(b *testing.B, w *world.World, pos *world.POS) *floor {
@@ -137,9 +150,13 @@ func newFloor(b *testing.B, w *world.World, pos *world.POS) *floor {
 	if err != nil {
 		b.Fatal(err)
 	}
+	fl := &floor{f: f, page: make([]byte, 4096)}
 	echo := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
+			if r.URL.Path == "/pos" {
+				body = *fl.canned.Load()
+			}
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(body)
 		}),
@@ -154,16 +171,20 @@ func newFloor(b *testing.B, w *world.World, pos *world.POS) *floor {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fl := &floor{f: f, page: make([]byte, 4096), hc: &http.Client{Timeout: 10 * time.Second, Transport: tr}, url: "https://" + ln.Addr().String() + "/nexo", body: body}
+	fl.hc, fl.url, fl.body = &http.Client{Timeout: 10 * time.Second, Transport: tr}, "https://"+ln.Addr().String()+"/nexo", body
+	fl.pos = &world.POS{Client: &nexo.Client{URL: "https://" + ln.Addr().String() + "/pos", HTTP: fl.hc}, POIID: pos.POIID, SaleID: pos.SaleID}
 	if _, err := f.WriteAt(fl.page, 0); err != nil { // allocate the page outside the samples
 		b.Fatal(err)
 	}
-	fl.sample(b) // warm the connection (TLS handshake)
+	fl.sample(b, nil) // warm the connection (TLS handshake)
 	fl.syncs, fl.rtts = nil, nil
 	return fl
 }
 
-func (fl *floor) sample(b *testing.B) {
+// sample takes one of each figure; resp is the payment just made (its
+// encoding becomes the canned answer of the POS's round trip), nil to skip
+// the POS's round trip.
+func (fl *floor) sample(b *testing.B, payment *nexo.Response) {
 	t0 := time.Now()
 	if _, err := fl.f.WriteAt(fl.page, 0); err != nil {
 		b.Fatal(err)
@@ -180,6 +201,22 @@ func (fl *floor) sample(b *testing.B) {
 	_ = resp.Body.Close()
 	fl.syncs = append(fl.syncs, t1.Sub(t0))
 	fl.rtts = append(fl.rtts, time.Since(t1))
+	if payment == nil {
+		return
+	}
+	if fl.canned.Load() == nil {
+		canned, err := nexo.JSONCodec{}.EncodeResponse(payment)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fl.canned.Store(&canned)
+	}
+	t2 := time.Now()
+	got, err := fl.pos.Pay(b.Context(), "", 1250, "EUR", "KB")
+	if err != nil || got.Status.Result != nexo.Success {
+		b.Fatalf("POS round trip to the canned server: %v %s", err, world.Describe(got))
+	}
+	fl.posRTTs = append(fl.posRTTs, time.Since(t2))
 }
 
 // BenchmarkPaymentPollingMode measures the same whole payment with no broker:
@@ -228,14 +265,11 @@ func startWorldB(b *testing.B) (*world.World, *world.POS) {
 	})
 }
 
+// finalEventAt looks the one transaction up: listing them all (and sorting)
+// after every payment made the harness's own garbage grow with b.N.
 func finalEventAt(w *world.World, id string) time.Time {
-	txs, _ := w.PPaaS.Transactions()
-	for _, tx := range txs {
-		if tx.TransactionID == id {
-			return tx.FinalEventAt
-		}
-	}
-	return time.Time{}
+	tx, _ := w.PPaaS.Transaction(id)
+	return tx.FinalEventAt
 }
 
 // BenchmarkDiagnosisUnderPayments measures a second POS's Diagnosis p50/p99,
