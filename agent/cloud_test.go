@@ -72,15 +72,21 @@ func recv(t *testing.T, c *websocket.Conn) ppaas.CloudFrame {
 	return f
 }
 
-// gatedServe answers each message with {"served":N} once released.
+// gatedServe answers each message with {"served":N} once released, or once
+// the test ends (a failed test must not leave the connector waiting for it:
+// the connector serves with a context that shutdown does not cancel).
 type gatedServe struct {
 	calls   atomic.Int32
 	release chan struct{}
+	ended   <-chan struct{}
 }
 
 func (g *gatedServe) serve(_ context.Context, body []byte) []byte {
 	n := g.calls.Add(1)
-	<-g.release
+	select {
+	case <-g.release:
+	case <-g.ended:
+	}
 	return []byte(`{"served":` + string(rune('0'+n)) + `}`)
 }
 
@@ -98,7 +104,7 @@ func runConnector(t *testing.T, cc *CloudConnector) {
 // unacknowledged request gets the kept answer, not a second run.
 func TestCloudConnectorAtMostOnceAndRedelivery(t *testing.T) {
 	relay := newFakeRelay(t)
-	g := &gatedServe{release: make(chan struct{})}
+	g := &gatedServe{release: make(chan struct{}), ended: t.Context().Done()}
 	cc := NewCloudConnector(CloudConfig{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, relay.dial, g.serve, nil)
 	runConnector(t, cc)
 
@@ -138,7 +144,7 @@ func TestCloudConnectorAtMostOnceAndRedelivery(t *testing.T) {
 // kept answer of the earlier one.
 func TestCloudRequestIDReusedForAnotherMessage(t *testing.T) {
 	relay := newFakeRelay(t)
-	g := &gatedServe{release: make(chan struct{})}
+	g := &gatedServe{release: make(chan struct{}), ended: t.Context().Done()}
 	close(g.release)
 	cc := NewCloudConnector(CloudConfig{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, relay.dial, g.serve, nil)
 	runConnector(t, cc)
@@ -231,7 +237,7 @@ func TestCloudConnectorPingDropsASilentRelay(t *testing.T) {
 // and one beyond both bounds is answered Busy at once, without being served.
 func TestCloudConnectorKeepsReadingWhenSaturated(t *testing.T) {
 	relay := newFakeRelay(t)
-	g := &gatedServe{release: make(chan struct{})}
+	g := &gatedServe{release: make(chan struct{}), ended: t.Context().Done()}
 	busy := func(body []byte, why string) []byte {
 		b, _ := json.Marshal(map[string]string{"busy": why, "req": string(body)})
 		return b
@@ -243,15 +249,19 @@ func TestCloudConnectorKeepsReadingWhenSaturated(t *testing.T) {
 	c := relay.next(t)
 	defer c.CloseNow()
 	frames := make(chan ppaas.CloudFrame, 16)
-	go func() { // the relay reads (answers the connector's pings) until closed
+	go func() { // the relay reads (answers the connector's pings) until closed or the test ends
 		for {
-			_, b, err := c.Read(context.Background())
+			_, b, err := c.Read(t.Context())
 			if err != nil {
 				return
 			}
 			var f ppaas.CloudFrame
 			if json.Unmarshal(b, &f) == nil {
-				frames <- f
+				select {
+				case frames <- f:
+				case <-t.Context().Done():
+					return
+				}
 			}
 		}
 	}()
