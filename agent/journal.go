@@ -415,7 +415,9 @@ func entryOf(t store.Txn, parts int) nexo.JournalEntry {
 		case stateRefundManual: // refunds: agent/refund_desk.go (unfinished, answered "manual action needed")
 			e.State, done = nexo.TxDone, tr.Data
 		case stateRecoverManual: // a merchantscan payment recovery cannot locate: agent/recover_locate.go
-			e.State, done = nexo.TxDone, tr.Data
+			// Still in progress (PPaaS may yet show it charged): its text
+			// goes with the InProgress answer, never as a final Failure.
+			done = tr.Data
 		}
 	}
 	if parts&withRequest != 0 {

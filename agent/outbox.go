@@ -200,7 +200,13 @@ func (s sender) post(ctx context.Context, r store.Record) error {
 // as long as it takes — an advice never expires by time alone.
 func classify(err error) error {
 	var ae *qr.APIError
-	if errors.As(err, &ae) && ae.StatusCode/100 == 4 && !inconclusive(ae.StatusCode) {
+	if errors.As(err, &ae) && ae.StatusCode/100 == 4 {
+		if inconclusive(ae.StatusCode) {
+			// PPaaS answered: the platform is up, this advice is not settled
+			// yet. Never counted as an outage, which would pause the whole
+			// outbox behind it.
+			return fmt.Errorf("%w (%w)", err, qr.ErrNotSettled)
+		}
 		return Rejected(err)
 	}
 	return err

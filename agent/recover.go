@@ -96,6 +96,14 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) (unloc
 		got, err := j.standing(ctx, t.ID, v)
 		if err == nil {
 			cur = &got
+			if v.transactionID == "" && got.TransactionID != "" {
+				// Learnt now (the crash lost it, or the listing found it):
+				// journaled with the outcome below, so later reversals and
+				// PPaaS events naming only this id find the payment.
+				if rerr := j.Record(ctx, qr.Transition{ClientTransactionID: t.ID, TransactionID: got.TransactionID, To: got.Status, At: time.Now(), Source: "recover"}); rerr != nil {
+					log.Warn("recover: journal the PPaaS id learnt", "err", rerr)
+				}
+			}
 			v.transactionID = got.TransactionID
 		}
 		failpoint.Hit("recover.asked")
@@ -103,6 +111,8 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) (unloc
 		case byListing && errors.Is(err, qr.ErrNeverCreated):
 			if a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Aborted, "interrupted by an agent restart before the payment reached PPaaS; the customer's code was not charged"), nil) {
 				log.Info("recovered transaction: merchantscan create never reached PPaaS, nothing charged")
+			} else {
+				unlocated = append(unlocated, t) // asked again (relocate), escalated if it lasts
 			}
 		case byListing && err != nil:
 			// Never replayed, never reversed blind: asked again (relocate).
@@ -120,10 +130,14 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) (unloc
 				brand, nexo.PaymentRequest{})
 			if a.finishRecovered(ctx, j, t, v, &res, nil, nil) {
 				log.Info("recovered transaction: approved at PPaaS")
+			} else if byListing {
+				unlocated = append(unlocated, t)
 			}
 		case cur != nil && cur.Status.Final() && cur.Status != ppaas.Approved:
 			if a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Refusal, "%s at PPaaS (outcome recovered after an agent restart)", cur.Status), nil) {
 				log.Info("recovered transaction: not approved", "status", cur.Status)
+			} else if byListing {
+				unlocated = append(unlocated, t)
 			}
 		default:
 			adv := qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: v.transactionID, Reason: reasonRestart, At: time.Now(), Started: t.Started}

@@ -205,6 +205,14 @@ func TestRecoveryNeverChargesAMerchantScanCode(t *testing.T) {
 			if tc.result == nexo.Success {
 				require.Equal(t, int64(4200), e.Response.Payment.Result.AuthorizedAmount.Minor, "the transaction the original create made")
 			}
+			if tc.made != "" {
+				// The PPaaS id learnt from the listing is journaled: a later
+				// event naming only it (a chargeback) finds the payment.
+				found, ok, err := st.TxnByAlias(t.Context(), "qr-orig")
+				require.NoError(t, err)
+				require.True(t, ok, "no alias for the PPaaS id recovery found")
+				require.Equal(t, id, found.ID)
+			}
 			if tc.made == "" {
 				require.Contains(t, e.Response.Status.AdditionalResponse, "not charged")
 			}
@@ -252,6 +260,7 @@ func TestRecoveryKeepsAnUnlocatableMerchantScanPaymentInProgress(t *testing.T) {
 		return e.Response != nil && strings.Contains(e.Response.Status.AdditionalResponse, "manual action needed")
 	}, 10*time.Second, 5*time.Millisecond)
 	e := lookup()
+	require.Equal(t, nexo.TxInProgress, e.State, "given up to a person but still in progress: never a final Failure the POS could take for a decline")
 	require.Equal(t, nexo.Failure, e.Response.Status.Result)
 	require.Equal(t, nexo.InProgress, e.Response.Status.ErrorCondition)
 	require.Contains(t, e.Response.Status.AdditionalResponse, id)

@@ -871,6 +871,11 @@ func (s *Server) transactionStatus(ctx context.Context, req *Request) *Response 
 	case !found || e.SaleID != h.SaleID:
 		return failureResponse(h, Errorf(NotFound, "no such transaction"))
 	case e.State != TxDone:
+		// An unfinished entry may carry a note for the POS (a person must
+		// look); it is told with InProgress, never as the final answer.
+		if e.Response != nil && e.Response.Status.AdditionalResponse != "" {
+			return failureResponse(h, Errorf(InProgress, "transaction %s in progress: %s", e.ServiceID, e.Response.Status.AdditionalResponse))
+		}
 		return failureResponse(h, Errorf(InProgress, "transaction %s in progress", e.ServiceID))
 	}
 	rep := e.Response // the model, encoded for the envelope asking

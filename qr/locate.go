@@ -32,6 +32,14 @@ const NeverCreated ppaas.State = "never created"
 // maxLocatePages bounds the listing pages one Locate reads (200 each).
 const maxLocatePages = 50
 
+// locateSkew widens the listing's window on both sides: the window's ends
+// are the terminal's clock, PPaaS's createdAt its own, and a terminal's clock
+// can be off by hours (a reset real-time clock before time is synchronised,
+// or a clock set right between the crash and the restart). A transaction
+// outside the window would be taken for one never created, so the window is
+// wide; the clientTransactionId picks the payment's own.
+const locateSkew = 24 * time.Hour
+
 // CreateSentBy is the latest a payment that began at started can have sent
 // its create: after the wait for a scanned code (Config.Timeout) and the
 // create's own bound, retries included (Config.CreateTimeout).
@@ -42,10 +50,10 @@ func (e *Engine) CreateSentBy(started time.Time) time.Time {
 // Locate finds payment ctid's PPaaS transaction without creating one, among
 // the device's transactions created from started (the payment began; its
 // create was sent later) to sentBy (its create cannot have been sent after),
-// both widened by Config.LocateMargin for the platform's clock and its
-// processing. The clientTransactionId is the payment's own, so the
+// both widened by locateSkew for the clocks. The clientTransactionId is the payment's own, so the
 // transaction found is the one its create made. Not found, the answer is
-// ErrNeverCreated once sentBy plus the margin has passed, else an error
+// ErrNeverCreated once sentBy plus Config.LocateMargin (the platform's
+// processing) has passed, else an error
 // wrapping ErrNotSettled (a create may still be taken: ask again later). A
 // listing that fails is an error too: never a conclusion.
 func (e *Engine) Locate(ctx context.Context, ctid string, started, sentBy time.Time) (ppaas.Transaction, error) {
@@ -55,7 +63,7 @@ func (e *Engine) Locate(ctx context.Context, ctid string, started, sentBy time.T
 	// Read before listing: a listing that began after the window closed
 	// shows every transaction the create can have made.
 	closed := time.Now().After(sentBy.Add(e.cfg.LocateMargin))
-	from, to := started.Add(-e.cfg.LocateMargin), sentBy.Add(e.cfg.LocateMargin)
+	from, to := started.Add(-locateSkew), sentBy.Add(locateSkew)
 	after := ""
 	for page := 0; ; page++ {
 		if page == maxLocatePages {
@@ -76,7 +84,7 @@ func (e *Engine) Locate(ctx context.Context, ctid string, started, sentBy time.T
 		after = pg.Next
 	}
 	if !closed {
-		return ppaas.Transaction{}, fmt.Errorf("qr locate %s: not listed, but its create may still reach PPaaS until %s: %w", ctid, to.Format(time.RFC3339), ErrNotSettled)
+		return ppaas.Transaction{}, fmt.Errorf("qr locate %s: not listed, but its create may still reach PPaaS until %s: %w", ctid, sentBy.Add(e.cfg.LocateMargin).Format(time.RFC3339), ErrNotSettled)
 	}
 	return ppaas.Transaction{}, fmt.Errorf("qr locate %s: %w", ctid, ErrNeverCreated)
 }
