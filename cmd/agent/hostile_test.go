@@ -62,6 +62,7 @@ type hostileRig struct {
 	rec      *recorder
 	poiid    string
 	sentLast []byte
+	readings int // measurements per figure, each after a trim (settle)
 }
 
 // recorder keeps the last request body the client sent, for replays.
@@ -323,17 +324,33 @@ type kindFigures struct {
 // 413), then until the agent has trimmed its memory after the burst (it runs
 // with memory_trim_after 1s here, 10s by default), and measures: the figures
 // of the agent the attack left, not of requests still in flight nor of
-// their garbage.
+// their garbage. With h.readings > 1 it measures that many times, each after
+// a trim of its own, and keeps the lowest anonymous memory: what stays
+// resident whatever the collector's timing (a collection finds the live heap
+// spread over more or fewer pages from one run to the next; memory an
+// attack kept would be in every reading).
 func (h *hostileRig) settle() figures {
 	h.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for h.metric("termagent_nexo_connections") > 4 && time.Now().Before(deadline) { // 4: the client's kept-alive connections
 		time.Sleep(100 * time.Millisecond)
 	}
-	// A scrape is activity too: the trim comes memory_trim_after (1 s) and
-	// at most one tick (0.5 s) after the last one, later on a loaded
-	// machine. The figures are read from /proc before the scrape that shows
-	// a trim happened since the previous one: nothing ran in between.
+	best := h.trimmed()
+	for range h.readings - 1 {
+		if f := h.trimmed(); f.AnonKB < best.AnonKB {
+			best = f
+		}
+	}
+	return best
+}
+
+// trimmed measures once the agent has trimmed its memory. A scrape is
+// activity too: the trim comes memory_trim_after (1 s) and at most one tick
+// (0.5 s) after the last one, later on a loaded machine. The figures are read
+// from /proc before the scrape that shows a trim happened since the
+// previous one: nothing ran in between.
+func (h *hostileRig) trimmed() figures {
+	h.t.Helper()
 	trims := int64(h.metric("termagent_memory_trims_total"))
 	for range 10 {
 		time.Sleep(2 * time.Second)
@@ -372,8 +389,9 @@ func (h *hostileRig) metric(name string) float64 {
 // after kind, measuring before and after each, and ends with up to 3,000
 // idle connections. Every figure is read once the agent has trimmed its
 // memory after the burst (settle).
-func runHostile(t testing.TB, n int, journalMax int) (idle figures, kinds []kindFigures, trade tradeFigures) {
+func runHostile(t testing.TB, n, journalMax, readings int) (idle figures, kinds []kindFigures, trade tradeFigures) {
 	h := startHostile(t, journalMax)
+	h.readings = readings
 	all := attacks()
 	// The journal's budget bounds the file to twice itself (journal_max_bytes
 	// counts whole pages; bbolt copies pages on write).
@@ -506,7 +524,7 @@ func hostileN(def int) int {
 }
 
 func TestHostileInput(t *testing.T) {
-	idle, kinds, _ := runHostile(t, hostileN(300), 1<<20)
+	idle, kinds, _ := runHostile(t, hostileN(300), 1<<20, 1)
 	end := kinds[len(kinds)-1].After
 	rssBound := int64(24 << 10) // KiB
 	if raceEnabled {
@@ -520,7 +538,7 @@ func TestHostileInput(t *testing.T) {
 
 // BenchmarkHostileInput is the long run: 10,000 of each attack, with the
 // journal budget at its 1 MiB minimum, reporting the idle figures and those
-// after each kind. It fails when a figure ends more than 10% above idle.
+// after each kind (each the lowest of three readings after a trim, settle). It fails when a figure ends more than 10% above idle.
 // It runs once whatever -benchtime says; with TERMAGENT_HOSTILE_JSON set it
 // also writes the figures there as JSON (for cmd/benchreport, which must
 // report them even when the benchmark fails).
@@ -533,7 +551,7 @@ func BenchmarkHostileInput(b *testing.B) {
 	)
 	for b.Loop() {
 		if kinds == nil {
-			idle, kinds, trade = runHostile(b, n, 1<<20)
+			idle, kinds, trade = runHostile(b, n, 1<<20, 3)
 		}
 	}
 	over := overIdle(idle, kinds, 0.10)
