@@ -47,6 +47,17 @@ func repeated(r *nexo.Response) *nexo.Response {
 	return r.TransactionStatus.Repeated
 }
 
+// statusServer is a Nexo server over an after-sale rig's journal that keeps
+// the last entries (Last), as the agent runs it.
+func statusServer(t *testing.T) (*afterSaleRig, http.Handler) {
+	t.Helper()
+	r := newAfterSaleRig(t, false)
+	r.j.last = newLastEntries()
+	srv, err := nexo.NewServer(nexo.ServerConfig{POIID: "DX8000-1", AllowPlainHTTP: true}, nexo.Deps{Engine: nexo.NewRouter(), Journal: r.j}, nil)
+	require.NoError(t, err)
+	return r, srv.Handler()
+}
+
 // Issue 17: TransactionStatus keeps the last finished entry of each SaleID
 // decoded (the journal's lastEntries) and its JSON encoded (the Nexo
 // server's), yet what it reports is always the journal's truth: an
@@ -54,11 +65,7 @@ func repeated(r *nexo.Response) *nexo.Response {
 // started are told by the next TransactionStatus, never the outcome kept
 // from before.
 func TestTransactionStatusNeverRepeatsAStaleOutcome(t *testing.T) {
-	r := newAfterSaleRig(t, false)
-	r.j.last = newLastEntries()
-	srv, err := nexo.NewServer(nexo.ServerConfig{POIID: "DX8000-1", AllowPlainHTTP: true}, nexo.Deps{Engine: nexo.NewRouter(), Journal: r.j}, nil)
-	require.NoError(t, err)
-	h := srv.Handler()
+	r, h := statusServer(t)
 	ctx := t.Context()
 
 	id := beginPayment(t, r.j, "S1", 1234)
@@ -144,11 +151,7 @@ func TestLastEntriesBounded(t *testing.T) {
 // (go test -race), and once the writes stop every answer is the last
 // payment's.
 func TestTransactionStatusKeptUnderConcurrentWrites(t *testing.T) {
-	r := newAfterSaleRig(t, false)
-	r.j.last = newLastEntries()
-	srv, err := nexo.NewServer(nexo.ServerConfig{POIID: "DX8000-1", AllowPlainHTTP: true}, nexo.Deps{Engine: nexo.NewRouter(), Journal: r.j}, nil)
-	require.NoError(t, err)
-	h := srv.Handler()
+	r, h := statusServer(t)
 	ctx := t.Context()
 	ask := func(ts *nexo.TransactionStatusRequest) (*nexo.Response, error) {
 		raw, err := nexo.JSONCodec{}.EncodeRequest(&nexo.Request{
