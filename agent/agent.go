@@ -407,7 +407,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	if fcfg.Now == nil {
 		fcfg.Now = a.clock.Now
 	}
-	a.fwd = NewForwarder(st, sender{api: a.api, apiURL: a.cfg.APIURL, pos: posClient, engine: engine, journal: j, logger: a.log.With("component", "forwarder")}, fcfg, a.log)
+	snd := sender{api: a.api, apiURL: a.cfg.APIURL, pos: posClient, engine: engine, journal: j, logger: a.log.With("component", "forwarder")}
+	a.fwd = NewForwarder(st, snd, fcfg, a.log)
+	if n, err := snd.retellDeadLetters(ctx); err != nil {
+		a.log.Error("dead-lettered reversals not checked against the journal", "err", err)
+	} else if n > 0 {
+		a.log.Warn("dead-lettered reversals told in their journal entries after a restart", "entries", n)
+	}
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

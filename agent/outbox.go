@@ -245,6 +245,46 @@ func (s sender) log() *slog.Logger {
 	return s.logger
 }
 
+// maxRetold bounds the dead letters retellDeadLetters reads at start.
+const maxRetold = 1024
+
+// retellDeadLetters makes sure every reversal in the dead letters is told in
+// its payment's journal entry (DeadLettered). Moving an advice to the dead
+// letters and writing "manual action needed" into the entry are two writes:
+// a crash between them would leave TransactionStatus saying a reversal is
+// queued while nothing will send it. Run at start; an entry already telling
+// it is not written again. It returns how many entries it told.
+func (s sender) retellDeadLetters(ctx context.Context) (int, error) {
+	recs, err := s.journal.st.ListDead(ctx, maxRetold)
+	if err != nil {
+		return 0, fmt.Errorf("retell dead letters: %w", err)
+	}
+	told := 0
+	for _, r := range recs {
+		if r.Kind != store.KindAdvice {
+			continue
+		}
+		var adv qr.Advice
+		if json.Unmarshal(r.Payload, &adv) != nil {
+			continue
+		}
+		text := deadText(adv, r.LastError)
+		t, err := s.journal.st.Txn(ctx, adv.ClientTransactionID)
+		if err != nil {
+			continue // no entry (pruned, or never journaled): nothing to tell
+		}
+		if e := entryOf(t, withResponse); e.Response != nil && e.Response.Status.AdditionalResponse == text {
+			continue
+		}
+		if err := s.journal.settle(ctx, adv.ClientTransactionID, text); err != nil {
+			s.log().Error("journal the failed reversal", "client_transaction_id", adv.ClientTransactionID, "err", err)
+			continue
+		}
+		told++
+	}
+	return told, nil
+}
+
 // deadText is what TransactionStatus says of a reversal that gave up.
 func deadText(adv qr.Advice, reason string) string {
 	what := "reversal"
