@@ -146,9 +146,10 @@ type Config struct {
 	PollFirst  time.Duration
 	PollCap    time.Duration
 
-	// LocateMargin widens the window in which Locate looks for a create
-	// (and waits before concluding none was made): the platform's clock
-	// against the agent's, and its processing of a create; default 2 min.
+	// LocateMargin is how long past the latest moment a create can have
+	// been sent Locate waits before concluding none was made (the
+	// platform's processing of a create); default 2 min. The listing's
+	// window itself is wider (locateSkew, for the clocks).
 	LocateMargin time.Duration
 }
 

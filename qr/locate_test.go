@@ -240,8 +240,8 @@ func TestWhereRefusesToReplayAMerchantScanCreate(t *testing.T) {
 	require.Zero(t, creates)
 }
 
-// Locate reads every page of the create's window, widened by the margin, and
-// ignores the device's other transactions.
+// Locate reads every page of the create's window, widened for the clocks,
+// and ignores the device's other transactions.
 func TestLocateReadsTheCreatesWindow(t *testing.T) {
 	p, c := newWalletPPaaS(t)
 	p.pageLen = 2
@@ -268,4 +268,12 @@ func TestLocateReadsTheCreatesWindow(t *testing.T) {
 	_, err = e.Locate(t.Context(), "mine", time.Time{}, sentBy)
 	require.Error(t, err)
 	require.False(t, errors.Is(err, ErrNeverCreated))
+
+	// A terminal clock hours off the platform's: PPaaS's createdAt lies far
+	// outside the window in the terminal's time, yet the payment is found,
+	// never taken for one not charged.
+	p.made(ppaas.Transaction{TransactionID: "qr-skewed", ClientTransactionID: "skewed", Status: ppaas.Approved}, sentBy.Add(3*time.Hour))
+	got, err = e.Locate(t.Context(), "skewed", started, sentBy)
+	require.NoError(t, err)
+	require.Equal(t, "qr-skewed", got.TransactionID)
 }
