@@ -1,5 +1,7 @@
 package store
 
+import "time"
+
 // DiskStats are the writes the Store has made to its file since it opened,
 // from bbolt's own counters (DB.Stats) and the writer's commit count, so a
 // benchmark can print measured pages and bytes per operation instead of
@@ -21,6 +23,11 @@ type DiskStats struct {
 	Pages    int64
 	Bytes    int64
 	PageSize int
+	// WriteTime is the wall time the commits spent writing: their pages,
+	// the fdatasync after them, the meta page and its fdatasync (bbolt's
+	// TxStats.WriteTime), so a benchmark can set a commit's measured cost
+	// against the fdatasync floor.
+	WriteTime time.Duration
 }
 
 // DiskStats returns the Store's writes to its file so far.
@@ -28,7 +35,7 @@ func (s *Store) DiskStats() DiskStats {
 	st := s.db.Stats()
 	commits := s.metrics.commits.Load()
 	ps := s.db.Info().PageSize
-	d := DiskStats{Commits: commits, Writes: st.TxStats.GetWrite(), PageSize: ps}
+	d := DiskStats{Commits: commits, Writes: st.TxStats.GetWrite(), PageSize: ps, WriteTime: st.TxStats.GetWriteTime()}
 	d.Pages = st.TxStats.GetPageAlloc()/int64(ps) + commits
 	d.Bytes = d.Pages * int64(ps)
 	if !s.opts.NoSync {
@@ -41,6 +48,6 @@ func (s *Store) DiskStats() DiskStats {
 func (d DiskStats) Sub(o DiskStats) DiskStats {
 	return DiskStats{
 		Commits: d.Commits - o.Commits, Fdatasyncs: d.Fdatasyncs - o.Fdatasyncs, Writes: d.Writes - o.Writes,
-		Pages: d.Pages - o.Pages, Bytes: d.Bytes - o.Bytes, PageSize: d.PageSize,
+		Pages: d.Pages - o.Pages, Bytes: d.Bytes - o.Bytes, PageSize: d.PageSize, WriteTime: d.WriteTime - o.WriteTime,
 	}
 }

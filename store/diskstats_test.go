@@ -27,6 +27,7 @@ func TestDiskStatsCountsEachCommit(t *testing.T) {
 	require.GreaterOrEqual(t, d.Pages, 2*d.Commits, "at least a leaf and the meta page per commit")
 	require.Equal(t, d.Pages*int64(d.PageSize), d.Bytes)
 	require.GreaterOrEqual(t, d.Writes, d.Commits*2)
+	require.Positive(t, d.WriteTime, "measured time writing and syncing the commits")
 }
 
 const diskStatsHelperEnv = "TERMAGENT_DISKSTATS_HELPER"

@@ -93,6 +93,7 @@ func BenchmarkWorldPayment(b *testing.B) {
 	b.ReportMetric(float64(disk.Fdatasyncs)/n, "fdatasync/payment")
 	b.ReportMetric(float64(disk.Pages)/n, "pages/payment")
 	b.ReportMetric(float64(disk.Bytes)/1024/n, "KiB/payment")
+	b.ReportMetric(float64(disk.WriteTime.Microseconds())/n, "commit-write-µs/payment")
 	slices.Sort(pathCommits)
 	slices.Sort(pathCalls)
 	commits, calls := pathCommits[len(pathCommits)/2], pathCalls[len(pathCalls)/2]
