@@ -24,7 +24,9 @@ import (
 // progress) is retried for as long as it takes, well past MaxRejections, and
 // settles once PPaaS answers; a dead letter would send a person to refund by
 // hand what PPaaS may still refund. A genuine refusal (400) still gives up,
-// loudly, after MaxRejections.
+// loudly, after MaxRejections. An inconclusive answer that lasts past
+// EscalateAfter is told to a person once (TransactionStatus, a counter), and
+// the advice is still retried.
 func TestAdviceRetriedWhilePPaaSAnswers404Or409(t *testing.T) {
 	const maxRejections = 2
 	for _, c := range []struct {
@@ -70,7 +72,7 @@ func TestAdviceRetriedWhilePPaaSAnswers404Or409(t *testing.T) {
 			j.qr = engine
 			require.NoError(t, advisor{st: st}.Advise(t.Context(), qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: id, TransactionID: "qr-1", Reason: "outcome unknown"}))
 
-			f := NewForwarder(st, sender{api: srv.Client(), apiURL: srv.URL, engine: engine, journal: j}, ForwarderConfig{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, MaxRejections: maxRejections}, quietLog())
+			f := NewForwarder(st, sender{api: srv.Client(), apiURL: srv.URL, engine: engine, journal: j}, ForwarderConfig{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, MaxRejections: maxRejections, EscalateAfter: 20 * time.Millisecond}, quietLog())
 			startForwarder(t, f)
 			dead := func() int {
 				recs, err := st.ListDead(t.Context(), 10)
@@ -93,6 +95,29 @@ func TestAdviceRetriedWhilePPaaSAnswers404Or409(t *testing.T) {
 			testrig.WaitFor(t, 10*time.Second, "refunds answered many times", func() bool { return refunds.Load() >= 4*maxRejections })
 			require.Zero(t, dead(), "an inconclusive answer is never a reason to give up")
 			require.Len(t, outboxOf(t, st, store.KindAdvice), 1, "the advice stays queued")
+
+			// Past EscalateAfter the POS is told, once, while retries go on.
+			testrig.WaitFor(t, 10*time.Second, "TransactionStatus says the reversal is not confirmed", func() bool {
+				e, ok, err := j.Lookup(t.Context(), "POS1", "U1")
+				require.NoError(t, err)
+				require.True(t, ok)
+				return strings.Contains(e.Response.Status.AdditionalResponse, "not confirmed by PPaaS")
+			})
+			e, _, err := j.Lookup(t.Context(), "POS1", "U1")
+			require.NoError(t, err)
+			require.Equal(t, nexo.Failure, e.Response.Status.Result)
+			require.Contains(t, e.Response.Status.AdditionalResponse, "the consumer may still be charged")
+			require.Contains(t, e.Response.Status.AdditionalResponse, "qr-1")
+			steps := func() int {
+				tx, err := st.Txn(t.Context(), id)
+				require.NoError(t, err)
+				return len(tx.Transitions)
+			}
+			told, seen := steps(), refunds.Load()
+			testrig.WaitFor(t, 10*time.Second, "more inconclusive answers", func() bool { return refunds.Load() >= seen+2*maxRejections })
+			require.Equal(t, told, steps(), "escalated once, not on every retry")
+			require.Equal(t, int64(1), f.Stats().Escalated)
+			require.Len(t, outboxOf(t, st, store.KindAdvice), 1, "still queued after the escalation")
 
 			answers.Store(true)
 			testrig.WaitFor(t, 10*time.Second, "the advice carried out", func() bool { return len(outboxOf(t, st, store.KindAdvice)) == 0 })

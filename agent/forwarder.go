@@ -65,6 +65,15 @@ type DeadLetterer interface {
 	DeadLettered(ctx context.Context, r store.Record, reason string)
 }
 
+// Escalator is implemented by a Sender that must tell a person when a record
+// it keeps retrying has not been settled for ForwarderConfig.EscalateAfter
+// (a reversal PPaaS keeps answering 404/409 to). It reports whether it told
+// anything new: the forwarder logs the escalation only then, so a record
+// retried for days is escalated once.
+type Escalator interface {
+	Escalate(ctx context.Context, r store.Record, since time.Time) bool
+}
+
 // ForwarderConfig tunes the forwarder. Zero fields take the defaults named.
 type ForwarderConfig struct {
 	// BaseDelay is the backoff ceiling after the first failure; each further
@@ -88,6 +97,12 @@ type ForwarderConfig struct {
 	// negative value delivers at once. Wake and an expired backoff are not
 	// delayed.
 	Settle time.Duration
+	// EscalateAfter is how long a record the receiver keeps answering "not
+	// settled yet" (qr.ErrNotSettled: a reversal answered 404 or 409) is
+	// retried before a person is told, through the Sender's Escalator and
+	// an ERROR log. It is never given up: it stays queued and retried.
+	// Default 30 min.
+	EscalateAfter time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Rand returns a number in [0, 1) for the jitter; default math/rand/v2.
@@ -112,6 +127,9 @@ func (c ForwarderConfig) withDefaults() ForwarderConfig {
 	}
 	if c.Settle == 0 {
 		c.Settle = defaultSettle
+	}
+	if c.EscalateAfter <= 0 {
+		c.EscalateAfter = 30 * time.Minute
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -143,6 +161,7 @@ type ForwarderStats struct {
 	Failures     int64     // failed attempts (retried later)
 	DeadLettered int64     // records given up (permanent error, rejections, expiry)
 	DeadByKind   [8]int64  // DeadLettered by store.Kind
+	Escalated    int64     // records told to a person while still retried (EscalateAfter)
 	Wakes        int64     // Wake calls that cut a wait short
 	HeadAttempts uint32    // failed attempts of the record at the head
 	NextAttempt  time.Time // when the head is retried; zero if not waiting
@@ -410,7 +429,11 @@ func (f *Forwarder) deliver(ctx context.Context, rec store.Record) deliveryOutco
 			s.HeadAttempts = attempts
 			s.NextAttempt = next
 		})
-		if rej != nil || errors.Is(err, qr.ErrNotSettled) {
+		if errors.Is(err, qr.ErrNotSettled) {
+			f.escalate(wctx, rec, err)
+			return outcomeOwn
+		}
+		if rej != nil {
 			return outcomeOwn
 		}
 		return outcomeUnreachable
@@ -430,6 +453,21 @@ func (f *Forwarder) deadLettered(ctx context.Context, rec store.Record, reason s
 	if d, ok := f.sender.(DeadLetterer); ok {
 		d.DeadLettered(ctx, rec, reason)
 	}
+}
+
+// escalate tells a person about a record still not settled EscalateAfter
+// after it was queued, once: the Sender says whether it told anything new.
+func (f *Forwarder) escalate(ctx context.Context, rec store.Record, err error) {
+	if rec.Created.IsZero() || f.cfg.Now().Sub(rec.Created) < f.cfg.EscalateAfter {
+		return
+	}
+	e, ok := f.sender.(Escalator)
+	if !ok || !e.Escalate(ctx, rec, rec.Created) {
+		return
+	}
+	f.log.Error("outbox record still not settled; it is retried, and a person should check it at PPaaS",
+		"seq", rec.Seq, "kind", rec.Kind.String(), "key", rec.Key.String(), "queued", rec.Created.UTC().Format(time.RFC3339), "attempts", rec.Attempts+1, "err", err)
+	f.count(func(s *ForwarderStats) { s.Escalated++ })
 }
 
 func (f *Forwarder) count(fn func(*ForwarderStats)) {

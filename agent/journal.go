@@ -521,34 +521,41 @@ var errNotFinished = errors.New("payment not finished in the journal yet")
 // result stays a Failure: no money moved. It fails with errNotFinished while
 // the POS payment it belongs to has no final response yet.
 func (j journal) settle(ctx context.Context, id, text string) error {
+	_, err := j.tell(ctx, id, text)
+	return err
+}
+
+// tell is settle, reporting whether it wrote: an entry whose Failure already
+// says text is left as it is.
+func (j journal) tell(ctx context.Context, id, text string) (bool, error) {
 	t, err := j.st.Txn(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil // no journal entry: nothing to tell a POS
+		return false, nil // no journal entry: nothing to tell a POS
 	}
 	if err != nil {
-		return fmt.Errorf("settle %s: %w", id, err)
+		return false, fmt.Errorf("settle %s: %w", id, err)
 	}
 	e := entryOf(t, withResponse)
 	if e.State != nexo.TxDone {
 		if e.SaleID != "" && e.Category == nexo.CategoryPayment {
-			return fmt.Errorf("settle %s: %w", id, errNotFinished)
+			return false, fmt.Errorf("settle %s: %w", id, errNotFinished)
 		}
-		return nil
+		return false, nil
 	}
 	resp := e.Response // our own copy
-	if resp == nil || resp.Status.Result != nexo.Failure {
-		return nil
+	if resp == nil || resp.Status.Result != nexo.Failure || resp.Status.AdditionalResponse == text {
+		return false, nil
 	}
 	resp.Status.AdditionalResponse = text
 	b, err := responseRecord(resp)
 	if err != nil {
-		return nil
+		return false, nil
 	}
 	if err := j.appendSettled(ctx, t, store.Transition{At: time.Now(), State: stateNexoDone, Final: true, Data: b}, text); err != nil { // agent/aftersale.go
-		return fmt.Errorf("settle %s: %w", id, err)
+		return false, fmt.Errorf("settle %s: %w", id, err)
 	}
 	failpoint.Hit("journal.settle.after")
-	return nil
+	return true, nil
 }
 
 // errCannotAsk: the journal knows too little of a payment to ask PPaaS about

@@ -285,8 +285,43 @@ func (s sender) retellDeadLetters(ctx context.Context) (int, error) {
 	return told, nil
 }
 
+// Escalate implements Escalator: a reversal PPaaS has not confirmed since
+// it was queued is written into its payment's journal entry, so
+// TransactionStatus tells the POS the consumer may still be charged while
+// the agent keeps asking. The text depends only on the advice and since, so
+// an entry that already tells it is not written again (told is false).
+func (s sender) Escalate(ctx context.Context, r store.Record, since time.Time) bool {
+	if r.Kind != store.KindAdvice {
+		return false
+	}
+	var adv qr.Advice
+	if err := json.Unmarshal(r.Payload, &adv); err != nil {
+		return false
+	}
+	told, err := s.journal.tell(ctx, adv.ClientTransactionID, stuckText(adv, since))
+	if err != nil {
+		s.log().Error("journal the unconfirmed reversal", "client_transaction_id", adv.ClientTransactionID, "err", err)
+		return false
+	}
+	return told
+}
+
+// stuckText is what TransactionStatus says of a reversal PPaaS keeps
+// answering "unknown transaction" or "still being processed" to.
+func stuckText(adv qr.Advice, since time.Time) string {
+	return fmt.Sprintf("%s not confirmed by PPaaS since %s (it answers that the transaction is unknown or the refund still in progress); the consumer may still be charged: the agent keeps asking, check it at PPaaS",
+		reversalWhat(adv), since.UTC().Format(time.RFC3339))
+}
+
 // deadText is what TransactionStatus says of a reversal that gave up.
 func deadText(adv qr.Advice, reason string) string {
+	// reason names the PPaaS transaction when the reversal learnt its id.
+	return fmt.Sprintf("%s failed at PPaaS: %s; the consumer may still be charged, manual action needed", reversalWhat(adv), reason)
+}
+
+// reversalWhat names a reversal for the POS: its amount and PPaaS id when
+// the advice has them.
+func reversalWhat(adv qr.Advice) string {
 	what := "reversal"
 	if adv.Amount.Amount > 0 {
 		what += " of " + formatMinor(adv.Amount)
@@ -294,8 +329,7 @@ func deadText(adv qr.Advice, reason string) string {
 	if adv.TransactionID != "" {
 		what += " (PPaaS transaction " + adv.TransactionID + ")"
 	}
-	// reason names the PPaaS transaction when the reversal learnt its id.
-	return fmt.Sprintf("%s failed at PPaaS: %s; the consumer may still be charged, manual action needed", what, reason)
+	return what
 }
 
 // formatMinor writes an amount in minor units with its currency's decimals.
