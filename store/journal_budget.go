@@ -335,10 +335,15 @@ func transBytes(tx *bolt.Tx, id []byte) int64 {
 // advisedTxns are the transactions named by an advice in the outbox or the
 // dead letters: they must stay. Without Options.AdviceTxnID the store cannot
 // tell which transaction an advice is about, so while any advice exists it
-// returns nil: nothing may be evicted.
+// returns nil: nothing may be evicted. The same holds for a queued advice
+// AdviceTxnID cannot read, but not for a dead-lettered one: that advice was
+// given up (loudly) because it does not decode, it names nothing anyone can
+// read, and keeping every transaction for it would grow the file without
+// bound (TestUndecodableDeadAdviceDoesNotStopPruning).
 func (s *Store) advisedTxns(tx *bolt.Tx) (map[string]bool, error) {
 	pinned := map[string]bool{}
 	for _, name := range [][]byte{bucketOutbox, bucketDead} {
+		dead := bytes.Equal(name, bucketDead)
 		err := tx.Bucket(name).ForEach(func(k, v []byte) error {
 			if len(v) < 2 || Kind(v[1]) != KindAdvice {
 				return nil
@@ -353,7 +358,7 @@ func (s *Store) advisedTxns(tx *bolt.Tx) (map[string]bool, error) {
 			}
 			if id := s.opts.AdviceTxnID(r.Payload); id != "" {
 				pinned[id] = true
-			} else {
+			} else if !dead {
 				pinned = nil
 				return errStopScan
 			}

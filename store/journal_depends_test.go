@@ -127,3 +127,39 @@ func TestPruneWithoutAdviceMappingKeepsAll(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 }
+
+// Review: one dead-lettered advice whose payload does not decode (it names no
+// transaction) stopped both the retention prune and the budget's eviction for
+// good, and the file grew without bound. A queued one still keeps everything
+// (it is dead-lettered on its first attempt); a dead one pins nothing, while a
+// readable dead advice still keeps its transaction.
+func TestUndecodableDeadAdviceDoesNotStopPruning(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	s, _ := openTest(t, Options{NoSync: true, Now: clk.Now, AdviceTxnID: adviceTxnID, PruneInterval: -1,
+		ServiceIDRetention: 48 * time.Hour, JournalRetention: 30 * 24 * time.Hour})
+	for _, id := range []string{"named", "plain"} {
+		_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS1", ServiceID: id}, Transition{State: "started"})
+		require.NoError(t, err)
+		require.NoError(t, s.AppendTxn(ctx, id, Transition{State: "done", Final: true}))
+	}
+	named, err := s.Append(ctx, Event{Kind: KindAdvice, Payload: []byte(`{"id":"named"}`)})
+	require.NoError(t, err)
+	require.NoError(t, s.DeadLetter(ctx, named.Seq, "refused 8 times"))
+	garbled, err := s.Append(ctx, Event{Kind: KindAdvice, Payload: []byte(`{"id":`)})
+	require.NoError(t, err)
+
+	clk.Advance(31 * 24 * time.Hour)
+	n, err := s.PruneJournal(ctx, clk.Now())
+	require.NoError(t, err)
+	require.Zero(t, n, "a queued advice that names nothing readable keeps everything")
+
+	require.NoError(t, s.DeadLetter(ctx, garbled.Seq, "decode advice: unexpected end of JSON input"))
+	n, err = s.PruneJournal(ctx, clk.Now())
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "a dead one does not")
+	_, err = s.Txn(ctx, "plain")
+	require.ErrorIs(t, err, ErrNotFound)
+	_, err = s.Txn(ctx, "named")
+	require.NoError(t, err, "a readable dead advice still keeps its transaction")
+}
