@@ -46,9 +46,15 @@ const (
 	afterRefundFailed   = "refund_failed"    // a refund the POS asked for, answered InProgress, refused by PPaaS
 	afterRefundOwed     = "refund_owed"      // a cancelled payment the consumer had paid: a refund is owed
 	afterSettled        = "settled"          // an unknown outcome (or an aborted payment) settled by its reversal
+	// A reversal that cannot settle it: given up (dead-lettered), or not
+	// confirmed by PPaaS for ForwarderConfig.EscalateAfter while still
+	// retried. Never "settled": the consumer may still be charged.
+	afterReversalFailed      = "reversal_failed"
+	afterReversalUnconfirmed = "reversal_unconfirmed"
 )
 
-var afterSaleKinds = closedSet(afterRefunded, afterChargedBack, afterRefundComplete, afterRefundFailed, afterRefundOwed, afterSettled)
+var afterSaleKinds = closedSet(afterRefunded, afterChargedBack, afterRefundComplete, afterRefundFailed, afterRefundOwed, afterSettled,
+	afterReversalFailed, afterReversalUnconfirmed)
 
 // afterSaleRecord is the data of a stateAfterSale transition.
 type afterSaleRecord struct {
@@ -260,15 +266,16 @@ func chargedBack(ev ppaas.Event) bool {
 	return strings.Contains(r, "charged back") || strings.Contains(r, "chargeback")
 }
 
-// settled is journal.settle's write (an unknown outcome, or an aborted
-// payment, settled by its reversal): tr, the rewritten final response, with
-// the after-sale record and the POS's notification in the same commit.
-func (j journal) appendSettled(ctx context.Context, t store.Txn, tr store.Transition, text string) error {
+// appendSettled is journal.settle's write (what a reversal made of an unknown
+// outcome, or of an aborted payment: kind afterSettled, afterReversalFailed
+// or afterReversalUnconfirmed): tr, the rewritten final response, with the
+// after-sale record and the POS's notification in the same commit.
+func (j journal) appendSettled(ctx context.Context, t store.Txn, tr store.Transition, kind, text string) error {
 	a := j.after
 	if a == nil {
 		return j.st.AppendTxn(ctx, t.ID, tr)
 	}
-	rec := afterSaleRecord{Kind: afterSettled, Text: text}
+	rec := afterSaleRecord{Kind: kind, Text: text}
 	if p := viewQR(t).payment; p != nil {
 		rec.Amount = ppaas.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency}
 	}

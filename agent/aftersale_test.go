@@ -161,8 +161,8 @@ func TestSettledUnknownOutcomeIsNotifiedOnce(t *testing.T) {
 	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "U1"},
 		failureResponse(t, "U1", id, nexo.UnreachableHost, "outcome unknown; a reversal is queued"), time.Now()))
 	text := settledText("", ppaas.Refunded)
-	require.NoError(t, r.j.settle(ctx, id, text))
-	require.NoError(t, r.j.settle(ctx, id, text), "the same advice carried out again (a redelivery)")
+	require.NoError(t, r.j.settle(ctx, id, afterSettled, text))
+	require.NoError(t, r.j.settle(ctx, id, afterSettled, text), "the same advice carried out again (a redelivery)")
 
 	recs := afterSaleRecords(t, r.j.st, id)
 	require.Len(t, recs, 1)
@@ -175,6 +175,40 @@ func TestSettledUnknownOutcomeIsNotifiedOnce(t *testing.T) {
 	require.Contains(t, string(pe.Body), "Update=settled")
 	require.Contains(t, string(pe.Body), "refunded at PPaaS")
 	require.Equal(t, map[string]int{afterSettled: 1}, r.counts)
+}
+
+// A reversal given up (dead-lettered) or not confirmed by PPaaS past
+// ForwarderConfig.EscalateAfter did not settle the payment: the POS's
+// notification and the metric say what happened, never Update=settled (a POS
+// reading it would take the consumer's money to be back).
+func TestUnsettledReversalIsNeverNotifiedAsSettled(t *testing.T) {
+	for _, c := range []struct{ kind, text string }{
+		{afterReversalFailed, deadText(qr.Advice{ClientTransactionID: "x", TransactionID: "qr-1"}, "refused 8 times: HTTP 400")},
+		{afterReversalUnconfirmed, stuckText(qr.Advice{ClientTransactionID: "x", TransactionID: "qr-1"}, time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))},
+	} {
+		t.Run(c.kind, func(t *testing.T) {
+			r := newAfterSaleRig(t, false)
+			ctx := t.Context()
+			id := beginPayment(t, r.j, "U1", 999)
+			require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "U1"},
+				failureResponse(t, "U1", id, nexo.UnreachableHost, "outcome unknown; a reversal is queued"), time.Now()))
+			told, err := r.j.tell(ctx, id, c.kind, c.text)
+			require.NoError(t, err)
+			require.True(t, told)
+			told, err = r.j.tell(ctx, id, c.kind, c.text)
+			require.NoError(t, err)
+			require.False(t, told, "the entry says it already")
+
+			events := outboxOf(t, r.j.st, store.KindNexoEvent)
+			require.Len(t, events, 1)
+			var pe nexo.PendingEvent
+			require.NoError(t, json.Unmarshal(events[0].Payload, &pe))
+			require.Contains(t, string(pe.Body), "Update="+c.kind)
+			require.NotContains(t, string(pe.Body), "Update=settled")
+			require.Contains(t, string(pe.Body), "may still be charged")
+			require.Equal(t, map[string]int{c.kind: 1}, r.counts)
+		})
+	}
 }
 
 // Issue 14: the digital receipt — the PaymentReceipt's lines — commits with a

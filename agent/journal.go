@@ -520,14 +520,14 @@ var errNotFinished = errors.New("payment not finished in the journal yet")
 // reported unknown, once the truth is known, so TransactionStatus tells it. The
 // result stays a Failure: no money moved. It fails with errNotFinished while
 // the POS payment it belongs to has no final response yet.
-func (j journal) settle(ctx context.Context, id, text string) error {
-	_, err := j.tell(ctx, id, text)
+func (j journal) settle(ctx context.Context, id, kind, text string) error {
+	_, err := j.tell(ctx, id, kind, text)
 	return err
 }
 
 // tell is settle, reporting whether it wrote: an entry whose Failure already
 // says text is left as it is.
-func (j journal) tell(ctx context.Context, id, text string) (bool, error) {
+func (j journal) tell(ctx context.Context, id, kind, text string) (bool, error) {
 	t, err := j.st.Txn(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil // no journal entry: nothing to tell a POS
@@ -551,7 +551,7 @@ func (j journal) tell(ctx context.Context, id, text string) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	if err := j.appendSettled(ctx, t, store.Transition{At: time.Now(), State: stateNexoDone, Final: true, Data: b}, text); err != nil { // agent/aftersale.go
+	if err := j.appendSettled(ctx, t, store.Transition{At: time.Now(), State: stateNexoDone, Final: true, Data: b}, kind, text); err != nil { // agent/aftersale.go
 		return false, fmt.Errorf("settle %s: %w", id, err)
 	}
 	failpoint.Hit("journal.settle.after")

@@ -107,7 +107,7 @@ func TestTransactionStatusNeverRepeatsAStaleOutcome(t *testing.T) {
 	require.Equal(t, nexo.UnreachableHost, unknown.Status.ErrorCondition)
 	require.Equal(t, "outcome unknown; a reversal is queued", unknown.Status.AdditionalResponse)
 	text := settledText("", ppaas.Refunded)
-	require.NoError(t, r.j.settle(ctx, id2, text))
+	require.NoError(t, r.j.settle(ctx, id2, afterSettled, text))
 	settled := repeated(statusOf(t, h, "Q6"))
 	require.Equal(t, nexo.Failure, settled.Status.Result)
 	require.Equal(t, text, settled.Status.AdditionalResponse)
@@ -118,7 +118,7 @@ func TestTransactionStatusNeverRepeatsAStaleOutcome(t *testing.T) {
 
 	// Settled again by the same advice's redelivery: nothing changes; a
 	// ServiceID never used is not found.
-	require.NoError(t, r.j.settle(ctx, id2, text))
+	require.NoError(t, r.j.settle(ctx, id2, afterSettled, text))
 	require.Equal(t, settled, repeated(statusOf(t, h, "Q10", "S2")))
 	require.Equal(t, nexo.NotFound, statusOf(t, h, "Q11", "S3").Status.ErrorCondition)
 }

@@ -78,7 +78,7 @@ func TestJournalReadsFilesWrittenBefore(t *testing.T) {
 			require.Equal(t, p1.ID, re.Request.Reversal.OriginalPOITransactionID.ID)
 			require.Equal(t, nexo.UnreachableHost, re.Response.Status.ErrorCondition)
 			// settle rewrites an old failure in the new record: the last one wins.
-			require.NoError(t, j.settle(ctx, r1.ID, "settled later"))
+			require.NoError(t, j.settle(ctx, r1.ID, afterSettled, "settled later"))
 			e, ok, err = j.Lookup(ctx, "POS1", "R1")
 			require.NoError(t, err)
 			require.True(t, ok)

@@ -153,7 +153,7 @@ func (s sender) Send(ctx context.Context, r store.Record) error {
 		// The advice can be carried out before the payment's final response is
 		// journaled only for an advice appended on its own (no journal entry
 		// then); settle then has nothing to rewrite.
-		return s.journal.settle(ctx, adv.ClientTransactionID, settledText(adv.Reason, out.State))
+		return s.journal.settle(ctx, adv.ClientTransactionID, afterSettled, settledText(adv.Reason, out.State))
 	case store.KindNexoEvent:
 		var ev nexo.PendingEvent
 		if err := json.Unmarshal(r.Payload, &ev); err != nil {
@@ -233,7 +233,7 @@ func (s sender) DeadLettered(ctx context.Context, r store.Record, reason string)
 	if err := json.Unmarshal(r.Payload, &adv); err != nil {
 		return
 	}
-	if err := s.journal.settle(ctx, adv.ClientTransactionID, deadText(adv, reason)); err != nil {
+	if err := s.journal.settle(ctx, adv.ClientTransactionID, afterReversalFailed, deadText(adv, reason)); err != nil {
 		s.log().Error("journal the failed reversal", "client_transaction_id", adv.ClientTransactionID, "err", err)
 	}
 }
@@ -276,7 +276,7 @@ func (s sender) retellDeadLetters(ctx context.Context) (int, error) {
 		if e := entryOf(t, withResponse); e.Response != nil && e.Response.Status.AdditionalResponse == text {
 			continue
 		}
-		if err := s.journal.settle(ctx, adv.ClientTransactionID, text); err != nil {
+		if err := s.journal.settle(ctx, adv.ClientTransactionID, afterReversalFailed, text); err != nil {
 			s.log().Error("journal the failed reversal", "client_transaction_id", adv.ClientTransactionID, "err", err)
 			continue
 		}
@@ -298,7 +298,7 @@ func (s sender) Escalate(ctx context.Context, r store.Record, since time.Time) b
 	if err := json.Unmarshal(r.Payload, &adv); err != nil {
 		return false
 	}
-	told, err := s.journal.tell(ctx, adv.ClientTransactionID, stuckText(adv, since))
+	told, err := s.journal.tell(ctx, adv.ClientTransactionID, afterReversalUnconfirmed, stuckText(adv, since))
 	if err != nil {
 		s.log().Error("journal the unconfirmed reversal", "client_transaction_id", adv.ClientTransactionID, "err", err)
 		return false
