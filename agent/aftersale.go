@@ -51,10 +51,18 @@ const (
 	// retried. Never "settled": the consumer may still be charged.
 	afterReversalFailed      = "reversal_failed"
 	afterReversalUnconfirmed = "reversal_unconfirmed"
+	// A payment the POS was told failed, approved at PPaaS afterwards: the
+	// consumer paid for a sale the POS believes did not happen. It is
+	// reversed (a reversal advice, whose outcome is notified as settled).
+	afterApprovedLate = "approved_late"
 )
 
+// reasonApprovedLate is the reason of the reversal advice an approved_late
+// update queues.
+const reasonApprovedLate = "approved at PPaaS after the POS was told the payment failed"
+
 var afterSaleKinds = closedSet(afterRefunded, afterChargedBack, afterRefundComplete, afterRefundFailed, afterRefundOwed, afterSettled,
-	afterReversalFailed, afterReversalUnconfirmed)
+	afterReversalFailed, afterReversalUnconfirmed, afterApprovedLate)
 
 // afterSaleRecord is the data of a stateAfterSale transition.
 type afterSaleRecord struct {
@@ -245,6 +253,24 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 			rec.Text += " (" + ev.StatusReason + ")"
 		}
 		return rec, true
+	case !paid && ev.Status == ppaas.Approved && resp.Status.Result == nexo.Failure && !reversalQueued(t):
+		// The POS was told the payment failed (and has no reversal that
+		// owns its outcome): the consumer was charged for a sale that did
+		// not happen. writeLocked queues its reversal in the same commit.
+		v := viewQR(t)
+		if p := v.payment; p != nil {
+			rec.Amount = ppaas.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency}
+		}
+		if rec.TransactionID == "" {
+			rec.TransactionID = v.transactionID
+		}
+		if rec.TransactionID == "" {
+			return rec, false // no PPaaS id to reverse by: nothing to act on (the event names none)
+		}
+		rec.Kind = afterApprovedLate
+		rec.Text = fmt.Sprintf("approved at PPaaS (%s) after the POS was told it failed (%s): the agent is reversing it; the outcome follows",
+			formatMinor(rec.Amount), resp.Status.ErrorCondition)
+		return rec, true
 	case !paid && ev.Status == ppaas.Cancelled && strings.EqualFold(ev.Provider["refund"], "owed"):
 		if p := viewQR(t).payment; p != nil {
 			rec.Amount = ppaas.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency}
@@ -331,6 +357,20 @@ func (a *afterSale) writeLocked(ctx context.Context, t store.Txn, rec afterSaleR
 	}
 	trs := []store.Transition{{At: tr.At, State: stateAfterSale, Data: data}, tr}
 	var evs []store.Event
+	if rec.Kind == afterApprovedLate {
+		if reversalQueued(t) {
+			return nil // a reversal owns the outcome already
+		}
+		adv, err := adviceEvent(qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: rec.TransactionID,
+			Amount: rec.Amount, Reason: reasonApprovedLate, At: tr.At, Started: t.Started})
+		if err != nil {
+			return fmt.Errorf("after-sale update of %s: %w", t.ID, err)
+		}
+		// The advice and its stateReversal mark commit with the update: the
+		// reversal then owns the outcome (journal.finish's invariant).
+		trs = append([]store.Transition{{At: tr.At, State: stateReversal, Data: adv.Payload}}, trs...)
+		evs = append(evs, adv)
+	}
 	if a.seal != nil {
 		details := afterSaleDetails(t, rec)
 		pe, err := a.seal(nexo.EventNotification{EventToNotify: afterSaleEvent, EventDetails: details}, t.SaleID)
@@ -352,8 +392,12 @@ func (a *afterSale) writeLocked(ctx context.Context, t store.Txn, rec afterSaleR
 	if a.count != nil {
 		a.count(rec.Kind)
 	}
-	a.log.Info("after-sale update journaled", "poi_transaction_id", t.ID, "sale_id", t.SaleID, "service_id", t.ServiceID,
-		"kind", rec.Kind, "amount", rec.Amount.Amount, "currency", rec.Amount.Currency, "notified", len(evs) > 0)
+	level := slog.LevelInfo
+	if rec.Kind == afterApprovedLate {
+		level = slog.LevelWarn // money moved against what the POS was told
+	}
+	a.log.Log(ctx, level, "after-sale update journaled", "poi_transaction_id", t.ID, "sale_id", t.SaleID, "service_id", t.ServiceID,
+		"kind", rec.Kind, "amount", rec.Amount.Amount, "currency", rec.Amount.Currency, "notified", a.seal != nil)
 	return nil
 }
 

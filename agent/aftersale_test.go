@@ -211,6 +211,68 @@ func TestUnsettledReversalIsNeverNotifiedAsSettled(t *testing.T) {
 	}
 }
 
+// A payment the POS was told failed (a Refusal here) that PPaaS reports
+// approved afterwards: the consumer paid for a sale the POS believes did not
+// happen. The update queues a reversal in the same commit (the reversal then
+// owns the outcome), tells the POS and TransactionStatus, and is acted on
+// once however often the approval is reported. A payment whose reversal is
+// queued already is left to that reversal.
+func TestApprovedAfterAFailureIsReversed(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "R1", 1250)
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "R1"},
+		failureResponse(t, "R1", id, nexo.Refusal, "declined by the provider"), time.Now()))
+
+	for _, evID := range []string{"e1", "e1", "e2"} { // a redelivery, then the same news under another id
+		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: evID, Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-7", Status: ppaas.Approved})
+		require.NoError(t, err)
+		require.True(t, handled)
+	}
+	advices := outboxOf(t, r.j.st, store.KindAdvice)
+	require.Len(t, advices, 1, "one reversal, whatever the redeliveries")
+	var adv qr.Advice
+	require.NoError(t, json.Unmarshal(advices[0].Payload, &adv))
+	require.Equal(t, qr.AdviceReverse, adv.Kind)
+	require.Equal(t, id, adv.ClientTransactionID)
+	require.Equal(t, "qr-7", adv.TransactionID)
+	require.Equal(t, ppaas.Amount{Amount: 1250, Currency: "EUR"}, adv.Amount)
+
+	tx, err := r.j.st.Txn(ctx, id)
+	require.NoError(t, err)
+	require.True(t, reversalQueued(tx), "the reversal owns the outcome")
+	e, ok, err := r.j.Lookup(ctx, "POS1", "R1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, nexo.Failure, e.Response.Status.Result, "the POS's answer stands; the text tells the rest")
+	require.Contains(t, e.Response.Status.AdditionalResponse, "approved at PPaaS (12.50 EUR) after the POS was told it failed (Refusal)")
+	events := outboxOf(t, r.j.st, store.KindNexoEvent)
+	require.Len(t, events, 1)
+	var pe nexo.PendingEvent
+	require.NoError(t, json.Unmarshal(events[0].Payload, &pe))
+	require.Contains(t, string(pe.Body), "Update=approved_late")
+	require.Equal(t, map[string]int{afterApprovedLate: 1}, r.counts)
+
+	// The reversal carried out: the POS learns the money is back.
+	require.NoError(t, r.j.settle(ctx, id, afterSettled, settledText(adv.Reason, ppaas.Refunded)))
+	e, _, err = r.j.Lookup(ctx, "POS1", "R1")
+	require.NoError(t, err)
+	require.Equal(t, "approved at PPaaS after the POS was told the payment failed: refunded at PPaaS, the consumer has the money back", e.Response.Status.AdditionalResponse)
+
+	// An unknown outcome with its reversal queued: the late approval is that
+	// reversal's to handle, no second one.
+	id2 := beginPayment(t, r.j, "U2", 700)
+	tx2, err := r.j.st.Txn(ctx, id2)
+	require.NoError(t, err)
+	require.NoError(t, r.j.finish(ctx, tx2, failureResponse(t, "U2", id2, nexo.UnreachableHost, "outcome unknown; a reversal is queued"), time.Now(),
+		&qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: id2, Reason: "timeout"}))
+	handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "e3", Type: ppaas.EventTypeStatus, ClientTransactionID: id2, TransactionID: "qr-8", Status: ppaas.Approved})
+	require.NoError(t, err)
+	require.True(t, handled)
+	require.Len(t, outboxOf(t, r.j.st, store.KindAdvice), 2, "only the unknown outcome's own reversal was added")
+	require.Equal(t, map[string]int{afterApprovedLate: 1, afterSettled: 1}, r.counts)
+}
+
 // Issue 14: the digital receipt — the PaymentReceipt's lines — commits with a
 // successful final response, and only then; digital_receipts off writes none.
 func TestDigitalReceiptCommitsWithTheSuccess(t *testing.T) {

@@ -349,8 +349,8 @@ func formatMinor(a ppaas.Amount) string {
 // carried out: why the payment failed and what became of it at PPaaS.
 func settledText(reason string, st ppaas.State) string {
 	why := "reversed after the outcome was unknown"
-	if reason == reasonRestart {
-		why = reasonRestart
+	if reason == reasonRestart || reason == reasonApprovedLate {
+		why = reason
 	}
 	if st == ppaas.Refunded {
 		return fmt.Sprintf("%s: refunded at PPaaS, the consumer has the money back", why)
