@@ -263,22 +263,28 @@ func removeSorted(a []uint64, v uint64) []uint64 {
 	return a
 }
 
-// ackedRun reports whether seq was acknowledged with AckDeferred and not yet
-// removed, and then the last of the run of consecutive such sequence numbers
-// it starts (a drained prefix is skipped with one seek). The lock is held
-// for one look-up only: the writer updates the set after every commit.
-func (s *Store) ackedRun(seq uint64) (last uint64, acked bool) {
+// ackingNow copies the sequence numbers acknowledged with AckDeferred whose
+// removal has not committed yet (sorted). The writer updates the set after
+// every commit, so a reader takes the copy before it opens its view.
+func (s *Store) ackingNow() []uint64 {
 	s.ackMu.RLock()
 	defer s.ackMu.RUnlock()
-	i, found := slices.BinarySearch(s.acking, seq)
+	return slices.Clone(s.acking)
+}
+
+// ackedRun reports whether seq is in acking (ackingNow), and then the last of
+// the run of consecutive such sequence numbers it starts (a drained prefix is
+// skipped with one seek).
+func ackedRun(acking []uint64, seq uint64) (last uint64, acked bool) {
+	i, found := slices.BinarySearch(acking, seq)
 	if !found {
 		return 0, false
 	}
 	j := i
-	for j+1 < len(s.acking) && s.acking[j+1] == s.acking[j]+1 {
+	for j+1 < len(acking) && acking[j+1] == acking[j]+1 {
 		j++
 	}
-	return s.acking[j], true
+	return acking[j], true
 }
 
 func ackOp(seq uint64) op {
