@@ -56,7 +56,7 @@ func (a *Agent) startAdmin(ctx context.Context, g *errgroup.Group, m *metrics) e
 		}, func() float64 { return float64(a.fwd.Stats().DeadByKind[k]) }))
 	}
 	counter("outbox_retries_total", "Failed delivery attempts (retried later).", func() float64 { return float64(a.fwd.Stats().Failures) })
-	counter("outbox_escalated_total", "Records still retried that were told to a person (a reversal PPaaS has not confirmed for escalate_after).", func() float64 { return float64(a.fwd.Stats().Escalated) })
+	counter("outbox_escalated_total", "Records still retried that were told to a person (a reversal PPaaS has not settled 30 min after it was queued; once per record and run).", func() float64 { return float64(a.fwd.Stats().Escalated) })
 	gauge("mqtt_connected", "1 while the provider event subscription is up.", func() float64 {
 		a.mu.Lock()
 		defer a.mu.Unlock()

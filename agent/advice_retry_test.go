@@ -97,11 +97,11 @@ func TestAdviceRetriedWhilePPaaSAnswers404Or409(t *testing.T) {
 			require.Len(t, outboxOf(t, st, store.KindAdvice), 1, "the advice stays queued")
 
 			// Past EscalateAfter the POS is told, once, while retries go on.
-			testrig.WaitFor(t, 10*time.Second, "TransactionStatus says the reversal is not confirmed", func() bool {
+			testrig.WaitFor(t, 10*time.Second, "TransactionStatus says the reversal is not settled", func() bool {
 				e, ok, err := j.Lookup(t.Context(), "POS1", "U1")
 				require.NoError(t, err)
 				require.True(t, ok)
-				return strings.Contains(e.Response.Status.AdditionalResponse, "not confirmed by PPaaS")
+				return strings.Contains(e.Response.Status.AdditionalResponse, "not settled by PPaaS")
 			})
 			e, _, err := j.Lookup(t.Context(), "POS1", "U1")
 			require.NoError(t, err)

@@ -149,15 +149,23 @@ type eventRouter struct {
 	after  *afterSale
 }
 
-// HandleEvent implements qr.EventHandler.
+// HandleEvent implements qr.EventHandler. An approval of a payment the engine
+// decided otherwise (declined, cancelled: its answer to the POS is being
+// journaled) goes to the after-sale desk too, which waits for that answer:
+// the engine would only ignore it, and the consumer's money with it.
 func (r eventRouter) HandleEvent(ctx context.Context, ev ppaas.Event) error {
-	if !r.engine.InFlight(ev) {
+	if !r.engine.InFlight(ev) || ev.Status == ppaas.Approved && r.engine.DecidedOtherwise(ev) {
 		if handled, err := r.after.event(ctx, ev); handled {
 			return err
 		}
 	}
 	return r.engine.HandleEvent(ctx, ev)
 }
+
+// finishWait bounds how long an approval of a payment whose answer is being
+// journaled waits for it (afterSale.event): the journal's final write, an
+// fsync or two, normally takes milliseconds.
+const finishWait = 5 * time.Second
 
 // event journals ev when it is an after-sale update of a payment whose final
 // response is journaled; handled is false for a payment still in flight (or
@@ -191,7 +199,16 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event) (handled bool, er
 		return false, nil
 	}
 	if !t.Final {
-		return false, nil
+		if ev.Status != ppaas.Approved {
+			return false, nil
+		}
+		// Answered but not journaled yet (the engine let it go, the final
+		// response's commit is on its way): wait for it, an approval of a
+		// payment the POS is told failed must not be dropped.
+		var final bool
+		if t, final, err = a.waitFinal(ctx, t.ID); err != nil || !final {
+			return err != nil, err
+		}
 	}
 	e := toEntry(t)
 	if e.Category != nexo.CategoryPayment || e.State != nexo.TxDone || e.Response == nil {
@@ -207,6 +224,44 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event) (handled bool, er
 		return true, err
 	}
 	return true, nil
+}
+
+// waitFinal re-reads transaction id until it is final, for finishWait at
+// most; final is false if it was not by then (recovery then owns it).
+func (a *afterSale) waitFinal(ctx context.Context, id string) (t store.Txn, final bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, finishWait)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return store.Txn{}, false, nil
+		case <-tick.C:
+		}
+		t, err = a.st.Txn(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return store.Txn{}, false, nil
+			}
+			return store.Txn{}, false, fmt.Errorf("after-sale event for %s: %w", id, err)
+		}
+		if t.Final {
+			return t, true, nil
+		}
+	}
+}
+
+// reversalOwns reports whether a reversal owns payment t's outcome: its
+// advice is queued or dead-lettered (a person acts on it), or a reversal
+// gave the consumer's money back already. A reversal that settled finding
+// nothing charged owns nothing any more: a later approval is reversed again.
+func (a *afterSale) reversalOwns(ctx context.Context, t store.Txn) (bool, error) {
+	if viewQR(t).state == ppaas.Refunded {
+		return true, nil
+	}
+	_, _, found, err := a.st.FindKey(ctx, adviceKey(t.ID))
+	return found, err
 }
 
 // classify says what a late event means for payment t, answered resp.
@@ -253,19 +308,28 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 			rec.Text += " (" + ev.StatusReason + ")"
 		}
 		return rec, true
-	case !paid && ev.Status == ppaas.Approved && resp.Status.Result == nexo.Failure && !reversalQueued(t):
-		// The POS was told the payment failed (and has no reversal that
-		// owns its outcome): the consumer was charged for a sale that did
-		// not happen. writeLocked queues its reversal in the same commit.
+	case !paid && ev.Status == ppaas.Approved && resp.Status.Result == nexo.Failure:
+		// The POS was told the payment failed: unless a reversal owns its
+		// outcome, the consumer was charged for a sale that did not happen.
+		// writeLocked checks again and queues its reversal in the same commit.
+		if owns, err := a.reversalOwns(ctx, t); owns || err != nil {
+			return rec, false
+		}
 		v := viewQR(t)
 		if p := v.payment; p != nil {
 			rec.Amount = ppaas.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency}
 		}
-		if rec.TransactionID == "" {
+		switch {
+		case v.transactionID != "" && rec.TransactionID != "" && rec.TransactionID != v.transactionID:
+			// The event names another PPaaS transaction than the one the
+			// payment's own create made: never reverse on its word.
+			a.log.Warn("qr approval names another PPaaS transaction than the journal's; not acted on",
+				"poi_transaction_id", t.ID, "event_transaction_id", rec.TransactionID, "journal_transaction_id", v.transactionID, "event_id", ev.EventID)
+			return rec, false
+		case v.transactionID != "":
 			rec.TransactionID = v.transactionID
-		}
-		if rec.TransactionID == "" {
-			return rec, false // no PPaaS id to reverse by: nothing to act on (the event names none)
+		case rec.TransactionID == "":
+			return rec, false // no PPaaS id to reverse by: nothing to act on
 		}
 		rec.Kind = afterApprovedLate
 		rec.Text = fmt.Sprintf("approved at PPaaS (%s) after the POS was told it failed (%s): the agent is reversing it; the outcome follows",
@@ -358,8 +422,8 @@ func (a *afterSale) writeLocked(ctx context.Context, t store.Txn, rec afterSaleR
 	trs := []store.Transition{{At: tr.At, State: stateAfterSale, Data: data}, tr}
 	var evs []store.Event
 	if rec.Kind == afterApprovedLate {
-		if reversalQueued(t) {
-			return nil // a reversal owns the outcome already
+		if owns, err := a.reversalOwns(ctx, t); owns || err != nil {
+			return err // a reversal owns the outcome already
 		}
 		adv, err := adviceEvent(qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: rec.TransactionID,
 			Amount: rec.Amount, Reason: reasonApprovedLate, At: tr.At, Started: t.Started})

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -271,6 +272,64 @@ func TestApprovedAfterAFailureIsReversed(t *testing.T) {
 	require.True(t, handled)
 	require.Len(t, outboxOf(t, r.j.st, store.KindAdvice), 2, "only the unknown outcome's own reversal was added")
 	require.Equal(t, map[string]int{afterApprovedLate: 1, afterSettled: 1}, r.counts)
+
+	// That reversal settled finding nothing charged (and was acknowledged):
+	// it owns nothing any more, and an approval reported later is reversed.
+	for _, rec := range outboxOf(t, r.j.st, store.KindAdvice) {
+		require.NoError(t, r.j.st.Ack(ctx, rec.Seq))
+	}
+	require.NoError(t, r.j.settle(ctx, id2, afterSettled, settledText("timeout", ppaas.Cancelled)))
+	handled, err = r.j.after.event(ctx, ppaas.Event{EventID: "e4", Type: ppaas.EventTypeStatus, ClientTransactionID: id2, TransactionID: "qr-8", Status: ppaas.Approved})
+	require.NoError(t, err)
+	require.True(t, handled)
+	advices = outboxOf(t, r.j.st, store.KindAdvice)
+	require.Len(t, advices, 1, "reversed again")
+	require.Contains(t, string(advices[0].Payload), id2)
+}
+
+// Review: an approval that arrives while the payment's failure is being
+// journaled (the engine let it go, the final commit is on its way) was
+// dropped. The desk waits for the final response, then reverses.
+func TestApprovalDuringTheFinalWriteIsNotDropped(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "W1", 900)
+	got := make(chan error, 1)
+	go func() {
+		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "w1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-w", Status: ppaas.Approved})
+		if err == nil && !handled {
+			err = errors.New("not handled")
+		}
+		got <- err
+	}()
+	time.Sleep(30 * time.Millisecond) // the event waits on the unfinished entry
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "W1"},
+		failureResponse(t, "W1", id, nexo.Cancel, "consumer did not pay in time"), time.Now()))
+	select {
+	case err := <-got:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event never returned")
+	}
+	require.Len(t, outboxOf(t, r.j.st, store.KindAdvice), 1, "the late approval is reversed")
+	require.Equal(t, map[string]int{afterApprovedLate: 1}, r.counts)
+}
+
+// Review: an approval naming another PPaaS transaction than the one the
+// payment's own create made is not acted on (reversing it would refund
+// another payment).
+func TestApprovalNamingAnotherTransactionIsNotReversed(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "M1", 900)
+	require.NoError(t, r.j.Record(ctx, qr.Transition{ClientTransactionID: id, TransactionID: "qr-own", To: ppaas.Declined, At: time.Now()}))
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "M1"},
+		failureResponse(t, "M1", id, nexo.Refusal, "declined"), time.Now()))
+	handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "m1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-other", Status: ppaas.Approved})
+	require.NoError(t, err)
+	require.True(t, handled)
+	require.Empty(t, outboxOf(t, r.j.st, store.KindAdvice))
+	require.Empty(t, r.counts)
 }
 
 // Issue 14: the digital receipt — the PaymentReceipt's lines — commits with a

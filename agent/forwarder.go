@@ -67,11 +67,10 @@ type DeadLetterer interface {
 
 // Escalator is implemented by a Sender that must tell a person when a record
 // it keeps retrying has not been settled for ForwarderConfig.EscalateAfter
-// (a reversal PPaaS keeps answering 404/409 to). It reports whether it told
-// anything new: the forwarder logs the escalation only then, so a record
-// retried for days is escalated once.
+// (a reversal PPaaS has not answered definitively: 404, 409, a refund still
+// pending). The forwarder calls it once per record and run, and logs it.
 type Escalator interface {
-	Escalate(ctx context.Context, r store.Record, since time.Time) bool
+	Escalate(ctx context.Context, r store.Record, since time.Time)
 }
 
 // ForwarderConfig tunes the forwarder. Zero fields take the defaults named.
@@ -97,11 +96,12 @@ type ForwarderConfig struct {
 	// negative value delivers at once. Wake and an expired backoff are not
 	// delayed.
 	Settle time.Duration
-	// EscalateAfter is how long a record the receiver keeps answering "not
-	// settled yet" (qr.ErrNotSettled: a reversal answered 404 or 409) is
-	// retried before a person is told, through the Sender's Escalator and
-	// an ERROR log. It is never given up: it stays queued and retried.
-	// Default 30 min.
+	// EscalateAfter is how long after it was queued a record the receiver
+	// keeps answering "not settled yet" (qr.ErrNotSettled: a reversal
+	// answered 404 or 409, a refund pending, a payment awaiting its
+	// provider) is retried before a person is told, once per record and
+	// run: an ERROR log, the Escalated count and the Sender's Escalator. It
+	// is never given up: it stays queued and retried. Default 30 min.
 	EscalateAfter time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -185,7 +185,14 @@ type Forwarder struct {
 
 	mu    sync.Mutex
 	stats ForwarderStats
+	// escalated are the records told to a person this run (escalate);
+	// bounded by maxEscalated.
+	escalated map[uint64]struct{}
 }
+
+// maxEscalated bounds Forwarder.escalated: past it the set starts again, and
+// a record still unsettled is told once more.
+const maxEscalated = 4096
 
 // defaultSettle is ForwarderConfig.Settle's default: longer than a payment's
 // response takes to leave once its final commit is durable (0.1-0.5 ms here),
@@ -456,14 +463,25 @@ func (f *Forwarder) deadLettered(ctx context.Context, rec store.Record, reason s
 }
 
 // escalate tells a person about a record still not settled EscalateAfter
-// after it was queued, once: the Sender says whether it told anything new.
+// after it was queued, once per record and run.
 func (f *Forwarder) escalate(ctx context.Context, rec store.Record, err error) {
 	if rec.Created.IsZero() || f.cfg.Now().Sub(rec.Created) < f.cfg.EscalateAfter {
 		return
 	}
-	e, ok := f.sender.(Escalator)
-	if !ok || !e.Escalate(ctx, rec, rec.Created) {
+	f.mu.Lock()
+	_, told := f.escalated[rec.Seq]
+	if !told {
+		if f.escalated == nil || len(f.escalated) >= maxEscalated {
+			f.escalated = map[uint64]struct{}{}
+		}
+		f.escalated[rec.Seq] = struct{}{}
+	}
+	f.mu.Unlock()
+	if told {
 		return
+	}
+	if e, ok := f.sender.(Escalator); ok {
+		e.Escalate(ctx, rec, rec.Created)
 	}
 	f.log.Error("outbox record still not settled; it is retried, and a person should check it at PPaaS",
 		"seq", rec.Seq, "kind", rec.Kind.String(), "key", rec.Key.String(), "queued", rec.Created.UTC().Format(time.RFC3339), "attempts", rec.Attempts+1, "err", err)

@@ -525,8 +525,8 @@ func (j journal) settle(ctx context.Context, id, kind, text string) error {
 	return err
 }
 
-// tell is settle, reporting whether it wrote: an entry whose Failure already
-// says text is left as it is.
+// tell is settle; told is false when the entry's Failure already says text
+// (it is left as it is) or there is nothing to tell.
 func (j journal) tell(ctx context.Context, id, kind, text string) (bool, error) {
 	t, err := j.st.Txn(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {

@@ -144,6 +144,9 @@ func (s sender) Send(ctx context.Context, r store.Record) error {
 			return Permanent(fmt.Errorf("decode advice: %w", err))
 		}
 		out, err := s.engine.ResolveAdvice(ctx, adv)
+		if errors.Is(err, qr.ErrWrongTransaction) {
+			return Permanent(err) // nothing to retry: a person looks (dead letter, TransactionStatus)
+		}
 		if err != nil {
 			// Only a definitive PPaaS answer settles a reversal: anything else
 			// (a 404 included) keeps the advice, retried until PPaaS says.
@@ -285,31 +288,41 @@ func (s sender) retellDeadLetters(ctx context.Context) (int, error) {
 	return told, nil
 }
 
-// Escalate implements Escalator: a reversal PPaaS has not confirmed since
-// it was queued is written into its payment's journal entry, so
+// Escalate implements Escalator: a reversal PPaaS has not settled since it
+// was queued is written into its payment's journal entry, so
 // TransactionStatus tells the POS the consumer may still be charged while
 // the agent keeps asking. The text depends only on the advice and since, so
-// an entry that already tells it is not written again (told is false).
-func (s sender) Escalate(ctx context.Context, r store.Record, since time.Time) bool {
+// an entry that tells it already is not written again; nor is an entry whose
+// reversal was settled (or given up) since then: a re-send after a lost
+// acknowledgement must not take "the money is back" away.
+func (s sender) Escalate(ctx context.Context, r store.Record, since time.Time) {
 	if r.Kind != store.KindAdvice {
-		return false
+		return
 	}
 	var adv qr.Advice
 	if err := json.Unmarshal(r.Payload, &adv); err != nil {
-		return false
+		return
 	}
-	told, err := s.journal.tell(ctx, adv.ClientTransactionID, afterReversalUnconfirmed, stuckText(adv, since))
+	t, err := s.journal.st.Txn(ctx, adv.ClientTransactionID)
 	if err != nil {
-		s.log().Error("journal the unconfirmed reversal", "client_transaction_id", adv.ClientTransactionID, "err", err)
-		return false
+		return // no entry (pruned, never journaled): the forwarder's log tells it
 	}
-	return told
+	for _, tr := range t.Transitions {
+		var o afterSaleRecord
+		if tr.State == stateAfterSale && !tr.At.Before(since) && json.Unmarshal(tr.Data, &o) == nil &&
+			(o.Kind == afterSettled || o.Kind == afterReversalFailed) {
+			return
+		}
+	}
+	if _, err := s.journal.tell(ctx, adv.ClientTransactionID, afterReversalUnconfirmed, stuckText(adv, since)); err != nil {
+		s.log().Error("journal the unconfirmed reversal", "client_transaction_id", adv.ClientTransactionID, "err", err)
+	}
 }
 
-// stuckText is what TransactionStatus says of a reversal PPaaS keeps
-// answering "unknown transaction" or "still being processed" to.
+// stuckText is what TransactionStatus says of a reversal PPaaS has not
+// settled for ForwarderConfig.EscalateAfter.
 func stuckText(adv qr.Advice, since time.Time) string {
-	return fmt.Sprintf("%s not confirmed by PPaaS since %s (it answers that the transaction is unknown or the refund still in progress); the consumer may still be charged: the agent keeps asking, check it at PPaaS",
+	return fmt.Sprintf("%s not settled by PPaaS since %s (no definitive answer yet: unknown transaction, refund in progress or pending); the consumer may still be charged: the agent keeps asking, check it at PPaaS",
 		reversalWhat(adv), since.UTC().Format(time.RFC3339))
 }
 

@@ -740,6 +740,11 @@ type ReverseRequest struct {
 // keeps the advice and asks again (a status read tells when it is done).
 var ErrNotSettled = errors.New("reversal not settled at PPaaS yet")
 
+// ErrWrongTransaction: the PPaaS transaction a reversal was given belongs to
+// another payment (its clientTransactionId is not the reversal's). Nothing
+// is cancelled or refunded; a person must look.
+var ErrWrongTransaction = errors.New("PPaaS transaction belongs to another payment")
+
 // Reverse makes sure a transaction does not stand: cancelled if undecided,
 // refunded in full if approved. It is idempotent and safe to retry. Only a
 // definitive PPaaS answer is an Outcome: a final status read, a cancel answered
@@ -823,6 +828,10 @@ func (e *Engine) reverse(ctx context.Context, r ReverseRequest, depth int) (Outc
 	}
 	if err != nil {
 		return Outcome{}, reverseError(id, err)
+	}
+	if r.ClientTransactionID != "" && cur.ClientTransactionID != "" && cur.ClientTransactionID != r.ClientTransactionID {
+		return Outcome{}, fmt.Errorf("qr reverse: PPaaS transaction %s is clientTransactionId %s, not %s: %w",
+			id, cur.ClientTransactionID, r.ClientTransactionID, ErrWrongTransaction)
 	}
 	ctid := cur.ClientTransactionID
 	if ctid == "" {

@@ -14,3 +14,24 @@ func (e *Engine) InFlight(ev ppaas.Event) bool {
 	_, ok := e.byID[ev.TransactionID]
 	return ok && ev.TransactionID != ""
 }
+
+// DecidedOtherwise reports whether ev names a payment this engine is running
+// whose state is final already and not ev's: HandleEvent ignores such a late
+// update, so the caller can hand an approval of a payment decided otherwise
+// to whoever deals with it once the payment is answered.
+func (e *Engine) DecidedOtherwise(ev ppaas.Event) bool {
+	e.mu.Lock()
+	t := e.byClient[ev.ClientTransactionID]
+	if t == nil || ev.ClientTransactionID == "" {
+		t = e.byID[ev.TransactionID]
+		if ev.TransactionID == "" {
+			t = nil
+		}
+	}
+	e.mu.Unlock()
+	if t == nil {
+		return false
+	}
+	s := t.state()
+	return s.Final() && s != ev.Status
+}

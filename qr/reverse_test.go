@@ -235,3 +235,15 @@ func TestWhereReadsOrReplaysTheCreate(t *testing.T) {
 	defer s.mu.Unlock()
 	require.Equal(t, map[string]int{"get": 1, "create": 1}, s.calls)
 }
+
+// Review: a reversal given a PPaaS id that belongs to another payment (an
+// event naming the wrong transaction) would refund that payment. Reverse
+// refuses: nothing is cancelled or refunded.
+func TestReverseRefusesAnotherPaymentsTransaction(t *testing.T) {
+	other := ppaas.Transaction{TransactionID: "qr-9", ClientTransactionID: "someone-else", Status: ppaas.Approved, PaymentAmount: ppaas.Amount{Amount: 700, Currency: "EUR"}}
+	s, e := newScripted(t, other)
+	_, err := e.Reverse(t.Context(), ReverseRequest{ClientTransactionID: "c1", TransactionID: "qr-9"})
+	require.ErrorIs(t, err, ErrWrongTransaction)
+	require.Zero(t, s.calls["refund"])
+	require.Zero(t, s.calls["cancel"])
+}
