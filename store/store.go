@@ -178,8 +178,8 @@ var (
 	bucketMeta    = []byte("meta")
 	bucketOutbox  = []byte("outbox")
 	bucketDead    = []byte("dead")
-	bucketTxn     = []byte("journal.txn")   // id → txnHeader (JSON)
-	bucketTrans   = []byte("journal.trans") // id \x00 be(n) → Transition (encodeTransition)
+	bucketTxn     = []byte("journal.txn")   // id → txnHeader; from schema 2 also its transitions (journal.go)
+	bucketTrans   = []byte("journal.trans") // schema 1: id \x00 be(n) → Transition; read, never written
 	bucketOrder   = []byte("journal.order") // be(order) → id
 	bucketSvc     = []byte("journal.svc")   // saleID \x00 serviceID → be(started) id
 	bucketUnfin   = []byte("journal.unfinished")
@@ -195,8 +195,12 @@ func allBuckets() [][]byte {
 		bucketOrder, bucketSvc, bucketUnfin, bucketSeen, bucketSeenAge}
 }
 
-// schemaVersion is the layout this code reads and writes.
-const schemaVersion = 1
+// schemaVersion is the layout this code reads and writes. Version 2 writes
+// a transaction's transitions and alias entries in journal.txn beside its
+// header; a version 1 file's entries stay where they are and are read there.
+// Version 2 is a version so that an older agent, which would read such a
+// transaction without its transitions, refuses the file (ErrSchemaTooNew).
+const schemaVersion = 2
 
 // migration upgrades a file from version from to from+1, inside the open
 // transaction, so a crash mid-migration leaves the old version intact.
@@ -206,9 +210,16 @@ type migration struct {
 	apply func(tx *bolt.Tx) error
 }
 
-// migrations lists the upgrades, oldest first. Version 1 is the first
-// layout, so there are none yet; the next layout change appends here.
-func migrations() []migration { return nil }
+// migrations lists the upgrades, oldest first; the next layout change
+// appends here.
+func migrations() []migration {
+	return []migration{
+		// Nothing moves: version 1 entries are read where they are
+		// (journal.trans, journal.alias.txn) and new ones are written in
+		// journal.txn.
+		{from: 1, name: "journal transitions beside their header", apply: func(*bolt.Tx) error { return nil }},
+	}
+}
 
 // maxBatch caps the operations in one group commit so that one transaction
 // stays bounded in memory.
