@@ -42,7 +42,7 @@ func (s *Store) ensureAliasIndex() error {
 }
 
 // putAlias indexes transaction id under alias, unless it is already.
-func putAlias(tx *bolt.Tx, id []byte, alias string) error {
+func (s *Store) putAlias(tx *bolt.Tx, id []byte, alias string) error {
 	if alias == "" || len(alias) > MaxAliasLen {
 		return nil
 	}
@@ -52,6 +52,9 @@ func putAlias(tx *bolt.Tx, id []byte, alias string) error {
 	}
 	if err := idx.Put([]byte(alias), id); err != nil {
 		return err
+	}
+	if s.opts.schema1Layout {
+		return tx.Bucket(bucketAliasOf).Put(append(append(append([]byte(nil), id...), 0), alias...), []byte{})
 	}
 	// What to delete with id, beside its header (txnLayout in journal.go).
 	return tx.Bucket(bucketTxn).Put(aliasOfKey(id, alias), []byte{})

@@ -210,7 +210,7 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		grew = 4*len(id) + len(hv) + len(tv) + len(svcKey) + len(svcVal) + len(sk) + len(id) + 6*16 // 16: bbolt's element header
 		if err := putAll(
 			put{w.tx.Bucket(bucketTxn), id, hv},
-			put{w.tx.Bucket(bucketTxn), transKey(ref.ID, 1), tv}, // beside the header: same leaf (txnLayout)
+			put{s.transitions(w.tx), transKey(ref.ID, 1), tv}, // beside the header: same leaf (txnLayout)
 			put{w.tx.Bucket(bucketOrder), seqKey(order), id},
 			put{w.tx.Bucket(bucketSvc), svcKey, svcVal},
 			put{w.tx.Bucket(bucketUnfin), id, unfinishedValue(hdr.Final)},
@@ -218,7 +218,7 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		); err != nil {
 			return err
 		}
-		return putAlias(w.tx, id, first.Alias)
+		return s.putAlias(w.tx, id, first.Alias)
 	})
 	if err != nil {
 		return Txn{}, fmt.Errorf("start transaction %s: %w", ref.ID, err)
@@ -293,10 +293,10 @@ func (s *Store) appendTxnOp(id string, t Transition, unfinished bool) (op, error
 		h.N++
 		h.Updated, h.State = t.At, t.State
 		h.Final = h.Final || t.Final
-		if err := putAll(put{txb, []byte(id), h.encode()}, put{txb, transKey(id, h.N), tv}); err != nil {
+		if err := putAll(put{txb, []byte(id), h.encode()}, put{s.transitions(w.tx), transKey(id, h.N), tv}); err != nil {
 			return err
 		}
-		if err := putAlias(w.tx, []byte(id), t.Alias); err != nil {
+		if err := s.putAlias(w.tx, []byte(id), t.Alias); err != nil {
 			return err
 		}
 		if h.Final {
@@ -634,6 +634,15 @@ func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 // there and continued now has its first transitions there and the later
 // ones here, and is read in that order.
 //
+// transitions is the bucket new transitions go to: journal.txn, or
+// journal.trans with Options.schema1Layout.
+func (s *Store) transitions(tx *bolt.Tx) *bolt.Bucket {
+	if s.opts.schema1Layout {
+		return tx.Bucket(bucketTrans)
+	}
+	return tx.Bucket(bucketTxn)
+}
+
 // transitionKeys walks transaction id's transitions in b, oldest first,
 // skipping its alias entries.
 func transitionKeys(b *bolt.Bucket, id string, fn func(k, v []byte) error) error {

@@ -114,3 +114,44 @@ func BenchmarkPaymentCommits(b *testing.B) {
 	b.ReportMetric(float64(sync.Microseconds()), "fdatasync-p50-µs")
 	b.ReportMetric(float64(d.WriteTime)/float64(d.Commits)/float64(2*sync), "write/floor")
 }
+
+// BenchmarkJournalLayout: BenchmarkPaymentCommits on two stores side by
+// side, one writing transitions beside their headers (schema 2), one where
+// schema 1 wrote them (journal.trans, journal.alias.txn), payments
+// alternating between them so that both see the same disk: pages per
+// commit and bbolt's write time per commit of each, and their ratio.
+//
+//	go test -run '^$' -bench JournalLayout -benchtime 1000x ./store/
+func BenchmarkJournalLayout(b *testing.B) {
+	ctx := context.Background()
+	v2, _ := openTest(b, Options{PruneInterval: -1})
+	v1, _ := openTest(b, Options{PruneInterval: -1, schema1Layout: true})
+	stores := []*Store{v1, v2}
+	prev := make([][]uint64, 2)
+	for i := range 1000 {
+		for j, s := range stores {
+			var err error
+			if prev[j], err = benchWorldPayment(ctx, s, i, prev[j]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	before := []DiskStats{v1.DiskStats(), v2.DiskStats()}
+	b.ResetTimer()
+	for i := range b.N {
+		for j := range stores {
+			j = (i + j) % 2 // alternate which one goes first
+			var err error
+			if prev[j], err = benchWorldPayment(ctx, stores[j], 1000+i, prev[j]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	d1, d2 := v1.DiskStats().Sub(before[0]), v2.DiskStats().Sub(before[1])
+	b.ReportMetric(float64(d1.Pages)/float64(d1.Commits), "schema1-pages/commit")
+	b.ReportMetric(float64(d2.Pages)/float64(d2.Commits), "schema2-pages/commit")
+	b.ReportMetric(float64(d1.WriteTime.Microseconds())/float64(d1.Commits), "schema1-write-µs/commit")
+	b.ReportMetric(float64(d2.WriteTime.Microseconds())/float64(d2.Commits), "schema2-write-µs/commit")
+	b.ReportMetric(float64(d2.WriteTime)/float64(d2.Commits)/(float64(d1.WriteTime)/float64(d1.Commits)), "write-time-ratio")
+}

@@ -137,6 +137,11 @@ type Options struct {
 	// fdatasync to flush), and bbolt rebuilds it on open from the pages the
 	// tree reaches, as etcd has it do.
 	syncFreelist bool
+	// schema1Layout writes new transitions and alias entries where schema
+	// 1 did (journal.trans, journal.alias.txn), for BenchmarkJournalLayout
+	// to compare and for tests of files with both layouts. Reads do not
+	// depend on it.
+	schema1Layout bool
 }
 
 func (o Options) withDefaults() Options {
