@@ -12,23 +12,14 @@ import (
 // intermediate transaction states and inbound event marks that a later durable
 // record or restart recovery supersedes. They are queued, not committed: the next
 // write that a caller waits for takes them into its transaction ahead of itself,
-// so a durable write always implies every deferred write submitted before it,
-// with one exception: a journal write (StartTxn, AppendTxn, a journal step with
-// no event) leaves deferred acknowledgements (AckDeferred) queued for the next
-// write that touches the outbox anyway. An acknowledgement commutes with every
-// journal write, and riding with one it cost that commit the outbox's leaf
-// page: on a payment's path, the start commit carried the previous payment's
-// acknowledgements, while the final commit writes the outbox leaf for its own
-// result anyway (TestAcksRideWithTheOutboxNotTheJournal). Without such a write
-// deferred writes are committed after Options.DeferredFlush, acknowledgements
-// included.
+// so a durable write always implies every deferred write submitted before it.
+// Without such a write they are committed after Options.DeferredFlush.
 
 // later queues fn as a deferred write.
-func (s *Store) later(fn op) error { return s.laterThen(fn, nil, false) }
+func (s *Store) later(fn op) error { return s.laterThen(fn, nil) }
 
-// laterThen is later with a function called once the write's commit is over;
-// ack marks an acknowledgement.
-func (s *Store) laterThen(fn op, after func(error), ack bool) error {
+// laterThen is later with a function called once the write's commit is over.
+func (s *Store) laterThen(fn op, after func(error)) error {
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -41,39 +32,27 @@ func (s *Store) laterThen(fn op, after func(error), ack bool) error {
 	if s.lazyClosed {
 		// Close already flushed the queue and waits for pending writes: hand
 		// this one to the writer now (reqs closes only once pending is zero).
-		s.reqs <- &writeReq{fn: fn, after: after, ack: ack}
+		s.reqs <- &writeReq{fn: fn, after: after}
 		return nil
 	}
-	s.lazy = append(s.lazy, &writeReq{fn: fn, after: after, ack: ack})
+	s.lazy = append(s.lazy, &writeReq{fn: fn, after: after})
 	if s.lazyTimer == nil {
 		s.lazyTimer = time.AfterFunc(s.opts.DeferredFlush, s.flushDeferred)
 	}
 	return nil
 }
 
-// takeDeferredLocked hands the queued deferred writes to the writer, in order,
-// but for the acknowledgements when keepAcks is set: they stay queued, in
-// order, and the timer armed for the oldest queued write still runs, so they
-// commit within Options.DeferredFlush. The caller holds lazyMu, so no
-// waited-for write can overtake the others.
-func (s *Store) takeDeferredLocked(keepAcks bool) {
-	kept := s.lazy[:0]
+// takeDeferredLocked hands the queued deferred writes to the writer, in order.
+// The caller holds lazyMu, so no waited-for write can overtake them.
+func (s *Store) takeDeferredLocked() {
+	if s.lazyTimer != nil {
+		s.lazyTimer.Stop()
+		s.lazyTimer = nil
+	}
 	for _, r := range s.lazy {
-		if keepAcks && r.ack {
-			kept = append(kept, r)
-			continue
-		}
 		s.reqs <- r
 	}
-	clear(s.lazy[len(kept):])
-	s.lazy = kept
-	if len(kept) == 0 {
-		s.lazy = nil
-		if s.lazyTimer != nil {
-			s.lazyTimer.Stop()
-			s.lazyTimer = nil
-		}
-	}
+	s.lazy = nil
 }
 
 // flushDeferred commits deferred writes nobody has taken along yet.
@@ -83,7 +62,7 @@ func (s *Store) flushDeferred() {
 	if s.lazyClosed {
 		return
 	}
-	s.takeDeferredLocked(false)
+	s.takeDeferredLocked()
 }
 
 // Flush commits every deferred write now and waits until it is durable.

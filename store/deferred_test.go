@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
 )
 
 func startTestTxn(t *testing.T, s *Store, id string) {
@@ -101,42 +100,4 @@ func TestAckDeferredAndPeekAfter(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, recs[2].Seq, head.Seq)
 	require.EqualValues(t, 1, s.Stats().Depth)
-}
-
-// A deferred acknowledgement does not ride with a journal-only write (it
-// would cost that commit the outbox's leaf): it commits with the next write
-// that touches the outbox, or within DeferredFlush.
-func TestAcksRideWithTheOutboxNotTheJournal(t *testing.T) {
-	ctx := t.Context()
-	s, _ := openTest(t, Options{DeferredFlush: time.Hour, NoSync: true})
-	recs := appendN(t, s, KindReceipt, 3)
-	inFile := func(seq uint64) (in bool) {
-		require.NoError(t, s.view(func(tx *bolt.Tx) error { in = tx.Bucket(bucketOutbox).Get(seqKey(seq)) != nil; return nil }))
-		return in
-	}
-	require.NoError(t, s.AckDeferred(recs[0].Seq))
-	require.NoError(t, s.MarkEventDeferred("ev-1"))
-	_, err := s.StartTxn(ctx, TxnRef{ID: "t1", SaleID: "POS", ServiceID: "1"}, Transition{State: "started"})
-	require.NoError(t, err)
-	require.NoError(t, s.AppendTxn(ctx, "t1", Transition{State: "step"}))
-	require.NoError(t, s.AppendTxnEvents(ctx, "t1", []Transition{{State: "step 2"}}))
-	require.True(t, inFile(recs[0].Seq), "journal writes leave the acknowledgement queued")
-	seen, err := s.EventSeen(ctx, "ev-1")
-	require.NoError(t, err)
-	require.True(t, seen, "other deferred writes ride with them as before")
-	_, ok, err := s.PeekAfter(ctx, time.Now(), 0)
-	require.NoError(t, err)
-	require.True(t, ok)
-
-	require.NoError(t, s.AppendTxnEvents(ctx, "t1", []Transition{{State: "done", Final: true}}, Event{Kind: KindTransactionResult, Payload: []byte("{}")}))
-	require.False(t, inFile(recs[0].Seq), "a write to the outbox takes it along")
-	require.EqualValues(t, 3, s.Stats().Depth)
-
-	// With journal writes only, it still commits within DeferredFlush.
-	s2, _ := openTest(t, Options{DeferredFlush: 20 * time.Millisecond, NoSync: true})
-	recs = appendN(t, s2, KindReceipt, 1)
-	require.NoError(t, s2.AckDeferred(recs[0].Seq))
-	_, err = s2.StartTxn(ctx, TxnRef{ID: "t2"}, Transition{State: "started"})
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return s2.Stats().Depth == 0 }, 5*time.Second, 5*time.Millisecond)
 }

@@ -180,7 +180,7 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 	h := txnHeader{SaleID: ref.SaleID, ServiceID: ref.ServiceID, Started: first.At, Updated: first.At,
 		State: first.State, Final: first.Final, N: 1, Compact: ref.Compact}
 	var grew int // bytes written, for the journal budget
-	err := s.doJournal(ctx, func(w *wtx) error {
+	err := s.do(ctx, func(w *wtx) error {
 		if w.tx.Bucket(bucketTxn).Get([]byte(ref.ID)) != nil {
 			return ErrTxnExists
 		}
@@ -245,7 +245,7 @@ func (s *Store) AppendTxn(ctx context.Context, id string, t Transition) error {
 	if err != nil {
 		return err
 	}
-	if err := s.doJournal(ctx, fn); err != nil {
+	if err := s.do(ctx, fn); err != nil {
 		return fmt.Errorf("journal transaction %s: %w", id, err)
 	}
 	return nil
@@ -814,11 +814,7 @@ func (s *Store) appendTxnEvents(ctx context.Context, id string, unfinished bool,
 		}
 		ops = append(ops, fn)
 	}
-	submit := s.do
-	if len(evs) == 0 {
-		submit = s.doJournal
-	}
-	err := submit(ctx, func(w *wtx) error {
+	err := s.do(ctx, func(w *wtx) error {
 		// The first op checks that the transaction exists before anything is
 		// written; the rest cannot fail short of a bbolt error, which fails
 		// the whole commit.

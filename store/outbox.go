@@ -226,8 +226,7 @@ func (s *Store) Ack(ctx context.Context, seq uint64) error {
 }
 
 // AckDeferred removes a delivered record like Ack, without waiting for the
-// removal to be durable: it commits with the next waited-for write other
-// than a journal-only one (deferred.go), within Options.DeferredFlush. A crash
+// removal to be durable: it commits with the next waited-for write. A crash
 // before that delivers the record again, which at-least-once delivery allows
 // (the receiver de-duplicates by key). Until then Peek still returns it: the
 // consumer reads on with PeekAfter.
@@ -240,7 +239,7 @@ func (s *Store) AckDeferred(seq uint64) error {
 		s.acking = removeSorted(s.acking, seq)
 		s.ackMu.Unlock()
 	}
-	err := s.laterThen(ackOp(seq), done, true)
+	err := s.laterThen(ackOp(seq), done)
 	if err != nil {
 		done(err)
 	}

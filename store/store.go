@@ -548,7 +548,7 @@ func (s *Store) Close() error {
 		s.closed = true
 		s.mu.Unlock()
 		s.lazyMu.Lock()
-		s.takeDeferredLocked(false)
+		s.takeDeferredLocked()
 		s.lazyClosed = true
 		s.lazyMu.Unlock()
 		s.pending.Wait()
@@ -594,20 +594,11 @@ type writeReq struct {
 	fn    op
 	done  chan error
 	after func(error) // called once the commit is over (deferred writes)
-	// ack marks a deferred acknowledgement (AckDeferred): a journal write
-	// (doJournal) does not take it along (deferred.go).
-	ack bool
 }
 
 // do submits an op to the writer and waits until its transaction commits.
 // ctx bounds only the wait for room in the queue.
-func (s *Store) do(ctx context.Context, fn op) error { return s.submit(ctx, fn, false) }
-
-// doJournal is do for an op that writes the journal only: deferred
-// acknowledgements wait for a write that touches the outbox (deferred.go).
-func (s *Store) doJournal(ctx context.Context, fn op) error { return s.submit(ctx, fn, true) }
-
-func (s *Store) submit(ctx context.Context, fn op, journal bool) error {
+func (s *Store) do(ctx context.Context, fn op) error {
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -617,7 +608,7 @@ func (s *Store) submit(ctx context.Context, fn op, journal bool) error {
 	s.mu.RUnlock()
 	r := &writeReq{fn: fn, done: make(chan error, 1)}
 	s.lazyMu.Lock()
-	s.takeDeferredLocked(journal) // deferred writes ride in this commit, ahead of r
+	s.takeDeferredLocked() // deferred writes ride in this commit, ahead of r
 	select {
 	case s.reqs <- r:
 	case <-ctx.Done():
