@@ -15,9 +15,9 @@ import (
 // hundred bytes, random UUID ids, one SaleID): the durable start, two
 // deferred QR transitions naming the PPaaS transaction (an alias), the
 // deferred mark of the approval event, the durable outcome with the result
-// and receipt events, and the deferred acknowledgements of the previous
-// payment's events (the forwarder). It returns the new outbox records'
-// sequence numbers.
+// and receipt events; before it all, the deferred acknowledgements of the
+// previous payment's events (the forwarder). It returns the new outbox
+// records' sequence numbers.
 func benchWorldPayment(ctx context.Context, s *Store, i int, prev []uint64) ([]uint64, error) {
 	id, ppaas := uuid.NewString(), uuid.NewString()
 	data := func(n int) []byte {
@@ -27,14 +27,14 @@ func benchWorldPayment(ctx context.Context, s *Store, i int, prev []uint64) ([]u
 		}
 		return b
 	}
-	if _, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS-1", ServiceID: uuid.NewString()[:12]},
-		Transition{State: "nexo.started", Data: data(700)}); err != nil {
-		return nil, err
-	}
-	for _, seq := range prev {
+	for _, seq := range prev { // the forwarder delivered them while the POS read its response
 		if err := s.AckDeferred(seq); err != nil {
 			return nil, err
 		}
+	}
+	if _, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS-1", ServiceID: uuid.NewString()[:12]},
+		Transition{State: "nexo.started", Data: data(700)}); err != nil {
+		return nil, err
 	}
 	for _, st := range []string{"qr.created", "qr.approved"} {
 		if err := s.AppendTxnDeferred(id, Transition{State: st, Data: data(300), Alias: ppaas}); err != nil {
@@ -45,8 +45,8 @@ func benchWorldPayment(ctx context.Context, s *Store, i int, prev []uint64) ([]u
 		return nil, err
 	}
 	var seqs []uint64
-	result := Event{Kind: KindTransactionResult, Payload: data(300)}
-	receipt := Event{Kind: KindTransactionResult, Payload: data(400)}
+	result := Event{Kind: KindTransactionResult, Payload: data(450)}
+	receipt := Event{Kind: KindTransactionResult, Payload: data(750)}
 	if err := s.FinishTxnEvents(ctx, id, []Transition{{State: "nexo.done", Final: true, Data: data(900)}}, result, receipt); err != nil {
 		return nil, err
 	}
