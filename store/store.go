@@ -142,6 +142,9 @@ type Options struct {
 	// to compare and for tests of files with both layouts. Reads do not
 	// depend on it.
 	schema1Layout bool
+	// noFill turns zero-filling ahead (fill.go) off, for
+	// BenchmarkZeroFillAhead to compare.
+	noFill bool
 }
 
 func (o Options) withDefaults() Options {
@@ -271,7 +274,8 @@ type Store struct {
 	dead     atomic.Int64
 	deadB    atomic.Int64
 	metrics  metrics
-	jbudget  budget // journal_budget.go
+	jbudget  budget  // journal_budget.go
+	fill     *filler // fill.go; nil with NoSync
 }
 
 // counters are persisted in the meta bucket in the same transaction as the
@@ -358,6 +362,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if _, err := s.measure(); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	if !opts.NoSync && !opts.noFill {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("open store %s for zero-filling ahead: %w", path, err)
+		}
+		s.fill = &filler{f: f, chunk: 1 << 20, low: 256 << 10}
 	}
 	go s.writer()
 	if opts.PruneInterval > 0 {
@@ -554,6 +566,9 @@ func (s *Store) Close() error {
 		s.pending.Wait()
 		close(s.reqs)
 		<-s.writerDone
+		if s.fill != nil {
+			_ = s.fill.f.Close() // written to only with a sync after
+		}
 		if cerr := s.db.Close(); cerr != nil {
 			err = fmt.Errorf("close store: %w", cerr)
 		}
@@ -650,6 +665,9 @@ func (s *Store) writer() {
 			}
 		}
 		s.commit(batch)
+		if len(s.reqs) == 0 {
+			s.fillAhead() // idle: no write waits for it
+		}
 		if len(batch) > 1 {
 			// Under load, let the producers this commit just released queue
 			// their next write before we look at the queue again: groups
@@ -663,9 +681,11 @@ func (s *Store) writer() {
 func (s *Store) commit(batch []*writeReq) {
 	errs := make([]error, len(batch))
 	w := &wtx{c: s.counters, now: s.opts.Now()}
+	var start int64
 	err := guard(func() error {
 		return s.db.Update(func(tx *bolt.Tx) error {
 			w.tx = tx
+			start = tx.Size()
 			for i, r := range batch {
 				errs[i] = r.fn(w)
 				var rb rollback
@@ -680,6 +700,7 @@ func (s *Store) commit(batch []*writeReq) {
 		err = fmt.Errorf("commit: %w", err)
 		s.log.Error("store commit failed", "ops", len(batch), "err", err)
 	} else {
+		s.noteCommit(start)
 		s.counters = w.c
 		s.publish(w.c)
 		s.applyMetrics(w.m, len(batch))
