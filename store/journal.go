@@ -628,7 +628,7 @@ func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 // alias entries under id \x00 be(0) alias (alias.go), so that a journal
 // step rewrites one leaf page (and its branch pages) for header and
 // transition instead of one in each of two buckets: an appended step wrote
-// 7.0 pages, now at most the bucket's depth + 2 (4–5.3;
+// 7.0 pages, now about the bucket's depth + 2 (5.2 at depth 3;
 // TestJournalStepWritesOneLeafForHeaderAndTransition), and a payment's
 // commits 16 pages each, now 12.6–13.2 (BenchmarkJournalLayout).
 // A schema 1 file keeps its transitions in journal.trans and its alias
