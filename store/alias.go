@@ -17,7 +17,7 @@ import (
 // at Open: their transactions are found by id only.
 var (
 	bucketAlias   = []byte("journal.alias")     // alias → id
-	bucketAliasOf = []byte("journal.alias.txn") // id \x00 alias → nil: what to delete with id
+	bucketAliasOf = []byte("journal.alias.txn") // schema 1: id \x00 alias → nil: what to delete with id
 )
 
 // MaxAliasLen bounds an alias (a peer's id): a longer one is not indexed.
@@ -42,7 +42,7 @@ func (s *Store) ensureAliasIndex() error {
 }
 
 // putAlias indexes transaction id under alias, unless it is already.
-func putAlias(tx *bolt.Tx, id []byte, alias string) error {
+func (s *Store) putAlias(tx *bolt.Tx, id []byte, alias string) error {
 	if alias == "" || len(alias) > MaxAliasLen {
 		return nil
 	}
@@ -53,22 +53,40 @@ func putAlias(tx *bolt.Tx, id []byte, alias string) error {
 	if err := idx.Put([]byte(alias), id); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketAliasOf).Put(aliasOfKey(id, alias), []byte{})
+	if s.opts.schema1Layout {
+		return tx.Bucket(bucketAliasOf).Put(append(append(append([]byte(nil), id...), 0), alias...), []byte{})
+	}
+	// What to delete with id, beside its header (txnLayout in journal.go).
+	return tx.Bucket(bucketTxn).Put(aliasOfKey(id, alias), []byte{})
 }
 
-// aliasOfKey: a transaction id has no NUL byte (checkRef), so the first one
-// ends it and the alias may hold any byte.
+// aliasOfKey is id \x00 be(0) alias: a transaction id has no NUL byte
+// (checkRef), so the first one ends it; no transition is numbered 0 and the
+// alias is not empty, so the key is no transition's (id \x00 be(n)), and the
+// alias may hold any byte.
 func aliasOfKey(id []byte, alias string) []byte {
-	return append(append(append(make([]byte, 0, len(id)+1+len(alias)), id...), 0), alias...)
+	return append(append(append(make([]byte, 0, len(id)+9+len(alias)), id...), 0, 0, 0, 0, 0, 0, 0, 0, 0), alias...)
 }
 
-// deleteAliases removes the alias entries of transaction id.
+// deleteAliases removes the alias entries of transaction id: those of
+// schema 1 in journal.alias.txn, and those beside its header.
 func deleteAliases(tx *bolt.Tx, id []byte) error {
-	idx, of := tx.Bucket(bucketAlias), tx.Bucket(bucketAliasOf)
-	if idx == nil || of == nil {
+	idx := tx.Bucket(bucketAlias)
+	if idx == nil {
 		return nil
 	}
-	prefix := append(append([]byte(nil), id...), 0)
+	if err := deleteAliasesIn(idx, tx.Bucket(bucketAliasOf), append(append([]byte(nil), id...), 0), id); err != nil {
+		return err
+	}
+	return deleteAliasesIn(idx, tx.Bucket(bucketTxn), aliasOfKey(id, ""), id)
+}
+
+// deleteAliasesIn deletes the keys prefix+alias of of, and alias from idx
+// where it still names id.
+func deleteAliasesIn(idx, of *bolt.Bucket, prefix, id []byte) error {
+	if of == nil {
+		return nil
+	}
 	var keys [][]byte
 	c := of.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {

@@ -9,11 +9,12 @@ import "time"
 type DiskStats struct {
 	// Commits are the write transactions the writer committed.
 	Commits int64
-	// Fdatasyncs are the fdatasync calls those commits made: bbolt's commit
-	// syncs twice (after the data pages, then after the meta page) unless
-	// NoSync is set. TestDiskStatsFdatasyncsMatchTheFile counts them at the
-	// file (strace) to check. Not included: the fsync bbolt makes after
-	// growing the file, which it does in chunks (rarely).
+	// Fdatasyncs are the fdatasync calls those commits made — bbolt's
+	// commit syncs twice (after the data pages, then after the meta page)
+	// unless NoSync is set — plus one per zero-fill ahead (ZeroFills).
+	// TestDiskStatsFdatasyncsMatchTheFile counts them at the file (strace)
+	// to check. Not included: the fsync bbolt makes after growing the file,
+	// which it does in chunks (rarely).
 	Fdatasyncs int64
 	// Writes are bbolt's pwrite calls (one per page or run of overflow
 	// pages, plus the meta page of each commit).
@@ -28,6 +29,12 @@ type DiskStats struct {
 	// TxStats.WriteTime), so a benchmark can set a commit's measured cost
 	// against the fdatasync floor.
 	WriteTime time.Duration
+	// ZeroFills are the writer's fills ahead of the data (fill.go), off
+	// every caller's path: ZeroFillBytes of zeros written and synced in
+	// ZeroFillTime. Not included in Pages and Bytes.
+	ZeroFills     int64
+	ZeroFillBytes int64
+	ZeroFillTime  time.Duration
 }
 
 // DiskStats returns the Store's writes to its file so far.
@@ -41,6 +48,10 @@ func (s *Store) DiskStats() DiskStats {
 	if !s.opts.NoSync {
 		d.Fdatasyncs = 2 * commits
 	}
+	if fl := s.fill; fl != nil {
+		d.ZeroFills, d.ZeroFillBytes, d.ZeroFillTime = fl.fills.Load(), fl.bytes.Load(), time.Duration(fl.elapsed.Load())
+		d.Fdatasyncs += d.ZeroFills
+	}
 	return d
 }
 
@@ -49,5 +60,6 @@ func (d DiskStats) Sub(o DiskStats) DiskStats {
 	return DiskStats{
 		Commits: d.Commits - o.Commits, Fdatasyncs: d.Fdatasyncs - o.Fdatasyncs, Writes: d.Writes - o.Writes,
 		Pages: d.Pages - o.Pages, Bytes: d.Bytes - o.Bytes, PageSize: d.PageSize, WriteTime: d.WriteTime - o.WriteTime,
+		ZeroFills: d.ZeroFills - o.ZeroFills, ZeroFillBytes: d.ZeroFillBytes - o.ZeroFillBytes, ZeroFillTime: d.ZeroFillTime - o.ZeroFillTime,
 	}
 }

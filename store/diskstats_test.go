@@ -23,7 +23,7 @@ func TestDiskStatsCountsEachCommit(t *testing.T) {
 	}
 	d := s.DiskStats().Sub(before)
 	require.Equal(t, int64(5), d.Commits, "sequential durable appends: one commit each")
-	require.Equal(t, int64(10), d.Fdatasyncs)
+	require.Equal(t, 10+d.ZeroFills, d.Fdatasyncs, "two per commit, one per zero-fill")
 	require.GreaterOrEqual(t, d.Pages, 2*d.Commits, "at least a leaf and the meta page per commit")
 	require.Equal(t, d.Pages*int64(d.PageSize), d.Bytes)
 	require.GreaterOrEqual(t, d.Writes, d.Commits*2)

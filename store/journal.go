@@ -210,7 +210,7 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		grew = 4*len(id) + len(hv) + len(tv) + len(svcKey) + len(svcVal) + len(sk) + len(id) + 6*16 // 16: bbolt's element header
 		if err := putAll(
 			put{w.tx.Bucket(bucketTxn), id, hv},
-			put{w.tx.Bucket(bucketTrans), transKey(ref.ID, 1), tv},
+			put{s.transitions(w.tx), transKey(ref.ID, 1), tv}, // beside the header: same leaf (txnLayout)
 			put{w.tx.Bucket(bucketOrder), seqKey(order), id},
 			put{w.tx.Bucket(bucketSvc), svcKey, svcVal},
 			put{w.tx.Bucket(bucketUnfin), id, unfinishedValue(hdr.Final)},
@@ -218,7 +218,7 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		); err != nil {
 			return err
 		}
-		return putAlias(w.tx, id, first.Alias)
+		return s.putAlias(w.tx, id, first.Alias)
 	})
 	if err != nil {
 		return Txn{}, fmt.Errorf("start transaction %s: %w", ref.ID, err)
@@ -293,10 +293,10 @@ func (s *Store) appendTxnOp(id string, t Transition, unfinished bool) (op, error
 		h.N++
 		h.Updated, h.State = t.At, t.State
 		h.Final = h.Final || t.Final
-		if err := putAll(put{txb, []byte(id), h.encode()}, put{w.tx.Bucket(bucketTrans), transKey(id, h.N), tv}); err != nil {
+		if err := putAll(put{txb, []byte(id), h.encode()}, put{s.transitions(w.tx), transKey(id, h.N), tv}); err != nil {
 			return err
 		}
-		if err := putAlias(w.tx, []byte(id), t.Alias); err != nil {
+		if err := s.putAlias(w.tx, []byte(id), t.Alias); err != nil {
 			return err
 		}
 		if h.Final {
@@ -599,15 +599,62 @@ func deleteTxn(tx *bolt.Tx, id []byte) error {
 	if err := tx.Bucket(bucketUnfin).Delete(id); err != nil {
 		return err
 	}
-	tr := tx.Bucket(bucketTrans)
 	prefix := append(append([]byte(nil), id...), 0)
+	for _, name := range [][]byte{bucketTxn, bucketTrans} {
+		if err := deletePrefix(tx.Bucket(name), prefix); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deletePrefix deletes the keys of b that start with prefix.
+func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 	var keys [][]byte
-	c := tr.Cursor()
+	c := b.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		keys = append(keys, append([]byte(nil), k...))
 	}
 	for _, k := range keys {
-		if err := tr.Delete(k); err != nil {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// txnLayout: from schema 2 a transaction's transitions are written in
+// journal.txn under id \x00 be(n), next to its header (key id), and its
+// alias entries under id \x00 be(0) alias (alias.go), so that a journal
+// step rewrites one leaf page (and its branch pages) for header and
+// transition instead of one in each of two buckets: an appended step wrote
+// 7.0 pages, now about the bucket's depth + 2 (5.2 at depth 3;
+// TestJournalStepWritesOneLeafForHeaderAndTransition), and a payment's
+// commits 16 pages each, now 12.6–13.2 (BenchmarkJournalLayout).
+// A schema 1 file keeps its transitions in journal.trans and its alias
+// entries in journal.alias.txn, where they are read; a transaction begun
+// there and continued now has its first transitions there and the later
+// ones here, and is read in that order.
+//
+// transitions is the bucket new transitions go to: journal.txn, or
+// journal.trans with Options.schema1Layout.
+func (s *Store) transitions(tx *bolt.Tx) *bolt.Bucket {
+	if s.opts.schema1Layout {
+		return tx.Bucket(bucketTrans)
+	}
+	return tx.Bucket(bucketTxn)
+}
+
+// transitionKeys walks transaction id's transitions in b, oldest first,
+// skipping its alias entries.
+func transitionKeys(b *bolt.Bucket, id string, fn func(k, v []byte) error) error {
+	prefix := append([]byte(id), 0)
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(k) != len(prefix)+8 || keySeq(k[len(prefix):]) == 0 {
+			continue // an alias entry (id \x00 be(0) alias)
+		}
+		if err := fn(k, v); err != nil {
 			return err
 		}
 	}
@@ -640,20 +687,18 @@ func readTxn(tx *bolt.Tx, id string, dataOf ...string) (Txn, error) {
 		raws       = make([]raw, 0, h.N)
 		nData, nSt int
 	)
-	prefix := append([]byte(id), 0)
-	c := tx.Bucket(bucketTrans).Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	each := func(k, v []byte) error {
 		if len(v) > 0 && v[0] == '{' { // version 1: JSON, decoded (and copied) as it is
 			tr, err := decodeTransition(v)
 			if err != nil {
-				return Txn{}, fmt.Errorf("%w: journal transition %x: %v", ErrCorrupt, k, err)
+				return fmt.Errorf("%w: journal transition %x: %v", ErrCorrupt, k, err)
 			}
 			raws = append(raws, raw{t: tr, legacy: true})
-			continue
+			return nil
 		}
 		at, state, final, data, err := parseTransition(v)
 		if err != nil {
-			return Txn{}, fmt.Errorf("%w: journal transition %x: %v", ErrCorrupt, k, err)
+			return fmt.Errorf("%w: journal transition %x: %v", ErrCorrupt, k, err)
 		}
 		if len(dataOf) > 0 && !slices.Contains(dataOf, string(state)) { // no allocation: the conversion is only compared
 			data = nil
@@ -661,6 +706,13 @@ func readTxn(tx *bolt.Tx, id string, dataOf ...string) (Txn, error) {
 		raws = append(raws, raw{state: state, data: data, t: Transition{At: at, Final: final}})
 		nData += len(data)
 		nSt += len(state)
+		return nil
+	}
+	// Schema 1's transitions first (txnLayout): they are the older ones.
+	for _, name := range [][]byte{bucketTrans, bucketTxn} {
+		if err := transitionKeys(tx.Bucket(name), id, each); err != nil {
+			return Txn{}, err
+		}
 	}
 	data := make([]byte, 0, nData)
 	states := make([]byte, 0, nSt)

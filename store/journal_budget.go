@@ -325,9 +325,11 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 func transBytes(tx *bolt.Tx, id []byte) int64 {
 	var n int64
 	prefix := append(append([]byte(nil), id...), 0)
-	c := tx.Bucket(bucketTrans).Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		n += int64(len(k) + len(v))
+	for _, name := range [][]byte{bucketTrans, bucketTxn} { // txnLayout
+		c := tx.Bucket(name).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			n += int64(len(k) + len(v))
+		}
 	}
 	return n
 }

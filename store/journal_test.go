@@ -351,6 +351,9 @@ func TestTransitionEncodingReadsBothLayouts(t *testing.T) {
 	_, err = s.StartTxn(ctx, TxnRef{ID: "old", SaleID: "POS1", ServiceID: "S1"}, Transition{State: "started"})
 	require.NoError(t, err)
 	require.NoError(t, s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketTxn).Delete(transKey("old", 1)); err != nil { // where schema 1 had it
+			return err
+		}
 		return tx.Bucket(bucketTrans).Put(transKey("old", 1), old)
 	}))
 	txn, err := s.Txn(ctx, "old")

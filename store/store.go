@@ -137,6 +137,14 @@ type Options struct {
 	// fdatasync to flush), and bbolt rebuilds it on open from the pages the
 	// tree reaches, as etcd has it do.
 	syncFreelist bool
+	// schema1Layout writes new transitions and alias entries where schema
+	// 1 did (journal.trans, journal.alias.txn), for BenchmarkJournalLayout
+	// to compare and for tests of files with both layouts. Reads do not
+	// depend on it.
+	schema1Layout bool
+	// noFill turns zero-filling ahead (fill.go) off, for
+	// BenchmarkZeroFillAhead to compare.
+	noFill bool
 }
 
 func (o Options) withDefaults() Options {
@@ -178,8 +186,8 @@ var (
 	bucketMeta    = []byte("meta")
 	bucketOutbox  = []byte("outbox")
 	bucketDead    = []byte("dead")
-	bucketTxn     = []byte("journal.txn")   // id → txnHeader (JSON)
-	bucketTrans   = []byte("journal.trans") // id \x00 be(n) → Transition (encodeTransition)
+	bucketTxn     = []byte("journal.txn")   // id → txnHeader; from schema 2 also its transitions (journal.go)
+	bucketTrans   = []byte("journal.trans") // schema 1: id \x00 be(n) → Transition; read, never written
 	bucketOrder   = []byte("journal.order") // be(order) → id
 	bucketSvc     = []byte("journal.svc")   // saleID \x00 serviceID → be(started) id
 	bucketUnfin   = []byte("journal.unfinished")
@@ -195,8 +203,12 @@ func allBuckets() [][]byte {
 		bucketOrder, bucketSvc, bucketUnfin, bucketSeen, bucketSeenAge}
 }
 
-// schemaVersion is the layout this code reads and writes.
-const schemaVersion = 1
+// schemaVersion is the layout this code reads and writes. Version 2 writes
+// a transaction's transitions and alias entries in journal.txn beside its
+// header; a version 1 file's entries stay where they are and are read there.
+// Version 2 is a version so that an older agent, which would read such a
+// transaction without its transitions, refuses the file (ErrSchemaTooNew).
+const schemaVersion = 2
 
 // migration upgrades a file from version from to from+1, inside the open
 // transaction, so a crash mid-migration leaves the old version intact.
@@ -206,9 +218,16 @@ type migration struct {
 	apply func(tx *bolt.Tx) error
 }
 
-// migrations lists the upgrades, oldest first. Version 1 is the first
-// layout, so there are none yet; the next layout change appends here.
-func migrations() []migration { return nil }
+// migrations lists the upgrades, oldest first; the next layout change
+// appends here.
+func migrations() []migration {
+	return []migration{
+		// Nothing moves: version 1 entries are read where they are
+		// (journal.trans, journal.alias.txn) and new ones are written in
+		// journal.txn.
+		{from: 1, name: "journal transitions beside their header", apply: func(*bolt.Tx) error { return nil }},
+	}
+}
 
 // maxBatch caps the operations in one group commit so that one transaction
 // stays bounded in memory.
@@ -255,7 +274,8 @@ type Store struct {
 	dead     atomic.Int64
 	deadB    atomic.Int64
 	metrics  metrics
-	jbudget  budget // journal_budget.go
+	jbudget  budget  // journal_budget.go
+	fill     *filler // fill.go; nil with NoSync
 }
 
 // counters are persisted in the meta bucket in the same transaction as the
@@ -342,6 +362,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if _, err := s.measure(); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	if !opts.NoSync && !opts.noFill {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("open store %s for zero-filling ahead: %w", path, err)
+		}
+		s.fill = &filler{f: f, chunk: 1 << 20, low: 256 << 10}
 	}
 	go s.writer()
 	if opts.PruneInterval > 0 {
@@ -538,6 +566,9 @@ func (s *Store) Close() error {
 		s.pending.Wait()
 		close(s.reqs)
 		<-s.writerDone
+		if s.fill != nil {
+			_ = s.fill.f.Close() // written to only with a sync after
+		}
 		if cerr := s.db.Close(); cerr != nil {
 			err = fmt.Errorf("close store: %w", cerr)
 		}
@@ -634,6 +665,9 @@ func (s *Store) writer() {
 			}
 		}
 		s.commit(batch)
+		if len(s.reqs) == 0 {
+			s.fillAhead() // idle: no write waits for it
+		}
 		if len(batch) > 1 {
 			// Under load, let the producers this commit just released queue
 			// their next write before we look at the queue again: groups
@@ -647,9 +681,11 @@ func (s *Store) writer() {
 func (s *Store) commit(batch []*writeReq) {
 	errs := make([]error, len(batch))
 	w := &wtx{c: s.counters, now: s.opts.Now()}
+	var start int64
 	err := guard(func() error {
 		return s.db.Update(func(tx *bolt.Tx) error {
 			w.tx = tx
+			start = tx.Size()
 			for i, r := range batch {
 				errs[i] = r.fn(w)
 				var rb rollback
@@ -664,6 +700,7 @@ func (s *Store) commit(batch []*writeReq) {
 		err = fmt.Errorf("commit: %w", err)
 		s.log.Error("store commit failed", "ops", len(batch), "err", err)
 	} else {
+		s.noteCommit(start)
 		s.counters = w.c
 		s.publish(w.c)
 		s.applyMetrics(w.m, len(batch))

@@ -1,0 +1,157 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// benchWorldPayment writes what one QR payment of the agent writes, with
+// the sizes sim/world's BenchmarkWorldPayment measures (transitions of a few
+// hundred bytes, random UUID ids, one SaleID): the durable start, two
+// deferred QR transitions naming the PPaaS transaction (an alias), the
+// deferred mark of the approval event, the durable outcome with the result
+// and receipt events; before it all, the deferred acknowledgements of the
+// previous payment's events (the forwarder). It returns the new outbox
+// records' sequence numbers.
+func benchWorldPayment(ctx context.Context, s *Store, i int, prev []uint64) ([]uint64, error) {
+	id, ppaas := uuid.NewString(), uuid.NewString()
+	data := func(n int) []byte {
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = 'a' + byte((i+j)%26)
+		}
+		return b
+	}
+	for _, seq := range prev { // the forwarder delivered them while the POS read its response
+		if err := s.AckDeferred(seq); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS-1", ServiceID: uuid.NewString()[:12]},
+		Transition{State: "nexo.started", Data: data(700)}); err != nil {
+		return nil, err
+	}
+	for _, st := range []string{"qr.created", "qr.approved"} {
+		if err := s.AppendTxnDeferred(id, Transition{State: st, Data: data(300), Alias: ppaas}); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.MarkEventDeferred(uuid.NewString()); err != nil {
+		return nil, err
+	}
+	var seqs []uint64
+	result := Event{Kind: KindTransactionResult, Payload: data(450)}
+	receipt := Event{Kind: KindTransactionResult, Payload: data(750)}
+	if err := s.FinishTxnEvents(ctx, id, []Transition{{State: "nexo.done", Final: true, Data: data(900)}}, result, receipt); err != nil {
+		return nil, err
+	}
+	after := uint64(0)
+	if len(prev) > 0 {
+		after = prev[len(prev)-1]
+	}
+	for {
+		r, ok, err := s.PeekAfter(ctx, time.Now(), after)
+		if err != nil || !ok {
+			return seqs, err
+		}
+		seqs, after = append(seqs, r.Seq), r.Seq
+	}
+}
+
+// BenchmarkPaymentCommits: what a payment's commits write and how long
+// bbolt takes to write and sync them (TxStats.WriteTime), against the floor
+// of 2 fdatasync of one page per commit measured on the same filesystem
+// between payments. b.N payments on a journal that already holds
+// TERMAGENT_PAYMENT_HISTORY (default 1,000) of them.
+//
+//	go test -run '^$' -bench PaymentCommits -benchtime 1000x ./store/
+func BenchmarkPaymentCommits(b *testing.B) {
+	ctx := context.Background()
+	s, _ := openTest(b, Options{PruneInterval: -1})
+	var prev []uint64
+	for i := range 1000 {
+		var err error
+		if prev, err = benchWorldPayment(ctx, s, i, prev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f, err := os.Create(filepath.Join(filepath.Dir(s.Path()), "floor"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	page := make([]byte, 4096)
+	var syncs []time.Duration
+	before := s.DiskStats()
+	b.ResetTimer()
+	for i := range b.N {
+		if prev, err = benchWorldPayment(ctx, s, 1000+i, prev); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		t0 := time.Now()
+		if _, err := f.WriteAt(page, 0); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		syncs = append(syncs, time.Since(t0))
+		b.StartTimer()
+	}
+	b.StopTimer()
+	d := s.DiskStats().Sub(before)
+	sync := percentile(syncs, 0.5)
+	b.ReportMetric(float64(d.Commits)/float64(b.N), "commits/payment")
+	b.ReportMetric(float64(d.Pages)/float64(d.Commits), "pages/commit")
+	b.ReportMetric(float64(d.Writes)/float64(d.Commits), "writes/commit")
+	b.ReportMetric(float64(d.WriteTime.Microseconds())/float64(d.Commits), "write-µs/commit")
+	b.ReportMetric(float64(sync.Microseconds()), "fdatasync-p50-µs")
+	b.ReportMetric(float64(d.WriteTime)/float64(d.Commits)/float64(2*sync), "write/floor")
+}
+
+// BenchmarkJournalLayout: BenchmarkPaymentCommits on two stores side by
+// side, one writing transitions beside their headers (schema 2), one where
+// schema 1 wrote them (journal.trans, journal.alias.txn), payments
+// alternating between them so that both see the same disk: pages per
+// commit and bbolt's write time per commit of each, and their ratio.
+//
+//	go test -run '^$' -bench JournalLayout -benchtime 1000x ./store/
+func BenchmarkJournalLayout(b *testing.B) {
+	ctx := context.Background()
+	v2, _ := openTest(b, Options{PruneInterval: -1})
+	v1, _ := openTest(b, Options{PruneInterval: -1, schema1Layout: true})
+	stores := []*Store{v1, v2}
+	prev := make([][]uint64, 2)
+	for i := range 1000 {
+		for j, s := range stores {
+			var err error
+			if prev[j], err = benchWorldPayment(ctx, s, i, prev[j]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	before := []DiskStats{v1.DiskStats(), v2.DiskStats()}
+	b.ResetTimer()
+	for i := range b.N {
+		for j := range stores {
+			j = (i + j) % 2 // alternate which one goes first
+			var err error
+			if prev[j], err = benchWorldPayment(ctx, stores[j], 1000+i, prev[j]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	d1, d2 := v1.DiskStats().Sub(before[0]), v2.DiskStats().Sub(before[1])
+	b.ReportMetric(float64(d1.Pages)/float64(d1.Commits), "schema1-pages/commit")
+	b.ReportMetric(float64(d2.Pages)/float64(d2.Commits), "schema2-pages/commit")
+	b.ReportMetric(float64(d1.WriteTime.Microseconds())/float64(d1.Commits), "schema1-write-µs/commit")
+	b.ReportMetric(float64(d2.WriteTime.Microseconds())/float64(d2.Commits), "schema2-write-µs/commit")
+	b.ReportMetric(float64(d2.WriteTime)/float64(d2.Commits)/(float64(d1.WriteTime)/float64(d1.Commits)), "write-time-ratio")
+}
