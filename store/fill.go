@@ -62,11 +62,25 @@ func (s *Store) fillAhead() {
 		return
 	}
 	t0 := time.Now()
-	from, to := max(fl.upTo, fl.hwm), fl.hwm+fl.chunk
+	fi, err := fl.f.Stat()
+	if err != nil {
+		fl.off = true
+		s.log.Warn("zero-fill ahead of the data stopped", "err", fmt.Errorf("stat %s: %w", s.path, err))
+		return
+	}
+	// Never past the file's end: bbolt sizes the file (to its mapping, in
+	// doublings for a small file), and a fill that lengthened it made bbolt
+	// map, and then grow the file to, twice the size (TestHostileInput: a
+	// 1 MiB journal budget's 2 MiB file became 4 MiB). Within it, the fill
+	// turns the holes bbolt's growth left into written blocks.
+	from, to := max(fl.upTo, fl.hwm), min(fl.hwm+fl.chunk, fi.Size())
+	if to <= from {
+		return
+	}
 	if fl.zeros == nil {
 		fl.zeros = make([]byte, 64<<10)
 	}
-	err := func() error {
+	err = func() error {
 		for off := from; off < to; off += int64(len(fl.zeros)) {
 			if _, err := fl.f.WriteAt(fl.zeros[:min(int64(len(fl.zeros)), to-off)], off); err != nil {
 				return err
