@@ -94,6 +94,7 @@ func BenchmarkWorldPayment(b *testing.B) {
 	b.ReportMetric(float64(disk.Pages)/n, "pages/payment")
 	b.ReportMetric(float64(disk.Bytes)/1024/n, "KiB/payment")
 	b.ReportMetric(float64(disk.WriteTime.Microseconds())/n, "commit-write-µs/payment")
+	b.ReportMetric(float64(disk.ZeroFillBytes)/1024/n, "fill-KiB/payment") // zeros written ahead, off the path (store/fill.go)
 	slices.Sort(pathCommits)
 	slices.Sort(pathCalls)
 	commits, calls := pathCommits[len(pathCommits)/2], pathCalls[len(pathCalls)/2]
