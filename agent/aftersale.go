@@ -179,6 +179,12 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event) (handled bool, er
 	if !t.Final {
 		return false, nil
 	}
+	if journaledEvent(t, ev.EventID) {
+		// Applied while the payment ran (events in agent/payments.go):
+		// its redelivery, not news.
+		a.log.Info("qr event already applied to its payment ignored", "poi_transaction_id", t.ID, "event_id", ev.EventID, "status", ev.Status)
+		return true, nil
+	}
 	e := toEntry(t)
 	if e.Category != nexo.CategoryPayment || e.State != nexo.TxDone || e.Response == nil {
 		return true, nil
