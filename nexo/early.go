@@ -59,6 +59,14 @@ func encodeEarly(ctx context.Context, resp *Response) {
 	}()
 }
 
+// wait returns once the early encoding, if any, is over: a panic unwinding
+// past process must not leave it writing ex while the handler answers.
+func (ee *earlyEncoder) wait() {
+	if ee.done != nil {
+		<-ee.done
+	}
+}
+
 // reply is resp encoded: the early encoding when it is resp's, else a fresh
 // one. It waits for the early encoding in both cases (it writes ex).
 func (ee *earlyEncoder) reply(resp *Response) reply {

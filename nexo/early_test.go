@@ -3,6 +3,7 @@ package nexo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -65,5 +66,29 @@ func TestResponseEncodedDuringJournalWrite(t *testing.T) {
 			require.NotNil(t, resp.Payment)
 			require.NotEmpty(t, resp.Payment.POITransactionID.ID)
 		})
+	}
+}
+
+// finishPanics is a journal whose final write panics (a bug in a journal).
+type finishPanics struct{ *MemJournal }
+
+func (finishPanics) Finish(context.Context, Txn, *Response, time.Time) error {
+	panic("journal bug")
+}
+
+// A panic while the outcome is journaled is answered as any handler panic,
+// after the early encoding is over (it writes the exchange the answer uses:
+// -race tells).
+func TestEarlyEncodingOverBeforeAPanicIsAnswered(t *testing.T) {
+	srv, err := NewServer(ServerConfig{POIID: testPOIID, AllowPlainHTTP: true},
+		Deps{Engine: &fakeEngine{}, Journal: finishPanics{NewMemJournal()}, Now: newTestClock().Now}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ln := serveTest(t, srv)
+	c := (&testEnv{url: "http://" + ln.Addr().String() + "/nexo"}).client(nil, nil)
+	for i := range 20 {
+		resp, err := c.Do(testCtx(t), paymentReq(fmt.Sprintf("P%d", i), "KB", 100))
+		require.NoError(t, err)
+		require.Equal(t, Failure, resp.Status.Result)
+		require.Equal(t, UnavailableService, resp.Status.ErrorCondition)
 	}
 }

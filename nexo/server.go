@@ -374,6 +374,7 @@ func (s *Server) process(ctx context.Context, ex *exchange, body []byte) reply {
 		}
 	}
 	ctx, early := withEarlyEncoder(ctx, s, ex) // nexo/early.go
+	defer early.wait()
 	resp := s.dispatch(ctx, req)
 	if resp == nil {
 		return reply{status: http.StatusOK}
