@@ -269,7 +269,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	held := newHeldAdvices()
 	after := newAfterSale(st, a.log.With("component", "aftersale")) // agent/aftersale.go
 	a.after = after
-	j := journal{st: st, held: held, after: after, receipts: a.cfg.DigitalReceipts, restarted: time.Now(), last: newLastEntries()}
+	journaled := newJournaledEvents() // events applied in flight: journaled, not marked (agent/payments.go)
+	j := journal{st: st, held: held, after: after, receipts: a.cfg.DigitalReceipts, restarted: time.Now(), last: newLastEntries(), journaled: journaled}
 	// What a previous run left unfinished, listed before the POS can start a
 	// payment: recovery must not take this run's payments for interrupted ones.
 	unfinished, err := st.UnfinishedTxns(ctx)
@@ -323,6 +324,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	j.methods = apmEngine{qr: engine}.method
 	j.qr = engine
+	after.byPPaaSID = func(ctx context.Context, id string) (string, error) {
+		// Bounded: it runs in the MQTT delivery goroutine.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		tx, err := engine.Client().Get(ctx, id)
+		return tx.ClientTransactionID, err
+	}
 	a.mu.Lock()
 	a.scanner = engine // the terminal's scanner input (agent/scan.go)
 	a.mu.Unlock()
@@ -451,7 +459,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			Serial:      a.serial,
 			TLS:         a.platform.Clone(),
 			Credentials: a.auth,
-			Events:      events{st: st},
+			Events:      events{st: st, journaled: journaled},
 			Handler:     eventRouter{engine: engine, after: after},
 			Logger:      a.log.With("component", "mqtt"),
 			Statuses:    statuses,

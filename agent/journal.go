@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -201,6 +202,9 @@ type journal struct {
 	restarted time.Time
 	// last caches what Last decoded (agent/journal_last.go); nil: no cache.
 	last *lastEntries
+	// journaled: the events Record journaled a transition for, which the
+	// event log need not mark (agent/payments.go); nil: none kept.
+	journaled *journaledEvents
 }
 
 // Begin implements nexo.Journal. The id it returns names the payment
@@ -439,12 +443,33 @@ func (j journal) Record(_ context.Context, t qr.Transition) error {
 	if err != nil {
 		return fmt.Errorf("journal qr transition: %w", err)
 	}
-	// Alias: the payment is found by its PPaaS id too, which is all some
-	// PPaaS events name it by (afterSale.event).
-	if err := j.st.AppendTxnDeferred(t.ClientTransactionID, store.Transition{At: t.At, State: stateQRPrefix + string(t.To), Data: data, Alias: t.TransactionID}); err != nil {
+	// No alias (store.Transition.Alias) under the PPaaS id: the index cost
+	// ~5 pages of the payment's final commit for the rare event that names a
+	// payment by its PPaaS id alone, which asks PPaaS instead
+	// (afterSale.txnAtPPaaS).
+	if err := j.st.AppendTxnDeferred(t.ClientTransactionID, store.Transition{At: t.At, State: stateQRPrefix + string(t.To), Data: data}); err != nil {
 		return fmt.Errorf("journal qr transition %s: %w", t.ClientTransactionID, err)
 	}
+	j.journaled.add(t.EventID)
 	return nil
+}
+
+// journaledEvent reports whether event id moved payment t: one of its QR
+// transitions names it.
+func journaledEvent(t store.Txn, id string) bool {
+	if id == "" {
+		return false
+	}
+	for _, tr := range t.Transitions {
+		if !strings.HasPrefix(tr.State, stateQRPrefix) || !bytes.Contains(tr.Data, []byte(id)) {
+			continue
+		}
+		var qt qr.Transition
+		if json.Unmarshal(tr.Data, &qt) == nil && qt.EventID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // qrView is what the journal knows of a payment's QR side.

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,7 +19,17 @@ import (
 // twice is harmless (the state machine ignores events that do not move a
 // transaction forward, the after-sale desk journals an update once), and the
 // mark commits with the next durable write.
-type events struct{ st *store.Store }
+//
+// An event that moved a payment in flight is not marked: its id is journaled
+// with the QR transition it caused (journal.Record), a deferred write of the
+// same commit, and that is where a redelivery is recognised, by the engine
+// while the payment runs and by the after-sale desk once it has ended
+// (afterSale.event). The mark would add a random key, a page or two, to the
+// payment's final commit for nothing.
+type events struct {
+	st        *store.Store
+	journaled *journaledEvents // nil: every event is marked
+}
 
 // SeenEvent implements qr.EventLog.
 func (e events) SeenEvent(ctx context.Context, id string) (bool, error) {
@@ -27,7 +38,50 @@ func (e events) SeenEvent(ctx context.Context, id string) (bool, error) {
 
 // MarkEvent implements qr.EventLog.
 func (e events) MarkEvent(_ context.Context, id string) error {
+	if e.journaled.take(id) {
+		return nil
+	}
 	return e.st.MarkEventDeferred(id)
+}
+
+// journaledEvents are the ids of the events journal.Record has just queued
+// a QR transition for, until the Subscriber marks them (at once, in the same
+// goroutine). Bounded: an id it drops is marked as any other.
+type journaledEvents struct {
+	mu  sync.Mutex
+	ids []string // oldest first
+}
+
+const maxJournaledEvents = 64
+
+func newJournaledEvents() *journaledEvents { return &journaledEvents{} }
+
+func (j *journaledEvents) add(id string) {
+	if j == nil || id == "" {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(j.ids) == maxJournaledEvents {
+		j.ids = append(j.ids[:0], j.ids[1:]...)
+	}
+	j.ids = append(j.ids, id)
+}
+
+// take reports whether id was journaled, forgetting it.
+func (j *journaledEvents) take(id string) bool {
+	if j == nil {
+		return false
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for i, v := range j.ids {
+		if v == id {
+			j.ids = append(j.ids[:i], j.ids[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // apmEngine is the Nexo payment engine for QR alternative payments.

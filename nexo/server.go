@@ -139,6 +139,10 @@ type Server struct {
 	eventSeq uint64
 	nonces   *nonceCache
 	conns    connLimit
+
+	// earlyEncoded, set by tests only, is called when a response encoded
+	// during its journal write is ready (nexo/early.go).
+	earlyEncoded func()
 }
 
 // running is the transaction in progress.
@@ -369,11 +373,13 @@ func (s *Server) process(ctx context.Context, ex *exchange, body []byte) reply {
 			return s.failure(ex, http.StatusUnauthorized, &Error{Condition: NotAllowed, Text: cerr.Error()})
 		}
 	}
+	ctx, early := withEarlyEncoder(ctx, s, ex) // nexo/early.go
+	defer early.wait()
 	resp := s.dispatch(ctx, req)
 	if resp == nil {
 		return reply{status: http.StatusOK}
 	}
-	return s.encode(ex, http.StatusOK, resp)
+	return early.reply(resp)
 }
 
 // encode renders a response in the request's encoding, protected if the
@@ -678,6 +684,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		t.Stop()
 	}
 	resp := s.outcomeResponse(req, tctx, o.resp, o.err)
+	encodeEarly(ctx, resp) // while the journal commits (nexo/early.go)
 	if err := s.finishJournal(ctx, txn, resp, log); err != nil && resp.Status.Result != Success {
 		// A Failure may say a reversal is queued: without the journal it is
 		// not (they commit together). Tell the POS only what is true.
