@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -95,12 +94,6 @@ type afterSale struct {
 	// which its response tells, not news.
 	ownMu sync.Mutex
 	own   map[string]time.Time
-
-	// byPPaaSID asks PPaaS which payment (clientTransactionId) a PPaaS
-	// transaction id is, for an event that names the payment by that id
-	// alone; nil: such an event is the engine's (ignored). Set once, before
-	// any event is handled.
-	byPPaaSID func(ctx context.Context, id string) (string, error)
 }
 
 // ownGrace is how long after a POS reversal its payment's "refunded" is taken
@@ -192,19 +185,15 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event) (handled bool, er
 			return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err) // left unacked: redelivered
 		}
 	case ev.TransactionID != "":
-		// An event naming the payment by its PPaaS id only (the contract's
-		// events name both): files written before indexed each payment under
-		// it; now PPaaS says whose it is, a call on this rare path instead of
-		// an index write in every payment's final commit (journal.Record).
+		// An event naming the payment by its PPaaS id only: the journal
+		// indexes each payment under it (journal.Record).
 		found := false
 		t, found, err = a.st.TxnByAlias(ctx, ev.TransactionID)
 		if err != nil {
 			return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err)
 		}
 		if !found {
-			if t, found, err = a.txnAtPPaaS(ctx, ev.TransactionID); err != nil || !found {
-				return err != nil, err
-			}
+			return false, nil
 		}
 	default:
 		return false, nil
@@ -279,33 +268,6 @@ func (a *afterSale) reversalOwns(ctx context.Context, t store.Txn) (bool, error)
 	}
 	_, _, found, err := a.st.FindKey(ctx, adviceKey(t.ID))
 	return found, err
-}
-
-// txnAtPPaaS is the journal entry of the payment PPaaS knows as id. found is
-// false when PPaaS does not know id or names a payment this journal does not
-// have; an error (PPaaS unreachable) leaves the event unacked, redelivered.
-func (a *afterSale) txnAtPPaaS(ctx context.Context, id string) (t store.Txn, found bool, err error) {
-	if a.byPPaaSID == nil {
-		return store.Txn{}, false, nil
-	}
-	ctid, err := a.byPPaaSID(ctx, id)
-	var ae *qr.APIError
-	switch {
-	case errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound:
-		return store.Txn{}, false, nil
-	case err != nil:
-		return store.Txn{}, false, fmt.Errorf("after-sale event for PPaaS transaction %s: whose payment: %w", id, err)
-	case ctid == "":
-		return store.Txn{}, false, nil
-	}
-	t, err = a.st.Txn(ctx, ctid)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.Txn{}, false, nil
-	}
-	if err != nil {
-		return store.Txn{}, false, fmt.Errorf("after-sale event for PPaaS transaction %s: %w", id, err)
-	}
-	return t, true, nil
 }
 
 // classify says what a late event means for payment t, answered resp.

@@ -324,13 +324,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	j.methods = apmEngine{qr: engine}.method
 	j.qr = engine
-	after.byPPaaSID = func(ctx context.Context, id string) (string, error) {
-		// Bounded: it runs in the MQTT delivery goroutine.
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		tx, err := engine.Client().Get(ctx, id)
-		return tx.ClientTransactionID, err
-	}
 	a.mu.Lock()
 	a.scanner = engine // the terminal's scanner input (agent/scan.go)
 	a.mu.Unlock()

@@ -443,11 +443,9 @@ func (j journal) Record(_ context.Context, t qr.Transition) error {
 	if err != nil {
 		return fmt.Errorf("journal qr transition: %w", err)
 	}
-	// No alias (store.Transition.Alias) under the PPaaS id: the index cost
-	// ~5 pages of the payment's final commit for the rare event that names a
-	// payment by its PPaaS id alone, which asks PPaaS instead
-	// (afterSale.txnAtPPaaS).
-	if err := j.st.AppendTxnDeferred(t.ClientTransactionID, store.Transition{At: t.At, State: stateQRPrefix + string(t.To), Data: data}); err != nil {
+	// Alias: the payment is found by its PPaaS id too, which is all some
+	// PPaaS events name it by (afterSale.event).
+	if err := j.st.AppendTxnDeferred(t.ClientTransactionID, store.Transition{At: t.At, State: stateQRPrefix + string(t.To), Data: data, Alias: t.TransactionID}); err != nil {
 		return fmt.Errorf("journal qr transition %s: %w", t.ClientTransactionID, err)
 	}
 	j.journaled.add(t.EventID)

@@ -206,12 +206,12 @@ func TestRecoveryNeverChargesAMerchantScanCode(t *testing.T) {
 				require.Equal(t, int64(4200), e.Response.Payment.Result.AuthorizedAmount.Minor, "the transaction the original create made")
 			}
 			if tc.made != "" {
-				// The PPaaS id learnt from the listing is journaled with the
-				// payment: a reversal asks PPaaS by it (a later event naming
-				// only it asks PPaaS whose it is: afterSale.txnAtPPaaS).
-				txn, err := st.Txn(t.Context(), id)
+				// The PPaaS id learnt from the listing is journaled: a later
+				// event naming only it (a chargeback) finds the payment.
+				found, ok, err := st.TxnByAlias(t.Context(), "qr-orig")
 				require.NoError(t, err)
-				require.Equal(t, "qr-orig", viewQR(txn).transactionID, "the PPaaS id recovery found is not journaled")
+				require.True(t, ok, "no alias for the PPaaS id recovery found")
+				require.Equal(t, id, found.ID)
 			}
 			if tc.made == "" {
 				require.Contains(t, e.Response.Status.AdditionalResponse, "not charged")
