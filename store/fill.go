@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+
+	bolt "go.etcd.io/bbolt"
 	"os"
 	"sync/atomic"
 	"time"
@@ -29,10 +31,10 @@ import (
 type filler struct {
 	f          *os.File
 	chunk, low int64 // bytes zero-filled at a time; fill again when less than low is left
-	hwm        int64 // bytes below which bbolt may have data: at most this
+	hwm        int64 // bbolt's high-water mark at the last fill (Tx.Size)
 	upTo       int64 // bytes up to which the file is written (0: not known)
-	alloc      int64 // bbolt's allocated bytes so far (TxStats.PageAlloc)
 	off        bool  // stopped after an error
+	failed     bool  // the last commit failed: no fill until one succeeds
 	zeros      []byte
 
 	fills   atomic.Int64
@@ -40,25 +42,29 @@ type filler struct {
 	elapsed atomic.Int64 // ns
 }
 
-// noteCommit records what the commit that just ended may have allocated:
-// start is the file's data size when it began (Tx.Size).
-func (s *Store) noteCommit(start int64) {
+// fillAhead zero-fills past the data when less than fillLow is left.
+//
+// The high-water mark is read from bbolt itself, in a read transaction, each
+// time: the writer is between commits, so it is exactly the end of every page
+// bbolt may use, whatever the commits before did (a failed commit included:
+// bbolt can keep a commit whose meta sync failed). The writer does not fill
+// after a failed commit at all (ok false), until one succeeds.
+func (s *Store) fillAhead(ok bool) {
 	fl := s.fill
-	if fl == nil {
+	if fl == nil || fl.off {
 		return
 	}
-	st := s.db.Stats()
-	alloc := st.TxStats.GetPageAlloc()
-	// Pages it took from the free list count too: an upper bound, which is
-	// all safety needs.
-	fl.hwm = max(fl.hwm, start+alloc-fl.alloc)
-	fl.alloc = alloc
-}
-
-// fillAhead zero-fills past the data when less than fillLow is left.
-func (s *Store) fillAhead() {
-	fl := s.fill
-	if fl == nil || fl.off || fl.upTo >= fl.hwm+fl.low {
+	if !ok {
+		fl.failed = true
+		return
+	}
+	fl.failed = false
+	var hwm int64
+	if err := s.db.View(func(tx *bolt.Tx) error { hwm = tx.Size(); return nil }); err != nil || hwm <= 0 {
+		return
+	}
+	fl.hwm = hwm
+	if fl.upTo >= fl.hwm+fl.low {
 		return
 	}
 	t0 := time.Now()

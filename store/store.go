@@ -664,9 +664,9 @@ func (s *Store) writer() {
 				break drain
 			}
 		}
-		s.commit(batch)
+		committed := s.commit(batch)
 		if len(s.reqs) == 0 {
-			s.fillAhead() // idle: no write waits for it
+			s.fillAhead(committed) // idle: no write waits for it
 		}
 		if len(batch) > 1 {
 			// Under load, let the producers this commit just released queue
@@ -678,14 +678,13 @@ func (s *Store) writer() {
 	}
 }
 
-func (s *Store) commit(batch []*writeReq) {
+// commit runs batch in one bbolt transaction; ok reports it committed.
+func (s *Store) commit(batch []*writeReq) (ok bool) {
 	errs := make([]error, len(batch))
 	w := &wtx{c: s.counters, now: s.opts.Now()}
-	var start int64
 	err := guard(func() error {
 		return s.db.Update(func(tx *bolt.Tx) error {
 			w.tx = tx
-			start = tx.Size()
 			for i, r := range batch {
 				errs[i] = r.fn(w)
 				var rb rollback
@@ -700,7 +699,6 @@ func (s *Store) commit(batch []*writeReq) {
 		err = fmt.Errorf("commit: %w", err)
 		s.log.Error("store commit failed", "ops", len(batch), "err", err)
 	} else {
-		s.noteCommit(start)
 		s.counters = w.c
 		s.publish(w.c)
 		s.applyMetrics(w.m, len(batch))
@@ -726,6 +724,7 @@ func (s *Store) commit(batch []*writeReq) {
 		}
 		s.pending.Done()
 	}
+	return err == nil
 }
 
 func (s *Store) publish(c counters) {
