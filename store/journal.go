@@ -279,7 +279,7 @@ func (s *Store) appendTxnOp(id string, t Transition, unfinished bool) (op, error
 	tv := encodeTransition(t)
 	return func(w *wtx) error {
 		txb := w.tx.Bucket(bucketTxn)
-		hv := txb.Get([]byte(id))
+		hv := txnHeaderValue(w.tx, id)
 		if hv == nil {
 			return ErrNotFound
 		}
@@ -427,7 +427,7 @@ func (s *Store) TxnByServiceIDSince(ctx context.Context, saleID, serviceID strin
 // have stamps it as it is: then t is empty and stamp is have.
 func readTxnSince(tx *bolt.Tx, id []byte, have TxnStamp, dataOf ...string) (t Txn, stamp TxnStamp, err error) {
 	var n uint64
-	if hv := tx.Bucket(bucketTxn).Get(id); hv != nil {
+	if hv := txnHeaderValue(tx, string(id)); hv != nil {
 		if n, err = headerN(hv); err == nil && string(id) == have.ID && n == have.N {
 			return Txn{}, have, nil
 		}
@@ -664,7 +664,7 @@ func transitionKeys(b *bolt.Bucket, id string, fn func(k, v []byte) error) error
 // readTxn reads transaction id; with dataOf given, only the transitions of
 // those states carry their Data.
 func readTxn(tx *bolt.Tx, id string, dataOf ...string) (Txn, error) {
-	hv := tx.Bucket(bucketTxn).Get([]byte(id))
+	hv := txnHeaderValue(tx, id)
 	if hv == nil {
 		return Txn{}, ErrNotFound
 	}
@@ -909,4 +909,16 @@ func parseTransition(v []byte) (at time.Time, state []byte, final bool, data []b
 		return time.Time{}, nil, false, nil, d.err
 	}
 	return at, state, final, data, nil
+}
+
+// txnHeaderValue is transaction id's stored header, nil if there is none. An
+// id with a NUL byte names none (checkRef refuses them): in journal.txn such a
+// key is one of a transaction's transitions (id \x00 be(n)), never a header,
+// and a peer's id shaped like one (an MQTT event's) must read as unknown, not
+// as a damaged header.
+func txnHeaderValue(tx *bolt.Tx, id string) []byte {
+	if strings.IndexByte(id, 0) >= 0 {
+		return nil
+	}
+	return tx.Bucket(bucketTxn).Get([]byte(id))
 }

@@ -129,3 +129,19 @@ func TestJournalStepWritesOneLeafForHeaderAndTransition(t *testing.T) {
 	// bucket's leaf, the meta page; a little more where a leaf splits.
 	require.LessOrEqual(t, perStep, float64(depth+2)+0.5)
 }
+
+// Review: in the schema-2 layout a transition's key is its transaction's id,
+// a NUL byte and the step number; a peer's id shaped like that (an MQTT
+// event's clientTransactionId) read a transition as a header and reported
+// the store corrupt. It is an unknown transaction.
+func TestIDShapedLikeATransitionKeyIsUnknown(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{NoSync: true, PruneInterval: -1})
+	_, err := s.StartTxn(ctx, TxnRef{ID: "p1", SaleID: "POS1", ServiceID: "1"}, Transition{State: "started"})
+	require.NoError(t, err)
+	forged := "p1\x00\x00\x00\x00\x00\x00\x00\x00\x01"
+	_, err = s.Txn(ctx, forged)
+	require.ErrorIs(t, err, ErrNotFound)
+	require.NotErrorIs(t, err, ErrCorrupt)
+	require.ErrorIs(t, s.AppendTxn(ctx, forged, Transition{State: "x"}), ErrNotFound)
+}
