@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -75,4 +76,17 @@ func TestJournaledEventsBounded(t *testing.T) {
 	var none *journaledEvents
 	none.add("x")
 	require.False(t, none.take("x"))
+}
+
+// Review: the redelivery check looked for an event id's raw bytes in the
+// journaled JSON, which escapes <, > and & (and U+2028): such an id was never
+// recognised. It looks for the id as JSON writes it.
+func TestJournaledEventIDWithEscapedCharacters(t *testing.T) {
+	for _, id := range []string{"plain-1", "a<b>&c", "line\u2028sep"} {
+		data, err := json.Marshal(qr.Transition{ClientTransactionID: "c1", To: ppaas.Approved, EventID: id})
+		require.NoError(t, err)
+		txn := store.Txn{Transitions: []store.Transition{{State: stateQRPrefix + string(ppaas.Approved), Data: data}}}
+		require.True(t, journaledEvent(txn, id), "%q", id)
+		require.False(t, journaledEvent(txn, id+"x"), "%q", id)
+	}
 }

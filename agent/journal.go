@@ -458,8 +458,14 @@ func journaledEvent(t store.Txn, id string) bool {
 	if id == "" {
 		return false
 	}
+	// The pre-filter looks for the id as json.Marshal wrote it (it escapes
+	// <, >, &, U+2028/9 and invalid UTF-8), not its raw bytes.
+	quoted, err := json.Marshal(id)
+	if err != nil {
+		return false
+	}
 	for _, tr := range t.Transitions {
-		if !strings.HasPrefix(tr.State, stateQRPrefix) || !bytes.Contains(tr.Data, []byte(id)) {
+		if !strings.HasPrefix(tr.State, stateQRPrefix) || !bytes.Contains(tr.Data, quoted) {
 			continue
 		}
 		var qt qr.Transition
