@@ -271,7 +271,7 @@ func (j journal) Finish(ctx context.Context, txn nexo.Txn, response *nexo.Respon
 
 // errReversalOwns: a Success was about to be journaled for a transaction that
 // has a reversal advice. It never is: the queued reversal owns the outcome.
-var errReversalOwns = errors.New("a queued reversal owns this transaction's outcome; it is never journaled approved")
+var errReversalOwns = fmt.Errorf("a queued reversal owns this transaction's outcome; it is never journaled approved: %w", nexo.ErrOutcomeOwned)
 
 // finish is the one place a transaction's final response is journaled. The
 // response, the transaction result the platform is owed and the reversal

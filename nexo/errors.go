@@ -56,6 +56,12 @@ func Errorf(c ErrorCondition, format string, args ...any) *Error {
 // should stop and return an *Error with Condition Aborted.
 var ErrAborted = errors.New("nexo: payment aborted by the POS")
 
+// ErrOutcomeOwned is what a Journal's Finish wraps when it refuses a Success
+// because something else owns the transaction's outcome (the agent: a queued
+// reversal, which will give the money back). The POS is then never told
+// Success: the sale would be handed over and the money refunded.
+var ErrOutcomeOwned = errors.New("nexo: the transaction's outcome is owned by a reversal")
+
 // formatError is a MessageFormat error naming the offending field.
 func formatError(field, format string, args ...any) *Error {
 	return &Error{Condition: MessageFormat, Text: field + ": " + fmt.Sprintf(format, args...)}

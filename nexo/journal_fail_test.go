@@ -3,6 +3,7 @@ package nexo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -44,4 +45,30 @@ func TestFinishFailureIsNotReportedAsRecordedOutcome(t *testing.T) {
 	ok, err := c.Do(ctx, paymentReq("F2", "KB", 100))
 	require.NoError(t, err)
 	require.Equal(t, Success, ok.Status.Result)
+}
+
+// ownedFinish is a journal that refuses a Success because a reversal owns
+// the transaction's outcome (the agent's journal.finish).
+type ownedFinish struct{ *MemJournal }
+
+func (ownedFinish) Finish(_ context.Context, _ Txn, resp *Response, _ time.Time) error {
+	if resp.Status.Result == Success {
+		return fmt.Errorf("journal finish: %w", ErrOutcomeOwned)
+	}
+	return nil
+}
+
+// Review: a Success the journal refused because a queued reversal owns the
+// payment was still sent to the POS (a Success "stays a Success"): the POS
+// hands the goods over while the reversal refunds the consumer. It is told
+// the outcome is not recorded; TransactionStatus tells the reversal's.
+func TestSuccessRefusedBecauseAReversalOwnsItIsNotSent(t *testing.T) {
+	srv, err := NewServer(ServerConfig{POIID: testPOIID, AllowPlainHTTP: true},
+		Deps{Engine: &fakeEngine{}, Journal: ownedFinish{NewMemJournal()}, Now: newTestClock().Now}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ln := serveTest(t, srv)
+	env := &testEnv{url: "http://" + ln.Addr().String() + "/nexo"}
+	resp, err := env.client(nil, nil).Do(testCtx(t), paymentReq("O1", "KB", 100))
+	requireFailure(t, resp, err, InProgress)
+	require.Contains(t, resp.Status.AdditionalResponse, "could not be recorded")
 }

@@ -685,9 +685,11 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 	}
 	resp := s.outcomeResponse(req, tctx, o.resp, o.err)
 	encodeEarly(ctx, resp) // while the journal commits (nexo/early.go)
-	if err := s.finishJournal(ctx, txn, resp, log); err != nil && resp.Status.Result != Success {
+	if err := s.finishJournal(ctx, txn, resp, log); err != nil && (resp.Status.Result != Success || errors.Is(err, ErrOutcomeOwned)) {
 		// A Failure may say a reversal is queued: without the journal it is
-		// not (they commit together). Tell the POS only what is true.
+		// not (they commit together). A Success the journal refused because
+		// a reversal owns the outcome is not true either. Tell the POS only
+		// what is true.
 		resp = s.txFailure(req, Errorf(InProgress, "the outcome could not be recorded on the terminal; ask TransactionStatus later"), poiTransactionIDOf(resp))
 	}
 	log.Info("nexo transaction finished", "result", string(resp.Status.Result), "condition", string(resp.Status.ErrorCondition))
