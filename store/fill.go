@@ -37,6 +37,7 @@ type filler struct {
 	failed     bool  // the last commit failed: no fill until one succeeds
 	zeros      []byte
 
+	views   atomic.Int64 // read transactions fillAhead opened (not the callers': ReadTxns)
 	fills   atomic.Int64
 	bytes   atomic.Int64
 	elapsed atomic.Int64 // ns
@@ -60,6 +61,7 @@ func (s *Store) fillAhead(ok bool) {
 	}
 	fl.failed = false
 	var hwm int64
+	fl.views.Add(1)
 	if err := s.db.View(func(tx *bolt.Tx) error { hwm = tx.Size(); return nil }); err != nil || hwm <= 0 {
 		return
 	}

@@ -838,7 +838,13 @@ func (s *Store) appendTxnEvents(ctx context.Context, id string, unfinished bool,
 
 // ReadTxns is the number of read transactions the Store has started since it
 // opened (bbolt's TxN): what tests count as the look-ups an operation costs.
-func (s *Store) ReadTxns() int64 { return int64(s.db.Stats().TxN) }
+func (s *Store) ReadTxns() int64 {
+	n := int64(s.db.Stats().TxN)
+	if s.fill != nil {
+		n -= s.fill.views.Load() // the writer's own reads of the high-water mark (fill.go)
+	}
+	return n
+}
 
 // Transition value layout (version 2; files written before it hold JSON, a
 // value starting with '{', still read), integers varint-encoded:
