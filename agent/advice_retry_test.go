@@ -40,7 +40,9 @@ func TestAdviceRetriedWhilePPaaSAnswers404Or409(t *testing.T) {
 	} {
 		t.Run(http.StatusText(c.code), func(t *testing.T) {
 			st := openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db"))
-			j := journal{st: st}
+			// With the after-sale desk, as the agent runs it: what the POS
+			// is notified of is checked too.
+			j := newAfterSaleRigOn(t, st, false).j
 			id := beginPayment(t, j, "U1", 999)
 			require.NoError(t, j.Finish(t.Context(), nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "U1"},
 				failureResponse(t, "U1", id, nexo.UnreachableHost, "outcome unknown; a reversal is queued"), time.Now()))
@@ -90,6 +92,7 @@ func TestAdviceRetriedWhilePPaaSAnswers404Or409(t *testing.T) {
 					require.True(t, ok)
 					return strings.Contains(e.Response.Status.AdditionalResponse, "manual action needed")
 				})
+				require.Equal(t, []string{afterReversalFailed}, updateKinds(t, st, id), "the POS is told the reversal failed, never settled")
 				return
 			}
 			testrig.WaitFor(t, 10*time.Second, "refunds answered many times", func() bool { return refunds.Load() >= 4*maxRejections })
@@ -126,6 +129,27 @@ func TestAdviceRetriedWhilePPaaSAnswers404Or409(t *testing.T) {
 			require.NoError(t, err)
 			require.True(t, ok)
 			require.Contains(t, e.Response.Status.AdditionalResponse, "refunded at PPaaS")
+			require.Equal(t, []string{afterReversalUnconfirmed, afterSettled}, updateKinds(t, st, id), "told unconfirmed once, then settled")
 		})
 	}
+}
+
+// updateKinds are the kinds of payment id's after-sale updates, oldest
+// first, each with its POS notification queued beside it.
+func updateKinds(t *testing.T, st *store.Store, id string) []string {
+	t.Helper()
+	var kinds []string
+	for _, r := range afterSaleRecords(t, st, id) {
+		kinds = append(kinds, r.Kind)
+	}
+	notified := 0
+	for _, rec := range outboxOf(t, st, store.KindNexoEvent) {
+		var pe nexo.PendingEvent
+		require.NoError(t, json.Unmarshal(rec.Payload, &pe))
+		if strings.Contains(string(pe.Body), "POITransactionID="+id) {
+			notified++
+		}
+	}
+	require.Equal(t, len(kinds), notified, "each update is notified to the POS")
+	return kinds
 }
