@@ -2,11 +2,11 @@ package store
 
 import (
 	"fmt"
-
-	bolt "go.etcd.io/bbolt"
 	"os"
 	"sync/atomic"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Zero-filling ahead: bbolt grows its file by truncating it longer, which

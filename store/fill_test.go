@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -80,32 +79,9 @@ func TestZeroFillOffWithoutSync(t *testing.T) {
 //
 //	go test -run '^$' -bench ZeroFillAhead -benchtime 1000x ./store/
 func BenchmarkZeroFillAhead(b *testing.B) {
-	ctx := context.Background()
 	on, _ := openTest(b, Options{PruneInterval: -1})
 	off, _ := openTest(b, Options{PruneInterval: -1, noFill: true})
-	stores := []*Store{on, off}
-	prev := make([][]uint64, 2)
-	for i := range 1000 {
-		for j, s := range stores {
-			var err error
-			if prev[j], err = benchWorldPayment(ctx, s, i, prev[j]); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	before := []DiskStats{on.DiskStats(), off.DiskStats()}
-	b.ResetTimer()
-	for i := range b.N {
-		for j := range stores {
-			j = (i + j) % 2
-			var err error
-			if prev[j], err = benchWorldPayment(ctx, stores[j], 1000+i, prev[j]); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	b.StopTimer()
-	d1, d0 := on.DiskStats().Sub(before[0]), off.DiskStats().Sub(before[1])
+	d1, d0 := pairedPayments(b, on, off)
 	perCommit := func(d DiskStats) float64 { return float64(d.WriteTime) / float64(d.Commits) }
 	b.ReportMetric(perCommit(d1)/1e3, "filled-write-µs/commit")
 	b.ReportMetric(perCommit(d0)/1e3, "sparse-write-µs/commit")
