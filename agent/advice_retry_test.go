@@ -43,9 +43,7 @@ func TestAdviceRetriedWhilePPaaSAnswers404Or409(t *testing.T) {
 			// With the after-sale desk, as the agent runs it: what the POS
 			// is notified of is checked too.
 			j := newAfterSaleRigOn(t, st, false).j
-			id := beginPayment(t, j, "U1", 999)
-			require.NoError(t, j.Finish(t.Context(), nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "U1"},
-				failureResponse(t, "U1", id, nexo.UnreachableHost, "outcome unknown; a reversal is queued"), time.Now()))
+			id := failedPayment(t, j, "U1", 999, nexo.UnreachableHost, "outcome unknown; a reversal is queued")
 
 			var refunds atomic.Int64
 			var answers atomic.Bool // PPaaS answers the refund at last

@@ -158,9 +158,7 @@ func TestAfterSaleIgnoresWhatThePOSAlreadyKnows(t *testing.T) {
 func TestSettledUnknownOutcomeIsNotifiedOnce(t *testing.T) {
 	r := newAfterSaleRig(t, false)
 	ctx := t.Context()
-	id := beginPayment(t, r.j, "U1", 999)
-	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "U1"},
-		failureResponse(t, "U1", id, nexo.UnreachableHost, "outcome unknown; a reversal is queued"), time.Now()))
+	id := failedPayment(t, r.j, "U1", 999, nexo.UnreachableHost, "outcome unknown; a reversal is queued")
 	text := settledText("", ppaas.Refunded)
 	require.NoError(t, r.j.settle(ctx, id, afterSettled, text))
 	require.NoError(t, r.j.settle(ctx, id, afterSettled, text), "the same advice carried out again (a redelivery)")
@@ -190,9 +188,7 @@ func TestUnsettledReversalIsNeverNotifiedAsSettled(t *testing.T) {
 		t.Run(c.kind, func(t *testing.T) {
 			r := newAfterSaleRig(t, false)
 			ctx := t.Context()
-			id := beginPayment(t, r.j, "U1", 999)
-			require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "U1"},
-				failureResponse(t, "U1", id, nexo.UnreachableHost, "outcome unknown; a reversal is queued"), time.Now()))
+			id := failedPayment(t, r.j, "U1", 999, nexo.UnreachableHost, "outcome unknown; a reversal is queued")
 			told, err := r.j.tell(ctx, id, c.kind, c.text)
 			require.NoError(t, err)
 			require.True(t, told)
@@ -221,9 +217,7 @@ func TestUnsettledReversalIsNeverNotifiedAsSettled(t *testing.T) {
 func TestApprovedAfterAFailureIsReversed(t *testing.T) {
 	r := newAfterSaleRig(t, false)
 	ctx := t.Context()
-	id := beginPayment(t, r.j, "R1", 1250)
-	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "R1"},
-		failureResponse(t, "R1", id, nexo.Refusal, "declined by the provider"), time.Now()))
+	id := failedPayment(t, r.j, "R1", 1250, nexo.Refusal, "declined by the provider")
 
 	for _, evID := range []string{"e1", "e1", "e2"} { // a redelivery, then the same news under another id
 		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: evID, Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-7", Status: ppaas.Approved})
@@ -341,9 +335,7 @@ func TestDigitalReceiptCommitsWithTheSuccess(t *testing.T) {
 		ok := beginPayment(t, r.j, "S1", 700)
 		resp := successResponse(t, "S1", ok, 700)
 		require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: ok, SaleID: "POS1", ServiceID: "S1"}, resp, time.Now()))
-		bad := beginPayment(t, r.j, "S2", 700)
-		require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: bad, SaleID: "POS1", ServiceID: "S2"},
-			failureResponse(t, "S2", bad, nexo.Refusal, "declined"), time.Now()))
+		failedPayment(t, r.j, "S2", 700, nexo.Refusal, "declined") // no receipt
 
 		recs := outboxOf(t, r.j.st, store.KindReceipt)
 		if !on {
@@ -390,9 +382,7 @@ func TestAfterSaleMetricLabelsAreClosed(t *testing.T) {
 func TestAfterSaleRefundOwedIsNotified(t *testing.T) {
 	r := newAfterSaleRig(t, false)
 	ctx := t.Context()
-	id := beginPayment(t, r.j, "P1", 2500)
-	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "P1"},
-		failureResponse(t, "P1", id, nexo.Cancel, "the consumer did not pay in time"), time.Now()))
+	id := failedPayment(t, r.j, "P1", 2500, nexo.Cancel, "the consumer did not pay in time")
 	ev := ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, Status: ppaas.Cancelled,
 		Provider: map[string]string{"txhash": "ab12", "isconfirmed": "false", "refund": "owed"}}
 	handled, err := r.j.after.event(ctx, ev)

@@ -3,7 +3,6 @@ package agent
 import (
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -19,9 +18,7 @@ import (
 func TestDeadLetteredReversalToldAfterACrash(t *testing.T) {
 	st := openAgentStore(t, filepath.Join(t.TempDir(), "termagent.db"))
 	j := journal{st: st}
-	id := beginPayment(t, j, "D1", 999)
-	require.NoError(t, j.Finish(t.Context(), nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "D1"},
-		failureResponse(t, "D1", id, nexo.UnreachableHost, "outcome unknown; a reversal is queued"), time.Now()))
+	id := failedPayment(t, j, "D1", 999, nexo.UnreachableHost, "outcome unknown; a reversal is queued")
 	require.NoError(t, advisor{st: st}.Advise(t.Context(), qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: id, TransactionID: "qr-1", Reason: "outcome unknown"}))
 	recs := outboxOf(t, st, store.KindAdvice)
 	require.Len(t, recs, 1)

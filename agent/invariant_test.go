@@ -47,6 +47,16 @@ func beginPayment(t *testing.T, j journal, serviceID string, minor int64) string
 	return id
 }
 
+// failedPayment journals a payment of minor EUR cents begun and answered
+// with a Failure (cond, text), as the POS was told it; it returns its id.
+func failedPayment(t *testing.T, j journal, serviceID string, minor int64, cond nexo.ErrorCondition, text string) string {
+	t.Helper()
+	id := beginPayment(t, j, serviceID, minor)
+	require.NoError(t, j.Finish(t.Context(), nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: serviceID},
+		failureResponse(t, serviceID, id, cond, text), time.Now()))
+	return id
+}
+
 func failureResponse(t *testing.T, serviceID, poiID string, cond nexo.ErrorCondition, text string) *nexo.Response {
 	t.Helper()
 	return &nexo.Response{
