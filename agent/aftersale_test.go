@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/termagent/termagent/internal/testrig"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
@@ -289,6 +290,7 @@ func TestApprovalDuringTheFinalWriteIsNotDropped(t *testing.T) {
 	ctx := t.Context()
 	id := beginPayment(t, r.j, "W1", 900)
 	got := make(chan error, 1)
+	reads := r.j.st.ReadTxns()
 	go func() {
 		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "w1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-w", Status: ppaas.Approved})
 		if err == nil && !handled {
@@ -296,7 +298,8 @@ func TestApprovalDuringTheFinalWriteIsNotDropped(t *testing.T) {
 		}
 		got <- err
 	}()
-	time.Sleep(30 * time.Millisecond) // the event waits on the unfinished entry
+	// The event waits on the unfinished entry: it reads it again and again.
+	testrig.WaitFor(t, 10*time.Second, "the event re-reading the unfinished payment", func() bool { return r.j.st.ReadTxns() >= reads+3 })
 	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "W1"},
 		failureResponse(t, "W1", id, nexo.Cancel, "consumer did not pay in time"), time.Now()))
 	select {
