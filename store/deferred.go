@@ -32,7 +32,8 @@ func (s *Store) laterThen(fn op, after func(error)) error {
 	if s.lazyClosed {
 		// Close already flushed the queue and waits for pending writes: hand
 		// this one to the writer now (reqs closes only once pending is zero).
-		s.reqs <- &writeReq{fn: fn, after: after}
+		_ = s.enqueue(context.Background(), &writeReq{fn: fn, after: after})
+		s.kickWriter()
 		return nil
 	}
 	s.lazy = append(s.lazy, &writeReq{fn: fn, after: after})
@@ -42,15 +43,16 @@ func (s *Store) laterThen(fn op, after func(error)) error {
 	return nil
 }
 
-// takeDeferredLocked hands the queued deferred writes to the writer, in order.
-// The caller holds lazyMu, so no waited-for write can overtake them.
+// takeDeferredLocked moves the deferred writes to the commit queue, in order.
+// The caller holds lazyMu, so no waited-for write can overtake them, and
+// commits the queue itself or kicks the writer.
 func (s *Store) takeDeferredLocked() {
 	if s.lazyTimer != nil {
 		s.lazyTimer.Stop()
 		s.lazyTimer = nil
 	}
 	for _, r := range s.lazy {
-		s.reqs <- r
+		_ = s.enqueue(context.Background(), r) // no deadline: a background context never ends
 	}
 	s.lazy = nil
 }
@@ -63,6 +65,7 @@ func (s *Store) flushDeferred() {
 		return
 	}
 	s.takeDeferredLocked()
+	s.kickWriter()
 }
 
 // Flush commits every deferred write now and waits until it is durable.

@@ -34,7 +34,7 @@ type filler struct {
 	hwm        int64 // bbolt's high-water mark at the last fill (Tx.Size)
 	upTo       int64 // bytes up to which the file is written (0: not known)
 	off        bool  // stopped after an error
-	failed     bool  // the last commit failed: no fill until one succeeds
+	failed     bool  // the last commit failed: no fill until one succeeds (set by commit)
 	zeros      []byte
 
 	views   atomic.Int64 // read transactions fillAhead opened (not the callers': ReadTxns)
@@ -43,23 +43,25 @@ type filler struct {
 	elapsed atomic.Int64 // ns
 }
 
-// fillAhead zero-fills past the data when less than fillLow is left.
+// due reports whether less than the low mark is zero-filled past size,
+// bbolt's high-water mark: the writer should fill when idle.
+func (fl *filler) due(size int64) bool {
+	return !fl.off && !fl.failed && fl.upTo < size+fl.low
+}
+
+// fillAhead zero-fills past the data when less than fillLow is left. The
+// caller holds wmu.
 //
 // The high-water mark is read from bbolt itself, in a read transaction, each
-// time: the writer is between commits, so it is exactly the end of every page
-// bbolt may use, whatever the commits before did (a failed commit included:
-// bbolt can keep a commit whose meta sync failed). The writer does not fill
-// after a failed commit at all (ok false), until one succeeds.
-func (s *Store) fillAhead(ok bool) {
+// time: no commit is running, so it is exactly the end of every page bbolt
+// may use, whatever the commits before did (a failed commit included: bbolt
+// can keep a commit whose meta sync failed). There is no fill after a failed
+// commit at all (failed, set by commit), until one succeeds.
+func (s *Store) fillAhead() {
 	fl := s.fill
-	if fl == nil || fl.off {
+	if fl == nil || fl.off || fl.failed {
 		return
 	}
-	if !ok {
-		fl.failed = true
-		return
-	}
-	fl.failed = false
 	var hwm int64
 	fl.views.Add(1)
 	if err := s.db.View(func(tx *bolt.Tx) error { hwm = tx.Size(); return nil }); err != nil || hwm <= 0 {

@@ -4,10 +4,12 @@
 // (what Nexo TransactionStatus and restart recovery read) and the set of
 // inbound event ids already processed.
 //
-// Every write goes through one writer goroutine that commits all the writes
-// waiting at that moment in one bbolt transaction (group commit). A write
-// call returns only after its transaction is on disk, so whatever a caller
-// was told is stored survives kill -9 and power loss.
+// One commit runs at a time, taking every write waiting at that moment into
+// one bbolt transaction (group commit). A caller that finds no commit running
+// commits on its own goroutine; writes submitted during a commit are
+// committed together by the writer goroutine right after it. A write call
+// returns only after its transaction is on disk, so whatever a caller was
+// told is stored survives kill -9 and power loss.
 //
 // bbolt's free-page list is never written. Written on every commit (bbolt's
 // default), it cost each commit the whole list once a large outbox backlog
@@ -240,7 +242,15 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 
+	// reqs holds the submitted writes in order. Only the goroutine holding
+	// wmu takes them out and commits them: a caller that finds wmu free
+	// commits inline (no hand-off to another goroutine on the path of a lone
+	// write), otherwise it kicks the writer goroutine, which commits
+	// whatever is queued once wmu is free, so writes still group under load.
 	reqs       chan *writeReq
+	wmu        sync.Mutex
+	kick       chan struct{} // room for one: wakes the writer goroutine
+	stop       chan struct{} // closed by Close once every write committed
 	writerDone chan struct{}
 	notify     chan struct{}
 
@@ -266,7 +276,7 @@ type Store struct {
 	janitorStop chan struct{}
 	janitorDone chan struct{}
 
-	// counters is owned by the writer goroutine; the atomics mirror it for
+	// counters is owned by the holder of wmu; the atomics mirror it for
 	// readers.
 	counters counters
 	depth    atomic.Int64
@@ -274,8 +284,11 @@ type Store struct {
 	dead     atomic.Int64
 	deadB    atomic.Int64
 	metrics  metrics
-	jbudget  budget  // journal_budget.go
-	fill     *filler // fill.go; nil with NoSync
+	jbudget  budget       // journal_budget.go
+	fill     *filler      // fill.go; nil with NoSync
+	lastSize int64        // bbolt's high-water mark at the last commit; wmu
+	batch    []*writeReq  // the commit's writes, reused; wmu
+	inline   atomic.Int64 // commits run on a caller's goroutine (tests)
 }
 
 // counters are persisted in the meta bucket in the same transaction as the
@@ -342,6 +355,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		opts:        opts,
 		log:         opts.Logger.With("component", "store"),
 		reqs:        make(chan *writeReq, maxBatch),
+		kick:        make(chan struct{}, 1),
+		stop:        make(chan struct{}),
 		writerDone:  make(chan struct{}),
 		notify:      make(chan struct{}, 1),
 		janitorStop: make(chan struct{}),
@@ -563,8 +578,9 @@ func (s *Store) Close() error {
 		s.takeDeferredLocked()
 		s.lazyClosed = true
 		s.lazyMu.Unlock()
+		s.kickWriter()
 		s.pending.Wait()
-		close(s.reqs)
+		close(s.stop)
 		<-s.writerDone
 		if s.fill != nil {
 			_ = s.fill.f.Close() // written to only with a sync after
@@ -611,8 +627,14 @@ type writeReq struct {
 	after func(error) // called once the commit is over (deferred writes)
 }
 
-// do submits an op to the writer and waits until its transaction commits.
-// ctx bounds only the wait for room in the queue.
+// do submits an op and waits until its transaction commits. ctx bounds only
+// the wait for room in the queue.
+//
+// If no commit is running, the caller commits the queue itself, its own
+// write included, on its own goroutine: a lone write pays no hand-off to
+// the writer goroutine and back (TestLoneWriteCommitsOnTheCallersGoroutine).
+// Otherwise the writer goroutine takes the write into its next commit with
+// every other write queued by then.
 func (s *Store) do(ctx context.Context, fn op) error {
 	s.mu.RLock()
 	if s.closed {
@@ -624,58 +646,116 @@ func (s *Store) do(ctx context.Context, fn op) error {
 	r := &writeReq{fn: fn, done: make(chan error, 1)}
 	s.lazyMu.Lock()
 	s.takeDeferredLocked() // deferred writes ride in this commit, ahead of r
-	select {
-	case s.reqs <- r:
-	case <-ctx.Done():
+	if err := s.enqueue(ctx, r); err != nil {
 		s.lazyMu.Unlock()
 		s.pending.Done()
-		return ctx.Err()
+		return err
 	}
 	s.lazyMu.Unlock()
 	// Once queued, the write will commit (or fail) whatever ctx does, and
 	// the op writes its results into its caller's variables: wait for it.
-	// The wait is bounded by one commit, as the writer takes every queued
-	// write into its next transaction.
+	// The wait is bounded by the commits of the writes queued ahead of it.
+	if !s.wmu.TryLock() {
+		s.kickWriter()
+		return <-r.done
+	}
+	s.inline.Add(1)
+	fillDue := false
+	for len(r.done) == 0 { // r is queued until the commit that takes it is over
+		_, fillDue = s.commitQueued()
+	}
+	more := len(s.reqs) > 0
+	s.wmu.Unlock()
+	if more || fillDue {
+		s.kickWriter() // the rest of the queue, or the zero-fill, off this path
+	}
 	return <-r.done
 }
 
-// writer is the only goroutine that writes to bbolt. It takes whatever is
-// queued when it becomes free, so commits group naturally under load and a
-// lone write pays no waiting.
+// enqueue appends r to the queue, waking the writer goroutine to make room
+// when the queue is full. The caller holds lazyMu.
+func (s *Store) enqueue(ctx context.Context, r *writeReq) error {
+	select {
+	case s.reqs <- r:
+		return nil
+	default:
+	}
+	s.kickWriter()
+	select {
+	case s.reqs <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// kickWriter wakes the writer goroutine to commit what is queued (and to
+// zero-fill ahead once the queue is empty).
+func (s *Store) kickWriter() {
+	select {
+	case s.kick <- struct{}{}:
+	default: // a kick is already pending: the writer looks at the queue after it
+	}
+}
+
+// writer commits the writes queued by callers that found a commit running
+// (and the deferred writes nobody took along), then zero-fills ahead of the
+// data while idle. It takes whatever is queued when it gets wmu, so commits
+// group naturally under load.
 func (s *Store) writer() {
 	defer close(s.writerDone)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	batch := make([]*writeReq, 0, maxBatch)
 	for {
-		r, ok := <-s.reqs
-		if !ok {
+		select {
+		case <-s.kick:
+		case <-s.stop:
 			return
 		}
-		batch = append(batch[:0], r)
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case r, ok := <-s.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
+		s.wmu.Lock()
+		for len(s.reqs) > 0 {
+			_, n := s.commitQueuedN()
+			if n > 1 && len(s.reqs) == 0 {
+				// Under load, let the producers this commit just released
+				// queue their next write before we look at the queue again:
+				// groups grow from about half the producers to most of them.
+				// A yield, not a timer, so a lone writer pays nothing.
+				s.wmu.Unlock()
+				runtime.Gosched()
+				s.wmu.Lock()
 			}
 		}
-		committed := s.commit(batch)
-		if len(s.reqs) == 0 {
-			s.fillAhead(committed) // idle: no write waits for it
-		}
-		if len(batch) > 1 {
-			// Under load, let the producers this commit just released queue
-			// their next write before we look at the queue again: groups
-			// grow from about half the producers to most of them. A yield,
-			// not a timer, so a lone writer pays nothing.
-			runtime.Gosched()
-		}
+		s.fillAhead() // idle: no write waits for it
+		s.wmu.Unlock()
 	}
+}
+
+// commitQueued commits up to maxBatch queued writes in one transaction; ok
+// reports it committed, fillDue that the zero-filled area ahead of bbolt's
+// high-water mark is running short. The caller holds wmu.
+func (s *Store) commitQueued() (ok, fillDue bool) {
+	ok, _ = s.commitQueuedN()
+	return ok, ok && s.fill != nil && s.fill.due(s.lastSize)
+}
+
+// commitQueuedN is commitQueued, reporting the number of writes committed.
+func (s *Store) commitQueuedN() (ok bool, n int) {
+	batch := s.batch[:0]
+	for len(batch) < maxBatch {
+		select {
+		case r := <-s.reqs:
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		break
+	}
+	if len(batch) == 0 {
+		return true, 0
+	}
+	ok = s.commit(batch)
+	clear(batch) // drop the references until the next commit
+	s.batch = batch
+	return ok, len(batch)
 }
 
 // commit runs batch in one bbolt transaction; ok reports it committed.
@@ -683,18 +763,40 @@ func (s *Store) commit(batch []*writeReq) (ok bool) {
 	errs := make([]error, len(batch))
 	w := &wtx{c: s.counters, now: s.opts.Now()}
 	err := guard(func() error {
-		return s.db.Update(func(tx *bolt.Tx) error {
-			w.tx = tx
-			for i, r := range batch {
-				errs[i] = r.fn(w)
-				var rb rollback
-				if errors.As(errs[i], &rb) {
-					return rb.err
-				}
+		tx, err := s.db.Begin(true)
+		if err != nil {
+			return err
+		}
+		committed := false
+		defer func() {
+			if !committed {
+				_ = tx.Rollback()
 			}
-			return tx.Bucket(bucketMeta).Put(keyCounters, w.c.encode())
-		})
+		}()
+		w.tx = tx
+		for i, r := range batch {
+			errs[i] = r.fn(w)
+			var rb rollback
+			if errors.As(errs[i], &rb) {
+				return rb.err
+			}
+		}
+		if err := tx.Bucket(bucketMeta).Put(keyCounters, w.c.encode()); err != nil {
+			return err
+		}
+		// bbolt's high-water mark before this commit's pages: close enough
+		// to tell when to zero-fill (fillAhead reads the exact one).
+		size := tx.Size()
+		committed = true // Commit rolls back what it could not write
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		s.lastSize = size
+		return nil
 	})
+	if s.fill != nil {
+		s.fill.failed = err != nil
+	}
 	if err != nil {
 		err = fmt.Errorf("commit: %w", err)
 		s.log.Error("store commit failed", "ops", len(batch), "err", err)
