@@ -21,13 +21,14 @@ import (
 // (BenchmarkZeroFillAhead: write time per commit ×0.90–0.96 on a growing
 // journal, for about 5 KiB and 15 µs of fill per payment, off its path).
 //
-// Only the writer goroutine commits, and it fills between commits, past the
+// One commit runs at a time (the holder of wmu), and the writer goroutine
+// fills holding wmu, between commits, past the
 // highest page any commit has allocated: bbolt neither reads nor relies on
 // what lies there (it writes every page it allocates in full before its meta
 // page names it), so a crash mid-fill leaves a longer file and nothing else
 // (TestZeroFillNeverTouchesTheData).
 
-// filler is owned by the writer goroutine; the atomics are for DiskStats.
+// filler is guarded by wmu; the atomics are for DiskStats.
 type filler struct {
 	f          *os.File
 	chunk, low int64 // bytes zero-filled at a time; fill again when less than low is left
