@@ -206,6 +206,9 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		if indexed {
 			svcVal = append(seqKey(uint64(timeNanos(w.now))), id...)
 		}
+		if err := compactRoot(w.tx); err != nil { // rootpage.go: once per payment is enough
+			return err
+		}
 		sk := saleKey(ref.SaleID, order)
 		grew = 4*len(id) + len(hv) + len(tv) + len(svcKey) + len(svcVal) + len(sk) + len(id) + 6*16 // 16: bbolt's element header
 		if err := putAll(

@@ -19,6 +19,12 @@ import (
 // previous payment's events (the forwarder). It returns the new outbox
 // records' sequence numbers.
 func benchWorldPayment(ctx context.Context, s *Store, i int, prev []uint64) ([]uint64, error) {
+	return benchWorldPaymentThen(ctx, s, i, prev, nil)
+}
+
+// benchWorldPaymentThen is benchWorldPayment calling started, if not nil,
+// between the payment's two commits.
+func benchWorldPaymentThen(ctx context.Context, s *Store, i int, prev []uint64, started func()) ([]uint64, error) {
 	id, ppaas := uuid.NewString(), uuid.NewString()
 	data := func(n int) []byte {
 		b := make([]byte, n)
@@ -35,6 +41,9 @@ func benchWorldPayment(ctx context.Context, s *Store, i int, prev []uint64) ([]u
 	if _, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS-1", ServiceID: uuid.NewString()[:12]},
 		Transition{State: "nexo.started", Data: data(700)}); err != nil {
 		return nil, err
+	}
+	if started != nil {
+		started()
 	}
 	for _, st := range []string{"qr.created", "qr.approved"} {
 		if err := s.AppendTxnDeferred(id, Transition{State: st, Data: data(300), Alias: ppaas}); err != nil {

@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+// pageOwners maps every page the committed tree reaches to what holds it:
+// a bucket's name, or "root" for the pages of the tree of buckets (and the
+// inline buckets in it). Read from the file, so a test can see which pages
+// a commit wrote: copy-on-write gives every rewritten page a page id the
+// tree did not reach before the commit.
+func pageOwners(t testing.TB, s *Store) map[uint64]string {
+	t.Helper()
+	f, err := os.Open(s.Path())
+	require.NoError(t, err)
+	defer f.Close()
+	ps := s.db.Info().PageSize
+	read := func(id uint64, n int) []byte {
+		b := make([]byte, n*ps)
+		_, err := f.ReadAt(b, int64(id)*int64(ps))
+		require.NoError(t, err)
+		return b
+	}
+	owners := map[uint64]string{}
+	var walk func(id uint64, owner string)
+	walk = func(id uint64, owner string) {
+		p := read(id, 1)
+		flags, count, overflow := binary.LittleEndian.Uint16(p[8:]), binary.LittleEndian.Uint16(p[10:]), binary.LittleEndian.Uint32(p[12:])
+		for i := uint64(0); i <= uint64(overflow); i++ {
+			owners[id+i] = owner
+		}
+		if flags&0x01 == 0 { // not a branch
+			return
+		}
+		for i := range int(count) {
+			e := p[16+16*i:]
+			walk(binary.LittleEndian.Uint64(e[8:]), owner)
+		}
+	}
+	var rootPage uint64
+	var txid uint64
+	for _, m := range []uint64{0, 1} { // the newer meta page is the committed one
+		p := read(m, 1)
+		if id := binary.LittleEndian.Uint64(p[16+48:]); id >= txid {
+			txid, rootPage = id, binary.LittleEndian.Uint64(p[16+16:])
+		}
+	}
+	walk(rootPage, "root")
+	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if r := uint64(b.Root()); r != 0 {
+				walk(r, string(name))
+			}
+			return nil
+		})
+	}))
+	return owners
+}
+
+// written is what pages after holds that before did not, counted by owner.
+func written(before, after map[uint64]string) map[string]int {
+	n := map[string]int{}
+	for id, o := range after {
+		if _, ok := before[id]; !ok {
+			n[o]++
+		}
+	}
+	return n
+}
+
+// TestPaymentPagesByBucket logs which buckets the two commits of a payment
+// (benchWorldPayment's) write and how many pages each, with the depth of
+// every bucket: where a payment's pages go.
+func TestPaymentPagesByBucket(t *testing.T) {
+	if os.Getenv("TERMAGENT_PAGEMAP") == "" {
+		t.Skip("set TERMAGENT_PAGEMAP=1 to print the page table")
+	}
+	ctx := context.Background()
+	s, _ := openTest(t, Options{PruneInterval: -1, NoSync: true})
+	var prev []uint64
+	for i := range 1000 {
+		var err error
+		prev, err = benchWorldPayment(ctx, s, i, prev)
+		require.NoError(t, err)
+	}
+	const n = 200
+	start, finish := map[string]int{}, map[string]int{}
+	d0 := s.DiskStats()
+	for i := range n {
+		o0 := pageOwners(t, s)
+		var o1 map[uint64]string
+		var err error
+		prev, err = benchWorldPaymentThen(ctx, s, 1000+i, prev, func() { o1 = pageOwners(t, s) })
+		require.NoError(t, err)
+		o2 := pageOwners(t, s)
+		for k, v := range written(o0, o1) {
+			start[k] += v
+		}
+		for k, v := range written(o1, o2) {
+			finish[k] += v
+		}
+	}
+	d := s.DiskStats().Sub(d0)
+	names := map[string]bool{}
+	for k := range start {
+		names[k] = true
+	}
+	for k := range finish {
+		names[k] = true
+	}
+	var keys []string
+	for k := range names {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n%-26s %6s %6s %6s %8s %8s %6s\n", "bucket", "start", "finish", "total", "depth", "leaves", "keys")
+	var ts, tf float64
+	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
+		for _, k := range keys {
+			depth, leaves, keyN := "-", "-", "-"
+			if b := tx.Bucket([]byte(k)); b != nil {
+				st := b.Stats()
+				depth, leaves, keyN = fmt.Sprint(st.Depth), fmt.Sprint(st.LeafPageN+st.BranchPageN), fmt.Sprint(st.KeyN)
+				if st.InlineBucketN > 0 {
+					depth = "inline"
+				}
+			}
+			a, b := float64(start[k])/n, float64(finish[k])/n
+			ts, tf = ts+a, tf+b
+			fmt.Fprintf(&sb, "%-26s %6.2f %6.2f %6.2f %8s %8s %6s\n", k, a, b, a+b, depth, leaves, keyN)
+		}
+		return nil
+	}))
+	fmt.Fprintf(&sb, "%-26s %6.2f %6.2f %6.2f   (+1 meta page per commit)\n", "tree pages", ts, tf, ts+tf)
+	fmt.Fprintf(&sb, "DiskStats: %.2f commits/payment, %.2f pages/payment, %.2f writes/payment\n",
+		float64(d.Commits)/n, float64(d.Pages)/n, float64(d.Writes)/n)
+	t.Log(sb.String())
+}
