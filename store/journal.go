@@ -209,15 +209,15 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		if err := compactRoot(w.tx); err != nil { // rootpage.go: once per payment is enough
 			return err
 		}
-		sk := saleKey(ref.SaleID, order)
-		grew = 4*len(id) + len(hv) + len(tv) + len(svcKey) + len(svcVal) + len(sk) + len(id) + 6*16 // 16: bbolt's element header
+		sk, sv := saleLastKey(ref.SaleID), saleLastValue(order, id)
+		grew = 4*len(id) + len(hv) + len(tv) + len(svcKey) + len(svcVal) + 5*16 // 16: bbolt's element header; the SaleID index does not grow
 		if err := putAll(
 			put{w.tx.Bucket(bucketTxn), id, hv},
 			put{s.transitions(w.tx), transKey(ref.ID, 1), tv}, // beside the header: same leaf (txnLayout)
 			put{w.tx.Bucket(bucketOrder), seqKey(order), id},
 			put{w.tx.Bucket(bucketSvc), svcKey, svcVal},
 			put{w.tx.Bucket(bucketUnfin), id, unfinishedValue(hdr.Final)},
-			put{w.tx.Bucket(bucketSale), sk, id},
+			put{w.tx.Bucket(bucketSaleLast), sk, sv},
 		); err != nil {
 			return err
 		}

@@ -146,3 +146,29 @@ func TestPaymentPagesByBucket(t *testing.T) {
 		float64(d.Commits)/n, float64(d.Pages)/n, float64(d.Writes)/n)
 	t.Log(sb.String())
 }
+
+// The SaleID index holds one entry per POS: inline in the tree of buckets,
+// a payment's start writes no page of its own for it (journal_budget.go).
+func TestStartTxnWritesNoPageForTheSaleIndex(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{PruneInterval: -1, NoSync: true})
+	var prev []uint64
+	for i := range 300 {
+		var err error
+		prev, err = benchWorldPayment(ctx, s, i, prev)
+		require.NoError(t, err)
+	}
+	for i := range 20 {
+		before := pageOwners(t, s)
+		var w map[string]int
+		var err error
+		prev, err = benchWorldPaymentThen(ctx, s, 300+i, prev, func() { w = written(before, pageOwners(t, s)) })
+		require.NoError(t, err)
+		require.Positive(t, w["journal.txn"], "the start was measured")
+		require.Zero(t, w[string(bucketSaleLast)]+w[string(bucketSale)], "pages written for the SaleID index: %v", w)
+	}
+	last, ok, err := s.LastTxnForSale(ctx, "POS-1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Len(t, last.Transitions, 4)
+}

