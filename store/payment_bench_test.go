@@ -170,3 +170,34 @@ func pairedPayments(b *testing.B, x, y *Store) (dx, dy DiskStats) {
 	b.StopTimer()
 	return x.DiskStats().Sub(before[0]), y.DiskStats().Sub(before[1])
 }
+
+// BenchmarkRootCompaction: BenchmarkPaymentCommits on two stores side by
+// side, one keeping bbolt's tree of buckets to one page (rootpage.go), one
+// leaving it as a fresh store's inline indexes split it (both files split
+// before the first payment, as a file in the field may be): pages per commit
+// and bbolt's write time per commit of each, and their ratio.
+//
+//	go test -run '^$' -bench RootCompaction -benchtime 1000x ./store/
+func BenchmarkRootCompaction(b *testing.B) {
+	open := func(opts Options) *Store {
+		s, path := openTest(b, Options{NoSync: true})
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		splitTreeOfBuckets(b, path)
+		s, err := Open(context.Background(), path, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	off := open(Options{PruneInterval: -1, noCompactRoot: true})
+	on := open(Options{PruneInterval: -1})
+	d0, d1 := pairedPayments(b, off, on)
+	b.ReportMetric(float64(d0.Pages)/float64(d0.Commits), "split-pages/commit")
+	b.ReportMetric(float64(d1.Pages)/float64(d1.Commits), "compact-pages/commit")
+	b.ReportMetric(float64(d0.WriteTime.Microseconds())/float64(d0.Commits), "split-write-µs/commit")
+	b.ReportMetric(float64(d1.WriteTime.Microseconds())/float64(d1.Commits), "compact-write-µs/commit")
+	b.ReportMetric(float64(d1.WriteTime)/float64(d1.Commits)/(float64(d0.WriteTime)/float64(d0.Commits)), "write-time-ratio")
+}

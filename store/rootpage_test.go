@@ -27,22 +27,10 @@ func TestPaymentCommitsWriteOneRootPage(t *testing.T) {
 		}))
 		return typ
 	}
+	splitTreeOfBuckets(t, path)
 	db, err := bolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
-	inline := [][]byte{bucketDead, bucketTrans, bucketAliasOf, bucketSeenAge, bucketUnfin, bucketSeen}
-	for _, v := range [][]byte{make([]byte, 700), nil} {
-		require.NoError(t, db.Update(func(tx *bolt.Tx) error {
-			for _, name := range inline {
-				if v == nil {
-					require.NoError(t, tx.Bucket(name).Delete([]byte("x")))
-				} else {
-					require.NoError(t, tx.Bucket(name).Put([]byte("x"), v))
-				}
-			}
-			return nil
-		}))
-		require.Equal(t, "branch", rootType(db))
-	}
+	require.Equal(t, "branch", rootType(db))
 	require.NoError(t, db.Close())
 
 	s, err = Open(ctx, path, Options{PruneInterval: -1, NoSync: true})
@@ -71,4 +59,34 @@ func TestCompactRootScratchNameIsNoBucketOfTheStore(t *testing.T) {
 	for _, name := range append(allBuckets(), bucketAlias, bucketAliasOf, bucketSale, bucketSaleLast, bucketPeriods, bucketPeriodGaps) {
 		require.NotZero(t, name[0], "%s", name)
 	}
+}
+
+// splitTreeOfBuckets splits the tree of buckets of the store file at path
+// as a fresh store's inline indexes do: inline buckets filled until it
+// splits, then emptied.
+func splitTreeOfBuckets(t testing.TB, path string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	inline := [][]byte{bucketDead, bucketTrans, bucketAliasOf, bucketSeenAge, bucketUnfin, bucketSeen}
+	for _, v := range [][]byte{make([]byte, 700), nil} {
+		require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+			for _, name := range inline {
+				b := tx.Bucket(name)
+				if v == nil {
+					require.NoError(t, b.Delete([]byte("x")))
+				} else {
+					require.NoError(t, b.Put([]byte("x"), v))
+				}
+			}
+			return nil
+		}))
+	}
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		p, err := tx.Page(int(tx.Cursor().Bucket().Root()))
+		require.NoError(t, err)
+		require.Equal(t, "branch", p.Type)
+		return nil
+	}))
 }
