@@ -17,7 +17,8 @@ import (
 // a bucket's name, or "root" for the pages of the tree of buckets (and the
 // inline buckets in it). Read from the file, so a test can see which pages
 // a commit wrote: copy-on-write gives every rewritten page a page id the
-// tree did not reach before the commit.
+// tree did not reach before the commit. (Across two commits a page the
+// first freed may come back in the second: compare around one commit.)
 func pageOwners(t testing.TB, s *Store) map[uint64]string {
 	t.Helper()
 	f, err := os.Open(s.Path())
