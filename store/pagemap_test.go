@@ -173,3 +173,29 @@ func TestStartTxnWritesNoPageForTheSaleIndex(t *testing.T) {
 	require.True(t, ok)
 	require.Len(t, last.Transitions, 4)
 }
+
+// journal.order is appended to only: filled before it splits, 6,000
+// transactions (UUID-sized ids) take 94 leaves under one branch page;
+// half-filled (bbolt's default) they took 181 under two levels of
+// branches, and every start wrote one page more of it.
+func TestJournalOrderStaysShallow(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{PruneInterval: -1, NoSync: true})
+	const n = 6000
+	for i := range n {
+		_, err := s.StartTxn(ctx, TxnRef{ID: fmt.Sprintf("%08x-0000-4000-8000-%012x", uint32(i)*2654435761, i), SaleID: "POS1"}, Transition{State: "s", Final: true})
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.view(func(tx *bolt.Tx) error {
+		st := tx.Bucket(bucketOrder).Stats()
+		require.Equal(t, n, st.KeyN)
+		t.Logf("journal.order: %d leaves, depth %d", st.LeafPageN, st.Depth)
+		require.Equal(t, 2, st.Depth)
+		require.Less(t, st.LeafPageN, 120)
+		return nil
+	}))
+	before := pageOwners(t, s)
+	_, err := s.StartTxn(ctx, TxnRef{ID: "next", SaleID: "POS1"}, Transition{State: "s"})
+	require.NoError(t, err)
+	require.Equal(t, 2, written(before, pageOwners(t, s))[string(bucketOrder)])
+}
