@@ -15,28 +15,56 @@ import (
 // it by SaleID, so that what a POS sends can neither fill the terminal's
 // flash nor make a TransactionStatus cost a scan of 30 days of journal.
 
-// bucketSale indexes the journal by SaleID: saleID \x00 be(order) → id. It is
-// created (and filled from the journal) at Open when missing, so a file
-// written before it existed needs no migration.
-var bucketSale = []byte("journal.sale")
+// bucketSaleLast indexes the journal by SaleID: saleID \x00 → be(order) id,
+// the most recently started transaction of each SaleID, which is all a
+// TransactionStatus asks for. One entry per POS, so the bucket stays inline
+// in the tree of buckets and a payment's start writes no page for it
+// (TestStartTxnWritesNoPageForTheSaleIndex): the index it replaces,
+// journal.sale (saleID \x00 be(order) → id for every transaction), cost
+// every start a leaf and a branch page.
+//
+// It is built from the journal at Open when missing, and rebuilt when
+// journal.sale is there: a file written before it, or by an older agent
+// since (which rebuilds journal.sale, kept no longer, when it finds it
+// missing, and does not maintain this one).
+var (
+	bucketSaleLast = []byte("journal.sale.last")
+	bucketSale     = []byte("journal.sale") // before journal.sale.last: deleted at Open
+)
 
-func saleKey(saleID string, order uint64) []byte {
-	return append(append([]byte(saleID), 0), seqKey(order)...)
+func saleLastKey(saleID string) []byte {
+	return append([]byte(saleID), 0) // never empty: bbolt refuses an empty key
+}
+
+func saleLastValue(order uint64, id []byte) []byte {
+	return append(seqKey(order), id...)
 }
 
 // journalBuckets are the buckets the journal budget counts.
 func journalBuckets() [][]byte {
-	return [][]byte{bucketTxn, bucketTrans, bucketOrder, bucketSvc, bucketUnfin, bucketSale, bucketAlias, bucketAliasOf}
+	return [][]byte{bucketTxn, bucketTrans, bucketOrder, bucketSvc, bucketUnfin, bucketSaleLast, bucketAlias, bucketAliasOf}
 }
 
-// ensureSaleIndex creates and fills the SaleID index of a file that has none.
+// ensureSaleIndex creates and fills the SaleID index of a file that has
+// none, or that has the older one.
 func (s *Store) ensureSaleIndex() error {
 	err := guard(func() error {
 		return s.db.Update(func(tx *bolt.Tx) error {
-			if tx.Bucket(bucketSale) != nil {
+			old := tx.Bucket(bucketSale) != nil
+			if tx.Bucket(bucketSaleLast) != nil && !old {
 				return nil
 			}
-			idx, err := tx.CreateBucket(bucketSale)
+			if old {
+				if err := tx.DeleteBucket(bucketSale); err != nil {
+					return err
+				}
+			}
+			if tx.Bucket(bucketSaleLast) != nil {
+				if err := tx.DeleteBucket(bucketSaleLast); err != nil {
+					return err
+				}
+			}
+			idx, err := tx.CreateBucket(bucketSaleLast)
 			if err != nil {
 				return err
 			}
@@ -46,7 +74,7 @@ func (s *Store) ensureSaleIndex() error {
 				if hv := txb.Get(v); hv == nil || h.decode(hv) != nil {
 					return nil
 				}
-				return idx.Put(saleKey(h.SaleID, keySeq(k)), v)
+				return idx.Put(saleLastKey(h.SaleID), saleLastValue(keySeq(k), v)) // in order: the last one stays
 			})
 		})
 	})
@@ -56,10 +84,14 @@ func (s *Store) ensureSaleIndex() error {
 	return nil
 }
 
-// deleteSaleIndex removes a transaction's SaleID index entry (before its
-// header is deleted).
+// deleteSaleIndex keeps the SaleID index right when transaction id goes
+// (before its header is deleted): when id is its SaleID's last, the index
+// names the SaleID's previous transaction still in the journal, found by
+// walking the start order back from id, or nothing. Prune and eviction
+// delete oldest first, so that walk only passes the transactions they keep,
+// and it happens only when the newest transaction of a POS goes.
 func deleteSaleIndex(tx *bolt.Tx, id []byte) error {
-	idx := tx.Bucket(bucketSale)
+	idx := tx.Bucket(bucketSaleLast)
 	hv := tx.Bucket(bucketTxn).Get(id)
 	if idx == nil || hv == nil {
 		return nil
@@ -68,24 +100,37 @@ func deleteSaleIndex(tx *bolt.Tx, id []byte) error {
 	if h.decode(hv) != nil {
 		return nil
 	}
-	return idx.Delete(saleKey(h.SaleID, h.Order))
+	key := saleLastKey(h.SaleID)
+	if v := idx.Get(key); len(v) < 8 || !bytes.Equal(v[8:], id) {
+		return nil
+	}
+	txb := tx.Bucket(bucketTxn)
+	c := tx.Bucket(bucketOrder).Cursor()
+	k, v := c.Seek(seqKey(h.Order))
+	if k == nil {
+		k, v = c.Last()
+	}
+	for ; k != nil; k, v = c.Prev() {
+		if keySeq(k) >= h.Order || bytes.Equal(v, id) {
+			continue
+		}
+		var ph txnHeader
+		if pv := txb.Get(v); pv == nil || ph.decode(pv) != nil || ph.SaleID != h.SaleID {
+			continue
+		}
+		return idx.Put(key, saleLastValue(keySeq(k), v))
+	}
+	return idx.Delete(key)
 }
 
 // lastForSale is the id of the most recently started transaction of saleID,
-// from the index: one seek, whatever the size of the journal.
+// from the index: one look-up, whatever the size of the journal.
 func lastForSale(tx *bolt.Tx, saleID string) []byte {
-	prefix := append([]byte(saleID), 0)
-	c := tx.Bucket(bucketSale).Cursor()
-	k, v := c.Seek(append([]byte(saleID), 1)) // just past the prefix
-	if k == nil {
-		k, v = c.Last()
-	} else {
-		k, v = c.Prev()
-	}
-	if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
+	v := tx.Bucket(bucketSaleLast).Get(saleLastKey(saleID))
+	if len(v) <= 8 {
 		return nil
 	}
-	return v
+	return v[8:]
 }
 
 // budget tracks the journal's size against Options.JournalMaxBytes.

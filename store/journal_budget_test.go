@@ -106,24 +106,80 @@ func TestLastTxnForSaleIndex(t *testing.T) {
 		}
 	}
 	check(s)
-	// A file written before the index existed gets it at Open.
+	// A file written before the index existed gets it at Open; so does one
+	// an older agent wrote to since, with its journal.sale and this index
+	// stale (it did not maintain it): the index is rebuilt, journal.sale
+	// dropped, so that the older agent rebuilds its own if it opens the
+	// file again.
 	require.NoError(t, s.Close())
-	db, err := bolt.Open(s.Path(), 0o600, nil)
-	require.NoError(t, err)
-	require.NoError(t, db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketSale) }))
-	require.NoError(t, db.Close())
+	for _, older := range []func(tx *bolt.Tx) error{
+		func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketSaleLast) },
+		func(tx *bolt.Tx) error {
+			if err := tx.Bucket(bucketSaleLast).Put(saleLastKey("POS1"), saleLastValue(1, []byte("t0"))); err != nil {
+				return err
+			}
+			_, err := tx.CreateBucket(bucketSale)
+			return err
+		},
+	} {
+		db, err := bolt.Open(s.Path(), 0o600, nil)
+		require.NoError(t, err)
+		require.NoError(t, db.Update(older))
+		require.NoError(t, db.Close())
+		s2, err := Open(ctx, s.Path(), Options{NoSync: true})
+		require.NoError(t, err)
+		check(s2)
+		require.NoError(t, s2.view(func(tx *bolt.Tx) error {
+			require.Nil(t, tx.Bucket(bucketSale))
+			return nil
+		}))
+		require.NoError(t, s2.Close())
+	}
 	s2, err := Open(ctx, s.Path(), Options{NoSync: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s2.Close() })
-	check(s2)
 	// Pruning removes index entries with their transactions.
 	n, err := s2.PruneJournal(ctx, newFakeClock().Now().AddDate(1, 0, 0))
 	require.NoError(t, err)
 	require.Equal(t, 6, n)
 	require.NoError(t, s2.view(func(tx *bolt.Tx) error {
-		require.Zero(t, tx.Bucket(bucketSale).Stats().KeyN)
+		require.Zero(t, tx.Bucket(bucketSaleLast).Stats().KeyN)
 		return nil
 	}))
+}
+
+// When the newest transaction of a SaleID is pruned and an older one of it
+// stays (unfinished), the index names the older one; when none is left, the
+// SaleID has no last transaction. Other SaleIDs keep theirs.
+func TestLastTxnForSaleAfterItsNewestIsPruned(t *testing.T) {
+	clk := newFakeClock()
+	s, _ := openTest(t, Options{NoSync: true, Now: clk.Now, PruneInterval: -1})
+	ctx := context.Background()
+	start := func(id, sale string, final bool) {
+		_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: sale, ServiceID: id}, Transition{State: "s", Final: final})
+		require.NoError(t, err)
+	}
+	start("a-open", "A", false) // kept by prune: unfinished
+	start("b-1", "B", true)
+	start("a-done", "A", true)
+	start("c-1", "C", true)
+	clk.Advance(40 * 24 * time.Hour)
+	start("b-2", "B", true) // young: kept
+	last := func(sale string) string {
+		tx, ok, err := s.LastTxnForSale(ctx, sale)
+		require.NoError(t, err)
+		if !ok {
+			return ""
+		}
+		return tx.ID
+	}
+	require.Equal(t, "a-done", last("A"))
+	n, err := s.PruneJournal(ctx, clk.Now())
+	require.NoError(t, err)
+	require.Equal(t, 3, n) // b-1, a-done, c-1
+	require.Equal(t, "a-open", last("A"))
+	require.Equal(t, "b-2", last("B"))
+	require.Equal(t, "", last("C"))
 }
 
 // Evicting a compact transaction (refused before anything ran) releases its

@@ -88,7 +88,7 @@ func TestSchema1FileReadsAndContinues(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
 	require.NoError(t, s.view(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketTxn, bucketTrans, bucketAlias, bucketAliasOf, bucketOrder, bucketSale, bucketSvc} {
+		for _, name := range [][]byte{bucketTxn, bucketTrans, bucketAlias, bucketAliasOf, bucketOrder, bucketSaleLast, bucketSvc} {
 			require.Zero(t, tx.Bucket(name).Stats().KeyN, "%s", name)
 		}
 		return nil
@@ -144,4 +144,58 @@ func TestIDShapedLikeATransitionKeyIsUnknown(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotFound)
 	require.NotErrorIs(t, err, ErrCorrupt)
 	require.ErrorIs(t, s.AppendTxn(ctx, forged, Transition{State: "x"}), ErrNotFound)
+}
+
+// testdata/schema2.db was written by the version before journal.sale.last
+// (schema 2, SaleID index journal.sale with an entry per transaction): POS1
+// started p1 (finished) then p2 (unfinished), POS2 q1 then q2 (both
+// finished), one minute apart from 2026-03-01 11:00 UTC, each with an alias
+// ppaas-<id>. This version opens it, indexes the last transaction of each
+// SaleID, drops journal.sale, and reads and continues the journal.
+func TestSchema2FileWithTheOlderSaleIndexOpens(t *testing.T) {
+	ctx := t.Context()
+	b, err := os.ReadFile(filepath.Join("testdata", "schema2.db"))
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "termagent.db")
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	clk := newFakeClock()
+	s, err := Open(ctx, path, Options{PruneInterval: -1, Now: clk.Now})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	require.NoError(t, s.view(func(tx *bolt.Tx) error {
+		v, _ := getSchema(tx.Bucket(bucketMeta))
+		require.Equal(t, 2, v)
+		require.Nil(t, tx.Bucket(bucketSale))
+		require.Equal(t, 2, tx.Bucket(bucketSaleLast).Stats().KeyN)
+		return nil
+	}))
+	last := func(sale string) string {
+		tx, ok, err := s.LastTxnForSale(ctx, sale)
+		require.NoError(t, err)
+		require.True(t, ok, sale)
+		return tx.ID
+	}
+	require.Equal(t, "p2", last("POS1"))
+	require.Equal(t, "q2", last("POS2"))
+	byAlias, ok, err := s.TxnByAlias(ctx, "ppaas-q1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "q1", byAlias.ID)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "again", SaleID: "POS2", ServiceID: "S2"}, Transition{State: "nexo.started"})
+	require.ErrorIs(t, err, ErrDuplicateServiceID)
+
+	_, err = s.StartTxn(ctx, TxnRef{ID: "q3", SaleID: "POS2", ServiceID: "S3"}, Transition{State: "nexo.started"})
+	require.NoError(t, err)
+	require.Equal(t, "q3", last("POS2"))
+	require.NoError(t, s.FinishTxnEvents(ctx, "p2", []Transition{{State: "nexo.done", Final: true}}))
+	clk.Advance(31 * 24 * time.Hour)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "q4", SaleID: "POS2", ServiceID: "S4"}, Transition{State: "nexo.started", Final: true})
+	require.NoError(t, err)
+	n, err := s.PruneJournal(ctx, clk.Now())
+	require.NoError(t, err)
+	require.Equal(t, 4, n, "p1 q1 q2 p2; q3 is unfinished, q4 young")
+	_, ok, err = s.LastTxnForSale(ctx, "POS1")
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.Equal(t, "q4", last("POS2"))
 }

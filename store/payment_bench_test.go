@@ -14,11 +14,18 @@ import (
 // the sizes sim/world's BenchmarkWorldPayment measures (transitions of a few
 // hundred bytes, random UUID ids, one SaleID): the durable start, two
 // deferred QR transitions naming the PPaaS transaction (an alias), the
-// deferred mark of the approval event, the durable outcome with the result
-// and receipt events; before it all, the deferred acknowledgements of the
-// previous payment's events (the forwarder). It returns the new outbox
-// records' sequence numbers.
+// durable outcome with the result and receipt events; before it all, the
+// deferred acknowledgements of the previous payment's events (the
+// forwarder). The approval event is not marked seen: its id is in the QR
+// step it caused (agent/payments.go). It returns the new outbox records'
+// sequence numbers.
 func benchWorldPayment(ctx context.Context, s *Store, i int, prev []uint64) ([]uint64, error) {
+	return benchWorldPaymentThen(ctx, s, i, prev, nil)
+}
+
+// benchWorldPaymentThen is benchWorldPayment calling started, if not nil,
+// between the payment's two commits.
+func benchWorldPaymentThen(ctx context.Context, s *Store, i int, prev []uint64, started func()) ([]uint64, error) {
 	id, ppaas := uuid.NewString(), uuid.NewString()
 	data := func(n int) []byte {
 		b := make([]byte, n)
@@ -36,13 +43,13 @@ func benchWorldPayment(ctx context.Context, s *Store, i int, prev []uint64) ([]u
 		Transition{State: "nexo.started", Data: data(700)}); err != nil {
 		return nil, err
 	}
+	if started != nil {
+		started()
+	}
 	for _, st := range []string{"qr.created", "qr.approved"} {
 		if err := s.AppendTxnDeferred(id, Transition{State: st, Data: data(300), Alias: ppaas}); err != nil {
 			return nil, err
 		}
-	}
-	if err := s.MarkEventDeferred(uuid.NewString()); err != nil {
-		return nil, err
 	}
 	var seqs []uint64
 	result := Event{Kind: KindTransactionResult, Payload: data(450)}
@@ -162,4 +169,35 @@ func pairedPayments(b *testing.B, x, y *Store) (dx, dy DiskStats) {
 	}
 	b.StopTimer()
 	return x.DiskStats().Sub(before[0]), y.DiskStats().Sub(before[1])
+}
+
+// BenchmarkRootCompaction: BenchmarkPaymentCommits on two stores side by
+// side, one keeping bbolt's tree of buckets to one page (rootpage.go), one
+// leaving it as a fresh store's inline indexes split it (both files split
+// before the first payment, as a file in the field may be): pages per commit
+// and bbolt's write time per commit of each, and their ratio.
+//
+//	go test -run '^$' -bench RootCompaction -benchtime 1000x ./store/
+func BenchmarkRootCompaction(b *testing.B) {
+	open := func(opts Options) *Store {
+		s, path := openTest(b, Options{NoSync: true})
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		splitTreeOfBuckets(b, path)
+		s, err := Open(context.Background(), path, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	off := open(Options{PruneInterval: -1, noCompactRoot: true})
+	on := open(Options{PruneInterval: -1})
+	d0, d1 := pairedPayments(b, off, on)
+	b.ReportMetric(float64(d0.Pages)/float64(d0.Commits), "split-pages/commit")
+	b.ReportMetric(float64(d1.Pages)/float64(d1.Commits), "compact-pages/commit")
+	b.ReportMetric(float64(d0.WriteTime.Microseconds())/float64(d0.Commits), "split-write-µs/commit")
+	b.ReportMetric(float64(d1.WriteTime.Microseconds())/float64(d1.Commits), "compact-write-µs/commit")
+	b.ReportMetric(float64(d1.WriteTime)/float64(d1.Commits)/(float64(d0.WriteTime)/float64(d0.Commits)), "write-time-ratio")
 }

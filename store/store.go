@@ -147,6 +147,9 @@ type Options struct {
 	// noFill turns zero-filling ahead (fill.go) off, for
 	// BenchmarkZeroFillAhead to compare.
 	noFill bool
+	// noCompactRoot leaves bbolt's tree of buckets as it splits
+	// (rootpage.go), for BenchmarkRootCompaction to compare.
+	noCompactRoot bool
 }
 
 func (o Options) withDefaults() Options {
