@@ -48,6 +48,18 @@ type EventHandler interface {
 	HandleEvent(ctx context.Context, ev ppaas.Event) error
 }
 
+// selfDeduplicating is an EventHandler that recognises some redeliveries
+// itself. For an event it says so of, the subscriber does not read the
+// event log first: that read (a bbolt read transaction, on pages the last
+// commit has just rewritten) sat on the path of every approval, between the
+// broker's delivery and the payment waiting for it. The event is still
+// marked once applied (EventLog.MarkEvent).
+type selfDeduplicating interface {
+	// DeduplicatesEvent reports whether applying ev a second time would be
+	// recognised and ignored by the handler itself.
+	DeduplicatesEvent(ev ppaas.Event) bool
+}
+
 // ErrNotAuthorized is returned (wrapped) when the broker refuses the device.
 var ErrNotAuthorized = errors.New("mqtt: not authorized")
 
@@ -319,15 +331,17 @@ func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) {
 		return
 	}
 	log := s.log.With("event_id", ev.EventID, "transaction_id", ev.TransactionID, "status", ev.Status, "sequence", ev.Sequence)
-	seen, err := s.cfg.Events.SeenEvent(ctx, ev.EventID)
-	if err != nil {
-		log.Error("mqtt event de-dup failed; left unacked", "err", err)
-		return
-	}
-	if seen {
-		log.Info("mqtt duplicate event ignored")
-		m.Ack()
-		return
+	if d, ok := s.cfg.Handler.(selfDeduplicating); !ok || !d.DeduplicatesEvent(ev) {
+		seen, err := s.cfg.Events.SeenEvent(ctx, ev.EventID)
+		if err != nil {
+			log.Error("mqtt event de-dup failed; left unacked", "err", err)
+			return
+		}
+		if seen {
+			log.Info("mqtt duplicate event ignored")
+			m.Ack()
+			return
+		}
 	}
 	if err := s.cfg.Handler.HandleEvent(ctx, ev); err != nil {
 		// Not marked seen: the broker redelivers it on the next session and
