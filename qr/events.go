@@ -251,49 +251,33 @@ func (s *Subscriber) session(ctx context.Context) error {
 	s.mu.Lock()
 	s.token = token
 	s.mu.Unlock()
-	lost := make(chan error, 1)
-	handle := func(_ mqtt.Client, m mqtt.Message) { s.onMessage(ctx, m) }
-	opts := mqtt.NewClientOptions().
-		AddBroker(s.cfg.BrokerURL).
-		SetClientID(s.cfg.Serial).
-		SetUsername(s.cfg.Serial).
-		SetPassword(token).
-		SetCleanSession(false).
-		SetAutoReconnect(false).
-		SetConnectRetry(false).
-		SetTLSConfig(s.cfg.TLS).
-		SetAutoAckDisabled(true).
-		SetOrderMatters(true).
-		SetKeepAlive(s.cfg.KeepAlive).
-		SetConnectTimeout(s.cfg.Timeout).
-		SetWriteTimeout(s.cfg.Timeout).
-		// Messages of the persistent session can arrive before SUBSCRIBE is
-		// acknowledged; the default handler takes them.
-		SetDefaultPublishHandler(handle).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			select {
-			case lost <- err:
-			default:
-			}
-		})
-	c := mqtt.NewClient(opts)
-	if err := s.wait(ctx, c.Connect()); err != nil {
-		// A connect abandoned here (cancelled, timed out) may still complete
-		// inside paho: abort it, or the connection outlives the session and the
-		// owner's shutdown.
-		c.Disconnect(0)
+	c, err := dialMQTT(ctx, s.cfg.BrokerURL, s.cfg.TLS, s.cfg.Serial, s.cfg.Serial, token, s.cfg.KeepAlive, s.cfg.Timeout) // qr/mqttconn.go
+	if err != nil {
 		if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
 			return fmt.Errorf("mqtt connect: %w: %w", ErrNotAuthorized, err)
 		}
 		return fmt.Errorf("mqtt connect: %w", err)
 	}
-	defer c.Disconnect(100)
+	// The reader hands every PUBLISH to onMessage in its own goroutine, in
+	// order, from the start: messages of the persistent session can arrive
+	// before SUBSCRIBE is acknowledged.
+	stopped := make(chan struct{})
+	read := make(chan error, 1)
+	pinged := make(chan error, 1)
+	go func() { read <- c.run(func(m *mqttMessage) { s.onMessage(ctx, m) }) }()
+	go func() { pinged <- c.ping(stopped) }()
+	defer func() {
+		close(stopped)
+		c.close() // ends the reader
+		<-read
+		<-pinged
+	}()
 	topic := ppaas.EventTopic(s.cfg.Serial)
-	st := c.Subscribe(topic, 1, handle)
-	if err := s.wait(ctx, st); err != nil {
+	q, err := c.subscribe(ctx, topic)
+	if err != nil {
 		return fmt.Errorf("mqtt subscribe %s: %w", topic, err)
 	}
-	if q, ok := st.(*mqtt.SubscribeToken).Result()[topic]; ok && q == 0x80 {
+	if q == 0x80 {
 		return fmt.Errorf("mqtt subscribe %s: %w", topic, ErrNotAuthorized)
 	}
 	s.setUp(true)
@@ -301,21 +285,12 @@ func (s *Subscriber) session(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		return nil
-	case err := <-lost:
+	case err := <-read:
+		read <- err // for the deferred wait
 		return fmt.Errorf("mqtt connection lost: %w", err)
-	}
-}
-
-func (s *Subscriber) wait(ctx context.Context, t mqtt.Token) error {
-	timer := time.NewTimer(s.cfg.Timeout)
-	defer timer.Stop()
-	select {
-	case <-t.Done():
-		return t.Error()
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return errors.New("timed out")
+	case err := <-pinged:
+		pinged <- err
+		return fmt.Errorf("mqtt connection lost: %w", err)
 	}
 }
 
