@@ -239,8 +239,9 @@ func (s *Subscriber) setUp(up bool) {
 }
 
 // session connects once with a fresh token, subscribes and blocks until the
-// connection is lost or ctx is done. A new paho client per session keeps
-// reconnect policy (backoff, jitter, denial) in our hands.
+// connection is lost or ctx is done. A new connection per session
+// (mqttConn, qr/mqttconn.go) keeps reconnect policy (backoff, jitter,
+// denial) in our hands.
 func (s *Subscriber) session(ctx context.Context) error {
 	tctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	token, err := s.cfg.Credentials.Token(tctx)
@@ -294,7 +295,7 @@ func (s *Subscriber) session(ctx context.Context) error {
 	}
 }
 
-// onMessage runs in paho's delivery goroutine, one message at a time in
+// onMessage runs in the session's reader goroutine, one message at a time in
 // arrival order. It acks only what is handled; anything else is left unacked
 // and the broker redelivers it on the next session.
 func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) {
