@@ -19,10 +19,11 @@ import (
 // reader goroutine decodes every packet and hands a PUBLISH to the handler
 // itself, in order; the handler's Ack writes the PUBACK on the connection.
 //
-// Issue 17: paho's client passed each event through four goroutines (socket
-// reader, incoming comms, dispatcher, router) and every acknowledgement
-// through two more, with a rendezvous for each: on a payment's path, between
-// the broker's delivery and the payment waiting for the approval. The
+// Issue 17: paho's client passed each event through five goroutines (socket
+// reader, incoming comms, two forwarding loops, router: four hand-offs on
+// unbuffered channels) and every acknowledgement through two more hand-offs:
+// on a payment's path, between the broker's delivery and the payment waiting
+// for the approval. The
 // Subscriber needs only this: connect, subscribe, receive, acknowledge, ping.
 type mqttConn struct {
 	conn      net.Conn
