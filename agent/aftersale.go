@@ -162,6 +162,15 @@ func (r eventRouter) HandleEvent(ctx context.Context, ev ppaas.Event) error {
 	return r.engine.HandleEvent(ctx, ev)
 }
 
+// DeduplicatesEvent implements the qr Subscriber's optional
+// selfDeduplicating: true for an event HandleEvent gives the engine alone (a
+// payment in flight, qr.Engine.DeduplicatesEvent). If the payment ends in
+// between, the after-sale desk gets the event unchecked: it journals an
+// update once whatever the deliveries (afterSale.event).
+func (r eventRouter) DeduplicatesEvent(ev ppaas.Event) bool {
+	return r.engine.DeduplicatesEvent(ev) && !(ev.Status == ppaas.Approved && r.engine.DecidedOtherwise(ev))
+}
+
 // finishWait bounds how long an approval of a payment whose answer is being
 // journaled waits for it (afterSale.event): the journal's final write, an
 // fsync or two, normally takes milliseconds.

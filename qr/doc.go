@@ -24,8 +24,9 @@
 //
 // The seed's flow has PPaaS acknowledge provider events and forward them to the
 // terminal; the terminal acknowledges in turn with the MQTT PUBACK, sent only
-// after the event was de-duplicated (by eventId, in the consumer's EventLog) and
-// its transition handed to the Recorder. How durable that is, is the consumer's
+// after the event was de-duplicated (by eventId, in the consumer's EventLog, or by
+// the Engine itself for a payment in flight: DeduplicatesEvent) and its
+// transition handed to the Recorder. How durable that is, is the consumer's
 // choice: the agent defers intermediate records to the payment's final, durable
 // journal write, and settles a payment whose records a crash lost from PPaaS's own
 // state at restart. An event that is not acked is redelivered by the broker on

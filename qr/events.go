@@ -48,6 +48,18 @@ type EventHandler interface {
 	HandleEvent(ctx context.Context, ev ppaas.Event) error
 }
 
+// selfDeduplicating is an EventHandler that recognises some redeliveries
+// itself. For an event it says so of, the subscriber does not read the
+// event log first: that read (a bbolt read transaction, on pages the last
+// commit has just rewritten) sat on the path of every approval, between the
+// broker's delivery and the payment waiting for it. The event is still
+// marked once applied (EventLog.MarkEvent).
+type selfDeduplicating interface {
+	// DeduplicatesEvent reports whether applying ev a second time would be
+	// recognised and ignored by the handler itself.
+	DeduplicatesEvent(ev ppaas.Event) bool
+}
+
 // ErrNotAuthorized is returned (wrapped) when the broker refuses the device.
 var ErrNotAuthorized = errors.New("mqtt: not authorized")
 
@@ -227,8 +239,9 @@ func (s *Subscriber) setUp(up bool) {
 }
 
 // session connects once with a fresh token, subscribes and blocks until the
-// connection is lost or ctx is done. A new paho client per session keeps
-// reconnect policy (backoff, jitter, denial) in our hands.
+// connection is lost or ctx is done. A new connection per session
+// (mqttConn, qr/mqttconn.go) keeps reconnect policy (backoff, jitter,
+// denial) in our hands.
 func (s *Subscriber) session(ctx context.Context) error {
 	tctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	token, err := s.cfg.Credentials.Token(tctx)
@@ -239,49 +252,33 @@ func (s *Subscriber) session(ctx context.Context) error {
 	s.mu.Lock()
 	s.token = token
 	s.mu.Unlock()
-	lost := make(chan error, 1)
-	handle := func(_ mqtt.Client, m mqtt.Message) { s.onMessage(ctx, m) }
-	opts := mqtt.NewClientOptions().
-		AddBroker(s.cfg.BrokerURL).
-		SetClientID(s.cfg.Serial).
-		SetUsername(s.cfg.Serial).
-		SetPassword(token).
-		SetCleanSession(false).
-		SetAutoReconnect(false).
-		SetConnectRetry(false).
-		SetTLSConfig(s.cfg.TLS).
-		SetAutoAckDisabled(true).
-		SetOrderMatters(true).
-		SetKeepAlive(s.cfg.KeepAlive).
-		SetConnectTimeout(s.cfg.Timeout).
-		SetWriteTimeout(s.cfg.Timeout).
-		// Messages of the persistent session can arrive before SUBSCRIBE is
-		// acknowledged; the default handler takes them.
-		SetDefaultPublishHandler(handle).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			select {
-			case lost <- err:
-			default:
-			}
-		})
-	c := mqtt.NewClient(opts)
-	if err := s.wait(ctx, c.Connect()); err != nil {
-		// A connect abandoned here (cancelled, timed out) may still complete
-		// inside paho: abort it, or the connection outlives the session and the
-		// owner's shutdown.
-		c.Disconnect(0)
+	c, err := dialMQTT(ctx, s.cfg.BrokerURL, s.cfg.TLS, s.cfg.Serial, s.cfg.Serial, token, s.cfg.KeepAlive, s.cfg.Timeout) // qr/mqttconn.go
+	if err != nil {
 		if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
 			return fmt.Errorf("mqtt connect: %w: %w", ErrNotAuthorized, err)
 		}
 		return fmt.Errorf("mqtt connect: %w", err)
 	}
-	defer c.Disconnect(100)
+	// The reader hands every PUBLISH to onMessage in its own goroutine, in
+	// order, from the start: messages of the persistent session can arrive
+	// before SUBSCRIBE is acknowledged.
+	stopped := make(chan struct{})
+	read := make(chan error, 1)
+	pinged := make(chan error, 1)
+	go func() { read <- c.run(func(m *mqttMessage) { s.onMessage(ctx, m) }) }()
+	go func() { pinged <- c.ping(stopped) }()
+	defer func() {
+		close(stopped)
+		c.close() // ends the reader
+		<-read
+		<-pinged
+	}()
 	topic := ppaas.EventTopic(s.cfg.Serial)
-	st := c.Subscribe(topic, 1, handle)
-	if err := s.wait(ctx, st); err != nil {
+	q, err := c.subscribe(ctx, topic)
+	if err != nil {
 		return fmt.Errorf("mqtt subscribe %s: %w", topic, err)
 	}
-	if q, ok := st.(*mqtt.SubscribeToken).Result()[topic]; ok && q == 0x80 {
+	if q == 0x80 {
 		return fmt.Errorf("mqtt subscribe %s: %w", topic, ErrNotAuthorized)
 	}
 	s.setUp(true)
@@ -289,25 +286,16 @@ func (s *Subscriber) session(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		return nil
-	case err := <-lost:
+	case err := <-read:
+		read <- err // for the deferred wait
+		return fmt.Errorf("mqtt connection lost: %w", err)
+	case err := <-pinged:
+		pinged <- err
 		return fmt.Errorf("mqtt connection lost: %w", err)
 	}
 }
 
-func (s *Subscriber) wait(ctx context.Context, t mqtt.Token) error {
-	timer := time.NewTimer(s.cfg.Timeout)
-	defer timer.Stop()
-	select {
-	case <-t.Done():
-		return t.Error()
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return errors.New("timed out")
-	}
-}
-
-// onMessage runs in paho's delivery goroutine, one message at a time in
+// onMessage runs in the session's reader goroutine, one message at a time in
 // arrival order. It acks only what is handled; anything else is left unacked
 // and the broker redelivers it on the next session.
 func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) {
@@ -319,15 +307,17 @@ func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) {
 		return
 	}
 	log := s.log.With("event_id", ev.EventID, "transaction_id", ev.TransactionID, "status", ev.Status, "sequence", ev.Sequence)
-	seen, err := s.cfg.Events.SeenEvent(ctx, ev.EventID)
-	if err != nil {
-		log.Error("mqtt event de-dup failed; left unacked", "err", err)
-		return
-	}
-	if seen {
-		log.Info("mqtt duplicate event ignored")
-		m.Ack()
-		return
+	if d, ok := s.cfg.Handler.(selfDeduplicating); !ok || !d.DeduplicatesEvent(ev) {
+		seen, err := s.cfg.Events.SeenEvent(ctx, ev.EventID)
+		if err != nil {
+			log.Error("mqtt event de-dup failed; left unacked", "err", err)
+			return
+		}
+		if seen {
+			log.Info("mqtt duplicate event ignored")
+			m.Ack()
+			return
+		}
 	}
 	if err := s.cfg.Handler.HandleEvent(ctx, ev); err != nil {
 		// Not marked seen: the broker redelivers it on the next session and

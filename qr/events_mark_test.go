@@ -76,3 +76,55 @@ type noCreds struct{}
 
 func (noCreds) Token(context.Context) (string, error) { return "", errors.New("no token") }
 func (noCreds) Invalidate(string)                     {}
+
+// countingLog is an EventLog that counts its reads.
+type countingLog struct {
+	fake.EventLog
+	reads int
+}
+
+func (l *countingLog) SeenEvent(ctx context.Context, id string) (bool, error) {
+	l.reads++
+	return l.EventLog.SeenEvent(ctx, id)
+}
+
+// dedupHandler de-duplicates the events it names itself.
+type dedupHandler struct {
+	failingHandler
+	own map[string]bool // event ids it recognises again itself
+}
+
+func (h *dedupHandler) DeduplicatesEvent(ev ppaas.Event) bool { return h.own[ev.EventID] }
+
+// Issue 17: the event log was read (a bbolt read transaction) before every
+// event, also before the approval a payment in flight waits for, which the
+// engine recognises again by itself. A handler that de-duplicates an event
+// gets it without that read; the event is still marked once applied, and
+// every other event is still checked.
+func TestEventTheHandlerDeduplicatesSkipsTheEventLog(t *testing.T) {
+	h := &dedupHandler{own: map[string]bool{"ev-inflight": true}}
+	log := &countingLog{}
+	s, err := NewSubscriber(SubscriberConfig{BrokerURL: "tcp://127.0.0.1:1", Serial: "S1", Credentials: noCreds{}, Events: log, Handler: h})
+	require.NoError(t, err)
+	inflight := []byte(`{"eventId":"ev-inflight","type":"transaction.status","transactionId":"qr-1","clientTransactionId":"c1","status":"approved","sequence":2}`)
+
+	for range 2 {
+		d := &delivery{payload: inflight}
+		s.onMessage(t.Context(), d)
+		require.Equal(t, 1, d.acks)
+	}
+	require.Zero(t, log.reads, "the handler de-duplicates this event: the log is not read")
+	require.Equal(t, 2, h.applied, "both deliveries reach the handler, which ignores the second itself")
+	seen, err := log.EventLog.SeenEvent(t.Context(), "ev-inflight")
+	require.NoError(t, err)
+	require.True(t, seen, "still marked once applied")
+
+	other := []byte(`{"eventId":"ev-after","type":"transaction.status","transactionId":"qr-2","status":"refunded","sequence":5}`)
+	for range 2 {
+		d := &delivery{payload: other}
+		s.onMessage(t.Context(), d)
+		require.Equal(t, 1, d.acks)
+	}
+	require.Equal(t, 2, log.reads, "an event the handler does not de-duplicate is checked")
+	require.Equal(t, 3, h.applied, "and its duplicate dropped")
+}

@@ -35,3 +35,13 @@ func (e *Engine) DecidedOtherwise(ev ppaas.Event) bool {
 	s := t.state()
 	return s.Final() && s != ev.Status
 }
+
+// DeduplicatesEvent implements the Subscriber's optional selfDeduplicating:
+// an event about a payment in flight is recognised here when delivered again,
+// as it cannot move the payment twice (apply: a final state does not move, a
+// sequence at or below the last applied is dropped, a state is entered once
+// and the machine only moves forward), so the Subscriber need not read its
+// event log before handing it over. The log would not catch such a
+// redelivery anyway: an event that moved a payment in flight is journaled
+// with its transition, not marked (the agent's EventLog).
+func (e *Engine) DeduplicatesEvent(ev ppaas.Event) bool { return e.InFlight(ev) }
