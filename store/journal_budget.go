@@ -141,6 +141,11 @@ type budget struct {
 	starts  atomic.Int64
 	evicted atomic.Int64
 	mu      sync.Mutex // one enforcement at a time
+
+	kick chan struct{} // room for one: journalGrew asks budgetLoop to measure
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed when budgetLoop returns
+	runs atomic.Int64  // measures budgetLoop made (tests)
 }
 
 // JournalStats describe the journal's disk budget.
@@ -194,6 +199,12 @@ func (s *Store) measureBoth() (pages, inuse int64, err error) {
 // journalGrew accounts for a journal write and keeps the budget: near it (or
 // every 256 transactions, to correct the estimate) the journal is measured,
 // and over it the oldest finished transactions are evicted.
+//
+// Measuring walks every page of the journal (milliseconds for a full 64 MiB
+// one), so it runs on the budget goroutine, off the path of the payment whose
+// start crossed the mark (TestJournalMeasuredOffThePaymentsPath). Only a
+// start that finds the estimate over the budget itself waits for the
+// eviction: a flood of starts cannot outrun it (TestJournalBudgetBoundsTheFileUnderAFlood).
 func (s *Store) journalGrew(ctx context.Context, n int) {
 	max := s.opts.JournalMaxBytes
 	scale := s.jbudget.scale.Load()
@@ -212,8 +223,38 @@ func (s *Store) journalGrew(ctx context.Context, n int) {
 	if est < next && starts%256 != 0 {
 		return
 	}
+	if est < max {
+		select {
+		case s.jbudget.kick <- struct{}{}:
+		default: // a measure is already due
+		}
+		return
+	}
 	if _, err := s.EnforceJournalBudget(ctx); err != nil {
 		s.log.Warn("journal budget", "err", err)
+	}
+}
+
+// budgetLoop measures the journal, and evicts from it when over the budget,
+// each time journalGrew asks, until Close.
+func (s *Store) budgetLoop() {
+	defer close(s.jbudget.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // Close must not wait out an eviction of many chunks
+		<-s.jbudget.stop
+		cancel()
+	}()
+	for {
+		select {
+		case <-s.jbudget.stop:
+			return
+		case <-s.jbudget.kick:
+		}
+		if _, err := s.EnforceJournalBudget(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("journal budget", "err", err)
+		}
+		s.jbudget.runs.Add(1)
 	}
 }
 

@@ -227,3 +227,37 @@ func TestJournalBudgetBoundsTheFileUnderAFlood(t *testing.T) {
 	require.NoError(t, err)
 	require.LessOrEqual(t, fi.Size(), int64(2*max))
 }
+
+// The journal's periodic measure (every 256 starts, or near the budget) runs
+// on the budget goroutine: a payment's start never waits for it while the
+// journal is under its budget.
+func TestJournalMeasuredOffThePaymentsPath(t *testing.T) {
+	s, _ := openTest(t, Options{NoSync: true, JournalMaxBytes: 64 << 20, PruneInterval: -1})
+	ctx := context.Background()
+	s.jbudget.mu.Lock() // a measure is running (or stuck)
+	started := make(chan error, 1)
+	go func() {
+		for i := range 300 {
+			if _, err := s.StartTxn(ctx, TxnRef{ID: fmt.Sprintf("t%03d", i), SaleID: "POS1", ServiceID: fmt.Sprint(i)}, Transition{State: "started"}); err != nil {
+				started <- err
+				return
+			}
+		}
+		started <- nil
+	}()
+	select {
+	case err := <-started:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		s.jbudget.mu.Unlock()
+		t.Fatal("a start waited for the journal's measure")
+	}
+	require.Zero(t, s.jbudget.runs.Load())
+	s.jbudget.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.jbudget.runs.Load() == 0 {
+		require.True(t, time.Now().Before(deadline), "the 256th start did not ask for a measure")
+		time.Sleep(time.Millisecond)
+	}
+	require.Positive(t, s.JournalStats().Bytes)
+}

@@ -390,6 +390,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.fill = &filler{f: f, chunk: 1 << 20, low: 256 << 10}
 	}
 	go s.writer()
+	s.jbudget.kick, s.jbudget.stop, s.jbudget.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go s.budgetLoop()
 	if opts.PruneInterval > 0 {
 		go s.janitor()
 	} else {
@@ -574,6 +576,8 @@ func (s *Store) Close() error {
 	s.once.Do(func() {
 		close(s.janitorStop)
 		<-s.janitorDone
+		close(s.jbudget.stop)
+		<-s.jbudget.done
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
