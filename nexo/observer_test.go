@@ -58,27 +58,3 @@ func TestObserverSeesEveryExchange(t *testing.T) {
 		{"", "Reject", MessageFormat},
 	}, obs.all())
 }
-
-// blockingObserver holds the handler in ObserveRequest until released.
-type blockingObserver struct{ release chan struct{} }
-
-func (b blockingObserver) ObserveRequest(MessageCategory, Result, ErrorCondition, time.Duration) {
-	select {
-	case <-b.release:
-	case <-time.After(10 * time.Second):
-	}
-}
-
-// Issue 17: the response was sent when the handler returned, after the
-// observer (metrics) and the rest of the handler's bookkeeping. The POS has
-// its answer while the observer is still running.
-func TestResponseReachesThePOSBeforeTheObserverRuns(t *testing.T) {
-	obs := blockingObserver{release: make(chan struct{})}
-	defer close(obs.release)
-	env := startServer(t, ServerConfig{}, &testEnv{obs: obs})
-	c := env.client(JSONCodec{}, nil)
-	c.HTTP.Timeout = 5 * time.Second
-	resp, err := c.Do(testCtx(t), &Request{Header: testHeader(CategoryDiagnosis, "D1"), Diagnosis: &DiagnosisRequest{}})
-	require.NoError(t, err, "the answer arrives while the observer still holds the handler")
-	require.Equal(t, Success, resp.Status.Result)
-}

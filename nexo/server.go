@@ -295,11 +295,6 @@ func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(out.body)))
 	w.WriteHeader(out.status)
 	_, _ = w.Write(out.body)
-	// The POS gets the bytes now, not once the handler has returned: the
-	// observer and net/http's own end of the exchange come after.
-	if f, ok := w.(http.Flusher); ok {
-		f.Flush()
-	}
 	if s.deps.Observer != nil {
 		result := ex.result
 		if result == "" {
