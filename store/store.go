@@ -666,17 +666,24 @@ func (s *Store) do(ctx context.Context, fn op) error {
 		s.kickWriter()
 		return <-r.done
 	}
-	s.inline.Add(1)
-	fillDue := false
-	for len(r.done) == 0 { // r is queued until the commit that takes it is over
-		_, fillDue = s.commitQueued()
-	}
-	more := len(s.reqs) > 0
-	s.wmu.Unlock()
-	if more || fillDue {
+	if more, fillDue := s.commitInline(r); more || fillDue {
 		s.kickWriter() // the rest of the queue, or the zero-fill, off this path
 	}
 	return <-r.done
+}
+
+// commitInline commits the queue on the caller's goroutine until r's commit
+// is over, and reports whether writes are left queued and whether the
+// zero-fill is due. The caller holds wmu; commitInline releases it, even if
+// something in a commit's aftermath (an after callback, a log handler)
+// panics into a caller that recovers.
+func (s *Store) commitInline(r *writeReq) (more, fillDue bool) {
+	defer s.wmu.Unlock()
+	s.inline.Add(1)
+	for len(r.done) == 0 { // r is queued until the commit that takes it is over
+		_, fillDue = s.commitQueued()
+	}
+	return len(s.reqs) > 0, fillDue
 }
 
 // enqueue appends r to the queue, waking the writer goroutine to make room
@@ -774,9 +781,13 @@ func (s *Store) commit(batch []*writeReq) (ok bool) {
 		if err != nil {
 			return err
 		}
-		committed := false
+		// As db.Update does: a transaction still open (an op failed, or
+		// anything panicked, Commit's own rebalance included) is rolled
+		// back, or bbolt's write lock stays held and every later write
+		// waits for ever (TestPanicInCommitFailsOnlyThatCommit). Commit
+		// closes the transaction itself, committed or not.
 		defer func() {
-			if !committed {
+			if tx.DB() != nil {
 				_ = tx.Rollback()
 			}
 		}()
@@ -794,7 +805,6 @@ func (s *Store) commit(batch []*writeReq) (ok bool) {
 		// bbolt's high-water mark before this commit's pages: close enough
 		// to tell when to zero-fill (fillAhead reads the exact one).
 		size := tx.Size()
-		committed = true // Commit rolls back what it could not write
 		if err := tx.Commit(); err != nil {
 			return err
 		}
