@@ -34,6 +34,8 @@ type mqttConn struct {
 	wmu sync.Mutex // one packet written at a time (reader's acks, pings, subscribe)
 
 	subacks chan *packets.SubackPacket // the reader hands SUBACKs to subscribe
+	ended   chan struct{}              // closed when run returns
+	endErr  error                      // why run returned; read after ended is closed
 }
 
 // errMQTTProtocol: the broker sent something MQTT 3.1.1 does not allow here.
@@ -68,7 +70,7 @@ func dialMQTT(ctx context.Context, broker string, tlsConfig *tls.Config, clientI
 	if err != nil {
 		return nil, err
 	}
-	c := &mqttConn{conn: conn, br: bufio.NewReader(conn), keepAlive: keepAlive, timeout: timeout, subacks: make(chan *packets.SubackPacket, 1)}
+	c := &mqttConn{conn: conn, br: bufio.NewReader(conn), keepAlive: keepAlive, timeout: timeout, subacks: make(chan *packets.SubackPacket, 1), ended: make(chan struct{})}
 	cp := packets.NewControlPacket(packets.Connect).(*packets.ConnectPacket)
 	cp.ProtocolName, cp.ProtocolVersion = "MQTT", 4
 	cp.CleanSession = false
@@ -164,23 +166,34 @@ func (c *mqttConn) subscribe(ctx context.Context, topic string) (byte, error) {
 	}
 	t := time.NewTimer(c.timeout)
 	defer t.Stop()
+	var ack *packets.SubackPacket
 	select {
-	case ack := <-c.subacks:
-		if ack.MessageID != sp.MessageID || len(ack.ReturnCodes) != 1 {
-			return 0, fmt.Errorf("%w: SUBACK for message %d with %d codes", errMQTTProtocol, ack.MessageID, len(ack.ReturnCodes))
+	case ack = <-c.subacks:
+	case <-c.ended: // the reader is gone: a SUBACK it handed over first still counts
+		select {
+		case ack = <-c.subacks:
+		default:
+			return 0, fmt.Errorf("connection lost before SUBACK: %w", c.endErr)
 		}
-		return ack.ReturnCodes[0], nil
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	case <-t.C:
 		return 0, errors.New("timed out")
 	}
+	if ack.MessageID != sp.MessageID || len(ack.ReturnCodes) != 1 {
+		return 0, fmt.Errorf("%w: SUBACK for message %d with %d codes", errMQTTProtocol, ack.MessageID, len(ack.ReturnCodes))
+	}
+	return ack.ReturnCodes[0], nil
 }
 
 // run reads packets until the connection fails or is closed, handing each
 // PUBLISH to handle in the order received. The broker must send something
 // (a PINGRESP at least: ping sends PINGREQs) within keepAlive + timeout.
-func (c *mqttConn) run(handle func(*mqttMessage)) error {
+func (c *mqttConn) run(handle func(*mqttMessage)) (err error) {
+	defer func() {
+		c.endErr = err
+		close(c.ended)
+	}()
 	for {
 		_ = c.conn.SetReadDeadline(time.Now().Add(c.keepAlive + c.timeout))
 		p, err := c.read()

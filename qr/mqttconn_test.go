@@ -247,3 +247,31 @@ func remainingOf(b []byte) int {
 	}
 	return n
 }
+
+// The broker accepts the session, then drops the connection before its
+// SUBACK (a session takeover, a broker restart): subscribe returns the lost
+// connection at once, not "timed out" after Timeout.
+func TestMQTTSubscribeNoticesTheConnectionDropped(t *testing.T) {
+	url, accepted := fakeBroker(t)
+	go func() {
+		c := <-accepted
+		defer c.Close()
+		if _, err := packets.ReadPacket(c); err != nil { // CONNECT
+			return
+		}
+		_ = packets.NewControlPacket(packets.Connack).Write(c)
+		_, _ = packets.ReadPacket(c) // SUBSCRIBE, never answered
+	}()
+	c, err := dialMQTT(t.Context(), url, nil, "S1", "S1", "tok", 30*time.Second, time.Minute)
+	require.NoError(t, err)
+	defer c.close()
+	go func() { _ = c.run(func(*mqttMessage) {}) }()
+	got := make(chan error, 1)
+	go func() { _, err := c.subscribe(t.Context(), "t"); got <- err }()
+	select {
+	case err := <-got:
+		require.ErrorContains(t, err, "connection lost before SUBACK")
+	case <-time.After(20 * time.Second):
+		t.Fatal("subscribe waits for a SUBACK on a connection that is gone")
+	}
+}
