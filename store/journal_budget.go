@@ -17,9 +17,11 @@ import (
 
 // bucketSaleLast indexes the journal by SaleID: saleID \x00 → be(order) id,
 // the most recently started transaction of each SaleID, which is all a
-// TransactionStatus asks for. One entry per POS, so the bucket stays inline
-// in the tree of buckets and a payment's start writes no page for it
-// (TestStartTxnWritesNoPageForTheSaleIndex): the index it replaces,
+// TransactionStatus asks for. One entry per POS, so while a terminal serves
+// up to about ten POSes the bucket stays inline in the tree of buckets (bbolt
+// inlines a bucket under a quarter of a page; an entry is 60–100 bytes) and a
+// payment's start writes no page for it (TestStartTxnWritesNoPageForTheSaleIndex);
+// with more, it gets a leaf of its own again. The index it replaces,
 // journal.sale (saleID \x00 be(order) → id for every transaction), cost
 // every start a leaf and a branch page.
 //

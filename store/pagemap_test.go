@@ -199,3 +199,28 @@ func TestJournalOrderStaysShallow(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, written(before, pageOwners(t, s))[string(bucketOrder)])
 }
+
+// The SaleID index stays inline in the tree of buckets (no page of its own)
+// for ten POSes with the longest SaleIDs the Nexo server takes (35
+// characters) and UUID transaction ids; twenty take a page of their own.
+func TestSaleIndexStaysInlineForTenPOSes(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{PruneInterval: -1, NoSync: true})
+	inline := func() bool {
+		var root uint64
+		require.NoError(t, s.db.View(func(tx *bolt.Tx) error { root = uint64(tx.Bucket(bucketSaleLast).Root()); return nil }))
+		return root == 0
+	}
+	for i := range 20 {
+		sale := fmt.Sprintf("%035d", i)
+		for n := range 3 {
+			id := fmt.Sprintf("%08d-0000-4000-8000-%012d", i, n)
+			_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: sale, ServiceID: fmt.Sprint(n)}, Transition{State: "started"})
+			require.NoError(t, err)
+		}
+		if i == 9 {
+			require.True(t, inline(), "ten POSes")
+		}
+	}
+	require.False(t, inline(), "twenty POSes")
+}
