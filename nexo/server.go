@@ -264,6 +264,9 @@ type exchange struct {
 
 func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if s.deps.InFlight != nil {
+		s.deps.InFlight.Begin()
+	}
 	body, rerr := readBody(w, r, s.cfg.MaxRequestBytes)
 	ex := &exchange{codec: codecFor(r.Header.Get("Content-Type"), body)}
 	if isNexoV5(body) {
@@ -299,6 +302,9 @@ func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 	// observer and net/http's own end of the exchange come after.
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
+	}
+	if s.deps.InFlight != nil {
+		s.deps.InFlight.End()
 	}
 	if s.deps.Observer != nil {
 		result := ex.result
