@@ -97,12 +97,10 @@ func TestForwarderDeliversAfterMaxYieldIfPaymentsNeverStop(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(start), maxYield, "the first delivery waited for the POS")
 	require.NotNil(t, r.fg.Busy(), "the POS is still busy")
 	yields := r.f.Stats().Yields
-	more := time.Now()
 	r.append(t)
 	r.append(t)
 	waitFor(t, r.rc.allIn, "deliveries while the POS stays busy", 10*time.Second)
-	require.Less(t, time.Since(more), maxYield, "no second wait before the POS was seen idle")
-	require.Equal(t, yields, r.f.Stats().Yields)
+	require.Equal(t, yields, r.f.Stats().Yields, "no second wait before the POS was seen idle")
 }
 
 func TestForwarderWakeCutsTheWaitForThePOS(t *testing.T) {
