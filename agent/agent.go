@@ -361,6 +361,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		Namespace: "termagent", Name: "refunds_given_up_total",
 		Help: "Refunds the refund desk gave up to a person since start.",
 	}, func() float64 { return float64(desk.gaveUp.Load()) }))
+	// pos counts the POS requests being served; the forwarder waits for
+	// them (issue 17).
+	pos := &foreground{}
 	srv, err := nexo.NewServer(nexo.ServerConfig{
 		POIID:           a.poiid,
 		POISerialNumber: a.serial,
@@ -383,6 +386,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Diagnoser:    diagnoser{a: a},
 		Outbox:       posEvents{st: st},
 		Observer:     m,
+		InFlight:     pos,
 		Ledger:       ledger{st: st},
 		Synchroniser: platformSync{qc: qc},
 	}, a.log.With("component", "nexo"))
@@ -407,6 +411,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	fcfg := a.opts.Forwarder
 	if fcfg.Now == nil {
 		fcfg.Now = a.clock.Now
+	}
+	if fcfg.Foreground == nil {
+		fcfg.Foreground = pos
 	}
 	snd := sender{api: a.api, apiURL: a.cfg.APIURL, pos: posClient, engine: engine, journal: j, logger: a.log.With("component", "forwarder")}
 	a.fwd = NewForwarder(st, snd, fcfg, a.log)

@@ -73,6 +73,15 @@ type Escalator interface {
 	Escalate(ctx context.Context, r store.Record, since time.Time)
 }
 
+// Foreground tells the forwarder whether the POS is being served (the
+// agent's count of Nexo requests in flight), so that a delivery waits for
+// the payment on the terminal's few cores (issue 17).
+type Foreground interface {
+	// Busy returns nil when nothing is being served, else a channel closed
+	// once nothing is.
+	Busy() <-chan struct{}
+}
+
 // ForwarderConfig tunes the forwarder. Zero fields take the defaults named.
 type ForwarderConfig struct {
 	// BaseDelay is the backoff ceiling after the first failure; each further
@@ -96,6 +105,21 @@ type ForwarderConfig struct {
 	// negative value delivers at once. Wake and an expired backoff are not
 	// delayed.
 	Settle time.Duration
+	// Foreground, when set, makes every delivery (and the outbox read before
+	// it) wait while the POS is being served, for at most MaxYield: the
+	// delivery of payment N's result (TLS, JSON, the platform's answer) no
+	// longer competes with payment N+1's journal start and engine for the
+	// cores. MaxYield counts from when the forwarder first finds the POS
+	// busy until it finds it idle, so payments that never pause delay the
+	// outbox by MaxYield once, and deliveries then go on as if there were
+	// no Foreground until a pause. Wake cuts the wait short. Every kind
+	// waits, reversal advices included: MaxYield is small against what a
+	// reversal's delivery takes anyway (the platform's answer, a backoff of
+	// 15 s after a failure), and the advice is durable in the outbox.
+	Foreground Foreground
+	// MaxYield bounds the wait for the Foreground; default 1 s, negative:
+	// never wait.
+	MaxYield time.Duration
 	// EscalateAfter is how long after it was queued a record the receiver
 	// keeps answering "not settled yet" (qr.ErrNotSettled: a reversal
 	// answered 404 or 409, a refund pending, a payment awaiting its
@@ -131,6 +155,9 @@ func (c ForwarderConfig) withDefaults() ForwarderConfig {
 	if c.EscalateAfter <= 0 {
 		c.EscalateAfter = 30 * time.Minute
 	}
+	if c.MaxYield == 0 {
+		c.MaxYield = time.Second
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -163,6 +190,7 @@ type ForwarderStats struct {
 	DeadByKind   [8]int64  // DeadLettered by store.Kind
 	Escalated    int64     // records told to a person while still retried (EscalateAfter)
 	Wakes        int64     // Wake calls that cut a wait short
+	Yields       int64     // waits for the POS (Foreground) before a delivery
 	HeadAttempts uint32    // failed attempts of the record at the head
 	NextAttempt  time.Time // when the head is retried; zero if not waiting
 	LastError    string
@@ -282,7 +310,17 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		pausedUntil    time.Time
 	)
 	storeErrors := uint32(0)
+	// busySince is when the forwarder found the POS busy, zero once it
+	// found it idle (yield).
+	var busySince time.Time
 	for ctx.Err() == nil {
+		if f.yield(ctx, &busySince) {
+			f.count(func(s *ForwarderStats) { s.Wakes++ })
+			forced = map[uint64]bool{}
+		}
+		if ctx.Err() != nil {
+			break
+		}
 		now := f.cfg.Now()
 		if !pausedUntil.IsZero() {
 			d := pausedUntil.Sub(now)
@@ -360,6 +398,43 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// yield waits while the POS is being served (ForwarderConfig.Foreground) and
+// MaxYield has not passed since *busySince, which it sets when it first
+// finds the POS busy and clears when it finds it idle. It reports whether
+// Wake cut the wait short.
+func (f *Forwarder) yield(ctx context.Context, busySince *time.Time) (woken bool) {
+	if f.cfg.Foreground == nil || f.cfg.MaxYield < 0 {
+		return false
+	}
+	busy := f.cfg.Foreground.Busy()
+	if busy == nil {
+		*busySince = time.Time{}
+		return false
+	}
+	// The bound is a duration on this machine: the monotonic clock, not
+	// cfg.Now (which may be corrected by the platform's Date).
+	now := time.Now()
+	if busySince.IsZero() {
+		*busySince = now
+	}
+	left := f.cfg.MaxYield - now.Sub(*busySince)
+	if left <= 0 {
+		return false // held MaxYield already: payments do not starve the outbox
+	}
+	f.count(func(s *ForwarderStats) { s.Yields++ })
+	t := time.NewTimer(left)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-busy:
+		*busySince = time.Time{}
+	case <-t.C:
+	case <-f.wake:
+		return true
+	}
+	return false
 }
 
 // pauseAfter is how many records in a row must fail for a reason that is not

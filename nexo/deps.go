@@ -193,6 +193,15 @@ type Observer interface {
 	ObserveRequest(category MessageCategory, result Result, condition ErrorCondition, d time.Duration)
 }
 
+// InFlight hears when the server starts serving a POS request (on arrival,
+// before its body is read) and when it is done with it (its answer written
+// and observed, as net/http sends it, or returned by Exchange), so the agent's background work can
+// wait for the POS (issue 17). Begin and End come in pairs and must not block.
+type InFlight interface {
+	Begin()
+	End()
+}
+
 // Deps are the server's collaborators. Engine and Journal are required;
 // without Display, Diagnoser or Outbox the matching service answers
 // UnavailableDevice / reports no hosts / Notify fails.
@@ -203,6 +212,7 @@ type Deps struct {
 	Diagnoser Diagnoser
 	Outbox    Outbox
 	Observer  Observer // optional
+	InFlight  InFlight // optional
 	// Ledger (optional) serves GetTotals and Reconciliation; Synchroniser
 	// (optional) serves AcquirerSynchronisation.
 	Ledger       Ledger

@@ -17,6 +17,10 @@ import (
 // rejected as /nexo rejects it.
 func (s *Server) Exchange(ctx context.Context, body []byte) []byte {
 	start := time.Now()
+	if s.deps.InFlight != nil {
+		s.deps.InFlight.Begin()
+		defer s.deps.InFlight.End()
+	}
 	ex := &exchange{codec: codecFor("", body)}
 	if isNexoV5(body) {
 		ex.v5 = &exchange5{}

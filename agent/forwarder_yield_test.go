@@ -1,0 +1,144 @@
+package agent
+
+import (
+	"context"
+	"net/http/httptest"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/termagent/termagent/store"
+)
+
+func TestForegroundBusy(t *testing.T) {
+	var fg foreground
+	require.Nil(t, fg.Busy(), "nothing served yet")
+	fg.Begin()
+	fg.Begin()
+	busy := fg.Busy()
+	require.NotNil(t, busy)
+	fg.End()
+	select {
+	case <-busy:
+		t.Fatal("idle with a request still served")
+	default:
+	}
+	require.NotNil(t, fg.Busy())
+	fg.End()
+	waitFor(t, busy, "idle after the last End", time.Second)
+	require.Nil(t, fg.Busy())
+	fg.End() // unpaired: ignored, does not go negative
+	fg.Begin()
+	require.NotNil(t, fg.Busy(), "a new request after a stray End is counted")
+}
+
+// yieldRig is a forwarder whose receiver counts deliveries, with a POS
+// request in flight from the start.
+type yieldRig struct {
+	st   *store.Store
+	fg   *foreground
+	f    *Forwarder
+	rc   *receiver
+	sent atomic.Int32
+}
+
+func newYieldRig(t *testing.T, maxYield time.Duration, records int) *yieldRig {
+	t.Helper()
+	r := &yieldRig{st: openStore(t, store.Options{}), fg: &foreground{}, rc: newReceiver(records)}
+	srv := httptest.NewServer(r.rc)
+	t.Cleanup(srv.Close)
+	http := httpSender{url: srv.URL, client: srv.Client()}
+	r.f = NewForwarder(r.st, senderFunc(func(ctx context.Context, rec store.Record) error {
+		r.sent.Add(1)
+		return http.Send(ctx, rec)
+	}), ForwarderConfig{Settle: -1, Foreground: r.fg, MaxYield: maxYield}, quietLog())
+	r.fg.Begin() // a payment is in flight
+	return r
+}
+
+func (r *yieldRig) append(t *testing.T) {
+	t.Helper()
+	_, err := r.st.Append(t.Context(), store.Event{Kind: store.KindTransactionResult})
+	require.NoError(t, err)
+}
+
+// waitYielding waits until the forwarder has started its n-th wait for the POS.
+func (r *yieldRig) waitYielding(t *testing.T, n int64) {
+	t.Helper()
+	require.Eventually(t, func() bool { return r.f.Stats().Yields >= n }, 10*time.Second, time.Millisecond)
+}
+
+// Issue 17: a delivery waits while a POS request is served, and goes as soon
+// as it ends.
+func TestForwarderHoldsDeliveryWhileAPaymentIsInFlight(t *testing.T) {
+	r := newYieldRig(t, time.Hour, 1)
+	r.append(t)
+	startForwarder(t, r.f)
+	r.waitYielding(t, 1)
+	require.Zero(t, r.sent.Load(), "nothing delivered while the payment is in flight")
+	r.fg.End()
+	waitFor(t, r.rc.allIn, "delivery once the payment ended", 10*time.Second)
+	require.Equal(t, int32(1), r.sent.Load())
+	require.Zero(t, r.f.Stats().Wakes)
+}
+
+// Payments that never pause hold the outbox for MaxYield, once: then records
+// go out while the POS is still busy.
+func TestForwarderDeliversAfterMaxYieldIfPaymentsNeverStop(t *testing.T) {
+	const maxYield = 200 * time.Millisecond
+	r := newYieldRig(t, maxYield, 3)
+	r.append(t)
+	start := time.Now()
+	startForwarder(t, r.f)
+	require.Eventually(t, func() bool { return r.f.Stats().Sent == 1 }, 10*time.Second, time.Millisecond)
+	require.GreaterOrEqual(t, time.Since(start), maxYield, "the first delivery waited for the POS")
+	require.NotNil(t, r.fg.Busy(), "the POS is still busy")
+	yields := r.f.Stats().Yields
+	r.append(t)
+	r.append(t)
+	waitFor(t, r.rc.allIn, "deliveries while the POS stays busy", 10*time.Second)
+	require.Equal(t, yields, r.f.Stats().Yields, "no second wait before the POS was seen idle")
+}
+
+func TestForwarderWakeCutsTheWaitForThePOS(t *testing.T) {
+	r := newYieldRig(t, time.Hour, 1)
+	r.append(t)
+	startForwarder(t, r.f)
+	r.waitYielding(t, 1)
+	r.f.Wake()
+	waitFor(t, r.rc.allIn, "delivery after Wake", 10*time.Second)
+	require.NotNil(t, r.fg.Busy(), "the POS is still busy")
+	require.Eventually(t, func() bool { return r.f.Stats().Wakes == 1 }, 10*time.Second, time.Millisecond)
+}
+
+// Cancelling Run ends a wait for the POS at once, and the wait leaves no
+// goroutine behind.
+func TestForwarderCancelEndsTheWaitForThePOS(t *testing.T) {
+	r := newYieldRig(t, time.Hour, 1)
+	r.append(t)
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.f.Run(ctx) }()
+	r.waitYielding(t, 1)
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return while waiting for the POS")
+	}
+	require.Zero(t, r.sent.Load())
+	// Polled here, not with require.Eventually: it runs its condition in a
+	// goroutine of its own.
+	for deadline := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > before; {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		runtime.Gosched()
+	}
+}
