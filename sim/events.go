@@ -76,14 +76,6 @@ func (p *PPaaS) Ingested() ([]IngestedEvent, IngestStats) {
 	return append([]IngestedEvent(nil), p.ingest.events...), IngestStats{Events: len(p.ingest.events), Duplicates: p.ingest.duplicates}
 }
 
-// IngestStats returns how many events were received so far (Ingested
-// without the copy).
-func (p *PPaaS) IngestStats() IngestStats {
-	p.ingest.mu.Lock()
-	defer p.ingest.mu.Unlock()
-	return IngestStats{Events: len(p.ingest.events), Duplicates: p.ingest.duplicates}
-}
-
 func (p *PPaaS) eventRoutes() {
 	p.mux.HandleFunc("POST "+EventsPath, p.device(p.ingest.handle(p)))
 	p.control.HandleFunc("GET /control/events", func(w http.ResponseWriter, _ *http.Request) {
