@@ -205,8 +205,11 @@ func (s *Store) measureBoth() (pages, inuse int64, err error) {
 // Measuring walks every page of the journal (milliseconds for a full 64 MiB
 // one), so it runs on the budget goroutine, off the path of the payment whose
 // start crossed the mark (TestJournalMeasuredOffThePaymentsPath). Only a
-// start that finds the estimate over the budget itself waits for the
-// eviction: a flood of starts cannot outrun it (TestJournalBudgetBoundsTheFileUnderAFlood).
+// start that finds the estimate over the budget, with no eviction running,
+// itself waits for the eviction: a flood of starts cannot outrun it
+// (TestJournalBudgetBoundsTheFileUnderAFlood). A journal over its budget at
+// Open (a budget lowered, an older file) is evicted by budgetLoop, not on
+// the first payment's path.
 func (s *Store) journalGrew(ctx context.Context, n int) {
 	max := s.opts.JournalMaxBytes
 	scale := s.jbudget.scale.Load()
@@ -226,14 +229,23 @@ func (s *Store) journalGrew(ctx context.Context, n int) {
 		return
 	}
 	if est < max {
-		select {
-		case s.jbudget.kick <- struct{}{}:
-		default: // a measure is already due
-		}
+		s.kickBudget()
 		return
 	}
+	if !s.jbudget.mu.TryLock() {
+		return // an eviction is running (budgetLoop): it measures until under the target
+	}
+	s.jbudget.mu.Unlock() // EnforceJournalBudget takes it; a race with budgetLoop only makes one wait
 	if _, err := s.EnforceJournalBudget(ctx); err != nil {
 		s.log.Warn("journal budget", "err", err)
+	}
+}
+
+// kickBudget asks budgetLoop to measure the journal (and evict if over).
+func (s *Store) kickBudget() {
+	select {
+	case s.jbudget.kick <- struct{}{}:
+	default: // a measure is already due
 	}
 }
 
@@ -289,6 +301,9 @@ func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
 	total := 0
 	var after []byte // order key to resume from
 	for size > target {
+		if err := ctx.Err(); err != nil { // Close: stop between chunks
+			return total, err
+		}
 		// Evictions free data, counted in bytes in use: as many as the
 		// pages to free hold.
 		// A transaction copies every page it changes before freeing the old
@@ -296,6 +311,7 @@ func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
 		// does not itself grow the file.
 		n, next, err := s.evictChunk(ctx, after, min(size-target, max/10)*inuse/size)
 		total += n
+		s.jbudget.evicted.Add(int64(n))
 		if err != nil {
 			return total, fmt.Errorf("evict journal: %w", err)
 		}
@@ -307,7 +323,6 @@ func (s *Store) EnforceJournalBudget(ctx context.Context) (int, error) {
 		}
 		after = next
 	}
-	s.jbudget.evicted.Add(int64(total))
 	if size > max {
 		s.log.Warn("journal over its budget: everything left is unfinished, awaits an advice, or finished within the ServiceID window", "bytes", size, "max", max)
 	} else if total > 0 {

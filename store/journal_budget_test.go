@@ -261,3 +261,50 @@ func TestJournalMeasuredOffThePaymentsPath(t *testing.T) {
 	}
 	require.Positive(t, s.JournalStats().Bytes)
 }
+
+// fillFinished journals n finished transactions of about 2 KiB each and
+// moves the clock past their ServiceID window, so that every one may go.
+func fillFinished(t *testing.T, s *Store, clk *fakeClock, n int) {
+	t.Helper()
+	ctx := context.Background()
+	data := json.RawMessage(`"` + string(bytes.Repeat([]byte("r"), 1024)) + `"`)
+	for i := range n {
+		id := fmt.Sprintf("t%04d", i)
+		_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS1", ServiceID: fmt.Sprint(i)}, Transition{State: "started", Data: data})
+		require.NoError(t, err)
+		require.NoError(t, s.AppendTxn(ctx, id, Transition{State: "done", Final: true, Data: data}))
+		clk.Advance(time.Hour)
+	}
+	clk.Advance(30 * 24 * time.Hour)
+}
+
+// A journal over its budget at Open (the budget lowered, an older file) is
+// evicted by the budget goroutine, not on the first payment's path.
+func TestJournalOverBudgetAtOpenEvictedInTheBackground(t *testing.T) {
+	clk := newFakeClock()
+	opts := Options{NoSync: true, Now: clk.Now, JournalMaxBytes: 64 << 20, PruneInterval: -1}
+	s, _ := openTest(t, opts)
+	fillFinished(t, s, clk, 3000)
+	opts.JournalMaxBytes = 1 << 20
+	s = reopen(t, s, opts)
+	deadline := time.Now().Add(30 * time.Second)
+	for s.JournalStats().Evicted == 0 {
+		require.True(t, time.Now().Before(deadline), "nothing evicted without a payment")
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// An eviction stops between chunks once its context ends: Close does not
+// wait out the eviction of a whole journal.
+func TestJournalEvictionStopsWhenCancelled(t *testing.T) {
+	clk := newFakeClock()
+	s, _ := openTest(t, Options{NoSync: true, Now: clk.Now, JournalMaxBytes: 64 << 20, PruneInterval: -1})
+	fillFinished(t, s, clk, 3000)
+	s.opts.JournalMaxBytes = 1 << 20 // no start follows: nothing kicks budgetLoop
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	n, err := s.EnforceJournalBudget(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Zero(t, n)
+	require.Zero(t, s.JournalStats().Evicted)
+}

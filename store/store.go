@@ -392,6 +392,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	go s.writer()
 	s.jbudget.kick, s.jbudget.stop, s.jbudget.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.budgetLoop()
+	if opts.JournalMaxBytes > 0 && s.jbudget.est.Load() > opts.JournalMaxBytes {
+		s.kickBudget() // over its budget already: evicted in the background
+	}
 	if opts.PruneInterval > 0 {
 		go s.janitor()
 	} else {
@@ -839,11 +842,23 @@ func (s *Store) commit(batch []*writeReq) (ok bool) {
 			s.log.Error("deferred store write failed", "err", e)
 		}
 		if r.after != nil {
-			r.after(e)
+			s.runAfter(r.after, e)
 		}
 		s.pending.Done()
 	}
 	return err == nil
+}
+
+// runAfter calls a write's after-commit callback. A panic in it is logged,
+// not raised: the rest of the batch must still be told its result, or its
+// callers (and Close) would wait for ever.
+func (s *Store) runAfter(after func(error), err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("store write's after-commit callback panicked", "panic", fmt.Sprint(p))
+		}
+	}()
+	after(err)
 }
 
 func (s *Store) publish(c counters) {

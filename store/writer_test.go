@@ -103,3 +103,18 @@ func TestPanicInCommitFailsOnlyThatCommit(t *testing.T) {
 		t.Fatal("the next write is still waiting: the panicked commit's transaction was never rolled back")
 	}
 }
+
+// A deferred write's after-commit callback that panics does not leave the
+// other writes of its commit without their result.
+func TestPanickingAfterCallbackLeavesTheBatchAnswered(t *testing.T) {
+	s, _ := openTest(t, Options{NoSync: true})
+	require.NoError(t, s.laterThen(func(*wtx) error { return nil }, func(error) { panic("callback") }))
+	done := make(chan error, 1)
+	go func() { _, err := s.Append(context.Background(), Event{Kind: KindReceipt, Payload: []byte("x")}); done <- err }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write committed with the panicking callback's never returned")
+	}
+}
