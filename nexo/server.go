@@ -266,6 +266,7 @@ func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	if s.deps.InFlight != nil {
 		s.deps.InFlight.Begin()
+		defer s.deps.InFlight.End() // after the observer; whatever panics
 	}
 	body, rerr := readBody(w, r, s.cfg.MaxRequestBytes)
 	ex := &exchange{codec: codecFor(r.Header.Get("Content-Type"), body)}
@@ -304,9 +305,6 @@ func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 			result = Success // Abort: answered with an empty body
 		}
 		s.deps.Observer.ObserveRequest(ex.hdr.Category, result, ex.condition, time.Since(start))
-	}
-	if s.deps.InFlight != nil {
-		s.deps.InFlight.End() // the answer is written (net/http flushes it as the handler returns)
 	}
 }
 

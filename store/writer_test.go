@@ -110,7 +110,10 @@ func TestPanickingAfterCallbackLeavesTheBatchAnswered(t *testing.T) {
 	s, _ := openTest(t, Options{NoSync: true})
 	require.NoError(t, s.laterThen(func(*wtx) error { return nil }, func(error) { panic("callback") }))
 	done := make(chan error, 1)
-	go func() { _, err := s.Append(context.Background(), Event{Kind: KindReceipt, Payload: []byte("x")}); done <- err }()
+	go func() {
+		_, err := s.Append(context.Background(), Event{Kind: KindReceipt, Payload: []byte("x")})
+		done <- err
+	}()
 	select {
 	case err := <-done:
 		require.NoError(t, err)
