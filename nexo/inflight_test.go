@@ -70,3 +70,24 @@ func TestInFlightFromArrivalUntilTheAnswerIsWritten(t *testing.T) {
 }
 
 func testHTTPClient() *http.Client { return &http.Client{Timeout: 10 * time.Second} }
+
+type panickingObserver struct{}
+
+func (panickingObserver) ObserveRequest(MessageCategory, Result, ErrorCondition, time.Duration) {
+	panic("observer")
+}
+
+// A request whose handling panics after its arrival (here the observer) is
+// still counted out: the forwarder must not find the POS busy for ever.
+func TestInFlightEndsWhenTheHandlerPanics(t *testing.T) {
+	inflight := &countingInFlight{}
+	srv, err := NewServer(ServerConfig{POIID: testPOIID, AllowPlainHTTP: true}, Deps{
+		Engine: &fakeEngine{}, Journal: NewMemJournal(), Display: &fakeDisplay{}, Diagnoser: fakeDiagnoser{},
+		Outbox: &fakeOutbox{}, Observer: panickingObserver{}, InFlight: inflight, Now: newTestClock().Now,
+	}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ln := serveTest(t, srv)
+	c := &Client{URL: "http://" + ln.Addr().String() + "/nexo", HTTP: testHTTPClient(), Codec: JSONCodec{}}
+	_, _ = c.Do(testCtx(t), &Request{Header: testHeader(CategoryDiagnosis, "D1"), Diagnosis: &DiagnosisRequest{}})
+	require.Eventually(t, func() bool { now, ended := inflight.get(); return now == 0 && ended == 1 }, 5*time.Second, time.Millisecond)
+}
