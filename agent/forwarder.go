@@ -105,17 +105,18 @@ type ForwarderConfig struct {
 	// negative value delivers at once. Wake and an expired backoff are not
 	// delayed.
 	Settle time.Duration
-	// Foreground, when set, makes every delivery (and the outbox read before
-	// it) wait while the POS is being served, for at most MaxYield: the
-	// delivery of payment N's result (TLS, JSON, the platform's answer) no
-	// longer competes with payment N+1's journal start and engine for the
-	// cores. MaxYield counts from when the forwarder first finds the POS
-	// busy until it finds it idle, so payments that never pause delay the
-	// outbox by MaxYield once, and deliveries then go on as if there were
-	// no Foreground until a pause. Wake cuts the wait short. Every kind
-	// waits, reversal advices included: MaxYield is small against what a
-	// reversal's delivery takes anyway (the platform's answer, a backoff of
-	// 15 s after a failure), and the advice is durable in the outbox.
+	// Foreground, when set, makes the first delivery after the forwarder
+	// starts or found nothing to send (the outbox empty, or every record
+	// waiting out its backoff) wait while the POS is being served, once, for at most
+	// MaxYield: the delivery of payment N's result (TLS, JSON, the
+	// platform's answer) no longer competes with payment N+1's journal
+	// start and engine for the cores. A backlog drains without waiting, so
+	// however the POS's requests come, a record waits for the POS at most
+	// MaxYield once (TestForwarderDrainsABacklogWithoutWaitingForThePOS).
+	// Wake cuts the wait short. Every kind waits, reversal advices
+	// included: MaxYield is small against what a reversal's delivery takes
+	// anyway (the platform's answer, a backoff of 15 s after a failure), and
+	// the advice is durable in the outbox.
 	Foreground Foreground
 	// MaxYield bounds the wait for the Foreground; default 1 s, negative:
 	// never wait.
@@ -310,16 +311,21 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		pausedUntil    time.Time
 	)
 	storeErrors := uint32(0)
-	// busySince is when the forwarder found the POS busy, zero once it
-	// found it idle (yield).
-	var busySince time.Time
+	// yieldNext: the forwarder is starting, or found nothing to send and
+	// waited; its next delivery first waits for the POS (yield), once. A
+	// backlog drains without waiting.
+	yieldNext := true
 	for ctx.Err() == nil {
-		if f.yield(ctx, &busySince) {
-			f.count(func(s *ForwarderStats) { s.Wakes++ })
-			forced = map[uint64]bool{}
-		}
-		if ctx.Err() != nil {
-			break
+		if yieldNext {
+			yieldNext = false
+			if f.yield(ctx) {
+				f.count(func(s *ForwarderStats) { s.Wakes++ })
+				forced = map[uint64]bool{}
+				pausedUntil = time.Time{} // a Wake means now, a pause included
+			}
+			if ctx.Err() != nil {
+				break
+			}
 		}
 		now := f.cfg.Now()
 		if !pausedUntil.IsZero() {
@@ -380,6 +386,8 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			if wait(d, true) {
 				f.count(func(s *ForwarderStats) { s.Wakes++ })
 				forced = map[uint64]bool{}
+			} else {
+				yieldNext = true
 			}
 			continue
 		}
@@ -400,36 +408,22 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	return nil
 }
 
-// yield waits while the POS is being served (ForwarderConfig.Foreground) and
-// MaxYield has not passed since *busySince, which it sets when it first
-// finds the POS busy and clears when it finds it idle. It reports whether
-// Wake cut the wait short.
-func (f *Forwarder) yield(ctx context.Context, busySince *time.Time) (woken bool) {
+// yield waits while the POS is being served (ForwarderConfig.Foreground),
+// for at most MaxYield. It reports whether Wake cut the wait short.
+func (f *Forwarder) yield(ctx context.Context) (woken bool) {
 	if f.cfg.Foreground == nil || f.cfg.MaxYield < 0 {
 		return false
 	}
 	busy := f.cfg.Foreground.Busy()
 	if busy == nil {
-		*busySince = time.Time{}
 		return false
 	}
-	// The bound is a duration on this machine: the monotonic clock, not
-	// cfg.Now (which may be corrected by the platform's Date).
-	now := time.Now()
-	if busySince.IsZero() {
-		*busySince = now
-	}
-	left := f.cfg.MaxYield - now.Sub(*busySince)
-	if left <= 0 {
-		return false // held MaxYield already: payments do not starve the outbox
-	}
 	f.count(func(s *ForwarderStats) { s.Yields++ })
-	t := time.NewTimer(left)
+	t := time.NewTimer(f.cfg.MaxYield) // a duration on this machine, not cfg.Now's clock
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-busy:
-		*busySince = time.Time{}
 	case <-t.C:
 	case <-f.wake:
 		return true

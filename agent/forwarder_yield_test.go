@@ -85,22 +85,49 @@ func TestForwarderHoldsDeliveryWhileAPaymentIsInFlight(t *testing.T) {
 	require.Zero(t, r.f.Stats().Wakes)
 }
 
-// Payments that never pause hold the outbox for MaxYield, once: then records
-// go out while the POS is still busy.
+// Payments that never pause hold the outbox for MaxYield, once: then the
+// records go out while the POS is still busy, a backlog without a second
+// wait, however the POS's requests come.
 func TestForwarderDeliversAfterMaxYieldIfPaymentsNeverStop(t *testing.T) {
 	const maxYield = 200 * time.Millisecond
 	r := newYieldRig(t, maxYield, 3)
 	r.append(t)
+	r.append(t)
+	r.append(t)
 	start := time.Now()
 	startForwarder(t, r.f)
-	require.Eventually(t, func() bool { return r.f.Stats().Sent == 1 }, 10*time.Second, time.Millisecond)
+	waitFor(t, r.rc.allIn, "deliveries while the POS stays busy", 10*time.Second)
 	require.GreaterOrEqual(t, time.Since(start), maxYield, "the first delivery waited for the POS")
 	require.NotNil(t, r.fg.Busy(), "the POS is still busy")
-	yields := r.f.Stats().Yields
-	r.append(t)
-	r.append(t)
-	waitFor(t, r.rc.allIn, "deliveries while the POS stays busy", 10*time.Second)
-	require.Equal(t, yields, r.f.Stats().Yields, "no second wait before the POS was seen idle")
+	require.Equal(t, int64(1), r.f.Stats().Yields, "the backlog drained after one wait")
+}
+
+// A backlog is never held record by record, even by a POS whose requests
+// come back to back with short pauses between them (each pause would have
+// restarted a bound counted per busy period).
+func TestForwarderDrainsABacklogWithoutWaitingForThePOS(t *testing.T) {
+	const records = 20
+	r := newYieldRig(t, 100*time.Millisecond, records)
+	for range records {
+		r.append(t)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // requests of 5 ms with 0.2 ms between them
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			r.fg.End()
+			time.Sleep(200 * time.Microsecond)
+			r.fg.Begin()
+		}
+	}()
+	startForwarder(t, r.f)
+	waitFor(t, r.rc.allIn, "the backlog delivered", 10*time.Second)
+	require.LessOrEqual(t, r.f.Stats().Yields, int64(1), "one wait for the POS at most, at start")
 }
 
 func TestForwarderWakeCutsTheWaitForThePOS(t *testing.T) {
