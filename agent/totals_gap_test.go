@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,9 +21,11 @@ import (
 // Reconciliation can say their totals are incomplete (nexo's
 // TestTotalsReportEvictedEntries shows how).
 func TestLedgerReportsEvictedEntries(t *testing.T) {
-	now := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
+	var now atomic.Pointer[time.Time] // the store's budget goroutine reads the clock too
+	now.Store(new(time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)))
+	advance := func(d time.Duration) { now.Store(new(now.Load().Add(d))) }
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "agent.db"), store.Options{NoSync: true, Now: func() time.Time { return now }, JournalMaxBytes: 1 << 20})
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "agent.db"), store.Options{NoSync: true, Now: func() time.Time { return *now.Load() }, JournalMaxBytes: 1 << 20})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	var l nexo.LedgerGaps = ledger{st}
@@ -32,12 +35,12 @@ func TestLedgerReportsEvictedEntries(t *testing.T) {
 		_, err := st.StartTxn(ctx, store.TxnRef{ID: id, SaleID: "POS1", ServiceID: id}, store.Transition{State: "started", Data: data})
 		require.NoError(t, err)
 		require.NoError(t, st.AppendTxn(ctx, id, store.Transition{State: "done", Final: true, Data: data}))
-		now = now.Add(5 * time.Minute)
+		advance(5 * time.Minute)
 	}
 	n, _, err := l.PeriodGap(ctx, 1)
 	require.NoError(t, err)
 	require.Zero(t, n, "within the ServiceID window nothing that ran is evicted")
-	now = now.Add(72 * time.Hour)
+	advance(72 * time.Hour)
 	_, err = st.EnforceJournalBudget(ctx)
 	require.NoError(t, err)
 	n, before, err := l.PeriodGap(ctx, 1)
