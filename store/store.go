@@ -281,17 +281,18 @@ type Store struct {
 
 	// counters is owned by the holder of wmu; the atomics mirror it for
 	// readers.
-	counters counters
-	depth    atomic.Int64
-	bytes    atomic.Int64
-	dead     atomic.Int64
-	deadB    atomic.Int64
-	metrics  metrics
-	jbudget  budget       // journal_budget.go
-	fill     *filler      // fill.go; nil with NoSync
-	lastSize int64        // bbolt's high-water mark at the last commit; wmu
-	batch    []*writeReq  // the commit's writes, reused; wmu
-	inline   atomic.Int64 // commits run on a caller's goroutine (tests)
+	counters    counters
+	depth       atomic.Int64
+	bytes       atomic.Int64
+	dead        atomic.Int64
+	deadB       atomic.Int64
+	metrics     metrics
+	jbudget     budget       // journal_budget.go
+	fill        *filler      // fill.go; nil with NoSync
+	lastSize    int64        // bbolt's high-water mark at the last commit; wmu
+	batch       []*writeReq  // the commit's writes, reused; wmu
+	inline      atomic.Int64 // commits run on a caller's goroutine (tests)
+	lastWaiters atomic.Int64 // callers the last commit answered (deferred writes not counted)
 }
 
 // counters are persisted in the meta bucket in the same transaction as the
@@ -665,7 +666,12 @@ func (s *Store) do(ctx context.Context, fn op) error {
 	// Once queued, the write will commit (or fail) whatever ctx does, and
 	// the op writes its results into its caller's variables: wait for it.
 	// The wait is bounded by the commits of the writes queued ahead of it.
-	if !s.wmu.TryLock() {
+	// Under load (the last commit answered several callers) the writer
+	// groups the writes: the callers that commit released are still queueing
+	// theirs, and one committing at once would take only a few of them (64
+	// producers: 32 writes per commit instead of 45). A payment's commit
+	// answers one caller (its deferred writes do not count).
+	if s.lastWaiters.Load() > 1 || !s.wmu.TryLock() {
 		s.kickWriter()
 		return <-r.done
 	}
@@ -731,7 +737,7 @@ func (s *Store) writer() {
 		s.wmu.Lock()
 		for len(s.reqs) > 0 {
 			_, n := s.commitQueuedN()
-			if n > 1 && len(s.reqs) == 0 {
+			if n > 1 {
 				// Under load, let the producers this commit just released
 				// queue their next write before we look at the queue again:
 				// groups grow from about half the producers to most of them.
@@ -769,7 +775,14 @@ func (s *Store) commitQueuedN() (ok bool, n int) {
 	if len(batch) == 0 {
 		return true, 0
 	}
+	waiters := int64(0)
+	for _, r := range batch {
+		if r.done != nil {
+			waiters++
+		}
+	}
 	ok = s.commit(batch)
+	s.lastWaiters.Store(waiters)
 	clear(batch) // drop the references until the next commit
 	s.batch = batch
 	return ok, len(batch)

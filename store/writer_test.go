@@ -51,6 +51,14 @@ func TestWritesQueuedDuringACommitCommitTogether(t *testing.T) {
 	require.Equal(t, commits+1, s.Stats().Commits, "one group commit")
 	require.Zero(t, s.inline.Load())
 	require.Equal(t, int64(n), s.Stats().Depth)
+
+	// Under load (the last commit answered several callers) the next write
+	// goes to the writer, which groups; once a commit answered one caller,
+	// writes commit inline again.
+	appendN(t, s, KindTransactionResult, 1)
+	require.Zero(t, s.inline.Load(), "after a group commit, the writer commits")
+	appendN(t, s, KindTransactionResult, 1)
+	require.Equal(t, int64(1), s.inline.Load(), "after a lone commit, the caller commits")
 }
 
 // A commit that panics inside bbolt's Commit (its rebalance reads a damaged
