@@ -11,8 +11,10 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Zero-filling ahead, with fills of a few pages so that they happen between
-// almost every two commits of a growing journal, never writes where bbolt
+// Zero-filling ahead, with fills of a few pages so that they happen
+// regularly between the commits of a growing journal (the writer fills once
+// a commit finds the filled area short; the next commit may run first),
+// never writes where bbolt
 // has data: every transaction reads back whole and the file passes bbolt's
 // consistency check. What lies past the data does not matter to bbolt: a
 // fill cut short by a crash (here, garbage past the data) changes nothing.
@@ -30,7 +32,7 @@ func TestZeroFillNeverTouchesTheData(t *testing.T) {
 		require.NoError(t, s.AppendTxnEvents(ctx, id, []Transition{{State: "done", Final: true, Data: data}}, Event{Kind: KindTransactionResult, Payload: data}))
 	}
 	d := s.DiskStats()
-	require.Greater(t, d.ZeroFills, int64(n/4), "fills between commits")
+	require.Greater(t, d.ZeroFills, int64(n/8), "fills between commits")
 	require.Equal(t, 2*d.Commits+d.ZeroFills, d.Fdatasyncs)
 	var size int64
 	require.NoError(t, s.view(func(tx *bolt.Tx) error { size = tx.Size(); return nil }))

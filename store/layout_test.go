@@ -23,14 +23,8 @@ import (
 // layouts.
 func TestSchema1FileReadsAndContinues(t *testing.T) {
 	ctx := t.Context()
-	b, err := os.ReadFile(filepath.Join("testdata", "schema1.db"))
-	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "termagent.db")
-	require.NoError(t, os.WriteFile(path, b, 0o600))
 	clk := newFakeClock()
-	s, err := Open(ctx, path, Options{PruneInterval: -1, Now: clk.Now})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
+	s := openTestdataCopy(t, "schema1.db", Options{PruneInterval: -1, Now: clk.Now})
 	require.NoError(t, s.view(func(tx *bolt.Tx) error {
 		v, _ := getSchema(tx.Bucket(bucketMeta))
 		require.Equal(t, schemaVersion, v)
@@ -154,14 +148,8 @@ func TestIDShapedLikeATransitionKeyIsUnknown(t *testing.T) {
 // SaleID, drops journal.sale, and reads and continues the journal.
 func TestSchema2FileWithTheOlderSaleIndexOpens(t *testing.T) {
 	ctx := t.Context()
-	b, err := os.ReadFile(filepath.Join("testdata", "schema2.db"))
-	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "termagent.db")
-	require.NoError(t, os.WriteFile(path, b, 0o600))
 	clk := newFakeClock()
-	s, err := Open(ctx, path, Options{PruneInterval: -1, Now: clk.Now})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
+	s := openTestdataCopy(t, "schema2.db", Options{PruneInterval: -1, Now: clk.Now})
 	require.NoError(t, s.view(func(tx *bolt.Tx) error {
 		v, _ := getSchema(tx.Bucket(bucketMeta))
 		require.Equal(t, 2, v)
@@ -198,4 +186,18 @@ func TestSchema2FileWithTheOlderSaleIndexOpens(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, ok)
 	require.Equal(t, "q4", last("POS2"))
+}
+
+// openTestdataCopy opens a copy of testdata/name (a file an earlier version
+// wrote) and closes it at cleanup.
+func openTestdataCopy(t *testing.T, name string, opts Options) *Store {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "termagent.db")
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	s, err := Open(t.Context(), path, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }
