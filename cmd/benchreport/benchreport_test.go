@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"bytes"
 	"os"
 	"path/filepath"
@@ -140,4 +141,32 @@ func TestRenderRSSAfterPayments(t *testing.T) {
 	var buf bytes.Buffer
 	rep.Render(&buf)
 	require.Contains(t, buf.String(), "| RSS after 1000 sequential payments (+2 s, no forced GC) | 24.0 MiB (anonymous 12.0 MiB) | |")
+}
+
+// Five runs of the whole payment: the row shows the run with the median
+// ratio, every figure of that one run, and the range over the five.
+func TestRenderFloorRowFromTheMedianRun(t *testing.T) {
+	var lines strings.Builder
+	for _, r := range []struct{ ratio, fsync string }{{"1.62", "250"}, {"1.31", "500"}, {"1.44", "400"}, {"1.28", "520"}, {"1.52", "300"}} {
+		fmt.Fprintf(&lines, "BenchmarkWorldPayment-2   1000   4e6 ns/op   72 KiB/payment   %s agent-floor-ratio   3 agent-p50-ms   2 path-commits   2 path-round-trips   %s fdatasync-p50-µs   250 https-rtt-p50-µs   250 pos-rtt-p50-µs   2 floor-ms\n", r.ratio, r.fsync)
+	}
+	res, err := parseBench("sim/world", strings.NewReader(lines.String()))
+	require.NoError(t, err)
+	require.Len(t, res, 5)
+	res = medianRuns(res, "agent-floor-ratio")
+	require.Len(t, res, 1)
+	var buf bytes.Buffer
+	(&Report{Results: res}).Render(&buf)
+	md := buf.String()
+	require.Contains(t, md, "The run with the median ratio of 5 runs, each figure of that run | **1.44** | 5 runs: 1.28–1.62; floor 2 ms = 2 commits × 2 × fdatasync 400 µs")
+}
+
+func TestMedianRunsKeepsResultsWithoutTheKey(t *testing.T) {
+	res := medianRuns([]Result{{Name: "Other", Metrics: []Metric{{1, "x"}}}, {Name: "A", Metrics: []Metric{{2, "k"}}}, {Name: "A", Metrics: []Metric{{1, "k"}}}}, "k")
+	require.Len(t, res, 2)
+	require.Equal(t, "Other", res[0].Name)
+	v, _ := res[1].Get("k")
+	require.Equal(t, 1.0, v, "the lower middle of an even count")
+	n, _ := res[1].Get("runs")
+	require.Equal(t, 2.0, n)
 }

@@ -105,9 +105,9 @@ func (r *Report) figures() []figure {
 			},
 		},
 		{
-			what:     "The payment's agent share (p50; the platform's busy time subtracted once where its spans overlap) ÷ its floor measured in the same run: commits on its path × 2 fdatasync of one page on the same filesystem + the POS's round trip (its own Nexo client against canned bytes) + the agent's platform calls × one HTTPS round trip on loopback with the agent's TLS settings",
+			what:     "The payment's agent share (p50; the platform's busy time subtracted once where its spans overlap) ÷ its floor measured in the same run: commits on its path × 2 fdatasync of one page on the same filesystem + the POS's round trip (its own Nexo client against canned bytes) + the agent's platform calls × one HTTPS round trip on loopback with the agent's TLS settings" + medianOf(m("sim/world", "WorldPayment", "runs")),
 			ratio:    m("sim/world", "WorldPayment", "agent-floor-ratio"),
-			absolute: fmt.Sprintf("floor %s ms = %s commits × 2 × fdatasync %s µs + POS round trip %s µs + %s platform calls × %s µs; measured per payment (all the agent's writes, its deliveries included): %s commits, %s fdatasync, %s pages, %s KiB written (and %s KiB of zeros filled ahead, off the path), %s µs writing and syncing them (bbolt's own timer; %s × the commits' fdatasync floor)", num(m("sim/world", "WorldPayment", "floor-ms")), num(m("sim/world", "WorldPayment", "path-commits")), num(m("sim/world", "WorldPayment", "fdatasync-p50-µs")), num(m("sim/world", "WorldPayment", "pos-rtt-p50-µs")), num(m("sim/world", "WorldPayment", "path-round-trips")-1), num(m("sim/world", "WorldPayment", "https-rtt-p50-µs")), num(m("sim/world", "WorldPayment", "commits/payment")), num(m("sim/world", "WorldPayment", "fdatasync/payment")), num(m("sim/world", "WorldPayment", "pages/payment")), num(m("sim/world", "WorldPayment", "KiB/payment")), num(m("sim/world", "WorldPayment", "fill-KiB/payment")), num(m("sim/world", "WorldPayment", "commit-write-µs/payment")), ratio(m("sim/world", "WorldPayment", "commit-write-µs/payment")/(2*m("sim/world", "WorldPayment", "commits/payment")*m("sim/world", "WorldPayment", "fdatasync-p50-µs")))),
+			absolute: fmt.Sprintf("%sfloor %s ms = %s commits × 2 × fdatasync %s µs + POS round trip %s µs + %s platform calls × %s µs; measured per payment (all the agent's writes, its deliveries included): %s commits, %s fdatasync, %s pages, %s KiB written (and %s KiB of zeros filled ahead, off the path), %s µs writing and syncing them (bbolt's own timer; %s × the commits' fdatasync floor)", rangeOf(m("sim/world", "WorldPayment", "runs"), m("sim/world", "WorldPayment", "agent-floor-ratio-min"), m("sim/world", "WorldPayment", "agent-floor-ratio-max")), num(m("sim/world", "WorldPayment", "floor-ms")), num(m("sim/world", "WorldPayment", "path-commits")), num(m("sim/world", "WorldPayment", "fdatasync-p50-µs")), num(m("sim/world", "WorldPayment", "pos-rtt-p50-µs")), num(m("sim/world", "WorldPayment", "path-round-trips")-1), num(m("sim/world", "WorldPayment", "https-rtt-p50-µs")), num(m("sim/world", "WorldPayment", "commits/payment")), num(m("sim/world", "WorldPayment", "fdatasync/payment")), num(m("sim/world", "WorldPayment", "pages/payment")), num(m("sim/world", "WorldPayment", "KiB/payment")), num(m("sim/world", "WorldPayment", "fill-KiB/payment")), num(m("sim/world", "WorldPayment", "commit-write-µs/payment")), ratio(m("sim/world", "WorldPayment", "commit-write-µs/payment")/(2*m("sim/world", "WorldPayment", "commits/payment")*m("sim/world", "WorldPayment", "fdatasync-p50-µs")))),
 			target:   "≤ 1.5",
 			ok:       func(v float64) bool { return v <= 1.5 },
 		},
@@ -258,7 +258,7 @@ func (r *Report) Render(w io.Writer) {
 		}
 	}
 
-	p("\n## Every benchmark\n\nAs `go test -bench` reported them (one run, `-benchmem`).\n\n| package | benchmark | iterations | figures |\n|---|---|---|---|\n")
+	p("\n## Every benchmark\n\nAs `go test -bench` reported them (one run, `-benchmem`; a benchmark run several times shows its run with the median of its headline figure, with that figure's `-min`, `-max` and `runs`).\n\n| package | benchmark | iterations | figures |\n|---|---|---|---|\n")
 	for _, res := range r.Results {
 		var figs []string
 		for _, m := range res.Metrics {
@@ -322,6 +322,22 @@ func group(s string) string {
 		return "-" + b.String()
 	}
 	return b.String()
+}
+
+// medianOf says which run of n a row's figures come from ("" for one run).
+func medianOf(n float64) string {
+	if math.IsNaN(n) || n <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(". The run with the median ratio of %.0f runs, each figure of that run", n)
+}
+
+// rangeOf is the range of a ratio over n runs ("" for one run).
+func rangeOf(n, lo, hi float64) string {
+	if math.IsNaN(n) || n <= 1 {
+		return ""
+	}
+	return fmt.Sprintf("%.0f runs: %s–%s; ", n, ratio(lo), ratio(hi))
 }
 
 func ratio(v float64) string {
