@@ -47,7 +47,7 @@ demo: build
 
 # Every package's benchmarks (the long store ones included), binary sizes, the
 # idle footprint and start-to-ready time of a running agent, written to
-# BENCHMARKS.md with the machine they ran on (about a minute on 2 cores).
+# BENCHMARKS.md with the machine they ran on (about 15 minutes on 2 cores).
 bench:
 	$(GO) run ./cmd/benchreport -o BENCHMARKS.md
 

@@ -266,7 +266,11 @@ func (r *Report) Render(w io.Writer) {
 		}
 		p("| %s | %s | %d | %s |\n", res.Pkg, res.Name, res.N, strings.Join(figs, ", "))
 	}
-	p("\n## Reproduce\n\n    make bench                                      # this file, about a minute on 2 cores\n    go run ./cmd/benchreport -quick -o /tmp/b.md    # a smoke run\n\n")
+	took := "the run time above"
+	if r.Machine.Elapsed > 0 {
+		took = r.Machine.Elapsed.Round(time.Minute).String()
+	}
+	p("\n## Reproduce\n\n    make bench                                      # this file (%s on the machine above)\n    go run ./cmd/benchreport -quick -o /tmp/b.md    # a smoke run\n\n", took)
 	p("Iteration counts per benchmark are in `cmd/benchreport/bench.go` (`plan`); benchmarks it does not\nname run with `-benchtime 1s`.\n")
 }
 
