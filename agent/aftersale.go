@@ -225,6 +225,14 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event) (handled bool, er
 		a.log.Info("qr event already applied to its payment ignored", "poi_transaction_id", t.ID, "event_id", ev.EventID, "status", ev.Status)
 		return true, nil
 	}
+	if last := journaledSequence(t); ev.Sequence > 0 && ev.Sequence <= last {
+		// Older than what decided the payment (a redelivered or reordered
+		// event: approved at 2, declined at 3): what it says was overtaken
+		// before the POS was answered, it is not news.
+		a.log.Info("qr event older than the payment's journaled state ignored", "poi_transaction_id", t.ID, "event_id", ev.EventID,
+			"status", ev.Status, "sequence", ev.Sequence, "journaled_sequence", last)
+		return true, nil
+	}
 	e := toEntry(t)
 	if e.Category != nexo.CategoryPayment || e.State != nexo.TxDone || e.Response == nil {
 		return true, nil
@@ -239,6 +247,22 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event) (handled bool, er
 		return true, err
 	}
 	return true, nil
+}
+
+// journaledSequence is the highest PPaaS sequence among payment t's
+// journaled QR transitions (0: none carried one).
+func journaledSequence(t store.Txn) int64 {
+	var last int64
+	for _, tr := range t.Transitions {
+		if !strings.HasPrefix(tr.State, stateQRPrefix) {
+			continue
+		}
+		var qt qr.Transition
+		if json.Unmarshal(tr.Data, &qt) == nil {
+			last = max(last, qt.Sequence)
+		}
+	}
+	return last
 }
 
 // waitFinal re-reads transaction id until it is final, for finishWait at
