@@ -27,7 +27,7 @@ func TestStaleApprovalRaisesNoNews(t *testing.T) {
 		failureResponse(t, "D1", id, nexo.Refusal, "declined by the provider"), time.Now()))
 
 	for _, seq := range []int64{2, 3} {
-		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "a-old", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-d", Status: ppaas.Approved, Sequence: seq})
+		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "a-old", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-d", Status: ppaas.Approved, Sequence: seq}, false)
 		require.NoError(t, err)
 		require.True(t, handled, "the desk takes it (and drops it): acked")
 	}
@@ -39,7 +39,7 @@ func TestStaleApprovalRaisesNoNews(t *testing.T) {
 	require.Equal(t, "declined by the provider", e.Response.Status.AdditionalResponse)
 
 	// PPaaS overturns its decline: a real late approval, reversed and told.
-	handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "a4", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-d", Status: ppaas.Approved, Sequence: 4})
+	handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "a4", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-d", Status: ppaas.Approved, Sequence: 4}, false)
 	require.NoError(t, err)
 	require.True(t, handled)
 	require.Len(t, outboxOf(t, r.j.st, store.KindAdvice), 1)
@@ -57,13 +57,13 @@ func TestStaleRefundRaisesNoNews(t *testing.T) {
 	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 1234), time.Now()))
 
 	ev := ppaas.Event{EventID: "rf-old", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-1", Status: ppaas.Refunded, Sequence: 4}
-	handled, err := r.j.after.event(ctx, ev)
+	handled, err := r.j.after.event(ctx, ev, false)
 	require.NoError(t, err)
 	require.True(t, handled)
 	require.Empty(t, afterSaleRecords(t, r.j.st, id))
 
 	ev.EventID, ev.Sequence = "rf", 6
-	handled, err = r.j.after.event(ctx, ev)
+	handled, err = r.j.after.event(ctx, ev, false)
 	require.NoError(t, err)
 	require.True(t, handled)
 	recs := afterSaleRecords(t, r.j.st, id)

@@ -43,3 +43,45 @@ func TestEngineDeduplicatesEventsOfPaymentsInFlight(t *testing.T) {
 	e.unregister(tx)
 	require.False(t, e.DeduplicatesEvent(ev), "once the payment is answered the event log de-duplicates")
 }
+
+// Task s14 item 1: an update of a payment the engine has decided but not let
+// go yet (Pay has not returned) is passed back by ApplyEvent, neither applied
+// nor dropped, so the agent hands it to its after-sale desk; an undecided
+// payment's event is applied as before, and so is HandleEvent's.
+func TestApplyEventPassesBackUpdatesOfDecidedPayments(t *testing.T) {
+	rec := &memRecorder{}
+	e := &Engine{byClient: map[string]*txn{}, byID: map[string]*txn{}, rec: rec, log: slog.New(slog.DiscardHandler)}
+	tx := &txn{ctid: "c1", done: make(chan struct{}), moved: make(chan struct{}, 1)}
+	tx.m.state = ppaas.AwaitingConsumer
+	require.NoError(t, e.register(tx))
+	e.index(tx, "qr-1")
+	approved := ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, ClientTransactionID: "c1", TransactionID: "qr-1", Status: ppaas.Approved, Sequence: 3}
+	require.False(t, e.Decided(approved))
+	decided, err := e.ApplyEvent(t.Context(), approved)
+	require.NoError(t, err)
+	require.False(t, decided, "applied")
+	require.Equal(t, ppaas.Approved, tx.state())
+	require.Len(t, rec.ts, 1)
+
+	for _, ev := range []ppaas.Event{
+		{EventID: "e2", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", Status: ppaas.Refunded, Sequence: 4},
+		{EventID: "e3", Type: ppaas.EventTypeStatus, ClientTransactionID: "c1", Status: ppaas.Declined, Sequence: 5},
+		approved, // its redelivery: the desk tells it from news
+	} {
+		require.True(t, e.Decided(ev), ev.EventID)
+		decided, err := e.ApplyEvent(t.Context(), ev)
+		require.NoError(t, err)
+		require.True(t, decided, "%s passed back", ev.EventID)
+	}
+	require.Equal(t, ppaas.Approved, tx.state(), "nothing applied")
+	require.Len(t, rec.ts, 1)
+	require.NoError(t, e.HandleEvent(t.Context(), ppaas.Event{EventID: "e4", Type: ppaas.EventTypeStatus, ClientTransactionID: "c1", Status: ppaas.Refunded}),
+		"HandleEvent still accepts and ignores it")
+
+	e.unregister(tx)
+	require.False(t, e.Decided(approved), "no longer in flight")
+	decided, err = e.ApplyEvent(t.Context(), approved)
+	require.NoError(t, err)
+	require.True(t, decided, "a payment let go meanwhile is passed back too")
+	require.False(t, e.Decided(ppaas.Event{}))
+}
