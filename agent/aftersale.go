@@ -98,6 +98,10 @@ type afterSale struct {
 	// finishWait bounds the wait for a payment's final response (event);
 	// tests shorten it.
 	finishWait time.Duration
+
+	// statuses tells a chargeback from a refund (the configured spellings
+	// and reason phrases, ppaas.Statuses.ChargedBack); nil: the defaults.
+	statuses *ppaas.Statuses
 }
 
 // ownGrace is how long after a POS reversal its payment's "refunded" is taken
@@ -116,6 +120,10 @@ func (a *afterSale) connect(seal func(nexo.EventNotification, string) (nexo.Pend
 	a.seal, a.count = seal, count
 	a.mu.Unlock()
 }
+
+// useStatuses gives the desk the platform's configured status spellings,
+// before any event is handled: they tell a chargeback from a refund.
+func (a *afterSale) useStatuses(s *ppaas.Statuses) { a.statuses = s }
 
 // reversing marks payment id as being reversed by the POS until done is called
 // (and ownGrace after).
@@ -351,7 +359,7 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 		}
 		byPOS = min(byPOS, rec.Amount.Amount)
 		refunded := ppaas.Amount{Amount: byPOS, Currency: rec.Amount.Currency}
-		if chargedBack(ev) {
+		if a.statuses.ChargedBack(ev) { // the spellings: ppaas.Statuses
 			// Always news, whatever the POS refunded: the card holder's bank
 			// took the payment back, which no response of ours told.
 			rec.Kind, rec.Text = afterChargedBack, "charged back by the card holder after the sale: "+formatMinor(rec.Amount)+" taken back"
@@ -409,16 +417,6 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 		return rec, true
 	}
 	return rec, false
-}
-
-// chargedBack tells a chargeback from a refund in a "refunded" event: the
-// provider's own status (PTI: CHARGED_BACK) or the reason PPaaS gives.
-func chargedBack(ev ppaas.Event) bool {
-	if s := strings.ToUpper(ev.Provider["status"]); s == "CHARGED_BACK" || s == "CHARGEBACK" {
-		return true
-	}
-	r := strings.ToLower(ev.StatusReason)
-	return strings.Contains(r, "charged back") || strings.Contains(r, "chargeback")
 }
 
 // appendSettled is journal.settle's write (what a reversal made of an unknown
