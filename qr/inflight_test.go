@@ -85,3 +85,51 @@ func TestApplyEventPassesBackUpdatesOfDecidedPayments(t *testing.T) {
 	require.True(t, decided, "a payment let go meanwhile is passed back too")
 	require.False(t, e.Decided(ppaas.Event{}))
 }
+
+// A refund whose event overtook the approval's (reordered; or the approval's
+// lost): ApplyEvent applies the approval it implies — PPaaS refunds only
+// what it approved — without the refund's event id or sequence, and hands
+// the refund back for the after-sale desk. The payment ends approved, as
+// when the events come in order. A stale refund (not past the last applied
+// sequence) implies nothing; HandleEvent keeps ignoring the illegal move.
+func TestApplyEventRefundOvertakingTheApproval(t *testing.T) {
+	newTxn := func(e *Engine) *txn {
+		tx := &txn{ctid: "c1", done: make(chan struct{}), moved: make(chan struct{}, 1)}
+		tx.m.state, tx.m.lastSeq = ppaas.Pending, 2
+		require.NoError(t, e.register(tx))
+		e.index(tx, "qr-1")
+		return tx
+	}
+	rec := &memRecorder{}
+	e := &Engine{byClient: map[string]*txn{}, byID: map[string]*txn{}, rec: rec, log: slog.New(slog.DiscardHandler)}
+	tx := newTxn(e)
+	refunded := ppaas.Event{EventID: "rf", Type: ppaas.EventTypeStatus, ClientTransactionID: "c1", TransactionID: "qr-1", Status: ppaas.Refunded, Sequence: 4}
+
+	stale := refunded
+	stale.Sequence = 2
+	decided, err := e.ApplyEvent(t.Context(), stale)
+	require.NoError(t, err)
+	require.False(t, decided)
+	require.Equal(t, ppaas.Pending, tx.state(), "a stale refund implies nothing")
+
+	decided, err = e.ApplyEvent(t.Context(), refunded)
+	require.NoError(t, err)
+	require.True(t, decided, "the refund is handed on")
+	require.Equal(t, ppaas.Approved, tx.state())
+	require.Len(t, rec.ts, 1)
+	require.Equal(t, ppaas.Approved, rec.ts[0].To)
+	require.Empty(t, rec.ts[0].EventID, "the refund's event is not the approval's: the desk must not take it for applied")
+	require.Zero(t, rec.ts[0].Sequence)
+	require.Contains(t, rec.ts[0].Reason, "implied by the provider's refund")
+
+	// The approval's own event, arriving late: the payment is decided.
+	decided, err = e.ApplyEvent(t.Context(), ppaas.Event{EventID: "ap", Type: ppaas.EventTypeStatus, ClientTransactionID: "c1", Status: ppaas.Approved, Sequence: 3})
+	require.NoError(t, err)
+	require.True(t, decided)
+	require.Len(t, rec.ts, 1)
+
+	e2 := &Engine{byClient: map[string]*txn{}, byID: map[string]*txn{}, rec: &memRecorder{}, log: slog.New(slog.DiscardHandler)}
+	tx2 := newTxn(e2)
+	require.NoError(t, e2.HandleEvent(t.Context(), refunded))
+	require.Equal(t, ppaas.Pending, tx2.state(), "HandleEvent alone keeps ignoring the illegal move")
+}
