@@ -94,6 +94,14 @@ type afterSale struct {
 	// which its response tells, not news.
 	ownMu sync.Mutex
 	own   map[string]time.Time
+
+	// finishWait bounds the wait for a payment's final response (event);
+	// tests shorten it.
+	finishWait time.Duration
+
+	// statuses tells a chargeback from a refund (the configured spellings
+	// and reason phrases, ppaas.Statuses.ChargedBack); nil: the defaults.
+	statuses *ppaas.Statuses
 }
 
 // ownGrace is how long after a POS reversal its payment's "refunded" is taken
@@ -102,7 +110,7 @@ type afterSale struct {
 const ownGrace = time.Minute
 
 func newAfterSale(st *store.Store, log *slog.Logger) *afterSale {
-	return &afterSale{st: st, log: log, own: map[string]time.Time{}}
+	return &afterSale{st: st, log: log, own: map[string]time.Time{}, finishWait: finishWait}
 }
 
 // connect gives the after-sale desk the POS notifier and the metric, before
@@ -112,6 +120,10 @@ func (a *afterSale) connect(seal func(nexo.EventNotification, string) (nexo.Pend
 	a.seal, a.count = seal, count
 	a.mu.Unlock()
 }
+
+// useStatuses gives the desk the platform's configured status spellings,
+// before any event is handled: they tell a chargeback from a refund.
+func (a *afterSale) useStatuses(s *ppaas.Statuses) { a.statuses = s }
 
 // reversing marks payment id as being reversed by the POS until done is called
 // (and ownGrace after).
@@ -149,37 +161,53 @@ type eventRouter struct {
 	after  *afterSale
 }
 
-// HandleEvent implements qr.EventHandler. An approval of a payment the engine
-// decided otherwise (declined, cancelled: its answer to the POS is being
-// journaled) goes to the after-sale desk too, which waits for that answer:
-// the engine would only ignore it, and the consumer's money with it.
+// HandleEvent implements qr.EventHandler. The engine applies the events of
+// its payments still undecided. Every other event goes to the after-sale
+// desk: one of a payment already answered, and one of a payment the engine
+// has decided but not let go yet (Pay has not returned, or its answer is
+// being journaled). The engine would only ignore such an update — a refund,
+// a chargeback, an approval of a payment it declined — and the event would
+// be acked and lost; the desk waits for the payment's final response, tells
+// a redelivery of the event that decided it from news, and journals and
+// notifies the news once.
 func (r eventRouter) HandleEvent(ctx context.Context, ev ppaas.Event) error {
-	if !r.engine.InFlight(ev) || ev.Status == ppaas.Approved && r.engine.DecidedOtherwise(ev) {
-		if handled, err := r.after.event(ctx, ev); handled {
+	decided := r.engine.Decided(ev)
+	if !decided && r.engine.InFlight(ev) {
+		var err error
+		// It may be decided in between: then the engine passes it back.
+		if decided, err = r.engine.ApplyEvent(ctx, ev); err != nil || !decided {
 			return err
 		}
+	}
+	if handled, err := r.after.event(ctx, ev, decided); handled {
+		return err
 	}
 	return r.engine.HandleEvent(ctx, ev)
 }
 
 // DeduplicatesEvent implements the qr Subscriber's optional
 // selfDeduplicating: true for an event HandleEvent gives the engine alone (a
-// payment in flight, qr.Engine.DeduplicatesEvent). If the payment ends in
-// between, the after-sale desk gets the event unchecked: it journals an
-// update once whatever the deliveries (afterSale.event).
+// payment in flight and undecided, qr.Engine.DeduplicatesEvent). If the
+// payment is decided in between, the after-sale desk gets the event
+// unchecked: it journals an update once whatever the deliveries
+// (afterSale.event).
 func (r eventRouter) DeduplicatesEvent(ev ppaas.Event) bool {
-	return r.engine.DeduplicatesEvent(ev) && !(ev.Status == ppaas.Approved && r.engine.DecidedOtherwise(ev))
+	return r.engine.DeduplicatesEvent(ev) && !r.engine.Decided(ev)
 }
 
-// finishWait bounds how long an approval of a payment whose answer is being
+// finishWait bounds how long an event of a payment whose answer is being
 // journaled waits for it (afterSale.event): the journal's final write, an
 // fsync or two, normally takes milliseconds.
 const finishWait = 5 * time.Second
 
 // event journals ev when it is an after-sale update of a payment whose final
-// response is journaled; handled is false for a payment still in flight (or
-// unknown to the journal), which the engine owns.
-func (a *afterSale) event(ctx context.Context, ev ppaas.Event) (handled bool, err error) {
+// response is journaled. A payment answered but not journaled yet is waited
+// for (finishWait); decided says the engine has decided it, so its final
+// response is on its way: if it does not come in time the event is left
+// unacked (an error) for the broker to redeliver, never dropped. handled is
+// false for a payment unknown to the journal, or still unfinished after the
+// wait (restart recovery owns it), which the engine gets.
+func (a *afterSale) event(ctx context.Context, ev ppaas.Event, decided bool) (handled bool, err error) {
 	if a == nil || ev.Type != ppaas.EventTypeStatus {
 		return false, nil
 	}
@@ -208,21 +236,35 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event) (handled bool, er
 		return false, nil
 	}
 	if !t.Final {
-		if ev.Status != ppaas.Approved {
-			return false, nil
-		}
-		// Answered but not journaled yet (the engine let it go, the final
-		// response's commit is on its way): wait for it, an approval of a
-		// payment the POS is told failed must not be dropped.
+		// Answered but not journaled yet (the engine decided it or let it
+		// go, the final response's commit is on its way): wait for it. A
+		// refund, a chargeback or an approval of a payment the POS is told
+		// failed must not be dropped.
+		a.log.Debug("qr event waits for its payment's final response", "poi_transaction_id", t.ID, "event_id", ev.EventID, "status", ev.Status, "decided", decided)
+		id := t.ID
 		var final bool
-		if t, final, err = a.waitFinal(ctx, t.ID); err != nil || !final {
-			return err != nil, err
+		if t, final, err = a.waitFinal(ctx, id); err != nil {
+			return true, err
+		}
+		if !final {
+			if decided {
+				return true, fmt.Errorf("after-sale event %s: payment %s not journaled final within %s; left for redelivery", ev.EventID, id, a.finishWait)
+			}
+			return false, nil
 		}
 	}
 	if journaledEvent(t, ev.EventID) {
 		// Applied while the payment ran (events in agent/payments.go):
 		// its redelivery, not news.
 		a.log.Info("qr event already applied to its payment ignored", "poi_transaction_id", t.ID, "event_id", ev.EventID, "status", ev.Status)
+		return true, nil
+	}
+	if last := journaledSequence(t); ev.Sequence > 0 && ev.Sequence <= last {
+		// Older than what decided the payment (a redelivered or reordered
+		// event: approved at 2, declined at 3): what it says was overtaken
+		// before the POS was answered, it is not news.
+		a.log.Info("qr event older than the payment's journaled state ignored", "poi_transaction_id", t.ID, "event_id", ev.EventID,
+			"status", ev.Status, "sequence", ev.Sequence, "journaled_sequence", last)
 		return true, nil
 	}
 	e := toEntry(t)
@@ -241,10 +283,26 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event) (handled bool, er
 	return true, nil
 }
 
-// waitFinal re-reads transaction id until it is final, for finishWait at
-// most; final is false if it was not by then (recovery then owns it).
+// journaledSequence is the highest PPaaS sequence among payment t's
+// journaled QR transitions (0: none carried one).
+func journaledSequence(t store.Txn) int64 {
+	var last int64
+	for _, tr := range t.Transitions {
+		if !strings.HasPrefix(tr.State, stateQRPrefix) {
+			continue
+		}
+		var qt qr.Transition
+		if json.Unmarshal(tr.Data, &qt) == nil {
+			last = max(last, qt.Sequence)
+		}
+	}
+	return last
+}
+
+// waitFinal re-reads transaction id until it is final, for a.finishWait at
+// most; final is false if it was not by then.
 func (a *afterSale) waitFinal(ctx context.Context, id string) (t store.Txn, final bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, finishWait)
+	ctx, cancel := context.WithTimeout(ctx, a.finishWait)
 	defer cancel()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -301,7 +359,7 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 		}
 		byPOS = min(byPOS, rec.Amount.Amount)
 		refunded := ppaas.Amount{Amount: byPOS, Currency: rec.Amount.Currency}
-		if chargedBack(ev) {
+		if a.statuses.ChargedBack(ev) { // the spellings: ppaas.Statuses
 			// Always news, whatever the POS refunded: the card holder's bank
 			// took the payment back, which no response of ours told.
 			rec.Kind, rec.Text = afterChargedBack, "charged back by the card holder after the sale: "+formatMinor(rec.Amount)+" taken back"
@@ -359,16 +417,6 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 		return rec, true
 	}
 	return rec, false
-}
-
-// chargedBack tells a chargeback from a refund in a "refunded" event: the
-// provider's own status (PTI: CHARGED_BACK) or the reason PPaaS gives.
-func chargedBack(ev ppaas.Event) bool {
-	if s := strings.ToUpper(ev.Provider["status"]); s == "CHARGED_BACK" || s == "CHARGEBACK" {
-		return true
-	}
-	r := strings.ToLower(ev.StatusReason)
-	return strings.Contains(r, "charged back") || strings.Contains(r, "chargeback")
 }
 
 // appendSettled is journal.settle's write (what a reversal made of an unknown

@@ -94,14 +94,22 @@ func TestAfterSaleChargebackJournaledAndNotifiedOnce(t *testing.T) {
 
 	ev := ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", ClientTransactionID: id,
 		Status: ppaas.Refunded, StatusReason: "charged back by the card holder", Provider: map[string]string{"status": "CHARGED_BACK"}}
-	handled, err := r.j.after.event(ctx, ev)
+	r.j.after.finishWait = 50 * time.Millisecond
+	handled, err := r.j.after.event(ctx, ev, false)
 	require.NoError(t, err)
-	require.False(t, handled, "a payment still in flight is the engine's")
+	require.False(t, handled, "a payment unfinished after the wait is the engine's (restart recovery's)")
+	// One the engine has decided is left unacked, for the broker to deliver
+	// again, rather than given to an engine that would ignore it.
+	handled, err = r.j.after.event(ctx, ev, true)
+	require.ErrorContains(t, err, "left for redelivery")
+	require.True(t, handled)
+	require.Empty(t, afterSaleRecords(t, r.j.st, id))
+	r.j.after.finishWait = finishWait
 
 	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 1234), time.Now()))
 	for _, eid := range []string{"e1", "e1", "e2"} {
 		ev.EventID = eid
-		handled, err := r.j.after.event(ctx, ev)
+		handled, err := r.j.after.event(ctx, ev, false)
 		require.NoError(t, err)
 		require.True(t, handled)
 	}
@@ -144,7 +152,7 @@ func TestAfterSaleIgnoresWhatThePOSAlreadyKnows(t *testing.T) {
 
 	done := r.j.after.reversing(id)
 	for i, st := range []ppaas.State{ppaas.Approved, ppaas.Refunded} {
-		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "e" + string(rune('0'+i)), Type: ppaas.EventTypeStatus, ClientTransactionID: id, Status: st})
+		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "e" + string(rune('0'+i)), Type: ppaas.EventTypeStatus, ClientTransactionID: id, Status: st}, false)
 		require.NoError(t, err)
 		require.True(t, handled)
 	}
@@ -221,7 +229,7 @@ func TestApprovedAfterAFailureIsReversed(t *testing.T) {
 	id := failedPayment(t, r.j, "R1", 1250, nexo.Refusal, "declined by the provider")
 
 	for _, evID := range []string{"e1", "e1", "e2"} { // a redelivery, then the same news under another id
-		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: evID, Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-7", Status: ppaas.Approved})
+		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: evID, Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-7", Status: ppaas.Approved}, false)
 		require.NoError(t, err)
 		require.True(t, handled)
 	}
@@ -262,7 +270,7 @@ func TestApprovedAfterAFailureIsReversed(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, r.j.finish(ctx, tx2, failureResponse(t, "U2", id2, nexo.UnreachableHost, "outcome unknown; a reversal is queued"), time.Now(),
 		&qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: id2, Reason: "timeout"}))
-	handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "e3", Type: ppaas.EventTypeStatus, ClientTransactionID: id2, TransactionID: "qr-8", Status: ppaas.Approved})
+	handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "e3", Type: ppaas.EventTypeStatus, ClientTransactionID: id2, TransactionID: "qr-8", Status: ppaas.Approved}, false)
 	require.NoError(t, err)
 	require.True(t, handled)
 	require.Len(t, outboxOf(t, r.j.st, store.KindAdvice), 2, "only the unknown outcome's own reversal was added")
@@ -274,7 +282,7 @@ func TestApprovedAfterAFailureIsReversed(t *testing.T) {
 		require.NoError(t, r.j.st.Ack(ctx, rec.Seq))
 	}
 	require.NoError(t, r.j.settle(ctx, id2, afterSettled, settledText("timeout", ppaas.Cancelled)))
-	handled, err = r.j.after.event(ctx, ppaas.Event{EventID: "e4", Type: ppaas.EventTypeStatus, ClientTransactionID: id2, TransactionID: "qr-8", Status: ppaas.Approved})
+	handled, err = r.j.after.event(ctx, ppaas.Event{EventID: "e4", Type: ppaas.EventTypeStatus, ClientTransactionID: id2, TransactionID: "qr-8", Status: ppaas.Approved}, false)
 	require.NoError(t, err)
 	require.True(t, handled)
 	advices = outboxOf(t, r.j.st, store.KindAdvice)
@@ -292,7 +300,7 @@ func TestApprovalDuringTheFinalWriteIsNotDropped(t *testing.T) {
 	got := make(chan error, 1)
 	reads := r.j.st.ReadTxns()
 	go func() {
-		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "w1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-w", Status: ppaas.Approved})
+		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "w1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-w", Status: ppaas.Approved}, false)
 		if err == nil && !handled {
 			err = errors.New("not handled")
 		}
@@ -322,7 +330,7 @@ func TestApprovalNamingAnotherTransactionIsNotReversed(t *testing.T) {
 	require.NoError(t, r.j.Record(ctx, qr.Transition{ClientTransactionID: id, TransactionID: "qr-own", To: ppaas.Declined, At: time.Now()}))
 	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "M1"},
 		failureResponse(t, "M1", id, nexo.Refusal, "declined"), time.Now()))
-	handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "m1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-other", Status: ppaas.Approved})
+	handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "m1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-other", Status: ppaas.Approved}, false)
 	require.NoError(t, err)
 	require.True(t, handled)
 	require.Empty(t, outboxOf(t, r.j.st, store.KindAdvice))
@@ -388,12 +396,12 @@ func TestAfterSaleRefundOwedIsNotified(t *testing.T) {
 	id := failedPayment(t, r.j, "P1", 2500, nexo.Cancel, "the consumer did not pay in time")
 	ev := ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, Status: ppaas.Cancelled,
 		Provider: map[string]string{"txhash": "ab12", "isconfirmed": "false", "refund": "owed"}}
-	handled, err := r.j.after.event(ctx, ev)
+	handled, err := r.j.after.event(ctx, ev, false)
 	require.NoError(t, err)
 	require.True(t, handled)
 	ev.Provider = nil // a cancellation without a refund owed is no news
 	ev.EventID = "e2"
-	_, err = r.j.after.event(ctx, ev)
+	_, err = r.j.after.event(ctx, ev, false)
 	require.NoError(t, err)
 
 	recs := afterSaleRecords(t, r.j.st, id)
@@ -417,7 +425,7 @@ func TestAfterSaleWithoutPOSEventURL(t *testing.T) {
 	ctx := t.Context()
 	id := beginPayment(t, r.j, "S1", 300)
 	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 300), time.Now()))
-	_, err := r.j.after.event(ctx, ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, Status: ppaas.Refunded})
+	_, err := r.j.after.event(ctx, ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, Status: ppaas.Refunded}, false)
 	require.NoError(t, err)
 	require.Len(t, afterSaleRecords(t, r.j.st, id), 1)
 	require.Equal(t, map[string]int{afterRefunded: 1}, r.counts)
@@ -466,7 +474,7 @@ func TestChargebackAfterPartialRefundIsNotified(t *testing.T) {
 			}
 			ev := ppaas.Event{EventID: "cb1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", ClientTransactionID: id,
 				Status: ppaas.Refunded, StatusReason: c.reason, Provider: c.provider}
-			handled, err := r.j.after.event(ctx, ev)
+			handled, err := r.j.after.event(ctx, ev, false)
 			require.NoError(t, err)
 			require.True(t, handled)
 
@@ -509,7 +517,7 @@ func TestChargebackByPPaaSIDOnlyIsNotified(t *testing.T) {
 
 	ev := ppaas.Event{EventID: "cb1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1",
 		Status: ppaas.Refunded, StatusReason: "charged back by the card holder", Provider: map[string]string{"status": "CHARGED_BACK"}}
-	handled, err := r.j.after.event(ctx, ev)
+	handled, err := r.j.after.event(ctx, ev, false)
 	require.NoError(t, err)
 	require.True(t, handled, "the after-sale desk owns an update of a finished payment")
 	recs := afterSaleRecords(t, r.j.st, id)
@@ -522,7 +530,7 @@ func TestChargebackByPPaaSIDOnlyIsNotified(t *testing.T) {
 	require.Contains(t, e.Response.Status.AdditionalResponse, "charged back by the card holder after the sale: 12.34 EUR taken back")
 
 	ev.TransactionID, ev.EventID = "qr-unknown", "cb2"
-	handled, err = r.j.after.event(ctx, ev)
+	handled, err = r.j.after.event(ctx, ev, false)
 	require.NoError(t, err)
 	require.False(t, handled, "a PPaaS id the journal does not know is the engine's")
 }
@@ -547,7 +555,7 @@ func TestAfterSaleEventNotMarkedSeenWhenItsWriteFails(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, seen)
 	require.NoError(t, st.Close()) // shutdown while the event is being applied
-	handled, err := r.j.after.event(ctx, ev)
+	handled, err := r.j.after.event(ctx, ev, false)
 	require.True(t, handled)
 	require.ErrorIs(t, err, store.ErrClosed, "not applied: the Subscriber leaves it unacked and does not mark it")
 
@@ -557,7 +565,7 @@ func TestAfterSaleEventNotMarkedSeenWhenItsWriteFails(t *testing.T) {
 	seen, err = events{st: st}.SeenEvent(ctx, ev.EventID)
 	require.NoError(t, err)
 	require.False(t, seen, "the redelivery is applied, not dropped as a duplicate")
-	handled, err = r.j.after.event(ctx, ev)
+	handled, err = r.j.after.event(ctx, ev, false)
 	require.NoError(t, err)
 	require.True(t, handled)
 	require.NoError(t, events{st: st}.MarkEvent(ctx, ev.EventID))
@@ -580,10 +588,10 @@ func TestAfterSaleEventRedeliveredIsJournaledOnce(t *testing.T) {
 	reserveRefund(t, r.j.st, id, "refund-1", 100)
 	ev := ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", ClientTransactionID: id,
 		Status: ppaas.Refunded, Provider: map[string]string{"status": "REFUNDED"}}
-	_, err := r.j.after.event(ctx, ev)
+	_, err := r.j.after.event(ctx, ev, false)
 	require.NoError(t, err)
 	reserveRefund(t, r.j.st, id, "refund-2", 100) // the text the event would give changes
-	_, err = r.j.after.event(ctx, ev)
+	_, err = r.j.after.event(ctx, ev, false)
 	require.NoError(t, err)
 	recs := afterSaleRecords(t, r.j.st, id)
 	require.Len(t, recs, 1)

@@ -294,6 +294,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		qlog.Warn("PPaaS sent a status this agent does not know; taken as pending (map it with ppaas_statuses)", "status", raw)
 	}
 	a.statuses = statuses
+	reasons, _ := ppaas.ParseChargebackReasons(a.cfg.PPaaSChargebackReasons) // validated in New
+	statuses.SetChargebackReasons(reasons)
+	after.useStatuses(statuses) // chargeback spellings (agent/aftersale.go)
 	qc := qr.NewClient(a.api, a.cfg.APIURL, qr.Retry{}).WithStatuses(statuses)
 	brands, _ := a.cfg.Brands() // validated in New
 	confirmDefault, confirmPer, _ := a.cfg.ConfirmTimeouts()

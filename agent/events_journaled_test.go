@@ -45,7 +45,7 @@ func TestEventAppliedInFlightIsJournaledNotMarked(t *testing.T) {
 
 	// The broker or the provider delivers the approval again, the payment
 	// being over: the after-sale desk takes it as the duplicate it is.
-	handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "ev-approved", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-1", Status: ppaas.Approved, Sequence: 3})
+	handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "ev-approved", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-1", Status: ppaas.Approved, Sequence: 3}, false)
 	require.NoError(t, err)
 	require.True(t, handled)
 	require.Empty(t, afterSaleRecords(t, r.j.st, id))
@@ -53,7 +53,7 @@ func TestEventAppliedInFlightIsJournaledNotMarked(t *testing.T) {
 
 	// A new update of the same payment is still news.
 	handled, err = r.j.after.event(ctx, ppaas.Event{EventID: "cb1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-1",
-		Status: ppaas.Refunded, StatusReason: "charged back by the card holder", Provider: map[string]string{"status": "CHARGED_BACK"}})
+		Status: ppaas.Refunded, StatusReason: "charged back by the card holder", Provider: map[string]string{"status": "CHARGED_BACK"}}, false)
 	require.NoError(t, err)
 	require.True(t, handled)
 	require.Len(t, afterSaleRecords(t, r.j.st, id), 1)

@@ -89,7 +89,7 @@ func TestTransactionStatusNeverRepeatsAStaleOutcome(t *testing.T) {
 
 	// A chargeback after the sale: the entry gains a transition.
 	handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", ClientTransactionID: id,
-		Status: ppaas.Refunded, StatusReason: "charged back by the card holder", Provider: map[string]string{"status": "CHARGED_BACK"}})
+		Status: ppaas.Refunded, StatusReason: "charged back by the card holder", Provider: map[string]string{"status": "CHARGED_BACK"}}, false)
 	require.NoError(t, err)
 	require.True(t, handled)
 	after := repeated(statusOf(t, h, "Q3"))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,11 +15,18 @@ import (
 // spelling maps to the State it names (the real platform may say AUTHORIZED
 // for approved), our own spellings map to themselves, and anything else is
 // Pending — the transaction is not decided as far as the agent can tell, so it
-// keeps polling — never an unknown outcome. Each unknown spelling is reported
+// keeps polling — never an unknown outcome. A chargeback spelling (see
+// ChargedBack) is Refunded. Each unknown spelling is reported
 // once (Unknown) and every occurrence is counted. The zero value and nil are
 // usable (no configured spellings).
 type Statuses struct {
 	m map[string]State // upper-cased spelling → state
+
+	// chargebacks are the configured chargeback spellings (normalised, see
+	// chargebackKey), besides DefaultChargebackSpellings; reasons the
+	// phrases of a status reason that tell one (nil: the defaults).
+	chargebacks map[string]struct{}
+	reasons     []string
 
 	// OnUnknown, when set, is called once per unknown spelling (the first 64
 	// distinct ones: a peer cannot grow the set without bound).
@@ -32,10 +40,113 @@ type Statuses struct {
 // maxSeenSpellings bounds the unknown spellings remembered for OnUnknown.
 const maxSeenSpellings = 64
 
+// Chargebacks. A chargeback — the card holder's bank taking a payment
+// back — is a "refunded" to this contract, but unlike a refund no response of
+// the agent's explains it, so it is always news to the POS. The platform may
+// say it in its own status (CHARGED_BACK instead of refunded), in the
+// provider's status (PTI's later update: provider.status CHARGED_BACK), or
+// only in the status reason. Each of these is an assumption about a platform
+// whose document is silent, so the spellings and phrases are configurable.
+
+// ChargedBackState is the pseudo-state a ParseStatuses entry maps a
+// chargeback spelling to ("RETROCESSION=charged_back"): it decodes to
+// Refunded and ChargedBack reports it.
+const ChargedBackState = "charged_back"
+
+// DefaultChargebackSpellings are recognised as chargebacks whatever the
+// configuration, in a status or a provider's status (case, spaces and
+// hyphens aside: "Charged-Back" is CHARGED_BACK).
+var DefaultChargebackSpellings = []string{"CHARGED_BACK", "CHARGEBACK"}
+
+// DefaultChargebackReasons are the phrases of a status reason that tell a
+// chargeback when no status does (case-insensitive, anywhere in the reason).
+var DefaultChargebackReasons = []string{"charged back", "chargeback"}
+
+// chargebackKey normalises a spelling: upper case, no surrounding spaces,
+// spaces and hyphens as underscores.
+func chargebackKey(raw string) string {
+	return strings.NewReplacer(" ", "_", "-", "_").Replace(strings.ToUpper(strings.TrimSpace(raw)))
+}
+
+// maxChargebackReasons bounds the configured phrases.
+const maxChargebackReasons = 32
+
+// ParseChargebackReasons parses the status-reason phrases that tell a
+// chargeback: "" is DefaultChargebackReasons, "none" is none (only statuses
+// tell), else comma-separated phrases (e.g. "charged back,retrocession").
+func ParseChargebackReasons(spec string) ([]string, error) {
+	spec = strings.TrimSpace(spec)
+	switch {
+	case spec == "":
+		return slices.Clone(DefaultChargebackReasons), nil
+	case strings.EqualFold(spec, "none"):
+		return []string{}, nil
+	}
+	var out []string
+	for _, p := range strings.Split(spec, ",") {
+		p = strings.ToLower(strings.TrimSpace(p))
+		switch {
+		case p == "":
+			continue
+		case len(p) < 4:
+			return nil, fmt.Errorf("chargeback reason %q: too short to tell a chargeback (at least 4 characters)", p)
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, errors.New(`chargeback reasons: no phrase given (use "none" for none)`)
+	}
+	if len(out) > maxChargebackReasons {
+		return nil, fmt.Errorf("chargeback reasons: %d phrases, at most %d", len(out), maxChargebackReasons)
+	}
+	return out, nil
+}
+
+// SetChargebackReasons replaces the status-reason phrases that tell a
+// chargeback (ParseChargebackReasons); before any decoding.
+func (s *Statuses) SetChargebackReasons(phrases []string) { s.reasons = phrases }
+
+// IsChargeback reports whether a status spelling says chargeback.
+func (s *Statuses) IsChargeback(raw string) bool {
+	k := chargebackKey(raw)
+	if k == "" {
+		return false
+	}
+	if slices.Contains(DefaultChargebackSpellings, k) {
+		return true
+	}
+	if s == nil {
+		return false
+	}
+	_, ok := s.chargebacks[k]
+	return ok
+}
+
+// ChargedBack reports whether a "refunded" event is a chargeback: its
+// status as sent, its provider's status, or (when neither says) a phrase
+// of its reason tells it.
+func (s *Statuses) ChargedBack(ev Event) bool {
+	if s.IsChargeback(ev.RawStatus) || s.IsChargeback(ev.Provider["status"]) {
+		return true
+	}
+	reasons := DefaultChargebackReasons
+	if s != nil && s.reasons != nil {
+		reasons = s.reasons
+	}
+	r := strings.ToLower(ev.StatusReason)
+	for _, p := range reasons {
+		if strings.Contains(r, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // ParseStatuses parses "SPELLING=state,..." (e.g. "AUTHORIZED=approved,
-// PENDING=pending"); states are the wire statuses of this package.
+// PENDING=pending"); states are the wire statuses of this package, or
+// charged_back (ChargedBackState) for a chargeback spelling.
 func ParseStatuses(spec string) (*Statuses, error) {
-	s := &Statuses{m: map[string]State{}}
+	s := &Statuses{m: map[string]State{}, chargebacks: map[string]struct{}{}}
 	for _, item := range strings.Split(spec, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
@@ -46,8 +157,12 @@ func ParseStatuses(spec string) (*Statuses, error) {
 		if !ok || raw == "" {
 			return nil, fmt.Errorf("%q: want SPELLING=state", item)
 		}
+		if strings.EqualFold(st, ChargedBackState) {
+			s.chargebacks[chargebackKey(raw)] = struct{}{}
+			continue
+		}
 		if !State(st).wire() {
-			return nil, fmt.Errorf("%q: %q is not a status (created, awaiting_consumer, pending, confirming, approved, declined, cancelled, expired, refunded)", item, st)
+			return nil, fmt.Errorf("%q: %q is not a status (created, awaiting_consumer, pending, confirming, approved, declined, cancelled, expired, refunded, or charged_back)", item, st)
 		}
 		s.m[strings.ToUpper(raw)] = State(st)
 	}
@@ -63,6 +178,9 @@ func (s *Statuses) State(raw string) State {
 	}
 	if st := State(raw); st.wire() {
 		return st
+	}
+	if s.IsChargeback(raw) {
+		return Refunded // a chargeback takes the payment back: ChargedBack tells which
 	}
 	if s != nil {
 		s.unknown.Add(1)

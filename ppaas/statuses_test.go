@@ -1,6 +1,7 @@
 package ppaas
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -58,6 +59,106 @@ func FuzzParseStatuses(f *testing.F) {
 		for _, st := range s.m {
 			if !st.wire() {
 				t.Fatalf("mapped to a non-wire state %q", st)
+			}
+		}
+	})
+}
+
+// Task s14 item 3: a chargeback is told by explicit spellings — of the
+// status itself or of the provider's status — recognised case, spaces and
+// hyphens aside, with configurable additions, and by configurable reason
+// phrases only when no status says it. A top-level chargeback status used to
+// be an unknown spelling, i.e. pending: never news.
+func TestChargebackSpellings(t *testing.T) {
+	configured, err := ParseStatuses("AUTHORIZED=approved, Retrocession=charged_back")
+	require.NoError(t, err)
+	noReasons, err := ParseChargebackReasons("none")
+	require.NoError(t, err)
+	strict, err := ParseStatuses("")
+	require.NoError(t, err)
+	strict.SetChargebackReasons(noReasons)
+
+	refunded := func(raw, provider, reason string) Event {
+		e := Event{Status: Refunded, RawStatus: raw, StatusReason: reason}
+		if provider != "" {
+			e.Provider = map[string]string{"status": provider}
+		}
+		return e
+	}
+	for _, c := range []struct {
+		name string
+		s    *Statuses
+		ev   Event
+		want bool
+	}{
+		{"provider CHARGED_BACK (PTI)", nil, refunded("refunded", "CHARGED_BACK", ""), true},
+		{"provider chargeback, lower case", nil, refunded("refunded", "chargeback", ""), true},
+		{"provider Charged-Back", nil, refunded("refunded", "Charged-Back", ""), true},
+		{"status CHARGED_BACK", nil, refunded("CHARGED_BACK", "", ""), true},
+		{"status ' charged back '", nil, refunded(" charged back ", "", ""), true},
+		{"provider REFUNDED", nil, refunded("refunded", "REFUNDED", ""), false},
+		{"nothing says it", nil, refunded("refunded", "", "refunded by the provider"), false},
+		{"reason only (default phrases)", nil, refunded("refunded", "", "Charged back by the card holder"), true},
+		{"reason only, chargeback", nil, refunded("refunded", "", "bank chargeback"), true},
+		{"reason only, phrases off", strict, refunded("refunded", "", "charged back by the card holder"), false},
+		{"status says it, phrases off", strict, refunded("refunded", "CHARGED_BACK", ""), true},
+		{"configured spelling, status", configured, refunded("RETROCESSION", "", ""), true},
+		{"configured spelling, provider", configured, refunded("refunded", "retrocession", ""), true},
+		{"configured spelling unknown elsewhere", nil, refunded("RETROCESSION", "", ""), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			require.Equal(t, c.want, c.s.ChargedBack(c.ev))
+		})
+	}
+
+	// A chargeback status decodes to refunded (final), not to pending, and
+	// is no unknown spelling.
+	for _, raw := range []string{"CHARGED_BACK", "chargeback", "Retrocession"} {
+		ev, err := configured.DecodeEvent([]byte(`{"eventId":"e","transactionId":"x","status":"` + raw + `"}`))
+		require.NoError(t, err)
+		require.Equal(t, Refunded, ev.Status, raw)
+		require.True(t, configured.ChargedBack(ev), raw)
+	}
+	require.Zero(t, configured.UnknownCount())
+	ev, err := DecodeEvent([]byte(`{"eventId":"e","transactionId":"x","status":"RETROCESSION"}`))
+	require.NoError(t, err)
+	require.Equal(t, Pending, ev.Status, "not configured: unknown, pending")
+}
+
+func TestParseChargebackReasons(t *testing.T) {
+	for spec, want := range map[string][]string{
+		"":                              DefaultChargebackReasons,
+		"none":                          {},
+		" NONE ":                        {},
+		"Charged back, retrocession ,,": {"charged back", "retrocession"},
+	} {
+		got, err := ParseChargebackReasons(spec)
+		require.NoError(t, err, spec)
+		require.Equal(t, want, got, spec)
+	}
+	for _, bad := range []string{",", " , ", "cb", "ok,chargeback"} {
+		_, err := ParseChargebackReasons(bad)
+		require.Error(t, err, bad)
+	}
+	_, err := ParseChargebackReasons(strings.Repeat("phrase,", maxChargebackReasons+1))
+	require.ErrorContains(t, err, "at most")
+}
+
+func FuzzParseChargebackReasons(f *testing.F) {
+	f.Add("charged back,chargeback")
+	f.Add("none")
+	f.Add(",,x")
+	f.Fuzz(func(t *testing.T, spec string) {
+		got, err := ParseChargebackReasons(spec)
+		if err != nil {
+			return
+		}
+		if len(got) > maxChargebackReasons && len(got) != len(DefaultChargebackReasons) {
+			t.Fatalf("%d phrases", len(got))
+		}
+		for _, p := range got {
+			if p == "" || p != strings.ToLower(p) {
+				t.Fatalf("phrase %q", p)
 			}
 		}
 	})

@@ -297,6 +297,10 @@ type source struct {
 	reason  string
 	ref     string
 	id      string
+	// passed, when set, is how an event's caller (ApplyEvent) learns that
+	// the payment's state was final already: the update is not applied (nor
+	// logged as ignored), the caller hands it on.
+	passed *bool
 }
 
 // Pay runs one payment to an outcome. A non-nil error means no money could have
@@ -530,6 +534,14 @@ func (e *Engine) unknown(ctx context.Context, t *txn, reason string) Outcome {
 // flight (late, or after a restart) are logged and accepted: polling and
 // TransactionStatus own those.
 func (e *Engine) HandleEvent(ctx context.Context, ev ppaas.Event) error {
+	_, err := e.handleEvent(ctx, ev, false)
+	return err
+}
+
+// handleEvent is HandleEvent; with pass, an event of a payment no longer in
+// flight, or whose state is final already, is neither applied nor logged:
+// decided reports it (ApplyEvent).
+func (e *Engine) handleEvent(ctx context.Context, ev ppaas.Event, pass bool) (decided bool, err error) {
 	e.mu.Lock()
 	t := e.byClient[ev.ClientTransactionID]
 	if t == nil {
@@ -537,15 +549,32 @@ func (e *Engine) HandleEvent(ctx context.Context, ev ppaas.Event) error {
 	}
 	e.mu.Unlock()
 	if t == nil {
+		if pass {
+			return true, nil
+		}
 		e.log.Info("qr event for no transaction in flight ignored",
 			"event_id", ev.EventID, "transaction_id", ev.TransactionID, "status", ev.Status, "sequence", ev.Sequence)
-		return nil
+		return false, nil
 	}
 	if ev.Type != ppaas.EventTypeStatus {
 		e.log.Info("qr event type ignored", "event_id", ev.EventID, "type", ev.Type)
-		return nil
+		return false, nil
 	}
-	return e.apply(ctx, t, ev.Status, source{kind: "event", eventID: ev.EventID, seq: ev.Sequence, reason: ev.StatusReason, ref: ev.ProviderReference, id: ev.TransactionID})
+	if pass && ev.Status == ppaas.Refunded && t.overtaken(ev.Sequence) {
+		// The refund's event overtook the approval's (reordered, or the
+		// approval's lost): PPaaS refunds only what it approved, so the
+		// approval is applied, and the refund, now an update of an approved
+		// payment, is the caller's to tell (ApplyEvent).
+		err := e.apply(ctx, t, ppaas.Approved, source{kind: "event", id: ev.TransactionID, ref: ev.ProviderReference,
+			reason: "approval implied by the provider's refund (event " + ev.EventID + ")"})
+		return err == nil, err
+	}
+	src := source{kind: "event", eventID: ev.EventID, seq: ev.Sequence, reason: ev.StatusReason, ref: ev.ProviderReference, id: ev.TransactionID}
+	if pass {
+		src.passed = &decided
+	}
+	err = e.apply(ctx, t, ev.Status, src)
+	return decided, err
 }
 
 // apply moves t to state `to` if legal and in order, recording it first.
@@ -558,6 +587,10 @@ func (e *Engine) apply(ctx context.Context, t *txn, to ppaas.State, src source) 
 	switch {
 	case from.Final():
 		t.mu.Unlock()
+		if src.passed != nil {
+			*src.passed = true // the caller hands it on (ApplyEvent)
+			return nil
+		}
 		if to != from {
 			e.log.Info("qr late update after final state ignored", "client_transaction_id", t.ctid,
 				"state", from, "update", to, "source", src.kind, "event_id", src.eventID, "sequence", src.seq)

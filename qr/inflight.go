@@ -1,6 +1,10 @@
 package qr
 
-import "github.com/termagent/termagent/ppaas"
+import (
+	"context"
+
+	"github.com/termagent/termagent/ppaas"
+)
 
 // InFlight reports whether ev is about a payment this engine is running now
 // (HandleEvent applies it); any other event is about a payment already
@@ -15,11 +19,13 @@ func (e *Engine) InFlight(ev ppaas.Event) bool {
 	return ok && ev.TransactionID != ""
 }
 
-// DecidedOtherwise reports whether ev names a payment this engine is running
-// whose state is final already and not ev's: HandleEvent ignores such a late
-// update, so the caller can hand an approval of a payment decided otherwise
-// to whoever deals with it once the payment is answered.
-func (e *Engine) DecidedOtherwise(ev ppaas.Event) bool {
+// Decided reports whether ev names a payment this engine is running whose
+// state is final already: HandleEvent would not apply it (a final state does
+// not move), so the caller hands it to whoever deals with answered payments
+// (issue 14: the agent's after-sale desk), which tells a redelivery of the
+// event that decided it from news (a refund, a chargeback, an approval of a
+// payment decided otherwise).
+func (e *Engine) Decided(ev ppaas.Event) bool {
 	e.mu.Lock()
 	t := e.byClient[ev.ClientTransactionID]
 	if t == nil || ev.ClientTransactionID == "" {
@@ -29,11 +35,30 @@ func (e *Engine) DecidedOtherwise(ev ppaas.Event) bool {
 		}
 	}
 	e.mu.Unlock()
-	if t == nil {
-		return false
-	}
-	s := t.state()
-	return s.Final() && s != ev.Status
+	return t != nil && t.final()
+}
+
+// ApplyEvent is HandleEvent for a caller that hands on what the engine does
+// not apply: decided is true, and nothing was applied or logged, when ev's
+// payment is no longer in flight or its state is final (decided meanwhile,
+// by a poll, a cancel's answer or another event). Checking Decided and
+// InFlight first is not enough: the payment may end in between. A refund of
+// a payment still undecided here (its event overtook the approval's) applies
+// the approval it implies and is handed on too (decided true): the payment is
+// answered approved and the refund told as an update of it, as when the
+// events come in order.
+func (e *Engine) ApplyEvent(ctx context.Context, ev ppaas.Event) (decided bool, err error) {
+	return e.handleEvent(ctx, ev, true)
+}
+
+// overtaken reports whether an update at sequence seq (0: none given) finds
+// t undecided and is not older than what t applied: a refund so found has
+// overtaken the approval it implies (handleEvent).
+func (t *txn) overtaken(seq int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.m.state
+	return s != "" && !s.Final() && s != Unknown && (seq == 0 || seq > t.m.lastSeq)
 }
 
 // DeduplicatesEvent implements the Subscriber's optional selfDeduplicating:

@@ -43,3 +43,93 @@ func TestEngineDeduplicatesEventsOfPaymentsInFlight(t *testing.T) {
 	e.unregister(tx)
 	require.False(t, e.DeduplicatesEvent(ev), "once the payment is answered the event log de-duplicates")
 }
+
+// Task s14 item 1: an update of a payment the engine has decided but not let
+// go yet (Pay has not returned) is passed back by ApplyEvent, neither applied
+// nor dropped, so the agent hands it to its after-sale desk; an undecided
+// payment's event is applied as before, and so is HandleEvent's.
+func TestApplyEventPassesBackUpdatesOfDecidedPayments(t *testing.T) {
+	rec := &memRecorder{}
+	e := &Engine{byClient: map[string]*txn{}, byID: map[string]*txn{}, rec: rec, log: slog.New(slog.DiscardHandler)}
+	tx := &txn{ctid: "c1", done: make(chan struct{}), moved: make(chan struct{}, 1)}
+	tx.m.state = ppaas.AwaitingConsumer
+	require.NoError(t, e.register(tx))
+	e.index(tx, "qr-1")
+	approved := ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, ClientTransactionID: "c1", TransactionID: "qr-1", Status: ppaas.Approved, Sequence: 3}
+	require.False(t, e.Decided(approved))
+	decided, err := e.ApplyEvent(t.Context(), approved)
+	require.NoError(t, err)
+	require.False(t, decided, "applied")
+	require.Equal(t, ppaas.Approved, tx.state())
+	require.Len(t, rec.ts, 1)
+
+	for _, ev := range []ppaas.Event{
+		{EventID: "e2", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", Status: ppaas.Refunded, Sequence: 4},
+		{EventID: "e3", Type: ppaas.EventTypeStatus, ClientTransactionID: "c1", Status: ppaas.Declined, Sequence: 5},
+		approved, // its redelivery: the desk tells it from news
+	} {
+		require.True(t, e.Decided(ev), ev.EventID)
+		decided, err := e.ApplyEvent(t.Context(), ev)
+		require.NoError(t, err)
+		require.True(t, decided, "%s passed back", ev.EventID)
+	}
+	require.Equal(t, ppaas.Approved, tx.state(), "nothing applied")
+	require.Len(t, rec.ts, 1)
+	require.NoError(t, e.HandleEvent(t.Context(), ppaas.Event{EventID: "e4", Type: ppaas.EventTypeStatus, ClientTransactionID: "c1", Status: ppaas.Refunded}),
+		"HandleEvent still accepts and ignores it")
+
+	e.unregister(tx)
+	require.False(t, e.Decided(approved), "no longer in flight")
+	decided, err = e.ApplyEvent(t.Context(), approved)
+	require.NoError(t, err)
+	require.True(t, decided, "a payment let go meanwhile is passed back too")
+	require.False(t, e.Decided(ppaas.Event{}))
+}
+
+// A refund whose event overtook the approval's (reordered; or the approval's
+// lost): ApplyEvent applies the approval it implies — PPaaS refunds only
+// what it approved — without the refund's event id or sequence, and hands
+// the refund back for the after-sale desk. The payment ends approved, as
+// when the events come in order. A stale refund (not past the last applied
+// sequence) implies nothing; HandleEvent keeps ignoring the illegal move.
+func TestApplyEventRefundOvertakingTheApproval(t *testing.T) {
+	newTxn := func(e *Engine) *txn {
+		tx := &txn{ctid: "c1", done: make(chan struct{}), moved: make(chan struct{}, 1)}
+		tx.m.state, tx.m.lastSeq = ppaas.Pending, 2
+		require.NoError(t, e.register(tx))
+		e.index(tx, "qr-1")
+		return tx
+	}
+	rec := &memRecorder{}
+	e := &Engine{byClient: map[string]*txn{}, byID: map[string]*txn{}, rec: rec, log: slog.New(slog.DiscardHandler)}
+	tx := newTxn(e)
+	refunded := ppaas.Event{EventID: "rf", Type: ppaas.EventTypeStatus, ClientTransactionID: "c1", TransactionID: "qr-1", Status: ppaas.Refunded, Sequence: 4}
+
+	stale := refunded
+	stale.Sequence = 2
+	decided, err := e.ApplyEvent(t.Context(), stale)
+	require.NoError(t, err)
+	require.False(t, decided)
+	require.Equal(t, ppaas.Pending, tx.state(), "a stale refund implies nothing")
+
+	decided, err = e.ApplyEvent(t.Context(), refunded)
+	require.NoError(t, err)
+	require.True(t, decided, "the refund is handed on")
+	require.Equal(t, ppaas.Approved, tx.state())
+	require.Len(t, rec.ts, 1)
+	require.Equal(t, ppaas.Approved, rec.ts[0].To)
+	require.Empty(t, rec.ts[0].EventID, "the refund's event is not the approval's: the desk must not take it for applied")
+	require.Zero(t, rec.ts[0].Sequence)
+	require.Contains(t, rec.ts[0].Reason, "implied by the provider's refund")
+
+	// The approval's own event, arriving late: the payment is decided.
+	decided, err = e.ApplyEvent(t.Context(), ppaas.Event{EventID: "ap", Type: ppaas.EventTypeStatus, ClientTransactionID: "c1", Status: ppaas.Approved, Sequence: 3})
+	require.NoError(t, err)
+	require.True(t, decided)
+	require.Len(t, rec.ts, 1)
+
+	e2 := &Engine{byClient: map[string]*txn{}, byID: map[string]*txn{}, rec: &memRecorder{}, log: slog.New(slog.DiscardHandler)}
+	tx2 := newTxn(e2)
+	require.NoError(t, e2.HandleEvent(t.Context(), refunded))
+	require.Equal(t, ppaas.Pending, tx2.state(), "HandleEvent alone keeps ignoring the illegal move")
+}
