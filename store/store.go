@@ -343,6 +343,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store: create data dir: %w", err)
 	}
+	// Before bbolt walks the pages to rebuild its free list, where damage
+	// would crash the process (checkFile).
+	if err := checkFile(path, opts.LockTimeout); err != nil {
+		return nil, err
+	}
 	db, err := openBolt(path, opts.LockTimeout, opts.NoSync, false, !opts.syncFreelist)
 	if err != nil {
 		return nil, err
