@@ -469,17 +469,18 @@ func (w *pageWalker) salvage(root uint64, depth int, fn func(flags uint32, k, v 
 	count := int(binary.LittleEndian.Uint16(span[10:]))
 	branch := binary.LittleEndian.Uint16(span[8:]) == pageBranch
 	for i := range count {
-		if branch {
-			_, child, err := branchElem(span, i)
+		if branch { // the key does not matter here, only the child's id
+			e, err := elem(span, i)
 			if err != nil {
 				return append(skipped, fmt.Errorf("page %d: %w", root, err))
 			}
-			skipped = append(skipped, w.salvage(child, depth+1, fn)...)
+			skipped = append(skipped, w.salvage(binary.LittleEndian.Uint64(e[8:]), depth+1, fn)...)
 			continue
 		}
 		flags, k, v, err := leafElem(span, i)
 		if err != nil {
-			return append(skipped, fmt.Errorf("page %d: %w", root, err))
+			skipped = append(skipped, fmt.Errorf("page %d: %w", root, err))
+			continue
 		}
 		fn(flags, k, v)
 	}

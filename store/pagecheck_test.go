@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
@@ -277,4 +279,40 @@ func TestWriteDamageSeed(t *testing.T) {
 	path, f := damagedStoreFile(t, Options{NoSync: true})
 	_ = path
 	require.NoError(t, os.WriteFile(filepath.Join("testdata", "damage-seed.db"), f.b, 0o644))
+}
+
+// BenchmarkOpenCheck is what checkFile adds to Open: the walk alone
+// (check-ms) and the whole Open and Close (open-ms), page cache warm. The
+// 1,000,000-record file is behind TERMAGENT_BENCH_LONG.
+func BenchmarkOpenCheck(b *testing.B) {
+	sizes := []int{200, 100_000}
+	if os.Getenv("TERMAGENT_BENCH_LONG") != "" {
+		sizes = append(sizes, 1_000_000)
+	}
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("queued=%d", n), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "termagent.db")
+			opts := Options{PruneInterval: -1, NoSync: true, MaxCount: 1 << 40, MaxBytes: 1 << 40}
+			s, err := Open(b.Context(), path, opts)
+			require.NoError(b, err)
+			fillOutbox(b, s, n, benchPayload)
+			require.NoError(b, s.Close())
+			fi, err := os.Stat(path)
+			require.NoError(b, err)
+			var check, open time.Duration
+			for range b.N {
+				t0 := time.Now()
+				require.NoError(b, checkFile(path, time.Second))
+				t1 := time.Now()
+				s, err := Open(b.Context(), path, opts)
+				require.NoError(b, err)
+				open += time.Since(t1)
+				check += t1.Sub(t0)
+				require.NoError(b, s.Close())
+			}
+			b.ReportMetric(float64(check.Microseconds())/1000/float64(b.N), "check-ms")
+			b.ReportMetric(float64(open.Microseconds())/1000/float64(b.N), "open-ms")
+			b.ReportMetric(float64(fi.Size())/(1<<20), "file-MB")
+		})
+	}
 }

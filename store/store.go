@@ -373,19 +373,19 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	if err := s.init(migrations()); err != nil {
 		_ = db.Close()
-		return nil, err
+		return nil, damaged(path, err)
 	}
 	if err := s.ensureSaleIndex(); err != nil {
 		_ = db.Close()
-		return nil, err
+		return nil, damaged(path, err)
 	}
 	if err := s.ensureAliasIndex(); err != nil {
 		_ = db.Close()
-		return nil, err
+		return nil, damaged(path, err)
 	}
 	if _, err := s.measure(); err != nil {
 		_ = db.Close()
-		return nil, err
+		return nil, damaged(path, err)
 	}
 	if !opts.NoSync && !opts.noFill {
 		f, err := os.OpenFile(path, os.O_WRONLY, 0)
@@ -407,6 +407,16 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		close(s.janitorDone)
 	}
 	return s, nil
+}
+
+// damaged makes err a CorruptError when it says the file holds what no
+// store writes: a value where a bucket belongs (bbolt's
+// ErrIncompatibleValue) or a page bbolt panicked on.
+func damaged(path string, err error) error {
+	if errors.Is(err, ErrCorrupt) || !(errors.Is(err, berrors.ErrIncompatibleValue) || isPanic(err)) {
+		return err
+	}
+	return &CorruptError{Path: path, Err: err}
 }
 
 // openBolt opens the file and maps bbolt's errors to ours.
