@@ -830,8 +830,10 @@ func (s *Store) commit(batch []*writeReq) (ok bool) {
 				return rb.err
 			}
 		}
-		if err := tx.Bucket(bucketMeta).Put(keyCounters, w.c.encode()); err != nil {
-			return err
+		if w.c != s.counters { // the file holds s.counters: a commit of journal steps alone writes no counters
+			if err := tx.Bucket(bucketMeta).Put(keyCounters, w.c.encode()); err != nil {
+				return err
+			}
 		}
 		// bbolt's high-water mark before this commit's pages: close enough
 		// to tell when to zero-fill (fillAhead reads the exact one).
