@@ -316,3 +316,21 @@ func BenchmarkOpenCheck(b *testing.B) {
 		})
 	}
 }
+
+// A zeroed meta page is what a torn meta write leaves: bbolt opens the
+// file from the other one (the commit before), and so must the check.
+func TestOpenWithOneMetaPageZeroed(t *testing.T) {
+	for _, current := range []bool{true, false} {
+		path, f := damagedStoreFile(t, Options{})
+		zero := f.meta
+		if !current {
+			zero = f.ps - f.meta // the other one
+		}
+		clear(f.b[zero : zero+f.ps])
+		require.NoError(t, checkPages(f.b))
+		require.NoError(t, os.WriteFile(path, f.b, 0o600))
+		s, err := Open(t.Context(), path, Options{Verify: true})
+		require.NoError(t, err, "current meta zeroed: %t", current)
+		require.NoError(t, s.Close())
+	}
+}
