@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -256,6 +257,18 @@ func FuzzOpenDamagedPage(f *testing.F) {
 		copy(b[start:min(len(b), start+len(junk))], junk)
 		path := filepath.Join(t.TempDir(), "termagent.db")
 		require.NoError(t, os.WriteFile(path, b, 0o600))
+		// A damaged file must not hang Open or a read either: past 10 s,
+		// fail with every goroutine's stack.
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				buf := make([]byte, 1<<20)
+				panic(fmt.Sprintf("damaged page %d offset %d: stuck for 10 s\n%s", page, off, buf[:runtime.Stack(buf, true)]))
+			}
+		}()
 		s, err := Open(t.Context(), path, Options{PruneInterval: -1, NoSync: true})
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {

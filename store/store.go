@@ -20,7 +20,9 @@
 // open by walking the pages the tree reaches. The list is derived from the
 // committed tree, so leaving it out changes nothing about what survives a
 // crash, and files with and without it open under either setting
-// (TestFreelistModesOpenEachOthersFiles).
+// (TestFreelistModesOpenEachOthersFiles). bbolt's walk runs in a goroutine
+// where a damaged page would crash the process, so Open walks the same pages
+// first through bounds checks (pagecheck.go): damage is ErrCorrupt.
 package store
 
 import (
