@@ -347,3 +347,37 @@ func TestOpenWithOneMetaPageZeroed(t *testing.T) {
 		require.NoError(t, s.Close())
 	}
 }
+
+// Recover reads the damaged file through the same checks: it skips a
+// damaged leaf and keeps every record of the others, and a page naming
+// itself as its child ends the walk instead of looping (bbolt's cursor
+// descended into it for ever).
+func TestRecoverSkipsDamagedPages(t *testing.T) {
+	le := binary.LittleEndian
+	for _, tt := range []struct {
+		name   string
+		damage func(f *boltFile)
+	}{
+		{"a leaf of unknown type", func(f *boltFile) { le.PutUint16(f.page(f.leaf)[8:], 0x40) }},
+		{"a child naming its own page", func(f *boltFile) { le.PutUint64(f.page(f.outbox)[pageHeaderSize+8:], f.outbox) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path, f := damagedStoreFile(t, Options{})
+			inLeaf := int(le.Uint16(f.page(f.leaf)[10:]))
+			require.Positive(t, inLeaf)
+			tt.damage(f)
+			require.NoError(t, os.WriteFile(path, f.b, 0o600))
+			rep, err := Recover(path)
+			require.NoError(t, err)
+			require.True(t, rep.Opened)
+			require.Equal(t, 200-inLeaf, rep.Copied["outbox"], "every record but the damaged leaf's")
+			require.NotEmpty(t, rep.Errors)
+			s, err := Open(t.Context(), path, Options{Verify: true})
+			require.NoError(t, err)
+			txn, err := s.Txn(t.Context(), "t1")
+			require.NoError(t, err)
+			require.Equal(t, "started", txn.State)
+			require.NoError(t, s.Close())
+		})
+	}
+}
