@@ -74,10 +74,12 @@ func (s *Store) appendOp(ev Event) (*Record, op, error) {
 		// have), so only a delivery or a person ends them.
 		rec.Expires = now.Add(ttl)
 	}
+	// Encoded before the commit: the value does not hold the sequence
+	// number, and the commit's write lock is held for less.
+	v := encodeRecord(&rec)
+	size := int64(8 + len(v))
 	fn := func(w *wtx) error {
 		b := outboxBucket(w.tx)
-		v := encodeRecord(&rec)
-		size := int64(8 + len(v))
 		if !rec.Kind.Critical() && (w.c.count >= s.opts.MaxCount || w.c.bytes+size > s.opts.MaxBytes) {
 			w.m.refused++
 			return fmt.Errorf("append %s to outbox: %w (%d records, %d bytes; limits %d, %d)",

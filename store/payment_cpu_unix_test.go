@@ -37,4 +37,5 @@ func BenchmarkPaymentCPU(b *testing.B) {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &r1)
 	cpu := time.Duration(syscall.TimevalToNsec(r1.Utime) - syscall.TimevalToNsec(r0.Utime) + syscall.TimevalToNsec(r1.Stime) - syscall.TimevalToNsec(r0.Stime))
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/payment")
+	b.ReportMetric(float64(r1.Minflt-r0.Minflt)/float64(b.N), "minflt/payment")
 }

@@ -1,7 +1,7 @@
 package store
 
 import (
-	"errors"
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,17 +51,7 @@ func Recover(path string) (RecoverReport, error) {
 		return rep, fmt.Errorf("recover store: create fresh file: %w", err)
 	}
 	defer dst.Close()
-	src, err := openBolt(rep.MovedTo, time.Second, true, true, false)
-	if err == nil {
-		rep.Opened = true
-		defer src.Close()
-		for _, name := range allBuckets() {
-			if string(name) == string(bucketMeta) {
-				continue // rebuilt below
-			}
-			salvageBucket(src, dst, name, &rep)
-		}
-	} else {
+	if err := salvageFile(rep.MovedTo, dst, &rep); err != nil {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("open damaged file: %v", err))
 	}
 	// Rebuild meta: schema, counters, and an outbox sequence past every seq
@@ -100,37 +90,72 @@ func Recover(path string) (RecoverReport, error) {
 	return rep, nil
 }
 
-// salvageBucket copies the readable entries of one bucket. Reading stops at
-// the first damaged page (bbolt panics there); what was read so far is kept.
-func salvageBucket(src, dst *bolt.DB, name []byte, rep *RecoverReport) {
+// salvageFile copies every entry that can still be read from the damaged
+// file at path into dst. It reads the file through the bounds checks of
+// checkFile's walk, not through bbolt: a damaged page there panics, or
+// faults, or (a page naming itself as its child) loops forever. A page that
+// fails its checks is skipped and the walk goes on with its siblings.
+func salvageFile(path string, dst *bolt.DB, rep *RecoverReport) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	data, unmap, err := mapFile(f, fi.Size())
+	if err != nil {
+		return err
+	}
+	defer unmap()
+	return guard(func() error {
+		w, m, err := readPages(data)
+		if err != nil {
+			return err
+		}
+		rep.Opened = true
+		for _, name := range allBuckets() {
+			if string(name) == string(bucketMeta) {
+				continue // rebuilt by Recover
+			}
+			salvageBucket(w, m, dst, name, rep)
+		}
+		return nil
+	})
+}
+
+// maxSkipReports bounds the report's lines about one bucket: a page of
+// garbage names hundreds of children that do not exist.
+const maxSkipReports = 5
+
+// salvageBucket copies the readable entries of one bucket.
+func salvageBucket(w *pageWalker, m boltMeta, dst *bolt.DB, name []byte, rep *RecoverReport) {
 	type kv struct{ k, v []byte }
 	var entries []kv
-	var seq uint64
-	err := guard(func() error {
-		return src.View(func(tx *bolt.Tx) error {
-			b := tx.Bucket(name)
-			if b == nil {
-				return errors.New("bucket missing")
+	record := string(name) == string(bucketOutbox) || string(name) == string(bucketDead)
+	seq, found, skipped := w.salvageBucket(m, name, func(flags uint32, k, v []byte) {
+		if flags&leafBucket != 0 {
+			return // nested bucket: we do not use any
+		}
+		if record {
+			if _, err := decodeRecord(keySeq(k), v); err != nil || len(k) != 8 {
+				rep.Skipped[string(name)]++
+				return
 			}
-			seq = b.Sequence()
-			c := b.Cursor()
-			for k, v := c.First(); k != nil; k, v = c.Next() {
-				if v == nil {
-					continue // nested bucket: we do not use any
-				}
-				if string(name) == string(bucketOutbox) || string(name) == string(bucketDead) {
-					if _, err := decodeRecord(keySeq(k), v); err != nil || len(k) != 8 {
-						rep.Skipped[string(name)]++
-						continue
-					}
-				}
-				entries = append(entries, kv{append([]byte(nil), k...), append([]byte(nil), v...)})
-			}
-			return nil
-		})
+		}
+		entries = append(entries, kv{bytes.Clone(k), bytes.Clone(v)})
 	})
-	if err != nil {
-		rep.Errors = append(rep.Errors, fmt.Sprintf("bucket %s: %v (kept %d entries read before)", name, err, len(entries)))
+	if !found {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("bucket %s: not found", name))
+	}
+	for i, err := range skipped {
+		if i == maxSkipReports {
+			rep.Errors = append(rep.Errors, fmt.Sprintf("bucket %s: %d more damaged pages or elements skipped", name, len(skipped)-i))
+			break
+		}
+		rep.Errors = append(rep.Errors, fmt.Sprintf("bucket %s: skipped %v", name, err))
 	}
 	for i := 0; i < len(entries) || i == 0; i += moveChunk {
 		chunk := entries[i:min(i+moveChunk, len(entries))]

@@ -20,7 +20,9 @@
 // open by walking the pages the tree reaches. The list is derived from the
 // committed tree, so leaving it out changes nothing about what survives a
 // crash, and files with and without it open under either setting
-// (TestFreelistModesOpenEachOthersFiles).
+// (TestFreelistModesOpenEachOthersFiles). bbolt's walk runs in a goroutine
+// where a damaged page would crash the process, so Open walks the same pages
+// first through bounds checks (pagecheck.go): damage is ErrCorrupt.
 package store
 
 import (
@@ -343,6 +345,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store: create data dir: %w", err)
 	}
+	// Before bbolt walks the pages to rebuild its free list, where damage
+	// would crash the process (checkFile).
+	if err := checkFile(path, opts.LockTimeout); err != nil {
+		return nil, err
+	}
 	db, err := openBolt(path, opts.LockTimeout, opts.NoSync, false, !opts.syncFreelist)
 	if err != nil {
 		return nil, err
@@ -368,19 +375,19 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	if err := s.init(migrations()); err != nil {
 		_ = db.Close()
-		return nil, err
+		return nil, damaged(path, err)
 	}
 	if err := s.ensureSaleIndex(); err != nil {
 		_ = db.Close()
-		return nil, err
+		return nil, damaged(path, err)
 	}
 	if err := s.ensureAliasIndex(); err != nil {
 		_ = db.Close()
-		return nil, err
+		return nil, damaged(path, err)
 	}
 	if _, err := s.measure(); err != nil {
 		_ = db.Close()
-		return nil, err
+		return nil, damaged(path, err)
 	}
 	if !opts.NoSync && !opts.noFill {
 		f, err := os.OpenFile(path, os.O_WRONLY, 0)
@@ -402,6 +409,16 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		close(s.janitorDone)
 	}
 	return s, nil
+}
+
+// damaged makes err a CorruptError when it says the file holds what no
+// store writes: a value where a bucket belongs (bbolt's
+// ErrIncompatibleValue) or a page bbolt panicked on.
+func damaged(path string, err error) error {
+	if errors.Is(err, ErrCorrupt) || !(errors.Is(err, berrors.ErrIncompatibleValue) || isPanic(err)) {
+		return err
+	}
+	return &CorruptError{Path: path, Err: err}
 }
 
 // openBolt opens the file and maps bbolt's errors to ours.
@@ -815,8 +832,10 @@ func (s *Store) commit(batch []*writeReq) (ok bool) {
 				return rb.err
 			}
 		}
-		if err := tx.Bucket(bucketMeta).Put(keyCounters, w.c.encode()); err != nil {
-			return err
+		if w.c != s.counters { // the file holds s.counters: a commit of journal steps alone writes no counters
+			if err := tx.Bucket(bucketMeta).Put(keyCounters, w.c.encode()); err != nil {
+				return err
+			}
 		}
 		// bbolt's high-water mark before this commit's pages: close enough
 		// to tell when to zero-fill (fillAhead reads the exact one).
