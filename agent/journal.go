@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/termagent/termagent/failpoint"
+	"github.com/termagent/termagent/internal/jsonw"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
@@ -439,7 +440,7 @@ func toEntry(t store.Txn) nexo.JournalEntry { return entryOf(t, withRequest|with
 // Record implements qr.Recorder. QR transitions are deferred writes (see the
 // journal states above): they commit with the next durable write.
 func (j journal) Record(_ context.Context, t qr.Transition) error {
-	data, err := json.Marshal(t)
+	data, err := marshalTransition(t)
 	if err != nil {
 		return fmt.Errorf("journal qr transition: %w", err)
 	}
@@ -450,6 +451,35 @@ func (j journal) Record(_ context.Context, t qr.Transition) error {
 	}
 	j.journaled.add(t.EventID)
 	return nil
+}
+
+// marshalTransition is json.Marshal(t), byte for byte (recovery and
+// journaledEvent read it with encoding/json), without reflection: it runs on
+// every step of a payment.
+func marshalTransition(t qr.Transition) ([]byte, error) {
+	b := make([]byte, 0, 160+len(t.ClientTransactionID)+len(t.TransactionID)+len(t.EventID)+len(t.Reason))
+	b = append(b, `{"ClientTransactionID":`...)
+	b = jsonw.String(b, t.ClientTransactionID)
+	b = append(b, `,"TransactionID":`...)
+	b = jsonw.String(b, t.TransactionID)
+	b = append(b, `,"From":`...)
+	b = jsonw.String(b, string(t.From))
+	b = append(b, `,"To":`...)
+	b = jsonw.String(b, string(t.To))
+	b = append(b, `,"At":`...)
+	b, ok := jsonw.Time(b, t.At)
+	if !ok {
+		return json.Marshal(t) // its error
+	}
+	b = append(b, `,"Source":`...)
+	b = jsonw.String(b, t.Source)
+	b = append(b, `,"EventID":`...)
+	b = jsonw.String(b, t.EventID)
+	b = append(b, `,"Sequence":`...)
+	b = jsonw.Int(b, t.Sequence)
+	b = append(b, `,"Reason":`...)
+	b = jsonw.String(b, t.Reason)
+	return append(b, '}'), nil
 }
 
 // journaledEvent reports whether event id moved payment t: one of its QR
