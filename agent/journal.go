@@ -378,11 +378,46 @@ func resultEvent(id string, resp *nexo.Response) (store.Event, bool) {
 		r.Amount, r.Currency = p.Result.AuthorizedAmount.Minor, p.Result.AuthorizedAmount.Currency
 		r.Brand, r.ProviderReference = p.Result.Brand, p.Result.ProviderReference
 	}
-	b, err := json.Marshal(r)
+	b, err := marshalResult(r)
 	if err != nil {
 		return store.Event{}, false
 	}
 	return store.Event{Kind: store.KindTransactionResult, Payload: b, Key: stableKey("result", id)}, true
+}
+
+// marshalResult is json.Marshal(r), byte for byte, without reflection: it
+// runs on every payment's final write.
+func marshalResult(r TransactionResult) ([]byte, error) {
+	b := make([]byte, 0, 256+len(r.AdditionalResponse))
+	b = append(b, `{"poiTransactionId":`...)
+	b = jsonw.String(b, r.POITransactionID)
+	b = append(b, `,"saleId":`...)
+	b = jsonw.String(b, r.SaleID)
+	b = append(b, `,"serviceId":`...)
+	b = jsonw.String(b, r.ServiceID)
+	b = append(b, `,"category":`...)
+	b = jsonw.String(b, r.Category)
+	b = append(b, `,"result":`...)
+	b = jsonw.String(b, r.Result)
+	for _, f := range [...]struct{ key, v string }{{`,"errorCondition":`, r.ErrorCondition}, {`,"additionalResponse":`, r.AdditionalResponse}} {
+		if f.v != "" {
+			b = jsonw.String(append(b, f.key...), f.v)
+		}
+	}
+	if r.Amount != 0 {
+		b = jsonw.Int(append(b, `,"amount":`...), r.Amount)
+	}
+	for _, f := range [...]struct{ key, v string }{{`,"currency":`, r.Currency}, {`,"brand":`, r.Brand}, {`,"providerReference":`, r.ProviderReference}} {
+		if f.v != "" {
+			b = jsonw.String(append(b, f.key...), f.v)
+		}
+	}
+	b = append(b, `,"time":`...)
+	b, ok := jsonw.Time(b, r.Time)
+	if !ok {
+		return json.Marshal(r) // its error
+	}
+	return append(b, '}'), nil
 }
 
 // Lookup and Last: agent/journal_last.go
