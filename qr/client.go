@@ -91,8 +91,21 @@ func (c *Client) WithStatuses(s *ppaas.Statuses) *Client {
 }
 
 // NewClient returns a Client for baseURL (e.g. https://127.0.0.1:9021).
+//
+// Every call runs under its attempt's deadline (Retry.PerAttempt), which
+// bounds the whole exchange, body included. hc's Timeout, when no shorter,
+// adds nothing but what net/http starts for it on every request through a
+// RoundTripper it does not know, as the agent's token-adding one (a goroutine
+// and a timer, on the payment's path): the Client then uses a copy of hc
+// without it, sharing hc's Transport and connections. hc is not changed.
 func NewClient(hc *http.Client, baseURL string, r Retry) *Client {
-	return &Client{base: strings.TrimRight(baseURL, "/"), http: hc, retry: r.withDefaults()}
+	r = r.withDefaults()
+	if hc != nil && hc.Timeout >= r.PerAttempt {
+		cp := *hc
+		cp.Timeout = 0
+		hc = &cp
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), http: hc, retry: r}
 }
 
 const txPath = "/qrcode-payment/v1/transactions"
