@@ -492,7 +492,7 @@ func (j journal) Record(_ context.Context, t qr.Transition) error {
 // journaledEvent read it with encoding/json), without reflection: it runs on
 // every step of a payment.
 func marshalTransition(t qr.Transition) ([]byte, error) {
-	b := make([]byte, 0, 160+len(t.ClientTransactionID)+len(t.TransactionID)+len(t.EventID)+len(t.Reason))
+	b := make([]byte, 0, 224+len(t.ClientTransactionID)+len(t.TransactionID)+len(t.From)+len(t.To)+len(t.Source)+len(t.EventID)+len(t.Reason))
 	b = append(b, `{"ClientTransactionID":`...)
 	b = jsonw.String(b, t.ClientTransactionID)
 	b = append(b, `,"TransactionID":`...)

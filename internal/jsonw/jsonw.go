@@ -13,6 +13,14 @@ import (
 
 const hex = "0123456789abcdef"
 
+// safe marks the ASCII bytes String copies as they are (a constant table).
+var safe = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // String appends s as a JSON string, escaped as encoding/json escapes it by
 // default: control characters, '"' and '\\', the HTML characters <, > and &,
 // U+2028 and U+2029; invalid UTF-8 becomes U+FFFD.
@@ -21,7 +29,7 @@ func String(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if safe[c] {
 				i++
 				continue
 			}
