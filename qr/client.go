@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/termagent/termagent/internal/jsonw"
 	"github.com/termagent/termagent/ppaas"
 )
 
@@ -110,17 +111,39 @@ func NewClient(hc *http.Client, baseURL string, r Retry) *Client {
 
 const txPath = "/qrcode-payment/v1/transactions"
 
+// marshalCreate is json.Marshal(r), byte for byte, without reflection: the
+// body of every payment's create.
+func marshalCreate(r ppaas.CreateRequest) []byte {
+	b := make([]byte, 0, 192+len(r.PaymentType)+len(r.PaymentScenario)+len(r.ScannedPaymentID)+len(r.ClientTransactionID)+
+		len(r.PaymentAmount.Currency)+len(r.Order.OrderID)+len(r.Order.OrderDescription))
+	b = append(b, `{"paymentType":`...)
+	b = jsonw.String(b, r.PaymentType)
+	b = append(b, `,"paymentScenario":`...)
+	b = jsonw.String(b, string(r.PaymentScenario))
+	if r.ScannedPaymentID != "" {
+		b = jsonw.String(append(b, `,"scannedPaymentId":`...), r.ScannedPaymentID)
+	}
+	b = append(b, `,"clientTransactionId":`...)
+	b = jsonw.String(b, r.ClientTransactionID)
+	b = append(b, `,"paymentAmount":{"amount":`...)
+	b = jsonw.Int(b, r.PaymentAmount.Amount)
+	b = append(b, `,"currency":`...)
+	b = jsonw.String(b, r.PaymentAmount.Currency)
+	b = append(b, `},"order":{"orderId":`...)
+	b = jsonw.String(b, r.Order.OrderID)
+	if r.Order.OrderDescription != "" {
+		b = jsonw.String(append(b, `,"orderDescription":`...), r.Order.OrderDescription)
+	}
+	return append(b, "}}"...)
+}
+
 // Create starts a transaction. Retries reuse req.ClientTransactionID, which
 // PPaaS de-duplicates per device, so a retry never creates a second charge.
 func (c *Client) Create(ctx context.Context, req ppaas.CreateRequest) (ppaas.Transaction, error) {
 	if err := req.Validate(); err != nil {
 		return ppaas.Transaction{}, fmt.Errorf("create transaction: %w", err)
 	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return ppaas.Transaction{}, fmt.Errorf("create transaction: %w", err)
-	}
-	t, err := c.transaction(ctx, "create transaction", http.MethodPost, txPath, body)
+	t, err := c.transaction(ctx, "create transaction", http.MethodPost, txPath, marshalCreate(req))
 	if err != nil {
 		hideScannedCode(err, req.ScannedPaymentID)
 	}

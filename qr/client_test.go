@@ -179,3 +179,30 @@ func TestClientAttemptDeadlineReplacesLongerClientTimeout(t *testing.T) {
 	require.ErrorIs(t, err, ErrUnreachable)
 	require.Less(t, time.Since(began), 30*time.Second, "the shorter Client.Timeout still bounds the call")
 }
+
+// A create's body is PPaaS's wire: written without encoding/json, it must be
+// its bytes exactly.
+func TestMarshalCreateIsJSONMarshal(t *testing.T) {
+	for _, r := range []ppaas.CreateRequest{
+		{},
+		testCreate(),
+		{PaymentType: "KB", PaymentScenario: ppaas.MerchantScan, ScannedPaymentID: "281012345678901234", ClientTransactionID: "c<&>",
+			PaymentAmount: ppaas.Amount{Amount: -1, Currency: "\xff"}, Order: ppaas.Order{OrderID: "o\n1", OrderDescription: "basket \"77\" \u2028"}},
+	} {
+		want, err := json.Marshal(r)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(marshalCreate(r)))
+	}
+}
+
+func FuzzMarshalCreate(f *testing.F) {
+	f.Add("KB", "consumerscan", "", "c1", int64(2000), "EUR", "o1", "")
+	f.Add("<", "\xff", "12", "\u2029", int64(-5), "", "", "d")
+	f.Fuzz(func(t *testing.T, pt, sc, scanned, ctid string, amount int64, cur, order, desc string) {
+		r := ppaas.CreateRequest{PaymentType: pt, PaymentScenario: ppaas.Scenario(sc), ScannedPaymentID: scanned, ClientTransactionID: ctid,
+			PaymentAmount: ppaas.Amount{Amount: amount, Currency: cur}, Order: ppaas.Order{OrderID: order, OrderDescription: desc}}
+		want, err := json.Marshal(r)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(marshalCreate(r)))
+	})
+}
