@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/termagent/termagent/failpoint"
+	"github.com/termagent/termagent/internal/jsonw"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/qr"
 	"github.com/termagent/termagent/store"
@@ -377,11 +378,46 @@ func resultEvent(id string, resp *nexo.Response) (store.Event, bool) {
 		r.Amount, r.Currency = p.Result.AuthorizedAmount.Minor, p.Result.AuthorizedAmount.Currency
 		r.Brand, r.ProviderReference = p.Result.Brand, p.Result.ProviderReference
 	}
-	b, err := json.Marshal(r)
+	b, err := marshalResult(r)
 	if err != nil {
 		return store.Event{}, false
 	}
 	return store.Event{Kind: store.KindTransactionResult, Payload: b, Key: stableKey("result", id)}, true
+}
+
+// marshalResult is json.Marshal(r), byte for byte, without reflection: it
+// runs on every payment's final write.
+func marshalResult(r TransactionResult) ([]byte, error) {
+	b := make([]byte, 0, 256+len(r.AdditionalResponse))
+	b = append(b, `{"poiTransactionId":`...)
+	b = jsonw.String(b, r.POITransactionID)
+	b = append(b, `,"saleId":`...)
+	b = jsonw.String(b, r.SaleID)
+	b = append(b, `,"serviceId":`...)
+	b = jsonw.String(b, r.ServiceID)
+	b = append(b, `,"category":`...)
+	b = jsonw.String(b, r.Category)
+	b = append(b, `,"result":`...)
+	b = jsonw.String(b, r.Result)
+	for _, f := range [...]struct{ key, v string }{{`,"errorCondition":`, r.ErrorCondition}, {`,"additionalResponse":`, r.AdditionalResponse}} {
+		if f.v != "" {
+			b = jsonw.String(append(b, f.key...), f.v)
+		}
+	}
+	if r.Amount != 0 {
+		b = jsonw.Int(append(b, `,"amount":`...), r.Amount)
+	}
+	for _, f := range [...]struct{ key, v string }{{`,"currency":`, r.Currency}, {`,"brand":`, r.Brand}, {`,"providerReference":`, r.ProviderReference}} {
+		if f.v != "" {
+			b = jsonw.String(append(b, f.key...), f.v)
+		}
+	}
+	b = append(b, `,"time":`...)
+	b, ok := jsonw.Time(b, r.Time)
+	if !ok {
+		return json.Marshal(r) // its error
+	}
+	return append(b, '}'), nil
 }
 
 // Lookup and Last: agent/journal_last.go
@@ -439,7 +475,7 @@ func toEntry(t store.Txn) nexo.JournalEntry { return entryOf(t, withRequest|with
 // Record implements qr.Recorder. QR transitions are deferred writes (see the
 // journal states above): they commit with the next durable write.
 func (j journal) Record(_ context.Context, t qr.Transition) error {
-	data, err := json.Marshal(t)
+	data, err := marshalTransition(t)
 	if err != nil {
 		return fmt.Errorf("journal qr transition: %w", err)
 	}
@@ -450,6 +486,35 @@ func (j journal) Record(_ context.Context, t qr.Transition) error {
 	}
 	j.journaled.add(t.EventID)
 	return nil
+}
+
+// marshalTransition is json.Marshal(t), byte for byte (recovery and
+// journaledEvent read it with encoding/json), without reflection: it runs on
+// every step of a payment.
+func marshalTransition(t qr.Transition) ([]byte, error) {
+	b := make([]byte, 0, 224+len(t.ClientTransactionID)+len(t.TransactionID)+len(t.From)+len(t.To)+len(t.Source)+len(t.EventID)+len(t.Reason))
+	b = append(b, `{"ClientTransactionID":`...)
+	b = jsonw.String(b, t.ClientTransactionID)
+	b = append(b, `,"TransactionID":`...)
+	b = jsonw.String(b, t.TransactionID)
+	b = append(b, `,"From":`...)
+	b = jsonw.String(b, string(t.From))
+	b = append(b, `,"To":`...)
+	b = jsonw.String(b, string(t.To))
+	b = append(b, `,"At":`...)
+	b, ok := jsonw.Time(b, t.At)
+	if !ok {
+		return json.Marshal(t) // its error
+	}
+	b = append(b, `,"Source":`...)
+	b = jsonw.String(b, t.Source)
+	b = append(b, `,"EventID":`...)
+	b = jsonw.String(b, t.EventID)
+	b = append(b, `,"Sequence":`...)
+	b = jsonw.Int(b, t.Sequence)
+	b = append(b, `,"Reason":`...)
+	b = jsonw.String(b, t.Reason)
+	return append(b, '}'), nil
 }
 
 // journaledEvent reports whether event id moved payment t: one of its QR

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/termagent/termagent/internal/jsonw"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/store"
 )
@@ -50,9 +51,46 @@ func (j journal) receiptEvents(t store.Txn, resp *nexo.Response) []store.Event {
 	for _, r := range rs {
 		d.Receipts = append(d.Receipts, ReceiptDocument{DocumentQualifier: r.DocumentQualifier, Lines: r.Lines})
 	}
-	b, err := json.Marshal(d)
+	b, err := marshalReceipt(d)
 	if err != nil {
 		return nil
 	}
 	return []store.Event{{Kind: store.KindReceipt, Payload: b, Key: stableKey("receipt", t.ID)}}
+}
+
+// marshalReceipt is json.Marshal(d), byte for byte, without reflection: it
+// runs on every successful payment's final write.
+func marshalReceipt(d DigitalReceipt) ([]byte, error) {
+	b := make([]byte, 0, 1024)
+	b = append(b, `{"poiTransactionId":`...)
+	b = jsonw.String(b, d.POITransactionID)
+	b = append(b, `,"saleId":`...)
+	b = jsonw.String(b, d.SaleID)
+	b = append(b, `,"serviceId":`...)
+	b = jsonw.String(b, d.ServiceID)
+	b = append(b, `,"category":`...)
+	b = jsonw.String(b, d.Category)
+	b = append(b, `,"receipts":`...)
+	if d.Receipts == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, r := range d.Receipts {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"documentQualifier":`...)
+			b = jsonw.String(b, r.DocumentQualifier)
+			b = append(b, `,"lines":`...)
+			b = jsonw.Strings(b, r.Lines)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"time":`...)
+	b, ok := jsonw.Time(b, d.Time)
+	if !ok {
+		return json.Marshal(d) // its error
+	}
+	return append(b, '}'), nil
 }

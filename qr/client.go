@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/termagent/termagent/internal/jsonw"
 	"github.com/termagent/termagent/ppaas"
 )
 
@@ -91,11 +92,50 @@ func (c *Client) WithStatuses(s *ppaas.Statuses) *Client {
 }
 
 // NewClient returns a Client for baseURL (e.g. https://127.0.0.1:9021).
+//
+// Every call runs under its attempt's deadline (Retry.PerAttempt), which
+// bounds the whole exchange, body included. hc's Timeout, when no shorter,
+// adds nothing but what net/http starts for it on every request through a
+// RoundTripper it does not know, as the agent's token-adding one (a goroutine
+// and a timer, on the payment's path): the Client then uses a copy of hc
+// without it, sharing hc's Transport and connections. hc is not changed.
 func NewClient(hc *http.Client, baseURL string, r Retry) *Client {
-	return &Client{base: strings.TrimRight(baseURL, "/"), http: hc, retry: r.withDefaults()}
+	r = r.withDefaults()
+	if hc != nil && hc.Timeout >= r.PerAttempt {
+		cp := *hc
+		cp.Timeout = 0
+		hc = &cp
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), http: hc, retry: r}
 }
 
 const txPath = "/qrcode-payment/v1/transactions"
+
+// marshalCreate is json.Marshal(r), byte for byte, without reflection: the
+// body of every payment's create.
+func marshalCreate(r ppaas.CreateRequest) []byte {
+	b := make([]byte, 0, 192+len(r.PaymentType)+len(r.PaymentScenario)+len(r.ScannedPaymentID)+len(r.ClientTransactionID)+
+		len(r.PaymentAmount.Currency)+len(r.Order.OrderID)+len(r.Order.OrderDescription))
+	b = append(b, `{"paymentType":`...)
+	b = jsonw.String(b, r.PaymentType)
+	b = append(b, `,"paymentScenario":`...)
+	b = jsonw.String(b, string(r.PaymentScenario))
+	if r.ScannedPaymentID != "" {
+		b = jsonw.String(append(b, `,"scannedPaymentId":`...), r.ScannedPaymentID)
+	}
+	b = append(b, `,"clientTransactionId":`...)
+	b = jsonw.String(b, r.ClientTransactionID)
+	b = append(b, `,"paymentAmount":{"amount":`...)
+	b = jsonw.Int(b, r.PaymentAmount.Amount)
+	b = append(b, `,"currency":`...)
+	b = jsonw.String(b, r.PaymentAmount.Currency)
+	b = append(b, `},"order":{"orderId":`...)
+	b = jsonw.String(b, r.Order.OrderID)
+	if r.Order.OrderDescription != "" {
+		b = jsonw.String(append(b, `,"orderDescription":`...), r.Order.OrderDescription)
+	}
+	return append(b, "}}"...)
+}
 
 // Create starts a transaction. Retries reuse req.ClientTransactionID, which
 // PPaaS de-duplicates per device, so a retry never creates a second charge.
@@ -103,11 +143,7 @@ func (c *Client) Create(ctx context.Context, req ppaas.CreateRequest) (ppaas.Tra
 	if err := req.Validate(); err != nil {
 		return ppaas.Transaction{}, fmt.Errorf("create transaction: %w", err)
 	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return ppaas.Transaction{}, fmt.Errorf("create transaction: %w", err)
-	}
-	t, err := c.transaction(ctx, "create transaction", http.MethodPost, txPath, body)
+	t, err := c.transaction(ctx, "create transaction", http.MethodPost, txPath, marshalCreate(req))
 	if err != nil {
 		hideScannedCode(err, req.ScannedPaymentID)
 	}

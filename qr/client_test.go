@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,4 +132,77 @@ func TestClientCreateRefusalHidesTheScannedCode(t *testing.T) {
 	require.ErrorAs(t, err, &ae)
 	require.Equal(t, "scannedPaymentId [scanned code] is expired", ae.Message)
 	require.NotContains(t, err.Error(), code)
+}
+
+// wrapped is a RoundTripper net/http does not know, as the agent's
+// (mtls.Transport, which adds the bearer token).
+type wrapped struct{ base http.RoundTripper }
+
+func (w wrapped) RoundTrip(r *http.Request) (*http.Response, error) { return w.base.RoundTrip(r) }
+
+// A PPaaS call runs under its attempt's deadline; the http.Client's longer
+// Timeout only made net/http start a goroutine and a timer per request (on
+// the payment's path, for a RoundTripper it does not know) and is dropped,
+// without touching the caller's client. A shorter Timeout still bounds the
+// call.
+func TestClientAttemptDeadlineReplacesLongerClientTimeout(t *testing.T) {
+	watchers := make(chan bool, 1)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == txPath+"/slow" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		buf := make([]byte, 1<<20)
+		watchers <- strings.Contains(string(buf[:runtime.Stack(buf, true)]), "net/http.setRequestCancel")
+		_ = json.NewEncoder(w).Encode(ppaas.Transaction{TransactionID: "t1", ClientTransactionID: "c1", Status: ppaas.AwaitingConsumer})
+	}))
+	defer srv.Close()
+	defer close(release)
+
+	hc := srv.Client()
+	hc.Transport, hc.Timeout = wrapped{hc.Transport}, time.Minute
+	c := NewClient(hc, srv.URL, fastRetry)
+	_, err := c.Create(t.Context(), testCreate())
+	require.NoError(t, err)
+	require.False(t, <-watchers, "no per-request timeout goroutine while the create is in flight")
+	require.Equal(t, time.Minute, hc.Timeout, "the caller's client is not changed")
+
+	short := srv.Client()
+	short.Transport, short.Timeout = wrapped{short.Transport}, 50*time.Millisecond
+	c = NewClient(short, srv.URL, Retry{Attempts: 1, PerAttempt: time.Hour})
+	began := time.Now()
+	_, err = c.Get(t.Context(), "slow")
+	require.ErrorIs(t, err, ErrUnreachable)
+	require.Less(t, time.Since(began), 30*time.Second, "the shorter Client.Timeout still bounds the call")
+}
+
+// A create's body is PPaaS's wire: written without encoding/json, it must be
+// its bytes exactly.
+func TestMarshalCreateIsJSONMarshal(t *testing.T) {
+	for _, r := range []ppaas.CreateRequest{
+		{},
+		testCreate(),
+		{PaymentType: "KB", PaymentScenario: ppaas.MerchantScan, ScannedPaymentID: "281012345678901234", ClientTransactionID: "c<&>",
+			PaymentAmount: ppaas.Amount{Amount: -1, Currency: "\xff"}, Order: ppaas.Order{OrderID: "o\n1", OrderDescription: "basket \"77\" \u2028"}},
+	} {
+		want, err := json.Marshal(r)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(marshalCreate(r)))
+	}
+}
+
+func FuzzMarshalCreate(f *testing.F) {
+	f.Add("KB", "consumerscan", "", "c1", int64(2000), "EUR", "o1", "")
+	f.Add("<", "\xff", "12", "\u2029", int64(-5), "", "", "d")
+	f.Fuzz(func(t *testing.T, pt, sc, scanned, ctid string, amount int64, cur, order, desc string) {
+		r := ppaas.CreateRequest{PaymentType: pt, PaymentScenario: ppaas.Scenario(sc), ScannedPaymentID: scanned, ClientTransactionID: ctid,
+			PaymentAmount: ppaas.Amount{Amount: amount, Currency: cur}, Order: ppaas.Order{OrderID: order, OrderDescription: desc}}
+		want, err := json.Marshal(r)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(marshalCreate(r)))
+	})
 }
