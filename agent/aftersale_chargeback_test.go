@@ -11,7 +11,7 @@ import (
 	"github.com/termagent/termagent/ppaas"
 )
 
-// Task s14 item 3: the desk tells a chargeback from a refund by the
+// The desk tells a chargeback from a refund by the
 // platform's configured spellings and reason phrases (ppaas.Statuses), not
 // by a hard-coded substring. With the defaults a provider status
 // RETROCESSION is a refund; configured (ppaas_statuses

@@ -74,7 +74,7 @@ func (w *logWatch) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (w *logWatch) WithGroup(string) slog.Handler { return w }
 
-// Task s14 item 1, end to end: the provider refunds a payment right after
+// End to end: the provider refunds a payment right after
 // approving it (sim: pay, then provider-refund at once), the refund's
 // event delivered twice. The refund event follows the approval on the agent's MQTT
 // session within microseconds, while the engine still holds the payment

@@ -94,7 +94,7 @@ func routerDone(t *testing.T, got <-chan error) {
 	}
 }
 
-// Task s14 item 1: an update of a payment the engine has decided but not let
+// An update of a payment the engine has decided but not let
 // go — Pay has not returned, or it has and its answer is being journaled —
 // was given to the engine, which logged "late update after final state
 // ignored": acked and lost. The desk now waits for the final response and

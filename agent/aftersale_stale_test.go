@@ -12,7 +12,7 @@ import (
 	"github.com/termagent/termagent/store"
 )
 
-// Task s14 item 2: an approval older than the decision the journal holds (a
+// An approval older than the decision the journal holds (a
 // redelivered or reordered event: approved at sequence 2, declined at 3) was
 // taken for a late approval: the desk queued a reversal advice and told the
 // POS "approved at PPaaS after the POS was told it failed". It is not news.

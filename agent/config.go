@@ -76,7 +76,7 @@ type Config struct {
 	PPaaSStatuses  string `json:"ppaas_statuses" help:"SPELLING=state,... mapping the platform's status spellings to ours (e.g. AUTHORIZED=approved,PENDING=pending); unknown spellings count as pending"`
 	ConfirmTimeout string `json:"confirm_timeout" help:"how long a paid payment waits for its provider's confirmation: a duration, or PAYMENTTYPE=duration,... with an optional default duration (e.g. PENNYMATIC=30m,10m)"`
 
-	// Task s14: what tells a chargeback from a refund. Its status spellings
+	// What tells a chargeback from a refund. Its status spellings
 	// are ppaas_statuses entries SPELLING=charged_back.
 	PPaaSChargebackReasons string `json:"ppaas_chargeback_reasons" help:"phrases of a status reason that tell a chargeback from a refund when no status says it (comma-separated, case-insensitive; empty: 'charged back,chargeback'; none: statuses only)"`
 

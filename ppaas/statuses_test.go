@@ -64,7 +64,7 @@ func FuzzParseStatuses(f *testing.F) {
 	})
 }
 
-// Task s14 item 3: a chargeback is told by explicit spellings — of the
+// A chargeback is told by explicit spellings — of the
 // status itself or of the provider's status — recognised case, spaces and
 // hyphens aside, with configurable additions, and by configurable reason
 // phrases only when no status says it. A top-level chargeback status used to

@@ -44,7 +44,7 @@ func TestEngineDeduplicatesEventsOfPaymentsInFlight(t *testing.T) {
 	require.False(t, e.DeduplicatesEvent(ev), "once the payment is answered the event log de-duplicates")
 }
 
-// Task s14 item 1: an update of a payment the engine has decided but not let
+// An update of a payment the engine has decided but not let
 // go yet (Pay has not returned) is passed back by ApplyEvent, neither applied
 // nor dropped, so the agent hands it to its after-sale desk; an undecided
 // payment's event is applied as before, and so is HandleEvent's.
