@@ -150,7 +150,9 @@ func TestMQTTSessionAsTheBrokerSeesIt(t *testing.T) {
 		switch p := readPacket(t, c).(type) {
 		case *packets.PubackPacket:
 			acks = append(acks, p.MessageID)
-			require.Len(t, h.applied(), len(acks), "acknowledged only once applied")
+			// The next event may be applied already (it was sent before
+			// this PUBACK was read): never fewer applied than acked.
+			require.GreaterOrEqual(t, len(h.applied()), len(acks), "acknowledged only once applied")
 		case *packets.PingreqPacket:
 			pinged = true
 			sendPacket(t, c, packets.NewControlPacket(packets.Pingresp))
