@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -62,13 +61,15 @@ func checkFile(path string, lockTimeout time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
-	defer f.Close() // releases the lock
-	if err := lockWithin(f, lockTimeout); err != nil {
+	defer f.Close()
+	unlock, err := lockWithin(func() (func(), error) { return tryLock(f) }, lockTimeout)
+	if err != nil {
 		if errors.Is(err, errWouldBlock) {
 			return fmt.Errorf("open store %s: %w (lock not acquired within %s)", path, ErrLocked, lockTimeout)
 		}
 		return fmt.Errorf("open store %s: lock: %w", path, err)
 	}
+	defer unlock() // before the close: bbolt takes the lock next
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", path, err)
@@ -89,17 +90,23 @@ func checkFile(path string, lockTimeout time.Duration) error {
 	return nil
 }
 
-var errWouldBlock = syscall.EWOULDBLOCK
+// errWouldBlock is tryLock's answer when another holder has the lock.
+var errWouldBlock = errors.New("file locked by another holder")
 
-// lockWithin takes the exclusive lock, retrying as bbolt does until timeout.
-func lockWithin(f *os.File, timeout time.Duration) error {
+// lockRetry is how long lockWithin waits between attempts (bbolt's
+// flockRetryTimeout).
+const lockRetry = 50 * time.Millisecond
+
+// lockWithin calls try until it takes the lock, retrying as bbolt does
+// while another holder has it, until timeout.
+func lockWithin(try func() (unlock func(), err error), timeout time.Duration) (func(), error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		err := flockExclusive(f)
-		if err == nil || !errors.Is(err, errWouldBlock) || time.Now().After(deadline) {
-			return err
+		unlock, err := try()
+		if err == nil || !errors.Is(err, errWouldBlock) || !time.Now().Add(lockRetry).Before(deadline) {
+			return unlock, err
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(lockRetry)
 	}
 }
 

@@ -381,3 +381,73 @@ func TestRecoverSkipsDamagedPages(t *testing.T) {
 		})
 	}
 }
+
+// lockWithin is the retry loop every platform's tryLock runs under (on
+// Windows, LockFileEx on bbolt's byte range; that call is compiled, not run,
+// here): it retries only while another holder has the lock, and gives up
+// with errWouldBlock at the timeout.
+func TestLockWithin(t *testing.T) {
+	other := errors.New("bad handle")
+	for _, tt := range []struct {
+		name    string
+		results []error // what each try returns; past the end, the last again
+		timeout time.Duration
+		want    error
+		tries   int // exactly; for a timeout, at most (a slow sleep makes fewer)
+	}{
+		{"free at once", []error{nil}, time.Second, nil, 1},
+		{"freed after two tries", []error{errWouldBlock, errWouldBlock, nil}, 5 * time.Second, nil, 3},
+		{"held past the timeout", []error{errWouldBlock}, 3 * lockRetry, errWouldBlock, 3},
+		{"no timeout: one try", []error{errWouldBlock}, 0, errWouldBlock, 1},
+		{"another error is not retried", []error{other}, 5 * time.Second, other, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tries, unlocked := 0, false
+			unlock, err := lockWithin(func() (func(), error) {
+				err := tt.results[min(tries, len(tt.results)-1)]
+				tries++
+				if err != nil {
+					return nil, err
+				}
+				return func() { unlocked = true }, nil
+			}, tt.timeout)
+			require.ErrorIs(t, err, tt.want)
+			if tt.want == nil {
+				require.NoError(t, err)
+				unlock()
+				require.True(t, unlocked, "the unlock of the try that took the lock")
+			}
+			if tt.want == errWouldBlock && tt.timeout > 0 {
+				require.LessOrEqual(t, tries, tt.tries)
+				require.GreaterOrEqual(t, tries, 2, "retried while held")
+				return
+			}
+			require.Equal(t, tt.tries, tries)
+		})
+	}
+}
+
+// checkFile reports another holder's lock as ErrLocked, and takes the lock
+// once it is released; it releases its own before returning, for bbolt.
+func TestCheckFileHonoursTheLock(t *testing.T) {
+	if runtime.GOOS == "solaris" || runtime.GOOS == "aix" {
+		t.Skip("the store takes no lock here")
+	}
+	s, path := openTest(t, Options{})
+	require.NoError(t, s.Close())
+	holder, err := os.Open(path)
+	require.NoError(t, err)
+	defer holder.Close()
+	unlock, err := tryLock(holder)
+	require.NoError(t, err)
+
+	err = checkFile(path, 2*lockRetry)
+	require.ErrorIs(t, err, ErrLocked)
+	require.NotErrorIs(t, err, ErrCorrupt)
+
+	unlock()
+	require.NoError(t, checkFile(path, 0))
+	unlock2, err := tryLock(holder)
+	require.NoError(t, err, "checkFile released its lock")
+	unlock2()
+}

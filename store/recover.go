@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,13 +33,23 @@ func Recover(path string) (RecoverReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("recover store: %w", err)
 	}
-	if err := flockExclusive(lock); err != nil {
+	unlock, err := tryLock(lock)
+	if err != nil {
 		_ = lock.Close()
-		return rep, fmt.Errorf("recover store %s: %w", path, ErrLocked)
+		if errors.Is(err, errWouldBlock) {
+			return rep, fmt.Errorf("recover store %s: %w", path, ErrLocked)
+		}
+		return rep, fmt.Errorf("recover store %s: lock: %w", path, err)
+	}
+	release := func() { unlock(); _ = lock.Close() }
+	if renameNeedsClose {
+		release()
 	}
 	rep.MovedTo = fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
 	err = os.Rename(path, rep.MovedTo)
-	_ = lock.Close() // releases the lock; the file is no longer at path
+	if !renameNeedsClose {
+		release() // the file is no longer at path
+	}
 	if err != nil {
 		return rep, fmt.Errorf("recover store: move damaged file aside: %w", err)
 	}
