@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -450,4 +451,45 @@ func TestCheckFileHonoursTheLock(t *testing.T) {
 	unlock2, err := tryLock(holder)
 	require.NoError(t, err, "checkFile released its lock")
 	unlock2()
+}
+
+// A branch page of garbage names as many children as it can hold, none of
+// them real: Recover counts every one but keeps the reasons of only the
+// first few, in memory and in its report.
+func TestRecoverBoundsItsSkipList(t *testing.T) {
+	le := binary.LittleEndian
+	path, f := damagedStoreFile(t, Options{})
+	br := f.page(f.outbox)
+	children := (f.ps - pageHeaderSize) / pageElemSize
+	le.PutUint16(br[10:], uint16(children))
+	for i := range children {
+		e := br[pageHeaderSize+i*pageElemSize:]
+		le.PutUint32(e[0:], 0)               // key position
+		le.PutUint32(e[4:], 0)               // key size
+		le.PutUint64(e[8:], 1<<40+uint64(i)) // a child past the end
+	}
+
+	w, m, err := readPages(f.b)
+	require.NoError(t, err)
+	_, found, skipped := w.salvageBucket(m, bucketOutbox, func(uint32, []byte, []byte) {})
+	require.True(t, found)
+	require.Equal(t, children, skipped.n, "every missing child counted")
+	require.Len(t, skipped.first, maxSkipReports, "reasons kept for the first few only")
+
+	require.NoError(t, os.WriteFile(path, f.b, 0o600))
+	rep, err := Recover(path)
+	require.NoError(t, err)
+	require.True(t, rep.Opened)
+	require.Zero(t, rep.Copied["outbox"])
+	var lines []string
+	for _, l := range rep.Errors {
+		if strings.HasPrefix(l, "bucket outbox:") {
+			lines = append(lines, l)
+		}
+	}
+	require.Len(t, lines, maxSkipReports+1)
+	require.Equal(t, fmt.Sprintf("bucket outbox: %d more damaged pages or elements skipped", children-maxSkipReports), lines[maxSkipReports])
+	s, err := Open(t.Context(), path, Options{Verify: true})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
 }
