@@ -1,10 +1,12 @@
-//go:build !unix || solaris || aix
+//go:build (!unix && !windows) || solaris || aix
 
 package store
 
 import "os"
 
-// flockExclusive is a no-op where bbolt does not use flock (Windows uses
-// LockFileEx on a byte range; Solaris and AIX use fcntl). There Recover
-// relies on the operator having stopped the agent, as the CLI requires.
-func flockExclusive(*os.File) error { return nil }
+// tryLock is a no-op where the store does not take bbolt's lock (Solaris and
+// AIX, where bbolt uses fcntl; none is a shipped target). There Open's check
+// and Recover rely on the operator having stopped the agent.
+func tryLock(*os.File) (unlock func(), err error) { return func() {}, nil }
+
+const renameNeedsClose = false

@@ -3,13 +3,26 @@
 package store
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
 
-// flockExclusive takes the same advisory lock bbolt takes, without waiting,
-// so Recover never moves a file a running agent has open. The lock is
-// released when f is closed.
-func flockExclusive(f *os.File) error {
-	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+// tryLock takes the exclusive advisory lock bbolt takes (flock), without
+// waiting: errWouldBlock if another holder has it. unlock releases it; so
+// does closing f.
+func tryLock(f *os.File) (unlock func(), err error) {
+	fd := int(f.Fd())
+	err = syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+	switch {
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		return nil, errWouldBlock
+	case err != nil:
+		return nil, err
+	}
+	return func() { _ = syscall.Flock(fd, syscall.LOCK_UN) }, nil
 }
+
+// renameNeedsClose: a file can be renamed while open here, so Recover keeps
+// its lock until the damaged file has moved.
+const renameNeedsClose = false

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -62,13 +61,15 @@ func checkFile(path string, lockTimeout time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
-	defer f.Close() // releases the lock
-	if err := lockWithin(f, lockTimeout); err != nil {
+	defer f.Close()
+	unlock, err := lockWithin(func() (func(), error) { return tryLock(f) }, lockTimeout)
+	if err != nil {
 		if errors.Is(err, errWouldBlock) {
 			return fmt.Errorf("open store %s: %w (lock not acquired within %s)", path, ErrLocked, lockTimeout)
 		}
 		return fmt.Errorf("open store %s: lock: %w", path, err)
 	}
+	defer unlock() // before the close: bbolt takes the lock next
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", path, err)
@@ -89,17 +90,23 @@ func checkFile(path string, lockTimeout time.Duration) error {
 	return nil
 }
 
-var errWouldBlock = syscall.EWOULDBLOCK
+// errWouldBlock is tryLock's answer when another holder has the lock.
+var errWouldBlock = errors.New("file locked by another holder")
 
-// lockWithin takes the exclusive lock, retrying as bbolt does until timeout.
-func lockWithin(f *os.File, timeout time.Duration) error {
+// lockRetry is how long lockWithin waits between attempts (bbolt's
+// flockRetryTimeout).
+const lockRetry = 50 * time.Millisecond
+
+// lockWithin calls try until it takes the lock, retrying as bbolt does
+// while another holder has it, until timeout.
+func lockWithin(try func() (unlock func(), err error), timeout time.Duration) (func(), error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		err := flockExclusive(f)
-		if err == nil || !errors.Is(err, errWouldBlock) || time.Now().After(deadline) {
-			return err
+		unlock, err := try()
+		if err == nil || !errors.Is(err, errWouldBlock) || !time.Now().Add(lockRetry).Before(deadline) {
+			return unlock, err
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(lockRetry)
 	}
 }
 
@@ -454,17 +461,38 @@ func leafElem(span []byte, i int) (flags uint32, key, val []byte, err error) {
 	return le.Uint32(e[0:]), kv[:ksize], kv[ksize:], nil
 }
 
+// skips counts what salvage skipped and keeps why for the first few: a
+// hostile file (a branch page of garbage spanning many overflow pages) can
+// name millions of children that do not exist.
+type skips struct {
+	n     int
+	first []error
+}
+
+// maxSkipReports bounds the reasons skips keeps, and so the report's lines
+// about one bucket.
+const maxSkipReports = 5
+
+func (s *skips) add(err error) {
+	s.n++
+	if len(s.first) < maxSkipReports {
+		s.first = append(s.first, err)
+	}
+}
+
 // salvage calls fn for every entry of the bucket tree rooted at page root
 // that can be read, skipping what cannot (a page failing its checks, an
-// element past its page) and returning why each part was skipped. Each page
-// is read at most once, so a cycle ends.
-func (w *pageWalker) salvage(root uint64, depth int, fn func(flags uint32, k, v []byte)) (skipped []error) {
+// element past its page) and counting in sk why each part was skipped. Each
+// page is read at most once, so a cycle ends.
+func (w *pageWalker) salvage(root uint64, depth int, sk *skips, fn func(flags uint32, k, v []byte)) {
 	if depth > maxTreeDepth {
-		return []error{fmt.Errorf("page %d: tree deeper than %d", root, maxTreeDepth)}
+		sk.add(fmt.Errorf("page %d: tree deeper than %d", root, maxTreeDepth))
+		return
 	}
 	span, err := w.page(root, 0)
 	if err != nil {
-		return []error{err}
+		sk.add(err)
+		return
 	}
 	count := int(binary.LittleEndian.Uint16(span[10:]))
 	branch := binary.LittleEndian.Uint16(span[8:]) == pageBranch
@@ -472,28 +500,28 @@ func (w *pageWalker) salvage(root uint64, depth int, fn func(flags uint32, k, v 
 		if branch { // the key does not matter here, only the child's id
 			e, err := elem(span, i)
 			if err != nil {
-				return append(skipped, fmt.Errorf("page %d: %w", root, err))
+				sk.add(fmt.Errorf("page %d: %w", root, err))
+				return
 			}
-			skipped = append(skipped, w.salvage(binary.LittleEndian.Uint64(e[8:]), depth+1, fn)...)
+			w.salvage(binary.LittleEndian.Uint64(e[8:]), depth+1, sk, fn)
 			continue
 		}
 		flags, k, v, err := leafElem(span, i)
 		if err != nil {
-			skipped = append(skipped, fmt.Errorf("page %d: %w", root, err))
+			sk.add(fmt.Errorf("page %d: %w", root, err))
 			continue
 		}
 		fn(flags, k, v)
 	}
-	return skipped
 }
 
 // salvageBucket calls fn for every readable entry of the top-level bucket
 // name and returns the bucket's sequence; found is false if the tree of
 // buckets holds no readable entry for it.
-func (w *pageWalker) salvageBucket(m boltMeta, name []byte, fn func(flags uint32, k, v []byte)) (seq uint64, found bool, skipped []error) {
+func (w *pageWalker) salvageBucket(m boltMeta, name []byte, fn func(flags uint32, k, v []byte)) (seq uint64, found bool, skipped skips) {
 	var hdr []byte
 	w.seen = make([]uint64, len(w.seen)) // every bucket walks the tree of buckets again
-	skipped = w.salvage(m.root, 0, func(flags uint32, k, v []byte) {
+	w.salvage(m.root, 0, &skipped, func(flags uint32, k, v []byte) {
 		if flags&leafBucket != 0 && bytes.Equal(k, name) && len(v) >= bucketHeaderSize {
 			hdr = v
 		}
@@ -504,16 +532,19 @@ func (w *pageWalker) salvageBucket(m boltMeta, name []byte, fn func(flags uint32
 	w.seen = make([]uint64, len(w.seen))
 	seq = binary.LittleEndian.Uint64(hdr[8:])
 	if root := binary.LittleEndian.Uint64(hdr); root != 0 {
-		return seq, true, append(skipped, w.salvage(root, 1, fn)...)
+		w.salvage(root, 1, &skipped, fn)
+		return seq, true, skipped
 	}
 	p := hdr[bucketHeaderSize:]
 	if len(p) < pageHeaderSize {
-		return seq, true, append(skipped, fmt.Errorf("inline page of %d bytes", len(p)))
+		skipped.add(fmt.Errorf("inline page of %d bytes", len(p)))
+		return seq, true, skipped
 	}
 	for i := range int(binary.LittleEndian.Uint16(p[10:])) {
 		flags, k, v, err := leafElem(p, i)
 		if err != nil {
-			return seq, true, append(skipped, fmt.Errorf("inline page: %w", err))
+			skipped.add(fmt.Errorf("inline page: %w", err))
+			return seq, true, skipped
 		}
 		fn(flags, k, v)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -380,4 +381,115 @@ func TestRecoverSkipsDamagedPages(t *testing.T) {
 			require.NoError(t, s.Close())
 		})
 	}
+}
+
+// lockWithin is the retry loop every platform's tryLock runs under (on
+// Windows, LockFileEx on bbolt's byte range; that call is compiled, not run,
+// here): it retries only while another holder has the lock, and gives up
+// with errWouldBlock at the timeout.
+func TestLockWithin(t *testing.T) {
+	other := errors.New("bad handle")
+	for _, tt := range []struct {
+		name    string
+		results []error // what each try returns; past the end, the last again
+		timeout time.Duration
+		want    error
+		tries   int // exactly; for a timeout, at most (a slow sleep makes fewer)
+	}{
+		{"free at once", []error{nil}, time.Second, nil, 1},
+		{"freed after two tries", []error{errWouldBlock, errWouldBlock, nil}, 5 * time.Second, nil, 3},
+		{"held past the timeout", []error{errWouldBlock}, 3 * lockRetry, errWouldBlock, 3},
+		{"no timeout: one try", []error{errWouldBlock}, 0, errWouldBlock, 1},
+		{"another error is not retried", []error{other}, 5 * time.Second, other, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tries, unlocked := 0, false
+			unlock, err := lockWithin(func() (func(), error) {
+				err := tt.results[min(tries, len(tt.results)-1)]
+				tries++
+				if err != nil {
+					return nil, err
+				}
+				return func() { unlocked = true }, nil
+			}, tt.timeout)
+			require.ErrorIs(t, err, tt.want)
+			if tt.want == nil {
+				require.NoError(t, err)
+				unlock()
+				require.True(t, unlocked, "the unlock of the try that took the lock")
+			}
+			if tt.want == errWouldBlock && tt.timeout > 0 {
+				require.LessOrEqual(t, tries, tt.tries)
+				require.GreaterOrEqual(t, tries, 2, "retried while held")
+				return
+			}
+			require.Equal(t, tt.tries, tries)
+		})
+	}
+}
+
+// checkFile reports another holder's lock as ErrLocked, and takes the lock
+// once it is released; it releases its own before returning, for bbolt.
+func TestCheckFileHonoursTheLock(t *testing.T) {
+	if runtime.GOOS == "solaris" || runtime.GOOS == "aix" {
+		t.Skip("the store takes no lock here")
+	}
+	s, path := openTest(t, Options{})
+	require.NoError(t, s.Close())
+	holder, err := os.Open(path)
+	require.NoError(t, err)
+	defer holder.Close()
+	unlock, err := tryLock(holder)
+	require.NoError(t, err)
+
+	err = checkFile(path, 2*lockRetry)
+	require.ErrorIs(t, err, ErrLocked)
+	require.NotErrorIs(t, err, ErrCorrupt)
+
+	unlock()
+	require.NoError(t, checkFile(path, 0))
+	unlock2, err := tryLock(holder)
+	require.NoError(t, err, "checkFile released its lock")
+	unlock2()
+}
+
+// A branch page of garbage names as many children as it can hold, none of
+// them real: Recover counts every one but keeps the reasons of only the
+// first few, in memory and in its report.
+func TestRecoverBoundsItsSkipList(t *testing.T) {
+	le := binary.LittleEndian
+	path, f := damagedStoreFile(t, Options{})
+	br := f.page(f.outbox)
+	children := (f.ps - pageHeaderSize) / pageElemSize
+	le.PutUint16(br[10:], uint16(children))
+	for i := range children {
+		e := br[pageHeaderSize+i*pageElemSize:]
+		le.PutUint32(e[0:], 0)               // key position
+		le.PutUint32(e[4:], 0)               // key size
+		le.PutUint64(e[8:], 1<<40+uint64(i)) // a child past the end
+	}
+
+	w, m, err := readPages(f.b)
+	require.NoError(t, err)
+	_, found, skipped := w.salvageBucket(m, bucketOutbox, func(uint32, []byte, []byte) {})
+	require.True(t, found)
+	require.Equal(t, children, skipped.n, "every missing child counted")
+	require.Len(t, skipped.first, maxSkipReports, "reasons kept for the first few only")
+
+	require.NoError(t, os.WriteFile(path, f.b, 0o600))
+	rep, err := Recover(path)
+	require.NoError(t, err)
+	require.True(t, rep.Opened)
+	require.Zero(t, rep.Copied["outbox"])
+	var lines []string
+	for _, l := range rep.Errors {
+		if strings.HasPrefix(l, "bucket outbox:") {
+			lines = append(lines, l)
+		}
+	}
+	require.Len(t, lines, maxSkipReports+1)
+	require.Equal(t, fmt.Sprintf("bucket outbox: %d more damaged pages or elements skipped", children-maxSkipReports), lines[maxSkipReports])
+	s, err := Open(t.Context(), path, Options{Verify: true})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,13 +33,23 @@ func Recover(path string) (RecoverReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("recover store: %w", err)
 	}
-	if err := flockExclusive(lock); err != nil {
+	unlock, err := tryLock(lock)
+	if err != nil {
 		_ = lock.Close()
-		return rep, fmt.Errorf("recover store %s: %w", path, ErrLocked)
+		if errors.Is(err, errWouldBlock) {
+			return rep, fmt.Errorf("recover store %s: %w", path, ErrLocked)
+		}
+		return rep, fmt.Errorf("recover store %s: lock: %w", path, err)
+	}
+	release := func() { unlock(); _ = lock.Close() }
+	if renameNeedsClose {
+		release()
 	}
 	rep.MovedTo = fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
 	err = os.Rename(path, rep.MovedTo)
-	_ = lock.Close() // releases the lock; the file is no longer at path
+	if !renameNeedsClose {
+		release() // the file is no longer at path
+	}
 	if err != nil {
 		return rep, fmt.Errorf("recover store: move damaged file aside: %w", err)
 	}
@@ -126,10 +137,6 @@ func salvageFile(path string, dst *bolt.DB, rep *RecoverReport) error {
 	})
 }
 
-// maxSkipReports bounds the report's lines about one bucket: a page of
-// garbage names hundreds of children that do not exist.
-const maxSkipReports = 5
-
 // salvageBucket copies the readable entries of one bucket.
 func salvageBucket(w *pageWalker, m boltMeta, dst *bolt.DB, name []byte, rep *RecoverReport) {
 	type kv struct{ k, v []byte }
@@ -150,12 +157,11 @@ func salvageBucket(w *pageWalker, m boltMeta, dst *bolt.DB, name []byte, rep *Re
 	if !found {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("bucket %s: not found", name))
 	}
-	for i, err := range skipped {
-		if i == maxSkipReports {
-			rep.Errors = append(rep.Errors, fmt.Sprintf("bucket %s: %d more damaged pages or elements skipped", name, len(skipped)-i))
-			break
-		}
+	for _, err := range skipped.first {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("bucket %s: skipped %v", name, err))
+	}
+	if more := skipped.n - len(skipped.first); more > 0 {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("bucket %s: %d more damaged pages or elements skipped", name, more))
 	}
 	for i := 0; i < len(entries) || i == 0; i += moveChunk {
 		chunk := entries[i:min(i+moveChunk, len(entries))]

@@ -350,7 +350,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err := checkFile(path, opts.LockTimeout); err != nil {
 		return nil, err
 	}
-	db, err := openBolt(path, opts.LockTimeout, opts.NoSync, false, !opts.syncFreelist)
+	db, err := openBolt(path, opts.LockTimeout, opts.NoSync, !opts.syncFreelist)
 	if err != nil {
 		return nil, err
 	}
@@ -422,7 +422,7 @@ func damaged(path string, err error) error {
 }
 
 // openBolt opens the file and maps bbolt's errors to ours.
-func openBolt(path string, lockTimeout time.Duration, noSync, readOnly, noFreelistSync bool) (db *bolt.DB, err error) {
+func openBolt(path string, lockTimeout time.Duration, noSync, noFreelistSync bool) (db *bolt.DB, err error) {
 	existed := false
 	if fi, statErr := os.Stat(path); statErr == nil && fi.Size() > 0 {
 		existed = true
@@ -436,7 +436,6 @@ func openBolt(path string, lockTimeout time.Duration, noSync, readOnly, noFreeli
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        lockTimeout,
 		NoSync:         noSync,
-		ReadOnly:       readOnly,
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: noFreelistSync,
 	})
