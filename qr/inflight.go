@@ -42,23 +42,9 @@ func (e *Engine) Decided(ev ppaas.Event) bool {
 // not apply: decided is true, and nothing was applied or logged, when ev's
 // payment is no longer in flight or its state is final (decided meanwhile,
 // by a poll, a cancel's answer or another event). Checking Decided and
-// InFlight first is not enough: the payment may end in between. A refund of
-// a payment still undecided here (its event overtook the approval's) applies
-// the approval it implies and is handed on too (decided true): the payment is
-// answered approved and the refund told as an update of it, as when the
-// events come in order.
+// InFlight first is not enough: the payment may end in between.
 func (e *Engine) ApplyEvent(ctx context.Context, ev ppaas.Event) (decided bool, err error) {
 	return e.handleEvent(ctx, ev, true)
-}
-
-// overtaken reports whether an update at sequence seq (0: none given) finds
-// t undecided and is not older than what t applied: a refund so found has
-// overtaken the approval it implies (handleEvent).
-func (t *txn) overtaken(seq int64) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s := t.m.state
-	return s != "" && !s.Final() && s != Unknown && (seq == 0 || seq > t.m.lastSeq)
 }
 
 // DeduplicatesEvent implements the Subscriber's optional selfDeduplicating:
