@@ -26,6 +26,17 @@ func (e *Engine) InFlight(ev ppaas.Event) bool {
 // event that decided it from news (a refund, a chargeback, an approval of a
 // payment decided otherwise).
 func (e *Engine) Decided(ev ppaas.Event) bool {
+	_, decided := e.Payment(ev)
+	return decided
+}
+
+// Payment is InFlight and Decided in one look: the clientTransactionId of
+// the payment in flight ev names ("": none), and whether its state is final.
+// An event naming the payment by its PPaaS transactionId only gets the id the
+// caller's journal knows the payment by, before the journal has indexed the
+// PPaaS id (issue 14: that index commits with the payment's next durable
+// write).
+func (e *Engine) Payment(ev ppaas.Event) (ctid string, decided bool) {
 	e.mu.Lock()
 	t := e.byClient[ev.ClientTransactionID]
 	if t == nil || ev.ClientTransactionID == "" {
@@ -35,7 +46,10 @@ func (e *Engine) Decided(ev ppaas.Event) bool {
 		}
 	}
 	e.mu.Unlock()
-	return t != nil && t.final()
+	if t == nil {
+		return "", false
+	}
+	return t.ctid, t.final()
 }
 
 // ApplyEvent is HandleEvent for a caller that hands on what the engine does
