@@ -306,6 +306,21 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event, decided bool) (ha
 		a.log.Info("qr event already applied to its payment ignored", "poi_transaction_id", t.ID, "event_id", ev.EventID, "status", ev.Status)
 		return true, nil
 	}
+	if ev.Status == ppaas.Approved && ev.EventID != "" {
+		// An approval the event log holds was applied already (marked once
+		// its handler returned): told then, or no news then. Its redelivery
+		// may reach the desk unchecked (eventRouter.DeduplicatesEvent), and
+		// on a platform that sends no sequence the check below cannot tell
+		// it is stale: it would be reversed and told again.
+		seen, err := a.st.EventSeen(ctx, ev.EventID)
+		if err != nil {
+			return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err)
+		}
+		if seen {
+			a.log.Info("qr approval already applied ignored", "poi_transaction_id", t.ID, "event_id", ev.EventID)
+			return true, nil
+		}
+	}
 	if last := journaledSequence(t); ev.Sequence > 0 && ev.Sequence <= last {
 		// Older than what decided the payment (a redelivered or reordered
 		// event: approved at 2, declined at 3): what it says was overtaken
