@@ -102,6 +102,33 @@ type afterSale struct {
 	// statuses tells a chargeback from a refund (the configured spellings
 	// and reason phrases, ppaas.Statuses.ChargedBack); nil: the defaults.
 	statuses *ppaas.Statuses
+
+	// interrupted are the payments a previous run left unfinished, which
+	// restart recovery settles (useRecovery); unlisted: every payment begun
+	// before runStart is taken for one. Set before any event is handled.
+	interrupted map[string]struct{}
+	unlisted    bool
+	runStart    time.Time
+}
+
+// useRecovery tells the desk which unfinished payments restart recovery
+// owns: txns, what a previous run left unfinished (store.UnfinishedTxns),
+// listed at runStart; listed false when the listing failed. Called before
+// any event is handled.
+func (a *afterSale) useRecovery(txns []store.Txn, listed bool, runStart time.Time) {
+	a.interrupted = make(map[string]struct{}, len(txns))
+	for _, t := range txns {
+		a.interrupted[t.ID] = struct{}{}
+	}
+	a.unlisted, a.runStart = !listed, runStart
+}
+
+// recovering reports whether restart recovery owns unfinished payment t.
+func (a *afterSale) recovering(t store.Txn) bool {
+	if _, ok := a.interrupted[t.ID]; ok {
+		return true
+	}
+	return a.unlisted && t.Started.Before(a.runStart)
 }
 
 // ownGrace is how long after a POS reversal its payment's "refunded" is taken
@@ -170,9 +197,17 @@ type eventRouter struct {
 // be acked and lost; the desk waits for the payment's final response, tells
 // a redelivery of the event that decided it from news, and journals and
 // notifies the news once.
+//
+// An event naming the payment by its PPaaS transactionId only is given the
+// payment's clientTransactionId when the engine knows it: the journal
+// indexes a payment under its PPaaS id with the payment's next durable write
+// (journal.Record), which may be its final response still on its way.
 func (r eventRouter) HandleEvent(ctx context.Context, ev ppaas.Event) error {
-	decided := r.engine.Decided(ev)
-	if !decided && r.engine.InFlight(ev) {
+	ctid, decided := r.engine.Payment(ev)
+	if ev.ClientTransactionID == "" {
+		ev.ClientTransactionID = ctid
+	}
+	if !decided && ctid != "" {
 		var err error
 		// It may be decided in between: then the engine passes it back.
 		if decided, err = r.engine.ApplyEvent(ctx, ev); err != nil || !decided {
@@ -202,40 +237,52 @@ const finishWait = 5 * time.Second
 
 // event journals ev when it is an after-sale update of a payment whose final
 // response is journaled. A payment answered but not journaled yet is waited
-// for (finishWait); decided says the engine has decided it, so its final
-// response is on its way: if it does not come in time the event is left
-// unacked (an error) for the broker to redeliver, never dropped. handled is
-// false for a payment unknown to the journal, or still unfinished after the
-// wait (restart recovery owns it), which the engine gets.
+// for (finishWait): the engine decided it or let it go, so its final response
+// is on its way; if it does not come in time, or ctx ends first, the event is
+// left unacked (an error) for the broker to redeliver, never dropped. decided
+// says the engine has decided ev's payment: the journal knows it, so not
+// finding it there is an error too. handled is false for a payment unknown to
+// the journal, or unfinished by a previous run (restart recovery owns it and
+// reads its state from PPaaS; not waited for: the wait holds the MQTT
+// reader), which the engine gets.
 func (a *afterSale) event(ctx context.Context, ev ppaas.Event, decided bool) (handled bool, err error) {
 	if a == nil || ev.Type != ppaas.EventTypeStatus {
 		return false, nil
 	}
 	var t store.Txn
+	found := false
 	switch {
 	case ev.ClientTransactionID != "":
 		t, err = a.st.Txn(ctx, ev.ClientTransactionID)
+		found = err == nil
 		if errors.Is(err, store.ErrNotFound) {
-			return false, nil
-		}
-		if err != nil {
-			return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err) // left unacked: redelivered
+			err = nil
 		}
 	case ev.TransactionID != "":
 		// An event naming the payment by its PPaaS id only: the journal
-		// indexes each payment under it (journal.Record).
-		found := false
-		t, found, err = a.st.TxnByAlias(ctx, ev.TransactionID)
-		if err != nil {
-			return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err)
+		// indexes each payment under it (journal.Record), with the
+		// payment's next durable write. A payment the engine has let go
+		// may have its index queued still: committed now and looked up
+		// again.
+		if t, found, err = a.st.TxnByAlias(ctx, ev.TransactionID); err == nil && !found {
+			if err = a.st.Flush(ctx); err == nil {
+				t, found, err = a.st.TxnByAlias(ctx, ev.TransactionID)
+			}
 		}
-		if !found {
-			return false, nil
+	}
+	if err != nil {
+		return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err) // left unacked: redelivered
+	}
+	if !found {
+		if decided {
+			return true, fmt.Errorf("after-sale event %s: the engine decided its payment but the journal has no entry for it; left for redelivery", ev.EventID)
 		}
-	default:
 		return false, nil
 	}
 	if !t.Final {
+		if a.recovering(t) {
+			return false, nil
+		}
 		// Answered but not journaled yet (the engine decided it or let it
 		// go, the final response's commit is on its way): wait for it. A
 		// refund, a chargeback or an approval of a payment the POS is told
@@ -247,10 +294,10 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event, decided bool) (ha
 			return true, err
 		}
 		if !final {
-			if decided {
-				return true, fmt.Errorf("after-sale event %s: payment %s not journaled final within %s; left for redelivery", ev.EventID, id, a.finishWait)
+			if ctx.Err() != nil {
+				return true, fmt.Errorf("after-sale event %s: payment %s not journaled final yet; left for redelivery: %w", ev.EventID, id, ctx.Err())
 			}
-			return false, nil
+			return true, fmt.Errorf("after-sale event %s: payment %s not journaled final within %s; left for redelivery", ev.EventID, id, a.finishWait)
 		}
 	}
 	if journaledEvent(t, ev.EventID) {
@@ -258,6 +305,21 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event, decided bool) (ha
 		// its redelivery, not news.
 		a.log.Info("qr event already applied to its payment ignored", "poi_transaction_id", t.ID, "event_id", ev.EventID, "status", ev.Status)
 		return true, nil
+	}
+	if ev.Status == ppaas.Approved && ev.EventID != "" {
+		// An approval the event log holds was applied already (marked once
+		// its handler returned): told then, or no news then. Its redelivery
+		// may reach the desk unchecked (eventRouter.DeduplicatesEvent), and
+		// on a platform that sends no sequence the check below cannot tell
+		// it is stale: it would be reversed and told again.
+		seen, err := a.st.EventSeen(ctx, ev.EventID)
+		if err != nil {
+			return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err)
+		}
+		if seen {
+			a.log.Info("qr approval already applied ignored", "poi_transaction_id", t.ID, "event_id", ev.EventID)
+			return true, nil
+		}
 	}
 	if last := journaledSequence(t); ev.Sequence > 0 && ev.Sequence <= last {
 		// Older than what decided the payment (a redelivered or reordered

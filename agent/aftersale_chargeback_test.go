@@ -71,3 +71,16 @@ func TestConfigChargebackReasonsValidated(t *testing.T) {
 		require.NotContains(t, err.Error(), "ppaas_statuses")
 	}
 }
+
+// Review: REFUNDED=charged_back was accepted, and every plain refund was then
+// notified as a chargeback. A chargeback spelling that is a PPaaS status, or
+// a spelling both a chargeback and a status, is a configuration error naming
+// the field.
+func TestConfigChargebackSpellingThatIsAStatusRefused(t *testing.T) {
+	c := DefaultConfig()
+	c.Serial, c.Model = "2097CD800007", "DX8000"
+	for _, spec := range []string{"REFUNDED=charged_back", "AUTHORIZED=approved,authorized=charged_back"} {
+		c.PPaaSStatuses = spec
+		require.ErrorContains(t, c.Validate(), "ppaas_statuses", spec)
+	}
+}

@@ -129,33 +129,3 @@ func TestE2ERefundRightAfterApprovalReachesThePOSOnce(t *testing.T) {
 	require.Contains(t, st.Status.AdditionalResponse, "refunded at the provider after the sale: 20.00 EUR back to the consumer")
 	require.Equal(t, before+1, w.charges())
 }
-
-// The approval's events are lost (sim DropEvents) and the provider refunds
-// the payment: the refund's event reaches the agent while its payment waits
-// undecided. It used to be refused as an illegal move (pending → refunded)
-// and acked; the payment then ran to its timeout and an unknown outcome.
-// PPaaS refunds only what it approved: the agent applies the approval, the
-// POS is answered Success and notified of the refund once, as when the events
-// come in order.
-func TestE2ERefundOvertakingTheApprovalReachesThePOS(t *testing.T) {
-	w := startWorld(t, func(c *agent.Config) { c.EventWait = 10 * time.Second })
-	ch := w.payAsync("S1", 2000)
-	s := w.awaitQR()
-	ctid, txID := s.ClientTransactionID, s.TransactionID
-	w.PPaaS.SetPaymentFaults(sim.PaymentFaults{DropEvents: 2}) // pending, approved
-	_, err := w.PPaaS.Act(txID, "pay")
-	require.NoError(t, err)
-	_, err = w.PPaaS.Act(txID, sim.ActionProviderRefund)
-	require.NoError(t, err)
-
-	r := w.answer(ch, 20*time.Second)
-	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
-	states, _ := w.qrPath(ctid)
-	require.Equal(t, "approved", states[len(states)-1])
-	w.waitFor(10*time.Second, "the POS notified of the refund", func() bool {
-		return len(w.POSEvents.Matching("Completed", "POITransactionID="+ctid, "Update=refunded")) > 0
-	}, func() string { return "" })
-	require.Len(t, w.POSEvents.Matching("Completed", "POITransactionID="+ctid), 1)
-	st := w.status("S1")
-	require.Contains(t, st.Status.AdditionalResponse, "refunded at the provider after the sale: 20.00 EUR back to the consumer")
-}

@@ -169,33 +169,6 @@ func TestUpdateOfADecidedPaymentInFlightIsNotLost(t *testing.T) {
 		check(t, r, id, "A1")
 	})
 
-	t.Run("the refund's event overtakes the approval's", func(t *testing.T) {
-		r := newRaceRig(t, ppaas.AwaitingConsumer, nil)
-		id := beginPayment(t, r.j, "O1", 2000)
-		pay := make(chan qr.Outcome, 1)
-		go func() {
-			out, _ := r.engine.Pay(context.Background(), qr.PaymentRequest{Brand: "KB", Amount: ppaas.Amount{Amount: 2000, Currency: "EUR"}, ClientTransactionID: id})
-			pay <- out
-		}()
-		rf := refunded(id)
-		testrig.WaitFor(t, 10*time.Second, "Pay registering the payment", func() bool { return r.engine.InFlight(rf) })
-		got := r.handleHeld(t, rf) // implies the approval, then waits for the answer
-		var out qr.Outcome
-		select {
-		case out = <-pay:
-		case <-time.After(10 * time.Second):
-			t.Fatal("Pay never returned")
-		}
-		require.Equal(t, qr.ResultApproved, out.Result, "PPaaS refunds only what it approved")
-		require.NoError(t, r.j.Finish(t.Context(), nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "O1"}, successResponse(t, "O1", id, 2000), time.Now()))
-		routerDone(t, got)
-		check(t, r, id, "O1")
-		// The approval's own event, late: nothing new.
-		require.NoError(t, r.router.HandleEvent(t.Context(), ppaas.Event{EventID: "ap", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-r", Status: ppaas.Approved, Sequence: 3}))
-		require.NoError(t, r.router.HandleEvent(t.Context(), rf))
-		check(t, r, id, "O1")
-	})
-
 	t.Run("declined, then approved before Pay returns", func(t *testing.T) {
 		var r *raceRig
 		var id string

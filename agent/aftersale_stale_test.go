@@ -70,3 +70,35 @@ func TestStaleRefundRaisesNoNews(t *testing.T) {
 	require.Len(t, recs, 1)
 	require.Equal(t, afterRefunded, recs[0].Kind)
 }
+
+// Review: on a platform that sends no sequence, an approval of a declined
+// payment that was applied already (the event log holds its id: it was no
+// news then, a reversal owning the outcome) and is delivered again raised
+// approved_late: a second reversal and a false "approved after the POS was
+// told it failed". An approval whose id the journal or the event log holds
+// is not news; another approval still is.
+func TestRedeliveredApprovalWithoutSequenceRaisesNoNews(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := beginPayment(t, r.j, "D1", 900)
+	require.NoError(t, r.j.Record(ctx, qr.Transition{ClientTransactionID: id, TransactionID: "qr-d", From: ppaas.Created, To: ppaas.Declined, At: time.Now(), Source: "event", EventID: "d"}))
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "D1"},
+		failureResponse(t, "D1", id, nexo.Refusal, "declined by the provider"), time.Now()))
+	events := events{st: r.j.st}
+	require.NoError(t, events.MarkEvent(ctx, "a-applied"))
+	require.NoError(t, r.j.st.Flush(ctx))
+
+	for _, eid := range []string{"a-applied", "d"} {
+		handled, err := r.j.after.event(ctx, ppaas.Event{EventID: eid, Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-d", Status: ppaas.Approved}, false)
+		require.NoError(t, err)
+		require.True(t, handled, eid)
+	}
+	require.Empty(t, outboxOf(t, r.j.st, store.KindAdvice), "no reversal")
+	require.Empty(t, afterSaleRecords(t, r.j.st, id))
+
+	handled, err := r.j.after.event(ctx, ppaas.Event{EventID: "a-new", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-d", Status: ppaas.Approved}, false)
+	require.NoError(t, err)
+	require.True(t, handled)
+	require.Len(t, outboxOf(t, r.j.st, store.KindAdvice), 1, "an approval not seen before is news")
+	require.Equal(t, map[string]int{afterApprovedLate: 1}, r.counts)
+}

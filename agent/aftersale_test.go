@@ -95,15 +95,24 @@ func TestAfterSaleChargebackJournaledAndNotifiedOnce(t *testing.T) {
 	ev := ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", ClientTransactionID: id,
 		Status: ppaas.Refunded, StatusReason: "charged back by the card holder", Provider: map[string]string{"status": "CHARGED_BACK"}}
 	r.j.after.finishWait = 50 * time.Millisecond
+	// A payment still unfinished after the wait, decided by the engine or
+	// let go by it, is left unacked, for the broker to deliver again, rather
+	// than given to an engine that would ignore it.
+	for _, decided := range []bool{false, true} {
+		handled, err := r.j.after.event(ctx, ev, decided)
+		require.ErrorContains(t, err, "left for redelivery")
+		require.True(t, handled)
+	}
+	require.Empty(t, afterSaleRecords(t, r.j.st, id))
+	// One a previous run left unfinished is the engine's (restart
+	// recovery's), at once.
+	unfinished, err := r.j.st.UnfinishedTxns(ctx)
+	require.NoError(t, err)
+	r.j.after.useRecovery(unfinished, true, time.Now())
 	handled, err := r.j.after.event(ctx, ev, false)
 	require.NoError(t, err)
-	require.False(t, handled, "a payment unfinished after the wait is the engine's (restart recovery's)")
-	// One the engine has decided is left unacked, for the broker to deliver
-	// again, rather than given to an engine that would ignore it.
-	handled, err = r.j.after.event(ctx, ev, true)
-	require.ErrorContains(t, err, "left for redelivery")
-	require.True(t, handled)
-	require.Empty(t, afterSaleRecords(t, r.j.st, id))
+	require.False(t, handled)
+	r.j.after.useRecovery(nil, true, time.Now())
 	r.j.after.finishWait = finishWait
 
 	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: "S1"}, successResponse(t, "S1", id, 1234), time.Now()))

@@ -277,6 +277,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		a.log.Error("list unfinished transactions", "err", err)
 	}
+	after.useRecovery(unfinished, err == nil, j.restarted) // their events are recovery's (agent/aftersale.go)
 
 	screens := []Screens{logDisplay{log: a.log.With("component", "display")}}
 	if a.cfg.DisplayURL != "" {

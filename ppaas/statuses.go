@@ -144,9 +144,15 @@ func (s *Statuses) ChargedBack(ev Event) bool {
 
 // ParseStatuses parses "SPELLING=state,..." (e.g. "AUTHORIZED=approved,
 // PENDING=pending"); states are the wire statuses of this package, or
-// charged_back (ChargedBackState) for a chargeback spelling.
+// charged_back (ChargedBackState) for a chargeback spelling. A spelling is
+// a chargeback or a state, never both: a chargeback spelling that is a wire
+// status (REFUNDED=charged_back would make every refund a chargeback) or is
+// mapped to a state is refused, and so is a state given to a chargeback
+// spelling (CHARGED_BACK=approved would answer a chargeback as a payment).
 func ParseStatuses(spec string) (*Statuses, error) {
 	s := &Statuses{m: map[string]State{}, chargebacks: map[string]struct{}{}}
+	mapped := map[string]string{} // chargebackKey of a spelling mapped to a state → its entry
+	var chargebacks []string      // the chargeback entries
 	for _, item := range strings.Split(spec, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
@@ -158,13 +164,28 @@ func ParseStatuses(spec string) (*Statuses, error) {
 			return nil, fmt.Errorf("%q: want SPELLING=state", item)
 		}
 		if strings.EqualFold(st, ChargedBackState) {
-			s.chargebacks[chargebackKey(raw)] = struct{}{}
+			k := chargebackKey(raw)
+			if State(strings.ToLower(k)).wire() {
+				return nil, fmt.Errorf("%q: %s is a PPaaS status, it cannot also mean a chargeback (every %s would be one)", item, raw, strings.ToLower(k))
+			}
+			s.chargebacks[k] = struct{}{}
+			chargebacks = append(chargebacks, item)
 			continue
 		}
 		if !State(st).wire() {
 			return nil, fmt.Errorf("%q: %q is not a status (created, awaiting_consumer, pending, confirming, approved, declined, cancelled, expired, refunded, or charged_back)", item, st)
 		}
+		if k := chargebackKey(raw); slices.Contains(DefaultChargebackSpellings, k) {
+			return nil, fmt.Errorf("%q: %s is a chargeback spelling (decoded as refunded and told apart as a chargeback); it cannot be mapped to a status", item, raw)
+		}
 		s.m[strings.ToUpper(raw)] = State(st)
+		mapped[chargebackKey(raw)] = item
+	}
+	for _, item := range chargebacks {
+		raw, _, _ := strings.Cut(item, "=")
+		if other, ok := mapped[chargebackKey(raw)]; ok {
+			return nil, fmt.Errorf("%q and %q: a spelling is a chargeback or a status, not both", other, item)
+		}
 	}
 	return s, nil
 }

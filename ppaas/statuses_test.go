@@ -163,3 +163,29 @@ func FuzzParseChargebackReasons(f *testing.F) {
 		}
 	})
 }
+
+// Review: "REFUNDED=charged_back" was accepted and made every plain refund a
+// chargeback. A spelling is a chargeback or a status, never both, whatever
+// the order of the entries; a chargeback spelling mapped to a status would
+// answer a chargeback as that status.
+func TestParseStatusesRefusesAChargebackSpellingThatIsAStatus(t *testing.T) {
+	for _, spec := range []string{
+		"REFUNDED=charged_back",
+		"refunded=charged_back",
+		"Awaiting-Consumer=charged_back",
+		"approved=charged_back",
+		"AUTHORIZED=approved, Authorized=charged_back",
+		"AUTHORIZED=charged_back, AUTHORIZED=approved",
+		"RETRO-CESSION=charged_back, RETRO CESSION=refunded",
+		"CHARGED_BACK=approved",
+		"chargeback=refunded",
+	} {
+		_, err := ParseStatuses(spec)
+		require.Error(t, err, spec)
+	}
+	s, err := ParseStatuses("AUTHORIZED=approved, RETROCESSION=charged_back")
+	require.NoError(t, err)
+	ev := Event{RawStatus: "refunded", Status: s.State("refunded")}
+	require.Equal(t, Refunded, ev.Status)
+	require.False(t, s.ChargedBack(ev), "a plain refund stays a refund")
+}

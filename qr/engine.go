@@ -560,15 +560,6 @@ func (e *Engine) handleEvent(ctx context.Context, ev ppaas.Event, pass bool) (de
 		e.log.Info("qr event type ignored", "event_id", ev.EventID, "type", ev.Type)
 		return false, nil
 	}
-	if pass && ev.Status == ppaas.Refunded && t.overtaken(ev.Sequence) {
-		// The refund's event overtook the approval's (reordered, or the
-		// approval's lost): PPaaS refunds only what it approved, so the
-		// approval is applied, and the refund, now an update of an approved
-		// payment, is the caller's to tell (ApplyEvent).
-		err := e.apply(ctx, t, ppaas.Approved, source{kind: "event", id: ev.TransactionID, ref: ev.ProviderReference,
-			reason: "approval implied by the provider's refund (event " + ev.EventID + ")"})
-		return err == nil, err
-	}
 	src := source{kind: "event", eventID: ev.EventID, seq: ev.Sequence, reason: ev.StatusReason, ref: ev.ProviderReference, id: ev.TransactionID}
 	if pass {
 		src.passed = &decided

@@ -265,7 +265,22 @@ func (s *Subscriber) session(ctx context.Context) error {
 	stopped := make(chan struct{})
 	read := make(chan error, 1)
 	pinged := make(chan error, 1)
-	go func() { read <- c.run(func(m *mqttMessage) { s.onMessage(ctx, m) }) }()
+	// An event left unacked ends the session: an MQTT 3.1.1 broker delivers
+	// it again only on the next one. The messages after it are left unacked
+	// too, for the next session to deliver in order. Run's backoff bounds the
+	// reconnects of an event that keeps failing.
+	failed := make(chan error, 1)
+	unacked := false // read by the reader goroutine only
+	handle := func(m *mqttMessage) {
+		if unacked {
+			return
+		}
+		if err := s.onMessage(ctx, m); err != nil {
+			unacked = true
+			failed <- err
+		}
+	}
+	go func() { read <- c.run(handle) }()
 	go func() { pinged <- c.ping(stopped) }()
 	defer func() {
 		close(stopped)
@@ -292,44 +307,48 @@ func (s *Subscriber) session(ctx context.Context) error {
 	case err := <-pinged:
 		pinged <- err
 		return fmt.Errorf("mqtt connection lost: %w", err)
+	case err := <-failed:
+		return fmt.Errorf("mqtt session ended for the broker to deliver an unapplied event again: %w", err)
 	}
 }
 
 // onMessage runs in the session's reader goroutine, one message at a time in
-// arrival order. It acks only what is handled; anything else is left unacked
-// and the broker redelivers it on the next session.
-func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) {
+// arrival order. It acks only what is handled; anything else is left unacked,
+// with an error (the session then ends), and the broker redelivers it on the
+// next session.
+func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) error {
 	ev, err := s.cfg.Statuses.DecodeEvent(m.Payload())
 	if err != nil {
 		// Redelivering a malformed payload can never succeed: ack and drop.
 		s.log.Error("mqtt event dropped", "topic", m.Topic(), "err", err)
 		m.Ack()
-		return
+		return nil
 	}
 	log := s.log.With("event_id", ev.EventID, "transaction_id", ev.TransactionID, "status", ev.Status, "sequence", ev.Sequence)
 	if d, ok := s.cfg.Handler.(selfDeduplicating); !ok || !d.DeduplicatesEvent(ev) {
 		seen, err := s.cfg.Events.SeenEvent(ctx, ev.EventID)
 		if err != nil {
 			log.Error("mqtt event de-dup failed; left unacked", "err", err)
-			return
+			return fmt.Errorf("event %s: de-dup: %w", ev.EventID, err)
 		}
 		if seen {
 			log.Info("mqtt duplicate event ignored")
 			m.Ack()
-			return
+			return nil
 		}
 	}
 	if err := s.cfg.Handler.HandleEvent(ctx, ev); err != nil {
 		// Not marked seen: the broker redelivers it on the next session and
 		// it is applied then (polling may recover the state sooner).
 		log.Error("mqtt event not applied; left unacked", "err", err)
-		return
+		return fmt.Errorf("event %s: %w", ev.EventID, err)
 	}
 	if err := s.cfg.Events.MarkEvent(ctx, ev.EventID); err != nil {
 		// Applied: a redelivery is applied again, which changes nothing.
 		log.Warn("mqtt event applied but not marked seen", "err", err)
 	}
 	m.Ack()
+	return nil
 }
 
 // Polling: the first-class event source. The PPaaS document does not say how

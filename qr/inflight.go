@@ -26,6 +26,17 @@ func (e *Engine) InFlight(ev ppaas.Event) bool {
 // event that decided it from news (a refund, a chargeback, an approval of a
 // payment decided otherwise).
 func (e *Engine) Decided(ev ppaas.Event) bool {
+	_, decided := e.Payment(ev)
+	return decided
+}
+
+// Payment is InFlight and Decided in one look: the clientTransactionId of
+// the payment in flight ev names ("": none), and whether its state is final.
+// An event naming the payment by its PPaaS transactionId only gets the id the
+// caller's journal knows the payment by, before the journal has indexed the
+// PPaaS id (issue 14: that index commits with the payment's next durable
+// write).
+func (e *Engine) Payment(ev ppaas.Event) (ctid string, decided bool) {
 	e.mu.Lock()
 	t := e.byClient[ev.ClientTransactionID]
 	if t == nil || ev.ClientTransactionID == "" {
@@ -35,30 +46,19 @@ func (e *Engine) Decided(ev ppaas.Event) bool {
 		}
 	}
 	e.mu.Unlock()
-	return t != nil && t.final()
+	if t == nil {
+		return "", false
+	}
+	return t.ctid, t.final()
 }
 
 // ApplyEvent is HandleEvent for a caller that hands on what the engine does
 // not apply: decided is true, and nothing was applied or logged, when ev's
 // payment is no longer in flight or its state is final (decided meanwhile,
 // by a poll, a cancel's answer or another event). Checking Decided and
-// InFlight first is not enough: the payment may end in between. A refund of
-// a payment still undecided here (its event overtook the approval's) applies
-// the approval it implies and is handed on too (decided true): the payment is
-// answered approved and the refund told as an update of it, as when the
-// events come in order.
+// InFlight first is not enough: the payment may end in between.
 func (e *Engine) ApplyEvent(ctx context.Context, ev ppaas.Event) (decided bool, err error) {
 	return e.handleEvent(ctx, ev, true)
-}
-
-// overtaken reports whether an update at sequence seq (0: none given) finds
-// t undecided and is not older than what t applied: a refund so found has
-// overtaken the approval it implies (handleEvent).
-func (t *txn) overtaken(seq int64) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s := t.m.state
-	return s != "" && !s.Final() && s != Unknown && (seq == 0 || seq > t.m.lastSeq)
 }
 
 // DeduplicatesEvent implements the Subscriber's optional selfDeduplicating:

@@ -86,50 +86,53 @@ func TestApplyEventPassesBackUpdatesOfDecidedPayments(t *testing.T) {
 	require.False(t, e.Decided(ppaas.Event{}))
 }
 
-// A refund whose event overtook the approval's (reordered; or the approval's
-// lost): ApplyEvent applies the approval it implies — PPaaS refunds only
-// what it approved — without the refund's event id or sequence, and hands
-// the refund back for the after-sale desk. The payment ends approved, as
-// when the events come in order. A stale refund (not past the last applied
-// sequence) implies nothing; HandleEvent keeps ignoring the illegal move.
-func TestApplyEventRefundOvertakingTheApproval(t *testing.T) {
-	newTxn := func(e *Engine) *txn {
-		tx := &txn{ctid: "c1", done: make(chan struct{}), moved: make(chan struct{}, 1)}
-		tx.m.state, tx.m.lastSeq = ppaas.Pending, 2
-		require.NoError(t, e.register(tx))
-		e.index(tx, "qr-1")
-		return tx
+// Payment names the payment in flight an event is about by the id the
+// caller's journal knows it by, also for an event naming only its PPaaS id,
+// and says whether it is decided.
+func TestPaymentNamesThePaymentInFlight(t *testing.T) {
+	e := &Engine{byClient: map[string]*txn{}, byID: map[string]*txn{}}
+	tx := &txn{ctid: "c1"}
+	tx.m.state = ppaas.AwaitingConsumer
+	require.NoError(t, e.register(tx))
+	e.index(tx, "qr-1")
+	for _, ev := range []ppaas.Event{{ClientTransactionID: "c1"}, {TransactionID: "qr-1"}} {
+		ctid, decided := e.Payment(ev)
+		require.Equal(t, "c1", ctid)
+		require.False(t, decided)
 	}
+	tx.m.state = ppaas.Approved
+	ctid, decided := e.Payment(ppaas.Event{TransactionID: "qr-1"})
+	require.Equal(t, "c1", ctid)
+	require.True(t, decided)
+	ctid, decided = e.Payment(ppaas.Event{TransactionID: "qr-2"})
+	require.Empty(t, ctid)
+	require.False(t, decided)
+	e.unregister(tx)
+	ctid, _ = e.Payment(ppaas.Event{TransactionID: "qr-1"})
+	require.Empty(t, ctid)
+}
+
+// Review: a refund event reaching a payment still undecided (it overtook the
+// approval's, or the approval's was lost) was taken for the approval it
+// implies, and the POS answered Success. A status decoded as refunded is not
+// proof of an approval (an operator's spelling mapped to refunded, a platform
+// quirk): the payment ignores the illegal move and stays undecided, its
+// timeout ends it unknown and the reversal settles it.
+func TestRefundOfAnUndecidedPaymentImpliesNoApproval(t *testing.T) {
 	rec := &memRecorder{}
 	e := &Engine{byClient: map[string]*txn{}, byID: map[string]*txn{}, rec: rec, log: slog.New(slog.DiscardHandler)}
-	tx := newTxn(e)
-	refunded := ppaas.Event{EventID: "rf", Type: ppaas.EventTypeStatus, ClientTransactionID: "c1", TransactionID: "qr-1", Status: ppaas.Refunded, Sequence: 4}
-
-	stale := refunded
-	stale.Sequence = 2
-	decided, err := e.ApplyEvent(t.Context(), stale)
-	require.NoError(t, err)
-	require.False(t, decided)
-	require.Equal(t, ppaas.Pending, tx.state(), "a stale refund implies nothing")
-
-	decided, err = e.ApplyEvent(t.Context(), refunded)
-	require.NoError(t, err)
-	require.True(t, decided, "the refund is handed on")
-	require.Equal(t, ppaas.Approved, tx.state())
-	require.Len(t, rec.ts, 1)
-	require.Equal(t, ppaas.Approved, rec.ts[0].To)
-	require.Empty(t, rec.ts[0].EventID, "the refund's event is not the approval's: the desk must not take it for applied")
-	require.Zero(t, rec.ts[0].Sequence)
-	require.Contains(t, rec.ts[0].Reason, "implied by the provider's refund")
-
-	// The approval's own event, arriving late: the payment is decided.
-	decided, err = e.ApplyEvent(t.Context(), ppaas.Event{EventID: "ap", Type: ppaas.EventTypeStatus, ClientTransactionID: "c1", Status: ppaas.Approved, Sequence: 3})
-	require.NoError(t, err)
-	require.True(t, decided)
-	require.Len(t, rec.ts, 1)
-
-	e2 := &Engine{byClient: map[string]*txn{}, byID: map[string]*txn{}, rec: &memRecorder{}, log: slog.New(slog.DiscardHandler)}
-	tx2 := newTxn(e2)
-	require.NoError(t, e2.HandleEvent(t.Context(), refunded))
-	require.Equal(t, ppaas.Pending, tx2.state(), "HandleEvent alone keeps ignoring the illegal move")
+	tx := &txn{ctid: "c1", done: make(chan struct{}), moved: make(chan struct{}, 1)}
+	tx.m.state, tx.m.lastSeq = ppaas.Pending, 2
+	require.NoError(t, e.register(tx))
+	e.index(tx, "qr-1")
+	for _, ev := range []ppaas.Event{
+		{EventID: "rf", Type: ppaas.EventTypeStatus, ClientTransactionID: "c1", TransactionID: "qr-1", Status: ppaas.Refunded, Sequence: 4},
+		{EventID: "rf2", Type: ppaas.EventTypeStatus, TransactionID: "qr-1", Status: ppaas.Refunded},
+	} {
+		decided, err := e.ApplyEvent(t.Context(), ev)
+		require.NoError(t, err)
+		require.False(t, decided, "not handed on as an update of an approval")
+	}
+	require.Equal(t, ppaas.Pending, tx.state())
+	require.Empty(t, rec.ts, "nothing applied or recorded")
 }

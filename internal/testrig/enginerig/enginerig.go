@@ -8,6 +8,7 @@ package enginerig
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -130,9 +131,19 @@ func (l *EventLog) SeenEvent(ctx context.Context, id string) (bool, error) {
 // Handler keeps every event that got past the de-duplication and hands it
 // to the engine in use (Use), if any.
 type Handler struct {
-	eng atomic.Pointer[qr.Engine]
-	mu  sync.Mutex
-	evs []ppaas.Event
+	eng   atomic.Pointer[qr.Engine]
+	mu    sync.Mutex
+	evs   []ppaas.Event
+	fail  func(ppaas.Event) bool // Fail
+	fails int
+}
+
+// Fail makes the handler fail the next n events match picks (a journal
+// write that did not commit): the subscriber leaves them unacked.
+func (h *Handler) Fail(n int, match func(ppaas.Event) bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fail, h.fails = match, n
 }
 
 // Use makes e the engine events go to.
@@ -142,7 +153,14 @@ func (h *Handler) Use(e *qr.Engine) { h.eng.Store(e) }
 func (h *Handler) HandleEvent(ctx context.Context, ev ppaas.Event) error {
 	h.mu.Lock()
 	h.evs = append(h.evs, ev)
+	fail := h.fails > 0 && h.fail(ev)
+	if fail {
+		h.fails--
+	}
 	h.mu.Unlock()
+	if fail {
+		return errors.New("enginerig: handler told to fail this event")
+	}
 	if e := h.eng.Load(); e != nil {
 		return e.HandleEvent(ctx, ev)
 	}
