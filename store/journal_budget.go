@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -259,18 +260,37 @@ func (s *Store) budgetLoop() {
 		<-s.jbudget.stop
 		cancel()
 	}()
+	// Once writes settle, the journal is measured again if anything was
+	// written since the last measure: between the measures journalGrew
+	// asks for, the size is an estimate, and a burst that ends short of the
+	// next one would leave it (and the file, if over the budget) as the
+	// burst left it (TestJournalMeasuredOnceWritesSettle).
+	settle := time.NewTimer(budgetSettle)
+	settle.Stop()
+	defer settle.Stop()
+	measured := int64(-1) // starts counted at the last measure
 	for {
 		select {
 		case <-s.jbudget.stop:
 			return
 		case <-s.jbudget.kick:
+		case <-settle.C:
+			if s.jbudget.starts.Load() == measured {
+				continue // nothing written since: idle until the next write asks
+			}
 		}
+		measured = s.jbudget.starts.Load()
 		if _, err := s.EnforceJournalBudget(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("journal budget", "err", err)
 		}
 		s.jbudget.runs.Add(1)
+		settle.Reset(budgetSettle)
 	}
 }
+
+// budgetSettle is how long after a measure the journal is measured again
+// when anything was written since.
+const budgetSettle = time.Second
 
 // EnforceJournalBudget evicts the oldest finished transactions while the
 // journal is over Options.JournalMaxBytes, down to 80% of it. It never

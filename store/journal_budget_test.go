@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -307,4 +308,34 @@ func TestJournalEvictionStopsWhenCancelled(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.Zero(t, n)
 	require.Zero(t, s.JournalStats().Evicted)
+}
+
+// Between the measures journalGrew asks for (every 256 starts, or near the
+// budget) the journal's size is an estimate. Once writes settle, the
+// journal is measured again if anything was written since, so a burst that
+// ends short of the next measure leaves neither the figure nor the file as
+// the burst left them; an idle journal is not measured again.
+func TestJournalMeasuredOnceWritesSettle(t *testing.T) {
+	s, _ := openTest(t, Options{NoSync: true, JournalMaxBytes: 64 << 20, PruneInterval: -1})
+	ctx := context.Background()
+	start := func(i int) {
+		_, err := s.StartTxn(ctx, TxnRef{ID: fmt.Sprintf("t%04d", i), SaleID: "POS1", ServiceID: fmt.Sprint(i)}, Transition{State: "started", Data: json.RawMessage(`"` + strings.Repeat("r", 512) + `"`)})
+		require.NoError(t, err)
+	}
+	for i := range 256 { // the 256th asks for a measure
+		start(i)
+	}
+	require.Eventually(t, func() bool { return s.jbudget.runs.Load() >= 1 }, 10*time.Second, time.Millisecond)
+	runs := s.jbudget.runs.Load()
+	for i := 256; i < 300; i++ { // short of the next measure
+		start(i)
+	}
+	require.Eventually(t, func() bool { return s.jbudget.runs.Load() > runs }, 10*time.Second, 5*time.Millisecond,
+		"the writes after the last measure are measured once they settle")
+	var pages int64
+	require.NoError(t, s.view(func(tx *bolt.Tx) error { pages, _ = measureJournal(tx); return nil }))
+	require.Equal(t, pages, s.JournalStats().Bytes, "the figure is the measure, not the estimate")
+	runs = s.jbudget.runs.Load()
+	require.Never(t, func() bool { return s.jbudget.runs.Load() > runs }, 2*budgetSettle+500*time.Millisecond, 50*time.Millisecond,
+		"an idle journal is not measured again")
 }
