@@ -109,6 +109,31 @@ type afterSale struct {
 	interrupted map[string]struct{}
 	unlisted    bool
 	runStart    time.Time
+
+	// unfinishable are payments of this run whose final response could not
+	// be journaled (journal.finish failed): restart recovery settles them,
+	// their events are not waited for (a wait that always fails would end
+	// MQTT session after session). Bounded: cleared when full, the wait and
+	// the subscriber's cap on session ends still apply then.
+	unfinMu      sync.Mutex
+	unfinishable map[string]struct{}
+}
+
+// maxUnfinishable bounds afterSale.unfinishable.
+const maxUnfinishable = 1024
+
+// finishFailed tells the desk that payment id's final response could not be
+// journaled this run.
+func (a *afterSale) finishFailed(id string) {
+	if a == nil {
+		return
+	}
+	a.unfinMu.Lock()
+	defer a.unfinMu.Unlock()
+	if a.unfinishable == nil || len(a.unfinishable) >= maxUnfinishable {
+		a.unfinishable = map[string]struct{}{}
+	}
+	a.unfinishable[id] = struct{}{}
 }
 
 // useRecovery tells the desk which unfinished payments restart recovery
@@ -126,6 +151,12 @@ func (a *afterSale) useRecovery(txns []store.Txn, listed bool, runStart time.Tim
 // recovering reports whether restart recovery owns unfinished payment t.
 func (a *afterSale) recovering(t store.Txn) bool {
 	if _, ok := a.interrupted[t.ID]; ok {
+		return true
+	}
+	a.unfinMu.Lock()
+	_, failed := a.unfinishable[t.ID]
+	a.unfinMu.Unlock()
+	if failed {
 		return true
 	}
 	return a.unlisted && t.Started.Before(a.runStart)

@@ -267,7 +267,13 @@ func (j journal) Finish(ctx context.Context, txn nexo.Txn, response *nexo.Respon
 	if txn.POITransactionID == "" {
 		return fmt.Errorf("journal finish %s/%s: no POI transaction id", txn.SaleID, txn.ServiceID)
 	}
-	return j.finish(ctx, store.Txn{TxnRef: store.TxnRef{ID: txn.POITransactionID, SaleID: txn.SaleID, ServiceID: txn.ServiceID}}, response, at, nil)
+	err := j.finish(ctx, store.Txn{TxnRef: store.TxnRef{ID: txn.POITransactionID, SaleID: txn.SaleID, ServiceID: txn.ServiceID}}, response, at, nil)
+	if err != nil {
+		// Unfinished until restart recovery (or its reversal) settles it:
+		// the after-sale desk must not wait for its final response.
+		j.after.finishFailed(txn.POITransactionID)
+	}
+	return err
 }
 
 // errReversalOwns: a Success was about to be journaled for a transaction that

@@ -2,6 +2,7 @@ package qr
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -95,6 +96,41 @@ type Subscriber struct {
 	changed chan struct{} // closed and replaced whenever up changes
 
 	token string // the password of the last connect, to invalidate it when refused
+
+	// ended counts, per event (its payload's hash), the sessions its failure
+	// ended. Past maxSessionEnds an event that keeps failing no longer ends
+	// the session: it stays unacked, for the broker's next session, while
+	// the events after it are applied (a poison event must not hold back
+	// every payment's). Bounded: cleared when full. Sessions run one at a
+	// time; mu guards it anyway.
+	ended map[[sha256.Size]byte]int
+}
+
+// maxSessionEnds is how many sessions one failing event may end.
+const maxSessionEnds = 3
+
+// maxEndedTracked bounds Subscriber.ended.
+const maxEndedTracked = 256
+
+// endSessionFor counts a failure of the event with payload p and reports
+// whether it should end the session (the first maxSessionEnds times).
+func (s *Subscriber) endSessionFor(p []byte) bool {
+	k := sha256.Sum256(p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended == nil || len(s.ended) >= maxEndedTracked {
+		s.ended = map[[sha256.Size]byte]int{}
+	}
+	s.ended[k]++
+	return s.ended[k] <= maxSessionEnds
+}
+
+// applied forgets the failures of the event with payload p.
+func (s *Subscriber) applied(p []byte) {
+	k := sha256.Sum256(p)
+	s.mu.Lock()
+	delete(s.ended, k)
+	s.mu.Unlock()
 }
 
 // invalidate drops the refused token from the credentials' cache.
@@ -268,16 +304,27 @@ func (s *Subscriber) session(ctx context.Context) error {
 	// An event left unacked ends the session: an MQTT 3.1.1 broker delivers
 	// it again only on the next one. The messages after it are left unacked
 	// too, for the next session to deliver in order. Run's backoff bounds the
-	// reconnects of an event that keeps failing.
+	// reconnects; an event that ended maxSessionEnds sessions ends no more:
+	// it stays unacked and the events after it are applied
+	// (TestPoisonEventHoldsBackNoOtherPayment).
 	failed := make(chan error, 1)
 	unacked := false // read by the reader goroutine only
 	handle := func(m *mqttMessage) {
 		if unacked {
 			return
 		}
-		if err := s.onMessage(ctx, m); err != nil {
+		err := s.onMessage(ctx, m)
+		switch {
+		case err == nil:
+			s.applied(m.Payload())
+		case s.endSessionFor(m.Payload()):
 			unacked = true
 			failed <- err
+		default:
+			// It ended maxSessionEnds sessions already: left unacked for
+			// the broker's next session, the events after it go on.
+			s.log.Error("mqtt event keeps failing; left unacked for the broker's next session while the events after it are applied",
+				"sessions_ended", maxSessionEnds, "err", err)
 		}
 	}
 	go func() { read <- c.run(handle) }()

@@ -45,3 +45,41 @@ func TestEventLeftUnackedIsAppliedOnTheRedeliveryAfterAReconnect(t *testing.T) {
 	require.Equal(t, fails+1, approvals, "delivered, failed, delivered again")
 	w.WaitSubscribed()
 }
+
+// Review: one event whose handler always fails (a poison event: say, a
+// payment whose final write failed) ended every session, and the broker
+// delivers it first on each new one: the events after it, of every payment,
+// never arrived. It ends maxSessionEnds sessions; after that it stays
+// unacked for the broker's next session and the events after it are
+// applied: payment B is approved by its own event, not by a timeout. (With
+// the embedded broker the churn does not always hold B back; the cap itself
+// is TestOneFailingEventEndsAtMostThreeSessions.)
+func TestPoisonEventHoldsBackNoOtherPayment(t *testing.T) {
+	w := newWorld(t, enginerig.Options{})
+	e := w.Engine(qr.Config{Timeout: 6 * time.Second}, w.disp)
+	a, b := uuid.NewString(), uuid.NewString()
+	w.Handler.Fail(1<<30, func(ev ppaas.Event) bool { return ev.ClientTransactionID == a && ev.Status == ppaas.Approved })
+	before := w.creds.calls.Load()
+	cha := w.payAsync(t.Context(), e, a)
+	txa := w.WaitTx(a)
+	_, err := w.Sim.Act(txa.TransactionID, "pay")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(w.Handler.Events(a)) > 3 }, 5*time.Second, 5*time.Millisecond,
+		"A's approval delivered again after each of the sessions it ended")
+	chb := w.payAsync(t.Context(), e, b)
+	txb := w.WaitTx(b)
+	paid := time.Now()
+	_, err = w.Sim.Act(txb.TransactionID, "pay")
+	require.NoError(t, err)
+	rb := w.await(chb)
+	require.NoError(t, rb.err)
+	require.Equal(t, qr.ResultApproved, rb.o.Result)
+	require.Less(t, time.Since(paid), 3*time.Second, "B's approval arrived by its event, not at the timeout")
+	var approved bool
+	for _, ev := range w.Handler.Events(b) {
+		approved = approved || ev.Status == ppaas.Approved
+	}
+	require.True(t, approved, "B's approval event reached the handler")
+	require.LessOrEqual(t, w.creds.calls.Load(), before+1+3, "A ended three sessions, no more")
+	w.await(cha) // A: its timeout's cancel finds it paid
+}
