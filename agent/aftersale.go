@@ -365,7 +365,10 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event, decided bool) (ha
 		return true, nil
 	}
 	resp := e.Response
-	rec, ok := a.classify(ctx, t, resp, ev)
+	rec, ok, err := a.classify(ctx, t, resp, ev)
+	if err != nil {
+		return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err) // left unacked: redelivered
+	}
 	if !ok {
 		a.log.Info("qr late update: nothing new for the POS", "poi_transaction_id", t.ID, "status", ev.Status, "event_id", ev.EventID)
 		return true, nil
@@ -431,7 +434,7 @@ func (a *afterSale) reversalOwns(ctx context.Context, t store.Txn) (bool, error)
 }
 
 // classify says what a late event means for payment t, answered resp.
-func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Response, ev ppaas.Event) (afterSaleRecord, bool) {
+func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Response, ev ppaas.Event) (afterSaleRecord, bool, error) {
 	rec := afterSaleRecord{Status: ev.Status, EventID: ev.EventID, TransactionID: ev.TransactionID}
 	paid := resp.Status.Result == nexo.Success && resp.Payment != nil && resp.Payment.Result != nil
 	if paid {
@@ -445,7 +448,13 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 		// response tells it, and one answered InProgress is notified when the
 		// refund desk settles it (refundSettled).
 		var byPOS int64
-		if r, err := readRefundable(ctx, a.st, t.ID, t.SaleID); err == nil {
+		r, err := readRefundable(ctx, a.st, t.ID, t.SaleID)
+		if e := (*nexo.Error)(nil); errors.As(err, &e) && e.Condition == nexo.UnavailableService {
+			// The journal could not be read: "the POS refunded nothing"
+			// would be a guess. Left unacked, read again on redelivery.
+			return rec, false, fmt.Errorf("read the POS's refunds of %s: %w", t.ID, err)
+		}
+		if err == nil {
 			for _, m := range r.reserved {
 				byPOS += m.Amount
 			}
@@ -461,7 +470,7 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 			}
 		} else {
 			if byPOS >= rec.Amount.Amount || viewQR(t).state == ppaas.Refunded || a.isOwn(t.ID) {
-				return rec, false // the POS refunded or reversed it all: its responses say so
+				return rec, false, nil // the POS refunded or reversed it all: its responses say so
 			}
 			// The provider refunded what the POS's own refunds do not explain.
 			rec.Amount.Amount -= byPOS
@@ -473,13 +482,18 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 		if ev.StatusReason != "" && !strings.Contains(rec.Text, ev.StatusReason) {
 			rec.Text += " (" + ev.StatusReason + ")"
 		}
-		return rec, true
+		return rec, true, nil
 	case !paid && ev.Status == ppaas.Approved && resp.Status.Result == nexo.Failure:
 		// The POS was told the payment failed: unless a reversal owns its
 		// outcome, the consumer was charged for a sale that did not happen.
 		// writeLocked checks again and queues its reversal in the same commit.
-		if owns, err := a.reversalOwns(ctx, t); owns || err != nil {
-			return rec, false
+		owns, err := a.reversalOwns(ctx, t)
+		if err != nil {
+			// Not "nothing new": a consumer may be charged for a failed sale.
+			return rec, false, fmt.Errorf("look for a reversal of %s: %w", t.ID, err)
+		}
+		if owns {
+			return rec, false, nil
 		}
 		v := viewQR(t)
 		if p := v.payment; p != nil {
@@ -491,25 +505,25 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 			// payment's own create made: never reverse on its word.
 			a.log.Warn("qr approval names another PPaaS transaction than the journal's; not acted on",
 				"poi_transaction_id", t.ID, "event_transaction_id", rec.TransactionID, "journal_transaction_id", v.transactionID, "event_id", ev.EventID)
-			return rec, false
+			return rec, false, nil
 		case v.transactionID != "":
 			rec.TransactionID = v.transactionID
 		case rec.TransactionID == "":
-			return rec, false // no PPaaS id to reverse by: nothing to act on
+			return rec, false, nil // no PPaaS id to reverse by: nothing to act on
 		}
 		rec.Kind = afterApprovedLate
 		rec.Text = fmt.Sprintf("approved at PPaaS (%s) after the POS was told it failed (%s): the agent is reversing it; the outcome follows",
 			formatMinor(rec.Amount), resp.Status.ErrorCondition)
-		return rec, true
+		return rec, true, nil
 	case !paid && ev.Status == ppaas.Cancelled && strings.EqualFold(ev.Provider["refund"], "owed"):
 		if p := viewQR(t).payment; p != nil {
 			rec.Amount = ppaas.Amount{Amount: p.Amount.Minor, Currency: p.Amount.Currency}
 		}
 		rec.Kind = afterRefundOwed
 		rec.Text = "cancelled after the consumer paid: the provider owes the consumer a refund of " + formatMinor(rec.Amount) + "; manual action needed"
-		return rec, true
+		return rec, true, nil
 	}
-	return rec, false
+	return rec, false, nil
 }
 
 // appendSettled is journal.settle's write (what a reversal made of an unknown

@@ -102,3 +102,22 @@ func TestRedeliveredApprovalWithoutSequenceRaisesNoNews(t *testing.T) {
 	require.Len(t, outboxOf(t, r.j.st, store.KindAdvice), 1, "an approval not seen before is news")
 	require.Equal(t, map[string]int{afterApprovedLate: 1}, r.counts)
 }
+
+// Review: a journal read that failed while classifying an update was taken
+// for "nothing new": an approval of a payment the POS was told failed was
+// acked (and marked seen), and no reversal was ever queued. It is an error
+// now: the event stays unacked and is classified again on redelivery.
+func TestClassifyLeavesAStoreErrorUnacked(t *testing.T) {
+	st := openStore(t, store.Options{NoSync: true})
+	a := newAfterSale(st, quietLog())
+	failed := &nexo.Response{Status: nexo.ResponseStatus{Result: nexo.Failure}}
+	paid := &nexo.Response{Status: nexo.ResponseStatus{Result: nexo.Success}, Payment: &nexo.PaymentResponse{Result: &nexo.PaymentResult{AuthorizedAmount: nexo.Amount{Minor: 100, Currency: "EUR"}}}}
+	txn := store.Txn{TxnRef: store.TxnRef{ID: "p1", SaleID: "POS1", ServiceID: "1"}}
+	require.NoError(t, st.Close()) // every read fails from here
+	_, ok, err := a.classify(t.Context(), txn, failed, ppaas.Event{EventID: "e1", Status: ppaas.Approved, TransactionID: "qr-1"})
+	require.Error(t, err, "approval of a failed payment: the reversal check could not read the journal")
+	require.False(t, ok)
+	_, ok, err = a.classify(t.Context(), txn, paid, ppaas.Event{EventID: "e2", Status: ppaas.Refunded, TransactionID: "qr-1"})
+	require.Error(t, err, "refund: the POS's own refunds could not be read")
+	require.False(t, ok)
+}
