@@ -268,9 +268,10 @@ func (j journal) Finish(ctx context.Context, txn nexo.Txn, response *nexo.Respon
 		return fmt.Errorf("journal finish %s/%s: no POI transaction id", txn.SaleID, txn.ServiceID)
 	}
 	err := j.finish(ctx, store.Txn{TxnRef: store.TxnRef{ID: txn.POITransactionID, SaleID: txn.SaleID, ServiceID: txn.ServiceID}}, response, at, nil)
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrTxnFinal) && !errors.Is(err, errRefundPending) {
 		// Unfinished until restart recovery (or its reversal) settles it:
-		// the after-sale desk must not wait for its final response.
+		// the after-sale desk must not wait for its final response. (Final
+		// already, or a refund answered pending: nothing to wait for.)
 		j.after.finishFailed(txn.POITransactionID)
 	}
 	return err

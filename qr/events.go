@@ -82,6 +82,10 @@ type SubscriberConfig struct {
 	DeniedBackoff time.Duration // delay after "not authorized", default 5 min
 	KeepAlive     time.Duration // default 30 s
 	Timeout       time.Duration // connect/subscribe timeout, default 10 s
+	// HeldRetry is how long a session goes on while an event that keeps
+	// failing is held unacked: then it ends, for the broker to deliver the
+	// event again. Default 1 min.
+	HeldRetry time.Duration
 }
 
 // Subscriber keeps one MQTT session to the broker and feeds events to the
@@ -162,6 +166,7 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	def(&cfg.MinBackoff, 500*time.Millisecond)
 	def(&cfg.MaxBackoff, 30*time.Second)
 	def(&cfg.DeniedBackoff, 5*time.Minute)
+	def(&cfg.HeldRetry, time.Minute)
 	def(&cfg.KeepAlive, 30*time.Second)
 	def(&cfg.Timeout, 10*time.Second)
 	if cfg.Logger == nil {
@@ -304,11 +309,16 @@ func (s *Subscriber) session(ctx context.Context) error {
 	// An event left unacked ends the session: an MQTT 3.1.1 broker delivers
 	// it again only on the next one. The messages after it are left unacked
 	// too, for the next session to deliver in order. Run's backoff bounds the
-	// reconnects; an event that ended maxSessionEnds sessions ends no more:
-	// it stays unacked and the events after it are applied
-	// (TestPoisonEventHoldsBackNoOtherPayment).
+	// reconnects; an event that ended maxSessionEnds sessions ends no more
+	// at once: it is held (unacked) and the events after it are applied
+	// (TestPoisonEventHoldsBackNoOtherPayment). While anything is held the
+	// session still ends after HeldRetry, for the broker to deliver it again
+	// (nothing else would), and at once past maxHeld held events: each holds
+	// one of the broker's in-flight slots (mosquitto's default: 20).
 	failed := make(chan error, 1)
-	unacked := false // read by the reader goroutine only
+	held := make(chan struct{}, 1) // the first held event of the session
+	unacked := false               // read by the reader goroutine only
+	nheld := 0                     // likewise
 	handle := func(m *mqttMessage) {
 		if unacked {
 			return
@@ -317,14 +327,16 @@ func (s *Subscriber) session(ctx context.Context) error {
 		switch {
 		case err == nil:
 			s.applied(m.Payload())
-		case s.endSessionFor(m.Payload()):
+		case nheld+1 >= maxHeld || s.endSessionFor(m.Payload()):
 			unacked = true
 			failed <- err
 		default:
-			// It ended maxSessionEnds sessions already: left unacked for
-			// the broker's next session, the events after it go on.
-			s.log.Error("mqtt event keeps failing; left unacked for the broker's next session while the events after it are applied",
-				"sessions_ended", maxSessionEnds, "err", err)
+			nheld++
+			if nheld == 1 {
+				held <- struct{}{}
+			}
+			s.log.Error("mqtt event keeps failing; held unacked while the events after it are applied, delivered again on the next session",
+				"sessions_ended", maxSessionEnds, "held", nheld, "next_session_within", s.cfg.HeldRetry, "err", err)
 		}
 	}
 	go func() { read <- c.run(handle) }()
@@ -356,8 +368,29 @@ func (s *Subscriber) session(ctx context.Context) error {
 		return fmt.Errorf("mqtt connection lost: %w", err)
 	case err := <-failed:
 		return fmt.Errorf("mqtt session ended for the broker to deliver an unapplied event again: %w", err)
+	case <-held:
+		t := time.NewTimer(s.cfg.HeldRetry)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-read:
+			read <- err
+			return fmt.Errorf("mqtt connection lost: %w", err)
+		case err := <-pinged:
+			pinged <- err
+			return fmt.Errorf("mqtt connection lost: %w", err)
+		case err := <-failed:
+			return fmt.Errorf("mqtt session ended for the broker to deliver an unapplied event again: %w", err)
+		case <-t.C:
+			return errors.New("mqtt session ended for the broker to deliver held events again")
+		}
 	}
 }
+
+// maxHeld bounds the events held in one session, well under a broker's
+// in-flight window.
+const maxHeld = 5
 
 // onMessage runs in the session's reader goroutine, one message at a time in
 // arrival order. It acks only what is handled; anything else is left unacked,

@@ -83,3 +83,30 @@ func TestPoisonEventHoldsBackNoOtherPayment(t *testing.T) {
 	require.LessOrEqual(t, w.creds.calls.Load(), before+1+3, "A ended three sessions, no more")
 	w.await(cha) // A: its timeout's cancel finds it paid
 }
+
+// Review: an event held after its third failure was delivered again only
+// when the connection happened to drop, maybe days later. While an event is
+// held the session ends after HeldRetry, and the broker's redelivery is
+// applied.
+func TestHeldEventIsDeliveredAgainAfterHeldRetry(t *testing.T) {
+	w := newWorld(t, enginerig.Options{HeldRetry: 300 * time.Millisecond})
+	e := w.Engine(qr.Config{Timeout: 8 * time.Second}, w.disp)
+	ctid := uuid.NewString()
+	w.Handler.Fail(4, func(ev ppaas.Event) bool { return ev.ClientTransactionID == ctid && ev.Status == ppaas.Approved })
+	ch := w.payAsync(t.Context(), e, ctid)
+	tx := w.WaitTx(ctid)
+	paid := time.Now()
+	_, err := w.Sim.Act(tx.TransactionID, "pay")
+	require.NoError(t, err)
+	r := w.await(ch)
+	require.NoError(t, r.err)
+	require.Equal(t, qr.ResultApproved, r.o.Result)
+	require.Less(t, time.Since(paid), 5*time.Second, "applied on the delivery after the held one, not at the timeout")
+	var approvals int
+	for _, ev := range w.Handler.Events(ctid) {
+		if ev.Status == ppaas.Approved {
+			approvals++
+		}
+	}
+	require.Equal(t, 5, approvals, "three sessions ended, one held, then applied")
+}

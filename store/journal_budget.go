@@ -260,36 +260,37 @@ func (s *Store) budgetLoop() {
 		<-s.jbudget.stop
 		cancel()
 	}()
-	// Once writes settle, the journal is measured again if anything was
-	// written since the last measure: between the measures journalGrew
-	// asks for, the size is an estimate, and a burst that ends short of the
-	// next one would leave it (and the file, if over the budget) as the
-	// burst left it (TestJournalMeasuredOnceWritesSettle).
-	settle := time.NewTimer(budgetSettle)
-	settle.Stop()
+	// Every budgetSettle the journal is measured again if anything was
+	// committed since the last measure (a start, a final response, an
+	// after-sale record: the store's commits, outbox ones included):
+	// between the measures journalGrew asks for, the size is an estimate,
+	// and a burst that ends short of the next one would leave it (and the
+	// file, if over the budget) as the burst left it
+	// (TestJournalMeasuredOnceWritesSettle). Idle, the tick only compares a
+	// counter.
+	settle := time.NewTicker(budgetSettle)
 	defer settle.Stop()
-	measured := int64(-1) // starts counted at the last measure
+	measured := s.metrics.commits.Load() // commits counted at the last measure
 	for {
 		select {
 		case <-s.jbudget.stop:
 			return
 		case <-s.jbudget.kick:
 		case <-settle.C:
-			if s.jbudget.starts.Load() == measured {
-				continue // nothing written since: idle until the next write asks
+			if s.metrics.commits.Load() == measured {
+				continue // nothing written since
 			}
 		}
-		measured = s.jbudget.starts.Load()
+		measured = s.metrics.commits.Load()
 		if _, err := s.EnforceJournalBudget(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("journal budget", "err", err)
 		}
 		s.jbudget.runs.Add(1)
-		settle.Reset(budgetSettle)
 	}
 }
 
-// budgetSettle is how long after a measure the journal is measured again
-// when anything was written since.
+// budgetSettle is how often the journal is measured again when anything
+// was committed since.
 const budgetSettle = time.Second
 
 // EnforceJournalBudget evicts the oldest finished transactions while the

@@ -338,4 +338,11 @@ func TestJournalMeasuredOnceWritesSettle(t *testing.T) {
 	runs = s.jbudget.runs.Load()
 	require.Never(t, func() bool { return s.jbudget.runs.Load() > runs }, 2*budgetSettle+500*time.Millisecond, 50*time.Millisecond,
 		"an idle journal is not measured again")
+	for i := 300; i < 310; i++ { // a short burst after an idle while
+		start(i)
+	}
+	require.Eventually(t, func() bool { return s.jbudget.runs.Load() > runs }, 10*time.Second, 5*time.Millisecond,
+		"a burst after an idle while is measured too")
+	require.NoError(t, s.view(func(tx *bolt.Tx) error { pages, _ = measureJournal(tx); return nil }))
+	require.Equal(t, pages, s.JournalStats().Bytes)
 }

@@ -194,6 +194,9 @@ type Options struct {
 	Credentials func(qr.Credentials) qr.Credentials
 	// DeniedBackoff is the subscriber's wait after the broker refused it.
 	DeniedBackoff time.Duration
+	// HeldRetry is how long the subscriber's session goes on while it holds
+	// an event that keeps failing (qr.SubscriberConfig.HeldRetry).
+	HeldRetry time.Duration
 }
 
 // Rig is a running fake platform and the device side of the QR engine.
@@ -249,6 +252,7 @@ func Start(t testing.TB, o Options) *Rig {
 	r.Sub, err = qr.NewSubscriber(qr.SubscriberConfig{
 		BrokerURL: r.Sim.MQTTURL(), Serial: r.Serial, TLS: r.Device.TLS.Config(), Credentials: creds, Events: r.Events, Handler: r.Handler,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, DeniedBackoff: o.DeniedBackoff, Timeout: 5 * time.Second,
+		HeldRetry: o.HeldRetry,
 	})
 	require.NoError(t, err)
 	var wg sync.WaitGroup
