@@ -36,12 +36,7 @@ func TestEventLeftUnackedIsAppliedOnTheRedeliveryAfterAReconnect(t *testing.T) {
 	// Not at the timeout (10 s), whose cancel would find it approved.
 	require.Less(t, time.Since(paid), 5*time.Second, "applied on the redelivery")
 	require.GreaterOrEqual(t, w.creds.calls.Load(), before+fails, "a new session after each failure")
-	var approvals int
-	for _, ev := range w.Handler.Events(ctid) {
-		if ev.Status == ppaas.Approved {
-			approvals++
-		}
-	}
+	approvals := statusEvents(w, ctid, ppaas.Approved)
 	require.Equal(t, fails+1, approvals, "delivered, failed, delivered again")
 	w.WaitSubscribed()
 }
@@ -75,11 +70,7 @@ func TestPoisonEventHoldsBackNoOtherPayment(t *testing.T) {
 	require.NoError(t, rb.err)
 	require.Equal(t, qr.ResultApproved, rb.o.Result)
 	require.Less(t, time.Since(paid), 3*time.Second, "B's approval arrived by its event, not at the timeout")
-	var approved bool
-	for _, ev := range w.Handler.Events(b) {
-		approved = approved || ev.Status == ppaas.Approved
-	}
-	require.True(t, approved, "B's approval event reached the handler")
+	require.Positive(t, statusEvents(w, b, ppaas.Approved), "B's approval event reached the handler")
 	require.LessOrEqual(t, w.creds.calls.Load(), before+1+3, "A ended three sessions, no more")
 	w.await(cha) // A: its timeout's cancel finds it paid
 }
@@ -102,11 +93,18 @@ func TestHeldEventIsDeliveredAgainAfterHeldRetry(t *testing.T) {
 	require.NoError(t, r.err)
 	require.Equal(t, qr.ResultApproved, r.o.Result)
 	require.Less(t, time.Since(paid), 5*time.Second, "applied on the delivery after the held one, not at the timeout")
-	var approvals int
+	approvals := statusEvents(w, ctid, ppaas.Approved)
+	require.Equal(t, 5, approvals, "three sessions ended, one held, then applied")
+}
+
+// statusEvents counts the events of payment ctid with status st that the
+// handler was given (failed deliveries included).
+func statusEvents(w *world, ctid string, st ppaas.State) int {
+	n := 0
 	for _, ev := range w.Handler.Events(ctid) {
-		if ev.Status == ppaas.Approved {
-			approvals++
+		if ev.Status == st {
+			n++
 		}
 	}
-	require.Equal(t, 5, approvals, "three sessions ended, one held, then applied")
+	return n
 }
