@@ -91,3 +91,52 @@ func TestInFlightEndsWhenTheHandlerPanics(t *testing.T) {
 	_, _ = c.Do(testCtx(t), &Request{Header: testHeader(CategoryDiagnosis, "D1"), Diagnosis: &DiagnosisRequest{}})
 	require.Eventually(t, func() bool { now, ended := inflight.get(); return now == 0 && ended == 1 }, 5*time.Second, time.Millisecond)
 }
+
+// endWaitsForTheAnswer is an InFlight whose End waits (up to a bound) until
+// the POS holds its answer, and records whether it did.
+type endWaitsForTheAnswer struct {
+	answered chan struct{}
+	mu       sync.Mutex
+	before   []bool // per End: the answer was already with the POS
+}
+
+func (e *endWaitsForTheAnswer) Begin() {}
+func (e *endWaitsForTheAnswer) End() {
+	got := false
+	select {
+	case <-e.answered:
+		got = true
+	case <-time.After(2 * time.Second):
+	}
+	e.mu.Lock()
+	e.before = append(e.before, got)
+	e.mu.Unlock()
+}
+
+// Issue 17: the forwarder's deliveries wait for InFlight to end, so that
+// they are not ahead of the POS's answer on the terminal's CPUs. The answer
+// must then be on the wire before End, not buffered until net/http finishes
+// the request after the handler returns.
+func TestAnswerIsWrittenBeforeInFlightEnds(t *testing.T) {
+	inflight := &endWaitsForTheAnswer{answered: make(chan struct{})}
+	srv, err := NewServer(ServerConfig{POIID: testPOIID, AllowPlainHTTP: true}, Deps{
+		Engine: &fakeEngine{}, Journal: NewMemJournal(), Display: &fakeDisplay{}, Diagnoser: fakeDiagnoser{},
+		Outbox: &fakeOutbox{}, InFlight: inflight, Now: newTestClock().Now,
+	}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ln := serveTest(t, srv)
+	c := &Client{URL: "http://" + ln.Addr().String() + "/nexo", HTTP: testHTTPClient(), Codec: JSONCodec{}}
+
+	resp, err := c.Do(testCtx(t), paymentReq("S1", "OK", 1000))
+	require.NoError(t, err)
+	require.Equal(t, Success, resp.Status.Result)
+	close(inflight.answered)
+	require.Eventually(t, func() bool {
+		inflight.mu.Lock()
+		defer inflight.mu.Unlock()
+		return len(inflight.before) == 1
+	}, 5*time.Second, time.Millisecond)
+	inflight.mu.Lock()
+	defer inflight.mu.Unlock()
+	require.True(t, inflight.before[0], "the POS had its answer before the request stopped counting as in flight")
+}

@@ -299,6 +299,11 @@ func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(out.body)))
 	w.WriteHeader(out.status)
 	_, _ = w.Write(out.body)
+	// The answer goes out now, not when net/http finishes the request after
+	// this handler returns: InFlight.End, deferred above, lets the
+	// forwarder's deliveries run, and they must not be ahead of the POS's
+	// answer on the terminal's CPUs.
+	_ = http.NewResponseController(w).Flush()
 	if s.deps.Observer != nil {
 		result := ex.result
 		if result == "" {

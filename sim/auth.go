@@ -33,7 +33,21 @@ type issuer struct {
 	mu     sync.Mutex
 	gen    int
 	issued int
+	// verified holds the claims of tokens whose signature has been checked,
+	// so that a token presented again (every API call of a device until its
+	// token is refreshed) is not RSA-verified again, as an API gateway caches
+	// its token validations. A hit still passes every time, issuer, audience
+	// and generation check; only the signature, a function of the token's
+	// bytes and the key, is taken as known. Bounded by maxVerified: full, it
+	// is emptied.
+	verified    map[string]deviceClaims
+	maxVerified int
+	times       *jwt.Validator
 }
+
+// maxVerified bounds the verified-token cache: devices hold one access token
+// each at a time (two across a refresh).
+const maxVerified = 4096
 
 type deviceClaims struct {
 	jwt.RegisteredClaims
@@ -56,7 +70,21 @@ func newIssuer(ttl time.Duration, now func() time.Time) (*issuer, error) {
 	}
 	kidb := make([]byte, 8)
 	_, _ = rand.Read(kidb)
-	return &issuer{key: key, kid: hex.EncodeToString(kidb), ttl: ttl, now: now}, nil
+	i := &issuer{key: key, kid: hex.EncodeToString(kidb), ttl: ttl, now: now,
+		verified: make(map[string]deviceClaims), maxVerified: maxVerified}
+	i.times = jwt.NewValidator(i.parserOptions()...)
+	return i, nil
+}
+
+// parserOptions are the checks of a device access token besides its
+// signature.
+func (i *issuer) parserOptions() []jwt.ParserOption {
+	return []jwt.ParserOption{
+		jwt.WithTimeFunc(i.now),
+		jwt.WithIssuer(tokenIssuer),
+		jwt.WithAudience("ppaas-device-api"),
+		jwt.WithExpirationRequired(),
+	}
 }
 
 const tokenIssuer = "https://auth.device.demo.ppaas.tech:9021/oauth2-mtls"
@@ -100,19 +128,28 @@ func (i *issuer) issue(d Device, user, scope string) (access, id string, err err
 }
 
 func (i *issuer) verify(raw string) (deviceClaims, error) {
-	var c deviceClaims
-	_, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) { return &i.key.PublicKey, nil },
-		jwt.WithValidMethods([]string{"RS256"}),
-		jwt.WithTimeFunc(i.now),
-		jwt.WithIssuer(tokenIssuer),
-		jwt.WithAudience("ppaas-device-api"),
-		jwt.WithExpirationRequired(),
-	)
-	if err != nil {
-		return deviceClaims{}, fmt.Errorf("invalid token: %w", err)
+	i.mu.Lock()
+	c, known := i.verified[raw]
+	i.mu.Unlock()
+	if known {
+		if err := i.times.Validate(&c); err != nil {
+			return deviceClaims{}, fmt.Errorf("invalid token: %w", err)
+		}
+	} else {
+		_, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) { return &i.key.PublicKey, nil },
+			append(i.parserOptions(), jwt.WithValidMethods([]string{"RS256"}))...)
+		if err != nil {
+			return deviceClaims{}, fmt.Errorf("invalid token: %w", err)
+		}
 	}
 	i.mu.Lock()
 	gen := i.gen
+	if !known {
+		if len(i.verified) >= i.maxVerified {
+			clear(i.verified)
+		}
+		i.verified[raw] = c
+	}
 	i.mu.Unlock()
 	if c.Gen != gen {
 		return deviceClaims{}, errors.New("invalid token: expired by the platform")

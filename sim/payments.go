@@ -161,20 +161,16 @@ func (pm *payments) start(pub publisher) {
 		for {
 			select {
 			case <-pm.stop:
+				pm.dropQueued()
 				return
 			case o := <-pm.queue:
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				if pm.spans != nil {
-					pm.spans.enter()
-				}
 				began := time.Now()
 				err := pm.pub.Publish(ctx, o.topic, o.payload)
 				if pm.busy != nil {
 					pm.busy.Add(int64(time.Since(began)))
 				}
-				if pm.spans != nil {
-					pm.spans.exit()
-				}
+				pm.spans.exit()
 				if err != nil {
 					// The broker is down or refused: the event is lost, as a real
 					// one would be; the device's polling recovers the state.
@@ -516,13 +512,31 @@ func (pm *payments) enqueueLocked(o outgoing) {
 	pm.pushLocked(out)
 }
 
-// pushLocked hands events to the publishing goroutine.
+// pushLocked hands events to the publishing goroutine. An event's span of
+// the platform's time (PaymentAPITime) opens here, when the platform has
+// decided it: its wait for the publishing goroutine is the platform's time,
+// not the device's.
 func (pm *payments) pushLocked(out []outgoing) {
 	for _, e := range out {
+		pm.spans.enter()
 		select {
 		case pm.queue <- e:
 		default:
+			pm.spans.exit()
 			pm.log.Error("simulated PPaaS event queue full; event dropped", "topic", e.topic)
+		}
+	}
+}
+
+// dropQueued closes the spans of the events left queued when the publishing
+// goroutine stops.
+func (pm *payments) dropQueued() {
+	for {
+		select {
+		case <-pm.queue:
+			pm.spans.exit()
+		default:
+			return
 		}
 	}
 }

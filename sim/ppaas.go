@@ -136,7 +136,12 @@ func (b *busyTime) clock() time.Time {
 	return time.Now()
 }
 
+// enter opens a span; on a nil busyTime (nothing measured) it does nothing,
+// as exit does.
 func (b *busyTime) enter() {
+	if b == nil {
+		return
+	}
 	b.mu.Lock()
 	if b.open == 0 {
 		b.since = b.clock()
@@ -146,6 +151,9 @@ func (b *busyTime) enter() {
 }
 
 func (b *busyTime) exit() {
+	if b == nil {
+		return
+	}
 	b.mu.Lock()
 	b.open--
 	if b.open == 0 {
@@ -170,7 +178,9 @@ func (b *busyTime) get() time.Duration {
 func (p *PPaaS) APITime() time.Duration { return time.Duration(p.apiNanos.Load()) }
 
 // PaymentAPITime is the wall time the simulated platform has spent answering
-// API calls and publishing provider events, without the device events
+// API calls and publishing provider events (each from the moment it is
+// decided, its wait for the publishing goroutine included, until its broker
+// has taken it), without the device events
 // ingest: the agent's forwarder delivers transaction results asynchronously,
 // off a payment's path, so a benchmark subtracting the platform's time from a
 // payment's must not subtract those deliveries. Spans that overlap (an event

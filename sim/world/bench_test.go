@@ -27,8 +27,9 @@ import (
 // PaymentRequest over HTTPS → agent → simulated PPaaS with an instant-approve
 // provider → approval event over MQTT → PaymentResponse. It reports the total
 // latency, the agent's own share (total minus the wall time the simulated
-// platform spent in the payment's own API calls and publishing its events,
-// overlapping spans counted once — not in the forwarder's asynchronous result
+// platform spent in the payment's own API calls and publishing its events
+// (from deciding each one to handing it to its broker), overlapping spans
+// counted once — not in the forwarder's asynchronous result
 // deliveries, which are off the payment's path) and the time from the
 // simulator handing the approval event to its broker to the POS holding the
 // response.
