@@ -96,7 +96,7 @@ func (r *Report) figures() []figure {
 			absolute: fmt.Sprintf("no display: p50 %s ms, p99 %s ms; QR display: p50 %s ms, p99 %s ms; final event → outcome p50 %s ms, p99 %s ms", num(m("qr", "Pay/display=none", "pay-p50-ms")), num(m("qr", "Pay/display=none", "pay-p99-ms")), num(m("qr", "Pay/display=qr", "pay-p50-ms")), num(m("qr", "Pay/display=qr", "pay-p99-ms")), num(m("qr", "Pay/display=none", "event-to-outcome-p50-ms")), num(m("qr", "Pay/display=none", "event-to-outcome-p99-ms"))),
 		},
 		{
-			what:     "Whole QR payment, POS → agent (Nexo HTTPS) → simulated PPaaS → approval event over MQTT → POS (p50): the agent's own share ÷ the total (total minus the simulated platform's time in the payment's own API calls and publishing its events)",
+			what:     "Whole QR payment, POS → agent (Nexo HTTPS) → simulated PPaaS → approval event over MQTT → POS (p50): the agent's own share ÷ the total (total minus the simulated platform's time in the payment's own API calls and publishing its events, each from its decision to its broker taking it)",
 			ratio:    m("sim/world", "WorldPayment", "agent-p50-ms") / m("sim/world", "WorldPayment", "total-p50-ms"),
 			absolute: fmt.Sprintf("total p50 %s ms, p99 %s ms; agent share p50 %s ms, p99 %s ms; approval event → POS response p50 %s ms, p99 %s ms", num(m("sim/world", "WorldPayment", "total-p50-ms")), num(m("sim/world", "WorldPayment", "total-p99-ms")), num(m("sim/world", "WorldPayment", "agent-p50-ms")), num(m("sim/world", "WorldPayment", "agent-p99-ms")), num(m("sim/world", "WorldPayment", "event-to-response-p50-ms")), num(m("sim/world", "WorldPayment", "event-to-response-p99-ms"))),
 			target:   "agent share p50 ≤ 2 ms; event → response p99 ≤ 5 ms",
