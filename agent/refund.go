@@ -255,6 +255,15 @@ func (r refundable) reservedTotal() int64 {
 	return n
 }
 
+// beforeSend is a journal read failure of readRefundable told to the POS
+// before anything of the refund was reserved or sent: nothing was refunded.
+func beforeSend(err error) error {
+	if ne := (*nexo.Error)(nil); errors.As(err, &ne) && ne.Condition == nexo.UnavailableService {
+		return nexo.Errorf(nexo.UnavailableService, "%s; nothing was refunded", ne.Text)
+	}
+	return err
+}
+
 // readRefundable reads the original payment id of a refund from saleID. The
 // errors are the Nexo answers a POS gets.
 func readRefundable(ctx context.Context, st *store.Store, id, saleID string) (refundable, error) {
@@ -263,7 +272,10 @@ func readRefundable(ctx context.Context, st *store.Store, id, saleID string) (re
 		return refundable{}, nexo.Errorf(nexo.NotFound, "no POI transaction %q to refund", id)
 	}
 	if err != nil {
-		return refundable{}, nexo.Errorf(nexo.UnavailableService, "journal unavailable; nothing was refunded")
+		// Says nothing of what was refunded: the refund desk and the
+		// after-sale desk read the original too, after sends (refund's
+		// callers, before any send, say so: beforeSend).
+		return refundable{}, nexo.Errorf(nexo.UnavailableService, "journal unavailable: the payment %q could not be read", id)
 	}
 	e := entryOf(t, withResponse)
 	// Only the POS that took a payment may refund it, as for a Reversal.
@@ -335,7 +347,7 @@ func (e apmEngine) refund(ctx context.Context, o refundOrder) (refundOutcome, er
 	}
 	orig, err := readRefundable(ctx, e.journal.st, o.original, o.saleID)
 	if err != nil {
-		return refundOutcome{}, err
+		return refundOutcome{}, beforeSend(err)
 	}
 	amount := o.amount
 	if o.reversed != "" {
@@ -358,7 +370,7 @@ func (e apmEngine) refund(ctx context.Context, o refundOrder) (refundOutcome, er
 	orig, err = readRefundable(ctx, e.journal.st, o.original, o.saleID)
 	if err != nil {
 		desk.mu.Unlock()
-		return refundOutcome{}, err
+		return refundOutcome{}, beforeSend(err)
 	}
 	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	cur, err := client.Get(gctx, orig.ppaasID)
