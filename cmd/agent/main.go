@@ -76,6 +76,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return nil
 		case "queue":
 			return runQueue(ctx, args[1:], stdout, stderr)
+		case "refund":
+			return runRefund(ctx, args[1:], stdout, stderr)
 		case "service":
 			return runService(ctx, args[1:], getenv, stdout, stderr)
 		}
@@ -92,7 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return configCheck(cfg, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want run, version, config check, queue, service)", rest[0])
+		return fmt.Errorf("unknown command %q (want run, version, config check, queue, refund, service)", rest[0])
 	}
 	if err := cfg.CheckFiles(); err != nil {
 		return withFilesHint(err)

@@ -103,7 +103,7 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
-	st, err := openQueueStore(ctx, filepath.Join(*dataDir, "termagent.db"), *doRecover, stdout)
+	st, err := openStopped(ctx, "agent queue", filepath.Join(*dataDir, "termagent.db"), *doRecover, stdout)
 	if err != nil {
 		return err
 	}
@@ -130,11 +130,12 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return st.Close()
 }
 
-// openQueueStore opens an existing store file with a full consistency
-// check, recovering it first if asked to and it is corrupted.
-func openQueueStore(ctx context.Context, path string, doRecover bool, stdout io.Writer) (*store.Store, error) {
+// openStopped opens a stopped agent's existing store file for the command
+// named cmd, with a full consistency check, recovering it first if asked to
+// and it is corrupted.
+func openStopped(ctx context.Context, cmd, path string, doRecover bool, stdout io.Writer) (*store.Store, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("agent queue: no store at %s (is -data-dir right?)", path)
+		return nil, fmt.Errorf("%s: no store at %s (is -data-dir right?)", cmd, path)
 	}
 	opts := store.Options{
 		LockTimeout:   time.Second,
@@ -150,14 +151,14 @@ func openQueueStore(ctx context.Context, path string, doRecover bool, stdout io.
 		return st, nil
 	}
 	if errors.Is(err, store.ErrLocked) {
-		return nil, fmt.Errorf("agent queue: %w (stop the agent first)", err)
+		return nil, fmt.Errorf("%s: %w (stop the agent first)", cmd, err)
 	}
 	if !errors.Is(err, store.ErrCorrupt) || !doRecover {
-		return nil, fmt.Errorf("agent queue: %w", err)
+		return nil, fmt.Errorf("%s: %w", cmd, err)
 	}
 	rep, rerr := store.Recover(path)
 	if rerr != nil {
-		return nil, fmt.Errorf("agent queue: recover: %w", rerr)
+		return nil, fmt.Errorf("%s: recover: %w", cmd, rerr)
 	}
 	fmt.Fprintf(stdout, "damaged store moved to %s\n", rep.MovedTo)
 	if !rep.Opened {
@@ -171,7 +172,7 @@ func openQueueStore(ctx context.Context, path string, doRecover bool, stdout io.
 	}
 	st, err = store.Open(ctx, path, opts)
 	if err != nil {
-		return nil, fmt.Errorf("agent queue: open recovered store: %w", err)
+		return nil, fmt.Errorf("%s: open recovered store: %w", cmd, err)
 	}
 	return st, nil
 }
