@@ -321,7 +321,11 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event, decided bool) (ha
 		a.log.Debug("qr event waits for its payment's final response", "poi_transaction_id", t.ID, "event_id", ev.EventID, "status", ev.Status, "decided", decided)
 		id := t.ID
 		var final bool
-		if t, final, err = a.waitFinal(ctx, id); err != nil {
+		t, final, err = a.waitFinal(ctx, id)
+		if errors.Is(err, errLeftToRecovery) {
+			return false, nil // its Finish failed meanwhile: as above
+		}
+		if err != nil {
 			return true, err
 		}
 		if !final {
@@ -395,8 +399,14 @@ func journaledSequence(t store.Txn) int64 {
 	return last
 }
 
+// errLeftToRecovery: the payment waitFinal waited for will not be final
+// this run (its final write failed, finishFailed): restart recovery settles
+// it, so the wait is over.
+var errLeftToRecovery = errors.New("left to restart recovery")
+
 // waitFinal re-reads transaction id until it is final, for a.finishWait at
-// most; final is false if it was not by then.
+// most; final is false if it was not by then, with errLeftToRecovery as soon
+// as its final write has failed (finishFailed).
 func (a *afterSale) waitFinal(ctx context.Context, id string) (t store.Txn, final bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, a.finishWait)
 	defer cancel()
@@ -417,6 +427,9 @@ func (a *afterSale) waitFinal(ctx context.Context, id string) (t store.Txn, fina
 		}
 		if t.Final {
 			return t, true, nil
+		}
+		if a.recovering(t) {
+			return t, false, errLeftToRecovery
 		}
 	}
 }

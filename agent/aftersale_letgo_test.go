@@ -178,3 +178,34 @@ func TestEventOfAPaymentWhoseFinishFailedIsNotWaitedFor(t *testing.T) {
 		require.Less(t, time.Since(began), time.Second, "not waited for")
 	}
 }
+
+// An event already waiting for its payment's final response when that
+// response's write fails stops waiting at once: the payment is restart
+// recovery's (as for an event arriving after the failure), not held for
+// finishWait.
+func TestEventWaitingWhenFinishFailsStopsWaiting(t *testing.T) {
+	r := newRaceRig(t, ppaas.AwaitingConsumer, nil)
+	r.j.after.finishWait = time.Minute
+	unfinished, err := r.j.st.UnfinishedTxns(t.Context())
+	require.NoError(t, err)
+	r.j.after.useRecovery(unfinished, true, time.Now())
+	id := payUntilReturned(t, r, "F2") // Pay returned approved; its Finish not journaled
+	ev := idOnlyRefund
+	ev.ClientTransactionID = id
+	handled := make(chan error, 1)
+	go func() { handled <- r.router.HandleEvent(t.Context(), ev) }()
+	select {
+	case err := <-handled:
+		t.Fatalf("the event did not wait for the final response: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	failedAt := time.Now()
+	r.j.after.finishFailed(id) // as journal.Finish does when its write fails
+	select {
+	case err := <-handled:
+		require.NoError(t, err)
+		require.Less(t, time.Since(failedAt), 2*time.Second)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event still waits after its payment's Finish failed")
+	}
+}
