@@ -2,6 +2,7 @@ package nexo
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -161,9 +162,27 @@ func formatAmount(minor int64, currency string) (string, error) {
 	if minor < 0 {
 		return "", fmt.Errorf("format amount: negative amount %d", minor)
 	}
-	s := fmt.Sprintf("%0*d", exp+1, minor)
-	if exp == 0 {
-		return s, nil
+	var out [48]byte
+	return string(appendAmountDigits(out[:0], minor, exp)), nil
+}
+
+// appendAmountDigits appends minor (not negative) as a decimal with exp
+// decimals: the digits fmt.Sprintf("%0*d", exp+1, minor) gave, with the
+// point before the last exp of them. No fmt: formatAmount runs several
+// times on every payment.
+func appendAmountDigits(b []byte, minor int64, exp int) []byte {
+	var buf [40]byte // an int64's 19 digits, or exp+1 zero-padded ones
+	p := buf[:0]
+	var d [20]byte
+	digits := strconv.AppendInt(d[:0], minor, 10)
+	for n := len(digits); n < exp+1; n++ {
+		p = append(p, '0')
 	}
-	return s[:len(s)-exp] + "." + s[len(s)-exp:], nil
+	p = append(p, digits...)
+	if exp == 0 {
+		return append(b, p...)
+	}
+	b = append(b, p[:len(p)-exp]...)
+	b = append(b, '.')
+	return append(b, p[len(p)-exp:]...)
 }

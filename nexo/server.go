@@ -498,10 +498,17 @@ func (s *Server) ok(h Header, fill func(*Response)) *Response {
 // requestHash identifies a request's content for duplicate detection: the
 // SHA-256 of its Nexo 3.x JSON, whatever envelope it came in (journals
 // written before the model record keep the same hashes).
+//
+// A payment's JSON is appended by hand (nexo/request_json.go), the same
+// bytes; anything else goes through the codec.
 func requestHash(req *Request) string {
-	b, err := JSONCodec{}.EncodeRequest(req)
-	if err != nil {
-		return ""
+	var buf [1024]byte
+	b, ok := appendPaymentRequestJSON(buf[:0], req)
+	if !ok {
+		var err error
+		if b, err = (JSONCodec{}).EncodeRequest(req); err != nil {
+			return ""
+		}
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
