@@ -399,9 +399,18 @@ func (s *Server) encode(ex *exchange, status int, resp *Response) reply {
 		hdr *wireHeader
 		err error
 	)
-	if _, isJSON := ex.codec.(JSONCodec); isJSON && repeatsJournaled(resp) {
+	_, isJSON := ex.codec.(JSONCodec)
+	appended := false
+	if isJSON && resp.Header.Category == CategoryPayment {
+		// The codec's bytes without its reflection (nexo/response_json.go).
+		b, appended = appendPaymentResponseJSON(make([]byte, 0, paymentResponseJSONCap(resp)), resp)
+		hdr = headerToWire(resp.Header) // the envelope's, as responseToWire makes it
+	}
+	switch {
+	case appended:
+	case isJSON && repeatsJournaled(resp):
 		b, hdr, err = s.encodeStatusJSON(resp) // nexo/status_json.go
-	} else {
+	default:
 		var wm *wireMessage
 		if wm, err = responseToWire(resp); err == nil {
 			hdr = wm.MessageHeader
