@@ -128,11 +128,11 @@ func appendPaymentResponseJSON(b []byte, r *Response) (_ []byte, ok bool) {
 // paymentResponseJSONCap is a capacity appendPaymentResponseJSON's output
 // seldom outgrows: one allocation for the answer.
 func paymentResponseJSONCap(r *Response) int {
-	n := 768 + len(r.Status.AdditionalResponse)
+	n := 1024 + len(r.Status.AdditionalResponse) // header, status, ids, result: ~750 bytes
 	if r.Payment != nil {
 		for _, rc := range r.Payment.Receipts {
-			n += 64
-			for _, l := range rc.Lines {
+			n += 96 + len(rc.DocumentQualifier)
+			for _, l := range rc.Lines { // {"Text":"…"}, and some escaping
 				n += len(l) + 16
 			}
 		}
