@@ -115,6 +115,8 @@ func (o *object) txnID(b []byte, k string, id TransactionID) []byte {
 	b = append(o.key(b, k), '{')
 	var in object
 	b = in.str(b, "TransactionID", id.ID)
-	b = in.str(b, "TimeStamp", formatTime(id.TimeStamp))
+	if !id.TimeStamp.IsZero() { // formatTime's characters need no escaping
+		b = append(appendWireTime(append(in.key(b, "TimeStamp"), '"'), id.TimeStamp), '"')
+	}
 	return append(b, '}')
 }

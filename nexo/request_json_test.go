@@ -127,3 +127,40 @@ func TestFormatAmountIsSprintf(t *testing.T) {
 		}
 	}
 }
+
+// checkWireTime holds appendWireTime and receiptDate to time.Format's.
+func checkWireTime(t *testing.T, tm time.Time) {
+	t.Helper()
+	if got, want := string(appendWireTime(nil, tm)), tm.Format(timeLayout); got != want {
+		t.Fatalf("appendWireTime(%v) = %q, Format %q", tm, got, want)
+	}
+	if got, want := receiptDate(tm), "Date: "+tm.UTC().Format(time.DateTime)+" UTC"; got != want {
+		t.Fatalf("receiptDate(%v) = %q, Format %q", tm, got, want)
+	}
+}
+
+func TestWireTimeIsFormat(t *testing.T) {
+	for _, tm := range []time.Time{
+		time.Date(2026, 3, 1, 10, 1, 0, 0, time.FixedZone("", 3600)),
+		time.Date(2026, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(0, 1, 1, 0, 0, 0, 1e6, time.FixedZone("", -30)),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.FixedZone("", -(5*3600+30*60+15))),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 6, 1, 12, 0, 0, 123456789, time.FixedZone("", 14*3600)),
+		time.Unix(0, 0),
+		{},
+	} {
+		checkWireTime(t, tm)
+	}
+}
+
+func FuzzWireTime(f *testing.F) {
+	f.Add(int64(1772355660), int64(0), int32(3600))
+	f.Add(int64(-62135596800), int64(999999999), int32(-30))
+	f.Add(int64(253402300800), int64(1), int32(-86399))
+	f.Fuzz(func(t *testing.T, sec, nsec int64, off int32) {
+		checkWireTime(t, time.Unix(sec, nsec).In(time.FixedZone("", int(off)%(48*3600))))
+	})
+}
