@@ -709,7 +709,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		t.Stop()
 	}
 	resp := s.outcomeResponse(req, tctx, o.resp, o.err)
-	encodeEarly(ctx, resp) // while the journal commits (nexo/early.go)
+	encodeEarly(ctx, resp) // while (or just before) the journal commits (nexo/early.go)
 	if err := s.finishJournal(ctx, txn, resp, log); err != nil && (resp.Status.Result != Success || errors.Is(err, ErrOutcomeOwned)) {
 		// A Failure may say a reversal is queued: without the journal it is
 		// not (they commit together). A Success the journal refused because
