@@ -219,7 +219,7 @@ func (j journal) Begin(ctx context.Context, e nexo.JournalEntry) (string, error)
 			method = &m
 		}
 	}
-	data, err := appendStarted(nil, e.Category, e.RequestHash, method, e.Request)
+	data, err := appendStarted(make([]byte, 0, 384), e.Category, e.RequestHash, method, e.Request) // one allocation for a payment's record
 	if err != nil {
 		return "", fmt.Errorf("journal begin %s/%s: %w", e.SaleID, e.ServiceID, err)
 	}

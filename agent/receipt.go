@@ -47,7 +47,7 @@ func (j journal) receiptEvents(t store.Txn, resp *nexo.Response) []store.Event {
 		return nil
 	}
 	d := DigitalReceipt{POITransactionID: t.ID, SaleID: resp.Header.SaleID, ServiceID: resp.Header.ServiceID,
-		Category: string(resp.Header.Category), Time: time.Now().UTC()}
+		Category: string(resp.Header.Category), Time: time.Now().UTC(), Receipts: make([]ReceiptDocument, 0, len(rs))}
 	for _, r := range rs {
 		d.Receipts = append(d.Receipts, ReceiptDocument{DocumentQualifier: r.DocumentQualifier, Lines: r.Lines})
 	}

@@ -1,6 +1,7 @@
 package nexo
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -99,5 +100,54 @@ func TestCurrencyExponent(t *testing.T) {
 	for _, cur := range []string{"", "EU", "EURO", "XYZ", "UR ", "R A"} {
 		_, ok := CurrencyExponent(cur)
 		require.False(t, ok, cur)
+	}
+}
+
+// listedTwoDecimal is the list CurrencyExponent searched before its switch
+// (each code followed by a space).
+const listedTwoDecimal = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB " +
+	"BOV BRL BSD BTN BWP BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD " +
+	"EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD " +
+	"KES KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK " +
+	"MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD " +
+	"SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH " +
+	"USD USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG "
+
+// Every three-letter code has the exponent it had when the two-decimal
+// currencies were a list.
+func TestCurrencyExponentIsTheList(t *testing.T) {
+	listed := func(code string) (int, bool) {
+		switch code {
+		case "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",
+			"UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF":
+			return 0, true
+		case "BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND":
+			return 3, true
+		case "CLF", "UYW":
+			return 4, true
+		}
+		if strings.Contains(listedTwoDecimal, code+" ") {
+			return 2, true
+		}
+		return 0, false
+	}
+	n := 0
+	for a := 'A'; a <= 'Z'; a++ {
+		for b := 'A'; b <= 'Z'; b++ {
+			for c := 'A'; c <= 'Z'; c++ {
+				code := string([]rune{a, b, c})
+				e, ok := CurrencyExponent(code)
+				le, lok := listed(code)
+				if e != le || ok != lok {
+					t.Fatalf("CurrencyExponent(%s) = %d, %v; the list says %d, %v", code, e, ok, le, lok)
+				}
+				if ok && e == 2 {
+					n++
+				}
+			}
+		}
+	}
+	if n != strings.Count(listedTwoDecimal, " ") {
+		t.Fatalf("%d two-decimal codes, the list has %d", n, strings.Count(listedTwoDecimal, " "))
 	}
 }

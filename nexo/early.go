@@ -14,10 +14,12 @@ import (
 // once both are done, so the outcome is still durable before it is told.
 // A response the journal's failure replaces (txFailure in transact) is
 // encoded afresh: what was encoded early is used only for the very Response
-// that is sent.
+// that is sent. A payment's answer in plain Nexo 3.x JSON, appended by hand
+// in a microsecond or two, is encoded just before the write instead: a
+// goroutine would cost more than it saves.
 
-// earlyEncoder encodes one exchange's response in its own goroutine, owned by
-// the handler: reply always waits for it.
+// earlyEncoder encodes one exchange's response ahead of reply, in its own
+// goroutine (owned by the handler: reply always waits for it) or inline.
 type earlyEncoder struct {
 	s    *Server
 	ex   *exchange
@@ -35,28 +37,42 @@ func withEarlyEncoder(ctx context.Context, s *Server, ex *exchange) (context.Con
 }
 
 // encodeEarly starts encoding resp for the exchange ctx carries, if any (the
-// Nexo 3.x path sets one; other callers of dispatch do not).
+// Nexo 3.x path sets one; other callers of dispatch do not). A payment's
+// answer in plain Nexo 3.x JSON is appended by hand (nexo/response_json.go)
+// in about a microsecond, less than starting a goroutine and waking a CPU
+// for it: it is encoded here, before the journal write, and is as ready when
+// the write returns.
 func encodeEarly(ctx context.Context, resp *Response) {
 	ee, _ := ctx.Value(earlyKey{}).(*earlyEncoder)
-	if ee == nil || ee.done != nil || resp == nil {
+	if ee == nil || ee.done != nil || ee.resp != nil || resp == nil {
+		return
+	}
+	if _, isJSON := ee.ex.codec.(JSONCodec); isJSON && !ee.ex.protected && resp.Header.Category == CategoryPayment {
+		ee.encode(resp)
 		return
 	}
 	ee.done = make(chan struct{})
 	go func() {
 		defer close(ee.done)
-		defer func() {
-			if p := recover(); p != nil {
-				// reply encodes again in the handler, whose recover answers.
-				ee.s.log.Error("nexo early encode panic", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-				ee.resp = nil
-			}
-		}()
-		ee.out = ee.s.encode(ee.ex, http.StatusOK, resp)
-		ee.resp = resp
-		if h := ee.s.earlyEncoded; h != nil {
-			h()
+		ee.encode(resp)
+	}()
+}
+
+// encode sets ee.out to resp's encoding, and ee.resp to resp once it is.
+func (ee *earlyEncoder) encode(resp *Response) {
+	defer func() {
+		if p := recover(); p != nil {
+			// reply encodes again in the handler, whose recover answers;
+			// the journal write goes ahead meanwhile.
+			ee.s.log.Error("nexo early encode panic", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			ee.resp = nil
 		}
 	}()
+	ee.out = ee.s.encode(ee.ex, http.StatusOK, resp)
+	ee.resp = resp
+	if h := ee.s.earlyEncoded; h != nil {
+		h()
+	}
 }
 
 // wait returns once the early encoding, if any, is over: a panic unwinding
@@ -70,11 +86,9 @@ func (ee *earlyEncoder) wait() {
 // reply is resp encoded: the early encoding when it is resp's, else a fresh
 // one. It waits for the early encoding in both cases (it writes ex).
 func (ee *earlyEncoder) reply(resp *Response) reply {
-	if ee.done != nil {
-		<-ee.done
-		if ee.resp == resp {
-			return ee.out
-		}
+	ee.wait()
+	if ee.resp != nil && ee.resp == resp {
+		return ee.out
 	}
 	return ee.s.encode(ee.ex, http.StatusOK, resp)
 }

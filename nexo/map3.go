@@ -19,8 +19,49 @@ func formatTime(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.Format(timeLayout)
+	var buf [40]byte
+	return string(appendWireTime(buf[:0], t))
 }
+
+// appendWireTime appends t.Format(timeLayout), byte for byte
+// (TestWireTimeIsFormat, FuzzWireTime), without interpreting the
+// layout: a payment's path formats several timestamps.
+func appendWireTime(b []byte, t time.Time) []byte {
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, timeLayout)
+	}
+	b = appendDateTime(b, year, int(month), day, t, 'T')
+	ms := t.Nanosecond() / 1e6 // truncated, as Format's .000
+	b = append(b, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10))
+	_, off := t.Zone()
+	if off == 0 {
+		return append(b, 'Z')
+	}
+	zone := off / 60 // minutes; Z07:00 drops the seconds
+	if zone < 0 {
+		b = append(b, '-')
+		zone = -zone
+	} else {
+		b = append(b, '+')
+	}
+	return append2(append(append2(b, zone/60), ':'), zone%60)
+}
+
+// appendDateTime appends "2006-01-02" sep "15:04:05" for t, whose date is
+// year, month, day (0–9999).
+func appendDateTime(b []byte, year, month, day int, t time.Time, sep byte) []byte {
+	hour, min, sec := t.Clock()
+	b = append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-')
+	b = append(append2(b, month), '-')
+	b = append(append2(b, day), sep)
+	b = append(append2(b, hour), ':')
+	b = append(append2(b, min), ':')
+	return append2(b, sec)
+}
+
+// append2 appends n (0–99) in two digits.
+func append2(b []byte, n int) []byte { return append(b, byte('0'+n/10), byte('0'+n%10)) }
 
 func parseTime(field, s string) (time.Time, *Error) {
 	if s == "" {

@@ -28,7 +28,7 @@ func Receipts(r *Response, merchant string, reprint bool) []PaymentReceipt {
 		return nil
 	}
 	p, res := r.Payment, r.Payment.Result
-	var body []string
+	body := make([]string, 0, 10) // its most lines
 	if merchant != "" {
 		body = append(body, merchant)
 	}
@@ -42,7 +42,7 @@ func Receipts(r *Response, merchant string, reprint bool) []PaymentReceipt {
 	}
 	body = append(body, kind)
 	if !ts.IsZero() {
-		body = append(body, "Date: "+ts.UTC().Format(time.DateTime)+" UTC")
+		body = append(body, receiptDate(ts))
 	}
 	body = append(body, "Amount: "+res.AuthorizedAmount.String())
 	if res.Brand != "" {
@@ -62,12 +62,26 @@ func Receipts(r *Response, merchant string, reprint bool) []PaymentReceipt {
 	return receiptCopies(body, reprint)
 }
 
+// receiptDate is a receipt's date line, "Date: " + ts.UTC().Format(time.DateTime)
+// + " UTC", byte for byte (TestWireTimeIsFormat, FuzzWireTime), without
+// interpreting the layout: every approved payment prints it.
+func receiptDate(ts time.Time) string {
+	ts = ts.UTC()
+	year, month, day := ts.Date()
+	if year < 0 || year > 9999 {
+		return "Date: " + ts.Format(time.DateTime) + " UTC"
+	}
+	var buf [32]byte
+	b := appendDateTime(append(buf[:0], "Date: "...), year, int(month), day, ts, ' ')
+	return string(append(b, " UTC"...))
+}
+
 // receiptCopies makes the cashier's and the customer's copy of a receipt
 // body, marked DUPLICATE when reprinted.
 func receiptCopies(body []string, reprint bool) []PaymentReceipt {
 	out := make([]PaymentReceipt, 0, 2)
 	for _, q := range []struct{ qualifier, copy string }{{CashierReceipt, "MERCHANT COPY"}, {CustomerReceipt, "CUSTOMER COPY"}} {
-		var lines []string
+		lines := make([]string, 0, len(body)+2)
 		if reprint {
 			lines = append(lines, "DUPLICATE")
 		}

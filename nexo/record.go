@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -42,6 +43,7 @@ func AppendRequestRecord(b []byte, r *Request) ([]byte, error) {
 		r.Display != nil || r.Event != nil || r.GetTotals != nil || r.Reconciliation != nil {
 		return b, fmt.Errorf("journal record of a %s request: only Payment and Reversal are journaled", r.Header.Category)
 	}
+	b = slices.Grow(b, 256) // a payment's record, in one allocation
 	b = append(b, recordVersion)
 	b = appendHeader(b, r.Header)
 	b = append(b, recordBodies(r.Payment != nil, r.Reversal != nil))
@@ -107,6 +109,7 @@ func AppendResponseRecord(b []byte, r *Response) ([]byte, error) {
 	if r.Login != nil || r.TransactionStatus != nil || r.Diagnosis != nil || r.Display != nil || r.GetTotals != nil || r.Reconciliation != nil {
 		return b, fmt.Errorf("journal record of a %s response: only Payment and Reversal are journaled", r.Header.Category)
 	}
+	b = slices.Grow(b, responseRecordCap(r)) // one allocation, not one per doubling
 	b = append(b, recordVersion)
 	b = appendHeader(b, r.Header)
 	b = appendStrings(b, string(r.Status.Result), string(r.Status.ErrorCondition), r.Status.AdditionalResponse)
@@ -165,6 +168,26 @@ func DecodeResponseRecord(b []byte) (*Response, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// responseRecordCap is a capacity r's record seldom outgrows: its receipts
+// are most of it.
+func responseRecordCap(r *Response) int {
+	n := 256 + len(r.Status.AdditionalResponse)
+	var rs []PaymentReceipt
+	switch {
+	case r.Payment != nil:
+		rs = r.Payment.Receipts
+	case r.Reversal != nil:
+		rs = r.Reversal.Receipts
+	}
+	for _, rc := range rs {
+		n += 2 + len(rc.DocumentQualifier) + 2
+		for _, l := range rc.Lines {
+			n += 2 + len(l)
+		}
+	}
+	return n
 }
 
 func appendStrings(b []byte, ss ...string) []byte {

@@ -1,7 +1,5 @@
 package nexo
 
-import "time"
-
 // Refunds (issue 14). A referenced refund is a PaymentRequest with
 // PaymentData.PaymentType Refund and PaymentData.OriginalPOITransaction naming
 // the payment it refunds; a partial reversal is a ReversalRequest with
@@ -113,7 +111,7 @@ func ReversalReceipts(r *Response, amount Amount, merchant string, reprint bool)
 	}
 	body = append(body, "REVERSAL")
 	if ts := r.Reversal.POITransactionID.TimeStamp; !ts.IsZero() {
-		body = append(body, "Date: "+ts.UTC().Format(time.DateTime)+" UTC")
+		body = append(body, receiptDate(ts))
 	}
 	if amount.Currency != "" {
 		body = append(body, "Amount refunded: "+amount.String())

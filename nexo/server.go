@@ -399,9 +399,18 @@ func (s *Server) encode(ex *exchange, status int, resp *Response) reply {
 		hdr *wireHeader
 		err error
 	)
-	if _, isJSON := ex.codec.(JSONCodec); isJSON && repeatsJournaled(resp) {
+	_, isJSON := ex.codec.(JSONCodec)
+	appended := false
+	if isJSON && resp.Header.Category == CategoryPayment {
+		// The codec's bytes without its reflection (nexo/response_json.go).
+		b, appended = appendPaymentResponseJSON(make([]byte, 0, paymentResponseJSONCap(resp)), resp)
+		hdr = headerToWire(resp.Header) // the envelope's, as responseToWire makes it
+	}
+	switch {
+	case appended:
+	case isJSON && repeatsJournaled(resp):
 		b, hdr, err = s.encodeStatusJSON(resp) // nexo/status_json.go
-	} else {
+	default:
 		var wm *wireMessage
 		if wm, err = responseToWire(resp); err == nil {
 			hdr = wm.MessageHeader
@@ -498,10 +507,17 @@ func (s *Server) ok(h Header, fill func(*Response)) *Response {
 // requestHash identifies a request's content for duplicate detection: the
 // SHA-256 of its Nexo 3.x JSON, whatever envelope it came in (journals
 // written before the model record keep the same hashes).
+//
+// A payment's JSON is appended by hand (nexo/request_json.go), the same
+// bytes; anything else goes through the codec.
 func requestHash(req *Request) string {
-	b, err := JSONCodec{}.EncodeRequest(req)
-	if err != nil {
-		return ""
+	var buf [1024]byte
+	b, ok := appendPaymentRequestJSON(buf[:0], req)
+	if !ok {
+		var err error
+		if b, err = (JSONCodec{}).EncodeRequest(req); err != nil {
+			return ""
+		}
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -693,7 +709,7 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 		t.Stop()
 	}
 	resp := s.outcomeResponse(req, tctx, o.resp, o.err)
-	encodeEarly(ctx, resp) // while the journal commits (nexo/early.go)
+	encodeEarly(ctx, resp) // while (or just before) the journal commits (nexo/early.go)
 	if err := s.finishJournal(ctx, txn, resp, log); err != nil && (resp.Status.Result != Success || errors.Is(err, ErrOutcomeOwned)) {
 		// A Failure may say a reversal is queued: without the journal it is
 		// not (they commit together). A Success the journal refused because
