@@ -177,6 +177,34 @@ func BenchmarkPayInMemory(b *testing.B) {
 	}
 }
 
+// BenchmarkPayInMemoryGoroutine is BenchmarkPayInMemory with each Pay in a
+// goroutine of its own, as the Nexo server runs its engine: the stack the
+// payment grows is part of its cost.
+func BenchmarkPayInMemoryGoroutine(b *testing.B) {
+	e, _ := benchEngine(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	type result struct {
+		out Outcome
+		err error
+	}
+	done := make(chan result, 1)
+	for b.Loop() {
+		ctid := benchCtids[i%len(benchCtids)]
+		go func() {
+			out, err := e.Pay(ctx, PaymentRequest{Brand: "KB", Amount: ppaas.Amount{Amount: 1250, Currency: "EUR"},
+				OrderID: "sale-1", OrderDescription: "ref-42", ClientTransactionID: ctid})
+			done <- result{out, err}
+		}()
+		r := <-done
+		if r.err != nil || r.out.Result != ResultApproved {
+			b.Fatalf("pay: %v %+v", r.err, r.out)
+		}
+		i++
+	}
+}
+
 func BenchmarkDecodeCreated(b *testing.B) {
 	body := benchCreated("9236613c-ef7e-4a98-bfb6-16048c0e4f9b")
 	s, err := ppaas.ParseStatuses("")
