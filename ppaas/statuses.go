@@ -245,8 +245,12 @@ type wireStatus struct {
 // DecodeTransaction parses and validates a Transaction body, mapping its status.
 func (s *Statuses) DecodeTransaction(b []byte) (Transaction, error) {
 	var t Transaction
-	if err := json.Unmarshal(b, &t); err != nil {
-		return Transaction{}, fmt.Errorf("decode transaction: %w", err)
+	if !t.decodePlain(b) { // decode.go
+		var j Transaction
+		if err := json.Unmarshal(b, &j); err != nil {
+			return Transaction{}, fmt.Errorf("decode transaction: %w", err)
+		}
+		t = j
 	}
 	if t.TransactionID == "" {
 		return Transaction{}, errors.New("decode transaction: transactionId missing")
@@ -259,8 +263,12 @@ func (s *Statuses) DecodeTransaction(b []byte) (Transaction, error) {
 // DecodeEvent parses and validates one MQTT event payload, mapping its status.
 func (s *Statuses) DecodeEvent(b []byte) (Event, error) {
 	var e Event
-	if err := json.Unmarshal(b, &e); err != nil {
-		return Event{}, fmt.Errorf("decode event: %w", err)
+	if !e.decodePlain(b) { // decode.go
+		var j Event
+		if err := json.Unmarshal(b, &j); err != nil {
+			return Event{}, fmt.Errorf("decode event: %w", err)
+		}
+		e = j
 	}
 	switch {
 	case e.EventID == "":

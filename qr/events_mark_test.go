@@ -128,3 +128,35 @@ func TestEventTheHandlerDeduplicatesSkipsTheEventLog(t *testing.T) {
 	require.Equal(t, 2, log.reads, "an event the handler does not de-duplicate is checked")
 	require.Equal(t, 3, h.applied, "and its duplicate dropped")
 }
+
+// orderedDelivery checks, when it is acked, that its event was applied and
+// marked seen before.
+type orderedDelivery struct {
+	delivery
+	t       *testing.T
+	h       *failingHandler
+	log     *fake.EventLog
+	eventID string
+}
+
+func (m *orderedDelivery) Ack() {
+	seen, err := m.log.SeenEvent(m.t.Context(), m.eventID)
+	require.NoError(m.t, err)
+	require.True(m.t, seen, "acked before the event was marked seen")
+	require.Equal(m.t, 1, m.h.applied, "acked before the event was applied")
+	m.delivery.Ack()
+}
+
+// Issue 17: the subscriber yields to the payment an event decided before
+// it acks the event; the ack still comes after the event is applied and
+// marked.
+func TestEventAckedAfterAppliedAndMarked(t *testing.T) {
+	h := &failingHandler{}
+	log := &fake.EventLog{}
+	s, err := NewSubscriber(SubscriberConfig{BrokerURL: "tcp://127.0.0.1:1", Serial: "S1", Credentials: noCreds{}, Events: log, Handler: h})
+	require.NoError(t, err)
+	m := &orderedDelivery{delivery: delivery{payload: []byte(`{"eventId":"a1","transactionId":"qr-1","status":"approved","sequence":2}`)},
+		t: t, h: h, log: log, eventID: "a1"}
+	require.NoError(t, s.onMessage(t.Context(), m))
+	require.Equal(t, 1, m.acks)
+}
