@@ -3,6 +3,8 @@ package world_test
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,10 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/internal/testrig/worldrig"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/sim"
 	"github.com/termagent/termagent/sim/world"
 	"github.com/termagent/termagent/store"
@@ -37,12 +42,20 @@ import (
 // It also measures, in the same run, what the payment writes (commits,
 // fdatasyncs, pages and bytes from the store's own counters) and its floor:
 // the commits on the payment's path × 2 fdatasync of one page on the same
-// filesystem, plus its round trips: the POS's (the POS's own Nexo client
-// encoding the request and decoding a payment response, against a server
-// that answers with canned bytes: the POS is another machine, its codec is
-// not the agent's time) and the agent's calls to the platform (bare bytes),
-// each one HTTPS round trip on loopback with the agent's Nexo certificate
-// and TLS settings. The floor samples are taken between payments, so both
+// filesystem, plus its network legs: the POS's round trip (the POS's own
+// Nexo client encoding the request and decoding a payment response, against
+// a server that answers with canned bytes: the POS is another machine, its
+// codec is not the agent's time), the agent's calls to the platform (bare
+// bytes), each one HTTPS round trip on loopback with the agent's Nexo
+// certificate and TLS settings, and the platform's push of the approval
+// event: one TLS message of an approval event's size (MQTT header and topic
+// included) written on loopback to a reader waiting for it, the broker's side
+// as the TLS server. With a real provider the approval comes after the
+// consumer scans, so its push is always on the path; the instant provider
+// here publishes it while the create is answered, and it arrives after the
+// create's answer in most payments. The ratio without that leg is reported
+// too (agent-floor-ratio-nopush), the floor's definition before it was
+// counted. The floor samples are taken between payments, so both
 // see the same machine. (Waiting for the agent's forwarder to deliver each
 // result before sampling was tried: it slowed the floor's samples more than
 // the payments, ratio 1.10–1.20 against 1.26–1.30 with the same binary, three
@@ -106,15 +119,23 @@ func BenchmarkWorldPayment(b *testing.B) {
 	if os.Getenv("BENCH_NOSYNC") != "" {
 		syncs = 0
 	}
-	fsync, rtt, posRTT := p50(fl.syncs), p50(fl.rtts), p50(fl.posRTTs)
-	floor := time.Duration(commits*syncs)*fsync + posRTT + time.Duration(calls)*rtt
+	fsync, rtt, posRTT, push := p50(fl.syncs), p50(fl.rtts), p50(fl.posRTTs), p50(fl.pushes)
+	const pushes = 1 // the approval event's push
+	noPush := time.Duration(commits*syncs)*fsync + posRTT + time.Duration(calls)*rtt
+	floor := noPush + pushes*push
 	b.ReportMetric(float64(commits), "path-commits")
 	b.ReportMetric(float64(1+calls), "path-round-trips")
+	b.ReportMetric(pushes, "path-pushes")
 	b.ReportMetric(float64(fsync.Microseconds()), "fdatasync-p50-µs")
 	b.ReportMetric(float64(rtt.Microseconds()), "https-rtt-p50-µs")
 	b.ReportMetric(float64(posRTT.Microseconds()), "pos-rtt-p50-µs")
+	b.ReportMetric(float64(push.Microseconds()), "push-p50-µs")
 	b.ReportMetric(float64(floor.Microseconds())/1000, "floor-ms")
 	b.ReportMetric(float64(p50(share))/float64(floor), "agent-floor-ratio")
+	b.ReportMetric(float64(p50(share))/float64(noPush), "agent-floor-ratio-nopush")
+	bare := p50(fl.bare)
+	b.ReportMetric(float64(bare.Microseconds())/1000, "minimal-path-p50-ms")
+	b.ReportMetric(float64(p50(share))/float64(bare), "agent-minimal-ratio")
 	_, charges := w.PPaaS.Transactions()
 	if charges[w.Agent.Serial()] != b.N {
 		b.Fatalf("charges %d, want %d", charges[w.Agent.Serial()], b.N)
@@ -124,10 +145,11 @@ func BenchmarkWorldPayment(b *testing.B) {
 // floor samples the things a payment cannot avoid: fdatasync of one page in
 // the agent's data directory, an HTTPS round trip on loopback to a bare echo
 // server with the agent's Nexo certificate and TLS settings, from a client
-// with the POS's TLS settings, carrying a payment request's bytes, and the
+// with the POS's TLS settings, carrying a payment request's bytes, the
 // POS's own round trip: its Nexo client encoding a payment request and
 // decoding a payment response (the first payment's, re-encoded) that the
-// server answers with canned bytes.
+// server answers with canned bytes, and a push: an approval event's bytes
+// written on a TLS connection of the same settings to a reader blocked on it.
 type floor struct {
 	f       *os.File
 	page    []byte
@@ -136,9 +158,221 @@ type floor struct {
 	body    []byte
 	pos     *world.POS // the POS's client, pointed at the canned server
 	canned  atomic.Pointer[[]byte]
+	push    *pushLeg
+	minimal *minimalPath
 	syncs   []time.Duration
 	rtts    []time.Duration
 	posRTTs []time.Duration
+	pushes  []time.Duration
+	bare    []time.Duration // the minimal path's share
+}
+
+// pushLeg is the platform's push of one event: the broker's end of a TLS
+// connection writes msg, the device's end has a goroutine blocked reading
+// it, which reports when it holds the whole message.
+type pushLeg struct {
+	broker, device net.Conn
+	msg            []byte
+	got            chan time.Time
+	done           chan struct{} // closed when the reader ends
+}
+
+// newPushLeg connects a device (cfg, the POS's TLS client settings) to a
+// broker end presenting cert over loopback and starts the reader; msg is
+// what each push writes. Cleanup closes both ends and waits for the reader.
+func newPushLeg(b *testing.B, cert tls.Certificate, cfg *tls.Config, msg []byte) *pushLeg {
+	b.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		if err := c.(*tls.Conn).Handshake(); err != nil {
+			_ = c.Close()
+			c = nil
+		}
+		accepted <- c
+	}()
+	device, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	broker := <-accepted
+	if broker == nil {
+		_ = device.Close()
+		b.Fatal("push leg: the broker end did not accept")
+	}
+	p := &pushLeg{broker: broker, device: device, msg: msg, got: make(chan time.Time, 1), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		buf := make([]byte, len(msg))
+		for {
+			if _, err := io.ReadFull(device, buf); err != nil {
+				return
+			}
+			p.got <- time.Now()
+		}
+	}()
+	b.Cleanup(func() {
+		_ = broker.Close()
+		_ = device.Close()
+		<-p.done
+	})
+	return p
+}
+
+// sample is one push: from the broker's write to the device holding it.
+func (p *pushLeg) sample(b *testing.B) time.Duration {
+	t0 := time.Now()
+	if _, err := p.broker.Write(p.msg); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case t1 := <-p.got:
+		return t1.Sub(t0)
+	case <-time.After(10 * time.Second):
+		b.Fatal("push leg: the message did not arrive")
+		return 0
+	}
+}
+
+// minimalPath is a hand-written minimal agent doing a payment's work and
+// nothing else, the strongest alternative to the agent's path: the POS's
+// request over HTTPS (the agent's certificate and TLS settings), a durable
+// step (a page written and fdatasynced, twice: one bbolt commit's two
+// syncs), the platform call (bare bytes over HTTPS, answered by a bare
+// platform that then pushes the approval on its TLS connection), waiting for
+// that push, a second durable step, and canned answer bytes back. The POS is
+// the same Nexo client as the POS round trip's. Its share is the POS's time
+// minus the bare platform's handler time, as the agent's share is.
+type minimalPath struct {
+	f        *os.File
+	page     []byte
+	hc       *http.Client
+	platform string // the bare platform's URL
+	create   []byte
+	push     *pushLeg
+	canned   func() []byte
+	busy     atomic.Int64 // the bare platform's handler time, ns
+	pos      *world.POS
+}
+
+// durable is one commit's floor: a page written and fdatasynced twice.
+func (m *minimalPath) durable() error {
+	for range 2 {
+		if _, err := m.f.WriteAt(m.page, 0); err != nil {
+			return err
+		}
+		if err := fdatasync(m.f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *minimalPath) serveNexo(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.ReadAll(r.Body)
+	if err := m.durable(); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	resp, err := m.hc.Post(m.platform, "application/json", bytes.NewReader(m.create))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	select {
+	case <-m.push.got:
+	case <-time.After(10 * time.Second):
+		http.Error(w, "no push", http.StatusGatewayTimeout)
+		return
+	}
+	if err := m.durable(); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(m.canned())
+}
+
+// servePlatform answers the create with its bytes, then pushes the approval.
+func (m *minimalPath) servePlatform(w http.ResponseWriter, r *http.Request) {
+	began := time.Now()
+	defer func() { m.busy.Add(int64(time.Since(began))) }()
+	body, _ := io.ReadAll(r.Body)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+	_ = http.NewResponseController(w).Flush()
+	_, _ = m.push.broker.Write(m.push.msg)
+}
+
+// newMinimalPath starts the minimal agent and its bare platform; the POS's
+// client settings come from pos, the answer's bytes from canned.
+func newMinimalPath(b *testing.B, f *os.File, pair tls.Certificate, tr *http.Transport, create, push []byte, pos *world.POS, canned func() []byte) *minimalPath {
+	b.Helper()
+	m := &minimalPath{f: f, page: make([]byte, 4096), hc: &http.Client{Timeout: 10 * time.Second, Transport: tr.Clone()}, create: create, canned: canned}
+	m.push = newPushLeg(b, pair, tr.TLSClientConfig, push)
+	serve := func(h http.HandlerFunc) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
+			TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}}
+		go func() { _ = srv.ServeTLS(ln, "", "") }()
+		b.Cleanup(func() { _ = srv.Close() })
+		return "https://" + ln.Addr().String()
+	}
+	m.platform = serve(m.servePlatform) + "/qrcode-payment/v1/transactions"
+	m.pos = &world.POS{Client: &nexo.Client{URL: serve(m.serveNexo) + "/nexo", HTTP: m.hc}, POIID: pos.POIID, SaleID: pos.SaleID}
+	return m
+}
+
+// sample is one payment through the minimal path: its share.
+func (m *minimalPath) sample(b *testing.B) time.Duration {
+	busy := m.busy.Load()
+	t0 := time.Now()
+	got, err := m.pos.Pay(b.Context(), "", 1250, "EUR", "KB")
+	d := time.Since(t0)
+	if err != nil || got.Status.Result != nexo.Success {
+		b.Fatalf("minimal path: %v %s", err, world.Describe(got))
+	}
+	return d - time.Duration(m.busy.Load()-busy)
+}
+
+// approvalPush is the bytes of an approval event's MQTT PUBLISH at QoS 1 as
+// the simulated platform publishes it (fixed header, topic, packet id, the
+// event's JSON), with fresh ids.
+func approvalPush(serial string) []byte {
+	ev, _ := json.Marshal(ppaas.Event{
+		EventID: uuid.NewString(), Type: ppaas.EventTypeStatus, TransactionID: uuid.NewString(),
+		ClientTransactionID: uuid.NewString(), Status: ppaas.Approved, Sequence: 2, Time: time.Now(),
+		ProviderReference: "KB-" + uuid.NewString()[:8],
+	})
+	topic := ppaas.EventTopic(serial)
+	body := append(binary.BigEndian.AppendUint16(nil, uint16(len(topic))), topic...)
+	body = append(binary.BigEndian.AppendUint16(body, 1), ev...) // packet id
+	msg := []byte{0x32}                                          // PUBLISH, QoS 1
+	for n := len(body); ; {                                      // remaining length
+		d := byte(n % 128)
+		if n /= 128; n > 0 {
+			d |= 0x80
+		}
+		msg = append(msg, d)
+		if n == 0 {
+			break
+		}
+	}
+	return append(msg, body...)
 }
 
 func newFloor(b *testing.B, w *world.World, pos *world.POS) *floor {
@@ -182,8 +416,10 @@ func newFloor(b *testing.B, w *world.World, pos *world.POS) *floor {
 	if _, err := f.WriteAt(fl.page, 0); err != nil { // allocate the page outside the samples
 		b.Fatal(err)
 	}
+	fl.push = newPushLeg(b, pair, tr.TLSClientConfig, approvalPush(w.Agent.Serial()))
+	fl.minimal = newMinimalPath(b, f, pair, tr, body, approvalPush(w.Agent.Serial()), pos, func() []byte { return *fl.canned.Load() })
 	fl.sample(b, nil) // warm the connection (TLS handshake)
-	fl.syncs, fl.rtts = nil, nil
+	fl.syncs, fl.rtts, fl.pushes = nil, nil, nil
 	return fl
 }
 
@@ -207,6 +443,7 @@ func (fl *floor) sample(b *testing.B, payment *nexo.Response) {
 	_ = resp.Body.Close()
 	fl.syncs = append(fl.syncs, t1.Sub(t0))
 	fl.rtts = append(fl.rtts, time.Since(t1))
+	fl.pushes = append(fl.pushes, fl.push.sample(b))
 	if payment == nil {
 		return
 	}
@@ -223,6 +460,7 @@ func (fl *floor) sample(b *testing.B, payment *nexo.Response) {
 		b.Fatalf("POS round trip to the canned server: %v %s", err, world.Describe(got))
 	}
 	fl.posRTTs = append(fl.posRTTs, time.Since(t2))
+	fl.bare = append(fl.bare, fl.minimal.sample(b))
 }
 
 // BenchmarkPaymentPollingMode measures the same whole payment with no broker:
