@@ -192,10 +192,8 @@ func ParseStatuses(spec string) (*Statuses, error) {
 
 // State maps a wire spelling to a State.
 func (s *Statuses) State(raw string) State {
-	if s != nil && len(s.m) > 0 {
-		if st, ok := s.m[strings.ToUpper(raw)]; ok {
-			return st
-		}
+	if st, ok := s.configured(raw); ok {
+		return st
 	}
 	if st := State(raw); st.wire() {
 		return st
@@ -208,6 +206,15 @@ func (s *Statuses) State(raw string) State {
 		s.report(raw)
 	}
 	return Pending
+}
+
+// configured reports the State a configured spelling names.
+func (s *Statuses) configured(raw string) (State, bool) {
+	if s == nil || len(s.m) == 0 {
+		return "", false
+	}
+	st, ok := s.m[strings.ToUpper(raw)]
+	return st, ok
 }
 
 // UnknownCount is the number of unknown spellings decoded so far.
@@ -284,4 +291,22 @@ func (s *Statuses) DecodeEvent(b []byte) (Event, error) {
 	e.RawStatus = string(e.Status)
 	e.Status = s.State(e.RawStatus)
 	return e, nil
+}
+
+// DecodeRefund parses a refund answer, reading a configured spelling of its
+// status as the state it names: a platform that spells refunded REFUNDED
+// (REFUNDED=refunded) says so of its refunds too, and a refund left "not done"
+// would be re-sent and held pending although the money went back. A refund's
+// own words (RefundDone, "pending", "failed", …) are not transaction statuses,
+// so any other spelling is kept as sent and not counted as unknown.
+func (s *Statuses) DecodeRefund(b []byte) (Refund, error) {
+	var r Refund
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Refund{}, fmt.Errorf("decode refund: %w", err)
+	}
+	r.RawStatus = r.Status
+	if st, ok := s.configured(r.Status); ok {
+		r.Status = string(st)
+	}
+	return r, nil
 }

@@ -1,6 +1,8 @@
 package ppaas
 
 import (
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -188,4 +190,66 @@ func TestParseStatusesRefusesAChargebackSpellingThatIsAStatus(t *testing.T) {
 	ev := Event{RawStatus: "refunded", Status: s.State("refunded")}
 	require.Equal(t, Refunded, ev.Status)
 	require.False(t, s.ChargedBack(ev), "a plain refund stays a refund")
+}
+
+// A refund's status reads a configured spelling as the state it names (so a
+// platform's REFUNDED is done); its own words are kept and not counted.
+func TestDecodeRefundSpellings(t *testing.T) {
+	s, err := ParseStatuses("REFUNDED=refunded, Refused=declined, AUTHORIZED=approved")
+	require.NoError(t, err)
+	for raw, want := range map[string]string{
+		"REFUNDED": RefundDone, "refunded": RefundDone, "refused": "declined",
+		"pending": "pending", "failed": "failed", "PROCESSING": "PROCESSING", "": "",
+	} {
+		r, err := s.DecodeRefund([]byte(`{"refundId":"rf","status":"` + raw + `","amount":{"amount":5,"currency":"EUR"}}`))
+		require.NoError(t, err, raw)
+		require.Equal(t, want, r.Status, raw)
+		require.Equal(t, raw, r.RawStatus)
+		require.Equal(t, Amount{Amount: 5, Currency: "EUR"}, r.Amount)
+	}
+	require.Zero(t, s.UnknownCount())
+	_, err = s.DecodeRefund([]byte(`{"status":`))
+	require.ErrorContains(t, err, "decode refund")
+}
+
+// FuzzDecodeRefund: without configured spellings a refund decodes exactly
+// as json.Unmarshal did before DecodeRefund; with them only a configured
+// spelling changes the status, to the state it names.
+func FuzzDecodeRefund(f *testing.F) {
+	f.Add([]byte(`{"refundId":"rf","clientRefundId":"c","transactionId":"t","status":"refunded","amount":{"amount":5,"currency":"EUR"},"createdAt":"2026-12-01T12:00:00Z"}`))
+	f.Add([]byte(`{"refundId":"rf","status":"REFUNDED"}`))
+	f.Add([]byte(`{"status":"Refused"}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"status":1}`))
+	s, err := ParseStatuses("REFUNDED=refunded, Refused=declined")
+	require.NoError(f, err)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var old Refund
+		oldErr := json.Unmarshal(in, &old)
+		got, err := (*Statuses)(nil).DecodeRefund(in)
+		if (err != nil) != (oldErr != nil) {
+			t.Fatalf("error %v, json.Unmarshal's %v", err, oldErr)
+		}
+		if err != nil {
+			return
+		}
+		if got.RawStatus != old.Status {
+			t.Fatalf("raw status %q, sent %q", got.RawStatus, old.Status)
+		}
+		got.RawStatus = ""
+		if !reflect.DeepEqual(got, old) {
+			t.Fatalf("unconfigured decode %+v, json.Unmarshal %+v", got, old)
+		}
+		mapped, err := s.DecodeRefund(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, ok := s.configured(old.Status); ok {
+			if mapped.Status != string(st) {
+				t.Fatalf("configured %q decoded as %q, want %q", old.Status, mapped.Status, st)
+			}
+		} else if mapped.Status != old.Status {
+			t.Fatalf("unconfigured %q decoded as %q", old.Status, mapped.Status)
+		}
+	})
 }

@@ -130,6 +130,7 @@ type Refund struct {
 	ClientRefundID string    `json:"clientRefundId"`
 	TransactionID  string    `json:"transactionId"`
 	Status         string    `json:"status"`
+	RawStatus      string    `json:"-"` // the spelling PPaaS sent (Statuses.DecodeRefund)
 	Amount         Amount    `json:"amount"`
 	CreatedAt      time.Time `json:"createdAt"`
 }

@@ -84,8 +84,9 @@ type Client struct {
 	statuses *ppaas.Statuses
 }
 
-// WithStatuses makes c decode status spellings with s (see Statuses). Call it
-// before using c.
+// WithStatuses makes c decode status spellings with s (see Statuses) in every
+// answer it reads: create, status read, poll, cancel (and its refusal's
+// transaction), listing and refund. Call it before using c.
 func (c *Client) WithStatuses(s *ppaas.Statuses) *Client {
 	c.statuses = s
 	return c
@@ -187,9 +188,9 @@ func (c *Client) Refund(ctx context.Context, id string, req ppaas.RefundRequest)
 	if err != nil {
 		return ppaas.Refund{}, err
 	}
-	var r ppaas.Refund
-	if err := json.Unmarshal(b, &r); err != nil {
-		return ppaas.Refund{}, fmt.Errorf("refund transaction: decode: %w", err)
+	r, err := c.statuses.DecodeRefund(b)
+	if err != nil {
+		return ppaas.Refund{}, fmt.Errorf("refund transaction: %w", err)
 	}
 	return r, nil
 }

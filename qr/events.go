@@ -495,7 +495,7 @@ func (c *Client) Poll(ctx context.Context, id string) (ppaas.Transaction, time.D
 	}
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		t, err := ppaas.DecodeTransaction(b)
+		t, err := c.statuses.DecodeTransaction(b)
 		if err != nil {
 			return ppaas.Transaction{}, wait, fmt.Errorf("%s: %w", op, err)
 		}

@@ -48,7 +48,7 @@ func (c *Client) List(ctx context.Context, from, to time.Time, after string, lim
 	}
 	p := TransactionPage{Next: raw.Next}
 	for i, r := range raw.Transactions {
-		t, err := ppaas.DecodeTransaction(r)
+		t, err := c.statuses.DecodeTransaction(r)
 		if err != nil {
 			return TransactionPage{}, fmt.Errorf("%s: transaction %d: %w", op, i, err)
 		}
