@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"time"
 
 	"github.com/termagent/termagent/store"
 )
@@ -22,4 +23,15 @@ func (a *Agent) TestDegraded() string { return a.degraded() }
 func (a *Agent) TestAdviceQueued(ctx context.Context, ctid string) (bool, error) {
 	_, _, found, err := a.st.FindKey(ctx, adviceKey(ctid))
 	return found, err
+}
+
+// CloseWithoutAnswerForTest is `agent refund close -not-refunded` stopped
+// before the refund's final answer is journaled (as a crash would).
+func CloseWithoutAnswerForTest(ctx context.Context, st *store.Store, id, note string) error {
+	m, err := closable(ctx, st, id)
+	if err != nil {
+		return err
+	}
+	_, err = m.decide(ctx, st, false, note, time.Now())
+	return err
 }

@@ -61,6 +61,11 @@ const (
 	// "manual action needed"). The entry stays unfinished, so the desk
 	// counts it at every pass (/readyz degraded, Diagnosis).
 	stateRefundManual = "agent.refund.manual"
+	// On a refund given up to a person: the person closed it as not
+	// refunded (`agent refund close`), written before the amount is released
+	// (data: the final response). A release found after it is that close,
+	// not PPaaS's refusal (refund desk: trySettle).
+	stateRefundClosed = "agent.refund.closed"
 	// On a full Reversal of an approved payment: it is a refund of the whole
 	// payment (data refundMark), written before the reservation.
 	stateRefundFull = "agent.refund.full"
@@ -544,6 +549,12 @@ func (e apmEngine) reverseRefunds(ctx context.Context, txn nexo.Txn, req nexo.Re
 		return res, err, true
 	}
 	orig, err := readRefundable(ctx, e.journal.st, id, txn.SaleID)
+	if ne := (*nexo.Error)(nil); errors.As(err, &ne) && ne.Condition == nexo.UnavailableService {
+		// The journal could not say whether the payment has refunds: the
+		// ordinary reversal, which does not count them, must not run on a
+		// guess (a partly refunded payment would be reversed in full).
+		return nexo.ReversalResult{}, beforeSend(err), true
+	}
 	if err != nil || e.refunds == nil || e.qr == nil {
 		return nexo.ReversalResult{}, nil, false // not an approved payment: the ordinary reversal answers
 	}

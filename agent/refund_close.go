@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
@@ -100,36 +101,66 @@ var ErrNotManual = errors.New("not a refund given up to a person")
 // goes into the POS's answer. Refunded, the amount stays taken from the
 // original payment and the refund's answer is a Success with its receipts;
 // not refunded, the amount is released (refundable again) first, then the
-// answer is a Refusal. A crash between the two leaves the refund unfinished
-// and released, which the refund desk closes as "nothing was refunded" at
-// the next start. It returns the refund's final answer.
+// answer is a Refusal; the decision is journaled on the refund before the
+// release, so that a crash before the answer leaves the refund unfinished
+// and released with it, and the refund desk journals that same answer at
+// the next start (operatorClosed). It returns the refund's final answer.
 func CloseManualRefund(ctx context.Context, st *store.Store, id string, refunded bool, note string, now time.Time) (*nexo.Response, error) {
-	t, err := st.Txn(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("POI transaction %s: %w (no such transaction)", id, ErrNotManual)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read POI transaction %s: %w", id, err)
-	}
-	if t.Final || !manualMarked(t) {
-		return nil, fmt.Errorf("POI transaction %s: %w (see `agent refund list`)", id, ErrNotManual)
-	}
-	m, err := manualRefundOf(ctx, st, t)
+	m, err := closable(ctx, st, id)
 	if err != nil {
 		return nil, err
 	}
-	if !m.reserved {
-		return nil, fmt.Errorf("refund %s holds no reservation on %s any more: start the agent, its refund desk closes it as nothing refunded", id, m.Original)
+	resp, err := m.decide(ctx, st, refunded, note, now)
+	if err != nil {
+		return nil, err
 	}
+	if err := (journal{st: st}).finish(ctx, m.txn, resp, now, nil); err != nil {
+		return nil, fmt.Errorf("journal the closed refund %s: %w", id, err)
+	}
+	return resp, nil
+}
+
+// closable reads refund id and checks that a person may close it.
+func closable(ctx context.Context, st *store.Store, id string) (manualRefund, error) {
+	t, err := st.Txn(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return manualRefund{}, fmt.Errorf("POI transaction %s: %w (no such transaction)", id, ErrNotManual)
+	}
+	if err != nil {
+		return manualRefund{}, fmt.Errorf("read POI transaction %s: %w", id, err)
+	}
+	if t.Final || !manualMarked(t) {
+		return manualRefund{}, fmt.Errorf("POI transaction %s: %w (see `agent refund list`)", id, ErrNotManual)
+	}
+	m, err := manualRefundOf(ctx, st, t)
+	if err != nil {
+		return manualRefund{}, err
+	}
+	if !m.reserved {
+		return manualRefund{}, fmt.Errorf("refund %s holds no reservation on %s any more: start the agent, its refund desk settles it (as closed, if it was closed here)", id, m.Original)
+	}
+	return m, nil
+}
+
+// maxNote bounds a person's note, in bytes.
+const maxNote = 256
+
+// decide is the refund's final answer for what the person found; not
+// refunded, it journals the decision on the refund, then releases the
+// amount on the original payment.
+func (m manualRefund) decide(ctx context.Context, st *store.Store, refunded bool, note string, now time.Time) (*nexo.Response, error) {
+	id := m.POITransactionID
 	note = strings.TrimSpace(note)
 	if note == "" {
 		note = "no note"
 	}
-	if len(note) > 256 {
-		note = note[:256]
+	if len(note) > maxNote {
+		n := maxNote
+		for n > 0 && !utf8.RuneStart(note[n]) {
+			n-- // not inside a character
+		}
+		note = note[:n]
 	}
-	j := journal{st: st}
-	var resp *nexo.Response
 	if refunded {
 		r, err := readRefundable(ctx, st, m.Original, m.SaleID)
 		if err != nil {
@@ -137,21 +168,28 @@ func CloseManualRefund(ctx context.Context, st *store.Store, id string, refunded
 		}
 		ref := ppaas.Refund{ClientRefundID: id, TransactionID: r.ppaasID, Status: ppaas.RefundDone,
 			Amount: ppaas.Amount{Amount: m.Amount.Minor, Currency: m.Amount.Currency}}
-		resp = refundResponse(m.poiid, m.order, &refundOutcome{amount: m.Amount, original: r, ref: ref}, nil)
+		resp := refundResponse(m.poiid, m.order, &refundOutcome{amount: m.Amount, original: r, ref: ref}, nil)
 		resp.Status.AdditionalResponse = "closed by an operator as refunded: " + note
-	} else {
-		rel, err := json.Marshal(m.mark) // as release journals it (agent/refund.go)
-		if err != nil {
-			return nil, fmt.Errorf("release the amount of refund %s: %w", id, err)
-		}
-		if err := st.AppendTxn(ctx, m.Original, store.Transition{At: now, State: stateRefundReleased, Data: rel}); err != nil {
-			return nil, fmt.Errorf("release the amount of refund %s on %s: %w", id, m.Original, err)
-		}
-		resp = refundResponse(m.poiid, m.order, nil, nexo.Errorf(nexo.Refusal,
-			"%s closed by an operator as not refunded: %s; nothing was refunded", m.Kind, note))
+		return resp, nil
 	}
-	if err := j.finish(ctx, t, resp, now, nil); err != nil {
-		return nil, fmt.Errorf("journal the closed refund %s: %w", id, err)
+	resp := refundResponse(m.poiid, m.order, nil, nexo.Errorf(nexo.Refusal,
+		"%s closed by an operator as not refunded: %s; nothing was refunded", m.Kind, note))
+	// The decision first, on the refund: if the agent stops before the
+	// final answer, its refund desk journals this answer at the next start
+	// (operatorClosed), not "refused by PPaaS".
+	rec, err := responseRecord(resp)
+	if err != nil {
+		return nil, fmt.Errorf("close refund %s: %w", id, err)
+	}
+	if err := st.AppendTxn(ctx, id, store.Transition{At: now, State: stateRefundClosed, Data: rec}); err != nil {
+		return nil, fmt.Errorf("journal the close of refund %s: %w", id, err)
+	}
+	rel, err := json.Marshal(m.mark) // as release journals it (agent/refund.go)
+	if err != nil {
+		return nil, fmt.Errorf("release the amount of refund %s: %w", id, err)
+	}
+	if err := st.AppendTxn(ctx, m.Original, store.Transition{At: now, State: stateRefundReleased, Data: rel}); err != nil {
+		return nil, fmt.Errorf("release the amount of refund %s on %s: %w", id, m.Original, err)
 	}
 	return resp, nil
 }

@@ -3,8 +3,10 @@ package agent_test
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -103,4 +105,42 @@ func TestCloseManualRefundRefunded(t *testing.T) {
 	r, err := w.pos.Refund(t.Context(), "R2", orig, 1301, "EUR")
 	require.NoError(t, err)
 	require.Equal(t, nexo.Refusal, r.Status.ErrorCondition, simworld.Describe(r))
+}
+
+// Review: a crash after the release of a close as not refunded, before its
+// final answer, was settled at the next start as "refused by PPaaS", with an
+// after-sale update saying so. The desk journals the person's answer, and
+// queues no update.
+func TestCloseManualRefundCrashAfterReleaseKeepsThePersonsAnswer(t *testing.T) {
+	w, orig, st := manualRefundThenStopped(t)
+	list, err := agent.ManualRefunds(t.Context(), st)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	require.NoError(t, agent.CloseWithoutAnswerForTest(t.Context(), st, list[0].POITransactionID, "failed in the back office"))
+
+	w.restarted(st)
+	rep := w.final("R1")
+	require.Equal(t, nexo.Refusal, rep.Status.ErrorCondition, simworld.Describe(rep))
+	require.Contains(t, rep.Status.AdditionalResponse, "closed by an operator as not refunded: failed in the back office")
+	require.NotContains(t, rep.Status.AdditionalResponse, "PPaaS")
+	st2 := w.Agent.TestStore()
+	p, err := st2.Txn(t.Context(), orig)
+	require.NoError(t, err)
+	for _, tr := range p.Transitions {
+		require.NotContains(t, string(tr.Data), "refused by PPaaS after the POS was answered", "no after-sale update for a close")
+	}
+}
+
+// The note's cut at 256 bytes never splits a character.
+func TestCloseManualRefundNoteCutOnACharacter(t *testing.T) {
+	_, _, st := manualRefundThenStopped(t)
+	list, err := agent.ManualRefunds(t.Context(), st)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	note := strings.Repeat("a", 255) + "é"
+	resp, err := agent.CloseManualRefund(t.Context(), st, list[0].POITransactionID, false, note, time.Now())
+	require.NoError(t, err)
+	require.True(t, utf8.ValidString(resp.Status.AdditionalResponse))
+	require.Contains(t, resp.Status.AdditionalResponse, strings.Repeat("a", 255)+"; nothing")
+	require.NoError(t, st.Close())
 }

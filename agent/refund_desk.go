@@ -124,6 +124,18 @@ func (a *Agent) trySettle(ctx context.Context, j journal, client *qr.Client, des
 		return refundPending
 	}
 	mark, held := reservedIn(orig, o.id)
+	if resp, closed := operatorClosed(t); !held && closed {
+		// A person closed it as not refunded and the agent stopped before
+		// its final answer was written: that answer, not "refused by PPaaS",
+		// and no after-sale update (the close queues none).
+		if err := j.finish(ctx, t, resp, time.Now(), nil); err != nil {
+			log.Error("refund desk: journal the refund closed by a person", "err", err)
+			a.markPending(ctx, j, t, log)
+			return refundPending
+		}
+		log.Info("refund closed by a person as not refunded, settled after a restart")
+		return refundSettled
+	}
 	if !held {
 		// The reservation precedes every send: without one (or once released
 		// on PPaaS's refusal of a first send) nothing was refunded.
@@ -235,6 +247,18 @@ func (a *Agent) journaled(ok bool) deskOutcome {
 		return refundSettled
 	}
 	return refundPending
+}
+
+// operatorClosed is the final response a person closed refund t with as
+// not refunded (`agent refund close`), if they did.
+func operatorClosed(t store.Txn) (*nexo.Response, bool) {
+	for _, tr := range slices.Backward(t.Transitions) {
+		if tr.State == stateRefundClosed {
+			resp, err := readResponse(tr.Data)
+			return resp, err == nil && resp != nil
+		}
+	}
+	return nil, false
 }
 
 func manualMarked(t store.Txn) bool {

@@ -38,3 +38,20 @@ func TestUnreadableOriginalSaysNothingRefundedOnlyBeforeASend(t *testing.T) {
 	plain := errors.New("x")
 	require.Equal(t, plain, beforeSend(plain))
 }
+
+// Review: a full Reversal whose original payment the journal cannot read
+// fell back to the ordinary reversal, which does not count the refunds
+// already reserved on the payment: a partly refunded payment could be
+// reversed in full. It is refused instead, nothing sent.
+func TestReversalWithTheJournalUnreadableIsRefused(t *testing.T) {
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "termagent.db"), store.Options{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+	e := apmEngine{journal: journal{st: st}}
+	_, err, handled := e.reverseRefunds(t.Context(), nexo.Txn{SaleID: "POS1"}, nexo.ReversalRequest{OriginalPOITransactionID: nexo.TransactionID{ID: "P1"}})
+	require.True(t, handled, "not left to the ordinary reversal")
+	var ne *nexo.Error
+	require.ErrorAs(t, err, &ne)
+	require.Equal(t, nexo.UnavailableService, ne.Condition)
+	require.Contains(t, ne.Text, "nothing was refunded")
+}

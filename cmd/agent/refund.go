@@ -29,7 +29,10 @@ STOPPED agent (the store file is locked while the agent runs).
              refund becomes a Refusal
 
 Until it is closed (or PPaaS confirms it), a refund given up stays in the
-agent's alerts and SaleReconciliation answers Busy.
+agent's alerts and SaleReconciliation answers Busy. Check PPaaS before
+-not-refunded: the agent stops asking PPaaS about a closed refund, so a
+refund PPaaS completes afterwards reaches the POS only as an after-sale
+update of the payment.
 
 Flags:
 `
