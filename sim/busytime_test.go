@@ -42,15 +42,17 @@ func (p publishedCh) Publish(_ context.Context, topic string, _ []byte) error {
 	return nil
 }
 
-// An event's span of the platform's time opens when the platform decides it
-// (pushLocked), not when its publishing goroutine gets to it: the wait in
-// the simulator's queue is the platform's, and counting it as the agent's
-// share would charge the device for the simulator's scheduling. An event
-// still queued when the publisher stops closes its span.
-func TestEventSpanOpensWhenTheEventIsDecided(t *testing.T) {
-	at := time.Unix(1_000_000, 0)
-	var mu sync.Mutex
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return at }
+// An event's wait in the simulator's queue (between its decision and the
+// publishing goroutine taking it) is told apart (EventQueueWait) and is not
+// the platform's time (PaymentAPITime): on a shared machine it may be the
+// device's own work holding the CPU, and subtracting it would flatter the
+// device's share.
+func TestEventQueueWaitIsToldApart(t *testing.T) {
+	var (
+		mu sync.Mutex
+		at = time.Unix(1_000_000, 0)
+	)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return at } // the spans' clock
 	pm, err := newPayments(slog.New(slog.DiscardHandler), now, ProviderApprove, ProvidersConfig{})
 	require.NoError(t, err)
 	pm.spans = &busyTime{now: now}
@@ -58,24 +60,14 @@ func TestEventSpanOpensWhenTheEventIsDecided(t *testing.T) {
 	pm.mu.Lock()
 	pm.pushLocked([]outgoing{{topic: "a"}})
 	pm.mu.Unlock()
+	time.Sleep(20 * time.Millisecond) // queued, no publisher running yet
 	mu.Lock()
-	at = at.Add(5 * time.Millisecond) // queued, no publisher running yet
+	at = at.Add(5 * time.Millisecond) // the spans' clock moves while it waits, not while it is published
 	mu.Unlock()
 	pub := make(publishedCh, 4)
 	pm.start(pub)
+	defer pm.close()
 	require.Equal(t, "a", <-pub)
-	require.Eventually(t, func() bool { return pm.spans.get() == 5*time.Millisecond }, 5*time.Second, time.Millisecond,
-		"the span covers the event's wait in the queue")
-
-	pm.mu.Lock()
-	pm.pushLocked([]outgoing{{topic: "b"}, {topic: "c"}})
-	pm.mu.Unlock()
-	pm.close()
-	for len(pub) > 0 {
-		<-pub
-	}
-	pm.spans.mu.Lock()
-	open := pm.spans.open
-	pm.spans.mu.Unlock()
-	require.Zero(t, open, "events published or dropped at stop leave no span open")
+	require.GreaterOrEqual(t, time.Duration(pm.queueWait.Load()), 20*time.Millisecond, "the queue wait is measured")
+	require.Zero(t, pm.spans.get(), "and is not the platform's time")
 }

@@ -76,6 +76,7 @@ type publisher interface {
 type outgoing struct {
 	topic   string
 	payload []byte
+	queued  time.Time // when pushLocked queued it (queueWait)
 }
 
 // payments is the qrcode-payment API and its providers.
@@ -85,6 +86,7 @@ type payments struct {
 	pub       publisher
 	busy      *atomic.Int64 // nanoseconds spent publishing events (the simulator's time)
 	spans     *busyTime     // the same spans, for the wall-time union (PaymentAPITime)
+	queueWait atomic.Int64  // ns events waited between their decision and their publishing (EventQueueWait)
 	cfg       ProvidersConfig
 	providers map[string]provider // by paymentType; read-only after newPayments
 
@@ -161,11 +163,12 @@ func (pm *payments) start(pub publisher) {
 		for {
 			select {
 			case <-pm.stop:
-				pm.dropQueued()
 				return
 			case o := <-pm.queue:
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				pm.spans.enter()
 				began := time.Now()
+				pm.queueWait.Add(int64(began.Sub(o.queued)))
 				err := pm.pub.Publish(ctx, o.topic, o.payload)
 				if pm.busy != nil {
 					pm.busy.Add(int64(time.Since(began)))
@@ -513,30 +516,17 @@ func (pm *payments) enqueueLocked(o outgoing) {
 }
 
 // pushLocked hands events to the publishing goroutine. An event's span of
-// the platform's time (PaymentAPITime) opens here, when the platform has
-// decided it: its wait for the publishing goroutine is the platform's time,
-// not the device's.
+// the platform's time (PaymentAPITime) opens when that goroutine takes it:
+// its wait in the queue, which on a shared machine may be the device's own
+// work holding the CPU, is counted apart (EventQueueWait), not as the
+// platform's.
 func (pm *payments) pushLocked(out []outgoing) {
 	for _, e := range out {
-		pm.spans.enter()
+		e.queued = time.Now()
 		select {
 		case pm.queue <- e:
 		default:
-			pm.spans.exit()
 			pm.log.Error("simulated PPaaS event queue full; event dropped", "topic", e.topic)
-		}
-	}
-}
-
-// dropQueued closes the spans of the events left queued when the publishing
-// goroutine stops.
-func (pm *payments) dropQueued() {
-	for {
-		select {
-		case <-pm.queue:
-			pm.spans.exit()
-		default:
-			return
 		}
 	}
 }
