@@ -32,17 +32,9 @@ func appendPaymentRequestJSON(b []byte, r *Request) (_ []byte, ok bool) {
 	}
 	h := r.Header
 	b = append(b, `{"SaleToPOIRequest":{"MessageHeader":{`...)
-	var o object
-	b = o.str(b, "ProtocolVersion", h.ProtocolVersion)
-	b = o.str(b, "MessageClass", string(h.Class))
-	b = o.str(b, "MessageCategory", string(h.Category))
-	b = o.str(b, "MessageType", string(h.Type))
-	b = o.str(b, "ServiceID", h.ServiceID)
-	b = o.str(b, "DeviceID", h.DeviceID)
-	b = o.str(b, "SaleID", h.SaleID)
-	b = o.str(b, "POIID", h.POIID)
+	b = appendHeaderJSON(b, h)
 	b = append(b, `},"PaymentRequest":{"SaleData":{`...)
-	o = object{}
+	var o object
 	b = o.str(b, "OperatorID", p.OperatorID)
 	b = o.str(b, "ShiftNumber", p.ShiftNumber)
 	b = o.str(b, "SaleReferenceID", p.SaleReferenceID)
@@ -87,6 +79,21 @@ func appendPaymentRequestJSON(b []byte, r *Request) (_ []byte, ok bool) {
 }
 
 // object writes the members of one JSON object, the commas between them.
+// appendHeaderJSON appends the members of a MessageHeader object: the
+// header's non-empty fields in the wire struct's order.
+func appendHeaderJSON(b []byte, h Header) []byte {
+	var o object
+	b = o.str(b, "ProtocolVersion", h.ProtocolVersion)
+	b = o.str(b, "MessageClass", string(h.Class))
+	b = o.str(b, "MessageCategory", string(h.Category))
+	b = o.str(b, "MessageType", string(h.Type))
+	b = o.str(b, "ServiceID", h.ServiceID)
+	b = o.str(b, "DeviceID", h.DeviceID)
+	b = o.str(b, "SaleID", h.SaleID)
+	b = o.str(b, "POIID", h.POIID)
+	return b
+}
+
 type object struct{ n int }
 
 func (o *object) key(b []byte, k string) []byte {

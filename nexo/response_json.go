@@ -33,17 +33,9 @@ func appendPaymentResponseJSON(b []byte, r *Response) (_ []byte, ok bool) {
 	}
 	h := r.Header
 	b = append(b, `{"SaleToPOIResponse":{"MessageHeader":{`...)
-	var o object
-	b = o.str(b, "ProtocolVersion", h.ProtocolVersion)
-	b = o.str(b, "MessageClass", string(h.Class))
-	b = o.str(b, "MessageCategory", string(h.Category))
-	b = o.str(b, "MessageType", string(h.Type))
-	b = o.str(b, "ServiceID", h.ServiceID)
-	b = o.str(b, "DeviceID", h.DeviceID)
-	b = o.str(b, "SaleID", h.SaleID)
-	b = o.str(b, "POIID", h.POIID)
+	b = appendHeaderJSON(b, h)
 	b = append(b, `},"PaymentResponse":{"Response":{`...)
-	o = object{}
+	var o object
 	b = o.str(b, "Result", string(r.Status.Result))
 	b = o.str(b, "ErrorCondition", string(r.Status.ErrorCondition))
 	b = o.str(b, "AdditionalResponse", r.Status.AdditionalResponse)

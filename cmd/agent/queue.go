@@ -48,20 +48,8 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	seqs := fset.String("seq", "", "retry: comma-separated dead-letter sequence numbers (default: all)")
 	yes := fset.Bool("yes", false, "purge-dead: confirm deleting the dead letters")
 	asJSON := fset.Bool("json", false, "status, list: print JSON")
-	fset.Usage = func() {
-		fmt.Fprint(stderr, queueUsage)
-		fset.PrintDefaults()
-	}
-	// Flags may come before or after the subcommand.
-	if err := fset.Parse(args); err != nil {
-		return err
-	}
-	if fset.NArg() == 0 {
-		fset.Usage()
-		return errors.New("agent queue: missing command (status, list, retry, purge-dead)")
-	}
-	cmd := fset.Arg(0)
-	if err := fset.Parse(fset.Args()[1:]); err != nil {
+	cmd, err := subcommand(fset, args, queueUsage, stderr, "status, list, retry, purge-dead")
+	if err != nil {
 		return err
 	}
 	var positional []string
@@ -128,6 +116,28 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "deleted %d dead letter(s)\n", n)
 	}
 	return st.Close()
+}
+
+// subcommand parses args for the command fset names, whose usage text is
+// usage: flags may come before or after the subcommand, which it returns
+// (want lists them for the error when none is given).
+func subcommand(fset *flag.FlagSet, args []string, usage string, stderr io.Writer, want string) (string, error) {
+	fset.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fset.PrintDefaults()
+	}
+	if err := fset.Parse(args); err != nil {
+		return "", err
+	}
+	if fset.NArg() == 0 {
+		fset.Usage()
+		return "", fmt.Errorf("%s: missing command (%s)", fset.Name(), want)
+	}
+	cmd := fset.Arg(0)
+	if err := fset.Parse(fset.Args()[1:]); err != nil {
+		return "", err
+	}
+	return cmd, nil
 }
 
 // openStopped opens a stopped agent's existing store file for the command

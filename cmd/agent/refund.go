@@ -47,19 +47,8 @@ func runRefund(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	note := fset.String("note", "", "close: what you found (goes into the refund's answer, at most 256 bytes)")
 	yes := fset.Bool("yes", false, "close: confirm")
 	asJSON := fset.Bool("json", false, "list: print JSON")
-	fset.Usage = func() {
-		fmt.Fprint(stderr, refundUsage)
-		fset.PrintDefaults()
-	}
-	if err := fset.Parse(args); err != nil {
-		return err
-	}
-	if fset.NArg() == 0 {
-		fset.Usage()
-		return errors.New("agent refund: missing command (list, close)")
-	}
-	cmd := fset.Arg(0)
-	if err := fset.Parse(fset.Args()[1:]); err != nil {
+	cmd, err := subcommand(fset, args, refundUsage, stderr, "list, close")
+	if err != nil {
 		return err
 	}
 	var id string
