@@ -759,6 +759,12 @@ func readTxn(tx *bolt.Tx, id string, dataOf ...string) (Txn, error) {
 	return t, nil
 }
 
+// MaxRefLen bounds each field of a TxnRef, in bytes: far above the ids the
+// agent journals (Nexo's are at most 64), far below bbolt's key limit, so
+// that no key built from them can fail a write after the op's first puts
+// (an op's earlier writes in a group commit are not undone).
+const MaxRefLen = 1024
+
 func checkRef(ref TxnRef) error {
 	if ref.ID == "" {
 		return errors.New("empty transaction id")
@@ -766,6 +772,9 @@ func checkRef(ref TxnRef) error {
 	for _, f := range []string{ref.ID, ref.SaleID, ref.ServiceID} {
 		if strings.IndexByte(f, 0) >= 0 {
 			return errors.New("NUL byte in transaction reference")
+		}
+		if len(f) > MaxRefLen {
+			return fmt.Errorf("transaction reference field of %d bytes (at most %d)", len(f), MaxRefLen)
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -417,4 +418,25 @@ func TestLookupCopiesOnlyTheStatesAsked(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, json.RawMessage(`"B"`), last.Transitions[1].Data, "without states, all data")
+}
+
+// Every field of a journal reference is bounded: a key built from one can
+// then never fail a write halfway through an op (its earlier puts are not
+// undone inside a group commit); a longer one is refused before anything is
+// written.
+func TestStartTxnRefusesOverlongReferences(t *testing.T) {
+	s, _ := openTest(t, Options{PruneInterval: -1})
+	long := strings.Repeat("x", MaxRefLen+1)
+	for _, ref := range []TxnRef{
+		{ID: long, SaleID: "POS", ServiceID: "1"},
+		{ID: "t1", SaleID: long, ServiceID: "1"},
+		{ID: "t2", SaleID: "POS", ServiceID: long},
+	} {
+		_, err := s.StartTxn(t.Context(), ref, Transition{State: "s"})
+		require.ErrorContains(t, err, "at most 1024", "%.8s…", ref.ID)
+		_, err = s.Txn(t.Context(), ref.ID)
+		require.ErrorIs(t, err, ErrNotFound, "nothing written")
+	}
+	_, err := s.StartTxn(t.Context(), TxnRef{ID: strings.Repeat("y", MaxRefLen), SaleID: "POS", ServiceID: "2"}, Transition{State: "s"})
+	require.NoError(t, err, "at the bound")
 }
