@@ -13,7 +13,8 @@ import (
 // Statuses decodes PPaaS status spellings into States. The statuses are our
 // contract, not the PPaaS document's, so decoding is tolerant: a configured
 // spelling maps to the State it names (the real platform may say AUTHORIZED
-// for approved), our own spellings map to themselves, and anything else is
+// for approved), our own spellings map to themselves in any case (APPROVED is
+// approved; canceled is cancelled), and anything else is
 // Pending — the transaction is not decided as far as the agent can tell, so it
 // keeps polling — never an unknown outcome. A chargeback spelling (see
 // ChargedBack) is Refunded. Each unknown spelling is reported
@@ -198,6 +199,9 @@ func (s *Statuses) State(raw string) State {
 	if st := State(raw); st.wire() {
 		return st
 	}
+	if st, ok := ownSpelling(raw); ok {
+		return st
+	}
 	if s.IsChargeback(raw) {
 		return Refunded // a chargeback takes the payment back: ChargedBack tells which
 	}
@@ -206,6 +210,18 @@ func (s *Statuses) State(raw string) State {
 		s.report(raw)
 	}
 	return Pending
+}
+
+// ownSpelling reads our own spellings whatever their case ("APPROVED",
+// "Approved"), and the US spelling of cancelled, without configuration: a
+// platform that writes them so means the same states, and reading them as
+// unknown would keep a decided payment pending until its timeout.
+func ownSpelling(raw string) (State, bool) {
+	st := State(strings.ToLower(raw))
+	if st == "canceled" {
+		st = Cancelled
+	}
+	return st, st.wire()
 }
 
 // configured reports the State a configured spelling names.
@@ -285,8 +301,8 @@ func (s *Statuses) DecodeEvent(b []byte) (Event, error) {
 	case e.Sequence < 0:
 		return Event{}, fmt.Errorf("decode event: negative sequence %d", e.Sequence)
 	}
-	if e.Type == "" {
-		e.Type = EventTypeStatus
+	if e.Type == "" || strings.EqualFold(e.Type, EventTypeStatus) {
+		e.Type = EventTypeStatus // its spelling in any case, as statuses
 	}
 	e.RawStatus = string(e.Status)
 	e.Status = s.State(e.RawStatus)
@@ -296,7 +312,9 @@ func (s *Statuses) DecodeEvent(b []byte) (Event, error) {
 // DecodeRefund parses a refund answer, reading a configured spelling of its
 // status as the state it names: a platform that spells refunded REFUNDED
 // (REFUNDED=refunded) says so of its refunds too, and a refund left "not done"
-// would be re-sent and held pending although the money went back. A refund's
+// would be re-sent and held pending although the money went back. RefundDone
+// in any case is done without configuration, as our own transaction
+// spellings are (ownSpelling). A refund's
 // own words (RefundDone, "pending", "failed", …) are not transaction statuses,
 // so any other spelling is kept as sent and not counted as unknown.
 func (s *Statuses) DecodeRefund(b []byte) (Refund, error) {
@@ -307,6 +325,8 @@ func (s *Statuses) DecodeRefund(b []byte) (Refund, error) {
 	r.RawStatus = r.Status
 	if st, ok := s.configured(r.Status); ok {
 		r.Status = string(st)
+	} else if strings.EqualFold(r.Status, RefundDone) {
+		r.Status = RefundDone // REFUNDED is done without configuration too
 	}
 	return r, nil
 }

@@ -34,10 +34,25 @@ func TestStatusesTolerantDecoding(t *testing.T) {
 	require.Equal(t, []string{"PENDING_REVIEW", "unknown"}, reported, "logged once per spelling")
 	require.Equal(t, int64(4), s.UnknownCount(), "every occurrence counted")
 
-	// Without configuration, our own spellings still decode.
+	// Without configuration, our own spellings still decode, in any case.
 	tx, err = DecodeTransaction([]byte(`{"transactionId":"x","status":"confirming"}`))
 	require.NoError(t, err)
 	require.Equal(t, Confirming, tx.Status)
+	plain := &Statuses{}
+	for raw, want := range map[string]State{
+		"APPROVED": Approved, "Declined": Declined, "AWAITING_CONSUMER": AwaitingConsumer,
+		"CANCELED": Cancelled, "canceled": Cancelled, "Cancelled": Cancelled, "REFUNDED": Refunded,
+	} {
+		ev, err := plain.DecodeEvent([]byte(`{"eventId":"e","transactionId":"x","status":"` + raw + `"}`))
+		require.NoError(t, err, raw)
+		require.Equal(t, want, ev.Status, raw)
+		require.Equal(t, raw, ev.RawStatus)
+	}
+	require.Zero(t, plain.UnknownCount(), "our own spellings are not unknown")
+	ev, err = plain.DecodeEvent([]byte(`{"eventId":"e","transactionId":"x","type":"Transaction.Status","status":"APPROVED"}`))
+	require.NoError(t, err)
+	require.Equal(t, EventTypeStatus, ev.Type, "the event type in any case")
+	require.Equal(t, Pending, plain.State("UNKNOWN"), "the agent-only state is not a PPaaS answer in any case")
 
 	for _, bad := range []string{"AUTHORIZED", "AUTHORIZED=paid", "=approved", "X=unknown"} {
 		_, err := ParseStatuses(bad)
@@ -208,13 +223,20 @@ func TestDecodeRefundSpellings(t *testing.T) {
 		require.Equal(t, Amount{Amount: 5, Currency: "EUR"}, r.Amount)
 	}
 	require.Zero(t, s.UnknownCount())
+	for _, raw := range []string{"REFUNDED", "Refunded", "refunded"} { // done without configuration
+		r, err := (*Statuses)(nil).DecodeRefund([]byte(`{"refundId":"rf","status":"` + raw + `"}`))
+		require.NoError(t, err, raw)
+		require.True(t, r.Done(), raw)
+		require.Equal(t, raw, r.RawStatus)
+	}
 	_, err = s.DecodeRefund([]byte(`{"status":`))
 	require.ErrorContains(t, err, "decode refund")
 }
 
 // FuzzDecodeRefund: without configured spellings a refund decodes exactly
-// as json.Unmarshal did before DecodeRefund; with them only a configured
-// spelling changes the status, to the state it names.
+// as json.Unmarshal did before DecodeRefund, RefundDone in any case read as
+// RefundDone; with them only a configured spelling changes the status
+// otherwise, to the state it names.
 func FuzzDecodeRefund(f *testing.F) {
 	f.Add([]byte(`{"refundId":"rf","clientRefundId":"c","transactionId":"t","status":"refunded","amount":{"amount":5,"currency":"EUR"},"createdAt":"2026-12-01T12:00:00Z"}`))
 	f.Add([]byte(`{"refundId":"rf","status":"REFUNDED"}`))
@@ -237,6 +259,9 @@ func FuzzDecodeRefund(f *testing.F) {
 			t.Fatalf("raw status %q, sent %q", got.RawStatus, old.Status)
 		}
 		got.RawStatus = ""
+		if strings.EqualFold(old.Status, RefundDone) {
+			old.Status = RefundDone // done in any case
+		}
 		if !reflect.DeepEqual(got, old) {
 			t.Fatalf("unconfigured decode %+v, json.Unmarshal %+v", got, old)
 		}
@@ -244,12 +269,13 @@ func FuzzDecodeRefund(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st, ok := s.configured(old.Status); ok {
+		raw := mapped.RawStatus
+		if st, ok := s.configured(raw); ok {
 			if mapped.Status != string(st) {
-				t.Fatalf("configured %q decoded as %q, want %q", old.Status, mapped.Status, st)
+				t.Fatalf("configured %q decoded as %q, want %q", raw, mapped.Status, st)
 			}
 		} else if mapped.Status != old.Status {
-			t.Fatalf("unconfigured %q decoded as %q", old.Status, mapped.Status)
+			t.Fatalf("unconfigured %q decoded as %q", raw, mapped.Status)
 		}
 	})
 }
