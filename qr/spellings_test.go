@@ -120,12 +120,18 @@ func TestClientRefundReadsConfiguredSpellings(t *testing.T) {
 	}
 	require.Zero(t, s.UnknownCount(), "a refund's own words are not unknown transaction statuses")
 
-	// Without spellings a refund reads as it always did.
+	// Without spellings our own word is read in any case: done.
 	srv := spellingPPaaS(t, "approved", "REFUNDED")
 	ref, err := NewClient(srv.Client(), srv.URL, fastRetry).Refund(t.Context(), "t1",
 		ppaas.RefundRequest{ClientRefundID: "c1-r", Amount: ppaas.Amount{Amount: 100, Currency: "EUR"}})
 	require.NoError(t, err)
-	require.Equal(t, "REFUNDED", ref.Status)
+	require.Equal(t, ppaas.RefundDone, ref.Status)
+	require.True(t, ref.Done())
+	srv = spellingPPaaS(t, "approved", "PROCESSING")
+	ref, err = NewClient(srv.Client(), srv.URL, fastRetry).Refund(t.Context(), "t1",
+		ppaas.RefundRequest{ClientRefundID: "c1-r", Amount: ppaas.Amount{Amount: 100, Currency: "EUR"}})
+	require.NoError(t, err)
+	require.Equal(t, "PROCESSING", ref.Status, "any other word is kept as sent")
 	require.False(t, ref.Done())
 }
 
