@@ -49,6 +49,9 @@ const minimalSerial = "900000000000000099999999"
 // (a bare MQTT 3.1.1 client: no goroutine, the handler reads the socket), a
 // second durable step and canned answer bytes back. Its share is its total
 // minus the simulator's PaymentAPITime during its payment, as the agent's is.
+// Its token is fetched once: a run past the token's life (the simulator's
+// 300 s) fails loudly (a refused create, or the broker ending the session)
+// rather than measuring a refresh.
 type minimalAgent struct {
 	sim       *sim.PPaaS
 	f         *os.File

@@ -393,19 +393,8 @@ func approvalPush(serial string) []byte {
 	})
 	topic := ppaas.EventTopic(serial)
 	body := append(binary.BigEndian.AppendUint16(nil, uint16(len(topic))), topic...)
-	body = append(binary.BigEndian.AppendUint16(body, 1), ev...) // packet id
-	msg := []byte{0x32}                                          // PUBLISH, QoS 1
-	for n := len(body); ; {                                      // remaining length
-		d := byte(n % 128)
-		if n /= 128; n > 0 {
-			d |= 0x80
-		}
-		msg = append(msg, d)
-		if n == 0 {
-			break
-		}
-	}
-	return append(msg, body...)
+	body = append(binary.BigEndian.AppendUint16(body, 1), ev...)     // packet id
+	return append(appendRemaining([]byte{0x32}, len(body)), body...) // PUBLISH, QoS 1
 }
 
 func newFloor(b *testing.B, w *world.World, pos *world.POS) *floor {
