@@ -243,13 +243,14 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		Transitions: []Transition{first}}, nil
 }
 
-// orderBucket is journal.order for writing (applyPendingTx). Its keys only ever grow (one
-// sequence), so its pages are filled before they split, as the outbox's
-// are, instead of half (bbolt's default, for keys that land anywhere): half
-// as many leaves, so the index stays one branch page over its leaves for
-// about twice the transactions, and a start writes two pages of it, not
-// three (TestJournalOrderStaysShallow: 6,000 transactions in 94 leaves
-// under one branch page, not 181 under two levels).
+// orderBucket is journal.order for writing (applyPendingTx). Its keys
+// only ever grow (one sequence), so its pages are filled before they split,
+// as the outbox's are, instead of half (bbolt's default, for keys that land
+// anywhere): half as many leaves, so the index stays one branch page over
+// its leaves for about twice the transactions, and a batch of starts
+// applied writes two pages of it, not three (TestJournalOrderStaysShallow:
+// 6,000 transactions in 94 leaves under one branch page, not 181 under two
+// levels).
 func orderBucket(tx *bolt.Tx) *bolt.Bucket {
 	b := tx.Bucket(bucketOrder)
 	b.FillPercent = 0.95

@@ -318,8 +318,9 @@ type Store struct {
 	ovl        overlay
 	pendN      atomic.Int64 // entries in journal.unindexed; written under wmu
 	pendBytes  atomic.Int64
-	indexIdle  atomic.Bool // indexDelay passed since the entries began pending
-	indexTimer *time.Timer // wmu
+	indexIdle  atomic.Bool  // indexDelay passed since the entries began pending
+	indexRetry atomic.Int64 // unix nanoseconds: no apply before, after one failed
+	indexTimer *time.Timer  // wmu
 
 	indexDiskMu sync.Mutex
 	indexDisk   DiskStats // what commitIndexes wrote
@@ -405,15 +406,17 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, damaged(path, err)
 	}
+	// The alias buckets before the pending entries are applied to them (a
+	// recovered file has none); the SaleID index after, from journal.order.
+	if err := s.ensureAliasIndex(); err != nil {
+		_ = db.Close()
+		return nil, damaged(path, err)
+	}
 	if err := s.openIndexes(); err != nil {
 		_ = db.Close()
 		return nil, damaged(path, err)
 	}
 	if err := s.ensureSaleIndex(); err != nil {
-		_ = db.Close()
-		return nil, damaged(path, err)
-	}
-	if err := s.ensureAliasIndex(); err != nil {
 		_ = db.Close()
 		return nil, damaged(path, err)
 	}

@@ -278,17 +278,16 @@ func applyPendingTx(tx *bolt.Tx, owner func(alias string) (string, bool)) error 
 		ok bool // the transaction is still journaled
 	}
 	var items []item
+	// An entry that does not decode, or whose header does not, is dropped
+	// (the transaction is unreadable anyway): one damaged entry must not
+	// stop every later apply, and with it, at indexMaxPending, every write.
 	err := pb.ForEach(func(k, v []byte) error {
-		e, err := decodePending(v)
-		if err != nil {
-			return fmt.Errorf("%w: pending index entry %s: %v", ErrCorrupt, k, err)
-		}
-		it := item{id: bytes.Clone(k), e: e}
-		if hv := txnHeaderValue(tx, string(k)); hv != nil {
-			if err := it.h.decode(hv); err != nil {
-				return fmt.Errorf("%w: journal header %s: %v", ErrCorrupt, k, err)
+		it := item{id: bytes.Clone(k)}
+		var err error
+		if it.e, err = decodePending(v); err == nil {
+			if hv := txnHeaderValue(tx, string(k)); hv != nil && it.h.decode(hv) == nil {
+				it.ok = true
 			}
-			it.ok = true
 		}
 		items = append(items, it)
 		return nil
@@ -313,7 +312,7 @@ func applyPendingTx(tx *bolt.Tx, owner func(alias string) (string, bool)) error 
 			return err
 		}
 		if !it.ok {
-			continue // deleted since (a recovered file): nothing to index
+			continue // gone or damaged (a recovered file): nothing to index
 		}
 		if it.e.order {
 			if err := ord.Put(seqKey(it.h.Order), it.id); err != nil {
@@ -375,7 +374,7 @@ func (s *Store) openIndexes() error {
 
 // indexDue reports that the pending entries should be applied now.
 func (s *Store) indexDue() bool {
-	if s.opts.manualIndexes {
+	if s.opts.manualIndexes || time.Now().UnixNano() < s.indexRetry.Load() {
 		return false
 	}
 	n := s.pendN.Load()
@@ -389,7 +388,11 @@ func (s *Store) commitIndexes() {
 		return
 	}
 	d0 := s.DiskStats()
-	s.commit([]*writeReq{{fn: s.applyIndexes, internal: true}})
+	if !s.commit([]*writeReq{{fn: s.applyIndexes, internal: true}}) {
+		// Logged by commit. Not again at every kick: after indexDelay, or
+		// before a commit once indexMaxPending pend.
+		s.indexRetry.Store(time.Now().Add(s.opts.indexDelay).UnixNano())
+	}
 	d := s.DiskStats().Sub(d0)
 	s.indexDiskMu.Lock()
 	s.indexDisk = s.indexDisk.add(d)
@@ -415,6 +418,7 @@ func (s *Store) indexesCommitted(d *pendDelta) {
 		s.indexIdle.Store(false)
 	}
 	if d.n > 0 && (before == 0 || d.applied) {
+		s.indexIdle.Store(false) // a timer that fired for an earlier batch
 		if s.indexTimer == nil {
 			s.indexTimer = time.AfterFunc(s.opts.indexDelay, func() {
 				s.indexIdle.Store(true)

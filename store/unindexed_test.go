@@ -331,3 +331,86 @@ func TestCrashWithPendingIndexes(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "next", last.ID)
 }
+
+// `agent queue status --recover` salvages a file whose index entries were
+// pending (and a damaged outbox record): the reopened store finds the
+// transactions by ServiceID, alias and order, and goes on numbering after
+// them.
+func TestRecoverKeepsPendingIndexes(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "termagent.db")
+	s, err := Open(ctx, path, Options{NoSync: true, PruneInterval: -1, manualIndexes: true})
+	require.NoError(t, err)
+	appendN(t, s, KindTransactionResult, 3)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "old", SaleID: "POS1", ServiceID: "1"}, Transition{State: "s", Final: true})
+	require.NoError(t, err)
+	require.NoError(t, s.applyIndexesNow(ctx))
+	_, err = s.StartTxn(ctx, TxnRef{ID: "new", SaleID: "POS1", ServiceID: "2"}, Transition{State: "s", Alias: "pp-new"})
+	require.NoError(t, err)
+	require.Equal(t, 1, pendingIn(t, s))
+	// What a crash leaves: the file as the last commit wrote it.
+	crashed, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	require.NoError(t, os.WriteFile(path, crashed, 0o600))
+
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		require.Equal(t, 1, tx.Bucket(bucketUnindexed).Stats().KeyN)
+		return tx.Bucket(bucketOutbox).Put(seqKey(2), []byte("garbage"))
+	}))
+	require.NoError(t, db.Close())
+	rep, err := Recover(path)
+	require.NoError(t, err)
+	require.True(t, rep.Opened)
+	require.Equal(t, 1, rep.Copied[string(bucketUnindexed)], "%+v", rep)
+
+	s2, err := Open(ctx, path, Options{Verify: true, PruneInterval: -1})
+	require.NoError(t, err)
+	defer s2.Close()
+	got, ok, err := s2.TxnByServiceID(ctx, "POS1", "2")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "new", got.ID)
+	got, ok, err = s2.TxnByAlias(ctx, "pp-new")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "new", got.ID)
+	got, ok, err = s2.LastTxn(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "new", got.ID)
+	_, err = s2.StartTxn(ctx, TxnRef{ID: "next", SaleID: "POS1", ServiceID: "3"}, Transition{State: "s"})
+	require.NoError(t, err)
+	got, _, err = s2.LastTxn(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "next", got.ID, "the order goes on past the salvaged pending one")
+}
+
+// The pending set is bounded: with the writer never applying on its own
+// (as when its applies keep failing), a commit that finds indexMaxPending
+// entries applies them first. A damaged entry is dropped, not kept failing
+// every apply.
+func TestPendingIndexesAreBounded(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{NoSync: true, PruneInterval: -1, manualIndexes: true})
+	require.NoError(t, s.do(ctx, func(w *wtx) error {
+		return s.notePending(w, []byte("damaged"), func(*pendingEntry) {})
+	}))
+	require.NoError(t, s.do(ctx, func(w *wtx) error {
+		return w.tx.Bucket(bucketUnindexed).Put([]byte("damaged"), []byte{0xff})
+	}))
+	most := 0
+	for i := range indexMaxPending + 20 {
+		_, err := s.StartTxn(ctx, TxnRef{ID: fmt.Sprint("b", i), SaleID: "POS1", ServiceID: fmt.Sprint(i)}, Transition{State: "s"})
+		require.NoError(t, err)
+		most = max(most, pendingIn(t, s))
+	}
+	require.Equal(t, indexMaxPending, most)
+	require.Less(t, pendingIn(t, s), 30)
+	got, ok, err := s.TxnByServiceID(ctx, "POS1", "3")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "b3", got.ID)
+}
