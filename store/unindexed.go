@@ -41,12 +41,13 @@ var bucketUnindexed = []byte("journal.unindexed")
 
 const (
 	// indexBatch pending entries make the writer apply them. A payment's
-	// entry is about 100 bytes (UUID id, its ServiceID time, the PPaaS
-	// alias), so eight keep the bucket inline (bbolt inlines under a
-	// quarter page: 1,024 bytes); indexBatchBytes keeps it inline with
-	// longer ids or aliases.
+	// entry is 100 bytes with bbolt's element header (UUID id, its
+	// ServiceID time, the PPaaS alias), so eight keep the bucket inline
+	// (bbolt inlines up to a quarter page, 1,024 bytes with its headers;
+	// TestPendingIndexesStayInline); indexBatchBytes applies sooner when
+	// longer ids or aliases near that limit.
 	indexBatch      = 8
-	indexBatchBytes = 768
+	indexBatchBytes = 896
 	// indexMaxPending bounds the pending set if applying keeps failing, or
 	// the writer never goes idle: a commit that finds this many applies
 	// them before its own writes (and fails if that fails).

@@ -414,3 +414,28 @@ func TestPendingIndexesAreBounded(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "b3", got.ID)
 }
+
+// A payment's pending entry (UUID id, ServiceID time, PPaaS alias) is about
+// 100 bytes: a full batch of them keeps journal.unindexed inline in the tree
+// of buckets, which stays one page.
+func TestPendingIndexesStayInline(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{NoSync: true, PruneInterval: -1, manualIndexes: true})
+	var prev []uint64
+	for i := range indexBatch {
+		var err error
+		prev, err = benchWorldPayment(ctx, s, i, prev)
+		require.NoError(t, err)
+	}
+	require.Equal(t, int64(indexBatch), s.pendN.Load())
+	t.Logf("%d entries, %d bytes (with element headers)", s.pendN.Load(), s.pendBytes.Load())
+	require.Less(t, s.pendBytes.Load(), int64(indexBatchBytes), "the count triggers first for payments")
+	require.NoError(t, s.view(func(tx *bolt.Tx) error {
+		require.Zero(t, tx.Bucket(bucketUnindexed).Root(), "inline")
+		p, err := tx.Page(int(tx.Cursor().Bucket().Root()))
+		require.NoError(t, err)
+		require.Equal(t, "leaf", p.Type)
+		require.Zero(t, p.OverflowCount, "the tree of buckets is one page")
+		return nil
+	}))
+}
