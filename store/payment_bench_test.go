@@ -136,6 +136,35 @@ func BenchmarkPaymentCommits(b *testing.B) {
 	b.ReportMetric(float64(percentile(took, 0.9).Microseconds()), "payment-p90-µs")
 }
 
+// BenchmarkIndexAfterStep: BenchmarkPaymentCommits on two stores side by
+// side, one writing journal.order, journal.svc and journal.alias in the
+// step's own commit (as before unindexed.go), one in the writer's batch
+// commits, payments alternating between them so that both see the same
+// disk: pages per payment, bbolt's write time per payment (its commits and
+// its share of the index commits) and per payment commit, and a payment's
+// p50 wall time.
+//
+//	go test -run '^$' -bench IndexAfterStep -benchtime 1000x ./store/
+func BenchmarkIndexAfterStep(b *testing.B) {
+	with, _ := openTest(b, Options{PruneInterval: -1, indexWithStep: true})
+	after, _ := openTest(b, Options{PruneInterval: -1})
+	i0 := after.indexDiskStats()
+	var took [2][]time.Duration
+	dw, da := pairedPaymentsTimed(b, with, after, &took)
+	idx := after.indexDiskStats().Sub(i0)
+	pay := da.Sub(idx)
+	n := float64(b.N)
+	b.ReportMetric(float64(dw.Pages)/n, "with-pages/payment")
+	b.ReportMetric(float64(da.Pages)/n, "after-pages/payment")
+	b.ReportMetric(float64(dw.WriteTime.Microseconds())/n, "with-write-µs/payment")
+	b.ReportMetric(float64(da.WriteTime.Microseconds())/n, "after-write-µs/payment")
+	b.ReportMetric(float64(dw.WriteTime.Microseconds())/float64(dw.Commits), "with-write-µs/commit")
+	b.ReportMetric(float64(pay.WriteTime.Microseconds())/float64(pay.Commits), "after-write-µs/commit")
+	b.ReportMetric(float64(idx.WriteTime.Microseconds())/n, "after-index-write-µs/payment")
+	b.ReportMetric(float64(percentile(took[0], 0.5).Microseconds()), "with-p50-µs")
+	b.ReportMetric(float64(percentile(took[1], 0.5).Microseconds()), "after-p50-µs")
+}
+
 // BenchmarkJournalLayout: BenchmarkPaymentCommits on two stores side by
 // side, one writing transitions beside their headers (schema 2), one where
 // schema 1 wrote them (journal.trans, journal.alias.txn), payments
@@ -158,6 +187,12 @@ func BenchmarkJournalLayout(b *testing.B) {
 // payments each to warm them, then b.N each, alternating which goes first so
 // that both see the same disk. It returns what each wrote during the b.N.
 func pairedPayments(b *testing.B, x, y *Store) (dx, dy DiskStats) {
+	return pairedPaymentsTimed(b, x, y, nil)
+}
+
+// pairedPaymentsTimed is pairedPayments noting each payment's wall time in
+// took, if not nil.
+func pairedPaymentsTimed(b *testing.B, x, y *Store, took *[2][]time.Duration) (dx, dy DiskStats) {
 	b.Helper()
 	ctx := context.Background()
 	stores := []*Store{x, y}
@@ -175,9 +210,13 @@ func pairedPayments(b *testing.B, x, y *Store) (dx, dy DiskStats) {
 	for i := range b.N {
 		for j := range stores {
 			j = (i + j) % 2 // alternate which one goes first
+			t0 := time.Now()
 			var err error
 			if prev[j], err = benchWorldPayment(ctx, stores[j], 1000+i, prev[j]); err != nil {
 				b.Fatal(err)
+			}
+			if took != nil {
+				took[j] = append(took[j], time.Since(t0))
 			}
 		}
 	}

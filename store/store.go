@@ -159,6 +159,10 @@ type Options struct {
 	// its own (Close, the bound and applyIndexesNow still do), for tests
 	// that count the pages of each commit.
 	manualIndexes bool
+	// indexWithStep applies the pending index entries in the commit that
+	// noted them, as before unindexed.go, for BenchmarkIndexAfterStep to
+	// compare.
+	indexWithStep bool
 }
 
 func (o Options) withDefaults() Options {
@@ -880,6 +884,11 @@ func (s *Store) commit(batch []*writeReq) (ok bool) {
 			var rb rollback
 			if errors.As(errs[i], &rb) {
 				return rb.err
+			}
+		}
+		if s.opts.indexWithStep && w.pend != nil && w.pend.n > 0 {
+			if err := s.applyIndexes(w); err != nil {
+				return err
 			}
 		}
 		if w.c != s.counters { // the file holds s.counters: a commit of journal steps alone writes no counters
