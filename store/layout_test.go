@@ -111,6 +111,7 @@ func TestJournalStepWritesOneLeafForHeaderAndTransition(t *testing.T) {
 		return nil
 	}))
 	require.GreaterOrEqual(t, depth, 2, "the journal has branch pages")
+	require.NoError(t, s.applyIndexesNow(ctx)) // no index commit in the window (unindexed.go)
 	const steps = 50
 	before := s.DiskStats()
 	for i := range steps {
