@@ -23,6 +23,10 @@
 // (TestFreelistModesOpenEachOthersFiles). bbolt's walk runs in a goroutine
 // where a damaged page would crash the process, so Open walks the same pages
 // first through bounds checks (pagecheck.go): damage is ErrCorrupt.
+//
+// The journal's indexes (by start order, ServiceID and alias) are written
+// after the step that owes them, in batches off the payment's commits, and
+// read exactly meanwhile through an overlay (unindexed.go).
 package store
 
 import (
