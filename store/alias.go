@@ -41,18 +41,21 @@ func (s *Store) ensureAliasIndex() error {
 	return nil
 }
 
-// putAlias indexes transaction id under alias, unless it is already.
-func (s *Store) putAlias(tx *bolt.Tx, id []byte, alias string) error {
+// putAlias indexes transaction id under alias, unless it is already. The
+// index entry is noted pending (unindexed.go); what to delete with id is
+// written now, beside the header this step rewrites anyway.
+func (s *Store) putAlias(w *wtx, id []byte, alias string) error {
 	if alias == "" || len(alias) > MaxAliasLen {
 		return nil
 	}
-	idx := tx.Bucket(bucketAlias)
-	if bytes.Equal(idx.Get([]byte(alias)), id) {
+	if owner, ok := s.aliasOwner(w, alias); ok && owner == string(id) {
 		return nil // most transitions repeat the alias: no write
 	}
-	if err := idx.Put([]byte(alias), id); err != nil {
+	if err := s.notePending(w, id, func(e *pendingEntry) { e.aliases = append(e.aliases, alias) }); err != nil {
 		return err
 	}
+	s.pend(w).alias[alias] = string(id)
+	tx := w.tx
 	if s.opts.schema1Layout {
 		return tx.Bucket(bucketAliasOf).Put(append(append(append([]byte(nil), id...), 0), alias...), []byte{})
 	}
@@ -117,8 +120,12 @@ func (s *Store) TxnByAlias(ctx context.Context, alias string, dataOf ...string) 
 	if alias == "" || len(alias) > MaxAliasLen {
 		return Txn{}, false, nil
 	}
+	pid, pending := s.ovl.aliasOf(alias) // before the snapshot: unindexed.go
 	err := s.view(func(tx *bolt.Tx) error {
-		id := tx.Bucket(bucketAlias).Get([]byte(alias))
+		id := []byte(pid)
+		if !pending {
+			id = tx.Bucket(bucketAlias).Get([]byte(alias))
+		}
 		if id == nil {
 			return nil
 		}

@@ -74,7 +74,9 @@ func TestCrashWriterProcess(t *testing.T) {
 			}
 			say("J %s 1", id)
 			for k := 1; k < 3; k++ {
-				if err := s.AppendTxn(ctx, id, Transition{State: fmt.Sprintf("s%d", k), Final: k == 2}); err != nil {
+				// The alias and the ServiceID are indexed after the step
+				// (unindexed.go): a kill may land before or during the apply.
+				if err := s.AppendTxn(ctx, id, Transition{State: fmt.Sprintf("s%d", k), Final: k == 2, Alias: "pp-" + id}); err != nil {
 					say("E append txn: %v", err)
 					os.Exit(2)
 				}
@@ -314,6 +316,16 @@ func verifyCrash(t *testing.T, path string, log *crashLog) {
 			require.Equal(t, fmt.Sprintf("s%d", k), tr.State, "transaction %s transitions out of order", id)
 		}
 		require.Equal(t, len(tx.Transitions) == 3, tx.Final)
+		byService, ok, err := s.TxnByServiceID(ctx, "POS", id)
+		require.NoError(t, err)
+		require.True(t, ok, "transaction %s not found by its ServiceID", id)
+		require.Equal(t, id, byService.ID)
+		if n >= 2 {
+			byAlias, ok, err := s.TxnByAlias(ctx, "pp-"+id)
+			require.NoError(t, err)
+			require.True(t, ok, "transaction %s not found by its alias", id)
+			require.Equal(t, id, byAlias.ID)
+		}
 	}
 	require.NoError(t, s.view(func(tx *bolt.Tx) error {
 		for _, id := range log.events {

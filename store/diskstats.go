@@ -55,6 +55,12 @@ func (s *Store) DiskStats() DiskStats {
 	return d
 }
 
+// add returns the writes of d and o together.
+func (d DiskStats) add(o DiskStats) DiskStats {
+	z := DiskStats{}
+	return d.Sub(z.Sub(o))
+}
+
 // Sub returns the writes made between o and d.
 func (d DiskStats) Sub(o DiskStats) DiskStats {
 	return DiskStats{

@@ -185,17 +185,17 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 			return ErrTxnExists
 		}
 		if indexed {
-			if v := w.tx.Bucket(bucketSvc).Get(svcKey); len(v) >= 8 {
-				at := nanosTime(int64(binary.BigEndian.Uint64(v)))
+			// Indexed, pending, or noted earlier in this commit (unindexed.go).
+			if r, ok := s.svcOwner(w, svcKey); ok {
+				at := nanosTime(r.at)
 				// An unfinished transaction keeps its ServiceID whatever its age.
-				if w.now.Sub(at) < s.opts.ServiceIDRetention || w.tx.Bucket(bucketUnfin).Get(v[8:]) != nil {
+				if w.now.Sub(at) < s.opts.ServiceIDRetention || w.tx.Bucket(bucketUnfin).Get([]byte(r.id)) != nil {
 					return fmt.Errorf("%w (SaleID %q ServiceID %q used by transaction %s at %s)",
-						ErrDuplicateServiceID, ref.SaleID, ref.ServiceID, v[8:], at.Format(time.RFC3339))
+						ErrDuplicateServiceID, ref.SaleID, ref.ServiceID, r.id, at.Format(time.RFC3339))
 				}
 			}
 		}
-		ord := orderBucket(w.tx)
-		order, err := ord.NextSequence()
+		order, err := nextOrder(w.tx)
 		if err != nil {
 			return err
 		}
@@ -203,28 +203,37 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		hdr.Order = order
 		hv := hdr.encode()
 		id := []byte(ref.ID)
-		var svcVal []byte // nil: not indexed (putAll skips it)
-		if indexed {
-			svcVal = append(seqKey(uint64(timeNanos(w.now))), id...)
-		}
+		svcAt := timeNanos(w.now)
 		if !s.opts.noCompactRoot {
 			if err := compactRoot(w.tx); err != nil { // rootpage.go: once per payment is enough
 				return err
 			}
 		}
 		sk, sv := saleLastKey(ref.SaleID), saleLastValue(order, id)
-		grew = 4*len(id) + len(hv) + len(tv) + len(svcKey) + len(svcVal) + 5*16 // 16: bbolt's element header; the SaleID index does not grow
+		grew = 3*len(id) + len(hv) + len(tv) + 8 + 4*16 // 16: bbolt's element header; the SaleID index does not grow
+		if indexed {
+			grew += len(svcKey) + 8 + len(id) + 16
+		}
 		if err := putAll(
 			put{w.tx.Bucket(bucketTxn), id, hv},
 			put{s.transitions(w.tx), transKey(ref.ID, 1), tv}, // beside the header: same leaf (txnLayout)
-			put{ord, seqKey(order), id},
-			put{w.tx.Bucket(bucketSvc), svcKey, svcVal},
 			put{w.tx.Bucket(bucketUnfin), id, unfinishedValue(hdr.Final)},
 			put{w.tx.Bucket(bucketSaleLast), sk, sv},
 		); err != nil {
 			return err
 		}
-		return s.putAlias(w.tx, id, first.Alias)
+		// journal.order and journal.svc: noted, written by the next batch.
+		if err := s.notePending(w, id, func(e *pendingEntry) { e.order, e.svc, e.svcAt = true, indexed, svcAt }); err != nil {
+			return err
+		}
+		d := s.pend(w)
+		if indexed {
+			d.svc[string(svcKey)] = svcRef{at: svcAt, id: ref.ID}
+		}
+		if order > d.lastOrder {
+			d.lastOrder, d.lastID = order, ref.ID
+		}
+		return s.putAlias(w, id, first.Alias)
 	})
 	if err != nil {
 		return Txn{}, fmt.Errorf("start transaction %s: %w", ref.ID, err)
@@ -234,13 +243,14 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		Transitions: []Transition{first}}, nil
 }
 
-// orderBucket is journal.order for writing. Its keys only ever grow (one
-// sequence), so its pages are filled before they split, as the outbox's
-// are, instead of half (bbolt's default, for keys that land anywhere): half
-// as many leaves, so the index stays one branch page over its leaves for
-// about twice the transactions, and a start writes two pages of it, not
-// three (TestJournalOrderStaysShallow: 6,000 transactions in 94 leaves
-// under one branch page, not 181 under two levels).
+// orderBucket is journal.order for writing (applyPendingTx). Its keys
+// only ever grow (one sequence), so its pages are filled before they split,
+// as the outbox's are, instead of half (bbolt's default, for keys that land
+// anywhere): half as many leaves, so the index stays one branch page over
+// its leaves for about twice the transactions, and a batch of starts
+// applied writes two pages of it, not three (TestJournalOrderStaysShallow:
+// 6,000 transactions in 94 leaves under one branch page, not 181 under two
+// levels).
 func orderBucket(tx *bolt.Tx) *bolt.Bucket {
 	b := tx.Bucket(bucketOrder)
 	b.FillPercent = 0.95
@@ -315,7 +325,7 @@ func (s *Store) appendTxnOp(id string, t Transition, unfinished bool) (op, error
 		if err := putAll(put{txb, []byte(id), h.encode()}, put{s.transitions(w.tx), transKey(id, h.N), tv}); err != nil {
 			return err
 		}
-		if err := s.putAlias(w.tx, []byte(id), t.Alias); err != nil {
+		if err := s.putAlias(w, []byte(id), t.Alias); err != nil {
 			return err
 		}
 		if h.Final {
@@ -347,13 +357,18 @@ func (s *Store) LastTxn(ctx context.Context) (Txn, bool, error) {
 		t  Txn
 		ok bool
 	)
+	pid, pending := s.ovl.last() // before the snapshot: unindexed.go
 	err := s.view(func(tx *bolt.Tx) error {
-		k, v := tx.Bucket(bucketOrder).Cursor().Last()
-		if k == nil {
-			return nil
+		id := pid
+		if !pending {
+			k, v := tx.Bucket(bucketOrder).Cursor().Last()
+			if k == nil {
+				return nil
+			}
+			id = string(v)
 		}
 		var err error
-		t, err = readTxn(tx, string(v))
+		t, err = readTxn(tx, id)
 		ok = err == nil
 		return err
 	})
@@ -423,13 +438,15 @@ func (s *Store) LastTxnForSaleSince(ctx context.Context, saleID string, have Txn
 // TxnByServiceIDSince is TxnByServiceID for a caller that keeps what it read
 // of a transaction at stamp have, as LastTxnForSaleSince.
 func (s *Store) TxnByServiceIDSince(ctx context.Context, saleID, serviceID string, have TxnStamp, dataOf ...string) (t Txn, stamp TxnStamp, ok bool, err error) {
+	svcKey := serviceKey(saleID, serviceID)
+	r, pending := s.ovl.serviceID(string(svcKey)) // before the snapshot: unindexed.go
 	err = s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketSvc).Get(serviceKey(saleID, serviceID))
-		if len(v) < 8 {
+		id, found := svcLookup(tx, svcKey, r, pending)
+		if !found {
 			return nil
 		}
 		var err error
-		t, stamp, err = readTxnSince(tx, v[8:], have, dataOf...)
+		t, stamp, err = readTxnSince(tx, id, have, dataOf...)
 		if errors.Is(err, ErrNotFound) {
 			return nil // journal entry pruned before the index: treat as unknown
 		}
@@ -467,13 +484,15 @@ func (s *Store) TxnByServiceID(ctx context.Context, saleID, serviceID string, da
 		t  Txn
 		ok bool
 	)
+	svcKey := serviceKey(saleID, serviceID)
+	r, pending := s.ovl.serviceID(string(svcKey)) // before the snapshot: unindexed.go
 	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketSvc).Get(serviceKey(saleID, serviceID))
-		if len(v) < 8 {
+		id, found := svcLookup(tx, svcKey, r, pending)
+		if !found {
 			return nil
 		}
 		var err error
-		t, err = readTxn(tx, string(v[8:]), dataOf...)
+		t, err = readTxn(tx, string(id), dataOf...)
 		if errors.Is(err, ErrNotFound) {
 			return nil // journal entry pruned before the index: treat as unknown
 		}
@@ -484,6 +503,19 @@ func (s *Store) TxnByServiceID(ctx context.Context, saleID, serviceID string, da
 		return Txn{}, false, fmt.Errorf("look up SaleID %q ServiceID %q: %w", saleID, serviceID, err)
 	}
 	return t, ok, nil
+}
+
+// svcLookup is the transaction a SaleID+ServiceID key names: the pending
+// entry r if there is one, else journal.svc's.
+func svcLookup(tx *bolt.Tx, key []byte, r svcRef, pending bool) ([]byte, bool) {
+	if pending {
+		return []byte(r.id), true
+	}
+	v := tx.Bucket(bucketSvc).Get(key)
+	if len(v) < 8 {
+		return nil, false
+	}
+	return v[8:], true
 }
 
 // UnfinishedTxns returns the transactions with no final transition, oldest
@@ -534,6 +566,9 @@ func (s *Store) PruneJournal(ctx context.Context, now time.Time) (int, error) {
 		n, more := 0, false
 		err := s.do(ctx, func(w *wtx) error {
 			n, more = 0, false
+			if err := s.applyIndexes(w); err != nil { // it walks journal.order and journal.svc
+				return err
+			}
 			ord := w.tx.Bucket(bucketOrder)
 			deps, err := s.dependedOn(w.tx)
 			if err != nil {

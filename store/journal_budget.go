@@ -45,7 +45,7 @@ func saleLastValue(order uint64, id []byte) []byte {
 
 // journalBuckets are the buckets the journal budget counts.
 func journalBuckets() [][]byte {
-	return [][]byte{bucketTxn, bucketTrans, bucketOrder, bucketSvc, bucketUnfin, bucketSaleLast, bucketAlias, bucketAliasOf}
+	return [][]byte{bucketTxn, bucketTrans, bucketOrder, bucketSvc, bucketUnfin, bucketSaleLast, bucketAlias, bucketAliasOf, bucketUnindexed}
 }
 
 // ensureSaleIndex creates and fills the SaleID index of a file that has
@@ -364,6 +364,9 @@ func (s *Store) evictChunk(ctx context.Context, after []byte, want int64) (int, 
 	)
 	err := s.do(ctx, func(w *wtx) error {
 		n, next = 0, nil
+		if err := s.applyIndexes(w); err != nil { // it walks journal.order
+			return err
+		}
 		now := s.opts.Now()
 		pinned, err := s.advisedTxns(w.tx)
 		if err != nil {

@@ -79,23 +79,28 @@ func written(before, after map[uint64]string) map[string]int {
 }
 
 // TestPaymentPagesByBucket logs which buckets the two commits of a payment
-// (benchWorldPayment's) write and how many pages each, with the depth of
-// every bucket: where a payment's pages go.
+// (benchWorldPayment's) write and how many pages each, and the commit that
+// applies the indexes a batch of payments owes (unindexed.go), per payment,
+// with the depth of every bucket: where a payment's pages go.
 func TestPaymentPagesByBucket(t *testing.T) {
 	if os.Getenv("TERMAGENT_PAGEMAP") == "" {
 		t.Skip("set TERMAGENT_PAGEMAP=1 to print the page table")
 	}
 	ctx := context.Background()
-	s, _ := openTest(t, Options{PruneInterval: -1, NoSync: true})
+	s, _ := openTest(t, Options{PruneInterval: -1, NoSync: true, manualIndexes: true})
 	var prev []uint64
 	for i := range 1000 {
 		var err error
 		prev, err = benchWorldPayment(ctx, s, i, prev)
 		require.NoError(t, err)
+		if i%indexBatch == indexBatch-1 {
+			require.NoError(t, s.applyIndexesNow(ctx))
+		}
 	}
 	const n = 200
-	start, finish := map[string]int{}, map[string]int{}
+	start, finish, apply := map[string]int{}, map[string]int{}, map[string]int{}
 	d0 := s.DiskStats()
+	var da DiskStats // the index commits'
 	for i := range n {
 		o0 := pageOwners(t, s)
 		var o1 map[uint64]string
@@ -109,14 +114,21 @@ func TestPaymentPagesByBucket(t *testing.T) {
 		for k, v := range written(o1, o2) {
 			finish[k] += v
 		}
+		if i%indexBatch == indexBatch-1 {
+			a0 := s.DiskStats()
+			require.NoError(t, s.applyIndexesNow(ctx))
+			da = da.add(s.DiskStats().Sub(a0))
+			for k, v := range written(o2, pageOwners(t, s)) {
+				apply[k] += v
+			}
+		}
 	}
 	d := s.DiskStats().Sub(d0)
 	names := map[string]bool{}
-	for k := range start {
-		names[k] = true
-	}
-	for k := range finish {
-		names[k] = true
+	for _, m := range []map[string]int{start, finish, apply} {
+		for k := range m {
+			names[k] = true
+		}
 	}
 	var keys []string
 	for k := range names {
@@ -124,8 +136,8 @@ func TestPaymentPagesByBucket(t *testing.T) {
 	}
 	sort.Strings(keys)
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n%-26s %6s %6s %6s %8s %8s %6s\n", "bucket", "start", "finish", "total", "depth", "leaves", "keys")
-	var ts, tf float64
+	fmt.Fprintf(&sb, "\n%-26s %6s %6s %6s %6s %8s %8s %6s\n", "bucket", "start", "finish", "apply", "total", "depth", "leaves", "keys")
+	var ts, tf, ta float64
 	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
 		for _, k := range keys {
 			depth, leaves, keyN := "-", "-", "-"
@@ -136,28 +148,76 @@ func TestPaymentPagesByBucket(t *testing.T) {
 					depth = "inline"
 				}
 			}
-			a, b := float64(start[k])/n, float64(finish[k])/n
-			ts, tf = ts+a, tf+b
-			fmt.Fprintf(&sb, "%-26s %6.2f %6.2f %6.2f %8s %8s %6s\n", k, a, b, a+b, depth, leaves, keyN)
+			a, b, c := float64(start[k])/n, float64(finish[k])/n, float64(apply[k])/n
+			ts, tf, ta = ts+a, tf+b, ta+c
+			fmt.Fprintf(&sb, "%-26s %6.2f %6.2f %6.2f %6.2f %8s %8s %6s\n", k, a, b, c, a+b+c, depth, leaves, keyN)
 		}
 		return nil
 	}))
-	fmt.Fprintf(&sb, "%-26s %6.2f %6.2f %6.2f   (+1 meta page per commit)\n", "tree pages", ts, tf, ts+tf)
-	fmt.Fprintf(&sb, "DiskStats: %.2f commits/payment, %.2f pages/payment, %.2f writes/payment\n",
-		float64(d.Commits)/n, float64(d.Pages)/n, float64(d.Writes)/n)
+	fmt.Fprintf(&sb, "%-26s %6.2f %6.2f %6.2f %6.2f   (+1 meta page per commit)\n", "tree pages", ts, tf, ta, ts+tf+ta)
+	dp := d.Sub(da)
+	fmt.Fprintf(&sb, "DiskStats: payment %.2f commits, %.2f pages; index commits per payment %.3f, %.2f pages\n",
+		float64(dp.Commits)/n, float64(dp.Pages)/n, float64(da.Commits)/n, float64(da.Pages)/n)
 	t.Log(sb.String())
+}
+
+// Issue 17: a payment's start writes no page of journal.order or
+// journal.svc, its finish none of journal.alias; the batch that applies
+// them does, once for eight payments.
+func TestPaymentCommitsWriteNoIndexPage(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{PruneInterval: -1, NoSync: true, manualIndexes: true})
+	var prev []uint64
+	for i := range 300 {
+		var err error
+		prev, err = benchWorldPayment(ctx, s, i, prev)
+		require.NoError(t, err)
+		if i%indexBatch == indexBatch-1 {
+			require.NoError(t, s.applyIndexesNow(ctx))
+		}
+	}
+	idx := map[string]int{}
+	for i := range indexBatch {
+		o0 := pageOwners(t, s)
+		var o1 map[uint64]string
+		var err error
+		prev, err = benchWorldPaymentThen(ctx, s, 300+i, prev, func() { o1 = pageOwners(t, s) })
+		require.NoError(t, err)
+		o2 := pageOwners(t, s)
+		ws, wf := written(o0, o1), written(o1, o2)
+		require.Positive(t, ws["journal.txn"], "the start was measured")
+		require.Positive(t, wf["journal.txn"], "the finish was measured")
+		for _, b := range [][]byte{bucketOrder, bucketSvc, bucketAlias} {
+			require.Zero(t, ws[string(b)]+wf[string(b)], "payment %d wrote %s: start %v finish %v", i, b, ws, wf)
+		}
+		if i == indexBatch-1 {
+			require.NoError(t, s.applyIndexesNow(ctx))
+			idx = written(o2, pageOwners(t, s))
+		}
+	}
+	for _, b := range [][]byte{bucketOrder, bucketSvc, bucketAlias} {
+		require.Positive(t, idx[string(b)], "the batch wrote %s: %v", b, idx)
+	}
+	last, ok, err := s.LastTxn(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Len(t, last.Transitions, 4)
 }
 
 // The SaleID index holds one entry per POS: inline in the tree of buckets,
 // a payment's start writes no page of its own for it (journal_budget.go).
 func TestStartTxnWritesNoPageForTheSaleIndex(t *testing.T) {
 	ctx := t.Context()
-	s, _ := openTest(t, Options{PruneInterval: -1, NoSync: true})
+	// The index commits (unindexed.go) between the windows, not in them.
+	s, _ := openTest(t, Options{PruneInterval: -1, NoSync: true, manualIndexes: true})
 	var prev []uint64
 	for i := range 300 {
 		var err error
 		prev, err = benchWorldPayment(ctx, s, i, prev)
 		require.NoError(t, err)
+		if i%indexBatch == indexBatch-1 {
+			require.NoError(t, s.applyIndexesNow(ctx))
+		}
 	}
 	for i := range 20 {
 		before := pageOwners(t, s)
@@ -167,6 +227,9 @@ func TestStartTxnWritesNoPageForTheSaleIndex(t *testing.T) {
 		require.NoError(t, err)
 		require.Positive(t, w["journal.txn"], "the start was measured")
 		require.Zero(t, w[string(bucketSaleLast)]+w[string(bucketSale)], "pages written for the SaleID index: %v", w)
+		if i%indexBatch == indexBatch-1 {
+			require.NoError(t, s.applyIndexesNow(ctx))
+		}
 	}
 	last, ok, err := s.LastTxnForSale(ctx, "POS-1")
 	require.NoError(t, err)
@@ -186,6 +249,7 @@ func TestJournalOrderStaysShallow(t *testing.T) {
 		_, err := s.StartTxn(ctx, TxnRef{ID: fmt.Sprintf("%08x-0000-4000-8000-%012x", uint32(i)*2654435761, i), SaleID: "POS1"}, Transition{State: "s", Final: true})
 		require.NoError(t, err)
 	}
+	require.NoError(t, s.applyIndexesNow(ctx))
 	require.NoError(t, s.view(func(tx *bolt.Tx) error {
 		st := tx.Bucket(bucketOrder).Stats()
 		require.Equal(t, n, st.KeyN)
@@ -194,10 +258,15 @@ func TestJournalOrderStaysShallow(t *testing.T) {
 		require.Less(t, st.LeafPageN, 120)
 		return nil
 	}))
+	// A start writes none of it (unindexed.go); a batch of starts applied
+	// writes its last leaf and the branch page above.
 	before := pageOwners(t, s)
 	_, err := s.StartTxn(ctx, TxnRef{ID: "next", SaleID: "POS1"}, Transition{State: "s"})
 	require.NoError(t, err)
-	require.Equal(t, 2, written(before, pageOwners(t, s))[string(bucketOrder)])
+	started := pageOwners(t, s)
+	require.Zero(t, written(before, started)[string(bucketOrder)])
+	require.NoError(t, s.applyIndexesNow(ctx))
+	require.Equal(t, 2, written(started, pageOwners(t, s))[string(bucketOrder)])
 }
 
 // The SaleID index stays inline in the tree of buckets (no page of its own)

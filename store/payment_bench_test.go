@@ -73,8 +73,11 @@ func benchWorldPaymentThen(ctx context.Context, s *Store, i int, prev []uint64, 
 // BenchmarkPaymentCommits: what a payment's commits write and how long
 // bbolt takes to write and sync them (TxStats.WriteTime), against the floor
 // of 2 fdatasync of one page per commit measured on the same filesystem
-// between payments. b.N payments on a journal that already holds
-// TERMAGENT_PAYMENT_HISTORY (default 1,000) of them.
+// between payments; apart, the writer's commits that apply a batch of
+// payments' indexes (unindexed.go), per payment; and the wall time of a
+// payment (its two commits and the store calls between), p50 and p90. b.N
+// payments on a journal that already holds TERMAGENT_PAYMENT_HISTORY
+// (default 1,000) of them.
 //
 //	go test -run '^$' -bench PaymentCommits -benchtime 1000x ./store/
 func BenchmarkPaymentCommits(b *testing.B) {
@@ -93,15 +96,17 @@ func BenchmarkPaymentCommits(b *testing.B) {
 	}
 	defer f.Close()
 	page := make([]byte, 4096)
-	var syncs []time.Duration
-	before := s.DiskStats()
+	var syncs, took []time.Duration
+	before, beforeIdx := s.DiskStats(), s.indexDiskStats()
 	b.ResetTimer()
 	for i := range b.N {
+		t0 := time.Now()
 		if prev, err = benchWorldPayment(ctx, s, 1000+i, prev); err != nil {
 			b.Fatal(err)
 		}
+		took = append(took, time.Since(t0))
 		b.StopTimer()
-		t0 := time.Now()
+		t0 = time.Now()
 		if _, err := f.WriteAt(page, 0); err != nil {
 			b.Fatal(err)
 		}
@@ -112,14 +117,52 @@ func BenchmarkPaymentCommits(b *testing.B) {
 		b.StartTimer()
 	}
 	b.StopTimer()
-	d := s.DiskStats().Sub(before)
+	all := s.DiskStats().Sub(before)
+	idx := s.indexDiskStats().Sub(beforeIdx)
+	d := all.Sub(idx) // the payments' own commits
 	sync := percentile(syncs, 0.5)
-	b.ReportMetric(float64(d.Commits)/float64(b.N), "commits/payment")
+	n := float64(b.N)
+	b.ReportMetric(float64(d.Commits)/n, "commits/payment")
+	b.ReportMetric(float64(all.Pages)/n, "pages/payment")
 	b.ReportMetric(float64(d.Pages)/float64(d.Commits), "pages/commit")
-	b.ReportMetric(float64(d.Writes)/float64(d.Commits), "writes/commit")
 	b.ReportMetric(float64(d.WriteTime.Microseconds())/float64(d.Commits), "write-µs/commit")
+	b.ReportMetric(float64(idx.Commits)/n, "index-commits/payment")
+	b.ReportMetric(float64(idx.Pages)/n, "index-pages/payment")
+	b.ReportMetric(float64(idx.WriteTime.Microseconds())/n, "index-write-µs/payment")
+	b.ReportMetric(float64(all.WriteTime.Microseconds())/n, "write-µs/payment")
 	b.ReportMetric(float64(sync.Microseconds()), "fdatasync-p50-µs")
 	b.ReportMetric(float64(d.WriteTime)/float64(d.Commits)/float64(2*sync), "write/floor")
+	b.ReportMetric(float64(percentile(took, 0.5).Microseconds()), "payment-p50-µs")
+	b.ReportMetric(float64(percentile(took, 0.9).Microseconds()), "payment-p90-µs")
+}
+
+// BenchmarkIndexAfterStep: BenchmarkPaymentCommits on two stores side by
+// side, one writing journal.order, journal.svc and journal.alias in the
+// step's own commit (as before unindexed.go), one in the writer's batch
+// commits, payments alternating between them so that both see the same
+// disk: pages per payment, bbolt's write time per payment (its commits and
+// its share of the index commits) and per payment commit, and a payment's
+// p50 wall time.
+//
+//	go test -run '^$' -bench IndexAfterStep -benchtime 1000x ./store/
+func BenchmarkIndexAfterStep(b *testing.B) {
+	with, _ := openTest(b, Options{PruneInterval: -1, indexWithStep: true})
+	after, _ := openTest(b, Options{PruneInterval: -1})
+	i0 := after.indexDiskStats()
+	var took [2][]time.Duration
+	dw, da := pairedPaymentsTimed(b, with, after, &took)
+	idx := after.indexDiskStats().Sub(i0)
+	pay := da.Sub(idx)
+	n := float64(b.N)
+	b.ReportMetric(float64(dw.Pages)/n, "with-pages/payment")
+	b.ReportMetric(float64(da.Pages)/n, "after-pages/payment")
+	b.ReportMetric(float64(dw.WriteTime.Microseconds())/n, "with-write-µs/payment")
+	b.ReportMetric(float64(da.WriteTime.Microseconds())/n, "after-write-µs/payment")
+	b.ReportMetric(float64(dw.WriteTime.Microseconds())/float64(dw.Commits), "with-write-µs/commit")
+	b.ReportMetric(float64(pay.WriteTime.Microseconds())/float64(pay.Commits), "after-write-µs/commit")
+	b.ReportMetric(float64(idx.WriteTime.Microseconds())/n, "after-index-write-µs/payment")
+	b.ReportMetric(float64(percentile(took[0], 0.5).Microseconds()), "with-p50-µs")
+	b.ReportMetric(float64(percentile(took[1], 0.5).Microseconds()), "after-p50-µs")
 }
 
 // BenchmarkJournalLayout: BenchmarkPaymentCommits on two stores side by
@@ -144,6 +187,12 @@ func BenchmarkJournalLayout(b *testing.B) {
 // payments each to warm them, then b.N each, alternating which goes first so
 // that both see the same disk. It returns what each wrote during the b.N.
 func pairedPayments(b *testing.B, x, y *Store) (dx, dy DiskStats) {
+	return pairedPaymentsTimed(b, x, y, nil)
+}
+
+// pairedPaymentsTimed is pairedPayments noting each payment's wall time in
+// took, if not nil.
+func pairedPaymentsTimed(b *testing.B, x, y *Store, took *[2][]time.Duration) (dx, dy DiskStats) {
 	b.Helper()
 	ctx := context.Background()
 	stores := []*Store{x, y}
@@ -161,9 +210,13 @@ func pairedPayments(b *testing.B, x, y *Store) (dx, dy DiskStats) {
 	for i := range b.N {
 		for j := range stores {
 			j = (i + j) % 2 // alternate which one goes first
+			t0 := time.Now()
 			var err error
 			if prev[j], err = benchWorldPayment(ctx, stores[j], 1000+i, prev[j]); err != nil {
 				b.Fatal(err)
+			}
+			if took != nil {
+				took[j] = append(took[j], time.Since(t0))
 			}
 		}
 	}

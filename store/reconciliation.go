@@ -36,6 +36,10 @@ const scanBatch = 256
 // id (0: the period in progress) and returns the period's id. Only one batch
 // of transactions is in memory at a time.
 func (s *Store) ScanPeriod(ctx context.Context, id uint64, fn func(Txn) error) (uint64, error) {
+	// It walks journal.order: what is pending first (rare: reconciliation).
+	if err := s.applyIndexesNow(ctx); err != nil {
+		return 0, fmt.Errorf("scan reconciliation period: %w", err)
+	}
 	var from, to uint64 // orders (from, to]; to 0: no end
 	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPeriods)
@@ -176,6 +180,9 @@ func (s *Store) ClosePeriod(ctx context.Context, at time.Time) (uint64, error) {
 			}
 			return nil
 		}); err != nil {
+			return err
+		}
+		if err := s.applyIndexes(w); err != nil { // the newest order may be pending
 			return err
 		}
 		last := from

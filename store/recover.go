@@ -93,6 +93,23 @@ func Recover(path string) (RecoverReport, error) {
 				return err
 			}
 		}
+		// The order counter (unindexed.go) past every order given: those
+		// indexed, and those of salvaged headers whose index was pending.
+		pb := tx.Bucket(bucketUnindexed)
+		seq := max(pb.Sequence(), ord.Sequence())
+		txb := tx.Bucket(bucketTxn)
+		if err := pb.ForEach(func(k, _ []byte) error {
+			var h txnHeader
+			if hv := txb.Get(k); hv != nil && h.decode(hv) == nil {
+				seq = max(seq, h.Order)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := pb.SetSequence(seq); err != nil {
+			return err
+		}
 		return meta.Put(keyCounters, recount(tx).encode())
 	})
 	if err != nil {

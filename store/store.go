@@ -23,6 +23,10 @@
 // (TestFreelistModesOpenEachOthersFiles). bbolt's walk runs in a goroutine
 // where a damaged page would crash the process, so Open walks the same pages
 // first through bounds checks (pagecheck.go): damage is ErrCorrupt.
+//
+// The journal's indexes (by start order, ServiceID and alias) are written
+// after the step that owes them, in batches off the payment's commits, and
+// read exactly meanwhile through an overlay (unindexed.go).
 package store
 
 import (
@@ -152,6 +156,17 @@ type Options struct {
 	// noCompactRoot leaves bbolt's tree of buckets as it splits
 	// (rootpage.go), for BenchmarkRootCompaction to compare.
 	noCompactRoot bool
+	// indexDelay bounds how long a pending index entry waits for its batch
+	// (unindexed.go). Default defaultIndexDelay.
+	indexDelay time.Duration
+	// manualIndexes stops the writer applying pending index entries on
+	// its own (Close, the bound and applyIndexesNow still do), for tests
+	// that count the pages of each commit.
+	manualIndexes bool
+	// indexWithStep applies the pending index entries in the commit that
+	// noted them, as before unindexed.go, for BenchmarkIndexAfterStep to
+	// compare.
+	indexWithStep bool
 }
 
 func (o Options) withDefaults() Options {
@@ -167,6 +182,7 @@ func (o Options) withDefaults() Options {
 	def(&o.EventRetention, 48*time.Hour)
 	def(&o.PruneInterval, time.Hour)
 	def(&o.DeferredFlush, 200*time.Millisecond)
+	def(&o.indexDelay, defaultIndexDelay)
 	if o.MaxCount == 0 {
 		o.MaxCount = 100_000
 	}
@@ -207,7 +223,7 @@ var (
 
 func allBuckets() [][]byte {
 	return [][]byte{bucketMeta, bucketOutbox, bucketDead, bucketTxn, bucketTrans,
-		bucketOrder, bucketSvc, bucketUnfin, bucketSeen, bucketSeenAge}
+		bucketOrder, bucketSvc, bucketUnfin, bucketSeen, bucketSeenAge, bucketUnindexed}
 }
 
 // schemaVersion is the layout this code reads and writes. Version 2 writes
@@ -215,7 +231,9 @@ func allBuckets() [][]byte {
 // header; a version 1 file's entries stay where they are and are read there.
 // Version 2 is a version so that an older agent, which would read such a
 // transaction without its transitions, refuses the file (ErrSchemaTooNew).
-const schemaVersion = 2
+// Version 3 writes the journal's indexes after the step (unindexed.go): an
+// older agent would not see the pending entries, nor keep the order counter.
+const schemaVersion = 3
 
 // migration upgrades a file from version from to from+1, inside the open
 // transaction, so a crash mid-migration leaves the old version intact.
@@ -233,6 +251,14 @@ func migrations() []migration {
 		// (journal.trans, journal.alias.txn) and new ones are written in
 		// journal.txn.
 		{from: 1, name: "journal transitions beside their header", apply: func(*bolt.Tx) error { return nil }},
+		// The order counter moves to journal.unindexed (created here).
+		{from: 2, name: "journal indexes written after the step", apply: func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists(bucketUnindexed)
+			if err != nil {
+				return err
+			}
+			return b.SetSequence(tx.Bucket(bucketOrder).Sequence())
+		}},
 	}
 }
 
@@ -295,6 +321,17 @@ type Store struct {
 	batch       []*writeReq  // the commit's writes, reused; wmu
 	inline      atomic.Int64 // commits run on a caller's goroutine (tests)
 	lastWaiters atomic.Int64 // callers the last commit answered (deferred writes not counted)
+
+	// Index writes after the step (unindexed.go).
+	ovl        overlay
+	pendN      atomic.Int64 // entries in journal.unindexed; written under wmu
+	pendBytes  atomic.Int64
+	indexIdle  atomic.Bool  // indexDelay passed since the entries began pending
+	indexRetry atomic.Int64 // unix nanoseconds: no apply before, after one failed
+	indexTimer *time.Timer  // wmu
+
+	indexDiskMu sync.Mutex
+	indexDisk   DiskStats // what commitIndexes wrote
 }
 
 // counters are persisted in the meta bucket in the same transaction as the
@@ -377,11 +414,17 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, damaged(path, err)
 	}
-	if err := s.ensureSaleIndex(); err != nil {
+	// The alias buckets before the pending entries are applied to them (a
+	// recovered file has none); the SaleID index after, from journal.order.
+	if err := s.ensureAliasIndex(); err != nil {
 		_ = db.Close()
 		return nil, damaged(path, err)
 	}
-	if err := s.ensureAliasIndex(); err != nil {
+	if err := s.openIndexes(); err != nil {
+		_ = db.Close()
+		return nil, damaged(path, err)
+	}
+	if err := s.ensureSaleIndex(); err != nil {
 		_ = db.Close()
 		return nil, damaged(path, err)
 	}
@@ -607,6 +650,12 @@ func (s *Store) Close() error {
 		s.lazyMu.Unlock()
 		s.kickWriter()
 		s.pending.Wait()
+		s.wmu.Lock()
+		if s.indexTimer != nil {
+			s.indexTimer.Stop()
+		}
+		s.commitIndexes()
+		s.wmu.Unlock()
 		close(s.stop)
 		<-s.writerDone
 		if s.fill != nil {
@@ -634,6 +683,7 @@ type wtx struct {
 	m        metricsDelta
 	appended bool
 	now      time.Time
+	pend     *pendDelta // index work noted (unindexed.go); nil: none
 }
 
 // rollback is an op's error after it wrote part of its changes: the whole
@@ -649,9 +699,10 @@ func (r rollback) Error() string { return r.err.Error() }
 type op func(w *wtx) error
 
 type writeReq struct {
-	fn    op
-	done  chan error
-	after func(error) // called once the commit is over (deferred writes)
+	fn       op
+	done     chan error
+	after    func(error) // called once the commit is over (deferred writes)
+	internal bool        // the Store's own (applying indexes): not counted in pending
 }
 
 // do submits an op and waits until its transaction commits. ctx bounds only
@@ -691,8 +742,8 @@ func (s *Store) do(ctx context.Context, fn op) error {
 		s.kickWriter()
 		return <-r.done
 	}
-	if more, fillDue := s.commitInline(r); more || fillDue {
-		s.kickWriter() // the rest of the queue, or the zero-fill, off this path
+	if more, fillDue := s.commitInline(r); more || fillDue || s.indexDue() {
+		s.kickWriter() // the rest of the queue, the zero-fill or the indexes, off this path
 	}
 	return <-r.done
 }
@@ -763,7 +814,10 @@ func (s *Store) writer() {
 				s.wmu.Lock()
 			}
 		}
-		s.fillAhead() // idle: no write waits for it
+		if s.indexDue() { // idle: no write waits for it
+			s.commitIndexes()
+		}
+		s.fillAhead()
 		s.wmu.Unlock()
 	}
 }
@@ -824,11 +878,21 @@ func (s *Store) commit(batch []*writeReq) (ok bool) {
 			}
 		}()
 		w.tx = tx
+		if s.pendN.Load() >= indexMaxPending { // bounded: unindexed.go
+			if err := s.applyIndexes(w); err != nil {
+				return err
+			}
+		}
 		for i, r := range batch {
 			errs[i] = r.fn(w)
 			var rb rollback
 			if errors.As(errs[i], &rb) {
 				return rb.err
+			}
+		}
+		if s.opts.indexWithStep && w.pend != nil && w.pend.n > 0 {
+			if err := s.applyIndexes(w); err != nil {
+				return err
 			}
 		}
 		if w.c != s.counters { // the file holds s.counters: a commit of journal steps alone writes no counters
@@ -852,6 +916,9 @@ func (s *Store) commit(batch []*writeReq) (ok bool) {
 		err = fmt.Errorf("commit: %w", err)
 		s.log.Error("store commit failed", "ops", len(batch), "err", err)
 	} else {
+		if w.pend != nil {
+			s.indexesCommitted(w.pend)
+		}
 		s.counters = w.c
 		s.publish(w.c)
 		s.applyMetrics(w.m, len(batch))
@@ -875,7 +942,9 @@ func (s *Store) commit(batch []*writeReq) (ok bool) {
 		if r.after != nil {
 			s.runAfter(r.after, e)
 		}
-		s.pending.Done()
+		if !r.internal {
+			s.pending.Done()
+		}
 	}
 	return err == nil
 }
