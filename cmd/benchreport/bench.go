@@ -80,10 +80,11 @@ func paymentRuns(quick bool) int {
 
 // medianRuns keeps, of the results of each benchmark run several times, the
 // run with the median value of key (the lower middle of an even count), and
-// adds key's range over the runs as key-min, key-max and the count as runs.
+// adds key's range over the runs as key-min, key-max and the count as runs,
+// and the range of every metric of also the same way.
 // Results without key are kept as they are. The figures of the run kept are
 // one run's: consistent with each other.
-func medianRuns(res []Result, key string) []Result {
+func medianRuns(res []Result, key string, also ...string) []Result {
 	var (
 		out   []Result
 		order []string
@@ -111,6 +112,17 @@ func medianRuns(res []Result, key string) []Result {
 		m := rs[(len(rs)-1)/2]
 		m.Metrics = append(slices.Clone(m.Metrics),
 			Metric{Value: lo, Unit: key + "-min"}, Metric{Value: hi, Unit: key + "-max"}, Metric{Value: float64(len(rs)), Unit: "runs"})
+		for _, k := range also {
+			var vs []float64
+			for _, r := range rs {
+				if v, ok := r.Get(k); ok {
+					vs = append(vs, v)
+				}
+			}
+			if len(vs) > 0 {
+				m.Metrics = append(m.Metrics, Metric{Value: slices.Min(vs), Unit: k + "-min"}, Metric{Value: slices.Max(vs), Unit: k + "-max"})
+			}
+		}
 		out = append(out, m)
 	}
 	return out
@@ -124,9 +136,10 @@ type benchRun struct {
 	env       []string
 	// count > 1 runs the benchmarks that many times (-count); each one is
 	// reported by its run with the median of key, with key's range over the
-	// runs (medianRun).
+	// runs (medianRun), and the range of each metric of also.
 	count int
 	key   string
+	also  []string
 }
 
 // plan gives each package's benchmarks iteration counts that make their
@@ -150,7 +163,7 @@ func plan(quick bool) []benchRun {
 		// Issue 4's figure: 1,000 sequential payments through the whole world.
 		// Five runs: the floor ratio is reported from the median run, with
 		// its range (this machine's disk and wake-ups vary from run to run).
-		{pkg: "./sim/world", bench: "WorldPayment$", benchtime: x("1000x", "20x"), count: paymentRuns(quick), key: "agent-floor-ratio"},
+		{pkg: "./sim/world", bench: "WorldPayment$", benchtime: x("1000x", "20x"), count: paymentRuns(quick), key: "agent-floor-ratio", also: []string{"agent-minimal-ratio"}},
 		// Issue 17: Diagnosis p50/p99 idle and during back-to-back payments.
 		{pkg: "./sim/world", bench: "DiagnosisUnderPayments", benchtime: x("2000x", "50x")},
 		// Issue 13: the same payment in polling mode (about a second each).
@@ -307,7 +320,7 @@ func runBenchmarks(ctx context.Context, dir string, quick bool, progress io.Writ
 			return nil, nil, err
 		}
 		if count > 1 {
-			res = medianRuns(res, r.key)
+			res = medianRuns(res, r.key, r.also...)
 		}
 		results = append(results, res...)
 	}
