@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -40,4 +41,37 @@ func TestLastTxnWhileEvicting(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	require.Zero(t, fails.Load(), "LastTxn failed while transactions were evicted")
+}
+
+// TestRecoverKeepsAppliedAlias: Recover rebuilds journal.alias from the
+// alias entries beside the salvaged headers, and keeps the order counter
+// past every salvaged header's order.
+func TestRecoverKeepsAppliedAlias(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "termagent.db")
+	opts := Options{NoSync: true, PruneInterval: -1, manualIndexes: true}
+	s, err := Open(ctx, path, opts)
+	require.NoError(t, err)
+	for i, id := range []string{"a", "b", "c"} {
+		_, err = s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS1", ServiceID: id}, Transition{State: "s", Alias: fmt.Sprint("pp-", i%2)})
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.applyIndexesNow(ctx))
+	require.NoError(t, s.Close())
+	_, err = Recover(path)
+	require.NoError(t, err)
+	s2, err := Open(ctx, path, opts)
+	require.NoError(t, err)
+	defer s2.Close()
+	for alias, id := range map[string]string{"pp-0": "c", "pp-1": "b"} {
+		got, ok, err := s2.TxnByAlias(ctx, alias)
+		require.NoError(t, err)
+		require.True(t, ok, "alias %s survives Recover", alias)
+		require.Equal(t, id, got.ID, "alias %s", alias)
+	}
+	_, err = s2.StartTxn(ctx, TxnRef{ID: "d", SaleID: "POS1"}, Transition{State: "s"})
+	require.NoError(t, err)
+	last, _, err := s2.LastTxn(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "d", last.ID, "the order counter is past every salvaged header's")
 }
