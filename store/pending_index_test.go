@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -74,4 +76,50 @@ func TestRecoverKeepsAppliedAlias(t *testing.T) {
 	last, _, err := s2.LastTxn(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "d", last.ID, "the order counter is past every salvaged header's")
+}
+
+// failIndexApply makes every later apply of the pending indexes fail: it
+// removes journal.order, which applying writes to.
+func failIndexApply(t *testing.T, s *Store) {
+	t.Helper()
+	require.NoError(t, s.do(t.Context(), func(w *wtx) error { return w.tx.DeleteBucket(bucketOrder) }))
+}
+
+// TestFailedIndexCommitIsLoggedAsSuch: a failed index commit is logged as
+// the journal indexes left pending, not as a caller's deferred write, and
+// Close reports the final apply it could not make (Open applies again).
+func TestFailedIndexCommitIsLoggedAsSuch(t *testing.T) {
+	ctx := t.Context()
+	var logs syncBuffer
+	s, _ := openTest(t, Options{NoSync: true, PruneInterval: -1, manualIndexes: true,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	_, err := s.StartTxn(ctx, TxnRef{ID: "paid", SaleID: "POS1", ServiceID: "42"}, Transition{State: "s"})
+	require.NoError(t, err)
+	failIndexApply(t, s)
+	s.wmu.Lock()
+	err = s.commitIndexes()
+	s.wmu.Unlock()
+	require.Error(t, err)
+	require.NotContains(t, logs.String(), "deferred store write failed")
+	require.Contains(t, logs.String(), "pending journal indexes not applied")
+	require.NoError(t, s.Close())
+	require.Contains(t, logs.String(), "close store: pending journal indexes left for Open")
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

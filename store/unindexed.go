@@ -382,22 +382,25 @@ func (s *Store) indexDue() bool {
 	return n >= indexBatch || s.pendBytes.Load() >= indexBatchBytes || (n > 0 && s.indexIdle.Load())
 }
 
-// commitIndexes applies the pending entries in a commit of their own. The
-// caller holds wmu.
-func (s *Store) commitIndexes() {
+// commitIndexes applies the pending entries in a commit of their own and
+// returns why it could not (logged). The caller holds wmu.
+func (s *Store) commitIndexes() error {
 	if s.pendN.Load() == 0 {
-		return
+		return nil
 	}
 	d0 := s.DiskStats()
-	if !s.commit([]*writeReq{{fn: s.applyIndexes, internal: true}}) {
-		// Logged by commit. Not again at every kick: after indexDelay, or
-		// before a commit once indexMaxPending pend.
+	var err error
+	if !s.commit([]*writeReq{{fn: s.applyIndexes, internal: true, after: func(e error) { err = e }}}) {
+		// Not again at every kick: after indexDelay, or before a commit
+		// once indexMaxPending pend. They are durable meanwhile.
+		s.log.Error("pending journal indexes not applied", "pending", s.pendN.Load(), "retry_in", s.opts.indexDelay, "err", err)
 		s.indexRetry.Store(time.Now().Add(s.opts.indexDelay).UnixNano())
 	}
 	d := s.DiskStats().Sub(d0)
 	s.indexDiskMu.Lock()
 	s.indexDisk = s.indexDisk.add(d)
 	s.indexDiskMu.Unlock()
+	return err
 }
 
 // indexDiskStats are the writes of the writer's index commits so far, part
