@@ -4,13 +4,90 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
+
+// crashReopen is kill -9 or power loss, then Open: the file as the last
+// commit left it (what Close applies is thrown away), reopened.
+func crashReopen(t testing.TB, s *Store, opts Options) *Store {
+	t.Helper()
+	path := s.Path()
+	crashed, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	require.NoError(t, os.WriteFile(path, crashed, 0o600))
+	s2, err := Open(t.Context(), path, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s2.Close() })
+	return s2
+}
+
+// TestPendingAliasOwnerSurvivesCrash: an alias given to a pending
+// transaction, then to an older pending one, belongs to the older (the last
+// given) live, after Close and after a crash: Open must not apply the
+// aliases in start order.
+func TestPendingAliasOwnerSurvivesCrash(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(map[bool]string{false: "close", true: "crash"}[crash], func(t *testing.T) {
+			ctx := t.Context()
+			opts := Options{NoSync: true, PruneInterval: -1, manualIndexes: true}
+			s, _ := openTest(t, opts)
+			_, err := s.StartTxn(ctx, TxnRef{ID: "older", SaleID: "POS1", ServiceID: "1"}, Transition{State: "s"})
+			require.NoError(t, err)
+			_, err = s.StartTxn(ctx, TxnRef{ID: "newer", SaleID: "POS1", ServiceID: "2"}, Transition{State: "s", Alias: "pp"})
+			require.NoError(t, err)
+			require.NoError(t, s.AppendTxn(ctx, "older", Transition{State: "qr", Alias: "pp"}))
+			got, _, err := s.TxnByAlias(ctx, "pp")
+			require.NoError(t, err)
+			require.Equal(t, "older", got.ID, "live: the last given owns it")
+			if crash {
+				s = crashReopen(t, s, opts)
+			} else {
+				s = reopen(t, s, opts)
+			}
+			got, _, err = s.TxnByAlias(ctx, "pp")
+			require.NoError(t, err)
+			require.Equal(t, "older", got.ID, "after reopen")
+		})
+	}
+}
+
+// TestPendingAliasesDoNotRepeat: an alias passed back and forth between
+// two pending transactions is named by one pending entry at a time, so
+// neither entry grows with the number of passes.
+func TestPendingAliasesDoNotRepeat(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{NoSync: true, PruneInterval: -1, manualIndexes: true})
+	for _, id := range []string{"t1", "t2"} {
+		_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS1", ServiceID: id}, Transition{State: "s"})
+		require.NoError(t, err)
+	}
+	bytes0 := s.pendBytes.Load()
+	for i := range 100 {
+		require.NoError(t, s.AppendTxn(ctx, []string{"t1", "t2"}[i%2], Transition{State: "qr", Alias: "pp-shared"}))
+	}
+	entries := map[string]pendingEntry{}
+	require.NoError(t, s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUnindexed).ForEach(func(k, v []byte) error {
+			e, err := decodePending(v)
+			entries[string(k)] = e
+			return err
+		})
+	}))
+	require.Empty(t, entries["t1"].aliases, "given away to t2 since")
+	require.Equal(t, []string{"pp-shared"}, entries["t2"].aliases)
+	require.LessOrEqual(t, s.pendBytes.Load(), bytes0+int64(len("pp-shared"))+1)
+	got, _, err := s.TxnByAlias(ctx, "pp-shared")
+	require.NoError(t, err)
+	require.Equal(t, "t2", got.ID)
+}
 
 // TestLastTxnWhileEvicting: LastTxn reads the overlay, then its snapshot;
 // a transaction evicted between the two must not make it fail.
@@ -122,4 +199,26 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// TestPendingIndexBytesBounded: one transaction given alias after alias is
+// one pending entry, growing; its bytes bound the pending set too, so a
+// commit applies it once they reach indexMaxPendingBytes.
+func TestPendingIndexBytesBounded(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{NoSync: true, PruneInterval: -1, manualIndexes: true})
+	_, err := s.StartTxn(ctx, TxnRef{ID: "t1", SaleID: "POS1", ServiceID: "1"}, Transition{State: "s"})
+	require.NoError(t, err)
+	alias := func(i int) string { return fmt.Sprintf("%0200d", i) }
+	n := 2 * indexMaxPendingBytes / 200
+	for i := range n {
+		require.NoError(t, s.AppendTxn(ctx, "t1", Transition{State: "qr", Alias: alias(i)}))
+		require.Less(t, s.pendBytes.Load(), int64(indexMaxPendingBytes+256), "step %d", i)
+	}
+	for _, i := range []int{0, n / 2, n - 1} {
+		got, ok, err := s.TxnByAlias(ctx, alias(i))
+		require.NoError(t, err)
+		require.True(t, ok, "alias %d", i)
+		require.Equal(t, "t1", got.ID)
+	}
 }

@@ -881,7 +881,7 @@ func (s *Store) commit(batch []*writeReq) (ok bool) {
 			}
 		}()
 		w.tx = tx
-		if s.pendN.Load() >= indexMaxPending { // bounded: unindexed.go
+		if s.indexOverdue() { // bounded: unindexed.go
 			if err := s.applyIndexes(w); err != nil {
 				return err
 			}

@@ -52,11 +52,15 @@ const (
 	// the writer never goes idle: a commit that finds this many applies
 	// them before its own writes (and fails if that fails).
 	indexMaxPending = 256
+	// indexMaxPendingBytes bounds their bytes the same way: one
+	// transaction given alias after alias is one entry, growing.
+	indexMaxPendingBytes = 32 << 10
 	// defaultIndexDelay is how long a pending entry waits for its batch.
 	defaultIndexDelay = 5 * time.Second
 )
 
-// pendingEntry is the index work owed for one transaction.
+// pendingEntry is the index work owed for one transaction. One entry at
+// most names an alias: its owner's (putAlias).
 type pendingEntry struct {
 	order   bool  // journal.order (and journal.svc when svc) not yet written
 	svc     bool  // the transaction reserves its ServiceID
@@ -248,16 +252,7 @@ func (s *Store) notePending(w *wtx, id []byte, add func(e *pendingEntry)) error 
 // commit: nothing of it may half-apply.
 func (s *Store) applyIndexes(w *wtx) error {
 	d := s.pend(w)
-	owner := func(alias string) (string, bool) {
-		if id, ok := d.alias[alias]; ok {
-			return id, true
-		}
-		if !d.applied {
-			return s.ovl.aliasOf(alias)
-		}
-		return "", false
-	}
-	if err := applyPendingTx(w.tx, owner); err != nil {
+	if err := applyPendingTx(w.tx); err != nil {
 		return rollback{fmt.Errorf("apply pending journal indexes: %w", err)}
 	}
 	*d = pendDelta{applied: true, svc: map[string]svcRef{}, alias: map[string]string{}}
@@ -265,9 +260,9 @@ func (s *Store) applyIndexes(w *wtx) error {
 }
 
 // applyPendingTx applies journal.unindexed in tx, oldest transaction first.
-// owner, if it knows an alias, names its owner: the transaction last given
-// it, which may be another pending one than the entry's.
-func applyPendingTx(tx *bolt.Tx, owner func(alias string) (string, bool)) error {
+// An alias is named by one entry at most, its owner's (putAlias), so the
+// order does not matter for aliases.
+func applyPendingTx(tx *bolt.Tx) error {
 	pb := tx.Bucket(bucketUnindexed)
 	if pb == nil {
 		return nil
@@ -326,14 +321,10 @@ func applyPendingTx(tx *bolt.Tx, owner func(alias string) (string, bool)) error 
 			}
 		}
 		for _, a := range it.e.aliases {
-			id := it.id
-			if o, ok := owner(a); ok {
-				id = []byte(o)
-			}
-			if bytes.Equal(idx.Get([]byte(a)), id) {
+			if bytes.Equal(idx.Get([]byte(a)), it.id) {
 				continue
 			}
-			if err := idx.Put([]byte(a), id); err != nil {
+			if err := idx.Put([]byte(a), it.id); err != nil {
 				return err
 			}
 		}
@@ -363,7 +354,7 @@ func (s *Store) openIndexes() error {
 			if k, _ := pb.Cursor().First(); k == nil {
 				return nil
 			}
-			return applyPendingTx(tx, func(string) (string, bool) { return "", false })
+			return applyPendingTx(tx)
 		})
 	})
 	if err != nil {
@@ -371,6 +362,12 @@ func (s *Store) openIndexes() error {
 	}
 	s.ovl.publish(&pendDelta{applied: true})
 	return nil
+}
+
+// indexOverdue reports that the pending set reached its bound: a commit
+// applies it before its own writes.
+func (s *Store) indexOverdue() bool {
+	return s.pendN.Load() >= indexMaxPending || s.pendBytes.Load() >= indexMaxPendingBytes
 }
 
 // indexDue reports that the pending entries should be applied now.
