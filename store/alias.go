@@ -68,11 +68,17 @@ func (s *Store) putAlias(w *wtx, id []byte, alias string) error {
 	}
 	s.pend(w).alias[alias] = string(id)
 	tx := w.tx
+	var err error
 	if s.opts.schema1Layout {
-		return tx.Bucket(bucketAliasOf).Put(append(append(append([]byte(nil), id...), 0), alias...), []byte{})
+		err = tx.Bucket(bucketAliasOf).Put(append(append(append([]byte(nil), id...), 0), alias...), []byte{})
+	} else {
+		// What to delete with id, beside its header (txnLayout in journal.go).
+		err = tx.Bucket(bucketTxn).Put(aliasOfKey(id, alias), []byte{})
 	}
-	// What to delete with id, beside its header (txnLayout in journal.go).
-	return tx.Bucket(bucketTxn).Put(aliasOfKey(id, alias), []byte{})
+	if err != nil {
+		return rollback{err} // after the step's header: all or nothing
+	}
+	return nil
 }
 
 // dropPendingAlias takes alias out of id's pending entry, if id has one:

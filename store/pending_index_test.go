@@ -29,6 +29,15 @@ func crashReopen(t testing.TB, s *Store, opts Options) *Store {
 	return s2
 }
 
+// damagePendingEntry overwrites id's pending index entry with one that does
+// not decode (a flipped version byte).
+func damagePendingEntry(t *testing.T, s *Store, id string) {
+	t.Helper()
+	require.NoError(t, s.do(t.Context(), func(w *wtx) error {
+		return w.tx.Bucket(bucketUnindexed).Put([]byte(id), []byte{9, 3, 0})
+	}))
+}
+
 // TestPendingAliasOwnerSurvivesCrash: an alias given to a pending
 // transaction, then to an older pending one, belongs to the older (the last
 // given) live, after Close and after a crash: Open must not apply the
@@ -87,6 +96,84 @@ func TestPendingAliasesDoNotRepeat(t *testing.T) {
 	got, _, err := s.TxnByAlias(ctx, "pp-shared")
 	require.NoError(t, err)
 	require.Equal(t, "t2", got.ID)
+}
+
+// TestDamagedPendingEntryKeepsReservation: a pending entry that does not
+// decode, of a transaction whose header does, is rebuilt from the header
+// when applied: the ServiceID stays reserved (a POS retry is refused), the
+// transaction stays in journal.order, and the damage is logged.
+func TestDamagedPendingEntryKeepsReservation(t *testing.T) {
+	ctx := t.Context()
+	var logs syncBuffer
+	s, _ := openTest(t, Options{NoSync: true, PruneInterval: -1, manualIndexes: true,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	_, err := s.StartTxn(ctx, TxnRef{ID: "paid", SaleID: "POS1", ServiceID: "42"}, Transition{State: "s", Alias: "pp-paid"})
+	require.NoError(t, err)
+	damagePendingEntry(t, s, "paid")
+	require.NoError(t, s.applyIndexesNow(ctx))
+	require.Contains(t, logs.String(), "txn=paid")
+
+	var inOrder bool
+	require.NoError(t, s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOrder).ForEach(func(_, v []byte) error {
+			inOrder = inOrder || string(v) == "paid"
+			return nil
+		})
+	}))
+	require.True(t, inOrder, "the transaction stays in journal.order")
+	_, err = s.StartTxn(ctx, TxnRef{ID: "retry", SaleID: "POS1", ServiceID: "42"}, Transition{State: "s"})
+	require.ErrorIs(t, err, ErrDuplicateServiceID, "the POS retry is refused")
+	got, ok, err := s.TxnByAlias(ctx, "pp-paid")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "paid", got.ID)
+	last, _, err := s.LastTxn(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "paid", last.ID)
+}
+
+// TestDamagedPendingEntryRebuiltLeavesOthersAliases: a rebuilt entry
+// writes an alias only where no other transaction holds it: the alias was
+// given to another transaction since, and stays with it.
+func TestDamagedPendingEntryRebuiltLeavesOthersAliases(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{NoSync: true, PruneInterval: -1, manualIndexes: true})
+	_, err := s.StartTxn(ctx, TxnRef{ID: "first", SaleID: "POS1", ServiceID: "1"}, Transition{State: "s", Alias: "pp"})
+	require.NoError(t, err)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "second", SaleID: "POS1", ServiceID: "2"}, Transition{State: "s", Alias: "pp"})
+	require.NoError(t, err)
+	damagePendingEntry(t, s, "first") // its alias entry beside the header stays
+	require.NoError(t, s.applyIndexesNow(ctx))
+	got, _, err := s.TxnByAlias(ctx, "pp")
+	require.NoError(t, err)
+	require.Equal(t, "second", got.ID)
+}
+
+// TestDamagedPendingEntryAppendIsAllOrNothing: with a damaged pending
+// entry, a step that notes index work rebuilds it and commits whole: never
+// a final header with the transaction still listed unfinished.
+func TestDamagedPendingEntryAppendIsAllOrNothing(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{NoSync: true, PruneInterval: -1, manualIndexes: true})
+	_, err := s.StartTxn(ctx, TxnRef{ID: "paid", SaleID: "POS1", ServiceID: "42"}, Transition{State: "s"})
+	require.NoError(t, err)
+	damagePendingEntry(t, s, "paid")
+	require.NoError(t, s.AppendTxn(ctx, "paid", Transition{State: "approved", Final: true, Alias: "pp-paid"}))
+	got, err := s.Txn(ctx, "paid")
+	require.NoError(t, err)
+	require.True(t, got.Final)
+	unf, err := s.UnfinishedTxns(ctx)
+	require.NoError(t, err)
+	require.Empty(t, unf)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "retry", SaleID: "POS1", ServiceID: "42"}, Transition{State: "s"})
+	require.ErrorIs(t, err, ErrDuplicateServiceID)
+	require.NoError(t, s.applyIndexesNow(ctx))
+	a, ok, err := s.TxnByAlias(ctx, "pp-paid")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "paid", a.ID)
+	_, err = s.StartTxn(ctx, TxnRef{ID: "retry2", SaleID: "POS1", ServiceID: "42"}, Transition{State: "s"})
+	require.ErrorIs(t, err, ErrDuplicateServiceID, "applied: still reserved")
 }
 
 // TestLastTxnWhileEvicting: LastTxn reads the overlay, then its snapshot;
