@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
@@ -240,6 +242,50 @@ func TestRecoverKeepsAppliedAlias(t *testing.T) {
 	last, _, err := s2.LastTxn(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "d", last.ID, "the order counter is past every salvaged header's")
+}
+
+// TestPendingServiceIDNeverAcceptedTwice: concurrent starts of a few
+// SaleID+ServiceID keys while the writer applies every millisecond, with
+// extra applies, prunes and failing commits mixed in: each key is accepted
+// once (its reservation outlives the test).
+func TestPendingServiceIDNeverAcceptedTwice(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t, Options{NoSync: true, PruneInterval: -1, indexDelay: time.Millisecond})
+	errBoom := errors.New("boom")
+	var mu sync.Mutex
+	accepted := map[string]string{}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 300 {
+				key := fmt.Sprint(i % 40)
+				id := fmt.Sprintf("g%d-%d", g, i)
+				_, err := s.StartTxn(ctx, TxnRef{ID: id, SaleID: "POS", ServiceID: key}, Transition{State: "s", Alias: "a" + key})
+				switch {
+				case err == nil:
+					mu.Lock()
+					if prev, dup := accepted[key]; dup {
+						t.Errorf("key %s accepted twice: %s and %s", key, prev, id)
+					}
+					accepted[key] = id
+					mu.Unlock()
+				case !errors.Is(err, ErrDuplicateServiceID) && !errors.Is(err, errBoom):
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 300 {
+			_ = s.applyIndexesNow(ctx)
+			_ = s.do(ctx, func(*wtx) error { return rollback{errBoom} })
+			if _, err := s.PruneJournal(ctx, time.Now()); err != nil && !errors.Is(err, errBoom) {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+	require.Len(t, accepted, 40)
 }
 
 // failIndexApply makes every later apply of the pending indexes fail: it
