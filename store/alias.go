@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -48,19 +49,47 @@ func (s *Store) putAlias(w *wtx, id []byte, alias string) error {
 	if alias == "" || len(alias) > MaxAliasLen {
 		return nil
 	}
-	if owner, ok := s.aliasOwner(w, alias); ok && owner == string(id) {
+	owner, ok := s.aliasOwner(w, alias)
+	if ok && owner == string(id) {
 		return nil // most transitions repeat the alias: no write
+	}
+	// One pending entry at most names an alias, its owner's: applied in
+	// any order (Open after a crash applies in start order), the entries
+	// then give it to the last transaction given it, and passing it back
+	// and forth does not grow them (TestPendingAliasOwnerSurvivesCrash,
+	// TestPendingAliasesDoNotRepeat).
+	if ok {
+		if err := s.dropPendingAlias(w, []byte(owner), alias); err != nil {
+			return err
+		}
 	}
 	if err := s.notePending(w, id, func(e *pendingEntry) { e.aliases = append(e.aliases, alias) }); err != nil {
 		return err
 	}
 	s.pend(w).alias[alias] = string(id)
 	tx := w.tx
+	var err error
 	if s.opts.schema1Layout {
-		return tx.Bucket(bucketAliasOf).Put(append(append(append([]byte(nil), id...), 0), alias...), []byte{})
+		err = tx.Bucket(bucketAliasOf).Put(append(append(append([]byte(nil), id...), 0), alias...), []byte{})
+	} else {
+		// What to delete with id, beside its header (txnLayout in journal.go).
+		err = tx.Bucket(bucketTxn).Put(aliasOfKey(id, alias), []byte{})
 	}
-	// What to delete with id, beside its header (txnLayout in journal.go).
-	return tx.Bucket(bucketTxn).Put(aliasOfKey(id, alias), []byte{})
+	if err != nil {
+		return rollback{err} // after the step's header: all or nothing
+	}
+	return nil
+}
+
+// dropPendingAlias takes alias out of id's pending entry, if id has one:
+// alias is being given to another transaction.
+func (s *Store) dropPendingAlias(w *wtx, id []byte, alias string) error {
+	if w.tx.Bucket(bucketUnindexed).Get(id) == nil {
+		return nil // indexed already: the new owner's entry overwrites it
+	}
+	return s.notePending(w, id, func(e *pendingEntry) {
+		e.aliases = slices.DeleteFunc(e.aliases, func(a string) bool { return a == alias })
+	})
 }
 
 // aliasOfKey is id \x00 be(0) alias: a transaction id has no NUL byte

@@ -129,9 +129,12 @@ func checkModel(t *testing.T, s *Store, step int, live []modelRec, dead []uuid.U
 
 // TestJournalIndexProperty drives the journal with random starts (a few
 // SaleIDs and ServiceIDs, so some are duplicates), aliased steps, finishes,
-// clock advances, prunes and reopens, applying the pending index entries
+// clock advances, prunes, reopens and crashes (kill -9, then Open: what
+// Close would apply is left to Open), applying the pending index entries
 // (unindexed.go) at random points, and checks every look-up against a
 // model after each step: applied or pending, the answers are the same.
+// With crashes it failed 3 runs in 3, on an alias, before one pending
+// entry at most named an alias. About 5 s with -race.
 func TestJournalIndexProperty(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	rounds, steps := 6, 400
@@ -248,8 +251,10 @@ func journalPropertyRound(t *testing.T, seed uint64, steps int) {
 				kept = append(kept, id)
 			}
 			ids = kept
+		case op < 96:
+			s = reopen(t, s, opts) // Close applies what is pending
 		default:
-			s = reopen(t, s, opts)
+			s = crashReopen(t, s, opts) // Open applies what is pending
 		}
 		checkJournalModel(t, s, step, txns, ids, func(yield func(key, id string) bool) {
 			for k, r := range svc {

@@ -94,13 +94,14 @@ func Recover(path string) (RecoverReport, error) {
 			}
 		}
 		// The order counter (unindexed.go) past every order given: those
-		// indexed, and those of salvaged headers whose index was pending.
+		// indexed, and those of every salvaged header (its journal.order
+		// entry may be lost, or was pending).
 		pb := tx.Bucket(bucketUnindexed)
 		seq := max(pb.Sequence(), ord.Sequence())
 		txb := tx.Bucket(bucketTxn)
-		if err := pb.ForEach(func(k, _ []byte) error {
+		if err := txb.ForEach(func(k, v []byte) error {
 			var h txnHeader
-			if hv := txb.Get(k); hv != nil && h.decode(hv) == nil {
+			if bytes.IndexByte(k, 0) < 0 && h.decode(v) == nil {
 				seq = max(seq, h.Order)
 			}
 			return nil
@@ -108,6 +109,9 @@ func Recover(path string) (RecoverReport, error) {
 			return err
 		}
 		if err := pb.SetSequence(seq); err != nil {
+			return err
+		}
+		if err := rebuildAliasIndex(tx); err != nil {
 			return err
 		}
 		return meta.Put(keyCounters, recount(tx).encode())
@@ -144,7 +148,7 @@ func salvageFile(path string, dst *bolt.DB, rep *RecoverReport) error {
 			return err
 		}
 		rep.Opened = true
-		for _, name := range allBuckets() {
+		for _, name := range append(allBuckets(), bucketAlias, bucketAliasOf) {
 			if string(name) == string(bucketMeta) {
 				continue // rebuilt by Recover
 			}
@@ -152,6 +156,79 @@ func salvageFile(path string, dst *bolt.DB, rep *RecoverReport) error {
 		}
 		return nil
 	})
+}
+
+// rebuildAliasIndex makes journal.alias name salvaged transactions only,
+// and gives every alias that a salvaged transaction's alias entries list
+// and journal.alias lost to the newest of them (the last given is not
+// known; the newest started is the likeliest). Pending aliases, exact,
+// are applied over it at Open (TestRecoverKeepsAppliedAlias).
+func rebuildAliasIndex(tx *bolt.Tx) error {
+	idx, err := tx.CreateBucketIfNotExists(bucketAlias)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucketIfNotExists(bucketAliasOf); err != nil {
+		return err
+	}
+	order := func(id []byte) (uint64, bool) {
+		var h txnHeader
+		hv := txnHeaderValue(tx, string(id))
+		return h.Order, hv != nil && h.decode(hv) == nil
+	}
+	var stale [][]byte
+	if err := idx.ForEach(func(k, v []byte) error {
+		if _, ok := order(v); !ok {
+			stale = append(stale, bytes.Clone(k))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := idx.Delete(k); err != nil {
+			return err
+		}
+	}
+	type owner struct {
+		id    []byte
+		order uint64
+	}
+	lost := map[string]owner{}
+	candidate := func(id []byte, alias string) {
+		if alias == "" || idx.Get([]byte(alias)) != nil {
+			return
+		}
+		if o, ok := order(id); ok && (lost[alias].id == nil || o > lost[alias].order) {
+			lost[alias] = owner{bytes.Clone(id), o}
+		}
+	}
+	zero := make([]byte, 8)
+	err = tx.Bucket(bucketTxn).ForEach(func(k, _ []byte) error {
+		// id \x00 be(0) alias (aliasOfKey); a transition's is id \x00 be(n).
+		if i := bytes.IndexByte(k, 0); i >= 0 && len(k) > i+9 && bytes.Equal(k[i+1:i+9], zero) {
+			candidate(k[:i], string(k[i+9:]))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = tx.Bucket(bucketAliasOf).ForEach(func(k, _ []byte) error { // schema 1: id \x00 alias
+		if i := bytes.IndexByte(k, 0); i >= 0 {
+			candidate(k[:i], string(k[i+1:]))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for alias, o := range lost {
+		if err := idx.Put([]byte(alias), o.id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // salvageBucket copies the readable entries of one bucket.

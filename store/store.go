@@ -654,7 +654,10 @@ func (s *Store) Close() error {
 		if s.indexTimer != nil {
 			s.indexTimer.Stop()
 		}
-		s.commitIndexes()
+		if err := s.commitIndexes(); err != nil {
+			// Durable in journal.unindexed: the next Open applies them.
+			s.log.Warn("close store: pending journal indexes left for Open to apply", "err", err)
+		}
 		s.wmu.Unlock()
 		close(s.stop)
 		<-s.writerDone
@@ -815,7 +818,7 @@ func (s *Store) writer() {
 			}
 		}
 		if s.indexDue() { // idle: no write waits for it
-			s.commitIndexes()
+			_ = s.commitIndexes() // logged; retried after indexDelay
 		}
 		s.fillAhead()
 		s.wmu.Unlock()
@@ -878,7 +881,7 @@ func (s *Store) commit(batch []*writeReq) (ok bool) {
 			}
 		}()
 		w.tx = tx
-		if s.pendN.Load() >= indexMaxPending { // bounded: unindexed.go
+		if s.indexOverdue() { // bounded: unindexed.go
 			if err := s.applyIndexes(w); err != nil {
 				return err
 			}
@@ -936,7 +939,7 @@ func (s *Store) commit(batch []*writeReq) (ok bool) {
 		}
 		if r.done != nil {
 			r.done <- e
-		} else if e != nil {
+		} else if e != nil && !r.internal { // the Store's own log theirs
 			s.log.Error("deferred store write failed", "err", e)
 		}
 		if r.after != nil {

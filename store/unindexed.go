@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -52,11 +53,15 @@ const (
 	// the writer never goes idle: a commit that finds this many applies
 	// them before its own writes (and fails if that fails).
 	indexMaxPending = 256
+	// indexMaxPendingBytes bounds their bytes the same way: one
+	// transaction given alias after alias is one entry, growing.
+	indexMaxPendingBytes = 32 << 10
 	// defaultIndexDelay is how long a pending entry waits for its batch.
 	defaultIndexDelay = 5 * time.Second
 )
 
-// pendingEntry is the index work owed for one transaction.
+// pendingEntry is the index work owed for one transaction. One entry at
+// most names an alias: its owner's (putAlias).
 type pendingEntry struct {
 	order   bool  // journal.order (and journal.svc when svc) not yet written
 	svc     bool  // the transaction reserves its ServiceID
@@ -218,6 +223,7 @@ func (s *Store) aliasOwner(w *wtx, alias string) (string, bool) {
 }
 
 // notePending merges index work for transaction id into its pending entry.
+// Its caller has written the step already: an error rolls the commit back.
 func (s *Store) notePending(w *wtx, id []byte, add func(e *pendingEntry)) error {
 	b := w.tx.Bucket(bucketUnindexed)
 	old := b.Get(id)
@@ -225,13 +231,24 @@ func (s *Store) notePending(w *wtx, id []byte, add func(e *pendingEntry)) error 
 	if old != nil {
 		var err error
 		if e, err = decodePending(old); err != nil {
-			return &CorruptError{Path: s.path, Err: fmt.Errorf("pending index entry %s: %w", id, err)}
+			// The header is the truth: the entry is rebuilt from it, with
+			// the aliases id still owns, and the step goes on
+			// (TestDamagedPendingEntryAppendIsAllOrNothing).
+			var h txnHeader
+			if hv := txnHeaderValue(w.tx, string(id)); hv == nil || h.decode(hv) != nil {
+				return rollback{&CorruptError{Path: s.path, Err: fmt.Errorf("pending index entry %s: %w", id, err)}}
+			}
+			s.log.Error("damaged pending journal index entry rebuilt from its header", "txn", string(id), "err", err)
+			e = rebuildPending(w.tx, id, h, func(alias string) bool {
+				owner, ok := s.aliasOwner(w, alias)
+				return ok && owner == string(id)
+			})
 		}
 	}
 	add(&e)
 	v := e.encode()
 	if err := b.Put(id, v); err != nil {
-		return err
+		return rollback{err}
 	}
 	d := s.pend(w)
 	if old == nil {
@@ -248,16 +265,7 @@ func (s *Store) notePending(w *wtx, id []byte, add func(e *pendingEntry)) error 
 // commit: nothing of it may half-apply.
 func (s *Store) applyIndexes(w *wtx) error {
 	d := s.pend(w)
-	owner := func(alias string) (string, bool) {
-		if id, ok := d.alias[alias]; ok {
-			return id, true
-		}
-		if !d.applied {
-			return s.ovl.aliasOf(alias)
-		}
-		return "", false
-	}
-	if err := applyPendingTx(w.tx, owner); err != nil {
+	if err := applyPendingTx(w.tx, s.log); err != nil {
 		return rollback{fmt.Errorf("apply pending journal indexes: %w", err)}
 	}
 	*d = pendDelta{applied: true, svc: map[string]svcRef{}, alias: map[string]string{}}
@@ -265,9 +273,9 @@ func (s *Store) applyIndexes(w *wtx) error {
 }
 
 // applyPendingTx applies journal.unindexed in tx, oldest transaction first.
-// owner, if it knows an alias, names its owner: the transaction last given
-// it, which may be another pending one than the entry's.
-func applyPendingTx(tx *bolt.Tx, owner func(alias string) (string, bool)) error {
+// An alias is named by one entry at most, its owner's (putAlias), so the
+// order does not matter for aliases.
+func applyPendingTx(tx *bolt.Tx, log *slog.Logger) error {
 	pb := tx.Bucket(bucketUnindexed)
 	if pb == nil {
 		return nil
@@ -277,18 +285,30 @@ func applyPendingTx(tx *bolt.Tx, owner func(alias string) (string, bool)) error 
 		h  txnHeader
 		e  pendingEntry
 		ok bool // the transaction is still journaled
+		// rebuilt from the header: its entry did not decode. It writes only
+		// where no other transaction is indexed (nor a newer one's
+		// ServiceID): what it had given away since is not known.
+		rebuilt bool
 	}
 	var items []item
-	// An entry that does not decode, or whose header does not, is dropped
-	// (the transaction is unreadable anyway): one damaged entry must not
-	// stop every later apply, and with it, at indexMaxPending, every write.
+	// One damaged entry must not stop every later apply, and with it, at
+	// indexMaxPending, every write. An entry whose header decodes is rebuilt
+	// from it (the ServiceID stays reserved, the transaction in
+	// journal.order: TestDamagedPendingEntryKeepsReservation); else it is
+	// dropped: the transaction is gone or unreadable.
 	err := pb.ForEach(func(k, v []byte) error {
 		it := item{id: bytes.Clone(k)}
-		var err error
-		if it.e, err = decodePending(v); err == nil {
-			if hv := txnHeaderValue(tx, string(k)); hv != nil && it.h.decode(hv) == nil {
-				it.ok = true
-			}
+		hv := txnHeaderValue(tx, string(k))
+		it.ok = hv != nil && it.h.decode(hv) == nil
+		e, err := decodePending(v)
+		switch {
+		case err == nil:
+			it.e = e
+		case it.ok:
+			log.Error("damaged pending journal index entry rebuilt from its header", "txn", string(k), "err", err)
+			it.e, it.rebuilt = rebuildPending(tx, it.id, it.h, func(string) bool { return true }), true
+		default:
+			log.Error("damaged pending journal index entry dropped: no readable header", "txn", string(k), "err", err)
 		}
 		items = append(items, it)
 		return nil
@@ -315,25 +335,21 @@ func applyPendingTx(tx *bolt.Tx, owner func(alias string) (string, bool)) error 
 		if !it.ok {
 			continue // gone or damaged (a recovered file): nothing to index
 		}
-		if it.e.order {
+		if it.e.order && (!it.rebuilt || ord.Get(seqKey(it.h.Order)) == nil) {
 			if err := ord.Put(seqKey(it.h.Order), it.id); err != nil {
 				return err
 			}
-			if it.e.svc && it.h.ServiceID != "" {
+			if it.e.svc && it.h.ServiceID != "" && (!it.rebuilt || !newerReservation(tx, svc, it.h)) {
 				if err := svc.Put(serviceKey(it.h.SaleID, it.h.ServiceID), append(seqKey(uint64(it.e.svcAt)), it.id...)); err != nil {
 					return err
 				}
 			}
 		}
 		for _, a := range it.e.aliases {
-			id := it.id
-			if o, ok := owner(a); ok {
-				id = []byte(o)
-			}
-			if bytes.Equal(idx.Get([]byte(a)), id) {
+			if v := idx.Get([]byte(a)); bytes.Equal(v, it.id) || (it.rebuilt && v != nil) {
 				continue
 			}
-			if err := idx.Put([]byte(a), id); err != nil {
+			if err := idx.Put([]byte(a), it.id); err != nil {
 				return err
 			}
 		}
@@ -342,6 +358,37 @@ func applyPendingTx(tx *bolt.Tx, owner func(alias string) (string, bool)) error 
 		return ord.SetSequence(pb.Sequence()) // for recover.go and anyone reading it
 	}
 	return nil
+}
+
+// rebuildPending is the index work transaction id may still owe, from its
+// header h (the entry that said it is damaged): journal.order and its
+// ServiceID unless its order is indexed, and the aliases beside its header
+// that keep says it still owns.
+func rebuildPending(tx *bolt.Tx, id []byte, h txnHeader, keep func(alias string) bool) pendingEntry {
+	var e pendingEntry
+	if !bytes.Equal(tx.Bucket(bucketOrder).Get(seqKey(h.Order)), id) {
+		e.order, e.svc, e.svcAt = true, h.ServiceID != "", timeNanos(h.Started)
+	}
+	prefix := aliasOfKey(id, "")
+	c := tx.Bucket(bucketTxn).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if a := string(k[len(prefix):]); keep(a) {
+			e.aliases = append(e.aliases, a)
+		}
+	}
+	return e
+}
+
+// newerReservation reports that h's SaleID+ServiceID is indexed for a
+// transaction started after h's (a rebuilt entry must not take it back).
+func newerReservation(tx *bolt.Tx, svc *bolt.Bucket, h txnHeader) bool {
+	v := svc.Get(serviceKey(h.SaleID, h.ServiceID))
+	if len(v) < 8 {
+		return false
+	}
+	var other txnHeader
+	ov := txnHeaderValue(tx, string(v[8:]))
+	return ov != nil && other.decode(ov) == nil && other.Order > h.Order
 }
 
 // nextOrder assigns a transaction's start order (see bucketUnindexed).
@@ -363,7 +410,7 @@ func (s *Store) openIndexes() error {
 			if k, _ := pb.Cursor().First(); k == nil {
 				return nil
 			}
-			return applyPendingTx(tx, func(string) (string, bool) { return "", false })
+			return applyPendingTx(tx, s.log)
 		})
 	})
 	if err != nil {
@@ -371,6 +418,12 @@ func (s *Store) openIndexes() error {
 	}
 	s.ovl.publish(&pendDelta{applied: true})
 	return nil
+}
+
+// indexOverdue reports that the pending set reached its bound: a commit
+// applies it before its own writes.
+func (s *Store) indexOverdue() bool {
+	return s.pendN.Load() >= indexMaxPending || s.pendBytes.Load() >= indexMaxPendingBytes
 }
 
 // indexDue reports that the pending entries should be applied now.
@@ -382,22 +435,25 @@ func (s *Store) indexDue() bool {
 	return n >= indexBatch || s.pendBytes.Load() >= indexBatchBytes || (n > 0 && s.indexIdle.Load())
 }
 
-// commitIndexes applies the pending entries in a commit of their own. The
-// caller holds wmu.
-func (s *Store) commitIndexes() {
+// commitIndexes applies the pending entries in a commit of their own and
+// returns why it could not (logged). The caller holds wmu.
+func (s *Store) commitIndexes() error {
 	if s.pendN.Load() == 0 {
-		return
+		return nil
 	}
 	d0 := s.DiskStats()
-	if !s.commit([]*writeReq{{fn: s.applyIndexes, internal: true}}) {
-		// Logged by commit. Not again at every kick: after indexDelay, or
-		// before a commit once indexMaxPending pend.
+	var err error
+	if !s.commit([]*writeReq{{fn: s.applyIndexes, internal: true, after: func(e error) { err = e }}}) {
+		// Not again at every kick: after indexDelay, or before a commit
+		// once indexMaxPending pend. They are durable meanwhile.
+		s.log.Error("pending journal indexes not applied", "pending", s.pendN.Load(), "retry_in", s.opts.indexDelay, "err", err)
 		s.indexRetry.Store(time.Now().Add(s.opts.indexDelay).UnixNano())
 	}
 	d := s.DiskStats().Sub(d0)
 	s.indexDiskMu.Lock()
 	s.indexDisk = s.indexDisk.add(d)
 	s.indexDiskMu.Unlock()
+	return err
 }
 
 // indexDiskStats are the writes of the writer's index commits so far, part
