@@ -88,15 +88,7 @@ func TestPaymentPagesByBucket(t *testing.T) {
 	}
 	ctx := context.Background()
 	s, _ := openTest(t, Options{PruneInterval: -1, NoSync: true, manualIndexes: true})
-	var prev []uint64
-	for i := range 1000 {
-		var err error
-		prev, err = benchWorldPayment(ctx, s, i, prev)
-		require.NoError(t, err)
-		if i%indexBatch == indexBatch-1 {
-			require.NoError(t, s.applyIndexesNow(ctx))
-		}
-	}
+	prev := paymentHistory(t, s, 1000)
 	const n = 200
 	start, finish, apply := map[string]int{}, map[string]int{}, map[string]int{}
 	d0 := s.DiskStats()
@@ -167,15 +159,7 @@ func TestPaymentPagesByBucket(t *testing.T) {
 func TestPaymentCommitsWriteNoIndexPage(t *testing.T) {
 	ctx := t.Context()
 	s, _ := openTest(t, Options{PruneInterval: -1, NoSync: true, manualIndexes: true})
-	var prev []uint64
-	for i := range 300 {
-		var err error
-		prev, err = benchWorldPayment(ctx, s, i, prev)
-		require.NoError(t, err)
-		if i%indexBatch == indexBatch-1 {
-			require.NoError(t, s.applyIndexesNow(ctx))
-		}
-	}
+	prev := paymentHistory(t, s, 300)
 	idx := map[string]int{}
 	for i := range indexBatch {
 		o0 := pageOwners(t, s)
@@ -210,15 +194,7 @@ func TestStartTxnWritesNoPageForTheSaleIndex(t *testing.T) {
 	ctx := t.Context()
 	// The index commits (unindexed.go) between the windows, not in them.
 	s, _ := openTest(t, Options{PruneInterval: -1, NoSync: true, manualIndexes: true})
-	var prev []uint64
-	for i := range 300 {
-		var err error
-		prev, err = benchWorldPayment(ctx, s, i, prev)
-		require.NoError(t, err)
-		if i%indexBatch == indexBatch-1 {
-			require.NoError(t, s.applyIndexesNow(ctx))
-		}
-	}
+	prev := paymentHistory(t, s, 300)
 	for i := range 20 {
 		before := pageOwners(t, s)
 		var w map[string]int
@@ -292,4 +268,21 @@ func TestSaleIndexStaysInlineForTenPOSes(t *testing.T) {
 		}
 	}
 	require.False(t, inline(), "twenty POSes")
+}
+
+// paymentHistory makes n payments (benchWorldPayment) on a store opened
+// with manualIndexes, applying the pending index entries after every batch
+// as the writer would, and returns the last payment's outbox sequences.
+func paymentHistory(t *testing.T, s *Store, n int) []uint64 {
+	t.Helper()
+	var prev []uint64
+	for i := range n {
+		var err error
+		prev, err = benchWorldPayment(t.Context(), s, i, prev)
+		require.NoError(t, err)
+		if i%indexBatch == indexBatch-1 {
+			require.NoError(t, s.applyIndexesNow(t.Context()))
+		}
+	}
+	return prev
 }

@@ -16,15 +16,21 @@ import (
 // lease, ack, nack, dead-letter, retry and reopen, checking after every step
 // against a model: nothing is lost, nothing is duplicated, order is kept.
 func TestOutboxProperty(t *testing.T) {
+	propertyRounds(t, 8, func(seed uint64) { propertyRound(t, seed, 300) })
+}
+
+// propertyRounds runs round with a seed per round (2 rounds with -short),
+// logging each seed so a failure can be rerun, and stops at the first
+// failure.
+func propertyRounds(t *testing.T, rounds int, round func(seed uint64)) {
 	seed := uint64(time.Now().UnixNano())
-	rounds, steps := 8, 300
 	if testing.Short() {
 		rounds = 2
 	}
-	for round := range rounds {
-		seed := seed + uint64(round)
-		t.Logf("round %d seed %d (rerun: set seed in TestOutboxProperty)", round, seed)
-		propertyRound(t, seed, steps)
+	for r := range rounds {
+		seed := seed + uint64(r)
+		t.Logf("round %d seed %d (rerun: set seed in %s)", r, seed, t.Name())
+		round(seed)
 		if t.Failed() {
 			return
 		}
@@ -136,19 +142,7 @@ func checkModel(t *testing.T, s *Store, step int, live []modelRec, dead []uuid.U
 // With crashes it failed 3 runs in 3, on an alias, before one pending
 // entry at most named an alias. About 5 s with -race.
 func TestJournalIndexProperty(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	rounds, steps := 6, 400
-	if testing.Short() {
-		rounds = 2
-	}
-	for round := range rounds {
-		seed := seed + uint64(round)
-		t.Logf("round %d seed %d (rerun: set seed in TestJournalIndexProperty)", round, seed)
-		journalPropertyRound(t, seed, steps)
-		if t.Failed() {
-			return
-		}
-	}
+	propertyRounds(t, 6, func(seed uint64) { journalPropertyRound(t, seed, 400) })
 }
 
 type modelTxn struct {
