@@ -15,7 +15,7 @@ import (
 // started p1 (finished, ServiceID S1, alias ppaas-p1), whose indexes were
 // applied, then p2 (POS1 S2, unfinished, alias ppaas-p2) and q1 (POS2 S1,
 // finished, alias ppaas-q1), whose were not, one minute apart from
-// 2026-03-01 12:00 UTC. Regenerate with TERMAGENT_WRITE_SCHEMA3=1 (only
+// 2026-03-01 12:00 UTC. Regenerate with TERMAGENT_WRITE_TESTDATA=1 (only
 // while schema 3 is current); a later schema's migration is tested on it.
 func writeSchema3Fixture(t *testing.T) {
 	ctx := t.Context()
@@ -43,7 +43,7 @@ func writeSchema3Fixture(t *testing.T) {
 }
 
 func TestSchema3FileWithPendingIndexesOpens(t *testing.T) {
-	if os.Getenv("TERMAGENT_WRITE_SCHEMA3") != "" {
+	if os.Getenv("TERMAGENT_WRITE_TESTDATA") != "" {
 		writeSchema3Fixture(t)
 	}
 	ctx := t.Context()
