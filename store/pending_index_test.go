@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/termagent/termagent/internal/syncbuf"
 )
 
 // crashReopen is kill -9 or power loss, then Open: the file as the last
@@ -106,7 +107,7 @@ func TestPendingAliasesDoNotRepeat(t *testing.T) {
 // transaction stays in journal.order, and the damage is logged.
 func TestDamagedPendingEntryKeepsReservation(t *testing.T) {
 	ctx := t.Context()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s, _ := openTest(t, Options{NoSync: true, PruneInterval: -1, manualIndexes: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	_, err := s.StartTxn(ctx, TxnRef{ID: "paid", SaleID: "POS1", ServiceID: "42"}, Transition{State: "s", Alias: "pp-paid"})
@@ -300,7 +301,7 @@ func failIndexApply(t *testing.T, s *Store) {
 // Close reports the final apply it could not make (Open applies again).
 func TestFailedIndexCommitIsLoggedAsSuch(t *testing.T) {
 	ctx := t.Context()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s, _ := openTest(t, Options{NoSync: true, PruneInterval: -1, manualIndexes: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	_, err := s.StartTxn(ctx, TxnRef{ID: "paid", SaleID: "POS1", ServiceID: "42"}, Transition{State: "s"})
@@ -314,24 +315,6 @@ func TestFailedIndexCommitIsLoggedAsSuch(t *testing.T) {
 	require.Contains(t, logs.String(), "pending journal indexes not applied")
 	require.NoError(t, s.Close())
 	require.Contains(t, logs.String(), "close store: pending journal indexes left for Open")
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestPendingIndexBytesBounded: one transaction given alias after alias is
