@@ -239,7 +239,7 @@ func (s *Store) notePending(w *wtx, id []byte, add func(e *pendingEntry)) error 
 				return rollback{&CorruptError{Path: s.path, Err: fmt.Errorf("pending index entry %s: %w", id, err)}}
 			}
 			s.log.Error("damaged pending journal index entry rebuilt from its header", "txn", string(id), "err", err)
-			e = rebuildPending(w.tx, id, h, func(alias string) bool {
+			e = rebuildPending(w.tx, id, h, w.now, func(alias string) bool {
 				owner, ok := s.aliasOwner(w, alias)
 				return ok && owner == string(id)
 			})
@@ -265,17 +265,18 @@ func (s *Store) notePending(w *wtx, id []byte, add func(e *pendingEntry)) error 
 // commit: nothing of it may half-apply.
 func (s *Store) applyIndexes(w *wtx) error {
 	d := s.pend(w)
-	if err := applyPendingTx(w.tx, s.log); err != nil {
+	if err := applyPendingTx(w.tx, s.log, w.now); err != nil {
 		return rollback{fmt.Errorf("apply pending journal indexes: %w", err)}
 	}
 	*d = pendDelta{applied: true, svc: map[string]svcRef{}, alias: map[string]string{}}
 	return nil
 }
 
-// applyPendingTx applies journal.unindexed in tx, oldest transaction first.
-// An alias is named by one entry at most, its owner's (putAlias), so the
-// order does not matter for aliases.
-func applyPendingTx(tx *bolt.Tx, log *slog.Logger) error {
+// applyPendingTx applies journal.unindexed in tx, oldest transaction first,
+// at time now (a rebuilt entry's reservation; rebuildPending). An alias is
+// named by one entry at most, its owner's (putAlias), so the order does not
+// matter for aliases.
+func applyPendingTx(tx *bolt.Tx, log *slog.Logger, now time.Time) error {
 	pb := tx.Bucket(bucketUnindexed)
 	if pb == nil {
 		return nil
@@ -306,7 +307,7 @@ func applyPendingTx(tx *bolt.Tx, log *slog.Logger) error {
 			it.e = e
 		case it.ok:
 			log.Error("damaged pending journal index entry rebuilt from its header", "txn", string(k), "err", err)
-			it.e, it.rebuilt = rebuildPending(tx, it.id, it.h, func(string) bool { return true }), true
+			it.e, it.rebuilt = rebuildPending(tx, it.id, it.h, now, func(string) bool { return true }), true
 		default:
 			log.Error("damaged pending journal index entry dropped: no readable header", "txn", string(k), "err", err)
 		}
@@ -363,11 +364,16 @@ func applyPendingTx(tx *bolt.Tx, log *slog.Logger) error {
 // rebuildPending is the index work transaction id may still owe, from its
 // header h (the entry that said it is damaged): journal.order and its
 // ServiceID unless its order is indexed, and the aliases beside its header
-// that keep says it still owns.
-func rebuildPending(tx *bolt.Tx, id []byte, h txnHeader, keep func(alias string) bool) pendingEntry {
+// that keep says it still owns. The reservation's time, which StartTxn took
+// from its commit and the entry lost, is the rebuild's (now; the header's
+// last step if that is later): never earlier than the original, so a retry
+// of the payment is refused at least as long — the header's own times are
+// the caller's and may be older than the commit
+// (TestRebuiltReservationIsNeverShorter).
+func rebuildPending(tx *bolt.Tx, id []byte, h txnHeader, now time.Time, keep func(alias string) bool) pendingEntry {
 	var e pendingEntry
 	if !bytes.Equal(tx.Bucket(bucketOrder).Get(seqKey(h.Order)), id) {
-		e.order, e.svc, e.svcAt = true, h.ServiceID != "", timeNanos(h.Started)
+		e.order, e.svc, e.svcAt = true, h.ServiceID != "", max(timeNanos(h.Updated), timeNanos(now))
 	}
 	prefix := aliasOfKey(id, "")
 	c := tx.Bucket(bucketTxn).Cursor()
@@ -410,7 +416,7 @@ func (s *Store) openIndexes() error {
 			if k, _ := pb.Cursor().First(); k == nil {
 				return nil
 			}
-			return applyPendingTx(tx, s.log)
+			return applyPendingTx(tx, s.log, s.opts.Now())
 		})
 	})
 	if err != nil {
