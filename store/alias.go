@@ -87,9 +87,19 @@ func (s *Store) dropPendingAlias(w *wtx, id []byte, alias string) error {
 	if w.tx.Bucket(bucketUnindexed).Get(id) == nil {
 		return nil // indexed already: the new owner's entry overwrites it
 	}
-	return s.notePending(w, id, func(e *pendingEntry) {
+	err := s.notePending(w, id, func(e *pendingEntry) {
 		e.aliases = slices.DeleteFunc(e.aliases, func(a string) bool { return a == alias })
 	})
+	var corrupt *CorruptError
+	if errors.As(err, &corrupt) {
+		// id's entry and header are both unreadable: its entry cannot be
+		// rebuilt, and the apply drops it, so the alias goes to its new
+		// owner anyway. Failing here would fail every step given the alias
+		// (TestAliasMovesFromAnUnreadableOwner).
+		s.log.Error("alias moved from a transaction whose journal entry is unreadable", "txn", string(id), "err", corrupt.Err)
+		return nil
+	}
+	return err
 }
 
 // aliasOfKey is id \x00 be(0) alias: a transaction id has no NUL byte

@@ -696,6 +696,8 @@ type rollback struct{ err error }
 
 func (r rollback) Error() string { return r.err.Error() }
 
+func (r rollback) Unwrap() error { return r.err }
+
 // op is one queued write. An op must check everything that can fail before
 // it mutates the transaction: a returned error is reported to its caller
 // alone and the rest of the batch still commits.
