@@ -206,7 +206,7 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 		svcAt := timeNanos(w.now)
 		if !s.opts.noCompactRoot {
 			if err := compactRoot(w.tx); err != nil { // rootpage.go: once per payment is enough
-				return err
+				return rollback{err} // it may have moved buckets already
 			}
 		}
 		sk, sv := saleLastKey(ref.SaleID), saleLastValue(order, id)
@@ -220,7 +220,7 @@ func (s *Store) StartTxn(ctx context.Context, ref TxnRef, first Transition) (Txn
 			put{w.tx.Bucket(bucketUnfin), id, unfinishedValue(hdr.Final)},
 			put{w.tx.Bucket(bucketSaleLast), sk, sv},
 		); err != nil {
-			return err
+			return rollback{err} // a later put failed after the first: all or nothing
 		}
 		// journal.order and journal.svc: noted, written by the next batch.
 		if err := s.notePending(w, id, func(e *pendingEntry) { e.order, e.svc, e.svcAt = true, indexed, svcAt }); err != nil {
@@ -322,14 +322,18 @@ func (s *Store) appendTxnOp(id string, t Transition, unfinished bool) (op, error
 		h.N++
 		h.Updated, h.State = t.At, t.State
 		h.Final = h.Final || t.Final
+		// Every error from here on follows a write: a rollback, never a
+		// half-written step committed with its caller told it failed.
 		if err := putAll(put{txb, []byte(id), h.encode()}, put{s.transitions(w.tx), transKey(id, h.N), tv}); err != nil {
-			return err
+			return rollback{err}
 		}
 		if err := s.putAlias(w, []byte(id), t.Alias); err != nil {
-			return err
+			return err // a rollback already (alias.go)
 		}
 		if h.Final {
-			return w.tx.Bucket(bucketUnfin).Delete([]byte(id))
+			if err := w.tx.Bucket(bucketUnfin).Delete([]byte(id)); err != nil {
+				return rollback{err}
+			}
 		}
 		return nil
 	}, nil
