@@ -227,11 +227,7 @@ func TestRecoverKeepsAppliedAlias(t *testing.T) {
 	}
 	require.NoError(t, s.applyIndexesNow(ctx))
 	require.NoError(t, s.Close())
-	_, err = Recover(path)
-	require.NoError(t, err)
-	s2, err := Open(ctx, path, opts)
-	require.NoError(t, err)
-	defer s2.Close()
+	s2, _ := recoverAndReopen(t, path, opts)
 	for alias, id := range map[string]string{"pp-0": "c", "pp-1": "b"} {
 		got, ok, err := s2.TxnByAlias(ctx, alias)
 		require.NoError(t, err)
@@ -337,4 +333,25 @@ func TestPendingIndexBytesBounded(t *testing.T) {
 		require.True(t, ok, "alias %d", i)
 		require.Equal(t, "t1", got.ID)
 	}
+}
+
+// requireAliasOwner checks that TxnByAlias(alias) finds transaction want.
+func requireAliasOwner(t *testing.T, s *Store, alias, want string) {
+	t.Helper()
+	got, ok, err := s.TxnByAlias(t.Context(), alias)
+	require.NoError(t, err)
+	require.True(t, ok, "alias %s has no owner", alias)
+	require.Equal(t, want, got.ID, "owner of alias %s", alias)
+}
+
+// recoverAndReopen runs Recover on the file at path (its store closed) and
+// opens the result with opts, closed when the test ends.
+func recoverAndReopen(t *testing.T, path string, opts Options) (*Store, RecoverReport) {
+	t.Helper()
+	rep, err := Recover(path)
+	require.NoError(t, err)
+	s, err := Open(t.Context(), path, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s, rep
 }

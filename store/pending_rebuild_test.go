@@ -103,13 +103,7 @@ func TestAliasMovesFromAnUnreadableOwner(t *testing.T) {
 		return w.tx.Bucket(bucketTxn).Put([]byte("a"), []byte{9, 9, 9}) // an unreadable header
 	}))
 	require.NoError(t, s.AppendTxn(ctx, "b", Transition{State: "created", Alias: "pp"}))
-	got, ok, err := s.TxnByAlias(ctx, "pp")
-	require.NoError(t, err)
-	require.True(t, ok)
-	require.Equal(t, "b", got.ID)
+	requireAliasOwner(t, s, "pp", "b")
 	require.NoError(t, s.applyIndexesNow(ctx))
-	got, ok, err = s.TxnByAlias(ctx, "pp")
-	require.NoError(t, err)
-	require.True(t, ok)
-	require.Equal(t, "b", got.ID)
+	requireAliasOwner(t, s, "pp", "b")
 }

@@ -62,14 +62,9 @@ func TestPendingIndexesAreRead(t *testing.T) {
 	check("applied")
 	// An alias given again, to an applied transaction, is pending again.
 	require.NoError(t, s.AppendTxn(ctx, "p2", Transition{State: "qr", Alias: "ppaas-1"}))
-	got, ok, err := s.TxnByAlias(ctx, "ppaas-1")
-	require.NoError(t, err)
-	require.True(t, ok)
-	require.Equal(t, "p2", got.ID)
+	requireAliasOwner(t, s, "ppaas-1", "p2")
 	require.NoError(t, s.applyIndexesNow(ctx))
-	got, _, err = s.TxnByAlias(ctx, "ppaas-1")
-	require.NoError(t, err)
-	require.Equal(t, "p2", got.ID)
+	requireAliasOwner(t, s, "ppaas-1", "p2")
 }
 
 // The writer applies a batch on its own once indexBatch entries pend, or
