@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -229,20 +230,19 @@ func (s *Store) notePending(w *wtx, id []byte, add func(e *pendingEntry)) error 
 	old := b.Get(id)
 	var e pendingEntry
 	if old != nil {
+		// A damaged entry is rebuilt from the header, with the aliases id
+		// still owns, and the step goes on
+		// (TestDamagedPendingEntryAppendIsAllOrNothing).
 		var err error
-		if e, err = decodePending(old); err != nil {
-			// The header is the truth: the entry is rebuilt from it, with
-			// the aliases id still owns, and the step goes on
-			// (TestDamagedPendingEntryAppendIsAllOrNothing).
-			var h txnHeader
-			if hv := txnHeaderValue(w.tx, string(id)); hv == nil || h.decode(hv) != nil {
-				return rollback{&CorruptError{Path: s.path, Err: fmt.Errorf("pending index entry %s: %w", id, err)}}
-			}
-			s.log.Error("damaged pending journal index entry rebuilt from its header", "txn", string(id), "err", err)
-			e = rebuildPending(w.tx, id, h, w.now, func(alias string) bool {
+		if e, err = decodePending(old); err != nil { // the header only then: this is a payment's path
+			var ok bool
+			e, _, ok, err = readPending(w.tx, s.log, id, old, w.now, func(alias string) bool {
 				owner, ok := s.aliasOwner(w, alias)
 				return ok && owner == string(id)
 			})
+			if !ok {
+				return rollback{&CorruptError{Path: s.path, Err: fmt.Errorf("pending index entry %s: %w", id, err)}}
+			}
 		}
 	}
 	add(&e)
@@ -299,16 +299,10 @@ func applyPendingTx(tx *bolt.Tx, log *slog.Logger, now time.Time) error {
 	// dropped: the transaction is gone or unreadable.
 	err := pb.ForEach(func(k, v []byte) error {
 		it := item{id: bytes.Clone(k)}
-		hv := txnHeaderValue(tx, string(k))
-		it.ok = hv != nil && it.h.decode(hv) == nil
-		e, err := decodePending(v)
-		switch {
-		case err == nil:
-			it.e = e
-		case it.ok:
-			log.Error("damaged pending journal index entry rebuilt from its header", "txn", string(k), "err", err)
-			it.e, it.rebuilt = rebuildPending(tx, it.id, it.h, now, func(string) bool { return true }), true
-		default:
+		var err error
+		it.e, it.h, it.ok, err = readPending(tx, log, it.id, v, now, func(string) bool { return true })
+		it.rebuilt = err != nil && it.ok
+		if err != nil && !it.ok {
 			log.Error("damaged pending journal index entry dropped: no readable header", "txn", string(k), "err", err)
 		}
 		items = append(items, it)
@@ -319,15 +313,7 @@ func applyPendingTx(tx *bolt.Tx, log *slog.Logger, now time.Time) error {
 	}
 	// In start order, so a ServiceID released and used again while both
 	// were pending ends with the newer transaction, as if written at once.
-	slices.SortFunc(items, func(a, b item) int {
-		switch {
-		case a.h.Order < b.h.Order:
-			return -1
-		case a.h.Order > b.h.Order:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(a.h.Order, b.h.Order) })
 	ord, svc, idx := orderBucket(tx), tx.Bucket(bucketSvc), tx.Bucket(bucketAlias)
 	for _, it := range items {
 		if err := pb.Delete(it.id); err != nil {
@@ -359,6 +345,20 @@ func applyPendingTx(tx *bolt.Tx, log *slog.Logger, now time.Time) error {
 		return ord.SetSequence(pb.Sequence()) // for recover.go and anyone reading it
 	}
 	return nil
+}
+
+// readPending decodes id's pending entry v, and reads id's header (ok: it
+// is journaled and readable). An entry that does not decode is rebuilt from
+// a readable header (rebuildPending, keep) and logged; err is the decoding's
+// error either way.
+func readPending(tx *bolt.Tx, log *slog.Logger, id, v []byte, now time.Time, keep func(alias string) bool) (e pendingEntry, h txnHeader, ok bool, err error) {
+	hv := txnHeaderValue(tx, string(id))
+	ok = hv != nil && h.decode(hv) == nil
+	if e, err = decodePending(v); err == nil || !ok {
+		return e, h, ok, err
+	}
+	log.Error("damaged pending journal index entry rebuilt from its header", "txn", string(id), "err", err)
+	return rebuildPending(tx, id, h, now, keep), h, ok, err
 }
 
 // rebuildPending is the index work transaction id may still owe, from its
