@@ -48,7 +48,9 @@ func TestE2ESweepTellsProviderRefundAndChargebackWithoutMQTT(t *testing.T) {
 	require.NoError(t, err)
 
 	told := func(ctid, update string) func() bool {
-		return func() bool { return len(w.POSEvents.Matching("Completed", "POITransactionID="+ctid, "Update="+update)) > 0 }
+		return func() bool {
+			return len(w.POSEvents.Matching("Completed", "POITransactionID="+ctid, "Update="+update)) > 0
+		}
 	}
 	stats := func() string { return fmt.Sprintf("%+v", w.Agent.TestSweepStats()) }
 	w.waitFor(10*time.Second, "the POS notified of the provider refund", told(refunded, "refunded"), stats)
