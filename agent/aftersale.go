@@ -600,13 +600,14 @@ func (a *afterSale) write(ctx context.Context, t store.Txn, rec afterSaleRecord,
 }
 
 // writeLocked commits tr, the after-sale transition and the POS event, unless
-// the same update (kind and text, or the same PPaaS event) is journaled
-// already: a redelivery. journaled reports whether it committed them.
+// the same update (kind and text, or the same PPaaS event, or the refund or
+// chargeback told already: toldBefore) is journaled already: a redelivery.
+// journaled reports whether it committed them.
 func (a *afterSale) writeLocked(ctx context.Context, t store.Txn, rec afterSaleRecord, tr store.Transition) (journaled bool, err error) {
 	for _, old := range t.Transitions {
 		var o afterSaleRecord
 		if old.State == stateAfterSale && json.Unmarshal(old.Data, &o) == nil &&
-			(o.Kind == rec.Kind && o.Text == rec.Text || rec.EventID != "" && o.EventID == rec.EventID) {
+			(o.Kind == rec.Kind && o.Text == rec.Text || rec.EventID != "" && o.EventID == rec.EventID || toldBefore(o, rec)) {
 			a.log.Info("after-sale update already journaled; not notified again", "poi_transaction_id", t.ID, "kind", rec.Kind)
 			return false, nil
 		}
@@ -659,6 +660,23 @@ func (a *afterSale) writeLocked(ctx context.Context, t store.Txn, rec afterSaleR
 	a.log.Log(ctx, level, "after-sale update journaled", "poi_transaction_id", t.ID, "sale_id", t.SaleID, "service_id", t.ServiceID,
 		"kind", rec.Kind, "amount", rec.Amount.Amount, "currency", rec.Amount.Currency, "notified", a.seal != nil)
 	return true, nil
+}
+
+// toldBefore reports whether rec, a provider refund or a chargeback, is what
+// journaled update o told already, whatever its words: the same status
+// reported by another source (an MQTT event, then the after-sale sweep's
+// listing) may carry another reason, or no provider status to tell a
+// chargeback by. "refunded" is PPaaS's last word on a payment: once a
+// refund is told, only a chargeback is news, and after a chargeback nothing
+// of either kind is.
+func toldBefore(o, rec afterSaleRecord) bool {
+	switch rec.Kind {
+	case afterRefunded:
+		return o.Kind == afterRefunded || o.Kind == afterChargedBack
+	case afterChargedBack:
+		return o.Kind == afterChargedBack
+	}
+	return false
 }
 
 // afterSaleDetails is the EventDetails of an after-sale notification, in the

@@ -278,3 +278,52 @@ func TestSweepWaitsWhileThePOSIsServed(t *testing.T) {
 	require.NoError(t, <-done)
 	require.Len(t, list.afters, 1, "nothing listed")
 }
+
+// An update an MQTT event told is not told again when the sweep lists the
+// payment in other words: the listing may carry another status reason, and
+// no provider status to tell a chargeback by. A chargeback after a provider
+// refund is still news.
+func TestSweepDoesNotRetellWhatAnEventTold(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	paid := func(serviceID string) string {
+		id := beginPayment(t, r.j, serviceID, 2000)
+		require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: serviceID}, successResponse(t, serviceID, id, 2000), time.Now()))
+		return id
+	}
+	listed := func(id, reason string, seq int64) ppaas.Event {
+		ev, ok := sweepEvent(ppaas.Transaction{TransactionID: "qr-" + id, ClientTransactionID: id, Status: ppaas.Refunded, RawStatus: "refunded",
+			StatusReason: reason, Sequence: seq, PaymentAmount: ppaas.Amount{Amount: 2000, Currency: "EUR"}, RefundedAmount: 2000})
+		require.True(t, ok)
+		return ev
+	}
+	tell := func(ev ppaas.Event) bool {
+		t.Helper()
+		handled, journaled, err := r.j.after.news(ctx, ev, false)
+		require.NoError(t, err)
+		require.True(t, handled)
+		return journaled
+	}
+	kinds := func(id string) []string {
+		var out []string
+		for _, rec := range afterSaleRecords(t, r.j.st, id) {
+			out = append(out, rec.Kind)
+		}
+		return out
+	}
+
+	cb := paid("CB")
+	require.True(t, tell(ppaas.Event{EventID: "m1", Type: ppaas.EventTypeStatus, ClientTransactionID: cb, Status: ppaas.Refunded, RawStatus: "refunded",
+		Sequence: 4, Provider: map[string]string{"status": "CHARGED_BACK"}}))
+	require.False(t, tell(listed(cb, "", 4)), "the listing has no provider status: it reads as a refund, told as the chargeback")
+	require.Equal(t, []string{afterChargedBack}, kinds(cb))
+
+	rf := paid("RF")
+	require.True(t, tell(ppaas.Event{EventID: "m2", Type: ppaas.EventTypeStatus, ClientTransactionID: rf, Status: ppaas.Refunded, RawStatus: "refunded",
+		StatusReason: "refunded by the provider after the sale", Sequence: 4}))
+	require.False(t, tell(listed(rf, "", 4)), "another reason, the same refund")
+	require.True(t, tell(listed(rf, "charged back by the card holder", 5)), "a chargeback after the refund is news")
+	require.False(t, tell(listed(rf, "refunded again", 6)), "nothing after a chargeback is")
+	require.Equal(t, []string{afterRefunded, afterChargedBack}, kinds(rf))
+	require.Equal(t, map[string]int{afterChargedBack: 2, afterRefunded: 1}, r.counts)
+}
