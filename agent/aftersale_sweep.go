@@ -151,6 +151,7 @@ func (s *sweeper) run(ctx context.Context) error {
 // sweep reads at most maxPages pages of the window from where the previous
 // sweep stopped, and hands each refunded transaction to the desk.
 func (s *sweeper) sweep(ctx context.Context) error {
+	began := time.Now()
 	now := s.now()
 	from, to := now.Add(-s.window), now.Add(sweepMargin)
 	var listed, refunded int
@@ -180,7 +181,7 @@ func (s *sweeper) sweep(ctx context.Context) error {
 	}
 	s.sweeps.Add(1)
 	s.count(sweepRun)
-	s.log.Debug("after-sale sweep done", "listed", listed, "refunded", refunded, "resume_after", s.cursor)
+	s.log.Debug("after-sale sweep done", "listed", listed, "refunded", refunded, "resume_after", s.cursor, "took", time.Since(began))
 	return nil
 }
 

@@ -42,6 +42,7 @@ func TestE2ESweepTellsProviderRefundAndChargebackWithoutMQTT(t *testing.T) {
 	w := startPollingWorld(t)
 	refunded := w.paid("R1").Payment.POITransactionID.ID
 	charged := w.paid("C1").Payment.POITransactionID.ID
+	acted := time.Now()
 	_, err := w.PPaaS.Act(w.simTx(refunded).TransactionID, sim.ActionProviderRefund)
 	require.NoError(t, err)
 	_, err = w.PPaaS.Act(w.simTx(charged).TransactionID, sim.ActionChargeback)
@@ -54,6 +55,7 @@ func TestE2ESweepTellsProviderRefundAndChargebackWithoutMQTT(t *testing.T) {
 	}
 	stats := func() string { return fmt.Sprintf("%+v", w.Agent.TestSweepStats()) }
 	w.waitFor(10*time.Second, "the POS notified of the provider refund", told(refunded, "refunded"), stats)
+	t.Logf("provider refund to POS notification: %s (sweep every 100 ms)", time.Since(acted))
 	w.waitFor(10*time.Second, "the POS notified of the chargeback", told(charged, "charged_back"), stats)
 	w.awaitSweeps(3) // sweeps that list both again, unchanged
 
