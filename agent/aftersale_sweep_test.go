@@ -327,3 +327,23 @@ func TestSweepDoesNotRetellWhatAnEventTold(t *testing.T) {
 	require.Equal(t, []string{afterRefunded, afterChargedBack}, kinds(rf))
 	require.Equal(t, map[string]int{afterChargedBack: 2, afterRefunded: 1}, r.counts)
 }
+
+// termagent_aftersale_sweep_total's outcome label is a closed set.
+func TestSweepMetricLabelsAreClosed(t *testing.T) {
+	m := newMetrics()
+	for _, o := range []string{sweepRun, sweepRun, sweepListFailed, sweepUpdate, sweepUnknown, sweepFailed, "anything else"} {
+		m.sweepOutcome(o)
+	}
+	mfs, err := m.reg.Gather()
+	require.NoError(t, err)
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "termagent_aftersale_sweep_total" {
+			continue
+		}
+		for _, mm := range mf.GetMetric() {
+			got[mm.GetLabel()[0].GetValue()] = mm.GetCounter().GetValue()
+		}
+	}
+	require.Equal(t, map[string]float64{sweepRun: 2, sweepListFailed: 1, sweepUpdate: 1, sweepUnknown: 1, sweepFailed: 1, labelOther: 1}, got)
+}
