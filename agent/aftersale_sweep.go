@@ -215,7 +215,7 @@ func (s *sweeper) handle(ctx context.Context, ev ppaas.Event) error {
 			remember(s.unknown, k)
 			s.unknowns.Add(1)
 			s.count(sweepUnknown)
-			s.log.Info("after-sale sweep: PPaaS reports a refunded transaction the journal does not know; not journaled",
+			s.log.Info("after-sale sweep: PPaaS reports a refunded transaction the journal does not know (or restart recovery settles); not journaled",
 				"transaction_id", ev.TransactionID, "client_transaction_id", ev.ClientTransactionID, "status", ev.RawStatus)
 		}
 	default:
