@@ -277,8 +277,15 @@ const finishWait = 5 * time.Second
 // reads its state from PPaaS; not waited for: the wait holds the MQTT
 // reader), which the engine gets.
 func (a *afterSale) event(ctx context.Context, ev ppaas.Event, decided bool) (handled bool, err error) {
+	handled, _, err = a.news(ctx, ev, decided)
+	return handled, err
+}
+
+// news is event, also reporting whether ev journaled an update (false for
+// one journaled already, or nothing new): the after-sale sweep counts them.
+func (a *afterSale) news(ctx context.Context, ev ppaas.Event, decided bool) (handled, journaled bool, err error) {
 	if a == nil || ev.Type != ppaas.EventTypeStatus {
-		return false, nil
+		return false, false, nil
 	}
 	var t store.Txn
 	found := false
@@ -302,17 +309,17 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event, decided bool) (ha
 		}
 	}
 	if err != nil {
-		return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err) // left unacked: redelivered
+		return true, false, fmt.Errorf("after-sale event %s: %w", ev.EventID, err) // left unacked: redelivered
 	}
 	if !found {
 		if decided {
-			return true, fmt.Errorf("after-sale event %s: the engine decided its payment but the journal has no entry for it; left for redelivery", ev.EventID)
+			return true, false, fmt.Errorf("after-sale event %s: the engine decided its payment but the journal has no entry for it; left for redelivery", ev.EventID)
 		}
-		return false, nil
+		return false, false, nil
 	}
 	if !t.Final {
 		if a.recovering(t) {
-			return false, nil
+			return false, false, nil
 		}
 		// Answered but not journaled yet (the engine decided it or let it
 		// go, the final response's commit is on its way): wait for it. A
@@ -323,23 +330,23 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event, decided bool) (ha
 		var final bool
 		t, final, err = a.waitFinal(ctx, id)
 		if errors.Is(err, errLeftToRecovery) {
-			return false, nil // its Finish failed meanwhile: as above
+			return false, false, nil // its Finish failed meanwhile: as above
 		}
 		if err != nil {
-			return true, err
+			return true, false, err
 		}
 		if !final {
 			if ctx.Err() != nil {
-				return true, fmt.Errorf("after-sale event %s: payment %s not journaled final yet; left for redelivery: %w", ev.EventID, id, ctx.Err())
+				return true, false, fmt.Errorf("after-sale event %s: payment %s not journaled final yet; left for redelivery: %w", ev.EventID, id, ctx.Err())
 			}
-			return true, fmt.Errorf("after-sale event %s: payment %s not journaled final within %s; left for redelivery", ev.EventID, id, a.finishWait)
+			return true, false, fmt.Errorf("after-sale event %s: payment %s not journaled final within %s; left for redelivery", ev.EventID, id, a.finishWait)
 		}
 	}
 	if journaledEvent(t, ev.EventID) {
 		// Applied while the payment ran (events in agent/payments.go):
 		// its redelivery, not news.
 		a.log.Info("qr event already applied to its payment ignored", "poi_transaction_id", t.ID, "event_id", ev.EventID, "status", ev.Status)
-		return true, nil
+		return true, false, nil
 	}
 	if ev.Status == ppaas.Approved && ev.EventID != "" {
 		// An approval the event log holds was applied already (marked once
@@ -349,11 +356,11 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event, decided bool) (ha
 		// it is stale: it would be reversed and told again.
 		seen, err := a.st.EventSeen(ctx, ev.EventID)
 		if err != nil {
-			return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err)
+			return true, false, fmt.Errorf("after-sale event %s: %w", ev.EventID, err)
 		}
 		if seen {
 			a.log.Info("qr approval already applied ignored", "poi_transaction_id", t.ID, "event_id", ev.EventID)
-			return true, nil
+			return true, false, nil
 		}
 	}
 	if last := journaledSequence(t); ev.Sequence > 0 && ev.Sequence <= last {
@@ -362,25 +369,23 @@ func (a *afterSale) event(ctx context.Context, ev ppaas.Event, decided bool) (ha
 		// before the POS was answered, it is not news.
 		a.log.Info("qr event older than the payment's journaled state ignored", "poi_transaction_id", t.ID, "event_id", ev.EventID,
 			"status", ev.Status, "sequence", ev.Sequence, "journaled_sequence", last)
-		return true, nil
+		return true, false, nil
 	}
 	e := toEntry(t)
 	if e.Category != nexo.CategoryPayment || e.State != nexo.TxDone || e.Response == nil {
-		return true, nil
+		return true, false, nil
 	}
 	resp := e.Response
 	rec, ok, err := a.classify(ctx, t, resp, ev)
 	if err != nil {
-		return true, fmt.Errorf("after-sale event %s: %w", ev.EventID, err) // left unacked: redelivered
+		return true, false, fmt.Errorf("after-sale event %s: %w", ev.EventID, err) // left unacked: redelivered
 	}
 	if !ok {
 		a.log.Info("qr late update: nothing new for the POS", "poi_transaction_id", t.ID, "status", ev.Status, "event_id", ev.EventID)
-		return true, nil
+		return true, false, nil
 	}
-	if err := a.record(ctx, t.ID, rec); err != nil {
-		return true, err
-	}
-	return true, nil
+	journaled, err = a.recordNews(ctx, t.ID, rec)
+	return true, journaled, err
 }
 
 // journaledSequence is the highest PPaaS sequence among payment t's
@@ -559,20 +564,27 @@ func (j journal) appendSettled(ctx context.Context, t store.Txn, tr store.Transi
 // record journals rec on payment id: the update, the response TransactionStatus
 // repeats (its AdditionalResponse now tells the update) and the POS event.
 func (a *afterSale) record(ctx context.Context, id string, rec afterSaleRecord) error {
+	_, err := a.recordNews(ctx, id, rec)
+	return err
+}
+
+// recordNews is record, reporting whether rec was journaled (false: it was
+// already).
+func (a *afterSale) recordNews(ctx context.Context, id string, rec afterSaleRecord) (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	t, err := a.st.Txn(ctx, id)
 	if err != nil {
-		return fmt.Errorf("after-sale update of %s: %w", id, err)
+		return false, fmt.Errorf("after-sale update of %s: %w", id, err)
 	}
 	resp := entryOf(t, withResponse).Response // our own copy
 	if resp == nil {
-		return fmt.Errorf("after-sale update of %s: no final response journaled", id)
+		return false, fmt.Errorf("after-sale update of %s: no final response journaled", id)
 	}
 	resp.Status.AdditionalResponse = rec.Text
 	b, err := responseRecord(resp)
 	if err != nil {
-		return fmt.Errorf("after-sale update of %s: %w", id, err)
+		return false, fmt.Errorf("after-sale update of %s: %w", id, err)
 	}
 	return a.writeLocked(ctx, t, rec, store.Transition{At: time.Now(), State: stateNexoDone, Final: true, Data: b})
 }
@@ -583,35 +595,37 @@ func (a *afterSale) write(ctx context.Context, t store.Txn, rec afterSaleRecord,
 	if fresh, err := a.st.Txn(ctx, t.ID); err == nil {
 		t = fresh
 	}
-	return a.writeLocked(ctx, t, rec, tr)
+	_, err := a.writeLocked(ctx, t, rec, tr)
+	return err
 }
 
 // writeLocked commits tr, the after-sale transition and the POS event, unless
-// the same update (kind and text, or the same PPaaS event) is journaled
-// already: a redelivery.
-func (a *afterSale) writeLocked(ctx context.Context, t store.Txn, rec afterSaleRecord, tr store.Transition) error {
+// the same update (kind and text, or the same PPaaS event, or the refund or
+// chargeback told already: toldBefore) is journaled already: a redelivery.
+// journaled reports whether it committed them.
+func (a *afterSale) writeLocked(ctx context.Context, t store.Txn, rec afterSaleRecord, tr store.Transition) (journaled bool, err error) {
 	for _, old := range t.Transitions {
 		var o afterSaleRecord
 		if old.State == stateAfterSale && json.Unmarshal(old.Data, &o) == nil &&
-			(o.Kind == rec.Kind && o.Text == rec.Text || rec.EventID != "" && o.EventID == rec.EventID) {
+			(o.Kind == rec.Kind && o.Text == rec.Text || rec.EventID != "" && o.EventID == rec.EventID || toldBefore(o, rec)) {
 			a.log.Info("after-sale update already journaled; not notified again", "poi_transaction_id", t.ID, "kind", rec.Kind)
-			return nil
+			return false, nil
 		}
 	}
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return fmt.Errorf("after-sale update of %s: %w", t.ID, err)
+		return false, fmt.Errorf("after-sale update of %s: %w", t.ID, err)
 	}
 	trs := []store.Transition{{At: tr.At, State: stateAfterSale, Data: data}, tr}
 	var evs []store.Event
 	if rec.Kind == afterApprovedLate {
 		if owns, err := a.reversalOwns(ctx, t); owns || err != nil {
-			return err // a reversal owns the outcome already
+			return false, err // a reversal owns the outcome already
 		}
 		adv, err := adviceEvent(qr.Advice{Kind: qr.AdviceReverse, ClientTransactionID: t.ID, TransactionID: rec.TransactionID,
 			Amount: rec.Amount, Reason: reasonApprovedLate, At: tr.At, Started: t.Started})
 		if err != nil {
-			return fmt.Errorf("after-sale update of %s: %w", t.ID, err)
+			return false, fmt.Errorf("after-sale update of %s: %w", t.ID, err)
 		}
 		// The advice and its stateReversal mark commit with the update: the
 		// reversal then owns the outcome (journal.finish's invariant).
@@ -622,19 +636,19 @@ func (a *afterSale) writeLocked(ctx context.Context, t store.Txn, rec afterSaleR
 		details := afterSaleDetails(t, rec)
 		pe, err := a.seal(nexo.EventNotification{EventToNotify: afterSaleEvent, EventDetails: details}, t.SaleID)
 		if err != nil {
-			return fmt.Errorf("after-sale update of %s: %w", t.ID, err)
+			return false, fmt.Errorf("after-sale update of %s: %w", t.ID, err)
 		}
 		b, err := json.Marshal(pe)
 		if err != nil {
-			return fmt.Errorf("after-sale update of %s: %w", t.ID, err)
+			return false, fmt.Errorf("after-sale update of %s: %w", t.ID, err)
 		}
 		evs = append(evs, store.Event{Kind: store.KindNexoEvent, Payload: b, Key: stableKey("aftersale", t.ID, rec.Kind, rec.Text)})
 	}
 	if err := a.st.AppendTxnEvents(ctx, t.ID, trs, evs...); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil
+			return false, nil
 		}
-		return fmt.Errorf("after-sale update of %s: %w", t.ID, err)
+		return false, fmt.Errorf("after-sale update of %s: %w", t.ID, err)
 	}
 	if a.count != nil {
 		a.count(rec.Kind)
@@ -645,7 +659,24 @@ func (a *afterSale) writeLocked(ctx context.Context, t store.Txn, rec afterSaleR
 	}
 	a.log.Log(ctx, level, "after-sale update journaled", "poi_transaction_id", t.ID, "sale_id", t.SaleID, "service_id", t.ServiceID,
 		"kind", rec.Kind, "amount", rec.Amount.Amount, "currency", rec.Amount.Currency, "notified", a.seal != nil)
-	return nil
+	return true, nil
+}
+
+// toldBefore reports whether rec, a provider refund or a chargeback, is what
+// journaled update o told already, whatever its words: the same status
+// reported by another source (an MQTT event, then the after-sale sweep's
+// listing) may carry another reason, or no provider status to tell a
+// chargeback by. "refunded" is PPaaS's last word on a payment: once a
+// refund is told, only a chargeback is news, and after a chargeback nothing
+// of either kind is.
+func toldBefore(o, rec afterSaleRecord) bool {
+	switch rec.Kind {
+	case afterRefunded:
+		return o.Kind == afterRefunded || o.Kind == afterChargedBack
+	case afterChargedBack:
+		return o.Kind == afterChargedBack
+	}
+	return false
 }
 
 // afterSaleDetails is the EventDetails of an after-sale notification, in the

@@ -54,6 +54,9 @@ type Options struct {
 	// Recover tunes how recovery asks again about the merchantscan payments
 	// it could not locate (agent/recover_locate.go; tests use milliseconds).
 	Recover RecoverTiming
+	// Sweep tunes the after-sale sweep (agent/aftersale_sweep.go; tests use
+	// milliseconds).
+	Sweep SweepTiming
 }
 
 // Agent is a configured agent. Run starts it.
@@ -88,6 +91,7 @@ type Agent struct {
 	statuses  *ppaas.Statuses
 	cloud     *CloudConnector // issue 16: nil when cloud_url is empty
 	desk      *refundDesk     // refunds: agent/refund.go (read by degraded)
+	sweep     *sweeper        // the after-sale sweep: agent/aftersale_sweep.go; nil when off
 	scanner   *qr.Engine      // takes the terminal scanner's codes (agent/scan.go); set by Run
 
 	unlocated atomic.Int64 // merchantscan payments recovery is still locating (agent/recover_locate.go)
@@ -441,6 +445,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return trim.Run(gctx) })
 	// refunds: agent/refund_desk.go
 	g.Go(func() error { return a.runRefundDesk(gctx, st, engine, desk, unfinished) })
+	if every, _ := a.cfg.SweepInterval(); every > 0 || a.opts.Sweep.Interval > 0 { // validated in New
+		sw := newSweeper(qc, engine, after, pos, every, a.cfg.AfterSaleSweepWindow, a.opts.Sweep, a.clock.Now,
+			a.log.With("component", "aftersale-sweep"), m.sweepOutcome)
+		a.mu.Lock()
+		a.sweep = sw
+		a.mu.Unlock()
+		g.Go(func() error { return sw.run(gctx) })
+	}
 	a.startCloud(gctx, g, srv.Exchange, srv.Busy) // issue 16
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

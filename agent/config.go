@@ -92,6 +92,13 @@ type Config struct {
 
 	// issue 14: digital receipts
 	DigitalReceipts bool `json:"digital_receipts" help:"queue each successful payment's, refund's and reversal's receipt as a digital-receipt event to PPaaS, committed with its final response"`
+
+	// The after-sale sweep (agent/aftersale_sweep.go): provider refunds and
+	// chargebacks read from PPaaS's listing, for an agent that polls or
+	// lost an event. The interval is a string: empty is the default by
+	// mode, which a duration field could not tell from 0 (off).
+	AfterSaleSweepInterval string        `json:"aftersale_sweep_interval" help:"how often the agent lists its recent transactions at PPaaS for provider refunds and chargebacks it was not told of (a duration between 10s and 24h); empty: 10m with polling only, 60m with mqtt_url; 0 or negative: off"`
+	AfterSaleSweepWindow   time.Duration `json:"aftersale_sweep_window" help:"how far back the after-sale sweep lists transactions (by creation; between 1h and 400 days, e.g. 168h)"`
 }
 
 // DefaultConfig is the configuration of a terminal on the PPaaS demo environment
@@ -127,6 +134,8 @@ func DefaultConfig() Config {
 
 		// issue 14
 		DigitalReceipts: true,
+
+		AfterSaleSweepWindow: defaultSweepWindow,
 	}
 }
 
@@ -228,6 +237,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		bad("log_level", "%v", err)
+	}
+	if _, err := c.SweepInterval(); err != nil {
+		bad("aftersale_sweep_interval", "%v", err)
+	}
+	if c.AfterSaleSweepWindow < minSweepWindow || c.AfterSaleSweepWindow > maxSweepWindow {
+		bad("aftersale_sweep_window", "must be between %s and %s (400 days), got %s", minSweepWindow, maxSweepWindow, c.AfterSaleSweepWindow)
 	}
 	// issue 11: hostile input
 	if c.JournalMaxBytes < 1<<20 {
@@ -448,4 +463,39 @@ func (c Config) ConfirmTimeouts() (time.Duration, map[string]time.Duration, erro
 		per[strings.TrimSpace(pt)] = d
 	}
 	return def, per, nil
+}
+
+// The after-sale sweep's defaults and bounds (aftersale_sweep_interval,
+// aftersale_sweep_window).
+const (
+	defaultSweepPolling = 10 * time.Minute // no broker: the sweep is the only way to hear of a refund
+	defaultSweepMQTT    = time.Hour        // a broker: the sweep catches the events it lost
+	minSweepInterval    = 10 * time.Second
+	maxSweepInterval    = 24 * time.Hour
+	defaultSweepWindow  = 7 * 24 * time.Hour
+	minSweepWindow      = time.Hour
+	maxSweepWindow      = 400 * 24 * time.Hour
+)
+
+// SweepInterval is aftersale_sweep_interval resolved: empty is the default
+// of the event source (10m with polling only, 60m with mqtt_url), 0 or a
+// negative duration is 0 (the sweep is off).
+func (c Config) SweepInterval() (time.Duration, error) {
+	s := strings.TrimSpace(c.AfterSaleSweepInterval)
+	if s == "" {
+		if c.MQTTURL == "" {
+			return defaultSweepPolling, nil
+		}
+		return defaultSweepMQTT, nil
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("want a duration such as \"10m\" (0 turns the sweep off), got %q", s)
+	case d <= 0:
+		return 0, nil
+	case d < minSweepInterval || d > maxSweepInterval:
+		return 0, fmt.Errorf("must be between %s and %s, or 0 (off), got %s", minSweepInterval, maxSweepInterval, d)
+	}
+	return d, nil
 }

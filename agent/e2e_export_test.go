@@ -12,6 +12,17 @@ import (
 // components do.
 func (a *Agent) TestStore() *store.Store { return a.st }
 
+// TestSweepStats is the running agent's after-sale sweep counters (zero
+// when the sweep is off).
+func (a *Agent) TestSweepStats() SweepStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sweep == nil {
+		return SweepStats{}
+	}
+	return a.sweep.Stats()
+}
+
 // TestForwarderStats is the running agent's forwarder counters.
 func (a *Agent) TestForwarderStats() ForwarderStats { return a.fwd.Stats() }
 

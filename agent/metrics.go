@@ -24,6 +24,7 @@ type metrics struct {
 	nexoLatency  *prometheus.HistogramVec
 	apmOutcomes  *prometheus.CounterVec
 	afterSale    *prometheus.CounterVec // agent/aftersale.go
+	sweep        *prometheus.CounterVec // agent/aftersale_sweep.go
 	activity     atomic.Uint64          // Nexo and admin requests answered: the memory trimmer's measure of work
 	// paymentTypes are the configured APM methods' payment types, the
 	// payment_type label's set.
@@ -94,7 +95,11 @@ func newMetrics() *metrics {
 		Namespace: "termagent", Name: "aftersale_updates_total",
 		Help: "Payments whose truth changed after the POS was answered (refunded, charged_back, refund_completed, refund_owed, settled), journaled and notified to the POS.",
 	}, []string{"kind"})
-	m.reg.MustRegister(m.nexoRequests, m.nexoLatency, m.apmOutcomes, m.afterSale,
+	m.sweep = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "termagent", Name: "aftersale_sweep_total",
+		Help: "The after-sale sweep's outcomes: sweep (sweeps run), list_failed (listings that failed, retried at the next interval), update (updates it found and journaled), unknown (refunded transactions the journal does not know), failed (updates not handled, retried).",
+	}, []string{"outcome"})
+	m.reg.MustRegister(m.nexoRequests, m.nexoLatency, m.apmOutcomes, m.afterSale, m.sweep,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -142,4 +147,9 @@ func (m *metrics) watchTrims(t *memtrim.Trimmer) {
 // afterSaleUpdate counts one after-sale update by kind (a closed set).
 func (m *metrics) afterSaleUpdate(kind string) {
 	m.afterSale.WithLabelValues(label(afterSaleKinds, kind)).Inc()
+}
+
+// sweepOutcome counts one outcome of the after-sale sweep (a closed set).
+func (m *metrics) sweepOutcome(outcome string) {
+	m.sweep.WithLabelValues(label(sweepOutcomes, outcome)).Inc()
 }

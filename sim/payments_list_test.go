@@ -93,3 +93,50 @@ func TestTransactionLookup(t *testing.T) {
 	_, ok := p.Transaction("nope")
 	require.False(t, ok)
 }
+
+// The after-sale sweep reads provider refunds and chargebacks from this
+// listing: after provider-refund and provider-chargeback it lists the
+// transaction refunded in full, and a chargeback says so in its status
+// reason (the listing carries no provider status).
+func TestListShowsProviderRefundAndChargeback(t *testing.T) {
+	a := newAdvPPaaS(t, ProvidersConfig{})
+	from := time.Now().Add(-time.Minute)
+	refunded, charged, kept := a.approved("o-refund", 2000), a.approved("o-chargeback", 1500), a.approved("o-kept", 700)
+	_, err := a.p.Act(refunded, ActionProviderRefund)
+	require.NoError(t, err)
+	_, err = a.p.Act(charged, ActionChargeback)
+	require.NoError(t, err)
+
+	q := url.Values{"createdFrom": {from.Format(time.RFC3339Nano)}, "createdTo": {time.Now().Add(time.Minute).Format(time.RFC3339Nano)}}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/qrcode-payment/v1/transactions?"+q.Encode(), nil)
+	a.p.pay.handleList(rec, req.WithContext(context.WithValue(req.Context(), deviceKey{}, Device{Serial: advSerial})))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	var pg struct {
+		Transactions []json.RawMessage
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &pg))
+	statuses := &ppaas.Statuses{}
+	got := map[string]ppaas.Transaction{}
+	for _, raw := range pg.Transactions {
+		tx, err := statuses.DecodeTransaction(raw)
+		require.NoError(t, err)
+		got[tx.TransactionID] = tx
+	}
+	require.Len(t, got, 3)
+	chargedBack := func(tx ppaas.Transaction) bool {
+		return statuses.ChargedBack(ppaas.Event{Status: tx.Status, RawStatus: tx.RawStatus, StatusReason: tx.StatusReason})
+	}
+	for id, want := range map[string]struct {
+		amount      int64
+		chargedBack bool
+	}{refunded: {2000, false}, charged: {1500, true}} {
+		tx := got[id]
+		require.Equal(t, ppaas.Refunded, tx.Status, id)
+		require.Equal(t, want.amount, tx.RefundedAmount, id)
+		require.Greater(t, tx.Sequence, int64(1), "a later sequence than the approval's")
+		require.Equal(t, want.chargedBack, chargedBack(tx), "%s: %q", id, tx.StatusReason)
+	}
+	require.Equal(t, ppaas.Approved, got[kept].Status)
+	require.Zero(t, got[kept].RefundedAmount)
+}
