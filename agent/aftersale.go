@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
@@ -72,6 +73,10 @@ type afterSaleRecord struct {
 	Text          string       `json:"text"` // what TransactionStatus and the POS are told
 	EventID       string       `json:"eventId,omitempty"`
 	TransactionID string       `json:"transactionId,omitempty"`
+	// Listed: told from the transaction listing (the after-sale sweep),
+	// which carries no provider status: a refund it told may have been a
+	// chargeback (classify, toldBefore).
+	Listed bool `json:"listed,omitempty"`
 }
 
 // afterSale journals after-sale updates and queues their POS notifications.
@@ -277,13 +282,15 @@ const finishWait = 5 * time.Second
 // reads its state from PPaaS; not waited for: the wait holds the MQTT
 // reader), which the engine gets.
 func (a *afterSale) event(ctx context.Context, ev ppaas.Event, decided bool) (handled bool, err error) {
-	handled, _, err = a.news(ctx, ev, decided)
+	handled, _, err = a.news(ctx, ev, decided, false)
 	return handled, err
 }
 
 // news is event, also reporting whether ev journaled an update (false for
 // one journaled already, or nothing new): the after-sale sweep counts them.
-func (a *afterSale) news(ctx context.Context, ev ppaas.Event, decided bool) (handled, journaled bool, err error) {
+// listed says ev stands for a transaction of PPaaS's listing (the sweep),
+// not an event PPaaS sent.
+func (a *afterSale) news(ctx context.Context, ev ppaas.Event, decided, listed bool) (handled, journaled bool, err error) {
 	if a == nil || ev.Type != ppaas.EventTypeStatus {
 		return false, false, nil
 	}
@@ -376,7 +383,7 @@ func (a *afterSale) news(ctx context.Context, ev ppaas.Event, decided bool) (han
 		return true, false, nil
 	}
 	resp := e.Response
-	rec, ok, err := a.classify(ctx, t, resp, ev)
+	rec, ok, err := a.classify(ctx, t, resp, ev, listed)
 	if err != nil {
 		return true, false, fmt.Errorf("after-sale event %s: %w", ev.EventID, err) // left unacked: redelivered
 	}
@@ -451,9 +458,14 @@ func (a *afterSale) reversalOwns(ctx context.Context, t store.Txn) (bool, error)
 	return found, err
 }
 
-// classify says what a late event means for payment t, answered resp.
-func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Response, ev ppaas.Event) (afterSaleRecord, bool, error) {
-	rec := afterSaleRecord{Status: ev.Status, EventID: ev.EventID, TransactionID: ev.TransactionID}
+// maxReasonText bounds the platform's status reason quoted in what the POS is
+// told (and journaled twice: in the record and the rewritten response).
+const maxReasonText = 200
+
+// classify says what a late event means for payment t, answered resp; listed
+// as for news.
+func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Response, ev ppaas.Event, listed bool) (afterSaleRecord, bool, error) {
+	rec := afterSaleRecord{Status: ev.Status, EventID: ev.EventID, TransactionID: ev.TransactionID, Listed: listed}
 	paid := resp.Status.Result == nexo.Success && resp.Payment != nil && resp.Payment.Result != nil
 	if paid {
 		amt := resp.Payment.Result.AuthorizedAmount
@@ -461,6 +473,13 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 	}
 	switch {
 	case paid && ev.Status == ppaas.Refunded:
+		if v := viewQR(t); v.transactionID != "" && ev.TransactionID != "" && ev.TransactionID != v.transactionID {
+			// As for an approval below: another PPaaS transaction's refund
+			// is not this payment's, whatever clientTransactionId it names.
+			a.log.Warn("qr refund names another PPaaS transaction than the journal's; not acted on",
+				"poi_transaction_id", t.ID, "event_transaction_id", truncate(ev.TransactionID, 128), "journal_transaction_id", v.transactionID, "event_id", truncate(ev.EventID, 128))
+			return rec, false, nil
+		}
 		// What the POS refunded itself (completed or pending refunds and
 		// reversals, each reserved on the payment): each refund's own
 		// response tells it, and one answered InProgress is notified when the
@@ -493,12 +512,18 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 			// The provider refunded what the POS's own refunds do not explain.
 			rec.Amount.Amount -= byPOS
 			rec.Kind, rec.Text = afterRefunded, "refunded at the provider after the sale: "+formatMinor(rec.Amount)+" back to the consumer"
+			if listed {
+				// The listing has no provider status: a chargeback told only
+				// there reads as a refund. Said so, and a chargeback event
+				// later is this update told again (toldBefore).
+				rec.Text = "refunded or charged back after the sale (PPaaS's listing does not say which): " + formatMinor(rec.Amount) + " back to the consumer"
+			}
 			if byPOS > 0 {
 				rec.Text += ", besides the " + formatMinor(refunded) + " the POS refunded"
 			}
 		}
-		if ev.StatusReason != "" && !strings.Contains(rec.Text, ev.StatusReason) {
-			rec.Text += " (" + ev.StatusReason + ")"
+		if reason := truncate(ev.StatusReason, maxReasonText); reason != "" && !strings.Contains(rec.Text, reason) {
+			rec.Text += " (" + reason + ")"
 		}
 		return rec, true, nil
 	case !paid && ev.Status == ppaas.Approved && resp.Status.Result == nexo.Failure:
@@ -667,16 +692,31 @@ func (a *afterSale) writeLocked(ctx context.Context, t store.Txn, rec afterSaleR
 // reported by another source (an MQTT event, then the after-sale sweep's
 // listing) may carry another reason, or no provider status to tell a
 // chargeback by. "refunded" is PPaaS's last word on a payment: once a
-// refund is told, only a chargeback is news, and after a chargeback nothing
-// of either kind is.
+// refund is told, only a chargeback is news, unless the refund was told
+// from the listing, which cannot tell the two apart (its text says so: the
+// chargeback is that money told again); after a chargeback nothing of
+// either kind is.
 func toldBefore(o, rec afterSaleRecord) bool {
 	switch rec.Kind {
 	case afterRefunded:
 		return o.Kind == afterRefunded || o.Kind == afterChargedBack
 	case afterChargedBack:
-		return o.Kind == afterChargedBack
+		return o.Kind == afterChargedBack || o.Kind == afterRefunded && o.Listed
 	}
 	return false
+}
+
+// truncate bounds a platform-given string to at most n bytes, cut at a
+// character boundary, marked with "…" when cut.
+func truncate(v string, n int) string {
+	if len(v) <= n {
+		return v
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return v[:cut] + "…"
 }
 
 // afterSaleDetails is the EventDetails of an after-sale notification, in the

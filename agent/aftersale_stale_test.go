@@ -114,10 +114,10 @@ func TestClassifyLeavesAStoreErrorUnacked(t *testing.T) {
 	paid := &nexo.Response{Status: nexo.ResponseStatus{Result: nexo.Success}, Payment: &nexo.PaymentResponse{Result: &nexo.PaymentResult{AuthorizedAmount: nexo.Amount{Minor: 100, Currency: "EUR"}}}}
 	txn := store.Txn{TxnRef: store.TxnRef{ID: "p1", SaleID: "POS1", ServiceID: "1"}}
 	require.NoError(t, st.Close()) // every read fails from here
-	_, ok, err := a.classify(t.Context(), txn, failed, ppaas.Event{EventID: "e1", Status: ppaas.Approved, TransactionID: "qr-1"})
+	_, ok, err := a.classify(t.Context(), txn, failed, ppaas.Event{EventID: "e1", Status: ppaas.Approved, TransactionID: "qr-1"}, false)
 	require.Error(t, err, "approval of a failed payment: the reversal check could not read the journal")
 	require.False(t, ok)
-	_, ok, err = a.classify(t.Context(), txn, paid, ppaas.Event{EventID: "e2", Status: ppaas.Refunded, TransactionID: "qr-1"})
+	_, ok, err = a.classify(t.Context(), txn, paid, ppaas.Event{EventID: "e2", Status: ppaas.Refunded, TransactionID: "qr-1"}, false)
 	require.Error(t, err, "refund: the POS's own refunds could not be read")
 	require.False(t, ok)
 }

@@ -45,9 +45,10 @@ const (
 	// sweepMargin widens the window's end: the platform's clock may be a
 	// little ahead of the agent's.
 	sweepMargin = 5 * time.Minute
-	// maxSweepMemory bounds the event ids (and unknown transactions) one
-	// run remembers; past it they are forgotten, and rechecked against the
-	// journal, which journals an update once whatever the repeats.
+	// maxSweepMemory bounds the updates (and unknown transactions) one pass
+	// over the window remembers, as 16-byte digests whatever the ids' length;
+	// past it they are forgotten, and rechecked against the journal, which
+	// journals an update once whatever the repeats.
 	maxSweepMemory = 20000
 )
 
@@ -93,9 +94,10 @@ type sweeper struct {
 	pageSize int
 	maxPages int
 
-	cursor  string              // the after of the next page; "": the window's start
-	done    map[string]struct{} // sweep event ids the desk handled this run
-	unknown map[string]struct{} // transactions logged as unknown this run
+	cursor   string                // the after of the next page; "": the window's start
+	failedAt string                // the cursor whose listing failed last, if the last one failed
+	done     map[[16]byte]struct{} // updates the desk handled this pass over the window
+	unknown  map[[16]byte]struct{} // transactions logged as unknown this pass
 
 	sweeps, listFailures, updates, unknowns, failures atomic.Int64
 }
@@ -104,7 +106,7 @@ func newSweeper(list transactionLister, engine paymentsInFlight, after *afterSal
 	now func() time.Time, log *slog.Logger, count func(string)) *sweeper {
 	s := &sweeper{list: list, engine: engine, after: after, fg: fg, now: now, log: log, count: count,
 		interval: interval, window: window, pageSize: sweepPageSize, maxPages: sweepMaxPages,
-		done: map[string]struct{}{}, unknown: map[string]struct{}{}}
+		done: map[[16]byte]struct{}{}, unknown: map[[16]byte]struct{}{}}
 	if timing.Interval > 0 {
 		s.interval = timing.Interval
 	}
@@ -149,11 +151,18 @@ func (s *sweeper) run(ctx context.Context) error {
 }
 
 // sweep reads at most maxPages pages of the window from where the previous
-// sweep stopped, and hands each refunded transaction to the desk.
+// sweep stopped, and hands each refunded transaction to the desk. A pass
+// over the window starts with the cursor empty: what the previous pass
+// handled is then checked once more (a POS refund pending then may have
+// been released since: the desk decides again).
 func (s *sweeper) sweep(ctx context.Context) error {
 	began := time.Now()
 	now := s.now()
 	from, to := now.Add(-s.window), now.Add(sweepMargin)
+	if s.cursor == "" {
+		clear(s.done)
+		clear(s.unknown)
+	}
 	var listed, refunded int
 	for range s.maxPages {
 		if err := s.idle(ctx); err != nil {
@@ -163,8 +172,18 @@ func (s *sweeper) sweep(ctx context.Context) error {
 		pg, err := s.list.List(lctx, from, to, s.cursor, s.pageSize)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("list transactions after %q: %w", s.cursor, err)
+			// Retried from the same place at the next sweep; failing there
+			// again, the platform may no longer take this cursor (aged out
+			// of the window, expired): the sweep after starts a new pass.
+			after := s.cursor
+			if s.failedAt == after {
+				s.cursor, s.failedAt = "", ""
+			} else {
+				s.failedAt = after
+			}
+			return fmt.Errorf("list transactions after %q: %w", clip(after), err)
 		}
+		s.failedAt = ""
 		listed += len(pg.Transactions)
 		for _, t := range pg.Transactions {
 			if ev, ok := sweepEvent(t); ok {
@@ -173,6 +192,12 @@ func (s *sweeper) sweep(ctx context.Context) error {
 					return nil // stopping
 				}
 			}
+		}
+		if pg.Next == s.cursor {
+			// A platform naming the page it was asked for as the next one
+			// would be read for ever: the pass ends here.
+			s.log.Warn("after-sale sweep: the listing's next page is the one just read; starting a new pass", "after", s.cursor)
+			pg.Next = ""
 		}
 		s.cursor = pg.Next
 		if pg.Next == "" {
@@ -189,6 +214,14 @@ func (s *sweeper) sweep(ctx context.Context) error {
 // run or the engine is running its payment. It returns an error only when ctx
 // ends.
 func (s *sweeper) handle(ctx context.Context, ev ppaas.Event) error {
+	if ev.ClientTransactionID == "" {
+		// Every payment of this agent is created with its journal id as
+		// clientTransactionId: one listed without it is not one of ours to
+		// tell (looking it up by its PPaaS id would commit the journal's
+		// pending index for each, every sweep).
+		s.unknownOnce(ev)
+		return nil
+	}
 	if has(s.done, ev.EventID) {
 		return nil
 	}
@@ -198,46 +231,64 @@ func (s *sweeper) handle(ctx context.Context, ev ppaas.Event) error {
 	if err := s.idle(ctx); err != nil {
 		return err
 	}
-	handled, journaled, err := s.after.news(ctx, ev, false)
+	handled, journaled, err := s.after.news(ctx, ev, false, true)
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case err != nil:
 		s.failures.Add(1)
 		s.count(sweepFailed)
-		s.log.Warn("after-sale sweep: update not handled; retried at the next sweep", "transaction_id", ev.TransactionID,
-			"client_transaction_id", ev.ClientTransactionID, "status", ev.RawStatus, "err", err)
+		s.log.Warn("after-sale sweep: update not handled; retried at the next sweep", "transaction_id", clip(ev.TransactionID),
+			"client_transaction_id", clip(ev.ClientTransactionID), "status", clip(ev.RawStatus), "err", err)
 	case !handled:
 		// Unknown to the journal (evicted, or never this agent's), or a
 		// payment restart recovery settles: nothing is invented into the
-		// journal. Logged and counted once; checked again each sweep.
-		if k := ev.TransactionID + "/" + ev.ClientTransactionID; !has(s.unknown, k) {
-			remember(s.unknown, k)
-			s.unknowns.Add(1)
-			s.count(sweepUnknown)
-			s.log.Info("after-sale sweep: PPaaS reports a refunded transaction the journal does not know (or restart recovery settles); not journaled",
-				"transaction_id", ev.TransactionID, "client_transaction_id", ev.ClientTransactionID, "status", ev.RawStatus)
-		}
+		// journal. Logged and counted once a pass; checked again each sweep.
+		s.unknownOnce(ev)
 	default:
 		remember(s.done, ev.EventID)
 		if journaled {
 			s.updates.Add(1)
 			s.count(sweepUpdate)
-			s.log.Info("after-sale sweep: update found", "poi_transaction_id", ev.ClientTransactionID, "transaction_id", ev.TransactionID, "status", ev.RawStatus)
+			s.log.Info("after-sale sweep: update found", "poi_transaction_id", clip(ev.ClientTransactionID), "transaction_id", clip(ev.TransactionID), "status", clip(ev.RawStatus))
 		}
 	}
 	return nil
 }
 
-func has(m map[string]struct{}, k string) bool { _, ok := m[k]; return ok }
+// unknownOnce logs and counts, once a pass, a refunded transaction the sweep
+// leaves alone.
+func (s *sweeper) unknownOnce(ev ppaas.Event) {
+	k := ev.TransactionID + "\x00" + ev.ClientTransactionID
+	if has(s.unknown, k) {
+		return
+	}
+	remember(s.unknown, k)
+	s.unknowns.Add(1)
+	s.count(sweepUnknown)
+	s.log.Info("after-sale sweep: PPaaS reports a refunded transaction the journal does not know (or restart recovery settles); not journaled",
+		"transaction_id", clip(ev.TransactionID), "client_transaction_id", clip(ev.ClientTransactionID), "status", clip(ev.RawStatus))
+}
+
+// digest is what the sweep's memory keeps of k: 16 bytes whatever the
+// length of the platform's ids.
+func digest(k string) [16]byte {
+	sum := sha256.Sum256([]byte(k))
+	return [16]byte(sum[:16])
+}
+
+func has(m map[[16]byte]struct{}, k string) bool { _, ok := m[digest(k)]; return ok }
 
 // remember adds k to m, forgetting everything once m holds maxSweepMemory.
-func remember(m map[string]struct{}, k string) {
+func remember(m map[[16]byte]struct{}, k string) {
 	if len(m) >= maxSweepMemory {
 		clear(m)
 	}
-	m[k] = struct{}{}
+	m[digest(k)] = struct{}{}
 }
+
+// clip bounds a platform-given string for a log line.
+func clip(v string) string { return truncate(v, 128) }
 
 // idle waits while the POS is being served: the sweep's reads and writes
 // never compete with a payment on the terminal's cores and disk.

@@ -70,7 +70,7 @@ func TestE2ESweepTellsProviderRefundAndChargebackWithoutMQTT(t *testing.T) {
 
 	st := w.status("R1")
 	require.Equal(t, nexo.Success, st.Status.Result, "the sale happened; the refund is told beside it")
-	require.Contains(t, st.Status.AdditionalResponse, "refunded at the provider after the sale: 20.00 EUR back to the consumer")
+	require.Contains(t, st.Status.AdditionalResponse, "refunded or charged back after the sale (PPaaS's listing does not say which): 20.00 EUR back to the consumer")
 	st = w.status("C1")
 	require.Equal(t, nexo.Success, st.Status.Result)
 	require.Contains(t, st.Status.AdditionalResponse, "charged back by the card holder after the sale: 20.00 EUR taken back")

@@ -98,7 +98,7 @@ type Config struct {
 	// lost an event. The interval is a string: empty is the default by
 	// mode, which a duration field could not tell from 0 (off).
 	AfterSaleSweepInterval string        `json:"aftersale_sweep_interval" help:"how often the agent lists its recent transactions at PPaaS for provider refunds and chargebacks it was not told of (a duration between 10s and 24h); empty: 10m with polling only, 60m with mqtt_url; 0 or negative: off"`
-	AfterSaleSweepWindow   time.Duration `json:"aftersale_sweep_window" help:"how far back the after-sale sweep lists transactions (by creation; between 1h and 400 days, e.g. 168h)"`
+	AfterSaleSweepWindow   time.Duration `json:"aftersale_sweep_window" help:"how far back the after-sale sweep lists transactions (by creation; between 1h and 400 days, and at least twice the interval; default 2880h, 120 days)"`
 }
 
 // DefaultConfig is the configuration of a terminal on the PPaaS demo environment
@@ -242,7 +242,10 @@ func (c Config) Validate() error {
 		bad("aftersale_sweep_interval", "%v", err)
 	}
 	if c.AfterSaleSweepWindow < minSweepWindow || c.AfterSaleSweepWindow > maxSweepWindow {
-		bad("aftersale_sweep_window", "must be between %s and %s (400 days), got %s", minSweepWindow, maxSweepWindow, c.AfterSaleSweepWindow)
+		bad("aftersale_sweep_window", "must be between 1h and 400 days (9600h), got %s", c.AfterSaleSweepWindow)
+	} else if every, err := c.SweepInterval(); err == nil && every > 0 && c.AfterSaleSweepWindow < 2*every {
+		// A payment created between two sweeps must be listed by one.
+		bad("aftersale_sweep_window", "must be at least twice aftersale_sweep_interval (%s), got %s", every, c.AfterSaleSweepWindow)
 	}
 	// issue 11: hostile input
 	if c.JournalMaxBytes < 1<<20 {
@@ -472,7 +475,7 @@ const (
 	defaultSweepMQTT    = time.Hour        // a broker: the sweep catches the events it lost
 	minSweepInterval    = 10 * time.Second
 	maxSweepInterval    = 24 * time.Hour
-	defaultSweepWindow  = 7 * 24 * time.Hour
+	defaultSweepWindow  = 120 * 24 * time.Hour // card schemes' usual chargeback window
 	minSweepWindow      = time.Hour
 	maxSweepWindow      = 400 * 24 * time.Hour
 )

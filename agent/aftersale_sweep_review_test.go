@@ -1,0 +1,188 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/termagent/termagent/nexo"
+	"github.com/termagent/termagent/ppaas"
+	"github.com/termagent/termagent/qr"
+	"github.com/termagent/termagent/store"
+)
+
+// paidWithPPaaSID journals a finished payment of minor units whose QR
+// transitions name PPaaS transaction txid, as the QR engine journals them.
+func paidWithPPaaSID(t *testing.T, r *afterSaleRig, serviceID, txid string, minor int64) string {
+	t.Helper()
+	ctx := t.Context()
+	id := beginPayment(t, r.j, serviceID, minor)
+	for _, to := range []ppaas.State{ppaas.Created, ppaas.Approved} {
+		require.NoError(t, r.j.Record(ctx, qr.Transition{ClientTransactionID: id, TransactionID: txid, To: to, At: time.Now(), Source: "event"}))
+	}
+	require.NoError(t, r.j.Finish(ctx, nexo.Txn{POITransactionID: id, SaleID: "POS1", ServiceID: serviceID}, successResponse(t, serviceID, id, minor), time.Now()))
+	return id
+}
+
+// listedRefund is a transaction of the listing PPaaS says is refunded.
+func listedRefund(id, txid string, minor int64) ppaas.Transaction {
+	return ppaas.Transaction{TransactionID: txid, ClientTransactionID: id, Status: ppaas.Refunded, RawStatus: "refunded",
+		Sequence: 4, PaymentAmount: ppaas.Amount{Amount: minor, Currency: "EUR"}, RefundedAmount: minor}
+}
+
+func newTestSweeper(r *afterSaleRig, list transactionLister, timing SweepTiming) *sweeper {
+	return newSweeper(list, noneInFlight{}, r.j.after, nil, time.Minute, time.Hour, timing, time.Now, slog.New(slog.DiscardHandler), nil)
+}
+
+// Review: the listing carries no provider status, so a chargeback PPaaS
+// shows there only as refunded was told as a refund, then told again as a
+// chargeback when its event came: 40.00 gone on a 20.00 sale. The listing's
+// refund now says it may be a chargeback, and the event is not told again.
+func TestSweepFirstThenChargebackEventIsToldOnce(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := paidWithPPaaSID(t, r, "A", "qr-A", 2000)
+	s := newTestSweeper(r, &fakeListing{txs: []ppaas.Transaction{listedRefund(id, "qr-A", 2000)}}, SweepTiming{})
+	require.NoError(t, s.sweep(ctx))
+	_, journaled, err := r.j.after.news(ctx, ppaas.Event{EventID: "m1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-A",
+		Status: ppaas.Refunded, RawStatus: "refunded", Sequence: 5, Provider: map[string]string{"status": "CHARGED_BACK"}}, false, false)
+	require.NoError(t, err)
+	require.False(t, journaled, "the chargeback is the money the listing's update told")
+	recs := afterSaleRecords(t, r.j.st, id)
+	require.Len(t, recs, 1)
+	require.Equal(t, afterRefunded, recs[0].Kind)
+	require.True(t, recs[0].Listed)
+	require.Contains(t, recs[0].Text, "refunded or charged back after the sale (PPaaS's listing does not say which): 20.00 EUR back to the consumer")
+	require.Len(t, outboxOf(t, r.j.st, store.KindNexoEvent), 1, "the POS hears of it once")
+
+	// A refund an event told, then a chargeback: both news, as before.
+	id2 := paidWithPPaaSID(t, r, "B", "qr-B", 2000)
+	for i, p := range []map[string]string{nil, {"status": "CHARGED_BACK"}} {
+		_, journaled, err := r.j.after.news(ctx, ppaas.Event{EventID: "b" + string(rune('0'+i)), Type: ppaas.EventTypeStatus, ClientTransactionID: id2,
+			TransactionID: "qr-B", Status: ppaas.Refunded, RawStatus: "refunded", Sequence: int64(4 + i), Provider: p}, false, false)
+		require.NoError(t, err)
+		require.True(t, journaled)
+	}
+	require.Len(t, afterSaleRecords(t, r.j.st, id2), 2)
+}
+
+// Review: a listed refund with our clientTransactionId but another PPaaS
+// transaction was journaled as our payment's refund. Neither the listing nor
+// an event naming another PPaaS transaction is acted on now.
+func TestRefundNamingAnotherPPaaSTransactionIsNotTold(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := paidWithPPaaSID(t, r, "C", "qr-C", 2000)
+	s := newTestSweeper(r, &fakeListing{txs: []ppaas.Transaction{listedRefund(id, "someone-elses-tx", 2000)}}, SweepTiming{})
+	require.NoError(t, s.sweep(ctx))
+	_, journaled, err := r.j.after.news(ctx, ppaas.Event{EventID: "x1", Type: ppaas.EventTypeStatus, ClientTransactionID: id,
+		TransactionID: "someone-elses-tx", Status: ppaas.Refunded, RawStatus: "refunded", Sequence: 5}, false, false)
+	require.NoError(t, err)
+	require.False(t, journaled)
+	require.Empty(t, afterSaleRecords(t, r.j.st, id))
+	require.Empty(t, outboxOf(t, r.j.st, store.KindNexoEvent))
+
+	s = newTestSweeper(r, &fakeListing{txs: []ppaas.Transaction{listedRefund(id, "qr-C", 2000)}}, SweepTiming{})
+	require.NoError(t, s.sweep(ctx))
+	require.Len(t, afterSaleRecords(t, r.j.st, id), 1, "its own PPaaS transaction's refund is told")
+}
+
+// expiringCursor refuses any after but the first page's; next optionally
+// repeats the after asked for.
+type expiringCursor struct {
+	afters []string
+	repeat bool
+}
+
+func (l *expiringCursor) List(_ context.Context, _, _ time.Time, after string, _ int) (qr.TransactionPage, error) {
+	l.afters = append(l.afters, after)
+	if l.repeat && after != "" {
+		return qr.TransactionPage{Transactions: []ppaas.Transaction{{TransactionID: "tx-0", Status: ppaas.Approved}}, Next: after}, nil
+	}
+	if after != "" {
+		return qr.TransactionPage{}, errors.New("400 invalid_request: after is not a transaction of the window")
+	}
+	return qr.TransactionPage{Transactions: []ppaas.Transaction{{TransactionID: "tx-0", Status: ppaas.Approved}}, Next: "tx-0"}, nil
+}
+
+// Review: a cursor the platform stopped taking was kept, so every later
+// sweep failed on it until a restart; a next page naming the page just read
+// was read MaxPages times a sweep, for ever.
+func TestSweepStartsANewPassAfterAListingError(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	l := &expiringCursor{}
+	s := newTestSweeper(r, l, SweepTiming{MaxPages: 1})
+	require.NoError(t, s.sweep(t.Context()))
+	require.Error(t, s.sweep(t.Context()), "the platform refuses the cursor")
+	require.Error(t, s.sweep(t.Context()), "retried once from the same place")
+	require.NoError(t, s.sweep(t.Context()), "then a new pass")
+	require.Equal(t, []string{"", "tx-0", "tx-0", ""}, l.afters)
+
+	l = &expiringCursor{repeat: true}
+	s = newTestSweeper(r, l, SweepTiming{})
+	require.NoError(t, s.sweep(t.Context()))
+	require.NoError(t, s.sweep(t.Context()))
+	require.Equal(t, []string{"", "tx-0", "", "tx-0"}, l.afters, "a repeated next ends the pass")
+}
+
+// Review: a full POS refund pending when the listing said refunded was
+// "nothing new", remembered, and the provider's refund stayed untold for the
+// rest of the run once the POS's refund was released. Each pass over the
+// window checks it again.
+func TestSweepRechecksEachPass(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	id := paidWithPPaaSID(t, r, "D", "qr-D", 2000)
+	mark, err := json.Marshal(refundMark{RefundID: "r1", Amount: 2000, Currency: "EUR"})
+	require.NoError(t, err)
+	require.NoError(t, r.j.st.AppendTxn(ctx, id, store.Transition{At: time.Now(), State: stateRefundReserved, Data: mark}))
+	s := newTestSweeper(r, &fakeListing{txs: []ppaas.Transaction{listedRefund(id, "qr-D", 2000)}}, SweepTiming{})
+	require.NoError(t, s.sweep(ctx))
+	require.Empty(t, afterSaleRecords(t, r.j.st, id), "the POS's pending refund explains it")
+	require.NoError(t, r.j.st.AppendTxn(ctx, id, store.Transition{At: time.Now(), State: stateRefundReleased, Data: mark}))
+	require.NoError(t, s.sweep(ctx))
+	require.Len(t, afterSaleRecords(t, r.j.st, id), 1, "released: the provider's refund is told at the next pass")
+	require.NoError(t, s.sweep(ctx))
+	require.Len(t, afterSaleRecords(t, r.j.st, id), 1, "and once")
+}
+
+// Review: a refunded transaction listed without a clientTransactionId was
+// looked up by its PPaaS id, which commits the journal's pending index:
+// one write commit per entry, every sweep. It is left alone now, counted
+// once a pass, and the platform's long ids are kept as digests.
+func TestSweepLeavesCtidLessTransactions(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	l := &fakeListing{}
+	long := strings.Repeat("x", 2500)
+	for i := range 300 {
+		l.txs = append(l.txs, ppaas.Transaction{TransactionID: long + string(rune('a'+i%26)) + strings.Repeat("y", i), Status: ppaas.Refunded, RawStatus: "refunded", Sequence: 3})
+	}
+	s := newTestSweeper(r, l, SweepTiming{})
+	d0 := r.j.st.DiskStats()
+	require.NoError(t, s.sweep(t.Context()))
+	require.Equal(t, d0.Commits, r.j.st.DiskStats().Commits, "no journal write for transactions not ours")
+	require.EqualValues(t, 300, s.Stats().Unknown)
+	require.NoError(t, s.sweep(t.Context()))
+	require.EqualValues(t, 600, s.Stats().Unknown, "counted once a pass")
+	require.Len(t, s.unknown, 300)
+}
+
+// Review: a status reason had no bound; it was journaled twice.
+func TestStatusReasonIsBounded(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	id := paidWithPPaaSID(t, r, "E", "qr-E", 2000)
+	_, journaled, err := r.j.after.news(t.Context(), ppaas.Event{EventID: "e1", Type: ppaas.EventTypeStatus, ClientTransactionID: id, TransactionID: "qr-E",
+		Status: ppaas.Refunded, RawStatus: "refunded", Sequence: 5, StatusReason: strings.Repeat("é", 100_000)}, false, false)
+	require.NoError(t, err)
+	require.True(t, journaled)
+	recs := afterSaleRecords(t, r.j.st, id)
+	require.Len(t, recs, 1)
+	require.Less(t, len(recs[0].Text), 400)
+	require.True(t, strings.HasSuffix(recs[0].Text, "é…)"), "cut at a character: %q", recs[0].Text[len(recs[0].Text)-10:])
+}
