@@ -163,8 +163,13 @@ func TestWorldDeclineAbortAndDiagnosis(t *testing.T) {
 	require.NotEmpty(t, admin)
 	code, _ := get(t, admin+"/readyz")
 	require.Equal(t, http.StatusOK, code)
-	code, body := get(t, admin+"/metrics")
-	require.Equal(t, http.StatusOK, code)
+	// The POS's answer is flushed before the agent observes the request
+	// (nexo serveNexo): the last one shows in the metrics just after.
+	var body string
+	require.Eventually(t, func() bool {
+		code, body = get(t, admin+"/metrics")
+		return code == http.StatusOK && strings.Contains(body, `termagent_nexo_request_duration_seconds_bucket{category="Diagnosis"`)
+	}, 5*time.Second, 5*time.Millisecond)
 	for _, want := range []string{
 		`termagent_nexo_requests_total{category="Payment",condition="Refusal",result="Failure"} 1`,
 		`termagent_nexo_requests_total{category="Payment",condition="Aborted",result="Failure"} 1`,
