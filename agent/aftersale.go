@@ -706,8 +706,9 @@ func toldBefore(o, rec afterSaleRecord) bool {
 	return false
 }
 
-// truncate bounds a platform-given string to at most n bytes, cut at a
-// character boundary, marked with "…" when cut.
+// truncate bounds a platform-given string: longer than n bytes, it is cut at
+// the last character boundary at or before n and marked with "…" (3 bytes
+// more). n must not be negative.
 func truncate(v string, n int) string {
 	if len(v) <= n {
 		return v

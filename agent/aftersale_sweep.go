@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -45,6 +46,13 @@ const (
 	// sweepMargin widens the window's end: the platform's clock may be a
 	// little ahead of the agent's.
 	sweepMargin = 5 * time.Minute
+	// sweepRecent is the newest part of the window, walked by a pass of its
+	// own that gets half of each sweep's pages: a refund of a recent payment
+	// is found within a sweep or two however long the whole window takes.
+	sweepRecent = 7 * 24 * time.Hour
+	// maxPassPages ends a walk that never reaches its end (a platform whose
+	// pages cycle): 200,000 transactions at 200 a page.
+	maxPassPages = 1000
 	// maxSweepMemory bounds the updates (and unknown transactions) one pass
 	// over the window remembers, as 16-byte digests whatever the ids' length;
 	// past it they are forgotten, and rechecked against the journal, which
@@ -58,7 +66,7 @@ const (
 	sweepRun        = "sweep"       // a sweep that read its pages
 	sweepListFailed = "list_failed" // a sweep whose listing failed: retried at the next interval
 	sweepUpdate     = "update"      // an update the sweep journaled (and queued for the POS)
-	sweepUnknown    = "unknown"     // a refunded transaction the journal does not know (counted once per run)
+	sweepUnknown    = "unknown"     // a refunded transaction the journal does not know (counted once a walk of the window)
 	sweepFailed     = "failed"      // a transaction the desk could not handle: retried at the next sweep
 )
 
@@ -80,6 +88,27 @@ type paymentsInFlight interface {
 	Payment(ev ppaas.Event) (ctid string, decided bool)
 }
 
+// sweepPass walks a part of the window, oldest first, resumed from sweep to
+// sweep until it reaches the part's end; the next walk starts over, and
+// checks again what the last one handled (a POS refund pending then may
+// have been released since: the desk decides again; it journals and tells
+// an update once whatever the repeats).
+type sweepPass struct {
+	name          string        // for the log: "recent" or "older"
+	back, backEnd time.Duration // it lists what was created from now-back to now-backEnd (0: now, plus sweepMargin)
+	cursor        string        // the after of the next page; "": the part's start
+	pages         int           // pages this walk read
+	done          map[[16]byte]struct{}
+	unknown       map[[16]byte]struct{}
+}
+
+func newSweepPass(name string, back, backEnd time.Duration) *sweepPass {
+	return &sweepPass{name: name, back: back, backEnd: backEnd, done: map[[16]byte]struct{}{}, unknown: map[[16]byte]struct{}{}}
+}
+
+// restart makes the next page the part's first.
+func (p *sweepPass) restart() { p.cursor, p.pages = "", 0 }
+
 // sweeper is the after-sale sweep. One goroutine (run) owns it.
 type sweeper struct {
 	list     transactionLister
@@ -94,10 +123,9 @@ type sweeper struct {
 	pageSize int
 	maxPages int
 
-	cursor   string                // the after of the next page; "": the window's start
-	failedAt string                // the cursor whose listing failed last, if the last one failed
-	done     map[[16]byte]struct{} // updates the desk handled this pass over the window
-	unknown  map[[16]byte]struct{} // transactions logged as unknown this pass
+	// recent walks the last sweepRecent of the window, older the rest (nil
+	// when the window is no longer than sweepRecent).
+	recent, older *sweepPass
 
 	sweeps, listFailures, updates, unknowns, failures atomic.Int64
 }
@@ -106,7 +134,10 @@ func newSweeper(list transactionLister, engine paymentsInFlight, after *afterSal
 	now func() time.Time, log *slog.Logger, count func(string)) *sweeper {
 	s := &sweeper{list: list, engine: engine, after: after, fg: fg, now: now, log: log, count: count,
 		interval: interval, window: window, pageSize: sweepPageSize, maxPages: sweepMaxPages,
-		done: map[[16]byte]struct{}{}, unknown: map[[16]byte]struct{}{}}
+		recent: newSweepPass("recent", min(window, sweepRecent), 0)}
+	if window > sweepRecent {
+		s.older = newSweepPass("older", window, sweepRecent)
+	}
 	if timing.Interval > 0 {
 		s.interval = timing.Interval
 	}
@@ -150,79 +181,99 @@ func (s *sweeper) run(ctx context.Context) error {
 	}
 }
 
-// sweep reads at most maxPages pages of the window from where the previous
-// sweep stopped, and hands each refunded transaction to the desk. A pass
-// over the window starts with the cursor empty: what the previous pass
-// handled is then checked once more (a POS refund pending then may have
-// been released since: the desk decides again).
+// sweep reads at most maxPages pages: half of them (at least one) for the
+// recent part of the window, the rest for the older part, each from where
+// the previous sweep stopped, and hands each refunded transaction to the
+// desk.
 func (s *sweeper) sweep(ctx context.Context) error {
 	began := time.Now()
-	now := s.now()
-	from, to := now.Add(-s.window), now.Add(sweepMargin)
-	if s.cursor == "" {
-		clear(s.done)
-		clear(s.unknown)
+	budget := s.maxPages
+	if s.older != nil {
+		budget = max(1, s.maxPages/2)
 	}
 	var listed, refunded int
-	for range s.maxPages {
-		if err := s.idle(ctx); err != nil {
-			return nil // stopping
-		}
-		lctx, cancel := context.WithTimeout(ctx, sweepListTimeout)
-		pg, err := s.list.List(lctx, from, to, s.cursor, s.pageSize)
-		cancel()
-		if err != nil {
-			// Retried from the same place at the next sweep; failing there
-			// again, the platform may no longer take this cursor (aged out
-			// of the window, expired): the sweep after starts a new pass.
-			after := s.cursor
-			if s.failedAt == after {
-				s.cursor, s.failedAt = "", ""
-			} else {
-				s.failedAt = after
-			}
-			return fmt.Errorf("list transactions after %q: %w", clip(after), err)
-		}
-		s.failedAt = ""
-		listed += len(pg.Transactions)
-		for _, t := range pg.Transactions {
-			if ev, ok := sweepEvent(t); ok {
-				refunded++
-				if err := s.handle(ctx, ev); err != nil {
-					return nil // stopping
-				}
-			}
-		}
-		if pg.Next == s.cursor {
-			// A platform naming the page it was asked for as the next one
-			// would be read for ever: the pass ends here.
-			s.log.Warn("after-sale sweep: the listing's next page is the one just read; starting a new pass", "after", s.cursor)
-			pg.Next = ""
-		}
-		s.cursor = pg.Next
-		if pg.Next == "" {
-			break // the window read to its end: the next sweep starts over
-		}
+	used, err := s.walk(ctx, s.recent, budget, &listed, &refunded)
+	if err == nil && s.older != nil && ctx.Err() == nil {
+		_, err = s.walk(ctx, s.older, s.maxPages-used, &listed, &refunded)
+	}
+	if err != nil || ctx.Err() != nil {
+		return err
 	}
 	s.sweeps.Add(1)
 	s.count(sweepRun)
-	s.log.Debug("after-sale sweep done", "listed", listed, "refunded", refunded, "resume_after", s.cursor, "took", time.Since(began))
+	s.log.Debug("after-sale sweep done", "listed", listed, "refunded", refunded, "recent_after", clip(s.recent.cursor), "took", time.Since(began))
 	return nil
 }
 
-// handle gives the desk one listed update, unless it handled it already this
-// run or the engine is running its payment. It returns an error only when ctx
+// walk reads at most pages pages of p and reports how many it read. It
+// returns an error for a failed listing; the same page is asked for again at
+// the next sweep, unless the platform refused the request itself (a 4xx: the
+// cursor may have aged out of the window), which starts the walk over.
+func (s *sweeper) walk(ctx context.Context, p *sweepPass, pages int, listed, refunded *int) (int, error) {
+	if p.cursor == "" {
+		clear(p.done)
+		clear(p.unknown)
+	}
+	now := s.now()
+	from, to := now.Add(-p.back), now.Add(-p.backEnd)
+	if p.backEnd == 0 {
+		to = now.Add(sweepMargin)
+	}
+	read := 0
+	for read < pages {
+		if err := s.idle(ctx); err != nil {
+			return read, nil // stopping
+		}
+		lctx, cancel := context.WithTimeout(ctx, sweepListTimeout)
+		pg, err := s.list.List(lctx, from, to, p.cursor, s.pageSize)
+		cancel()
+		if err != nil {
+			after := p.cursor
+			if ae := (*qr.APIError)(nil); errors.As(err, &ae) && ae.StatusCode >= 400 && ae.StatusCode < 500 {
+				p.restart()
+			}
+			return read, fmt.Errorf("list %s transactions after %q: %w", p.name, clip(after), err)
+		}
+		read++
+		p.pages++
+		*listed += len(pg.Transactions)
+		for _, t := range pg.Transactions {
+			if ev, ok := sweepEvent(t); ok {
+				*refunded++
+				if err := s.handle(ctx, p, ev); err != nil {
+					return read, nil // stopping
+				}
+			}
+		}
+		switch {
+		case pg.Next == "":
+			p.restart() // the part read to its end: the next sweep starts over
+			return read, nil
+		case pg.Next == p.cursor || p.pages >= maxPassPages:
+			// A platform naming the page it was asked for as the next one,
+			// or whose pages cycle, would be read for ever.
+			s.log.Warn("after-sale sweep: the listing does not end; starting the walk over", "part", p.name, "after", clip(p.cursor), "pages", p.pages)
+			p.restart()
+			return read, nil
+		}
+		p.cursor = pg.Next
+	}
+	return read, nil
+}
+
+// handle gives the desk one listed update, unless p's walk handled it already
+// or the engine is running its payment. It returns an error only when ctx
 // ends.
-func (s *sweeper) handle(ctx context.Context, ev ppaas.Event) error {
+func (s *sweeper) handle(ctx context.Context, p *sweepPass, ev ppaas.Event) error {
 	if ev.ClientTransactionID == "" {
 		// Every payment of this agent is created with its journal id as
 		// clientTransactionId: one listed without it is not one of ours to
 		// tell (looking it up by its PPaaS id would commit the journal's
 		// pending index for each, every sweep).
-		s.unknownOnce(ev)
+		s.unknownOnce(p, ev)
 		return nil
 	}
-	if has(s.done, ev.EventID) {
+	if has(p.done, ev.EventID) {
 		return nil
 	}
 	if ctid, _ := s.engine.Payment(ev); ctid != "" {
@@ -243,10 +294,10 @@ func (s *sweeper) handle(ctx context.Context, ev ppaas.Event) error {
 	case !handled:
 		// Unknown to the journal (evicted, or never this agent's), or a
 		// payment restart recovery settles: nothing is invented into the
-		// journal. Logged and counted once a pass; checked again each sweep.
-		s.unknownOnce(ev)
+		// journal. Logged and counted once a walk; checked again each walk.
+		s.unknownOnce(p, ev)
 	default:
-		remember(s.done, ev.EventID)
+		remember(p.done, ev.EventID)
 		if journaled {
 			s.updates.Add(1)
 			s.count(sweepUpdate)
@@ -256,14 +307,14 @@ func (s *sweeper) handle(ctx context.Context, ev ppaas.Event) error {
 	return nil
 }
 
-// unknownOnce logs and counts, once a pass, a refunded transaction the sweep
-// leaves alone.
-func (s *sweeper) unknownOnce(ev ppaas.Event) {
+// unknownOnce logs and counts, once a walk of p, a refunded transaction the
+// sweep leaves alone.
+func (s *sweeper) unknownOnce(p *sweepPass, ev ppaas.Event) {
 	k := ev.TransactionID + "\x00" + ev.ClientTransactionID
-	if has(s.unknown, k) {
+	if has(p.unknown, k) {
 		return
 	}
-	remember(s.unknown, k)
+	remember(p.unknown, k)
 	s.unknowns.Add(1)
 	s.count(sweepUnknown)
 	s.log.Info("after-sale sweep: PPaaS reports a refunded transaction the journal does not know (or restart recovery settles); not journaled",

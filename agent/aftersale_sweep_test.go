@@ -226,18 +226,18 @@ func TestSweepPagesResumesAndJournalsOnce(t *testing.T) {
 
 	require.NoError(t, s.sweep(ctx))
 	require.Equal(t, []string{"", "tx-1"}, list.afters, "two pages")
-	require.Equal(t, "tx-3", s.cursor, "resumes after the fourth")
+	require.Equal(t, "tx-3", s.recent.cursor, "resumes after the fourth")
 	require.Equal(t, map[string]int{afterRefunded: 1}, r.counts, "the journaled payment's refund, on the second page")
 	require.Len(t, afterSaleRecords(t, r.j.st, id), 1)
 
 	list.fail = errors.New("platform down")
 	require.ErrorContains(t, s.sweep(ctx), "platform down")
-	require.Equal(t, "tx-3", s.cursor, "a failed listing is retried from the same place, once")
+	require.Equal(t, "tx-3", s.recent.cursor, "a failed listing is retried from the same place")
 
 	list.afters = nil
 	require.NoError(t, s.sweep(ctx))
 	require.Equal(t, []string{"tx-3"}, list.afters, "the last page")
-	require.Empty(t, s.cursor, "the window read to its end: the next sweep starts over")
+	require.Empty(t, s.recent.cursor, "the window read to its end: the next sweep starts over")
 	require.NoError(t, s.sweep(ctx))
 	require.NoError(t, s.sweep(ctx))
 
