@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -67,7 +68,7 @@ const (
 	sweepListFailed = "list_failed" // a sweep whose listing failed: retried at the next interval
 	sweepUpdate     = "update"      // an update the sweep journaled (and queued for the POS)
 	sweepUnknown    = "unknown"     // a refunded transaction the journal does not know (counted once a walk of the window)
-	sweepFailed     = "failed"      // a transaction the desk could not handle: retried at the next sweep
+	sweepFailed     = "failed"      // a transaction the desk could not handle: retried when its walk comes back to it
 )
 
 var sweepOutcomes = closedSet(sweepRun, sweepListFailed, sweepUpdate, sweepUnknown, sweepFailed)
@@ -94,20 +95,40 @@ type paymentsInFlight interface {
 // have been released since: the desk decides again; it journals and tells
 // an update once whatever the repeats).
 type sweepPass struct {
-	name          string        // for the log: "recent" or "older"
-	back, backEnd time.Duration // it lists what was created from now-back to now-backEnd (0: now, plus sweepMargin)
-	cursor        string        // the after of the next page; "": the part's start
-	pages         int           // pages this walk read
+	name          string                // for the log: "recent" or "older"
+	back, backEnd time.Duration         // it lists what was created from now-back to now-backEnd (0: now, plus sweepMargin)
+	cursor        string                // the after of the next page; "": the part's start
+	failedAt      string                // the cursor whose listing failed last, while the last one failed
+	pages         int                   // pages this walk read
+	seen          map[[16]byte]struct{} // the cursors this walk went through: a cycle ends it
 	done          map[[16]byte]struct{}
 	unknown       map[[16]byte]struct{}
 }
 
 func newSweepPass(name string, back, backEnd time.Duration) *sweepPass {
-	return &sweepPass{name: name, back: back, backEnd: backEnd, done: map[[16]byte]struct{}{}, unknown: map[[16]byte]struct{}{}}
+	return &sweepPass{name: name, back: back, backEnd: backEnd,
+		seen: map[[16]byte]struct{}{}, done: map[[16]byte]struct{}{}, unknown: map[[16]byte]struct{}{}}
 }
 
 // restart makes the next page the part's first.
-func (p *sweepPass) restart() { p.cursor, p.pages = "", 0 }
+func (p *sweepPass) restart() {
+	p.cursor, p.failedAt, p.pages = "", "", 0
+	clear(p.seen)
+}
+
+// refusedCursor reports a listing error that says the platform will not
+// take this cursor again (it no longer knows it, or it left the window).
+func refusedCursor(err error) bool {
+	var ae *qr.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.StatusCode {
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusGone, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
+}
 
 // sweeper is the after-sale sweep. One goroutine (run) owns it.
 type sweeper struct {
@@ -126,6 +147,7 @@ type sweeper struct {
 	// recent walks the last sweepRecent of the window, older the rest (nil
 	// when the window is no longer than sweepRecent).
 	recent, older *sweepPass
+	turn          bool // with one page a sweep: the older part's turn
 
 	sweeps, listFailures, updates, unknowns, failures atomic.Int64
 }
@@ -181,34 +203,61 @@ func (s *sweeper) run(ctx context.Context) error {
 	}
 }
 
-// sweep reads at most maxPages pages: half of them (at least one) for the
-// recent part of the window, the rest for the older part, each from where
-// the previous sweep stopped, and hands each refunded transaction to the
-// desk.
+// sweep reads at most maxPages pages: half of them for the recent part of
+// the window, the rest for the older part (with one page a sweep, the two
+// take turns), each from where the previous sweep stopped, and hands each
+// refunded transaction to the desk. Pages one part leaves unread (it
+// reached its end) go to the other. A walk's failed listing does not keep
+// the other from its pages; the errors are returned together.
 func (s *sweeper) sweep(ctx context.Context) error {
 	began := time.Now()
-	budget := s.maxPages
-	if s.older != nil {
-		budget = max(1, s.maxPages/2)
-	}
 	var listed, refunded int
-	used, err := s.walk(ctx, s.recent, budget, &listed, &refunded)
-	if err == nil && s.older != nil && ctx.Err() == nil {
-		_, err = s.walk(ctx, s.older, s.maxPages-used, &listed, &refunded)
+	if s.older == nil {
+		_, err := s.walk(ctx, s.recent, s.maxPages, &listed, &refunded)
+		return s.swept(ctx, began, listed, refunded, err)
 	}
+	first, second := s.recent, s.older
+	share := s.maxPages / 2
+	if s.maxPages == 1 {
+		share = 1
+		if s.turn {
+			first, second = s.older, s.recent
+		}
+		s.turn = !s.turn
+	}
+	used, err1 := s.walk(ctx, first, share, &listed, &refunded)
+	if ctx.Err() != nil {
+		return nil
+	}
+	used2, err2 := s.walk(ctx, second, s.maxPages-used, &listed, &refunded)
+	if left := s.maxPages - used - used2; left > 0 && err1 == nil && first.cursor != "" && ctx.Err() == nil {
+		_, err1 = s.walk(ctx, first, left, &listed, &refunded)
+	}
+	return s.swept(ctx, began, listed, refunded, errors.Join(err1, err2))
+}
+
+// swept counts and logs a sweep that ended with err (nil: every page it
+// asked for was read).
+func (s *sweeper) swept(ctx context.Context, began time.Time, listed, refunded int, err error) error {
 	if err != nil || ctx.Err() != nil {
 		return err
 	}
 	s.sweeps.Add(1)
 	s.count(sweepRun)
-	s.log.Debug("after-sale sweep done", "listed", listed, "refunded", refunded, "recent_after", clip(s.recent.cursor), "took", time.Since(began))
+	older := ""
+	if s.older != nil {
+		older = s.older.cursor
+	}
+	s.log.Debug("after-sale sweep done", "listed", listed, "refunded", refunded, "recent_after", clip(s.recent.cursor), "older_after", clip(older), "took", time.Since(began))
 	return nil
 }
 
 // walk reads at most pages pages of p and reports how many it read. It
-// returns an error for a failed listing; the same page is asked for again at
-// the next sweep, unless the platform refused the request itself (a 4xx: the
-// cursor may have aged out of the window), which starts the walk over.
+// returns an error for a failed listing: the same page is asked for again at
+// the next sweep, once; a second failure there, or a cursor the platform
+// refuses (refusedCursor), starts the walk over: a page that never lists
+// (a transaction it cannot decode, an answer over its bounds) must not stop
+// the walk for good.
 func (s *sweeper) walk(ctx context.Context, p *sweepPass, pages int, listed, refunded *int) (int, error) {
 	if p.cursor == "" {
 		clear(p.done)
@@ -229,11 +278,14 @@ func (s *sweeper) walk(ctx context.Context, p *sweepPass, pages int, listed, ref
 		cancel()
 		if err != nil {
 			after := p.cursor
-			if ae := (*qr.APIError)(nil); errors.As(err, &ae) && ae.StatusCode >= 400 && ae.StatusCode < 500 {
+			if after != "" && (p.failedAt == after || refusedCursor(err)) {
 				p.restart()
+			} else {
+				p.failedAt = after
 			}
 			return read, fmt.Errorf("list %s transactions after %q: %w", p.name, clip(after), err)
 		}
+		p.failedAt = ""
 		read++
 		p.pages++
 		*listed += len(pg.Transactions)
@@ -249,13 +301,14 @@ func (s *sweeper) walk(ctx context.Context, p *sweepPass, pages int, listed, ref
 		case pg.Next == "":
 			p.restart() // the part read to its end: the next sweep starts over
 			return read, nil
-		case pg.Next == p.cursor || p.pages >= maxPassPages:
-			// A platform naming the page it was asked for as the next one,
-			// or whose pages cycle, would be read for ever.
+		case pg.Next == p.cursor || has(p.seen, pg.Next) || p.pages >= maxPassPages:
+			// A platform naming a page this walk read already as the next
+			// one would be read for ever.
 			s.log.Warn("after-sale sweep: the listing does not end; starting the walk over", "part", p.name, "after", clip(p.cursor), "pages", p.pages)
 			p.restart()
 			return read, nil
 		}
+		remember(p.seen, p.cursor)
 		p.cursor = pg.Next
 	}
 	return read, nil
@@ -289,7 +342,7 @@ func (s *sweeper) handle(ctx context.Context, p *sweepPass, ev ppaas.Event) erro
 	case err != nil:
 		s.failures.Add(1)
 		s.count(sweepFailed)
-		s.log.Warn("after-sale sweep: update not handled; retried at the next sweep", "transaction_id", clip(ev.TransactionID),
+		s.log.Warn("after-sale sweep: update not handled; retried when its walk comes back to it", "transaction_id", clip(ev.TransactionID),
 			"client_transaction_id", clip(ev.ClientTransactionID), "status", clip(ev.RawStatus), "err", err)
 	case !handled:
 		// Unknown to the journal (evicted, or never this agent's), or a

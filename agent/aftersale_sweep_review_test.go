@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -251,4 +252,87 @@ func TestSweepFindsARecentRefundFirst(t *testing.T) {
 	require.Len(t, recs, 1, "the older walk reaches it at the second sweep")
 	require.Equal(t, afterChargedBack, recs[0].Kind)
 	require.Len(t, afterSaleRecords(t, r.j.st, recent), 1, "told once")
+}
+
+// badPage fails every listing of one part's second page with an error that
+// is no refusal of the cursor (a transaction the client cannot decode).
+type badPage struct {
+	agedListing
+	badAfter string
+}
+
+func (l *badPage) List(ctx context.Context, from, to time.Time, after string, limit int) (qr.TransactionPage, error) {
+	if after == l.badAfter {
+		l.afters = append(l.afters, after)
+		return qr.TransactionPage{}, errors.New("list transactions: transaction 3: no transactionId")
+	}
+	return l.agedListing.List(ctx, from, to, after, limit)
+}
+
+// Re-review: a page that never lists (not a 4xx) stopped its walk for good,
+// and a failing recent walk kept the older one from its pages. Two failures
+// at one cursor start the walk over; the other walk reads on.
+func TestSweepWalksSurviveABadPage(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	ctx := t.Context()
+	now := time.Now()
+	old := paidWithPPaaSID(t, r, "OLDB", "qr-oldb", 2000)
+	l := &badPage{badAfter: "r-1"}
+	for i := range 4 { // the recent part: pages of 2, the second one bad
+		l.txs = append(l.txs, ppaas.Transaction{TransactionID: fmt.Sprintf("r-%d", i), Status: ppaas.Approved, CreatedAt: now.Add(-time.Duration(4-i) * time.Hour)})
+	}
+	tx := listedRefund(old, "qr-oldb", 2000)
+	tx.CreatedAt = now.Add(-30 * 24 * time.Hour)
+	l.txs = append([]ppaas.Transaction{tx}, l.txs...)
+	s := newSweeper(l, noneInFlight{}, r.j.after, nil, time.Minute, 120*24*time.Hour, SweepTiming{PageSize: 2, MaxPages: 4}, time.Now, slog.New(slog.DiscardHandler), nil)
+
+	require.Error(t, s.sweep(ctx), "the recent walk's second page fails")
+	require.Len(t, afterSaleRecords(t, r.j.st, old), 1, "the older walk read its pages all the same")
+	require.Equal(t, "r-1", s.recent.cursor, "asked again at the next sweep")
+	require.Error(t, s.sweep(ctx))
+	require.Empty(t, s.recent.cursor, "failing twice there: the walk starts over")
+	require.Error(t, s.sweep(ctx), "the bad page is still bad")
+	require.Equal(t, "r-1", s.recent.cursor, "but the walk goes on reaching it, and past it once it lists")
+	l.badAfter = "no such page" // the platform mends it
+	require.NoError(t, s.sweep(ctx))
+	require.Empty(t, s.recent.cursor, "read to its end")
+}
+
+// cycling names, as the next page, a page the walk read two pages before.
+type cycling struct{ afters []string }
+
+func (l *cycling) List(_ context.Context, _, _ time.Time, after string, _ int) (qr.TransactionPage, error) {
+	l.afters = append(l.afters, after)
+	next := map[string]string{"": "A", "A": "B", "B": "A"}[after]
+	return qr.TransactionPage{Transactions: []ppaas.Transaction{{TransactionID: after + "x", Status: ppaas.Approved}}, Next: next}, nil
+}
+
+// Re-review: a listing cycling A → B → A was read until maxPassPages.
+func TestSweepEndsACyclingWalk(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	l := &cycling{}
+	s := newTestSweeper(r, l, SweepTiming{})
+	require.NoError(t, s.sweep(t.Context()))
+	require.Equal(t, []string{"", "A", "B"}, l.afters, "B names A, read already: the walk ends")
+	require.Empty(t, s.recent.cursor)
+}
+
+// windows records how far back each listing asked from.
+type windows struct{ backs []time.Duration }
+
+func (l *windows) List(_ context.Context, from, _ time.Time, _ string, _ int) (qr.TransactionPage, error) {
+	l.backs = append(l.backs, time.Since(from).Round(time.Hour))
+	return qr.TransactionPage{}, nil
+}
+
+// Re-review: with one page a sweep, the older part was never listed. The
+// two parts take turns.
+func TestSweepOnePageASweepTakesTurns(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	l := &windows{}
+	s := newSweeper(l, noneInFlight{}, r.j.after, nil, time.Minute, 120*24*time.Hour, SweepTiming{MaxPages: 1}, time.Now, slog.New(slog.DiscardHandler), nil)
+	for range 4 {
+		require.NoError(t, s.sweep(t.Context()))
+	}
+	require.Equal(t, []time.Duration{7 * 24 * time.Hour, 120 * 24 * time.Hour, 7 * 24 * time.Hour, 120 * 24 * time.Hour}, l.backs)
 }
