@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -69,18 +70,28 @@ const (
 	sweepUpdate     = "update"      // an update the sweep journaled (and queued for the POS)
 	sweepUnknown    = "unknown"     // a refunded transaction the journal does not know (counted once a walk of the window)
 	sweepFailed     = "failed"      // a transaction the desk could not handle: retried when its walk comes back to it
+
+	sweepSkipped = "undecodable" // a listed transaction the agent could not decode: left out, logged
 )
 
-var sweepOutcomes = closedSet(sweepRun, sweepListFailed, sweepUpdate, sweepUnknown, sweepFailed)
+var sweepOutcomes = closedSet(sweepRun, sweepListFailed, sweepUpdate, sweepUnknown, sweepFailed, sweepSkipped)
 
 // SweepStats counts the sweep's outcomes since start.
 type SweepStats struct {
 	Sweeps, ListFailures, Updates, Unknown, Failures int64
 }
 
-// transactionLister lists the device's transactions (qr.Client.List).
+// transactionLister lists the device's transactions (skippingLister).
 type transactionLister interface {
 	List(ctx context.Context, from, to time.Time, after string, limit int) (qr.TransactionPage, error)
+}
+
+// skippingLister lists with qr.Client.ListSkipping: a transaction the agent
+// cannot decode must not stop a walk at its page.
+type skippingLister struct{ qc *qr.Client }
+
+func (l skippingLister) List(ctx context.Context, from, to time.Time, after string, limit int) (qr.TransactionPage, error) {
+	return l.qc.ListSkipping(ctx, from, to, after, limit)
 }
 
 // paymentsInFlight tells a payment the QR engine is running (qr.Engine.Payment):
@@ -114,6 +125,13 @@ func newSweepPass(name string, back, backEnd time.Duration) *sweepPass {
 func (p *sweepPass) restart() {
 	p.cursor, p.failedAt, p.pages = "", "", 0
 	clear(p.seen)
+}
+
+// unreached reports a listing error that says nothing of the page: the
+// platform was not reached, or did not answer in time.
+func unreached(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // refusedCursor reports a listing error that says the platform will not
@@ -213,8 +231,8 @@ func (s *sweeper) sweep(ctx context.Context) error {
 	began := time.Now()
 	var listed, refunded int
 	if s.older == nil {
-		_, err := s.walk(ctx, s.recent, s.maxPages, &listed, &refunded)
-		return s.swept(ctx, began, listed, refunded, err)
+		read, err := s.walk(ctx, s.recent, s.maxPages, &listed, &refunded)
+		return s.swept(ctx, began, read, listed, refunded, err)
 	}
 	first, second := s.recent, s.older
 	share := s.maxPages / 2
@@ -230,16 +248,22 @@ func (s *sweeper) sweep(ctx context.Context) error {
 		return nil
 	}
 	used2, err2 := s.walk(ctx, second, s.maxPages-used, &listed, &refunded)
-	if left := s.maxPages - used - used2; left > 0 && err1 == nil && first.cursor != "" && ctx.Err() == nil {
-		_, err1 = s.walk(ctx, first, left, &listed, &refunded)
+	read := used + used2
+	if left := s.maxPages - read; left > 0 && err1 == nil && first.cursor != "" && ctx.Err() == nil {
+		more, err := s.walk(ctx, first, left, &listed, &refunded)
+		read, err1 = read+more, err
 	}
-	return s.swept(ctx, began, listed, refunded, errors.Join(err1, err2))
+	return s.swept(ctx, began, read, listed, refunded, errors.Join(err1, err2))
 }
 
-// swept counts and logs a sweep that ended with err (nil: every page it
-// asked for was read).
-func (s *sweeper) swept(ctx context.Context, began time.Time, listed, refunded int, err error) error {
-	if err != nil || ctx.Err() != nil {
+// swept counts and logs a sweep that read pages pages and ended with err
+// (returned: the run counts it as a failed listing). A sweep that read a
+// page counts as run, even if a walk's listing failed.
+func (s *sweeper) swept(ctx context.Context, began time.Time, pages, listed, refunded int, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	if pages == 0 {
 		return err
 	}
 	s.sweeps.Add(1)
@@ -249,15 +273,17 @@ func (s *sweeper) swept(ctx context.Context, began time.Time, listed, refunded i
 		older = s.older.cursor
 	}
 	s.log.Debug("after-sale sweep done", "listed", listed, "refunded", refunded, "recent_after", clip(s.recent.cursor), "older_after", clip(older), "took", time.Since(began))
-	return nil
+	return err
 }
 
 // walk reads at most pages pages of p and reports how many it read. It
 // returns an error for a failed listing: the same page is asked for again at
-// the next sweep, once; a second failure there, or a cursor the platform
-// refuses (refusedCursor), starts the walk over: a page that never lists
-// (a transaction it cannot decode, an answer over its bounds) must not stop
-// the walk for good.
+// the next sweep. A second answer refusing it there, or a cursor the
+// platform refuses (refusedCursor), starts the walk over; a failure to reach
+// the platform (the network, a timeout) only waits for the next sweep, so a
+// link down for a while does not throw a long walk's progress away. A
+// transaction it cannot decode is left out of its page (skippingLister),
+// counted and logged.
 func (s *sweeper) walk(ctx context.Context, p *sweepPass, pages int, listed, refunded *int) (int, error) {
 	if p.cursor == "" {
 		clear(p.done)
@@ -278,14 +304,22 @@ func (s *sweeper) walk(ctx context.Context, p *sweepPass, pages int, listed, ref
 		cancel()
 		if err != nil {
 			after := p.cursor
-			if after != "" && (p.failedAt == after || refusedCursor(err)) {
+			switch {
+			case after == "" || unreached(err):
+			case p.failedAt == after || refusedCursor(err):
 				p.restart()
-			} else {
+			default:
 				p.failedAt = after
 			}
 			return read, fmt.Errorf("list %s transactions after %q: %w", p.name, clip(after), err)
 		}
 		p.failedAt = ""
+		if pg.Skipped > 0 {
+			for range pg.Skipped {
+				s.count(sweepSkipped)
+			}
+			s.log.Warn("after-sale sweep: listed transactions the agent cannot decode left out", "part", p.name, "count", pg.Skipped, "after", clip(p.cursor))
+		}
 		read++
 		p.pages++
 		*listed += len(pg.Transactions)

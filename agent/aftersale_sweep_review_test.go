@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -335,4 +336,30 @@ func TestSweepOnePageASweepTakesTurns(t *testing.T) {
 		require.NoError(t, s.sweep(t.Context()))
 	}
 	require.Equal(t, []time.Duration{7 * 24 * time.Hour, 120 * 24 * time.Hour, 7 * 24 * time.Hour, 120 * 24 * time.Hour}, l.backs)
+}
+
+// unreachable fails every listing after the first page as a network error.
+type unreachable struct{ afters []string }
+
+func (l *unreachable) List(_ context.Context, _, _ time.Time, after string, _ int) (qr.TransactionPage, error) {
+	l.afters = append(l.afters, after)
+	if after != "" {
+		return qr.TransactionPage{}, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	}
+	return qr.TransactionPage{Transactions: []ppaas.Transaction{{TransactionID: "tx-0", Status: ppaas.Approved}}, Next: "tx-0"}, nil
+}
+
+// Final review: two sweeps that could not reach the platform threw a long
+// walk's progress away. Only the platform's own answers count toward
+// starting over; a sweep that read a page counts as run.
+func TestSweepKeepsItsPlaceWhileThePlatformIsUnreachable(t *testing.T) {
+	r := newAfterSaleRig(t, false)
+	l := &unreachable{}
+	s := newTestSweeper(r, l, SweepTiming{MaxPages: 2})
+	require.Error(t, s.sweep(t.Context()), "the second page cannot be reached")
+	for range 3 {
+		require.Error(t, s.sweep(t.Context()))
+		require.Equal(t, "tx-0", s.recent.cursor, "kept while the link is down")
+	}
+	require.EqualValues(t, 1, s.Stats().Sweeps, "the first sweep read a page")
 }

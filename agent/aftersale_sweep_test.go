@@ -342,7 +342,7 @@ func TestSweepDoesNotRetellWhatAnEventTold(t *testing.T) {
 // termagent_aftersale_sweep_total's outcome label is a closed set.
 func TestSweepMetricLabelsAreClosed(t *testing.T) {
 	m := newMetrics()
-	for _, o := range []string{sweepRun, sweepRun, sweepListFailed, sweepUpdate, sweepUnknown, sweepFailed, "anything else"} {
+	for _, o := range []string{sweepRun, sweepRun, sweepListFailed, sweepUpdate, sweepUnknown, sweepFailed, sweepSkipped, "anything else"} {
 		m.sweepOutcome(o)
 	}
 	mfs, err := m.reg.Gather()
@@ -356,5 +356,5 @@ func TestSweepMetricLabelsAreClosed(t *testing.T) {
 			got[mm.GetLabel()[0].GetValue()] = mm.GetCounter().GetValue()
 		}
 	}
-	require.Equal(t, map[string]float64{sweepRun: 2, sweepListFailed: 1, sweepUpdate: 1, sweepUnknown: 1, sweepFailed: 1, labelOther: 1}, got)
+	require.Equal(t, map[string]float64{sweepRun: 2, sweepListFailed: 1, sweepUpdate: 1, sweepUnknown: 1, sweepFailed: 1, sweepSkipped: 1, labelOther: 1}, got)
 }

@@ -446,7 +446,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// refunds: agent/refund_desk.go
 	g.Go(func() error { return a.runRefundDesk(gctx, st, engine, desk, unfinished) })
 	if every, _ := a.cfg.SweepInterval(); every > 0 || a.opts.Sweep.Interval > 0 { // validated in New
-		sw := newSweeper(qc, engine, after, pos, every, a.cfg.AfterSaleSweepWindow, a.opts.Sweep, a.clock.Now,
+		sw := newSweeper(skippingLister{qc}, engine, after, pos, every, a.cfg.AfterSaleSweepWindow, a.opts.Sweep, a.clock.Now,
 			a.log.With("component", "aftersale-sweep"), m.sweepOutcome)
 		a.mu.Lock()
 		a.sweep = sw

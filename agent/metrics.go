@@ -97,7 +97,7 @@ func newMetrics() *metrics {
 	}, []string{"kind"})
 	m.sweep = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "termagent", Name: "aftersale_sweep_total",
-		Help: "The after-sale sweep's outcomes: sweep (sweeps run), list_failed (listings that failed, retried at the next interval), update (updates it found and journaled), unknown (refunded transactions the journal does not know), failed (updates not handled, retried).",
+		Help: "The after-sale sweep's outcomes: sweep (sweeps run), list_failed (listings that failed, retried at the next interval), update (updates it found and journaled), unknown (refunded transactions the journal does not know), failed (updates not handled, retried), undecodable (listed transactions the agent could not decode, left out).",
 	}, []string{"outcome"})
 	m.reg.MustRegister(m.nexoRequests, m.nexoLatency, m.apmOutcomes, m.afterSale, m.sweep,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
