@@ -69,13 +69,6 @@ type IngestStats struct {
 	Duplicates int `json:"duplicates"`
 }
 
-// IngestCounts counts the events received so far, without copying them.
-func (p *PPaaS) IngestCounts() IngestStats {
-	p.ingest.mu.Lock()
-	defer p.ingest.mu.Unlock()
-	return IngestStats{Events: len(p.ingest.events), Duplicates: p.ingest.duplicates}
-}
-
 // Ingested returns a copy of the events received so far, in arrival order.
 func (p *PPaaS) Ingested() ([]IngestedEvent, IngestStats) {
 	p.ingest.mu.Lock()
