@@ -72,8 +72,8 @@ func benchWorldPaymentThen(ctx context.Context, s *Store, i int, prev []uint64, 
 
 // BenchmarkPaymentCommits: what a payment's commits write and how long
 // bbolt takes to write and sync them (TxStats.WriteTime), against the floor
-// of 2 fdatasync of one page per commit measured on the same filesystem
-// between payments; apart, the writer's commits that apply a batch of
+// of one page written and fdatasynced twice per commit, back to back,
+// measured on the same filesystem between payments; apart, the writer's commits that apply a batch of
 // payments' indexes (unindexed.go), per payment; and the wall time of a
 // payment (its two commits and the store calls between), p50 and p90. b.N
 // payments on a journal that already holds TERMAGENT_PAYMENT_HISTORY
@@ -96,7 +96,8 @@ func BenchmarkPaymentCommits(b *testing.B) {
 	}
 	defer f.Close()
 	page := make([]byte, 4096)
-	var syncs, took []time.Duration
+	var syncs, firsts, took []time.Duration // a commit's floor (a page synced twice), its first sync, a payment
+	var first time.Duration
 	before, beforeIdx := s.DiskStats(), s.indexDiskStats()
 	b.ResetTimer()
 	for i := range b.N {
@@ -107,13 +108,18 @@ func BenchmarkPaymentCommits(b *testing.B) {
 		took = append(took, time.Since(t0))
 		b.StopTimer()
 		t0 = time.Now()
-		if _, err := f.WriteAt(page, 0); err != nil {
-			b.Fatal(err)
+		for range 2 { // a commit's two syncs, back to back: the second costs less
+			if _, err := f.WriteAt(page, 0); err != nil {
+				b.Fatal(err)
+			}
+			if err := f.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			if first == 0 {
+				first = time.Since(t0)
+			}
 		}
-		if err := f.Sync(); err != nil {
-			b.Fatal(err)
-		}
-		syncs = append(syncs, time.Since(t0))
+		syncs, firsts, first = append(syncs, time.Since(t0)), append(firsts, first), 0
 		b.StartTimer()
 	}
 	b.StopTimer()
@@ -130,8 +136,9 @@ func BenchmarkPaymentCommits(b *testing.B) {
 	b.ReportMetric(float64(idx.Pages)/n, "index-pages/payment")
 	b.ReportMetric(float64(idx.WriteTime.Microseconds())/n, "index-write-µs/payment")
 	b.ReportMetric(float64(all.WriteTime.Microseconds())/n, "write-µs/payment")
-	b.ReportMetric(float64(sync.Microseconds()), "fdatasync-p50-µs")
-	b.ReportMetric(float64(d.WriteTime)/float64(d.Commits)/float64(2*sync), "write/floor")
+	b.ReportMetric(float64(percentile(firsts, 0.5).Microseconds()), "fdatasync-p50-µs")
+	b.ReportMetric(float64(sync.Microseconds()), "commit-floor-p50-µs")
+	b.ReportMetric(float64(d.WriteTime)/float64(d.Commits)/float64(sync), "write/floor")
 	b.ReportMetric(float64(percentile(took, 0.5).Microseconds()), "payment-p50-µs")
 	b.ReportMetric(float64(percentile(took, 0.9).Microseconds()), "payment-p90-µs")
 }
