@@ -85,6 +85,13 @@ func TestE2ESweepDoesNotReannounceThePOSOwnReversal(t *testing.T) {
 	r, err := w.pos.Reverse(t.Context(), ctid, "CustCancel")
 	require.NoError(t, err)
 	require.Equal(t, nexo.Success, r.Status.Result, simworld.Describe(r))
+	// The reversal's POI transaction id names its own journal entry (it was
+	// the payment's id with "-rev", which named nothing: NotFound): the agent
+	// finds it, money given back, and refuses to reverse it.
+	again, err := w.pos.Reverse(t.Context(), r.Reversal.POITransactionID.ID, "CustCancel")
+	require.NoError(t, err)
+	require.Equal(t, nexo.Refusal, again.Status.ErrorCondition, simworld.Describe(again))
+	require.Contains(t, again.Status.AdditionalResponse, "cannot be reversed")
 	w.waitFor(5*time.Second, "PPaaS refunded the reversed payment", func() bool { return w.simTx(ctid).RefundedAmount == 2000 },
 		func() string { return fmt.Sprintf("%+v", w.simTx(ctid)) })
 	w.awaitSweeps(3)

@@ -5,6 +5,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -57,7 +58,14 @@ type Options struct {
 	// Sweep tunes the after-sale sweep (agent/aftersale_sweep.go; tests use
 	// milliseconds).
 	Sweep SweepTiming
+	// Steps bounds the QR engine's create and cancel calls (zero: 30 s and
+	// 10 s); the Nexo server's wait for a payment past its deadline or an
+	// abort is derived from them (serverGrace). Tests shorten them.
+	Steps StepTiming
 }
+
+// StepTiming bounds a payment's create and cancel calls to PPaaS.
+type StepTiming struct{ Create, Cancel time.Duration }
 
 // Agent is a configured agent. Run starts it.
 type Agent struct {
@@ -309,7 +317,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// under way, then the cancel); the Nexo server waits them out, so the POS
 	// is answered with the engine's outcome, never a guess (an "Aborted"
 	// for a payment the consumer paid while the cancel was on its way).
-	const createTimeout, cancelTimeout = 30 * time.Second, 10 * time.Second
+	createTimeout, cancelTimeout := cmp.Or(a.opts.Steps.Create, 30*time.Second), cmp.Or(a.opts.Steps.Cancel, 10*time.Second)
 	engineGrace := createTimeout + cancelTimeout + 5*time.Second
 	engine, err := qr.NewEngine(qr.Config{
 		Brands:        brands,
@@ -382,7 +390,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		EventURL:        a.cfg.POSEventURL,
 		EventClient:     posClient,
 		PaymentTimeout:  a.cfg.PaymentTimeout + engineGrace,
-		AbortGrace:      engineGrace,
+		AbortGrace:      serverGrace(engineGrace, engine.LongestConfirm()),
 		// Sized for a terminal serving a few POS (issue 11): what a flood of
 		// connections or sealed messages can hold is bounded by these.
 		MaxConns:  terminalMaxConns,
@@ -643,3 +651,14 @@ func (e *corruptStoreError) Error() string {
 }
 
 func (e *corruptStoreError) Unwrap() error { return e.ce }
+
+// serverGrace is how long the Nexo server waits for a payment's engine once
+// the payment's deadline has passed or the POS has aborted it, before it
+// answers without the engine: the engine's own bounded steps after either
+// (steps: a create under way, then the cancel) plus the longest wait for a
+// paid payment's confirmation, which neither cuts short (qr.Engine). Any
+// shorter, and a payment the consumer paid could be answered before its
+// provider confirms it, then succeed (TestServerWaitsOutAPaidPaymentsConfirmation).
+func serverGrace(steps, longestConfirm time.Duration) time.Duration {
+	return steps + longestConfirm
+}

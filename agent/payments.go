@@ -256,7 +256,7 @@ func (e apmEngine) Reverse(ctx context.Context, txn nexo.Txn, req nexo.ReversalR
 		return nexo.ReversalResult{}, nexo.Errorf(nexo.UnreachableHost, "reversal not confirmed by PPaaS: %v", err)
 	}
 	return nexo.ReversalResult{
-		POITransactionID:  nexo.TransactionID{ID: id + "-rev", TimeStamp: time.Now().UTC()},
+		POITransactionID:  nexo.TransactionID{ID: txn.POITransactionID, TimeStamp: time.Now().UTC()}, // the reversal's own journal entry
 		ProviderReference: out.ProviderReference,
 		ReversedAmount:    reversedAmount(out), // refunds: agent/refund.go (receipts)
 	}, nil

@@ -147,7 +147,7 @@ func (a *Agent) recover(ctx context.Context, j journal, txns []store.Txn) (unloc
 			if adv.TransactionID == "" {
 				adv.Create = create
 			}
-			if !a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Cancel, "interrupted by an agent restart; the payment is being cancelled at PPaaS, no money will move"), &adv) {
+			if !a.finishRecovered(ctx, j, t, v, nil, nexo.Errorf(nexo.Cancel, "interrupted by an agent restart; a reversal is queued: the payment is cancelled at PPaaS, or refunded if its consumer paid"), &adv) {
 				continue // stays unfinished; the next start tries again
 			}
 			if a.fwd != nil {
@@ -208,7 +208,6 @@ func (a *Agent) finishRecoveredReversal(ctx context.Context, j journal, t store.
 	}
 	if st, ok := a.reversedAtPPaaS(ctx, j, orig.ID); ok {
 		resp.Status = nexo.ResponseStatus{Result: nexo.Success, AdditionalResponse: fmt.Sprintf("%s at PPaaS (outcome recovered after an agent restart)", st)}
-		resp.Reversal.POITransactionID = nexo.TransactionID{ID: orig.ID + "-rev", TimeStamp: t.Started}
 	}
 	if err := j.finish(ctx, t, resp, time.Now(), nil); err != nil {
 		a.log.Error("journal recovered reversal", "err", err)

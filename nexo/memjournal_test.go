@@ -41,6 +41,13 @@ func (j *MemJournal) Begin(_ context.Context, e JournalEntry) (string, error) {
 	return id, nil
 }
 
+// ID is the POI transaction id Begin gave saleID/serviceID ("" if none).
+func (j *MemJournal) ID(saleID, serviceID string) string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.ids[[2]string{saleID, serviceID}]
+}
+
 func (j *MemJournal) Finish(_ context.Context, txn Txn, response *Response, at time.Time) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()

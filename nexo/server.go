@@ -51,14 +51,18 @@ type ServerConfig struct {
 	MaxRequestBytes   int64         // default 64 KiB
 	ReadHeaderTimeout time.Duration // default 5 s (bounds slowloris)
 	ReadTimeout       time.Duration // default 15 s
-	// WriteTimeout must outlast the longest payment; default PaymentTimeout + 15 s.
+	// WriteTimeout bounds writing a response, counted again from when the
+	// answer is ready: a payment may run past it (PaymentTimeout, then up to
+	// AbortGrace), and its answer still goes out. Default PaymentTimeout + 15 s.
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration // default 120 s
 	// PaymentTimeout bounds a payment or reversal; default 5 min (a consumer
 	// scanning a QR code takes a while).
 	PaymentTimeout time.Duration
 	// AbortGrace is how long the server waits for an engine to return after
-	// its context was cancelled before answering anyway; default 5 s.
+	// its context was cancelled (PaymentTimeout, or the POS's Abort) before
+	// answering without it: Failure/InProgress, ask TransactionStatus. It
+	// must cover the engine's longest run past either; default 5 s.
 	AbortGrace time.Duration
 	// ServiceIDWindow is how long a ServiceID stays reserved per SaleID;
 	// default 48 h.
@@ -291,6 +295,10 @@ func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 			out = s.process(r.Context(), ex, body)
 		}
 	}()
+	rc := http.NewResponseController(w)
+	// net/http's write deadline was set when the request was read; a
+	// payment may have outlasted it (TestAnswerOutlastingWriteTimeoutArrives).
+	_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	if len(out.body) > 0 {
@@ -303,7 +311,7 @@ func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
 	// this handler returns: InFlight.End, deferred above, lets the
 	// forwarder's deliveries run, and they must not be ahead of the POS's
 	// answer on the terminal's CPUs.
-	_ = http.NewResponseController(w).Flush()
+	_ = rc.Flush()
 	if s.deps.Observer != nil {
 		result := ex.result
 		if result == "" {
@@ -702,8 +710,12 @@ func (s *Server) transact(ctx context.Context, req *Request) *Response {
 				gaveUp = true
 				handoff.Unlock()
 				t.Stop()
-				log.Warn("payment engine still running past the grace period; answering now, the journal gets its outcome when it ends")
-				return s.txFailure(req, Errorf(UnreachableHost, "outcome not known yet; ask TransactionStatus later"), TransactionID{})
+				// Not a definitive answer (UnreachableHost says a reversal
+				// is queued; none is): InProgress, under the payment's own
+				// POI transaction id, which TransactionStatus and a Reversal
+				// find.
+				log.Warn("payment engine still running past the grace period; answering InProgress now, the journal gets its outcome when it ends")
+				return s.txFailure(req, Errorf(InProgress, "outcome not known yet; ask TransactionStatus later"), TransactionID{ID: txn.POITransactionID, TimeStamp: now})
 			}
 		}
 		t.Stop()

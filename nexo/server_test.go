@@ -261,13 +261,21 @@ func TestPanicInHandler(t *testing.T) {
 	requireSuccess(t, resp, err)
 }
 
+// An engine still running past AbortGrace: the POS is answered InProgress
+// (not definitive: no reversal is queued, the engine may yet succeed), under
+// the payment's own POI transaction id, and the journal gets the real
+// outcome when the engine ends. (Answered UnreachableHost under a made-up id
+// before: a POS that took it as a failure and took cash charged twice when
+// the payment then succeeded; review, rv-money.)
 func TestEngineIgnoringCancellation(t *testing.T) {
 	eng := &fakeEngine{ignore: true, release: make(chan struct{})}
 	env := startServer(t, ServerConfig{PaymentTimeout: 200 * time.Millisecond, AbortGrace: 100 * time.Millisecond}, &testEnv{engine: eng})
 	c := env.client(nil, nil)
 	ctx := testCtx(t)
 	resp, err := c.Do(ctx, paymentReq("H1", "BLOCK", 100))
-	requireFailure(t, resp, err, UnreachableHost)
+	requireFailure(t, resp, err, InProgress)
+	require.Equal(t, env.journal.ID("POS1", "H1"), resp.Payment.POITransactionID.ID, "the payment's own POI transaction id")
+	require.NotEmpty(t, resp.Payment.POITransactionID.ID)
 	// The engine still holds the slot until it returns.
 	resp, err = c.Do(ctx, paymentReq("H2", "KB", 100))
 	requireFailure(t, resp, err, Busy)
@@ -561,4 +569,18 @@ func (b brandEngine) Reverse(_ context.Context, _ Txn, req ReversalRequest) (Rev
 		return ReversalResult{}, Errorf(NotFound, "not mine")
 	}
 	return ReversalResult{}, nil
+}
+
+// A payment may run longer than WriteTimeout (PaymentTimeout, then up to
+// AbortGrace for a paid payment's confirmation): its answer still arrives.
+// net/http's write deadline is set when the request is read; the server sets
+// it again once the answer is ready. (Before, the agent's write timeout,
+// PaymentTimeout + 15 s, cut off any answer given in AbortGrace's last 30 s:
+// the POS got a broken connection instead of its Success; review, rv-money.)
+func TestAnswerOutlastingWriteTimeoutArrives(t *testing.T) {
+	eng := &fakeEngine{ignore: true, release: make(chan struct{})}
+	env := startServer(t, ServerConfig{PaymentTimeout: 5 * time.Second, AbortGrace: 5 * time.Second, WriteTimeout: 200 * time.Millisecond}, &testEnv{engine: eng})
+	time.AfterFunc(700*time.Millisecond, func() { close(eng.release) })
+	resp, err := env.client(nil, nil).Do(testCtx(t), paymentReq("W1", "BLOCK", 100))
+	requireSuccess(t, resp, err)
 }

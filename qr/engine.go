@@ -445,6 +445,17 @@ func (e *Engine) Pay(ctx context.Context, req PaymentRequest) (Outcome, error) {
 	}
 }
 
+// LongestConfirm is the longest a paid payment waits for its provider's
+// confirmation, whatever its payment type: how long past an abort or its
+// timeout a payment may still be running.
+func (e *Engine) LongestConfirm() time.Duration {
+	d := e.cfg.ConfirmTimeout
+	for _, v := range e.cfg.ConfirmTimeouts {
+		d = max(d, v)
+	}
+	return d
+}
+
 // confirmBound is how long a paid payment of paymentType waits for its
 // provider's confirmation.
 func (e *Engine) confirmBound(paymentType string) time.Duration {
