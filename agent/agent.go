@@ -123,9 +123,9 @@ func New(cfg Config, build Build, log *slog.Logger, opts Options) (*Agent, error
 		return nil, err
 	}
 	a.platform = tlsConfig
-	a.poiid = cfg.POIID
-	if a.poiid == "" {
-		a.poiid = a.model + "-" + a.serial
+	a.poiid = cfg.poiidFor(a.model, a.serial)
+	if p := poiidProblem(a.poiid, cfg.POIID == ""); p != "" {
+		return nil, &FieldError{Field: "poiid", Msg: p}
 	}
 	if cfg.AuthURL != "" {
 		log.Warn("auth_url is deprecated: set credentials_url and token_url (or -env)", "credentials_url", cfg.CredentialsURL, "token_url", cfg.TokenURL)

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/termagent/termagent/ppaas"
 	"github.com/termagent/termagent/qr"
@@ -187,6 +188,11 @@ func (c Config) Validate() error {
 		}
 		if c.NexoPassphrase == "" {
 			bad("nexo_passphrase", "a LAN-facing Nexo server (%s) requires message security", c.NexoListen)
+		}
+	}
+	if c.POIID != "" {
+		if p := poiidProblem(c.POIID, false); p != "" {
+			bad("poiid", "%s", p)
 		}
 	}
 	if !c.NexoPlainHTTP && (c.NexoCert == "" || c.NexoKey == "") {
@@ -501,4 +507,28 @@ func (c Config) SweepInterval() (time.Duration, error) {
 		return 0, fmt.Errorf("must be between %s and %s, or 0 (off), got %s", minSweepInterval, maxSweepInterval, d)
 	}
 	return d, nil
+}
+
+// maxPOIIDLen is Nexo's bound on MessageHeader.POIID (Max35Text): a longer
+// one is refused in every request the POS sends.
+const maxPOIIDLen = 35
+
+// poiidFor is the POIID the POS addresses: poiid, or {MODEL}-{SERIAL}.
+func (c Config) poiidFor(model, serial string) string {
+	if c.POIID != "" {
+		return c.POIID
+	}
+	return model + "-" + serial
+}
+
+// poiidProblem says why poiid cannot serve ("" if it can); derived: it was
+// made from the model and the serial, not configured.
+func poiidProblem(poiid string, derived bool) string {
+	if n := utf8.RuneCountInString(poiid); n > maxPOIIDLen {
+		if derived {
+			return fmt.Sprintf("%q ({MODEL}-{SERIAL}) is %d characters; Nexo allows at most %d: set a shorter poiid", poiid, n, maxPOIIDLen)
+		}
+		return fmt.Sprintf("%q is %d characters; Nexo allows at most %d", poiid, n, maxPOIIDLen)
+	}
+	return ""
 }

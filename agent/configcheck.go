@@ -2,7 +2,9 @@ package agent
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,7 +44,23 @@ func (c Config) Check(now time.Time) (CheckReport, error) {
 	}
 	filesOK, ferrs := c.checkFiles()
 	errs = append(errs, ferrs...)
-	if filesOK["cert"] && filesOK["key"] && filesOK["ca"] {
+	caOK := false
+	if filesOK["ca"] {
+		if desc, err := describeCA(c.CA, now); err != nil {
+			bad("ca", "%v", err)
+		} else {
+			caOK = true
+			line("ca", "%s", desc)
+		}
+	}
+	if !c.usesClientCertificate() { // demo-custom-token: no device certificate
+		if c.Serial != "" && c.Model != "" {
+			if p := poiidProblem(c.poiidFor(c.Model, c.Serial), c.POIID == ""); p != "" {
+				bad("poiid", "%s", p)
+			}
+			c.describeEndpoints(line, c.Serial)
+		}
+	} else if filesOK["cert"] && filesOK["key"] && caOK {
 		dev, err := mtls.LoadDeviceTLS(mtls.TLSFiles{Cert: c.Cert, Key: c.Key, CA: c.CA}, func() time.Time { return now })
 		if err != nil {
 			bad("cert", "%v", err)
@@ -61,8 +79,10 @@ func (c Config) Check(now time.Time) (CheckReport, error) {
 			line("cert", "%s: serial %s, model %s, CN %s, issued by %s, expires %s (in %d days)",
 				c.Cert, serial, model, leaf.Subject.CommonName, leaf.Issuer.CommonName, leaf.NotAfter.UTC().Format(time.DateOnly), int(leaf.NotAfter.Sub(now).Hours()/24))
 			line("key", "%s: private (mode 0600 or stricter), matches the certificate", c.Key)
-			line("ca", "%s: verifies PPaaS", c.CA)
 			if serial != "" {
+				if p := poiidProblem(c.poiidFor(model, serial), c.POIID == ""); p != "" {
+					bad("poiid", "%s", p)
+				}
 				c.describeEndpoints(line, serial)
 			}
 		}
@@ -71,7 +91,14 @@ func (c Config) Check(now time.Time) (CheckReport, error) {
 		if pair, err := mtls.LoadKeyPair(c.NexoCert, c.NexoKey); err != nil {
 			bad("nexo_cert", "%v", err)
 		} else if pair.Leaf != nil {
-			line("nexo", "https://%s/nexo with %s (%s, expires %s)", c.NexoListen, c.NexoCert, strings.Join(pair.Leaf.DNSNames, ", "), pair.Leaf.NotAfter.UTC().Format(time.DateOnly))
+			names := pair.Leaf.DNSNames
+			for _, ip := range pair.Leaf.IPAddresses {
+				names = append(names, ip.String())
+			}
+			if len(names) == 0 {
+				bad("nexo_cert", "%s names no host (no DNS or IP subject alternative name): a POS that checks the POI's host name refuses it", c.NexoCert)
+			}
+			line("nexo", "https://%s/nexo with %s (%s, expires %s)", c.NexoListen, c.NexoCert, strings.Join(names, ", "), pair.Leaf.NotAfter.UTC().Format(time.DateOnly))
 		}
 	} else if c.NexoPlainHTTP {
 		line("nexo", "http://%s/nexo (plain HTTP: loopback testing only)", c.NexoListen)
@@ -86,7 +113,10 @@ type configFile struct {
 }
 
 func (c Config) files() []configFile {
-	files := []configFile{{"cert", c.Cert, false}, {"key", c.Key, true}, {"ca", c.CA, false}}
+	files := []configFile{{"ca", c.CA, false}} // optional without a client certificate: "" is the system roots
+	if c.usesClientCertificate() {
+		files = append(files, configFile{"cert", c.Cert, false}, configFile{"key", c.Key, true})
+	}
 	if !c.NexoPlainHTTP {
 		files = append(files, configFile{"nexo_cert", c.NexoCert, false}, configFile{"nexo_key", c.NexoKey, true})
 	}
@@ -303,4 +333,48 @@ func editDistance(a, b string) int {
 		}
 	}
 	return d[len(a)][len(b)]
+}
+
+// describeCA reads the CA bundle that verifies PPaaS's certificate: what it
+// holds, or why it cannot serve (no certificate, none of them a CA, every
+// one expired: a device's own certificate given as the bundle, say).
+func describeCA(path string, now time.Time) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var certs, cas, valid int
+	var names []string
+	for len(b) > 0 {
+		var blk *pem.Block
+		if blk, b = pem.Decode(b); blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return "", fmt.Errorf("%s: certificate %d: %w", path, certs+1, err)
+		}
+		certs++
+		if cert.BasicConstraintsValid && cert.IsCA {
+			cas++
+			if now.Before(cert.NotAfter) && now.After(cert.NotBefore) {
+				valid++
+				if len(names) < 3 {
+					names = append(names, cert.Subject.CommonName)
+				}
+			}
+		}
+	}
+	switch {
+	case certs == 0:
+		return "", fmt.Errorf("%s: no PEM certificates", path)
+	case cas == 0:
+		return "", fmt.Errorf("%s: none of its %d certificates is a CA (a device or server certificate, not the bundle that verifies PPaaS?)", path, certs)
+	case valid == 0:
+		return "", fmt.Errorf("%s: every CA certificate in it has expired or is not valid yet", path)
+	}
+	return fmt.Sprintf("%s: %d CA certificates valid now (%s), PPaaS's certificate must chain to one", path, valid, strings.Join(names, ", ")), nil
 }

@@ -186,8 +186,13 @@ func (c Config) validatePlatform() []error {
 			bad(u.field, "must be an https:// URL with a host, got %q", u.value)
 		}
 	}
-	if c.PollFirst < 10*time.Millisecond || c.PollFirst > c.PollMax {
-		bad("poll_first", "must be at least 10ms and at most poll_max (%s), got %s", c.PollMax, c.PollFirst)
+	switch {
+	case c.PollFirst < 10*time.Millisecond:
+		bad("poll_first", "must be at least 10ms, got %s", c.PollFirst)
+	case c.PollFirst > c.PollMax && c.PollMax != DefaultConfig().PollMax:
+		bad("poll_max", "must be at least poll_first (%s), got %s", c.PollFirst, c.PollMax)
+	case c.PollFirst > c.PollMax:
+		bad("poll_first", "must be at most poll_max (%s), got %s", c.PollMax, c.PollFirst)
 	}
 	if c.PollMax > 10*time.Minute {
 		bad("poll_max", "must be at most 10m, got %s", c.PollMax)
