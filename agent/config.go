@@ -89,7 +89,7 @@ type Config struct {
 
 	// issue 11: hostile input
 	JournalMaxBytes int           `json:"journal_max_bytes" help:"disk budget of the transaction journal in bytes; past it the oldest finished transactions are evicted (never an unfinished one)"`
-	MemoryTrimAfter time.Duration `json:"memory_trim_after" help:"after this long without Nexo traffic following some, hand the memory the burst left behind back to the OS (one full GC); 0 disables"`
+	MemoryTrimAfter time.Duration `json:"memory_trim_after" help:"after this long without Nexo or admin requests or deliveries, following some, hand the memory the burst left behind back to the OS (two collections); 0 disables"`
 
 	// issue 14: digital receipts
 	DigitalReceipts bool `json:"digital_receipts" help:"queue each successful payment's, refund's and reversal's receipt as a digital-receipt event to PPaaS, committed with its final response"`
@@ -307,7 +307,7 @@ func LoadConfig(name string, args []string, getenv func(string) string, stderr i
 		fs.Var(&fieldValue{rv.Field(i)}, flagName(jsonName), usage)
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s [flags] [run]\n       %s version | config check | queue ...\n\nFlags (each also settable by its environment variable and in the -config file under its name with underscores):\n", name, name)
+		fmt.Fprintf(stderr, "Usage: %s [flags] [run]\n       %s version | config check | queue ... | refund ... | service run|install|uninstall\n\nFlags (each also settable by its environment variable and in the -config file under its name with underscores):\n", name, name)
 		fs.PrintDefaults()
 		fmt.Fprintf(stderr, "\nSecrets are read from the environment or the file only: %s, %s.\n", envName("password"), envName("nexo_passphrase"))
 	}

@@ -378,3 +378,28 @@ func describeCA(path string, now time.Time) (string, error) {
 	}
 	return fmt.Sprintf("%s: %d CA certificates valid now (%s), PPaaS's certificate must chain to one", path, valid, strings.Join(names, ", ")), nil
 }
+
+// UnknownEnv names the TERMAGENT_* variables in environ (os.Environ) that no
+// setting reads, each with the closest one it may be a typo of: such a
+// variable is ignored, and a misspelled secret (TERMAGENT_NEXO_PASSPHRSE)
+// would otherwise leave its setting at its default without a word.
+func UnknownEnv(environ []string) []string {
+	known := map[string]bool{"TERMAGENT_CONFIG": true, "TERMAGENT_FAILPOINT": true}
+	keys := knownKeys()
+	for _, k := range keys {
+		known[envName(k)] = true
+	}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "TERMAGENT_") || known[name] {
+			continue
+		}
+		msg := fmt.Sprintf("environment variable %s is not a setting and is ignored", name)
+		if c := closest(strings.ToLower(strings.TrimPrefix(name, "TERMAGENT_")), keys); c != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", envName(c))
+		}
+		out = append(out, msg)
+	}
+	return out
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/certs"
 )
 
@@ -72,3 +73,13 @@ func TestPollBoundsBlameTheChangedField(t *testing.T) {
 	require.ErrorContains(t, err, "config poll_first (flag -poll-first, env TERMAGENT_POLL_FIRST): must be at most poll_max (5s), got 1m0s")
 }
 
+// A misspelled TERMAGENT_ variable (a secret in an env file, say) is named,
+// with the setting it may be a typo of; the real ones are not.
+func TestUnknownEnvironmentVariablesAreNamed(t *testing.T) {
+	got := agent.UnknownEnv([]string{"TERMAGENT_NEXO_PASSPHRSE=x", "TERMAGENT_PAYMENT_TIMEOUT=90s", "TERMAGENT_CONFIG=/etc/t.json",
+		"PATH=/bin", "TERMAGENT_PASSWORD=p", "TERMAGENT_ZZZ=1"})
+	require.Equal(t, []string{
+		"environment variable TERMAGENT_NEXO_PASSPHRSE is not a setting and is ignored (did you mean TERMAGENT_NEXO_PASSPHRASE?)",
+		"environment variable TERMAGENT_ZZZ is not a setting and is ignored",
+	}, got)
+}

@@ -3,7 +3,7 @@
 // from the POS and drives QR alternative-payment transactions.
 //
 // Usage: agent [flags] [run] | agent version | agent config check | agent queue ... |
-// agent service run|install|uninstall (Windows)
+// agent refund ... | agent service run|install|uninstall (Windows)
 package main
 
 import (
@@ -33,6 +33,9 @@ var (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	for _, w := range agent.UnknownEnv(os.Environ()) {
+		fmt.Fprintf(os.Stderr, "agent: warning: %s\n", w)
+	}
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
