@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -217,12 +218,15 @@ func (c *countedConn) Close() error {
 
 // hardenTLS returns a copy of cfg with TLS 1.2 as the minimum and only AEAD
 // cipher suites with forward secrecy for TLS 1.2 (TLS 1.3 suites are all
-// AEAD).
+// AEAD), and without "h2" in its ALPN protocols: the server speaks HTTP/1.1
+// only (see NewServer).
 func hardenTLS(cfg *tls.Config) *tls.Config {
 	if cfg == nil {
 		return nil
 	}
-	return mtls.HardenServerTLS(cfg)
+	c := mtls.HardenServerTLS(cfg)
+	c.NextProtos = slices.DeleteFunc(slices.Clone(c.NextProtos), func(p string) bool { return p == "h2" })
+	return c
 }
 
 // Stats are the server's bounded-state counters, for metrics.

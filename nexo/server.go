@@ -186,7 +186,12 @@ func NewServer(cfg ServerConfig, deps Deps, log *slog.Logger) (*Server, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		TLSConfig:         hardenTLS(cfg.TLSConfig),
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// HTTP/1.1 only, as POS clients speak it: over HTTP/2 one connection
+		// would carry up to 250 requests at once, each with its body buffer,
+		// past MaxConns and before any authentication. A non-nil map without
+		// "h2" turns it off, and ServeTLS then offers only "http/1.1" in ALPN.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return s, nil
 }
