@@ -1,12 +1,15 @@
 package nexo
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"net"
+	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,21 +172,60 @@ func (s *Server) checkFresh(req *Request) *cryptoError {
 	return nil
 }
 
-// connLimit closes connections accepted past max open ones.
+// connLimit bounds the connections open at once to max. A connection
+// accepted at the limit evicts the open one idle longest: one between two
+// requests, or one accepted more than newGrace ago that has not sent a
+// request yet. Only when every open connection has a request in flight, or
+// was accepted within newGrace, is the new one closed at once. So peers that
+// merely hold connections (the Nexo TLS asks for no client certificate) cannot
+// lock a POS out for an IdleTimeout, and a connection serving a request is
+// never closed under it.
+//
+// A connection's state is kept in atomics that ConnState (StateActive,
+// StateIdle) and serveNexo update without a lock or an allocation; mu is
+// taken once per connection accepted and once per connection closed, and an
+// eviction scans the at most max open connections under it.
 type connLimit struct {
-	max     int64
+	max      int
+	newGrace time.Duration
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	slots []*countedConn // max entries; nil when free
+	free  []int          // indexes of the free slots
+
 	open    atomic.Int64
 	refused atomic.Int64
+	evicted atomic.Int64
 }
 
-func (l *connLimit) wrap(ln net.Listener, log *slog.Logger) net.Listener {
-	return &limitListener{Listener: ln, l: l, log: log}
+// defaultNewGrace is how long an accepted connection may stay silent before
+// it can be evicted: a POS sends its request as soon as it has connected
+// (and, over TLS, shaken hands), and ReadHeaderTimeout closes a silent
+// connection anyway.
+const defaultNewGrace = time.Second
+
+// A countedConn's states.
+const (
+	connNew     int32 = iota // accepted, no request yet
+	connActive               // a request in flight
+	connIdle                 // between two requests
+	connEvicted              // closed to make room; it serves nothing more
+)
+
+func newConnLimit(max int, log *slog.Logger) *connLimit {
+	l := &connLimit{max: max, newGrace: defaultNewGrace, log: log, slots: make([]*countedConn, max), free: make([]int, max)}
+	for i := range l.free {
+		l.free[i] = max - 1 - i
+	}
+	return l
 }
+
+func (l *connLimit) wrap(ln net.Listener) net.Listener { return &limitListener{Listener: ln, l: l} }
 
 type limitListener struct {
 	net.Listener
-	l   *connLimit
-	log *slog.Logger
+	l *connLimit
 }
 
 func (ll *limitListener) Accept() (net.Conn, error) {
@@ -192,37 +234,174 @@ func (ll *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if ll.l.open.Add(1) > ll.l.max {
-			ll.l.open.Add(-1)
-			if ll.l.refused.Add(1)%100 == 1 { // a flood must not flood the log too
-				ll.log.Warn("nexo server: too many connections; closing new ones", "max", ll.l.max, "refused_total", ll.l.refused.Load())
-			}
-			_ = c.Close()
-			continue
+		if cc := ll.l.admit(c, time.Now()); cc != nil {
+			return cc, nil
 		}
-		return &countedConn{Conn: c, l: ll.l}, nil
+		_ = c.Close()
 	}
+}
+
+// admit takes a slot for c, evicting a connection if none is free; it
+// returns nil when c must be closed.
+func (l *connLimit) admit(c net.Conn, now time.Time) *countedConn {
+	l.mu.Lock()
+	var victim *countedConn
+	if len(l.free) == 0 {
+		if victim = l.evictLocked(now); victim == nil {
+			l.mu.Unlock()
+			if n := l.refused.Add(1); n%100 == 1 { // a flood must not flood the log too
+				l.log.Warn("nexo server: too many connections; closing new ones", "max", l.max, "refused_total", n)
+			}
+			return nil
+		}
+	}
+	cc := &countedConn{Conn: c, l: l, slot: l.free[len(l.free)-1]}
+	cc.since.Store(now.UnixNano())
+	l.free = l.free[:len(l.free)-1]
+	l.slots[cc.slot] = cc
+	l.open.Add(1)
+	l.mu.Unlock()
+	if victim != nil {
+		_ = victim.Conn.Close() // its slot is already released
+		if n := l.evicted.Add(1); n%100 == 1 {
+			l.log.Warn("nexo server: too many connections; closing the one idle longest", "max", l.max, "evicted_total", n,
+				"idle", now.Sub(time.Unix(0, victim.since.Load())).Round(time.Millisecond), "remote", victim.RemoteAddr().String())
+		}
+	}
+	return cc
+}
+
+// evictLocked picks the open connection idle longest, marks it evicted and
+// releases its slot; it returns nil when none can go. The caller holds mu.
+func (l *connLimit) evictLocked(now time.Time) *countedConn {
+	silent := now.Add(-l.newGrace).UnixNano()
+	// A failed CompareAndSwap is a connection whose request has just
+	// started: look again, at most max times.
+	for range l.max {
+		var (
+			victim *countedConn
+			state  int32
+			since  int64
+		)
+		for _, c := range l.slots {
+			if c == nil {
+				continue
+			}
+			st, at := c.state.Load(), c.since.Load()
+			if st == connIdle || st == connNew && at <= silent {
+				if victim == nil || at < since {
+					victim, state, since = c, st, at
+				}
+			}
+		}
+		if victim == nil {
+			return nil
+		}
+		if victim.state.CompareAndSwap(state, connEvicted) {
+			l.releaseLocked(victim)
+			return victim
+		}
+	}
+	return nil
+}
+
+func (l *connLimit) releaseLocked(c *countedConn) {
+	if c.slot < 0 {
+		return
+	}
+	l.slots[c.slot] = nil
+	l.free = append(l.free, c.slot)
+	c.slot = -1
+	l.open.Add(-1)
+}
+
+// track follows a connection's HTTP/1 state (http.Server.ConnState).
+func (l *connLimit) track(c net.Conn, st http.ConnState) {
+	cc := counted(c)
+	if cc == nil {
+		return
+	}
+	switch st {
+	case http.StateActive:
+		cc.claim()
+	case http.StateIdle:
+		cc.since.Store(time.Now().UnixNano())
+		cc.state.CompareAndSwap(connActive, connIdle)
+	}
+}
+
+// counted is the countedConn under c (the conn itself, or under its TLS).
+func counted(c net.Conn) *countedConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	cc, _ := c.(*countedConn)
+	return cc
 }
 
 type countedConn struct {
 	net.Conn
-	l    *connLimit
-	once sync.Once
+	l     *connLimit
+	slot  int          // index in l.slots, -1 once released; guarded by l.mu
+	state atomic.Int32 // connNew, connActive, connIdle or connEvicted
+	since atomic.Int64 // Unix nanoseconds it was accepted or last went idle
+}
+
+// claim marks the connection as serving a request; it reports false when the
+// connection was evicted (it is closed: the request must not be served, its
+// answer could not be delivered).
+func (c *countedConn) claim() bool {
+	for {
+		st := c.state.Load()
+		switch {
+		case st == connActive:
+			return true
+		case st == connEvicted:
+			return false
+		case c.state.CompareAndSwap(st, connActive):
+			return true
+		}
+	}
 }
 
 func (c *countedConn) Close() error {
-	c.once.Do(func() { c.l.open.Add(-1) })
+	c.l.mu.Lock()
+	c.l.releaseLocked(c)
+	c.l.mu.Unlock()
 	return c.Conn.Close()
+}
+
+// connKey is the request context's key to its countedConn.
+type connKey struct{}
+
+// withConn is http.Server.ConnContext: it lets serveNexo claim the
+// connection.
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	if cc := counted(c); cc != nil {
+		return context.WithValue(ctx, connKey{}, cc)
+	}
+	return ctx
+}
+
+// claimConn marks the request's connection as serving it, for a pipelined
+// request whose bytes were read with the previous one (net/http then runs no
+// StateActive hook). It reports false when the connection was evicted.
+func claimConn(ctx context.Context) bool {
+	cc, _ := ctx.Value(connKey{}).(*countedConn)
+	return cc == nil || cc.claim()
 }
 
 // hardenTLS returns a copy of cfg with TLS 1.2 as the minimum and only AEAD
 // cipher suites with forward secrecy for TLS 1.2 (TLS 1.3 suites are all
-// AEAD).
+// AEAD), and without "h2" in its ALPN protocols: the server speaks HTTP/1.1
+// only (see NewServer).
 func hardenTLS(cfg *tls.Config) *tls.Config {
 	if cfg == nil {
 		return nil
 	}
-	return mtls.HardenServerTLS(cfg)
+	c := mtls.HardenServerTLS(cfg)
+	c.NextProtos = slices.DeleteFunc(slices.Clone(c.NextProtos), func(p string) bool { return p == "h2" })
+	return c
 }
 
 // Stats are the server's bounded-state counters, for metrics.
@@ -230,7 +409,8 @@ type Stats struct {
 	LoggedIn      int    // SaleIDs logged in now
 	LoginsEvicted uint64 // SaleIDs logged out because MaxLoggedIn was reached
 	Conns         int64  // connections open now
-	ConnsRefused  int64  // connections closed at once because MaxConns was reached
+	ConnsRefused  int64  // connections closed at once because MaxConns were busy
+	ConnsEvicted  int64  // idle connections closed to make room for a new one
 	Nonces        int    // nonces remembered for replay detection
 }
 
@@ -239,7 +419,7 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	st := Stats{LoggedIn: len(s.sessions.at), LoginsEvicted: s.sessions.evicted}
 	s.mu.Unlock()
-	st.Conns, st.ConnsRefused = s.conns.open.Load(), s.conns.refused.Load()
+	st.Conns, st.ConnsRefused, st.ConnsEvicted = s.conns.open.Load(), s.conns.refused.Load(), s.conns.evicted.Load()
 	st.Nonces = s.nonces.len()
 	return st
 }

@@ -157,7 +157,8 @@ type testEnv struct {
 	display *fakeDisplay
 	outbox  *fakeOutbox
 	obs     Observer
-	log     *slog.Logger // discarded when nil
+	log     *slog.Logger  // discarded when nil
+	tune    func(*Server) // when set, called before the server serves
 }
 
 // startServer runs a Server on 127.0.0.1:0 (plain HTTP unless cfg has TLS).
@@ -191,6 +192,9 @@ func startServer(t testing.TB, cfg ServerConfig, env *testEnv) *testEnv {
 		Ledger: env.journal, Synchroniser: fakeSynchroniser{},
 	}, env.log)
 	require.NoError(t, err)
+	if env.tune != nil {
+		env.tune(srv)
+	}
 	ln := serveTest(t, srv)
 	env.srv = srv
 	scheme := "http"

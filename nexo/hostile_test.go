@@ -201,8 +201,10 @@ func TestLoggedInSaleIDsBounded(t *testing.T) {
 	requireFailure(t, resp, err, LoggedOut)
 }
 
+// Connections just accepted are not evicted: with the cap reached by two of
+// them, one more is closed at once.
 func TestConnectionsBounded(t *testing.T) {
-	env := startServer(t, ServerConfig{MaxConns: 2}, nil)
+	env := startServer(t, ServerConfig{MaxConns: 2}, &testEnv{tune: func(s *Server) { s.conns.newGrace = time.Hour }})
 	addr := strings.TrimSuffix(strings.TrimPrefix(env.url, "http://"), "/nexo")
 	var held []net.Conn
 	for range 2 {

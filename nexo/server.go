@@ -68,8 +68,11 @@ type ServerConfig struct {
 	// default 48 h.
 	ServiceIDWindow time.Duration
 
-	// MaxConns bounds the connections open at once; one more is closed as
-	// soon as it is accepted. Default 64 (a POI serves a few POS).
+	// MaxConns bounds the connections open at once. One more accepted at
+	// the limit closes the open connection idle longest (between requests,
+	// or silent for a second since it was accepted); it is itself closed at
+	// once only when every open connection is serving a request or has just
+	// been accepted. Default 64 (a POI serves a few POS).
 	MaxConns int
 	// MaxLoggedIn bounds the SaleIDs logged in at once; a Login past it logs
 	// the oldest out. Default 32.
@@ -142,7 +145,7 @@ type Server struct {
 	lastSale string
 	eventSeq uint64
 	nonces   *nonceCache
-	conns    connLimit
+	conns    *connLimit
 
 	// earlyEncoded, set by tests only, is called when a response encoded
 	// during its journal write is ready (nexo/early.go).
@@ -176,7 +179,7 @@ func NewServer(cfg ServerConfig, deps Deps, log *slog.Logger) (*Server, error) {
 		s.now = time.Now
 	}
 	s.nonces = newNonceCache(cfg.MaxNonces, cfg.ReplayWindow)
-	s.conns.max = int64(cfg.MaxConns)
+	s.conns = newConnLimit(cfg.MaxConns, s.log)
 	s.base, s.cancelBase = context.WithCancelCause(context.Background())
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /nexo", s.serveNexo)
@@ -190,7 +193,14 @@ func NewServer(cfg ServerConfig, deps Deps, log *slog.Logger) (*Server, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		TLSConfig:         hardenTLS(cfg.TLSConfig),
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// HTTP/1.1 only, as POS clients speak it: over HTTP/2 one connection
+		// would carry up to 250 requests at once, each with its body buffer,
+		// past MaxConns and before any authentication. A non-nil map without
+		// "h2" turns it off, and ServeTLS then offers only "http/1.1" in ALPN.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ConnState:    s.conns.track,
+		ConnContext:  withConn,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return s, nil
 }
@@ -205,7 +215,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && (s.cfg.TLSConfig == nil || s.cfg.Key == nil) {
 		return fmt.Errorf("nexo server: refusing to listen on %s without TLS and a message key", a)
 	}
-	ln = s.conns.wrap(ln, s.log)
+	ln = s.conns.wrap(ln)
 	var err error
 	switch {
 	case s.cfg.TLSConfig != nil:
@@ -267,6 +277,9 @@ type exchange struct {
 }
 
 func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
+	if !claimConn(r.Context()) {
+		return // evicted as idle while this request was being read: it is closed
+	}
 	start := time.Now()
 	if s.deps.InFlight != nil {
 		s.deps.InFlight.Begin()
