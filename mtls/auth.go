@@ -231,6 +231,18 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("auth: no HTTP client")
 	}
+	// Whatever client it is given, a redirect is never followed: the form the
+	// client would post again carries the client secret or the password. The
+	// client is copied, not changed.
+	hc := *cfg.Client
+	hc.CheckRedirect = func(req *http.Request, _ []*http.Request) error {
+		status := 0
+		if req.Response != nil {
+			status = req.Response.StatusCode
+		}
+		return redirectError(status, req.URL.Host)
+	}
+	cfg.Client = &hc
 	if !g.Password && g.CustomToken == nil && cfg.Serial == "" {
 		return nil, errors.New("auth: serial number is empty")
 	}
@@ -652,6 +664,9 @@ func (a *Authenticator) lifetime(tr tokenResponse) time.Duration {
 func (a *Authenticator) do(req *http.Request, op string, out any) error {
 	resp, err := a.cfg.Client.Do(req)
 	if err != nil {
+		if re := (*RedirectError)(nil); errors.As(err, &re) {
+			return fmt.Errorf("%s: %w", op, re) // not the *url.Error quoting the Location whole
+		}
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	defer resp.Body.Close()

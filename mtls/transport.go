@@ -17,7 +17,10 @@ type TokenSource interface {
 
 // Transport adds the device bearer token to every request. A 401 invalidates the
 // token, re-authenticates once and retries the request once; a request whose body
-// cannot be replayed (no GetBody) is not retried.
+// cannot be replayed (no GetBody) is not retried. A redirect is answered with a
+// *RedirectError, never a response: the http.Client would follow it with the
+// token (added here, on every round trip, so net/http's stripping of
+// Authorization on a cross-host redirect never applies).
 type Transport struct {
 	Base   http.RoundTripper
 	Tokens TokenSource
@@ -26,6 +29,10 @@ type Transport struct {
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return refuseRedirect(t.roundTrip(req))
+}
+
+func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 	tok, err := t.Tokens.Token(req.Context())
 	if err != nil {
 		return nil, fmt.Errorf("authorize %s %s: %w", req.Method, req.URL.Path, err)
@@ -72,6 +79,7 @@ func authorized(req *http.Request, tok string, body io.ReadCloser) *http.Request
 
 // NewHTTPClient returns the client for PPaaS calls: mutual TLS with the device
 // certificate and, when tokens is not nil, the bearer token on every request.
+// It follows no redirect: a redirect fails the call with a *RedirectError.
 // Callers put deadlines on their contexts; timeout is a last resort.
 func NewHTTPClient(dev *DeviceTLS, tokens TokenSource, clock *Clock, timeout time.Duration) *http.Client {
 	return NewHTTPClientTLS(dev.Config(), tokens, clock, timeout)
@@ -89,7 +97,7 @@ func NewHTTPClientTLS(tlsConfig *tls.Config, tokens TokenSource, clock *Clock, t
 		MaxIdleConnsPerHost:   4,
 		ForceAttemptHTTP2:     true,
 	}
-	var rt http.RoundTripper = base
+	var rt http.RoundTripper = noRedirects{base}
 	if tokens != nil {
 		rt = &Transport{Base: base, Tokens: tokens, Clock: clock}
 	}

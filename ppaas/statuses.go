@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // Statuses decodes PPaaS status spellings into States. The statuses are our
@@ -30,7 +31,9 @@ type Statuses struct {
 	reasons     []string
 
 	// OnUnknown, when set, is called once per unknown spelling (the first 64
-	// distinct ones: a peer cannot grow the set without bound).
+	// distinct ones: a peer cannot grow the set without bound), with the
+	// spelling clipped to its first 64 bytes and copied: it shares no memory
+	// with the body it came from.
 	OnUnknown func(raw string)
 
 	mu      sync.Mutex
@@ -40,6 +43,25 @@ type Statuses struct {
 
 // maxSeenSpellings bounds the unknown spellings remembered for OnUnknown.
 const maxSeenSpellings = 64
+
+// maxSpellingBytes bounds each unknown spelling remembered (and passed to
+// OnUnknown): a status decoded by hand is a slice of its whole body
+// (decode.go), so remembering it as it came kept the body alive (100 bodies of
+// 1 MB: +63 MiB of heap; TestUnknownSpellingsKeepNoBody).
+const maxSpellingBytes = 64
+
+// clipSpelling returns at most maxSpellingBytes of raw, cut at a character
+// boundary (a slice of raw: the caller copies what it keeps).
+func clipSpelling(raw string) string {
+	if len(raw) <= maxSpellingBytes {
+		return raw
+	}
+	n := maxSpellingBytes
+	for n > 0 && !utf8.RuneStart(raw[n]) {
+		n--
+	}
+	return raw[:n]
+}
 
 // Chargebacks. A chargeback — the card holder's bank taking a payment
 // back — is a "refunded" to this contract, but unlike a refund no response of
@@ -245,18 +267,21 @@ func (s *Statuses) report(raw string) {
 	if s.OnUnknown == nil {
 		return
 	}
+	raw = clipSpelling(raw) // a longer spelling is told by its first bytes
 	s.mu.Lock()
 	if s.seen == nil {
 		s.seen = map[string]struct{}{}
 	}
 	_, dup := s.seen[raw]
 	full := len(s.seen) >= maxSeenSpellings
+	var kept string
 	if !dup && !full {
-		s.seen[raw] = struct{}{}
+		kept = strings.Clone(raw) // not a slice of the body: that would keep it alive
+		s.seen[kept] = struct{}{}
 	}
 	s.mu.Unlock()
 	if !dup && !full {
-		s.OnUnknown(raw)
+		s.OnUnknown(kept)
 	}
 }
 

@@ -2,9 +2,12 @@ package ppaas
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -278,4 +281,48 @@ func FuzzDecodeRefund(f *testing.F) {
 			t.Fatalf("unconfigured %q decoded as %q", raw, mapped.Status)
 		}
 	})
+}
+
+// An unknown spelling is remembered (for OnUnknown's once per spelling) as a
+// copy of at most 64 bytes: a status decoded by hand is a slice of its whole
+// body, and 100 bodies of 1 MB with unknown statuses kept +63 MiB of heap
+// alive when it was remembered as it came. The set stays bounded, a long
+// spelling is told once and clipped at a character boundary.
+func TestUnknownSpellingsKeepNoBody(t *testing.T) {
+	s, err := ParseStatuses("")
+	require.NoError(t, err)
+	var reported []string
+	s.OnUnknown = func(raw string) { reported = append(reported, raw) }
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	pad := strings.Repeat("p", 1<<20)
+	for i := range 100 {
+		body := fmt.Sprintf(`{"transactionId":"t%d","statusReason":"%s","status":"weird-%d"}`, i, pad, i)
+		tx, err := s.DecodeTransaction([]byte(body))
+		require.NoError(t, err)
+		require.Equal(t, Pending, tx.Status)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	retained := int64(after.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("100 unknown statuses in 1 MB bodies: heap retained %+d KiB", retained>>10)
+	require.Less(t, retained, int64(4<<20), "the remembered spellings keep their bodies alive")
+	require.Len(t, reported, maxSeenSpellings, "bounded: the first 64 distinct spellings")
+	require.Len(t, s.seen, maxSeenSpellings)
+	require.Equal(t, int64(100), s.UnknownCount(), "every occurrence counted")
+	runtime.KeepAlive(s)
+
+	s, err = ParseStatuses("")
+	require.NoError(t, err)
+	reported = nil
+	s.OnUnknown = func(raw string) { reported = append(reported, raw) }
+	long := strings.Repeat("é", 1<<10) // 2 bytes each: 64 bytes cut one in half
+	for range 2 {
+		_, err := s.DecodeTransaction([]byte(`{"transactionId":"t","status":"` + long + `"}`))
+		require.NoError(t, err)
+	}
+	require.Len(t, reported, 1, "a long spelling is told once")
+	require.Equal(t, strings.Repeat("é", 32), reported[0])
+	require.True(t, utf8.ValidString(reported[0]))
 }

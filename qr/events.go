@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -109,6 +110,8 @@ type Subscriber struct {
 	// every payment's). Bounded: cleared when full. Sessions run one at a
 	// time; mu guards it anyway.
 	ended map[[sha256.Size]byte]int
+
+	oversized atomic.Uint64 // events dropped for their size (dropOversized)
 }
 
 // maxSessionEnds is how many sessions one failing event may end.
@@ -324,6 +327,10 @@ func (s *Subscriber) session(ctx context.Context) error {
 		if unacked {
 			return
 		}
+		if m.Oversize() > 0 {
+			s.dropOversized(m)
+			return
+		}
 		err := s.onMessage(ctx, m)
 		switch {
 		case err == nil:
@@ -392,6 +399,30 @@ func (s *Subscriber) session(ctx context.Context) error {
 // maxHeld bounds the events held in one session, well under a broker's
 // in-flight window.
 const maxHeld = 5
+
+// dropOversized acknowledges, logs and counts an event longer than the
+// session reads (maxMQTTPacket), read past without its payload: delivering
+// it again could never succeed, and unacknowledged the broker would deliver
+// it first on every session, before any other event. The payment it was
+// about, if any, learns its state by polling.
+func (s *Subscriber) dropOversized(m *mqttMessage) {
+	s.oversized.Add(1)
+	s.log.Error("mqtt event too large; acknowledged and dropped (its payment is polled)",
+		"bytes", m.Oversize(), "limit", maxMQTTPacket, "topic", m.Topic(), "message_id", m.MessageID(), "qos", m.Qos())
+	m.Ack()
+}
+
+// SubscriberStats are the Subscriber's counters.
+type SubscriberStats struct {
+	// OversizedEvents counts the events acknowledged and dropped unread for
+	// their size (over 256 KiB).
+	OversizedEvents uint64
+}
+
+// Stats returns the Subscriber's counters.
+func (s *Subscriber) Stats() SubscriberStats {
+	return SubscriberStats{OversizedEvents: s.oversized.Load()}
+}
 
 // onMessage runs in the session's reader goroutine, one message at a time in
 // arrival order. It acks only what is handled; anything else is left unacked,

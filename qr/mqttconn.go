@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"sync"
@@ -117,14 +119,86 @@ func dialMQTT(ctx context.Context, broker string, tlsConfig *tls.Config, clientI
 // read reads one packet, refusing one longer than maxMQTTPacket before
 // anything of it is allocated.
 func (c *mqttConn) read() (packets.ControlPacket, error) {
+	p, _, err := c.readPacket(false)
+	return p, err
+}
+
+// readPacket is read; with skip, a PUBLISH longer than maxMQTTPacket is read
+// past instead of refused, its bytes discarded as they come (never buffered
+// whole), and returned without its payload, with its length in oversize. A
+// refused one would end the session unacknowledged, and the broker would
+// deliver it first again on every session: no event would ever be pushed.
+func (c *mqttConn) readPacket(skip bool) (p packets.ControlPacket, oversize int, err error) {
 	n, err := remainingLength(c.br)
+	if err != nil {
+		return nil, 0, err
+	}
+	if n <= maxMQTTPacket {
+		p, err := packets.ReadPacket(c.br)
+		return p, 0, err
+	}
+	if first, _ := c.br.Peek(1); !skip || first[0]>>4 != packets.Publish {
+		return nil, 0, fmt.Errorf("%w: packet of %d bytes, at most %d accepted", errMQTTProtocol, n, maxMQTTPacket)
+	}
+	pp, err := c.skipPublish(n)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read past a PUBLISH of %d bytes: %w", n, err)
+	}
+	return pp, n, nil
+}
+
+// maxSkippedTopic bounds the topic kept of a PUBLISH read past (for its log).
+const maxSkippedTopic = 128
+
+// skipPublish consumes a PUBLISH whose remaining length is n (its fixed
+// header not yet consumed): it keeps the flags, the topic's first
+// maxSkippedTopic bytes and the packet identifier, and discards the rest.
+func (c *mqttConn) skipPublish(n int) (*packets.PublishPacket, error) {
+	first, err := c.br.ReadByte()
 	if err != nil {
 		return nil, err
 	}
-	if n > maxMQTTPacket {
-		return nil, fmt.Errorf("%w: packet of %d bytes, at most %d accepted", errMQTTProtocol, n, maxMQTTPacket)
+	for { // the remaining length, decoded already (remainingLength)
+		b, err := c.br.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		if b&0x80 == 0 {
+			break
+		}
 	}
-	return packets.ReadPacket(c.br)
+	pp := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+	pp.Dup, pp.Qos, pp.Retain = first&0x08 != 0, (first>>1)&0x03, first&0x01 != 0
+	if pp.Qos > 1 {
+		return nil, fmt.Errorf("%w: PUBLISH at QoS %d, subscribed at 1", errMQTTProtocol, pp.Qos)
+	}
+	var b [2]byte
+	if _, err := io.ReadFull(c.br, b[:]); err != nil {
+		return nil, err
+	}
+	topicLen := int(binary.BigEndian.Uint16(b[:]))
+	header := 2 + topicLen + 2*int(pp.Qos)
+	if header > n {
+		return nil, fmt.Errorf("%w: PUBLISH of %d bytes with a %d-byte variable header", errMQTTProtocol, n, header)
+	}
+	topic := make([]byte, min(topicLen, maxSkippedTopic))
+	if _, err := io.ReadFull(c.br, topic); err != nil {
+		return nil, err
+	}
+	if _, err := io.CopyN(io.Discard, c.br, int64(topicLen-len(topic))); err != nil {
+		return nil, err
+	}
+	pp.TopicName = string(topic)
+	if pp.Qos == 1 {
+		if _, err := io.ReadFull(c.br, b[:]); err != nil {
+			return nil, err
+		}
+		pp.MessageID = binary.BigEndian.Uint16(b[:])
+	}
+	if _, err := io.CopyN(io.Discard, c.br, int64(n-header)); err != nil {
+		return nil, err
+	}
+	return pp, nil
 }
 
 // remainingLength peeks at the fixed header's remaining length (1 to 4
@@ -187,7 +261,9 @@ func (c *mqttConn) subscribe(ctx context.Context, topic string) (byte, error) {
 }
 
 // run reads packets until the connection fails or is closed, handing each
-// PUBLISH to handle in the order received. The broker must send something
+// PUBLISH to handle in the order received (one longer than maxMQTTPacket
+// without its payload: mqttMessage.Oversize). Any other packet longer than
+// maxMQTTPacket ends it. The broker must send something
 // (a PINGRESP at least: ping sends PINGREQs) within keepAlive + timeout.
 func (c *mqttConn) run(handle func(*mqttMessage)) (err error) {
 	defer func() {
@@ -196,7 +272,7 @@ func (c *mqttConn) run(handle func(*mqttMessage)) (err error) {
 	}()
 	for {
 		_ = c.conn.SetReadDeadline(time.Now().Add(c.keepAlive + c.timeout))
-		p, err := c.read()
+		p, oversize, err := c.readPacket(true)
 		if err != nil {
 			return err
 		}
@@ -205,7 +281,7 @@ func (c *mqttConn) run(handle func(*mqttMessage)) (err error) {
 			if p.Qos > 1 {
 				return fmt.Errorf("%w: PUBLISH at QoS %d, subscribed at 1", errMQTTProtocol, p.Qos)
 			}
-			handle(&mqttMessage{c: c, p: p})
+			handle(&mqttMessage{c: c, p: p, oversize: oversize})
 		case *packets.SubackPacket:
 			select {
 			case c.subacks <- p:
@@ -242,10 +318,15 @@ func (c *mqttConn) close() {
 
 // mqttMessage is a received PUBLISH (mqtt.Message, for onMessage).
 type mqttMessage struct {
-	c    *mqttConn
-	p    *packets.PublishPacket
-	once sync.Once
+	c        *mqttConn
+	p        *packets.PublishPacket
+	oversize int // the length of a PUBLISH read past (its payload discarded); 0 for the others
+	once     sync.Once
 }
+
+// Oversize is the length of a PUBLISH longer than maxMQTTPacket, whose
+// payload was discarded unread (Payload is nil, Topic clipped); 0 otherwise.
+func (m *mqttMessage) Oversize() int { return m.oversize }
 
 func (m *mqttMessage) Duplicate() bool   { return m.p.Dup }
 func (m *mqttMessage) Qos() byte         { return m.p.Qos }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -189,8 +191,9 @@ func TestMQTTConnectRefused(t *testing.T) {
 	require.ErrorIs(t, err, packets.ErrorRefusedNotAuthorised)
 }
 
-// Everything a peer controls is bounded: a packet announcing more than
-// maxMQTTPacket ends the session before anything of it is allocated.
+// Everything a peer controls is bounded: a packet other than a PUBLISH
+// announcing more than maxMQTTPacket ends the session before anything of it
+// is allocated (a PUBLISH is read past: TestMQTTOversizedEventIsAckedAndSkipped).
 func TestMQTTPacketOverTheBoundEndsTheSession(t *testing.T) {
 	url, accepted := fakeBroker(t)
 	go func() {
@@ -199,8 +202,8 @@ func TestMQTTPacketOverTheBoundEndsTheSession(t *testing.T) {
 			return
 		}
 		_ = packets.NewControlPacket(packets.Connack).Write(c)
-		// A PUBLISH announcing 200 MiB, and nothing after it.
-		_, _ = c.Write([]byte{0x32, 0x80, 0x80, 0x80, 0x64})
+		// A SUBACK announcing 200 MiB, and nothing after it.
+		_, _ = c.Write([]byte{0x90, 0x80, 0x80, 0x80, 0x64})
 	}()
 	c, err := dialMQTT(t.Context(), url, nil, "S1", "S1", "tok", time.Second, 5*time.Second)
 	require.NoError(t, err)
@@ -276,4 +279,112 @@ func TestMQTTSubscribeNoticesTheConnectionDropped(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("subscribe waits for a SUBACK on a connection that is gone")
 	}
+}
+
+// One event over maxMQTTPacket used to end the session unacknowledged, and
+// the broker delivered it first again on every session: no event was ever
+// pushed again. It is read past (its payload discarded), acknowledged,
+// counted, and the approval after it is applied on the same session.
+func TestMQTTOversizedEventIsAckedAndSkipped(t *testing.T) {
+	url, accepted := fakeBroker(t)
+	h := &recordingHandler{}
+	s, err := NewSubscriber(SubscriberConfig{BrokerURL: url, Serial: "S1", Credentials: tokenCreds{}, Events: &fake.EventLog{}, Handler: h,
+		KeepAlive: 30 * time.Second, Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-ran:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not return")
+		}
+	}()
+	var c net.Conn
+	select {
+	case c = <-accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no connection")
+	}
+	_, ok := readPacket(t, c).(*packets.ConnectPacket)
+	require.True(t, ok)
+	sendPacket(t, c, packets.NewControlPacket(packets.Connack))
+	sub, ok := readPacket(t, c).(*packets.SubscribePacket)
+	require.True(t, ok)
+	sa := packets.NewControlPacket(packets.Suback).(*packets.SubackPacket)
+	sa.MessageID, sa.ReturnCodes = sub.MessageID, []byte{1}
+	sendPacket(t, c, sa)
+	require.NoError(t, s.WaitSubscribed(t.Context()))
+
+	event := func(id, reason string) string {
+		return `{"eventId":"` + id + `","transactionId":"qr-1","status":"approved","statusReason":"` + reason + `","sequence":2}`
+	}
+	sendPacket(t, c, publish(7, event("big", strings.Repeat("z", 300<<10))))
+	sendPacket(t, c, publish(8, event("approval", "ok")))
+	var acks []uint16
+	for len(acks) < 2 {
+		switch p := readPacket(t, c).(type) {
+		case *packets.PubackPacket:
+			acks = append(acks, p.MessageID)
+		case *packets.PingreqPacket:
+		default:
+			t.Fatalf("unexpected %T", p)
+		}
+	}
+	require.Equal(t, []uint16{7, 8}, acks, "the oversized event acknowledged, in order")
+	require.Equal(t, []string{"approval"}, h.applied())
+	require.Equal(t, uint64(1), s.Stats().OversizedEvents)
+	require.True(t, s.Connected(), "the session stays up")
+	sendPacket(t, c, publish(9, event("after", "ok")))
+	pa, ok := readPacket(t, c).(*packets.PubackPacket)
+	require.True(t, ok)
+	require.Equal(t, uint16(9), pa.MessageID, "the same session goes on")
+	require.Equal(t, []string{"approval", "after"}, h.applied())
+}
+
+// Reading past an oversized PUBLISH buffers none of it: the topic is kept
+// clipped, the packet identifier and flags read, the payload discarded; a
+// QoS 2 one (never subscribed to) is a protocol error.
+func TestMQTTReadPastOversizedPublish(t *testing.T) {
+	var buf bytes.Buffer
+	p := publish(42, strings.Repeat("x", 4<<20))
+	p.TopicName = strings.Repeat("t", 1000)
+	p.Dup = true
+	require.NoError(t, p.Write(&buf))
+	small := publish(43, "{}")
+	require.NoError(t, small.Write(&buf))
+	wire := buf.Bytes()
+
+	c := &mqttConn{br: bufio.NewReader(bytes.NewReader(wire))}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	got, n, err := c.readPacket(true)
+	runtime.ReadMemStats(&after)
+	require.NoError(t, err)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("read past a %d-byte PUBLISH: %d bytes allocated", n, allocated)
+	require.Less(t, allocated, uint64(64<<10), "the payload was buffered")
+	gp := got.(*packets.PublishPacket)
+	require.Equal(t, 2+1000+2+4<<20, n, "the remaining length")
+	require.Equal(t, uint16(42), gp.MessageID)
+	require.Equal(t, byte(1), gp.Qos)
+	require.True(t, gp.Dup)
+	require.Equal(t, strings.Repeat("t", maxSkippedTopic), gp.TopicName)
+	require.Nil(t, gp.Payload)
+	next, n, err := c.readPacket(true)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Equal(t, uint16(43), next.(*packets.PublishPacket).MessageID, "the next packet read whole")
+
+	q2 := bytes.Clone(wire)
+	q2[0] = q2[0]&^0x06 | 0x04 // QoS 2
+	c = &mqttConn{br: bufio.NewReader(bytes.NewReader(q2))}
+	_, _, err = c.readPacket(true)
+	require.ErrorIs(t, err, errMQTTProtocol)
+	c = &mqttConn{br: bufio.NewReader(bytes.NewReader(wire))}
+	_, err = c.read()
+	require.ErrorIs(t, err, errMQTTProtocol, "read (the CONNACK's) still refuses it")
 }
