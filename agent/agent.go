@@ -493,6 +493,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			_ = g.Wait()
 			return err
 		}
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "termagent", Name: "mqtt_oversized_events_total",
+			Help: "MQTT events over 256 KiB, acknowledged and dropped unread (logged with their topic and size).",
+		}, func() float64 { return float64(sub.Stats().OversizedEvents) }))
 		g.Go(func() error { return sub.Run(gctx) })
 		g.Go(func() error { a.watchMQTT(gctx, sub); return nil })
 	}

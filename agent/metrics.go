@@ -133,7 +133,8 @@ func (m *metrics) watchNexo(srv nexoStats) {
 	gauge("nexo_logged_in", "SaleIDs logged in to the Nexo server.", func(s nexo.Stats) float64 { return float64(s.LoggedIn) })
 	counter("nexo_logins_evicted_total", "SaleIDs logged out because too many were logged in.", func(s nexo.Stats) float64 { return float64(s.LoginsEvicted) })
 	gauge("nexo_connections", "Connections open to the Nexo server.", func(s nexo.Stats) float64 { return float64(s.Conns) })
-	counter("nexo_connections_refused_total", "Connections closed at once because too many were open.", func(s nexo.Stats) float64 { return float64(s.ConnsRefused) })
+	counter("nexo_connections_refused_total", "Connections closed at once because too many were open, each busy with a request.", func(s nexo.Stats) float64 { return float64(s.ConnsRefused) })
+	counter("nexo_connections_evicted_total", "Idle connections closed to make room for a new one.", func(s nexo.Stats) float64 { return float64(s.ConnsEvicted) })
 	gauge("nexo_replay_nonces", "Nonces of protected messages remembered to refuse replays.", func(s nexo.Stats) float64 { return float64(s.Nonces) })
 }
 
