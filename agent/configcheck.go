@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/termagent/termagent/failpoint"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/ppaas"
 )
@@ -384,7 +385,7 @@ func describeCA(path string, now time.Time) (string, error) {
 // variable is ignored, and a misspelled secret (TERMAGENT_NEXO_PASSPHRSE)
 // would otherwise leave its setting at its default without a word.
 func UnknownEnv(environ []string) []string {
-	known := map[string]bool{"TERMAGENT_CONFIG": true, "TERMAGENT_FAILPOINT": true}
+	known := map[string]bool{"TERMAGENT_CONFIG": true, failpoint.EnvVar: true} // failpoint's: test builds only
 	keys := knownKeys()
 	for _, k := range keys {
 		known[envName(k)] = true
