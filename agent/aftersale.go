@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
@@ -459,8 +458,9 @@ func (a *afterSale) reversalOwns(ctx context.Context, t store.Txn) (bool, error)
 }
 
 // maxReasonText bounds the platform's status reason quoted in what the POS is
-// told (and journaled twice: in the record and the rewritten response).
-const maxReasonText = 200
+// told (and journaled twice: in the record and the rewritten response): the
+// bound the ppaas decoder keeps it to already.
+const maxReasonText = ppaas.MaxTextLen
 
 // classify says what a late event means for payment t, answered resp; listed
 // as for news.
@@ -477,7 +477,7 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 			// As for an approval below: another PPaaS transaction's refund
 			// is not this payment's, whatever clientTransactionId it names.
 			a.log.Warn("qr refund names another PPaaS transaction than the journal's; not acted on",
-				"poi_transaction_id", t.ID, "event_transaction_id", truncate(ev.TransactionID, 128), "journal_transaction_id", v.transactionID, "event_id", truncate(ev.EventID, 128))
+				"poi_transaction_id", t.ID, "event_transaction_id", clip(ev.TransactionID), "journal_transaction_id", v.transactionID, "event_id", clip(ev.EventID))
 			return rec, false, nil
 		}
 		// What the POS refunded itself (completed or pending refunds and
@@ -522,7 +522,7 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 				rec.Text += ", besides the " + formatMinor(refunded) + " the POS refunded"
 			}
 		}
-		if reason := truncate(ev.StatusReason, maxReasonText); reason != "" && !strings.Contains(rec.Text, reason) {
+		if reason := ppaas.Clip(ev.StatusReason, maxReasonText); reason != "" && !strings.Contains(rec.Text, reason) {
 			rec.Text += " (" + reason + ")"
 		}
 		return rec, true, nil
@@ -704,20 +704,6 @@ func toldBefore(o, rec afterSaleRecord) bool {
 		return o.Kind == afterChargedBack || o.Kind == afterRefunded && o.Listed
 	}
 	return false
-}
-
-// truncate bounds a platform-given string: longer than n bytes, it is cut at
-// the last character boundary at or before n and marked with "…" (3 bytes
-// more). n must not be negative.
-func truncate(v string, n int) string {
-	if len(v) <= n {
-		return v
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(v[cut]) {
-		cut--
-	}
-	return v[:cut] + "…"
 }
 
 // afterSaleDetails is the EventDetails of an after-sale notification, in the
