@@ -99,6 +99,10 @@ type afterSale struct {
 	ownMu sync.Mutex
 	own   map[string]time.Time
 
+	// aliases are the PPaaS ids journal.Record queued an index for in
+	// this run (news).
+	aliases queuedAliases
+
 	// finishWait bounds the wait for a payment's final response (event);
 	// tests shorten it.
 	finishWait time.Duration
@@ -173,6 +177,47 @@ const ownGrace = time.Minute
 
 func newAfterSale(st *store.Store, log *slog.Logger) *afterSale {
 	return &afterSale{st: st, log: log, own: map[string]time.Time{}, finishWait: finishWait}
+}
+
+// aliasQueued notes that journal.Record queued an index of a payment under
+// PPaaS id alias (a deferred write).
+func (a *afterSale) aliasQueued(alias string) {
+	if a != nil && alias != "" {
+		a.aliases.add(alias)
+	}
+}
+
+// queuedAliases is a set of the ids last added, in two generations: one
+// added is kept until maxQueuedAliases others have been added after it. A
+// queued index commits with the next durable write, its payment's final
+// response at the latest, so by then it is long committed: every payment
+// queues one alias (each of its steps names the same one) and is answered,
+// a durable write, well before a thousand others begin.
+type queuedAliases struct {
+	mu        sync.Mutex
+	cur, prev map[string]struct{}
+}
+
+const maxQueuedAliases = 1024
+
+func (q *queuedAliases) add(alias string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.cur[alias]; ok {
+		return
+	}
+	if q.cur == nil || len(q.cur) >= maxQueuedAliases {
+		q.prev, q.cur = q.cur, make(map[string]struct{}, 16)
+	}
+	q.cur[alias] = struct{}{}
+}
+
+func (q *queuedAliases) has(alias string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	_, cur := q.cur[alias]
+	_, prev := q.prev[alias]
+	return cur || prev
 }
 
 // connect gives the after-sale desk the POS notifier and the metric, before
@@ -307,8 +352,12 @@ func (a *afterSale) news(ctx context.Context, ev ppaas.Event, decided, listed bo
 		// indexes each payment under it (journal.Record), with the
 		// payment's next durable write. A payment the engine has let go
 		// may have its index queued still: committed now and looked up
-		// again.
-		if t, found, err = a.st.TxnByAlias(ctx, ev.TransactionID); err == nil && !found {
+		// again. Only an id this run queued an index for may be queued
+		// still (a previous run's were committed by its Close, or lost
+		// with its crash, which recovery settles): an id the journal never
+		// indexed costs no commit (a platform naming unknown ids took one
+		// fsync an event).
+		if t, found, err = a.st.TxnByAlias(ctx, ev.TransactionID); err == nil && !found && a.aliases.has(ev.TransactionID) {
 			if err = a.st.Flush(ctx); err == nil {
 				t, found, err = a.st.TxnByAlias(ctx, ev.TransactionID)
 			}

@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -124,6 +125,38 @@ func TestOversizedEventIDsAreRefusedUnstored(t *testing.T) {
 	after := fileSize(t, path)
 	t.Logf("%d events with 30 KB ids: store file %d -> %d bytes, %d commits (one payment's among them)", n, before, after, w.Agent.StoreDiskStats().Commits-commits)
 	require.Less(t, after-before, int64(1<<20))
+}
+
+// An event naming an unknown transaction by its PPaaS id only cost a durable
+// commit each (the after-sale desk flushed the journal in case its index was
+// queued): a platform could make the agent fsync at its rate. Only an id
+// this run queued an index for is flushed for now; the others' marks are
+// deferred writes, committed together.
+func TestUnknownTransactionEventsCostNoCommitEach(t *testing.T) {
+	w := startWorld(t, nil)
+	<-w.Agent.Subscribed()
+	w.paid("PTU1")
+	st := w.Agent.TestStore()
+	commits := w.Agent.StoreDiskStats().Commits
+	const n = 400
+	var last string
+	for range n {
+		last = uuid.NewString()
+		ev := ppaas.Event{EventID: last, Type: ppaas.EventTypeStatus, TransactionID: uuid.NewString(),
+			Status: ppaas.Refunded, Sequence: 2, Time: time.Now()}
+		b, err := json.Marshal(ev)
+		require.NoError(t, err)
+		require.NoError(t, w.PPaaS.PublishEvent(t.Context(), w.Agent.Serial(), b))
+	}
+	w.waitFor(30*time.Second, "the last event marked seen", func() bool {
+		seen, err := st.EventSeen(context.Background(), last)
+		return err == nil && seen
+	}, func() string { return "" })
+	got := w.Agent.StoreDiskStats().Commits - commits
+	t.Logf("%d events for unknown transactions: %d commits", n, got)
+	require.Less(t, got, int64(n/4))
+	r := w.paid("PTU2")
+	require.Equal(t, nexo.Success, r.Status.Result)
 }
 
 func fileSize(t *testing.T, path string) int64 {
