@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/ppaas"
@@ -100,6 +99,10 @@ type afterSale struct {
 	ownMu sync.Mutex
 	own   map[string]time.Time
 
+	// aliases are the PPaaS ids journal.Record queued an index for in
+	// this run (news).
+	aliases queuedAliases
+
 	// finishWait bounds the wait for a payment's final response (event);
 	// tests shorten it.
 	finishWait time.Duration
@@ -174,6 +177,47 @@ const ownGrace = time.Minute
 
 func newAfterSale(st *store.Store, log *slog.Logger) *afterSale {
 	return &afterSale{st: st, log: log, own: map[string]time.Time{}, finishWait: finishWait}
+}
+
+// aliasQueued notes that journal.Record queued an index of a payment under
+// PPaaS id alias (a deferred write).
+func (a *afterSale) aliasQueued(alias string) {
+	if a != nil && alias != "" {
+		a.aliases.add(alias)
+	}
+}
+
+// queuedAliases is a set of the ids last added, in two generations: one
+// added is kept until maxQueuedAliases others have been added after it. A
+// queued index commits with the next durable write, its payment's final
+// response at the latest, so by then it is long committed: every payment
+// queues one alias (each of its steps names the same one) and is answered,
+// a durable write, well before a thousand others begin.
+type queuedAliases struct {
+	mu        sync.Mutex
+	cur, prev map[string]struct{}
+}
+
+const maxQueuedAliases = 1024
+
+func (q *queuedAliases) add(alias string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.cur[alias]; ok {
+		return
+	}
+	if q.cur == nil || len(q.cur) >= maxQueuedAliases {
+		q.prev, q.cur = q.cur, make(map[string]struct{}, 16)
+	}
+	q.cur[alias] = struct{}{}
+}
+
+func (q *queuedAliases) has(alias string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	_, cur := q.cur[alias]
+	_, prev := q.prev[alias]
+	return cur || prev
 }
 
 // connect gives the after-sale desk the POS notifier and the metric, before
@@ -308,8 +352,12 @@ func (a *afterSale) news(ctx context.Context, ev ppaas.Event, decided, listed bo
 		// indexes each payment under it (journal.Record), with the
 		// payment's next durable write. A payment the engine has let go
 		// may have its index queued still: committed now and looked up
-		// again.
-		if t, found, err = a.st.TxnByAlias(ctx, ev.TransactionID); err == nil && !found {
+		// again. Only an id this run queued an index for may be queued
+		// still (a previous run's were committed by its Close, or lost
+		// with its crash, which recovery settles): an id the journal never
+		// indexed costs no commit (a platform naming unknown ids took one
+		// fsync an event).
+		if t, found, err = a.st.TxnByAlias(ctx, ev.TransactionID); err == nil && !found && a.aliases.has(ev.TransactionID) {
 			if err = a.st.Flush(ctx); err == nil {
 				t, found, err = a.st.TxnByAlias(ctx, ev.TransactionID)
 			}
@@ -459,8 +507,9 @@ func (a *afterSale) reversalOwns(ctx context.Context, t store.Txn) (bool, error)
 }
 
 // maxReasonText bounds the platform's status reason quoted in what the POS is
-// told (and journaled twice: in the record and the rewritten response).
-const maxReasonText = 200
+// told (and journaled twice: in the record and the rewritten response): the
+// bound the ppaas decoder keeps it to already.
+const maxReasonText = ppaas.MaxTextLen
 
 // classify says what a late event means for payment t, answered resp; listed
 // as for news.
@@ -477,7 +526,7 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 			// As for an approval below: another PPaaS transaction's refund
 			// is not this payment's, whatever clientTransactionId it names.
 			a.log.Warn("qr refund names another PPaaS transaction than the journal's; not acted on",
-				"poi_transaction_id", t.ID, "event_transaction_id", truncate(ev.TransactionID, 128), "journal_transaction_id", v.transactionID, "event_id", truncate(ev.EventID, 128))
+				"poi_transaction_id", t.ID, "event_transaction_id", clip(ev.TransactionID), "journal_transaction_id", v.transactionID, "event_id", clip(ev.EventID))
 			return rec, false, nil
 		}
 		// What the POS refunded itself (completed or pending refunds and
@@ -522,7 +571,7 @@ func (a *afterSale) classify(ctx context.Context, t store.Txn, resp *nexo.Respon
 				rec.Text += ", besides the " + formatMinor(refunded) + " the POS refunded"
 			}
 		}
-		if reason := truncate(ev.StatusReason, maxReasonText); reason != "" && !strings.Contains(rec.Text, reason) {
+		if reason := ppaas.Clip(ev.StatusReason, maxReasonText); reason != "" && !strings.Contains(rec.Text, reason) {
 			rec.Text += " (" + reason + ")"
 		}
 		return rec, true, nil
@@ -704,20 +753,6 @@ func toldBefore(o, rec afterSaleRecord) bool {
 		return o.Kind == afterChargedBack || o.Kind == afterRefunded && o.Listed
 	}
 	return false
-}
-
-// truncate bounds a platform-given string: longer than n bytes, it is cut at
-// the last character boundary at or before n and marked with "…" (3 bytes
-// more). n must not be negative.
-func truncate(v string, n int) string {
-	if len(v) <= n {
-		return v
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(v[cut]) {
-		cut--
-	}
-	return v[:cut] + "…"
 }
 
 // afterSaleDetails is the EventDetails of an after-sale notification, in the

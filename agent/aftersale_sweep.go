@@ -426,7 +426,7 @@ func remember(m map[[16]byte]struct{}, k string) {
 }
 
 // clip bounds a platform-given string for a log line.
-func clip(v string) string { return truncate(v, 128) }
+func clip(v string) string { return ppaas.Clip(v, 128) }
 
 // idle waits while the POS is being served: the sweep's reads and writes
 // never compete with a payment on the terminal's cores and disk.

@@ -304,7 +304,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	statuses, _ := ppaas.ParseStatuses(a.cfg.PPaaSStatuses) // validated in New
 	qlog := a.log.With("component", "qr")
 	statuses.OnUnknown = func(raw string) {
-		qlog.Warn("PPaaS sent a status this agent does not know; taken as pending (map it with ppaas_statuses)", "status", raw)
+		qlog.Warn("PPaaS sent a status this agent does not know; taken as pending (map it with ppaas_statuses)", "status", clip(raw))
 	}
 	a.statuses = statuses
 	reasons, _ := ppaas.ParseChargebackReasons(a.cfg.PPaaSChargebackReasons) // validated in New
@@ -360,6 +360,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		Namespace: "termagent", Name: "ppaas_unknown_status_total",
 		Help: "PPaaS answers and events with a status spelling the agent does not know (taken as pending; the spelling is logged once).",
 	}, func() float64 { return float64(statuses.UnknownCount()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "termagent", Name: "ppaas_oversized_total",
+		Help: "PPaaS events and transactions refused for an id longer than 128 bytes (an event is logged, acked and not stored).",
+	}, func() float64 { return float64(statuses.OversizedCount()) }))
 	posClient := &http.Client{Timeout: 10 * time.Second}
 	desk := a.opts.refundDesk() // refunds: agent/refund.go
 	a.mu.Lock()

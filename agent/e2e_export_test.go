@@ -46,3 +46,7 @@ func CloseWithoutAnswerForTest(ctx context.Context, st *store.Store, id, note st
 	_, err = m.decide(ctx, st, false, note, time.Now())
 	return err
 }
+
+// TestOversized is the number of PPaaS bodies the running agent refused for
+// an id over ppaas.MaxIDLen (valid once Ready).
+func (a *Agent) TestOversized() int64 { return a.statuses.OversizedCount() }

@@ -491,6 +491,7 @@ func (j journal) Record(_ context.Context, t qr.Transition) error {
 	if err := j.st.AppendTxnDeferred(t.ClientTransactionID, store.Transition{At: t.At, State: stateQRPrefix + string(t.To), Data: data, Alias: t.TransactionID}); err != nil {
 		return fmt.Errorf("journal qr transition %s: %w", t.ClientTransactionID, err)
 	}
+	j.after.aliasQueued(t.TransactionID)
 	j.journaled.add(t.EventID)
 	return nil
 }

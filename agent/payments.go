@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -196,7 +197,7 @@ func outcomeToNexo(out qr.Outcome, brand string, req nexo.PaymentRequest) (nexo.
 			InstrumentType:    nexo.InstrumentMobile, // the Nexo code list has no QR value
 			AuthorizedAmount:  nexo.Amount{Minor: out.Amount.Amount, Currency: out.Amount.Currency},
 			AcquirerID:        "PPaaS:" + out.Method.PaymentType,
-			ProviderReference: out.ProviderReference,
+			ProviderReference: nexoRef(out.ProviderReference),
 			ApprovalCode:      out.TransactionID,
 		}, nil
 	case qr.ResultDeclined:
@@ -212,11 +213,34 @@ func outcomeToNexo(out qr.Outcome, brand string, req nexo.PaymentRequest) (nexo.
 	}
 }
 
+// suffix quotes the platform's reason in what the POS is told, bounded as
+// the after-sale desk quotes one (maxReasonText).
 func suffix(reason string) string {
 	if reason == "" {
 		return ""
 	}
-	return ": " + reason
+	return ": " + ppaas.Clip(reason, maxReasonText)
+}
+
+// maxNexoRef is the length of the Nexo fields a provider reference fills
+// (AcquirerTransactionID's TransactionID, Max35Text), in characters.
+const maxNexoRef = 35
+
+// nexoRef fits a provider reference (kept to ppaas.MaxReferenceLen bytes)
+// into its Nexo field: longer, its first 34 characters and "…". The receipt
+// prints the same value.
+func nexoRef(v string) string {
+	if len(v) <= maxNexoRef || utf8.RuneCountInString(v) <= maxNexoRef {
+		return v
+	}
+	n := 0
+	for i := range v {
+		if n == maxNexoRef-1 {
+			return v[:i] + "…"
+		}
+		n++
+	}
+	return v
 }
 
 // Reverse implements nexo.PaymentEngine: a Reversal of an APM payment cancels it
@@ -257,7 +281,7 @@ func (e apmEngine) Reverse(ctx context.Context, txn nexo.Txn, req nexo.ReversalR
 	}
 	return nexo.ReversalResult{
 		POITransactionID:  nexo.TransactionID{ID: txn.POITransactionID, TimeStamp: time.Now().UTC()}, // the reversal's own journal entry
-		ProviderReference: out.ProviderReference,
+		ProviderReference: nexoRef(out.ProviderReference),
 		ReversedAmount:    reversedAmount(out), // refunds: agent/refund.go (receipts)
 	}, nil
 }

@@ -23,6 +23,10 @@ func decodeTransactionJSON(s *Statuses, b []byte) (Transaction, error) {
 	if t.TransactionID == "" {
 		return Transaction{}, errors.New("decode transaction: transactionId missing")
 	}
+	if len(t.TransactionID) > MaxIDLen {
+		return Transaction{}, fmt.Errorf("decode transaction: transactionId of %d bytes: %w (%d)", len(t.TransactionID), ErrOversized, MaxIDLen)
+	}
+	t.ClipText()
 	t.RawStatus = string(t.Status)
 	t.Status = s.State(t.RawStatus)
 	return t, nil
@@ -41,6 +45,10 @@ func decodeEventJSON(s *Statuses, b []byte) (Event, error) {
 	case e.Sequence < 0:
 		return Event{}, fmt.Errorf("decode event: negative sequence %d", e.Sequence)
 	}
+	if err := e.checkIDs(); err != nil {
+		return Event{}, err
+	}
+	e.clipText()
 	if e.Type == "" {
 		e.Type = EventTypeStatus
 	}

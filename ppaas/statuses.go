@@ -39,6 +39,8 @@ type Statuses struct {
 	mu      sync.Mutex
 	seen    map[string]struct{}
 	unknown atomic.Int64
+
+	oversized atomic.Int64 // bodies refused for an id over MaxIDLen (bound.go)
 }
 
 // maxSeenSpellings bounds the unknown spellings remembered for OnUnknown.
@@ -303,6 +305,11 @@ func (s *Statuses) DecodeTransaction(b []byte) (Transaction, error) {
 	if t.TransactionID == "" {
 		return Transaction{}, errors.New("decode transaction: transactionId missing")
 	}
+	if len(t.TransactionID) > MaxIDLen { // bound.go
+		s.refused()
+		return Transaction{}, fmt.Errorf("decode transaction: transactionId of %d bytes: %w (%d)", len(t.TransactionID), ErrOversized, MaxIDLen)
+	}
+	t.ClipText()
 	t.RawStatus = string(t.Status)
 	t.Status = s.State(t.RawStatus)
 	return t, nil
@@ -326,6 +333,11 @@ func (s *Statuses) DecodeEvent(b []byte) (Event, error) {
 	case e.Sequence < 0:
 		return Event{}, fmt.Errorf("decode event: negative sequence %d", e.Sequence)
 	}
+	if err := e.checkIDs(); err != nil { // bound.go
+		s.refused()
+		return Event{}, err
+	}
+	e.clipText()
 	if e.Type == "" || strings.EqualFold(e.Type, EventTypeStatus) {
 		e.Type = EventTypeStatus // its spelling in any case, as statuses
 	}
@@ -347,6 +359,7 @@ func (s *Statuses) DecodeRefund(b []byte) (Refund, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return Refund{}, fmt.Errorf("decode refund: %w", err)
 	}
+	r.clipText() // bound.go
 	r.RawStatus = r.Status
 	if st, ok := s.configured(r.Status); ok {
 		r.Status = string(st)

@@ -37,6 +37,13 @@ type APIError struct {
 	AfterUncertain bool `json:"-"`
 }
 
+// clipText bounds the platform's text in e, as the ppaas decoder does a
+// transaction's: the message reaches the POS's answer and the journal.
+func (e *APIError) clipText() {
+	e.Code = ppaas.Clip(e.Code, ppaas.MaxIDLen)
+	e.Message = ppaas.Clip(e.Message, ppaas.MaxTextLen)
+}
+
 func (e *APIError) Error() string {
 	return fmt.Sprintf("%s: ppaas answered %d %s: %s", e.Op, e.StatusCode, e.Code, e.Message)
 }
@@ -273,10 +280,12 @@ func (c *Client) once(ctx context.Context, op, method, path string, body []byte)
 	}
 	ae := &APIError{Op: op, StatusCode: resp.StatusCode}
 	_ = json.Unmarshal(b, ae) // a body that is not JSON still leaves a useful status
+	ae.clipText()
 	if ae.Transaction != nil && ae.Transaction.TransactionID == "" {
 		ae.Transaction = nil
 	}
 	if ae.Transaction != nil {
+		ae.Transaction.ClipText()
 		ae.Transaction.RawStatus = string(ae.Transaction.Status)
 		ae.Transaction.Status = c.statuses.State(ae.Transaction.RawStatus)
 	}

@@ -206,3 +206,26 @@ func FuzzMarshalCreate(f *testing.F) {
 		require.Equal(t, string(want), string(marshalCreate(r)))
 	})
 }
+
+// The hostile review: PPaaS's error text reached the POS ("refused by
+// PPaaS: …") and the journal (the declined transition's reason) at whatever
+// length PPaaS wrote it. An error body's code, message and transaction are
+// bounded as the ppaas decoder bounds a transaction's text.
+func TestClientErrorTextIsBounded(t *testing.T) {
+	huge := strings.Repeat("é", 100_000) // 200,000 bytes, four times within the 1 MiB the client reads
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusConflict)
+		_, _ = w.Write([]byte(`{"error":"` + huge + `","message":"` + huge + `","transaction":{"transactionId":"done","status":"approved","statusReason":"` + huge + `","providerReference":"` + huge + `"}}`))
+	}))
+	defer srv.Close()
+	c := NewClient(srv.Client(), srv.URL, fastRetry)
+	_, err := c.Cancel(t.Context(), "done")
+	var ae *APIError
+	require.ErrorAs(t, err, &ae)
+	require.LessOrEqual(t, len(ae.Code), ppaas.MaxIDLen+len("…"))
+	require.LessOrEqual(t, len(ae.Message), ppaas.MaxTextLen+len("…"))
+	require.LessOrEqual(t, len(ae.Transaction.StatusReason), ppaas.MaxTextLen+len("…"))
+	require.LessOrEqual(t, len(ae.Transaction.ProviderReference), ppaas.MaxReferenceLen+len("…"))
+	require.Less(t, len(err.Error()), 1024)
+	require.True(t, strings.HasPrefix(ae.Message, "éé"))
+}

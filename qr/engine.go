@@ -564,11 +564,11 @@ func (e *Engine) handleEvent(ctx context.Context, ev ppaas.Event, pass bool) (de
 			return true, nil
 		}
 		e.log.Info("qr event for no transaction in flight ignored",
-			"event_id", ev.EventID, "transaction_id", ev.TransactionID, "status", ev.Status, "sequence", ev.Sequence)
+			"event_id", logID(ev.EventID), "transaction_id", logID(ev.TransactionID), "status", ev.Status, "sequence", ev.Sequence)
 		return false, nil
 	}
 	if ev.Type != ppaas.EventTypeStatus {
-		e.log.Info("qr event type ignored", "event_id", ev.EventID, "type", ev.Type)
+		e.log.Info("qr event type ignored", "event_id", logID(ev.EventID), "type", logID(ev.Type))
 		return false, nil
 	}
 	src := source{kind: "event", eventID: ev.EventID, seq: ev.Sequence, reason: ev.StatusReason, ref: ev.ProviderReference, id: ev.TransactionID}
@@ -578,6 +578,11 @@ func (e *Engine) handleEvent(ctx context.Context, ev ppaas.Event, pass bool) (de
 	err = e.apply(ctx, t, ev.Status, src)
 	return decided, err
 }
+
+// logID bounds a platform-given id for a log line. DecodeEvent refuses an
+// event with a longer id; an event HandleEvent is given otherwise (the
+// after-sale sweep's, made from a listed transaction) is clipped here.
+func logID(v string) string { return ppaas.Clip(v, ppaas.MaxIDLen) }
 
 // apply moves t to state `to` if legal and in order, recording it first.
 func (e *Engine) apply(ctx context.Context, t *txn, to ppaas.State, src source) error {

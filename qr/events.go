@@ -432,7 +432,9 @@ func (s *Subscriber) onMessage(ctx context.Context, m mqtt.Message) error {
 	ev, err := s.cfg.Statuses.DecodeEvent(m.Payload())
 	if err != nil {
 		// Redelivering a malformed payload can never succeed: ack and drop.
-		s.log.Error("mqtt event dropped", "topic", m.Topic(), "err", err)
+		// An event naming an id over ppaas.MaxIDLen is refused so (counted
+		// by Statuses.OversizedCount): nothing of it is stored.
+		s.log.Error("mqtt event dropped", "topic", m.Topic(), "bytes", len(m.Payload()), "err", err)
 		m.Ack()
 		return nil
 	}
@@ -536,6 +538,7 @@ func (c *Client) Poll(ctx context.Context, id string) (ppaas.Transaction, time.D
 	}
 	ae := &APIError{Op: op, StatusCode: resp.StatusCode}
 	_ = json.Unmarshal(b, ae)
+	ae.clipText()
 	ae.Transaction = nil
 	return ppaas.Transaction{}, wait, ae
 }

@@ -1,7 +1,9 @@
 package sim
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -40,6 +42,47 @@ type RefundMode struct {
 	// Delay completes each pending refund this long after it was accepted;
 	// 0: only CompleteRefunds (the control API) completes them.
 	Delay time.Duration
+}
+
+// DecisionText is the text a platform writes on a decided transaction, in
+// its answers and events: one that passes its provider's words on unbounded
+// may write a reason or a reference of any length.
+type DecisionText struct {
+	Reason    string // statusReason of every final status ("": the simulator's own)
+	Reference string // providerReference of every decided transaction ("": the provider's own)
+}
+
+// SetDecisionText makes PPaaS write t on every status it decides from now
+// on; the zero value restores its own text.
+func (p *PPaaS) SetDecisionText(t DecisionText) {
+	p.pay.mu.Lock()
+	p.pay.decision = t
+	p.pay.mu.Unlock()
+}
+
+// apply writes d's reference on tx and returns the reason to write.
+func (d DecisionText) apply(tx *SimTransaction, reason string) string {
+	if d.Reference != "" {
+		tx.ProviderReference = d.Reference
+	}
+	if d.Reason != "" {
+		return d.Reason
+	}
+	return reason
+}
+
+// PublishEvent publishes payload on the device's event topic as it is: an
+// event the platform writes as it likes, whatever the transactions. It waits
+// for room in the event queue, ctx or the simulator's close.
+func (p *PPaaS) PublishEvent(ctx context.Context, serial string, payload []byte) error {
+	select {
+	case p.pay.queue <- outgoing{topic: ppaas.EventTopic(serial), payload: payload, queued: time.Now()}:
+		return nil
+	case <-p.pay.stop:
+		return errors.New("publish event: the simulated PPaaS is closed")
+	case <-ctx.Done():
+		return fmt.Errorf("publish event: %w", ctx.Err())
+	}
 }
 
 // SetStatusSpellings makes PPaaS spell statuses differently in its answers

@@ -103,6 +103,8 @@ type payments struct {
 	// PPaaS's "real platform spellings"); refunds says how refunds complete.
 	spellings map[ppaas.State]string
 	refunds   RefundMode
+	// decision is the text written on every final status (adversary.go).
+	decision DecisionText
 
 	// Provider timers (delayed confirmation, deadlines, callback retries): each
 	// one counted in timerWG until it ran or close stopped it.
@@ -448,6 +450,9 @@ func (pm *payments) decideLocked(tx *SimTransaction, final ppaas.State, reason s
 func (pm *payments) setLocked(tx *SimTransaction, s ppaas.State, reason string, raw map[string]string) []byte {
 	prev := tx.Status
 	now := pm.now()
+	if s.Final() {
+		reason = pm.decision.apply(tx, reason)
+	}
 	tx.Status, tx.StatusReason, tx.UpdatedAt = s, reason, now
 	tx.Sequence++
 	tx.Events++
