@@ -54,6 +54,22 @@ func TestFaultsRoundTrip(t *testing.T) {
 	require.JSONEq(t, string(one[0]), out)
 }
 
+// TestPaymentFaultsRoundTrip: GET /control/payments/faults returns what POST
+// takes back.
+func TestPaymentFaultsRoundTrip(t *testing.T) {
+	a := newAdvPPaaS(t, ProvidersConfig{})
+	code, out := a.control(http.MethodPost, "/control/payments/faults", `{"createErrors":1,"dropEvents":2,"duplicateEvents":3,"reorderEvents":4,"delayEvents":5,"eventDelayMs":250}`)
+	require.Equal(t, http.StatusOK, code, out)
+	code, listed := a.control(http.MethodGet, "/control/payments/faults", "")
+	require.Equal(t, http.StatusOK, code)
+	code, out = a.control(http.MethodPost, "/control/payments/faults", listed)
+	require.Equal(t, http.StatusOK, code, out)
+	code, again := a.control(http.MethodGet, "/control/payments/faults", "")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, listed, again)
+	require.JSONEq(t, `{"createErrors":1,"dropEvents":2,"duplicateEvents":3,"reorderEvents":4,"delayEvents":5,"eventDelayMs":250}`, again)
+}
+
 // TestControlRefusesUnknownFields: a misspelt or unsupported field is refused
 // by name, on every control body, instead of being ignored.
 func TestControlRefusesUnknownFields(t *testing.T) {
