@@ -290,9 +290,7 @@ func (p *PPaaS) adversaryRoutes() {
 			Mode    string `json:"mode"`
 			DelayMS int64  `json:"delayMs"`
 		}
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&in); err != nil {
+		if err := decodeControl(w, r, 1024, &in); err != nil {
 			apiError(w, http.StatusBadRequest, "invalid_request", "refunds: "+err.Error())
 			return
 		}
@@ -311,7 +309,7 @@ func (p *PPaaS) adversaryRoutes() {
 			TransactionID string `json:"transactionId"`
 		}
 		if r.ContentLength != 0 {
-			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&in); err != nil {
+			if err := decodeControl(w, r, 1024, &in); err != nil {
 				apiError(w, http.StatusBadRequest, "invalid_request", "complete refunds: "+err.Error())
 				return
 			}
@@ -349,8 +347,8 @@ func (p *PPaaS) adversaryRoutes() {
 			var in struct {
 				OffsetMS *int64 `json:"offsetMs"`
 			}
-			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&in); err != nil || in.OffsetMS == nil {
-				apiError(w, http.StatusBadRequest, "invalid_request", "agent clock: body {\"offsetMs\": n} expected")
+			if err := decodeControl(w, r, 1024, &in); err != nil || in.OffsetMS == nil {
+				apiError(w, http.StatusBadRequest, "invalid_request", "agent clock: body {\"offsetMs\": n} expected"+errSuffix(err))
 				return
 			}
 			c.Set(time.Duration(*in.OffsetMS) * time.Millisecond)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // paymentsRoutes registers the qrcode-payment API and its control endpoints:
@@ -66,8 +67,8 @@ func (p *PPaaS) paymentsRoutes() {
 		var in struct {
 			Mode ProviderMode `json:"mode"`
 		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&in); err != nil {
-			apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		if err := decodeControl(w, r, 1024, &in); err != nil {
+			apiError(w, http.StatusBadRequest, "invalid_request", "mode: "+err.Error())
 			return
 		}
 		if err := p.SetProviderMode(in.Mode); err != nil {
@@ -84,8 +85,8 @@ func (p *PPaaS) paymentsRoutes() {
 	})
 	p.control.HandleFunc("POST /control/payments/faults", func(w http.ResponseWriter, r *http.Request) {
 		var f PaymentFaults
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&f); err != nil {
-			apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		if err := decodeControl(w, r, 1024, &f); err != nil {
+			apiError(w, http.StatusBadRequest, "invalid_request", "payment faults: "+err.Error())
 			return
 		}
 		p.SetPaymentFaults(f)
@@ -115,6 +116,25 @@ func (p *PPaaS) paymentsRoutes() {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"kicked": r.PathValue("serial")})
 	})
+}
+
+// decodeControl reads a control API body of at most limit bytes into v,
+// refusing a field v does not have (naming it) rather than ignoring a typo.
+func decodeControl(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return nil
+}
+
+// errSuffix is ": err" for a message that names what was expected, "" without an error.
+func errSuffix(err error) string {
+	if err == nil {
+		return ""
+	}
+	return ": " + err.Error()
 }
 
 func (p *PPaaS) handleAct(w http.ResponseWriter, r *http.Request) {

@@ -1,9 +1,11 @@
 package sim
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -28,23 +30,23 @@ func (c *clock) now() time.Time { return c.base().Add(time.Duration(c.offset.Loa
 // requests (0 = until cleared). At least one of Path, Suffix, Transaction and
 // OrderID is set. Rules are tried in the order they were added; the first
 // match applies, so a rule with a Count can be followed by another that takes
-// over once it is used up.
+// over once it is used up. Its JSON is the control API's (faultJSON).
 type Fault struct {
-	Path   string `json:"path,omitempty"`
-	Suffix string `json:"suffix,omitempty"` // e.g. "/refund" apart from "/cancel"
-	Method string `json:"method,omitempty"`
+	Path   string
+	Suffix string // e.g. "/refund" apart from "/cancel"
+	Method string
 	// Transaction aims the fault at one PPaaS transaction id: the requests on
 	// /qrcode-payment/v1/transactions/{id}[/…] (status reads, cancel, refund).
-	Transaction string `json:"transactionId,omitempty"`
+	Transaction string
 	// OrderID aims it at the transaction created with this order.orderId (the
 	// simulator's POS sends "ORDER-" + the payment's ServiceID), resolved at
 	// each request, so the fault can be set before the payment exists.
-	OrderID string        `json:"orderId,omitempty"`
-	Status  int           `json:"status,omitempty"`
-	Reset   bool          `json:"reset,omitempty"`
-	Latency time.Duration `json:"latency,omitempty"`
-	Count   int           `json:"count,omitempty"`
-	Hits    int           `json:"hits"`
+	OrderID string
+	Status  int
+	Reset   bool
+	Latency time.Duration // JSON: "latency":"2s", or "latencyMs":2000
+	Count   int
+	Hits    int // requests answered so far
 }
 
 // Validate reports what makes a fault apply to nothing or do nothing.
@@ -193,35 +195,98 @@ func apiErrorCode(status int) string {
 	return strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_"))
 }
 
-// faultJSON is the control API form: latency in milliseconds.
+// faultJSON is a Fault on the control API: GET /control/faults lists
+// faults in this form and POST /control/faults takes it back, one object or
+// the list. Latency is a Go duration string ("2s", "150ms"); latencyMs
+// (milliseconds) is still read for the clients written before it. Hits are
+// counted by the simulator: read back, ignored by POST.
 type faultJSON struct {
-	Path        string `json:"path,omitempty"`
-	Suffix      string `json:"suffix,omitempty"`
-	Method      string `json:"method,omitempty"`
-	Transaction string `json:"transactionId,omitempty"`
-	OrderID     string `json:"orderId,omitempty"`
-	Status      int    `json:"status,omitempty"`
-	Reset       bool   `json:"reset,omitempty"`
-	LatencyMS   int    `json:"latencyMs,omitempty"`
-	Count       int    `json:"count,omitempty"`
+	Path        string    `json:"path,omitempty"`
+	Suffix      string    `json:"suffix,omitempty"`
+	Method      string    `json:"method,omitempty"`
+	Transaction string    `json:"transactionId,omitempty"`
+	OrderID     string    `json:"orderId,omitempty"`
+	Status      int       `json:"status,omitempty"`
+	Reset       bool      `json:"reset,omitempty"`
+	Latency     *Duration `json:"latency,omitempty"`
+	LatencyMS   *int64    `json:"latencyMs,omitempty"`
+	Count       int       `json:"count,omitempty"`
+	Hits        int       `json:"hits"`
 }
 
-func (f *faults) handleSet(w http.ResponseWriter, r *http.Request) {
+// MarshalJSON writes f in the control API's form (latency as "2s").
+func (f Fault) MarshalJSON() ([]byte, error) {
+	out := faultJSON{Path: f.Path, Suffix: f.Suffix, Method: f.Method, Transaction: f.Transaction, OrderID: f.OrderID,
+		Status: f.Status, Reset: f.Reset, Count: f.Count, Hits: f.Hits}
+	if f.Latency != 0 {
+		d := Duration(f.Latency)
+		out.Latency = &d
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads the control API's form and refuses a field it does not
+// know, naming it.
+func (f *Fault) UnmarshalJSON(b []byte) error {
 	var in faultJSON
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
+		return fmt.Errorf("fault: %w", err)
+	}
+	lat := time.Duration(0)
+	switch {
+	case in.Latency != nil && in.LatencyMS != nil:
+		return errors.New("fault: set latency (a duration such as \"2s\") or latencyMs (milliseconds), not both")
+	case in.Latency != nil:
+		lat = in.Latency.D()
+	case in.LatencyMS != nil:
+		lat = time.Duration(*in.LatencyMS) * time.Millisecond
+	}
+	*f = Fault{Path: in.Path, Suffix: in.Suffix, Method: in.Method, Transaction: in.Transaction, OrderID: in.OrderID,
+		Status: in.Status, Reset: in.Reset, Latency: lat, Count: in.Count, Hits: in.Hits}
+	return nil
+}
+
+// handleSet is POST /control/faults: one fault, or a list of them (what GET
+// returns); nothing is installed unless every one is valid.
+func (f *faults) handleSet(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "fault: " + err.Error()})
 		return
 	}
-	rule := Fault{Path: in.Path, Suffix: in.Suffix, Method: in.Method, Transaction: in.Transaction, OrderID: in.OrderID,
-		Status: in.Status, Reset: in.Reset, Latency: time.Duration(in.LatencyMS) * time.Millisecond, Count: in.Count}
-	if err := rule.Validate(); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+	list := bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("["))
+	var rules []Fault
+	if list {
+		err = json.Unmarshal(body, &rules)
+	} else {
+		rules = make([]Fault, 1)
+		err = json.Unmarshal(body, &rules[0])
+	}
+	if err != nil {
+		msg := strings.ReplaceAll(err.Error(), "json: ", "")
+		if !strings.HasPrefix(msg, "fault: ") {
+			msg = "fault: " + msg
+		}
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": msg})
 		return
 	}
-	f.add(rule)
-	writeJSON(w, http.StatusCreated, in)
+	for i := range rules {
+		rules[i].Hits = 0 // a new rule has answered nothing yet
+		if err := rules[i].Validate(); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+	}
+	for _, rule := range rules {
+		f.add(rule)
+	}
+	if list {
+		writeJSON(w, http.StatusCreated, rules)
+		return
+	}
+	writeJSON(w, http.StatusCreated, rules[0])
 }
 
 func (f *faults) clear() {
@@ -282,8 +347,8 @@ func (p *PPaaS) handleClock(w http.ResponseWriter, r *http.Request) {
 		var in struct {
 			SkewMS *int64 `json:"skewMs"`
 		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&in); err != nil || in.SkewMS == nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "clock: body {\"skewMs\": n} expected"})
+		if err := decodeControl(w, r, 1024, &in); err != nil || in.SkewMS == nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "clock: body {\"skewMs\": n} expected" + errSuffix(err)})
 			return
 		}
 		p.SetClockSkew(time.Duration(*in.SkewMS) * time.Millisecond)

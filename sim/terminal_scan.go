@@ -2,7 +2,6 @@ package sim
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -46,8 +45,8 @@ func (p *PPaaS) handleTerminalScan(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Code string `json:"code"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<10)).Decode(&in); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "scan: body must be {\"code\":\"…\"} of at most 1 KiB"})
+	if err := decodeControl(w, r, 1<<10, &in); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "scan: body must be {\"code\":\"…\"} of at most 1 KiB: " + err.Error()})
 		return
 	}
 	ctid, err := p.terminals.Scan(r.Context(), r.PathValue("serial"), in.Code)

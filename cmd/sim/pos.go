@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/termagent/termagent/agent"
 	"github.com/termagent/termagent/mtls"
 	"github.com/termagent/termagent/nexo"
 	"github.com/termagent/termagent/sim"
@@ -81,7 +82,9 @@ func runPOS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&o.control, "control", defaultControlURL, "the simulator's control API, for the ids and hints pay prints while it waits (empty: none)")
 	useXML := fs.Bool("xml", false, "send XML instead of JSON")
 	keyID := fs.String("key-id", "", "message security key identifier")
-	keyVersion := fs.Int("key-version", 1, "message security key version")
+	// The agent's default, so the same key id and passphrase on both sides
+	// agree without either version given.
+	keyVersion := fs.Int("key-version", agent.DefaultConfig().NexoKeyVersion, "message security key version (default: the agent's nexo_key_version default)")
 	asJSON := fs.Bool("json", false, "print the raw response JSON too")
 	operator := fs.String("operator", "", "OperatorID sent with login (groups totals)")
 	shift := fs.String("shift", "", "ShiftNumber sent with login (groups totals)")

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -61,6 +63,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var wf worldFlags
 	wf.register(fs, ".sim", "127.0.0.1:9021", "127.0.0.1:9080", "127.0.0.1:8883", "127.0.0.1:8443")
+	fresh := fs.Bool("fresh", false, "start afresh: remove DIR/data, the agent's journal of a previous run (the certificates stay)")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -69,6 +72,16 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unexpected argument %q", rest[0])
 	}
 	cfg, err := wf.config(stderr)
+	if err != nil {
+		return err
+	}
+	dataDir := filepath.Join(wf.dir, "data")
+	if *fresh {
+		if err := os.RemoveAll(dataDir); err != nil {
+			return fmt.Errorf("-fresh: remove the previous run's data: %w", err)
+		}
+	}
+	previous, err := previousRun(dataDir)
 	if err != nil {
 		return err
 	}
@@ -90,6 +103,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 Try, from another shell: %s
 `, w.Agent.NexoURL(), w.Agent.POIID(), w.PPaaS.TerminalURL(w.Agent.Serial()), w.PPaaS.ControlURL(), w.PPaaS.URL(), w.PPaaS.MQTTURL(),
 		wf.dir, wf.dir, tryPay(wf, w))
+	if previous {
+		fmt.Fprint(stdout, previousRunWarning(dataDir))
+	}
 	if wf.logLevel == "error" {
 		fmt.Fprintln(stdout, "(sim up -log-level info logs one line per payment step)")
 	}
@@ -98,6 +114,35 @@ Try, from another shell: %s
 	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer ccancel()
 	return w.Close(cctx)
+}
+
+// previousRun reports whether dataDir holds an agent's data from an earlier
+// sim up: the agent's journal survives a restart, the simulated PPaaS's state
+// (it lives in memory) does not.
+func previousRun(dataDir string) (bool, error) {
+	entries, err := os.ReadDir(dataDir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("look for a previous run's data: %w", err)
+	}
+	return len(entries) > 0, nil
+}
+
+// previousRunWarning tells the user that this world continues an earlier
+// one's journal against a simulated PPaaS that starts empty, and how to start
+// afresh.
+func previousRunWarning(dataDir string) string {
+	return fmt.Sprintf(`
+NOTE: the agent's journal from a previous run is in %[1]s
+but the simulated PPaaS starts empty: it no longer knows those payments. One
+left unfinished (a Pledg refund pending, a payment in progress) stays
+InProgress for good and sim pos reconcile may answer Busy. To start afresh:
+Ctrl-C, then the same %[2]s up command with -fresh (it removes that
+directory; the certificates stay).
+
+`, dataDir, progName())
 }
 
 // tryPay is the sim pos command that pays this world's agent: the flags it
