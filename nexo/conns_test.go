@@ -170,11 +170,15 @@ func TestBusyConnNeverEvicted(t *testing.T) {
 				junkConn(t, env.srv, addr) // the last slot, idle: a new connection may evict it
 				extra := junkConn(t, env.srv, addr)
 				require.EqualValues(t, 2, env.srv.Stats().ConnsEvicted)
-				// Now the extra's slot is busy too: a request on it waits
-				// for the rest of its body.
+				// Now the extra's slot is taken too: a request on it, within
+				// its grace (an hour from here on), waits for the rest of
+				// its body.
+				env.srv.conns.mu.Lock()
+				env.srv.conns.newGrace = time.Hour
+				env.srv.conns.mu.Unlock()
 				_, err = fmt.Fprintf(extra, "POST /nexo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{")
 				require.NoError(t, err)
-				require.Eventually(t, func() bool { return serverConnState(env.srv, extra) == connActive }, 5*time.Second, time.Millisecond)
+				require.Eventually(t, func() bool { return serverConnState(env.srv, extra) == connReading }, 5*time.Second, time.Millisecond)
 			}
 			// Every slot is busy: the new connection is refused, the busy
 			// ones stay.
@@ -200,12 +204,13 @@ func TestBusyConnNeverEvicted(t *testing.T) {
 // flight, not one per stream: the others' connections are refused.
 func TestTLSConnLimitBoundsRequests(t *testing.T) {
 	stls, ctls := testTLS(t)
-	inf := &inFlightPeak{}
+	inf := &inFlightPeak{gate: make(chan struct{})} // each request held once read
 	j := NewMemJournal()
 	srv, err := NewServer(ServerConfig{POIID: testPOIID, TLSConfig: stls, MaxConns: 1}, Deps{Engine: &fakeEngine{}, Journal: j, Display: &fakeDisplay{}, Diagnoser: fakeDiagnoser{}, Outbox: &fakeOutbox{}, Ledger: j, Synchroniser: fakeSynchroniser{}, InFlight: inf}, nil)
 	require.NoError(t, err)
 	srv.conns.newGrace = time.Hour
 	ln := serveTest(t, srv)
+	t.Cleanup(func() { close(inf.gate) }) // before the server's shutdown waits for its handlers
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: ctls, ForceAttemptHTTP2: true}}
 	const n = 20
 	var pws []*io.PipeWriter
@@ -218,9 +223,10 @@ func TestTLSConnLimitBoundsRequests(t *testing.T) {
 	for range n {
 		pr, pw := io.Pipe()
 		pws = append(pws, pw)
+		go func() { _, _ = pw.Write([]byte("{}")); _ = pw.Close() }()
 		req, err := http.NewRequestWithContext(testCtx(t), http.MethodPost, "https://"+ln.Addr().String()+"/nexo", pr)
 		require.NoError(t, err)
-		req.ContentLength = 64 << 10 // declared, never sent: the body stays pending
+		req.ContentLength = 2 // sent whole; the handler is then held in InFlight.Begin
 		req.Header.Set("Content-Type", "application/json")
 		go func() {
 			resp, err := hc.Do(req)
@@ -264,8 +270,10 @@ func TestConnLimitEviction(t *testing.T) {
 		require.NotNil(t, c)
 		cs = append(cs, c)
 	}
-	// 0 serves a request; 1 and 2 are between requests, 2 idle longest.
+	// 0 serves a request (its body read: claimed); 1 and 2 are between
+	// requests, 2 idle longest.
 	l.track(cs[0], http.StateActive)
+	require.True(t, cs[0].claim())
 	for _, i := range []int{2, 1} {
 		l.track(cs[i], http.StateActive)
 		l.track(cs[i], http.StateIdle)
@@ -318,4 +326,77 @@ func TestConnTrackingAllocatesNothing(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 	require.Equal(t, connIdle, cc.state.Load())
+}
+
+// Review D: peers that send a POST's headers and withhold the body held
+// "busy" slots for ReadTimeout, and the POS was refused. A request still
+// arriving is evictable once it has taken the grace; a request read whole is
+// not.
+func TestHalfSentBodiesCannotLockPOSOut(t *testing.T) {
+	env := startServer(t, ServerConfig{MaxConns: 2, ReadTimeout: time.Minute}, &testEnv{tune: func(s *Server) { s.conns.newGrace = 50 * time.Millisecond }})
+	addr := plainAddr(env)
+	var junk []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		_, err = fmt.Fprintf(c, "POST /nexo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{")
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return serverConnState(env.srv, c) == connReading }, 5*time.Second, time.Millisecond)
+		junk = append(junk, c)
+	}
+	pos := &Client{URL: env.url, HTTP: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
+	require.Eventually(t, func() bool {
+		resp, err := pos.Do(testCtx(t), diagnosisReq("1"))
+		return err == nil && resp.Status.Result == Success
+	}, 5*time.Second, 10*time.Millisecond, "the POS is served once the half-sent requests have had their grace")
+	require.Positive(t, env.srv.Stats().ConnsEvicted)
+	requireClosed(t, junk[0], "the stalled request's connection is closed")
+}
+
+// Review D: a keep-alive connection whose next request was still arriving
+// (its headers not complete) counted as idle, and a new connection evicted
+// it: the POS's request was lost unanswered. Its first bytes now mark it
+// arriving, within the grace.
+func TestRequestArrivingOnIdleConnIsKept(t *testing.T) {
+	env := startServer(t, ServerConfig{MaxConns: 1}, &testEnv{})
+	addr := plainAddr(env)
+	pos := junkConn(t, env.srv, addr) // one request answered, keep-alive idle
+	_, err := fmt.Fprintf(pos, "POST /nexo HTTP/1.1\r\nHost: x\r\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return serverConnState(env.srv, pos) == connReading }, 5*time.Second, time.Millisecond)
+	other, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer other.Close()
+	requireClosed(t, other, "the newcomer is refused: the only slot has a request arriving")
+	require.Zero(t, env.srv.Stats().ConnsEvicted)
+	body := `{"SaleToPOIRequest":{"MessageHeader":{"ProtocolVersion":"3.0","MessageClass":"Service","MessageCategory":"Diagnosis","MessageType":"Request","ServiceID":"D1","SaleID":"POS1","POIID":"` + testPOIID + `"},"DiagnosisRequest":{}}}`
+	_, err = fmt.Fprintf(pos, "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	require.NoError(t, err)
+	require.NoError(t, pos.SetReadDeadline(time.Now().Add(5*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(pos), nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"Result":"Success"`)
+}
+
+// Review D: a request on a connection evicted while it was arriving (marked,
+// its close still to come) got net/http's empty 200 OK. It gets no answer:
+// the connection is aborted.
+func TestEvictedConnectionGetsNoAnswer(t *testing.T) {
+	env := startServer(t, ServerConfig{MaxConns: 2}, &testEnv{})
+	pos := junkConn(t, env.srv, plainAddr(env))
+	env.srv.conns.mu.Lock()
+	for _, cc := range env.srv.conns.slots {
+		if cc != nil && cc.RemoteAddr().String() == pos.LocalAddr().String() {
+			cc.state.Store(connEvicted) // as evictLocked does, the Close still to come
+		}
+	}
+	env.srv.conns.mu.Unlock()
+	_, err := fmt.Fprintf(pos, "POST /nexo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+	require.NoError(t, err)
+	requireClosed(t, pos, "no answer, the connection aborted")
 }

@@ -174,15 +174,17 @@ func (s *Server) checkFresh(req *Request) *cryptoError {
 
 // connLimit bounds the connections open at once to max. A connection
 // accepted at the limit evicts the open one idle longest: one between two
-// requests, or one accepted more than newGrace ago that has not sent a
-// request yet. Only when every open connection has a request in flight, or
-// was accepted within newGrace, is the new one closed at once. So peers that
-// merely hold connections (the Nexo TLS asks for no client certificate) cannot
-// lock a POS out for an IdleTimeout, and a connection serving a request is
-// never closed under it.
+// requests, one accepted more than newGrace ago that has not sent a request
+// yet, or one whose request began arriving more than newGrace ago and is
+// still not read whole (headers sent, body withheld). Only when every open
+// connection has a request read whole in flight, or is within newGrace, is
+// the new one closed at once. So peers that merely hold connections (the
+// Nexo TLS asks for no client certificate) or half-send requests cannot lock
+// a POS out, and a connection serving a request is never closed under it.
 //
 // A connection's state is kept in atomics that ConnState (StateActive,
-// StateIdle) and serveNexo update without a lock or an allocation; mu is
+// StateIdle), its own Read and serveNexo update without a lock or an
+// allocation; mu is
 // taken once per connection accepted and once per connection closed, and an
 // eviction scans the at most max open connections under it.
 type connLimit struct {
@@ -208,7 +210,8 @@ const defaultNewGrace = time.Second
 // A countedConn's states.
 const (
 	connNew     int32 = iota // accepted, no request yet
-	connActive               // a request in flight
+	connReading              // a request arriving: bytes after idle, or its headers read, its body not yet
+	connActive               // a request read whole and being served
 	connIdle                 // between two requests
 	connEvicted              // closed to make room; it serves nothing more
 )
@@ -288,7 +291,7 @@ func (l *connLimit) evictLocked(now time.Time) *countedConn {
 				continue
 			}
 			st, at := c.state.Load(), c.since.Load()
-			if st == connIdle || st == connNew && at <= silent {
+			if st == connIdle || (st == connNew || st == connReading) && at <= silent {
 				if victim == nil || at < since {
 					victim, state, since = c, st, at
 				}
@@ -322,11 +325,13 @@ func (l *connLimit) track(c net.Conn, st http.ConnState) {
 		return
 	}
 	switch st {
-	case http.StateActive:
-		cc.claim()
+	case http.StateActive: // its headers are read; serveNexo claims it once the body is
+		cc.arriving(connNew)
 	case http.StateIdle:
 		cc.since.Store(time.Now().UnixNano())
-		cc.state.CompareAndSwap(connActive, connIdle)
+		if !cc.state.CompareAndSwap(connActive, connIdle) {
+			cc.state.CompareAndSwap(connReading, connIdle) // a request no handler claimed (404)
+		}
 	}
 }
 
@@ -343,13 +348,35 @@ type countedConn struct {
 	net.Conn
 	l     *connLimit
 	slot  int          // index in l.slots, -1 once released; guarded by l.mu
-	state atomic.Int32 // connNew, connActive, connIdle or connEvicted
-	since atomic.Int64 // Unix nanoseconds it was accepted or last went idle
+	state atomic.Int32 // connNew, connReading, connActive, connIdle or connEvicted
+	since atomic.Int64 // Unix nanoseconds it was accepted, went idle or a request began arriving
 }
 
-// claim marks the connection as serving a request; it reports false when the
-// connection was evicted (it is closed: the request must not be served, its
-// answer could not be delivered).
+// Read marks an idle connection whose next request starts arriving: it is
+// no longer the idle one an eviction takes first, and gets newGrace to
+// deliver the request (net/http reports StateActive only once the headers
+// are read).
+func (c *countedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && c.state.Load() == connIdle {
+		c.arriving(connIdle)
+	}
+	return n, err
+}
+
+// arriving moves the connection from state from to connReading, stamped now.
+func (c *countedConn) arriving(from int32) {
+	now := time.Now().UnixNano()
+	if c.state.CompareAndSwap(from, connReading) {
+		c.since.Store(now)
+	}
+}
+
+// claim marks the connection as serving a request read whole; it reports
+// false when the connection was evicted (it is closed: the request must not
+// be served, its answer could not be delivered). Until then a request still
+// arriving may be evicted once it has taken newGrace: a peer that sends
+// headers and withholds the body holds no slot for good.
 func (c *countedConn) claim() bool {
 	for {
 		st := c.state.Load()
@@ -383,9 +410,10 @@ func withConn(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// claimConn marks the request's connection as serving it, for a pipelined
-// request whose bytes were read with the previous one (net/http then runs no
-// StateActive hook). It reports false when the connection was evicted.
+// claimConn marks the request's connection as serving it, once its body is
+// read (for a pipelined request too, whose bytes were read with the previous
+// one: net/http then runs no StateActive hook). It reports false when the
+// connection was evicted.
 func claimConn(ctx context.Context) bool {
 	cc, _ := ctx.Value(connKey{}).(*countedConn)
 	return cc == nil || cc.claim()

@@ -51,11 +51,12 @@ func TestTLSHTTP1Only(t *testing.T) {
 // its body buffer allocated, over the one connection MaxConns allows).
 func TestTLSOneConnectionOneRequest(t *testing.T) {
 	stls, ctls := testTLS(t)
-	inf := &inFlightPeak{}
+	inf := &inFlightPeak{gate: make(chan struct{})} // each request held once read
 	j := NewMemJournal()
 	srv, err := NewServer(ServerConfig{POIID: testPOIID, TLSConfig: stls, MaxConns: 1}, Deps{Engine: &fakeEngine{}, Journal: j, Display: &fakeDisplay{}, Diagnoser: fakeDiagnoser{}, Outbox: &fakeOutbox{}, Ledger: j, Synchroniser: fakeSynchroniser{}, InFlight: inf}, nil)
 	require.NoError(t, err)
 	ln := serveTest(t, srv)
+	t.Cleanup(func() { close(inf.gate) }) // before the server's shutdown waits for its handlers
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: ctls, ForceAttemptHTTP2: true, MaxConnsPerHost: 1}}
 	var pws []*io.PipeWriter
 	defer func() {
@@ -66,9 +67,10 @@ func TestTLSOneConnectionOneRequest(t *testing.T) {
 	for range 20 {
 		pr, pw := io.Pipe()
 		pws = append(pws, pw)
+		go func() { _, _ = pw.Write([]byte("{}")); _ = pw.Close() }()
 		req, err := http.NewRequestWithContext(testCtx(t), http.MethodPost, "https://"+ln.Addr().String()+"/nexo", pr)
 		require.NoError(t, err)
-		req.ContentLength = 64 << 10 // declared, never sent: the body stays pending
+		req.ContentLength = 2 // sent whole; the handler is then held in InFlight.Begin
 		req.Header.Set("Content-Type", "application/json")
 		go func() {
 			if resp, err := hc.Do(req); err == nil {
@@ -87,6 +89,7 @@ func TestTLSOneConnectionOneRequest(t *testing.T) {
 type inFlightPeak struct {
 	mu      sync.Mutex
 	n, most int
+	gate    chan struct{} // when set, Begin waits for it to close
 }
 
 func (f *inFlightPeak) Begin() {
@@ -94,6 +97,9 @@ func (f *inFlightPeak) Begin() {
 	f.n++
 	f.most = max(f.most, f.n)
 	f.mu.Unlock()
+	if f.gate != nil {
+		<-f.gate
+	}
 }
 
 func (f *inFlightPeak) End() { f.mu.Lock(); f.n--; f.mu.Unlock() }

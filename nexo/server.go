@@ -277,15 +277,17 @@ type exchange struct {
 }
 
 func (s *Server) serveNexo(w http.ResponseWriter, r *http.Request) {
-	if !claimConn(r.Context()) {
-		return // evicted as idle while this request was being read: it is closed
-	}
 	start := time.Now()
-	if s.deps.InFlight != nil {
+	body, rerr := readBody(w, r, s.cfg.MaxRequestBytes)
+	if !claimConn(r.Context()) {
+		// Evicted while the request was still arriving: the connection is
+		// closed, and net/http must not answer it with an empty 200 either.
+		panic(http.ErrAbortHandler)
+	}
+	if s.deps.InFlight != nil { // a request read whole: one that is stalled holds up no background work
 		s.deps.InFlight.Begin()
 		defer s.deps.InFlight.End() // after the observer; whatever panics
 	}
-	body, rerr := readBody(w, r, s.cfg.MaxRequestBytes)
 	ex := &exchange{codec: codecFor(r.Header.Get("Content-Type"), body)}
 	if isNexoV5(body) {
 		ex.v5 = &exchange5{}

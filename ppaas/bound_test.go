@@ -100,3 +100,23 @@ func TestDecodeRefusesOversizedIDs(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 0, (*Statuses)(nil).OversizedCount())
 }
+
+// A chargeback phrase past the 200 bytes statusReason is clipped to is still
+// read: the whole reason is searched before it is clipped (review D: a
+// chargeback on top of a full POS refund went untold).
+func TestChargebackPhrasePastTheClipIsSeen(t *testing.T) {
+	reason := "Dispute case 4853-" + strings.Repeat("x", 190) + ": amount charged back by the issuer"
+	body := `{"eventId":"e1","type":"transaction.status","transactionId":"t1","clientTransactionId":"c1","status":"refunded","sequence":1,"statusReason":"` + reason + `"}`
+	s, err := ParseStatuses("")
+	require.NoError(t, err)
+	ev, err := s.DecodeEvent([]byte(body))
+	require.NoError(t, err)
+	require.Less(t, len(ev.StatusReason), len(reason), "clipped")
+	require.NotContains(t, ev.StatusReason, "charged back")
+	require.True(t, s.ChargedBack(ev))
+
+	plain := strings.Replace(body, "charged back by the issuer", "refunded to the consumer", 1)
+	ev, err = s.DecodeEvent([]byte(plain))
+	require.NoError(t, err)
+	require.False(t, s.ChargedBack(ev))
+}

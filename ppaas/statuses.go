@@ -151,14 +151,16 @@ func (s *Statuses) IsChargeback(raw string) bool {
 // status as sent, its provider's status, or (when neither says) a phrase
 // of its reason tells it.
 func (s *Statuses) ChargedBack(ev Event) bool {
-	if s.IsChargeback(ev.RawStatus) || s.IsChargeback(ev.Provider["status"]) {
-		return true
-	}
+	return ev.reasonChargeback || s.IsChargeback(ev.RawStatus) || s.IsChargeback(ev.Provider["status"]) || s.reasonSaysChargeback(ev.StatusReason)
+}
+
+// reasonSaysChargeback reports whether reason holds a chargeback phrase.
+func (s *Statuses) reasonSaysChargeback(reason string) bool {
 	reasons := DefaultChargebackReasons
 	if s != nil && s.reasons != nil {
 		reasons = s.reasons
 	}
-	r := strings.ToLower(ev.StatusReason)
+	r := strings.ToLower(reason)
 	for _, p := range reasons {
 		if strings.Contains(r, p) {
 			return true
@@ -337,6 +339,9 @@ func (s *Statuses) DecodeEvent(b []byte) (Event, error) {
 		s.refused()
 		return Event{}, err
 	}
+	// The phrase may lie past the clip: the whole reason is read first
+	// (TestChargebackPhrasePastTheClipIsSeen).
+	e.reasonChargeback = s.reasonSaysChargeback(e.StatusReason)
 	e.clipText()
 	if e.Type == "" || strings.EqualFold(e.Type, EventTypeStatus) {
 		e.Type = EventTypeStatus // its spelling in any case, as statuses

@@ -156,6 +156,9 @@ type Event struct {
 	Time                time.Time         `json:"time"`
 	ProviderReference   string            `json:"providerReference,omitempty"`
 	Provider            map[string]string `json:"provider,omitempty"`
+	// reasonChargeback: DecodeEvent found a chargeback phrase in the whole
+	// statusReason, before clipping it (ChargedBack).
+	reasonChargeback bool
 }
 
 // EventTypeStatus is the only event type the agent acts on today.
