@@ -337,8 +337,9 @@ func editDistance(a, b string) int {
 }
 
 // describeCA reads the CA bundle that verifies PPaaS's certificate: what it
-// holds, or why it cannot serve (no certificate, none of them a CA, every
-// one expired: a device's own certificate given as the bundle, say).
+// holds, or why it cannot serve (no certificate, none of them a CA or
+// self-signed, every one expired: a device's own certificate given as the
+// bundle, say).
 func describeCA(path string, now time.Time) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -359,7 +360,10 @@ func describeCA(path string, now time.Time) (string, error) {
 			return "", fmt.Errorf("%s: certificate %d: %w", path, certs+1, err)
 		}
 		certs++
-		if cert.BasicConstraintsValid && cert.IsCA {
+		// A trust anchor: a CA, or a self-signed certificate pinned as its
+		// own root (Go verifies with either; roots need no CA flag).
+		selfSigned := bytes.Equal(cert.RawIssuer, cert.RawSubject) && cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature) == nil
+		if cert.BasicConstraintsValid && cert.IsCA || selfSigned {
 			cas++
 			if now.Before(cert.NotAfter) && now.After(cert.NotBefore) {
 				valid++
@@ -373,7 +377,7 @@ func describeCA(path string, now time.Time) (string, error) {
 	case certs == 0:
 		return "", fmt.Errorf("%s: no PEM certificates", path)
 	case cas == 0:
-		return "", fmt.Errorf("%s: none of its %d certificates is a CA (a device or server certificate, not the bundle that verifies PPaaS?)", path, certs)
+		return "", fmt.Errorf("%s: none of its %d certificates is a CA or self-signed (a device or server certificate, not the bundle that verifies PPaaS?)", path, certs)
 	case valid == 0:
 		return "", fmt.Errorf("%s: every CA certificate in it has expired or is not valid yet", path)
 	}

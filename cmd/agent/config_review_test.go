@@ -1,9 +1,18 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -49,7 +58,7 @@ func TestConfigCheckNamesTheCAAndNexoCertificateProblems(t *testing.T) {
 	device := filepath.Join(dir, certs.ClientCertFile)
 	args := append(append([]string{"config", "check"}, files...), "-ca", device)
 	_, report, err := runAgent(t, nil, args...)
-	require.ErrorContains(t, err, "config ca (flag -ca, env TERMAGENT_CA): "+device+": none of its 1 certificates is a CA", report)
+	require.ErrorContains(t, err, "config ca (flag -ca, env TERMAGENT_CA): "+device+": none of its 1 certificates is a CA or self-signed", report)
 	require.NotContains(t, err.Error(), "config cert ")
 
 	_, report, err = runAgent(t, nil, append([]string{"config", "check"}, files...)...)
@@ -82,4 +91,24 @@ func TestUnknownEnvironmentVariablesAreNamed(t *testing.T) {
 		"environment variable TERMAGENT_NEXO_PASSPHRSE is not a setting and is ignored (did you mean TERMAGENT_NEXO_PASSPHRASE?)",
 		"environment variable TERMAGENT_ZZZ is not a setting and is ignored",
 	}, got)
+}
+
+// A self-signed certificate pinned as the bundle (Go verifies with it as a
+// root, CA flag or not) passes.
+func TestConfigCheckAcceptsAPinnedSelfSignedCertificate(t *testing.T) {
+	_, files := devConf(t)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "ppaas.example"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"ppaas.example"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	pinned := filepath.Join(t.TempDir(), "pinned.pem")
+	require.NoError(t, os.WriteFile(pinned, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	_, report, err := runAgent(t, nil, append(append([]string{"config", "check"}, files...), "-ca", pinned)...)
+	// The device certificate does not chain to it: the check of the device's
+	// TLS identity may say so, never that the bundle holds no trust anchor.
+	if err != nil {
+		require.NotContains(t, err.Error(), "is a CA or self-signed", report)
+	}
 }
