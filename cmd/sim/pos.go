@@ -295,7 +295,10 @@ func posPay(ctx context.Context, p *world.POS, o posOptions, amount string, mino
 			}
 			acancel()
 		case r := <-done:
-			return r.resp, r.err
+			if r.err == nil {
+				return r.resp, nil
+			}
+			return askAfterLostAnswer(ctx, p, ref, r.err, stdout)
 		}
 	}
 }
@@ -428,4 +431,22 @@ func reconcileArgs(rest []string) (typ, id string, err error) {
 		return nexo.ReconPrevious, rest[1], nil
 	}
 	return "", "", fmt.Errorf("reconcile: want sale, sync or previous ID, not %q", rest)
+}
+
+// askAfterLostAnswer is what a POS does when its payment's answer is lost (a
+// timeout, a broken connection): the outcome is unknown, not a failure, so it
+// asks TransactionStatus and takes the journaled answer if there is one.
+func askAfterLostAnswer(ctx context.Context, p *world.POS, ref string, lost error, stdout io.Writer) (*nexo.Response, error) {
+	fmt.Fprintf(stdout, "no answer from the POI (%v); asking TransactionStatus for %s, as a POS does with a lost answer\n", lost, ref)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	st, err := p.Status(sctx, ref)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("payment %s: answer lost (%v) and TransactionStatus failed (%v): its outcome is unknown, ask again with `sim pos status %s`", ref, lost, err, ref)
+	case st.Status.Result == nexo.Success && st.TransactionStatus != nil && st.TransactionStatus.Repeated != nil:
+		return st.TransactionStatus.Repeated, nil
+	}
+	return nil, fmt.Errorf("payment %s: answer lost (%v); TransactionStatus: %s %s — not final yet: ask again with `sim pos status %s`, never pay it again",
+		ref, lost, st.Status.ErrorCondition, st.Status.AdditionalResponse, ref)
 }

@@ -261,3 +261,24 @@ func newTestFlags() *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	return fs
 }
+
+// A payment whose answer the POS does not get in time (its -timeout shorter
+// than the payment) is not reported as failed: sim pos asks TransactionStatus,
+// as a POS must with a lost answer, and says the outcome is not final yet;
+// once the consumer pays, status gives the Success.
+func TestPOSPayAsksTransactionStatusWhenItsAnswerIsLost(t *testing.T) {
+	_, posFlags, ctl := posWorld(t)
+	pay := start(t.Context(), append([]string{"pos", "pay", "3", "EUR", "-timeout", "1500ms"}, posFlags...)...)
+	sid := waitFor(t, &pay.out, `sent as POS1/(\w+)`)[1]
+	err := pay.wait(t)
+	require.Error(t, err)
+	require.Contains(t, pay.out.String(), "asking TransactionStatus for POS1/"+sid)
+	require.ErrorContains(t, err, "not final yet: ask again with `sim pos status POS1/"+sid+"`, never pay it again")
+
+	out, err := runOut(t, append([]string{"consumer", "pay"}, ctl...)...)
+	require.NoError(t, err, out)
+	require.Eventually(t, func() bool {
+		status, err := runOut(t, append([]string{"pos", "status", "POS1/" + sid}, posFlags...)...)
+		return err == nil && strings.Contains(status, "Payment Response: Success")
+	}, 10*time.Second, 50*time.Millisecond)
+}
