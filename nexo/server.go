@@ -70,9 +70,10 @@ type ServerConfig struct {
 
 	// MaxConns bounds the connections open at once. One more accepted at
 	// the limit closes the open connection idle longest (between requests,
-	// or silent for a second since it was accepted); it is itself closed at
-	// once only when every open connection is serving a request or has just
-	// been accepted. Default 64 (a POI serves a few POS).
+	// silent for a second since it was accepted, or with a request arriving
+	// for over a second and not yet read whole); it is itself closed at once
+	// only when every open connection is serving a request read whole or is
+	// within that second. Default 64 (a POI serves a few POS).
 	MaxConns int
 	// MaxLoggedIn bounds the SaleIDs logged in at once; a Login past it logs
 	// the oldest out. Default 32.
