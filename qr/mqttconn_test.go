@@ -88,30 +88,8 @@ func (tokenCreds) Invalidate(string)                     {}
 // delivered before the SUBACK), PINGREQs at the keep-alive, and DISCONNECT at
 // shutdown.
 func TestMQTTSessionAsTheBrokerSeesIt(t *testing.T) {
-	url, accepted := fakeBroker(t)
 	h := &recordingHandler{}
-	s, err := NewSubscriber(SubscriberConfig{BrokerURL: url, Serial: "S1", Credentials: tokenCreds{}, Events: &fake.EventLog{}, Handler: h,
-		KeepAlive: time.Second, Timeout: 5 * time.Second})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	ran := make(chan error, 1)
-	go func() { ran <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-ran:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("Run did not return")
-		}
-	}()
-
-	var c net.Conn
-	select {
-	case c = <-accepted:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no connection")
-	}
+	s, c, cancel := subscribedToFakeBroker(t, h, time.Second)
 	cp, ok := readPacket(t, c).(*packets.ConnectPacket)
 	require.True(t, ok)
 	require.Equal(t, "MQTT", cp.ProtocolName)
@@ -286,29 +264,8 @@ func TestMQTTSubscribeNoticesTheConnectionDropped(t *testing.T) {
 // pushed again. It is read past (its payload discarded), acknowledged,
 // counted, and the approval after it is applied on the same session.
 func TestMQTTOversizedEventIsAckedAndSkipped(t *testing.T) {
-	url, accepted := fakeBroker(t)
 	h := &recordingHandler{}
-	s, err := NewSubscriber(SubscriberConfig{BrokerURL: url, Serial: "S1", Credentials: tokenCreds{}, Events: &fake.EventLog{}, Handler: h,
-		KeepAlive: 30 * time.Second, Timeout: 5 * time.Second})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	ran := make(chan error, 1)
-	go func() { ran <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-ran:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("Run did not return")
-		}
-	}()
-	var c net.Conn
-	select {
-	case c = <-accepted:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no connection")
-	}
+	s, c, _ := subscribedToFakeBroker(t, h, 30*time.Second)
 	_, ok := readPacket(t, c).(*packets.ConnectPacket)
 	require.True(t, ok)
 	sendPacket(t, c, packets.NewControlPacket(packets.Connack))
@@ -387,4 +344,34 @@ func TestMQTTReadPastOversizedPublish(t *testing.T) {
 	c = &mqttConn{br: bufio.NewReader(bytes.NewReader(wire))}
 	_, err = c.read()
 	require.ErrorIs(t, err, errMQTTProtocol, "read (the CONNACK's) still refuses it")
+}
+
+// subscribedToFakeBroker runs a Subscriber (serial S1, handler h) against a
+// fake broker until the test ends or cancel, and returns it with the
+// broker's end of its connection; Run must end without an error.
+func subscribedToFakeBroker(t *testing.T, h EventHandler, keepAlive time.Duration) (*Subscriber, net.Conn, context.CancelFunc) {
+	t.Helper()
+	url, accepted := fakeBroker(t)
+	s, err := NewSubscriber(SubscriberConfig{BrokerURL: url, Serial: "S1", Credentials: tokenCreds{}, Events: &fake.EventLog{}, Handler: h,
+		KeepAlive: keepAlive, Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-ran:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return")
+		}
+	})
+	select {
+	case c := <-accepted:
+		return s, c, cancel
+	case <-time.After(5 * time.Second):
+		t.Fatal("no connection")
+		return nil, nil, nil
+	}
 }
