@@ -213,29 +213,7 @@ func TestTLSConnLimitBoundsRequests(t *testing.T) {
 	t.Cleanup(func() { close(inf.gate) }) // before the server's shutdown waits for its handlers
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: ctls, ForceAttemptHTTP2: true}}
 	const n = 20
-	var pws []*io.PipeWriter
-	defer func() {
-		for _, pw := range pws {
-			pw.CloseWithError(io.ErrUnexpectedEOF)
-		}
-	}()
-	failed := make(chan error, n)
-	for range n {
-		pr, pw := io.Pipe()
-		pws = append(pws, pw)
-		go func() { _, _ = pw.Write([]byte("{}")); _ = pw.Close() }()
-		req, err := http.NewRequestWithContext(testCtx(t), http.MethodPost, "https://"+ln.Addr().String()+"/nexo", pr)
-		require.NoError(t, err)
-		req.ContentLength = 2 // sent whole; the handler is then held in InFlight.Begin
-		req.Header.Set("Content-Type", "application/json")
-		go func() {
-			resp, err := hc.Do(req)
-			if err == nil {
-				resp.Body.Close()
-			}
-			failed <- err
-		}()
-	}
+	failed := postMany(t, hc, "https://"+ln.Addr().String()+"/nexo", n)
 	for range n - 1 {
 		select {
 		case err := <-failed:

@@ -2,7 +2,6 @@ package nexo
 
 import (
 	"crypto/tls"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -58,26 +57,7 @@ func TestTLSOneConnectionOneRequest(t *testing.T) {
 	ln := serveTest(t, srv)
 	t.Cleanup(func() { close(inf.gate) }) // before the server's shutdown waits for its handlers
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: ctls, ForceAttemptHTTP2: true, MaxConnsPerHost: 1}}
-	var pws []*io.PipeWriter
-	defer func() {
-		for _, pw := range pws {
-			pw.CloseWithError(io.ErrUnexpectedEOF)
-		}
-	}()
-	for range 20 {
-		pr, pw := io.Pipe()
-		pws = append(pws, pw)
-		go func() { _, _ = pw.Write([]byte("{}")); _ = pw.Close() }()
-		req, err := http.NewRequestWithContext(testCtx(t), http.MethodPost, "https://"+ln.Addr().String()+"/nexo", pr)
-		require.NoError(t, err)
-		req.ContentLength = 2 // sent whole; the handler is then held in InFlight.Begin
-		req.Header.Set("Content-Type", "application/json")
-		go func() {
-			if resp, err := hc.Do(req); err == nil {
-				resp.Body.Close()
-			}
-		}()
-	}
+	_ = postMany(t, hc, "https://"+ln.Addr().String()+"/nexo", 20)
 	require.Eventually(t, func() bool { return inf.now() >= 1 }, 5*time.Second, time.Millisecond)
 	// Over HTTP/2 the other 19 arrive within milliseconds.
 	require.Never(t, func() bool { return inf.now() > 1 }, 300*time.Millisecond, 5*time.Millisecond)
@@ -106,3 +86,24 @@ func (f *inFlightPeak) End() { f.mu.Lock(); f.n--; f.mu.Unlock() }
 
 func (f *inFlightPeak) now() int  { f.mu.Lock(); defer f.mu.Unlock(); return f.n }
 func (f *inFlightPeak) peak() int { f.mu.Lock(); defer f.mu.Unlock(); return f.most }
+
+// postMany sends n small POSTs to url over hc at once, each on its own
+// goroutine; each one's error (nil once answered) arrives on the channel.
+// The server's handlers may hold them (inFlightPeak.gate).
+func postMany(t *testing.T, hc *http.Client, url string, n int) <-chan error {
+	t.Helper()
+	errs := make(chan error, n)
+	for range n {
+		req, err := http.NewRequestWithContext(testCtx(t), http.MethodPost, url, strings.NewReader("{}"))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		go func() {
+			resp, err := hc.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			errs <- err
+		}()
+	}
+	return errs
+}
