@@ -301,7 +301,12 @@ func TestJournalEvictionStopsWhenCancelled(t *testing.T) {
 	clk := newFakeClock()
 	s, _ := openTest(t, Options{NoSync: true, Now: clk.Now, JournalMaxBytes: 64 << 20, PruneInterval: -1})
 	fillFinished(t, s, clk, 3000)
-	s.opts.JournalMaxBytes = 1 << 20 // no start follows: nothing kicks budgetLoop
+	// budgetLoop's settle tick measures the fill and reads the budget: let
+	// it measure everything, then change the budget with nothing left for
+	// it to measure (no start follows: nothing kicks it again). Changing it
+	// while a tick ran was a data race.
+	settled(t, s)
+	s.opts.JournalMaxBytes = 1 << 20
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	n, err := s.EnforceJournalBudget(ctx)
@@ -345,4 +350,27 @@ func TestJournalMeasuredOnceWritesSettle(t *testing.T) {
 		"a burst after an idle while is measured too")
 	require.NoError(t, s.view(func(tx *bolt.Tx) error { pages, _ = measureJournal(tx); return nil }))
 	require.Equal(t, pages, s.JournalStats().Bytes)
+}
+
+// settled kicks s's budgetLoop to measure every commit so far and waits
+// until it has and has stayed quiet for a settle period: the loop reads
+// nothing of the store's options until the next commit.
+func settled(t *testing.T, s *Store) {
+	t.Helper()
+	before := s.jbudget.runs.Load()
+	select {
+	case s.jbudget.kick <- struct{}{}:
+	default: // a kick is pending already
+	}
+	require.Eventually(t, func() bool { return s.jbudget.runs.Load() > before }, 10*time.Second, time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for last := s.jbudget.runs.Load(); ; {
+		time.Sleep(budgetSettle + 200*time.Millisecond)
+		now := s.jbudget.runs.Load()
+		if now == last {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "the budget loop never settled")
+		last = now
+	}
 }
