@@ -39,11 +39,19 @@ func Clip(v string, n int) string {
 	if len(v) <= n {
 		return v
 	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(v[cut]) {
-		cut--
+	return cut(v, n) + "…"
+}
+
+// cut is v's first n bytes at most, ending at a character boundary (a slice
+// of v).
+func cut(v string, n int) string {
+	if len(v) <= n {
+		return v
 	}
-	return v[:cut] + "…"
+	for n > 0 && !utf8.RuneStart(v[n]) {
+		n--
+	}
+	return v[:n]
 }
 
 // ClipText bounds the platform's free text in t as DecodeTransaction does:

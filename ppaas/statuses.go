@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unicode/utf8"
 )
 
 // Statuses decodes PPaaS status spellings into States. The statuses are our
@@ -54,16 +53,7 @@ const maxSpellingBytes = 64
 
 // clipSpelling returns at most maxSpellingBytes of raw, cut at a character
 // boundary (a slice of raw: the caller copies what it keeps).
-func clipSpelling(raw string) string {
-	if len(raw) <= maxSpellingBytes {
-		return raw
-	}
-	n := maxSpellingBytes
-	for n > 0 && !utf8.RuneStart(raw[n]) {
-		n--
-	}
-	return raw[:n]
-}
+func clipSpelling(raw string) string { return cut(raw, maxSpellingBytes) }
 
 // Chargebacks. A chargeback — the card holder's bank taking a payment
 // back — is a "refunded" to this contract, but unlike a refund no response of
